@@ -1,0 +1,146 @@
+/* Channels the agent serves. Throughput: send N incompressible bytes as credit allows (a
+ * link test a technician can run). Echo: return every byte (a latency test). Both respect
+ * credit end to end: nothing is produced that the console has not made room for. */
+#include <stdlib.h>
+#include <string.h>
+#include "agent.h"
+#include "tt/log.h"
+#include "tt/msg.h"
+
+/* A throughput test may ask for at most this much. */
+#define AGENT_THROUGHPUT_MAX (64ull << 30)
+#define AGENT_BLOCK (64u * 1024u)
+
+typedef struct {
+  Tether__ChannelKind kind;
+  uint64_t remaining; /* throughput: bytes still to send */
+  tt_buf_t pending;   /* echo: bytes received but not yet sent back */
+} agent_chan_t;
+
+static uint8_t g_block[AGENT_BLOCK];
+static int g_block_ready;
+
+/* Incompressible filler: xorshift output, made once. */
+static void fill_block(void) {
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < AGENT_BLOCK; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    memcpy(g_block + i, &x, 8);
+  }
+  g_block_ready = 1;
+}
+
+static void pump_throughput(tt_mux_t *m, tt_chan_t *ch, agent_chan_t *ac) {
+  size_t off = 0;
+  while (ac->remaining > 0) {
+    uint32_t room = tt_mux_sendable(ch);
+    if (room == 0) break;
+    size_t n = room < AGENT_BLOCK - off ? room : AGENT_BLOCK - off;
+    if (n > ac->remaining) n = (size_t)ac->remaining;
+    uint8_t fl = n == ac->remaining ? TT_FF_EOF : 0;
+    if (tt_mux_send(m, ch, g_block + off, n, fl)) break;
+    ac->remaining -= n;
+    off = (off + n) % AGENT_BLOCK;
+  }
+}
+
+static void pump_echo(tt_mux_t *m, tt_chan_t *ch, agent_chan_t *ac) {
+  size_t n = ac->pending.len;
+  uint32_t room = tt_mux_sendable(ch);
+  if (n > room) n = room;
+  if (n == 0) return;
+  if (tt_mux_send(m, ch, tt_buf_head(&ac->pending), n, 0)) return;
+  tt_buf_consume(&ac->pending, n);
+  tt_buf_shrink(&ac->pending);
+  tt_mux_consumed(m, ch, n);
+}
+
+static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
+  tt_link_t *l = tt_link_from_mux(m);
+  char who[TT_NAME_MAX + 1];
+  if (tt_text_copy(who, sizeof(who), msg->requester)) snprintf(who, sizeof(who), "?");
+  if (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->kind != TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
+    (void)tt_mux_reject(m, ch, TT_ENOTFOUND, "this agent does not serve that channel kind");
+    tt_link_flush(l);
+    return;
+  }
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->bytes > AGENT_THROUGHPUT_MAX) {
+    (void)tt_mux_reject(m, ch, TT_ETOOBIG, "throughput test larger than 64 GiB");
+    tt_link_flush(l);
+    return;
+  }
+  agent_chan_t *ac = calloc(1, sizeof(*ac));
+  if (!ac || tt_mux_accept(m, ch, TT_WINDOW_DEFAULT, true, 0)) {
+    free(ac);
+    (void)tt_mux_reject(m, ch, TT_ENOMEM, "cannot accept");
+    tt_link_flush(l);
+    return;
+  }
+  ac->kind = msg->kind;
+  ac->remaining = msg->bytes;
+  tt_buf_init(&ac->pending, TT_WINDOW_MAX);
+  ch->data = ac;
+  TT_INFO("agent", "channel opened", "id=%u kind=%d requester=%s", ch->id, (int)msg->kind, who);
+  if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT) {
+    if (!g_block_ready) fill_block();
+    if (ac->remaining == 0) (void)tt_mux_send(m, ch, NULL, 0, TT_FF_EOF);
+    else pump_throughput(m, ch, ac);
+  }
+  tt_link_flush(l);
+}
+
+/* A local close gets no on_close from the mux: free our side here. */
+static void chan_finish(tt_mux_t *m, tt_chan_t *ch, int code, const char *why) {
+  agent_chan_t *ac = ch->data;
+  (void)tt_mux_close(m, ch, code, why);
+  if (ac) {
+    tt_buf_free(&ac->pending);
+    free(ac);
+  }
+  ch->data = NULL;
+}
+
+static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
+  agent_chan_t *ac = ch->data;
+  if (!ac) return;
+  if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
+    /* Within our window by the mux's check, so pending never passes one window. */
+    if (tt_buf_append(&ac->pending, p, n)) {
+      chan_finish(m, ch, TT_EFULL, "echo buffer full");
+      tt_link_flush(tt_link_from_mux(m));
+      return;
+    }
+    pump_echo(m, ch, ac);
+  } else {
+    tt_mux_consumed(m, ch, n); /* throughput ignores what the console sends */
+  }
+  if (flags & TT_FF_EOF) chan_finish(m, ch, 0, "done");
+  tt_link_flush(tt_link_from_mux(m));
+}
+
+static void chan_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
+  agent_chan_t *ac = ch->data;
+  if (!ac) return;
+  if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT) pump_throughput(m, ch, ac);
+  else pump_echo(m, ch, ac);
+  tt_link_flush(tt_link_from_mux(m));
+}
+
+static void chan_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
+  agent_chan_t *ac = ch->data;
+  if (!ac) return;
+  TT_INFO("agent", "channel closed", "id=%u code=%s sent=%llu", ch->id, code ? tt_errname(code) : "ok",
+          (unsigned long long)ch->bytes_out);
+  tt_buf_free(&ac->pending);
+  free(ac);
+  ch->data = NULL;
+}
+
+const tt_mux_cbs_t agent_mux_cbs = {
+    .on_open = chan_open,
+    .on_data = chan_data,
+    .on_credit = chan_credit,
+    .on_close = chan_close,
+};

@@ -1,0 +1,234 @@
+/* Broker connections: accept, identify (certificate + Hello), answer requests, heartbeat. */
+#include <stdlib.h>
+#include <string.h>
+#include "broker.h"
+#include "tt/log.h"
+#include "tt/msg.h"
+
+static void conn_unlink(broker_conn_t *c) {
+  broker_t *b = c->b;
+  if (c->prev) c->prev->next = c->next;
+  else b->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  b->nconns--;
+  if (c->state == BROKER_CONN_READY && c->id.role == TT_ROLE_AGENT) b->nagents--;
+}
+
+void broker_on_connection(uv_stream_t *server, int status) {
+  broker_t *b = server->data;
+  if (status < 0) {
+    TT_WARN("broker", "accept failed", "err=%s", uv_err_name(status));
+    return;
+  }
+  broker_conn_t *c = calloc(1, sizeof(*c));
+  if (!c) return;
+  c->b = b;
+  int rc = tt_link_accept(&c->link, b->tls, server, &b->limits, &broker_link_cbs, c);
+  if (rc) {
+    TT_WARN("broker", "accept failed", "err=%s", tt_errname(rc));
+    free(c);
+    return;
+  }
+  c->next = b->conns;
+  if (b->conns) b->conns->prev = c;
+  b->conns = c;
+  b->nconns++;
+  snprintf(c->addr, sizeof(c->addr), "%s", tt_link_peer_addr(c->link));
+  if ((int64_t)b->nconns > b->cfg.max_connections) {
+    TT_WARN("broker", "refusing connection", "peer=%s reason=max_connections limit=%lld", c->addr,
+            (long long)b->cfg.max_connections);
+    tt_link_close(c->link, TT_EBUSY, "broker at its connection limit");
+  }
+}
+
+static void conn_on_up(tt_link_t *l) {
+  broker_conn_t *c = l->data;
+  X509 *x = tt_link_peer_cert(l);
+  int rc = x ? tt_cert_identity(x, &c->id) : TT_ECERT;
+  if (rc || c->id.role == TT_ROLE_BROKER || c->id.role == TT_ROLE_NONE) {
+    TT_WARN("broker", "refusing peer", "peer=%s reason=\"certificate has no usable role or name\"", c->addr);
+    tt_link_close(l, TT_EROLE, "certificate carries no client role");
+    return;
+  }
+  c->state = BROKER_CONN_HELLO;
+  TT_DEBUG("broker", "tls up", "peer=%s role=%s name=%s", c->addr, tt_role_name(c->id.role), c->id.name);
+}
+
+broker_conn_t *broker_find_agent(broker_t *b, const char *device_id) {
+  for (broker_conn_t *c = b->conns; c; c = c->next)
+    if (c->state == BROKER_CONN_READY && c->id.role == TT_ROLE_AGENT && strcmp(c->id.name, device_id) == 0)
+      return c;
+  return NULL;
+}
+
+static int refuse(broker_conn_t *c, int code, const char *why) {
+  TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=\"%s\"", c->addr, c->id.name, why);
+  tt_link_close(c->link, code, why);
+  return 0;
+}
+
+static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
+  broker_t *b = c->b;
+  char why[160];
+  if (h->proto_version != TT_PROTO_VERSION) {
+    snprintf(why, sizeof(why), "protocol version %u not supported; this broker speaks %u",
+             h->proto_version, TT_PROTO_VERSION);
+    return refuse(c, TT_EVERSION, why);
+  }
+  if ((int)h->role != (int)c->id.role) {
+    snprintf(why, sizeof(why), "hello says role %s but the certificate says %s",
+             tt_role_name((tt_role_t)h->role), tt_role_name(c->id.role));
+    return refuse(c, TT_EROLE, why);
+  }
+  if (tt_text_copy(c->hostname, sizeof(c->hostname), h->hostname) ||
+      tt_text_copy(c->version, sizeof(c->version), h->software_version))
+    return refuse(c, TT_ETEXT, "hostname or version is not valid text");
+  c->caps = h->capabilities;
+
+  if (c->id.role == TT_ROLE_AGENT) {
+    broker_conn_t *old = broker_find_agent(b, c->id.name);
+    if (old) {
+      TT_INFO("broker", "agent replaced by a newer connection", "device=%s old=%s new=%s",
+              c->id.name, old->addr, c->addr);
+      tt_link_close(old->link, TT_ECLOSED, "replaced by a newer connection from the same device");
+    }
+    b->nagents++;
+  }
+  Tether__Welcome w = TETHER__WELCOME__INIT;
+  w.proto_version = TT_PROTO_VERSION;
+  w.broker_version = tt_text(TT_VERSION);
+  w.capabilities = TETHER__CAPABILITY__CAP_ZSTD;
+  w.heartbeat_ms = (uint32_t)b->cfg.heartbeat_ms;
+  w.idle_timeout_ms = (uint32_t)b->cfg.idle_timeout_ms;
+  w.identity = tt_text(c->id.name);
+  c->state = BROKER_CONN_READY;
+  c->connected_unix_ms = broker_unix_ms();
+  tt_link_set_authed(c->link);
+  TT_INFO("broker", "peer connected", "peer=%s role=%s name=%s hostname=%s version=%s", c->addr,
+          tt_role_name(c->id.role), c->id.name, c->hostname, c->version);
+  return tt_link_send(c->link, TT_K_WELCOME, &w.base);
+}
+
+static int on_devices(broker_conn_t *c, uint32_t req_id, const Tether__DeviceListRequest *q) {
+  broker_t *b = c->b;
+  uint32_t limit = q->limit == 0 || q->limit > TT_DEVICE_PAGE_MAX ? TT_DEVICE_PAGE_MAX : q->limit;
+  Tether__DeviceInfo *infos = calloc(limit, sizeof(*infos));
+  Tether__DeviceInfo **ptrs = calloc(limit, sizeof(*ptrs));
+  int rc = TT_ENOMEM;
+  if (!infos || !ptrs) goto out;
+  uint32_t idx = 0, n = 0;
+  for (broker_conn_t *a = b->conns; a; a = a->next) {
+    if (a->state != BROKER_CONN_READY || a->id.role != TT_ROLE_AGENT) continue;
+    if (idx++ < q->offset || n >= limit) continue;
+    Tether__DeviceInfo *d = &infos[n];
+    tether__device_info__init(d);
+    d->device_id = tt_text(a->id.name);
+    d->hostname = tt_text(a->hostname);
+    d->address = tt_text(a->addr);
+    d->agent_version = tt_text(a->version);
+    d->connected_since_ms = a->connected_unix_ms;
+    ptrs[n++] = d;
+  }
+  Tether__DeviceList list = TETHER__DEVICE_LIST__INIT;
+  list.devices = ptrs;
+  list.n_devices = n;
+  list.total = idx;
+  Tether__Response r = TETHER__RESPONSE__INIT;
+  r.id = req_id;
+  r.body_case = TETHER__RESPONSE__BODY_DEVICES;
+  r.devices = &list;
+  rc = tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+out:
+  free(infos);
+  free(ptrs);
+  return rc;
+}
+
+static int reply_error(broker_conn_t *c, uint32_t id, int code, const char *msg) {
+  Tether__Error e = TETHER__ERROR__INIT;
+  e.code = tt_err_to_wire(code);
+  e.message = tt_text(msg);
+  Tether__Response r = TETHER__RESPONSE__INIT;
+  r.id = id;
+  r.error = &e;
+  return tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+}
+
+static int on_request(broker_conn_t *c, const Tether__Request *q) {
+  if (c->id.role != TT_ROLE_TECHNICIAN && c->id.role != TT_ROLE_ADMIN) {
+    TT_WARN("broker", "request refused", "peer=%s name=%s role=%s", c->addr, c->id.name,
+            tt_role_name(c->id.role));
+    return reply_error(c, q->id, TT_EDENIED, "only technicians and admins may send requests");
+  }
+  switch (q->body_case) {
+  case TETHER__REQUEST__BODY_DEVICES:
+    return on_devices(c, q->id, q->devices);
+  default:
+    return reply_error(c, q->id, TT_EKIND, "unknown request");
+  }
+}
+
+static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
+  broker_conn_t *c = l->data;
+  if (c->state == BROKER_CONN_HELLO) {
+    if (kind != TT_K_HELLO) return TT_EPROTO;
+    return on_hello(c, (const Tether__Hello *)m);
+  }
+  if (c->state != BROKER_CONN_READY) return TT_EPROTO;
+  switch (kind) {
+  case TT_K_REQUEST:
+    return on_request(c, (const Tether__Request *)m);
+  case TT_K_ERROR: {
+    const Tether__Error *e = (const Tether__Error *)m;
+    char msg[TT_TEXT_MAX + 1];
+    if (tt_text_copy(msg, sizeof(msg), e->message)) snprintf(msg, sizeof(msg), "(unprintable)");
+    TT_INFO("broker", "peer reported an error", "peer=%s name=%s code=%d msg=\"%s\"", c->addr,
+            c->id.name, (int)e->code, msg);
+    tt_link_close(l, 0, NULL);
+    return 0;
+  }
+  default:
+    return TT_EKIND; /* Hello twice, Welcome from a client, ... */
+  }
+}
+
+static void conn_on_down(tt_link_t *l, int reason) {
+  broker_conn_t *c = l->data;
+  if (c->state == BROKER_CONN_READY) {
+    TT_INFO("broker", "peer disconnected", "peer=%s role=%s name=%s reason=%s", c->addr,
+            tt_role_name(c->id.role), c->id.name, reason ? tt_errname(reason) : "closed");
+  } else {
+    TT_INFO("broker", "connection refused or dropped before hello", "peer=%s reason=%s", c->addr,
+            reason ? tt_errname(reason) : "closed");
+  }
+  conn_unlink(c);
+  free(c);
+}
+
+void broker_heartbeat_cb(uv_timer_t *t) {
+  broker_t *b = t->data;
+  b->ping_nonce++;
+  for (broker_conn_t *c = b->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->state != BROKER_CONN_READY || c->link->closing) continue;
+    int rc = tt_link_ping(c->link, b->ping_nonce);
+    if (rc) tt_link_close(c->link, rc, "peer is not reading");
+  }
+}
+
+void broker_close_all(broker_t *b) {
+  for (broker_conn_t *c = b->conns; c; c = c->next) tt_link_close(c->link, TT_ECLOSED, "broker shutting down");
+}
+
+const tt_link_cbs_t broker_link_cbs = {
+    .on_up = conn_on_up,
+    .on_control = conn_on_control,
+    .on_down = conn_on_down,
+    .mux = {
+        .on_open = relay_on_open,
+        .on_accept = relay_on_accept,
+        .on_data = relay_on_data,
+        .on_credit = relay_on_credit,
+        .on_close = relay_on_close,
+    },
+};

@@ -1,0 +1,143 @@
+/* tether-broker: options, listener, signals. The work happens in conn.c and relay.c. */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include "broker.h"
+#include "tt/addr.h"
+#include "tt/cli.h"
+#include "tt/log.h"
+
+#define OPT(n, f, t, field, lo, hi, d, h) \
+  {n, f, t, offsetof(broker_cfg_t, field), sizeof(((broker_cfg_t *)0)->field), lo, hi, d, NULL, h}
+
+static const tt_conf_opt_t broker_opts[] = {
+    OPT("listen", "listen", TT_CONF_STR, listen, 3, 127, "127.0.0.1:7443", "address and port to listen on"),
+    OPT("tls.ca", "ca", TT_CONF_STR, ca, 1, 511, NULL, "CA certificate (PEM) that signs every peer"),
+    OPT("tls.cert", "cert", TT_CONF_STR, cert, 1, 511, NULL, "the broker's certificate (PEM)"),
+    OPT("tls.key", "key", TT_CONF_STR, key, 1, 511, NULL, "the broker's private key (PEM)"),
+    OPT("heartbeat", "heartbeat", TT_CONF_DURATION, heartbeat_ms, 100, 600000, "15s",
+        "how often every peer is pinged"),
+    OPT("idle_timeout", "idle-timeout", TT_CONF_DURATION, idle_timeout_ms, 300, 3600000, "45s",
+        "drop a peer that sent nothing for this long"),
+    OPT("handshake_timeout", "handshake-timeout", TT_CONF_DURATION, handshake_timeout_ms, 100, 120000,
+        "10s", "drop a connection whose TLS handshake and Hello take longer"),
+    OPT("max_connections", "max-connections", TT_CONF_INT, max_connections, 1, 10000000, "200000",
+        "connections held at once; more are closed at accept"),
+    {"log_level", "log-level", TT_CONF_ENUM, offsetof(broker_cfg_t, log_level), sizeof(int), 0, 0,
+     "info", "debug|info|warn|error", "log verbosity"},
+};
+#define NOPTS (sizeof(broker_opts) / sizeof(broker_opts[0]))
+
+uint64_t broker_unix_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  broker_t *b = s->data;
+  if (b->stopping) return;
+  TT_INFO("broker", "stopping", "signal=%d connections=%zu", signum, b->nconns);
+  b->stopping = true;
+  uv_close((uv_handle_t *)&b->listener, NULL);
+  uv_close((uv_handle_t *)&b->heartbeat, NULL);
+  uv_close((uv_handle_t *)&b->sigint, NULL);
+  uv_close((uv_handle_t *)&b->sigterm, NULL);
+  broker_close_all(b);
+}
+
+static int check_cfg(const broker_cfg_t *c) {
+  const char *missing = !c->ca[0] ? "tls.ca (--ca)" : !c->cert[0] ? "tls.cert (--cert)"
+                        : !c->key[0] ? "tls.key (--key)" : NULL;
+  if (missing) {
+    fprintf(stderr, "tether-broker: %s is required\n", missing);
+    return TT_ECONFIG;
+  }
+  if (c->idle_timeout_ms <= c->heartbeat_ms) {
+    fprintf(stderr, "tether-broker: idle_timeout must be longer than heartbeat\n");
+    return TT_ECONFIG;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static broker_t b;
+  tt_cli_args_t args;
+  const tt_cli_t cli = {
+      .prog = "tether-broker",
+      .usage = "usage: tether-broker [--config FILE] [options]\n\n"
+               "Tether's broker: accepts agents and consoles over mutual TLS and relays\n"
+               "their channels.",
+      .config_path = "/etc/tether/broker.conf",
+  };
+  signal(SIGPIPE, SIG_IGN);
+  if (tt_cli_parse(&cli, broker_opts, NOPTS, &b.cfg, argc, argv, &args)) return 2;
+  if (args.help) {
+    tt_cli_help(&cli, broker_opts, NOPTS);
+    return 0;
+  }
+  if (args.version) {
+    printf("tether-broker %s\n", TT_VERSION);
+    return 0;
+  }
+  if (args.npos) {
+    fprintf(stderr, "tether-broker: unexpected argument '%s'\n", args.pos[0]);
+    return 2;
+  }
+  if (check_cfg(&b.cfg)) return 2;
+  tt_log_set_level((tt_log_level_t)b.cfg.log_level);
+
+  char err[512];
+  tt_tls_ctx_opts_t to = {.server = true, .ca_file = b.cfg.ca, .cert_file = b.cfg.cert, .key_file = b.cfg.key};
+  if (tt_tls_ctx_new(&b.tls, &to, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: %s\n", err);
+    return 1;
+  }
+  b.loop = uv_default_loop();
+  b.limits = (tt_tls_limits_t){
+      .handshake_ms = (uint64_t)b.cfg.handshake_timeout_ms,
+      .idle_ms = (uint64_t)b.cfg.idle_timeout_ms,
+      .high_water = TT_SOCKET_QUEUE_CAP,
+      .low_water = TT_SOCKET_QUEUE_CAP / 4,
+      .write_cap = TT_SOCKET_WRITE_CAP,
+  };
+
+  struct sockaddr_storage sa;
+  char host[128];
+  int rc = tt_addr_resolve(b.cfg.listen, &sa, host, sizeof(host));
+  if (rc) {
+    fprintf(stderr, "tether-broker: listen: cannot use '%s': %s\n", b.cfg.listen, tt_strerror(rc));
+    return 2;
+  }
+  uv_tcp_init(b.loop, &b.listener);
+  b.listener.data = &b;
+  if ((rc = uv_tcp_bind(&b.listener, (struct sockaddr *)&sa, 0)) ||
+      (rc = uv_listen((uv_stream_t *)&b.listener, 4096, broker_on_connection))) {
+    fprintf(stderr, "tether-broker: cannot listen on %s: %s\n", b.cfg.listen, uv_strerror(rc));
+    return 1;
+  }
+  struct sockaddr_storage bound;
+  int blen = sizeof(bound);
+  char where[80];
+  uv_tcp_getsockname(&b.listener, (struct sockaddr *)&bound, &blen);
+  tt_addr_format((struct sockaddr *)&bound, where, sizeof(where));
+
+  uv_timer_init(b.loop, &b.heartbeat);
+  b.heartbeat.data = &b;
+  uv_timer_start(&b.heartbeat, broker_heartbeat_cb, (uint64_t)b.cfg.heartbeat_ms, (uint64_t)b.cfg.heartbeat_ms);
+  uv_signal_init(b.loop, &b.sigint);
+  uv_signal_init(b.loop, &b.sigterm);
+  b.sigint.data = b.sigterm.data = &b;
+  uv_signal_start(&b.sigint, on_signal, SIGINT);
+  uv_signal_start(&b.sigterm, on_signal, SIGTERM);
+
+  TT_INFO("broker", "listening", "addr=%s version=%s", where, TT_VERSION);
+  uv_run(b.loop, UV_RUN_DEFAULT);
+  rc = uv_loop_close(b.loop);
+  tt_tls_ctx_free(b.tls);
+  TT_INFO("broker", "stopped", "loop_close=%s", rc ? uv_err_name(rc) : "ok");
+  return rc ? 1 : 0;
+}

@@ -1,0 +1,434 @@
+/* tether-certs: the admin's tool for the broker's PKI. Makes the CA and the broker's
+ * certificate, issues identities, prints fingerprints (the CA pin) and shows certificates. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/x509v3.h>
+
+#include "tt/cert.h"
+#include "tt/pki.h"
+
+#define PROG "tether-certs"
+#define EXIT_USAGE 2
+#define PATH_CAP 4096
+
+static const char usage_text[] =
+  "usage: " PROG " COMMAND [OPTIONS]\n"
+  "\n"
+  "  init --dir DIR [--name NAME] [--san HOST ...] [--days N]\n"
+  "      Make DIR (0700) with a new CA (ca.pem, ca.key) and the broker's certificate\n"
+  "      (broker.pem, broker.key). NAME is the broker's CN (default broker). Each --san\n"
+  "      adds an IP address or DNS name (default 127.0.0.1, ::1, localhost). --days is\n"
+  "      the broker certificate's validity (default 730). Refuses if DIR/ca.key exists.\n"
+  "  issue ROLE NAME --dir DIR [--out PREFIX] [--days N | --seconds N]\n"
+  "      Issue a key and certificate for ROLE (agent, technician or admin) and NAME,\n"
+  "      signed by DIR's CA, as PREFIX.pem and PREFIX.key (default DIR/NAME). Default\n"
+  "      validity: 30 days for agents, 365 days for technicians and admins.\n"
+  "  fingerprint --dir DIR | --cert FILE\n"
+  "      Print the sha256 fingerprint of DIR's CA (the pin agents enroll with) or FILE.\n"
+  "  show FILE\n"
+  "      Print a certificate's role, name, fingerprint and expiry.\n"
+  "\n"
+  "  --help      this text\n"
+  "  --version   print the version\n"
+  "\n"
+  "NAME: 1-64 characters of A-Z a-z 0-9 . _ @ -. Keys are written 0600, certificates\n"
+  "0644, and no existing file is ever overwritten.\n"
+  "Exit status: 0 success, 1 failure, 2 bad usage.\n";
+
+static int usage_error(const char *fmt, ...) TT_PRINTF(1, 2);
+static int usage_error(const char *fmt, ...) {
+  va_list ap;
+  fputs(PROG ": ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return EXIT_USAGE;
+}
+
+static int failure(const char *fmt, ...) TT_PRINTF(1, 2);
+static int failure(const char *fmt, ...) {
+  va_list ap;
+  fputs(PROG ": ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return EXIT_FAILURE;
+}
+
+/* The message for getopt_long's '?' or ':' (opterr is off so getopt stays quiet). */
+static int bad_option(int c, char **argv) {
+  const char *opt = argv[optind - 1];
+  if (c == ':')
+    return usage_error("option '%s' needs a value", opt);
+  if (optopt != 0)
+    return usage_error("unknown option '-%c' (try --help)", optopt);
+  return usage_error("unknown option '%s' (try --help)", opt);
+}
+
+/* A positive decimal count no larger than max. */
+static int parse_count(const char *s, long long max, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < 1 || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int join(char *dst, const char *a, const char *b, const char *c) {
+  int n = snprintf(dst, PATH_CAP, "%s%s%s", a, b, c);
+  return n >= 0 && n < PATH_CAP ? 0 : -1;
+}
+
+static int path_exists(const char *p) {
+  struct stat st;
+  return lstat(p, &st) == 0;
+}
+
+static void format_time(const ASN1_TIME *t, char *out, size_t cap) {
+  struct tm tm;
+  if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
+      strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    snprintf(out, cap, "?");
+}
+
+static const struct option dir_opts[] = {
+  {"dir", required_argument, NULL, 'd'},   {"name", required_argument, NULL, 'n'},
+  {"san", required_argument, NULL, 's'},   {"days", required_argument, NULL, 'D'},
+  {"seconds", required_argument, NULL, 'S'}, {"out", required_argument, NULL, 'o'},
+  {"cert", required_argument, NULL, 'c'},  {"help", no_argument, NULL, 'h'},
+  {NULL, 0, NULL, 0},
+};
+
+/* Options each command takes, so a flag meant for another command is refused. */
+static int option_allowed(int c, const char *allowed) {
+  return c == 'h' || strchr(allowed, c) != NULL;
+}
+
+typedef struct {
+  const char *dir, *name, *out, *cert;
+  const char *sans[TT_PKI_SANS_MAX];
+  size_t nsans;
+  long long seconds; /* 0: default */
+  int help;
+  char *pos[3];
+  int npos;
+} opts_t;
+
+static int parse_opts(int argc, char **argv, const char *allowed, opts_t *o) {
+  int c, li = -1;
+  memset(o, 0, sizeof *o);
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", dir_opts, &li)) != -1) {
+    /* The option's own name: argv[optind - 1] is its value when given as "--x VALUE". */
+    const char *opt = li >= 0 ? dir_opts[li].name : "h";
+    li = -1;
+    if (c == '?' || c == ':')
+      return bad_option(c, argv);
+    if (!option_allowed(c, allowed))
+      return usage_error("option '--%s' does not apply to %s (try --help)", opt, argv[0]);
+    long long v;
+    switch (c) {
+    case 'h':
+      o->help = 1;
+      break;
+    case 'd':
+      o->dir = optarg;
+      break;
+    case 'n':
+      o->name = optarg;
+      break;
+    case 'o':
+      o->out = optarg;
+      break;
+    case 'c':
+      o->cert = optarg;
+      break;
+    case 's':
+      if (o->nsans == TT_PKI_SANS_MAX)
+        return usage_error("at most %u --san", TT_PKI_SANS_MAX);
+      if (!tt_pki_san_valid(optarg))
+        return usage_error("--san '%s' is neither an IP address nor a DNS name", optarg);
+      o->sans[o->nsans++] = optarg;
+      break;
+    case 'D':
+    case 'S':
+      if (o->seconds != 0)
+        return usage_error("give one of --days and --seconds, once");
+      if (c == 'D' && parse_count(optarg, TT_PKI_MAX_SECONDS / TT_PKI_DAY, &v) == 0) {
+        o->seconds = v * TT_PKI_DAY;
+      } else if (c == 'S' && parse_count(optarg, TT_PKI_MAX_SECONDS, &v) == 0) {
+        o->seconds = v;
+      } else {
+        return usage_error("--%s must be a whole number from 1 to %lld", opt,
+                           c == 'D' ? TT_PKI_MAX_SECONDS / TT_PKI_DAY : TT_PKI_MAX_SECONDS);
+      }
+      break;
+    default:
+      return usage_error("unexpected option");
+    }
+  }
+  for (int i = optind; i < argc; i++) {
+    if (o->npos == (int)(sizeof o->pos / sizeof o->pos[0]))
+      return usage_error("too many arguments to %s", argv[0]);
+    o->pos[o->npos++] = argv[i];
+  }
+  return 0;
+}
+
+static int check_name(const char *name) {
+  if (tt_name_valid(name))
+    return 0;
+  return usage_error("name '%s' must be 1-%u characters of A-Z a-z 0-9 . _ @ -", name,
+                     TT_NAME_MAX);
+}
+
+static int cmd_init(int argc, char **argv) {
+  static const char *const default_sans[] = {"127.0.0.1", "::1", "localhost"};
+  char ca_pem[PATH_CAP], ca_key[PATH_CAP], br_pem[PATH_CAP], br_key[PATH_CAP];
+  char err[512], fp[TT_FINGERPRINT_LEN + 1], until[32];
+  X509 *ca = NULL, *br = NULL;
+  EVP_PKEY *cak = NULL, *brk = NULL;
+  opts_t o;
+  struct stat st;
+  int rc;
+
+  if ((rc = parse_opts(argc, argv, "dnsD", &o)) != 0)
+    return rc;
+  if (o.help)
+    return fputs(usage_text, stdout), 0;
+  if (o.npos > 0)
+    return usage_error("init takes no arguments, got '%s'", o.pos[0]);
+  if (o.dir == NULL)
+    return usage_error("init needs --dir DIR");
+  if (o.name == NULL)
+    o.name = "broker";
+  if ((rc = check_name(o.name)) != 0)
+    return rc;
+  if (join(ca_pem, o.dir, "/", TT_PKI_CA_CERT_FILE) < 0 ||
+      join(ca_key, o.dir, "/", TT_PKI_CA_KEY_FILE) < 0 ||
+      join(br_pem, o.dir, "/", "broker.pem") < 0 || join(br_key, o.dir, "/", "broker.key") < 0)
+    return usage_error("--dir is too long");
+
+  if (mkdir(o.dir, 0700) < 0 && errno != EEXIST)
+    return failure("%s: %s", o.dir, strerror(errno));
+  if (stat(o.dir, &st) < 0 || !S_ISDIR(st.st_mode))
+    return failure("%s: not a directory", o.dir);
+  /* Check all four first: a half-made directory is worse than a clear refusal. */
+  if (path_exists(ca_key))
+    return failure("%s: already exists, refusing to overwrite an existing CA", ca_key);
+  const char *const all[] = {ca_pem, br_pem, br_key};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (path_exists(all[i]))
+      return failure("%s: already exists, refusing to overwrite", all[i]);
+
+  tt_pki_leaf_t leaf = {
+    .role = TT_ROLE_BROKER,
+    .name = o.name,
+    .seconds = o.seconds,
+    .sans = o.nsans > 0 ? o.sans : default_sans,
+    .nsans = o.nsans > 0 ? o.nsans : sizeof default_sans / sizeof default_sans[0],
+  };
+  if (tt_pki_ca_new(0, &ca, &cak, err, sizeof err) < 0 ||
+      tt_pki_issue(ca, cak, &leaf, &br, &brk, err, sizeof err) < 0) {
+    rc = failure("%s", err);
+    goto out;
+  }
+  /* Key before certificate: a certificate without its key is the more confusing leftover.
+   * On any failure, remove what this run wrote so init can simply be run again. */
+  const struct {
+    const char *path;
+    EVP_PKEY *key;
+    X509 *cert;
+  } files[] = {{ca_key, cak, NULL}, {ca_pem, NULL, ca}, {br_key, brk, NULL}, {br_pem, NULL, br}};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    int w = files[i].key != NULL ? tt_pki_write_key(files[i].path, files[i].key, err, sizeof err)
+                                 : tt_pki_write_cert(files[i].path, files[i].cert, err,
+                                                     sizeof err);
+    if (w < 0) {
+      rc = failure("%s", err);
+      while (i-- > 0)
+        unlink(files[i].path);
+      goto out;
+    }
+  }
+  if (tt_cert_fingerprint(ca, fp, sizeof fp) < 0) {
+    rc = failure("cannot fingerprint the new CA");
+    goto out;
+  }
+  format_time(X509_get0_notAfter(br), until, sizeof until);
+  printf("wrote %s, %s, %s, %s\n", ca_pem, ca_key, br_pem, br_key);
+  printf("broker %s, not after %s, names", o.name, until);
+  for (size_t i = 0; i < leaf.nsans; i++)
+    printf(" %s", leaf.sans[i]);
+  printf("\nca pin: %s\n", fp);
+  rc = 0;
+out:
+  X509_free(ca);
+  X509_free(br);
+  EVP_PKEY_free(cak);
+  EVP_PKEY_free(brk);
+  return rc;
+}
+
+static int cmd_issue(int argc, char **argv) {
+  char pem[PATH_CAP], key[PATH_CAP], defprefix[PATH_CAP], err[512], until[32];
+  X509 *ca = NULL, *x = NULL;
+  EVP_PKEY *cak = NULL, *k = NULL;
+  tt_role_t role;
+  opts_t o;
+  int rc;
+
+  if ((rc = parse_opts(argc, argv, "doDS", &o)) != 0)
+    return rc;
+  if (o.help)
+    return fputs(usage_text, stdout), 0;
+  if (o.npos != 2)
+    return usage_error("issue needs ROLE and NAME (try --help)");
+  if (tt_role_parse(o.pos[0], &role) < 0 || role == TT_ROLE_BROKER)
+    return usage_error("role '%s' must be agent, technician or admin", o.pos[0]);
+  if ((rc = check_name(o.pos[1])) != 0)
+    return rc;
+  if (o.dir == NULL)
+    return usage_error("issue needs --dir DIR (where the CA is)");
+  if (o.out != NULL && o.out[0] == '\0')
+    return usage_error("--out must not be empty");
+  const char *prefix = o.out;
+  if (prefix == NULL) {
+    if (join(defprefix, o.dir, "/", o.pos[1]) < 0)
+      return usage_error("output path is too long");
+    prefix = defprefix;
+  }
+  if (join(pem, prefix, ".pem", "") < 0 || join(key, prefix, ".key", "") < 0)
+    return usage_error("output path is too long");
+  if (path_exists(pem) || path_exists(key))
+    return failure("%s: already exists, refusing to overwrite", path_exists(pem) ? pem : key);
+
+  tt_pki_leaf_t leaf = {.role = role, .name = o.pos[1], .seconds = o.seconds};
+  if (tt_pki_load_ca(o.dir, &ca, &cak, err, sizeof err) < 0 ||
+      tt_pki_issue(ca, cak, &leaf, &x, &k, err, sizeof err) < 0 ||
+      tt_pki_write_key(key, k, err, sizeof err) < 0) {
+    rc = failure("%s", err);
+    goto out;
+  }
+  if (tt_pki_write_cert(pem, x, err, sizeof err) < 0) {
+    rc = failure("%s", err);
+    unlink(key);
+    goto out;
+  }
+  format_time(X509_get0_notAfter(x), until, sizeof until);
+  printf("wrote %s, %s\n%s %s, not after %s\n", pem, key, tt_role_name(role), o.pos[1], until);
+  rc = 0;
+out:
+  X509_free(ca);
+  X509_free(x);
+  EVP_PKEY_free(cak);
+  EVP_PKEY_free(k);
+  return rc;
+}
+
+static int cmd_fingerprint(int argc, char **argv) {
+  char path[PATH_CAP], err[512], fp[TT_FINGERPRINT_LEN + 1];
+  X509 *x = NULL;
+  opts_t o;
+  int rc;
+
+  if ((rc = parse_opts(argc, argv, "dc", &o)) != 0)
+    return rc;
+  if (o.help)
+    return fputs(usage_text, stdout), 0;
+  if (o.npos > 0)
+    return usage_error("fingerprint takes no arguments, got '%s'", o.pos[0]);
+  if ((o.dir == NULL) == (o.cert == NULL))
+    return usage_error("fingerprint needs one of --dir DIR and --cert FILE");
+  if (o.dir != NULL && join(path, o.dir, "/", TT_PKI_CA_CERT_FILE) < 0)
+    return usage_error("--dir is too long");
+  if (tt_pki_load_cert(o.dir != NULL ? path : o.cert, &x, err, sizeof err) < 0)
+    return failure("%s", err);
+  rc = tt_cert_fingerprint(x, fp, sizeof fp);
+  X509_free(x);
+  if (rc < 0)
+    return failure("cannot fingerprint %s", o.dir != NULL ? path : o.cert);
+  printf("%s\n", fp);
+  return 0;
+}
+
+static int cmd_show(int argc, char **argv) {
+  char err[512], until[32];
+  tt_identity_t id;
+  X509 *x = NULL;
+  opts_t o;
+  int rc;
+
+  if ((rc = parse_opts(argc, argv, "", &o)) != 0)
+    return rc;
+  if (o.help)
+    return fputs(usage_text, stdout), 0;
+  if (o.npos != 1)
+    return usage_error("show needs exactly one FILE");
+  if (tt_pki_load_cert(o.pos[0], &x, err, sizeof err) < 0)
+    return failure("%s", err);
+  format_time(X509_get0_notAfter(x), until, sizeof until);
+  if (tt_cert_identity(x, &id) == 0) {
+    printf("role: %s\nname: %s\n", tt_role_name(id.role), id.name);
+  } else if (X509_check_ca(x) >= 1 && tt_cert_fingerprint(x, id.fingerprint,
+                                                          sizeof id.fingerprint) == 0) {
+    /* The CA has OU=ca, which is not a role; show its subject instead. */
+    printf("role: ca\nsubject: ");
+    X509_NAME_print_ex_fp(stdout, X509_get_subject_name(x), 0, XN_FLAG_ONELINE);
+    printf("\n");
+  } else {
+    X509_free(x);
+    return failure("%s: not a Tether identity (OU must be a role, CN a valid name)",
+                   o.pos[0]);
+  }
+  printf("fingerprint: %s\nnot-after: %s\n", id.fingerprint, until);
+  X509_free(x);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+  } cmds[] = {
+    {"init", cmd_init},
+    {"issue", cmd_issue},
+    {"fingerprint", cmd_fingerprint},
+    {"show", cmd_show},
+  };
+
+  if (argc < 2)
+    return usage_error("missing command (try --help)");
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    fputs(usage_text, stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("%s %s\n", PROG, TT_VERSION);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    if (strcmp(argv[1], cmds[i].name) == 0) {
+      int rc = cmds[i].run(argc - 1, argv + 1);
+      if (fflush(stdout) != 0 || ferror(stdout))
+        return failure("writing output: %s", strerror(errno));
+      return rc;
+    }
+  }
+  if (argv[1][0] == '-')
+    return usage_error("missing command before '%s' (try --help)", argv[1]);
+  return usage_error("unknown command '%s' (try --help)", argv[1]);
+}

@@ -1,0 +1,51 @@
+/* Every limit a peer can push on, in one place, each with the reason for its size.
+ * Checked before anything is allocated. Tests exercise each one. */
+#ifndef TT_LIMITS_H
+#define TT_LIMITS_H
+
+/* Wire frames. A frame body is at most this large once the peer has said Hello and been
+ * welcomed: big enough for a 64 KiB data chunk plus zstd's worst-case expansion, and for a
+ * page of device listings, small enough that one frame never dominates a connection. */
+#define TT_FRAME_MAX_BODY (256u * 1024u)
+/* Before Hello is accepted the peer is only TLS-authenticated; it may send nothing but a
+ * Hello, which needs a few hundred bytes. 4 KiB stops a stranger from making us buffer. */
+#define TT_FRAME_MAX_BODY_PREAUTH 4096u
+/* protobuf-c unpacking can expand a body ~30x (pointers and structs per repeated element);
+ * the counting allocator refuses past these budgets. */
+#define TT_MSG_BUDGET (1024u * 1024u)
+#define TT_MSG_BUDGET_PREAUTH (16u * 1024u)
+/* Untrusted text fields (hostnames, versions, messages), bytes. */
+#define TT_TEXT_MAX 256u
+#define TT_NAME_MAX 64u
+/* Capabilities a Hello may list. */
+#define TT_CAPS_MAX 32u
+
+/* Channels. A connection may hold this many channels at once (a console runs a few;
+ * an agent one per live technician action). More is refused, not queued. */
+#define TT_CHANNELS_MAX 64u
+/* Data frame body: small enough that an interactive frame waits behind at most one bulk
+ * chunk per channel, large enough to keep TLS records full. */
+#define TT_DATA_CHUNK_MAX (16u * 1024u)
+/* Default and largest credit window a receiver grants per channel. The broker holds at
+ * most one window per channel and direction, so this bounds relay memory. */
+#define TT_WINDOW_DEFAULT (1024u * 1024u)
+#define TT_WINDOW_MAX (4u * 1024u * 1024u)
+/* Control messages queued toward one peer (pongs, window adjusts, replies). A peer that
+ * makes us queue more without reading is cut off. */
+#define TT_CTRL_QUEUE_MAX (256u * 1024u)
+/* Ciphertext queued to one socket before the writer stops pulling from channels; a
+ * keystroke waits behind at most this much. */
+#define TT_SOCKET_QUEUE_CAP (128u * 1024u)
+/* Hard cap on what tt_tls_write will queue for one socket. */
+#define TT_SOCKET_WRITE_CAP (4u * 1024u * 1024u)
+
+/* Listings. */
+#define TT_DEVICE_PAGE_MAX 500u
+
+/* Decompression of one chunk may never produce more than this (bomb guard). */
+#define TT_ZSTD_OUT_MAX (TT_DATA_CHUNK_MAX)
+
+/* Broker-wide. */
+#define TT_CONNECTIONS_MAX_DEFAULT 200000
+
+#endif

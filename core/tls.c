@@ -1,0 +1,745 @@
+/* A TLS 1.3 stream over a libuv TCP handle (see tt/tls.h). OpenSSL never touches the
+ * socket: ciphertext goes through two memory BIOs that we move to and from libuv. */
+#include "tt/tls.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/buffer.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "tt/limits.h"
+#include "tt/log.h"
+
+/* One read from the socket; shared by every stream of the thread (see tls_alloc_cb). */
+#define TLS_READ_BUF (64u * 1024u)
+/* One TLS record of plaintext at most. */
+#define TLS_PLAIN_BUF (16u * 1024u)
+/* tt_tls_write hands OpenSSL one record's worth at a time and sends the ciphertext
+ * whenever this much has piled up, so a big write never doubles in memory. */
+#define TLS_WRITE_CHUNK (16u * 1024u)
+#define TLS_FLUSH_AT (64u * 1024u)
+/* A memory BIO keeps the largest buffer it ever grew to; an empty one holding more than
+ * this is replaced, so that an idle stream does not sit on a 16 KiB record's worth. */
+#define TLS_BIO_KEEP 256u
+/* uv_shutdown waits for queued writes; a peer that reads nothing must not hold the close
+ * open forever. After this long the handles are closed and the queue dropped. */
+#define TLS_LINGER_MS 3000u
+
+static const unsigned char tls_alpn_wire[] = "\x08" TT_ALPN;
+
+struct tt_tls_ctx_s {
+  SSL_CTX *ssl;
+  bool server;
+};
+
+typedef enum { STREAM_CONNECTING, STREAM_HANDSHAKE, STREAM_OPEN } tls_state_t;
+
+struct tt_tls_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer; /* handshake deadline, then idle deadline, deferred drain, close linger */
+  SSL *ssl;
+  BIO *rbio; /* socket -> OpenSSL */
+  BIO *wbio; /* OpenSSL -> socket */
+  tt_tls_cbs_t cbs;
+  tt_tls_limits_t lim;
+  void *data;
+  size_t queued;  /* ciphertext handed to uv_write and not yet completed */
+  uint64_t mark;  /* before STREAM_OPEN: when we started; after: last byte received */
+  int reason;     /* for on_close */
+  tls_state_t state;
+  unsigned char open_handles;
+  bool closing;         /* tt_tls_close ran; no more SSL calls except close_notify */
+  bool handles_closing; /* uv_close issued; nothing may touch the handles */
+  bool silent;          /* creation failed: free without on_close */
+  bool paused;          /* user asked tt_tls_read_stop */
+  bool reading;         /* uv_read_start in effect */
+  bool drain_due;       /* deliver what OpenSSL holds on the next timer tick */
+  bool above_high;      /* reached high_water, waiting to fall to low_water */
+  bool failed;          /* fatal TLS error: no close_notify */
+  char peer[INET6_ADDRSTRLEN + 8];
+};
+
+/* A write request carries its own copy of the ciphertext. */
+typedef struct {
+  uv_write_t req;
+  size_t len;
+  uint8_t bytes[];
+} tls_wreq_t;
+
+static void tls_pump(tt_tls_t *s);
+static void tls_timer_cb(uv_timer_t *t);
+
+/* ---- context --------------------------------------------------------------------- */
+
+static void ctx_err(char *err, size_t errlen, const char *what) {
+  if (!err || errlen == 0) return;
+  unsigned long e = ERR_peek_last_error();
+  const char *why = e ? ERR_reason_error_string(e) : NULL;
+  snprintf(err, errlen, "%s: %s", what, why ? why : "failed");
+}
+
+/* The server speaks tether/1 or nothing: any other offer is refused with a fatal alert. */
+static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                              const unsigned char *in, unsigned int inlen, void *arg) {
+  const unsigned int want = (unsigned int)sizeof(tls_alpn_wire) - 2;
+  unsigned int i = 0;
+  while (i < inlen) {
+    unsigned int n = in[i];
+    if (n == 0 || n > inlen - i - 1) break;
+    if (n == want && memcmp(in + i + 1, TT_ALPN, n) == 0) {
+      *out = tls_alpn_wire + 1;
+      *outlen = (unsigned char)n;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + n;
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+int tt_tls_ctx_new(tt_tls_ctx_t **out, const tt_tls_ctx_opts_t *o, char *err, size_t errlen) {
+  tt_tls_ctx_t *c = NULL;
+  SSL_CTX *ssl = NULL;
+  int rc = TT_ETLS;
+  if (err && errlen) err[0] = '\0';
+  if (out) *out = NULL;
+  /* A client may go without a certificate (enrollment); a server may not. */
+  if (!out || !o || !o->ca_file || (o->cert_file == NULL) != (o->key_file == NULL) ||
+      (o->server && !o->cert_file)) {
+    if (err && errlen) snprintf(err, errlen, "tls: ca_file, cert_file and key_file are required");
+    return TT_EINVAL;
+  }
+  ERR_clear_error();
+  ssl = SSL_CTX_new(o->server ? TLS_server_method() : TLS_client_method());
+  if (!ssl) {
+    ctx_err(err, errlen, "SSL_CTX_new");
+    rc = TT_ENOMEM;
+    goto out;
+  }
+  if (SSL_CTX_set_min_proto_version(ssl, TLS1_3_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(ssl, TLS1_3_VERSION) != 1) {
+    ctx_err(err, errlen, "TLS 1.3");
+    goto out;
+  }
+  /* The CA file is the only trust anchor: no default paths. */
+  if (SSL_CTX_load_verify_locations(ssl, o->ca_file, NULL) != 1) {
+    ctx_err(err, errlen, o->ca_file);
+    rc = TT_ECONFIG;
+    goto out;
+  }
+  if (o->cert_file) {
+    if (SSL_CTX_use_certificate_chain_file(ssl, o->cert_file) != 1) {
+      ctx_err(err, errlen, o->cert_file);
+      rc = TT_ECONFIG;
+      goto out;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ssl, o->key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ssl) != 1) {
+      ctx_err(err, errlen, o->key_file);
+      rc = TT_ECONFIG;
+      goto out;
+    }
+  }
+  SSL_CTX_set_verify(ssl, o->server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                    : SSL_VERIFY_PEER, NULL);
+  /* NO_AUTO_CHAIN: send the chain as cert_file has it, not rebuilt from the trust store;
+   * the peer pins the same CA, and every stream then holds ~3.5 KiB less. */
+  SSL_CTX_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
+  /* No resumption: every connection proves its certificate again (revocation is checked
+   * at each handshake), and 100k agents' tickets would be work for nothing. */
+  SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
+  if (o->server) {
+    if (SSL_CTX_set_num_tickets(ssl, 0) != 1) {
+      ctx_err(err, errlen, "tickets");
+      goto out;
+    }
+    SSL_CTX_set_alpn_select_cb(ssl, tls_alpn_select_cb, NULL);
+  } else if (SSL_CTX_set_alpn_protos(ssl, tls_alpn_wire, sizeof(tls_alpn_wire) - 1) != 0) {
+    ctx_err(err, errlen, "ALPN");
+    goto out;
+  }
+  c = calloc(1, sizeof(*c));
+  if (!c) {
+    if (err && errlen) snprintf(err, errlen, "tls: out of memory");
+    rc = TT_ENOMEM;
+    goto out;
+  }
+  c->ssl = ssl;
+  c->server = o->server;
+  *out = c;
+  ssl = NULL;
+  rc = 0;
+out:
+  SSL_CTX_free(ssl);
+  ERR_clear_error();
+  return rc;
+}
+
+void tt_tls_ctx_free(tt_tls_ctx_t *ctx) {
+  if (!ctx) return;
+  SSL_CTX_free(ctx->ssl); /* streams hold their own reference through SSL_new */
+  free(ctx);
+}
+
+SSL_CTX *tt_tls_ctx_ssl(tt_tls_ctx_t *ctx) { return ctx ? ctx->ssl : NULL; }
+
+/* ---- helpers --------------------------------------------------------------------- */
+
+static void format_addr(char *dst, size_t cap, const struct sockaddr *sa) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (sa && sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    (void)uv_ip4_name(a, ip, sizeof(ip));
+    snprintf(dst, cap, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+  } else if (sa && sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    (void)uv_ip6_name(a, ip, sizeof(ip));
+    snprintf(dst, cap, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+  } else {
+    snprintf(dst, cap, "?");
+  }
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+/* Certificate trouble, ours or the peer's, as opposed to any other TLS failure. */
+static bool err_is_cert(unsigned long e) {
+  if (ERR_GET_LIB(e) != ERR_LIB_SSL) return false;
+  switch (ERR_GET_REASON(e)) {
+  case SSL_R_CERTIFICATE_VERIFY_FAILED:
+  case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+  case SSL_AD_REASON_OFFSET + SSL_AD_BAD_CERTIFICATE:
+  case SSL_AD_REASON_OFFSET + SSL_AD_UNSUPPORTED_CERTIFICATE:
+  case SSL_AD_REASON_OFFSET + SSL_AD_CERTIFICATE_REVOKED:
+  case SSL_AD_REASON_OFFSET + SSL_AD_CERTIFICATE_EXPIRED:
+  case SSL_AD_REASON_OFFSET + SSL_AD_CERTIFICATE_UNKNOWN:
+  case SSL_AD_REASON_OFFSET + SSL_AD_UNKNOWN_CA:
+  case SSL_AD_REASON_OFFSET + SSL_AD_CERTIFICATE_REQUIRED:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* Swap an empty memory BIO that grew big for a fresh one (it never shrinks by itself). */
+static BIO *bio_trim(BIO *b) {
+  BUF_MEM *m = NULL;
+  if (BIO_ctrl_pending(b) != 0) return NULL;
+  BIO_get_mem_ptr(b, &m);
+  if (!m || m->max <= TLS_BIO_KEEP) return NULL;
+  BIO *nb = BIO_new(BIO_s_mem());
+  if (nb) BIO_set_mem_eof_return(nb, -1);
+  return nb;
+}
+
+static void stream_trim(tt_tls_t *s) {
+  if (s->state != STREAM_OPEN || s->handles_closing) return;
+  BIO *nb = bio_trim(s->rbio);
+  if (nb) {
+    SSL_set0_rbio(s->ssl, nb); /* frees the old one */
+    s->rbio = nb;
+  }
+  nb = bio_trim(s->wbio);
+  if (nb) {
+    SSL_set0_wbio(s->ssl, nb);
+    s->wbio = nb;
+  }
+}
+
+/* ---- closing --------------------------------------------------------------------- */
+
+static void tls_close_cb(uv_handle_t *h) {
+  tt_tls_t *s = h->data;
+  if (--s->open_handles > 0) return;
+  if (!s->silent && s->cbs.on_close) s->cbs.on_close(s, s->reason);
+  SSL_free(s->ssl);
+  free(s);
+}
+
+static void close_handles(tt_tls_t *s) {
+  if (s->handles_closing) return;
+  s->handles_closing = true;
+  s->closing = true;
+  s->open_handles = 2;
+  uv_close((uv_handle_t *)&s->tcp, tls_close_cb);
+  uv_close((uv_handle_t *)&s->timer, tls_close_cb);
+}
+
+static void tls_shutdown_cb(uv_shutdown_t *req, int status) {
+  tt_tls_t *s = req->data;
+  free(req);
+  close_handles(s); /* no-op if the linger timer got there first (status UV_ECANCELED) */
+}
+
+static void tls_linger_cb(uv_timer_t *t) { close_handles(t->data); }
+
+/* ---- writing --------------------------------------------------------------------- */
+
+static void tls_write_cb(uv_write_t *req, int status) {
+  tls_wreq_t *w = (tls_wreq_t *)req;
+  tt_tls_t *s = req->data;
+  s->queued -= w->len;
+  free(w);
+  if (status < 0) {
+    if (status != UV_ECANCELED) tt_tls_close(s, status);
+    return;
+  }
+  if (!s->closing && s->above_high && s->queued <= s->lim.low_water) {
+    s->above_high = false;
+    if (s->cbs.on_drain) s->cbs.on_drain(s);
+  }
+}
+
+/* Hands whatever OpenSSL wrote to libuv. Called after every SSL_* call. Nonzero means
+ * the stream is closing now. */
+static int flush_out(tt_tls_t *s) {
+  size_t n;
+  while ((n = BIO_ctrl_pending(s->wbio)) > 0) {
+    if (s->handles_closing) {
+      (void)BIO_reset(s->wbio);
+      return TT_ECLOSED;
+    }
+    if (n > (1u << 20)) n = 1u << 20;
+    tls_wreq_t *w = malloc(sizeof(*w) + n);
+    if (!w) {
+      tt_tls_close(s, TT_ENOMEM);
+      return TT_ENOMEM;
+    }
+    int got = BIO_read(s->wbio, w->bytes, (int)n);
+    if (got <= 0) {
+      free(w);
+      break;
+    }
+    w->len = (size_t)got;
+    w->req.data = s;
+    uv_buf_t b = uv_buf_init((char *)w->bytes, (unsigned int)got);
+    int r = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, tls_write_cb);
+    if (r < 0) {
+      free(w);
+      tt_tls_close(s, r);
+      return r;
+    }
+    s->queued += w->len;
+    if (s->queued >= s->lim.high_water) s->above_high = true;
+  }
+  /* Bytes we queue on the peer's behalf (alerts, key updates) count too: a peer that
+   * makes us write without ever reading is cut off. */
+  if (s->queued > add_sat(s->lim.write_cap, s->lim.write_cap / 64 + 64u * 1024u)) {
+    tt_tls_close(s, TT_EFULL);
+    return TT_EFULL;
+  }
+  return 0;
+}
+
+/* ---- reading --------------------------------------------------------------------- */
+
+/* Logs OpenSSL's reason once and closes with TT_ECERT when a certificate was the trouble
+ * (ours refused by the peer, or the peer's by us), TT_ETLS otherwise. */
+static void tls_fail(tt_tls_t *s, int sslerr, const char *msg) {
+  char ebuf[256];
+  long vr = SSL_get_verify_result(s->ssl);
+  int code = vr != X509_V_OK ? TT_ECERT : TT_ETLS;
+  unsigned long e, first = 0;
+  while ((e = ERR_get_error()) != 0) {
+    if (err_is_cert(e)) code = TT_ECERT;
+    if (!first) first = e;
+  }
+  if (first)
+    ERR_error_string_n(first, ebuf, sizeof(ebuf));
+  else
+    snprintf(ebuf, sizeof(ebuf), "SSL_get_error=%d", sslerr);
+  TT_WARN("tls", msg, "peer=%s err=%s reason=\"%s\" verify=\"%s\"", s->peer, tt_errname(code),
+          ebuf, X509_verify_cert_error_string(vr));
+  s->failed = true;
+  tt_tls_close(s, code);
+}
+
+/* The handshake finished: insist on tether/1 (a client that offers no ALPN never reaches
+ * the server's select callback), then tell the user. Nonzero means stop. */
+static int handshake_done(tt_tls_t *s) {
+  const unsigned char *p = NULL;
+  unsigned int n = 0;
+  SSL_get0_alpn_selected(s->ssl, &p, &n);
+  if (n != sizeof(tls_alpn_wire) - 2 || memcmp(p, TT_ALPN, n) != 0) {
+    TT_WARN("tls", "ALPN not agreed", "peer=%s want=%s", s->peer, TT_ALPN);
+    s->failed = true;
+    tt_tls_close(s, TT_ETLS);
+    return -1;
+  }
+  s->state = STREAM_OPEN;
+  s->mark = uv_now(s->tcp.loop);
+  if (s->paused && s->reading) {
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = false;
+  }
+  /* The one uv_timer_start of a stream's life outside a timer tick: from handshake
+   * deadline to idle deadline. */
+  uv_timer_stop(&s->timer);
+  if (s->lim.idle_ms) uv_timer_start(&s->timer, tls_timer_cb, s->lim.idle_ms, 0);
+  if (s->cbs.on_handshake) s->cbs.on_handshake(s);
+  return s->closing ? -1 : 0;
+}
+
+/* Runs the handshake as far as the bytes in rbio allow. Nonzero means stop. */
+static int tls_handshake(tt_tls_t *s) {
+  ERR_clear_error();
+  int r = SSL_do_handshake(s->ssl);
+  int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
+  if (flush_out(s) != 0) return -1;
+  if (r == 1) return handshake_done(s);
+  if (e == SSL_ERROR_WANT_READ) return 1;
+  tls_fail(s, e, "handshake failed");
+  return -1;
+}
+
+/* Decrypts until OpenSSL wants more input, handing each record to on_read at once; the
+ * plaintext buffer is shared by the thread, so nothing here may run inside on_read. */
+static void tls_read_plain(tt_tls_t *s) {
+  static _Thread_local uint8_t plain[TLS_PLAIN_BUF];
+  while (!s->closing && !s->paused) {
+    size_t got = 0;
+    ERR_clear_error();
+    int r = SSL_read_ex(s->ssl, plain, sizeof(plain), &got);
+    int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
+    if (flush_out(s) != 0) return;
+    if (r == 1) {
+      if (s->cbs.on_read) s->cbs.on_read(s, plain, got);
+      continue;
+    }
+    if (e == SSL_ERROR_WANT_READ) break;
+    if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: a clean close by the peer */
+      tt_tls_close(s, 0);
+      return;
+    }
+    tls_fail(s, e, "TLS error");
+    return;
+  }
+  if (!s->closing) stream_trim(s);
+}
+
+static void tls_pump(tt_tls_t *s) {
+  if (s->state == STREAM_HANDSHAKE && tls_handshake(s) != 0) return;
+  if (s->state == STREAM_OPEN) tls_read_plain(s);
+}
+
+/* libuv calls alloc_cb and read_cb back to back and the ciphertext is copied into rbio
+ * before read_cb returns, so one buffer per thread serves every stream. */
+static void tls_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  static _Thread_local char rbuf[TLS_READ_BUF];
+  buf->base = rbuf;
+  buf->len = sizeof(rbuf);
+}
+
+static void tls_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  tt_tls_t *s = st->data;
+  if (nread == 0 || s->closing) return;
+  if (nread < 0) { /* UV_EOF without close_notify, or a reset */
+    tt_tls_close(s, (int)nread);
+    return;
+  }
+  if (s->state == STREAM_OPEN) s->mark = uv_now(s->tcp.loop);
+  if (BIO_write(s->rbio, buf->base, (int)nread) != (int)nread) {
+    tt_tls_close(s, TT_ENOMEM);
+    return;
+  }
+  tls_pump(s);
+}
+
+/* ---- timer ----------------------------------------------------------------------- */
+
+/* Reads do not touch the timer; when it fires we look at how long it has really been
+ * and sleep again for the remainder. */
+static void tls_timer_cb(uv_timer_t *t) {
+  tt_tls_t *s = t->data;
+  if (s->closing) return;
+  if (s->drain_due) {
+    s->drain_due = false;
+    if (s->state == STREAM_OPEN) tls_read_plain(s);
+    if (s->closing) return;
+  }
+  uint64_t now = uv_now(s->tcp.loop), due = UINT64_MAX;
+  if (s->state != STREAM_OPEN) {
+    if (s->lim.handshake_ms) {
+      due = add_sat(s->mark, s->lim.handshake_ms);
+      if (now >= due) {
+        TT_INFO("tls", "handshake timed out", "peer=%s ms=%llu", s->peer,
+                (unsigned long long)s->lim.handshake_ms);
+        tt_tls_close(s, TT_ETIMEOUT);
+        return;
+      }
+    }
+  } else if (s->lim.idle_ms) {
+    if (s->paused) s->mark = now; /* we chose not to read; the peer is not idle */
+    due = add_sat(s->mark, s->lim.idle_ms);
+    if (now >= due) {
+      TT_INFO("tls", "idle timeout", "peer=%s ms=%llu", s->peer,
+              (unsigned long long)s->lim.idle_ms);
+      tt_tls_close(s, TT_ETIMEOUT);
+      return;
+    }
+  }
+  if (due != UINT64_MAX) uv_timer_start(&s->timer, tls_timer_cb, due - now, 0);
+}
+
+/* ---- creation -------------------------------------------------------------------- */
+
+static tt_tls_t *stream_new(tt_tls_ctx_t *ctx, uv_loop_t *loop, const tt_tls_limits_t *lim,
+                            const tt_tls_cbs_t *cbs, void *data, int *rc) {
+  tt_tls_t *s = calloc(1, sizeof(*s));
+  BIO *rb = NULL, *wb = NULL;
+  *rc = TT_ENOMEM;
+  if (!s) return NULL;
+  ERR_clear_error();
+  s->ssl = SSL_new(ctx->ssl);
+  rb = BIO_new(BIO_s_mem());
+  wb = BIO_new(BIO_s_mem());
+  if (!s->ssl || !rb || !wb) goto fail;
+  BIO_set_mem_eof_return(rb, -1);
+  BIO_set_mem_eof_return(wb, -1);
+  SSL_set_bio(s->ssl, rb, wb); /* SSL owns both now */
+  s->rbio = rb;
+  s->wbio = wb;
+  if (uv_tcp_init(loop, &s->tcp) != 0) goto fail_ssl;
+  /* uv_timer_init cannot fail. */
+  (void)uv_timer_init(loop, &s->timer);
+  s->tcp.data = s;
+  s->timer.data = s;
+  if (lim) s->lim = *lim;
+  /* Zeros mean the defaults of tt/limits.h. */
+  if (s->lim.write_cap == 0) s->lim.write_cap = TT_SOCKET_WRITE_CAP;
+  if (s->lim.high_water == 0) s->lim.high_water = TT_SOCKET_QUEUE_CAP;
+  if (s->lim.high_water > s->lim.write_cap) s->lim.high_water = s->lim.write_cap;
+  if (s->lim.low_water > s->lim.high_water) s->lim.low_water = s->lim.high_water;
+  if (cbs) s->cbs = *cbs;
+  s->data = data;
+  s->mark = uv_now(loop);
+  snprintf(s->peer, sizeof(s->peer), "?");
+  *rc = 0;
+  return s;
+fail:
+  BIO_free(rb);
+  BIO_free(wb);
+fail_ssl:
+  SSL_free(s->ssl);
+  free(s);
+  ERR_clear_error();
+  return NULL;
+}
+
+/* Undo a half-made stream: the handles are live, so freeing waits for their close. */
+static void stream_abort(tt_tls_t *s) {
+  s->silent = true;
+  close_handles(s);
+}
+
+static void tls_start_timer(tt_tls_t *s) {
+  if (s->lim.handshake_ms) uv_timer_start(&s->timer, tls_timer_cb, s->lim.handshake_ms, 0);
+}
+
+int tt_tls_accept(tt_tls_ctx_t *ctx, uv_stream_t *server, const tt_tls_limits_t *lim,
+                  const tt_tls_cbs_t *cbs, void *data, tt_tls_t **out) {
+  int rc;
+  if (out) *out = NULL;
+  if (!ctx || !ctx->server || !server || !out) return TT_EINVAL;
+  tt_tls_t *s = stream_new(ctx, server->loop, lim, cbs, data, &rc);
+  if (!s) return rc;
+  SSL_set_accept_state(s->ssl);
+  rc = uv_accept(server, (uv_stream_t *)&s->tcp);
+  if (rc) goto fail;
+  (void)uv_tcp_nodelay(&s->tcp, 1);
+  struct sockaddr_storage ss;
+  int sl = (int)sizeof(ss);
+  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sl) == 0)
+    format_addr(s->peer, sizeof(s->peer), (struct sockaddr *)&ss);
+  s->state = STREAM_HANDSHAKE;
+  rc = uv_read_start((uv_stream_t *)&s->tcp, tls_alloc_cb, tls_read_cb);
+  if (rc) goto fail;
+  s->reading = true;
+  tls_start_timer(s);
+  *out = s;
+  return 0;
+fail:
+  stream_abort(s);
+  return rc;
+}
+
+static void tls_connect_cb(uv_connect_t *req, int status) {
+  tt_tls_t *s = req->data;
+  free(req);
+  if (s->closing) return; /* includes UV_ECANCELED from our own close */
+  if (status < 0) {
+    TT_DEBUG("tls", "connect failed", "peer=%s err=%s", s->peer, tt_errname(status));
+    tt_tls_close(s, status);
+    return;
+  }
+  (void)uv_tcp_nodelay(&s->tcp, 1);
+  s->state = STREAM_HANDSHAKE;
+  int rc = uv_read_start((uv_stream_t *)&s->tcp, tls_alloc_cb, tls_read_cb);
+  if (rc) {
+    tt_tls_close(s, rc);
+    return;
+  }
+  s->reading = true;
+  tls_pump(s); /* sends the ClientHello */
+}
+
+static int set_server_name(SSL *ssl, const char *name) {
+  unsigned char a[16];
+  if (inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1)
+    return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1 ? 0 : TT_EINVAL;
+  SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  if (SSL_set1_host(ssl, name) != 1 || SSL_set_tlsext_host_name(ssl, name) != 1) return TT_EINVAL;
+  return 0;
+}
+
+int tt_tls_connect(tt_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *addr,
+                   const char *server_name, const tt_tls_limits_t *lim,
+                   const tt_tls_cbs_t *cbs, void *data, tt_tls_t **out) {
+  int rc;
+  if (out) *out = NULL;
+  if (!ctx || ctx->server || !loop || !addr || !out) return TT_EINVAL;
+  tt_tls_t *s = stream_new(ctx, loop, lim, cbs, data, &rc);
+  if (!s) return rc;
+  SSL_set_connect_state(s->ssl);
+  format_addr(s->peer, sizeof(s->peer), addr);
+  if (server_name && (rc = set_server_name(s->ssl, server_name)) != 0) {
+    ERR_clear_error();
+    stream_abort(s);
+    return rc;
+  }
+  uv_connect_t *req = malloc(sizeof(*req));
+  if (!req) {
+    stream_abort(s);
+    return TT_ENOMEM;
+  }
+  req->data = s;
+  rc = uv_tcp_connect(req, &s->tcp, addr, tls_connect_cb);
+  if (rc) {
+    free(req);
+    stream_abort(s);
+    return rc;
+  }
+  /* The handshake deadline covers the TCP connect too. */
+  tls_start_timer(s);
+  *out = s;
+  return 0;
+}
+
+/* ---- the rest of the interface --------------------------------------------------- */
+
+int tt_tls_write(tt_tls_t *s, const void *data, size_t len) {
+  if (s->closing) return TT_ECLOSED;
+  if (s->state != STREAM_OPEN) return TT_ESTATE;
+  if (len == 0) return 0;
+  /* Plaintext length stands in for the ciphertext until it exists. */
+  if (len > s->lim.write_cap || s->queued > s->lim.write_cap - len) return TT_EFULL;
+  const uint8_t *p = data;
+  size_t off = 0;
+  while (off < len) {
+    size_t n = len - off < TLS_WRITE_CHUNK ? len - off : TLS_WRITE_CHUNK, w = 0;
+    ERR_clear_error();
+    int r = SSL_write_ex(s->ssl, p + off, n, &w);
+    if (r != 1) {
+      int e = SSL_get_error(s->ssl, r);
+      if (flush_out(s) == 0) tls_fail(s, e, "write failed");
+      return TT_ETLS;
+    }
+    off += w;
+    if (BIO_ctrl_pending(s->wbio) >= TLS_FLUSH_AT && flush_out(s) != 0) return TT_ECLOSED;
+  }
+  if (flush_out(s) != 0) return TT_ECLOSED;
+  stream_trim(s);
+  return 0;
+}
+
+size_t tt_tls_queued(const tt_tls_t *s) { return s->queued; }
+
+bool tt_tls_writable(const tt_tls_t *s) {
+  return !s->closing && s->state == STREAM_OPEN && !s->above_high;
+}
+
+void tt_tls_read_stop(tt_tls_t *s) {
+  if (s->closing) return;
+  s->paused = true;
+  /* During the handshake we keep reading; handshake_done stops the socket. */
+  if (s->state == STREAM_OPEN && s->reading) {
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = false;
+  }
+}
+
+void tt_tls_read_start(tt_tls_t *s) {
+  if (s->closing || !s->paused) return;
+  s->paused = false;
+  if (s->state != STREAM_OPEN) return;
+  if (!s->reading) {
+    int rc = uv_read_start((uv_stream_t *)&s->tcp, tls_alloc_cb, tls_read_cb);
+    if (rc) {
+      tt_tls_close(s, rc);
+      return;
+    }
+    s->reading = true;
+  }
+  /* OpenSSL may hold decrypted records or rbio ciphertext from before the stop; deliver
+   * them on the next tick, never from here (we may be inside some stream's on_read). */
+  s->mark = uv_now(s->tcp.loop);
+  s->drain_due = true;
+  uv_timer_start(&s->timer, tls_timer_cb, 0, 0);
+}
+
+/* close_notify, then uv_shutdown so that it actually leaves (uv_close drops queued
+ * writes), then uv_close of both handles; on_close comes from the last close callback. */
+void tt_tls_close(tt_tls_t *s, int reason) {
+  if (!s || s->closing) return;
+  s->closing = true;
+  s->reason = reason;
+  s->drain_due = false;
+  uv_timer_stop(&s->timer);
+  if (s->reading) {
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = false;
+  }
+  if (s->state == STREAM_CONNECTING) {
+    close_handles(s); /* the connect request is cancelled before the close callback */
+    return;
+  }
+  if (s->state == STREAM_OPEN && !s->failed) {
+    ERR_clear_error();
+    (void)SSL_shutdown(s->ssl);
+    ERR_clear_error();
+    (void)flush_out(s);
+  }
+  if (s->handles_closing) return;
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  if (req) {
+    req->data = s;
+    if (uv_shutdown(req, (uv_stream_t *)&s->tcp, tls_shutdown_cb) == 0) {
+      uv_timer_start(&s->timer, tls_linger_cb, TLS_LINGER_MS, 0);
+      return;
+    }
+    free(req);
+  }
+  close_handles(s);
+}
+
+bool tt_tls_closing(const tt_tls_t *s) { return s->closing; }
+
+void tt_tls_set_idle(tt_tls_t *s, uint64_t idle_ms) {
+  s->lim.idle_ms = idle_ms;
+  if (s->closing || s->state != STREAM_OPEN || s->drain_due) return;
+  /* The timer callback measures from the last read and re-arms itself. */
+  uv_timer_stop(&s->timer);
+  if (idle_ms) uv_timer_start(&s->timer, tls_timer_cb, idle_ms, 0);
+}
+void *tt_tls_data(const tt_tls_t *s) { return s->data; }
+void tt_tls_set_data(tt_tls_t *s, void *data) { s->data = data; }
+
+X509 *tt_tls_peer_cert(const tt_tls_t *s) {
+  return s->state == STREAM_OPEN ? SSL_get0_peer_certificate(s->ssl) : NULL;
+}
+
+const char *tt_tls_peer_addr(const tt_tls_t *s) { return s->peer; }
+uv_loop_t *tt_tls_loop(const tt_tls_t *s) { return s->tcp.loop; }

@@ -1,0 +1,65 @@
+/* A link is one peer connection as every program sees it: the TLS stream, the frame reader
+ * with its pre-/post-authentication limits, the channel mux and its writer, and answers to
+ * Ping. The program decides what Hello/Welcome mean; the link only carries them. */
+#ifndef TT_LINK_H
+#define TT_LINK_H
+
+#include <stdbool.h>
+#include "tt/frame.h"
+#include "tt/msg.h"
+#include "tt/mux.h"
+#include "tt/tls.h"
+
+typedef struct tt_link_s tt_link_t;
+
+typedef struct {
+  /* TLS handshake done; tt_link_peer_cert() is valid. May be NULL. */
+  void (*on_up)(tt_link_t *l);
+  /* A channel-0 frame other than PING/PONG (which the link answers itself), unpacked.
+   * Return 0 to go on, or an error code to close the link with it. */
+  int (*on_control)(tt_link_t *l, uint8_t kind, const ProtobufCMessage *msg);
+  /* The link is gone (reason as in tt_tls_cbs_t.on_close, or the protocol error that made
+   * us close it). Channels were closed before this. The link is freed after return. */
+  void (*on_down)(tt_link_t *l, int reason);
+  /* Channel callbacks; tt_link_from_mux() gets the link back. */
+  tt_mux_cbs_t mux;
+} tt_link_cbs_t;
+
+struct tt_link_s {
+  tt_tls_t *tls;
+  tt_frame_reader_t rd;
+  tt_mux_t mux;
+  const tt_link_cbs_t *cbs;
+  void *data;
+  bool authed;       /* Hello accepted: full frame and message limits apply */
+  bool closing;
+  bool in_flush;
+  int close_reason;
+  uint64_t last_pong_ms;
+  uint64_t frames_in, frames_out;
+};
+
+int tt_link_accept(tt_link_t **out, tt_tls_ctx_t *ctx, uv_stream_t *server,
+                   const tt_tls_limits_t *lim, const tt_link_cbs_t *cbs, void *data) TT_WUR;
+/* opener_odd is true for the connecting side. */
+int tt_link_connect(tt_link_t **out, tt_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *addr,
+                    const char *server_name, const tt_tls_limits_t *lim,
+                    const tt_link_cbs_t *cbs, void *data) TT_WUR;
+
+/* Raise limits from the pre-authentication ones once Hello/Welcome succeeded. */
+void tt_link_set_authed(tt_link_t *l);
+/* Queue a channel-0 control message and flush. TT_EFULL if the peer is not reading. */
+int tt_link_send(tt_link_t *l, uint8_t kind, const ProtobufCMessage *msg) TT_WUR;
+/* Move frames from the mux to the socket while its queue is under TT_SOCKET_QUEUE_CAP.
+ * Call after queueing channel data. */
+void tt_link_flush(tt_link_t *l);
+/* Send an Error frame (if code is ours and the link is up), then close. Idempotent. */
+void tt_link_close(tt_link_t *l, int code, const char *why);
+/* Send a Ping carrying nonce. */
+int tt_link_ping(tt_link_t *l, uint64_t nonce) TT_WUR;
+
+X509 *tt_link_peer_cert(const tt_link_t *l);
+const char *tt_link_peer_addr(const tt_link_t *l);
+static inline tt_link_t *tt_link_from_mux(tt_mux_t *m) { return (tt_link_t *)m->data; }
+
+#endif

@@ -1,0 +1,189 @@
+/* One peer connection: TLS stream + frame reader + channel mux + writer. */
+#include <stdlib.h>
+#include <string.h>
+#include "tt/limits.h"
+#include "tt/link.h"
+#include "tt/log.h"
+
+/* Frames are batched into one TLS write of at most this many bytes. */
+#define LINK_BATCH (64u * 1024u)
+
+static int link_frame_cb(void *ctx, const tt_frame_t *f) {
+  tt_link_t *l = ctx;
+  if (l->closing) return TT_ECLOSED;
+  l->frames_in++;
+  if (!tt_kind_is_control(f->kind)) {
+    if (!l->authed) return TT_EPROTO; /* no channels before Hello is accepted */
+    return tt_mux_input(&l->mux, f);
+  }
+  tt_msg_t msg;
+  int rc = tt_msg_unpack(&msg, f->kind, f->body, f->len,
+                         l->authed ? TT_MSG_BUDGET : TT_MSG_BUDGET_PREAUTH);
+  if (rc) return rc;
+  switch (f->kind) {
+  case TT_K_PING: {
+    if (!l->authed) { rc = TT_EPROTO; break; }
+    Tether__Pong pong = TETHER__PONG__INIT;
+    pong.nonce = ((Tether__Ping *)msg.m)->nonce;
+    rc = tt_mux_control(&l->mux, TT_K_PONG, &pong.base);
+    break;
+  }
+  case TT_K_PONG:
+    if (!l->authed) { rc = TT_EPROTO; break; }
+    l->last_pong_ms = uv_now(tt_tls_loop(l->tls));
+    break;
+  default:
+    rc = l->cbs->on_control ? l->cbs->on_control(l, f->kind, msg.m) : TT_EKIND;
+  }
+  tt_msg_free(&msg);
+  return rc;
+}
+
+static void link_on_read(tt_tls_t *s, const uint8_t *data, size_t len) {
+  tt_link_t *l = tt_tls_data(s);
+  if (l->closing) return;
+  int rc = tt_frame_reader_feed(&l->rd, data, len, link_frame_cb, l);
+  if (rc) {
+    if (!l->closing) {
+      TT_WARN("link", "closing peer on bad input", "peer=%s err=%s", tt_tls_peer_addr(s),
+              tt_errname(rc));
+      tt_link_close(l, rc, tt_strerror(rc));
+    }
+    return;
+  }
+  tt_frame_reader_shrink(&l->rd);
+  tt_link_flush(l);
+}
+
+static void link_on_handshake(tt_tls_t *s) {
+  tt_link_t *l = tt_tls_data(s);
+  if (l->cbs->on_up) l->cbs->on_up(l);
+  if (!l->closing) tt_link_flush(l);
+}
+
+static void link_on_drain(tt_tls_t *s) { tt_link_flush(tt_tls_data(s)); }
+
+static void link_on_close(tt_tls_t *s, int reason) {
+  tt_link_t *l = tt_tls_data(s);
+  l->closing = true;
+  tt_mux_destroy(&l->mux);
+  tt_frame_reader_free(&l->rd);
+  int why = l->close_reason ? l->close_reason : reason;
+  l->tls = NULL;
+  if (l->cbs->on_down) l->cbs->on_down(l, why);
+  free(l);
+}
+
+static const tt_tls_cbs_t link_tls_cbs = {
+    .on_handshake = link_on_handshake,
+    .on_read = link_on_read,
+    .on_drain = link_on_drain,
+    .on_close = link_on_close,
+};
+
+static tt_link_t *link_new(const tt_link_cbs_t *cbs, void *data, bool opener_odd) {
+  tt_link_t *l = calloc(1, sizeof(*l));
+  if (!l) return NULL;
+  l->cbs = cbs;
+  l->data = data;
+  tt_frame_reader_init(&l->rd, TT_FRAME_MAX_BODY_PREAUTH);
+  tt_mux_init(&l->mux, opener_odd, &cbs->mux, l);
+  l->mux.budget = TT_MSG_BUDGET_PREAUTH;
+  return l;
+}
+
+int tt_link_accept(tt_link_t **out, tt_tls_ctx_t *ctx, uv_stream_t *server,
+                   const tt_tls_limits_t *lim, const tt_link_cbs_t *cbs, void *data) {
+  *out = NULL;
+  tt_link_t *l = link_new(cbs, data, false);
+  if (!l) return TT_ENOMEM;
+  int rc = tt_tls_accept(ctx, server, lim, &link_tls_cbs, l, &l->tls);
+  if (rc) {
+    tt_mux_destroy(&l->mux);
+    tt_frame_reader_free(&l->rd);
+    free(l);
+    return rc;
+  }
+  *out = l;
+  return 0;
+}
+
+int tt_link_connect(tt_link_t **out, tt_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *addr,
+                    const char *server_name, const tt_tls_limits_t *lim,
+                    const tt_link_cbs_t *cbs, void *data) {
+  *out = NULL;
+  tt_link_t *l = link_new(cbs, data, true);
+  if (!l) return TT_ENOMEM;
+  int rc = tt_tls_connect(ctx, loop, addr, server_name, lim, &link_tls_cbs, l, &l->tls);
+  if (rc) {
+    tt_mux_destroy(&l->mux);
+    tt_frame_reader_free(&l->rd);
+    free(l);
+    return rc;
+  }
+  *out = l;
+  return 0;
+}
+
+void tt_link_set_authed(tt_link_t *l) {
+  l->authed = true;
+  l->rd.max_body = TT_FRAME_MAX_BODY;
+  l->mux.budget = TT_MSG_BUDGET;
+}
+
+void tt_link_flush(tt_link_t *l) {
+  static _Thread_local tt_buf_t batch = {.max = LINK_BATCH + TT_FRAME_HDR + TT_FRAME_MAX_BODY};
+  if (l->closing || l->in_flush || !l->tls || !tt_tls_peer_cert(l->tls)) return;
+  l->in_flush = true;
+  while (!l->closing && tt_mux_has_output(&l->mux)) {
+    size_t queued = tt_tls_queued(l->tls);
+    if (queued >= TT_SOCKET_QUEUE_CAP) break;
+    size_t room = TT_SOCKET_QUEUE_CAP - queued;
+    tt_mux_pull(&l->mux, &batch, room < LINK_BATCH ? room : LINK_BATCH);
+    if (batch.len == 0) break;
+    int rc = tt_tls_write(l->tls, tt_buf_head(&batch), batch.len);
+    tt_buf_reset(&batch);
+    if (rc) {
+      l->in_flush = false;
+      tt_link_close(l, rc, "write failed");
+      return;
+    }
+  }
+  l->in_flush = false;
+}
+
+int tt_link_send(tt_link_t *l, uint8_t kind, const ProtobufCMessage *msg) {
+  if (l->closing) return TT_ECLOSED;
+  int rc = tt_mux_control(&l->mux, kind, msg);
+  if (rc) return rc;
+  tt_link_flush(l);
+  return 0;
+}
+
+int tt_link_ping(tt_link_t *l, uint64_t nonce) {
+  Tether__Ping p = TETHER__PING__INIT;
+  p.nonce = nonce;
+  return tt_link_send(l, TT_K_PING, &p.base);
+}
+
+void tt_link_close(tt_link_t *l, int code, const char *why) {
+  if (l->closing || !l->tls) return;
+  /* Whatever is queued (a Welcome refused, a last reply) goes before the Error frame. */
+  tt_link_flush(l);
+  l->closing = true;
+  l->close_reason = code;
+  if (code <= -10000 && tt_tls_peer_cert(l->tls)) {
+    Tether__Error e = TETHER__ERROR__INIT;
+    e.code = tt_err_to_wire(code);
+    e.message = tt_text(why ? why : tt_strerror(code));
+    tt_buf_t b;
+    tt_buf_init(&b, TT_FRAME_HDR + TT_FRAME_MAX_BODY_PREAUTH);
+    if (tt_msg_encode(&b, TT_K_ERROR, 0, &e.base) == 0)
+      (void)tt_tls_write(l->tls, tt_buf_head(&b), b.len);
+    tt_buf_free(&b);
+  }
+  tt_tls_close(l->tls, code);
+}
+
+X509 *tt_link_peer_cert(const tt_link_t *l) { return l->tls ? tt_tls_peer_cert(l->tls) : NULL; }
+const char *tt_link_peer_addr(const tt_link_t *l) { return l->tls ? tt_tls_peer_addr(l->tls) : "?"; }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every Debian package that Tether's build, tests and benchmarks need.
+# Idempotent: packages already present are skipped, so a warm machine costs one dpkg query.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake ninja-build pkg-config
+  libssl-dev openssl libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+  libzstd-dev zstd libsqlite3-dev sqlite3 libssh-dev libcmocka-dev
+  clang libclang-rt-14-dev
+  python3 procps iproute2
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
