@@ -57,24 +57,36 @@ static void pump_echo(tt_mux_t *m, tt_chan_t *ch, agent_chan_t *ac) {
   tt_mux_consumed(m, ch, n);
 }
 
+/* A local close gets no on_close from the mux: free our side here. */
+static void chan_finish(tt_mux_t *m, tt_chan_t *ch, int code, const char *why) {
+  agent_chan_t *ac = ch->data;
+  tt_mux_close(m, ch, code, why);
+  if (ac) {
+    tt_buf_free(&ac->pending);
+    free(ac);
+  }
+  ch->data = NULL;
+}
+
 static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   tt_link_t *l = tt_link_from_mux(m);
   char who[TT_NAME_MAX + 1];
   if (tt_text_copy(who, sizeof(who), msg->requester)) snprintf(who, sizeof(who), "?");
   if (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->kind != TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
-    (void)tt_mux_reject(m, ch, TT_ENOTFOUND, "this agent does not serve that channel kind");
+    tt_mux_reject(m, ch, TT_ENOTFOUND, "this agent does not serve that channel kind");
     tt_link_flush(l);
     return;
   }
   if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->bytes > AGENT_THROUGHPUT_MAX) {
-    (void)tt_mux_reject(m, ch, TT_ETOOBIG, "throughput test larger than 64 GiB");
+    tt_mux_reject(m, ch, TT_ETOOBIG, "throughput test larger than 64 GiB");
     tt_link_flush(l);
     return;
   }
   agent_chan_t *ac = calloc(1, sizeof(*ac));
-  if (!ac || tt_mux_accept(m, ch, TT_WINDOW_DEFAULT, true, 0)) {
+  uint32_t window = ch->prio == TT_PRIO_BULK ? TT_WINDOW_BULK : TT_WINDOW_DEFAULT;
+  if (!ac || tt_mux_accept(m, ch, window, true, 0)) {
     free(ac);
-    (void)tt_mux_reject(m, ch, TT_ENOMEM, "cannot accept");
+    tt_mux_reject(m, ch, TT_ENOMEM, "cannot accept");
     tt_link_flush(l);
     return;
   }
@@ -85,21 +97,12 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   TT_INFO("agent", "channel opened", "id=%u kind=%d requester=%s", ch->id, (int)msg->kind, who);
   if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT) {
     if (!g_block_ready) fill_block();
-    if (ac->remaining == 0) (void)tt_mux_send(m, ch, NULL, 0, TT_FF_EOF);
+    if (ac->remaining == 0) {
+      if (tt_mux_send(m, ch, NULL, 0, TT_FF_EOF)) chan_finish(m, ch, TT_EIO, "cannot send");
+    }
     else pump_throughput(m, ch, ac);
   }
   tt_link_flush(l);
-}
-
-/* A local close gets no on_close from the mux: free our side here. */
-static void chan_finish(tt_mux_t *m, tt_chan_t *ch, int code, const char *why) {
-  agent_chan_t *ac = ch->data;
-  (void)tt_mux_close(m, ch, code, why);
-  if (ac) {
-    tt_buf_free(&ac->pending);
-    free(ac);
-  }
-  ch->data = NULL;
 }
 
 static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {

@@ -92,7 +92,7 @@ void relay_on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *ms
   tt_chan_t *o = other_side(r, ch, &ol);
   if (!o || !ol) return;
   if (tt_mux_accept(&ol->mux, o, msg->window, false, msg->compression)) {
-    (void)tt_mux_close(m, ch, TT_ECHANNEL, "requester went away");
+    tt_mux_close(m, ch, TT_ECHANNEL, "requester went away");
     tt_link_flush(tt_link_from_mux(m));
     return;
   }
@@ -109,8 +109,8 @@ void relay_on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8
   int rc = tt_mux_send(&ol->mux, o, p, n, flags);
   if (rc) {
     TT_WARN("relay", "relay send failed", "err=%s", tt_errname(rc));
-    (void)tt_mux_close(m, ch, rc, "relay failed");
-    (void)tt_mux_close(&ol->mux, o, rc, "relay failed");
+    tt_mux_close(m, ch, rc, "relay failed");
+    tt_mux_close(&ol->mux, o, rc, "relay failed");
     relay_forget(r, ch);
     relay_forget(r, o);
     tt_link_flush(tt_link_from_mux(m));
@@ -137,7 +137,7 @@ void relay_on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
   if (!r) return;
   tt_chan_t *o = other_side(r, ch, &ol);
   if (o && ol) {
-    (void)tt_mux_close(&ol->mux, o, code, msg);
+    tt_mux_close(&ol->mux, o, code, msg);
     tt_link_flush(ol);
     relay_forget(r, o);
   }

@@ -28,7 +28,8 @@ static int open_channel(console_t *c, Tether__ChannelKind kind, Tether__Priority
   o.priority = prio;
   o.bytes = bytes;
   tt_chan_t *ch;
-  int rc = tt_mux_open(&c->link->mux, &o, TT_WINDOW_DEFAULT, true, &ch);
+  uint32_t window = prio == TETHER__PRIORITY__PRIORITY_BULK ? TT_WINDOW_BULK : TT_WINDOW_DEFAULT;
+  int rc = tt_mux_open(&c->link->mux, &o, window, true, &ch);
   if (rc) return rc;
   ch->data = c;
   g_cs.t0_ns = uv_hrtime();
@@ -98,7 +99,7 @@ static void on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint
     }
     double secs = (double)(uv_hrtime() - g_cs.t0_ns) / 1e9;
     double mbps = secs > 0 ? (double)g_cs.received / 1e6 / secs : 0;
-    (void)tt_mux_close(m, ch, 0, "done");
+    tt_mux_close(m, ch, 0, "done");
     ch->data = NULL;
     if (g_cs.received != g_cs.expected) {
       console_fail(c, "speedtest: got %" PRIu64 " bytes, expected %" PRIu64, g_cs.received, g_cs.expected);
@@ -121,7 +122,7 @@ static void on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint
     ping_send(c, ch);
     return;
   }
-  (void)tt_mux_close(m, ch, 0, "done");
+  tt_mux_close(m, ch, 0, "done");
   ch->data = NULL;
   ping_report(c);
   free(g_cs.rtt_ns);

@@ -14,6 +14,7 @@
 #include "tt/log.h"
 
 /* One read from the socket; shared by every stream of the thread (see tls_alloc_cb). */
+#define TLS_TRIM_EVERY_MS 1000u
 #define TLS_READ_BUF (64u * 1024u)
 /* One TLS record of plaintext at most. */
 #define TLS_PLAIN_BUF (16u * 1024u)
@@ -47,6 +48,7 @@ struct tt_tls_s {
   tt_tls_limits_t lim;
   void *data;
   size_t queued;  /* ciphertext handed to uv_write and not yet completed */
+  uint64_t trim_at;      /* no BIO trim before this (uv_now ms) */
   uint64_t mark;  /* before STREAM_OPEN: when we started; after: last byte received */
   int reason;     /* for on_close */
   tls_state_t state;
@@ -235,15 +237,23 @@ static BIO *bio_trim(BIO *b) {
   return nb;
 }
 
+/* Idle streams give their grown BIOs back. At most once a second, though: a busy stream
+ * empties its BIOs after every pump, and freeing (which cleanses) and regrowing them each
+ * time cost several percent of a bulk transfer. A stream that went quiet is trimmed at its
+ * next pump (a heartbeat at the latest). */
 static void stream_trim(tt_tls_t *s) {
   if (s->state != STREAM_OPEN || s->handles_closing) return;
+  uint64_t now = uv_now(s->tcp.loop);
+  if (now < s->trim_at) return;
   BIO *nb = bio_trim(s->rbio);
   if (nb) {
+    s->trim_at = now + TLS_TRIM_EVERY_MS;
     SSL_set0_rbio(s->ssl, nb); /* frees the old one */
     s->rbio = nb;
   }
   nb = bio_trim(s->wbio);
   if (nb) {
+    s->trim_at = now + TLS_TRIM_EVERY_MS;
     SSL_set0_wbio(s->ssl, nb);
     s->wbio = nb;
   }

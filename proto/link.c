@@ -178,8 +178,9 @@ void tt_link_close(tt_link_t *l, int code, const char *why) {
     e.message = tt_text(why ? why : tt_strerror(code));
     tt_buf_t b;
     tt_buf_init(&b, TT_FRAME_HDR + TT_FRAME_MAX_BODY_PREAUTH);
-    if (tt_msg_encode(&b, TT_K_ERROR, 0, &e.base) == 0)
-      (void)tt_tls_write(l->tls, tt_buf_head(&b), b.len);
+    /* Best effort: a peer that is not reading does not get to hear why. */
+    if (tt_msg_encode(&b, TT_K_ERROR, 0, &e.base) == 0 && tt_tls_write(l->tls, tt_buf_head(&b), b.len))
+      TT_DEBUG("link", "error frame not sent", "peer=%s", tt_tls_peer_addr(l->tls));
     tt_buf_free(&b);
   }
   tt_tls_close(l->tls, code);

@@ -33,7 +33,7 @@ cmake --build --preset release >/dev/null
 stop
 
 port=${TETHER_DEMO_PORT:-7443}
-device=$(hostname | tr -c 'A-Za-z0-9._@-\n' '-' | cut -c1-40)
+device=$(hostname | tr -c 'A-Za-z0-9._@\n-' '-' | cut -c1-40)
 mkdir -p "$demo"
 chmod 700 "$demo"
 if [ ! -f "$demo/pki/ca.key" ]; then

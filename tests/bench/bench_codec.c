@@ -17,7 +17,7 @@ typedef struct {
 static side_t g_rx;
 
 static void rx_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
-  if (tt_mux_accept(m, ch, TT_WINDOW_DEFAULT, true, 0)) abort();
+  if (tt_mux_accept(m, ch, TT_WINDOW_BULK, true, 0)) abort();
 }
 
 static void rx_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
   Tether__ChannelOpen o = TETHER__CHANNEL_OPEN__INIT;
   o.priority = TETHER__PRIORITY__PRIORITY_BULK;
   tt_chan_t *ch;
-  if (tt_mux_open(&tx, &o, TT_WINDOW_DEFAULT, true, &ch)) abort();
+  if (tt_mux_open(&tx, &o, TT_WINDOW_BULK, true, &ch)) abort();
   pump(&tx, &to_rx, &rx, &wire);
   pump(&rx, &to_tx, &tx, &wire);
 
@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
   }
   double secs = now_s() - t0;
   printf("bench_codec: %llu MiB through mux+codec in %.3f s = %.0f MB/s (16 KiB frames, window %u KiB)\n",
-         (unsigned long long)(total >> 20), secs, (double)g_rx.got / 1e6 / secs, TT_WINDOW_DEFAULT / 1024);
+         (unsigned long long)(total >> 20), secs, (double)g_rx.got / 1e6 / secs, TT_WINDOW_BULK / 1024);
 
   /* Small control frames: encode + decode + unpack rate. */
   uint64_t frames = 2000000;

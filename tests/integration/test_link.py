@@ -7,6 +7,7 @@ TT_KEEP_TMP=1 keeps every temporary directory (logs are kept anyway when a test 
 
 import json
 import os
+import signal
 import random
 import re
 import socket
@@ -282,6 +283,26 @@ class LinkTest(unittest.TestCase):
         self.assertTrue(delays, a.log())
         self.assertLessEqual(max(delays), 2000, "backoff beyond --backoff-max: %r" % delays)
         self.assertEqual(a.count(r'msg="connected"'), 2, a.log())
+
+    def test_06b_agent_drops_a_frozen_broker_and_reconnects(self):
+        # A broker that stops answering (host hung, cable pulled: no FIN ever arrives) is
+        # noticed by the agent through the idle timeout the broker announced in its Welcome.
+        b, a = self.broker_with_agent(
+            broker_extra=["--heartbeat", "200ms", "--idle-timeout", "1s"],
+            agent_extra=["--backoff-base", "100ms", "--backoff-max", "500ms"])
+        mark = a.mark()
+        os.kill(b.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            a.wait_for(r'msg="disconnected" .*reason=TT_ETIMEOUT', after=mark, timeout=6)
+            took = time.monotonic() - t0
+        finally:
+            os.kill(b.pid, signal.SIGCONT)
+        print("\n    agent dropped the frozen broker after %.2f s (idle timeout 1 s)" % took, flush=True)
+        self.assertGreaterEqual(took, 0.6, "dropped before the idle timeout")
+        self.assertLess(took, 1.0 + 1.5)
+        a.wait_for(r'msg="connected"', after=mark, timeout=10)
+        self.h.wait_device(b.addr, "dev-a", timeout=10)
 
     # -- 7 ---------------------------------------------------------------------------------
 

@@ -80,9 +80,11 @@ int tt_mux_open(tt_mux_t *m, Tether__ChannelOpen *msg, uint32_t window, bool aut
 int tt_mux_accept(tt_mux_t *m, tt_chan_t *ch, uint32_t window, bool auto_credit,
                   uint64_t compression) TT_WUR;
 /* Reject a PENDING channel or close an OPEN one; the channel is freed once the peer's
- * CH_CLOSE arrives (or at once for a reject). No on_close for a local close. */
-int tt_mux_reject(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) TT_WUR;
-int tt_mux_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) TT_WUR;
+ * CH_CLOSE arrives (or at once for a reject). No on_close for a local close. Best effort
+ * and idempotent: TT_ESTATE means it was closing already; the channel is closing (or gone)
+ * whatever the result, so callers need not check it. */
+int tt_mux_reject(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
+int tt_mux_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
 
 /* Bytes the application may still queue on ch (send_credit minus what is queued). */
 uint32_t tt_mux_sendable(const tt_chan_t *ch);
