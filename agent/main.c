@@ -91,8 +91,8 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
   }
   if (kind == TT_K_ERROR) {
     const Tether__Error *e = (const Tether__Error *)m;
-    char msg[TT_TEXT_MAX + 1];
-    if (tt_text_copy(msg, sizeof(msg), e->message)) snprintf(msg, sizeof(msg), "(unprintable)");
+    char msg[TT_TEXT_MAX * 4 + 1];
+    tt_log_quote(msg, sizeof(msg), e->message.data, e->message.len);
     TT_WARN("agent", "broker refused us", "code=%d msg=\"%s\" retry_after_ms=%u", (int)e->code, msg,
             e->retry_after_ms);
     a->retry_after_ms = e->retry_after_ms;
@@ -125,10 +125,11 @@ static void agent_connect(agent_t *a) {
     schedule_retry(a);
     return;
   }
-  /* The broker pings every heartbeat; if it goes silent for long, the link is dead. */
+  /* Until Welcome, a broker silent for the handshake timeout is given up on; after it, the
+   * broker's announced idle timeout applies (it pings every heartbeat). */
   tt_tls_limits_t lim = {
       .handshake_ms = (uint64_t)a->cfg.handshake_timeout_ms,
-      .idle_ms = 0,
+      .idle_ms = (uint64_t)a->cfg.handshake_timeout_ms,
       .high_water = TT_SOCKET_QUEUE_CAP,
       .low_water = TT_SOCKET_QUEUE_CAP / 4,
       .write_cap = TT_SOCKET_WRITE_CAP,

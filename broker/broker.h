@@ -23,6 +23,7 @@ typedef struct {
 } broker_cfg_t;
 
 typedef struct broker_s broker_t;
+typedef struct relay_s relay_t;
 
 typedef enum {
   BROKER_CONN_HANDSHAKE = 0, /* TLS in progress */
@@ -32,6 +33,7 @@ typedef enum {
 
 typedef struct broker_conn_s {
   struct broker_conn_s *prev, *next;
+  struct broker_conn_s *uprev, *unext; /* on the not-yet-welcomed list */
   broker_t *b;
   tt_link_t *link;
   broker_conn_state_t state;
@@ -41,6 +43,7 @@ typedef struct broker_conn_s {
   char version[TT_NAME_MAX + 1];
   uint64_t caps;
   uint64_t connected_unix_ms;
+  uint64_t accepted_ms;   /* uv_now at accept: Hello must come within handshake_timeout */
 } broker_conn_t;
 
 struct broker_s {
@@ -50,8 +53,11 @@ struct broker_s {
   tt_tls_limits_t limits;
   uv_tcp_t listener;
   uv_timer_t heartbeat;
+  uv_timer_t sweep;       /* one timer for every deadline: Hello, channel opens */
   uv_signal_t sigint, sigterm;
   broker_conn_t *conns;
+  broker_conn_t *unready; /* accepted, not yet welcomed */
+  relay_t *pending;       /* relays waiting for the device's answer */
   size_t nconns, nagents;
   uint64_t ping_nonce;
   bool stopping;
@@ -60,6 +66,7 @@ struct broker_s {
 /* conn.c */
 void broker_on_connection(uv_stream_t *server, int status);
 void broker_heartbeat_cb(uv_timer_t *t);
+void broker_sweep_cb(uv_timer_t *t);
 void broker_close_all(broker_t *b);
 broker_conn_t *broker_find_agent(broker_t *b, const char *device_id);
 extern const tt_link_cbs_t broker_link_cbs;
@@ -70,6 +77,8 @@ void relay_on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *ms
 void relay_on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags);
 void relay_on_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n);
 void relay_on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
+/* End relays whose device has not answered within TT_OPEN_TIMEOUT_MS. */
+void relay_sweep(broker_t *b, uint64_t now);
 
 uint64_t broker_unix_ms(void);
 

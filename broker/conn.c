@@ -1,12 +1,23 @@
 /* Broker connections: accept, identify (certificate + Hello), answer requests, heartbeat. */
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include "broker.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
+static void unready_remove(broker_conn_t *c) {
+  broker_t *b = c->b;
+  if (!c->uprev && b->unready != c) return; /* not on the list */
+  if (c->uprev) c->uprev->unext = c->unext;
+  else b->unready = c->unext;
+  if (c->unext) c->unext->uprev = c->uprev;
+  c->uprev = c->unext = NULL;
+}
+
 static void conn_unlink(broker_conn_t *c) {
   broker_t *b = c->b;
+  unready_remove(c);
   if (c->prev) c->prev->next = c->next;
   else b->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -14,10 +25,37 @@ static void conn_unlink(broker_conn_t *c) {
   if (c->state == BROKER_CONN_READY && c->id.role == TT_ROLE_AGENT) b->nagents--;
 }
 
+static void refused_close_cb(uv_handle_t *h) { free(h); }
+
+/* At the connection limit a newcomer costs us nothing but an accept and a close: no TLS
+ * state is made for it. It sees a reset and backs off. */
+static void refuse_at_accept(broker_t *b, uv_stream_t *server) {
+  uv_tcp_t *t = malloc(sizeof(*t));
+  if (!t) return;
+  uv_tcp_init(b->loop, t);
+  if (uv_accept(server, (uv_stream_t *)t) == 0) {
+    struct linger lg = {1, 0}; /* RST, no TIME_WAIT kept on our side */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)t, &fd) == 0) setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  }
+  uv_close((uv_handle_t *)t, refused_close_cb);
+}
+
 void broker_on_connection(uv_stream_t *server, int status) {
   broker_t *b = server->data;
   if (status < 0) {
     TT_WARN("broker", "accept failed", "err=%s", uv_err_name(status));
+    return;
+  }
+  if ((int64_t)b->nconns >= b->cfg.max_connections) {
+    static uint64_t last_warn;
+    uint64_t now = uv_now(b->loop);
+    if (now - last_warn >= 1000) {
+      TT_WARN("broker", "refusing connections", "reason=max_connections limit=%lld",
+              (long long)b->cfg.max_connections);
+      last_warn = now;
+    }
+    refuse_at_accept(b, server);
     return;
   }
   broker_conn_t *c = calloc(1, sizeof(*c));
@@ -32,13 +70,12 @@ void broker_on_connection(uv_stream_t *server, int status) {
   c->next = b->conns;
   if (b->conns) b->conns->prev = c;
   b->conns = c;
+  c->unext = b->unready;
+  if (b->unready) b->unready->uprev = c;
+  b->unready = c;
   b->nconns++;
+  c->accepted_ms = uv_now(b->loop);
   snprintf(c->addr, sizeof(c->addr), "%s", tt_link_peer_addr(c->link));
-  if ((int64_t)b->nconns > b->cfg.max_connections) {
-    TT_WARN("broker", "refusing connection", "peer=%s reason=max_connections limit=%lld", c->addr,
-            (long long)b->cfg.max_connections);
-    tt_link_close(c->link, TT_EBUSY, "broker at its connection limit");
-  }
 }
 
 static void conn_on_up(tt_link_t *l) {
@@ -56,7 +93,8 @@ static void conn_on_up(tt_link_t *l) {
 
 broker_conn_t *broker_find_agent(broker_t *b, const char *device_id) {
   for (broker_conn_t *c = b->conns; c; c = c->next)
-    if (c->state == BROKER_CONN_READY && c->id.role == TT_ROLE_AGENT && strcmp(c->id.name, device_id) == 0)
+    if (c->state == BROKER_CONN_READY && c->id.role == TT_ROLE_AGENT && !c->link->closing &&
+        strcmp(c->id.name, device_id) == 0)
       return c;
   return NULL;
 }
@@ -90,7 +128,10 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
     if (old) {
       TT_INFO("broker", "agent replaced by a newer connection", "device=%s old=%s new=%s",
               c->id.name, old->addr, c->addr);
-      tt_link_close(old->link, TT_ECLOSED, "replaced by a newer connection from the same device");
+      /* Two hosts with one identity (a cloned VM) would otherwise replace each other at
+       * every backoff step: the loser waits a while. */
+      tt_link_refuse(old->link, TT_ECLOSED, "replaced by a newer connection from the same device",
+                     TT_REPLACED_RETRY_MS);
     }
     b->nagents++;
   }
@@ -102,10 +143,13 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
   w.idle_timeout_ms = (uint32_t)b->cfg.idle_timeout_ms;
   w.identity = tt_text(c->id.name);
   c->state = BROKER_CONN_READY;
+  unready_remove(c);
   c->connected_unix_ms = broker_unix_ms();
   tt_link_set_authed(c->link);
-  TT_INFO("broker", "peer connected", "peer=%s role=%s name=%s hostname=%s version=%s", c->addr,
-          tt_role_name(c->id.role), c->id.name, c->hostname, c->version);
+  char qh[TT_TEXT_MAX * 4 + 1], qv[TT_NAME_MAX * 4 + 1];
+  TT_INFO("broker", "peer connected", "peer=%s role=%s name=%s hostname=\"%s\" version=\"%s\"", c->addr,
+          tt_role_name(c->id.role), c->id.name, tt_log_quote(qh, sizeof(qh), c->hostname, strlen(c->hostname)),
+          tt_log_quote(qv, sizeof(qv), c->version, strlen(c->version)));
   return tt_link_send(c->link, TT_K_WELCOME, &w.base);
 }
 
@@ -180,8 +224,8 @@ static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m
     return on_request(c, (const Tether__Request *)m);
   case TT_K_ERROR: {
     const Tether__Error *e = (const Tether__Error *)m;
-    char msg[TT_TEXT_MAX + 1];
-    if (tt_text_copy(msg, sizeof(msg), e->message)) snprintf(msg, sizeof(msg), "(unprintable)");
+    char msg[TT_TEXT_MAX * 4 + 1];
+    tt_log_quote(msg, sizeof(msg), e->message.data, e->message.len);
     TT_INFO("broker", "peer reported an error", "peer=%s name=%s code=%d msg=\"%s\"", c->addr,
             c->id.name, (int)e->code, msg);
     tt_link_close(l, 0, NULL);
@@ -214,6 +258,20 @@ void broker_heartbeat_cb(uv_timer_t *t) {
     int rc = tt_link_ping(c->link, b->ping_nonce);
     if (rc) tt_link_close(c->link, rc, "peer is not reading");
   }
+}
+
+void broker_sweep_cb(uv_timer_t *t) {
+  broker_t *b = t->data;
+  uint64_t now = uv_now(b->loop);
+  for (broker_conn_t *c = b->unready, *next; c; c = next) {
+    next = c->unext;
+    if (now - c->accepted_ms >= (uint64_t)b->cfg.handshake_timeout_ms && !c->link->closing) {
+      TT_INFO("broker", "no hello in time", "peer=%s ms=%lld", c->addr, (long long)b->cfg.handshake_timeout_ms);
+      unready_remove(c);
+      tt_link_close(c->link, TT_ETIMEOUT, "no hello in time");
+    }
+  }
+  relay_sweep(b, now);
 }
 
 void broker_close_all(broker_t *b) {

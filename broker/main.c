@@ -23,7 +23,7 @@ static const tt_conf_opt_t broker_opts[] = {
     OPT("idle_timeout", "idle-timeout", TT_CONF_DURATION, idle_timeout_ms, 300, 3600000, "45s",
         "drop a peer that sent nothing for this long"),
     OPT("handshake_timeout", "handshake-timeout", TT_CONF_DURATION, handshake_timeout_ms, 100, 120000,
-        "10s", "drop a connection whose TLS handshake and Hello take longer"),
+        "10s", "drop a connection whose TLS handshake, or whose Hello after it, takes longer"),
     OPT("max_connections", "max-connections", TT_CONF_INT, max_connections, 1, 10000000, "200000",
         "connections held at once; more are closed at accept"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(broker_cfg_t, log_level), sizeof(int), 0, 0,
@@ -44,6 +44,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   b->stopping = true;
   uv_close((uv_handle_t *)&b->listener, NULL);
   uv_close((uv_handle_t *)&b->heartbeat, NULL);
+  uv_close((uv_handle_t *)&b->sweep, NULL);
   uv_close((uv_handle_t *)&b->sigint, NULL);
   uv_close((uv_handle_t *)&b->sigterm, NULL);
   broker_close_all(b);
@@ -128,6 +129,9 @@ int main(int argc, char **argv) {
   uv_timer_init(b.loop, &b.heartbeat);
   b.heartbeat.data = &b;
   uv_timer_start(&b.heartbeat, broker_heartbeat_cb, (uint64_t)b.cfg.heartbeat_ms, (uint64_t)b.cfg.heartbeat_ms);
+  uv_timer_init(b.loop, &b.sweep);
+  b.sweep.data = &b;
+  uv_timer_start(&b.sweep, broker_sweep_cb, 1000, 1000);
   uv_signal_init(b.loop, &b.sigint);
   uv_signal_init(b.loop, &b.sigterm);
   b.sigint.data = b.sigterm.data = &b;

@@ -476,7 +476,7 @@ static int open_bio(const char *path, BIO **out, mode_t *mode, char *err, size_t
 
 int tt_pki_load_cert(const char *path, X509 **out, char *err, size_t errlen) {
   BIO *b;
-  mode_t mode;
+  mode_t mode = 0;
   *out = NULL;
   int rc = open_bio(path, &b, &mode, err, errlen);
   if (rc < 0)
@@ -490,7 +490,7 @@ int tt_pki_load_cert(const char *path, X509 **out, char *err, size_t errlen) {
 
 int tt_pki_load_key(const char *path, EVP_PKEY **out, char *err, size_t errlen) {
   BIO *b;
-  mode_t mode;
+  mode_t mode = 0;
   *out = NULL;
   int rc = open_bio(path, &b, &mode, err, errlen);
   if (rc < 0)

@@ -78,10 +78,11 @@ static void ping_report(console_t *c) {
   double p50 = (double)g_cs.rtt_ns[n / 2] / 1e3;
   double p99 = (double)g_cs.rtt_ns[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1e3;
   double mx = (double)g_cs.rtt_ns[n - 1] / 1e3;
-  if (c->json)
-    printf("{\"device\":\"%s\",\"count\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
-           c->args.pos[1], n, p50, p99, mx);
-  else
+  if (c->json) {
+    printf("{\"device\":");
+    console_json_str(stdout, c->args.pos[1]);
+    printf(",\"count\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n", n, p50, p99, mx);
+  } else
     printf("%s: %" PRIu64 " round trips of %u bytes: p50 %.1f us, p99 %.1f us, max %.1f us\n",
            c->args.pos[1], n, PING_PAYLOAD, p50, p99, mx);
 }
@@ -105,10 +106,11 @@ static void on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint
       console_fail(c, "speedtest: got %" PRIu64 " bytes, expected %" PRIu64, g_cs.received, g_cs.expected);
       return;
     }
-    if (c->json)
-      printf("{\"device\":\"%s\",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"mb_per_s\":%.1f}\n",
-             c->args.pos[1], g_cs.received, secs, mbps);
-    else
+    if (c->json) {
+      printf("{\"device\":");
+      console_json_str(stdout, c->args.pos[1]);
+      printf(",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"mb_per_s\":%.1f}\n", g_cs.received, secs, mbps);
+    } else
       printf("%s: %" PRIu64 " bytes in %.3f s = %.1f MB/s\n", c->args.pos[1], g_cs.received, secs, mbps);
     fflush(stdout);
     console_finish(c, 0);

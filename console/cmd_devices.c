@@ -7,9 +7,14 @@
 #include "tt/log.h"
 #include "tt/msg.h"
 
+/* The listing is collected first and printed whole, so a failure on a later page never
+ * leaves half a table or unbalanced JSON on stdout. */
 typedef struct {
   uint32_t offset;
   uint32_t printed;
+  char *text;
+  size_t text_len;
+  FILE *out;
 } devices_state_t;
 
 static devices_state_t g_state;
@@ -25,19 +30,19 @@ static int request_page(console_t *c) {
   return tt_link_send(c->link, TT_K_REQUEST, &r.base);
 }
 
-static int devices_start(console_t *c) {
-  c->state = &g_state;
-  return request_page(c);
+static void devices_discard(void) {
+  if (g_state.out) fclose(g_state.out);
+  g_state.out = NULL;
+  free(g_state.text);
+  g_state.text = NULL;
 }
 
-/* JSON string from validated text (printable UTF-8: only quote and backslash need escaping). */
-static void json_str(const char *s) {
-  putchar('"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') putchar('\\');
-    putchar(*s);
-  }
-  putchar('"');
+static int devices_start(console_t *c) {
+  c->state = &g_state;
+  g_state.out = open_memstream(&g_state.text, &g_state.text_len);
+  if (!g_state.out) return TT_ENOMEM;
+  atexit(devices_discard);
+  return request_page(c);
 }
 
 static void fmt_time(uint64_t unix_ms, char *out, size_t cap, int iso) {
@@ -57,8 +62,8 @@ static int devices_response(console_t *c, const Tether__Response *r) {
   if (r->body_case != TETHER__RESPONSE__BODY_DEVICES) return TT_EPROTO;
   const Tether__DeviceList *l = r->devices;
   if (g_state.offset == 0) {
-    if (c->json) printf("[");
-    else printf("%-24s %-24s %-22s %-21s %s\n", "DEVICE", "HOSTNAME", "ADDRESS", "CONNECTED SINCE", "VERSION");
+    if (c->json) fputc('[', g_state.out);
+    else fprintf(g_state.out, "%-24s %-24s %-22s %-21s %s\n", "DEVICE", "HOSTNAME", "ADDRESS", "CONNECTED SINCE", "VERSION");
   }
   for (size_t i = 0; i < l->n_devices; i++) {
     const Tether__DeviceInfo *d = l->devices[i];
@@ -68,25 +73,29 @@ static int devices_response(console_t *c, const Tether__Response *r) {
       return TT_ETEXT;
     if (c->json) {
       fmt_time(d->connected_since_ms, when, sizeof(when), 1);
-      printf("%s{\"device\":", g_state.printed ? "," : "");
-      json_str(id);
-      printf(",\"hostname\":");
-      json_str(host);
-      printf(",\"address\":");
-      json_str(addr);
-      printf(",\"connected_since\":\"%s\",\"version\":", when);
-      json_str(ver);
-      printf(",\"online\":true}");
+      FILE *o = g_state.out;
+      fprintf(o, "%s{\"device\":", g_state.printed ? "," : "");
+      console_json_str(o, id);
+      fprintf(o, ",\"hostname\":");
+      console_json_str(o, host);
+      fprintf(o, ",\"address\":");
+      console_json_str(o, addr);
+      fprintf(o, ",\"connected_since\":\"%s\",\"version\":", when);
+      console_json_str(o, ver);
+      fprintf(o, ",\"online\":true}");
     } else {
       fmt_time(d->connected_since_ms, when, sizeof(when), 0);
-      printf("%-24s %-24s %-22s %-21s %s\n", id, host, addr, when, ver);
+      fprintf(g_state.out, "%-24s %-24s %-22s %-21s %s\n", id, host, addr, when, ver);
     }
     g_state.printed++;
   }
   g_state.offset += (uint32_t)l->n_devices;
   if (l->n_devices > 0 && g_state.offset < l->total) return request_page(c);
-  if (c->json) printf("]\n");
-  else if (g_state.printed == 0) fprintf(stderr, "(no devices connected)\n");
+  if (c->json) fputs("]\n", g_state.out);
+  fclose(g_state.out);
+  g_state.out = NULL;
+  fwrite(g_state.text, 1, g_state.text_len, stdout);
+  if (!c->json && g_state.printed == 0) fprintf(stderr, "(no devices connected)\n");
   fflush(stdout);
   console_finish(c, 0);
   return 0;

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 #include "tt/cli.h"
 #include "tt/link.h"
@@ -49,6 +50,8 @@ struct console_s {
   void *state;      /* the command's */
 };
 
+/* A JSON string literal for any C string (escapes quotes, backslashes, controls). */
+void console_json_str(FILE *f, const char *s);
 /* Finish: remember the exit code and close the link. */
 void console_finish(console_t *c, int exit_code);
 /* Print "tether: <msg>" on stderr and finish with exit code 1. */

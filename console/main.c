@@ -37,6 +37,16 @@ static const console_cmd_t *const commands[] = {&console_cmd_devices, &console_c
 
 static const char *const switches[] = {"json", NULL};
 
+void console_json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+    else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
+}
+
 void console_finish(console_t *c, int exit_code) {
   if (c->done) return;
   c->done = true;
@@ -87,8 +97,15 @@ static void on_up(tt_link_t *l) {
 static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
   console_t *c = l->data;
   if (kind == TT_K_WELCOME && !c->welcomed) {
+    const Tether__Welcome *w = (const Tether__Welcome *)m;
+    if (w->proto_version != TT_PROTO_VERSION) {
+      console_fail(c, "the broker speaks protocol %u, this console %u", w->proto_version, TT_PROTO_VERSION);
+      return 0;
+    }
     c->welcomed = true;
     tt_link_set_authed(l);
+    /* The broker pings every heartbeat: silence this long means it is gone. */
+    if (w->idle_timeout_ms) tt_tls_set_idle(l->tls, w->idle_timeout_ms);
     int rc = c->cmd->start(c);
     if (rc) console_fail(c, "%s", tt_strerror(rc));
     return 0;
@@ -102,7 +119,7 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     const Tether__Error *e = (const Tether__Error *)m;
     char msg[TT_TEXT_MAX + 1];
     if (tt_text_copy(msg, sizeof(msg), e->message)) snprintf(msg, sizeof(msg), "(unprintable)");
-    console_fail(c, "broker refused: %s", msg);
+    console_fail(c, "the broker closed the connection: %s", msg);
     return 0;
   }
   return TT_EKIND;
@@ -114,6 +131,10 @@ static void on_down(tt_link_t *l, int reason) {
   if (!c->done) {
     if (reason == TT_ECERT)
       console_fail(c, "TLS refused at %s: certificate not accepted (%s)", c->cfg.broker, tt_strerror(reason));
+    else if (reason == 0 || reason == UV_EOF)
+      console_fail(c, "the broker at %s closed the connection", c->cfg.broker);
+    else if (reason == TT_ETIMEOUT)
+      console_fail(c, "the broker at %s stopped answering", c->cfg.broker);
     else
       console_fail(c, "cannot talk to the broker at %s: %s", c->cfg.broker, tt_strerror(reason));
   }
@@ -141,6 +162,7 @@ int main(int argc, char **argv) {
                "Tether's console, for technicians and admins. The config file defaults to\n"
                "$TETHER_CONFIG, else ~/.config/tether/console.conf.",
       .config_path = envconf && *envconf ? envconf : defconf,
+      .config_required = envconf && *envconf,
       .switches = switches,
   };
   signal(SIGPIPE, SIG_IGN);
@@ -196,7 +218,7 @@ int main(int argc, char **argv) {
   link_cbs.mux = console_mux_cbs;
   tt_tls_limits_t lim = {
       .handshake_ms = (uint64_t)c.cfg.timeout_ms,
-      .idle_ms = 0,
+      .idle_ms = (uint64_t)c.cfg.timeout_ms, /* until Welcome; then the broker's idle timeout */
       .high_water = TT_SOCKET_QUEUE_CAP,
       .low_water = TT_SOCKET_QUEUE_CAP / 4,
       .write_cap = TT_SOCKET_WRITE_CAP,

@@ -41,7 +41,8 @@ int tt_cli_parse(const tt_cli_t *cli, const tt_conf_opt_t *t, size_t n, void *cf
       break;
     }
   }
-  if (!conf && cli->config_path && access(cli->config_path, R_OK) == 0) conf = cli->config_path;
+  if (!conf && cli->config_path && (cli->config_required || access(cli->config_path, F_OK) == 0))
+    conf = cli->config_path;
   if (conf && (rc = tt_conf_load(t, n, cfg, conf, err, sizeof(err)))) goto bad;
 
   bool rest = false;

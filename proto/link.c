@@ -166,7 +166,9 @@ int tt_link_ping(tt_link_t *l, uint64_t nonce) {
   return tt_link_send(l, TT_K_PING, &p.base);
 }
 
-void tt_link_close(tt_link_t *l, int code, const char *why) {
+void tt_link_close(tt_link_t *l, int code, const char *why) { tt_link_refuse(l, code, why, 0); }
+
+void tt_link_refuse(tt_link_t *l, int code, const char *why, uint32_t retry_after_ms) {
   if (l->closing || !l->tls) return;
   /* Whatever is queued (a Welcome refused, a last reply) goes before the Error frame. */
   tt_link_flush(l);
@@ -176,6 +178,7 @@ void tt_link_close(tt_link_t *l, int code, const char *why) {
     Tether__Error e = TETHER__ERROR__INIT;
     e.code = tt_err_to_wire(code);
     e.message = tt_text(why ? why : tt_strerror(code));
+    e.retry_after_ms = retry_after_ms;
     tt_buf_t b;
     tt_buf_init(&b, TT_FRAME_HDR + TT_FRAME_MAX_BODY_PREAUTH);
     /* Best effort: a peer that is not reading does not get to hear why. */

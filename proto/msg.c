@@ -120,7 +120,17 @@ int tt_msg_encode(tt_buf_t *out, uint8_t kind, uint32_t channel, const ProtobufC
   return 0;
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, max U+10FFFF), no C0/C1 controls or DEL. */
+/* Unicode format characters (category Cf): bidi overrides, zero-width joiners and spaces,
+ * invisible tags. In a hostname they make one line of `tether devices` pass for another. */
+static bool is_format_char(uint32_t cp) {
+  return cp == 0xad || (cp >= 0x600 && cp <= 0x605) || cp == 0x61c || cp == 0x6dd || cp == 0x70f ||
+         cp == 0x180e || (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
+         (cp >= 0x2060 && cp <= 0x2064) || (cp >= 0x2066 && cp <= 0x206f) || cp == 0xfeff ||
+         (cp >= 0xfff9 && cp <= 0xfffb) || cp == 0xe0001 || (cp >= 0xe0020 && cp <= 0xe007f);
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, max U+10FFFF), no C0/C1 controls or DEL, no
+ * format characters. */
 bool tt_text_valid(ProtobufCBinaryData t, size_t max) {
   if (t.len > max) return false;
   const uint8_t *s = t.data;
@@ -146,6 +156,7 @@ bool tt_text_valid(ProtobufCBinaryData t, size_t max) {
     if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)) return false;
     if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
     if (cp >= 0x80 && cp <= 0x9f) return false;
+    if (is_format_char(cp)) return false;
     i += n + 1;
   }
   return true;

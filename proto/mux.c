@@ -140,6 +140,7 @@ int tt_mux_close(tt_mux_t *m, tt_chan_t *c, int code, const char *msg) {
   if (c->state == TT_CH_PENDING) return tt_mux_reject(m, c, code, msg);
   if (c->state != TT_CH_OPEN && c->state != TT_CH_OPENING) return TT_ESTATE;
   /* Behind the channel's queued data, so a close never overtakes what was sent before it. */
+  c->tail_from_end = 0;
   int rc = send_close(m, c, TT_K_CH_CLOSE, code, msg, &c->outq);
   if (rc) {
     tt_buf_reset(&c->outq);
@@ -153,30 +154,64 @@ uint32_t tt_mux_sendable(const tt_chan_t *c) {
   return c->state == TT_CH_OPEN && !c->eof_sent ? c->send_credit : 0;
 }
 
+/* Add up to the frame's room from p to the plain DATA frame at the tail of c's queue. */
+static size_t append_to_tail(tt_chan_t *c, const uint8_t *p, size_t n) {
+  if (!c->tail_from_end || c->tail_from_end > c->outq.len) return 0; /* none, or already sent */
+  uint8_t *h = c->outq.data + c->outq.off + c->outq.len - c->tail_from_end;
+  uint32_t len = tt_get_u32(h);
+  if (h[4] != TT_K_DATA || h[5] != 0 || len >= TT_DATA_CHUNK_MAX) return 0;
+  size_t take = TT_DATA_CHUNK_MAX - len < n ? TT_DATA_CHUNK_MAX - len : n;
+  if (tt_buf_reserve(&c->outq, take)) return 0;
+  h = c->outq.data + c->outq.off + c->outq.len - c->tail_from_end; /* reserve may move it */
+  memcpy(tt_buf_tail(&c->outq), p, take);
+  tt_buf_commit(&c->outq, take);
+  tt_put_u32(h, len + (uint32_t)take);
+  c->tail_from_end += (uint32_t)take;
+  return take;
+}
+
 int tt_mux_send(tt_mux_t *m, tt_chan_t *c, const void *p, size_t n, uint8_t flags) {
   (void)m;
   if (c->state != TT_CH_OPEN || c->eof_sent) return TT_ESTATE;
   if (flags & ~TT_FF_MASK) return TT_EINVAL;
   if (n > c->send_credit) return TT_EWINDOW;
   if ((flags & TT_FF_ZSTD) && n > TT_DATA_CHUNK_MAX) return TT_ETOOBIG;
+  if (n == 0 && !(flags & TT_FF_EOF)) return 0;
+  /* Room for the worst case first, so that nothing is queued unless all of it is. */
   size_t chunks = n ? (n + TT_DATA_CHUNK_MAX - 1) / TT_DATA_CHUNK_MAX : 1;
   int rc = tt_buf_reserve(&c->outq, n + chunks * TT_FRAME_HDR);
   if (rc) return rc;
   const uint8_t *s = p;
   size_t left = n;
-  do {
-    size_t take = left > TT_DATA_CHUNK_MAX ? TT_DATA_CHUNK_MAX : left;
-    uint8_t fl = (uint8_t)(flags & TT_FF_ZSTD);
-    if (take == left) fl |= (uint8_t)(flags & TT_FF_EOF);
-    uint8_t *t = tt_buf_tail(&c->outq);
-    tt_frame_header_encode(t, TT_K_DATA, fl, c->id, (uint32_t)take);
-    if (take) { /* an EOF-only send may pass p == NULL: no arithmetic on it */
-      memcpy(t + TT_FRAME_HDR, s, take);
-      s += take;
-      left -= take;
+  bool eof_on_tail = false;
+  if (!(flags & TT_FF_ZSTD) && left) {
+    size_t done = append_to_tail(c, s, left);
+    if (done) {
+      s += done;
+      left -= done;
+      if (!left && (flags & TT_FF_EOF)) {
+        /* Everything joined the tail frame: it carries the EOF too. */
+        c->outq.data[c->outq.off + c->outq.len - c->tail_from_end + 5] |= TT_FF_EOF;
+        eof_on_tail = true;
+      }
     }
-    tt_buf_commit(&c->outq, TT_FRAME_HDR + take);
-  } while (left);
+  }
+  if (left || ((flags & TT_FF_EOF) && !eof_on_tail)) {
+    do {
+      size_t take = left > TT_DATA_CHUNK_MAX ? TT_DATA_CHUNK_MAX : left;
+      uint8_t fl = (uint8_t)(flags & TT_FF_ZSTD);
+      if (take == left) fl |= (uint8_t)(flags & TT_FF_EOF);
+      uint8_t *t = tt_buf_tail(&c->outq);
+      tt_frame_header_encode(t, TT_K_DATA, fl, c->id, (uint32_t)take);
+      if (take) {
+        memcpy(t + TT_FRAME_HDR, s, take);
+        s += take;
+        left -= take;
+      }
+      tt_buf_commit(&c->outq, TT_FRAME_HDR + take);
+      c->tail_from_end = (uint32_t)(TT_FRAME_HDR + take);
+    } while (left);
+  }
   c->send_credit -= (uint32_t)n;
   c->bytes_out += n;
   if (flags & TT_FF_EOF) c->eof_sent = true;
@@ -252,6 +287,9 @@ static int on_peer_close(tt_mux_t *m, tt_chan_t *c, uint8_t kind, Tether__ErrorC
 
 static int on_data(tt_mux_t *m, tt_chan_t *c, const tt_frame_t *f) {
   if (c->state != TT_CH_OPEN && c->state != TT_CH_CLOSING) return TT_ECHANNEL;
+  /* An empty frame that is not an EOF costs us a header for nothing; a larger frame than
+   * the chunk size is not one we or any honest peer sends. */
+  if ((f->len == 0 && !(f->flags & TT_FF_EOF)) || f->len > TT_DATA_CHUNK_MAX) return TT_EPROTO;
   if (f->len > c->recv_left) return TT_EWINDOW;
   c->recv_left -= f->len;
   if (c->state == TT_CH_CLOSING) return 0; /* in flight when we closed */

@@ -23,6 +23,19 @@ static const uint8_t fz_kinds[] = {
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Unicode format characters (Cf) that tt_text_valid refuses, as a table of ranges. */
+static bool fz_is_cf(uint32_t cp) {
+  static const uint32_t r[][2] = {
+      {0xad, 0xad},       {0x600, 0x605},     {0x61c, 0x61c},     {0x6dd, 0x6dd},
+      {0x70f, 0x70f},     {0x180e, 0x180e},   {0x200b, 0x200f},   {0x202a, 0x202e},
+      {0x2060, 0x2064},   {0x2066, 0x206f},   {0xfeff, 0xfeff},   {0xfff9, 0xfffb},
+      {0xe0001, 0xe0001}, {0xe0020, 0xe007f},
+  };
+  for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+    if (cp >= r[i][0] && cp <= r[i][1]) return true;
+  return false;
+}
+
 /* An independent reading of tt_text_valid's contract (Unicode's table of well-formed
  * sequences, minus C0, DEL and C1), so the two can be checked against each other. */
 static bool fz_text_ref(ProtobufCBinaryData t, size_t max) {
@@ -48,6 +61,9 @@ static bool fz_text_ref(ProtobufCBinaryData t, size_t max) {
     for (size_t k = 2; k <= n; k++)
       if (s[i + k] < 0x80 || s[i + k] > 0xbf) return false;
     if (c == 0xc2 && s[i + 1] <= 0x9f) return false; /* U+0080..U+009F */
+    uint32_t cp = c & (n == 1 ? 0x1f : n == 2 ? 0x0f : 0x07);
+    for (size_t k = 1; k <= n; k++) cp = (cp << 6) | (s[i + k] & 0x3f);
+    if (fz_is_cf(cp)) return false;
     i += n + 1;
   }
   return true;

@@ -372,6 +372,7 @@ def iso_utc_to_unix(s):
 HDR = struct.Struct(">IBBI")  # body length, kind, flags, channel
 
 K_HELLO, K_WELCOME, K_ERROR, K_PING, K_PONG = 1, 2, 3, 4, 5
+K_CH_OPEN, K_CH_ACCEPT, K_CH_REJECT, K_CH_CLOSE = 6, 7, 8, 9
 K_REQUEST, K_RESPONSE = 11, 12
 ROLE_AGENT, ROLE_TECHNICIAN = 1, 2
 ERR_VERSION, ERR_ROLE, ERR_TOO_BIG = 2, 3, 4

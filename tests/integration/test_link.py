@@ -15,9 +15,9 @@ import ssl
 import time
 import unittest
 
-from harness import (ERR_ROLE, ERR_TOO_BIG, ERR_VERSION, K_HELLO, K_REQUEST, K_WELCOME,
+from harness import (K_CH_OPEN, K_CH_REJECT, K_CH_CLOSE, ERR_ROLE, ERR_TOO_BIG, ERR_VERSION, K_HELLO, K_REQUEST, K_WELCOME,
                      ROLE_AGENT, ROLE_TECHNICIAN, Harness, Pki, WireClient, error_of,
-                     free_port, hello_body, iso_utc_to_unix)
+                     free_port, frame, hello_body, iso_utc_to_unix, pb_bytes, pb_parse, pb_varint)
 
 ERR_PROTOCOL = 1
 MiB = 1024 * 1024
@@ -304,6 +304,21 @@ class LinkTest(unittest.TestCase):
         a.wait_for(r'msg="connected"', after=mark, timeout=10)
         self.h.wait_device(b.addr, "dev-a", timeout=10)
 
+    def test_06c_no_hello_in_time_is_dropped(self):
+        # TLS done but no Hello: trickling bytes must not keep the connection (the idle
+        # timer would); the Hello deadline is the handshake timeout.
+        b, a = self.broker_with_agent(broker_extra=["--handshake-timeout", "1s", "--idle-timeout", "30s"])
+        mark = b.mark()
+        with self.wire(b) as c:
+            t0 = time.monotonic()
+            c.send(frame(K_HELLO, b"x" * 100)[:3])  # part of a header, then nothing more
+            frames, how, secs = c.read_until_closed(timeout=8)
+        print("\n    peer without hello dropped after %.2f s (deadline 1 s, swept each second)" % secs,
+              flush=True)
+        self.assertLess(secs, 1.0 + 1.0 + 1.0)
+        b.wait_for(r'msg="no hello in time"', after=mark)
+        self.assert_still_listed(b, a)
+
     # -- 7 ---------------------------------------------------------------------------------
 
     def test_07_wrong_hello_gets_an_error_and_is_disconnected(self):
@@ -381,6 +396,72 @@ class LinkTest(unittest.TestCase):
         self.assertEqual(r.rc, 1, r)
         self.assert_one_line(r, "tether", "no-such-device", "not connected")
         self.assert_still_listed(b, a)
+
+    def open_frame(self, device, kind=1, window=65536, nbytes=1000):
+        return pb_varint(1, kind) + pb_bytes(2, device) + pb_varint(3, window) + pb_varint(6, nbytes)
+
+    def test_09b_relay_survives_refusals_and_vanishing_agents(self):
+        b, a = self.broker_with_agent()
+        # A channel kind the agent does not serve: the agent rejects it, the broker passes the
+        # rejection on (this used to free the pending channel twice).
+        with self.wire(b) as c:
+            c.handshake_hello()
+            c.send_frame(K_CH_OPEN, self.open_frame("dev-a", kind=0), channel=1)
+            kind, _, ch, body = c.read_control(timeout=10, answer_pings=True)
+            self.assertEqual((kind, ch), (K_CH_REJECT, 1), pb_parse(body))
+            self.assertIn(b"does not serve", pb_parse(body).get(2, [b""])[0])
+        # An agent that vanishes while a channel to it waits for an answer: the console hears
+        # of it, the broker lives on.
+        with self.wire(b, cert="dev-b") as ag:
+            ag.handshake_hello(role=ROLE_AGENT, hostname="host-b")
+            with self.wire(b) as c:
+                c.handshake_hello()
+                c.send_frame(K_CH_OPEN, self.open_frame("dev-b"), channel=1)
+                kind, _, ch, body = ag.read_control(timeout=10, answer_pings=True)
+                self.assertEqual(kind, K_CH_OPEN)
+                ag.close()  # never answers
+                kind, _, ch, body = c.read_control(timeout=10, answer_pings=True)
+                self.assertIn(kind, (K_CH_REJECT, K_CH_CLOSE), pb_parse(body))
+                self.assertEqual(ch, 1)
+        self.assertTrue(b.alive(), b.log())
+        self.assert_still_listed(b, a)
+
+    def test_09c_one_person_cannot_fill_a_device_with_waiting_opens(self):
+        b, a = self.broker_with_agent()
+        with self.wire(b, cert="dev-b") as ag:
+            ag.handshake_hello(role=ROLE_AGENT, hostname="host-b")  # never answers opens
+            with self.wire(b) as c1, self.wire(b) as c2:
+                c1.handshake_hello()
+                c2.handshake_hello()
+                def opens_reaching_agent(want):
+                    n = 0
+                    deadline = time.monotonic() + 3
+                    while time.monotonic() < deadline:
+                        try:
+                            k, _, _, _ = ag.read_control(timeout=0.5, answer_pings=True)
+                            n += k == K_CH_OPEN
+                        except TimeoutError:
+                            if n >= want:
+                                break
+                    return n
+                for i in range(6):
+                    c1.send_frame(K_CH_OPEN, self.open_frame("dev-b"), channel=2 * i + 1)
+                self.assertEqual(opens_reaching_agent(6), 6)
+                for i in range(3):  # same person, another connection: 6 + 3 > 8
+                    c2.send_frame(K_CH_OPEN, self.open_frame("dev-b"), channel=2 * i + 1)
+                kind, _, ch, body = c2.read_control(timeout=10, answer_pings=True)
+                self.assertEqual((kind, ch), (K_CH_REJECT, 5), pb_parse(body))
+                self.assertEqual(pb_parse(body).get(1), [8], pb_parse(body))  # ERR_BUSY
+                self.assertEqual(opens_reaching_agent(2), 2)
+        self.assert_still_listed(b, a)
+
+    def test_09d_peer_text_cannot_forge_log_fields(self):
+        b = self.h.start_broker()
+        with self.wire(b, cert="dev-b") as ag:
+            ag.handshake_hello(role=ROLE_AGENT, hostname='h role=admin name=alice msg="forged"')
+            line = b.wait_for(r'msg="peer connected" .*name=dev-b .*').group(0)
+        self.assertIn('hostname="h role=admin name=alice msg=\\x22forged\\x22"', line)
+        self.assertNotIn('msg="forged"', line)
 
     # -- 10 --------------------------------------------------------------------------------
 

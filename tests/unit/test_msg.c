@@ -403,6 +403,22 @@ static void test_text_valid(void **state) {
   assert_true(valid("", 0, 0));
 }
 
+/* Format characters would let one device's listing line impersonate another. */
+static void test_text_refuses_format_chars(void **state) {
+  (void)state;
+  static const char *const bad[] = {
+      "host\xe2\x80\xae" "evil",   /* U+202E right-to-left override */
+      "a\xe2\x80\x8b" "b",      /* U+200B zero-width space */
+      "\xef\xbb\xbf" "host",       /* U+FEFF byte-order mark */
+      "x\xe2\x81\xa6y",         /* U+2066 left-to-right isolate */
+      "soft\xc2\xad" "hyphen",   /* U+00AD */
+      "tag\xf3\xa0\x80\x81",   /* U+E0001 language tag */
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_false(tt_text_valid(tt_text(bad[i]), TT_TEXT_MAX));
+  assert_true(tt_text_valid(tt_text("r\xc3\xa9" "ception-\xe6\x9d\xb1\xe4\xba\xac"), TT_TEXT_MAX));
+}
+
 static void test_text_copy(void **state) {
   (void)state;
   char dst[8];
@@ -493,6 +509,7 @@ int main(void) {
       cmocka_unit_test(test_budget_is_hard_cap),
       cmocka_unit_test(test_budget_sweep),
       cmocka_unit_test(test_text_valid),
+      cmocka_unit_test(test_text_refuses_format_chars),
       cmocka_unit_test(test_text_copy),
       cmocka_unit_test(test_tag_zero_refused),
       cmocka_unit_test(test_err_wire_round_trip),

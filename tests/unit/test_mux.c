@@ -627,8 +627,7 @@ static void test_peer_overruns_window(void **state) {
   assert_int_equal(inject_data(&b, ch->id, 0, 41), TT_EWINDOW);
   assert_int_equal(inject_data(&b, ch->id, 0, 40), 0); /* exactly the window */
   assert_int_equal(inject_data(&b, ch->id, 0, 1), TT_EWINDOW);
-  assert_int_equal(inject_data(&b, ch->id, 0, 0), 0);  /* empty frames cost nothing */
-  assert_int_equal(b.data_frames, 3);
+  assert_int_equal(b.data_frames, 2);
   /* The other direction too, through the frame reader. */
   tt_chan_t *peer = tt_mux_find(&b.mux, ch->id);
   assert_int_equal(tt_mux_send(&b.mux, peer, "0123456789", 10, 0), 0);
@@ -637,6 +636,67 @@ static void test_peer_overruns_window(void **state) {
   assert_int_equal(tt_mux_send(&b.mux, peer, p, 1000, 0), 0);
   assert_int_equal(pump(&b, &a), TT_EWINDOW);
   free(p);
+  side_free(&a);
+  side_free(&b);
+}
+
+/* DATA that no honest peer sends is a protocol error, whatever the window: an empty frame
+ * that is not an EOF (a header for nothing, which a relay would pass on for free), and a
+ * frame larger than the chunk size. */
+static void test_data_frame_rules(void **state) {
+  (void)state;
+  side_t a, b;
+  side_init(&a, true);
+  side_init(&b, false);
+  b.accept_window = TT_WINDOW_MAX;
+  tt_chan_t *ch = open_ch(&a, &b, TETHER__PRIORITY__PRIORITY_BULK, TT_WINDOW_MAX, false);
+  assert_int_equal(inject_data(&b, ch->id, 0, 0), TT_EPROTO);
+  assert_int_equal(inject_data(&b, ch->id, 0, TT_DATA_CHUNK_MAX + 1), TT_EPROTO);
+  assert_int_equal(inject_data(&b, ch->id, 0, TT_DATA_CHUNK_MAX), 0);
+  assert_int_equal(inject_data(&b, ch->id, TT_FF_EOF, 0), 0); /* a bare EOF is fine */
+  assert_int_equal(b.data_frames, 2);
+  side_free(&a);
+  side_free(&b);
+}
+
+/* Small sends toward a peer that is not reading join the plain DATA frame waiting at the
+ * tail: a queue of keystrokes costs a header per chunk, not per keystroke. The bytes and
+ * their order are what was sent; EOF and zstd chunks keep frames of their own. */
+static void test_small_sends_coalesce(void **state) {
+  (void)state;
+  side_t a, b;
+  side_init(&a, true);
+  side_init(&b, false);
+  b.accept_window = TT_WINDOW_DEFAULT;
+  tt_chan_t *ch = open_ch(&a, &b, TETHER__PRIORITY__PRIORITY_INTERACTIVE, TT_WINDOW_DEFAULT, true);
+  for (int i = 0; i < 1000; i++) {
+    char k = (char)('a' + i % 26);
+    assert_int_equal(tt_mux_send(&a.mux, ch, &k, 1, 0), 0);
+  }
+  /* 1000 bytes in one frame: one header, not a thousand. */
+  assert_int_equal(ch->outq.len, TT_FRAME_HDR + 1000);
+  uint8_t big[TT_DATA_CHUNK_MAX];
+  memset(big, 'z', sizeof(big));
+  assert_int_equal(tt_mux_send(&a.mux, ch, big, sizeof(big), 0), 0);
+  /* The tail frame filled up to the chunk size, the rest started a new frame. */
+  assert_int_equal(ch->outq.len, 2 * TT_FRAME_HDR + 1000 + sizeof(big));
+  /* The big send topped the first frame up to the chunk size and put its last 1000 bytes
+   * in a second frame, which has room: "!" and its EOF join that one. */
+  assert_int_equal(tt_mux_send(&a.mux, ch, "!", 1, TT_FF_EOF), 0);
+  assert_int_equal(ch->outq.len, 2 * TT_FRAME_HDR + 1001 + sizeof(big));
+  assert_int_equal(pump(&a, &b), 0);
+  assert_int_equal(b.rx.len, 1001 + sizeof(big));
+  const uint8_t *r = tt_buf_head(&b.rx);
+  for (int i = 0; i < 1000; i++) assert_int_equal(r[i], 'a' + i % 26);
+  assert_int_equal(r[1000], 'z');
+  assert_int_equal(r[1000 + sizeof(big)], '!');
+  assert_int_equal(b.last_flags & TT_FF_EOF, TT_FF_EOF);
+  /* A small send with EOF joins a tail frame that has room, which then carries the EOF. */
+  tt_chan_t *ch2 = open_ch(&a, &b, TETHER__PRIORITY__PRIORITY_INTERACTIVE, TT_WINDOW_DEFAULT, true);
+  assert_int_equal(tt_mux_send(&a.mux, ch2, "ab", 2, 0), 0);
+  assert_int_equal(tt_mux_send(&a.mux, ch2, "c", 1, TT_FF_EOF), 0);
+  assert_int_equal(ch2->outq.len, TT_FRAME_HDR + 3);
+  assert_int_equal(ch2->outq.data[ch2->outq.off + 5], TT_FF_EOF);
   side_free(&a);
   side_free(&b);
 }
@@ -1164,6 +1224,8 @@ int main(void) {
       cmocka_unit_test(test_send_limited_by_window),
       cmocka_unit_test(test_auto_credit),
       cmocka_unit_test(test_peer_overruns_window),
+      cmocka_unit_test(test_data_frame_rules),
+      cmocka_unit_test(test_small_sends_coalesce),
       cmocka_unit_test(test_window_max),
       cmocka_unit_test(test_data_unknown_channel_and_after_eof),
       cmocka_unit_test(test_channel_limit),

@@ -4,8 +4,8 @@
 #define TT_LIMITS_H
 
 /* Wire frames. A frame body is at most this large once the peer has said Hello and been
- * welcomed: big enough for a 64 KiB data chunk plus zstd's worst-case expansion, and for a
- * page of device listings, small enough that one frame never dominates a connection. */
+ * welcomed: big enough for a page of device listings (DATA frames are held to
+ * TT_DATA_CHUNK_MAX), small enough that one frame never dominates a connection. */
 #define TT_FRAME_MAX_BODY (256u * 1024u)
 /* Before Hello is accepted the peer is only TLS-authenticated; it may send nothing but a
  * Hello, which needs a few hundred bytes. 4 KiB stops a stranger from making us buffer. */
@@ -42,11 +42,22 @@
 /* Hard cap on what tt_tls_write will queue for one socket. */
 #define TT_SOCKET_WRITE_CAP (4u * 1024u * 1024u)
 
+/* Channel opens one person may have waiting on devices at once (over all of their
+ * connections), and how long a device
+ * has to answer one (consent will live inside this). More opens are refused, late ones
+ * are cancelled, so one technician cannot fill a device's channel table. */
+#define TT_PENDING_OPENS_MAX 8u
+#define TT_OPEN_TIMEOUT_MS (90u * 1000u)
+
 /* Listings. */
 #define TT_DEVICE_PAGE_MAX 500u
 
 /* Decompression of one chunk may never produce more than this (bomb guard). */
 #define TT_ZSTD_OUT_MAX (TT_DATA_CHUNK_MAX)
+
+/* A device replaced by a newer connection with its identity waits this long before it
+ * tries again (two clones of one VM must not evict each other in a tight loop). */
+#define TT_REPLACED_RETRY_MS (60u * 1000u)
 
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000

@@ -55,6 +55,8 @@ int tt_link_send(tt_link_t *l, uint8_t kind, const ProtobufCMessage *msg) TT_WUR
 void tt_link_flush(tt_link_t *l);
 /* Send an Error frame (if code is ours and the link is up), then close. Idempotent. */
 void tt_link_close(tt_link_t *l, int code, const char *why);
+/* The same, asking the peer to wait retry_after_ms before it comes back. */
+void tt_link_refuse(tt_link_t *l, int code, const char *why, uint32_t retry_after_ms);
 /* Send a Ping carrying nonce. */
 int tt_link_ping(tt_link_t *l, uint64_t nonce) TT_WUR;
 

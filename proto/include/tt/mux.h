@@ -40,6 +40,8 @@ struct tt_chan_s {
   uint32_t window;       /* the window we advertise (auto_credit re-grants up to it) */
   uint32_t consumed;     /* consumed since the last grant (auto_credit) */
   tt_buf_t outq;         /* whole DATA frames waiting for the socket */
+  uint32_t tail_from_end; /* where the last queued DATA frame starts, counted from the end
+                             of outq; 0 = none that small sends may be added to */
   uint64_t bytes_in, bytes_out;
   void *data;            /* the application's */
 };
@@ -88,9 +90,10 @@ int tt_mux_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
 
 /* Bytes the application may still queue on ch (send_credit minus what is queued). */
 uint32_t tt_mux_sendable(const tt_chan_t *ch);
-/* Queue DATA, split into frames of at most TT_DATA_CHUNK_MAX. TT_EWINDOW if n exceeds
- * tt_mux_sendable (nothing queued), TT_ESTATE if not OPEN or EOF already sent. A chunk
- * with TT_FF_ZSTD must fit one frame. */
+/* Queue DATA, split into frames of at most TT_DATA_CHUNK_MAX; small sends are added to a
+ * plain DATA frame still waiting at the tail, so a stalled peer costs a header per chunk,
+ * not per keystroke. TT_EWINDOW if n exceeds tt_mux_sendable (nothing queued), TT_ESTATE
+ * if not OPEN or EOF already sent. A chunk with TT_FF_ZSTD must fit one frame. */
 int tt_mux_send(tt_mux_t *m, tt_chan_t *ch, const void *p, size_t n, uint8_t flags) TT_WUR;
 /* auto_credit: report consumed bytes; a WINDOW frame goes out once half the window is used. */
 void tt_mux_consumed(tt_mux_t *m, tt_chan_t *ch, size_t n);

@@ -1,0 +1,96 @@
+/* The broker's store: every byte of SQL lives in store.c. SQLite in WAL mode under the data
+ * directory, schema versions with migrations at open, prepared statements only, short
+ * transactions. A broker killed at any moment reopens a consistent store. */
+#ifndef BROKER_STORE_H
+#define BROKER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "tt/err.h"
+#include "tt/limits.h"
+
+typedef struct broker_store_s broker_store_t;
+
+#define STORE_TEXT_MAX (TT_TEXT_MAX + 1)
+#define STORE_NAME_MAX (TT_NAME_MAX + 1)
+#define STORE_FP_MAX 72 /* "sha256:" + 64 hex + NUL */
+
+/* Open (creating DATA_DIR/broker.db and the directory, 0700, if missing) and migrate. */
+int store_open(broker_store_t **out, const char *data_dir, char *err, size_t errlen) TT_WUR;
+void store_close(broker_store_t *s);
+int store_schema_version(broker_store_t *s);
+
+/* ---- devices ---------------------------------------------------------------------- */
+typedef struct {
+  char id[STORE_NAME_MAX];          /* stable device id, the CN of its certificate */
+  char hostname[STORE_TEXT_MAX];
+  char address[STORE_TEXT_MAX];     /* last seen from */
+  char version[STORE_NAME_MAX];     /* agent version last reported */
+  char cert_fp[STORE_FP_MAX];       /* fingerprint of the newest certificate issued */
+  int64_t enrolled_ms;              /* unix ms */
+  int64_t last_seen_ms;             /* unix ms, 0 = never connected */
+  int64_t cert_not_after_ms;
+  bool revoked;
+} store_device_t;
+
+/* Insert a new device (enrollment); -EEXIST if the id exists. */
+int store_device_add(broker_store_t *s, const store_device_t *d) TT_WUR;
+/* A device connected or reported: update hostname, address, version, last_seen. Inserts the
+ * device if unknown (a certificate the admin issued by hand). */
+int store_device_seen(broker_store_t *s, const char *id, const char *hostname, const char *address,
+                      const char *version, int64_t now_ms) TT_WUR;
+/* A renewed certificate. */
+int store_device_set_cert(broker_store_t *s, const char *id, const char *cert_fp,
+                          int64_t not_after_ms) TT_WUR;
+int store_device_get(broker_store_t *s, const char *id, store_device_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* Devices ordered by id, from offset, at most limit; calls cb for each; *total = all. */
+typedef int (*store_device_cb)(void *ctx, const store_device_t *d);
+int store_device_list(broker_store_t *s, uint32_t offset, uint32_t limit, store_device_cb cb,
+                      void *ctx, uint32_t *total) TT_WUR;
+size_t store_device_count(broker_store_t *s);
+
+/* ---- enrollment tokens -------------------------------------------------------------- */
+/* Tokens are stored as sha256 of the token text only. */
+int store_token_add(broker_store_t *s, const uint8_t hash[32], int64_t expires_ms, uint32_t uses,
+                    const char *note, const char *created_by, int64_t now_ms) TT_WUR;
+/* Consume one use, atomically. Looks the token up by hash and compares in constant time.
+ * TT_ENOTFOUND (no such token), TT_ETIMEOUT (expired), TT_EDENIED (no uses left). */
+int store_token_use(broker_store_t *s, const uint8_t hash[32], int64_t now_ms) TT_WUR;
+
+/* ---- revocations -------------------------------------------------------------------- */
+typedef enum { STORE_REVOKE_DEVICE = 1, STORE_REVOKE_PERSON = 2 } store_revoke_kind_t;
+/* -EEXIST if already revoked. Revoking a device also sets its revoked flag. */
+int store_revoke(broker_store_t *s, store_revoke_kind_t kind, const char *name, const char *by,
+                 const char *reason, int64_t now_ms) TT_WUR;
+/* *revoked = whether that identity is revoked. */
+int store_is_revoked(broker_store_t *s, store_revoke_kind_t kind, const char *name, bool *revoked) TT_WUR;
+
+/* ---- audit: append-only, hash-chained ------------------------------------------------ */
+typedef struct {
+  int64_t id;                   /* 1, 2, 3 ... */
+  int64_t ts_ms;
+  char actor[STORE_NAME_MAX];   /* who: a person, a device id, or "broker" */
+  char action[STORE_NAME_MAX];  /* "enroll", "connect", "refuse", "revoke", ... */
+  char target[STORE_NAME_MAX];  /* what it acted on (device id, person), may be empty */
+  char detail[512];             /* a JSON object of further fields, "{}" if none */
+  uint8_t prev_hash[32];
+  uint8_t hash[32];             /* sha256 over prev_hash and the canonical fields */
+} store_audit_t;
+
+/* Append; *id_out may be NULL. The hash covers prev_hash, id, ts, actor, action, target
+ * and detail, each length-prefixed so that no two entries encode alike. */
+int store_audit_append(broker_store_t *s, int64_t ts_ms, const char *actor, const char *action,
+                       const char *target, const char *detail_json, int64_t *id_out) TT_WUR;
+typedef struct {
+  int64_t since_ms;             /* 0 = from the start */
+  const char *device;           /* actor or target equals this; NULL = any */
+  uint32_t limit;               /* 0 = no limit */
+} store_audit_filter_t;
+typedef int (*store_audit_cb)(void *ctx, const store_audit_t *e);
+int store_audit_list(broker_store_t *s, const store_audit_filter_t *f, store_audit_cb cb, void *ctx) TT_WUR;
+/* Walk the whole chain: *count entries checked; *first_bad = id of the first entry whose
+ * hash or link does not hold (0 if the chain is intact). */
+int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) TT_WUR;
+
+#endif
