@@ -5,27 +5,137 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include "tt/backoff.h"
+#include "tt/cert.h"
 #include "tt/link.h"
 #include "tt/limits.h"
+#include "tt/pki.h"
+
+#define AGENT_PATH_MAX 512
+
+/* Files in the state directory (made by `tether-agent enroll`). */
+#define AGENT_CA_FILE "ca.pem"
+#define AGENT_CERT_FILE "device.pem"
+#define AGENT_KEY_FILE "device.key"
+#define AGENT_HOSTNAME_FILE "hostname" /* the --hostname given at enrollment, if any */
+#define AGENT_STATE_DIR_DEFAULT "/var/lib/tether-agent"
+
+/* A certificate the broker sends us (enrollment, renewal) as PEM: one P-256 certificate is
+ * under 1 KiB; anything near this is not ours. */
+#define AGENT_PEM_MAX (16u * 1024u)
+/* Enrollment tokens as an admin hands them out ("tt1_" + 64 hex); bounded generously. */
+#define AGENT_TOKEN_MAX 255u
 
 typedef struct {
   char broker[256];
   char server_name[256];
-  char ca[512];
-  char cert[512];
-  char key[512];
+  char ca[AGENT_PATH_MAX];
+  char cert[AGENT_PATH_MAX];
+  char key[AGENT_PATH_MAX];
+  char state_dir[AGENT_PATH_MAX];
   char hostname[TT_NAME_MAX + 1];
+  char token[AGENT_TOKEN_MAX + 1]; /* secret: never logged */
+  char ca_pin[128];
+  int64_t enroll_timeout_ms;
   int64_t backoff_base_ms;
   int64_t backoff_max_ms;
   int64_t handshake_timeout_ms;
   int log_level;
 } agent_cfg_t;
 
+/* ---- ident.c: what our certificate says, and checks on one the broker issued ---------- */
+
+typedef struct {
+  char device_id[TT_NAME_MAX + 1];
+  int64_t not_before_ms, not_after_ms; /* unix ms */
+} agent_ident_t;
+
+/* Device id (role agent required) and validity of x. TT_ECERT otherwise. */
+int agent_ident_read(X509 *x, agent_ident_t *out) TT_WUR;
+/* One PEM certificate from a peer's bytes (at most AGENT_PEM_MAX). */
+int agent_pem_cert(const uint8_t *pem, size_t len, X509 **out) TT_WUR;
+/* A certificate the broker issued us: key is the one we made for it, it names role agent
+ * and device_id (any id if NULL), it is valid now as a TLS client certificate and chains
+ * to ca_file (or ca, if ca_file is NULL). Fills out on success. */
+int agent_cert_check(X509 *cert, EVP_PKEY *key, X509 *ca, const char *ca_file, const char *device_id,
+                     agent_ident_t *out, char *err, size_t errlen) TT_WUR;
+/* "2026-11-23T18:04:17Z" */
+void agent_fmt_time(char *out, size_t cap, int64_t unix_ms);
+int64_t agent_unix_ms(void);
+
+/* ---- state.c: the state directory and atomic replacement of files in it --------------- */
+
+/* One file of a commit: exactly one of cert, key and text is set. */
+typedef struct {
+  const char *path;
+  X509 *cert;
+  EVP_PKEY *key;
+  const char *text; /* a line, written 0644 */
+} agent_file_t;
+
+/* "dir/name" into out; TT_ETOOBIG if it does not fit. */
+int agent_path(char *out, size_t cap, const char *dir, const char *name) TT_WUR;
+/* Make dir (0700) if missing, refuse one others may write to, and take an exclusive lock
+ * on it for as long as *lock_fd stays open, so that two agents (or an enroll and a running
+ * agent) never write the same identity. */
+int agent_state_open(const char *dir, bool create, int *lock_fd, char *err, size_t errlen) TT_WUR;
+/* Write every file under a temporary name, fsync, then rename them into place in the
+ * given order and fsync the directories. Nothing is renamed unless all were written. */
+int agent_state_commit(const agent_file_t *files, size_t n, char *err, size_t errlen) TT_WUR;
+/* Finish or undo a commit that a crash cut short (see state.c). ca and name may be NULL. */
+void agent_state_recover(const char *key_path, const char *cert_path, const char *ca_path,
+                         const char *name_path);
+/* The one-line text file at path into out (a name: at most cap-1 of [A-Za-z0-9._@-]);
+ * out is empty if there is none or it is not a name. */
+void agent_state_read_name(const char *path, char *out, size_t cap);
+
+/* ---- reqs.c: requests we sent the broker, waiting for their Response ------------------ */
+
+#define AGENT_REQS_MAX 8u
+
+/* r is NULL when err is set: TT_ETIMEOUT, or TT_ECLOSED when the link went away. */
+typedef void (*agent_reply_cb)(void *data, const Tether__Response *r, int err);
+
+typedef struct {
+  uint32_t id; /* 0 = free */
+  uint64_t deadline; /* uv_now ms */
+  agent_reply_cb cb;
+  void *data;
+} agent_req_t;
+
+typedef struct {
+  agent_req_t slot[AGENT_REQS_MAX];
+  uint32_t next_id;
+  uv_timer_t timer;
+} agent_reqs_t;
+
+void agent_reqs_init(agent_reqs_t *t, uv_loop_t *loop);
+/* Fails what is pending with TT_ECLOSED and closes the timer. */
+void agent_reqs_close(agent_reqs_t *t);
+/* Sets q->id, sends it and remembers cb. TT_EFULL if AGENT_REQS_MAX are pending. If this
+ * fails, cb is never called. */
+int agent_reqs_send(agent_reqs_t *t, tt_link_t *l, Tether__Request *q, uint64_t timeout_ms,
+                    agent_reply_cb cb, void *data) TT_WUR;
+/* Hand a Response to whoever waits for its id. */
+void agent_reqs_dispatch(agent_reqs_t *t, const Tether__Response *r);
+void agent_reqs_fail_all(agent_reqs_t *t, int err);
+
+/* ---- the running agent --------------------------------------------------------------- */
+
+typedef struct {
+  uv_timer_t timer;
+  int64_t next_ms;   /* unix ms of the next attempt */
+  bool in_flight;    /* a RenewRequest is out */
+  EVP_PKEY *key;     /* the new key of the request in flight */
+} agent_renew_t;
+
 typedef struct {
   uv_loop_t *loop;
   agent_cfg_t cfg;
   tt_tls_ctx_t *tls;
+  tt_tls_ctx_t *tls_next; /* built after a renewal; replaces tls at the next connect */
   tt_link_t *link;      /* NULL while disconnected */
   bool welcomed;
   bool stopping;
@@ -35,7 +145,42 @@ typedef struct {
   uv_signal_t sigint, sigterm;
   char broker_name[TT_NAME_MAX + 1];
   uint64_t connects;
+  agent_ident_t ident;  /* our certificate, as last loaded or renewed */
+  agent_reqs_t reqs;
+  agent_renew_t renew;
+  int state_lock;       /* fd locking the state directory, -1 if not used */
 } agent_t;
+
+/* conn.c: connect, Hello, serve, reconnect. Returns the exit status. */
+int agent_run(agent_t *a);
+/* enroll.c: `tether-agent enroll`. Returns the exit status. */
+int agent_enroll(const agent_cfg_t *cfg, bool force);
+
+/* renew.c */
+void agent_renew_init(agent_t *a);
+void agent_renew_welcomed(agent_t *a); /* check at once, then on the timer */
+void agent_renew_close(agent_t *a);
+
+/* Renewal is due when two thirds of the certificate's lifetime have passed. Our CA dates
+ * notBefore TT_PKI_BACKDATE_SECONDS into the past (for clock skew); that is not lifetime,
+ * and counting it would make a short-lived certificate due the moment it arrives. */
+static inline int64_t agent_renew_due_ms(int64_t not_before_ms, int64_t not_after_ms) {
+  const int64_t back = TT_PKI_BACKDATE_SECONDS * 1000;
+  if (not_after_ms <= not_before_ms) return not_before_ms;
+  if (not_after_ms - not_before_ms > back) not_before_ms += back;
+  return not_before_ms + (not_after_ms - not_before_ms) / 3 * 2;
+}
+
+/* After a failed attempt: a tenth of what is left of the certificate, at least 5 s (and
+ * at most an hour, so a long-lived certificate does not wait days after a hiccup). */
+#define AGENT_RENEW_RETRY_MIN_MS 5000
+#define AGENT_RENEW_RETRY_MAX_MS (3600 * 1000)
+static inline int64_t agent_renew_retry_ms(int64_t now_ms, int64_t not_after_ms) {
+  int64_t d = not_after_ms > now_ms ? (not_after_ms - now_ms) / 10 : 0;
+  if (d < AGENT_RENEW_RETRY_MIN_MS) d = AGENT_RENEW_RETRY_MIN_MS;
+  if (d > AGENT_RENEW_RETRY_MAX_MS) d = AGENT_RENEW_RETRY_MAX_MS;
+  return now_ms + d;
+}
 
 /* chan.c: the channels an agent serves */
 extern const tt_mux_cbs_t agent_mux_cbs;

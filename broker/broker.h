@@ -9,12 +9,19 @@
 #include "tt/link.h"
 #include "tt/limits.h"
 #include "tt/tls.h"
+#include <openssl/evp.h>
+#include "store.h"
 
 typedef struct {
   char listen[128];
+  char data_dir[512];
   char ca[512];
+  char ca_key[512];
   char cert[512];
   char key[512];
+  int64_t device_cert_lifetime_ms;
+  int64_t token_ttl_ms;
+  bool enroll;
   int64_t heartbeat_ms;
   int64_t idle_timeout_ms;
   int64_t handshake_timeout_ms;
@@ -29,6 +36,7 @@ typedef enum {
   BROKER_CONN_HANDSHAKE = 0, /* TLS in progress */
   BROKER_CONN_HELLO,         /* TLS done, waiting for Hello */
   BROKER_CONN_READY,         /* welcomed */
+  BROKER_CONN_ENROLL,        /* a device without a certificate, here to enroll once */
 } broker_conn_state_t;
 
 typedef struct broker_conn_s {
@@ -44,7 +52,13 @@ typedef struct broker_conn_s {
   uint64_t caps;
   uint64_t connected_unix_ms;
   uint64_t accepted_ms;   /* uv_now at accept: Hello must come within handshake_timeout */
+  struct broker_conn_s *hnext; /* registry bucket chain (welcomed agents) */
+  unsigned work;          /* uv_queue_work jobs holding this conn */
+  bool gone;              /* the link went down while work was out: free when it returns */
+  bool enroll_used;       /* an enrollment connection gets one request */
 } broker_conn_t;
+
+#define BROKER_REGISTRY_BUCKETS 65536u
 
 struct broker_s {
   uv_loop_t *loop;
@@ -61,7 +75,33 @@ struct broker_s {
   size_t nconns, nagents;
   uint64_t ping_nonce;
   bool stopping;
+  broker_store_t *store;
+  X509 *ca_cert;
+  EVP_PKEY *ca_key;
+  char *ca_pem;           /* the CA certificate as sent to enrolling devices */
+  broker_conn_t **registry; /* welcomed agents by device id */
 };
+
+/* registry.c: welcomed agents by device id */
+int registry_init(broker_t *b);
+void registry_free(broker_t *b);
+void registry_add(broker_t *b, broker_conn_t *c);
+void registry_remove(broker_t *b, broker_conn_t *c);
+broker_conn_t *registry_get(broker_t *b, const char *device_id);
+
+/* audit.c: one entry per decision. detail is built from "key", value pairs: a NULL-terminated
+ * list of (const char *key, const char *value) strings; values are JSON-escaped. */
+void broker_audit(broker_t *b, const char *actor, const char *action, const char *target, ...);
+#define AUDIT_END ((const char *)NULL)
+
+/* admin.c: requests from people (and agents' renewals, enrollment) */
+int broker_on_request(broker_conn_t *c, const Tether__Request *q);
+int broker_reply_error(broker_conn_t *c, uint32_t id, int code, const char *msg);
+/* enroll.c */
+int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q);
+int broker_renew(broker_conn_t *c, uint32_t id, const Tether__RenewRequest *q);
+/* A uv_queue_work job finished for c; false if c is gone (and was freed here). */
+bool broker_conn_work_done(broker_conn_t *c);
 
 /* conn.c */
 void broker_on_connection(uv_stream_t *server, int status);

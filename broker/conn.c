@@ -80,6 +80,12 @@ void broker_on_connection(uv_stream_t *server, int status) {
 
 static void conn_on_up(tt_link_t *l) {
   broker_conn_t *c = l->data;
+  broker_t *b = c->b;
+  if (tt_tls_is_enroll(l->tls)) {
+    /* No identity yet: one EnrollRequest under the pre-authentication limits, then out. */
+    c->state = BROKER_CONN_ENROLL;
+    return;
+  }
   X509 *x = tt_link_peer_cert(l);
   int rc = x ? tt_cert_identity(x, &c->id) : TT_ECERT;
   if (rc || c->id.role == TT_ROLE_BROKER || c->id.role == TT_ROLE_NONE) {
@@ -87,20 +93,25 @@ static void conn_on_up(tt_link_t *l) {
     tt_link_close(l, TT_EROLE, "certificate carries no client role");
     return;
   }
+  /* Revocation is checked at every handshake, resumed or not. */
+  bool revoked = false;
+  store_revoke_kind_t kind = c->id.role == TT_ROLE_AGENT ? STORE_REVOKE_DEVICE : STORE_REVOKE_PERSON;
+  if (store_is_revoked(b->store, kind, c->id.name, &revoked) || revoked) {
+    TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=revoked", c->addr, c->id.name);
+    broker_audit(b, c->id.name, "refuse", c->id.name, "reason", "revoked", "address", c->addr, AUDIT_END);
+    tt_link_close(l, TT_EDENIED, "this identity has been revoked");
+    return;
+  }
   c->state = BROKER_CONN_HELLO;
-  TT_DEBUG("broker", "tls up", "peer=%s role=%s name=%s", c->addr, tt_role_name(c->id.role), c->id.name);
+  TT_DEBUG("broker", "tls up", "peer=%s role=%s name=%s resumed=%d", c->addr, tt_role_name(c->id.role),
+           c->id.name, (int)tt_tls_resumed(l->tls));
 }
 
-broker_conn_t *broker_find_agent(broker_t *b, const char *device_id) {
-  for (broker_conn_t *c = b->conns; c; c = c->next)
-    if (c->state == BROKER_CONN_READY && c->id.role == TT_ROLE_AGENT && !c->link->closing &&
-        strcmp(c->id.name, device_id) == 0)
-      return c;
-  return NULL;
-}
+broker_conn_t *broker_find_agent(broker_t *b, const char *device_id) { return registry_get(b, device_id); }
 
 static int refuse(broker_conn_t *c, int code, const char *why) {
   TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=\"%s\"", c->addr, c->id.name, why);
+  broker_audit(c->b, c->id.name, "refuse", c->id.name, "reason", why, "address", c->addr, AUDIT_END);
   tt_link_close(c->link, code, why);
   return 0;
 }
@@ -133,6 +144,10 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
       tt_link_refuse(old->link, TT_ECLOSED, "replaced by a newer connection from the same device",
                      TT_REPLACED_RETRY_MS);
     }
+    int rc = store_device_seen(b->store, c->id.name, c->hostname, c->addr, c->version,
+                               (int64_t)broker_unix_ms());
+    if (rc) TT_ERROR("broker", "device not recorded", "device=%s err=%s", c->id.name, tt_errname(rc));
+    registry_add(b, c);
     b->nagents++;
   }
   Tether__Welcome w = TETHER__WELCOME__INIT;
@@ -146,6 +161,9 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
   unready_remove(c);
   c->connected_unix_ms = broker_unix_ms();
   tt_link_set_authed(c->link);
+  broker_audit(b, c->id.name, "connect", c->id.name, "role", tt_role_name(c->id.role), "address", c->addr,
+               "hostname", c->hostname, "version", c->version, "resumed", tt_tls_resumed(c->link->tls) ? "yes" : "no",
+               AUDIT_END);
   char qh[TT_TEXT_MAX * 4 + 1], qv[TT_NAME_MAX * 4 + 1];
   TT_INFO("broker", "peer connected", "peer=%s role=%s name=%s hostname=\"%s\" version=\"%s\"", c->addr,
           tt_role_name(c->id.role), c->id.name, tt_log_quote(qh, sizeof(qh), c->hostname, strlen(c->hostname)),
@@ -153,67 +171,12 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
   return tt_link_send(c->link, TT_K_WELCOME, &w.base);
 }
 
-static int on_devices(broker_conn_t *c, uint32_t req_id, const Tether__DeviceListRequest *q) {
-  broker_t *b = c->b;
-  uint32_t limit = q->limit == 0 || q->limit > TT_DEVICE_PAGE_MAX ? TT_DEVICE_PAGE_MAX : q->limit;
-  Tether__DeviceInfo *infos = calloc(limit, sizeof(*infos));
-  Tether__DeviceInfo **ptrs = calloc(limit, sizeof(*ptrs));
-  int rc = TT_ENOMEM;
-  if (!infos || !ptrs) goto out;
-  uint32_t idx = 0, n = 0;
-  for (broker_conn_t *a = b->conns; a; a = a->next) {
-    if (a->state != BROKER_CONN_READY || a->id.role != TT_ROLE_AGENT) continue;
-    if (idx++ < q->offset || n >= limit) continue;
-    Tether__DeviceInfo *d = &infos[n];
-    tether__device_info__init(d);
-    d->device_id = tt_text(a->id.name);
-    d->hostname = tt_text(a->hostname);
-    d->address = tt_text(a->addr);
-    d->agent_version = tt_text(a->version);
-    d->connected_since_ms = a->connected_unix_ms;
-    ptrs[n++] = d;
-  }
-  Tether__DeviceList list = TETHER__DEVICE_LIST__INIT;
-  list.devices = ptrs;
-  list.n_devices = n;
-  list.total = idx;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = req_id;
-  r.body_case = TETHER__RESPONSE__BODY_DEVICES;
-  r.devices = &list;
-  rc = tt_link_send(c->link, TT_K_RESPONSE, &r.base);
-out:
-  free(infos);
-  free(ptrs);
-  return rc;
-}
-
-static int reply_error(broker_conn_t *c, uint32_t id, int code, const char *msg) {
-  Tether__Error e = TETHER__ERROR__INIT;
-  e.code = tt_err_to_wire(code);
-  e.message = tt_text(msg);
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.error = &e;
-  return tt_link_send(c->link, TT_K_RESPONSE, &r.base);
-}
-
-static int on_request(broker_conn_t *c, const Tether__Request *q) {
-  if (c->id.role != TT_ROLE_TECHNICIAN && c->id.role != TT_ROLE_ADMIN) {
-    TT_WARN("broker", "request refused", "peer=%s name=%s role=%s", c->addr, c->id.name,
-            tt_role_name(c->id.role));
-    return reply_error(c, q->id, TT_EDENIED, "only technicians and admins may send requests");
-  }
-  switch (q->body_case) {
-  case TETHER__REQUEST__BODY_DEVICES:
-    return on_devices(c, q->id, q->devices);
-  default:
-    return reply_error(c, q->id, TT_EKIND, "unknown request");
-  }
-}
-
 static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
   broker_conn_t *c = l->data;
+  if (c->state == BROKER_CONN_ENROLL) {
+    if (kind != TT_K_REQUEST) return TT_EPROTO;
+    return broker_on_request(c, (const Tether__Request *)m);
+  }
   if (c->state == BROKER_CONN_HELLO) {
     if (kind != TT_K_HELLO) return TT_EPROTO;
     return on_hello(c, (const Tether__Hello *)m);
@@ -221,7 +184,7 @@ static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m
   if (c->state != BROKER_CONN_READY) return TT_EPROTO;
   switch (kind) {
   case TT_K_REQUEST:
-    return on_request(c, (const Tether__Request *)m);
+    return broker_on_request(c, (const Tether__Request *)m);
   case TT_K_ERROR: {
     const Tether__Error *e = (const Tether__Error *)m;
     char msg[TT_TEXT_MAX * 4 + 1];
@@ -238,15 +201,34 @@ static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m
 
 static void conn_on_down(tt_link_t *l, int reason) {
   broker_conn_t *c = l->data;
+  broker_t *b = c->b;
   if (c->state == BROKER_CONN_READY) {
     TT_INFO("broker", "peer disconnected", "peer=%s role=%s name=%s reason=%s", c->addr,
             tt_role_name(c->id.role), c->id.name, reason ? tt_errname(reason) : "closed");
+    if (c->id.role == TT_ROLE_AGENT) {
+      registry_remove(b, c);
+      int rc = store_device_seen(b->store, c->id.name, c->hostname, c->addr, c->version,
+                                 (int64_t)broker_unix_ms());
+      if (rc) TT_ERROR("broker", "device not recorded", "device=%s err=%s", c->id.name, tt_errname(rc));
+    }
+    if (!b->stopping || c->id.role != TT_ROLE_AGENT)
+      broker_audit(b, c->id.name, "disconnect", c->id.name, "reason", reason ? tt_errname(reason) : "closed",
+                   AUDIT_END);
   } else {
     TT_INFO("broker", "connection refused or dropped before hello", "peer=%s reason=%s", c->addr,
             reason ? tt_errname(reason) : "closed");
   }
   conn_unlink(c);
-  free(c);
+  c->link = NULL;
+  if (c->work) c->gone = true; /* a signing job still points here: it frees c */
+  else free(c);
+}
+
+bool broker_conn_work_done(broker_conn_t *c) {
+  c->work--;
+  if (!c->gone) return true;
+  if (c->work == 0) free(c);
+  return false;
 }
 
 void broker_heartbeat_cb(uv_timer_t *t) {

@@ -9,13 +9,18 @@
 #include "tt/addr.h"
 #include "tt/cli.h"
 #include "tt/log.h"
+#include "tt/pki.h"
 
 #define OPT(n, f, t, field, lo, hi, d, h) \
   {n, f, t, offsetof(broker_cfg_t, field), sizeof(((broker_cfg_t *)0)->field), lo, hi, d, NULL, h}
 
 static const tt_conf_opt_t broker_opts[] = {
     OPT("listen", "listen", TT_CONF_STR, listen, 3, 127, "127.0.0.1:7443", "address and port to listen on"),
+    OPT("data_dir", "data-dir", TT_CONF_STR, data_dir, 1, 511, "/var/lib/tether",
+        "directory of the store (broker.db) and session-ticket keys"),
     OPT("tls.ca", "ca", TT_CONF_STR, ca, 1, 511, NULL, "CA certificate (PEM) that signs every peer"),
+    OPT("tls.ca_key", "ca-key", TT_CONF_STR, ca_key, 1, 511, NULL,
+        "the CA's private key, to sign device certificates at enrollment and renewal"),
     OPT("tls.cert", "cert", TT_CONF_STR, cert, 1, 511, NULL, "the broker's certificate (PEM)"),
     OPT("tls.key", "key", TT_CONF_STR, key, 1, 511, NULL, "the broker's private key (PEM)"),
     OPT("heartbeat", "heartbeat", TT_CONF_DURATION, heartbeat_ms, 100, 600000, "15s",
@@ -24,12 +29,28 @@ static const tt_conf_opt_t broker_opts[] = {
         "drop a peer that sent nothing for this long"),
     OPT("handshake_timeout", "handshake-timeout", TT_CONF_DURATION, handshake_timeout_ms, 100, 120000,
         "10s", "drop a connection whose TLS handshake, or whose Hello after it, takes longer"),
+    OPT("device_cert_lifetime", "device-cert-lifetime", TT_CONF_DURATION, device_cert_lifetime_ms, 10000,
+        3650ll * 86400000, "30d", "lifetime of device certificates (devices renew at two thirds)"),
+    OPT("token_ttl", "token-ttl", TT_CONF_DURATION, token_ttl_ms, 1000, 365ll * 86400000, "1h",
+        "default lifetime of an enrollment token"),
+    OPT("enroll", "enroll", TT_CONF_BOOL, enroll, 0, 0, "true", "accept device enrollment with tokens"),
     OPT("max_connections", "max-connections", TT_CONF_INT, max_connections, 1, 10000000, "200000",
         "connections held at once; more are closed at accept"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(broker_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };
 #define NOPTS (sizeof(broker_opts) / sizeof(broker_opts[0]))
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = malloc(65536);
+  size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+  fclose(f);
+  if (!buf) return NULL;
+  buf[n] = '\0';
+  return buf;
+}
 
 uint64_t broker_unix_ms(void) {
   struct timeval tv;
@@ -52,7 +73,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 static int check_cfg(const broker_cfg_t *c) {
   const char *missing = !c->ca[0] ? "tls.ca (--ca)" : !c->cert[0] ? "tls.cert (--cert)"
-                        : !c->key[0] ? "tls.key (--key)" : NULL;
+                        : !c->key[0] ? "tls.key (--key)" : !c->ca_key[0] ? "tls.ca_key (--ca-key)" : NULL;
   if (missing) {
     fprintf(stderr, "tether-broker: %s is required\n", missing);
     return TT_ECONFIG;
@@ -92,7 +113,28 @@ int main(int argc, char **argv) {
   tt_log_set_level((tt_log_level_t)b.cfg.log_level);
 
   char err[512];
-  tt_tls_ctx_opts_t to = {.server = true, .ca_file = b.cfg.ca, .cert_file = b.cfg.cert, .key_file = b.cfg.key};
+  if (store_open(&b.store, b.cfg.data_dir, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: store: %s\n", err);
+    return 1;
+  }
+  if (tt_pki_load_cert(b.cfg.ca, &b.ca_cert, err, sizeof(err)) ||
+      tt_pki_load_key(b.cfg.ca_key, &b.ca_key, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: %s\n", err);
+    return 1;
+  }
+  if (X509_check_private_key(b.ca_cert, b.ca_key) != 1) {
+    fprintf(stderr, "tether-broker: %s does not belong to %s\n", b.cfg.ca_key, b.cfg.ca);
+    return 1;
+  }
+  b.ca_pem = read_file(b.cfg.ca);
+  if (!b.ca_pem || registry_init(&b)) {
+    fprintf(stderr, "tether-broker: cannot read %s\n", b.cfg.ca);
+    return 1;
+  }
+  char tickets[600];
+  snprintf(tickets, sizeof(tickets), "%s/tickets.key", b.cfg.data_dir);
+  tt_tls_ctx_opts_t to = {.server = true, .ca_file = b.cfg.ca, .cert_file = b.cfg.cert, .key_file = b.cfg.key,
+                          .allow_enroll = b.cfg.enroll, .ticket_key_file = tickets};
   if (tt_tls_ctx_new(&b.tls, &to, err, sizeof(err))) {
     fprintf(stderr, "tether-broker: %s\n", err);
     return 1;
@@ -138,10 +180,17 @@ int main(int argc, char **argv) {
   uv_signal_start(&b.sigint, on_signal, SIGINT);
   uv_signal_start(&b.sigterm, on_signal, SIGTERM);
 
-  TT_INFO("broker", "listening", "addr=%s version=%s", where, TT_VERSION);
+  TT_INFO("broker", "listening", "addr=%s version=%s devices=%zu", where, TT_VERSION, store_device_count(b.store));
+  broker_audit(&b, "broker", "start", "", "listen", where, "version", TT_VERSION, AUDIT_END);
   uv_run(b.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(b.loop);
+  broker_audit(&b, "broker", "stop", "", AUDIT_END);
   tt_tls_ctx_free(b.tls);
+  store_close(b.store);
+  registry_free(&b);
+  X509_free(b.ca_cert);
+  EVP_PKEY_free(b.ca_key);
+  free(b.ca_pem);
   TT_INFO("broker", "stopped", "loop_close=%s", rc ? uv_err_name(rc) : "ok");
   return rc ? 1 : 0;
 }

@@ -131,9 +131,10 @@ static const char *const g_sql[ST__COUNT] = {
   [ST_REV_GET] = "SELECT 1 FROM revocations WHERE kind = ?1 AND name = ?2",
   [ST_AUDIT_TAIL] = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
   [ST_AUDIT_INSERT] = "INSERT INTO audit(" AUDIT_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-  [ST_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE ts_ms >= ?1 ORDER BY id LIMIT ?2",
+  [ST_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE id > ?4 AND ts_ms >= ?1"
+                    " ORDER BY id LIMIT ?2",
   [ST_AUDIT_LIST_DEVICE] = "SELECT " AUDIT_COLS " FROM audit"
-                           " WHERE (actor = ?3 OR target = ?3) AND ts_ms >= ?1"
+                           " WHERE id > ?4 AND (actor = ?3 OR target = ?3) AND ts_ms >= ?1"
                            " ORDER BY id LIMIT ?2",
   [ST_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit ORDER BY id",
 };
@@ -790,6 +791,7 @@ int store_audit_list(broker_store_t *s, const store_audit_filter_t *f, store_aud
   bind_i64(st, 1, f->since_ms == 0 ? INT64_MIN : f->since_ms, &rc);
   bind_i64(st, 2, f->limit == 0 ? -1 : (int64_t)f->limit, &rc);
   if (by_dev) bind_text(st, 3, f->device, &rc);
+  bind_i64(st, 4, f->after_id, &rc);
   int ret = 0;
   while (rc == SQLITE_OK || rc == SQLITE_ROW) {
     rc = sqlite3_step(st);

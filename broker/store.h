@@ -86,6 +86,7 @@ typedef struct {
   int64_t since_ms;             /* 0 = from the start */
   const char *device;           /* actor or target equals this; NULL = any */
   uint32_t limit;               /* 0 = no limit */
+  int64_t after_id;             /* paging: only entries with a larger id; 0 = from the start */
 } store_audit_filter_t;
 typedef int (*store_audit_cb)(void *ctx, const store_audit_t *e);
 int store_audit_list(broker_store_t *s, const store_audit_filter_t *f, store_audit_cb cb, void *ctx) TT_WUR;

@@ -1,6 +1,7 @@
 /* tether-certs: the admin's tool for the broker's PKI. Makes the CA and the broker's
  * certificate, issues identities, prints fingerprints (the CA pin) and shows certificates. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "tt/cert.h"
@@ -23,7 +26,8 @@ static const char usage_text[] =
   "\n"
   "  init --dir DIR [--name NAME] [--san HOST ...] [--days N]\n"
   "      Make DIR (0700) with a new CA (ca.pem, ca.key) and the broker's certificate\n"
-  "      (broker.pem, broker.key). NAME is the broker's CN (default broker). Each --san\n"
+  "      (broker.pem, broker.key; broker.pem holds the broker's certificate followed by\n"
+  "      the CA's, which enrolling agents check against their pin). NAME is the broker's CN (default broker). Each --san\n"
   "      adds an IP address or DNS name (default 127.0.0.1, ::1, localhost). --days is\n"
   "      the broker certificate's validity (default 730). Refuses if DIR/ca.key exists.\n"
   "  issue ROLE NAME --dir DIR [--out PREFIX] [--days N | --seconds N]\n"
@@ -100,6 +104,38 @@ static void format_time(const ASN1_TIME *t, char *out, size_t cap) {
   if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
       strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
     snprintf(out, cap, "?");
+}
+
+/* broker.pem: the broker's certificate, then the CA's. The broker sends the file's chain
+ * as it is, and an enrolling agent, which has only the CA's fingerprint, finds the CA in
+ * it. Readers of the first certificate (show, fingerprint, the console) see the broker.
+ * Same rules as tt_pki_write_cert: O_EXCL, no symlink, 0644, fsync, removed if short. */
+static int write_chain(const char *path, X509 *leaf, X509 *ca, char *err, size_t errlen) {
+  int rc = 0;
+  BIO *b = NULL;
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: %s", path,
+             errno == EEXIST ? "already exists, refusing to overwrite" : strerror(errno));
+    return -1;
+  }
+  if ((b = BIO_new_fd(fd, BIO_NOCLOSE)) == NULL || PEM_write_bio_X509(b, leaf) != 1 ||
+      PEM_write_bio_X509(b, ca) != 1 || BIO_flush(b) != 1) {
+    snprintf(err, errlen, "%s: writing PEM", path);
+    rc = -1;
+  } else if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    rc = -1;
+  }
+  BIO_free(b);
+  ERR_clear_error();
+  if (close(fd) < 0 && rc == 0) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    rc = -1;
+  }
+  if (rc < 0)
+    unlink(path);
+  return rc;
 }
 
 static const struct option dir_opts[] = {
@@ -254,8 +290,9 @@ static int cmd_init(int argc, char **argv) {
   } files[] = {{ca_key, cak, NULL}, {ca_pem, NULL, ca}, {br_key, brk, NULL}, {br_pem, NULL, br}};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     int w = files[i].key != NULL ? tt_pki_write_key(files[i].path, files[i].key, err, sizeof err)
-                                 : tt_pki_write_cert(files[i].path, files[i].cert, err,
-                                                     sizeof err);
+            : files[i].cert == br ? write_chain(files[i].path, br, ca, err, sizeof err)
+                                  : tt_pki_write_cert(files[i].path, files[i].cert, err,
+                                                      sizeof err);
     if (w < 0) {
       rc = failure("%s", err);
       while (i-- > 0)

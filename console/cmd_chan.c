@@ -24,7 +24,7 @@ static chan_state_t g_cs;
 static int open_channel(console_t *c, Tether__ChannelKind kind, Tether__Priority prio, uint64_t bytes) {
   Tether__ChannelOpen o = TETHER__CHANNEL_OPEN__INIT;
   o.kind = kind;
-  o.device = tt_text(c->args.pos[1]);
+  o.device = tt_text(c->arg[0]);
   o.priority = prio;
   o.bytes = bytes;
   tt_chan_t *ch;
@@ -80,11 +80,11 @@ static void ping_report(console_t *c) {
   double mx = (double)g_cs.rtt_ns[n - 1] / 1e3;
   if (c->json) {
     printf("{\"device\":");
-    console_json_str(stdout, c->args.pos[1]);
+    console_json_str(stdout, c->arg[0]);
     printf(",\"count\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n", n, p50, p99, mx);
   } else
     printf("%s: %" PRIu64 " round trips of %u bytes: p50 %.1f us, p99 %.1f us, max %.1f us\n",
-           c->args.pos[1], n, PING_PAYLOAD, p50, p99, mx);
+           c->arg[0], n, PING_PAYLOAD, p50, p99, mx);
 }
 
 static void on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
@@ -108,10 +108,10 @@ static void on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint
     }
     if (c->json) {
       printf("{\"device\":");
-      console_json_str(stdout, c->args.pos[1]);
+      console_json_str(stdout, c->arg[0]);
       printf(",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"mb_per_s\":%.1f}\n", g_cs.received, secs, mbps);
     } else
-      printf("%s: %" PRIu64 " bytes in %.3f s = %.1f MB/s\n", c->args.pos[1], g_cs.received, secs, mbps);
+      printf("%s: %" PRIu64 " bytes in %.3f s = %.1f MB/s\n", c->arg[0], g_cs.received, secs, mbps);
     fflush(stdout);
     console_finish(c, 0);
     return;
@@ -138,7 +138,7 @@ static void on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
   if (!c) return;
   free(g_cs.rtt_ns);
   g_cs.rtt_ns = NULL;
-  console_fail(c, "%s: %s", c->args.pos[1], msg && *msg ? msg : tt_strerror(code));
+  console_fail(c, "%s: %s", c->arg[0], msg && *msg ? msg : tt_strerror(code));
 }
 
 const tt_mux_cbs_t console_mux_cbs = {
@@ -153,6 +153,7 @@ const console_cmd_t console_cmd_speedtest = {
     .help = "pull N bytes from the device through the broker, report MB/s",
     .min_pos = 1,
     .max_pos = 1,
+    .switches = CONSOLE_SW_JSON,
     .start = speedtest_start,
 };
 
@@ -162,5 +163,6 @@ const console_cmd_t console_cmd_ping = {
     .help = "time echo round trips to the device's agent",
     .min_pos = 1,
     .max_pos = 1,
+    .switches = CONSOLE_SW_JSON,
     .start = ping_start,
 };

@@ -26,25 +26,51 @@ static const tt_conf_opt_t console_opts[] = {
         "give up when the broker does not answer within this"),
     OPT("speedtest.bytes", "bytes", TT_CONF_SIZE, bytes, 0, 64ll << 30, "64M", "speedtest: bytes to pull"),
     OPT("ping.count", "count", TT_CONF_INT, count, 1, 10000000, "10", "ping: round trips to time"),
+    OPT("token.ttl", "ttl", TT_CONF_DURATION, token_ttl_ms, 1000, 30ll * 86400000, "1h",
+        "token new: how long the token stays valid"),
+    OPT("token.uses", "uses", TT_CONF_INT, token_uses, 1, 100000, "1",
+        "token new: how many devices may enroll with it"),
+    OPT("token.note", "note", TT_CONF_STR, token_note, 0, TT_TEXT_MAX, NULL,
+        "token new: a note kept with the token (who it is for)"),
+    OPT("revoke.reason", "reason", TT_CONF_STR, revoke_reason, 0, TT_TEXT_MAX, NULL,
+        "revoke: why, for the audit log"),
+    OPT("audit.since", "since", TT_CONF_STR, audit_since, 0, 63, NULL,
+        "audit: entries from this time on: 2026-11-23T18:00:00Z, or back from now: 30m, 2h, 7d"),
+    OPT("audit.device", "device", TT_CONF_STR, audit_device, 0, TT_NAME_MAX, NULL,
+        "audit: only entries with this device (or person) as actor or target"),
+    OPT("audit.limit", "limit", TT_CONF_INT, audit_limit, 0, CONSOLE_AUDIT_LIMIT_MAX, "0",
+        "audit: print at most this many entries (0 = all)"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(console_cfg_t, log_level), sizeof(int), 0, 0,
      "error", "debug|info|warn|error", "log verbosity (the console prints its own one-line errors)"},
 };
 #define NOPTS (sizeof(console_opts) / sizeof(console_opts[0]))
 
-static const console_cmd_t *const commands[] = {&console_cmd_devices, &console_cmd_speedtest,
-                                                &console_cmd_ping};
+/* In --help order. Commands sharing a first word are told apart by their second (sub);
+ * one without a sub takes what is left ("audit" besides "audit verify"). */
+static const console_cmd_t *const commands[] = {
+    &console_cmd_devices,       &console_cmd_device_show,   &console_cmd_ping,
+    &console_cmd_speedtest,     &console_cmd_token_new,     &console_cmd_revoke_device,
+    &console_cmd_revoke_person, &console_cmd_audit,         &console_cmd_audit_verify,
+};
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
-static const char *const switches[] = {"json", NULL};
+/* Bit i is CONSOLE_SW_*: keep in that order. */
+static const char *const switches[] = {"json", "online", NULL};
 
-void console_json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-    else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
-    else fputc(*p, f);
-  }
-  fputc('"', f);
+static void on_timeout(uv_timer_t *t);
+
+void console_arm_timeout(console_t *c) {
+  uv_timer_start(&c->timeout, on_timeout, (uint64_t)c->cfg.timeout_ms, 0);
+}
+
+int console_usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("tether: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return 2;
 }
 
 void console_finish(console_t *c, int exit_code) {
@@ -110,16 +136,21 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     if (rc) console_fail(c, "%s", tt_strerror(rc));
     return 0;
   }
-  if (kind == TT_K_RESPONSE && c->welcomed && c->cmd->on_response) {
-    int rc = c->cmd->on_response(c, (const Tether__Response *)m);
-    if (rc) console_fail(c, "%s", tt_strerror(rc));
+  if (kind == TT_K_RESPONSE && c->welcomed) {
+    console_on_response(c, (const Tether__Response *)m);
     return 0;
   }
   if (kind == TT_K_ERROR) {
     const Tether__Error *e = (const Tether__Error *)m;
-    char msg[TT_TEXT_MAX + 1];
-    if (tt_text_copy(msg, sizeof(msg), e->message)) snprintf(msg, sizeof(msg), "(unprintable)");
-    console_fail(c, "the broker closed the connection: %s", msg);
+    char msg[TT_TEXT_MAX * 4 + 1];
+    console_text(msg, sizeof(msg), e->message);
+    if (!msg[0]) snprintf(msg, sizeof(msg), "%s", tt_strerror(tt_err_from_wire(e->code)));
+    /* Refused for who we are (a role not allowed here, a revoked identity): say so as the
+     * answer to a refused request would. */
+    if (e->code == TETHER__ERROR_CODE__ERR_DENIED || e->code == TETHER__ERROR_CODE__ERR_ROLE)
+      console_fail(c, "permission denied: %s", msg);
+    else
+      console_fail(c, "the broker closed the connection: %s", msg);
     return 0;
   }
   return TT_EKIND;
@@ -143,11 +174,51 @@ static void on_down(tt_link_t *l, int reason) {
 
 static tt_link_cbs_t link_cbs = {.on_up = on_up, .on_control = on_control, .on_down = on_down};
 
+/* "name [sub] args" of one command. */
+static void cmd_synopsis(const console_cmd_t *cmd, char *out, size_t cap) {
+  snprintf(out, cap, "%s%s%s%s%s", cmd->name, cmd->sub ? " " : "", cmd->sub ? cmd->sub : "",
+           cmd->args[0] ? " " : "", cmd->args);
+}
+
 static void usage(const tt_cli_t *cli) {
+  char syn[160];
   tt_cli_help(cli, console_opts, NOPTS);
-  printf("\ncommands:\n");
-  for (size_t i = 0; i < NCMDS; i++)
-    printf("  %-10s %-16s %s\n", commands[i]->name, commands[i]->args, commands[i]->help);
+  printf("  --json            print JSON instead of a table (JSON lines for audit)\n"
+         "  --online          devices: only the ones connected now\n\ncommands:\n");
+  for (size_t i = 0; i < NCMDS; i++) {
+    cmd_synopsis(commands[i], syn, sizeof(syn));
+    if (strlen(syn) <= 40) printf("  %-40s %s\n", syn, commands[i]->help);
+    else printf("  %s\n  %-40s %s\n", syn, "", commands[i]->help);
+  }
+  printf("\nadmin commands (token, revoke, audit) need an admin certificate. Exit status: 0 done,\n"
+         "1 failed (one line on stderr says why), 2 bad usage.\n");
+}
+
+/* The command named by the positional words, or NULL after printing why not. */
+static const console_cmd_t *find_command(const tt_cli_args_t *a) {
+  const char *w0 = a->pos[0], *w1 = a->npos > 1 ? a->pos[1] : NULL;
+  const console_cmd_t *plain = NULL;
+  bool named = false;
+  for (size_t i = 0; i < NCMDS; i++) {
+    if (strcmp(commands[i]->name, w0) != 0) continue;
+    named = true;
+    if (!commands[i]->sub) plain = commands[i];
+    else if (w1 && strcmp(commands[i]->sub, w1) == 0) return commands[i];
+  }
+  if (plain) return plain;
+  if (!named) {
+    fprintf(stderr, "tether: unknown command '%s' (see --help)\n", w0);
+    return NULL;
+  }
+  char syn[160];
+  const char *lead = "tether: usage:";
+  for (size_t i = 0; i < NCMDS; i++) {
+    if (strcmp(commands[i]->name, w0) != 0) continue;
+    cmd_synopsis(commands[i], syn, sizeof(syn));
+    fprintf(stderr, "%s tether %s\n", lead, syn);
+    lead = "              ";
+  }
+  return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -179,18 +250,24 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether: no command given (see --help)\n");
     return 2;
   }
-  for (size_t i = 0; i < NCMDS; i++)
-    if (strcmp(commands[i]->name, c.args.pos[0]) == 0) c.cmd = commands[i];
-  if (!c.cmd) {
-    fprintf(stderr, "tether: unknown command '%s' (see --help)\n", c.args.pos[0]);
+  c.cmd = find_command(&c.args);
+  if (!c.cmd) return 2;
+  int words = c.cmd->sub ? 2 : 1;
+  c.arg = c.args.pos + words;
+  c.narg = c.args.npos - words;
+  if (c.narg < c.cmd->min_pos || c.narg > c.cmd->max_pos) {
+    char syn[160];
+    cmd_synopsis(c.cmd, syn, sizeof(syn));
+    fprintf(stderr, "tether: usage: tether %s\n", syn);
     return 2;
   }
-  int nargs = c.args.npos - 1;
-  if (nargs < c.cmd->min_pos || nargs > c.cmd->max_pos) {
-    fprintf(stderr, "tether: usage: tether %s %s\n", c.cmd->name, c.cmd->args);
-    return 2;
-  }
-  c.json = c.args.switches & 1u;
+  unsigned stray = c.args.switches & ~c.cmd->switches;
+  for (int i = 0; switches[i]; i++)
+    if (stray & (1u << i))
+      return console_usage_error("--%s does not apply to '%s'", switches[i], c.cmd->name);
+  c.json = c.args.switches & CONSOLE_SW_JSON;
+  c.online = c.args.switches & CONSOLE_SW_ONLINE;
+  if (c.cmd->check && c.cmd->check(&c)) return 2;
   tt_log_set_level((tt_log_level_t)c.cfg.log_level);
   const char *missing = !c.cfg.ca[0] ? "tls.ca (--ca)" : !c.cfg.cert[0] ? "tls.cert (--cert)"
                         : !c.cfg.key[0] ? "tls.key (--key)" : NULL;
@@ -225,7 +302,7 @@ int main(int argc, char **argv) {
   };
   uv_timer_init(c.loop, &c.timeout);
   c.timeout.data = &c;
-  uv_timer_start(&c.timeout, on_timeout, (uint64_t)c.cfg.timeout_ms, 0);
+  console_arm_timeout(&c);
   const char *sn = c.cfg.server_name[0] ? c.cfg.server_name : host;
   rc = tt_link_connect(&c.link, c.tls, c.loop, (struct sockaddr *)&sa, sn, &lim, &link_cbs, &c);
   if (rc) {

@@ -3,11 +3,22 @@
 #include "tt/tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <openssl/buffer.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include "tt/limits.h"
@@ -30,10 +41,39 @@
 #define TLS_LINGER_MS 3000u
 
 static const unsigned char tls_alpn_wire[] = "\x08" TT_ALPN;
+static const unsigned char tls_alpn_enroll_wire[] = "\x0f" TT_ALPN_ENROLL;
+_Static_assert(sizeof(TT_ALPN) - 1 == 0x08, "ALPN length prefix");
+_Static_assert(sizeof(TT_ALPN_ENROLL) - 1 == 0x0f, "ALPN length prefix");
 
+/* "sha256:" and 64 hex digits: the CA pin, as tt_cert_fingerprint writes it. */
+#define TLS_SHA256_LEN 32u
+#define TLS_FP_PREFIX "sha256:"
+#define TLS_FP_LEN (sizeof(TLS_FP_PREFIX) - 1 + 2 * TLS_SHA256_LEN)
+/* How many foreign fingerprints the "pinned CA not in the chain" warning lists. */
+#define TLS_PIN_LOG_MAX 4u
+/* A ticket lets a client skip the certificate exchange for this long; then it proves its
+ * certificate again. */
+#define TLS_SESSION_SECONDS (24L * 3600L)
+/* The ticket key file: a 16-byte key name, an AES-256-CBC key and an HMAC-SHA256 key. */
+#define TLS_TICKET_NAME_LEN 16u
+#define TLS_TICKET_AES_LEN 32u
+#define TLS_TICKET_HMAC_LEN 32u
+#define TLS_TICKET_FILE_LEN (TLS_TICKET_NAME_LEN + TLS_TICKET_AES_LEN + TLS_TICKET_HMAC_LEN)
+#define TLS_SID_CTX "tether"
+
+/* Streams keep their context alive: OpenSSL calls our session and ticket callbacks with
+ * the SSL_CTX, and those read this struct. Freed when the owner and every stream let go. */
 struct tt_tls_ctx_s {
   SSL_CTX *ssl;
+  atomic_uint refs;
   bool server;
+  bool allow_enroll;   /* server: tether-enroll/1 without a client certificate */
+  bool pinned;         /* client: ca_pin instead of ca_file; offers tether-enroll/1 only */
+  bool resume;         /* client: offer the newest ticket */
+  unsigned char pin[TLS_SHA256_LEN];
+  unsigned char tk[TLS_TICKET_FILE_LEN]; /* server: name | AES key | HMAC key */
+  uv_mutex_t lock;     /* guards session: new tickets and connects may be on other loops */
+  SSL_SESSION *session;
 };
 
 typedef enum { STREAM_CONNECTING, STREAM_HANDSHAKE, STREAM_OPEN } tls_state_t;
@@ -44,6 +84,8 @@ struct tt_tls_s {
   SSL *ssl;
   BIO *rbio; /* socket -> OpenSSL */
   BIO *wbio; /* OpenSSL -> socket */
+  tt_tls_ctx_t *ctx; /* one reference, dropped when the stream is freed */
+  X509 *pinned_ca;   /* client with ca_pin: the anchor found in the server's chain */
   tt_tls_cbs_t cbs;
   tt_tls_limits_t lim;
   void *data;
@@ -61,6 +103,8 @@ struct tt_tls_s {
   bool drain_due;       /* deliver what OpenSSL holds on the next timer tick */
   bool above_high;      /* reached high_water, waiting to fall to low_water */
   bool failed;          /* fatal TLS error: no close_notify */
+  bool enroll_offer;    /* server with allow_enroll: the ClientHello offered tether-enroll/1 */
+  bool enroll;          /* tether-enroll/1 was agreed */
   char peer[INET6_ADDRSTRLEN + 8];
 };
 
@@ -83,35 +127,371 @@ static void ctx_err(char *err, size_t errlen, const char *what) {
   snprintf(err, errlen, "%s: %s", what, why ? why : "failed");
 }
 
-/* The server speaks tether/1 or nothing: any other offer is refused with a fatal alert. */
-static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                              const unsigned char *in, unsigned int inlen, void *arg) {
-  const unsigned int want = (unsigned int)sizeof(tls_alpn_wire) - 2;
-  unsigned int i = 0;
+static int ctx_fail(int rc, char *err, size_t errlen, const char *fmt, ...) TT_PRINTF(4, 5);
+static int ctx_fail(int rc, char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return rc;
+}
+
+static tt_tls_ctx_t *ctx_of(const SSL *ssl) {
+  return SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+}
+
+/* Whether a wire-format ALPN list (length-prefixed names) offers want (same format). */
+static bool alpn_offers(const unsigned char *in, size_t inlen, const unsigned char *want) {
+  size_t i = 0;
   while (i < inlen) {
-    unsigned int n = in[i];
-    if (n == 0 || n > inlen - i - 1) break;
-    if (n == want && memcmp(in + i + 1, TT_ALPN, n) == 0) {
-      *out = tls_alpn_wire + 1;
-      *outlen = (unsigned char)n;
-      return SSL_TLSEXT_ERR_OK;
-    }
+    size_t n = in[i];
+    if (n == 0 || n > inlen - i - 1) return false;
+    if (n == want[0] && memcmp(in + i + 1, want + 1, n) == 0) return true;
     i += 1 + n;
   }
-  return SSL_TLSEXT_ERR_ALERT_FATAL;
+  return false;
+}
+
+/* The server speaks tether/1, or tether-enroll/1 to a client that offered it where
+ * enrollment is allowed (it was then not asked for a certificate, so it must not get
+ * tether/1). Anything else is refused with a fatal alert. */
+static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                              const unsigned char *in, unsigned int inlen, void *arg) {
+  const tt_tls_t *s = SSL_get_app_data(ssl);
+  const unsigned char *want = s && s->enroll_offer ? tls_alpn_enroll_wire : tls_alpn_wire;
+  if (!alpn_offers(in, inlen, want)) return SSL_TLSEXT_ERR_ALERT_FATAL;
+  *out = want + 1;
+  *outlen = want[0];
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* Server with allow_enroll: runs before the certificate request is decided. A client that
+ * offers tether-enroll/1 is not asked for a certificate, gets no ticket and cannot resume
+ * (tls_ticket_key_cb); every other client gets mutual TLS as usual. Runs again after a
+ * HelloRetryRequest, so both branches set everything. */
+static int tls_client_hello_cb(SSL *ssl, int *al, void *arg) {
+  tt_tls_ctx_t *c = arg;
+  tt_tls_t *s = SSL_get_app_data(ssl);
+  const unsigned char *ext = NULL;
+  size_t len = 0;
+  bool enroll = false;
+  if (!s) {
+    *al = SSL_AD_INTERNAL_ERROR;
+    return SSL_CLIENT_HELLO_ERROR;
+  }
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
+                                &len) == 1 && len >= 2 && ((size_t)ext[0] << 8 | ext[1]) == len - 2)
+    enroll = alpn_offers(ext + 2, len - 2, tls_alpn_enroll_wire);
+  s->enroll_offer = enroll;
+  if (enroll) {
+    SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+  } else {
+    SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  }
+  if (SSL_set_num_tickets(ssl, enroll ? 0 : SSL_CTX_get_num_tickets(c->ssl)) != 1) {
+    *al = SSL_AD_INTERNAL_ERROR;
+    return SSL_CLIENT_HELLO_ERROR;
+  }
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static void fp_format(const unsigned char md[TLS_SHA256_LEN], char out[TLS_FP_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  memcpy(out, TLS_FP_PREFIX, sizeof(TLS_FP_PREFIX) - 1);
+  char *p = out + sizeof(TLS_FP_PREFIX) - 1;
+  for (unsigned i = 0; i < TLS_SHA256_LEN; i++) {
+    *p++ = hex[md[i] >> 4];
+    *p++ = hex[md[i] & 0xf];
+  }
+  *p = '\0';
+}
+
+static int hexval(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+static int pin_parse(const char *pin, unsigned char out[TLS_SHA256_LEN]) {
+  const size_t pre = sizeof(TLS_FP_PREFIX) - 1;
+  if (strlen(pin) != TLS_FP_LEN || strncmp(pin, TLS_FP_PREFIX, pre) != 0) return -1;
+  for (unsigned i = 0; i < TLS_SHA256_LEN; i++) {
+    int hi = hexval(pin[pre + 2 * i]), lo = hexval(pin[pre + 2 * i + 1]);
+    if (hi < 0 || lo < 0) return -1;
+    out[i] = (unsigned char)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+/* Client with ca_pin, in place of OpenSSL's chain check: the trust anchor is whichever
+ * certificate the server sent whose DER sha256 is the pin, and nothing else. The chain is
+ * then verified as usual in the handshake's own store context (with the server_name
+ * check), so the verify result and chain OpenSSL keeps are the real ones. */
+static int tls_pin_verify_cb(X509_STORE_CTX *xs, void *arg) {
+  tt_tls_ctx_t *c = arg;
+  SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+  tt_tls_t *s = ssl ? SSL_get_app_data(ssl) : NULL;
+  X509 *leaf = X509_STORE_CTX_get0_cert(xs), *ca = NULL;
+  STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(xs);
+  char seen[TLS_PIN_LOG_MAX * (TLS_FP_LEN + 1) + 8] = "", fp[TLS_FP_LEN + 1];
+  size_t used = 0;
+  unsigned nseen = 0;
+  int n = sent ? sk_X509_num(sent) : 0;
+  if (!s) {
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_UNSPECIFIED);
+    return 0;
+  }
+  for (int i = -1; i < n && !ca; i++) {
+    X509 *x = i < 0 ? leaf : sk_X509_value(sent, i);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!x || (i >= 0 && x == leaf)) continue;
+    if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1 || mdlen != TLS_SHA256_LEN) continue;
+    if (CRYPTO_memcmp(md, c->pin, TLS_SHA256_LEN) == 0) {
+      ca = x;
+    } else if (nseen++ < TLS_PIN_LOG_MAX) {
+      fp_format(md, fp);
+      int w = snprintf(seen + used, sizeof(seen) - used, "%s%s", used ? "," : "", fp);
+      if (w > 0 && (size_t)w < sizeof(seen) - used) used += (size_t)w;
+    }
+  }
+  if (!ca) {
+    fp_format(c->pin, fp);
+    TT_WARN("tls", "the broker's chain did not contain the pinned CA",
+            "peer=%s pin=%s certs=%d seen=%s", s->peer, fp, n, used ? seen : "none");
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
+    return 0;
+  }
+  STACK_OF(X509) *anchors = sk_X509_new_null();
+  if (!anchors || sk_X509_push(anchors, ca) <= 0) {
+    sk_X509_free(anchors);
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_OUT_OF_MEM);
+    return 0;
+  }
+  /* Replaces the (empty) store: the pinned certificate is the only anchor. */
+  X509_STORE_CTX_set0_trusted_stack(xs, anchors);
+  int ok = X509_verify_cert(xs);
+  X509_STORE_CTX_set0_trusted_stack(xs, NULL);
+  sk_X509_free(anchors); /* the stack only; ca belongs to the peer chain */
+  if (ok != 1) return 0;
+  if (X509_up_ref(ca) != 1) {
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_OUT_OF_MEM);
+    return 0;
+  }
+  X509_free(s->pinned_ca);
+  s->pinned_ca = ca;
+  return 1;
+}
+
+/* Stateless tickets under the key from ticket_key_file, so that they survive a restart.
+ * Enrolling clients never resume: they start from nothing, every time. */
+static int tls_ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+                             EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc) {
+  static char digest[] = "SHA256";
+  tt_tls_ctx_t *c = ctx_of(ssl);
+  const tt_tls_t *s = SSL_get_app_data(ssl);
+  if (!c) return -1;
+  unsigned char *aes = c->tk + TLS_TICKET_NAME_LEN;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, aes + TLS_TICKET_AES_LEN,
+                                        TLS_TICKET_HMAC_LEN),
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_end(),
+  };
+  if (enc) {
+    if (s && s->enroll_offer) return 0;
+    memcpy(name, c->tk, TLS_TICKET_NAME_LEN);
+    if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1 ||
+        EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) != 1 ||
+        EVP_MAC_CTX_set_params(hctx, params) != 1)
+      return -1;
+    return 1;
+  }
+  if ((s && s->enroll_offer) || CRYPTO_memcmp(name, c->tk, TLS_TICKET_NAME_LEN) != 0)
+    return 0; /* full handshake */
+  if (EVP_MAC_CTX_set_params(hctx, params) != 1 ||
+      EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) != 1)
+    return -1;
+  /* 2: good, and send a fresh ticket (tls_ticket_dec_cb has the last word). A TLS 1.3
+   * client uses a ticket once, and OpenSSL sends none after a resumed handshake unless
+   * asked to renew. */
+  return 2;
+}
+
+/* A resumed handshake exchanges no certificates, so the one the session remembers must
+ * still be within its validity: an expired one costs a full handshake (and is refused
+ * there), never a quiet resumption. */
+static bool session_cert_current(SSL_SESSION *sess) {
+  X509 *peer = SSL_SESSION_get0_peer(sess);
+  return peer && X509_cmp_current_time(X509_get0_notAfter(peer)) > 0;
+}
+
+static SSL_TICKET_RETURN tls_ticket_dec_cb(SSL *ssl, SSL_SESSION *sess,
+                                           const unsigned char *keyname, size_t keyname_len,
+                                           SSL_TICKET_STATUS status, void *arg) {
+  switch (status) {
+  case SSL_TICKET_SUCCESS:
+  case SSL_TICKET_SUCCESS_RENEW:
+    return session_cert_current(sess) ? SSL_TICKET_RETURN_USE_RENEW
+                                      : SSL_TICKET_RETURN_IGNORE_RENEW;
+  case SSL_TICKET_NONE:
+    return SSL_TICKET_RETURN_IGNORE;
+  default:
+    return SSL_TICKET_RETURN_IGNORE_RENEW;
+  }
+}
+
+/* A brand-new key file: O_EXCL, so two brokers starting at once do not overwrite each
+ * other (the loser reads the winner's). 0600 from the first moment. */
+static int ticket_keys_create(tt_tls_ctx_t *c, const char *path, char *err, size_t errlen) {
+  if (RAND_bytes(c->tk, (int)sizeof(c->tk)) != 1)
+    return ctx_fail(TT_ETLS, err, errlen, "%s: no random bytes for ticket keys", path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int e = errno;
+    if (e == EEXIST) return -EEXIST;
+    return ctx_fail(TT_ECONFIG, err, errlen, "%s: %s", path, strerror(e));
+  }
+  size_t off = 0;
+  int e = 0;
+  while (off < sizeof(c->tk)) {
+    ssize_t w = write(fd, c->tk + off, sizeof(c->tk) - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      e = w < 0 ? errno : EIO;
+      break;
+    }
+    off += (size_t)w;
+  }
+  if (e == 0 && fsync(fd) != 0) e = errno;
+  if (close(fd) != 0 && e == 0) e = errno;
+  if (e != 0) {
+    unlink(path); /* ours: O_EXCL made it */
+    return ctx_fail(TT_ECONFIG, err, errlen, "%s: writing ticket keys: %s", path, strerror(e));
+  }
+  TT_INFO("tls", "made new session ticket keys", "file=%s", path);
+  return 0;
+}
+
+/* Ticket keys are as good as every client's certificate (a forged ticket resumes as
+ * anyone), so the file must be private, like a key file. */
+static int ticket_keys_load(tt_tls_ctx_t *c, const char *path, char *err, size_t errlen) {
+  unsigned char buf[TLS_TICKET_FILE_LEN + 1];
+  struct stat st;
+  size_t got = 0;
+  int rc = 0;
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    rc = ticket_keys_create(c, path, err, errlen);
+    if (rc != -EEXIST) return rc;
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  }
+  if (fd < 0) return ctx_fail(TT_ECONFIG, err, errlen, "%s: %s", path, strerror(errno));
+  if (fstat(fd, &st) != 0) {
+    rc = ctx_fail(TT_ECONFIG, err, errlen, "%s: %s", path, strerror(errno));
+    goto out;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    rc = ctx_fail(TT_ECONFIG, err, errlen, "%s: not a regular file", path);
+    goto out;
+  }
+  if (st.st_mode & 077) {
+    rc = ctx_fail(TT_EDENIED, err, errlen,
+                  "%s: ticket keys are accessible by group or others (chmod 600 it)", path);
+    goto out;
+  }
+  while (got < sizeof(buf)) {
+    ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      rc = ctx_fail(TT_ECONFIG, err, errlen, "%s: %s", path, strerror(errno));
+      goto out;
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  unsigned char any = 0;
+  for (size_t i = 0; i < got; i++) any |= buf[i];
+  if (got != TLS_TICKET_FILE_LEN || any == 0) {
+    rc = ctx_fail(TT_ECONFIG, err, errlen,
+                  "%s: not a ticket key file (%s%zu bytes, want %u random bytes); remove it "
+                  "to make new keys", path, got > TLS_TICKET_FILE_LEN ? "at least " : "",
+                  got, TLS_TICKET_FILE_LEN);
+    goto out;
+  }
+  memcpy(c->tk, buf, sizeof(c->tk));
+out:
+  OPENSSL_cleanse(buf, sizeof(buf));
+  close(fd);
+  return rc;
+}
+
+/* Client with resume: keep the newest ticket for the next connect. We take the reference
+ * OpenSSL hands us (return 1). */
+static int tls_new_session_cb(SSL *ssl, SSL_SESSION *sess) {
+  tt_tls_ctx_t *c = ctx_of(ssl);
+  if (!c) return 0;
+  uv_mutex_lock(&c->lock);
+  SSL_SESSION *old = c->session;
+  c->session = sess;
+  uv_mutex_unlock(&c->lock);
+  SSL_SESSION_free(old);
+  return 1;
+}
+
+static void ctx_unref(tt_tls_ctx_t *c) {
+  if (!c || atomic_fetch_sub(&c->refs, 1) != 1) return;
+  SSL_SESSION_free(c->session);
+  SSL_CTX_free(c->ssl);
+  uv_mutex_destroy(&c->lock);
+  OPENSSL_cleanse(c->tk, sizeof(c->tk));
+  free(c);
+}
+
+/* The options that make sense together, or a reason why not. */
+static const char *opts_check(const tt_tls_ctx_opts_t *o) {
+  if (o->server) {
+    if (!o->ca_file || !o->cert_file || !o->key_file)
+      return "tls: a server needs ca_file, cert_file and key_file";
+    if (o->ca_pin || o->resume) return "tls: ca_pin and resume are client options";
+  } else {
+    if (o->allow_enroll || o->ticket_key_file)
+      return "tls: allow_enroll and ticket_key_file are server options";
+    if ((o->ca_file == NULL) == (o->ca_pin == NULL))
+      return "tls: a client needs either ca_file or ca_pin";
+  }
+  if ((o->cert_file == NULL) != (o->key_file == NULL))
+    return "tls: cert_file and key_file go together";
+  return NULL;
 }
 
 int tt_tls_ctx_new(tt_tls_ctx_t **out, const tt_tls_ctx_opts_t *o, char *err, size_t errlen) {
   tt_tls_ctx_t *c = NULL;
   SSL_CTX *ssl = NULL;
+  const char *bad;
   int rc = TT_ETLS;
   if (err && errlen) err[0] = '\0';
   if (out) *out = NULL;
-  /* A client may go without a certificate (enrollment); a server may not. */
-  if (!out || !o || !o->ca_file || (o->cert_file == NULL) != (o->key_file == NULL) ||
-      (o->server && !o->cert_file)) {
-    if (err && errlen) snprintf(err, errlen, "tls: ca_file, cert_file and key_file are required");
-    return TT_EINVAL;
+  if (!out || !o) return ctx_fail(TT_EINVAL, err, errlen, "tls: no options");
+  if ((bad = opts_check(o)) != NULL) return ctx_fail(TT_EINVAL, err, errlen, "%s", bad);
+  c = calloc(1, sizeof(*c));
+  if (!c) return ctx_fail(TT_ENOMEM, err, errlen, "tls: out of memory");
+  if (uv_mutex_init(&c->lock) != 0) {
+    free(c);
+    return ctx_fail(TT_ENOMEM, err, errlen, "tls: cannot make a mutex");
+  }
+  atomic_init(&c->refs, 1u);
+  c->server = o->server;
+  c->allow_enroll = o->server && o->allow_enroll;
+  c->pinned = !o->server && o->ca_pin;
+  c->resume = !o->server && o->resume && !c->pinned; /* enrollment never resumes */
+  if (c->pinned && pin_parse(o->ca_pin, c->pin) != 0) {
+    rc = ctx_fail(TT_EINVAL, err, errlen, "tls: ca_pin \"%.80s\" is not sha256: and 64 hex digits",
+                  o->ca_pin);
+    goto out;
   }
   ERR_clear_error();
   ssl = SSL_CTX_new(o->server ? TLS_server_method() : TLS_client_method());
@@ -120,13 +500,16 @@ int tt_tls_ctx_new(tt_tls_ctx_t **out, const tt_tls_ctx_opts_t *o, char *err, si
     rc = TT_ENOMEM;
     goto out;
   }
+  c->ssl = ssl;
+  SSL_CTX_set_app_data(ssl, c);
   if (SSL_CTX_set_min_proto_version(ssl, TLS1_3_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(ssl, TLS1_3_VERSION) != 1) {
     ctx_err(err, errlen, "TLS 1.3");
     goto out;
   }
-  /* The CA file is the only trust anchor: no default paths. */
-  if (SSL_CTX_load_verify_locations(ssl, o->ca_file, NULL) != 1) {
+  /* The CA file is the only trust anchor: no default paths. With a pin there is none
+   * until the server shows its chain (tls_pin_verify_cb). */
+  if (o->ca_file && SSL_CTX_load_verify_locations(ssl, o->ca_file, NULL) != 1) {
     ctx_err(err, errlen, o->ca_file);
     rc = TT_ECONFIG;
     goto out;
@@ -146,44 +529,61 @@ int tt_tls_ctx_new(tt_tls_ctx_t **out, const tt_tls_ctx_opts_t *o, char *err, si
   }
   SSL_CTX_set_verify(ssl, o->server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
                                     : SSL_VERIFY_PEER, NULL);
+  if (c->pinned) SSL_CTX_set_cert_verify_callback(ssl, tls_pin_verify_cb, c);
   /* NO_AUTO_CHAIN: send the chain as cert_file has it, not rebuilt from the trust store;
    * the peer pins the same CA, and every stream then holds ~3.5 KiB less. */
   SSL_CTX_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
-  /* No resumption: every connection proves its certificate again (revocation is checked
-   * at each handshake), and 100k agents' tickets would be work for nothing. */
-  SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
+  /* Resumption is stateless (tickets under ticket_key_file) and opt-in: no server-side
+   * cache for 100k agents. A resumed session keeps the peer certificate, and the broker
+   * checks revocation by identity after every handshake, resumed or not. */
   if (o->server) {
-    if (SSL_CTX_set_num_tickets(ssl, 0) != 1) {
+    SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
+    if (SSL_CTX_set_session_id_context(ssl, (const unsigned char *)TLS_SID_CTX,
+                                       sizeof(TLS_SID_CTX) - 1) != 1) {
+      ctx_err(err, errlen, "session id context");
+      goto out;
+    }
+    if (o->ticket_key_file) {
+      if ((rc = ticket_keys_load(c, o->ticket_key_file, err, errlen)) != 0) goto out;
+      rc = TT_ETLS;
+      (void)SSL_CTX_set_timeout(ssl, TLS_SESSION_SECONDS); /* returns the old timeout */
+      if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ssl, tls_ticket_key_cb) != 1 ||
+          SSL_CTX_set_session_ticket_cb(ssl, NULL, tls_ticket_dec_cb, NULL) != 1) {
+        ctx_err(err, errlen, "ticket key callback");
+        goto out;
+      }
+    }
+    if (SSL_CTX_set_num_tickets(ssl, o->ticket_key_file ? 1 : 0) != 1) {
       ctx_err(err, errlen, "tickets");
       goto out;
     }
+    if (c->allow_enroll) SSL_CTX_set_client_hello_cb(ssl, tls_client_hello_cb, c);
     SSL_CTX_set_alpn_select_cb(ssl, tls_alpn_select_cb, NULL);
-  } else if (SSL_CTX_set_alpn_protos(ssl, tls_alpn_wire, sizeof(tls_alpn_wire) - 1) != 0) {
-    ctx_err(err, errlen, "ALPN");
-    goto out;
+  } else {
+    if (c->resume) {
+      SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+      SSL_CTX_sess_set_new_cb(ssl, tls_new_session_cb);
+    } else {
+      SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
+    }
+    const unsigned char *alpn = c->pinned ? tls_alpn_enroll_wire : tls_alpn_wire;
+    if (SSL_CTX_set_alpn_protos(ssl, alpn, (unsigned int)alpn[0] + 1) != 0) {
+      ctx_err(err, errlen, "ALPN");
+      goto out;
+    }
   }
-  c = calloc(1, sizeof(*c));
-  if (!c) {
-    if (err && errlen) snprintf(err, errlen, "tls: out of memory");
-    rc = TT_ENOMEM;
-    goto out;
-  }
-  c->ssl = ssl;
-  c->server = o->server;
   *out = c;
-  ssl = NULL;
+  c = NULL;
   rc = 0;
 out:
-  SSL_CTX_free(ssl);
+  ctx_unref(c);
   ERR_clear_error();
   return rc;
 }
 
 void tt_tls_ctx_free(tt_tls_ctx_t *ctx) {
-  if (!ctx) return;
-  SSL_CTX_free(ctx->ssl); /* streams hold their own reference through SSL_new */
-  free(ctx);
+  ctx_unref(ctx); /* streams hold their own reference */
 }
 
 SSL_CTX *tt_tls_ctx_ssl(tt_tls_ctx_t *ctx) { return ctx ? ctx->ssl : NULL; }
@@ -266,6 +666,8 @@ static void tls_close_cb(uv_handle_t *h) {
   if (--s->open_handles > 0) return;
   if (!s->silent && s->cbs.on_close) s->cbs.on_close(s, s->reason);
   SSL_free(s->ssl);
+  X509_free(s->pinned_ca);
+  ctx_unref(s->ctx);
   free(s);
 }
 
@@ -367,18 +769,29 @@ static void tls_fail(tt_tls_t *s, int sslerr, const char *msg) {
   tt_tls_close(s, code);
 }
 
-/* The handshake finished: insist on tether/1 (a client that offers no ALPN never reaches
- * the server's select callback), then tell the user. Nonzero means stop. */
+/* The handshake finished: insist on the ALPN this stream must have (a client that offers
+ * none never reaches the server's select callback), and on a client certificate for
+ * tether/1 (resumed sessions carry it), then tell the user. Nonzero means stop. */
 static int handshake_done(tt_tls_t *s) {
   const unsigned char *p = NULL;
   unsigned int n = 0;
+  bool enroll = s->ctx->server ? s->enroll_offer : s->ctx->pinned;
+  const unsigned char *want = enroll ? tls_alpn_enroll_wire : tls_alpn_wire;
   SSL_get0_alpn_selected(s->ssl, &p, &n);
-  if (n != sizeof(tls_alpn_wire) - 2 || memcmp(p, TT_ALPN, n) != 0) {
-    TT_WARN("tls", "ALPN not agreed", "peer=%s want=%s", s->peer, TT_ALPN);
+  if (n != want[0] || memcmp(p, want + 1, n) != 0) {
+    TT_WARN("tls", "ALPN not agreed", "peer=%s want=%.*s", s->peer, (int)want[0], want + 1);
     s->failed = true;
     tt_tls_close(s, TT_ETLS);
     return -1;
   }
+  if (s->ctx->server ? !enroll && !SSL_get0_peer_certificate(s->ssl)
+                     : s->ctx->pinned && !s->pinned_ca) {
+    TT_WARN("tls", "handshake done without a verified certificate", "peer=%s", s->peer);
+    s->failed = true;
+    tt_tls_close(s, TT_ECERT);
+    return -1;
+  }
+  s->enroll = enroll;
   s->state = STREAM_OPEN;
   s->mark = uv_now(s->tcp.loop);
   if (s->paused && s->reading) {
@@ -527,6 +940,9 @@ static tt_tls_t *stream_new(tt_tls_ctx_t *ctx, uv_loop_t *loop, const tt_tls_lim
   s->data = data;
   s->mark = uv_now(loop);
   snprintf(s->peer, sizeof(s->peer), "?");
+  SSL_set_app_data(s->ssl, s);
+  s->ctx = ctx;
+  atomic_fetch_add(&ctx->refs, 1u);
   *rc = 0;
   return s;
 fail:
@@ -605,6 +1021,19 @@ static int set_server_name(SSL *ssl, const char *name) {
   return 0;
 }
 
+/* The newest ticket, if it can still resume; on any trouble a full handshake follows. */
+static void offer_session(tt_tls_ctx_t *ctx, SSL *ssl) {
+  uv_mutex_lock(&ctx->lock);
+  SSL_SESSION *sess = ctx->session;
+  if (sess && (!SSL_SESSION_is_resumable(sess) || !session_cert_current(sess) ||
+               SSL_SESSION_up_ref(sess) != 1))
+    sess = NULL;
+  uv_mutex_unlock(&ctx->lock);
+  if (!sess) return;
+  if (SSL_set_session(ssl, sess) != 1) ERR_clear_error();
+  SSL_SESSION_free(sess);
+}
+
 int tt_tls_connect(tt_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *addr,
                    const char *server_name, const tt_tls_limits_t *lim,
                    const tt_tls_cbs_t *cbs, void *data, tt_tls_t **out) {
@@ -620,6 +1049,7 @@ int tt_tls_connect(tt_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *ad
     stream_abort(s);
     return rc;
   }
+  if (ctx->resume) offer_session(ctx, s->ssl);
   uv_connect_t *req = malloc(sizeof(*req));
   if (!req) {
     stream_abort(s);
@@ -747,8 +1177,19 @@ void tt_tls_set_idle(tt_tls_t *s, uint64_t idle_ms) {
 void *tt_tls_data(const tt_tls_t *s) { return s->data; }
 void tt_tls_set_data(tt_tls_t *s, void *data) { s->data = data; }
 
+/* An enrolling client was never asked for a certificate: it has none, whatever it sent. */
 X509 *tt_tls_peer_cert(const tt_tls_t *s) {
-  return s->state == STREAM_OPEN ? SSL_get0_peer_certificate(s->ssl) : NULL;
+  if (s->state != STREAM_OPEN || (s->enroll && s->ctx->server)) return NULL;
+  return SSL_get0_peer_certificate(s->ssl);
+}
+
+bool tt_tls_established(const tt_tls_t *s) { return s->state == STREAM_OPEN && !s->failed; }
+bool tt_tls_is_enroll(const tt_tls_t *s) { return s->state == STREAM_OPEN && s->enroll; }
+bool tt_tls_resumed(const tt_tls_t *s) {
+  return s->state == STREAM_OPEN && SSL_session_reused(s->ssl) == 1;
+}
+X509 *tt_tls_pinned_ca(const tt_tls_t *s) {
+  return s->state == STREAM_OPEN ? s->pinned_ca : NULL;
 }
 
 const char *tt_tls_peer_addr(const tt_tls_t *s) { return s->peer; }

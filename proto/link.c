@@ -133,7 +133,7 @@ void tt_link_set_authed(tt_link_t *l) {
 
 void tt_link_flush(tt_link_t *l) {
   static _Thread_local tt_buf_t batch = {.max = LINK_BATCH + TT_FRAME_HDR + TT_FRAME_MAX_BODY};
-  if (l->closing || l->in_flush || !l->tls || !tt_tls_peer_cert(l->tls)) return;
+  if (l->closing || l->in_flush || !l->tls || !tt_tls_established(l->tls)) return;
   l->in_flush = true;
   while (!l->closing && tt_mux_has_output(&l->mux)) {
     size_t queued = tt_tls_queued(l->tls);
@@ -174,7 +174,7 @@ void tt_link_refuse(tt_link_t *l, int code, const char *why, uint32_t retry_afte
   tt_link_flush(l);
   l->closing = true;
   l->close_reason = code;
-  if (code <= -10000 && tt_tls_peer_cert(l->tls)) {
+  if (code <= -10000 && tt_tls_established(l->tls)) {
     Tether__Error e = TETHER__ERROR__INIT;
     e.code = tt_err_to_wire(code);
     e.message = tt_text(why ? why : tt_strerror(code));

@@ -263,7 +263,8 @@ class Harness:
         """Poll `tether devices` until device is listed (or gone). Returns the seconds taken."""
         t0 = time.monotonic()
         while True:
-            names = [d.get("device") for d in self.devices(addr)]
+            # Enrolled devices stay listed while offline: "present" means connected now.
+            names = [d.get("device") for d in self.devices(addr) if d.get("online")]
             if (device in names) == present:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
@@ -278,11 +279,15 @@ class Harness:
         self.procs.append(p)
         return p
 
-    def start_broker(self, port=0, name="broker", extra=()):
+    def start_broker(self, port=0, name="broker", extra=(), data_dir=None):
+        """The broker's store lives in this harness's temp dir unless told otherwise, so a
+        restarted broker finds what the first one recorded."""
         pki = self.pki
         b = self.spawn(name, "tether-broker",
-                       ["--listen", "127.0.0.1:%d" % port, "--ca", pki.ca,
-                        "--cert", pki.broker_cert, "--key", pki.broker_key] + list(extra))
+                       ["--listen", "127.0.0.1:%d" % port, "--ca", pki.ca, "--ca-key", pki.ca_key,
+                        "--cert", pki.broker_cert, "--key", pki.broker_key,
+                        "--data-dir", data_dir or os.path.join(self.dir, "data")] + list(extra))
+        b.data_dir = data_dir or os.path.join(self.dir, "data")
         m = b.wait_for(r'msg="listening" addr=(\S+)')
         b.addr = m.group(1)
         b.port = int(b.addr.rsplit(":", 1)[1])
@@ -335,6 +340,7 @@ class Pki:
         self.ca = os.path.join(self.main, "ca.pem")
         self.broker_cert = os.path.join(self.main, "broker.pem")
         self.broker_key = os.path.join(self.main, "broker.key")
+        self.ca_key = os.path.join(self.main, "ca.key")
         self.foreign_ca = os.path.join(self.foreign, "ca.pem")
 
     def _certs(self, args):

@@ -110,18 +110,20 @@ class LinkTest(unittest.TestCase):
         r = self.h.console(b.addr, ["devices"])
         self.assertEqual(r.rc, 0, r)
         lines = r.out.splitlines()
-        self.assertEqual(lines[0].split(), ["DEVICE", "HOSTNAME", "ADDRESS", "CONNECTED", "SINCE",
-                                            "VERSION"], r)
+        self.assertEqual(lines[0].split(), ["DEVICE", "HOSTNAME", "STATUS", "LAST", "SEEN",
+                                            "ADDRESS", "VERSION"], r)
         rows = [l.split() for l in lines[1:]]
         self.assertEqual(len(rows), 1, r)
-        self.assertEqual(rows[0][:2], ["dev-a", "host-a.example"], r)
+        self.assertEqual(rows[0][:4], ["dev-a", "host-a.example", "online", "now"], r)
 
         listed = self.h.devices(b.addr)
         t_end = time.time()
         self.assertEqual(len(listed), 1, listed)
         d = listed[0]
-        self.assertEqual(set(d), {"device", "hostname", "address", "connected_since", "version",
-                                  "online"})
+        self.assertEqual(set(d), {"device", "hostname", "online", "revoked", "last_seen",
+                                  "connected_since", "enrolled", "cert_not_after", "address",
+                                  "version"})
+        self.assertIs(d["revoked"], False)
         self.assertEqual(d["device"], "dev-a")
         self.assertEqual(d["hostname"], "host-a.example")
         self.assertRegex(d["address"], r"^127\.0\.0\.1:\d+$")

@@ -1,8 +1,9 @@
 /* tt_tls: a real client and server on 127.0.0.1 with certificates made by the openssl CLI
  * at test time: echo, refused certificates, ALPN, timeouts, write cap, hostile bytes,
- * closing from inside callbacks. Every test is bounded by a watchdog and ends with an
+ * closing from inside callbacks, enrollment with a CA pin, session resumption. Every test is bounded by a watchdog and ends with an
  * empty loop. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,11 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/x509.h>
 
+#include "tt/cert.h"
+#include "tt/pki.h"
 #include "tt/tls.h"
 
 #define WATCHDOG_MS 10000
@@ -93,7 +97,12 @@ static int group_setup(void **state) {
       make_leaf("srv", "ca", "/O=Tether/OU=broker/CN=broker", "v3_server", 2) ||
       make_leaf("cli", "ca", "/O=Tether/OU=agent/CN=dev-1", "v3_client", 3) ||
       make_ca("ca2", "/O=Other/CN=Unrelated CA") ||
-      make_leaf("evil", "ca2", "/O=Tether/OU=agent/CN=dev-1", "v3_client", 4))
+      make_leaf("evil", "ca2", "/O=Tether/OU=agent/CN=dev-1", "v3_client", 4) ||
+      make_leaf("evilsrv", "ca2", "/O=Tether/OU=broker/CN=broker", "v3_server", 5) ||
+      /* The broker's chain: its certificate, then the CA (what tether-certs init writes),
+       * and a foreign server certificate followed by our CA. */
+      sh("cd '%s' && cat srv.crt ca.crt > srvchain.crt && (cat evilsrv.crt ca.crt > evilchain.crt)",
+         g_dir))
     return -1;
   return 0;
 }
@@ -653,6 +662,498 @@ static void test_ctx_errors(void **state) {
   tt_tls_ctx_free(NULL);
 }
 
+/* ---- enrollment, CA pin, resumption ---------------------------------------------- */
+
+/* One connection between two given contexts: each side says a word on handshake, the
+ * client closes once it heard the server's. Records what each end saw. */
+typedef struct {
+  int hs, closes, reason;
+  size_t rx;
+  bool enroll, resumed, established, established_early;
+  bool has_cert;
+  char cn[64];
+  char pinned[TT_FINGERPRINT_LEN + 1];
+} end_t;
+
+typedef struct {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_timer_t watchdog;
+  struct sockaddr_in addr;
+  int alive;
+  bool timed_out;
+  tt_tls_ctx_t *sctx, *cctx;
+  end_t srv, cli;
+} pair_t;
+
+static void pair_done(pair_t *p) {
+  if (--p->alive > 0) return;
+  uv_close((uv_handle_t *)&p->watchdog, NULL);
+}
+
+static void pair_watchdog_cb(uv_timer_t *t) {
+  pair_t *p = t->data;
+  p->timed_out = true;
+  uv_stop(&p->loop);
+}
+
+static void pair_record(tt_tls_t *s, end_t *e) {
+  e->hs++;
+  e->enroll = tt_tls_is_enroll(s);
+  e->resumed = tt_tls_resumed(s);
+  e->established = tt_tls_established(s);
+  e->has_cert = tt_tls_peer_cert(s) != NULL;
+  peer_cn(s, e->cn, sizeof(e->cn));
+  X509 *ca = tt_tls_pinned_ca(s);
+  if (ca) assert_int_equal(tt_cert_fingerprint(ca, e->pinned, sizeof(e->pinned)), 0);
+}
+
+static void pair_srv_hs(tt_tls_t *s) {
+  pair_t *p = tt_tls_data(s);
+  pair_record(s, &p->srv);
+  assert_int_equal(tt_tls_write(s, "hi", 2), 0);
+}
+
+static void pair_cli_hs(tt_tls_t *s) {
+  pair_t *p = tt_tls_data(s);
+  pair_record(s, &p->cli);
+  assert_int_equal(tt_tls_write(s, "hello", 5), 0);
+}
+
+static void pair_srv_read(tt_tls_t *s, const uint8_t *d, size_t n) {
+  pair_t *p = tt_tls_data(s);
+  p->srv.rx += n;
+}
+
+static void pair_cli_read(tt_tls_t *s, const uint8_t *d, size_t n) {
+  pair_t *p = tt_tls_data(s);
+  p->cli.rx += n;
+  if (p->cli.rx >= 2) tt_tls_close(s, 0);
+}
+
+static void pair_srv_close(tt_tls_t *s, int reason) {
+  pair_t *p = tt_tls_data(s);
+  p->srv.closes++;
+  p->srv.reason = reason;
+  pair_done(p);
+}
+
+static void pair_cli_close(tt_tls_t *s, int reason) {
+  pair_t *p = tt_tls_data(s);
+  p->cli.closes++;
+  p->cli.reason = reason;
+  pair_done(p);
+}
+
+static const tt_tls_cbs_t pair_srv_cbs = {pair_srv_hs, pair_srv_read, NULL, pair_srv_close};
+static const tt_tls_cbs_t pair_cli_cbs = {pair_cli_hs, pair_cli_read, NULL, pair_cli_close};
+
+static void pair_on_connection(uv_stream_t *server, int status) {
+  pair_t *p = server->data;
+  tt_tls_t *s = NULL;
+  tt_tls_limits_t lim = {.handshake_ms = 5000};
+  assert_int_equal(status, 0);
+  assert_int_equal(tt_tls_accept(p->sctx, server, &lim, &pair_srv_cbs, p, &s), 0);
+  p->srv.established_early = tt_tls_established(s);
+  assert_false(tt_tls_is_enroll(s));
+  assert_false(tt_tls_resumed(s));
+  uv_close((uv_handle_t *)server, NULL);
+}
+
+/* Runs one connection to completion; the contexts stay the caller's. */
+static void pair_run(pair_t *p, tt_tls_ctx_t *sctx, tt_tls_ctx_t *cctx, const char *name) {
+  memset(p, 0, sizeof(*p));
+  p->sctx = sctx;
+  p->cctx = cctx;
+  assert_int_equal(uv_loop_init(&p->loop), 0);
+  uv_timer_init(&p->loop, &p->watchdog);
+  p->watchdog.data = p;
+  uv_timer_start(&p->watchdog, pair_watchdog_cb, WATCHDOG_MS, 0);
+  assert_int_equal(uv_tcp_init(&p->loop, &p->listener), 0);
+  p->listener.data = p;
+  struct sockaddr_in a;
+  assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &a), 0);
+  assert_int_equal(uv_tcp_bind(&p->listener, (struct sockaddr *)&a, 0), 0);
+  int len = (int)sizeof(p->addr);
+  assert_int_equal(uv_tcp_getsockname(&p->listener, (struct sockaddr *)&p->addr, &len), 0);
+  assert_int_equal(uv_listen((uv_stream_t *)&p->listener, 16, pair_on_connection), 0);
+  p->alive = 2;
+  tt_tls_t *c = NULL;
+  tt_tls_limits_t lim = {.handshake_ms = 5000};
+  assert_int_equal(tt_tls_connect(cctx, &p->loop, (struct sockaddr *)&p->addr, name, &lim,
+                                  &pair_cli_cbs, p, &c), 0);
+  p->cli.established_early = tt_tls_established(c);
+  assert_null(tt_tls_pinned_ca(c));
+  uv_run(&p->loop, UV_RUN_DEFAULT);
+  if (p->timed_out) fail_msg("watchdog: connection did not finish in %d ms", WATCHDOG_MS);
+  assert_int_equal(p->alive, 0);
+  assert_int_equal(uv_loop_close(&p->loop), 0);
+  assert_false(p->srv.established_early);
+  assert_false(p->cli.established_early);
+  assert_int_equal(p->srv.closes, 1);
+  assert_int_equal(p->cli.closes, 1);
+}
+
+/* Both ends completed, said their word and closed cleanly. */
+static void assert_pair_ok(const pair_t *p) {
+  assert_int_equal(p->srv.hs, 1);
+  assert_int_equal(p->cli.hs, 1);
+  assert_true(p->srv.established);
+  assert_true(p->cli.established);
+  assert_int_equal(p->srv.rx, 5);
+  assert_int_equal(p->cli.rx, 2);
+  assert_int_equal(p->srv.reason, 0);
+  assert_int_equal(p->cli.reason, 0);
+}
+
+typedef struct {
+  bool server, allow_enroll, resume;
+  const char *ca, *cert, *key, *pin, *tickets;
+} mk_t;
+
+static int mkctx2(tt_tls_ctx_t **c, const mk_t *m, char *err, size_t errlen) {
+  tt_tls_ctx_opts_t o = {.server = m->server, .ca_file = m->ca, .cert_file = m->cert,
+                         .key_file = m->key, .allow_enroll = m->allow_enroll,
+                         .ticket_key_file = m->tickets, .ca_pin = m->pin,
+                         .resume = m->resume};
+  return tt_tls_ctx_new(c, &o, err, errlen);
+}
+
+static tt_tls_ctx_t *mk(const mk_t *m) {
+  char err[256];
+  tt_tls_ctx_t *c = NULL;
+  int rc = mkctx2(&c, m, err, sizeof(err));
+  if (rc) print_message("ctx: %s\n", err);
+  assert_int_equal(rc, 0);
+  return c;
+}
+
+static void ca_pin(const char *file, char out[TT_FINGERPRINT_LEN + 1]) {
+  assert_int_equal(tt_cert_file_fingerprint(P(file), out, TT_FINGERPRINT_LEN + 1), 0);
+}
+
+static int g_tickets_seen;
+static int count_ticket_cb(SSL *ssl, SSL_SESSION *sess) {
+  g_tickets_seen++;
+  return 0; /* not kept */
+}
+
+static void count_tickets(tt_tls_ctx_t *c) {
+  SSL_CTX *ssl = tt_tls_ctx_ssl(c);
+  SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ssl, count_ticket_cb);
+}
+
+static void test_enroll_with_pin(void **state) {
+  char pin[TT_FINGERPRINT_LEN + 1];
+  ca_pin("ca.crt", pin);
+  unlink(P("tickets.enroll"));
+  tt_tls_ctx_t *s = mk(&(mk_t){.server = true, .allow_enroll = true, .ca = P("ca.crt"),
+                               .cert = P("srvchain.crt"), .key = P("srv.key"),
+                               .tickets = P("tickets.enroll")});
+  tt_tls_ctx_t *c = mk(&(mk_t){.pin = pin, .resume = true}); /* resume is ignored */
+  count_tickets(c);
+  g_tickets_seen = 0;
+  pair_t p;
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_pair_ok(&p);
+  assert_true(p.srv.enroll);
+  assert_false(p.srv.has_cert); /* never asked for one */
+  assert_false(p.srv.resumed);
+  assert_true(p.cli.enroll);
+  assert_string_equal(p.cli.cn, "broker"); /* the broker's leaf, verified under the pin */
+  assert_string_equal(p.cli.pinned, pin);
+  assert_int_equal(g_tickets_seen, 0); /* enrolling devices get no ticket */
+  /* The same name check as without a pin: the DNS form works too. */
+  pair_run(&p, s, c, "localhost");
+  assert_pair_ok(&p);
+  assert_string_equal(p.cli.pinned, pin);
+  /* A device with a certificate on the same server still gets tether/1, verified, and a
+   * ticket. */
+  tt_tls_ctx_t *d = mk(&(mk_t){.ca = P("ca.crt"), .cert = P("cli.crt"), .key = P("cli.key")});
+  count_tickets(d);
+  pair_run(&p, s, d, "127.0.0.1");
+  assert_pair_ok(&p);
+  assert_false(p.srv.enroll);
+  assert_false(p.cli.enroll);
+  assert_string_equal(p.srv.cn, "dev-1");
+  assert_string_equal(p.cli.cn, "broker"); /* the chain with the CA verifies by ca.crt */
+  assert_string_equal(p.cli.pinned, "");
+  assert_int_equal(g_tickets_seen, 1);
+  tt_tls_ctx_free(d);
+  tt_tls_ctx_free(c);
+  tt_tls_ctx_free(s);
+}
+
+static void test_enroll_not_allowed(void **state) {
+  char pin[TT_FINGERPRINT_LEN + 1];
+  ca_pin("ca.crt", pin);
+  tt_tls_ctx_t *s = mk(&(mk_t){.server = true, .ca = P("ca.crt"), .cert = P("srvchain.crt"),
+                               .key = P("srv.key")});
+  tt_tls_ctx_t *c = mk(&(mk_t){.pin = pin});
+  pair_t p;
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_int_equal(p.srv.hs, 0);
+  assert_int_equal(p.cli.hs, 0);
+  assert_int_equal(p.srv.rx, 0);
+  assert_int_equal(p.srv.reason, TT_ETLS); /* a foreign ALPN, like any other */
+  assert_int_equal(p.cli.reason, TT_ETLS);
+  tt_tls_ctx_free(c);
+  tt_tls_ctx_free(s);
+}
+
+/* Offering tether-enroll/1 next to tether/1 buys no way around the client certificate. */
+static void test_enroll_offer_gets_no_tether(void **state) {
+  static const unsigned char both[] = "\x08" TT_ALPN "\x0f" TT_ALPN_ENROLL;
+  tt_tls_ctx_t *s = mk(&(mk_t){.server = true, .allow_enroll = true, .ca = P("ca.crt"),
+                               .cert = P("srvchain.crt"), .key = P("srv.key")});
+  tt_tls_ctx_t *c = mk(&(mk_t){.ca = P("ca.crt")});
+  assert_int_equal(SSL_CTX_set_alpn_protos(tt_tls_ctx_ssl(c), both, sizeof(both) - 1), 0);
+  pair_t p;
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_int_equal(p.cli.hs, 0); /* the server chose tether-enroll/1 */
+  assert_int_equal(p.cli.reason, TT_ETLS);
+  if (p.srv.hs) { /* if the server got that far, it is an enrollment stream */
+    assert_true(p.srv.enroll);
+    assert_false(p.srv.has_cert);
+  }
+  assert_int_equal(p.srv.rx, 0);
+  tt_tls_ctx_free(c);
+  /* Offering tether/1 alone without a certificate: refused as on any server. */
+  c = mk(&(mk_t){.ca = P("ca.crt")});
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_int_equal(p.srv.hs, 0);
+  assert_int_equal(p.srv.rx, 0);
+  assert_int_equal(p.cli.rx, 0); /* TLS 1.3: the client hears of it on its first read */
+  assert_int_equal(p.srv.reason, TT_ECERT);
+  assert_int_equal(p.cli.reason, TT_ECERT);
+  tt_tls_ctx_free(c);
+  tt_tls_ctx_free(s);
+}
+
+static void expect_pin_refused(tt_tls_ctx_t *s, const char *pin, const char *name) {
+  tt_tls_ctx_t *c = mk(&(mk_t){.pin = pin});
+  pair_t p;
+  pair_run(&p, s, c, name);
+  assert_int_equal(p.cli.hs, 0);
+  assert_int_equal(p.cli.reason, TT_ECERT);
+  assert_int_equal(p.srv.hs, 0);
+  assert_int_equal(p.srv.rx, 0); /* nothing sent */
+  assert_int_not_equal(p.srv.reason, 0);
+  tt_tls_ctx_free(c);
+}
+
+static void test_pin_refused(void **state) {
+  char pin[TT_FINGERPRINT_LEN + 1], other[TT_FINGERPRINT_LEN + 1];
+  ca_pin("ca.crt", pin);
+  ca_pin("ca2.crt", other);
+  tt_tls_ctx_t *s = mk(&(mk_t){.server = true, .allow_enroll = true, .ca = P("ca.crt"),
+                               .cert = P("srvchain.crt"), .key = P("srv.key")});
+  expect_pin_refused(s, other, "127.0.0.1");        /* wrong pin */
+  expect_pin_refused(s, pin, "broker.example.org"); /* right pin, wrong name */
+  tt_tls_ctx_free(s);
+  /* The server sends its certificate without the CA: nothing to pin to. */
+  s = mk(&(mk_t){.server = true, .allow_enroll = true, .ca = P("ca.crt"), .cert = P("srv.crt"),
+                 .key = P("srv.key")});
+  expect_pin_refused(s, pin, "127.0.0.1");
+  tt_tls_ctx_free(s);
+  /* A chain that carries a CA with the pinned fingerprint must also have signed the leaf:
+   * evil.crt (from ca2) followed by the real CA. */
+  s = mk(&(mk_t){.server = true, .allow_enroll = true, .ca = P("ca.crt"),
+                 .cert = P("evilchain.crt"), .key = P("evilsrv.key")});
+  expect_pin_refused(s, pin, NULL);
+  tt_tls_ctx_free(s);
+}
+
+static mode_t file_mode(const char *path) {
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  return st.st_mode & 07777;
+}
+
+static void test_resume(void **state) {
+  const char *tk = P("tickets");
+  unlink(tk);
+  mk_t sm = {.server = true, .ca = P("ca.crt"), .cert = P("srvchain.crt"), .key = P("srv.key"),
+             .tickets = tk};
+  tt_tls_ctx_t *s = mk(&sm);
+  assert_int_equal(file_mode(tk), 0600);
+  struct stat st;
+  assert_int_equal(stat(tk, &st), 0);
+  assert_int_equal(st.st_size, 80);
+  tt_tls_ctx_t *c = mk(&(mk_t){.ca = P("ca.crt"), .cert = P("cli.crt"), .key = P("cli.key"),
+                               .resume = true});
+  pair_t p;
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_pair_ok(&p);
+  assert_false(p.srv.resumed);
+  assert_false(p.cli.resumed);
+
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_pair_ok(&p);
+  assert_true(p.srv.resumed);
+  assert_true(p.cli.resumed);
+  assert_string_equal(p.srv.cn, "dev-1"); /* the session kept the client's certificate */
+  assert_string_equal(p.cli.cn, "broker");
+
+  /* A broker restart: a new context from the same key file still resumes. */
+  tt_tls_ctx_free(s);
+  s = mk(&sm);
+  assert_int_equal(file_mode(tk), 0600);
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_pair_ok(&p);
+  assert_true(p.srv.resumed);
+  assert_true(p.cli.resumed);
+  assert_string_equal(p.srv.cn, "dev-1");
+  /* Every resumption brings a fresh ticket (a TLS 1.3 ticket is used once). */
+  for (int i = 0; i < 2; i++) {
+    pair_run(&p, s, c, "127.0.0.1");
+    assert_pair_ok(&p);
+    assert_true(p.srv.resumed);
+    assert_true(p.cli.resumed);
+  }
+  tt_tls_ctx_free(s);
+
+  /* Other keys: the ticket is not recognised and a full handshake follows. */
+  unlink(P("tickets.other"));
+  sm.tickets = P("tickets.other");
+  s = mk(&sm);
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_pair_ok(&p);
+  assert_false(p.srv.resumed);
+  assert_false(p.cli.resumed);
+  assert_string_equal(p.srv.cn, "dev-1");
+  tt_tls_ctx_free(s);
+
+  /* A server without tickets: nothing to resume, nothing breaks. */
+  sm.tickets = NULL;
+  s = mk(&sm);
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_pair_ok(&p);
+  assert_false(p.srv.resumed);
+  tt_tls_ctx_free(s);
+  tt_tls_ctx_free(c);
+}
+
+/* A resumed handshake shows no certificate; one that expired since the ticket was made
+ * must not ride on it: the server ignores the ticket and the full handshake refuses. */
+static void test_resume_expired_cert(void **state) {
+  char err[256];
+  X509 *ca = NULL, *x = NULL;
+  EVP_PKEY *cak = NULL, *k = NULL;
+  tt_pki_leaf_t leaf = {.role = TT_ROLE_AGENT, .name = "dev-2", .seconds = 2};
+  unlink(P("short.crt"));
+  unlink(P("short.key"));
+  assert_int_equal(tt_pki_load_cert(P("ca.crt"), &ca, err, sizeof(err)), 0);
+  assert_int_equal(tt_pki_load_key(P("ca.key"), &cak, err, sizeof(err)), 0);
+  assert_int_equal(tt_pki_issue(ca, cak, &leaf, &x, &k, err, sizeof(err)), 0);
+  assert_int_equal(tt_pki_write_cert(P("short.crt"), x, err, sizeof(err)), 0);
+  assert_int_equal(tt_pki_write_key(P("short.key"), k, err, sizeof(err)), 0);
+
+  unlink(P("tickets.short"));
+  tt_tls_ctx_t *s = mk(&(mk_t){.server = true, .ca = P("ca.crt"), .cert = P("srvchain.crt"),
+                               .key = P("srv.key"), .tickets = P("tickets.short")});
+  tt_tls_ctx_t *c = mk(&(mk_t){.ca = P("ca.crt"), .cert = P("short.crt"), .key = P("short.key"),
+                               .resume = true});
+  pair_t p;
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_pair_ok(&p);
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_pair_ok(&p);
+  assert_true(p.srv.resumed);
+  assert_string_equal(p.srv.cn, "dev-2");
+  for (int i = 0; i < 50 && X509_cmp_current_time(X509_get0_notAfter(x)) > 0; i++)
+    usleep(100 * 1000);
+  usleep(1100 * 1000); /* notAfter has one-second resolution */
+  pair_run(&p, s, c, "127.0.0.1");
+  assert_int_equal(p.srv.hs, 0);
+  assert_int_equal(p.srv.reason, TT_ECERT);
+  assert_int_equal(p.srv.rx, 0);
+  assert_int_equal(p.cli.reason, TT_ECERT);
+  tt_tls_ctx_free(c);
+  tt_tls_ctx_free(s);
+  X509_free(ca);
+  X509_free(x);
+  EVP_PKEY_free(cak);
+  EVP_PKEY_free(k);
+}
+
+static void write_file(const char *path, const void *b, size_t n, mode_t mode) {
+  unlink(path);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b, 1, n, f), n);
+  assert_int_equal(fclose(f), 0);
+  assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_new_option_errors(void **state) {
+  char err[256], pin[TT_FINGERPRINT_LEN + 1];
+  unsigned char bytes[81];
+  tt_tls_ctx_t *c = NULL;
+  mk_t sm = {.server = true, .ca = P("ca.crt"), .cert = P("srv.crt"), .key = P("srv.key")};
+  for (size_t i = 0; i < sizeof(bytes); i++) bytes[i] = (unsigned char)(i * 7 + 1);
+
+  sm.tickets = P("tk.short");
+  write_file(sm.tickets, bytes, 40, 0600);
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), TT_ECONFIG);
+  assert_null(c);
+  assert_non_null(strstr(err, "tk.short"));
+  assert_non_null(strstr(err, "40 bytes"));
+  sm.tickets = P("tk.long");
+  write_file(sm.tickets, bytes, 81, 0600);
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), TT_ECONFIG);
+  assert_non_null(strstr(err, "tk.long"));
+  sm.tickets = P("tk.empty");
+  write_file(sm.tickets, bytes, 0, 0600);
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), TT_ECONFIG);
+  sm.tickets = P("tk.zero");
+  memset(bytes, 0, sizeof(bytes));
+  write_file(sm.tickets, bytes, 80, 0600);
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), TT_ECONFIG);
+  sm.tickets = P("tk.open");
+  bytes[0] = 1;
+  write_file(sm.tickets, bytes, 80, 0644);
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), TT_EDENIED);
+  assert_non_null(strstr(err, "tk.open"));
+  assert_int_equal(chmod(sm.tickets, 0600), 0);
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), 0);
+  tt_tls_ctx_free(c);
+  c = NULL;
+  sm.tickets = P("no-such-dir/tickets");
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), TT_ECONFIG);
+  assert_non_null(strstr(err, "no-such-dir"));
+  sm.tickets = NULL;
+
+  /* Options of the other side, and pins that are not pins. */
+  sm.resume = true;
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), TT_EINVAL);
+  sm.resume = false;
+  ca_pin("ca.crt", pin);
+  sm.pin = pin;
+  assert_int_equal(mkctx2(&c, &sm, err, sizeof(err)), TT_EINVAL);
+  assert_int_equal(mkctx2(&c, &(mk_t){.ca = P("ca.crt"), .allow_enroll = true}, err,
+                          sizeof(err)), TT_EINVAL);
+  assert_int_equal(mkctx2(&c, &(mk_t){.ca = P("ca.crt"), .tickets = P("t")}, err, sizeof(err)),
+                   TT_EINVAL);
+  assert_int_equal(mkctx2(&c, &(mk_t){.ca = P("ca.crt"), .pin = pin}, err, sizeof(err)),
+                   TT_EINVAL); /* one or the other */
+  assert_int_equal(mkctx2(&c, &(mk_t){0}, err, sizeof(err)), TT_EINVAL);
+  static const char *const bad[] = {"", "sha256:", "sha1:abcd", "a1b2", "sha256:xyz"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(mkctx2(&c, &(mk_t){.pin = bad[i]}, err, sizeof(err)), TT_EINVAL);
+  char p2[TT_FINGERPRINT_LEN + 2];
+  snprintf(p2, sizeof(p2), "%sa", pin); /* one digit too many */
+  assert_int_equal(mkctx2(&c, &(mk_t){.pin = p2}, err, sizeof(err)), TT_EINVAL);
+  p2[TT_FINGERPRINT_LEN - 1] = 'g';
+  p2[TT_FINGERPRINT_LEN] = '\0';
+  assert_int_equal(mkctx2(&c, &(mk_t){.pin = p2}, err, sizeof(err)), TT_EINVAL);
+  for (size_t i = 7; pin[i]; i++) /* upper case is the same pin */
+    if (pin[i] >= 'a' && pin[i] <= 'f') pin[i] = (char)(pin[i] - 'a' + 'A');
+  assert_int_equal(mkctx2(&c, &(mk_t){.pin = pin}, err, sizeof(err)), 0);
+  tt_tls_ctx_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ctx_errors),
@@ -669,6 +1170,15 @@ int main(void) {
       cmocka_unit_test(test_server_name_mismatch),
       cmocka_unit_test(test_server_from_other_ca),
       cmocka_unit_test(test_connect_refused),
+      cmocka_unit_test(test_enroll_with_pin),
+      cmocka_unit_test(test_enroll_not_allowed),
+      cmocka_unit_test(test_enroll_offer_gets_no_tether),
+      cmocka_unit_test(test_pin_refused),
+      cmocka_unit_test(test_resume),
+      cmocka_unit_test(test_resume_expired_cert),
+      cmocka_unit_test(test_new_option_errors),
   };
+  /* As in the programs: a write to a peer that already hung up is an error, not death. */
+  signal(SIGPIPE, SIG_IGN);
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

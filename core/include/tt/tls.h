@@ -12,6 +12,9 @@
 #include "tt/err.h"
 
 #define TT_ALPN "tether/1"
+/* Enrollment: a device without a certificate yet, after it checked the broker against a
+ * pinned CA fingerprint. The server allows it only when opts.allow_enroll is set. */
+#define TT_ALPN_ENROLL "tether-enroll/1"
 
 typedef struct tt_tls_ctx_s tt_tls_ctx_t;
 typedef struct tt_tls_s tt_tls_t;
@@ -19,8 +22,21 @@ typedef struct tt_tls_s tt_tls_t;
 typedef struct {
   bool server;
   const char *ca_file;   /* PEM: the only trust anchor for the peer's certificate */
-  const char *cert_file; /* PEM: our certificate (chain) */
+  const char *cert_file; /* PEM: our certificate (chain; the broker's includes its CA so
+                            that enrolling devices can check it against their pin) */
   const char *key_file;  /* PEM: our private key */
+  /* server: also accept ALPN "tether-enroll/1" from clients without a certificate; such
+   * streams report tt_tls_is_enroll() and have no peer certificate. */
+  bool allow_enroll;
+  /* server: session-ticket keys in this file (created 0600 if missing), so that resumption
+   * survives a broker restart; NULL = no resumption. */
+  const char *ticket_key_file;
+  /* client, instead of ca_file: trust the CA certificate in the server's chain whose
+   * fingerprint is this ("sha256:<hex>"), and offer only ALPN "tether-enroll/1".
+   * cert_file/key_file may be NULL then. */
+  const char *ca_pin;
+  /* client: keep the newest session ticket and offer it on the next connect. */
+  bool resume;
 } tt_tls_ctx_opts_t;
 
 /* err gets a one-line reason (file name and OpenSSL's word) on failure. */
@@ -73,6 +89,16 @@ bool tt_tls_closing(const tt_tls_t *s);
 /* Change the idle timeout of an open stream (e.g. once the broker said how often it pings);
  * 0 turns it off. */
 void tt_tls_set_idle(tt_tls_t *s, uint64_t idle_ms);
+
+/* The handshake is done (and, on a server, the client verified or enrolling). */
+bool tt_tls_established(const tt_tls_t *s);
+/* The stream negotiated "tether-enroll/1". */
+bool tt_tls_is_enroll(const tt_tls_t *s);
+/* The handshake resumed a session (no certificates exchanged this time). */
+bool tt_tls_resumed(const tt_tls_t *s);
+/* Client with ca_pin: the pinned CA certificate found in the server's chain (owned by the
+ * stream), NULL before the handshake. */
+X509 *tt_tls_pinned_ca(const tt_tls_t *s);
 
 void *tt_tls_data(const tt_tls_t *s);
 void tt_tls_set_data(tt_tls_t *s, void *data);

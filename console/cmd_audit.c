@@ -1,0 +1,185 @@
+/* tether audit [--since WHEN] [--device ID] [--limit N] [--json] (admin): the broker's
+ * hash-chained audit log, as a table or as JSON lines (the export format).
+ * tether audit verify (admin): the broker re-checks the chain. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include "console.h"
+#include "tt/conf.h"
+#include "tt/msg.h"
+
+/* The log has no upper size, so entries are printed page by page as they come rather than
+ * collected: memory stays at one page. Every line is whole; a failure later stops with
+ * exit 1 and its one line on stderr, so an export that did not finish is never mistaken
+ * for one that did. */
+typedef struct {
+  uint64_t since_ms;
+  uint64_t after_id;
+  uint64_t printed;
+  bool header;
+} audit_state_t;
+
+static audit_state_t g_audit;
+
+/* WHEN: an ISO-8601 UTC time, or a duration (with its unit: "30m", "7d") back from now. */
+static int parse_since(const char *s, uint64_t *since_ms) {
+  size_t n = strlen(s);
+  *since_ms = 0;
+  if (n == 0) return 0;
+  if (strchr(s, '-')) return console_parse_iso(s, since_ms);
+  int64_t back;
+  if (s[n - 1] < 'a' || s[n - 1] > 'z' || tt_conf_parse_duration(s, &back)) return TT_EINVAL;
+  uint64_t now = console_now_ms();
+  *since_ms = (uint64_t)back < now ? now - (uint64_t)back : 1;
+  return 0;
+}
+
+static int audit_check(console_t *c) {
+  if (parse_since(c->cfg.audit_since, &g_audit.since_ms))
+    return console_usage_error("--since: want a UTC time like 2026-11-23T18:00:00Z, or a duration "
+                               "back from now like 30m, 2h, 7d");
+  if (!tt_text_valid(tt_text(c->cfg.audit_device), TT_NAME_MAX))
+    return console_usage_error("--device: not a device id");
+  return 0;
+}
+
+static int audit_page(console_t *c) {
+  Tether__AuditListRequest q = TETHER__AUDIT_LIST_REQUEST__INIT;
+  uint64_t want = CONSOLE_AUDIT_PAGE;
+  if (c->cfg.audit_limit > 0 && (uint64_t)c->cfg.audit_limit - g_audit.printed < want)
+    want = (uint64_t)c->cfg.audit_limit - g_audit.printed;
+  q.since_ms = g_audit.since_ms;
+  q.device = tt_text(c->cfg.audit_device);
+  q.limit = (uint32_t)want;
+  q.after_id = g_audit.after_id;
+  Tether__Request r = TETHER__REQUEST__INIT;
+  r.body_case = TETHER__REQUEST__BODY_AUDIT_LIST;
+  r.audit_list = &q;
+  return console_request(c, &r, TETHER__RESPONSE__BODY_AUDIT_LIST);
+}
+
+static int audit_start(console_t *c) {
+  c->state = &g_audit;
+  return audit_page(c);
+}
+
+static void entry_json(const Tether__AuditEntry *e) {
+  char when[40];
+  console_iso(when, sizeof(when), e->ts_ms, true);
+  printf("{\"id\":%" PRIu64 ",\"ts\":\"%s\",\"actor\":", e->id, when);
+  console_json_bytes(stdout, e->actor);
+  fputs(",\"action\":", stdout);
+  console_json_bytes(stdout, e->action);
+  fputs(",\"target\":", stdout);
+  console_json_bytes(stdout, e->target);
+  fputs(",\"detail\":", stdout);
+  if (!console_json_object(stdout, e->detail)) console_json_bytes(stdout, e->detail);
+  fputs(",\"hash\":", stdout);
+  console_json_hex(stdout, e->hash);
+  fputs(",\"prev_hash\":", stdout);
+  console_json_hex(stdout, e->prev_hash);
+  fputs("}\n", stdout);
+}
+
+#define AUDIT_ROW "%-8s %-20s %-20s %-20s %-24s "
+
+static void entry_row(const Tether__AuditEntry *e) {
+  char id[24], when[40], actor[TT_TEXT_MAX + 1], action[TT_TEXT_MAX + 1], target[TT_TEXT_MAX + 1];
+  snprintf(id, sizeof(id), "%" PRIu64, e->id);
+  console_iso(when, sizeof(when), e->ts_ms, false);
+  console_text(actor, sizeof(actor), e->actor);
+  console_text(action, sizeof(action), e->action);
+  console_text(target, sizeof(target), e->target);
+  printf(AUDIT_ROW, id, when, actor[0] ? actor : "-", action[0] ? action : "-", target[0] ? target : "-");
+  /* The detail as compact one-line JSON; something else is shown quoted and escaped. */
+  if (!e->detail.len) fputc('-', stdout);
+  else if (!console_json_object(stdout, e->detail)) console_json_bytes(stdout, e->detail);
+  fputc('\n', stdout);
+}
+
+static int audit_response(console_t *c, const Tether__Response *r) {
+  const Tether__AuditList *l = r->audit_list;
+  if (!l) return TT_EPROTO;
+  if (!c->json && !g_audit.header) {
+    printf(AUDIT_ROW "%s\n", "ID", "TIME (UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL");
+    g_audit.header = true;
+  }
+  uint64_t limit = c->cfg.audit_limit > 0 ? (uint64_t)c->cfg.audit_limit : UINT64_MAX;
+  for (size_t i = 0; i < l->n_entries && g_audit.printed < limit; i++) {
+    const Tether__AuditEntry *e = l->entries[i];
+    /* Ids only grow; an answer that goes back would page forever. */
+    if (e->id <= g_audit.after_id) {
+      fflush(stdout);
+      console_fail(c, "the broker sent audit entry %" PRIu64 " after entry %" PRIu64, e->id,
+                   g_audit.after_id);
+      return 0;
+    }
+    if (c->json) entry_json(e);
+    else entry_row(e);
+    g_audit.after_id = e->id;
+    g_audit.printed++;
+  }
+  fflush(stdout);
+  if (l->more && g_audit.printed < limit) {
+    if (l->n_entries == 0) { /* would ask for the same page forever */
+      console_fail(c, "the broker said more audit entries follow, but sent none");
+      return 0;
+    }
+    return audit_page(c);
+  }
+  if (!c->json && g_audit.printed == 0) fprintf(stderr, "(no audit entries)\n");
+  console_finish(c, 0);
+  return 0;
+}
+
+const console_cmd_t console_cmd_audit = {
+    .name = "audit",
+    .args = "[--since WHEN] [--device ID] [--limit N] [--json]",
+    .help = "admin: the audit log, oldest first (--json: JSON lines, for export)",
+    .min_pos = 0,
+    .max_pos = 0,
+    .switches = CONSOLE_SW_JSON,
+    .check = audit_check,
+    .start = audit_start,
+    .on_response = audit_response,
+};
+
+/* -- audit verify ------------------------------------------------------------------------ */
+
+static int verify_start(console_t *c) {
+  Tether__AuditVerifyRequest q = TETHER__AUDIT_VERIFY_REQUEST__INIT;
+  Tether__Request r = TETHER__REQUEST__INIT;
+  r.body_case = TETHER__REQUEST__BODY_AUDIT_VERIFY;
+  r.audit_verify = &q;
+  return console_request(c, &r, TETHER__RESPONSE__BODY_AUDIT_VERIFY);
+}
+
+static int verify_response(console_t *c, const Tether__Response *r) {
+  const Tether__AuditVerifyResponse *v = r->audit_verify;
+  if (!v) return TT_EPROTO;
+  if (c->json) {
+    printf("{\"intact\":%s,\"count\":%" PRIu64 ",\"first_bad\":", v->first_bad ? "false" : "true", v->count);
+    if (v->first_bad) printf("%" PRIu64 "}\n", v->first_bad);
+    else printf("null}\n");
+  } else if (v->first_bad) {
+    printf("audit chain BROKEN at entry %" PRIu64 " (%" PRIu64 " entr%s checked)\n", v->first_bad, v->count,
+           v->count == 1 ? "y" : "ies");
+  } else {
+    printf("audit chain intact: %" PRIu64 " entr%s\n", v->count, v->count == 1 ? "y" : "ies");
+  }
+  fflush(stdout);
+  console_finish(c, v->first_bad ? 1 : 0);
+  return 0;
+}
+
+const console_cmd_t console_cmd_audit_verify = {
+    .name = "audit",
+    .sub = "verify",
+    .args = "[--json]",
+    .help = "admin: check the audit log's hash chain (exit 1 if broken)",
+    .min_pos = 0,
+    .max_pos = 0,
+    .switches = CONSOLE_SW_JSON,
+    .start = verify_start,
+    .on_response = verify_response,
+};

@@ -1,0 +1,62 @@
+/* Requests to the broker: one outstanding at a time, each answered by a Response with the
+ * same id. Turns a refused request into the console's one-line error, so commands only
+ * ever see the answer they asked for. */
+#include <stdio.h>
+#include "console.h"
+#include "tt/msg.h"
+
+int console_request(console_t *c, Tether__Request *r, Tether__Response__BodyCase expect) {
+  if (!c->link) return TT_ECLOSED;
+  r->id = ++c->last_id;
+  if (r->id == 0) r->id = ++c->last_id; /* 0 means "none pending" */
+  int rc = tt_link_send(c->link, TT_K_REQUEST, &r->base);
+  if (rc) return rc;
+  c->pending = r->id;
+  c->expect = expect;
+  console_arm_timeout(c);
+  return 0;
+}
+
+static void fail_error(console_t *c, const Tether__Error *e) {
+  char msg[TT_TEXT_MAX * 4 + 1];
+  console_text(msg, sizeof(msg), e->message);
+  if (!msg[0]) snprintf(msg, sizeof(msg), "%s", tt_strerror(tt_err_from_wire(e->code)));
+  switch (e->code) {
+  case TETHER__ERROR_CODE__ERR_DENIED:
+  case TETHER__ERROR_CODE__ERR_ROLE:
+    console_fail(c, "permission denied: %s", msg);
+    break;
+  case TETHER__ERROR_CODE__ERR_NOT_FOUND:
+    if (c->cmd->on_not_found) {
+      c->cmd->on_not_found(c);
+      if (!c->done) console_finish(c, 1);
+      break;
+    }
+    console_fail(c, "%s", msg);
+    break;
+  default:
+    console_fail(c, "%s", msg);
+    break;
+  }
+}
+
+void console_on_response(console_t *c, const Tether__Response *r) {
+  if (c->done) return;
+  if (!c->pending || r->id != c->pending) {
+    console_fail(c, "the broker sent an answer to request %u, which is not pending", (unsigned)r->id);
+    return;
+  }
+  c->pending = 0;
+  uv_timer_stop(&c->timeout);
+  if (r->error) {
+    fail_error(c, r->error);
+    return;
+  }
+  if (r->body_case != c->expect) {
+    console_fail(c, "the broker sent the wrong kind of answer (%d, expected %d)", (int)r->body_case,
+                 (int)c->expect);
+    return;
+  }
+  int rc = c->cmd->on_response(c, r);
+  if (rc) console_fail(c, "%s", tt_strerror(rc));
+}

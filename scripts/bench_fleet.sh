@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Fleet benchmark: N agents (tether-loadgen) on one tether-broker over 127.0.0.0/8, against
+# the goal "100,000 connected agents on one broker (2 cores, 24 GiB) at no more than 25 KB
+# of broker memory each, and a full reconnect of them in under 90 s". Prints figures beside
+# the goals; asserts nothing. Stops by itself within 15 minutes and leaves nothing running.
+#
+# usage: scripts/bench_fleet.sh [N]          (N default 100000)
+# environment:
+#   BENCH_FLEET_PKI=DIR     reuse this PKI (made with tether-certs if missing); its load/
+#                           cache of agent certificates makes reruns start at once
+#   BENCH_FLEET_SIGNAL=KILL how the broker is stopped for the reconnect: KILL (a crash, the
+#                           default: the kernel closes every socket at once) or TERM (the
+#                           broker closes each link itself first)
+#   BENCH_FLEET_IDLE=30     seconds of idle CPU measurement
+#   BENCH_FLEET_INFLIGHT=   loadgen handshakes in flight (default: the loadgen's, 2000)
+#   BENCH_FLEET_RATE=0      loadgen connections per second (0 = unlimited)
+set -euo pipefail
+n=${1:-100000}
+[[ $n =~ ^[0-9]+$ && $n -ge 1 && $n -le 999999 ]] || { echo "usage: bench_fleet.sh [N]  (1..999999)" >&2; exit 2; }
+kill_sig=${BENCH_FLEET_SIGNAL:-KILL}
+idle_s=${BENCH_FLEET_IDLE:-30}
+budget=900 # seconds, everything included
+t_begin=$(date +%s)
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+tmp=$(mktemp -d /tmp/tether-fleet.XXXXXX)
+broker_pid='' lg_pid='' dog_pid=''
+declare -A sysctl_saved=()
+cleanup() {
+  set +e
+  [[ -n $lg_pid ]] && kill -TERM "$lg_pid" 2>/dev/null
+  [[ -n $broker_pid ]] && kill -TERM "$broker_pid" 2>/dev/null
+  for _ in $(seq 100); do
+    { [[ -z $lg_pid ]] || ! kill -0 "$lg_pid" 2>/dev/null; } &&
+      { [[ -z $broker_pid ]] || ! kill -0 "$broker_pid" 2>/dev/null; } && break
+    sleep 0.2
+  done
+  [[ -n $lg_pid ]] && kill -KILL "$lg_pid" 2>/dev/null
+  [[ -n $broker_pid ]] && kill -KILL "$broker_pid" 2>/dev/null
+  [[ -n $dog_pid ]] && kill "$dog_pid" 2>/dev/null
+  wait 2>/dev/null
+  for k in "${!sysctl_saved[@]}"; do sysctl -qw "$k=${sysctl_saved[$k]}" >/dev/null 2>&1; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'echo "bench_fleet: interrupted" >&2; exit 124' INT TERM
+# The watchdog: whatever happens, the run ends within $budget seconds. Its sleep is killed
+# with it, so nothing outlives the script (not even a pipe held open).
+(
+  sleep "$budget" & s=$!
+  trap 'kill $s 2>/dev/null; exit 0' TERM
+  wait $s && { echo "bench_fleet: time limit of ${budget}s reached" >&2; kill -TERM $$; }
+) &
+dog_pid=$!
+
+left() { echo $((budget - ($(date +%s) - t_begin) - 20)); } # seconds left, 20 s kept for cleanup
+say() { printf '%s\n' "$*"; }
+
+# ---- build ---------------------------------------------------------------------------
+if ! { cmake --preset release && cmake --build build/release -j2 --target tether-loadgen tether-broker tether-certs; } >"$tmp/build.log" 2>&1; then
+  tail -30 "$tmp/build.log"; say "bench_fleet: build failed"; exit 1
+fi
+bin=$root/build/release
+broker_bin=$bin/broker/tether-broker
+certs_bin=$bin/certs/tether-certs
+lg_bin=$bin/tests/bench/tether-loadgen
+
+# ---- limits --------------------------------------------------------------------------
+need_fd=$((n + 200))
+nr_open=$(cat /proc/sys/fs/nr_open)
+set_sysctl() { # name value: set it, remember the old value for cleanup (root only)
+  local old
+  old=$(sysctl -n "$1" 2>/dev/null) || return 0
+  [[ -v sysctl_saved[$1] ]] || sysctl_saved[$1]=$old
+  sysctl -qw "$1=$2" >/dev/null 2>&1 || say "note: could not set $1=$2 (kept '$old')"
+}
+if [[ $(id -u) -eq 0 ]]; then
+  ((nr_open >= need_fd)) || { set_sysctl fs.nr_open $((need_fd + 1024)); nr_open=$(cat /proc/sys/fs/nr_open); }
+  # Sources 127.0.0.1-8 with IP_BIND_ADDRESS_NO_PORT give 8 x (range) ports toward one broker port.
+  set_sysctl net.ipv4.ip_local_port_range "1024 65535"
+  # The broker listens with a backlog of 4096 (uv_listen in broker/main.c); the kernel caps it
+  # at somaxconn, so this only keeps the kernel from being the lower cap.
+  set_sysctl net.core.somaxconn 65535
+  set_sysctl net.ipv4.tcp_max_syn_backlog 65535
+  ulimit -Hn "$need_fd" 2>/dev/null || ulimit -Hn "$nr_open" 2>/dev/null || true
+fi
+ulimit -Sn "$(ulimit -Hn)"
+if (( $(ulimit -Hn) < need_fd )); then
+  why="hard RLIMIT_NOFILE is $(ulimit -Hn)"
+  cap_eff=$((16#$(awk '/^CapEff/ {print $2}' /proc/self/status)))
+  (( (cap_eff >> 24) & 1 )) || why+=" and this process lacks CAP_SYS_RESOURCE to raise it (a container?)"
+  ((nr_open < need_fd)) && why+="; fs.nr_open is $nr_open"
+  say "bench_fleet: cannot run N=$n: the broker and the loadgen each need ~$need_fd descriptors, but $why."
+  say "bench_fleet: the largest N this host allows is about $(( $(ulimit -Hn) - 200 ))."
+  exit 3
+fi
+mem_avail_kb=$(awk '/^MemAvailable/ {print $2}' /proc/meminfo)
+# Broker and loadgen together have measured well under 100 KB per agent; refuse a run that
+# would push the machine into the OOM killer.
+if (( mem_avail_kb < n * 100 )); then
+  say "bench_fleet: N=$n needs ~$((n * 100 / 1024 / 1024)) GiB free; $((mem_avail_kb / 1024 / 1024)) GiB available"
+  exit 3
+fi
+
+# ---- PKI and broker ------------------------------------------------------------------
+pki=${BENCH_FLEET_PKI:-$tmp/pki}
+[[ -f $pki/ca.key ]] || "$certs_bin" init --dir "$pki" >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+broker_args=(--listen "127.0.0.1:$port" --ca "$pki/ca.pem" --cert "$pki/broker.pem" --key "$pki/broker.key"
+             --max-connections $((n + 1000)) --heartbeat 30s --idle-timeout 95s --log-level warn)
+notes=()
+help=$("$broker_bin" --help 2>&1 || true)
+if grep -q -- '--data-dir' <<<"$help"; then broker_args+=(--data-dir "$tmp/data"); else notes+=("broker has no --data-dir yet: nothing persisted across the restart"); fi
+if grep -q -- '--ca-key' <<<"$help"; then broker_args+=(--ca-key "$pki/ca.key"); else notes+=("broker has no --ca-key yet"); fi
+
+start_broker() { # $1: log file
+  "$broker_bin" "${broker_args[@]}" 2>>"$1" &
+  broker_pid=$!
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$broker_pid" 2>/dev/null || { say "bench_fleet: broker exited:"; tail -5 "$1"; exit 1; }
+    sleep 0.05
+  done
+  say "bench_fleet: broker did not listen within 10 s"; exit 1
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; } # utime + stime
+sock_pages() { awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1)}' /proc/net/sockstat; }
+slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
+wait_event() { # $1: how many all-connected events, $2: timeout seconds; prints the event line
+  local deadline=$(( $(date +%s) + $2 )) line
+  while (( $(date +%s) < deadline )); do
+    line=$(grep '^event=all-connected' "$tmp/lg.out" | sed -n "${1}p")
+    [[ -n $line ]] && { echo "$line"; return 0; }
+    kill -0 "$lg_pid" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2"; }
+
+start_broker "$tmp/broker.log"
+sleep 0.5
+rss0=$(rss_kb "$broker_pid")
+page=$(getconf PAGESIZE)
+
+say "== fleet: N=$n agents -> tether-broker on 127.0.0.1:$port ($(nproc) cores, $(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo) GiB, $(openssl version | cut -d' ' -f1-2))"
+say "broker: ${broker_args[*]}"
+
+# ---- first full connect ---------------------------------------------------------------
+lg_args=(--broker "127.0.0.1:$port" --ca-dir "$pki" --count "$n" --stats-interval 5
+         --duration "$(left)" --sources 127.0.0.1-127.0.0.8 --rate "${BENCH_FLEET_RATE:-0}")
+[[ -n ${BENCH_FLEET_INFLIGHT:-} ]] && lg_args+=(--inflight "$BENCH_FLEET_INFLIGHT")
+"$lg_bin" "${lg_args[@]}" >"$tmp/lg.out" 2>"$tmp/lg.err" &
+lg_pid=$!
+say "loadgen: ${lg_args[*]}"
+# Certificates are issued (or read from the cache) before the clock starts.
+while ! grep -q '^loadgen:' "$tmp/lg.out"; do
+  kill -0 "$lg_pid" 2>/dev/null || { say "bench_fleet: loadgen exited:"; cat "$tmp/lg.err"; exit 1; }
+  (( $(left) > 0 )) || exit 124
+  sleep 0.2
+done
+grep '^identities: issued' "$tmp/lg.out" || true
+sock0=$(sock_pages) slab0=$(slab_kb) cpu_c0=$(cpu_ticks "$broker_pid")
+if ! ev1=$(wait_event 1 "$(left)"); then
+  say "bench_fleet: not all $n agents connected in time; last status:"
+  grep '^t=' "$tmp/lg.out" | tail -3
+  exit 1
+fi
+say "first connect: $ev1"
+hs_rate=$(field hs_per_s "$ev1")
+took1=$(field took "$ev1")
+hz=$(getconf CLK_TCK)
+# Broker CPU per handshake: what one broker core can take, whatever the loadgen manages.
+cpu_hs_ms=$(awk -v d=$(( $(cpu_ticks "$broker_pid") - cpu_c0 )) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.2f", 1000 * d / hz / n}')
+
+# Memory once the handshake storm has settled (heartbeats keep running).
+sleep 5
+rss1=$(rss_kb "$broker_pid")
+sock1=$(sock_pages) slab1=$(slab_kb)
+lg_rss=$(rss_kb "$lg_pid")
+cp "/proc/$broker_pid/smaps_rollup" "$tmp/smaps1" 2>/dev/null || true
+per_agent_b=$(( (rss1 - rss0) * 1024 / n ))
+# sockstat and Slab count both ends of every connection (the loadgen's sockets live in the
+# same kernel); half of each delta is the broker's end.
+kern_sock_b=$(( (sock1 - sock0) * page / (2 * n) ))
+kern_slab_b=$(( (slab1 - slab0) * 1024 / (2 * n) ))
+with_kernel_b=$(( per_agent_b + kern_sock_b + kern_slab_b ))
+
+# ---- idle CPU -------------------------------------------------------------------------
+c0=$(cpu_ticks "$broker_pid")
+sleep "$idle_s"
+c1=$(cpu_ticks "$broker_pid")
+idle_pct=$(awk -v d=$((c1 - c0)) -v hz="$hz" -v s="$idle_s" 'BEGIN {printf "%.2f", 100 * d / hz / s}')
+connected_now=$(grep '^t=' "$tmp/lg.out" | tail -1 | sed -n 's/.*connected=\([0-9]*\).*/\1/p')
+
+# ---- full reconnect -------------------------------------------------------------------
+say "reconnect: SIG$kill_sig to the broker, restart on the same port$( [[ " ${broker_args[*]} " == *" --data-dir "* ]] && echo " and data dir")"
+t_kill=$(date +%s.%N)
+{ # (stderr off: bash would announce the killed job)
+  kill -"$kill_sig" "$broker_pid"
+  for _ in $(seq 600); do kill -0 "$broker_pid" || break; sleep 0.1; done
+  kill -0 "$broker_pid" && { say "bench_fleet: broker still up 60 s after SIG$kill_sig"; exit 1; }
+  wait "$broker_pid" || true
+} 2>/dev/null
+t_dead=$(date +%s.%N)
+broker_pid=
+start_broker "$tmp/broker2.log"
+t_up=$(date +%s.%N)
+cpu_r0=$(cpu_ticks "$broker_pid")
+if ! ev2=$(wait_event 2 "$(left)"); then
+  say "bench_fleet: not all $n agents reconnected in time; last status:"
+  grep '^t=' "$tmp/lg.out" | tail -3
+  reconnect_s=">$(awk -v a="$(date +%s.%N)" -v b="$t_kill" 'BEGIN {printf "%.0f", a - b}')"
+  rss2=$(rss_kb "$broker_pid")
+else
+  say "reconnect:     $ev2"
+  reconnect_s=$(awk -v a="$(field wall "$ev2")" -v b="$t_kill" 'BEGIN {printf "%.1f", a - b}')
+  cpu_rhs_ms=$(awk -v d=$(( $(cpu_ticks "$broker_pid") - cpu_r0 )) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.2f", 1000 * d / hz / n}')
+  sleep 5
+  rss2=$(rss_kb "$broker_pid")
+fi
+down_s=$(awk -v a="$t_dead" -v b="$t_kill" 'BEGIN {printf "%.2f", a - b}')
+restart_s=$(awk -v a="$t_up" -v b="$t_dead" 'BEGIN {printf "%.2f", a - b}')
+rehs=$(field hs_per_s "$ev2")
+resumed=$(field resumed "$ev2")
+
+kill -TERM "$lg_pid" 2>/dev/null || true
+for _ in $(seq 150); do kill -0 "$lg_pid" 2>/dev/null || break; sleep 0.2; done
+lg_done=$(grep '^loadgen: done' "$tmp/lg.out" || true)
+
+# ---- report ---------------------------------------------------------------------------
+kb() { awk -v b="$1" 'BEGIN {printf "%.1f KB", b / 1000}'; }
+verdict() { awk -v v="$1" -v g="$2" 'BEGIN {print (v ~ /^[0-9.]+$/ && v + 0 <= g + 0) ? "meets" : "MISSES"}'; }
+say ""
+say "== results, N=$n (KB = 1000 bytes)"
+printf '%-44s %-18s %-12s %s\n' "figure" "measured" "goal" ""
+printf '%-44s %-18s %-12s %s\n' "first connect of N, handshakes/s" "$hs_rate/s" "-" "(${took1} s)"
+printf '%-44s %-18s %-12s %s\n' "  broker CPU per handshake (1 core: max/s)" "${cpu_hs_ms} ms" "" "($(awk -v m="$cpu_hs_ms" 'BEGIN {printf "%.0f", (m > 0) ? 1000 / m : 0}')/s)"
+printf '%-44s %-18s %-12s %s\n' "broker memory per agent, without kernel" "$(kb $per_agent_b)" "25 KB" "$(verdict $per_agent_b 25000)"
+printf '%-44s %-18s %-12s %s\n' "broker memory per agent, with kernel" "$(kb $with_kernel_b)" "25 KB" "$(verdict $with_kernel_b 25000)"
+printf '%-44s %-18s %-12s %s\n' "  kernel: socket buffers (sockstat) per end" "$(kb $kern_sock_b)" "" ""
+printf '%-44s %-18s %-12s %s\n' "  kernel: slab (sock, file, epoll) per end" "$(kb $kern_slab_b)" "" ""
+printf '%-44s %-18s %-12s %s\n' "broker memory per agent after the reconnect" "$(kb $(( (rss2 - rss0) * 1024 / n )))" "25 KB" ""
+printf '%-44s %-18s %-12s %s\n' "broker CPU idle, N connected (${idle_s} s)" "${idle_pct}% of a core" "-" "(connected=$connected_now)"
+printf '%-44s %-18s %-12s %s\n' "full reconnect (SIG$kill_sig -> all N welcomed)" "${reconnect_s} s" "90 s" "$(verdict "$reconnect_s" 90)"
+printf '%-44s %-18s %-12s %s\n' "  broker exit / restart to listening" "${down_s} s / ${restart_s} s" "" ""
+printf '%-44s %-18s %-12s %s\n' "  reconnect handshakes/s, resumed" "${rehs:-?}/s, ${resumed:-?}" "" ""
+printf '%-44s %-18s %-12s %s\n' "  broker CPU per reconnect handshake" "${cpu_rhs_ms:-?} ms" "" ""
+printf '%-44s %-18s %-12s %s\n' "  100k at that CPU cost, one core" "$(awk -v m="${cpu_rhs_ms:-0}" 'BEGIN {printf "%.0f s", m * 100}')" "90 s" ""
+say ""
+say "broker VmRSS: ${rss0} kB idle, ${rss1} kB with N, ${rss2} kB after the reconnect; loadgen VmRSS ${lg_rss} kB ($((lg_rss * 1024 / n)) B/agent)"
+if [[ -s $tmp/smaps1 ]]; then
+  say "broker smaps_rollup with N connected: $(awk '/^(Rss|Anonymous|Private_Dirty):/ {printf "%s %s kB  ", $1, $2}' "$tmp/smaps1")"
+fi
+say "loadgen: ${lg_done:-did not report}"
+warns=$(cat "$tmp/broker.log" "$tmp/broker2.log" 2>/dev/null | grep -c 'level=warn\|level=error' || true)
+say "broker warnings/errors logged: $warns$( ((warns > 0)) && echo "; first: $(grep -h 'level=warn\|level=error' "$tmp/broker.log" "$tmp/broker2.log" | head -1)")"
+for m in "${notes[@]}"; do say "note: $m"; done
+say "elapsed: $(( $(date +%s) - t_begin )) s"
