@@ -24,7 +24,7 @@ static const tt_conf_opt_t agent_opts[] = {
     OPT("tls.key", "key", TT_CONF_STR, key, 1, AGENT_PATH_MAX - 1, NULL,
         "this device's private key (PEM) (default: STATE_DIR/device.key)"),
     OPT("hostname", "hostname", TT_CONF_STR, hostname, 0, TT_NAME_MAX, NULL,
-        "hostname reported to the broker (default: this machine's)"),
+        "hostname reported to the broker (default: the one given to enroll, else this machine's)"),
     OPT("backoff.base", "backoff-base", TT_CONF_DURATION, backoff_base_ms, 10, 600000, "500ms",
         "first reconnect delay ceiling"),
     OPT("backoff.max", "backoff-max", TT_CONF_DURATION, backoff_max_ms, 10, 3600000, "30s",

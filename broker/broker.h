@@ -26,6 +26,8 @@ typedef struct {
   int64_t idle_timeout_ms;
   int64_t handshake_timeout_ms;
   int64_t max_connections;
+  int64_t max_handshakes;
+  int64_t max_hello_rate;
   int log_level;
 } broker_cfg_t;
 
@@ -56,6 +58,7 @@ typedef struct broker_conn_s {
   unsigned work;          /* uv_queue_work jobs holding this conn */
   bool gone;              /* the link went down while work was out: free when it returns */
   bool enroll_used;       /* an enrollment connection gets one request */
+  bool tls_done;          /* counted out of broker.handshaking */
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
@@ -80,6 +83,10 @@ struct broker_s {
   EVP_PKEY *ca_key;
   char *ca_pem;           /* the CA certificate as sent to enrolling devices */
   broker_conn_t **registry; /* welcomed agents by device id */
+  size_t handshaking;     /* accepted, TLS not finished: capped by max_handshakes */
+  double hello_tokens;    /* token bucket for agent Hellos (max_hello_rate) */
+  uint64_t hello_refill_ms;
+  uint32_t busy_last_sec, busy_this_sec; /* Hellos told to come back later */
 };
 
 /* registry.c: welcomed agents by device id */

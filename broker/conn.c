@@ -47,12 +47,14 @@ void broker_on_connection(uv_stream_t *server, int status) {
     TT_WARN("broker", "accept failed", "err=%s", uv_err_name(status));
     return;
   }
-  if ((int64_t)b->nconns >= b->cfg.max_connections) {
+  if ((int64_t)b->nconns >= b->cfg.max_connections || (int64_t)b->handshaking >= b->cfg.max_handshakes) {
     static uint64_t last_warn;
     uint64_t now = uv_now(b->loop);
     if (now - last_warn >= 1000) {
-      TT_WARN("broker", "refusing connections", "reason=max_connections limit=%lld",
-              (long long)b->cfg.max_connections);
+      bool full = (int64_t)b->nconns >= b->cfg.max_connections;
+      TT_WARN("broker", "refusing connections", "reason=%s limit=%lld",
+              full ? "max_connections" : "max_handshakes",
+              (long long)(full ? b->cfg.max_connections : b->cfg.max_handshakes));
       last_warn = now;
     }
     refuse_at_accept(b, server);
@@ -74,6 +76,7 @@ void broker_on_connection(uv_stream_t *server, int status) {
   if (b->unready) b->unready->uprev = c;
   b->unready = c;
   b->nconns++;
+  b->handshaking++;
   c->accepted_ms = uv_now(b->loop);
   snprintf(c->addr, sizeof(c->addr), "%s", tt_link_peer_addr(c->link));
 }
@@ -81,6 +84,8 @@ void broker_on_connection(uv_stream_t *server, int status) {
 static void conn_on_up(tt_link_t *l) {
   broker_conn_t *c = l->data;
   broker_t *b = c->b;
+  b->handshaking--;
+  c->tls_done = true;
   if (tt_tls_is_enroll(l->tls)) {
     /* No identity yet: one EnrollRequest under the pre-authentication limits, then out. */
     c->state = BROKER_CONN_ENROLL;
@@ -109,6 +114,29 @@ static void conn_on_up(tt_link_t *l) {
 
 broker_conn_t *broker_find_agent(broker_t *b, const char *device_id) { return registry_get(b, device_id); }
 
+static uint32_t random_u32(void) {
+  static uint64_t x = 0;
+  if (x == 0) x = uv_hrtime() | 1u;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return (uint32_t)(x >> 32);
+}
+
+/* Token bucket over agent Hellos: max_hello_rate per second, bursts of one second's worth. */
+static bool hello_admit(broker_t *b) {
+  if (b->cfg.max_hello_rate <= 0) return true;
+  uint64_t now = uv_now(b->loop);
+  double rate = (double)b->cfg.max_hello_rate;
+  if (b->hello_refill_ms == 0) b->hello_tokens = rate;
+  else b->hello_tokens += rate * (double)(now - b->hello_refill_ms) / 1000.0;
+  if (b->hello_tokens > rate) b->hello_tokens = rate;
+  b->hello_refill_ms = now;
+  if (b->hello_tokens < 1.0) return false;
+  b->hello_tokens -= 1.0;
+  return true;
+}
+
 static int refuse(broker_conn_t *c, int code, const char *why) {
   TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=\"%s\"", c->addr, c->id.name, why);
   broker_audit(c->b, c->id.name, "refuse", c->id.name, "reason", why, "address", c->addr, AUDIT_END);
@@ -134,6 +162,15 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
     return refuse(c, TT_ETEXT, "hostname or version is not valid text");
   c->caps = h->capabilities;
 
+  if (c->id.role == TT_ROLE_AGENT && !hello_admit(b)) {
+    /* Overloaded moment: tell the device when to come back, spread over a window that
+     * grows with how many were turned away in the last second. People are never told. */
+    uint32_t spread = 1000u * (1u + b->busy_last_sec / (uint32_t)b->cfg.max_hello_rate);
+    uint32_t retry = 1000u + (uint32_t)(random_u32() % spread);
+    b->busy_this_sec++;
+    tt_link_refuse(c->link, TT_EBUSY, "broker busy, retry later", retry);
+    return 0;
+  }
   if (c->id.role == TT_ROLE_AGENT) {
     broker_conn_t *old = broker_find_agent(b, c->id.name);
     if (old) {
@@ -218,6 +255,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
     TT_INFO("broker", "connection refused or dropped before hello", "peer=%s reason=%s", c->addr,
             reason ? tt_errname(reason) : "closed");
   }
+  if (!c->tls_done) b->handshaking--;
   conn_unlink(c);
   c->link = NULL;
   if (c->work) c->gone = true; /* a signing job still points here: it frees c */
@@ -254,6 +292,11 @@ void broker_sweep_cb(uv_timer_t *t) {
     }
   }
   relay_sweep(b, now);
+  if (b->busy_this_sec)
+    TT_INFO("broker", "agents told to retry later", "count=%u limit_per_s=%lld", b->busy_this_sec,
+            (long long)b->cfg.max_hello_rate);
+  b->busy_last_sec = b->busy_this_sec;
+  b->busy_this_sec = 0;
 }
 
 void broker_close_all(broker_t *b) {

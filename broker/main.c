@@ -36,6 +36,10 @@ static const tt_conf_opt_t broker_opts[] = {
     OPT("enroll", "enroll", TT_CONF_BOOL, enroll, 0, 0, "true", "accept device enrollment with tokens"),
     OPT("max_connections", "max-connections", TT_CONF_INT, max_connections, 1, 10000000, "200000",
         "connections held at once; more are closed at accept"),
+    OPT("max_handshakes", "max-handshakes", TT_CONF_INT, max_handshakes, 1, 1000000, "2000",
+        "TLS handshakes in progress at once; more connections are reset at accept"),
+    OPT("max_hello_rate", "max-hello-rate", TT_CONF_INT, max_hello_rate, 0, 1000000, "0",
+        "agents welcomed per second (0 = no limit); beyond it they are told when to retry"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(broker_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };

@@ -23,6 +23,8 @@ class FleetTest(unittest.TestCase):
         cls.pki = Pki()
         for role, name in (("technician", "tech"), ("admin", "boss"), ("agent", "dev-manual")):
             cls.pki.issue(role, name)
+        for i in range(6):
+            cls.pki.issue("agent", "busy-%d" % i)
 
     @classmethod
     def tearDownClass(cls):
@@ -286,6 +288,27 @@ class FleetTest(unittest.TestCase):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("BROKEN at entry %d" % row, r.out)
 
+
+    # -- fleet behaviour -------------------------------------------------------------------
+
+    def test_10_an_overloaded_broker_spreads_agents_out_with_retry_after(self):
+        b = self.h.start_broker(extra=["--max-hello-rate", "2"])
+        agents = [self.h.start_agent(b.addr, "busy-%d" % i, "busy-host-%d" % i, wait=False,
+                                     extra=["--backoff-base", "50ms", "--backoff-max", "200ms"])
+                  for i in range(6)]
+        for a in agents:
+            a.wait_for(r'msg="connected"', timeout=30)
+        told = [a for a in agents if re.search(r'msg="broker refused us" code=8 .*retry_after_ms=\d+', a.log())]
+        self.assertTrue(told, "no agent was told to retry later")
+        for a in told:
+            log = a.log()
+            m = re.search(r'retry_after_ms=(\d+)', log)
+            after = int(m.group(1))
+            self.assertGreaterEqual(after, 1000)
+            # The next delay honours the broker's retry-after, not the 200 ms backoff cap.
+            wait = int(re.search(r'msg="reconnecting" in_ms=(\d+)', log[m.end():]).group(1))
+            self.assertGreaterEqual(wait, after, log)
+        b.wait_for(r'msg="agents told to retry later"')
 
 if __name__ == "__main__":
     unittest.main()
