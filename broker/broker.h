@@ -84,6 +84,7 @@ struct broker_s {
   char *ca_pem;           /* the CA certificate as sent to enrolling devices */
   broker_conn_t **registry; /* welcomed agents by device id */
   size_t handshaking;     /* accepted, TLS not finished: capped by max_handshakes */
+  size_t accepted_since_trim; /* connections accepted since the heap was last trimmed */
   double hello_tokens;    /* token bucket for agent Hellos (max_hello_rate) */
   uint64_t hello_refill_ms;
   uint32_t busy_last_sec, busy_this_sec; /* Hellos told to come back later */

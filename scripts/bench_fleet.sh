@@ -152,6 +152,7 @@ say "broker: ${broker_args[*]}"
 lg_args=(--broker "127.0.0.1:$port" --ca-dir "$pki" --count "$n" --stats-interval 5
          --duration "$(left)" --sources 127.0.0.1-127.0.0.8 --rate "${BENCH_FLEET_RATE:-0}")
 [[ -n ${BENCH_FLEET_INFLIGHT:-} ]] && lg_args+=(--inflight "$BENCH_FLEET_INFLIGHT")
+: >"$tmp/lg.out"
 "$lg_bin" "${lg_args[@]}" >"$tmp/lg.out" 2>"$tmp/lg.err" &
 lg_pid=$!
 say "loadgen: ${lg_args[*]}"
@@ -231,7 +232,7 @@ for _ in $(seq 150); do kill -0 "$lg_pid" 2>/dev/null || break; sleep 0.2; done
 lg_done=$(grep '^loadgen: done' "$tmp/lg.out" || true)
 
 # ---- report ---------------------------------------------------------------------------
-kb() { awk -v b="$1" 'BEGIN {printf "%.1f KB", b / 1000}'; }
+kb() { awk -v b="$1" 'BEGIN {printf "%.1f KB", (b < 0 ? 0 : b) / 1000}'; }
 verdict() { awk -v v="$1" -v g="$2" 'BEGIN {print (v ~ /^[0-9.]+$/ && v + 0 <= g + 0) ? "meets" : "MISSES"}'; }
 say ""
 say "== results, N=$n (KB = 1000 bytes)"

@@ -621,6 +621,11 @@ static void conn_fail(lg_conn_t *c, int reason) {
     g.failed++;
   }
   g.last_err = reason;
+  /* OpenSSL marks a session not resumable when its SSL is freed without close_notify sent;
+   * a dropped connection (the broker crashed) should still resume, as tt_tls's does (it
+   * sends close_notify on EOF). Not after a TLS failure. */
+  if ((c->state == LG_HELLO || c->state == LG_READY) && reason != TT_ETLS && reason != TT_ECERT)
+    SSL_set_shutdown(c->ssl, SSL_get_shutdown(c->ssl) | SSL_SENT_SHUTDOWN);
   uv_timer_stop(&c->timer);
   c->state = LG_CLOSING;
   uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
