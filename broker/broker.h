@@ -9,6 +9,7 @@
 #include "tt/link.h"
 #include "tt/limits.h"
 #include "tt/tls.h"
+#include "tt/wheel.h"
 #include <openssl/evp.h>
 #include "store.h"
 
@@ -42,6 +43,7 @@ typedef enum {
 } broker_conn_state_t;
 
 typedef struct broker_conn_s {
+  tt_wheel_entry_t idle;  /* idle deadline on the broker's wheel (welcomed peers) */
   struct broker_conn_s *prev, *next;
   struct broker_conn_s *uprev, *unext; /* on the not-yet-welcomed list */
   broker_t *b;
@@ -62,6 +64,9 @@ typedef struct broker_conn_s {
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
+/* The sweep tick: idle deadlines fire at most this late; once-a-second work runs every
+ * 1000 / BROKER_SWEEP_MS ticks. */
+#define BROKER_SWEEP_MS 250u
 
 struct broker_s {
   uv_loop_t *loop;
@@ -70,7 +75,9 @@ struct broker_s {
   tt_tls_limits_t limits;
   uv_tcp_t listener;
   uv_timer_t heartbeat;
-  uv_timer_t sweep;       /* one timer for every deadline: Hello, channel opens */
+  uv_timer_t sweep;       /* one timer for every deadline: Hello, idle peers, channel opens */
+  tt_wheel_t wheel;       /* idle deadlines of welcomed peers */
+  uint32_t sweeps;
   uv_signal_t sigint, sigterm;
   broker_conn_t *conns;
   broker_conn_t *unready; /* accepted, not yet welcomed */

@@ -66,6 +66,7 @@ void broker_on_connection(uv_stream_t *server, int status) {
   broker_conn_t *c = calloc(1, sizeof(*c));
   if (!c) return;
   c->b = b;
+  tt_wheel_entry_init(&c->idle);
   int rc = tt_link_accept(&c->link, b->tls, server, &b->limits, &broker_link_cbs, c);
   if (rc) {
     TT_WARN("broker", "accept failed", "err=%s", tt_errname(rc));
@@ -200,6 +201,8 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
   w.identity = tt_text(c->id.name);
   c->state = BROKER_CONN_READY;
   unready_remove(c);
+  tt_wheel_entry_init(&c->idle);
+  tt_wheel_add(&b->wheel, &c->idle, tt_tls_last_read(c->link->tls) + (uint64_t)b->cfg.idle_timeout_ms);
   c->connected_unix_ms = broker_unix_ms();
   tt_link_set_authed(c->link);
   broker_audit(b, c->id.name, "connect", c->id.name, "role", tt_role_name(c->id.role), "address", c->addr,
@@ -260,6 +263,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
             reason ? tt_errname(reason) : "closed");
   }
   if (!c->tls_done) b->handshaking--;
+  if (c->state == BROKER_CONN_READY) tt_wheel_remove(&b->wheel, &c->idle);
   conn_unlink(c);
   c->link = NULL;
   if (c->work) c->gone = true; /* a signing job still points here: it frees c */
@@ -284,9 +288,28 @@ void broker_heartbeat_cb(uv_timer_t *t) {
   }
 }
 
+/* A welcomed peer's idle deadline came round: drop it if nothing arrived since, else put
+ * it back at its real deadline. */
+static void idle_due(void *ctx, tt_wheel_entry_t *e) {
+  broker_t *b = ctx;
+  broker_conn_t *c = (broker_conn_t *)((char *)e - offsetof(broker_conn_t, idle));
+  if (!c->link || c->link->closing) return;
+  uint64_t now = uv_now(b->loop), last = tt_tls_last_read(c->link->tls);
+  uint64_t due = last + (uint64_t)b->cfg.idle_timeout_ms;
+  if (now < due) {
+    tt_wheel_add(&b->wheel, e, due);
+    return;
+  }
+  TT_INFO("broker", "idle timeout", "peer=%s name=%s ms=%lld", c->addr, c->id.name,
+          (long long)b->cfg.idle_timeout_ms);
+  tt_link_close(c->link, TT_ETIMEOUT, "nothing received for the idle timeout");
+}
+
 void broker_sweep_cb(uv_timer_t *t) {
   broker_t *b = t->data;
   uint64_t now = uv_now(b->loop);
+  tt_wheel_advance(&b->wheel, now, idle_due, b);
+  if (++b->sweeps % (1000u / BROKER_SWEEP_MS) != 0) return;
   for (broker_conn_t *c = b->unready, *next; c; c = next) {
     next = c->unext;
     if (now - c->accepted_ms >= (uint64_t)b->cfg.handshake_timeout_ms && !c->link->closing) {

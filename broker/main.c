@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
   b.loop = uv_default_loop();
   b.limits = (tt_tls_limits_t){
       .handshake_ms = (uint64_t)b.cfg.handshake_timeout_ms,
-      .idle_ms = (uint64_t)b.cfg.idle_timeout_ms,
+      .idle_ms = 0, /* idle peers are found on the broker's one wheel, not by a timer each */
       .high_water = TT_SOCKET_QUEUE_CAP,
       .low_water = TT_SOCKET_QUEUE_CAP / 4,
       .write_cap = TT_SOCKET_WRITE_CAP,
@@ -177,7 +177,8 @@ int main(int argc, char **argv) {
   uv_timer_start(&b.heartbeat, broker_heartbeat_cb, (uint64_t)b.cfg.heartbeat_ms, (uint64_t)b.cfg.heartbeat_ms);
   uv_timer_init(b.loop, &b.sweep);
   b.sweep.data = &b;
-  uv_timer_start(&b.sweep, broker_sweep_cb, 1000, 1000);
+  tt_wheel_init(&b.wheel, BROKER_SWEEP_MS, uv_now(b.loop));
+  uv_timer_start(&b.sweep, broker_sweep_cb, BROKER_SWEEP_MS, BROKER_SWEEP_MS);
   uv_signal_init(b.loop, &b.sigint);
   uv_signal_init(b.loop, &b.sigterm);
   b.sigint.data = b.sigterm.data = &b;

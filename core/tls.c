@@ -1167,6 +1167,8 @@ void tt_tls_close(tt_tls_t *s, int reason) {
 
 bool tt_tls_closing(const tt_tls_t *s) { return s->closing; }
 
+uint64_t tt_tls_last_read(const tt_tls_t *s) { return s->mark; }
+
 void tt_tls_set_idle(tt_tls_t *s, uint64_t idle_ms) {
   s->lim.idle_ms = idle_ms;
   if (s->closing || s->state != STREAM_OPEN || s->drain_due) return;

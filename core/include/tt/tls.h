@@ -89,6 +89,9 @@ bool tt_tls_closing(const tt_tls_t *s);
 /* Change the idle timeout of an open stream (e.g. once the broker said how often it pings);
  * 0 turns it off. */
 void tt_tls_set_idle(tt_tls_t *s, uint64_t idle_ms);
+/* uv_now() of the last bytes received (of the handshake's start before it is done): for
+ * callers that keep idle deadlines on a shared wheel instead of idle_ms. */
+uint64_t tt_tls_last_read(const tt_tls_t *s);
 
 /* The handshake is done (and, on a server, the client verified or enrolling). */
 bool tt_tls_established(const tt_tls_t *s);
