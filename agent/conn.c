@@ -75,7 +75,8 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     tt_log_quote(msg, sizeof(msg), e->message.data, e->message.len);
     TT_WARN("agent", "broker refused us", "code=%d msg=\"%s\" retry_after_ms=%u", (int)e->code, msg,
             e->retry_after_ms);
-    a->retry_after_ms = e->retry_after_ms;
+    /* Honoured, but not without bound: a broker asking for hours is a broker gone wrong. */
+    a->retry_after_ms = e->retry_after_ms > TT_RETRY_AFTER_MAX_MS ? TT_RETRY_AFTER_MAX_MS : e->retry_after_ms;
     tt_link_close(l, 0, NULL);
     return 0;
   }

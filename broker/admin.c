@@ -10,7 +10,6 @@
 #include "tt/log.h"
 #include "tt/msg.h"
 
-#define AUDIT_PAGE_MAX 500u
 #define TOKEN_USES_MAX 100000u
 
 int broker_reply_error(broker_conn_t *c, uint32_t id, int code, const char *msg) {
@@ -170,14 +169,8 @@ static int on_revoke(broker_conn_t *c, uint32_t id, const Tether__RevokeRequest 
   if (q->kind == TETHER__REVOKE_KIND__REVOKE_DEVICE) kind = STORE_REVOKE_DEVICE;
   else if (q->kind == TETHER__REVOKE_KIND__REVOKE_PERSON) kind = STORE_REVOKE_PERSON;
   else return broker_reply_error(c, id, TT_EINVAL, "revoke a device or a person");
-  if (kind == STORE_REVOKE_DEVICE) {
-    store_device_t d;
-    if (store_device_get(b->store, name, &d) == TT_ENOTFOUND) {
-      char msg[TT_NAME_MAX + 32];
-      snprintf(msg, sizeof(msg), "no such device: %s", name);
-      return broker_reply_error(c, id, TT_ENOTFOUND, msg);
-    }
-  }
+  /* A device need not be known yet: a hand-issued certificate that has never connected
+   * can be revoked before it is ever used. */
   int rc = store_revoke(b->store, kind, name, c->id.name, reason, (int64_t)broker_unix_ms());
   if (rc == -EEXIST) return broker_reply_error(c, id, TT_EINVAL, "already revoked");
   if (rc) return broker_reply_error(c, id, TT_EIO, "the broker could not record the revocation");
@@ -224,7 +217,7 @@ static int on_audit_list(broker_conn_t *c, uint32_t id, const Tether__AuditListR
   char dev[TT_NAME_MAX + 1] = "";
   if (q->device.len && tt_text_copy(dev, sizeof(dev), q->device))
     return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
-  uint32_t limit = q->limit == 0 || q->limit > AUDIT_PAGE_MAX ? AUDIT_PAGE_MAX : q->limit;
+  uint32_t limit = q->limit == 0 || q->limit > TT_AUDIT_PAGE_MAX ? TT_AUDIT_PAGE_MAX : q->limit;
   audit_page_t p = {.cap = limit + 1}; /* one more tells whether there is a next page */
   p.rows = calloc(p.cap, sizeof(*p.rows));
   Tether__AuditEntry *ents = calloc(limit, sizeof(*ents));
@@ -294,8 +287,13 @@ static int deny(broker_conn_t *c, uint32_t id, const char *what, const char *nee
   snprintf(msg, sizeof(msg), "%s needs the %s role", what, need);
   TT_WARN("broker", "request refused", "peer=%s name=%s role=%s request=\"%s\"", c->addr, c->id.name,
           tt_role_name(c->id.role), what);
-  broker_audit(c->b, c->id.name, "refuse", "", "request", what, "role", tt_role_name(c->id.role), AUDIT_END);
-  return broker_reply_error(c, id, TT_EDENIED, msg);
+  broker_audit(c->b, c->id.name, "refuse", "", "role", tt_role_name(c->id.role), "request", what, AUDIT_END);
+  int rc = broker_reply_error(c, id, TT_EDENIED, msg);
+  if (++c->refusals >= TT_REFUSALS_MAX) {
+    broker_audit(c->b, c->id.name, "disconnect", c->id.name, "reason", "too many refused requests", AUDIT_END);
+    tt_link_close(c->link, TT_EDENIED, "too many refused requests");
+  }
+  return rc;
 }
 
 int broker_on_request(broker_conn_t *c, const Tether__Request *q) {

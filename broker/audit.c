@@ -43,8 +43,23 @@ static void put_json_str(detail_t *d, const char *v) {
   put(d, "\"", 1);
 }
 
+/* Each value gets at most this many bytes (cut at a UTF-8 boundary and marked), so that a
+ * long value from a peer cannot push the other fields out of the entry. */
+#define VALUE_MAX 96u
+
+static const char *cut_value(const char *v, char *buf, size_t cap, bool *cut) {
+  size_t n = strlen(v);
+  if (n <= VALUE_MAX) return v;
+  size_t k = VALUE_MAX;
+  while (k > 0 && ((unsigned char)v[k] & 0xc0) == 0x80) k--; /* not inside a character */
+  snprintf(buf, cap, "%.*s...", (int)k, v);
+  *cut = true;
+  return buf;
+}
+
 void broker_audit(broker_t *b, const char *actor, const char *action, const char *target, ...) {
   detail_t d = {.len = 0};
+  bool cut = false;
   put(&d, "{", 1);
   va_list ap;
   va_start(ap, target);
@@ -52,17 +67,22 @@ void broker_audit(broker_t *b, const char *actor, const char *action, const char
     const char *k = va_arg(ap, const char *);
     if (!k) break;
     const char *v = va_arg(ap, const char *);
+    char vbuf[VALUE_MAX + 4];
+    v = cut_value(v ? v : "", vbuf, sizeof(vbuf), &cut);
     size_t before = d.len;
     if (n) put(&d, ",", 1);
     put_json_str(&d, k);
     put(&d, ":", 1);
-    put_json_str(&d, v ? v : "");
-    if (d.cut) { /* drop the field that did not fit whole, keep the JSON valid */
+    put_json_str(&d, v);
+    if (d.cut) { /* cannot happen with today's callers; keep the JSON valid if it does */
       d.len = before;
+      d.cut = false;
+      cut = true;
       break;
     }
   }
   va_end(ap);
+  if (cut) put(&d, ",\"truncated\":\"yes\"", 18);
   d.s[d.len++] = '}';
   d.s[d.len] = '\0';
   int rc = store_audit_append(b->store, (int64_t)broker_unix_ms(), actor, action, target ? target : "",

@@ -61,6 +61,8 @@ typedef struct broker_conn_s {
   bool gone;              /* the link went down while work was out: free when it returns */
   bool enroll_used;       /* an enrollment connection gets one request */
   bool tls_done;          /* counted out of broker.handshaking */
+  uint64_t expires_at;    /* uv_now when the peer's certificate expires (0 = not known) */
+  uint32_t refusals;      /* requests refused on this connection */
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
@@ -91,6 +93,7 @@ struct broker_s {
   char *ca_pem;           /* the CA certificate as sent to enrolling devices */
   broker_conn_t **registry; /* welcomed agents by device id */
   size_t handshaking;     /* accepted, TLS not finished: capped by max_handshakes */
+  size_t enrolling;       /* enrollment connections open: capped by TT_ENROLLING_MAX */
   size_t accepted_since_trim; /* connections accepted since the heap was last trimmed */
   double hello_tokens;    /* token bucket for agent Hellos (max_hello_rate) */
   uint64_t hello_refill_ms;

@@ -1,5 +1,6 @@
 /* Broker connections: accept, identify (certificate + Hello), answer requests, heartbeat. */
 #include <stdlib.h>
+#include <time.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -93,6 +94,11 @@ static void conn_on_up(tt_link_t *l) {
   c->tls_done = true;
   if (tt_tls_is_enroll(l->tls)) {
     /* No identity yet: one EnrollRequest under the pre-authentication limits, then out. */
+    if (b->enrolling >= TT_ENROLLING_MAX) {
+      tt_link_close(l, TT_EBUSY, "too many enrollments at once, retry later");
+      return;
+    }
+    b->enrolling++;
     c->state = BROKER_CONN_ENROLL;
     return;
   }
@@ -100,6 +106,8 @@ static void conn_on_up(tt_link_t *l) {
   int rc = x ? tt_cert_identity(x, &c->id) : TT_ECERT;
   if (rc || c->id.role == TT_ROLE_BROKER || c->id.role == TT_ROLE_NONE) {
     TT_WARN("broker", "refusing peer", "peer=%s reason=\"certificate has no usable role or name\"", c->addr);
+    broker_audit(b, "broker", "refuse", "", "reason", "certificate has no usable role or name", "address",
+                 c->addr, AUDIT_END);
     tt_link_close(l, TT_EROLE, "certificate carries no client role");
     return;
   }
@@ -111,6 +119,12 @@ static void conn_on_up(tt_link_t *l) {
     broker_audit(b, c->id.name, "refuse", c->id.name, "reason", "revoked", "address", c->addr, AUDIT_END);
     tt_link_close(l, TT_EDENIED, "this identity has been revoked");
     return;
+  }
+  /* The certificate's own expiry ends the connection too, not only the next handshake. */
+  struct tm tm;
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1) {
+    int64_t left = (int64_t)timegm(&tm) * 1000 - (int64_t)broker_unix_ms();
+    c->expires_at = uv_now(b->loop) + (uint64_t)(left > 0 ? left : 0);
   }
   c->state = BROKER_CONN_HELLO;
   TT_DEBUG("broker", "tls up", "peer=%s role=%s name=%s resumed=%d", c->addr, tt_role_name(c->id.role),
@@ -202,12 +216,13 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
   c->state = BROKER_CONN_READY;
   unready_remove(c);
   tt_wheel_entry_init(&c->idle);
-  tt_wheel_add(&b->wheel, &c->idle, tt_tls_last_read(c->link->tls) + (uint64_t)b->cfg.idle_timeout_ms);
+  uint64_t idle_due_at = tt_tls_last_read(c->link->tls) + (uint64_t)b->cfg.idle_timeout_ms;
+  tt_wheel_add(&b->wheel, &c->idle, c->expires_at && c->expires_at < idle_due_at ? c->expires_at : idle_due_at);
   c->connected_unix_ms = broker_unix_ms();
   tt_link_set_authed(c->link);
   broker_audit(b, c->id.name, "connect", c->id.name, "role", tt_role_name(c->id.role), "address", c->addr,
-               "hostname", c->hostname, "version", c->version, "resumed", tt_tls_resumed(c->link->tls) ? "yes" : "no",
-               AUDIT_END);
+               "resumed", tt_tls_resumed(c->link->tls) ? "yes" : "no", "hostname", c->hostname, "version",
+               c->version, AUDIT_END);
   char qh[TT_TEXT_MAX * 4 + 1], qv[TT_NAME_MAX * 4 + 1];
   TT_INFO("broker", "peer connected", "peer=%s role=%s name=%s hostname=\"%s\" version=\"%s\"", c->addr,
           tt_role_name(c->id.role), c->id.name, tt_log_quote(qh, sizeof(qh), c->hostname, strlen(c->hostname)),
@@ -263,6 +278,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
             reason ? tt_errname(reason) : "closed");
   }
   if (!c->tls_done) b->handshaking--;
+  if (c->state == BROKER_CONN_ENROLL) b->enrolling--;
   if (c->state == BROKER_CONN_READY) tt_wheel_remove(&b->wheel, &c->idle);
   conn_unlink(c);
   c->link = NULL;
@@ -294,10 +310,16 @@ static void idle_due(void *ctx, tt_wheel_entry_t *e) {
   broker_t *b = ctx;
   broker_conn_t *c = (broker_conn_t *)((char *)e - offsetof(broker_conn_t, idle));
   if (!c->link || c->link->closing) return;
-  uint64_t now = uv_now(b->loop), last = tt_tls_last_read(c->link->tls);
-  uint64_t due = last + (uint64_t)b->cfg.idle_timeout_ms;
+  uint64_t now = uv_now(b->loop);
+  if (c->expires_at && now >= c->expires_at) {
+    TT_INFO("broker", "certificate expired", "peer=%s name=%s", c->addr, c->id.name);
+    broker_audit(b, c->id.name, "refuse", c->id.name, "reason", "certificate expired", AUDIT_END);
+    tt_link_close(c->link, TT_ECERT, "your certificate has expired");
+    return;
+  }
+  uint64_t due = tt_tls_last_read(c->link->tls) + (uint64_t)b->cfg.idle_timeout_ms;
   if (now < due) {
-    tt_wheel_add(&b->wheel, e, due);
+    tt_wheel_add(&b->wheel, e, c->expires_at && c->expires_at < due ? c->expires_at : due);
     return;
   }
   TT_INFO("broker", "idle timeout", "peer=%s name=%s ms=%lld", c->addr, c->id.name,

@@ -111,8 +111,8 @@ static void sign_done(uv_work_t *w, int status) {
     er.ca_pem = tt_text(b->ca_pem);
     r.body_case = TETHER__RESPONSE__BODY_ENROLL;
     r.enroll = &er;
-    broker_audit(b, "broker", "enroll", j->device_id, "hostname", j->hostname, "address", c->addr,
-                 "fingerprint", fp, AUDIT_END);
+    broker_audit(b, "broker", "enroll", j->device_id, "address", c->addr, "fingerprint", fp, "hostname",
+                 j->hostname, AUDIT_END);
     TT_INFO("enroll", "device enrolled", "device=%s peer=%s fingerprint=%s", j->device_id, c->addr, fp);
     if (tt_link_send(c->link, TT_K_RESPONSE, &r.base) == 0) tt_link_close(c->link, 0, NULL);
     else tt_link_close(c->link, TT_EFULL, "peer not reading");
@@ -124,17 +124,23 @@ out:
   free(j);
 }
 
-static int start_signing(broker_conn_t *c, uint32_t id, bool renew, const char *device_id,
-                         ProtobufCBinaryData csr_der) {
+/* Parse and check a CSR (size first, then its signature and key type). NULL if bad. */
+static X509_REQ *parse_csr(ProtobufCBinaryData der) {
+  char err[256];
+  X509_REQ *csr = NULL;
+  if (der.len > TT_PKI_CSR_MAX || tt_pki_csr_from_der(der.data, der.len, &csr, err, sizeof(err))) return NULL;
+  return csr;
+}
+
+/* Takes ownership of csr. */
+static int start_signing(broker_conn_t *c, uint32_t id, bool renew, const char *device_id, X509_REQ *csr) {
   broker_t *b = c->b;
   sign_job_t *j = calloc(1, sizeof(*j));
-  if (!j) return TT_ENOMEM;
-  char err[256];
-  if (csr_der.len > TT_PKI_CSR_MAX ||
-      tt_pki_csr_from_der(csr_der.data, csr_der.len, &j->csr, err, sizeof(err))) {
-    free(j);
-    return broker_reply_error(c, id, TT_EINVAL, "the certificate request is not a valid P-256 CSR");
+  if (!j) {
+    X509_REQ_free(csr);
+    return TT_ENOMEM;
   }
+  j->csr = csr;
   j->c = c;
   j->id = id;
   j->renew = renew;
@@ -170,7 +176,13 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
   } else if (tt_text_copy(c->hostname, sizeof(c->hostname), q->hostname) ||
              tt_text_copy(c->version, sizeof(c->version), q->agent_version)) {
     why = "hostname or version is not valid text", code = TT_ETEXT;
-  } else {
+  }
+  X509_REQ *csr = NULL;
+  if (!why && !(csr = parse_csr(q->csr_der))) {
+    /* Checked before the token is used, so a bad request does not spend a use. */
+    why = "the certificate request is not a valid P-256 CSR", code = TT_EINVAL;
+  }
+  if (!why) {
     uint8_t hash[32];
     SHA256(q->token.data, q->token.len, hash);
     int rc = store_token_use(b->store, hash, (int64_t)broker_unix_ms());
@@ -181,6 +193,7 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
     else if (rc) why = "the broker could not check the token", code = TT_EIO;
   }
   if (why) {
+    X509_REQ_free(csr);
     TT_WARN("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
     broker_audit(b, "broker", "enroll-refused", "", "reason", why, "address", c->addr, AUDIT_END);
     char msg[96];
@@ -194,10 +207,18 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
   int tries = 0;
   do new_device_id(dev, sizeof(dev));
   while (store_device_get(b->store, dev, &existing) == 0 && ++tries < 8);
-  return start_signing(c, id, false, dev, q->csr_der);
+  return start_signing(c, id, false, dev, csr);
 }
 
 int broker_renew(broker_conn_t *c, uint32_t id, const Tether__RenewRequest *q) {
   if (c->id.role != TT_ROLE_AGENT) return broker_reply_error(c, id, TT_EDENIED, "only devices renew");
-  return start_signing(c, id, true, c->id.name, q->csr_der);
+  /* One signing at a time per connection: a device asking in a loop cannot take the
+   * worker threads from everyone else's enrollments. */
+  if (c->work) return broker_reply_error(c, id, TT_EBUSY, "a renewal is already in progress");
+  /* An expired certificate is not a credential any more, live connection or not. */
+  if (c->expires_at && uv_now(c->b->loop) >= c->expires_at)
+    return broker_reply_error(c, id, TT_EDENIED, "the certificate has expired: enroll again");
+  X509_REQ *csr = parse_csr(q->csr_der);
+  if (!csr) return broker_reply_error(c, id, TT_EINVAL, "the certificate request is not a valid P-256 CSR");
+  return start_signing(c, id, true, c->id.name, csr);
 }

@@ -12,7 +12,8 @@ import subprocess
 import time
 import unittest
 
-from harness import Harness, Pki, iso_utc_to_unix
+from harness import (K_ERROR, K_REQUEST, K_RESPONSE, ROLE_AGENT, ROLE_TECHNICIAN, Harness, Pki,
+                     WireClient, iso_utc_to_unix, pb_bytes, pb_parse, pb_varint)
 
 
 class FleetTest(unittest.TestCase):
@@ -309,6 +310,51 @@ class FleetTest(unittest.TestCase):
             wait = int(re.search(r'msg="reconnecting" in_ms=(\d+)', log[m.end():]).group(1))
             self.assertGreaterEqual(wait, after, log)
         b.wait_for(r'msg="agents told to retry later"')
+
+    # -- abuse -----------------------------------------------------------------------------
+
+    def wire(self, b, name):
+        return WireClient(b.port, self.pki.ca, self.pki.cert(name), self.pki.key(name))
+
+    def test_11_an_expired_certificate_ends_the_live_connection(self):
+        b = self.h.start_broker()
+        r = self.h.run("tether-certs", ["issue", "technician", "shortlived", "--dir", self.pki.main,
+                                        "--seconds", "3"])
+        self.assertEqual(r.rc, 0, r)
+        with self.wire(b, "shortlived") as c:
+            c.handshake_hello(role=ROLE_TECHNICIAN)
+            frames, how, secs = c.read_until_closed(timeout=10)
+        errs = [pb_parse(body) for kind, _, _, body in frames if kind == K_ERROR]
+        self.assertTrue(errs, "closed (%s) without an Error frame" % how)
+        self.assertIn(b"expired", errs[0].get(2, [b""])[0])
+        b.wait_for(r'msg="certificate expired" .*name=shortlived')
+
+    def test_12_refused_requests_are_bounded_per_connection(self):
+        b = self.h.start_broker()
+        with self.wire(b, "tech") as c:
+            c.handshake_hello(role=ROLE_TECHNICIAN)
+            for i in range(40):  # token new, admin only
+                c.send_frame(K_REQUEST, pb_varint(1, i + 1) + pb_bytes(3, b""))
+            frames, how, secs = c.read_until_closed(timeout=10)
+        answers = [f for f in frames if f[0] == K_RESPONSE]
+        self.assertEqual(len(answers), 16, "refusals before the connection was closed")
+        r = self.admin(b, ["audit", "--json"])
+        refusals = [l for l in r.out.splitlines() if json.loads(l)["action"] == "refuse"]
+        self.assertEqual(len(refusals), 16)
+
+    def test_13_a_long_peer_value_cannot_push_fields_out_of_its_audit_entry(self):
+        b = self.h.start_broker()
+        with self.wire(b, "dev-manual") as c:
+            c.handshake_hello(role=ROLE_AGENT, hostname='"' * 256)
+        r = self.admin(b, ["audit", "--device", "dev-manual", "--json"])
+        connect = [json.loads(l) for l in r.out.splitlines() if json.loads(l)["action"] == "connect"][0]
+        d = connect["detail"]
+        for field in ("role", "address", "resumed", "hostname", "version"):
+            self.assertIn(field, d)
+        self.assertEqual(d["truncated"], "yes")
+        self.assertTrue(d["hostname"].endswith("..."))
+        r = self.admin(b, ["audit", "verify"])
+        self.assertEqual(r.rc, 0, r)
 
 if __name__ == "__main__":
     unittest.main()

@@ -49,8 +49,18 @@
 #define TT_PENDING_OPENS_MAX 8u
 #define TT_OPEN_TIMEOUT_MS (90u * 1000u)
 
-/* Listings. */
-#define TT_DEVICE_PAGE_MAX 500u
+/* Listings: pages sized so that a page of the longest entries stays under
+ * TT_FRAME_MAX_BODY and TT_CTRL_QUEUE_MAX (a device ~480 bytes, an audit entry ~800). */
+#define TT_DEVICE_PAGE_MAX 250u
+#define TT_AUDIT_PAGE_MAX 200u
+
+/* Requests a connection may have refused (each one is audited) before it is closed: a
+ * peer cannot grow the audit log without bound. */
+#define TT_REFUSALS_MAX 16u
+/* Enrollment connections (no certificate yet) open at once; more are closed at once. */
+#define TT_ENROLLING_MAX 64u
+/* A broker's retry-after is honoured up to this; a larger one is a broker gone wrong. */
+#define TT_RETRY_AFTER_MAX_MS (10u * 60u * 1000u)
 
 /* Decompression of one chunk may never produce more than this (bomb guard). */
 #define TT_ZSTD_OUT_MAX (TT_DATA_CHUNK_MAX)
