@@ -89,3 +89,12 @@ void broker_audit(broker_t *b, const char *actor, const char *action, const char
                               d.s, NULL);
   if (rc) TT_ERROR("audit", "audit entry not written", "action=%s err=%s", action, tt_errname(rc));
 }
+
+void broker_audit_log_head(broker_t *b, const char *when) {
+  int64_t id;
+  uint8_t h[32];
+  char hex[65];
+  store_audit_head(b->store, &id, h);
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
+  TT_INFO("audit", "audit head", "when=%s id=%lld sha256=%s", when, (long long)id, hex);
+}

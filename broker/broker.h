@@ -111,6 +111,8 @@ broker_conn_t *registry_get(broker_t *b, const char *device_id);
  * list of (const char *key, const char *value) strings; values are JSON-escaped. */
 void broker_audit(broker_t *b, const char *actor, const char *action, const char *target, ...);
 #define AUDIT_END ((const char *)NULL)
+/* Log the audit chain's head (id and hash): an anchor outside the database. */
+void broker_audit_log_head(broker_t *b, const char *when);
 
 /* admin.c: requests from people (and agents' renewals, enrollment) */
 int broker_on_request(broker_conn_t *c, const Tether__Request *q);

@@ -346,6 +346,7 @@ void broker_sweep_cb(uv_timer_t *t) {
             (long long)b->cfg.max_hello_rate);
   b->busy_last_sec = b->busy_this_sec;
   b->busy_this_sec = 0;
+  if (b->sweeps % (3600u * (1000u / BROKER_SWEEP_MS)) == 0) broker_audit_log_head(b, "hourly");
 #ifdef __GLIBC__
   /* A burst of handshakes leaves the heap holding freed memory that glibc does not give
    * back by itself (~5 KB per connection measured after a fleet reconnect). Once the burst

@@ -187,9 +187,11 @@ int main(int argc, char **argv) {
 
   TT_INFO("broker", "listening", "addr=%s version=%s devices=%zu", where, TT_VERSION, store_device_count(b.store));
   broker_audit(&b, "broker", "start", "", "listen", where, "version", TT_VERSION, AUDIT_END);
+  broker_audit_log_head(&b, "start");
   uv_run(b.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(b.loop);
   broker_audit(&b, "broker", "stop", "", AUDIT_END);
+  broker_audit_log_head(&b, "stop");
   tt_tls_ctx_free(b.tls);
   store_close(b.store);
   registry_free(&b);

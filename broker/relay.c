@@ -87,8 +87,11 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   relay_t *r = refusal ? NULL : calloc(1, sizeof(*r));
   if (!refusal && !r) code = TT_ENOMEM, refusal = "out of memory";
   if (refusal) {
+    if (c->id.role == TT_ROLE_TECHNICIAN || c->id.role == TT_ROLE_ADMIN)
+      broker_audit(c->b, c->id.name, "channel-refused", a ? a->id.name : "", "reason", refusal, AUDIT_END);
     tt_mux_reject(m, ch, code, refusal);
     tt_link_flush(l);
+    if (++c->refusals >= TT_REFUSALS_MAX) tt_link_close(l, TT_EDENIED, "too many refused requests");
     return;
   }
   Tether__ChannelOpen fwd = *msg;
@@ -118,6 +121,9 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   b->pending = r;
   ch->data = ach->data = r;
   TT_INFO("relay", "channel requested", "requester=%s device=%s kind=%d", c->id.name, dev, (int)msg->kind);
+  char kind[16];
+  snprintf(kind, sizeof(kind), "%d", (int)msg->kind);
+  broker_audit(b, c->id.name, "channel-open", dev, "kind", kind, AUDIT_END);
   tt_link_flush(a->link);
 }
 

@@ -810,6 +810,11 @@ int store_audit_list(broker_store_t *s, const store_audit_filter_t *f, store_aud
  * the ids run 1, 2, 3 ... A deleted, inserted, reordered or edited row breaks the chain at
  * that row. (Rows cut from the end leave a shorter intact chain; the tail the broker logs
  * or exports is what anchors it.) All rows are counted; the first bad one is reported. */
+void store_audit_head(broker_store_t *s, int64_t *id, uint8_t hash[32]) {
+  *id = s->audit_last_id;
+  memcpy(hash, s->audit_last_hash, 32);
+}
+
 int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) {
   *count = 0;
   *first_bad = 0;

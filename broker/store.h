@@ -90,6 +90,10 @@ typedef struct {
 } store_audit_filter_t;
 typedef int (*store_audit_cb)(void *ctx, const store_audit_t *e);
 int store_audit_list(broker_store_t *s, const store_audit_filter_t *f, store_audit_cb cb, void *ctx) TT_WUR;
+/* The chain's head: the last entry's id and hash (0 and zeros when empty). Logged at start
+ * and stop and every hour, it anchors the chain outside the database: rows cut off the end,
+ * or a chain rewritten whole, no longer end at a head that was logged. */
+void store_audit_head(broker_store_t *s, int64_t *id, uint8_t hash[32]);
 /* Walk the whole chain: *count entries checked; *first_bad = id of the first entry whose
  * hash or link does not hold (0 if the chain is intact). */
 int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) TT_WUR;

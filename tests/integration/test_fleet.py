@@ -356,5 +356,27 @@ class FleetTest(unittest.TestCase):
         r = self.admin(b, ["audit", "verify"])
         self.assertEqual(r.rc, 0, r)
 
+    def test_14_channels_are_audited_and_the_chain_head_is_logged(self):
+        b = self.h.start_broker()
+        b.wait_for(r'msg="audit head" when=start id=\d+ sha256=[0-9a-f]{64}')
+        dev, a = self.enroll_and_run(b, "channels")
+        r = self.tech(b, ["speedtest", dev, "--bytes", "1M"])
+        self.assertEqual(r.rc, 0, r)
+        r = self.tech(b, ["speedtest", "dev-nowhere", "--bytes", "1M"])
+        self.assertEqual(r.rc, 1, r)
+        r = self.admin(b, ["audit", "--json"])
+        entries = [json.loads(l) for l in r.out.splitlines()]
+        opens = [e for e in entries if e["action"] == "channel-open"]
+        self.assertEqual([(e["actor"], e["target"]) for e in opens], [("tech", dev)])
+        refused = [e for e in entries if e["action"] == "channel-refused"]
+        self.assertEqual(len(refused), 1)
+        self.assertIn("not connected", refused[0]["detail"]["reason"])
+        a.stop()
+        last = entries[-1]["id"]
+        self.assertEqual(b.stop(), 0)
+        m = re.search(r'msg="audit head" when=stop id=(\d+) sha256=([0-9a-f]{64})', b.log())
+        self.assertIsNotNone(m, b.log())
+        self.assertGreater(int(m.group(1)), last)
+
 if __name__ == "__main__":
     unittest.main()
