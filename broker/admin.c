@@ -264,22 +264,66 @@ out:
   return rc;
 }
 
-static int on_audit_verify(broker_conn_t *c, uint32_t id) {
-  int64_t count = 0, bad = 0;
-  if (store_audit_verify(c->b->store, &count, &bad))
-    return broker_reply_error(c, id, TT_EIO, "the broker could not read the audit log");
+/* Verifying walks the whole chain: on a worker thread with a connection of its own (WAL
+ * lets it read while the loop keeps writing), so a long log never stalls the relay. */
+typedef struct {
+  uv_work_t req;
+  broker_conn_t *c;
+  uint32_t id;
+  char dir[512];
+  int rc;
+  int64_t count, bad;
+} verify_job_t;
+
+static void verify_work(uv_work_t *w) {
+  verify_job_t *j = w->data;
+  broker_store_t *s;
+  char err[256];
+  j->rc = store_open(&s, j->dir, err, sizeof(err));
+  if (j->rc) return;
+  j->rc = store_audit_verify(s, &j->count, &j->bad);
+  store_close(s);
+}
+
+static void verify_done(uv_work_t *w, int status) {
+  verify_job_t *j = w->data;
+  broker_conn_t *c = j->c;
+  if (!broker_conn_work_done(c) || c->link->closing) goto out;
+  if (status || j->rc) {
+    (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not read the audit log");
+    goto out;
+  }
   char cs[24], bs[24];
-  snprintf(cs, sizeof(cs), "%" PRId64, count);
-  snprintf(bs, sizeof(bs), "%" PRId64, bad);
+  snprintf(cs, sizeof(cs), "%" PRId64, j->count);
+  snprintf(bs, sizeof(bs), "%" PRId64, j->bad);
   broker_audit(c->b, c->id.name, "audit-verify", "", "count", cs, "first_bad", bs, AUDIT_END);
   Tether__AuditVerifyResponse v = TETHER__AUDIT_VERIFY_RESPONSE__INIT;
-  v.count = (uint64_t)count;
-  v.first_bad = (uint64_t)bad;
+  v.count = (uint64_t)j->count;
+  v.first_bad = (uint64_t)j->bad;
   Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
+  r.id = j->id;
   r.body_case = TETHER__RESPONSE__BODY_AUDIT_VERIFY;
   r.audit_verify = &v;
-  return send_response(c, &r);
+  if (send_response(c, &r)) tt_link_close(c->link, TT_EFULL, "peer not reading");
+out:
+  free(j);
+}
+
+static int on_audit_verify(broker_conn_t *c, uint32_t id) {
+  if (c->work) return broker_reply_error(c, id, TT_EBUSY, "a verification is already running");
+  verify_job_t *j = calloc(1, sizeof(*j));
+  if (!j) return TT_ENOMEM;
+  j->c = c;
+  j->id = id;
+  j->req.data = j;
+  snprintf(j->dir, sizeof(j->dir), "%s", c->b->cfg.data_dir);
+  int rc = uv_queue_work(c->b->loop, &j->req, verify_work, verify_done);
+  if (rc) {
+    free(j);
+    return broker_reply_error(c, id, TT_EIO, "the broker could not start the verification");
+  }
+  c->work++;
+  return 0;
 }
 
 static int deny(broker_conn_t *c, uint32_t id, const char *what, const char *need) {
