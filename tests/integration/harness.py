@@ -21,6 +21,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import unittest
 
 BIN_DIR = os.environ.get("TT_BIN_DIR", "")
 KEEP_TMP = os.environ.get("TT_KEEP_TMP") == "1"
@@ -569,3 +570,22 @@ def error_of(frames):
             f = pb_parse(body)
             return f.get(1, [0])[0], f.get(2, [b""])[0].decode("utf-8", "replace")
     return None
+
+
+class TetherTestCase(unittest.TestCase):
+    """A test class with its own PKI (made in setUpClass by the subclass as cls.pki) and a
+    fresh Harness per test, whose children are stopped, and checked for sanitizer reports
+    and unclean exits, after every test."""
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.remove()
+
+    def setUp(self):
+        self.h = Harness(self.pki)
+        self.addCleanup(self._stop_children)
+
+    def _stop_children(self):
+        problems = self.h.close()
+        if problems:
+            self.fail("\n".join(problems))

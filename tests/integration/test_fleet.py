@@ -12,11 +12,11 @@ import subprocess
 import time
 import unittest
 
-from harness import (K_ERROR, K_REQUEST, K_RESPONSE, ROLE_AGENT, ROLE_TECHNICIAN, Harness, Pki,
+from harness import (TetherTestCase, K_ERROR, K_REQUEST, K_RESPONSE, ROLE_AGENT, ROLE_TECHNICIAN, Harness, Pki,
                      WireClient, iso_utc_to_unix, pb_bytes, pb_parse, pb_varint)
 
 
-class FleetTest(unittest.TestCase):
+class FleetTest(TetherTestCase):
     maxDiff = None
 
     @classmethod
@@ -27,18 +27,6 @@ class FleetTest(unittest.TestCase):
         for i in range(6):
             cls.pki.issue("agent", "busy-%d" % i)
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.pki.remove()
-
-    def setUp(self):
-        self.h = Harness(self.pki)
-        self.addCleanup(self._stop_children)
-
-    def _stop_children(self):
-        problems = self.h.close()
-        if problems:
-            self.fail("\n".join(problems))
 
     # -- helpers ---------------------------------------------------------------------------
 

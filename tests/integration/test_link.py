@@ -15,7 +15,7 @@ import ssl
 import time
 import unittest
 
-from harness import (K_CH_OPEN, K_CH_REJECT, K_CH_CLOSE, ERR_ROLE, ERR_TOO_BIG, ERR_VERSION, K_HELLO, K_REQUEST, K_WELCOME,
+from harness import (TetherTestCase, K_CH_OPEN, K_CH_REJECT, K_CH_CLOSE, ERR_ROLE, ERR_TOO_BIG, ERR_VERSION, K_HELLO, K_REQUEST, K_WELCOME,
                      ROLE_AGENT, ROLE_TECHNICIAN, Harness, Pki, WireClient, error_of,
                      free_port, frame, hello_body, iso_utc_to_unix, pb_bytes, pb_parse, pb_varint)
 
@@ -44,7 +44,7 @@ def recv_until_closed(sock, timeout):
         got += data
 
 
-class LinkTest(unittest.TestCase):
+class LinkTest(TetherTestCase):
     maxDiff = None
 
     @classmethod
@@ -58,18 +58,6 @@ class LinkTest(unittest.TestCase):
         cls.pki.issue("technician", "mallory", foreign=True)
         cls.pki.issue("agent", "dev-a", foreign=True)  # an impersonator of a real device
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.pki.remove()
-
-    def setUp(self):
-        self.h = Harness(self.pki)
-        self.addCleanup(self._stop_children)
-
-    def _stop_children(self):
-        problems = self.h.close()
-        if problems:
-            self.fail("\n".join(problems))
 
     # -- helpers ---------------------------------------------------------------------------
 
