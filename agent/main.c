@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <openssl/crypto.h>
 #include <string.h>
 #include "agent.h"
 #include "tt/cli.h"
@@ -32,7 +33,7 @@ static const tt_conf_opt_t agent_opts[] = {
     OPT("handshake_timeout", "handshake-timeout", TT_CONF_DURATION, handshake_timeout_ms, 100, 120000,
         "10s", "give up a connection attempt after this long"),
     OPT("enroll.token", "token", TT_CONF_STR, token, 0, AGENT_TOKEN_MAX, NULL,
-        "enroll: the one-time enrollment token from an admin"),
+        "enroll: the one-time enrollment token from an admin ('-': read it from standard input)"),
     OPT("enroll.ca_pin", "ca-pin", TT_CONF_STR, ca_pin, 0, 127, NULL,
         "enroll: the broker CA's fingerprint, sha256:<64 hex> (tether-certs prints it)"),
     OPT("enroll.timeout", "timeout", TT_CONF_DURATION, enroll_timeout_ms, 1000, 600000, "15s",
@@ -45,6 +46,19 @@ static const tt_conf_opt_t agent_opts[] = {
 /* Switches the commands handle themselves (bits of tt_cli_args_t.switches). */
 static const char *const agent_switches[] = {"force", NULL};
 #define SW_FORCE 1u
+
+/* `--token -` reads the token from standard input, so that it never shows in the process
+ * list. One line; nonzero if there is none or it does not fit. */
+static int read_token(char *out, size_t cap) {
+  char line[AGENT_TOKEN_MAX + 3];
+  if (!fgets(line, sizeof(line), stdin)) return -1;
+  size_t n = strcspn(line, "\r\n");
+  if (n == 0 || n >= cap || line[n] == '\0') return -1; /* empty, or longer than a token */
+  memcpy(out, line, n);
+  out[n] = '\0';
+  OPENSSL_cleanse(line, sizeof(line));
+  return 0;
+}
 
 int main(int argc, char **argv) {
   static agent_t a;
@@ -88,6 +102,11 @@ int main(int argc, char **argv) {
   }
   if (a.cfg.backoff_base_ms > a.cfg.backoff_max_ms) {
     fprintf(stderr, "tether-agent: backoff.base must not exceed backoff.max\n");
+    return 2;
+  }
+  if (enroll && strcmp(a.cfg.token, "-") == 0 && read_token(a.cfg.token, sizeof(a.cfg.token))) {
+    fprintf(stderr, "tether-agent: --token -: no token on standard input (one line, at most %u bytes)\n",
+            (unsigned)AGENT_TOKEN_MAX);
     return 2;
   }
   if (enroll) {

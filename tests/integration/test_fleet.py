@@ -366,5 +366,21 @@ class FleetTest(TetherTestCase):
         self.assertIsNotNone(m, b.log())
         self.assertGreater(int(m.group(1)), last)
 
+    def test_15_the_token_can_come_from_standard_input(self):
+        # Not on the command line, where every local user could read it in the process list.
+        from harness import binary
+        b = self.h.start_broker()
+        token = self.new_token(b)
+        argv = [binary("tether-agent"), "enroll", "--broker", b.addr, "--token", "-",
+                "--ca-pin", self.pin(), "--state-dir", self.state_dir("stdin")]
+        cp = subprocess.run(argv, input=token + "\n", capture_output=True, text=True, env=self.h.env,
+                            timeout=30)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn("enrolled as", cp.stdout)
+        cp = subprocess.run(argv[:5] + ["-"] + argv[6:], input="", capture_output=True, text=True,
+                            env=self.h.env, timeout=30)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn("no token on standard input", cp.stderr)
+
 if __name__ == "__main__":
     unittest.main()
