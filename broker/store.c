@@ -1,5 +1,5 @@
-/* The broker's store on SQLite: devices, enrollment tokens, revocations and the hash-chained
- * audit log, in DATA_DIR/broker.db. All SQL of the broker is in this file. */
+/* The broker's store on SQLite: devices, enrollment tokens, revocations, the hash-chained
+ * audit log and help-desk tickets, in DATA_DIR/broker.db. All SQL of the broker is in this file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -74,6 +74,41 @@ static const char *const g_migrations[] = {
   "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
   "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
   "PRAGMA user_version = 1;",
+  /* 2: help-desk tickets and their timelines. Priority, level and state are checked here
+   * so that a bad value is refused whatever wrote it; events are append-only like audit. */
+  "CREATE TABLE tickets("
+  "  id INTEGER PRIMARY KEY,"
+  "  device TEXT NOT NULL,"
+  "  requester TEXT NOT NULL DEFAULT '',"
+  "  assignee TEXT NOT NULL DEFAULT '',"
+  "  summary TEXT NOT NULL,"
+  "  external_id TEXT NOT NULL DEFAULT '',"
+  "  priority INTEGER NOT NULL CHECK(priority BETWEEN 0 AND 3),"
+  "  level INTEGER NOT NULL DEFAULT 1 CHECK(level BETWEEN 1 AND 3),"
+  "  state INTEGER NOT NULL CHECK(state IN (1, 2, 3)),"
+  "  created_ms INTEGER NOT NULL,"
+  "  updated_ms INTEGER NOT NULL,"
+  "  first_response_due_ms INTEGER NOT NULL DEFAULT 0,"
+  "  resolution_due_ms INTEGER NOT NULL DEFAULT 0,"
+  "  first_response_ms INTEGER NOT NULL DEFAULT 0,"
+  "  resolved_ms INTEGER NOT NULL DEFAULT 0"
+  ") STRICT;"
+  "CREATE INDEX tickets_state_assignee ON tickets(state, assignee);"
+  "CREATE INDEX tickets_device ON tickets(device);"
+  "CREATE TABLE ticket_events("
+  "  id INTEGER PRIMARY KEY,"
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  ts_ms INTEGER NOT NULL,"
+  "  actor TEXT NOT NULL DEFAULT '',"
+  "  kind TEXT NOT NULL CHECK(kind <> ''),"
+  "  text TEXT NOT NULL DEFAULT ''"
+  ") STRICT;"
+  "CREATE INDEX ticket_events_ticket ON ticket_events(ticket, id);"
+  "CREATE TRIGGER ticket_events_no_update BEFORE UPDATE ON ticket_events"
+  "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
+  "CREATE TRIGGER ticket_events_no_delete BEFORE DELETE ON ticket_events"
+  "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
+  "PRAGMA user_version = 2;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 
@@ -99,12 +134,29 @@ typedef enum {
   ST_AUDIT_LIST,
   ST_AUDIT_LIST_DEVICE,
   ST_AUDIT_WALK,
+  ST_TIX_INSERT,
+  ST_TIX_UPDATE,
+  ST_TIX_GET,
+  ST_TIX_LIST,
+  ST_TIX_LIST_DEVICE,
+  ST_TIX_LIST_ASSIGNEE,
+  ST_TEV_INSERT,
+  ST_TEV_LIST,
   ST__COUNT
 } store_stmt_t;
 
 #define DEV_COLS "id, hostname, address, version, cert_fp, enrolled_ms, last_seen_ms, " \
                  "cert_not_after_ms, revoked"
 #define AUDIT_COLS "id, ts_ms, actor, action, target, detail, prev_hash, hash"
+#define TIX_COLS "id, device, requester, assignee, summary, external_id, priority, level, " \
+                 "state, created_ms, updated_ms, first_response_due_ms, resolution_due_ms, " \
+                 "first_response_ms, resolved_ms"
+/* Every list variant takes the same parameters: ?1 after_id, ?2 limit, ?3 assignee or NULL,
+ * ?4 device or NULL, ?5..?7 the states wanted (-1 for a state not wanted). The variants
+ * lead with the equality their index serves. */
+#define TIX_WHERE "id > ?1 AND state IN (?5, ?6, ?7) AND (?3 IS NULL OR assignee = ?3)" \
+                  " AND (?4 IS NULL OR device = ?4) ORDER BY id LIMIT ?2"
+#define TEV_COLS "id, ticket, ts_ms, actor, kind, text"
 
 static const char *const g_sql[ST__COUNT] = {
   /* IMMEDIATE: take the write lock up front so a read-then-write never fails half way. */
@@ -137,6 +189,21 @@ static const char *const g_sql[ST__COUNT] = {
                            " WHERE id > ?4 AND (actor = ?3 OR target = ?3) AND ts_ms >= ?1"
                            " ORDER BY id LIMIT ?2",
   [ST_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit ORDER BY id",
+  [ST_TIX_INSERT] = "INSERT INTO tickets(device, requester, assignee, summary, external_id,"
+                    " priority, level, state, created_ms, updated_ms, first_response_due_ms,"
+                    " resolution_due_ms, first_response_ms, resolved_ms)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
+  [ST_TIX_UPDATE] = "UPDATE tickets SET assignee = ?2, priority = ?3, level = ?4, state = ?5,"
+                    " summary = ?6, updated_ms = ?7, first_response_due_ms = ?8,"
+                    " resolution_due_ms = ?9, first_response_ms = ?10, resolved_ms = ?11"
+                    " WHERE id = ?1",
+  [ST_TIX_GET] = "SELECT " TIX_COLS " FROM tickets WHERE id = ?1",
+  [ST_TIX_LIST] = "SELECT " TIX_COLS " FROM tickets WHERE " TIX_WHERE,
+  [ST_TIX_LIST_DEVICE] = "SELECT " TIX_COLS " FROM tickets WHERE device = ?4 AND " TIX_WHERE,
+  [ST_TIX_LIST_ASSIGNEE] = "SELECT " TIX_COLS " FROM tickets WHERE assignee = ?3 AND " TIX_WHERE,
+  [ST_TEV_INSERT] = "INSERT INTO ticket_events(ticket, ts_ms, actor, kind, text)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5)",
+  [ST_TEV_LIST] = "SELECT " TEV_COLS " FROM ticket_events WHERE ticket = ?1 ORDER BY id",
 };
 
 struct broker_store_s {
@@ -851,5 +918,229 @@ int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) {
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "audit_verify", rc);
   *count = n;
+  return ret;
+}
+
+/* ---- tickets ----------------------------------------------------------------------------- */
+
+/* A ticket write the schema refused is the caller's bad value, not a disk error; an event
+ * for a ticket that does not exist trips the foreign key. */
+static int ticket_fail(broker_store_t *s, const char *op, int rc) {
+  if (rc == SQLITE_CONSTRAINT_CHECK || rc == SQLITE_CONSTRAINT_NOTNULL) return TT_EINVAL;
+  if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) return TT_ENOTFOUND;
+  return sql_fail(s, op, rc);
+}
+
+/* A struct's text field may lack its NUL if the caller filled it byte by byte: refuse it
+ * (TT_ETOOBIG, checked by ticket_fields) and never read past the array. */
+static void bind_field(sqlite3_stmt *st, int i, const char *v, size_t cap, int *rc) {
+  if (*rc == SQLITE_OK) *rc = sqlite3_bind_text(st, i, v, (int)strnlen(v, cap), SQLITE_TRANSIENT);
+}
+
+static int ticket_fields(const store_ticket_t *t) {
+  if (strnlen(t->device, sizeof t->device) == sizeof t->device ||
+      strnlen(t->requester, sizeof t->requester) == sizeof t->requester ||
+      strnlen(t->assignee, sizeof t->assignee) == sizeof t->assignee ||
+      strnlen(t->summary, sizeof t->summary) == sizeof t->summary ||
+      strnlen(t->external_id, sizeof t->external_id) == sizeof t->external_id)
+    return TT_ETOOBIG;
+  return 0;
+}
+
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *v, int *rc) {
+  if (*rc != SQLITE_OK) return;
+  *rc = v != NULL ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+/* Event fields longer than store_ticket_event_t holds are refused, so that what is listed
+ * is what was written. */
+static int event_check(const char *actor, const char *kind, const char *text) {
+  if (kind == NULL || kind[0] == '\0') return TT_EINVAL;
+  if ((actor != NULL && strlen(actor) >= STORE_NAME_MAX) || strlen(kind) >= STORE_NAME_MAX ||
+      (text != NULL && strlen(text) >= STORE_TEXT_MAX))
+    return TT_ETOOBIG;
+  return 0;
+}
+
+static int event_insert(broker_store_t *s, int64_t ticket, int64_t ts_ms, const char *actor,
+                        const char *kind, const char *text) {
+  sqlite3_stmt *st = s->st[ST_TEV_INSERT];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, ticket, &rc);
+  bind_i64(st, 2, ts_ms, &rc);
+  bind_text(st, 3, actor, &rc);
+  bind_text(st, 4, kind, &rc);
+  bind_text(st, 5, text, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  return rc == SQLITE_DONE ? 0 : ticket_fail(s, "ticket_event_add", rc);
+}
+
+int store_ticket_add(broker_store_t *s, store_ticket_t *t, const char *actor, int64_t now_ms) {
+  int ret = ticket_fields(t);
+  if (ret != 0) return ret;
+  if (actor != NULL && strlen(actor) >= STORE_NAME_MAX) return TT_ETOOBIG;
+  if (t->device[0] == '\0') return TT_EINVAL;
+  store_ticket_state_t state = t->state == 0 ? STORE_TICKET_OPEN : t->state;
+  int level = t->level == 0 ? STORE_TICKET_LEVEL_MIN : t->level;
+  ret = tx_begin(s);
+  if (ret != 0) return ret;
+  sqlite3_stmt *st = s->st[ST_TIX_INSERT];
+  int rc = SQLITE_OK;
+  bind_field(st, 1, t->device, sizeof t->device, &rc);
+  bind_field(st, 2, t->requester, sizeof t->requester, &rc);
+  bind_field(st, 3, t->assignee, sizeof t->assignee, &rc);
+  bind_field(st, 4, t->summary, sizeof t->summary, &rc);
+  bind_field(st, 5, t->external_id, sizeof t->external_id, &rc);
+  bind_i64(st, 6, (int64_t)t->priority, &rc);
+  bind_i64(st, 7, level, &rc);
+  bind_i64(st, 8, (int64_t)state, &rc);
+  bind_i64(st, 9, now_ms, &rc);
+  bind_i64(st, 10, t->first_response_due_ms, &rc);
+  bind_i64(st, 11, t->resolution_due_ms, &rc);
+  bind_i64(st, 12, t->first_response_ms, &rc);
+  bind_i64(st, 13, t->resolved_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) ret = ticket_fail(s, "ticket_add", rc);
+  int64_t id = ret == 0 ? (int64_t)sqlite3_last_insert_rowid(s->db) : 0;
+  if (ret == 0) ret = event_insert(s, id, now_ms, actor, "created", t->summary);
+  if (ret == 0) ret = tx_commit(s);
+  if (ret != 0) {
+    tx_rollback(s);
+    return ret;
+  }
+  t->id = id;
+  t->state = state;
+  t->level = level;
+  t->created_ms = now_ms;
+  t->updated_ms = now_ms;
+  return 0;
+}
+
+static void ticket_from_row(sqlite3_stmt *st, store_ticket_t *t) {
+  memset(t, 0, sizeof *t);
+  t->id = sqlite3_column_int64(st, 0);
+  col_text(st, 1, t->device, sizeof t->device);
+  col_text(st, 2, t->requester, sizeof t->requester);
+  col_text(st, 3, t->assignee, sizeof t->assignee);
+  col_text(st, 4, t->summary, sizeof t->summary);
+  col_text(st, 5, t->external_id, sizeof t->external_id);
+  /* The schema's CHECKs keep these in range. */
+  t->priority = (store_ticket_priority_t)sqlite3_column_int(st, 6);
+  t->level = sqlite3_column_int(st, 7);
+  t->state = (store_ticket_state_t)sqlite3_column_int(st, 8);
+  t->created_ms = sqlite3_column_int64(st, 9);
+  t->updated_ms = sqlite3_column_int64(st, 10);
+  t->first_response_due_ms = sqlite3_column_int64(st, 11);
+  t->resolution_due_ms = sqlite3_column_int64(st, 12);
+  t->first_response_ms = sqlite3_column_int64(st, 13);
+  t->resolved_ms = sqlite3_column_int64(st, 14);
+}
+
+int store_ticket_get(broker_store_t *s, int64_t id, store_ticket_t *out) {
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = s->st[ST_TIX_GET];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc == SQLITE_ROW) ticket_from_row(st, out);
+  else if (rc == SQLITE_DONE) ret = TT_ENOTFOUND;
+  else ret = sql_fail(s, "ticket_get", rc);
+  done(st);
+  return ret;
+}
+
+int store_ticket_update(broker_store_t *s, const store_ticket_t *t, const char *actor,
+                        const char *kind, const char *text, int64_t now_ms) {
+  int ret = ticket_fields(t);
+  if (ret == 0) ret = event_check(actor, kind, text);
+  if (ret != 0) return ret;
+  ret = tx_begin(s);
+  if (ret != 0) return ret;
+  sqlite3_stmt *st = s->st[ST_TIX_UPDATE];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, t->id, &rc);
+  bind_field(st, 2, t->assignee, sizeof t->assignee, &rc);
+  bind_i64(st, 3, (int64_t)t->priority, &rc);
+  bind_i64(st, 4, t->level, &rc);
+  bind_i64(st, 5, (int64_t)t->state, &rc);
+  bind_field(st, 6, t->summary, sizeof t->summary, &rc);
+  bind_i64(st, 7, now_ms, &rc);
+  bind_i64(st, 8, t->first_response_due_ms, &rc);
+  bind_i64(st, 9, t->resolution_due_ms, &rc);
+  bind_i64(st, 10, t->first_response_ms, &rc);
+  bind_i64(st, 11, t->resolved_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) ret = ticket_fail(s, "ticket_update", rc);
+  else if (sqlite3_changes(s->db) == 0) ret = TT_ENOTFOUND;
+  if (ret == 0) ret = event_insert(s, t->id, now_ms, actor, kind, text);
+  if (ret == 0) ret = tx_commit(s);
+  if (ret != 0) tx_rollback(s);
+  return ret;
+}
+
+/* One INSERT is its own transaction. */
+int store_ticket_event_add(broker_store_t *s, int64_t ticket, int64_t ts_ms, const char *actor,
+                           const char *kind, const char *text) {
+  int ret = event_check(actor, kind, text);
+  if (ret != 0) return ret;
+  return event_insert(s, ticket, ts_ms, actor, kind, text);
+}
+
+int store_ticket_list(broker_store_t *s, const store_ticket_filter_t *f, store_ticket_cb cb,
+                      void *ctx) {
+  store_stmt_t which = f->device != NULL     ? ST_TIX_LIST_DEVICE
+                       : f->assignee != NULL ? ST_TIX_LIST_ASSIGNEE
+                                             : ST_TIX_LIST;
+  sqlite3_stmt *st = s->st[which];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, f->after_id, &rc);
+  bind_i64(st, 2, f->limit == 0 ? -1 : (int64_t)f->limit, &rc);
+  bind_opt_text(st, 3, f->assignee, &rc);
+  bind_opt_text(st, 4, f->device, &rc);
+  static const store_ticket_state_t states[3] = {STORE_TICKET_OPEN, STORE_TICKET_RESOLVED,
+                                                 STORE_TICKET_CLOSED};
+  for (int i = 0; i < 3; i++) {
+    bool want = f->state_mask == 0 || (f->state_mask & STORE_TICKET_STATE_BIT(states[i])) != 0;
+    bind_i64(st, 5 + i, want ? (int64_t)states[i] : -1, &rc);
+  }
+  int ret = 0;
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) break;
+    store_ticket_t t;
+    ticket_from_row(st, &t);
+    ret = cb(ctx, &t);
+    if (ret != 0) break;
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "ticket_list", rc);
+  return ret;
+}
+
+int store_ticket_events(broker_store_t *s, int64_t ticket, store_ticket_event_cb cb, void *ctx) {
+  sqlite3_stmt *st = s->st[ST_TEV_LIST];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, ticket, &rc);
+  int ret = 0;
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) break;
+    store_ticket_event_t e;
+    memset(&e, 0, sizeof e);
+    e.id = sqlite3_column_int64(st, 0);
+    e.ticket = sqlite3_column_int64(st, 1);
+    e.ts_ms = sqlite3_column_int64(st, 2);
+    col_text(st, 3, e.actor, sizeof e.actor);
+    col_text(st, 4, e.kind, sizeof e.kind);
+    col_text(st, 5, e.text, sizeof e.text);
+    ret = cb(ctx, &e);
+    if (ret != 0) break;
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "ticket_events", rc);
   return ret;
 }

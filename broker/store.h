@@ -98,4 +98,86 @@ void store_audit_head(broker_store_t *s, int64_t *id, uint8_t hash[32]);
  * hash or link does not hold (0 if the chain is intact). */
 int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) TT_WUR;
 
+/* ---- help-desk tickets (schema 2) ----------------------------------------------------- */
+/* A ticket is the reason for access (DESIGN "Sessions, tickets and consent"); users see its
+ * id as T-<id>. Every change leaves an event on the ticket's append-only timeline. */
+typedef enum {
+  STORE_TICKET_LOW = 0,
+  STORE_TICKET_NORMAL = 1,
+  STORE_TICKET_HIGH = 2,
+  STORE_TICKET_URGENT = 3,
+} store_ticket_priority_t;
+
+typedef enum {
+  STORE_TICKET_OPEN = 1,
+  STORE_TICKET_RESOLVED = 2,
+  STORE_TICKET_CLOSED = 3,
+} store_ticket_state_t;
+
+#define STORE_TICKET_LEVEL_MIN 1
+#define STORE_TICKET_LEVEL_MAX 3
+/* A bit of store_ticket_filter_t.state_mask. */
+#define STORE_TICKET_STATE_BIT(state) (1u << (unsigned)(state))
+
+typedef struct {
+  int64_t id;                          /* 1, 2, 3 ... filled in by store_ticket_add */
+  char device[STORE_NAME_MAX];         /* the device the ticket is about */
+  char requester[STORE_NAME_MAX];      /* who asked, may be empty */
+  char assignee[STORE_NAME_MAX];       /* technician, empty = unassigned */
+  char summary[STORE_TEXT_MAX];
+  char external_id[STORE_NAME_MAX];    /* another service desk's id, may be empty */
+  store_ticket_priority_t priority;
+  int level;                           /* support level 1..3 */
+  store_ticket_state_t state;
+  int64_t created_ms;
+  int64_t updated_ms;
+  int64_t first_response_due_ms;       /* SLA due times, 0 = none */
+  int64_t resolution_due_ms;
+  int64_t first_response_ms;           /* 0 = no response yet */
+  int64_t resolved_ms;                 /* 0 = not resolved */
+} store_ticket_t;
+
+typedef struct {
+  int64_t id;                          /* ascending over all tickets */
+  int64_t ticket;
+  int64_t ts_ms;
+  char actor[STORE_NAME_MAX];          /* a person, a device id, or "broker" */
+  char kind[STORE_NAME_MAX];           /* "created", "assigned", "escalated", "comment",
+                                        * "resolved", "closed", "reopened",
+                                        * "session-opened", "consent-given", ... */
+  char text[STORE_TEXT_MAX];
+} store_ticket_event_t;
+
+/* Insert a ticket and its "created" event (text = summary) in one transaction; sets t->id
+ * and t->created_ms = t->updated_ms = now_ms. A state of 0 is taken as open and a level of 0
+ * as 1; other values out of range are refused by the schema (TT_EINVAL), writing nothing. */
+int store_ticket_add(broker_store_t *s, store_ticket_t *t, const char *actor, int64_t now_ms) TT_WUR;
+int store_ticket_get(broker_store_t *s, int64_t id, store_ticket_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* Write t's mutable fields (assignee, priority, level, state, summary, due times,
+ * first_response_ms, resolved_ms; updated_ms = now_ms) and one event (kind, text) at now_ms,
+ * in one transaction. TT_ENOTFOUND if no ticket t->id; TT_EINVAL for values out of range or
+ * an empty kind; TT_ETOOBIG for a field too long to list back. Nothing is written on error. */
+int store_ticket_update(broker_store_t *s, const store_ticket_t *t, const char *actor,
+                        const char *kind, const char *text, int64_t now_ms) TT_WUR;
+/* An event on its own (a comment, session-opened, consent-given). TT_ENOTFOUND if no such
+ * ticket; TT_EINVAL for an empty kind; TT_ETOOBIG for a field too long to list back. */
+int store_ticket_event_add(broker_store_t *s, int64_t ticket, int64_t ts_ms, const char *actor,
+                           const char *kind, const char *text) TT_WUR;
+
+typedef struct {
+  unsigned state_mask;                 /* STORE_TICKET_STATE_BIT(state) | ...; 0 = all */
+  const char *assignee;                /* NULL = any ("" = unassigned) */
+  const char *device;                  /* NULL = any */
+  uint32_t limit;                      /* 0 = no limit */
+  int64_t after_id;                    /* paging: only tickets with a larger id */
+} store_ticket_filter_t;
+/* Tickets ordered by id. The callback must not list tickets again (the statement is in
+ * use); a non-zero return stops the walk and is returned. */
+typedef int (*store_ticket_cb)(void *ctx, const store_ticket_t *t);
+int store_ticket_list(broker_store_t *s, const store_ticket_filter_t *f, store_ticket_cb cb,
+                      void *ctx) TT_WUR;
+/* A ticket's timeline in id order; same callback rules. No events (or no ticket) = no calls. */
+typedef int (*store_ticket_event_cb)(void *ctx, const store_ticket_event_t *e);
+int store_ticket_events(broker_store_t *s, int64_t ticket, store_ticket_event_cb cb, void *ctx) TT_WUR;
+
 #endif

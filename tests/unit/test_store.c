@@ -119,15 +119,15 @@ static unsigned file_mode(const char *path) {
 static void test_open_creates_private_wal_store(void **state) {
   fx_t *fx = *state;
   broker_store_t *s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 1);
+  assert_int_equal(store_schema_version(s), 2);
   assert_int_equal(file_mode(fx->dir), 0700);
   assert_int_equal(file_mode(fx->db), 0600);
   sqlite3 *db = raw_open(fx);
   char mode[16];
   raw_text(db, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 1);
-  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 2);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 4);
   sqlite3_close(db);
   char wal[PATH_MAX + 8];
   snprintf(wal, sizeof wal, "%s-wal", fx->db);
@@ -170,7 +170,7 @@ static void test_open_tightens_loose_file(void **state) {
   assert_int_equal(chmod(fx->db, 0644), 0);
   broker_store_t *s = open_ok(fx); /* an empty file is a new database */
   assert_int_equal(file_mode(fx->db), 0600);
-  assert_int_equal(store_schema_version(s), 1);
+  assert_int_equal(store_schema_version(s), 2);
   store_close(s);
 }
 
@@ -184,7 +184,7 @@ static void test_reopen_keeps_data(void **state) {
   store_close(s);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 1);
+  assert_int_equal(store_schema_version(s), 2);
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -208,7 +208,7 @@ static void test_refuses_newer_schema(void **state) {
   char err[512];
   assert_int_equal(store_open(&s, fx->dir, err, sizeof err), TT_EVERSION);
   assert_null(s);
-  assert_string_equal(err, "store schema 99 is newer than this broker (1)");
+  assert_string_equal(err, "store schema 99 is newer than this broker (2)");
   db = raw_open(fx);
   assert_int_equal(raw_int(db, "PRAGMA user_version"), 99); /* left as it was */
   sqlite3_close(db);
@@ -722,6 +722,352 @@ static void test_crash_consistency(void **state) {
   }
 }
 
+/* ---- tickets ------------------------------------------------------------------------------ */
+
+typedef struct {
+  store_ticket_t t[32];
+  int n;
+} tix_seen_t;
+
+static int collect_tix(void *ctx, const store_ticket_t *t) {
+  tix_seen_t *c = ctx;
+  if (c->n < 32) c->t[c->n] = *t;
+  c->n++;
+  return 0;
+}
+
+typedef struct {
+  store_ticket_event_t e[16];
+  int n;
+} tev_seen_t;
+
+static int collect_tev(void *ctx, const store_ticket_event_t *e) {
+  tev_seen_t *c = ctx;
+  if (c->n < 16) c->e[c->n] = *e;
+  c->n++;
+  return 0;
+}
+
+static int64_t tix_add(broker_store_t *s, const char *device, const char *assignee,
+                       store_ticket_state_t state, int64_t now) {
+  store_ticket_t t = {.priority = STORE_TICKET_NORMAL, .state = state};
+  snprintf(t.device, sizeof t.device, "%s", device);
+  snprintf(t.assignee, sizeof t.assignee, "%s", assignee);
+  snprintf(t.summary, sizeof t.summary, "ticket on %s", device);
+  assert_int_equal(store_ticket_add(s, &t, "alice", now), 0);
+  assert_true(t.id > 0);
+  return t.id;
+}
+
+static void test_ticket_migrates_v1_store(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  store_device_t d = {.id = "dev-1", .hostname = "h1", .enrolled_ms = 5};
+  assert_int_equal(store_device_add(s, &d), 0);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(store_audit_append(s, 100 + i, "broker", "enroll", "dev-1", "{}", NULL), 0);
+  store_close(s);
+  /* Take the file back to what schema 1 left behind. */
+  sqlite3 *db = raw_open(fx);
+  raw_exec(db, "DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'ticket%'"), 0);
+  sqlite3_close(db);
+
+  s = open_ok(fx);
+  assert_int_equal(store_schema_version(s), 2);
+  store_device_t got;
+  assert_int_equal(store_device_get(s, "dev-1", &got), 0);
+  assert_string_equal(got.hostname, "h1");
+  int64_t n = 0, bad = -1;
+  assert_int_equal(store_audit_verify(s, &n, &bad), 0);
+  assert_int_equal(n, 3);
+  assert_int_equal(bad, 0);
+  assert_int_equal(tix_add(s, "dev-1", "", STORE_TICKET_OPEN, 1000), 1);
+  store_close(s);
+  db = raw_open(fx);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 4);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+                               " AND name IN ('tickets_state_assignee', 'tickets_device',"
+                               " 'ticket_events_ticket')"), 3);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM ticket_events"), 1);
+  sqlite3_close(db);
+}
+
+static void test_ticket_add_get_update(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  store_ticket_t t = {.device = "dev-a", .requester = "emp@corp", .summary = "printer jams",
+                      .external_id = "INC0042", .priority = STORE_TICKET_HIGH,
+                      .first_response_due_ms = 5000, .resolution_due_ms = 90000};
+  assert_int_equal(store_ticket_add(s, &t, "emp@corp", 1000), 0);
+  assert_int_equal(t.id, 1);
+  assert_int_equal(t.state, STORE_TICKET_OPEN); /* 0 taken as open */
+  assert_int_equal(t.level, 1);                 /* 0 taken as level 1 */
+  assert_int_equal(t.created_ms, 1000);
+
+  store_ticket_t got;
+  assert_int_equal(store_ticket_get(s, 1, &got), 0);
+  assert_int_equal(got.id, 1);
+  assert_string_equal(got.device, "dev-a");
+  assert_string_equal(got.requester, "emp@corp");
+  assert_string_equal(got.assignee, "");
+  assert_string_equal(got.summary, "printer jams");
+  assert_string_equal(got.external_id, "INC0042");
+  assert_int_equal(got.priority, STORE_TICKET_HIGH);
+  assert_int_equal(got.level, 1);
+  assert_int_equal(got.state, STORE_TICKET_OPEN);
+  assert_int_equal(got.created_ms, 1000);
+  assert_int_equal(got.updated_ms, 1000);
+  assert_int_equal(got.first_response_due_ms, 5000);
+  assert_int_equal(got.resolution_due_ms, 90000);
+  assert_int_equal(got.first_response_ms, 0);
+  assert_int_equal(got.resolved_ms, 0);
+  assert_int_equal(store_ticket_get(s, 2, &got), TT_ENOTFOUND);
+
+  /* Assign, escalate, comment, resolve: each leaves one event, in order. */
+  assert_int_equal(store_ticket_get(s, 1, &got), 0);
+  snprintf(got.assignee, sizeof got.assignee, "%s", "bob");
+  got.first_response_ms = 2000;
+  assert_int_equal(store_ticket_update(s, &got, "lead", "assigned", "to bob", 2000), 0);
+  got.level = 2;
+  got.priority = STORE_TICKET_URGENT;
+  assert_int_equal(store_ticket_update(s, &got, "bob", "escalated", "needs L2", 3000), 0);
+  assert_int_equal(store_ticket_event_add(s, 1, 3500, "bob", "comment", "on it"), 0);
+  assert_int_equal(store_ticket_event_add(s, 1, 3600, "dev-a", "consent-given", NULL), 0);
+  got.state = STORE_TICKET_RESOLVED;
+  got.resolved_ms = 4000;
+  snprintf(got.summary, sizeof got.summary, "%s", "printer jams (tray 2)");
+  assert_int_equal(store_ticket_update(s, &got, "bob", "resolved", "cleared tray", 4000), 0);
+
+  store_ticket_t now;
+  assert_int_equal(store_ticket_get(s, 1, &now), 0);
+  assert_string_equal(now.assignee, "bob");
+  assert_int_equal(now.level, 2);
+  assert_int_equal(now.priority, STORE_TICKET_URGENT);
+  assert_int_equal(now.state, STORE_TICKET_RESOLVED);
+  assert_string_equal(now.summary, "printer jams (tray 2)");
+  assert_int_equal(now.first_response_ms, 2000);
+  assert_int_equal(now.resolved_ms, 4000);
+  assert_int_equal(now.updated_ms, 4000);
+  assert_int_equal(now.created_ms, 1000);          /* not mutable */
+  assert_string_equal(now.requester, "emp@corp");  /* not mutable */
+  assert_string_equal(now.external_id, "INC0042"); /* not mutable */
+
+  tev_seen_t c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_ticket_events(s, 1, collect_tev, &c), 0);
+  assert_int_equal(c.n, 6);
+  static const char *const kinds[6] = {"created", "assigned", "escalated", "comment",
+                                       "consent-given", "resolved"};
+  static const int64_t ts[6] = {1000, 2000, 3000, 3500, 3600, 4000};
+  for (int i = 0; i < 6; i++) {
+    assert_string_equal(c.e[i].kind, kinds[i]);
+    assert_int_equal(c.e[i].ts_ms, ts[i]);
+    assert_int_equal(c.e[i].ticket, 1);
+    if (i > 0) assert_true(c.e[i].id > c.e[i - 1].id);
+  }
+  assert_string_equal(c.e[0].actor, "emp@corp");
+  assert_string_equal(c.e[0].text, "printer jams");
+  assert_string_equal(c.e[1].text, "to bob");
+  assert_string_equal(c.e[4].text, "");
+
+  /* Another ticket's timeline is its own. */
+  int64_t id2 = tix_add(s, "dev-b", "", STORE_TICKET_OPEN, 5000);
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_ticket_events(s, id2, collect_tev, &c), 0);
+  assert_int_equal(c.n, 1);
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_ticket_events(s, 99, collect_tev, &c), 0);
+  assert_int_equal(c.n, 0);
+
+  /* Missing tickets, bad events. */
+  store_ticket_t ghost = now;
+  ghost.id = 99;
+  assert_int_equal(store_ticket_update(s, &ghost, "bob", "comment", "x", 6000), TT_ENOTFOUND);
+  assert_int_equal(store_ticket_event_add(s, 99, 6000, "bob", "comment", "x"), TT_ENOTFOUND);
+  assert_int_equal(store_ticket_event_add(s, 1, 6000, "bob", "", "x"), TT_EINVAL);
+  assert_int_equal(store_ticket_event_add(s, 1, 6000, "bob", NULL, "x"), TT_EINVAL);
+  char big[STORE_TEXT_MAX + 1];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  assert_int_equal(store_ticket_event_add(s, 1, 6000, "bob", "comment", big), TT_ETOOBIG);
+  assert_int_equal(store_ticket_update(s, &now, "bob", "comment", big, 6000), TT_ETOOBIG);
+  store_ticket_t unterminated = now;
+  memset(unterminated.summary, 'y', sizeof unterminated.summary);
+  assert_int_equal(store_ticket_update(s, &unterminated, "bob", "comment", "x", 6000), TT_ETOOBIG);
+  store_ticket_t nodev = {.summary = "x"};
+  assert_int_equal(store_ticket_add(s, &nodev, "bob", 6000), TT_EINVAL);
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_ticket_events(s, 1, collect_tev, &c), 0);
+  assert_int_equal(c.n, 6);
+  store_close(s);
+
+  /* All of it survives a reopen. */
+  s = open_ok(fx);
+  assert_int_equal(store_ticket_get(s, 1, &got), 0);
+  assert_int_equal(got.state, STORE_TICKET_RESOLVED);
+  assert_int_equal(tix_add(s, "dev-c", "", STORE_TICKET_OPEN, 7000), 3);
+  store_close(s);
+}
+
+static void test_ticket_list_filters(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  /* id: device, assignee, state */
+  tix_add(s, "dev-a", "bob", STORE_TICKET_OPEN, 1);       /* 1 */
+  tix_add(s, "dev-b", "", STORE_TICKET_OPEN, 2);          /* 2 */
+  tix_add(s, "dev-a", "carol", STORE_TICKET_RESOLVED, 3); /* 3 */
+  tix_add(s, "dev-c", "bob", STORE_TICKET_CLOSED, 4);     /* 4 */
+  tix_add(s, "dev-a", "bob", STORE_TICKET_RESOLVED, 5);   /* 5 */
+  tix_add(s, "dev-b", "bob", STORE_TICKET_OPEN, 6);       /* 6 */
+  struct {
+    store_ticket_filter_t f;
+    int n;
+    int64_t ids[6];
+  } cases[] = {
+    {{0}, 6, {1, 2, 3, 4, 5, 6}},
+    {{.state_mask = STORE_TICKET_STATE_BIT(STORE_TICKET_OPEN)}, 3, {1, 2, 6}},
+    {{.state_mask = STORE_TICKET_STATE_BIT(STORE_TICKET_RESOLVED) |
+                    STORE_TICKET_STATE_BIT(STORE_TICKET_CLOSED)}, 3, {3, 4, 5}},
+    {{.assignee = "bob"}, 4, {1, 4, 5, 6}},
+    {{.assignee = ""}, 1, {2}},
+    {{.assignee = "nobody"}, 0, {0}},
+    {{.assignee = "bob", .state_mask = STORE_TICKET_STATE_BIT(STORE_TICKET_OPEN)}, 2, {1, 6}},
+    {{.device = "dev-a"}, 3, {1, 3, 5}},
+    {{.device = "dev-a", .assignee = "bob"}, 2, {1, 5}},
+    {{.device = "dev-a", .state_mask = STORE_TICKET_STATE_BIT(STORE_TICKET_RESOLVED)}, 2, {3, 5}},
+    {{.limit = 2}, 2, {1, 2}},
+    {{.limit = 2, .after_id = 2}, 2, {3, 4}},
+    {{.after_id = 5}, 1, {6}},
+    {{.after_id = 6}, 0, {0}},
+    {{.assignee = "bob", .after_id = 1, .limit = 2}, 2, {4, 5}},
+    {{.device = "dev-b", .after_id = 2, .limit = 5}, 1, {6}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    tix_seen_t c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(store_ticket_list(s, &cases[i].f, collect_tix, &c), 0);
+    if (c.n != cases[i].n) fprintf(stderr, "case %zu: %d tickets\n", i, c.n);
+    assert_int_equal(c.n, cases[i].n);
+    for (int j = 0; j < c.n; j++) assert_int_equal(c.t[j].id, cases[i].ids[j]);
+  }
+  /* Listed rows are whole. */
+  tix_seen_t c;
+  memset(&c, 0, sizeof c);
+  store_ticket_filter_t f = {.device = "dev-c"};
+  assert_int_equal(store_ticket_list(s, &f, collect_tix, &c), 0);
+  assert_int_equal(c.n, 1);
+  assert_string_equal(c.t[0].assignee, "bob");
+  assert_string_equal(c.t[0].summary, "ticket on dev-c");
+  assert_int_equal(c.t[0].state, STORE_TICKET_CLOSED);
+  assert_int_equal(c.t[0].created_ms, 4);
+  store_close(s);
+}
+
+static int event_count(broker_store_t *s, int64_t ticket) {
+  tev_seen_t c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_ticket_events(s, ticket, collect_tev, &c), 0);
+  return c.n;
+}
+
+static void test_ticket_checks_refuse_whole_write(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  int64_t id = tix_add(s, "dev-a", "bob", STORE_TICKET_OPEN, 1000);
+  sqlite3 *db = raw_open(fx);
+
+  /* A bad priority, level or state on add: no ticket, no event. */
+  store_ticket_t bad = {.device = "dev-a", .summary = "x", .priority = (store_ticket_priority_t)4};
+  assert_int_equal(store_ticket_add(s, &bad, "bob", 2000), TT_EINVAL);
+  bad.priority = (store_ticket_priority_t)-1;
+  assert_int_equal(store_ticket_add(s, &bad, "bob", 2000), TT_EINVAL);
+  bad.priority = STORE_TICKET_LOW;
+  bad.state = (store_ticket_state_t)7;
+  assert_int_equal(store_ticket_add(s, &bad, "bob", 2000), TT_EINVAL);
+  bad.state = STORE_TICKET_OPEN;
+  bad.level = 4;
+  assert_int_equal(store_ticket_add(s, &bad, "bob", 2000), TT_EINVAL);
+  assert_int_equal(bad.id, 0);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM tickets"), 1);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM ticket_events"), 1);
+
+  /* A bad value on update: the ticket is unchanged and the event was not written. */
+  store_ticket_t t;
+  assert_int_equal(store_ticket_get(s, id, &t), 0);
+  t.state = (store_ticket_state_t)0;
+  assert_int_equal(store_ticket_update(s, &t, "bob", "resolved", "x", 3000), TT_EINVAL);
+  t.state = STORE_TICKET_RESOLVED;
+  t.priority = (store_ticket_priority_t)9;
+  assert_int_equal(store_ticket_update(s, &t, "bob", "resolved", "x", 3000), TT_EINVAL);
+  store_ticket_t got;
+  assert_int_equal(store_ticket_get(s, id, &got), 0);
+  assert_int_equal(got.state, STORE_TICKET_OPEN);
+  assert_int_equal(got.priority, STORE_TICKET_NORMAL);
+  assert_int_equal(got.updated_ms, 1000);
+  assert_int_equal(event_count(s, id), 1);
+
+  /* The event failing after the ticket row was written takes the ticket write back too. */
+  raw_exec(db, "CREATE TRIGGER test_refuse_events BEFORE INSERT ON ticket_events"
+               "  BEGIN SELECT RAISE(ABORT, 'refused by test'); END;");
+  t.priority = STORE_TICKET_URGENT;
+  int rc = store_ticket_update(s, &t, "bob", "resolved", "x", 3000);
+  assert_int_not_equal(rc, 0);
+  store_ticket_t fresh = {.device = "dev-z", .summary = "y"};
+  assert_int_not_equal(store_ticket_add(s, &fresh, "bob", 3000), 0);
+  raw_exec(db, "DROP TRIGGER test_refuse_events");
+  assert_int_equal(store_ticket_get(s, id, &got), 0);
+  assert_int_equal(got.state, STORE_TICKET_OPEN);
+  assert_int_equal(got.updated_ms, 1000);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM tickets"), 1);
+  assert_int_equal(event_count(s, id), 1);
+
+  /* And the store carries on: the same update now lands whole. */
+  assert_int_equal(store_ticket_update(s, &t, "bob", "resolved", "x", 3000), 0);
+  assert_int_equal(store_ticket_get(s, id, &got), 0);
+  assert_int_equal(got.state, STORE_TICKET_RESOLVED);
+  assert_int_equal(event_count(s, id), 2);
+  sqlite3_close(db);
+  store_close(s);
+}
+
+static void test_ticket_events_append_only(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  int64_t id = tix_add(s, "dev-a", "bob", STORE_TICKET_OPEN, 1000);
+  assert_int_equal(store_ticket_event_add(s, id, 1100, "bob", "comment", "hello"), 0);
+  sqlite3 *db = raw_open(fx);
+  char *msg = NULL;
+  int rc = sqlite3_exec(db, "UPDATE ticket_events SET text = 'forged' WHERE id = 2", NULL, NULL, &msg);
+  assert_int_equal(rc, SQLITE_CONSTRAINT);
+  assert_non_null(msg);
+  assert_non_null(strstr(msg, "append-only"));
+  sqlite3_free(msg);
+  msg = NULL;
+  rc = sqlite3_exec(db, "DELETE FROM ticket_events WHERE id = 1", NULL, NULL, &msg);
+  assert_int_equal(rc, SQLITE_CONSTRAINT);
+  assert_non_null(msg);
+  assert_non_null(strstr(msg, "append-only"));
+  sqlite3_free(msg);
+  /* The schema refuses out-of-range values whoever writes them. */
+  msg = NULL;
+  rc = sqlite3_exec(db, "UPDATE tickets SET state = 4 WHERE id = 1", NULL, NULL, &msg);
+  assert_int_equal(rc, SQLITE_CONSTRAINT);
+  sqlite3_free(msg);
+  msg = NULL;
+  rc = sqlite3_exec(db, "UPDATE tickets SET priority = 'high' WHERE id = 1", NULL, NULL, &msg);
+  assert_int_equal(rc, SQLITE_CONSTRAINT); /* STRICT */
+  sqlite3_free(msg);
+  sqlite3_close(db);
+  tev_seen_t c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_ticket_events(s, id, collect_tev, &c), 0);
+  assert_int_equal(c.n, 2);
+  assert_string_equal(c.e[1].text, "hello");
+  store_close(s);
+}
+
 int main(void) {
   tt_log_set_level(TT_LOG_OFF);
   const struct CMUnitTest tests[] = {
@@ -738,6 +1084,11 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_audit_detects_delete, setup, teardown),
     cmocka_unit_test_setup_teardown(test_audit_triggers_refuse_rewrite, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_consistency, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ticket_migrates_v1_store, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ticket_add_get_update, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ticket_list_filters, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ticket_checks_refuse_whole_write, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ticket_events_append_only, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
