@@ -63,6 +63,7 @@ typedef struct broker_conn_s {
   bool tls_done;          /* counted out of broker.handshaking */
   uint64_t expires_at;    /* uv_now when the peer's certificate expires (0 = not known) */
   uint32_t refusals;      /* requests refused on this connection */
+  uint64_t relay_window;  /* windows of relayed channels the broker holds for this peer */
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u

@@ -16,6 +16,8 @@ struct relay_s {
   tt_chan_t *cch, *ach;  /* NULL once that side is gone */
   uint64_t opened_ms;    /* uv_now when requested */
   bool pending;          /* on the pending list */
+  uint32_t down_window;  /* held for the console: data from the device waits in its queue */
+  uint32_t up_window;    /* held for the device: data from the console waits in its queue */
   uint64_t bytes_up, bytes_down;
 };
 
@@ -29,10 +31,19 @@ static void pending_remove(relay_t *r) {
   r->pending = false;
 }
 
+/* The window to pass on for a peer: what it asked, within what is left of its budget. */
+static uint32_t clamp_window(broker_conn_t *peer, uint32_t asked) {
+  uint64_t left = peer->relay_window >= TT_RELAY_WINDOW_BUDGET ? 0 : TT_RELAY_WINDOW_BUDGET - peer->relay_window;
+  uint32_t w = asked < left ? asked : (uint32_t)left;
+  return w < TT_DATA_CHUNK_MAX ? TT_DATA_CHUNK_MAX : w;
+}
+
 /* Close whatever side is still attached with (code, msg) and free r. */
 static void relay_end(relay_t *r, int code, const char *msg) {
   tt_chan_t *c = r->cch, *a = r->ach;
   broker_conn_t *console = r->console, *agent = r->agent;
+  console->relay_window -= r->down_window;
+  agent->relay_window -= r->up_window;
   pending_remove(r);
   r->cch = r->ach = NULL;
   if (c) c->data = NULL;
@@ -101,7 +112,10 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   fwd.device.data = NULL;
   fwd.requester = tt_text(c->id.name);
   tt_chan_t *ach;
-  int rc = tt_mux_open(&a->link->mux, &fwd, msg->window, false, &ach);
+  /* The device may send the console at most this much before credit returns: it waits in the
+   * console's queue here, so it comes out of the console connection's budget. */
+  uint32_t down = clamp_window(c, msg->window);
+  int rc = tt_mux_open(&a->link->mux, &fwd, down, false, &ach);
   if (rc) {
     free(r);
     tt_mux_reject(m, ch, rc == TT_EFULL ? TT_EBUSY : rc, "device has too many channels open");
@@ -115,6 +129,8 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   r->cch = ch;
   r->ach = ach;
   r->opened_ms = uv_now(b->loop);
+  r->down_window = down;
+  c->relay_window += down;
   r->pending = true;
   r->next = b->pending;
   if (b->pending) b->pending->prev = r;
@@ -133,7 +149,11 @@ void relay_on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *ms
   if (!r) return;
   tt_chan_t *o = other_side(r, ch, &ol);
   pending_remove(r);
-  if (!o || tt_mux_accept(&ol->mux, o, msg->window, false, msg->compression)) {
+  /* Same for the other way: console data waits in the device's queue here. */
+  uint32_t up = clamp_window(r->agent, msg->window);
+  r->up_window = up;
+  r->agent->relay_window += up;
+  if (!o || tt_mux_accept(&ol->mux, o, up, false, msg->compression)) {
     relay_end(r, TT_ECHANNEL, "requester went away");
     return;
   }

@@ -445,6 +445,34 @@ class LinkTest(TetherTestCase):
                 self.assertEqual(opens_reaching_agent(2), 2)
         self.assert_still_listed(b, a)
 
+    def test_09e_relay_memory_per_connection_is_budgeted(self):
+        # Each relayed channel's window is memory the broker may have to hold for that
+        # connection; the windows it passes on are clamped to a 16 MiB budget per connection.
+        b, a = self.broker_with_agent()
+        big = 4 << 20
+        with self.wire(b, cert="dev-b") as ag:
+            ag.handshake_hello(role=ROLE_AGENT, hostname="host-b")
+            with self.wire(b) as c:
+                c.handshake_hello()
+
+                def next_open_window():
+                    while True:
+                        k, _, ch, body = ag.read_control(timeout=10, answer_pings=True)
+                        if k == K_CH_OPEN:
+                            return pb_parse(body).get(3, [0])[0]
+
+                windows = []
+                for i in range(6):
+                    c.send_frame(K_CH_OPEN, self.open_frame("dev-b", window=big), channel=2 * i + 1)
+                    windows.append(next_open_window())
+                self.assertEqual(windows, [big] * 4 + [16384] * 2)
+                # Ending a relay gives its share back.
+                c.send_frame(K_CH_CLOSE, b"", channel=1)
+                time.sleep(0.3)
+                c.send_frame(K_CH_OPEN, self.open_frame("dev-b", window=big), channel=13)
+                self.assertEqual(next_open_window(), (16 << 20) - 3 * big - 2 * 16384)
+        self.assert_still_listed(b, a)
+
     def test_09d_peer_text_cannot_forge_log_fields(self):
         b = self.h.start_broker()
         with self.wire(b, cert="dev-b") as ag:

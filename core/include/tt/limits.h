@@ -33,6 +33,10 @@
 #define TT_WINDOW_DEFAULT (256u * 1024u)
 #define TT_WINDOW_BULK (4u * 1024u * 1024u)
 #define TT_WINDOW_MAX (4u * 1024u * 1024u)
+/* What the broker may hold for one connection's relayed channels, summed: the windows it
+ * passes on are clamped to what is left of this (down to one chunk), so 64 bulk channels
+ * cannot make it hold 64 full windows. */
+#define TT_RELAY_WINDOW_BUDGET (16u * 1024u * 1024u)
 /* Control messages queued toward one peer (pongs, window adjusts, replies). A peer that
  * makes us queue more without reading is cut off. */
 #define TT_CTRL_QUEUE_MAX (256u * 1024u)
