@@ -175,7 +175,7 @@ int tt_mux_send(tt_mux_t *m, tt_chan_t *c, const void *p, size_t n, uint8_t flag
   if (c->state != TT_CH_OPEN || c->eof_sent) return TT_ESTATE;
   if (flags & ~TT_FF_MASK) return TT_EINVAL;
   if (n > c->send_credit) return TT_EWINDOW;
-  if ((flags & TT_FF_ZSTD) && n > TT_DATA_CHUNK_MAX) return TT_ETOOBIG;
+  if ((flags & (TT_FF_ZSTD | TT_FF_CTRL)) && n > TT_DATA_CHUNK_MAX) return TT_ETOOBIG;
   if (n == 0 && !(flags & TT_FF_EOF)) return 0;
   /* Room for the worst case first, so that nothing is queued unless all of it is. */
   size_t chunks = n ? (n + TT_DATA_CHUNK_MAX - 1) / TT_DATA_CHUNK_MAX : 1;
@@ -184,7 +184,7 @@ int tt_mux_send(tt_mux_t *m, tt_chan_t *c, const void *p, size_t n, uint8_t flag
   const uint8_t *s = p;
   size_t left = n;
   bool eof_on_tail = false;
-  if (!(flags & TT_FF_ZSTD) && left) {
+  if (!(flags & (TT_FF_ZSTD | TT_FF_CTRL)) && left) {
     size_t done = append_to_tail(c, s, left);
     if (done) {
       s += done;
@@ -199,7 +199,7 @@ int tt_mux_send(tt_mux_t *m, tt_chan_t *c, const void *p, size_t n, uint8_t flag
   if (left || ((flags & TT_FF_EOF) && !eof_on_tail)) {
     do {
       size_t take = left > TT_DATA_CHUNK_MAX ? TT_DATA_CHUNK_MAX : left;
-      uint8_t fl = (uint8_t)(flags & TT_FF_ZSTD);
+      uint8_t fl = (uint8_t)(flags & (TT_FF_ZSTD | TT_FF_CTRL));
       if (take == left) fl |= (uint8_t)(flags & TT_FF_EOF);
       uint8_t *t = tt_buf_tail(&c->outq);
       tt_frame_header_encode(t, TT_K_DATA, fl, c->id, (uint32_t)take);

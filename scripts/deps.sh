@@ -9,6 +9,7 @@ pkgs=(
   libzstd-dev zstd libsqlite3-dev sqlite3 libssh-dev libcmocka-dev
   clang libclang-rt-14-dev
   python3 procps iproute2
+  openssh-server openssh-client asciinema
 )
 
 missing=()

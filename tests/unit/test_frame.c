@@ -142,7 +142,8 @@ static void test_header_rejects(void **state) {
   assert_int_equal(decode(TT_K_HELLO, TT_FF_EOF, 0, 0, M), TT_EPROTO);
   assert_int_equal(decode(TT_K_WINDOW, TT_FF_EOF, 1, 0, M), TT_EPROTO);
   assert_int_equal(decode(TT_K_CH_CLOSE, 0x80, 1, 0, M), TT_EPROTO);
-  for (unsigned bit = 2; bit < 8; bit++)
+  assert_int_equal(decode(TT_K_DATA, TT_FF_CTRL, 1, 3, M), 0);
+  for (unsigned bit = 3; bit < 8; bit++)
     assert_int_equal(decode(TT_K_DATA, (uint8_t)(1u << bit), 1, 0, M), TT_EPROTO);
   assert_int_equal(decode(TT_K_DATA, 0xff, 1, 0, M), TT_EPROTO);
   /* Length against the limit given, inclusive. */
@@ -390,7 +391,7 @@ static void test_reader_rejects_bad_headers(void **state) {
     assert_int_equal(feed_one_header(TT_K_DATA, 0, 0, 0, bw), TT_EKIND);
     assert_int_equal(feed_one_header(TT_K_CH_OPEN, 0, 0, 0, bw), TT_EKIND);
     assert_int_equal(feed_one_header(TT_K_PING, TT_FF_EOF, 0, 0, bw), TT_EPROTO);
-    assert_int_equal(feed_one_header(TT_K_DATA, 0x04, 1, 0, bw), TT_EPROTO);
+    assert_int_equal(feed_one_header(TT_K_DATA, 0x08, 1, 0, bw), TT_EPROTO);
     assert_int_equal(feed_one_header(TT_K_PING, 0, 0, 0, bw), 0);
   }
 }

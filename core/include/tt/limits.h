@@ -73,6 +73,41 @@
  * tries again (two clones of one VM must not evict each other in a tight loop). */
 #define TT_REPLACED_RETRY_MS (60u * 1000u)
 
+/* Tickets: pages of the listing and of one ticket's timeline (a ticket ~700 bytes at most,
+ * an event ~450), each well under TT_FRAME_MAX_BODY. */
+#define TT_TICKET_PAGE_MAX 150u
+#define TT_TICKET_EVENTS_PAGE_MAX 200u
+
+/* Sessions (consented grants). Live ones per person and per device, and consent prompts a
+ * device may have waiting at once: a technician cannot flood an employee with prompts. */
+#define TT_SESSIONS_PER_PERSON_MAX 32u
+#define TT_SESSIONS_PER_DEVICE_MAX 16u
+#define TT_CONSENT_PENDING_PER_DEVICE_MAX 4u
+/* How long a grant may last, and the default when the technician does not say. */
+#define TT_SESSION_DURATION_MAX_MS (12ull * 3600u * 1000u)
+#define TT_SESSION_DURATION_DEFAULT_MS (30ull * 60u * 1000u)
+/* The employee's answer: the agent waits at most TT_CONSENT_TIMEOUT_MAX_MS (default 60 s,
+ * configurable); the broker gives the device this long to answer before it says timeout. */
+#define TT_CONSENT_TIMEOUT_DEFAULT_MS (60u * 1000u)
+#define TT_CONSENT_TIMEOUT_MAX_MS (75u * 1000u)
+#define TT_CONSENT_DEADLINE_MS (TT_CONSENT_TIMEOUT_MAX_MS + 10u * 1000u)
+/* The agent's local consent socket: clients at once (prompt windows, `sessions`, `end`)
+ * and the longest line one may send. */
+#define TT_LOCAL_CLIENTS_MAX 16u
+#define TT_LOCAL_LINE_MAX 1024u
+
+/* Shells and commands. */
+#define TT_TERM_NAME_MAX 64u
+#define TT_TERM_DIM_MAX 4096u     /* columns or rows */
+#define TT_EXEC_ARGV_MAX 256u     /* arguments of one exec */
+#define TT_EXEC_ARG_MAX 4096u     /* bytes of one argument */
+
+/* Recordings: compressed bytes per answer when a console fetches one, and what one
+ * recording may have waiting for the disk before the broker stops passing the shell's
+ * credit on (the shell waits; nothing goes unrecorded). */
+#define TT_RECORDING_CHUNK_MAX (128u * 1024u)
+#define TT_RECORD_BACKLOG_MAX (4u * 1024u * 1024u)
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 

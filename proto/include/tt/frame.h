@@ -31,7 +31,8 @@ typedef enum {
 enum {
   TT_FF_ZSTD = 0x01, /* DATA: body is one zstd frame */
   TT_FF_EOF = 0x02,  /* DATA: last data from this side on this channel */
-  TT_FF_MASK = 0x03,
+  TT_FF_CTRL = 0x04, /* DATA: body is one ChannelControl message, in order with the data */
+  TT_FF_MASK = 0x07,
 };
 
 typedef struct {

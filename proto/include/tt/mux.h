@@ -93,7 +93,8 @@ uint32_t tt_mux_sendable(const tt_chan_t *ch);
 /* Queue DATA, split into frames of at most TT_DATA_CHUNK_MAX; small sends are added to a
  * plain DATA frame still waiting at the tail, so a stalled peer costs a header per chunk,
  * not per keystroke. TT_EWINDOW if n exceeds tt_mux_sendable (nothing queued), TT_ESTATE
- * if not OPEN or EOF already sent. A chunk with TT_FF_ZSTD must fit one frame. */
+ * if not OPEN or EOF already sent. A chunk with TT_FF_ZSTD or TT_FF_CTRL must fit one frame
+ * and is never joined to another. */
 int tt_mux_send(tt_mux_t *m, tt_chan_t *ch, const void *p, size_t n, uint8_t flags) TT_WUR;
 /* auto_credit: report consumed bytes; a WINDOW frame goes out once half the window is used. */
 void tt_mux_consumed(tt_mux_t *m, tt_chan_t *ch, size_t n);
