@@ -28,6 +28,13 @@
 /* Enrollment tokens as an admin hands them out ("tt1_" + 64 hex); bounded generously. */
 #define AGENT_TOKEN_MAX 255u
 
+#define AGENT_CONSENT_SOCKET_DEFAULT "/run/tether-agent/consent.sock"
+#define AGENT_USERS_MAX 255u   /* consent.users: a comma-separated list of names */
+#define AGENT_DIALOG_MAX 1023u /* consent.dialog: a /bin/sh -c command */
+
+/* consent.policy: what to answer when there is no one to ask. */
+typedef enum { AGENT_POLICY_ASK = 0, AGENT_POLICY_UNATTENDED = 1, AGENT_POLICY_DENY = 2 } agent_policy_t;
+
 typedef struct {
   char broker[256];
   char server_name[256];
@@ -43,6 +50,14 @@ typedef struct {
   int64_t backoff_max_ms;
   int64_t handshake_timeout_ms;
   int log_level;
+  /* consent and shells (consent.c, shell.c) */
+  char consent_socket[AGENT_PATH_MAX];
+  char consent_users[AGENT_USERS_MAX + 1];
+  int consent_policy; /* agent_policy_t */
+  int64_t consent_timeout_ms;
+  char consent_dialog[AGENT_DIALOG_MAX + 1];
+  char shell_user[TT_NAME_MAX + 1];
+  char shell_path[AGENT_PATH_MAX];
 } agent_cfg_t;
 
 /* ---- ident.c: what our certificate says, and checks on one the broker issued ---------- */
@@ -122,6 +137,27 @@ int agent_reqs_send(agent_reqs_t *t, tt_link_t *l, Tether__Request *q, uint64_t 
 void agent_reqs_dispatch(agent_reqs_t *t, const Tether__Response *r);
 void agent_reqs_fail_all(agent_reqs_t *t, int err);
 
+/* ---- consent.c: the local consent socket, prompts and the sessions live here ---------- */
+
+/* Sessions granted here at once, and consent prompts waiting at once: the broker holds
+ * them to TT_SESSIONS_PER_DEVICE_MAX and TT_CONSENT_PENDING_PER_DEVICE_MAX; room for twice
+ * that absorbs a broker's view lagging ours, and past it we say busy. */
+#define AGENT_SESSIONS_MAX (2u * TT_SESSIONS_PER_DEVICE_MAX)
+#define AGENT_PROMPTS_MAX (2u * TT_CONSENT_PENDING_PER_DEVICE_MAX)
+
+typedef struct {
+  uint64_t id; /* 0 = free */
+  uint64_t ticket;
+  uint32_t access;      /* Access bits */
+  uint64_t deadline;    /* uv_now ms: the grant ends here even if the broker says nothing */
+  int64_t expires_ms;   /* unix ms, for display */
+  bool unattended;
+  char technician[TT_NAME_MAX + 1];
+  char summary[TT_TEXT_MAX + 1];
+} agent_session_t;
+
+typedef struct agent_consent_s agent_consent_t;
+
 /* ---- the running agent --------------------------------------------------------------- */
 
 typedef struct {
@@ -149,7 +185,47 @@ typedef struct {
   agent_reqs_t reqs;
   agent_renew_t renew;
   int state_lock;       /* fd locking the state directory, -1 if not used */
+  agent_consent_t *consent;
+  struct agent_shells_s *shells;
 } agent_t;
+
+/* consent.c. init opens the local socket (a failure is logged: the agent still serves,
+ * with the policy and dialog as the only answers). */
+void agent_consent_init(agent_t *a);
+void agent_consent_close(agent_t *a);
+/* Broker -> agent Requests: consent and session_end. Each is answered with a Response of
+ * the same id (now or once someone answers). */
+void agent_consent_request(agent_t *a, const Tether__Request *q);
+void agent_session_end_request(agent_t *a, const Tether__Request *q);
+/* The link went down: prompts are cancelled, every session ends here. */
+void agent_consent_link_down(agent_t *a);
+/* A session granted here, live and not past its deadline; NULL otherwise. */
+const agent_session_t *agent_session_find(agent_t *a, uint64_t id);
+/* Consent policy and local user checks, pure functions (unit-tested). */
+const char *agent_access_words(uint32_t access, char *out, size_t cap);
+/* "S-4" or "4" -> 4; 0 if not a session id. */
+uint64_t agent_parse_id(const char *s, char prefix);
+
+/* ---- shell.c: shell and exec channels inside sessions ---------------------------------- */
+
+void agent_shell_init(agent_t *a);
+void agent_shell_close(agent_t *a);
+/* A SHELL or EXEC ChannelOpen: accepted (with a process) or rejected. */
+void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg);
+/* Close every channel of the session with why as the close message; their processes get
+ * SIGHUP, then SIGKILL. */
+void agent_shell_end_session(agent_t *a, uint64_t session, const char *why);
+/* Mux callbacks for a channel whose data is a shell's. */
+bool agent_shell_owns(const tt_chan_t *ch);
+void agent_shell_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags);
+void agent_shell_credit(tt_mux_t *m, tt_chan_t *ch);
+void agent_shell_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
+
+/* ---- local.c: `tether-agent prompt|sessions|end`, clients of the consent socket -------- */
+
+int agent_local_prompt(const agent_cfg_t *cfg);
+int agent_local_sessions(const agent_cfg_t *cfg);
+int agent_local_end(const agent_cfg_t *cfg, const char *session);
 
 /* conn.c: connect, Hello, serve, reconnect. Returns the exit status. */
 int agent_run(agent_t *a);

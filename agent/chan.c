@@ -72,6 +72,10 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   tt_link_t *l = tt_link_from_mux(m);
   char who[TT_NAME_MAX + 1];
   if (tt_text_copy(who, sizeof(who), msg->requester)) snprintf(who, sizeof(who), "?");
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL || msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) {
+    agent_shell_open(m, ch, msg);
+    return;
+  }
   if (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->kind != TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
     tt_mux_reject(m, ch, TT_ENOTFOUND, "this agent does not serve that channel kind");
     tt_link_flush(l);
@@ -107,7 +111,14 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
 
 static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
   agent_chan_t *ac = ch->data;
-  if (!ac) return;
+  if (!ac) {
+    tt_mux_consumed(m, ch, n); /* a channel we are closing: the bytes still count */
+    return;
+  }
+  if (agent_shell_owns(ch)) {
+    agent_shell_data(m, ch, p, n, flags);
+    return;
+  }
   if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
     /* Within our window by the mux's check, so pending never passes one window. */
     if (tt_buf_append(&ac->pending, p, n)) {
@@ -126,6 +137,10 @@ static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, ui
 static void chan_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
   agent_chan_t *ac = ch->data;
   if (!ac) return;
+  if (agent_shell_owns(ch)) {
+    agent_shell_credit(m, ch);
+    return;
+  }
   if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT) pump_throughput(m, ch, ac);
   else pump_echo(m, ch, ac);
   tt_link_flush(tt_link_from_mux(m));
@@ -134,6 +149,10 @@ static void chan_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
 static void chan_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
   agent_chan_t *ac = ch->data;
   if (!ac) return;
+  if (agent_shell_owns(ch)) {
+    agent_shell_chan_closed(m, ch, code, msg);
+    return;
+  }
   TT_INFO("agent", "channel closed", "id=%u code=%s sent=%llu", ch->id, code ? tt_errname(code) : "ok",
           (unsigned long long)ch->bytes_out);
   tt_buf_free(&ac->pending);

@@ -30,7 +30,7 @@ static void send_hello(agent_t *a) {
   h.role = TETHER__ROLE__ROLE_AGENT;
   h.software_version = tt_text(TT_VERSION);
   h.capabilities = TETHER__CAPABILITY__CAP_ZSTD | TETHER__CAPABILITY__CAP_THROUGHPUT |
-                   TETHER__CAPABILITY__CAP_ECHO;
+                   TETHER__CAPABILITY__CAP_ECHO | TETHER__CAPABILITY__CAP_SHELL;
   h.hostname = tt_text(a->cfg.hostname);
   if (tt_link_send(a->link, TT_K_HELLO, &h.base)) tt_link_close(a->link, TT_EIO, "cannot send hello");
 }
@@ -46,6 +46,26 @@ static void on_up(tt_link_t *l) {
   }
   snprintf(a->broker_name, sizeof(a->broker_name), "%s", id.name);
   send_hello(a);
+}
+
+/* Requests the broker sends us; each is answered with a Response of the same id. */
+static void broker_request(agent_t *a, const Tether__Request *q) {
+  if (q->body_case == TETHER__REQUEST__BODY_CONSENT) {
+    agent_consent_request(a, q);
+    return;
+  }
+  if (q->body_case == TETHER__REQUEST__BODY_SESSION_END) {
+    agent_session_end_request(a, q);
+    return;
+  }
+  TT_WARN("agent", "unknown request from the broker", "id=%u body=%d", q->id, (int)q->body_case);
+  Tether__Response r = TETHER__RESPONSE__INIT;
+  Tether__Error e = TETHER__ERROR__INIT;
+  e.code = TETHER__ERROR_CODE__ERR_PROTOCOL;
+  e.message = tt_text("this agent does not serve that request");
+  r.id = q->id;
+  r.error = &e;
+  if (tt_link_send(a->link, TT_K_RESPONSE, &r.base)) tt_link_close(a->link, TT_EIO, "cannot answer");
 }
 
 static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
@@ -69,6 +89,10 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     agent_reqs_dispatch(&a->reqs, (const Tether__Response *)m);
     return 0;
   }
+  if (kind == TT_K_REQUEST && a->welcomed) {
+    broker_request(a, (const Tether__Request *)m);
+    return 0;
+  }
   if (kind == TT_K_ERROR) {
     const Tether__Error *e = (const Tether__Error *)m;
     char msg[TT_TEXT_MAX * 4 + 1];
@@ -90,6 +114,7 @@ static void on_down(tt_link_t *l, int reason) {
   a->link = NULL;
   a->welcomed = false;
   agent_reqs_fail_all(&a->reqs, TT_ECLOSED);
+  agent_consent_link_down(a); /* no session outlives the broker's view of it */
   schedule_retry(a);
 }
 
@@ -141,6 +166,8 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   agent_renew_close(a);
   agent_reqs_close(&a->reqs);
+  agent_consent_close(a);
+  agent_shell_close(a);
   if (a->link) tt_link_close(a->link, TT_ECLOSED, "agent shutting down");
 }
 
@@ -220,6 +247,8 @@ int agent_run(agent_t *a) {
   agent_reqs_init(&a->reqs, a->loop);
   TT_INFO("agent", "starting", "broker=%s hostname=%s version=%s", a->cfg.broker, a->cfg.hostname, TT_VERSION);
   agent_renew_init(a);
+  agent_shell_init(a);
+  agent_consent_init(a);
   agent_connect(a);
   uv_run(a->loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(a->loop) ? 1 : 0;

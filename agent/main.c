@@ -38,6 +38,21 @@ static const tt_conf_opt_t agent_opts[] = {
         "enroll: the broker CA's fingerprint, sha256:<64 hex> (tether-certs prints it)"),
     OPT("enroll.timeout", "timeout", TT_CONF_DURATION, enroll_timeout_ms, 1000, 600000, "15s",
         "enroll: give up when the broker has not answered after this long"),
+    OPT("consent.socket", "consent-socket", TT_CONF_STR, consent_socket, 1, 107, AGENT_CONSENT_SOCKET_DEFAULT,
+        "the local socket employees answer consent prompts on (tether-agent prompt)"),
+    OPT("consent.users", "consent-users", TT_CONF_STR, consent_users, 0, AGENT_USERS_MAX, NULL,
+        "users allowed on the consent socket, comma-separated (default: shell.user; root always)"),
+    {"consent.policy", "consent-policy", TT_CONF_ENUM, offsetof(agent_cfg_t, consent_policy), sizeof(int), 0, 0,
+     "ask", "ask|unattended|deny",
+     "with no one to ask: wait for someone (ask), allow (unattended) or refuse at once (deny)"},
+    OPT("consent.timeout", "consent-timeout", TT_CONF_DURATION, consent_timeout_ms, 1000, TT_CONSENT_TIMEOUT_MAX_MS,
+        "60s", "how long the employee has to answer"),
+    OPT("consent.dialog", "consent-dialog", TT_CONF_STR, consent_dialog, 0, AGENT_DIALOG_MAX, NULL,
+        "command (/bin/sh -c) run for each request, TETHER_* in its environment; exit 0 = yes"),
+    OPT("shell.user", "shell-user", TT_CONF_STR, shell_user, 0, TT_NAME_MAX, NULL,
+        "user shells and commands run as (default: the agent's user; required when root)"),
+    OPT("shell.path", "shell-path", TT_CONF_STR, shell_path, 1, AGENT_PATH_MAX - 1, "/usr/local/bin:/usr/bin:/bin",
+        "PATH for shells and commands"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(agent_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };
@@ -67,7 +82,8 @@ int main(int argc, char **argv) {
       .prog = "tether-agent",
       .usage = "usage: tether-agent [run] [--config FILE] [options]\n"
                "       tether-agent enroll --broker HOST:PORT --token TOKEN --ca-pin sha256:HEX\n"
-               "                           [--state-dir DIR] [--hostname NAME] [--force]\n\n"
+               "                           [--state-dir DIR] [--hostname NAME] [--force]\n"
+               "       tether-agent prompt|sessions|end S-n [--consent-socket PATH]\n\n"
                "Tether's agent: keeps this device reachable for help-desk support through the\n"
                "broker, over one outbound mutual-TLS connection.\n\n"
                "commands:\n"
@@ -75,7 +91,11 @@ int main(int argc, char **argv) {
                "            certificate over the live connection before it expires\n"
                "  enroll    make this device's key, trade a one-time token for its certificate\n"
                "            and store both in the state directory (--force replaces an\n"
-               "            existing identity)",
+               "            existing identity)\n"
+               "  prompt    (the employee) show support requests as they come and answer them:\n"
+               "            y or n on standard input, one line per answer\n"
+               "  sessions  (the employee) list the support sessions live on this device\n"
+               "  end S-n   (the employee) end a session at once",
       .config_path = "/etc/tether/agent.conf",
       .switches = agent_switches,
   };
@@ -92,9 +112,20 @@ int main(int argc, char **argv) {
   }
   const char *cmd = args.npos ? args.pos[0] : "run";
   bool enroll = strcmp(cmd, "enroll") == 0;
-  if (args.npos > 1 || (!enroll && strcmp(cmd, "run") != 0)) {
+  bool end = strcmp(cmd, "end") == 0;
+  if (end && args.npos != 2) {
+    fprintf(stderr, "tether-agent: end needs the session to end (end S-4)\n");
+    return 2;
+  }
+  bool local = end || strcmp(cmd, "prompt") == 0 || strcmp(cmd, "sessions") == 0;
+  if ((args.npos > 1 && !end) || (!enroll && !local && strcmp(cmd, "run") != 0)) {
     fprintf(stderr, "tether-agent: unknown command '%s' (see --help)\n", args.npos > 1 ? args.pos[1] : cmd);
     return 2;
+  }
+  if (local) {
+    tt_log_set_level(TT_LOG_OFF);
+    if (end) return agent_local_end(&a.cfg, args.pos[1]);
+    return cmd[0] == 'p' ? agent_local_prompt(&a.cfg) : agent_local_sessions(&a.cfg);
   }
   if (!enroll && (args.switches & SW_FORCE)) {
     fprintf(stderr, "tether-agent: --force only applies to enroll\n");

@@ -186,6 +186,7 @@ static int on_revoke(broker_conn_t *c, uint32_t id, const Tether__RevokeRequest 
     tt_link_close(x->link, TT_EDENIED, "this identity has been revoked");
     closed++;
   }
+  broker_sessions_end_identity(b, kind == STORE_REVOKE_DEVICE, name, c->id.name, "revoked");
   TT_INFO("broker", "revoked", "by=%s kind=%s name=%s closed=%u", c->id.name,
           kind == STORE_REVOKE_DEVICE ? "device" : "person", name, closed);
   Tether__RevokeResponse rr = TETHER__REVOKE_RESPONSE__INIT;
@@ -359,6 +360,19 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? on_audit_list(c, q->id, q->audit_list) : deny(c, q->id, "reading the audit log", "admin");
   case TETHER__REQUEST__BODY_AUDIT_VERIFY:
     return admin ? on_audit_verify(c, q->id) : deny(c, q->id, "verifying the audit log", "admin");
+  case TETHER__REQUEST__BODY_TICKET_NEW:
+  case TETHER__REQUEST__BODY_TICKET_LIST:
+  case TETHER__REQUEST__BODY_TICKET_SHOW:
+  case TETHER__REQUEST__BODY_TICKET_UPDATE:
+    return is_person(c) ? broker_ticket_request(c, q) : deny(c, q->id, "working tickets", "technician or admin");
+  case TETHER__REQUEST__BODY_SESSION_OPEN:
+  case TETHER__REQUEST__BODY_SESSION_LIST:
+  case TETHER__REQUEST__BODY_RECORDING_GET:
+    return is_person(c) ? broker_session_request(c, q) : deny(c, q->id, "sessions", "technician or admin");
+  case TETHER__REQUEST__BODY_SESSION_END: /* people end their sessions; agents: the employee did */
+    return broker_session_request(c, q);
+  case TETHER__REQUEST__BODY_CONSENT:
+    return broker_reply_error(c, q->id, TT_EPROTO, "consent is asked of devices, not of the broker");
   case TETHER__REQUEST__BODY_RENEW:
     return broker_renew(c, q->id, q->renew);
   case TETHER__REQUEST__BODY_ENROLL:

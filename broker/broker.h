@@ -29,6 +29,13 @@ typedef struct {
   int64_t max_connections;
   int64_t max_handshakes;
   int64_t max_hello_rate;
+  /* Tickets: SLA due times after creation, by priority (low, normal, high, urgent). */
+  int64_t sla_first_response_ms[4];
+  int64_t sla_resolution_ms[4];
+  /* Sessions: a grant lasts this long unless the technician asks for another duration
+   * (at most session_max). */
+  int64_t session_duration_ms;
+  int64_t session_max_ms;
   int log_level;
 } broker_cfg_t;
 
@@ -99,6 +106,7 @@ struct broker_s {
   double hello_tokens;    /* token bucket for agent Hellos (max_hello_rate) */
   uint64_t hello_refill_ms;
   uint32_t busy_last_sec, busy_this_sec; /* Hellos told to come back later */
+  struct broker_sessions_s *sessions; /* session.c: live grants and consent waits */
 };
 
 /* registry.c: welcomed agents by device id */
@@ -142,5 +150,70 @@ void relay_on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
 void relay_sweep(broker_t *b, uint64_t now);
 
 uint64_t broker_unix_ms(void);
+
+/* ticket.c: ticket_new, ticket_list, ticket_show, ticket_update (technicians and admins). */
+int broker_ticket_request(broker_conn_t *c, const Tether__Request *q);
+/* Add an event to a ticket's timeline at now (session-requested, consent-given, ...); the
+ * text is formatted and cut to fit. Logs a failure and returns it (the caller carries on). */
+int broker_ticket_event(broker_t *b, int64_t ticket, const char *actor, const char *kind,
+                        const char *fmt, ...) TT_PRINTF(5, 6);
+/* A person worked the ticket (a session was granted): sets first_response_ms if not set. */
+void broker_ticket_responded(broker_t *b, int64_t ticket);
+
+/* session.c: sessions (consented grants), consent orchestration, recordings access. */
+int broker_sessions_init(broker_t *b);
+void broker_sessions_free(broker_t *b);
+/* session_open, session_list, session_end (people; session_end also from agents: the
+ * employee ended it), recording_get. */
+int broker_session_request(broker_conn_t *c, const Tether__Request *q);
+/* A Response from an agent (consent answers, acknowledgements). Nonzero closes the agent. */
+int broker_agent_response(broker_conn_t *c, const Tether__Response *r);
+/* End every live session of a ticket (resolved, closed), of an identity (revoked: a person,
+ * or a device when device is true), or of an agent whose connection went down. Live
+ * channels of those sessions are closed at once. */
+void broker_sessions_end_ticket(broker_t *b, int64_t ticket, const char *by, const char *reason);
+void broker_sessions_end_identity(broker_t *b, bool device, const char *name, const char *by,
+                                  const char *reason);
+void broker_sessions_agent_down(broker_conn_t *agent);
+/* A welcomed connection went down: an agent's sessions end; a console waiting for consent
+ * is forgotten (a grant that comes later is kept for reuse). */
+void broker_sessions_conn_down(broker_conn_t *c);
+/* Every sweep tick: grant expiry, consent deadlines, recordings' periodic flush. */
+void broker_sessions_sweep(broker_t *b, uint64_t now);
+
+/* A session live in memory: waiting for the employee's consent, or granted. */
+typedef struct broker_grant_s broker_grant_t;
+struct broker_grant_s {
+  broker_grant_t *prev, *next;
+  store_session_t s;        /* as stored; expires_ms 0 until granted */
+  char summary[STORE_TEXT_MAX]; /* the ticket's */
+  bool granted;
+  uint64_t duration_ms;
+  broker_conn_t *agent;     /* the device's connection it was asked on */
+  broker_conn_t *console;   /* waiting for the answer; NULL once answered or gone */
+  uint32_t console_req;     /* the console's request id */
+  uint32_t agent_req;       /* our Request{consent} id */
+  uint64_t asked_at;        /* uv_now */
+  uint64_t deadline;        /* uv_now: the device must answer by then */
+  relay_t *relays;          /* live channels under this session (relay.c links them) */
+  uint32_t nrelays;
+};
+/* session.c, for relay.c: the live, granted, unexpired session id, or NULL. */
+broker_grant_t *broker_session_live(broker_t *b, int64_t id);
+/* session.c, for relay.c: a shell relay's recording (store row, file, audit when done). */
+typedef struct broker_rec_s broker_rec_t;
+typedef struct {
+  void (*on_drain)(relay_t *r);             /* the disk caught up: pass held credit on */
+  void (*on_fail)(relay_t *r, const char *why); /* the recording failed: end the relay */
+} broker_rec_owner_t;
+int broker_session_record(broker_grant_t *g, relay_t *r, const broker_rec_owner_t *owner, uint32_t cols,
+                          uint32_t rows, const char *term, broker_rec_t **out, void **handle, char *why,
+                          size_t whylen) TT_WUR;
+/* The relay is done with the recording: finish it (the handle outlives the relay). */
+void broker_session_record_end(void *handle);
+/* relay.c, for session.c: close every relay of g with msg (the console prints it). */
+void relay_end_grant(broker_grant_t *g, int code, const char *msg);
+/* relay.c: the once-a-second flush of g's recordings. */
+void relay_tick_grant(broker_grant_t *g);
 
 #endif

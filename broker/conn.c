@@ -244,6 +244,9 @@ static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m
   switch (kind) {
   case TT_K_REQUEST:
     return broker_on_request(c, (const Tether__Request *)m);
+  case TT_K_RESPONSE: /* answers to our requests: consent, session-end notices */
+    if (c->id.role != TT_ROLE_AGENT) return TT_EKIND;
+    return broker_agent_response(c, (const Tether__Response *)m);
   case TT_K_ERROR: {
     const Tether__Error *e = (const Tether__Error *)m;
     char msg[TT_TEXT_MAX * 4 + 1];
@@ -273,6 +276,9 @@ static void conn_on_down(tt_link_t *l, int reason) {
     if (!b->stopping || c->id.role != TT_ROLE_AGENT)
       broker_audit(b, c->id.name, "disconnect", c->id.name, "reason", reason ? tt_errname(reason) : "closed",
                    AUDIT_END);
+    /* Its channels were closed before this; its sessions end (an agent's) or stop waiting
+     * for it (a console's). */
+    broker_sessions_conn_down(c);
   } else {
     TT_INFO("broker", "connection refused or dropped before hello", "peer=%s reason=%s", c->addr,
             reason ? tt_errname(reason) : "closed");
@@ -341,6 +347,7 @@ void broker_sweep_cb(uv_timer_t *t) {
     }
   }
   relay_sweep(b, now);
+  broker_sessions_sweep(b, now);
   if (b->busy_this_sec)
     TT_INFO("broker", "agents told to retry later", "count=%u limit_per_s=%lld", b->busy_this_sec,
             (long long)b->cfg.max_hello_rate);

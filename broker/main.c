@@ -40,6 +40,26 @@ static const tt_conf_opt_t broker_opts[] = {
         "TLS handshakes in progress at once; more connections are reset at accept"),
     OPT("max_hello_rate", "max-hello-rate", TT_CONF_INT, max_hello_rate, 0, 1000000, "0",
         "agents welcomed per second (0 = no limit); beyond it they are told when to retry"),
+    OPT("sla.first_response.low", "sla-first-response-low", TT_CONF_DURATION, sla_first_response_ms[0], 60000,
+        365ll * 86400000, "1d", "tickets: first response due after creation, priority low"),
+    OPT("sla.first_response.normal", "sla-first-response-normal", TT_CONF_DURATION, sla_first_response_ms[1],
+        60000, 365ll * 86400000, "4h", "... priority normal"),
+    OPT("sla.first_response.high", "sla-first-response-high", TT_CONF_DURATION, sla_first_response_ms[2], 60000,
+        365ll * 86400000, "1h", "... priority high"),
+    OPT("sla.first_response.urgent", "sla-first-response-urgent", TT_CONF_DURATION, sla_first_response_ms[3],
+        60000, 365ll * 86400000, "15m", "... priority urgent"),
+    OPT("sla.resolution.low", "sla-resolution-low", TT_CONF_DURATION, sla_resolution_ms[0], 60000,
+        365ll * 86400000, "7d", "tickets: resolution due after creation, priority low"),
+    OPT("sla.resolution.normal", "sla-resolution-normal", TT_CONF_DURATION, sla_resolution_ms[1], 60000,
+        365ll * 86400000, "3d", "... priority normal"),
+    OPT("sla.resolution.high", "sla-resolution-high", TT_CONF_DURATION, sla_resolution_ms[2], 60000,
+        365ll * 86400000, "1d", "... priority high"),
+    OPT("sla.resolution.urgent", "sla-resolution-urgent", TT_CONF_DURATION, sla_resolution_ms[3], 60000,
+        365ll * 86400000, "4h", "... priority urgent"),
+    OPT("session.duration", "session-duration", TT_CONF_DURATION, session_duration_ms, 10000,
+        (int64_t)TT_SESSION_DURATION_MAX_MS, "30m", "how long a consented session lasts unless asked otherwise"),
+    OPT("session.max", "session-max", TT_CONF_DURATION, session_max_ms, 10000,
+        (int64_t)TT_SESSION_DURATION_MAX_MS, "4h", "the longest session a technician may ask for"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(broker_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };
@@ -135,6 +155,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: cannot read %s\n", b.cfg.ca);
     return 1;
   }
+  if (broker_sessions_init(&b)) {
+    fprintf(stderr, "tether-broker: cannot prepare sessions (the recordings directory under %s)\n", b.cfg.data_dir);
+    return 1;
+  }
   char tickets[600];
   snprintf(tickets, sizeof(tickets), "%s/tickets.key", b.cfg.data_dir);
   tt_tls_ctx_opts_t to = {.server = true, .ca_file = b.cfg.ca, .cert_file = b.cfg.cert, .key_file = b.cfg.key,
@@ -193,6 +217,7 @@ int main(int argc, char **argv) {
   broker_audit(&b, "broker", "stop", "", AUDIT_END);
   broker_audit_log_head(&b, "stop");
   tt_tls_ctx_free(b.tls);
+  broker_sessions_free(&b);
   store_close(b.store);
   registry_free(&b);
   X509_free(b.ca_cert);

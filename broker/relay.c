@@ -3,9 +3,11 @@
  * side only what the other side granted it), so a relay holds at most one window per
  * direction. Every way a relay ends goes through relay_end(), which detaches both channels
  * before closing them: a close may free a channel at once (a reject of a PENDING one). */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include "broker.h"
+#include "record.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -19,7 +21,47 @@ struct relay_s {
   uint32_t down_window;  /* held for the console: data from the device waits in its queue */
   uint32_t up_window;    /* held for the device: data from the console waits in its queue */
   uint64_t bytes_up, bytes_down;
+  Tether__ChannelKind kind;
+  broker_grant_t *grant; /* SHELL and EXEC: the session it runs under (NULL once it ended) */
+  relay_t *gprev, *gnext; /* the session's relays */
+  broker_rec_t *rec;     /* SHELL: the recording */
+  void *rec_handle;      /* session.c's side of it */
+  uint64_t held_credit;  /* console credit not passed on while the recording catches up */
 };
+
+static const char *kind_name(Tether__ChannelKind k) {
+  switch (k) {
+  case TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT: return "throughput";
+  case TETHER__CHANNEL_KIND__CHANNEL_ECHO: return "echo";
+  case TETHER__CHANNEL_KIND__CHANNEL_SHELL: return "shell";
+  case TETHER__CHANNEL_KIND__CHANNEL_EXEC: return "exec";
+  default: return "unknown";
+  }
+}
+
+static bool is_session_kind(Tether__ChannelKind k) {
+  return k == TETHER__CHANNEL_KIND__CHANNEL_SHELL || k == TETHER__CHANNEL_KIND__CHANNEL_EXEC;
+}
+
+static void grant_link(relay_t *r, broker_grant_t *g) {
+  r->grant = g;
+  r->gprev = NULL;
+  r->gnext = g->relays;
+  if (g->relays) g->relays->gprev = r;
+  g->relays = r;
+  g->nrelays++;
+}
+
+static void grant_unlink(relay_t *r) {
+  broker_grant_t *g = r->grant;
+  if (!g) return;
+  if (r->gprev) r->gprev->gnext = r->gnext;
+  else g->relays = r->gnext;
+  if (r->gnext) r->gnext->gprev = r->gprev;
+  r->gprev = r->gnext = NULL;
+  g->nrelays--;
+  r->grant = NULL;
+}
 
 static void pending_remove(relay_t *r) {
   if (!r->pending) return;
@@ -38,6 +80,22 @@ static uint32_t clamp_window(broker_conn_t *peer, uint32_t asked) {
   return w < TT_DATA_CHUNK_MAX ? TT_DATA_CHUNK_MAX : w;
 }
 
+/* The relay's end in the audit trail and, under a session, on the ticket's timeline. */
+static void audit_close(relay_t *r, int code, const char *msg) {
+  char session[32] = "", up[24], down[24], text[STORE_TEXT_MAX];
+  broker_grant_t *g = r->grant;
+  if (g) snprintf(session, sizeof(session), "S-%" PRId64, g->s.id);
+  snprintf(up, sizeof(up), "%" PRIu64, r->bytes_up);
+  snprintf(down, sizeof(down), "%" PRIu64, r->bytes_down);
+  broker_audit(r->b, r->console->id.name, "channel-close", r->agent->id.name, "session", session, "kind",
+               kind_name(r->kind), "bytes_up", up, "bytes_down", down, "reason",
+               msg && msg[0] ? msg : code ? tt_strerror(code) : "closed", AUDIT_END);
+  if (!g) return;
+  snprintf(text, sizeof(text), "%s channel of %s closed (%s up, %s down)%s%.120s", kind_name(r->kind), session, up,
+           down, msg && msg[0] ? ": " : "", msg ? msg : "");
+  (void)!broker_ticket_event(r->b, g->s.ticket, r->console->id.name, "channel-closed", "%s", text);
+}
+
 /* Close whatever side is still attached with (code, msg) and free r. */
 static void relay_end(relay_t *r, int code, const char *msg) {
   tt_chan_t *c = r->cch, *a = r->ach;
@@ -50,6 +108,9 @@ static void relay_end(relay_t *r, int code, const char *msg) {
   if (a) a->data = NULL;
   TT_DEBUG("relay", "relay ended", "up=%llu down=%llu code=%s", (unsigned long long)r->bytes_up,
            (unsigned long long)r->bytes_down, tt_errname(code));
+  audit_close(r, code, msg);
+  grant_unlink(r);
+  if (r->rec_handle) broker_session_record_end(r->rec_handle); /* finishes on its own */
   free(r);
   if (c) {
     tt_mux_close(&console->link->mux, c, code, msg);
@@ -60,6 +121,31 @@ static void relay_end(relay_t *r, int code, const char *msg) {
     tt_link_flush(agent->link);
   }
 }
+
+void relay_end_grant(broker_grant_t *g, int code, const char *msg) {
+  while (g->relays) relay_end(g->relays, code, msg);
+}
+
+void relay_tick_grant(broker_grant_t *g) {
+  for (relay_t *r = g->relays; r; r = r->gnext)
+    if (r->rec) broker_rec_tick(r->rec);
+}
+
+/* The recording caught up with the output: the console's credit goes on to the device. */
+static void rec_drained(relay_t *r) {
+  if (!r->held_credit || !r->ach || r->ach->state != TT_CH_OPEN) return;
+  uint32_t n = r->held_credit > UINT32_MAX ? UINT32_MAX : (uint32_t)r->held_credit;
+  r->held_credit -= n;
+  if (tt_mux_grant(&r->agent->link->mux, r->ach, n)) {
+    relay_end(r, TT_EFULL, "relay could not pass credit on");
+    return;
+  }
+  tt_link_flush(r->agent->link);
+}
+
+static void rec_failed(relay_t *r, const char *why) { relay_end(r, TT_EIO, why); }
+
+static const broker_rec_owner_t rec_owner = {.on_drain = rec_drained, .on_fail = rec_failed};
 
 static tt_chan_t *other_side(relay_t *r, tt_chan_t *ch, tt_link_t **link) {
   if (ch == r->cch) {
@@ -78,28 +164,94 @@ static uint32_t pending_for(const broker_t *b, const char *name) {
   return n;
 }
 
+/* SHELL and EXEC run under a session: msg->session must be a live grant of this person on
+ * this device with shell access, and the terminal or command must be within limits. NULL
+ * with *code and why filled in otherwise. */
+static broker_grant_t *session_check(broker_conn_t *c, const char *dev, const Tether__ChannelOpen *msg, int *code,
+                                     char *why, size_t cap) {
+  *code = TT_EINVAL;
+  if (msg->cols > TT_TERM_DIM_MAX || msg->rows > TT_TERM_DIM_MAX) {
+    snprintf(why, cap, "terminal size %ux%u is out of range (at most %u)", msg->cols, msg->rows, TT_TERM_DIM_MAX);
+    return NULL;
+  }
+  if (!tt_text_valid(msg->term, TT_TERM_NAME_MAX)) {
+    snprintf(why, cap, "TERM is not valid text of at most %u bytes", TT_TERM_NAME_MAX);
+    return NULL;
+  }
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) {
+    bool ok = msg->n_argv > 0 && msg->n_argv <= TT_EXEC_ARGV_MAX;
+    for (size_t i = 0; ok && i < msg->n_argv; i++)
+      ok = msg->argv[i].len <= TT_EXEC_ARG_MAX && !memchr(msg->argv[i].data, 0, msg->argv[i].len);
+    if (!ok) {
+      snprintf(why, cap, "a command is 1..%u arguments of at most %u bytes, without NUL", TT_EXEC_ARGV_MAX,
+               TT_EXEC_ARG_MAX);
+      return NULL;
+    }
+  }
+  *code = TT_EDENIED;
+  if (msg->session == 0) {
+    snprintf(why, cap, "open a session first: tether session open");
+    return NULL;
+  }
+  broker_grant_t *g = broker_session_live(c->b, (int64_t)msg->session);
+  if (!g || strcmp(g->s.person, c->id.name) != 0 || strcmp(g->s.device, dev) != 0) {
+    snprintf(why, cap, "S-%" PRIu64 " is not a live session of yours on %s", msg->session, dev);
+    return NULL;
+  }
+  if (!(g->s.access & STORE_ACCESS_SHELL)) {
+    snprintf(why, cap, "S-%" PRIu64 " does not include shell access: open a session with --want shell",
+             msg->session);
+    return NULL;
+  }
+  return g;
+}
+
+/* Every open is checked here, in this order; the first refusal wins. */
+static const char *open_check(broker_conn_t *c, const Tether__ChannelOpen *msg, char *dev, broker_conn_t **a,
+                              broker_grant_t **g, int *code, char *why, size_t cap) {
+  if (c->id.role != TT_ROLE_TECHNICIAN && c->id.role != TT_ROLE_ADMIN) {
+    *code = TT_EDENIED;
+    return "only technicians and admins open channels";
+  }
+  if (tt_text_copy(dev, TT_NAME_MAX + 1, msg->device) || !dev[0]) {
+    *code = TT_EINVAL;
+    return "no valid device id";
+  }
+  if (pending_for(c->b, c->id.name) >= TT_PENDING_OPENS_MAX) {
+    *code = TT_EBUSY;
+    return "too many channel requests waiting for devices";
+  }
+  if (!(*a = broker_find_agent(c->b, dev))) {
+    snprintf(why, cap, "device %s is not connected", dev);
+    *code = TT_ENOTFOUND;
+    return why;
+  }
+  if (is_session_kind(msg->kind) && !(*g = session_check(c, dev, msg, code, why, cap))) return why;
+  return NULL;
+}
+
+/* The shell's recording starts with the channel: no file, no shell. */
+static int start_recording(relay_t *r, const Tether__ChannelOpen *msg, char *why, size_t cap) {
+  char term[TT_TERM_NAME_MAX + 1];
+  if (tt_text_copy(term, sizeof(term), msg->term) || !term[0]) snprintf(term, sizeof(term), "xterm-256color");
+  uint32_t cols = msg->cols ? msg->cols : 80, rows = msg->rows ? msg->rows : 24;
+  return broker_session_record(r->grant, r, &rec_owner, cols, rows, term, &r->rec, &r->rec_handle, why, cap);
+}
+
 void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   tt_link_t *l = tt_link_from_mux(m);
   broker_conn_t *c = l->data;
-  char dev[TT_NAME_MAX + 1], why[TT_NAME_MAX + 64];
-  const char *refusal = NULL;
+  char dev[TT_NAME_MAX + 1], why[TT_TEXT_MAX];
   int code = 0;
   broker_conn_t *a = NULL;
-  if (c->id.role != TT_ROLE_TECHNICIAN && c->id.role != TT_ROLE_ADMIN) {
-    code = TT_EDENIED, refusal = "only technicians and admins open channels";
-  } else if (tt_text_copy(dev, sizeof(dev), msg->device) || !dev[0]) {
-    code = TT_EINVAL, refusal = "no valid device id";
-  } else if (pending_for(c->b, c->id.name) >= TT_PENDING_OPENS_MAX) {
-    code = TT_EBUSY, refusal = "too many channel requests waiting for devices";
-  } else if (!(a = broker_find_agent(c->b, dev))) {
-    snprintf(why, sizeof(why), "device %s is not connected", dev);
-    code = TT_ENOTFOUND, refusal = why;
-  }
+  broker_grant_t *g = NULL;
+  const char *refusal = open_check(c, msg, dev, &a, &g, &code, why, sizeof(why));
   relay_t *r = refusal ? NULL : calloc(1, sizeof(*r));
   if (!refusal && !r) code = TT_ENOMEM, refusal = "out of memory";
   if (refusal) {
     if (c->id.role == TT_ROLE_TECHNICIAN || c->id.role == TT_ROLE_ADMIN)
-      broker_audit(c->b, c->id.name, "channel-refused", a ? a->id.name : "", "reason", refusal, AUDIT_END);
+      broker_audit(c->b, c->id.name, "channel-refused", a ? a->id.name : "", "kind", kind_name(msg->kind),
+                   "reason", refusal, AUDIT_END);
     tt_mux_reject(m, ch, code, refusal);
     tt_link_flush(l);
     if (++c->refusals >= TT_REFUSALS_MAX) tt_link_close(l, TT_EDENIED, "too many refused requests");
@@ -111,6 +263,11 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   fwd.device.len = 0;
   fwd.device.data = NULL;
   fwd.requester = tt_text(c->id.name);
+  /* The device learns the session from us, never from the console's word. */
+  fwd.session = g ? (uint64_t)g->s.id : 0;
+  fwd.ticket = g ? (uint64_t)g->s.ticket : 0;
+  /* A shell's output is recorded as it passes: it must come uncompressed. */
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) fwd.compression = 0;
   tt_chan_t *ach;
   /* The device may send the console at most this much before credit returns: it waits in the
    * console's queue here, so it comes out of the console connection's budget. */
@@ -128,6 +285,7 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   r->agent = a;
   r->cch = ch;
   r->ach = ach;
+  r->kind = msg->kind;
   r->opened_ms = uv_now(b->loop);
   r->down_window = down;
   c->relay_window += down;
@@ -136,10 +294,16 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   if (b->pending) b->pending->prev = r;
   b->pending = r;
   ch->data = ach->data = r;
-  TT_INFO("relay", "channel requested", "requester=%s device=%s kind=%d", c->id.name, dev, (int)msg->kind);
-  char kind[16];
-  snprintf(kind, sizeof(kind), "%d", (int)msg->kind);
-  broker_audit(b, c->id.name, "channel-open", dev, "kind", kind, AUDIT_END);
+  if (g) grant_link(r, g);
+  char session[32] = "";
+  if (g) snprintf(session, sizeof(session), "S-%" PRId64, g->s.id);
+  TT_INFO("relay", "channel requested", "requester=%s device=%s kind=%s session=%s", c->id.name, dev,
+          kind_name(msg->kind), g ? session : "-");
+  broker_audit(b, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session, AUDIT_END);
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && start_recording(r, msg, why, sizeof(why))) {
+    relay_end(r, TT_EIO, why);
+    return;
+  }
   tt_link_flush(a->link);
 }
 
@@ -158,6 +322,49 @@ void relay_on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *ms
     return;
   }
   tt_link_flush(ol);
+  if (r->grant)
+    (void)!broker_ticket_event(r->b, r->grant->s.ticket, r->console->id.name, "channel-opened",
+                               "%s channel of S-%" PRId64 " opened%s", kind_name(r->kind), r->grant->s.id,
+                               r->rec ? " (recorded)" : "");
+}
+
+static void rec_error(relay_t *r, int rc) {
+  char why[TT_TEXT_MAX];
+  snprintf(why, sizeof(why), "recording failed (%s): the session cannot continue unrecorded", tt_strerror(rc));
+  relay_end(r, TT_EIO, why);
+}
+
+/* A console's in-band control on a recorded shell: a resize is an "r" event. Anything the
+ * recording does not use goes on as it came; the device checks it. */
+static int record_control(relay_t *r, const uint8_t *p, size_t n) {
+  if (n > TT_DATA_CHUNK_MAX) return 0;
+  Tether__ChannelControl *cc = tether__channel_control__unpack(NULL, n, p);
+  if (!cc) return 0;
+  int rc = 0;
+  if (cc->body_case == TETHER__CHANNEL_CONTROL__BODY_RESIZE && cc->resize && cc->resize->cols &&
+      cc->resize->rows && cc->resize->cols <= TT_TERM_DIM_MAX && cc->resize->rows <= TT_TERM_DIM_MAX)
+    rc = broker_rec_resize(r->rec, cc->resize->cols, cc->resize->rows);
+  tether__channel_control__free_unpacked(cc, NULL);
+  return rc;
+}
+
+/* Record what passes on a shell relay; nonzero = the relay was ended. */
+static int record_data(relay_t *r, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
+  int rc = 0;
+  if (ch == r->ach && !(flags & TT_FF_CTRL)) {
+    if (flags & TT_FF_ZSTD) {
+      relay_end(r, TT_EPROTO, "the device sent compressed shell output, which cannot be recorded");
+      return 1;
+    }
+    if (n) rc = broker_rec_output(r->rec, p, n);
+  } else if (ch == r->cch && (flags & TT_FF_CTRL)) {
+    rc = record_control(r, p, n);
+  }
+  if (rc) {
+    rec_error(r, rc);
+    return 1;
+  }
+  return 0;
 }
 
 void relay_on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
@@ -166,6 +373,7 @@ void relay_on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8
   if (!r) return;
   tt_chan_t *o = other_side(r, ch, &ol);
   if (!o || o->state != TT_CH_OPEN) return;
+  if (r->rec && record_data(r, ch, p, n, flags)) return;
   /* The window we granted this side is the one the other side granted us: this fits. */
   int rc = tt_mux_send(&ol->mux, o, p, n, flags);
   if (rc) {
@@ -184,6 +392,13 @@ void relay_on_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
   if (!r) return;
   tt_chan_t *o = other_side(r, ch, &ol);
   if (!o || o->state != TT_CH_OPEN) return;
+  /* A recording behind on the disk holds the shell: its output waits for the console's
+   * credit, which waits here until the disk catches up. */
+  if (r->rec && ch == r->cch && (r->held_credit || broker_rec_backlogged(r->rec))) {
+    r->held_credit += n;
+    if (!broker_rec_backlogged(r->rec)) rec_drained(r);
+    return;
+  }
   /* Credit that cannot be passed on would shrink the window for good: end the relay. */
   if (tt_mux_grant(&ol->mux, o, n)) {
     relay_end(r, TT_EFULL, "relay could not pass credit on");

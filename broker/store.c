@@ -1,5 +1,6 @@
 /* The broker's store on SQLite: devices, enrollment tokens, revocations, the hash-chained
- * audit log and help-desk tickets, in DATA_DIR/broker.db. All SQL of the broker is in this file. */
+ * audit log, help-desk tickets, sessions and recordings, in DATA_DIR/broker.db. All SQL of
+ * the broker is in this file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -109,6 +110,45 @@ static const char *const g_migrations[] = {
   "CREATE TRIGGER ticket_events_no_delete BEFORE DELETE ON ticket_events"
   "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
   "PRAGMA user_version = 2;",
+  /* 3: sessions (consented grants) and their shell recordings; who opened each ticket,
+   * taken for older tickets from their "created" event. A session or recording row is
+   * written once and then only ended: the end columns move from 0 exactly once. Recording
+   * ids name files, so they are never reused (AUTOINCREMENT). */
+  "ALTER TABLE tickets ADD COLUMN created_by TEXT NOT NULL DEFAULT '';"
+  "UPDATE tickets SET created_by = coalesce((SELECT e.actor FROM ticket_events e"
+  "  WHERE e.ticket = tickets.id AND e.kind = 'created' ORDER BY e.id LIMIT 1), '');"
+  "CREATE TABLE sessions("
+  "  id INTEGER PRIMARY KEY,"
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  device TEXT NOT NULL CHECK(device <> ''),"
+  "  person TEXT NOT NULL CHECK(person <> ''),"
+  "  access INTEGER NOT NULL CHECK(access BETWEEN 1 AND 7),"
+  "  started_ms INTEGER NOT NULL,"
+  "  expires_ms INTEGER NOT NULL DEFAULT 0 CHECK(expires_ms >= 0),"
+  "  unattended INTEGER NOT NULL DEFAULT 0 CHECK(unattended IN (0, 1)),"
+  "  consent_by TEXT NOT NULL DEFAULT '',"
+  "  ended_ms INTEGER NOT NULL DEFAULT 0 CHECK(ended_ms >= 0),"
+  "  ended_by TEXT NOT NULL DEFAULT '',"
+  "  end_reason TEXT NOT NULL DEFAULT ''"
+  ") STRICT;"
+  "CREATE INDEX sessions_live ON sessions(id) WHERE ended_ms = 0;"
+  "CREATE INDEX sessions_ticket ON sessions(ticket);"
+  "CREATE TABLE recordings("
+  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  session INTEGER NOT NULL REFERENCES sessions(id),"
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  device TEXT NOT NULL,"
+  "  person TEXT NOT NULL,"
+  "  path TEXT NOT NULL DEFAULT '',"
+  "  started_ms INTEGER NOT NULL,"
+  "  ended_ms INTEGER NOT NULL DEFAULT 0 CHECK(ended_ms >= 0),"
+  "  size INTEGER NOT NULL DEFAULT 0 CHECK(size >= 0),"
+  "  sha256 TEXT NOT NULL DEFAULT ''"
+  "    CHECK(sha256 = '' OR (length(sha256) = 64 AND NOT sha256 GLOB '*[^0-9a-f]*')),"
+  "  failed INTEGER NOT NULL DEFAULT 0 CHECK(failed IN (0, 1))"
+  ") STRICT;"
+  "CREATE INDEX recordings_session ON recordings(session, id);"
+  "PRAGMA user_version = 3;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 
@@ -136,12 +176,26 @@ typedef enum {
   ST_AUDIT_WALK,
   ST_TIX_INSERT,
   ST_TIX_UPDATE,
+  ST_TIX_RESPONDED,
   ST_TIX_GET,
   ST_TIX_LIST,
   ST_TIX_LIST_DEVICE,
   ST_TIX_LIST_ASSIGNEE,
   ST_TEV_INSERT,
   ST_TEV_LIST,
+  ST_TEV_TAIL,
+  ST_TEV_COUNT,
+  ST_SES_INSERT,
+  ST_SES_GRANT,
+  ST_SES_GET,
+  ST_SES_END,
+  ST_SES_END_ALL,
+  ST_REC_INSERT,
+  ST_REC_SET_PATH,
+  ST_REC_FINISH,
+  ST_REC_ABANDON,
+  ST_REC_GET,
+  ST_REC_LIST,
   ST__COUNT
 } store_stmt_t;
 
@@ -150,13 +204,17 @@ typedef enum {
 #define AUDIT_COLS "id, ts_ms, actor, action, target, detail, prev_hash, hash"
 #define TIX_COLS "id, device, requester, assignee, summary, external_id, priority, level, " \
                  "state, created_ms, updated_ms, first_response_due_ms, resolution_due_ms, " \
-                 "first_response_ms, resolved_ms"
+                 "first_response_ms, resolved_ms, created_by"
 /* Every list variant takes the same parameters: ?1 after_id, ?2 limit, ?3 assignee or NULL,
  * ?4 device or NULL, ?5..?7 the states wanted (-1 for a state not wanted). The variants
  * lead with the equality their index serves. */
 #define TIX_WHERE "id > ?1 AND state IN (?5, ?6, ?7) AND (?3 IS NULL OR assignee = ?3)" \
                   " AND (?4 IS NULL OR device = ?4) ORDER BY id LIMIT ?2"
 #define TEV_COLS "id, ticket, ts_ms, actor, kind, text"
+#define SES_COLS "id, ticket, device, person, access, started_ms, expires_ms, unattended, " \
+                 "consent_by, ended_ms, ended_by, end_reason"
+#define REC_COLS "id, session, ticket, device, person, path, started_ms, ended_ms, size, " \
+                 "sha256, failed"
 
 static const char *const g_sql[ST__COUNT] = {
   /* IMMEDIATE: take the write lock up front so a read-then-write never fails half way. */
@@ -191,12 +249,14 @@ static const char *const g_sql[ST__COUNT] = {
   [ST_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit ORDER BY id",
   [ST_TIX_INSERT] = "INSERT INTO tickets(device, requester, assignee, summary, external_id,"
                     " priority, level, state, created_ms, updated_ms, first_response_due_ms,"
-                    " resolution_due_ms, first_response_ms, resolved_ms)"
-                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
+                    " resolution_due_ms, first_response_ms, resolved_ms, created_by)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14)",
   [ST_TIX_UPDATE] = "UPDATE tickets SET assignee = ?2, priority = ?3, level = ?4, state = ?5,"
                     " summary = ?6, updated_ms = ?7, first_response_due_ms = ?8,"
                     " resolution_due_ms = ?9, first_response_ms = ?10, resolved_ms = ?11"
                     " WHERE id = ?1",
+  [ST_TIX_RESPONDED] = "UPDATE tickets SET first_response_ms = ?2 WHERE id = ?1"
+                       " AND first_response_ms = 0",
   [ST_TIX_GET] = "SELECT " TIX_COLS " FROM tickets WHERE id = ?1",
   [ST_TIX_LIST] = "SELECT " TIX_COLS " FROM tickets WHERE " TIX_WHERE,
   [ST_TIX_LIST_DEVICE] = "SELECT " TIX_COLS " FROM tickets WHERE device = ?4 AND " TIX_WHERE,
@@ -204,6 +264,28 @@ static const char *const g_sql[ST__COUNT] = {
   [ST_TEV_INSERT] = "INSERT INTO ticket_events(ticket, ts_ms, actor, kind, text)"
                     " VALUES(?1, ?2, ?3, ?4, ?5)",
   [ST_TEV_LIST] = "SELECT " TEV_COLS " FROM ticket_events WHERE ticket = ?1 ORDER BY id",
+  [ST_TEV_TAIL] = "SELECT * FROM (SELECT " TEV_COLS " FROM ticket_events WHERE ticket = ?1"
+                  " ORDER BY id DESC LIMIT ?2) ORDER BY id",
+  [ST_TEV_COUNT] = "SELECT count(*) FROM ticket_events WHERE ticket = ?1",
+  [ST_SES_INSERT] = "INSERT INTO sessions(ticket, device, person, access, started_ms, expires_ms,"
+                    " unattended, consent_by, ended_ms, ended_by, end_reason)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+  [ST_SES_GRANT] = "UPDATE sessions SET expires_ms = ?2, unattended = ?3, consent_by = ?4"
+                   " WHERE id = ?1 AND ended_ms = 0",
+  [ST_SES_GET] = "SELECT " SES_COLS " FROM sessions WHERE id = ?1",
+  [ST_SES_END] = "UPDATE sessions SET ended_ms = ?2, ended_by = ?3, end_reason = ?4"
+                 " WHERE id = ?1 AND ended_ms = 0",
+  [ST_SES_END_ALL] = "UPDATE sessions SET ended_ms = ?1, ended_by = 'broker',"
+                     " end_reason = 'broker restarted' WHERE ended_ms = 0",
+  [ST_REC_INSERT] = "INSERT INTO recordings(session, ticket, device, person, started_ms)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5)",
+  [ST_REC_SET_PATH] = "UPDATE recordings SET path = 'recordings/R-' || id || '.cast.zst'"
+                      " WHERE id = ?1",
+  [ST_REC_FINISH] = "UPDATE recordings SET ended_ms = ?2, size = ?3, sha256 = ?4, failed = ?5"
+                    " WHERE id = ?1 AND ended_ms = 0",
+  [ST_REC_ABANDON] = "UPDATE recordings SET ended_ms = ?1, failed = 1 WHERE ended_ms = 0",
+  [ST_REC_GET] = "SELECT " REC_COLS " FROM recordings WHERE id = ?1",
+  [ST_REC_LIST] = "SELECT " REC_COLS " FROM recordings WHERE session = ?1 ORDER BY id LIMIT ?2",
 };
 
 struct broker_store_s {
@@ -1000,6 +1082,7 @@ int store_ticket_add(broker_store_t *s, store_ticket_t *t, const char *actor, in
   bind_i64(st, 11, t->resolution_due_ms, &rc);
   bind_i64(st, 12, t->first_response_ms, &rc);
   bind_i64(st, 13, t->resolved_ms, &rc);
+  bind_text(st, 14, actor, &rc);
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   done(st);
   if (rc != SQLITE_DONE) ret = ticket_fail(s, "ticket_add", rc);
@@ -1015,6 +1098,7 @@ int store_ticket_add(broker_store_t *s, store_ticket_t *t, const char *actor, in
   t->level = level;
   t->created_ms = now_ms;
   t->updated_ms = now_ms;
+  snprintf(t->created_by, sizeof t->created_by, "%s", actor != NULL ? actor : "");
   return 0;
 }
 
@@ -1036,6 +1120,7 @@ static void ticket_from_row(sqlite3_stmt *st, store_ticket_t *t) {
   t->resolution_due_ms = sqlite3_column_int64(st, 12);
   t->first_response_ms = sqlite3_column_int64(st, 13);
   t->resolved_ms = sqlite3_column_int64(st, 14);
+  col_text(st, 15, t->created_by, sizeof t->created_by);
 }
 
 int store_ticket_get(broker_store_t *s, int64_t id, store_ticket_t *out) {
@@ -1082,6 +1167,33 @@ int store_ticket_update(broker_store_t *s, const store_ticket_t *t, const char *
   return ret;
 }
 
+/* An UPDATE guarded by "still live" changed nothing: say whether the row is missing or
+ * had ended. */
+static int not_live(broker_store_t *s, store_stmt_t which, int64_t id, const char *op) {
+  sqlite3_stmt *st = s->st[which];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc == SQLITE_ROW) return TT_ESTATE;
+  if (rc == SQLITE_DONE) return TT_ENOTFOUND;
+  return sql_fail(s, op, rc);
+}
+
+int store_ticket_responded(broker_store_t *s, int64_t id, int64_t now_ms) {
+  if (now_ms <= 0) return TT_EINVAL;
+  sqlite3_stmt *st = s->st[ST_TIX_RESPONDED];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  bind_i64(st, 2, now_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return sql_fail(s, "ticket_responded", rc);
+  if (sqlite3_changes(s->db) > 0) return 0;
+  int ret = not_live(s, ST_TIX_GET, id, "ticket_responded");
+  return ret == TT_ESTATE ? 0 : ret; /* there, and answered before */
+}
+
 /* One INSERT is its own transaction. */
 int store_ticket_event_add(broker_store_t *s, int64_t ticket, int64_t ts_ms, const char *actor,
                            const char *kind, const char *text) {
@@ -1121,10 +1233,9 @@ int store_ticket_list(broker_store_t *s, const store_ticket_filter_t *f, store_t
   return ret;
 }
 
-int store_ticket_events(broker_store_t *s, int64_t ticket, store_ticket_event_cb cb, void *ctx) {
-  sqlite3_stmt *st = s->st[ST_TEV_LIST];
-  int rc = SQLITE_OK;
-  bind_i64(st, 1, ticket, &rc);
+/* Walk an events statement whose parameters are bound (rc says whether binding worked). */
+static int events_walk(broker_store_t *s, sqlite3_stmt *st, int rc, store_ticket_event_cb cb,
+                       void *ctx) {
   int ret = 0;
   while (rc == SQLITE_OK || rc == SQLITE_ROW) {
     rc = sqlite3_step(st);
@@ -1143,4 +1254,274 @@ int store_ticket_events(broker_store_t *s, int64_t ticket, store_ticket_event_cb
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "ticket_events", rc);
   return ret;
+}
+
+int store_ticket_events(broker_store_t *s, int64_t ticket, store_ticket_event_cb cb, void *ctx) {
+  sqlite3_stmt *st = s->st[ST_TEV_LIST];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, ticket, &rc);
+  return events_walk(s, st, rc, cb, ctx);
+}
+
+/* A ticket's timeline grows with every session and channel; showing it reads only the tail
+ * the answer can carry. */
+int store_ticket_events_tail(broker_store_t *s, int64_t ticket, uint32_t limit,
+                             store_ticket_event_cb cb, void *ctx, uint32_t *total) {
+  *total = 0;
+  sqlite3_stmt *st = s->st[ST_TEV_COUNT];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, ticket, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *total = (uint32_t)sqlite3_column_int64(st, 0);
+  done(st);
+  if (rc != SQLITE_ROW) return sql_fail(s, "ticket_events_count", rc);
+  st = s->st[ST_TEV_TAIL];
+  rc = SQLITE_OK;
+  bind_i64(st, 1, ticket, &rc);
+  bind_i64(st, 2, limit == 0 ? -1 : (int64_t)limit, &rc);
+  return events_walk(s, st, rc, cb, ctx);
+}
+
+/* ---- sessions ---------------------------------------------------------------------------- */
+
+static int session_fields(const store_session_t *x) {
+  if (strnlen(x->device, sizeof x->device) == sizeof x->device ||
+      strnlen(x->person, sizeof x->person) == sizeof x->person ||
+      strnlen(x->consent_by, sizeof x->consent_by) == sizeof x->consent_by ||
+      strnlen(x->ended_by, sizeof x->ended_by) == sizeof x->ended_by ||
+      strnlen(x->end_reason, sizeof x->end_reason) == sizeof x->end_reason)
+    return TT_ETOOBIG;
+  return 0;
+}
+
+int store_session_add(broker_store_t *s, store_session_t *sess) {
+  int ret = session_fields(sess);
+  if (ret != 0) return ret;
+  sqlite3_stmt *st = s->st[ST_SES_INSERT];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, sess->ticket, &rc);
+  bind_field(st, 2, sess->device, sizeof sess->device, &rc);
+  bind_field(st, 3, sess->person, sizeof sess->person, &rc);
+  bind_i64(st, 4, (int64_t)sess->access, &rc);
+  bind_i64(st, 5, sess->started_ms, &rc);
+  bind_i64(st, 6, sess->expires_ms, &rc);
+  bind_i64(st, 7, sess->unattended ? 1 : 0, &rc);
+  bind_field(st, 8, sess->consent_by, sizeof sess->consent_by, &rc);
+  bind_i64(st, 9, sess->ended_ms, &rc);
+  bind_field(st, 10, sess->ended_by, sizeof sess->ended_by, &rc);
+  bind_field(st, 11, sess->end_reason, sizeof sess->end_reason, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return ticket_fail(s, "session_add", rc);
+  sess->id = (int64_t)sqlite3_last_insert_rowid(s->db);
+  return 0;
+}
+
+int store_session_grant(broker_store_t *s, int64_t id, int64_t expires_ms, bool unattended,
+                        const char *consent_by) {
+  if (consent_by != NULL && strlen(consent_by) >= STORE_NAME_MAX) return TT_ETOOBIG;
+  if (expires_ms < 0) return TT_EINVAL;
+  sqlite3_stmt *st = s->st[ST_SES_GRANT];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  bind_i64(st, 2, expires_ms, &rc);
+  bind_i64(st, 3, unattended ? 1 : 0, &rc);
+  bind_text(st, 4, consent_by, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return ticket_fail(s, "session_grant", rc);
+  return sqlite3_changes(s->db) == 0 ? not_live(s, ST_SES_GET, id, "session_grant") : 0;
+}
+
+int store_session_get(broker_store_t *s, int64_t id, store_session_t *out) {
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = s->st[ST_SES_GET];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc == SQLITE_ROW) {
+    out->id = sqlite3_column_int64(st, 0);
+    out->ticket = sqlite3_column_int64(st, 1);
+    col_text(st, 2, out->device, sizeof out->device);
+    col_text(st, 3, out->person, sizeof out->person);
+    out->access = (unsigned)sqlite3_column_int(st, 4);
+    out->started_ms = sqlite3_column_int64(st, 5);
+    out->expires_ms = sqlite3_column_int64(st, 6);
+    out->unattended = sqlite3_column_int(st, 7) != 0;
+    col_text(st, 8, out->consent_by, sizeof out->consent_by);
+    out->ended_ms = sqlite3_column_int64(st, 9);
+    col_text(st, 10, out->ended_by, sizeof out->ended_by);
+    col_text(st, 11, out->end_reason, sizeof out->end_reason);
+  } else if (rc == SQLITE_DONE) {
+    ret = TT_ENOTFOUND;
+  } else {
+    ret = sql_fail(s, "session_get", rc);
+  }
+  done(st);
+  return ret;
+}
+
+int store_session_end(broker_store_t *s, int64_t id, int64_t now_ms, const char *by,
+                      const char *reason) {
+  if (now_ms <= 0) return TT_EINVAL;
+  if ((by != NULL && strlen(by) >= STORE_NAME_MAX) ||
+      (reason != NULL && strlen(reason) >= STORE_TEXT_MAX))
+    return TT_ETOOBIG;
+  sqlite3_stmt *st = s->st[ST_SES_END];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  bind_i64(st, 2, now_ms, &rc);
+  bind_text(st, 3, by, &rc);
+  bind_text(st, 4, reason, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return sql_fail(s, "session_end", rc);
+  return sqlite3_changes(s->db) == 0 ? not_live(s, ST_SES_GET, id, "session_end") : 0;
+}
+
+/* Both updates in one transaction: a restart either closes out everything the last broker
+ * left open or nothing. */
+int store_session_end_all(broker_store_t *s, int64_t now_ms, uint32_t *count) {
+  *count = 0;
+  if (now_ms <= 0) return TT_EINVAL;
+  int ret = tx_begin(s);
+  if (ret != 0) return ret;
+  sqlite3_stmt *st = s->st[ST_SES_END_ALL];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, now_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  int sessions = sqlite3_changes(s->db), recordings = 0;
+  if (rc == SQLITE_DONE) {
+    st = s->st[ST_REC_ABANDON];
+    rc = SQLITE_OK;
+    bind_i64(st, 1, now_ms, &rc);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    done(st);
+    recordings = sqlite3_changes(s->db);
+  }
+  ret = rc == SQLITE_DONE ? tx_commit(s) : sql_fail(s, "session_end_all", rc);
+  if (ret != 0) {
+    tx_rollback(s);
+    return ret;
+  }
+  if (recordings > 0)
+    TT_WARN(MOD, "recordings left unfinished by the last broker marked failed", "count=%d",
+            recordings);
+  *count = (uint32_t)sessions;
+  return 0;
+}
+
+/* ---- recordings -------------------------------------------------------------------------- */
+
+static void recording_from_row(sqlite3_stmt *st, store_recording_t *r) {
+  memset(r, 0, sizeof *r);
+  r->id = sqlite3_column_int64(st, 0);
+  r->session = sqlite3_column_int64(st, 1);
+  r->ticket = sqlite3_column_int64(st, 2);
+  col_text(st, 3, r->device, sizeof r->device);
+  col_text(st, 4, r->person, sizeof r->person);
+  col_text(st, 5, r->path, sizeof r->path);
+  r->started_ms = sqlite3_column_int64(st, 6);
+  r->ended_ms = sqlite3_column_int64(st, 7);
+  r->size = sqlite3_column_int64(st, 8);
+  col_text(st, 9, r->sha256, sizeof r->sha256);
+  r->failed = sqlite3_column_int(st, 10) != 0;
+}
+
+/* The path is made from the id SQLite chose, in the same transaction as the row. */
+int store_recording_add(broker_store_t *s, store_recording_t *r) {
+  if (strnlen(r->device, sizeof r->device) == sizeof r->device ||
+      strnlen(r->person, sizeof r->person) == sizeof r->person)
+    return TT_ETOOBIG;
+  int ret = tx_begin(s);
+  if (ret != 0) return ret;
+  sqlite3_stmt *st = s->st[ST_REC_INSERT];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, r->session, &rc);
+  bind_i64(st, 2, r->ticket, &rc);
+  bind_field(st, 3, r->device, sizeof r->device, &rc);
+  bind_field(st, 4, r->person, sizeof r->person, &rc);
+  bind_i64(st, 5, r->started_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) ret = ticket_fail(s, "recording_add", rc);
+  int64_t id = ret == 0 ? (int64_t)sqlite3_last_insert_rowid(s->db) : 0;
+  if (ret == 0) {
+    st = s->st[ST_REC_SET_PATH];
+    rc = SQLITE_OK;
+    bind_i64(st, 1, id, &rc);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    done(st);
+    if (rc != SQLITE_DONE) ret = sql_fail(s, "recording_add", rc);
+  }
+  if (ret == 0) ret = tx_commit(s);
+  if (ret != 0) {
+    tx_rollback(s);
+    return ret;
+  }
+  r->id = id;
+  r->ended_ms = 0;
+  r->size = 0;
+  r->sha256[0] = '\0';
+  r->failed = false;
+  snprintf(r->path, sizeof r->path, "recordings/R-%lld.cast.zst", (long long)id);
+  return 0;
+}
+
+static bool sha256_hex_valid(const char *h) {
+  if (strlen(h) != 64) return false;
+  for (size_t i = 0; i < 64; i++)
+    if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f'))) return false;
+  return true;
+}
+
+int store_recording_finish(broker_store_t *s, int64_t id, int64_t ended_ms, int64_t size,
+                           const char *sha256_hex, bool failed) {
+  const char *h = sha256_hex != NULL ? sha256_hex : "";
+  if (ended_ms <= 0 || size < 0 || (h[0] != '\0' && !sha256_hex_valid(h))) return TT_EINVAL;
+  sqlite3_stmt *st = s->st[ST_REC_FINISH];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  bind_i64(st, 2, ended_ms, &rc);
+  bind_i64(st, 3, size, &rc);
+  bind_text(st, 4, h, &rc);
+  bind_i64(st, 5, failed ? 1 : 0, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return ticket_fail(s, "recording_finish", rc);
+  return sqlite3_changes(s->db) == 0 ? not_live(s, ST_REC_GET, id, "recording_finish") : 0;
+}
+
+int store_recording_get(broker_store_t *s, int64_t id, store_recording_t *out) {
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = s->st[ST_REC_GET];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc == SQLITE_ROW) recording_from_row(st, out);
+  else if (rc == SQLITE_DONE) ret = TT_ENOTFOUND;
+  else ret = sql_fail(s, "recording_get", rc);
+  done(st);
+  return ret;
+}
+
+int store_recording_list(broker_store_t *s, int64_t session, store_recording_t *out, uint32_t cap,
+                         uint32_t *n) {
+  *n = 0;
+  if (cap == 0) return 0;
+  sqlite3_stmt *st = s->st[ST_REC_LIST];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, session, &rc);
+  bind_i64(st, 2, (int64_t)cap, &rc);
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW || *n >= cap) break;
+    recording_from_row(st, &out[*n]);
+    (*n)++;
+  }
+  done(st);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sql_fail(s, "recording_list", rc);
 }

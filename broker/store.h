@@ -135,6 +135,7 @@ typedef struct {
   int64_t resolution_due_ms;
   int64_t first_response_ms;           /* 0 = no response yet */
   int64_t resolved_ms;                 /* 0 = not resolved */
+  char created_by[STORE_NAME_MAX];     /* the actor of store_ticket_add (schema 3); read only */
 } store_ticket_t;
 
 typedef struct {
@@ -159,6 +160,9 @@ int store_ticket_get(broker_store_t *s, int64_t id, store_ticket_t *out) TT_WUR;
  * an empty kind; TT_ETOOBIG for a field too long to list back. Nothing is written on error. */
 int store_ticket_update(broker_store_t *s, const store_ticket_t *t, const char *actor,
                         const char *kind, const char *text, int64_t now_ms) TT_WUR;
+/* Set first_response_ms = now_ms if it is still 0 (no event: the caller's own event says
+ * what the response was). 0 also when it was set already; TT_ENOTFOUND if no such ticket. */
+int store_ticket_responded(broker_store_t *s, int64_t id, int64_t now_ms) TT_WUR;
 /* An event on its own (a comment, session-opened, consent-given). TT_ENOTFOUND if no such
  * ticket; TT_EINVAL for an empty kind; TT_ETOOBIG for a field too long to list back. */
 int store_ticket_event_add(broker_store_t *s, int64_t ticket, int64_t ts_ms, const char *actor,
@@ -179,5 +183,77 @@ int store_ticket_list(broker_store_t *s, const store_ticket_filter_t *f, store_t
 /* A ticket's timeline in id order; same callback rules. No events (or no ticket) = no calls. */
 typedef int (*store_ticket_event_cb)(void *ctx, const store_ticket_event_t *e);
 int store_ticket_events(broker_store_t *s, int64_t ticket, store_ticket_event_cb cb, void *ctx) TT_WUR;
+/* The newest `limit` events of a ticket (0 = all), oldest first; *total = all its events. */
+int store_ticket_events_tail(broker_store_t *s, int64_t ticket, uint32_t limit,
+                             store_ticket_event_cb cb, void *ctx, uint32_t *total) TT_WUR;
+
+/* ---- sessions and recordings (schema 3) ---------------------------------------------- */
+/* A session is a consented grant: one person, one device, one ticket, some access, until
+ * expires_ms or until ended. Users see S-<id>; recordings R-<id>. */
+#define STORE_ACCESS_SHELL 1u
+#define STORE_ACCESS_FILES 2u
+#define STORE_ACCESS_DIAG 4u
+
+typedef struct {
+  int64_t id;                          /* filled in by store_session_add */
+  int64_t ticket;
+  char device[STORE_NAME_MAX];
+  char person[STORE_NAME_MAX];
+  unsigned access;                     /* STORE_ACCESS_* bits */
+  int64_t started_ms;
+  int64_t expires_ms;
+  bool unattended;
+  char consent_by[STORE_NAME_MAX];     /* local user who said yes, "" if unattended */
+  int64_t ended_ms;                    /* 0 = live */
+  char ended_by[STORE_NAME_MAX];
+  char end_reason[STORE_TEXT_MAX];
+} store_session_t;
+
+/* Insert a session as given (asked for: expires_ms 0 until granted); sets sess->id.
+ * TT_ENOTFOUND if the ticket does not exist; TT_EINVAL for access outside 1..7 or an empty
+ * device or person; TT_ETOOBIG for a text field without its NUL. */
+int store_session_add(broker_store_t *s, store_session_t *sess) TT_WUR;
+/* Consent came: record the grant (expiry, unattended, who said yes). TT_ENOTFOUND if no
+ * such session, TT_ESTATE if it has ended. */
+int store_session_grant(broker_store_t *s, int64_t id, int64_t expires_ms, bool unattended,
+                        const char *consent_by) TT_WUR;
+int store_session_get(broker_store_t *s, int64_t id, store_session_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* Mark ended (only if still live: TT_ESTATE if it had ended already; TT_ENOTFOUND if no
+ * such session; now_ms must be > 0, as 0 means live). */
+int store_session_end(broker_store_t *s, int64_t id, int64_t now_ms, const char *by,
+                      const char *reason) TT_WUR;
+/* At start: every session still marked live ended when the broker last stopped; mark them
+ * ended (by "broker", reason "broker restarted") and return how many. Recordings still
+ * marked as being written died with that broker too: they are marked failed (ended_ms =
+ * now, size 0 and sha256 "": unknown; the partial file stays for an admin to look at). */
+int store_session_end_all(broker_store_t *s, int64_t now_ms, uint32_t *count) TT_WUR;
+
+typedef struct {
+  int64_t id;
+  int64_t session;
+  int64_t ticket;
+  char device[STORE_NAME_MAX];
+  char person[STORE_NAME_MAX];
+  char path[512];                      /* relative to the data dir: recordings/R-<id>.cast.zst */
+  int64_t started_ms;
+  int64_t ended_ms;                    /* 0 = still being written (or the broker died) */
+  int64_t size;                        /* compressed bytes, when ended */
+  char sha256[65];                     /* hex, when ended */
+  bool failed;                         /* writing failed (disk full...): the file is partial */
+} store_recording_t;
+
+/* Insert (session, ticket, device, person, started_ms are used; ended_ms 0); sets r->id and
+ * r->path ("recordings/R-<id>.cast.zst"). TT_ENOTFOUND if the session or ticket does not
+ * exist. Ids are never reused, so a new id never names an old file. */
+int store_recording_add(broker_store_t *s, store_recording_t *r) TT_WUR;
+/* Once: TT_ESTATE if it was finished already, TT_ENOTFOUND if no such recording, TT_EINVAL
+ * for a sha256 that is not 64 lowercase hex digits (NULL or "" = unknown, for a failure),
+ * a negative size, or ended_ms <= 0. */
+int store_recording_finish(broker_store_t *s, int64_t id, int64_t ended_ms, int64_t size,
+                           const char *sha256_hex, bool failed) TT_WUR;
+int store_recording_get(broker_store_t *s, int64_t id, store_recording_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* A session's recordings in id order, at most cap; *n = how many were written to out. */
+int store_recording_list(broker_store_t *s, int64_t session, store_recording_t *out, uint32_t cap,
+                         uint32_t *n) TT_WUR;
 
 #endif

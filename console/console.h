@@ -32,6 +32,21 @@ typedef struct {
   char audit_since[64];            /* audit: ISO-8601 UTC or a duration back from now */
   char audit_device[TT_NAME_MAX + 1];
   int64_t audit_limit;
+  /* tickets */
+  char summary[TT_TEXT_MAX + 1];
+  char requester[TT_TEXT_MAX + 1];
+  char priority[16];
+  char external_id[TT_NAME_MAX + 1];
+  char state[64];
+  int64_t level;
+  /* sessions, shell, exec */
+  char ticket[32];
+  char want[32];
+  int64_t for_ms;
+  /* replay, recording export */
+  char speed[32];
+  int64_t idle_max_ms;
+  int64_t index;
   int log_level;
 } console_cfg_t;
 
@@ -39,6 +54,8 @@ typedef struct {
 enum {
   CONSOLE_SW_JSON = 1u << 0,
   CONSOLE_SW_ONLINE = 1u << 1,
+  CONSOLE_SW_MINE = 1u << 2,
+  CONSOLE_SW_ALL = 1u << 3,
 };
 
 typedef struct console_s console_t;
@@ -60,6 +77,14 @@ typedef struct {
   /* Optional: the broker answered ERR_NOT_FOUND. Print the one line and finish; when NULL
    * the broker's message is printed like any other error. */
   void (*on_not_found)(console_t *c);
+  /* Optional: channel callbacks for this command (default: console_mux_cbs). */
+  const tt_mux_cbs_t *mux;
+  /* Optional: runs after the connection is closed, when the command succeeded (replay
+   * plays what it fetched without a broker to keep alive). Returns the exit code. */
+  int (*after)(console_t *c);
+  /* ERR_DENIED is printed as the broker's message alone ("the employee refused access"),
+   * not as "permission denied: ...". */
+  bool denied_plain;
 } console_cmd_t;
 
 struct console_s {
@@ -71,12 +96,17 @@ struct console_s {
   tt_cli_args_t args;
   const char *const *arg; /* the command's positional arguments (after its word(s)) */
   int narg;
+  char **rest;      /* exec: the words after `--` */
+  int nrest;
   bool json;
   bool online;      /* --online */
+  bool mine;        /* --mine */
+  bool all;         /* --all */
   bool welcomed;
   bool done;        /* the command finished; a close now is expected */
   int exit_code;
   uv_timer_t timeout;
+  uint64_t timeout_ms; /* what the armed answer timeout waits */
   uint32_t last_id;  /* id of the last request sent */
   uint32_t pending;  /* id of the request awaiting an answer, 0 = none */
   Tether__Response__BodyCase expect;
@@ -91,6 +121,10 @@ void console_fail(console_t *c, const char *fmt, ...) TT_PRINTF(2, 3);
 /* (Re)start the wait for the broker's next answer: --timeout bounds each answer, not a
  * whole listing, so an export of many pages runs as long as the broker keeps answering. */
 void console_arm_timeout(console_t *c);
+/* The same for one answer that may take longer (a consent prompt). */
+void console_arm_timeout_ms(console_t *c, uint64_t ms);
+/* Put the terminal back as it was (cmd_shell.c); safe to call any time, from anywhere. */
+void console_tty_restore(void);
 /* Before connecting: print "tether: <msg>" on stderr; returns 2 (the usage exit code). */
 int console_usage_error(const char *fmt, ...) TT_PRINTF(1, 2);
 
@@ -127,6 +161,12 @@ void console_ago(char *dst, size_t cap, uint64_t unix_ms, uint64_t now_ms);
 uint64_t console_now_ms(void);
 /* "2026-11-23T18:00:00Z" (seconds and fraction optional, or a bare date) -> unix ms. */
 int console_parse_iso(const char *s, uint64_t *unix_ms) TT_WUR;
+/* "T-3", "t-3" or "3" (letter 'T') -> 3. Ids are 1..2^53. TT_EINVAL otherwise. With
+ * need_prefix the letter is required. */
+int console_parse_id(const char *s, char letter, bool need_prefix, uint64_t *id) TT_WUR;
+/* A duration for people: "45s", "30m", "2h", "3d" (largest unit that fits, rounded down),
+ * "2h30m" when it has minutes too. */
+void console_duration(char *dst, size_t cap, uint64_t ms);
 
 extern const console_cmd_t console_cmd_devices;
 extern const console_cmd_t console_cmd_device_show;
@@ -137,6 +177,33 @@ extern const console_cmd_t console_cmd_audit;
 extern const console_cmd_t console_cmd_audit_verify;
 extern const console_cmd_t console_cmd_speedtest;
 extern const console_cmd_t console_cmd_ping;
+extern const console_cmd_t console_cmd_ticket_new;
+extern const console_cmd_t console_cmd_tickets;
+extern const console_cmd_t console_cmd_ticket_show;
+extern const console_cmd_t console_cmd_ticket_assign;
+extern const console_cmd_t console_cmd_ticket_escalate;
+extern const console_cmd_t console_cmd_ticket_comment;
+extern const console_cmd_t console_cmd_ticket_resolve;
+extern const console_cmd_t console_cmd_ticket_close;
+extern const console_cmd_t console_cmd_ticket_reopen;
+extern const console_cmd_t console_cmd_session_open;
+extern const console_cmd_t console_cmd_sessions;
+extern const console_cmd_t console_cmd_session_end;
+extern const console_cmd_t console_cmd_shell;
+extern const console_cmd_t console_cmd_exec;
+extern const console_cmd_t console_cmd_replay;
+extern const console_cmd_t console_cmd_recording_export;
 extern const tt_mux_cbs_t console_mux_cbs;
+
+/* cmd_session.c: shared by session open, shell and exec. */
+/* --want words ("shell,files,diag") -> Access bits; TT_EINVAL on an unknown word. */
+int console_access_parse(const char *s, uint32_t *access) TT_WUR;
+/* "shell,files" for Access bits. */
+void console_access_words(char *dst, size_t cap, uint32_t access);
+/* Ask the broker for a session (or a live one to reuse) on device under ticket; the
+ * answer (body session) reaches the command's on_response. Waits for the employee: the
+ * answer timeout is TT_CONSENT_DEADLINE_MS + 5 s for this request. */
+int console_session_request(console_t *c, const char *device, uint64_t ticket, uint32_t access,
+                            uint64_t duration_ms) TT_WUR;
 
 #endif

@@ -31,15 +31,39 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("token.uses", "uses", TT_CONF_INT, token_uses, 1, 100000, "1",
         "token new: how many devices may enroll with it"),
     OPT("token.note", "note", TT_CONF_STR, token_note, 0, TT_TEXT_MAX, NULL,
-        "token new: a note kept with the token (who it is for)"),
+        "token new: a note kept with the token (who it is for); ticket resolve: a note"),
     OPT("revoke.reason", "reason", TT_CONF_STR, revoke_reason, 0, TT_TEXT_MAX, NULL,
         "revoke: why, for the audit log"),
     OPT("audit.since", "since", TT_CONF_STR, audit_since, 0, 63, NULL,
         "audit: entries from this time on: 2026-11-23T18:00:00Z, or back from now: 30m, 2h, 7d"),
     OPT("audit.device", "device", TT_CONF_STR, audit_device, 0, TT_NAME_MAX, NULL,
-        "audit: only entries with this device (or person) as actor or target"),
+        "audit: only entries with this device (or person) as actor or target; tickets: only "
+        "this device's; ticket new, session open: the device"),
     OPT("audit.limit", "limit", TT_CONF_INT, audit_limit, 0, CONSOLE_AUDIT_LIMIT_MAX, "0",
         "audit: print at most this many entries (0 = all)"),
+    OPT("ticket.summary", "summary", TT_CONF_STR, summary, 0, TT_TEXT_MAX, NULL,
+        "ticket new: what is wrong, one line"),
+    OPT("ticket.requester", "requester", TT_CONF_STR, requester, 0, TT_TEXT_MAX, NULL,
+        "ticket new: who asked for help"),
+    OPT("ticket.priority", "priority", TT_CONF_STR, priority, 0, 15, NULL,
+        "ticket new: low|normal|high|urgent (default: normal)"),
+    OPT("ticket.external_id", "external-id", TT_CONF_STR, external_id, 0, TT_NAME_MAX, NULL,
+        "ticket new: the ticket's id in another system"),
+    OPT("tickets.state", "state", TT_CONF_STR, state, 0, 63, "open",
+        "tickets: open|resolved|closed|all, or several: open,resolved"),
+    OPT("ticket.level", "level", TT_CONF_INT, level, 0, 3, "0", "ticket escalate: the support level, 2 or 3"),
+    OPT("session.ticket", "ticket", TT_CONF_STR, ticket, 0, 31, NULL,
+        "session open, shell, exec: the ticket the work is for (T-3)"),
+    OPT("session.want", "want", TT_CONF_STR, want, 0, 31, NULL,
+        "session open: access to ask for: shell, files, diag (comma-separated)"),
+    OPT("session.for", "for", TT_CONF_DURATION, for_ms, 0, (int64_t)TT_SESSION_DURATION_MAX_MS, NULL,
+        "session open, shell, exec: how long the session may last (default: the broker's, 30m)"),
+    OPT("replay.speed", "speed", TT_CONF_STR, speed, 1, 31, "1",
+        "replay: play this many times faster (0 = no waiting)"),
+    OPT("replay.idle_max", "idle-max", TT_CONF_DURATION, idle_max_ms, 0, 86400000, "0",
+        "replay: shorten pauses to at most this (0 = play them as recorded)"),
+    OPT("recording.index", "index", TT_CONF_INT, index, 0, 1000000, "0",
+        "recording export: which of the session's recordings (0 = the first)"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(console_cfg_t, log_level), sizeof(int), 0, 0,
      "error", "debug|info|warn|error", "log verbosity (the console prints its own one-line errors)"},
 };
@@ -48,19 +72,30 @@ static const tt_conf_opt_t console_opts[] = {
 /* In --help order. Commands sharing a first word are told apart by their second (sub);
  * one without a sub takes what is left ("audit" besides "audit verify"). */
 static const console_cmd_t *const commands[] = {
-    &console_cmd_devices,       &console_cmd_device_show,   &console_cmd_ping,
-    &console_cmd_speedtest,     &console_cmd_token_new,     &console_cmd_revoke_device,
-    &console_cmd_revoke_person, &console_cmd_audit,         &console_cmd_audit_verify,
+    &console_cmd_devices,         &console_cmd_device_show,      &console_cmd_ticket_new,
+    &console_cmd_tickets,         &console_cmd_ticket_show,      &console_cmd_ticket_assign,
+    &console_cmd_ticket_escalate, &console_cmd_ticket_comment,   &console_cmd_ticket_resolve,
+    &console_cmd_ticket_close,    &console_cmd_ticket_reopen,    &console_cmd_session_open,
+    &console_cmd_sessions,        &console_cmd_session_end,      &console_cmd_shell,
+    &console_cmd_exec,            &console_cmd_replay,           &console_cmd_recording_export,
+    &console_cmd_ping,            &console_cmd_speedtest,        &console_cmd_token_new,
+    &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_audit,
+    &console_cmd_audit_verify,
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
 /* Bit i is CONSOLE_SW_*: keep in that order. */
-static const char *const switches[] = {"json", "online", NULL};
+static const char *const switches[] = {"json", "online", "mine", "all", NULL};
 
 static void on_timeout(uv_timer_t *t);
 
 void console_arm_timeout(console_t *c) {
-  uv_timer_start(&c->timeout, on_timeout, (uint64_t)c->cfg.timeout_ms, 0);
+  console_arm_timeout_ms(c, (uint64_t)c->cfg.timeout_ms);
+}
+
+void console_arm_timeout_ms(console_t *c, uint64_t ms) {
+  c->timeout_ms = ms;
+  uv_timer_start(&c->timeout, on_timeout, ms, 0);
 }
 
 int console_usage_error(const char *fmt, ...) {
@@ -85,6 +120,7 @@ void console_fail(console_t *c, const char *fmt, ...) {
   if (c->done) return;
   va_list ap;
   va_start(ap, fmt);
+  console_tty_restore(); /* a shell's raw terminal would garble the line */
   fputs("tether: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
@@ -94,7 +130,8 @@ void console_fail(console_t *c, const char *fmt, ...) {
 
 static void on_timeout(uv_timer_t *t) {
   console_t *c = t->data;
-  console_fail(c, "no answer from the broker at %s within %lld ms", c->cfg.broker, (long long)c->cfg.timeout_ms);
+  console_fail(c, "no answer from the broker at %s within %llu ms", c->cfg.broker,
+               (unsigned long long)c->timeout_ms);
 }
 
 static void on_up(tt_link_t *l) {
@@ -184,14 +221,21 @@ static void usage(const tt_cli_t *cli) {
   char syn[160];
   tt_cli_help(cli, console_opts, NOPTS);
   printf("  --json            print JSON instead of a table (JSON lines for audit)\n"
-         "  --online          devices: only the ones connected now\n\ncommands:\n");
+         "  --online          devices: only the ones connected now\n"
+         "  --mine            tickets: only the ones assigned to you\n"
+         "  --all             sessions: everyone's (admins)\n"
+         "  --                exec: the command and its arguments follow\n\ncommands:\n");
   for (size_t i = 0; i < NCMDS; i++) {
     cmd_synopsis(commands[i], syn, sizeof(syn));
     if (strlen(syn) <= 40) printf("  %-40s %s\n", syn, commands[i]->help);
     else printf("  %s\n  %-40s %s\n", syn, "", commands[i]->help);
   }
-  printf("\nadmin commands (token, revoke, audit) need an admin certificate. Exit status: 0 done,\n"
-         "1 failed (one line on stderr says why), 2 bad usage.\n");
+  printf("\nTickets are T-<n>, sessions S-<n>, recordings R-<n> (T-3 or 3 both work where the\n"
+         "kind is clear). shell and exec open a session first (or reuse a live one): the person\n"
+         "at the device is asked and must agree. admin commands (token, revoke, audit) need an\n"
+         "admin certificate. Exit status: 0 done, 1 failed (one line on stderr says why), 2 bad\n"
+         "usage; shell and exec: the remote command's status (128+N for signal N), 255 when the\n"
+         "channel closed without one.\n");
 }
 
 /* The command named by the positional words, or NULL after printing why not. */
@@ -237,7 +281,19 @@ int main(int argc, char **argv) {
       .switches = switches,
   };
   signal(SIGPIPE, SIG_IGN);
-  if (tt_cli_parse(&cli, console_opts, NOPTS, &c.cfg, argc, argv, &c.args)) return 2;
+  /* Everything after the first `--` is exec's command, however many words and whatever
+   * they look like; for other commands those words are positional arguments. */
+  int dash = argc;
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--") == 0) {
+      dash = i;
+      break;
+    }
+  if (tt_cli_parse(&cli, console_opts, NOPTS, &c.cfg, dash, argv, &c.args)) return 2;
+  if (dash < argc) {
+    c.rest = argv + dash + 1;
+    c.nrest = argc - dash - 1;
+  }
   if (c.args.help) {
     usage(&cli);
     return 0;
@@ -252,6 +308,16 @@ int main(int argc, char **argv) {
   }
   c.cmd = find_command(&c.args);
   if (!c.cmd) return 2;
+  if (c.cmd != &console_cmd_exec && c.nrest > 0) {
+    for (int i = 0; i < c.nrest; i++) {
+      if (c.args.npos >= TT_CLI_POS_MAX) {
+        fprintf(stderr, "tether: too many arguments\n");
+        return 2;
+      }
+      c.args.pos[c.args.npos++] = c.rest[i];
+    }
+    c.nrest = 0;
+  }
   int words = c.cmd->sub ? 2 : 1;
   c.arg = c.args.pos + words;
   c.narg = c.args.npos - words;
@@ -267,6 +333,8 @@ int main(int argc, char **argv) {
       return console_usage_error("--%s does not apply to '%s'", switches[i], c.cmd->name);
   c.json = c.args.switches & CONSOLE_SW_JSON;
   c.online = c.args.switches & CONSOLE_SW_ONLINE;
+  c.mine = c.args.switches & CONSOLE_SW_MINE;
+  c.all = c.args.switches & CONSOLE_SW_ALL;
   if (c.cmd->check && c.cmd->check(&c)) return 2;
   tt_log_set_level((tt_log_level_t)c.cfg.log_level);
   const char *missing = !c.cfg.ca[0] ? "tls.ca (--ca)" : !c.cfg.cert[0] ? "tls.cert (--cert)"
@@ -292,7 +360,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   c.loop = uv_default_loop();
-  link_cbs.mux = console_mux_cbs;
+  link_cbs.mux = c.cmd->mux ? *c.cmd->mux : console_mux_cbs;
   tt_tls_limits_t lim = {
       .handshake_ms = (uint64_t)c.cfg.timeout_ms,
       .idle_ms = (uint64_t)c.cfg.timeout_ms, /* until Welcome; then the broker's idle timeout */
@@ -313,5 +381,7 @@ int main(int argc, char **argv) {
   uv_run(c.loop, UV_RUN_DEFAULT);
   (void)uv_loop_close(c.loop);
   tt_tls_ctx_free(c.tls);
+  console_tty_restore();
+  if (c.exit_code == 0 && c.cmd->after) c.exit_code = c.cmd->after(&c);
   return c.exit_code;
 }

@@ -23,6 +23,12 @@ static void fail_error(console_t *c, const Tether__Error *e) {
   if (!msg[0]) snprintf(msg, sizeof(msg), "%s", tt_strerror(tt_err_from_wire(e->code)));
   switch (e->code) {
   case TETHER__ERROR_CODE__ERR_DENIED:
+    if (c->cmd->denied_plain) {
+      console_fail(c, "%s", msg);
+      break;
+    }
+    console_fail(c, "permission denied: %s", msg);
+    break;
   case TETHER__ERROR_CODE__ERR_ROLE:
     console_fail(c, "permission denied: %s", msg);
     break;

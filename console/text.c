@@ -416,3 +416,31 @@ int console_parse_iso(const char *s, uint64_t *unix_ms) {
   *unix_ms = (uint64_t)t * 1000u + (uint64_t)ms;
   return 0;
 }
+
+/* Ids are SQLite rowids shown to people; 2^53 keeps them exact in JSON readers too. */
+#define CONSOLE_ID_MAX (1ull << 53)
+
+int console_parse_id(const char *s, char letter, bool need_prefix, uint64_t *id) {
+  *id = 0;
+  if ((s[0] == letter || s[0] == letter + ('a' - 'A')) && s[1] == '-') s += 2;
+  else if (need_prefix) return TT_EINVAL;
+  if (*s < '1' || *s > '9') return TT_EINVAL;
+  uint64_t v = 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return TT_EINVAL;
+    v = v * 10 + (uint64_t)(*s - '0');
+    if (v > CONSOLE_ID_MAX) return TT_EINVAL;
+  }
+  *id = v;
+  return 0;
+}
+
+void console_duration(char *dst, size_t cap, uint64_t ms) {
+  uint64_t s = ms / 1000u;
+  if (s < 60) snprintf(dst, cap, "%llus", (unsigned long long)s);
+  else if (s < 3600) snprintf(dst, cap, "%llum", (unsigned long long)(s / 60));
+  else if (s < 86400 && (s / 60) % 60)
+    snprintf(dst, cap, "%lluh%02llum", (unsigned long long)(s / 3600), (unsigned long long)((s / 60) % 60));
+  else if (s < 86400) snprintf(dst, cap, "%lluh", (unsigned long long)(s / 3600));
+  else snprintf(dst, cap, "%llud", (unsigned long long)(s / 86400));
+}

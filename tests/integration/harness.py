@@ -304,7 +304,9 @@ class Harness:
                         "--ca", ca or pki.ca,
                         "--cert", cert or pki.cert(device),
                         "--key", key or pki.key(device),
-                        "--hostname", hostname] + list(extra))
+                        "--hostname", hostname] + list(extra)
+                       + ([] if "--consent-socket" in extra else
+                          ["--consent-socket", os.path.join(self.dir, (name or device) + ".sock")]))
         if wait:
             a.wait_for(r'msg="connected"')
         return a

@@ -119,14 +119,14 @@ static unsigned file_mode(const char *path) {
 static void test_open_creates_private_wal_store(void **state) {
   fx_t *fx = *state;
   broker_store_t *s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 2);
+  assert_int_equal(store_schema_version(s), 3);
   assert_int_equal(file_mode(fx->dir), 0700);
   assert_int_equal(file_mode(fx->db), 0600);
   sqlite3 *db = raw_open(fx);
   char mode[16];
   raw_text(db, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 4);
   sqlite3_close(db);
   char wal[PATH_MAX + 8];
@@ -170,7 +170,7 @@ static void test_open_tightens_loose_file(void **state) {
   assert_int_equal(chmod(fx->db, 0644), 0);
   broker_store_t *s = open_ok(fx); /* an empty file is a new database */
   assert_int_equal(file_mode(fx->db), 0600);
-  assert_int_equal(store_schema_version(s), 2);
+  assert_int_equal(store_schema_version(s), 3);
   store_close(s);
 }
 
@@ -184,7 +184,7 @@ static void test_reopen_keeps_data(void **state) {
   store_close(s);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 2);
+  assert_int_equal(store_schema_version(s), 3);
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -208,7 +208,7 @@ static void test_refuses_newer_schema(void **state) {
   char err[512];
   assert_int_equal(store_open(&s, fx->dir, err, sizeof err), TT_EVERSION);
   assert_null(s);
-  assert_string_equal(err, "store schema 99 is newer than this broker (2)");
+  assert_string_equal(err, "store schema 99 is newer than this broker (3)");
   db = raw_open(fx);
   assert_int_equal(raw_int(db, "PRAGMA user_version"), 99); /* left as it was */
   sqlite3_close(db);
@@ -769,12 +769,13 @@ static void test_ticket_migrates_v1_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 1 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
+  raw_exec(db, "DROP TABLE recordings; DROP TABLE sessions;"
+               " DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'ticket%'"), 0);
   sqlite3_close(db);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 2);
+  assert_int_equal(store_schema_version(s), 3);
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -785,7 +786,7 @@ static void test_ticket_migrates_v1_store(void **state) {
   assert_int_equal(tix_add(s, "dev-1", "", STORE_TICKET_OPEN, 1000), 1);
   store_close(s);
   db = raw_open(fx);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 4);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
                                " AND name IN ('tickets_state_assignee', 'tickets_device',"
@@ -1068,6 +1069,314 @@ static void test_ticket_events_append_only(void **state) {
   store_close(s);
 }
 
+/* ---- schema 3: sessions, recordings, who opened a ticket -------------------------------- */
+
+static void test_v3_migrates_v2_store(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  store_device_t d = {.id = "dev-1", .hostname = "h1", .enrolled_ms = 5};
+  assert_int_equal(store_device_add(s, &d), 0);
+  assert_int_equal(store_audit_append(s, 100, "broker", "enroll", "dev-1", "{}", NULL), 0);
+  store_ticket_t t = {.device = "dev-1", .summary = "disk full", .priority = STORE_TICKET_HIGH};
+  assert_int_equal(store_ticket_add(s, &t, "carol", 1000), 0);
+  assert_string_equal(t.created_by, "carol");
+  assert_int_equal(store_ticket_event_add(s, t.id, 1100, "bob", "comment", "looking"), 0);
+  store_close(s);
+  /* Take the file back to what schema 2 left behind. */
+  sqlite3 *db = raw_open(fx);
+  raw_exec(db, "DROP TABLE recordings; DROP TABLE sessions;"
+               " ALTER TABLE tickets DROP COLUMN created_by; PRAGMA user_version = 2;");
+  sqlite3_close(db);
+
+  s = open_ok(fx);
+  assert_int_equal(store_schema_version(s), 3);
+  store_ticket_t got;
+  assert_int_equal(store_ticket_get(s, t.id, &got), 0);
+  assert_string_equal(got.summary, "disk full");
+  assert_int_equal(got.priority, STORE_TICKET_HIGH);
+  assert_string_equal(got.created_by, "carol"); /* from its "created" event */
+  int64_t n = 0, bad = -1;
+  assert_int_equal(store_audit_verify(s, &n, &bad), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(bad, 0);
+  assert_int_equal(event_count(s, t.id), 2);
+  store_session_t x = {.ticket = t.id, .device = "dev-1", .person = "bob",
+                       .access = STORE_ACCESS_SHELL, .started_ms = 2000};
+  assert_int_equal(store_session_add(s, &x), 0);
+  assert_int_equal(x.id, 1);
+  store_close(s);
+  db = raw_open(fx);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+                               " AND name IN ('sessions_live', 'sessions_ticket',"
+                               " 'recordings_session')"), 3);
+  sqlite3_close(db);
+}
+
+static int64_t ses_add(broker_store_t *s, int64_t ticket, const char *device, const char *person,
+                       int64_t now) {
+  store_session_t x = {.ticket = ticket, .access = STORE_ACCESS_SHELL | STORE_ACCESS_DIAG,
+                       .started_ms = now};
+  snprintf(x.device, sizeof x.device, "%s", device);
+  snprintf(x.person, sizeof x.person, "%s", person);
+  assert_int_equal(store_session_add(s, &x), 0);
+  assert_true(x.id > 0);
+  return x.id;
+}
+
+static void test_sessions(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  int64_t tix = tix_add(s, "dev-a", "bob", STORE_TICKET_OPEN, 1000);
+
+  /* Asked for: live, not yet granted. */
+  int64_t id = ses_add(s, tix, "dev-a", "bob", 2000);
+  store_session_t got;
+  assert_int_equal(store_session_get(s, id, &got), 0);
+  assert_int_equal(got.id, id);
+  assert_int_equal(got.ticket, tix);
+  assert_string_equal(got.device, "dev-a");
+  assert_string_equal(got.person, "bob");
+  assert_int_equal(got.access, STORE_ACCESS_SHELL | STORE_ACCESS_DIAG);
+  assert_int_equal(got.started_ms, 2000);
+  assert_int_equal(got.expires_ms, 0);
+  assert_false(got.unattended);
+  assert_int_equal(got.ended_ms, 0);
+  assert_int_equal(store_session_get(s, id + 1, &got), TT_ENOTFOUND);
+
+  /* Granted by someone at the device. */
+  assert_int_equal(store_session_grant(s, id, 2000 + 1800000, false, "emma"), 0);
+  assert_int_equal(store_session_get(s, id, &got), 0);
+  assert_int_equal(got.expires_ms, 2000 + 1800000);
+  assert_string_equal(got.consent_by, "emma");
+  assert_int_equal(store_session_grant(s, 99, 5, false, "emma"), TT_ENOTFOUND);
+
+  /* Ended once. */
+  assert_int_equal(store_session_end(s, id, 3000, "employee:emma", "ended by the employee"), 0);
+  assert_int_equal(store_session_end(s, id, 3100, "bob", "again"), TT_ESTATE);
+  assert_int_equal(store_session_end(s, 99, 3100, "bob", "x"), TT_ENOTFOUND);
+  assert_int_equal(store_session_end(s, id, 0, "bob", "x"), TT_EINVAL);
+  assert_int_equal(store_session_grant(s, id, 9999, true, ""), TT_ESTATE);
+  assert_int_equal(store_session_get(s, id, &got), 0);
+  assert_int_equal(got.ended_ms, 3000);
+  assert_string_equal(got.ended_by, "employee:emma");
+  assert_string_equal(got.end_reason, "ended by the employee");
+  assert_string_equal(got.consent_by, "emma");
+  assert_false(got.unattended);
+
+  /* Unattended grants keep the mark. */
+  int64_t id2 = ses_add(s, tix, "dev-a", "bob", 4000);
+  assert_int_equal(store_session_grant(s, id2, 5000, true, NULL), 0);
+  assert_int_equal(store_session_get(s, id2, &got), 0);
+  assert_true(got.unattended);
+  assert_string_equal(got.consent_by, "");
+
+  /* The schema refuses what no session can be, writing nothing. */
+  sqlite3 *db = raw_open(fx);
+  int64_t rows = raw_int(db, "SELECT count(*) FROM sessions");
+  store_session_t bad = {.ticket = 99, .device = "dev-a", .person = "bob", .access = 1};
+  assert_int_equal(store_session_add(s, &bad), TT_ENOTFOUND); /* no such ticket */
+  bad.ticket = tix;
+  bad.access = 0;
+  assert_int_equal(store_session_add(s, &bad), TT_EINVAL);
+  bad.access = 8;
+  assert_int_equal(store_session_add(s, &bad), TT_EINVAL);
+  bad.access = 1;
+  bad.person[0] = '\0';
+  assert_int_equal(store_session_add(s, &bad), TT_EINVAL);
+  snprintf(bad.person, sizeof bad.person, "bob");
+  memset(bad.device, 'd', sizeof bad.device); /* no NUL */
+  assert_int_equal(store_session_add(s, &bad), TT_ETOOBIG);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sessions"), rows);
+  char big[STORE_TEXT_MAX + 1];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  assert_int_equal(store_session_end(s, id2, 6000, "bob", big), TT_ETOOBIG);
+
+  /* A restart ends whatever was live, and only that. */
+  int64_t id3 = ses_add(s, tix, "dev-a", "carol", 7000);
+  uint32_t count = 99;
+  assert_int_equal(store_session_end_all(s, 8000, &count), 0);
+  assert_int_equal(count, 2);
+  assert_int_equal(store_session_get(s, id2, &got), 0);
+  assert_int_equal(got.ended_ms, 8000);
+  assert_string_equal(got.ended_by, "broker");
+  assert_string_equal(got.end_reason, "broker restarted");
+  assert_int_equal(store_session_get(s, id3, &got), 0);
+  assert_int_equal(got.ended_ms, 8000);
+  assert_int_equal(store_session_get(s, id, &got), 0);
+  assert_int_equal(got.ended_ms, 3000); /* untouched */
+  assert_int_equal(store_session_end_all(s, 9000, &count), 0);
+  assert_int_equal(count, 0);
+  sqlite3_close(db);
+  store_close(s);
+
+  /* And it all survives a reopen; ids carry on. */
+  s = open_ok(fx);
+  assert_int_equal(store_session_get(s, id2, &got), 0);
+  assert_true(got.unattended);
+  assert_int_equal(ses_add(s, tix, "dev-a", "bob", 10000), id3 + 1);
+  store_close(s);
+}
+
+#define SHA_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void test_recordings(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  int64_t tix = tix_add(s, "dev-a", "bob", STORE_TICKET_OPEN, 1000);
+  int64_t ses = ses_add(s, tix, "dev-a", "bob", 2000);
+  int64_t other = ses_add(s, tix, "dev-a", "bob", 2100);
+
+  store_recording_t r = {.session = ses, .ticket = tix, .device = "dev-a", .person = "bob",
+                         .started_ms = 3000, .ended_ms = 77, .size = 5};
+  assert_int_equal(store_recording_add(s, &r), 0);
+  assert_int_equal(r.id, 1);
+  assert_string_equal(r.path, "recordings/R-1.cast.zst");
+  assert_int_equal(r.ended_ms, 0);
+  store_recording_t got;
+  assert_int_equal(store_recording_get(s, 1, &got), 0);
+  assert_int_equal(got.session, ses);
+  assert_int_equal(got.ticket, tix);
+  assert_string_equal(got.device, "dev-a");
+  assert_string_equal(got.person, "bob");
+  assert_string_equal(got.path, "recordings/R-1.cast.zst");
+  assert_int_equal(got.started_ms, 3000);
+  assert_int_equal(got.ended_ms, 0); /* still being written */
+  assert_int_equal(got.size, 0);
+  assert_string_equal(got.sha256, "");
+  assert_false(got.failed);
+  assert_int_equal(store_recording_get(s, 2, &got), TT_ENOTFOUND);
+
+  /* Finished once, with a well-formed digest. */
+  assert_int_equal(store_recording_finish(s, 1, 4000, 1234, "0123ABCD", false), TT_EINVAL);
+  assert_int_equal(store_recording_finish(s, 1, 4000, 1234,
+                                          "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+                                          false), TT_EINVAL);
+  assert_int_equal(store_recording_finish(s, 1, 4000, -1, SHA_A, false), TT_EINVAL);
+  assert_int_equal(store_recording_finish(s, 1, 0, 1, SHA_A, false), TT_EINVAL);
+  assert_int_equal(store_recording_finish(s, 1, 4000, 1234, SHA_A, false), 0);
+  assert_int_equal(store_recording_finish(s, 1, 4100, 1, SHA_A, true), TT_ESTATE);
+  assert_int_equal(store_recording_finish(s, 9, 4100, 1, SHA_A, true), TT_ENOTFOUND);
+  assert_int_equal(store_recording_get(s, 1, &got), 0);
+  assert_int_equal(got.ended_ms, 4000);
+  assert_int_equal(got.size, 1234);
+  assert_string_equal(got.sha256, SHA_A);
+  assert_false(got.failed);
+
+  /* A failure may not know the digest. */
+  store_recording_t r2 = {.session = ses, .ticket = tix, .device = "dev-a", .person = "bob",
+                          .started_ms = 5000};
+  assert_int_equal(store_recording_add(s, &r2), 0);
+  assert_int_equal(store_recording_finish(s, r2.id, 6000, 99, NULL, true), 0);
+  assert_int_equal(store_recording_get(s, r2.id, &got), 0);
+  assert_true(got.failed);
+  assert_string_equal(got.sha256, "");
+  store_recording_t r3 = {.session = other, .ticket = tix, .device = "dev-a", .person = "bob",
+                          .started_ms = 5500};
+  assert_int_equal(store_recording_add(s, &r3), 0);
+  store_recording_t r4 = {.session = ses, .ticket = tix, .device = "dev-a", .person = "bob",
+                          .started_ms = 7000};
+  assert_int_equal(store_recording_add(s, &r4), 0);
+
+  /* A session's recordings in order, capped. */
+  store_recording_t list[4];
+  uint32_t n = 99;
+  assert_int_equal(store_recording_list(s, ses, list, 4, &n), 0);
+  assert_int_equal(n, 3);
+  assert_int_equal(list[0].id, 1);
+  assert_int_equal(list[1].id, r2.id);
+  assert_int_equal(list[2].id, r4.id);
+  assert_int_equal(list[0].size, 1234);
+  assert_int_equal(store_recording_list(s, ses, list, 2, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(list[1].id, r2.id);
+  assert_int_equal(store_recording_list(s, other, list, 4, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(list[0].id, r3.id);
+  assert_int_equal(store_recording_list(s, 99, list, 4, &n), 0);
+  assert_int_equal(n, 0);
+  assert_int_equal(store_recording_list(s, ses, list, 0, &n), 0);
+  assert_int_equal(n, 0);
+
+  /* Rows for sessions or tickets that do not exist are refused. */
+  store_recording_t orphan = {.session = 99, .ticket = tix, .device = "dev-a", .person = "bob"};
+  assert_int_equal(store_recording_add(s, &orphan), TT_ENOTFOUND);
+  orphan.session = ses;
+  orphan.ticket = 99;
+  assert_int_equal(store_recording_add(s, &orphan), TT_ENOTFOUND);
+
+  /* A restart marks recordings the dead broker left open as failed. */
+  uint32_t count = 0;
+  assert_int_equal(store_session_end_all(s, 8000, &count), 0);
+  assert_int_equal(count, 2);
+  assert_int_equal(store_recording_get(s, r4.id, &got), 0);
+  assert_int_equal(got.ended_ms, 8000);
+  assert_true(got.failed);
+  assert_int_equal(store_recording_get(s, 1, &got), 0);
+  assert_false(got.failed); /* finished ones untouched */
+  assert_int_equal(got.ended_ms, 4000);
+
+  /* Ids name files: never reused, even if the newest row goes. */
+  sqlite3 *db = raw_open(fx);
+  char sql[64];
+  snprintf(sql, sizeof sql, "DELETE FROM recordings WHERE id = %lld", (long long)r4.id);
+  raw_exec(db, sql);
+  sqlite3_close(db);
+  store_recording_t r5 = {.session = ses, .ticket = tix, .device = "dev-a", .person = "bob",
+                          .started_ms = 9000};
+  assert_int_equal(store_recording_add(s, &r5), 0);
+  assert_int_equal(r5.id, r4.id + 1);
+  char want[64];
+  snprintf(want, sizeof want, "recordings/R-%lld.cast.zst", (long long)r5.id);
+  assert_string_equal(r5.path, want);
+  store_close(s);
+}
+
+static void test_ticket_events_tail(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  int64_t id = tix_add(s, "dev-a", "bob", STORE_TICKET_OPEN, 1000);
+  int64_t other = tix_add(s, "dev-b", "bob", STORE_TICKET_OPEN, 1001);
+  for (int i = 0; i < 20; i++) {
+    char text[16];
+    snprintf(text, sizeof text, "c%d", i);
+    assert_int_equal(store_ticket_event_add(s, id, 2000 + i, "bob", "comment", text), 0);
+    assert_int_equal(store_ticket_event_add(s, other, 2000 + i, "bob", "comment", "x"), 0);
+  }
+  tev_seen_t c;
+  memset(&c, 0, sizeof c);
+  uint32_t total = 0;
+  assert_int_equal(store_ticket_events_tail(s, id, 5, collect_tev, &c, &total), 0);
+  assert_int_equal(total, 21);
+  assert_int_equal(c.n, 5);
+  for (int i = 0; i < 5; i++) {
+    char want[16];
+    snprintf(want, sizeof want, "c%d", 15 + i);
+    assert_string_equal(c.e[i].text, want); /* the newest five, oldest first */
+    assert_int_equal(c.e[i].ticket, id);
+  }
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_ticket_events_tail(s, id, 0, collect_tev, &c, &total), 0);
+  assert_int_equal(c.n, 21);
+  assert_string_equal(c.e[0].kind, "created");
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_ticket_events_tail(s, 99, 5, collect_tev, &c, &total), 0);
+  assert_int_equal(total, 0);
+  assert_int_equal(c.n, 0);
+
+  /* The first response is set once, without an event of its own. */
+  assert_int_equal(store_ticket_responded(s, id, 5000), 0);
+  assert_int_equal(store_ticket_responded(s, id, 6000), 0);
+  store_ticket_t t;
+  assert_int_equal(store_ticket_get(s, id, &t), 0);
+  assert_int_equal(t.first_response_ms, 5000);
+  assert_int_equal(t.updated_ms, 1000);
+  assert_int_equal(event_count(s, id), 21);
+  assert_int_equal(store_ticket_responded(s, 99, 6000), TT_ENOTFOUND);
+  store_close(s);
+}
+
 int main(void) {
   tt_log_set_level(TT_LOG_OFF);
   const struct CMUnitTest tests[] = {
@@ -1089,6 +1398,10 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_ticket_list_filters, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_checks_refuse_whole_write, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_events_append_only, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_v3_migrates_v2_store, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_recordings, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ticket_events_tail, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

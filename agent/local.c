@@ -1,0 +1,283 @@
+/* `tether-agent prompt|sessions|end`: the employee's side of consent, as clients of the
+ * running agent's local socket (consent.c speaks the line protocol). Plain blocking I/O:
+ * one socket, standard input, nothing else. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include "agent.h"
+
+typedef struct {
+  int fd;
+  size_t len;
+  char buf[TT_LOCAL_LINE_MAX * 2 + 1];
+} conn_t;
+
+static int local_connect(const agent_cfg_t *cfg, conn_t *c) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memset(c, 0, sizeof(*c));
+  if (strlen(cfg->consent_socket) >= sizeof(sa.sun_path)) {
+    fprintf(stderr, "tether-agent: consent.socket is too long\n");
+    return -1;
+  }
+  memcpy(sa.sun_path, cfg->consent_socket, strlen(cfg->consent_socket));
+  c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa))) {
+    fprintf(stderr, "tether-agent: cannot reach the agent at %s: %s (is it running?)\n", cfg->consent_socket,
+            strerror(errno));
+    if (c->fd >= 0) close(c->fd);
+    return -1;
+  }
+  return 0;
+}
+
+static int say(conn_t *c, const char *line) {
+  char out[TT_LOCAL_LINE_MAX + 2];
+  int n = snprintf(out, sizeof(out), "%s\n", line);
+  if (n < 0 || (size_t)n >= sizeof(out)) return -1;
+  for (size_t off = 0; off < (size_t)n;) {
+    ssize_t w = send(c->fd, out + off, (size_t)n - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    off += (size_t)w;
+  }
+  return 0;
+}
+
+/* The next line from the agent into out (no LF); 1 = got one, 0 = the agent closed, -1 = error. */
+static int next_line(conn_t *c, char *out, size_t cap) {
+  for (;;) {
+    char *nl = memchr(c->buf, '\n', c->len);
+    if (nl) {
+      size_t n = (size_t)(nl - c->buf);
+      snprintf(out, cap, "%.*s", (int)n, c->buf);
+      memmove(c->buf, nl + 1, c->len - n - 1);
+      c->len -= n + 1;
+      return 1;
+    }
+    if (c->len >= sizeof(c->buf) - 1) return -1; /* longer than any line the agent sends */
+    ssize_t r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return r == 0 ? 0 : -1;
+    c->len += (size_t)r;
+  }
+}
+
+/* Split a line's TAB-separated fields in place (after "WORD "). */
+static size_t fields(char *s, char **f, size_t max) {
+  size_t n = 0;
+  while (n < max) {
+    f[n++] = s;
+    char *t = strchr(s, '\t');
+    if (!t) break;
+    *t = '\0';
+    s = t + 1;
+  }
+  return n;
+}
+
+static void fmt_duration(char *out, size_t cap, unsigned long long s) {
+  if (s >= 3600 && s % 3600 == 0) snprintf(out, cap, "%llu h", s / 3600);
+  else if (s >= 60) snprintf(out, cap, "%llu min", (s + 59) / 60);
+  else snprintf(out, cap, "%llu s", s);
+}
+
+/* ---- sessions, end ----------------------------------------------------------------------- */
+
+int agent_local_sessions(const agent_cfg_t *cfg) {
+  conn_t c;
+  char line[TT_LOCAL_LINE_MAX * 2 + 1];
+  if (local_connect(cfg, &c)) return 1;
+  int rc = 1, n = 0;
+  if (say(&c, "SESSIONS")) goto lost;
+  for (;;) {
+    int r = next_line(&c, line, sizeof(line));
+    if (r <= 0) goto lost;
+    if (strcmp(line, "OK") == 0) break;
+    if (strncmp(line, "ERR ", 4) == 0) {
+      fprintf(stderr, "tether-agent: %s\n", line + 4);
+      goto out;
+    }
+    if (strncmp(line, "SESSION ", 8) != 0) continue;
+    char *f[7];
+    if (fields(line + 8, f, 7) != 7) continue;
+    char until[32];
+    agent_fmt_time(until, sizeof(until), strtoll(f[4], NULL, 10) * 1000);
+    if (n++ == 0) printf("%-8s %-16s %-8s %-16s %-20s %-10s %s\n", "SESSION", "TECHNICIAN", "TICKET", "ACCESS",
+                         "UNTIL", "CONSENT", "SUMMARY");
+    printf("%-8s %-16s %-8s %-16s %-20s %-10s %s\n", f[0], f[1], f[2], f[3], until, f[5], f[6]);
+  }
+  if (n == 0) printf("no support sessions on this device\n");
+  rc = 0;
+  goto out;
+lost:
+  fprintf(stderr, "tether-agent: the agent closed the connection\n");
+out:
+  close(c.fd);
+  return rc;
+}
+
+int agent_local_end(const agent_cfg_t *cfg, const char *session) {
+  conn_t c;
+  char line[TT_LOCAL_LINE_MAX * 2 + 1];
+  if (!agent_parse_id(session, 'S')) {
+    fprintf(stderr, "tether-agent: not a session: %s (S-4 or 4)\n", session);
+    return 2;
+  }
+  if (local_connect(cfg, &c)) return 1;
+  snprintf(line, sizeof(line), "END S-%llu", (unsigned long long)agent_parse_id(session, 'S'));
+  int rc = 1;
+  if (say(&c, line) || next_line(&c, line, sizeof(line)) <= 0) {
+    fprintf(stderr, "tether-agent: the agent closed the connection\n");
+  } else if (strcmp(line, "OK") == 0) {
+    rc = 0;
+  } else {
+    fprintf(stderr, "tether-agent: %s\n", strncmp(line, "ERR ", 4) == 0 ? line + 4 : line);
+  }
+  close(c.fd);
+  return rc;
+}
+
+/* ---- prompt ----------------------------------------------------------------------------- */
+
+#define PENDING_MAX AGENT_PROMPTS_MAX
+
+typedef struct {
+  char id[16];
+  bool shown;
+} pending_t;
+
+typedef struct {
+  pending_t q[PENDING_MAX];
+  size_t n;
+} queue_t;
+
+static void queue_drop(queue_t *q, const char *id) {
+  for (size_t i = 0; i < q->n; i++) {
+    if (strcmp(q->q[i].id, id) != 0) continue;
+    memmove(&q->q[i], &q->q[i + 1], (q->n - i - 1) * sizeof(q->q[0]));
+    q->n--;
+    return;
+  }
+}
+
+/* "alice asks for shell access for 30 min under T-3: "printer broken". Allow? [y/N] (60 s)" */
+static void show_prompt(char *rest, queue_t *q) {
+  char *f[7];
+  if (fields(rest, f, 7) != 7) return;
+  char dur[32];
+  fmt_duration(dur, sizeof(dur), strtoull(f[4], NULL, 10));
+  printf("\n%s asks for %s access for %s under %s: \"%s\". Allow? [y/N] (%s s) ", f[1], f[3], dur, f[2], f[6],
+         f[5]);
+  fflush(stdout);
+  size_t idlen = strlen(f[0]);
+  if (q->n < PENDING_MAX && idlen < sizeof(q->q[0].id)) {
+    memcpy(q->q[q->n].id, f[0], idlen + 1);
+    q->q[q->n++].shown = true;
+  }
+}
+
+static volatile sig_atomic_t g_stop;
+static void on_stop(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+/* One line from the agent: a prompt, a cancel, an ended session. 0 to go on. */
+static void prompt_line(char *line, queue_t *q) {
+  if (strncmp(line, "PROMPT ", 7) == 0) {
+    show_prompt(line + 7, q);
+  } else if (strncmp(line, "CANCEL ", 7) == 0) {
+    char *f[2];
+    if (fields(line + 7, f, 2) != 2) return;
+    bool had = false;
+    for (size_t i = 0; i < q->n; i++) had |= strcmp(q->q[i].id, f[0]) == 0;
+    queue_drop(q, f[0]);
+    if (had) printf("\n(request %s: %s)\n", f[0], f[1]);
+    fflush(stdout);
+  } else if (strncmp(line, "ENDED ", 6) == 0) {
+    char *f[3];
+    if (fields(line + 6, f, 3) != 3) return;
+    printf("\nsupport session %s ended (%s): %s\n", f[0], f[1], f[2]);
+    fflush(stdout);
+  } else if (strncmp(line, "ERR ", 4) == 0) {
+    fprintf(stderr, "tether-agent: %s\n", line + 4);
+  }
+}
+
+/* Complete lines of in answer the waiting requests, oldest first. */
+static int answer_lines(conn_t *c, char *in, size_t *inlen, queue_t *q) {
+  char *nl;
+  while (q->n && (nl = memchr(in, '\n', *inlen))) {
+    *nl = '\0';
+    bool yes = in[0] == 'y' || in[0] == 'Y';
+    char ans[64];
+    snprintf(ans, sizeof(ans), "ANSWER %s %s", q->q[0].id, yes ? "yes" : "no");
+    printf("%s\n", yes ? "allowed" : "refused");
+    fflush(stdout);
+    queue_drop(q, q->q[0].id);
+    if (say(c, ans)) return -1;
+    size_t used = (size_t)(nl - in) + 1;
+    memmove(in, nl + 1, *inlen - used);
+    *inlen -= used;
+  }
+  return 0;
+}
+
+int agent_local_prompt(const agent_cfg_t *cfg) {
+  conn_t c;
+  char line[TT_LOCAL_LINE_MAX * 2 + 1];
+  char in[256];
+  size_t inlen = 0;
+  bool in_eof = false;
+  /* On a terminal, keys typed while nothing is asked are dropped: a stray "y" must never
+   * answer a request that arrives later. From a pipe (tests, scripts) they wait for it. */
+  bool tty = isatty(0);
+  queue_t q = {0};
+  struct sigaction sa = {.sa_handler = on_stop};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  if (local_connect(cfg, &c)) return 1;
+  if (say(&c, "WATCH")) goto lost;
+  printf("waiting for support requests (Ctrl-C to stop)\n");
+  fflush(stdout);
+  while (!g_stop) {
+    if (answer_lines(&c, in, &inlen, &q)) goto lost;
+    if (in_eof && !memchr(in, '\n', inlen)) break; /* nothing left to answer with */
+    struct pollfd p[2] = {{.fd = c.fd, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
+    int np = in_eof || inlen == sizeof(in) - 1 ? 1 : 2;
+    if (c.len && memchr(c.buf, '\n', c.len)) p[0].revents = POLLIN;
+    else if (poll(p, (nfds_t)np, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[0].revents) {
+      int r = next_line(&c, line, sizeof(line));
+      if (r <= 0) goto lost;
+      if (strcmp(line, "OK") != 0) prompt_line(line, &q);
+      continue;
+    }
+    if (np == 2 && p[1].revents) {
+      ssize_t r = read(0, in + inlen, sizeof(in) - 1 - inlen);
+      if (r <= 0) {
+        in_eof = true;
+        continue;
+      }
+      inlen += (size_t)r;
+      if (tty && q.n == 0) inlen = 0;
+      if (inlen == sizeof(in) - 1 && !memchr(in, '\n', inlen)) inlen = 0; /* longer than any answer */
+    }
+  }
+  close(c.fd);
+  return 0;
+lost:
+  fprintf(stderr, "tether-agent: the agent closed the connection\n");
+  close(c.fd);
+  return 1;
+}

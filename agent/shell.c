@@ -1,0 +1,653 @@
+/* Shell and exec channels: a login shell on a pty, or one command on pipes, run as
+ * shell.user inside a session granted here. Output is read only while the console has
+ * credit for it, and console input is acknowledged only once the pty took it, so credit
+ * end to end reflects real progress and a stalled console stalls the process, not memory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pty.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "agent.h"
+#include "tt/log.h"
+#include "tt/msg.h"
+
+#define SHELL_KILL_AFTER_MS 2000u   /* SIGHUP, then SIGKILL after this */
+#define SHELL_DRAIN_MS 1000u        /* after the shell exits, what a background job keeps open */
+#define SHELL_GROUPS_MAX 256
+#define CTRL_OVERHEAD 8u            /* a ChannelControl around stderr bytes: tag + length */
+
+typedef struct proc_s proc_t;
+struct proc_s {
+  Tether__ChannelKind kind; /* first, as in chan.c's channels: tells ours apart */
+  agent_t *a;
+  proc_t *next;
+  tt_mux_t *m;
+  tt_chan_t *ch;            /* NULL once the channel is gone */
+  uint64_t session;
+  pid_t pid;
+  int master;               /* shell: the pty */
+  bool exited, done, released;
+  int code, sig;
+  int handles;              /* initialised handles not yet closed */
+  uv_pipe_t out, err;       /* shell: out is the pty master; exec: stdout, stderr */
+  uv_process_t proc;        /* exec */
+  uv_timer_t timer;         /* kill after hangup; drain after exit */
+  bool out_open, err_open, proc_open, timer_open;
+  bool out_reading, err_reading;
+  uint8_t rbuf[TT_DATA_CHUNK_MAX];
+};
+
+struct agent_shells_s {
+  proc_t *list;
+  uv_signal_t sigchld;
+  bool stopping;
+};
+
+typedef struct {
+  uid_t uid;
+  gid_t gid;
+  bool switch_user; /* we are root: drop to uid/gid */
+  char name[TT_NAME_MAX + 1];
+  char home[AGENT_PATH_MAX];
+  char shell[AGENT_PATH_MAX];
+  gid_t groups[SHELL_GROUPS_MAX];
+  int ngroups;
+} run_as_t;
+
+static void maybe_finish(proc_t *p);
+static void start_reading(proc_t *p);
+static void drain_cb(uv_timer_t *t);
+
+/* ---- who runs it ------------------------------------------------------------------------ */
+
+static int run_as(const agent_cfg_t *cfg, run_as_t *r, char *err, size_t errlen) {
+  struct passwd pw, *res = NULL;
+  char buf[4096];
+  bool root = geteuid() == 0;
+  memset(r, 0, sizeof(*r));
+  if (!cfg->shell_user[0] && root) {
+    snprintf(err, errlen, "shell.user is not configured on this device");
+    return TT_EDENIED;
+  }
+  int rc = cfg->shell_user[0] ? getpwnam_r(cfg->shell_user, &pw, buf, sizeof(buf), &res)
+                              : getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &res);
+  if (rc || !res) {
+    snprintf(err, errlen, "shell.user %s does not exist on this device", cfg->shell_user);
+    return TT_EDENIED;
+  }
+  if (!root && pw.pw_uid != geteuid()) {
+    snprintf(err, errlen, "shell.user %s is not the agent's user and the agent does not run as root",
+             cfg->shell_user);
+    return TT_EDENIED;
+  }
+  if (strlen(pw.pw_name) >= sizeof(r->name) || strlen(pw.pw_dir) >= sizeof(r->home) ||
+      strlen(pw.pw_shell) >= sizeof(r->shell)) {
+    snprintf(err, errlen, "shell.user's entry is too long");
+    return TT_EDENIED;
+  }
+  r->uid = pw.pw_uid;
+  r->gid = pw.pw_gid;
+  r->switch_user = root;
+  snprintf(r->name, sizeof(r->name), "%s", pw.pw_name);
+  /* A home that does not exist (nobody's /nonexistent) would fail the start: use /. */
+  struct stat st;
+  bool home_ok = pw.pw_dir[0] && stat(pw.pw_dir, &st) == 0 && S_ISDIR(st.st_mode);
+  snprintf(r->home, sizeof(r->home), "%s", home_ok ? pw.pw_dir : "/");
+  snprintf(r->shell, sizeof(r->shell), "%s", pw.pw_shell[0] ? pw.pw_shell : "/bin/sh");
+  /* Looked up here: the forked child may call nothing but async-signal-safe functions. */
+  r->ngroups = SHELL_GROUPS_MAX;
+  if (root && getgrouplist(r->name, r->gid, r->groups, &r->ngroups) < 0) r->ngroups = SHELL_GROUPS_MAX;
+  if (!root) r->ngroups = 0;
+  return 0;
+}
+
+/* The clean environment: nothing of the agent's leaks into the user's processes. */
+typedef struct {
+  char s[9][AGENT_PATH_MAX + 32];
+  char *v[10];
+} env_t;
+
+static void env_build(env_t *e, const agent_cfg_t *cfg, const run_as_t *r, const char *term,
+                      uint64_t session, uint64_t ticket) {
+  size_t n = 0;
+  snprintf(e->s[n++], sizeof(e->s[0]), "HOME=%s", r->home);
+  snprintf(e->s[n++], sizeof(e->s[0]), "USER=%s", r->name);
+  snprintf(e->s[n++], sizeof(e->s[0]), "LOGNAME=%s", r->name);
+  snprintf(e->s[n++], sizeof(e->s[0]), "SHELL=%s", r->shell);
+  snprintf(e->s[n++], sizeof(e->s[0]), "PATH=%s", cfg->shell_path);
+  snprintf(e->s[n++], sizeof(e->s[0]), "LANG=C.UTF-8");
+  snprintf(e->s[n++], sizeof(e->s[0]), "TETHER_SESSION=S-%llu", (unsigned long long)session);
+  snprintf(e->s[n++], sizeof(e->s[0]), "TETHER_TICKET=T-%llu", (unsigned long long)ticket);
+  if (term) snprintf(e->s[n++], sizeof(e->s[0]), "TERM=%s", term);
+  for (size_t i = 0; i < n; i++) e->v[i] = e->s[i];
+  e->v[n] = NULL;
+}
+
+/* ---- process bookkeeping ---------------------------------------------------------------- */
+
+static void proc_free(proc_t *p) {
+  struct agent_shells_s *sh = p->a->shells;
+  for (proc_t **pp = &sh->list; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  free(p);
+  if (sh->stopping && !sh->list && !uv_is_closing((uv_handle_t *)&sh->sigchld))
+    uv_close((uv_handle_t *)&sh->sigchld, NULL);
+}
+
+static void handle_closed_cb(uv_handle_t *h) {
+  proc_t *p = h->data;
+  if (--p->handles == 0 && p->released) proc_free(p);
+}
+
+static void close_handle(proc_t *p, uv_handle_t *h, bool *open) {
+  if (!*open) return;
+  *open = false;
+  uv_close(h, handle_closed_cb);
+}
+
+/* Gone from the channel and reaped: close what is left, free once closed. */
+static void maybe_release(proc_t *p) {
+  if (p->ch || !p->exited || p->released) return;
+  p->released = true;
+  close_handle(p, (uv_handle_t *)&p->out, &p->out_open);
+  close_handle(p, (uv_handle_t *)&p->err, &p->err_open);
+  close_handle(p, (uv_handle_t *)&p->proc, &p->proc_open);
+  close_handle(p, (uv_handle_t *)&p->timer, &p->timer_open);
+  if (p->handles == 0) proc_free(p);
+}
+
+static void kill_cb(uv_timer_t *t) {
+  proc_t *p = t->data;
+  if (!p->exited && p->pid > 0) kill(-p->pid, SIGKILL);
+}
+
+/* The channel is gone (peer closed, session ended, link lost): hang the process up, and
+ * kill it if it does not go. Output from here on is read and dropped. */
+static void detach(proc_t *p, int code, const char *why) {
+  if (p->ch) {
+    if (why) {
+      (void)!tt_mux_close(p->m, p->ch, code, why);
+      tt_link_flush(tt_link_from_mux(p->m));
+    }
+    p->ch->data = NULL;
+    p->ch = NULL;
+  }
+  if (!p->exited && p->pid > 0) {
+    kill(-p->pid, SIGHUP);
+    if (p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) kill(p->pid, SIGHUP);
+    uv_timer_start(&p->timer, kill_cb, SHELL_KILL_AFTER_MS, 0);
+  }
+  /* Closing the pty master hangs up the terminal's session as a closed ssh would. */
+  if (p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) close_handle(p, (uv_handle_t *)&p->out, &p->out_open);
+  else start_reading(p); /* drain pipes so a writer is not stuck on a full one */
+  maybe_release(p);
+}
+
+static void exited(proc_t *p, int code, int sig) {
+  p->exited = true;
+  p->code = code;
+  p->sig = sig;
+  uv_timer_stop(&p->timer);
+  if (p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && p->out_open)
+    uv_timer_start(&p->timer, drain_cb, SHELL_DRAIN_MS, 0);
+  TT_INFO("shell", "process exited", "session=S-%llu pid=%d code=%d signal=%d", (unsigned long long)p->session,
+          (int)p->pid, code, sig);
+  maybe_finish(p);
+  maybe_release(p);
+}
+
+static void sigchld_cb(uv_signal_t *s, int signum) {
+  struct agent_shells_s *sh = s->data;
+  (void)signum;
+  /* Only our own pids: libuv reaps the processes it spawned itself. */
+  for (proc_t *p = sh->list, *next; p; p = next) {
+    next = p->next;
+    if (p->kind != TETHER__CHANNEL_KIND__CHANNEL_SHELL || p->exited || p->pid <= 0) continue;
+    int st;
+    if (waitpid(p->pid, &st, WNOHANG) != p->pid) continue;
+    exited(p, WIFEXITED(st) ? WEXITSTATUS(st) : 0, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  }
+}
+
+static void exec_exit_cb(uv_process_t *proc, int64_t status, int sig) {
+  exited(proc->data, (int)status, sig);
+}
+
+/* ---- output under credit ---------------------------------------------------------------- */
+
+static bool outputs_done(const proc_t *p) { return !p->out_open && !p->err_open; }
+
+/* The exit status, EOF and close go out in order once everything before them has, and the
+ * status needs credit like any data. */
+static void maybe_finish(proc_t *p) {
+  if (!p->exited || p->done || !p->ch || !outputs_done(p)) return;
+  Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+  Tether__ExitStatus ex = TETHER__EXIT_STATUS__INIT;
+  ex.code = p->code;
+  ex.signal = (uint32_t)p->sig;
+  cc.body_case = TETHER__CHANNEL_CONTROL__BODY_EXIT;
+  cc.exit = &ex;
+  uint8_t buf[64];
+  size_t n = tether__channel_control__pack(&cc, buf);
+  if (tt_mux_sendable(p->ch) < n) return; /* on_credit calls again */
+  p->done = true;
+  if (tt_mux_send(p->m, p->ch, buf, n, TT_FF_CTRL) || tt_mux_send(p->m, p->ch, NULL, 0, TT_FF_EOF))
+    TT_WARN("shell", "cannot send the exit status", "session=S-%llu", (unsigned long long)p->session);
+  char why[48];
+  if (p->sig) snprintf(why, sizeof(why), "killed by signal %d", p->sig);
+  else snprintf(why, sizeof(why), "exited with status %d", p->code);
+  detach(p, 0, why);
+}
+
+static uv_pipe_t *stream_of(proc_t *p, bool err) { return err ? &p->err : &p->out; }
+
+static void stream_done(proc_t *p, bool err) {
+  if (err) close_handle(p, (uv_handle_t *)&p->err, &p->err_open);
+  else close_handle(p, (uv_handle_t *)&p->out, &p->out_open);
+  maybe_finish(p);
+}
+
+static size_t room_for(proc_t *p, bool err) {
+  if (!p->ch) return sizeof(p->rbuf); /* detached: drain and drop */
+  size_t room = tt_mux_sendable(p->ch);
+  if (err) room = room > CTRL_OVERHEAD ? room - CTRL_OVERHEAD : 0;
+  size_t cap = err ? sizeof(p->rbuf) - CTRL_OVERHEAD : sizeof(p->rbuf);
+  return room < cap ? room : cap;
+}
+
+static void alloc_out_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  (void)hint;
+  proc_t *p = h->data;
+  *b = uv_buf_init((char *)p->rbuf, (unsigned)room_for(p, false));
+}
+
+static void alloc_err_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  (void)hint;
+  proc_t *p = h->data;
+  *b = uv_buf_init((char *)p->rbuf, (unsigned)room_for(p, true));
+}
+
+static void stop_reading(proc_t *p, bool err) {
+  bool *reading = err ? &p->err_reading : &p->out_reading;
+  if (!*reading) return;
+  *reading = false;
+  uv_read_stop((uv_stream_t *)stream_of(p, err));
+}
+
+static void got_output(proc_t *p, bool err, ssize_t n) {
+  if (n == UV_ENOBUFS) { /* no credit: wait for on_credit */
+    stop_reading(p, err);
+    return;
+  }
+  if (n < 0) { /* EOF; EIO on a pty whose slave side is all closed */
+    stop_reading(p, err);
+    stream_done(p, err);
+    return;
+  }
+  if (n == 0 || !p->ch) return;
+  int rc;
+  if (err) {
+    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_STDERR;
+    cc.stderr.data = p->rbuf;
+    cc.stderr.len = (size_t)n;
+    uint8_t buf[TT_DATA_CHUNK_MAX];
+    size_t len = tether__channel_control__pack(&cc, buf);
+    rc = tt_mux_send(p->m, p->ch, buf, len, TT_FF_CTRL);
+  } else {
+    rc = tt_mux_send(p->m, p->ch, p->rbuf, (size_t)n, 0);
+  }
+  if (rc) {
+    TT_WARN("shell", "cannot queue output", "session=S-%llu err=%s", (unsigned long long)p->session, tt_errname(rc));
+    detach(p, TT_EIO, "the agent could not send output");
+    return;
+  }
+  if (room_for(p, false) == 0) stop_reading(p, false);
+  if (p->err_open && room_for(p, true) == 0) stop_reading(p, true);
+  tt_link_flush(tt_link_from_mux(p->m));
+}
+
+static void read_out_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  got_output(s->data, false, n);
+}
+
+static void read_err_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  got_output(s->data, true, n);
+}
+
+static void start_reading(proc_t *p) {
+  if (p->out_open && !p->out_reading && room_for(p, false) > 0 &&
+      uv_read_start((uv_stream_t *)&p->out, alloc_out_cb, read_out_cb) == 0)
+    p->out_reading = true;
+  if (p->err_open && !p->err_reading && room_for(p, true) > 0 &&
+      uv_read_start((uv_stream_t *)&p->err, alloc_err_cb, read_err_cb) == 0)
+    p->err_reading = true;
+}
+
+/* A shell that exited while a background job holds the pty open: stop waiting. */
+static void drain_cb(uv_timer_t *t) {
+  proc_t *p = t->data;
+  if (!p->out_open) return;
+  if (!p->out_reading && p->ch) { /* waiting for credit, not for the job */
+    uv_timer_start(&p->timer, drain_cb, SHELL_DRAIN_MS, 0);
+    return;
+  }
+  stop_reading(p, false);
+  stream_done(p, false);
+}
+
+/* ---- input ----------------------------------------------------------------------------- */
+
+typedef struct {
+  uv_write_t req;
+  proc_t *p;
+  tt_chan_t *ch;
+  size_t n;
+  uint8_t data[];
+} in_t;
+
+static void write_cb(uv_write_t *w, int status) {
+  in_t *in = w->data;
+  proc_t *p = in->p;
+  /* Credit goes back only for bytes the pty took. */
+  if (status == 0 && p->ch && p->ch == in->ch) {
+    tt_mux_consumed(p->m, p->ch, in->n);
+    tt_link_flush(tt_link_from_mux(p->m));
+  }
+  free(in);
+}
+
+static void control(proc_t *p, const uint8_t *b, size_t n) {
+  Tether__ChannelControl *cc = tether__channel_control__unpack(NULL, n, b);
+  if (!cc) {
+    TT_WARN("shell", "malformed channel control", "session=S-%llu", (unsigned long long)p->session);
+    return;
+  }
+  if (cc->body_case == TETHER__CHANNEL_CONTROL__BODY_RESIZE && p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL &&
+      p->out_open) {
+    uint32_t c = cc->resize->cols, r = cc->resize->rows;
+    if (c >= 1 && c <= TT_TERM_DIM_MAX && r >= 1 && r <= TT_TERM_DIM_MAX) {
+      struct winsize ws = {.ws_row = (unsigned short)r, .ws_col = (unsigned short)c};
+      (void)!ioctl(p->master, TIOCSWINSZ, &ws); /* the kernel sends SIGWINCH */
+    }
+  } else if (cc->body_case == TETHER__CHANNEL_CONTROL__BODY_SIGNAL && !p->exited && p->pid > 0) {
+    uint32_t s = cc->signal;
+    if (s == SIGINT || s == SIGTERM || s == SIGHUP || s == SIGQUIT || s == SIGKILL) kill(-p->pid, (int)s);
+  }
+  tether__channel_control__free_unpacked(cc, NULL);
+}
+
+void agent_shell_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *b, size_t n, uint8_t flags) {
+  proc_t *p = ch->data;
+  if (flags & TT_FF_CTRL) {
+    control(p, b, n);
+    tt_mux_consumed(m, ch, n);
+  } else if (n && p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && p->out_open) {
+    in_t *in = malloc(sizeof(*in) + n);
+    if (!in) {
+      detach(p, TT_ENOMEM, "the agent is out of memory");
+      return;
+    }
+    memcpy(in->data, b, n);
+    in->p = p;
+    in->ch = ch;
+    in->n = n;
+    in->req.data = in;
+    uv_buf_t buf = uv_buf_init((char *)in->data, (unsigned)n);
+    if (uv_write(&in->req, (uv_stream_t *)&p->out, &buf, 1, write_cb)) {
+      free(in);
+      tt_mux_consumed(m, ch, n);
+    }
+  } else {
+    tt_mux_consumed(m, ch, n); /* exec: standard input is /dev/null */
+  }
+  tt_link_flush(tt_link_from_mux(m));
+}
+
+void agent_shell_credit(tt_mux_t *m, tt_chan_t *ch) {
+  proc_t *p = ch->data;
+  start_reading(p);
+  maybe_finish(p);
+  tt_link_flush(tt_link_from_mux(m));
+}
+
+void agent_shell_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
+  proc_t *p = ch->data;
+  (void)m;
+  TT_INFO("shell", "channel closed", "session=S-%llu id=%u code=%s msg=\"%s\"", (unsigned long long)p->session,
+          ch->id, code ? tt_errname(code) : "ok", msg);
+  detach(p, 0, NULL);
+}
+
+bool agent_shell_owns(const tt_chan_t *ch) {
+  if (!ch->data) return false;
+  Tether__ChannelKind k = *(const Tether__ChannelKind *)ch->data;
+  return k == TETHER__CHANNEL_KIND__CHANNEL_SHELL || k == TETHER__CHANNEL_KIND__CHANNEL_EXEC;
+}
+
+void agent_shell_end_session(agent_t *a, uint64_t session, const char *why) {
+  if (!a->shells) return;
+  for (proc_t *p = a->shells->list, *next; p; p = next) {
+    next = p->next;
+    if (p->session == session && p->ch) detach(p, TT_EDENIED, why);
+  }
+}
+
+/* ---- starting -------------------------------------------------------------------------- */
+
+/* In the forked child: async-signal-safe calls only. */
+static void close_from(int lo) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, lo, ~0u, 0) == 0) return;
+#endif
+  for (int fd = lo; fd < 65536; fd++) close(fd);
+}
+
+static void child_fail(const char *what) {
+  static const char pre[] = "tether-agent: cannot start the shell: ";
+  (void)!write(2, pre, sizeof(pre) - 1);
+  (void)!write(2, what, strlen(what));
+  (void)!write(2, "\r\n", 2);
+  _exit(126);
+}
+
+static __attribute__((noreturn)) void child(const run_as_t *r, char *const argv[], char *const envp[]) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL); /* SIGPIPE was ignored: do not pass that on */
+  close_from(3);
+  if (r->switch_user &&
+      (setgroups((size_t)r->ngroups, r->groups) || setgid(r->gid) || setuid(r->uid) || (r->uid != 0 && setuid(0) == 0)))
+    child_fail("cannot switch to shell.user");
+  if (chdir(r->home)) (void)!chdir("/");
+  execve(r->shell, argv, envp);
+  child_fail("exec failed");
+  _exit(127);
+}
+
+static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, uint32_t cols, uint32_t rows, char *err,
+                       size_t errlen) {
+  struct winsize ws = {.ws_row = (unsigned short)(rows ? rows : 24), .ws_col = (unsigned short)(cols ? cols : 80)};
+  const char *base = strrchr(r->shell, '/');
+  char argv0[AGENT_PATH_MAX + 1];
+  snprintf(argv0, sizeof(argv0), "-%s", base ? base + 1 : r->shell);
+  char *argv[] = {argv0, NULL};
+  int master = -1;
+  pid_t pid = forkpty(&master, NULL, NULL, &ws);
+  if (pid < 0) {
+    snprintf(err, errlen, "cannot start a shell: %s", strerror(errno));
+    return -errno;
+  }
+  if (pid == 0) child(r, argv, e->v);
+  (void)!fcntl(master, F_SETFD, FD_CLOEXEC);
+  p->pid = pid;
+  p->master = master;
+  uv_pipe_init(p->a->loop, &p->out, 0);
+  p->out.data = p;
+  p->handles++;
+  p->out_open = true;
+  int rc = uv_pipe_open(&p->out, master);
+  if (rc) {
+    close(master);
+    snprintf(err, errlen, "cannot use the pty: %s", uv_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether__ChannelOpen *msg, char *err,
+                      size_t errlen) {
+  char **argv = calloc(msg->n_argv + 1, sizeof(char *));
+  if (!argv) return TT_ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; i < msg->n_argv && !rc; i++) {
+    argv[i] = malloc(msg->argv[i].len + 1);
+    if (!argv[i]) rc = TT_ENOMEM;
+    else {
+      memcpy(argv[i], msg->argv[i].data, msg->argv[i].len);
+      argv[i][msg->argv[i].len] = '\0';
+    }
+  }
+  uv_pipe_init(p->a->loop, &p->out, 0);
+  uv_pipe_init(p->a->loop, &p->err, 0);
+  p->out.data = p->err.data = p;
+  p->handles += 2;
+  p->out_open = p->err_open = true;
+  if (rc) goto out;
+  uv_stdio_container_t io[3] = {
+      {.flags = UV_IGNORE},
+      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
+      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->err}};
+  uv_process_options_t o = {
+      .exit_cb = exec_exit_cb, .file = argv[0], .args = argv, .env = (char **)e->v, .cwd = r->home,
+      .flags = UV_PROCESS_DETACHED | (r->switch_user ? UV_PROCESS_SETUID | UV_PROCESS_SETGID : 0),
+      .stdio_count = 3, .stdio = io, .uid = r->uid, .gid = r->gid};
+  p->proc.data = p;
+  rc = uv_spawn(p->a->loop, &p->proc, &o);
+  p->handles++;
+  p->proc_open = true;
+  if (rc) snprintf(err, errlen, "cannot run %s: %s", argv[0], uv_strerror(rc));
+  else p->pid = p->proc.pid;
+out:
+  for (size_t i = 0; i < msg->n_argv; i++) free(argv[i]);
+  free(argv);
+  return rc;
+}
+
+/* What the open asks for, checked before anything is started. */
+static int check_open(agent_t *a, const Tether__ChannelOpen *msg, char *term, size_t termcap, char *err,
+                      size_t errlen) {
+  const agent_session_t *s = agent_session_find(a, msg->session);
+  if (!s || !(s->access & TETHER__ACCESS__ACCESS_SHELL)) {
+    snprintf(err, errlen, "S-%llu is not a live session on this device", (unsigned long long)msg->session);
+    return TT_EDENIED;
+  }
+  if (msg->cols > TT_TERM_DIM_MAX || msg->rows > TT_TERM_DIM_MAX) {
+    snprintf(err, errlen, "terminal size out of range");
+    return TT_EINVAL;
+  }
+  snprintf(term, termcap, "xterm-256color");
+  if (msg->term.len && (!tt_text_valid(msg->term, TT_TERM_NAME_MAX) || tt_text_copy(term, termcap, msg->term))) {
+    snprintf(err, errlen, "TERM is not a valid terminal name");
+    return TT_EINVAL;
+  }
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) {
+    if (msg->n_argv == 0 || msg->n_argv > TT_EXEC_ARGV_MAX || msg->argv[0].len == 0) {
+      snprintf(err, errlen, "exec needs a command and at most %u arguments", (unsigned)TT_EXEC_ARGV_MAX);
+      return TT_EINVAL;
+    }
+    for (size_t i = 0; i < msg->n_argv; i++)
+      if (msg->argv[i].len > TT_EXEC_ARG_MAX || memchr(msg->argv[i].data, '\0', msg->argv[i].len)) {
+        snprintf(err, errlen, "exec argument %zu is longer than %u bytes or holds a NUL", i, (unsigned)TT_EXEC_ARG_MAX);
+        return TT_EINVAL;
+      }
+  }
+  return 0;
+}
+
+static void reject(tt_mux_t *m, tt_chan_t *ch, int code, const char *why) {
+  (void)!tt_mux_reject(m, ch, code, why);
+  tt_link_flush(tt_link_from_mux(m));
+}
+
+void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
+  agent_t *a = tt_link_from_mux(m)->data;
+  char err[TT_TEXT_MAX], term[TT_TERM_NAME_MAX + 1];
+  run_as_t r;
+  int rc = check_open(a, msg, term, sizeof(term), err, sizeof(err));
+  if (!rc) rc = run_as(&a->cfg, &r, err, sizeof(err));
+  if (rc) {
+    TT_WARN("shell", "refused", "session=S-%llu why=\"%s\"", (unsigned long long)msg->session, err);
+    reject(m, ch, rc, err);
+    return;
+  }
+  bool shell = msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL;
+  env_t e;
+  env_build(&e, &a->cfg, &r, shell ? term : NULL, msg->session, msg->ticket);
+  proc_t *p = calloc(1, sizeof(*p));
+  if (!p) {
+    reject(m, ch, TT_ENOMEM, "the agent is out of memory");
+    return;
+  }
+  p->kind = msg->kind;
+  p->a = a;
+  p->m = m;
+  p->session = msg->session;
+  p->next = a->shells->list;
+  a->shells->list = p;
+  uv_timer_init(a->loop, &p->timer);
+  p->timer.data = p;
+  p->handles++;
+  p->timer_open = true;
+  rc = shell ? start_shell(p, &r, &e, msg->cols, msg->rows, err, sizeof(err))
+             : start_exec(p, &r, &e, msg, err, sizeof(err));
+  if (!rc) rc = tt_mux_accept(m, ch, TT_WINDOW_DEFAULT, true, 0);
+  if (rc) {
+    TT_WARN("shell", "cannot start", "session=S-%llu why=\"%s\"", (unsigned long long)msg->session, err);
+    reject(m, ch, rc, err[0] ? err : "cannot start");
+    if (p->pid <= 0) p->exited = true; /* nothing to wait for */
+    detach(p, 0, NULL);
+    return;
+  }
+  p->ch = ch;
+  ch->data = p;
+  TT_INFO("shell", "started", "session=S-%llu ticket=T-%llu kind=%s user=%s pid=%d", (unsigned long long)p->session,
+          (unsigned long long)msg->ticket, shell ? "shell" : "exec", r.name, (int)p->pid);
+  start_reading(p);
+  tt_link_flush(tt_link_from_mux(m));
+}
+
+void agent_shell_init(agent_t *a) {
+  a->shells = calloc(1, sizeof(*a->shells));
+  if (!a->shells) abort(); /* at start-up */
+  uv_signal_init(a->loop, &a->shells->sigchld);
+  a->shells->sigchld.data = a->shells;
+  uv_signal_start(&a->shells->sigchld, sigchld_cb, SIGCHLD);
+}
+
+/* The agent stops: every process is hung up; the SIGCHLD watcher goes with the last one. */
+void agent_shell_close(agent_t *a) {
+  struct agent_shells_s *sh = a->shells;
+  if (!sh || sh->stopping) return;
+  sh->stopping = true;
+  for (proc_t *p = sh->list, *next; p; p = next) {
+    next = p->next;
+    detach(p, TT_ECLOSED, "the agent is shutting down");
+  }
+  if (!sh->list) uv_close((uv_handle_t *)&sh->sigchld, NULL);
+}

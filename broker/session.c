@@ -1,0 +1,814 @@
+/* Sessions: a technician asks for access to a device under a ticket; the device asks its
+ * employee; a yes is a grant (a session) that shell channels run under until it expires or
+ * someone ends it. Every step is audited and lands on the ticket's timeline. Live sessions
+ * are kept here in memory (a few per person and device); the store keeps their history. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "broker.h"
+#include "record.h"
+#include "tt/log.h"
+#include "tt/msg.h"
+
+/* Recordings one answer lists for a session (session_recordings). */
+#define SESSION_RECORDINGS_LIST_MAX 256u
+/* Recordings named, with their sha256, in one session-end audit entry (the entry is
+ * bounded; each recording has an entry of its own as well). */
+#define SESSION_END_AUDIT_RECORDINGS 4u
+
+struct broker_sessions_s {
+  broker_grant_t *list;
+  uint32_t next_req;  /* ids of our requests to agents */
+};
+
+static uint32_t next_req(broker_t *b) {
+  if (++b->sessions->next_req == 0) b->sessions->next_req = 1;
+  return b->sessions->next_req;
+}
+
+static bool is_admin(const broker_conn_t *c) { return c->id.role == TT_ROLE_ADMIN; }
+
+static void access_words(unsigned access, char *out, size_t cap) {
+  snprintf(out, cap, "%s%s%s%s", access & STORE_ACCESS_SHELL ? "shell," : "", access & STORE_ACCESS_FILES ? "files," : "",
+           access & STORE_ACCESS_DIAG ? "diag," : "", access ? "" : "none");
+  size_t n = strlen(out);
+  if (n && out[n - 1] == ',') out[n - 1] = '\0';
+}
+
+static void fmt_duration(uint64_t ms, char *out, size_t cap) {
+  if (ms && ms % 3600000u == 0) snprintf(out, cap, "%" PRIu64 "h", ms / 3600000u);
+  else if (ms && ms % 60000u == 0) snprintf(out, cap, "%" PRIu64 "m", ms / 60000u);
+  else snprintf(out, cap, "%" PRIu64 "s", (ms + 999u) / 1000u);
+}
+
+static void fmt_time(int64_t unix_ms, char *out, size_t cap) {
+  time_t t = (time_t)(unix_ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int reply_error(broker_conn_t *c, uint32_t id, int code, const char *fmt, ...) TT_PRINTF(4, 5);
+static int reply_error(broker_conn_t *c, uint32_t id, int code, const char *fmt, ...) {
+  char msg[TT_TEXT_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  return broker_reply_error(c, id, code, msg);
+}
+
+/* ERR_UNAVAILABLE has no code of ours: the device is known but not connected. */
+static int reply_unavailable(broker_conn_t *c, uint32_t id, const char *dev) {
+  char msg[TT_TEXT_MAX];
+  snprintf(msg, sizeof(msg), "device %s is not connected", dev);
+  Tether__Error e = TETHER__ERROR__INIT;
+  e.code = TETHER__ERROR_CODE__ERR_UNAVAILABLE;
+  e.message = tt_text(msg);
+  Tether__Response r = TETHER__RESPONSE__INIT;
+  r.id = id;
+  r.error = &e;
+  return tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+}
+
+static bool conn_usable(const broker_conn_t *c) { return c && c->link && !c->link->closing; }
+
+static void session_msg(const broker_grant_t *g, Tether__Session *o) {
+  tether__session__init(o);
+  o->id = (uint64_t)g->s.id;
+  o->ticket = (uint64_t)g->s.ticket;
+  o->device = tt_text(g->s.device);
+  o->person = tt_text(g->s.person);
+  o->access = g->s.access;
+  o->started_ms = (uint64_t)g->s.started_ms;
+  o->expires_ms = (uint64_t)g->s.expires_ms;
+  o->unattended = g->s.unattended;
+  o->consent_by = tt_text(g->s.consent_by);
+  o->channels = g->nrelays;
+  o->summary = tt_text(g->summary);
+}
+
+static int reply_session(broker_conn_t *c, uint32_t id, const broker_grant_t *g, bool reused) {
+  Tether__Session s;
+  session_msg(g, &s);
+  s.reused = reused;
+  Tether__Response r = TETHER__RESPONSE__INIT;
+  r.id = id;
+  r.body_case = TETHER__RESPONSE__BODY_SESSION;
+  r.session = &s;
+  return tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+}
+
+static void grant_unlink(broker_t *b, broker_grant_t *g) {
+  if (g->prev) g->prev->next = g->next;
+  else b->sessions->list = g->next;
+  if (g->next) g->next->prev = g->prev;
+  g->prev = g->next = NULL;
+}
+
+static broker_grant_t *grant_find(broker_t *b, int64_t id) {
+  for (broker_grant_t *g = b->sessions->list; g; g = g->next)
+    if (g->s.id == id) return g;
+  return NULL;
+}
+
+broker_grant_t *broker_session_live(broker_t *b, int64_t id) {
+  broker_grant_t *g = grant_find(b, id);
+  if (!g || !g->granted || g->s.expires_ms <= (int64_t)broker_unix_ms()) return NULL;
+  return g;
+}
+
+/* Tell the device a session ended (it closes what runs under it and tells its employee). */
+static void notify_agent_end(broker_grant_t *g, const char *by, const char *reason) {
+  if (!conn_usable(g->agent)) return;
+  Tether__SessionEndRequest e = TETHER__SESSION_END_REQUEST__INIT;
+  e.id = (uint64_t)g->s.id;
+  e.reason = tt_text(reason);
+  e.by = tt_text(by);
+  Tether__Request q = TETHER__REQUEST__INIT;
+  q.id = next_req(g->agent->b);
+  q.body_case = TETHER__REQUEST__BODY_SESSION_END;
+  q.session_end = &e;
+  int rc = tt_link_send(g->agent->link, TT_K_REQUEST, &q.base);
+  if (rc) TT_WARN("session", "session end not sent to the device", "session=%" PRId64 " err=%s", g->s.id, tt_errname(rc));
+}
+
+/* The session-end audit entry names the session's finished recordings with their sha256. */
+static void audit_end(broker_t *b, const broker_grant_t *g, const char *sid, const char *by, const char *reason) {
+  store_recording_t *recs = calloc(SESSION_END_AUDIT_RECORDINGS, sizeof(*recs));
+  uint32_t n = 0;
+  const char *k[SESSION_END_AUDIT_RECORDINGS + 1] = {NULL};
+  const char *v[SESSION_END_AUDIT_RECORDINGS + 1] = {NULL};
+  char names[SESSION_END_AUDIT_RECORDINGS][32];
+  if (recs && store_recording_list(b->store, g->s.id, recs, SESSION_END_AUDIT_RECORDINGS, &n) == 0) {
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      if (!recs[i].ended_ms || recs[i].failed) continue;
+      snprintf(names[j], sizeof(names[j]), "R-%" PRId64, recs[i].id);
+      k[j] = names[j];
+      v[j] = recs[i].sha256;
+      j++;
+    }
+  }
+  char ticket[32];
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
+  broker_audit(b, by, "session-end", sid, "by", by, "reason", reason, "device", g->s.device, "person", g->s.person,
+               "ticket", ticket, k[0], v[0], k[1], v[1], k[2], v[2], k[3], v[3], AUDIT_END);
+  free(recs);
+}
+
+/* End a session for good: its channels close at once with the reason, the device is told
+ * (unless it told us), a console still waiting for consent hears why. */
+static void grant_end(broker_t *b, broker_grant_t *g, const char *by, const char *reason, bool tell_agent) {
+  char sid[32];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+  if (g->console && conn_usable(g->console))
+    (void)!reply_error(g->console, g->console_req, TT_EDENIED, "%s ended before consent: %s", sid, reason);
+  g->console = NULL;
+  relay_end_grant(g, TT_ECLOSED, reason);
+  if (tell_agent) notify_agent_end(g, by, reason);
+  int rc = store_session_end(b->store, g->s.id, (int64_t)broker_unix_ms(), by, reason);
+  if (rc && rc != TT_ESTATE) TT_ERROR("session", "session end not stored", "session=%s err=%s", sid, tt_errname(rc));
+  audit_end(b, g, sid, by, reason);
+  (void)!broker_ticket_event(b, g->s.ticket, by, "session-ended", "%s ended by %s: %s", sid, by, reason);
+  TT_INFO("session", "session ended", "session=%s by=%s reason=\"%s\"", sid, by, reason);
+  grant_unlink(b, g);
+  free(g);
+}
+
+/* ---- consent answers --------------------------------------------------------------- */
+
+/* No grant: the employee said no, nobody answered, or nobody could be asked. */
+static void consent_denied(broker_t *b, broker_grant_t *g, const char *action, const char *event, const char *by,
+                           const char *msg, bool tell_agent) {
+  char sid[32], ticket[32];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
+  broker_audit(b, g->s.device, action, sid, "by", by, "person", g->s.person, "ticket", ticket, "reason", msg,
+               AUDIT_END);
+  (void)!broker_ticket_event(b, g->s.ticket, g->s.device, event, "%s for %s: %s", sid, g->s.person, msg);
+  if (tell_agent) notify_agent_end(g, "broker", msg);
+  int rc = store_session_end(b->store, g->s.id, (int64_t)broker_unix_ms(), by[0] ? by : g->s.device, msg);
+  if (rc && rc != TT_ESTATE) TT_ERROR("session", "session end not stored", "session=%s err=%s", sid, tt_errname(rc));
+  if (g->console && conn_usable(g->console)) (void)!broker_reply_error(g->console, g->console_req, TT_EDENIED, msg);
+  TT_INFO("session", "consent not given", "session=%s action=%s", sid, action);
+  grant_unlink(b, g);
+  free(g);
+}
+
+static void consent_granted(broker_t *b, broker_grant_t *g, bool unattended, const char *by) {
+  char sid[32], ticket[32], until[32], dur[32], words[32];
+  int64_t now = (int64_t)broker_unix_ms();
+  g->granted = true;
+  g->s.unattended = unattended;
+  snprintf(g->s.consent_by, sizeof(g->s.consent_by), "%s", unattended ? "" : by);
+  g->s.expires_ms = now + (int64_t)g->duration_ms;
+  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+  int rc = store_session_grant(b->store, g->s.id, g->s.expires_ms, unattended, g->s.consent_by);
+  if (rc) TT_ERROR("session", "grant not stored", "session=%s err=%s", sid, tt_errname(rc));
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
+  fmt_time(g->s.expires_ms, until, sizeof(until));
+  fmt_duration(g->duration_ms, dur, sizeof(dur));
+  access_words(g->s.access, words, sizeof(words));
+  if (unattended) {
+    broker_audit(b, g->s.device, "consent-unattended", sid, "person", g->s.person, "ticket", ticket, "access", words,
+                 "until", until, AUDIT_END);
+    (void)!broker_ticket_event(b, g->s.ticket, g->s.device, "unattended",
+                               "%s granted unattended by the device's policy (no one to ask)", sid);
+  } else {
+    broker_audit(b, g->s.device, "consent-given", sid, "by", by, "person", g->s.person, "ticket", ticket, "access",
+                 words, "until", until, AUDIT_END);
+    (void)!broker_ticket_event(b, g->s.ticket, g->s.device, "consent-given", "%s allowed by %s", sid, by);
+  }
+  (void)!broker_ticket_event(b, g->s.ticket, g->s.person, "session-opened", "%s: %s for %s, until %s", sid, words,
+                             dur, until);
+  broker_ticket_responded(b, g->s.ticket);
+  TT_INFO("session", "session granted", "session=%s person=%s device=%s unattended=%d", sid, g->s.person,
+          g->s.device, (int)unattended);
+  if (g->console && conn_usable(g->console)) {
+    rc = reply_session(g->console, g->console_req, g, false);
+    if (rc) tt_link_close(g->console->link, rc, "console is not reading");
+  }
+  g->console = NULL;
+}
+
+static broker_grant_t *find_asked(broker_t *b, const broker_conn_t *agent, uint32_t req) {
+  for (broker_grant_t *g = b->sessions->list; g; g = g->next)
+    if (!g->granted && g->agent == agent && g->agent_req == req) return g;
+  return NULL;
+}
+
+int broker_agent_response(broker_conn_t *c, const Tether__Response *r) {
+  broker_t *b = c->b;
+  broker_grant_t *g = find_asked(b, c, r->id);
+  if (!g) return 0; /* a session-end acknowledgement, or an answer past the deadline */
+  char msg[TT_TEXT_MAX], by[TT_NAME_MAX + 1] = "", text[TT_TEXT_MAX] = "";
+  if (r->error || r->body_case != TETHER__RESPONSE__BODY_CONSENT || !r->consent) {
+    if (r->error && tt_text_copy(text, sizeof(text), r->error->message)) text[0] = '\0';
+    snprintf(msg, sizeof(msg), "the device could not ask its employee%s%s", text[0] ? ": " : "", text);
+    consent_denied(b, g, "consent-failed", "consent-failed", "", msg, false);
+    return 0;
+  }
+  const Tether__ConsentResponse *a = r->consent;
+  if (tt_text_copy(by, sizeof(by), a->by)) snprintf(by, sizeof(by), "?");
+  uint64_t secs = (uv_now(b->loop) - g->asked_at + 500u) / 1000u;
+  switch (a->decision) {
+  case TETHER__CONSENT_DECISION__CONSENT_GRANTED:
+    consent_granted(b, g, false, by[0] ? by : "?");
+    return 0;
+  case TETHER__CONSENT_DECISION__CONSENT_UNATTENDED:
+    consent_granted(b, g, true, "");
+    return 0;
+  case TETHER__CONSENT_DECISION__CONSENT_REFUSED:
+    consent_denied(b, g, "consent-refused", "consent-refused", by, "the employee refused access", false);
+    return 0;
+  case TETHER__CONSENT_DECISION__CONSENT_TIMEOUT:
+    snprintf(msg, sizeof(msg), "no answer from the employee within %" PRIu64 " s", secs);
+    consent_denied(b, g, "consent-timeout", "consent-timeout", "", msg, false);
+    return 0;
+  case TETHER__CONSENT_DECISION__CONSENT_NOBODY:
+    consent_denied(b, g, "consent-nobody", "consent-nobody", "",
+                   "no one is at the device to ask and its policy does not allow unattended access", false);
+    return 0;
+  default:
+    consent_denied(b, g, "consent-failed", "consent-failed", "", "the device gave no valid consent answer", true);
+    return 0;
+  }
+}
+
+/* ---- session_open ---------------------------------------------------------------- */
+
+typedef struct {
+  uint32_t person, device, waiting; /* live sessions of the person, of the device; prompts waiting on it */
+  broker_grant_t *reuse;
+} counts_t;
+
+static counts_t count(broker_t *b, const char *person, const char *dev, int64_t ticket, unsigned access) {
+  counts_t k = {0, 0, 0, NULL};
+  int64_t now = (int64_t)broker_unix_ms();
+  for (broker_grant_t *g = b->sessions->list; g; g = g->next) {
+    bool mine = strcmp(g->s.person, person) == 0, here = strcmp(g->s.device, dev) == 0;
+    k.person += mine;
+    k.device += here;
+    k.waiting += here && !g->granted;
+    if (mine && here && g->granted && g->s.ticket == ticket && (g->s.access & access) == access &&
+        g->s.expires_ms > now && !k.reuse)
+      k.reuse = g;
+  }
+  return k;
+}
+
+/* The ticket must be open, about this device, and the asker's (admins: anyone's). */
+static int check_ticket(broker_conn_t *c, uint32_t id, int64_t tid, const char *dev, store_ticket_t *t) {
+  int rc = store_ticket_get(c->b->store, tid, t);
+  if (rc == TT_ENOTFOUND) return reply_error(c, id, TT_ENOTFOUND, "no such ticket: T-%" PRId64, tid), 1;
+  if (rc) return broker_reply_error(c, id, TT_EIO, "the broker could not read its store"), 1;
+  if (t->state != STORE_TICKET_OPEN)
+    return reply_error(c, id, TT_EINVAL, "T-%" PRId64 " is %s", tid,
+                       t->state == STORE_TICKET_RESOLVED ? "resolved" : "closed"), 1;
+  if (strcmp(t->device, dev) != 0)
+    return reply_error(c, id, TT_EINVAL, "T-%" PRId64 " is for device %s, not %s", tid, t->device, dev), 1;
+  if (!is_admin(c) && strcmp(t->assignee, c->id.name) != 0) {
+    if (t->assignee[0]) return reply_error(c, id, TT_EDENIED, "T-%" PRId64 " is assigned to %s", tid, t->assignee), 1;
+    return reply_error(c, id, TT_EDENIED, "T-%" PRId64 " is not assigned to you: assign it first", tid), 1;
+  }
+  return 0;
+}
+
+static int send_consent(broker_grant_t *g) {
+  Tether__ConsentRequest cr = TETHER__CONSENT_REQUEST__INIT;
+  cr.session = (uint64_t)g->s.id;
+  cr.technician = tt_text(g->s.person);
+  cr.ticket = (uint64_t)g->s.ticket;
+  cr.summary = tt_text(g->summary);
+  cr.access = g->s.access;
+  cr.duration_ms = g->duration_ms;
+  cr.timeout_ms = 0; /* the device's own */
+  Tether__Request q = TETHER__REQUEST__INIT;
+  q.id = g->agent_req;
+  q.body_case = TETHER__REQUEST__BODY_CONSENT;
+  q.consent = &cr;
+  return tt_link_send(g->agent->link, TT_K_REQUEST, &q.base);
+}
+
+static int on_open(broker_conn_t *c, uint32_t id, const Tether__SessionOpenRequest *q) {
+  broker_t *b = c->b;
+  char dev[TT_NAME_MAX + 1];
+  if (!q || tt_text_copy(dev, sizeof(dev), q->device) || !dev[0])
+    return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
+  if (q->ticket == 0 || q->ticket > INT64_MAX) return broker_reply_error(c, id, TT_EINVAL, "a ticket is required");
+  store_ticket_t t;
+  if (check_ticket(c, id, (int64_t)q->ticket, dev, &t)) return 0;
+  const unsigned all = STORE_ACCESS_SHELL | STORE_ACCESS_FILES | STORE_ACCESS_DIAG;
+  if (q->access == 0) return broker_reply_error(c, id, TT_EINVAL, "ask for some access: shell, files or diag");
+  if (q->access & ~all) return broker_reply_error(c, id, TT_EINVAL, "unknown access asked for");
+  uint64_t dur = q->duration_ms ? q->duration_ms : (uint64_t)b->cfg.session_duration_ms;
+  if (dur > (uint64_t)b->cfg.session_max_ms) {
+    char max[32];
+    fmt_duration((uint64_t)b->cfg.session_max_ms, max, sizeof(max));
+    return reply_error(c, id, TT_EINVAL, "a session may last at most %s (session.max)", max);
+  }
+  counts_t k = count(b, c->id.name, dev, t.id, q->access);
+  if (k.reuse) {
+    char sid[32], ticket[32];
+    snprintf(sid, sizeof(sid), "S-%" PRId64, k.reuse->s.id);
+    snprintf(ticket, sizeof(ticket), "T-%" PRId64, t.id);
+    broker_audit(b, c->id.name, "session-reuse", sid, "device", dev, "ticket", ticket, AUDIT_END);
+    return reply_session(c, id, k.reuse, true);
+  }
+  if (k.person >= TT_SESSIONS_PER_PERSON_MAX)
+    return reply_error(c, id, TT_EBUSY, "you have %u live sessions: end some first", k.person);
+  if (k.device >= TT_SESSIONS_PER_DEVICE_MAX)
+    return reply_error(c, id, TT_EBUSY, "%s has %u live sessions: end some first", dev, k.device);
+  if (k.waiting >= TT_CONSENT_PENDING_PER_DEVICE_MAX)
+    return reply_error(c, id, TT_EBUSY, "%u requests are already waiting for an answer on %s", k.waiting, dev);
+  broker_conn_t *a = broker_find_agent(b, dev);
+  if (!a) return reply_unavailable(c, id, dev);
+  if (!(a->caps & TETHER__CAPABILITY__CAP_SHELL))
+    return reply_error(c, id, TT_EINVAL, "the agent on %s is too old for sessions: update it", dev);
+
+  broker_grant_t *g = calloc(1, sizeof(*g));
+  if (!g) return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
+  g->s.ticket = t.id;
+  snprintf(g->s.device, sizeof(g->s.device), "%s", dev);
+  snprintf(g->s.person, sizeof(g->s.person), "%s", c->id.name);
+  g->s.access = q->access;
+  g->s.started_ms = (int64_t)broker_unix_ms();
+  snprintf(g->summary, sizeof(g->summary), "%s", t.summary);
+  g->duration_ms = dur;
+  int rc = store_session_add(b->store, &g->s);
+  if (rc) {
+    free(g);
+    TT_ERROR("session", "session not stored", "err=%s", tt_errname(rc));
+    return broker_reply_error(c, id, TT_EIO, "the broker could not write its store");
+  }
+  g->agent = a;
+  g->console = c;
+  g->console_req = id;
+  g->agent_req = next_req(b);
+  g->asked_at = uv_now(b->loop);
+  g->deadline = g->asked_at + TT_CONSENT_DEADLINE_MS;
+  g->next = b->sessions->list;
+  if (g->next) g->next->prev = g;
+  b->sessions->list = g;
+
+  char sid[32], ticket[32], words[32], d[32];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, t.id);
+  access_words(g->s.access, words, sizeof(words));
+  fmt_duration(dur, d, sizeof(d));
+  broker_audit(b, c->id.name, "session-request", sid, "device", dev, "ticket", ticket, "access", words, "duration",
+               d, AUDIT_END);
+  (void)!broker_ticket_event(b, t.id, c->id.name, "session-requested", "%s: %s for %s asked by %s", sid, words, d,
+                             c->id.name);
+  rc = send_consent(g);
+  if (rc) {
+    consent_denied(b, g, "consent-failed", "consent-failed", "", "the device could not be asked (not reading)", false);
+    return 0;
+  }
+  broker_audit(b, "broker", "consent-asked", sid, "device", dev, "person", c->id.name, AUDIT_END);
+  return 0;
+}
+
+/* ---- session_list, session_end -------------------------------------------------------- */
+
+static int on_list(broker_conn_t *c, uint32_t id, const Tether__SessionListRequest *q) {
+  broker_t *b = c->b;
+  bool all = q && q->all && is_admin(c);
+  int64_t now = (int64_t)broker_unix_ms();
+  size_t n = 0;
+  for (broker_grant_t *g = b->sessions->list; g; g = g->next)
+    if (g->granted && g->s.expires_ms > now && (all || strcmp(g->s.person, c->id.name) == 0)) n++;
+  Tether__Session *rows = calloc(n ? n : 1, sizeof(*rows));
+  Tether__Session **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+  int rc;
+  if (!rows || !ptrs) {
+    rc = broker_reply_error(c, id, TT_ENOMEM, "out of memory");
+    goto out;
+  }
+  size_t i = 0;
+  for (broker_grant_t *g = b->sessions->list; g && i < n; g = g->next) {
+    if (!g->granted || g->s.expires_ms <= now || (!all && strcmp(g->s.person, c->id.name) != 0)) continue;
+    session_msg(g, &rows[i]);
+    ptrs[i] = &rows[i];
+    i++;
+  }
+  Tether__SessionList list = TETHER__SESSION_LIST__INIT;
+  list.sessions = ptrs;
+  list.n_sessions = i;
+  Tether__Response r = TETHER__RESPONSE__INIT;
+  r.id = id;
+  r.body_case = TETHER__RESPONSE__BODY_SESSION_LIST;
+  r.session_list = &list;
+  rc = tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+out:
+  free(rows);
+  free(ptrs);
+  return rc;
+}
+
+static int reply_end_ok(broker_conn_t *c, uint32_t id) {
+  Tether__SessionEndResponse e = TETHER__SESSION_END_RESPONSE__INIT;
+  Tether__Response r = TETHER__RESPONSE__INIT;
+  r.id = id;
+  r.body_case = TETHER__RESPONSE__BODY_SESSION_END;
+  r.session_end = &e;
+  return tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+}
+
+static int on_end(broker_conn_t *c, uint32_t id, const Tether__SessionEndRequest *q) {
+  broker_t *b = c->b;
+  if (!q || q->id == 0 || q->id > INT64_MAX) return broker_reply_error(c, id, TT_EINVAL, "no session id");
+  broker_grant_t *g = grant_find(b, (int64_t)q->id);
+  if (c->id.role == TT_ROLE_AGENT) {
+    /* The employee ended it on the device: only that device's sessions. */
+    if (!g || strcmp(g->s.device, c->id.name) != 0)
+      return reply_error(c, id, TT_ENOTFOUND, "S-%" PRIu64 " is not a live session on this device", q->id);
+    char user[TT_NAME_MAX + 1], by[STORE_NAME_MAX];
+    if (tt_text_copy(user, sizeof(user), q->by) || !user[0]) snprintf(user, sizeof(user), "?");
+    snprintf(by, sizeof(by), "employee:%.*s", (int)(sizeof(by) - 10), user);
+    grant_end(b, g, by, "ended by the employee", false);
+    return reply_end_ok(c, id);
+  }
+  if (!g) return reply_error(c, id, TT_ENOTFOUND, "S-%" PRIu64 " is not a live session", q->id);
+  if (!is_admin(c) && strcmp(g->s.person, c->id.name) != 0)
+    return reply_error(c, id, TT_EDENIED, "S-%" PRIu64 " is %s's session", q->id, g->s.person);
+  char reason[STORE_TEXT_MAX];
+  if (tt_text_copy(reason, sizeof(reason), q->reason) || !reason[0])
+    snprintf(reason, sizeof(reason), "ended by %s", c->id.name);
+  grant_end(b, g, c->id.name, reason, true);
+  return reply_end_ok(c, id);
+}
+
+/* ---- recordings ---------------------------------------------------------------------- */
+
+/* The store keeps the sha256 as hex (as the audit shows it); the wire carries its 32 bytes. */
+static int hex_to_bytes(const char *hex, uint8_t *out, size_t n) {
+  if (strlen(hex) != 2 * n) return TT_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    if (sscanf(hex + 2 * i, "%2x", &v) != 1) return TT_EINVAL;
+    out[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+static int read_chunk(broker_t *b, const store_recording_t *rec, uint64_t offset, uint8_t *buf, size_t *n) {
+  char path[1100];
+  snprintf(path, sizeof(path), "%s/%s", b->cfg.data_dir, rec->path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  uint64_t left = (uint64_t)rec->size - offset;
+  size_t want = left < TT_RECORDING_CHUNK_MAX ? (size_t)left : TT_RECORDING_CHUNK_MAX, got = 0;
+  int rc = 0;
+  while (got < want) {
+    ssize_t k = pread(fd, buf + got, want - got, (off_t)(offset + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      rc = k < 0 ? -errno : TT_EIO; /* shorter than the store says */
+      break;
+    }
+    got += (size_t)k;
+  }
+  close(fd);
+  *n = got;
+  return rc;
+}
+
+static int on_recording(broker_conn_t *c, uint32_t id, const Tether__RecordingGetRequest *q) {
+  broker_t *b = c->b;
+  store_recording_t *list = calloc(SESSION_RECORDINGS_LIST_MAX, sizeof(*list));
+  uint8_t *buf = malloc(TT_RECORDING_CHUNK_MAX);
+  uint64_t ids[SESSION_RECORDINGS_LIST_MAX];
+  store_recording_t rec;
+  uint32_t n = 0;
+  int rc;
+  if (!list || !buf) {
+    rc = broker_reply_error(c, id, TT_ENOMEM, "out of memory");
+    goto out;
+  }
+  if (q && q->recording) {
+    rc = q->recording > INT64_MAX ? TT_ENOTFOUND : store_recording_get(b->store, (int64_t)q->recording, &rec);
+    if (rc == TT_ENOTFOUND) {
+      rc = reply_error(c, id, TT_ENOTFOUND, "no such recording: R-%" PRIu64, q->recording);
+      goto out;
+    }
+  } else if (q && q->session && q->session <= INT64_MAX) {
+    rc = store_recording_list(b->store, (int64_t)q->session, list, SESSION_RECORDINGS_LIST_MAX, &n);
+    if (!rc && q->index >= n) {
+      rc = n ? reply_error(c, id, TT_ENOTFOUND, "S-%" PRIu64 " has %u recordings, not #%u", q->session, n,
+                           q->index + 1)
+             : reply_error(c, id, TT_ENOTFOUND, "S-%" PRIu64 " has no recordings", q->session);
+      goto out;
+    }
+    if (!rc) rec = list[q->index];
+  } else {
+    rc = broker_reply_error(c, id, TT_EINVAL, "ask for a session or a recording");
+    goto out;
+  }
+  if (rc) {
+    rc = broker_reply_error(c, id, TT_EIO, "the broker could not read its store");
+    goto out;
+  }
+  if (!is_admin(c) && strcmp(rec.person, c->id.name) != 0) {
+    rc = reply_error(c, id, TT_EDENIED, "R-%" PRId64 " was made in %s's session", rec.id, rec.person);
+    goto out;
+  }
+  if (!rec.ended_ms) {
+    rc = reply_error(c, id, TT_EBUSY, "R-%" PRId64 " is still being recorded", rec.id);
+    goto out;
+  }
+  uint64_t off = q->offset;
+  if (off > (uint64_t)rec.size) {
+    rc = reply_error(c, id, TT_EINVAL, "offset %" PRIu64 " is past the end of R-%" PRId64, off, rec.id);
+    goto out;
+  }
+  size_t got = 0;
+  rc = read_chunk(b, &rec, off, buf, &got);
+  if (rc) {
+    TT_ERROR("session", "recording not readable", "recording=R-%" PRId64 " err=%s", rec.id, tt_errname(rc));
+    rc = reply_error(c, id, TT_EIO, "R-%" PRId64 " cannot be read on the broker (%s)", rec.id, tt_strerror(rc));
+    goto out;
+  }
+  if (!(q->session && !q->recording)) /* the session's list, for a recording asked by id */
+    (void)!store_recording_list(b->store, rec.session, list, SESSION_RECORDINGS_LIST_MAX, &n);
+  for (uint32_t i = 0; i < n; i++) ids[i] = (uint64_t)list[i].id;
+  Tether__RecordingChunk ch = TETHER__RECORDING_CHUNK__INIT;
+  ch.recording = (uint64_t)rec.id;
+  ch.session = (uint64_t)rec.session;
+  ch.ticket = (uint64_t)rec.ticket;
+  ch.device = tt_text(rec.device);
+  ch.person = tt_text(rec.person);
+  ch.started_ms = (uint64_t)rec.started_ms;
+  ch.size = (uint64_t)rec.size;
+  uint8_t sha[32];
+  ch.sha256.data = sha;
+  ch.sha256.len = hex_to_bytes(rec.sha256, sha, sizeof(sha)) ? 0 : sizeof(sha); /* "" when it failed */
+  ch.offset = off;
+  ch.data.data = buf;
+  ch.data.len = got;
+  ch.session_recordings = ids;
+  ch.n_session_recordings = n;
+  Tether__Response r = TETHER__RESPONSE__INIT;
+  r.id = id;
+  r.body_case = TETHER__RESPONSE__BODY_RECORDING;
+  r.recording = &ch;
+  rc = tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+out:
+  free(list);
+  free(buf);
+  return rc;
+}
+
+int broker_session_request(broker_conn_t *c, const Tether__Request *q) {
+  if (c->state != BROKER_CONN_READY) return broker_reply_error(c, q->id, TT_EDENIED, "sessions need a welcome first");
+  bool person = c->id.role == TT_ROLE_TECHNICIAN || c->id.role == TT_ROLE_ADMIN;
+  if (!person && !(c->id.role == TT_ROLE_AGENT && q->body_case == TETHER__REQUEST__BODY_SESSION_END))
+    return broker_reply_error(c, q->id, TT_EDENIED, "sessions are for technicians and admins");
+  switch (q->body_case) {
+  case TETHER__REQUEST__BODY_SESSION_OPEN: return on_open(c, q->id, q->session_open);
+  case TETHER__REQUEST__BODY_SESSION_LIST: return on_list(c, q->id, q->session_list);
+  case TETHER__REQUEST__BODY_SESSION_END: return on_end(c, q->id, q->session_end);
+  case TETHER__REQUEST__BODY_RECORDING_GET: return on_recording(c, q->id, q->recording_get);
+  default: return broker_reply_error(c, q->id, TT_EPROTO, "not a session request");
+  }
+}
+
+/* ---- recording a shell relay ------------------------------------------------------------ */
+
+typedef struct {
+  broker_t *b;
+  relay_t *relay; /* NULL once the relay ended */
+  const broker_rec_owner_t *owner;
+  broker_rec_t *rec;
+  store_recording_t row;
+} rec_meta_t;
+
+static void rec_fail_text(char *out, size_t cap, int err) {
+  snprintf(out, cap, "recording failed (%s): the session cannot continue unrecorded", tt_strerror(err));
+}
+
+static void meta_drain(void *ctx) {
+  rec_meta_t *m = ctx;
+  if (m->relay) m->owner->on_drain(m->relay);
+}
+
+static void meta_fail(void *ctx, int err) {
+  rec_meta_t *m = ctx;
+  char why[TT_TEXT_MAX];
+  rec_fail_text(why, sizeof(why), err);
+  TT_ERROR("session", "recording failed", "recording=R-%" PRId64 " err=%s", m->row.id, tt_errname(err));
+  if (m->relay) m->owner->on_fail(m->relay, why); /* ends the relay: m may be gone after */
+}
+
+static void meta_done(void *ctx, const broker_rec_result_t *res) {
+  rec_meta_t *m = ctx;
+  broker_t *b = m->b;
+  char rid[32], sid[32], ticket[32], size[24];
+  snprintf(rid, sizeof(rid), "R-%" PRId64, m->row.id);
+  snprintf(sid, sizeof(sid), "S-%" PRId64, m->row.session);
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, m->row.ticket);
+  snprintf(size, sizeof(size), "%" PRId64, res->size);
+  int rc = store_recording_finish(b->store, m->row.id, (int64_t)broker_unix_ms(), res->size,
+                                  res->failed ? "" : res->sha256, res->failed);
+  if (rc) TT_ERROR("session", "recording end not stored", "recording=%s err=%s", rid, tt_errname(rc));
+  if (res->failed) {
+    broker_audit(b, "broker", "recording-failed", rid, "session", sid, "ticket", ticket, "error",
+                 tt_strerror(res->err), "size", size, AUDIT_END);
+    (void)!broker_ticket_event(b, m->row.ticket, "broker", "recording", "%s of %s failed (%s): the file is partial",
+                               rid, sid, tt_strerror(res->err));
+  } else {
+    broker_audit(b, "broker", "recording", rid, "session", sid, "ticket", ticket, "size", size, "sha256", res->sha256,
+                 AUDIT_END);
+    (void)!broker_ticket_event(b, m->row.ticket, "broker", "recording", "%s of %s: %s bytes, sha256 %s", rid, sid,
+                               size, res->sha256);
+  }
+  TT_INFO("session", "recording closed", "recording=%s size=%s failed=%d", rid, size, (int)res->failed);
+  free(m);
+}
+
+static const broker_rec_cbs_t meta_cbs = {.on_drain = meta_drain, .on_fail = meta_fail, .on_done = meta_done};
+
+int broker_session_record(broker_grant_t *g, relay_t *r, const broker_rec_owner_t *owner, uint32_t cols,
+                          uint32_t rows, const char *term, broker_rec_t **out, void **handle, char *why,
+                          size_t whylen) {
+  broker_t *b = g->agent->b;
+  *out = NULL;
+  *handle = NULL;
+  rec_meta_t *m = calloc(1, sizeof(*m));
+  if (!m) {
+    rec_fail_text(why, whylen, TT_ENOMEM);
+    return TT_ENOMEM;
+  }
+  m->b = b;
+  m->relay = r;
+  m->owner = owner;
+  m->row.session = g->s.id;
+  m->row.ticket = g->s.ticket;
+  snprintf(m->row.device, sizeof(m->row.device), "%s", g->s.device);
+  snprintf(m->row.person, sizeof(m->row.person), "%s", g->s.person);
+  m->row.started_ms = (int64_t)broker_unix_ms();
+  int rc = store_recording_add(b->store, &m->row);
+  if (rc) {
+    TT_ERROR("session", "recording not stored", "err=%s", tt_errname(rc));
+    rec_fail_text(why, whylen, rc);
+    free(m);
+    return rc;
+  }
+  char path[1100], title[3 * STORE_NAME_MAX + 64];
+  snprintf(path, sizeof(path), "%s/%s", b->cfg.data_dir, m->row.path);
+  snprintf(title, sizeof(title), "S-%" PRId64 " T-%" PRId64 " %s@%s", g->s.id, g->s.ticket, g->s.person, g->s.device);
+  broker_rec_header_t h = {.cols = cols, .rows = rows, .unix_s = m->row.started_ms / 1000, .term = term,
+                           .title = title};
+  rc = broker_rec_open(&m->rec, b->loop, path, &h, &meta_cbs, m);
+  if (rc) {
+    rec_fail_text(why, whylen, rc);
+    if (store_recording_finish(b->store, m->row.id, (int64_t)broker_unix_ms(), 0, "", true))
+      TT_ERROR("session", "recording end not stored", "recording=R-%" PRId64, m->row.id);
+    char rid[32], sid[32];
+    snprintf(rid, sizeof(rid), "R-%" PRId64, m->row.id);
+    snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+    broker_audit(b, "broker", "recording-failed", rid, "session", sid, "error", tt_strerror(rc), AUDIT_END);
+    free(m);
+    return rc;
+  }
+  *out = m->rec;
+  *handle = m;
+  return 0;
+}
+
+void broker_session_record_end(void *handle) {
+  rec_meta_t *m = handle;
+  m->relay = NULL;
+  broker_rec_finish(m->rec); /* may call meta_done (and free m) at once */
+}
+
+/* ---- ending many, sweeping ----------------------------------------------------------- */
+
+void broker_sessions_end_ticket(broker_t *b, int64_t ticket, const char *by, const char *reason) {
+  for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
+    next = g->next;
+    if (g->s.ticket == ticket) grant_end(b, g, by, reason, true);
+  }
+}
+
+void broker_sessions_end_identity(broker_t *b, bool device, const char *name, const char *by, const char *reason) {
+  for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
+    next = g->next;
+    if (strcmp(device ? g->s.device : g->s.person, name) == 0) grant_end(b, g, by, reason, true);
+  }
+}
+
+void broker_sessions_agent_down(broker_conn_t *agent) {
+  broker_t *b = agent->b;
+  const char *reason = b->stopping ? "the broker is shutting down" : "the device disconnected";
+  for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
+    next = g->next;
+    if (g->agent == agent) grant_end(b, g, "broker", reason, false);
+  }
+}
+
+void broker_sessions_conn_down(broker_conn_t *c) {
+  if (!c->b->sessions) return;
+  if (c->id.role == TT_ROLE_AGENT) {
+    broker_sessions_agent_down(c);
+    return;
+  }
+  for (broker_grant_t *g = c->b->sessions->list; g; g = g->next)
+    if (g->console == c) g->console = NULL; /* a grant that comes later stays for reuse */
+}
+
+void broker_sessions_sweep(broker_t *b, uint64_t now) {
+  int64_t unow = (int64_t)broker_unix_ms();
+  for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
+    next = g->next;
+    if (!g->granted && now >= g->deadline) {
+      char msg[TT_TEXT_MAX];
+      snprintf(msg, sizeof(msg), "no answer from the employee within %u s", TT_CONSENT_DEADLINE_MS / 1000u);
+      consent_denied(b, g, "consent-timeout", "consent-timeout", "", msg, true);
+    } else if (g->granted && unow >= g->s.expires_ms) {
+      grant_end(b, g, "broker", "the session's time ran out", true);
+    } else {
+      relay_tick_grant(g);
+    }
+  }
+}
+
+/* ---- life ------------------------------------------------------------------------------ */
+
+int broker_sessions_init(broker_t *b) {
+  b->sessions = calloc(1, sizeof(*b->sessions));
+  if (!b->sessions) return TT_ENOMEM;
+  char dir[600];
+  snprintf(dir, sizeof(dir), "%s/recordings", b->cfg.data_dir);
+  if (mkdir(dir, 0700) && errno != EEXIST) {
+    int rc = -errno;
+    TT_ERROR("session", "recordings directory not made", "dir=%s err=%s", dir, tt_strerror(rc));
+    return rc;
+  }
+  uint32_t stale = 0;
+  int rc = store_session_end_all(b->store, (int64_t)broker_unix_ms(), &stale);
+  if (rc) {
+    TT_ERROR("session", "sessions of the last run not ended", "err=%s", tt_errname(rc));
+    return rc;
+  }
+  if (stale) TT_INFO("session", "sessions of the last run ended", "count=%u", stale);
+  return 0;
+}
+
+void broker_sessions_free(broker_t *b) {
+  if (!b->sessions) return;
+  for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
+    next = g->next;
+    free(g);
+  }
+  free(b->sessions);
+  b->sessions = NULL;
+}

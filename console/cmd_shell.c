@@ -1,0 +1,761 @@
+/* tether shell DEVICE --ticket T: an interactive shell on the device's pty, inside a
+ * consented session. tether exec DEVICE --ticket T -- CMD [ARG...]: one command, no pty.
+ *
+ * Flow control runs end to end: remote output is acknowledged to the channel
+ * (tt_mux_consumed) only once it has been written to stdout, so a console that stops
+ * reading stalls the remote program instead of filling memory; stdin is read only while
+ * the channel has credit. The terminal is in raw mode while a shell runs and is put back
+ * on every way out: a normal end, an error, a fatal signal, exit(). */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+#include "console.h"
+#include "tt/msg.h"
+
+#define TERM_DEFAULT "xterm-256color"
+#define COLS_DEFAULT 80u
+#define ROWS_DEFAULT 24u
+/* Exit status when the channel ended without the remote's: like ssh. */
+#define EXIT_NO_STATUS 255
+#define EXIT_INTERRUPTED 130
+/* What an exec's command line may take of the ChannelOpen frame; the rest is headroom for
+ * the other fields. */
+#define EXEC_LINE_MAX (TT_FRAME_MAX_BODY - 4096u)
+#define MSG_MAX (TT_TEXT_MAX * 4 + 64)
+
+/* -- the terminal ---------------------------------------------------------------------- */
+
+static struct termios g_saved_tio;
+static volatile sig_atomic_t g_raw;
+
+void console_tty_restore(void) {
+  if (!g_raw) return;
+  g_raw = 0;
+  (void)tcsetattr(STDIN_FILENO, TCSADRAIN, &g_saved_tio);
+}
+
+/* SIGINT, SIGTERM, SIGHUP, SIGQUIT while raw: put the terminal back, then die of the signal
+ * as we would have. Only async-signal-safe calls here. */
+static void fatal_signal(int sig) {
+  if (g_raw) {
+    g_raw = 0;
+    (void)tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tio);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* Raw from the start, so that what is typed while the employee decides is neither echoed
+ * nor cooked here but reaches the shell as typed. Until the shell runs, ^C still
+ * interrupts the console (isig): there is nothing remote to send it to yet. */
+static int tty_raw(bool isig) {
+  struct termios raw;
+  if (!g_raw && tcgetattr(STDIN_FILENO, &g_saved_tio) != 0) return -errno;
+  raw = g_saved_tio;
+  cfmakeraw(&raw);
+  if (isig) raw.c_lflag |= ISIG;
+  if (!g_raw) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) sigaction(sigs[i], &sa, NULL);
+    atexit(console_tty_restore);
+  }
+  g_raw = 1;
+  if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) != 0) {
+    int e = errno;
+    console_tty_restore();
+    return -e;
+  }
+  return 0;
+}
+
+static void term_size(uint32_t *cols, uint32_t *rows) {
+  struct winsize ws;
+  *cols = COLS_DEFAULT;
+  *rows = ROWS_DEFAULT;
+  if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col && ws.ws_row) {
+    *cols = ws.ws_col > TT_TERM_DIM_MAX ? TT_TERM_DIM_MAX : ws.ws_col;
+    *rows = ws.ws_row > TT_TERM_DIM_MAX ? TT_TERM_DIM_MAX : ws.ws_row;
+  }
+}
+
+/* -- state ------------------------------------------------------------------------------ */
+
+typedef struct shell_s shell_t;
+typedef struct sink_s sink_t;
+
+/* One piece of output waiting for its descriptor; `credit` is what the channel counted for
+ * it (a CTRL frame counts whole, its stderr text is less). */
+typedef struct chunk_s {
+  struct chunk_s *next;
+  sink_t *k;
+  size_t credit, len, off;
+  union {
+    uv_write_t w;
+    uv_fs_t fs;
+  } req;
+  uint8_t data[];
+} chunk_t;
+
+/* stdout or stderr: a libuv stream for ttys and pipes, plain writes from the thread pool for
+ * files; one write in flight, in order. */
+struct sink_s {
+  shell_t *s;
+  int fd;
+  bool stream, open, busy, failed;
+  union {
+    uv_tty_t tty;
+    uv_pipe_t pipe;
+  } h;
+  chunk_t *head, *tail;
+};
+
+/* stdin: the same, reading. */
+typedef struct {
+  shell_t *s;
+  bool stream, open, reading, eof;
+  union {
+    uv_tty_t tty;
+    uv_pipe_t pipe;
+  } h;
+  uv_fs_t fs;
+  uint8_t buf[TT_DATA_CHUNK_MAX];
+} source_t;
+
+struct shell_s {
+  console_t *c;
+  tt_chan_t *ch;
+  bool exec;
+  uint64_t ticket;
+  uint32_t cols, rows;
+  bool accepted, have_exit, eof_rcvd;
+  int exit_code;
+  bool ending, finalized;
+  int end_code;
+  char end_msg[MSG_MAX];
+  source_t in;
+  sink_t out, err;
+  uv_signal_t winch, sigint, sigterm;
+  bool signals_on;
+  int interrupts;
+  uint32_t pending_signal;
+  bool pending_resize;
+};
+
+static shell_t g_sh;
+
+static void shell_end(shell_t *s, int code, const char *fmt, ...) TT_PRINTF(3, 4);
+
+static tt_mux_t *mux_of(shell_t *s) {
+  return s->c->link ? &s->c->link->mux : NULL;
+}
+
+/* -- output ----------------------------------------------------------------------------- */
+
+static void shell_maybe_finalize(shell_t *s);
+static void sink_kick(sink_t *k);
+
+static void chunk_done(sink_t *k, chunk_t *ch) {
+  shell_t *s = k->s;
+  k->head = ch->next;
+  if (!k->head) k->tail = NULL;
+  tt_mux_t *m = mux_of(s);
+  /* Only now may the remote send more: the bytes are out of our hands. */
+  if (ch->credit && s->ch && m) {
+    tt_mux_consumed(m, s->ch, ch->credit);
+    tt_link_flush(s->c->link);
+  }
+  free(ch);
+}
+
+static void sink_failed(sink_t *k, int err) {
+  shell_t *s = k->s;
+  k->failed = true;
+  while (k->head) {
+    chunk_t *ch = k->head;
+    k->head = ch->next;
+    free(ch);
+  }
+  k->tail = NULL;
+  shell_end(s, 1, "cannot write to %s: %s", k->fd == STDOUT_FILENO ? "stdout" : "stderr", uv_strerror(err));
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  chunk_t *ch = req->data;
+  sink_t *k = ch->k;
+  k->busy = false;
+  if (status < 0) {
+    if (status != UV_ECANCELED) sink_failed(k, status);
+    shell_maybe_finalize(k->s);
+    return;
+  }
+  chunk_done(k, ch);
+  sink_kick(k);
+  shell_maybe_finalize(k->s);
+}
+
+static void fs_write_cb(uv_fs_t *req) {
+  chunk_t *ch = req->data;
+  sink_t *k = ch->k;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  k->busy = false;
+  if (r < 0) {
+    sink_failed(k, (int)r);
+    shell_maybe_finalize(k->s);
+    return;
+  }
+  ch->off += (size_t)r;
+  if (ch->off >= ch->len) chunk_done(k, ch);
+  sink_kick(k);
+  shell_maybe_finalize(k->s);
+}
+
+static void sink_kick(sink_t *k) {
+  if (k->busy || k->failed || !k->head) return;
+  chunk_t *ch = k->head;
+  uv_buf_t b = uv_buf_init((char *)ch->data + ch->off, (unsigned)(ch->len - ch->off));
+  int rc;
+  k->busy = true;
+  if (k->stream) {
+    ch->req.w.data = ch;
+    rc = uv_write(&ch->req.w, (uv_stream_t *)&k->h, &b, 1, write_cb);
+  } else {
+    ch->req.fs.data = ch;
+    rc = uv_fs_write(k->s->c->loop, &ch->req.fs, k->fd, &b, 1, -1, fs_write_cb);
+  }
+  if (rc) {
+    k->busy = false;
+    sink_failed(k, rc);
+  }
+}
+
+/* Queue n bytes for k; credit is acknowledged once they are written. */
+static int sink_push(sink_t *k, const uint8_t *p, size_t n, size_t credit) {
+  shell_t *s = k->s;
+  if (k->failed) return 0; /* ending already; what is left is dropped */
+  if (n == 0) {
+    tt_mux_t *m = mux_of(s);
+    if (credit && s->ch && m) tt_mux_consumed(m, s->ch, credit);
+    return 0;
+  }
+  chunk_t *ch = malloc(sizeof(*ch) + n);
+  if (!ch) return TT_ENOMEM;
+  memset(ch, 0, sizeof(*ch));
+  ch->k = k;
+  ch->credit = credit;
+  ch->len = n;
+  memcpy(ch->data, p, n);
+  if (k->tail) k->tail->next = ch;
+  else k->head = ch;
+  k->tail = ch;
+  sink_kick(k);
+  return 0;
+}
+
+static int sink_open(shell_t *s, sink_t *k, int fd) {
+  memset(k, 0, sizeof(*k));
+  k->s = s;
+  k->fd = fd;
+  uv_handle_type t = uv_guess_handle(fd);
+  int rc = 0;
+  if (t == UV_TTY) {
+    rc = uv_tty_init(s->c->loop, &k->h.tty, fd, 0);
+    k->stream = true;
+  } else if (t == UV_NAMED_PIPE || t == UV_TCP) {
+    rc = uv_pipe_init(s->c->loop, &k->h.pipe, 0);
+    if (!rc) {
+      rc = uv_pipe_open(&k->h.pipe, fd);
+      if (rc) uv_close((uv_handle_t *)&k->h.pipe, NULL);
+    }
+    k->stream = true;
+  }
+  if (rc) return rc;
+  k->open = k->stream;
+  return 0;
+}
+
+static bool sink_idle(const sink_t *k) {
+  return !k->busy && !k->head;
+}
+
+static void sink_close(sink_t *k) {
+  if (k->open) uv_close((uv_handle_t *)&k->h, NULL);
+  k->open = false;
+}
+
+/* -- input ------------------------------------------------------------------------------ */
+
+static void source_start(source_t *in);
+
+static void send_eof(shell_t *s) {
+  static const uint8_t none = 0;
+  tt_mux_t *m = mux_of(s);
+  if (!s->ch || !m || s->ch->eof_sent) return;
+  if (tt_mux_send(m, s->ch, &none, 0, TT_FF_EOF) == 0) tt_link_flush(s->c->link);
+}
+
+static void source_stop(source_t *in) {
+  if (in->reading && in->stream) uv_read_stop((uv_stream_t *)&in->h);
+  if (in->stream) in->reading = false;
+}
+
+static void source_close(source_t *in) {
+  source_stop(in);
+  if (in->open) uv_close((uv_handle_t *)&in->h, NULL);
+  in->open = false;
+}
+
+/* Bytes typed (or piped in) go to the remote as they are. */
+static void source_got(source_t *in, const uint8_t *p, size_t n) {
+  shell_t *s = in->s;
+  tt_mux_t *m = mux_of(s);
+  if (!s->ch || !m || s->ending) return;
+  /* Reads are sized to the credit, so this fits. */
+  int rc = tt_mux_send(m, s->ch, p, n, 0);
+  if (rc) {
+    shell_end(s, 1, "cannot send to the device: %s", tt_strerror(rc));
+    return;
+  }
+  tt_link_flush(s->c->link);
+}
+
+static void source_eof(source_t *in) {
+  in->eof = true;
+  source_stop(in);
+  send_eof(in->s);
+}
+
+static size_t source_room(source_t *in) {
+  shell_t *s = in->s;
+  size_t room = s->ch ? tt_mux_sendable(s->ch) : 0;
+  return room < sizeof(in->buf) ? room : sizeof(in->buf);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  (void)suggested;
+  source_t *in = h->data;
+  *b = uv_buf_init((char *)in->buf, (unsigned)source_room(in));
+}
+
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  source_t *in = st->data;
+  (void)b;
+  if (n > 0) source_got(in, in->buf, (size_t)n);
+  else if (n == UV_ENOBUFS) {
+    source_stop(in); /* no credit: on_credit starts reading again */
+    return;
+  } else if (n < 0) {
+    source_eof(in);
+    return;
+  }
+  if (in->reading && source_room(in) == 0) source_stop(in);
+}
+
+static void fs_read_cb(uv_fs_t *req) {
+  source_t *in = req->data;
+  ssize_t n = req->result;
+  uv_fs_req_cleanup(req);
+  in->reading = false;
+  if (in->s->ending) {
+    shell_maybe_finalize(in->s); /* it waited for this read to give back in.buf */
+    return;
+  }
+  if (n <= 0) {
+    source_eof(in);
+    return;
+  }
+  source_got(in, in->buf, (size_t)n);
+  source_start(in);
+}
+
+static void source_start(source_t *in) {
+  shell_t *s = in->s;
+  if (in->eof || in->reading || s->ending || !s->ch) return;
+  size_t room = source_room(in);
+  if (room == 0) return;
+  int rc;
+  if (in->stream) {
+    rc = uv_read_start((uv_stream_t *)&in->h, alloc_cb, read_cb);
+  } else {
+    uv_buf_t b = uv_buf_init((char *)in->buf, (unsigned)room);
+    in->fs.data = in;
+    rc = uv_fs_read(s->c->loop, &in->fs, STDIN_FILENO, &b, 1, -1, fs_read_cb);
+  }
+  if (rc) {
+    source_eof(in);
+    return;
+  }
+  in->reading = true;
+}
+
+static int source_open(shell_t *s, source_t *in) {
+  memset(in, 0, sizeof(*in));
+  in->s = s;
+  uv_handle_type t = uv_guess_handle(STDIN_FILENO);
+  int rc = 0;
+  if (t == UV_TTY) {
+    rc = uv_tty_init(s->c->loop, &in->h.tty, STDIN_FILENO, 1);
+    in->stream = true;
+  } else if (t == UV_NAMED_PIPE || t == UV_TCP) {
+    rc = uv_pipe_init(s->c->loop, &in->h.pipe, 0);
+    if (!rc) {
+      rc = uv_pipe_open(&in->h.pipe, STDIN_FILENO);
+      if (rc) uv_close((uv_handle_t *)&in->h.pipe, NULL);
+    }
+    in->stream = true;
+  }
+  if (rc) return rc;
+  in->open = in->stream;
+  if (in->stream) in->h.tty.data = in;
+  return 0;
+}
+
+/* -- control messages ------------------------------------------------------------------- */
+
+/* TT_EWINDOW when there is no credit for it yet: the caller keeps it pending. */
+static int send_ctrl(shell_t *s, const Tether__ChannelControl *cc) {
+  uint8_t buf[64];
+  tt_mux_t *m = mux_of(s);
+  if (!s->ch || !m || s->ch->eof_sent) return 0; /* nothing more goes that way */
+  size_t n = tether__channel_control__get_packed_size(cc);
+  if (n > sizeof(buf)) return TT_ETOOBIG;
+  tether__channel_control__pack(cc, buf);
+  if (tt_mux_sendable(s->ch) < n) return TT_EWINDOW;
+  int rc = tt_mux_send(m, s->ch, buf, n, TT_FF_CTRL);
+  if (!rc) tt_link_flush(s->c->link);
+  return rc;
+}
+
+static void send_pending(shell_t *s) {
+  if (s->pending_resize) {
+    Tether__TermSize ts = TETHER__TERM_SIZE__INIT;
+    ts.cols = s->cols;
+    ts.rows = s->rows;
+    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_RESIZE;
+    cc.resize = &ts;
+    if (send_ctrl(s, &cc) != TT_EWINDOW) s->pending_resize = false;
+  }
+  if (s->pending_signal) {
+    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_SIGNAL;
+    cc.signal = s->pending_signal;
+    if (send_ctrl(s, &cc) != TT_EWINDOW) s->pending_signal = 0;
+  }
+}
+
+static void winch_cb(uv_signal_t *h, int sig) {
+  shell_t *s = h->data;
+  (void)sig;
+  uint32_t cols, rows;
+  term_size(&cols, &rows);
+  if (cols == s->cols && rows == s->rows) return;
+  s->cols = cols;
+  s->rows = rows;
+  s->pending_resize = true;
+  send_pending(s);
+}
+
+/* exec: ^C and SIGTERM go to the remote command; a second ^C gives up on it. */
+static void interrupt_cb(uv_signal_t *h, int sig) {
+  shell_t *s = h->data;
+  if (sig == SIGINT && ++s->interrupts >= 2) {
+    shell_end(s, EXIT_INTERRUPTED, NULL);
+    return;
+  }
+  s->pending_signal = (uint32_t)sig;
+  send_pending(s);
+}
+
+/* -- the end ---------------------------------------------------------------------------- */
+
+static void signals_close(shell_t *s) {
+  if (!s->signals_on) return;
+  s->signals_on = false;
+  if (!s->exec) uv_close((uv_handle_t *)&s->winch, NULL);
+  else {
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+  }
+}
+
+/* Everything written: put the terminal back, say why if there is something to say, and let
+ * the loop end. */
+static void shell_maybe_finalize(shell_t *s) {
+  if (!s->ending || s->finalized) return;
+  if (!sink_idle(&s->out) || !sink_idle(&s->err)) return;
+  if (s->in.reading && !s->in.stream) return; /* a pool read still owns in.buf */
+  s->finalized = true;
+  console_tty_restore();
+  if (s->end_msg[0]) fprintf(stderr, "tether: %s\n", s->end_msg);
+  source_close(&s->in);
+  sink_close(&s->out);
+  sink_close(&s->err);
+  signals_close(s);
+}
+
+/* Stop the shell with this exit code (and a line to print once stdout is drained). */
+static void shell_end(shell_t *s, int code, const char *fmt, ...) {
+  if (s->ending) return;
+  s->ending = true;
+  s->end_code = code;
+  /* A failure already reported (the broker's error, a lost link) keeps its one line. */
+  if (fmt && !s->c->done) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->end_msg, sizeof(s->end_msg), fmt, ap);
+    va_end(ap);
+  }
+  tt_mux_t *m = mux_of(s);
+  if (s->ch) {
+    s->ch->data = NULL;
+    if (m) (void)tt_mux_close(m, s->ch, 0, "done");
+    s->ch = NULL;
+  }
+  source_stop(&s->in);
+  console_finish(s->c, code);
+  shell_maybe_finalize(s);
+}
+
+static int exit_code_of(const Tether__ExitStatus *e) {
+  if (e->signal) return 128 + (int)(e->signal & 0x7f);
+  return e->code >= 0 && e->code <= 255 ? e->code : EXIT_NO_STATUS;
+}
+
+/* The remote said all it will say: finish when it has been written. */
+static void remote_done(shell_t *s, const char *why) {
+  if (s->have_exit) shell_end(s, s->exit_code, NULL);
+  else shell_end(s, EXIT_NO_STATUS, "%s", why);
+}
+
+/* -- the channel ------------------------------------------------------------------------ */
+
+static void on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *msg) {
+  (void)m;
+  (void)msg;
+  shell_t *s = ch->data;
+  if (!s) return;
+  console_t *c = s->c;
+  uv_timer_stop(&c->timeout); /* a shell may stay quiet as long as it likes */
+  s->accepted = true;
+  int rc = sink_open(s, &s->out, STDOUT_FILENO);
+  if (!rc) rc = sink_open(s, &s->err, STDERR_FILENO);
+  if (rc) {
+    shell_end(s, 1, "cannot use stdout/stderr: %s", uv_strerror(rc));
+    return;
+  }
+  if (s->exec) {
+    uv_signal_init(c->loop, &s->sigint);
+    uv_signal_init(c->loop, &s->sigterm);
+    s->sigint.data = s->sigterm.data = s;
+    uv_signal_start(&s->sigint, interrupt_cb, SIGINT);
+    uv_signal_start(&s->sigterm, interrupt_cb, SIGTERM);
+    s->signals_on = true;
+    return;
+  }
+  uv_signal_init(c->loop, &s->winch);
+  s->winch.data = s;
+  uv_signal_start(&s->winch, winch_cb, SIGWINCH);
+  s->signals_on = true;
+  if (isatty(STDIN_FILENO) && (rc = tty_raw(false))) {
+    shell_end(s, 1, "cannot put the terminal in raw mode: %s", strerror(-rc));
+    return;
+  }
+  rc = source_open(s, &s->in);
+  if (rc) {
+    shell_end(s, 1, "cannot read stdin: %s", uv_strerror(rc));
+    return;
+  }
+  source_start(&s->in);
+}
+
+static void on_ctrl(shell_t *s, const uint8_t *p, size_t n) {
+  Tether__ChannelControl *cc = n <= TT_DATA_CHUNK_MAX ? tether__channel_control__unpack(NULL, n, p) : NULL;
+  if (!cc) {
+    shell_end(s, EXIT_NO_STATUS, "the device sent a malformed control message");
+    return;
+  }
+  int rc = 0;
+  switch (cc->body_case) {
+  case TETHER__CHANNEL_CONTROL__BODY_EXIT:
+    if (cc->exit) {
+      s->have_exit = true;
+      s->exit_code = exit_code_of(cc->exit);
+    }
+    sink_push(&s->err, NULL, 0, n); /* nothing to write: acknowledge at once */
+    break;
+  case TETHER__CHANNEL_CONTROL__BODY_STDERR:
+    rc = sink_push(&s->err, cc->stderr.data, cc->stderr.len, n);
+    break;
+  default: /* resize and signal are ours to send, not to receive: ignore them */
+    rc = sink_push(&s->err, NULL, 0, n);
+    break;
+  }
+  tether__channel_control__free_unpacked(cc, NULL);
+  if (rc) shell_end(s, 1, "%s", tt_strerror(rc));
+}
+
+static void on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
+  (void)m;
+  shell_t *s = ch->data;
+  if (!s || s->ending) return;
+  if (flags & TT_FF_ZSTD) { /* never offered: a device that sends it is broken */
+    shell_end(s, EXIT_NO_STATUS, "the device sent compressed data that was not asked for");
+    return;
+  }
+  if (flags & TT_FF_CTRL) on_ctrl(s, p, n);
+  else if (sink_push(&s->out, p, n, n)) shell_end(s, 1, "%s", tt_strerror(TT_ENOMEM));
+  if (s->ending) return;
+  if (flags & TT_FF_EOF) {
+    s->eof_rcvd = true;
+    remote_done(s, "the device ended the channel without an exit status");
+  }
+}
+
+static void on_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
+  (void)m;
+  (void)n;
+  shell_t *s = ch->data;
+  if (!s || s->ending) return;
+  send_pending(s);
+  source_start(&s->in);
+}
+
+static void on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
+  (void)m;
+  shell_t *s = ch->data;
+  if (!s) return;
+  ch->data = NULL;
+  s->ch = NULL;
+  if (s->ending) return;
+  /* The mux says "connection closed" for every channel when the link goes down. */
+  bool link_lost = code == TT_ECLOSED && (!msg || !*msg || strcmp(msg, "connection closed") == 0);
+  const char *why = link_lost ? "the connection to the broker was lost" : msg && *msg ? msg : tt_strerror(code);
+  if (!s->accepted) {
+    /* Refused before it started: an error like any other. A lost link is reported by
+     * the link's own handler, which names the broker. */
+    if (!link_lost) console_fail(s->c, "%s", why);
+    return;
+  }
+  remote_done(s, why);
+}
+
+static const tt_mux_cbs_t shell_mux_cbs = {
+    .on_accept = on_accept,
+    .on_data = on_data,
+    .on_credit = on_credit,
+    .on_close = on_close,
+};
+
+/* -- the commands ----------------------------------------------------------------------- */
+
+static int shell_check(console_t *c) {
+  g_sh.exec = c->cmd == &console_cmd_exec;
+  if (!c->arg[0][0] || !tt_text_valid(tt_text(c->arg[0]), TT_NAME_MAX))
+    return console_usage_error("'%s' is not a device id", c->arg[0]);
+  if (!c->cfg.ticket[0])
+    return console_usage_error("--ticket is required: the ticket the work is for (T-3)");
+  if (console_parse_id(c->cfg.ticket, 'T', false, &g_sh.ticket))
+    return console_usage_error("--ticket: '%s' is not a ticket (want T-3 or 3)", c->cfg.ticket);
+  if (!g_sh.exec) return 0;
+  if (c->nrest == 0)
+    return console_usage_error("exec needs the command after --: tether exec DEVICE --ticket T -- CMD [ARG...]");
+  if ((unsigned)c->nrest > TT_EXEC_ARGV_MAX)
+    return console_usage_error("at most %u arguments for exec", TT_EXEC_ARGV_MAX);
+  size_t total = 0;
+  for (int i = 0; i < c->nrest; i++) {
+    size_t n = strlen(c->rest[i]);
+    if (n > TT_EXEC_ARG_MAX) return console_usage_error("argument %d is over %u bytes", i + 1, TT_EXEC_ARG_MAX);
+    total += n + 4;
+  }
+  if (!c->rest[0][0]) return console_usage_error("exec: the command is empty");
+  if (total > EXEC_LINE_MAX) return console_usage_error("the command line is too long");
+  return 0;
+}
+
+static int shell_start(console_t *c) {
+  g_sh.c = c;
+  c->state = &g_sh;
+  int rc;
+  if (!g_sh.exec && isatty(STDIN_FILENO) && (rc = tty_raw(true))) {
+    console_fail(c, "cannot put the terminal in raw mode: %s", strerror(-rc));
+    return 0;
+  }
+  return console_session_request(c, c->arg[0], g_sh.ticket, TETHER__ACCESS__ACCESS_SHELL, (uint64_t)c->cfg.for_ms);
+}
+
+static int open_channel(console_t *c, uint64_t session) {
+  shell_t *s = &g_sh;
+  Tether__ChannelOpen o = TETHER__CHANNEL_OPEN__INIT;
+  ProtobufCBinaryData argv[TT_EXEC_ARGV_MAX];
+  const char *term = getenv("TERM");
+  o.kind = s->exec ? TETHER__CHANNEL_KIND__CHANNEL_EXEC : TETHER__CHANNEL_KIND__CHANNEL_SHELL;
+  o.device = tt_text(c->arg[0]);
+  o.priority = TETHER__PRIORITY__PRIORITY_INTERACTIVE;
+  o.session = session;
+  if (s->exec) {
+    for (int i = 0; i < c->nrest; i++) argv[i] = tt_text(c->rest[i]);
+    o.argv = argv;
+    o.n_argv = (size_t)c->nrest;
+  } else {
+    term_size(&s->cols, &s->rows);
+    o.cols = s->cols;
+    o.rows = s->rows;
+    if (!term || !*term || !tt_text_valid(tt_text(term), TT_TERM_NAME_MAX)) term = TERM_DEFAULT;
+    o.term = tt_text(term);
+  }
+  tt_chan_t *ch;
+  int rc = tt_mux_open(&c->link->mux, &o, TT_WINDOW_DEFAULT, true, &ch);
+  if (rc) return rc;
+  ch->data = s;
+  s->ch = ch;
+  tt_link_flush(c->link);
+  console_arm_timeout(c); /* until the device accepts */
+  return 0;
+}
+
+static int shell_response(console_t *c, const Tether__Response *r) {
+  const Tether__Session *ses = r->session;
+  if (!ses || !ses->id) return TT_EPROTO;
+  if (!(ses->access & TETHER__ACCESS__ACCESS_SHELL)) {
+    console_fail(c, "S-%" PRIu64 " does not allow shell access", ses->id);
+    return 0;
+  }
+  return open_channel(c, ses->id);
+}
+
+const console_cmd_t console_cmd_shell = {
+    .name = "shell",
+    .args = "DEVICE --ticket T [--for 30m]",
+    .help = "an interactive shell on the device (asks the person there first)",
+    .min_pos = 1,
+    .max_pos = 1,
+    .check = shell_check,
+    .start = shell_start,
+    .on_response = shell_response,
+    .mux = &shell_mux_cbs,
+    .denied_plain = true,
+};
+
+const console_cmd_t console_cmd_exec = {
+    .name = "exec",
+    .args = "DEVICE --ticket T [--for 30m] -- CMD [ARG...]",
+    .help = "run one command on the device; its output and exit status are yours",
+    .min_pos = 1,
+    .max_pos = 1,
+    .check = shell_check,
+    .start = shell_start,
+    .on_response = shell_response,
+    .mux = &shell_mux_cbs,
+    .denied_plain = true,
+};

@@ -1,0 +1,563 @@
+"""Support sessions end to end: tickets, consent on the device, shells and commands under a
+grant, recordings, and the audit of every step, with the real programs on 127.0.0.1.
+Interactive parts run the console on a pseudo-terminal, as a technician would.
+
+Run by ctest as `integration.session` (TT_BIN_DIR names the build directory)."""
+
+import fcntl
+import hashlib
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import termios
+import threading
+import time
+import unittest
+
+from harness import TetherTestCase, Pki, binary, tail
+
+ME = "root" if os.geteuid() == 0 else os.environ.get("USER") or subprocess.run(
+    ["id", "-un"], capture_output=True, text=True).stdout.strip()
+
+
+def set_winsize(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+class PtyConsole:
+    """A console run on a pseudo-terminal that it controls, like a technician's terminal.
+    A thread drains the terminal into a buffer unless told to stop reading."""
+
+    def __init__(self, argv, env, cwd, rows=24, cols=80):
+        self.master, self.slave = pty.openpty()
+        set_winsize(self.slave, rows, cols)
+        self.attrs_before = termios.tcgetattr(self.slave)
+        self.p = subprocess.Popen(argv, stdin=self.slave, stdout=self.slave, stderr=self.slave,
+                                  env=env, cwd=cwd, start_new_session=True,
+                                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+        self.reading = threading.Event()
+        self.reading.set()
+        self.stop = False
+        self.t = threading.Thread(target=self._drain, daemon=True)
+        self.t.start()
+
+    def _drain(self):
+        while not self.stop:
+            if not self.reading.wait(0.05):
+                continue
+            r, _, _ = select.select([self.master], [], [], 0.05)
+            if not r:
+                continue
+            try:
+                d = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not d:
+                return
+            with self.lock:
+                self.buf += d
+
+    def output(self):
+        with self.lock:
+            return bytes(self.buf)
+
+    def write(self, data):
+        os.write(self.master, data)
+
+    def wait_output(self, pattern, timeout=15.0, after=0):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = rx.search(self.output()[after:])
+            if m:
+                return m
+            if self.p.poll() is not None:
+                time.sleep(0.2)
+                m = rx.search(self.output()[after:])
+                if m:
+                    return m
+                raise AssertionError("console exited (%s) before printing %r; output:\n%r"
+                                     % (self.p.returncode, pattern, self.output()[-2000:]))
+            time.sleep(0.02)
+        raise AssertionError("console did not print %r within %.0fs; output:\n%r"
+                             % (pattern, timeout, self.output()[-2000:]))
+
+    def wait_exit(self, timeout=15.0):
+        try:
+            return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("console still running after %.0fs; output:\n%r"
+                                 % (timeout, self.output()[-2000:]))
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(timeout=5)
+        time.sleep(0.1)
+        self.stop = True
+        self.t.join(timeout=2)
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Watcher:
+    """The employee's side of consent, spoken on the agent's local socket."""
+
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(10)
+        self.s.connect(path)
+        self.s.setblocking(False)
+        self.buf = b""
+        self.send("WATCH")
+
+    def send(self, line):
+        self.s.setblocking(True)
+        self.s.sendall(line.encode() + b"\n")
+        self.s.setblocking(False)
+
+    def line(self, timeout=10.0):
+        """The next line, or None if none arrives within timeout."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.s], [], [], left)
+            if not r:
+                continue
+            d = self.s.recv(4096)
+            if not d:
+                raise AssertionError("the agent closed the consent socket")
+            self.buf += d
+        ln, self.buf = self.buf.split(b"\n", 1)
+        return ln.decode("utf-8")
+
+    def expect(self, word, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            ln = self.line(max(0.0, deadline - time.monotonic()))
+            if ln is None:
+                raise AssertionError("no %s line from the agent within %.0fs" % (word, timeout))
+            if ln.split(" ", 1)[0] == word:
+                return ln
+
+    def prompt(self, timeout=10.0):
+        ln = self.expect("PROMPT", timeout)
+        head, rest = ln.split(" ", 1)
+        f = rest.split("\t")
+        return {"id": f[0], "technician": f[1], "ticket": f[2], "access": f[3],
+                "duration": f[4], "timeout": f[5], "summary": f[6]}
+
+    def answer(self, pid, yes):
+        self.send("ANSWER %s %s" % (pid, "yes" if yes else "no"))
+
+    def quiet(self, seconds):
+        """True if no PROMPT arrives within seconds."""
+        deadline = time.monotonic() + seconds
+        while True:
+            ln = self.line(max(0.0, deadline - time.monotonic()))
+            if ln is None:
+                return True
+            if ln.startswith("PROMPT"):
+                return False
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+class SessionTest(TetherTestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+        for role, name in (("technician", "tech"), ("technician", "tech2"), ("admin", "boss"),
+                           ("agent", "dev1")):
+            cls.pki.issue(role, name)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def world(self, policy="ask", consent_timeout="60s", shell_user=ME, broker_extra=()):
+        b = self.h.start_broker(extra=list(broker_extra))
+        self.sock = os.path.join(self.h.dir, "consent.sock")
+        a = self.h.start_agent(b.addr, "dev1", "dev1.example",
+                               extra=["--consent-socket", self.sock, "--consent-policy", policy,
+                                      "--consent-timeout", consent_timeout, "--shell-user", shell_user])
+        self.b, self.a = b, a
+        return b, a
+
+    def tech(self, args, who="tech", **kw):
+        return self.h.console(self.b.addr, args, cert=self.pki.cert(who), key=self.pki.key(who), **kw)
+
+    def admin(self, args, **kw):
+        return self.tech(args, who="boss", **kw)
+
+    def console_argv(self, args, who="tech"):
+        return [binary("tether"), "--broker", self.b.addr, "--ca", self.pki.ca,
+                "--cert", self.pki.cert(who), "--key", self.pki.key(who)] + list(args)
+
+    def new_ticket(self, who="tech", summary="printer on floor 3 jams", extra=()):
+        r = self.tech(["ticket", "new", "--device", "dev1", "--summary", summary] + list(extra), who=who)
+        self.assertEqual(r.rc, 0, r)
+        tid = r.out.strip().splitlines()[0]
+        self.assertRegex(tid, r"^T-\d+$")
+        return tid
+
+    def watcher(self):
+        w = Watcher(self.sock)
+        self.addCleanup(w.close)
+        return w
+
+    def pty_console(self, args, rows=24, cols=80, who="tech"):
+        c = PtyConsole(self.console_argv(args, who), self.h.env, self.h.dir, rows, cols)
+        self.addCleanup(c.close)
+        return c
+
+    def spawn_bg(self, args, who="tech", **kw):
+        p = subprocess.Popen(self.console_argv(args, who), env=self.h.env, cwd=self.h.dir,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, **kw)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        return p
+
+    def audit(self):
+        r = self.admin(["audit", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        return [json.loads(ln) for ln in r.out.splitlines() if ln.strip()]
+
+    def actions(self):
+        return [e["action"] for e in self.audit()]
+
+    def ticket(self, tid):
+        r = self.tech(["ticket", "show", tid, "--json"])
+        self.assertEqual(r.rc, 0, r)
+        return json.loads(r.out)
+
+    def timeline(self, tid):
+        return [e["kind"] for e in self.ticket(tid)["events"]]
+
+    def rss_kb(self, pid):
+        with open("/proc/%d/status" % pid) as f:
+            for ln in f:
+                if ln.startswith("VmRSS:"):
+                    return int(ln.split()[1])
+        return 0
+
+    # -- tickets ---------------------------------------------------------------------------
+
+    def test_ticket_lifecycle(self):
+        self.world(broker_extra=["--sla-first-response-high", "2h", "--sla-resolution-high", "1d"])
+        tid = self.new_ticket(extra=["--priority", "high", "--requester", "erin", "--external-id", "SN-77"])
+        t = self.ticket(tid)["ticket"]
+        self.assertEqual(t["state"], "open")
+        self.assertEqual(t["assignee"], "tech")
+        self.assertEqual(t["requester"], "erin")
+        self.assertEqual(t["external_id"], "SN-77")
+        self.assertEqual(t["priority"], "high")
+        self.assertEqual(t["level"], 1)
+        created = t["created_ms"]
+        self.assertEqual(t["first_response_due_ms"] - created, 2 * 3600 * 1000)
+        self.assertEqual(t["resolution_due_ms"] - created, 24 * 3600 * 1000)
+        # Unknown device: refused, nothing written.
+        r = self.tech(["ticket", "new", "--device", "nope", "--summary", "x"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("no such device", r.err)
+        for args in (["ticket", "comment", tid, "called the user, will connect"],
+                     ["ticket", "escalate", tid, "--level", "2"],
+                     ["ticket", "assign", tid, "tech2"]):
+            r = self.tech(args)
+            self.assertEqual(r.rc, 0, r)
+        t = self.ticket(tid)["ticket"]
+        self.assertEqual(t["assignee"], "tech2")
+        self.assertEqual(t["level"], 2)
+        self.assertGreater(t["first_response_ms"], 0)
+        # tech no longer holds it: cannot resolve; tech2 can.
+        r = self.tech(["ticket", "resolve", tid])
+        self.assertEqual(r.rc, 1, r)
+        r = self.tech(["ticket", "resolve", tid], who="tech2")
+        self.assertEqual(r.rc, 0, r)
+        r = self.tech(["tickets", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn(tid, [x["id"] for x in json.loads(r.out)])  # default: open only
+        r = self.tech(["tickets", "--state", "resolved", "--json"])
+        self.assertIn(tid, [x["id"] for x in json.loads(r.out)])
+        self.assertEqual(self.tech(["ticket", "close", tid], who="tech2").rc, 0)
+        self.assertEqual(self.admin(["ticket", "reopen", tid]).rc, 0)
+        kinds = self.timeline(tid)
+        for k in ("created", "comment", "escalated", "assigned", "resolved", "closed", "reopened"):
+            self.assertIn(k, kinds)
+        acts = self.actions()
+        for k in ("ticket-new", "ticket-comment", "ticket-escalate", "ticket-assign", "ticket-resolve",
+                  "ticket-close", "ticket-reopen"):
+            self.assertIn(k, acts)
+
+    # -- consent ---------------------------------------------------------------------------
+
+    def test_consent_yes_shell_recorded(self):
+        self.world()
+        tid = self.new_ticket()
+        w = self.watcher()
+        con = self.pty_console(["shell", "dev1", "--ticket", tid], rows=30, cols=100)
+        p = w.prompt()
+        self.assertEqual(p["technician"], "tech")
+        self.assertEqual(p["ticket"], tid)
+        self.assertEqual(p["summary"], "printer on floor 3 jams")
+        self.assertIn("shell", p["access"])
+        w.answer(p["id"], True)
+        con.wait_output(rb"[#$] $")  # the remote shell's prompt: raw mode is on by now
+        con.write(b"echo tt-$((6*7))-ok\r")
+        con.wait_output(rb"tt-42-ok")
+        con.write(b"stty size\r")
+        con.wait_output(rb"30 100")
+        mark = len(con.output())
+        set_winsize(con.master, 40, 120)  # the kernel sends the console SIGWINCH
+        time.sleep(0.3)
+        con.write(b"stty size\r")
+        con.wait_output(rb"40 120", after=mark)
+        con.write(b"id -un; exit 7\r")
+        self.assertEqual(con.wait_exit(), 7)
+        # The terminal is as it was before the console made it raw.
+        self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
+        seen = con.output()
+        # The recording replays the same bytes the technician saw.
+        deadline = time.monotonic() + 10
+        while True:
+            r = self.tech(["replay", "S-1", "--speed", "0"])
+            if r.rc == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # the recording is finished just after the channel closes
+        self.assertEqual(r.rc, 0, r)
+        rr = subprocess.run(self.console_argv(["replay", "S-1", "--speed", "0"]), env=self.h.env,
+                            cwd=self.h.dir, capture_output=True, timeout=30)
+        self.assertEqual(rr.returncode, 0, rr.stderr)
+        self.assertEqual(rr.stdout, seen)
+        # The export is a file asciinema accepts, and its sha256 is in the audit.
+        cast = os.path.join(self.h.dir, "s1.cast")
+        with open(cast, "wb") as f:
+            rx = subprocess.run(self.console_argv(["recording", "export", "S-1"]), env=self.h.env,
+                                cwd=self.h.dir, stdout=f, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(rx.returncode, 0, rx.stderr)
+        with open(cast, "rb") as f:
+            head = json.loads(f.readline())
+        self.assertEqual(head["version"], 2)
+        self.assertEqual((head["width"], head["height"]), (100, 30))
+        if shutil.which("asciinema"):  # it wants a terminal: give it one
+            ac = PtyConsole(["asciinema", "cat", cast], self.h.env, self.h.dir)
+            self.addCleanup(ac.close)
+            self.assertEqual(ac.wait_exit(30), 0, ac.output())
+            ac.wait_output(rb"tt-42-ok")
+        entries = self.audit()
+        acts = [e["action"] for e in entries]
+        for k in ("session-request", "consent-given", "channel-open", "channel-close", "recording"):
+            self.assertIn(k, acts)
+        rec = [e for e in entries if e["action"] == "recording"][0]
+        path = os.path.join(self.b.data_dir, "recordings", "R-1.cast.zst")
+        with open(path, "rb") as f:
+            self.assertEqual(rec["detail"]["sha256"], hashlib.sha256(f.read()).hexdigest())
+        kinds = self.timeline(tid)
+        for k in ("session-requested", "consent-given", "session-opened", "channel-opened", "recording"):
+            self.assertIn(k, kinds)
+
+    def test_prompt_command_answers(self):
+        """The employee's own command: tether-agent prompt, answering on its standard input."""
+        self.world()
+        tid = self.new_ticket()
+        pr = subprocess.Popen([binary("tether-agent"), "prompt", "--consent-socket", self.sock],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=self.h.env, cwd=self.h.dir)
+        self.addCleanup(lambda: pr.poll() is None and (pr.kill(), pr.wait()))
+        time.sleep(0.5)
+        ex = self.spawn_bg(["exec", "dev1", "--ticket", tid, "--", "echo", "from-exec"])
+        buf = b""
+        deadline = time.monotonic() + 15
+        while b"Allow" not in buf and time.monotonic() < deadline:
+            r, _, _ = select.select([pr.stdout], [], [], 0.2)
+            if r:
+                buf += os.read(pr.stdout.fileno(), 4096)
+        self.assertIn(b"tech", buf)
+        self.assertIn(tid.encode(), buf)
+        self.assertIn(b"printer on floor 3 jams", buf)
+        pr.stdin.write(b"y\n")
+        pr.stdin.flush()
+        out, err = ex.communicate(timeout=30)
+        self.assertEqual(ex.returncode, 0, err)
+        self.assertEqual(out, b"from-exec\n")
+
+    def test_consent_refused(self):
+        self.world()
+        tid = self.new_ticket()
+        w = self.watcher()
+        ex = self.spawn_bg(["exec", "dev1", "--ticket", tid, "--", "true"])
+        w.answer(w.prompt()["id"], False)
+        out, err = ex.communicate(timeout=30)
+        self.assertEqual(ex.returncode, 1)
+        self.assertIn(b"refused", err)
+        acts = self.actions()
+        self.assertIn("consent-refused", acts)
+        self.assertNotIn("channel-open", acts)
+        self.assertIn("consent-refused", self.timeline(tid))
+
+    def test_consent_timeout(self):
+        self.world(consent_timeout="2s")
+        tid = self.new_ticket()
+        t0 = time.monotonic()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "true"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("no answer", r.err)
+        self.assertLess(time.monotonic() - t0, 15)
+        acts = self.actions()
+        self.assertIn("consent-timeout", acts)
+        self.assertNotIn("channel-open", acts)
+
+    def test_policy_unattended_and_deny(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "sh", "-c", "echo out; echo err >&2; exit 3"])
+        self.assertEqual(r.rc, 3, r)
+        self.assertEqual(r.out, "out\n")
+        self.assertIn("err", r.err)
+        self.assertIn("consent-unattended", self.actions())
+        self.assertIn("unattended", " ".join(e["kind"] + " " + e["text"] for e in self.ticket(tid)["events"]))
+        self.h.close()
+        # deny: no one to ask means no.
+        from harness import Harness
+        self.h = Harness(self.pki)
+        self.world(policy="deny")
+        tid = self.new_ticket()
+        t0 = time.monotonic()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "true"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("no one", r.err)
+        self.assertLess(time.monotonic() - t0, 5)
+
+    def test_unassigned_and_closed_refused(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "true"], who="tech2")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("assigned", r.err)
+        self.assertEqual(self.tech(["ticket", "close", tid]).rc, 0)
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "true"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("closed", r.err)
+        self.assertNotIn("channel-open", self.actions())
+
+    def test_employee_ends_session(self):
+        self.world()
+        tid = self.new_ticket()
+        w = self.watcher()
+        con = self.pty_console(["shell", "dev1", "--ticket", tid])
+        w.answer(w.prompt()["id"], True)
+        con.wait_output(rb"[#$] $")
+        con.write(b"echo ready-$((1+1))\r")
+        con.wait_output(rb"ready-2")
+        r = self.h.run("tether-agent", ["sessions", "--consent-socket", self.sock])
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("S-1", r.out)
+        self.assertIn("tech", r.out)
+        t0 = time.monotonic()
+        r = self.h.run("tether-agent", ["end", "S-1", "--consent-socket", self.sock])
+        self.assertEqual(r.rc, 0, r)
+        rc = con.wait_exit(timeout=5)
+        took = time.monotonic() - t0
+        self.assertLess(took, 1.0, "console took %.2fs to end" % took)
+        self.assertNotEqual(rc, 0)
+        self.assertIn(b"employee", con.output())
+        self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
+        time.sleep(0.3)
+        acts = self.actions()
+        self.assertIn("session-end", acts)
+        end = [e for e in self.audit() if e["action"] == "session-end"][0]
+        self.assertIn("employee", json.dumps(end))
+        r = self.tech(["sessions", "--json"])
+        self.assertEqual(json.loads(r.out), [])
+
+    def test_grant_reused_then_expires(self):
+        self.world()
+        tid = self.new_ticket()
+        w = self.watcher()
+        r = self.spawn_bg(["session", "open", "--device", "dev1", "--ticket", tid, "--want", "shell",
+                           "--for", "4s"])
+        w.answer(w.prompt()["id"], True)
+        out, err = r.communicate(timeout=30)
+        self.assertEqual(r.returncode, 0, err)
+        self.assertIn(b"S-1", out)
+        t_granted = time.monotonic()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "echo", "again"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.out, "again\n")
+        self.assertTrue(w.quiet(0.5), "a second prompt for a live grant")
+        self.assertIn("session-reuse", self.actions())
+        time.sleep(max(0, 4.5 - (time.monotonic() - t_granted)))
+        r = self.tech(["sessions", "--json"])
+        self.assertEqual(json.loads(r.out), [])
+        ex = self.spawn_bg(["exec", "dev1", "--ticket", tid, "--", "true"])
+        p = w.prompt()  # expired: asks again
+        w.answer(p["id"], True)
+        out, err = ex.communicate(timeout=30)
+        self.assertEqual(ex.returncode, 0, err)
+
+    def test_ticket_close_ends_live_shell(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        con = self.pty_console(["shell", "dev1", "--ticket", tid])
+        con.wait_output(rb"[#$] $")
+        con.write(b"echo up-$((2+2))\r")
+        con.wait_output(rb"up-4")
+        self.assertEqual(self.tech(["ticket", "close", tid]).rc, 0)
+        self.assertNotEqual(con.wait_exit(timeout=5), 0)
+        self.assertIn(b"closed", con.output())
+
+    def test_shell_user_drops_root(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to drop it")
+        self.world(policy="unattended", shell_user="nobody")
+        tid = self.new_ticket()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "id", "-un"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.out, "nobody\n")
+
+    def test_stalled_console_bounded_memory(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        total = 100 * 1000 * 1000
+        p = self.spawn_bg(["exec", "dev1", "--ticket", tid, "--", "head", "-c", str(total), "/dev/zero"])
+        # Nobody reads the console's stdout: the pipe fills, and then everything waits.
+        time.sleep(3)
+        self.assertIsNone(p.poll())
+        base_b, base_a = self.rss_kb(self.b.pid), self.rss_kb(self.a.pid)
+        time.sleep(2)
+        grow_b = self.rss_kb(self.b.pid) - base_b
+        grow_a = self.rss_kb(self.a.pid) - base_a
+        self.assertLess(grow_b, 16 * 1024, "broker grew %d KiB while the console stalled" % grow_b)
+        self.assertLess(grow_a, 16 * 1024, "agent grew %d KiB while the console stalled" % grow_a)
+        self.assertLess(self.rss_kb(self.b.pid), 200 * 1024)
+        self.assertLess(self.rss_kb(self.a.pid), 200 * 1024)
+        got = 0
+        while True:
+            d = p.stdout.read(1 << 20)
+            if not d:
+                break
+            got += len(d)
+        p.wait(timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr.read())
+        self.assertEqual(got, total)
+
+
+if __name__ == "__main__":
+    unittest.main()
