@@ -59,6 +59,7 @@ struct dialog_s {
 struct agent_consent_s {
   uv_pipe_t server;
   bool listening, bound; /* bound: the socket file is ours to remove */
+  unsigned closing;      /* handles whose close has not completed: free after the last */
   uv_timer_t timer; /* the earliest prompt or session deadline */
   local_t *clients[TT_LOCAL_CLIENTS_MAX];
   prompt_t prompts[AGENT_PROMPTS_MAX];
@@ -528,7 +529,9 @@ static void cmd_answer(local_t *cl, const char *arg) {
     client_say(cl, "ERR usage: ANSWER <prompt-id> yes|no");
     return;
   }
-  prompt_t *p = prompt_find(cl->a, (uint32_t)agent_parse_id(idbuf, 'P'));
+  /* Prompt ids are 32-bit: a bigger number must not match one modulo 2^32. */
+  uint64_t pid = agent_parse_id(idbuf, 'P');
+  prompt_t *p = pid <= UINT32_MAX ? prompt_find(cl->a, (uint32_t)pid) : NULL;
   if (!p) {
     client_say(cl, "ERR no such prompt (answered elsewhere or timed out): %s", idbuf);
     return;
@@ -710,8 +713,11 @@ void agent_consent_init(agent_t *a) {
   else TT_INFO("consent", "listening", "path=%s policy=%d", a->cfg.consent_socket, a->cfg.consent_policy);
 }
 
+/* libuv finishes closes in its own order: the struct that holds the handles goes only
+ * after the last of them. */
 static void consent_free_cb(uv_handle_t *h) {
   agent_t *a = h->data;
+  if (--a->consent->closing > 0) return;
   free(a->consent);
   a->consent = NULL;
 }
@@ -722,8 +728,10 @@ void agent_consent_close(agent_t *a) {
   agent_consent_link_down(a);
   for (size_t i = 0; i < TT_LOCAL_CLIENTS_MAX; i++)
     if (c->clients[i]) client_drop(c->clients[i]);
+  c->closing = 1;
   if (c->listening) {
-    uv_close((uv_handle_t *)&c->server, NULL);
+    c->closing++;
+    uv_close((uv_handle_t *)&c->server, consent_free_cb);
     if (c->bound) unlink(a->cfg.consent_socket);
   }
   uv_close((uv_handle_t *)&c->timer, consent_free_cb);

@@ -120,6 +120,9 @@ int main(int argc, char **argv) {
       .config_path = "/etc/tether/broker.conf",
   };
   signal(SIGPIPE, SIG_IGN);
+  /* Past a file-size limit a write fails with EFBIG (a recording then ends its shell)
+   * instead of the signal killing the broker. */
+  signal(SIGXFSZ, SIG_IGN);
   if (tt_cli_parse(&cli, broker_opts, NOPTS, &b.cfg, argc, argv, &args)) return 2;
   if (args.help) {
     tt_cli_help(&cli, broker_opts, NOPTS);

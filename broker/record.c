@@ -40,7 +40,8 @@ struct broker_rec_s {
   uint64_t start_ns;     /* uv_hrtime at start: event times count from it */
   uint64_t unflushed;    /* event bytes fed since the last flush */
   uint64_t first_unflushed_ms;
-  int64_t size;
+  int64_t size;          /* compressed bytes produced */
+  int64_t written;       /* of them, on the disk */
   bool finishing, failed, held;
   bool told;             /* on_fail was called (or the owner learnt it from a return value) */
   int err;
@@ -259,7 +260,8 @@ int broker_rec_resize(broker_rec_t *r, uint32_t cols, uint32_t rows) {
 }
 
 static void done(broker_rec_t *r) {
-  broker_rec_result_t res = {.size = r->size, .failed = r->failed, .err = r->err};
+  /* A failed recording's size is what its partial file holds. */
+  broker_rec_result_t res = {.size = r->failed ? r->written : r->size, .failed = r->failed, .err = r->err};
   uint8_t md[EVP_MAX_MD_SIZE];
   unsigned mdlen = 0;
   EVP_DigestFinal_ex(r->sha, md, &mdlen);
@@ -343,6 +345,7 @@ static void fs_cb(uv_fs_t *req) {
       fail(r, (int)res, true);
       break;
     }
+    r->written += (int64_t)res;
     tt_buf_consume(&r->inflight, (size_t)res); /* a short write goes on from where it stopped */
     if (r->inflight.len == 0) tt_buf_shrink(&r->inflight);
     if (r->held && backlog(r) <= TT_RECORD_BACKLOG_MAX / 2) {

@@ -565,6 +565,11 @@ static int on_recording(broker_conn_t *c, uint32_t id, const Tether__RecordingGe
     rc = reply_error(c, id, TT_EBUSY, "R-%" PRId64 " is still being recorded", rec.id);
     goto out;
   }
+  /* A failed recording has no sha256 to check it by, and its file may be cut anywhere. */
+  if (rec.failed) {
+    rc = reply_error(c, id, TT_EIO, "R-%" PRId64 " is incomplete: its recording failed (see the audit)", rec.id);
+    goto out;
+  }
   uint64_t off = q->offset;
   if (off > (uint64_t)rec.size) {
     rc = reply_error(c, id, TT_EINVAL, "offset %" PRIu64 " is past the end of R-%" PRId64, off, rec.id);

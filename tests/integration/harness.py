@@ -275,19 +275,22 @@ class Harness:
 
     # -- long-running children ---------------------------------------------------------
 
-    def spawn(self, name, prog, args):
-        p = Proc(name, [binary(prog)] + list(args), self.dir, self.env)
+    def spawn(self, name, prog, args, wrapper=()):
+        """wrapper: a command that execs the program in its own process (e.g. ["prlimit",
+        "--fsize=N", "--"]), so the pid and signals are still the program's."""
+        p = Proc(name, list(wrapper) + [binary(prog)] + list(args), self.dir, self.env)
         self.procs.append(p)
         return p
 
-    def start_broker(self, port=0, name="broker", extra=(), data_dir=None):
+    def start_broker(self, port=0, name="broker", extra=(), data_dir=None, wrapper=()):
         """The broker's store lives in this harness's temp dir unless told otherwise, so a
         restarted broker finds what the first one recorded."""
         pki = self.pki
         b = self.spawn(name, "tether-broker",
                        ["--listen", "127.0.0.1:%d" % port, "--ca", pki.ca, "--ca-key", pki.ca_key,
                         "--cert", pki.broker_cert, "--key", pki.broker_key,
-                        "--data-dir", data_dir or os.path.join(self.dir, "data")] + list(extra))
+                        "--data-dir", data_dir or os.path.join(self.dir, "data")] + list(extra),
+                       wrapper=wrapper)
         b.data_dir = data_dir or os.path.join(self.dir, "data")
         m = b.wait_for(r'msg="listening" addr=(\S+)')
         b.addr = m.group(1)
