@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -965,6 +967,20 @@ static void tls_start_timer(tt_tls_t *s) {
   if (s->lim.handshake_ms) uv_timer_start(&s->timer, tls_timer_cb, s->lim.handshake_ms, 0);
 }
 
+/* No delay for small frames, and little unsent data in the kernel: what the kernel holds
+ * unsent is beyond the mux's reach, so a keystroke's echo would wait behind all of it (a
+ * bulk transfer fills megabytes of auto-tuned send buffer). Kept small, bulk data waits in
+ * the mux's per-channel queues instead, where interactive frames go first. */
+static void tune_socket(tt_tls_t *s) {
+  (void)uv_tcp_nodelay(&s->tcp, 1);
+#ifdef TCP_NOTSENT_LOWAT
+  uv_os_fd_t fd;
+  int lowat = (int)TT_SOCKET_NOTSENT_LOWAT;
+  if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+#endif
+}
+
 int tt_tls_accept(tt_tls_ctx_t *ctx, uv_stream_t *server, const tt_tls_limits_t *lim,
                   const tt_tls_cbs_t *cbs, void *data, tt_tls_t **out) {
   int rc;
@@ -975,7 +991,7 @@ int tt_tls_accept(tt_tls_ctx_t *ctx, uv_stream_t *server, const tt_tls_limits_t 
   SSL_set_accept_state(s->ssl);
   rc = uv_accept(server, (uv_stream_t *)&s->tcp);
   if (rc) goto fail;
-  (void)uv_tcp_nodelay(&s->tcp, 1);
+  tune_socket(s);
   struct sockaddr_storage ss;
   int sl = (int)sizeof(ss);
   if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sl) == 0)
@@ -1001,7 +1017,7 @@ static void tls_connect_cb(uv_connect_t *req, int status) {
     tt_tls_close(s, status);
     return;
   }
-  (void)uv_tcp_nodelay(&s->tcp, 1);
+  tune_socket(s);
   s->state = STREAM_HANDSHAKE;
   int rc = uv_read_start((uv_stream_t *)&s->tcp, tls_alloc_cb, tls_read_cb);
   if (rc) {

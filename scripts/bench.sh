@@ -9,3 +9,5 @@ echo "== codec + mux, in process"
 build/release/tests/bench/bench_codec 4096
 echo
 bash tests/bench/bench_link.sh build/release "${1:-1G}"
+echo
+bash tests/bench/bench_shell.sh build/release

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: brings up a working Tether on this machine, on loopback:
 # a broker, an agent enrolled for this machine, and a console configured for a technician,
-# then shows the connected device and runs a link test through the broker.
+# then shows the connected device, a link test through the broker, and a support session:
+# a ticket, the employee's consent, a recorded shell, its replay and the audit trail.
 #   scripts/demo.sh          build (release), start or restart everything, show it
 #   scripts/demo.sh stop     stop the broker and agent
 # State lives in .tether-demo/ (certificates, configs, logs); it is never committed.
@@ -12,7 +13,7 @@ demo=$top/.tether-demo
 bin=$top/build/release
 
 stop() {
-  for p in agent broker; do
+  for p in prompt agent broker; do
     if [ -f "$demo/$p.pid" ]; then
       kill "$(cat "$demo/$p.pid")" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$(cat "$demo/$p.pid")" 2>/dev/null || break; sleep 0.1; done
@@ -61,6 +62,14 @@ broker = 127.0.0.1:$port
 state_dir = $demo/agent
 backoff.base = 500ms
 backoff.max = 10s
+[consent]
+# the employee answers with: tether-agent prompt --config $demo/agent.conf
+socket = $demo/consent.sock
+policy = ask
+timeout = 60s
+[shell]
+# technicians' shells run as this user
+user = $(id -un)
 CONF
 for who in alice admin; do
   cat > "$demo/$who.conf" <<CONF
@@ -108,16 +117,52 @@ $tether ping "$device" --count 200
 echo "\$ tether speedtest $device --bytes 256M"
 $tether speedtest "$device" --bytes 256M
 echo
-echo "\$ tether audit --since 10m      (as admin)"
-$admin audit --since 10m | tail -8
+echo "== a support session: ticket, the employee's consent, a recorded shell"
+echo "\$ tether ticket new --device $device --summary 'Mail client crashes at start' --requester erin --priority high"
+tid=$($tether ticket new --device "$device" --summary "Mail client crashes at start" --requester erin --priority high)
+echo "$tid"
+# The employee's side: tether-agent prompt shows the request on this machine. Here the demo
+# types "y" for them; interactively it asks "Allow? [y/N]" and waits up to the timeout.
+echo y | "$bin/agent/tether-agent" prompt --config "$demo/agent.conf" >"$demo/prompt.out" 2>&1 &
+echo $! >"$demo/prompt.pid"
+sleep 0.3
+echo "\$ tether shell $device --ticket $tid      (typed: hostname; id -un; df -h / | tail -1; exit 3)"
+set +e
+printf 'hostname\nid -un\ndf -h / | tail -1\nexit 3\n' | $tether shell "$device" --ticket "$tid"
+status=$?
+set -e
+echo "[tether shell exited with the remote status: $status]"
+wait "$(cat "$demo/prompt.pid")" 2>/dev/null || true
+rm -f "$demo/prompt.pid"
+echo "-- what the employee saw (tether-agent prompt):"
+sed 's/^/   /' "$demo/prompt.out"
+echo
+echo "\$ tether sessions"
+$tether sessions
+sid=$($tether sessions --json | grep -o '"S-[0-9]*"' | head -1 | tr -d '"')
+echo
+echo "\$ tether replay $sid --speed 0      (the broker's recording of that shell)"
+for _ in $(seq 50); do $tether replay "$sid" --speed 0 >/dev/null 2>&1 && break; sleep 0.1; done
+$tether replay "$sid" --speed 0
+echo
+echo "\$ tether ticket show $tid"
+$tether ticket show "$tid"
+echo
+echo "\$ tether audit --since 10m | grep -v connect      (as admin; connects and disconnects left out)"
+$admin audit --since 10m | grep -v -E ' (connect|disconnect) ' | tail -14
 echo "\$ tether audit verify"
 $admin audit verify
 cat <<MSG
 
 The console is ready for technician 'alice' (and admin 'admin': $demo/admin.conf):
   export TETHER_CONFIG=$demo/alice.conf
-  $bin/console/tether devices
-  $bin/console/tether device show $device
-  $bin/console/tether speedtest $device --bytes 1G
+  $bin/console/tether tickets
+  $bin/console/tether shell $device --ticket $tid      # reuses $sid: no second prompt
+  $bin/console/tether exec $device --ticket $tid -- uname -a
+  $bin/console/tether recording export $sid > $sid.cast   # asciinema play $sid.cast
+The employee's side, on this machine:
+  $bin/agent/tether-agent prompt --config $demo/agent.conf     # answer access requests
+  $bin/agent/tether-agent sessions --config $demo/agent.conf   # live sessions
+  $bin/agent/tether-agent end $sid --config $demo/agent.conf   # end one at once
 Logs: $demo/broker.log, $demo/agent.log.  Stop with: scripts/demo.sh stop
 MSG

@@ -43,6 +43,9 @@
 /* Ciphertext queued to one socket before the writer stops pulling from channels; a
  * keystroke waits behind at most this much. */
 #define TT_SOCKET_QUEUE_CAP (128u * 1024u)
+/* Unsent bytes the kernel may hold for one socket (TCP_NOTSENT_LOWAT): the rest waits in
+ * the mux, where a keystroke overtakes bulk data (see core/tls.c). */
+#define TT_SOCKET_NOTSENT_LOWAT (16u * 1024u)
 /* Hard cap on what tt_tls_write will queue for one socket. */
 #define TT_SOCKET_WRITE_CAP (4u * 1024u * 1024u)
 
