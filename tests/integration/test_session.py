@@ -45,6 +45,7 @@ class PtyConsole:
         self.lock = threading.Lock()
         self.reading = threading.Event()
         self.reading.set()
+        self.keep_tail = 0  # > 0: keep only the last keep_tail bytes (bulk output)
         self.stop = False
         self.t = threading.Thread(target=self._drain, daemon=True)
         self.t.start()
@@ -64,6 +65,8 @@ class PtyConsole:
                 return
             with self.lock:
                 self.buf += d
+                if self.keep_tail and len(self.buf) > 2 * self.keep_tail:
+                    del self.buf[:-self.keep_tail]
 
     def output(self):
         with self.lock:
@@ -373,6 +376,59 @@ class SessionTest(TetherTestCase):
         for k in ("session-requested", "consent-given", "session-opened", "channel-opened", "recording"):
             self.assertIn(k, kinds)
 
+    def test_ctrl_c_reaches_the_remote_side(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        con = self.pty_console(["shell", "dev1", "--ticket", tid])
+        con.wait_output(rb"[#$] $")
+        con.write(b"sleep 30; echo not-interrupted\r")
+        time.sleep(1.0)
+        mark = len(con.output())
+        con.write(b"\x03")  # raw mode: the byte goes to the remote pty, which signals sleep
+        con.write(b"echo status-$?\r")
+        con.wait_output(rb"status-130", after=mark, timeout=10)
+        self.assertIsNone(con.p.poll(), "the console itself must not die of ^C")
+        self.assertNotIn(b"\nnot-interrupted", con.output())  # typed, never printed
+        con.write(b"exit\r")
+        self.assertEqual(con.wait_exit(), 0)
+        self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
+
+    def test_dialog_command_consents(self):
+        """On a desktop the agent runs a dialog command; exit 0 is yes."""
+        b = self.h.start_broker()
+        self.b = b
+        seen = os.path.join(self.h.dir, "dialog.env")
+        dialog = ('printf "%%s|%%s|%%s|%%s\\n" "$TETHER_TECHNICIAN" "$TETHER_TICKET" "$TETHER_ACCESS" '
+                  '"$TETHER_SUMMARY" > %s; test "$TETHER_TICKET" = T-1' % seen)
+        self.a = self.h.start_agent(b.addr, "dev1", "dev1.example",
+                                    extra=["--consent-dialog", dialog, "--shell-user", ME])
+        tid = self.new_ticket()
+        self.assertEqual(tid, "T-1")
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "echo", "via-dialog"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.out, "via-dialog\n")
+        with open(seen) as f:
+            self.assertEqual(f.read(), "tech|T-1|shell|printer on floor 3 jams\n")
+        tid2 = self.new_ticket(summary="second")  # T-2: the dialog says no
+        r = self.tech(["exec", "dev1", "--ticket", tid2, "--", "true"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("refused", r.err)
+
+    def test_revoked_technician_loses_the_shell(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        con = self.pty_console(["shell", "dev1", "--ticket", tid])
+        con.wait_output(rb"[#$] $")
+        r = self.admin(["revoke", "person", "tech", "--reason", "left"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotEqual(con.wait_exit(timeout=5), 0)
+        self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
+        time.sleep(0.3)
+        ends = [e for e in self.audit() if e["action"] == "session-end"]
+        self.assertEqual(len(ends), 1, ends)
+        r = self.admin(["sessions", "--all", "--json"])
+        self.assertEqual(json.loads(r.out), [])
+
     def test_prompt_command_answers(self):
         """The employee's own command: tether-agent prompt, answering on its standard input."""
         self.world()
@@ -531,6 +587,30 @@ class SessionTest(TetherTestCase):
         r = self.tech(["exec", "dev1", "--ticket", tid, "--", "id", "-un"])
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.out, "nobody\n")
+
+    def test_stalled_shell_console_bounded_memory(self):
+        """The technician's terminal stops reading while the remote shell prints 100 MB."""
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        con = self.pty_console(["shell", "dev1", "--ticket", tid])
+        con.wait_output(rb"[#$] $")
+        con.write(b"head -c 100000000 /dev/zero | tr '\\0' x; echo; echo done-$((40+2))\r")
+        con.wait_output(rb"xxxx")
+        con.reading.clear()  # stop reading: the pty fills, then the console, then everything waits
+        time.sleep(3)
+        base_b, base_a = self.rss_kb(self.b.pid), self.rss_kb(self.a.pid)
+        time.sleep(2)
+        grow_b = self.rss_kb(self.b.pid) - base_b
+        grow_a = self.rss_kb(self.a.pid) - base_a
+        self.assertLess(grow_b, 16 * 1024, "broker grew %d KiB while the console stalled" % grow_b)
+        self.assertLess(grow_a, 16 * 1024, "agent grew %d KiB while the console stalled" % grow_a)
+        self.assertLess(self.rss_kb(self.b.pid), 200 * 1024)
+        self.assertLess(self.rss_kb(self.a.pid), 200 * 1024)
+        con.keep_tail = 4096  # 100 MB need not stay in the test's memory
+        con.reading.set()
+        con.wait_output(rb"done-42", timeout=120)
+        con.write(b"exit\r")
+        self.assertEqual(con.wait_exit(), 0)
 
     def test_stalled_console_bounded_memory(self):
         self.world(policy="unattended")
