@@ -494,7 +494,9 @@ static void cmd_end(local_t *cl, const char *arg) {
     client_say(cl, "ERR no such session: %s", arg);
     return;
   }
-  session_forget(a, s, cl->user, "the employee ended the session");
+  char why[64];
+  snprintf(why, sizeof(why), "session S-%llu was ended by the employee", (unsigned long long)id);
+  session_forget(a, s, cl->user, why);
   consent_arm(a);
   if (a->link && a->welcomed) {
     Tether__Request q = TETHER__REQUEST__INIT;

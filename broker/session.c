@@ -172,7 +172,11 @@ static void grant_end(broker_t *b, broker_grant_t *g, const char *by, const char
   if (g->console && conn_usable(g->console))
     (void)!reply_error(g->console, g->console_req, TT_EDENIED, "%s ended before consent: %s", sid, reason);
   g->console = NULL;
-  relay_end_grant(g, TT_ECLOSED, reason);
+  /* What the technician's console prints as the shell ends: which session, and why. */
+  char why[STORE_TEXT_MAX + 48];
+  if (strncmp(reason, "ended by ", 9) == 0) snprintf(why, sizeof(why), "session %s was %s", sid, reason);
+  else snprintf(why, sizeof(why), "session %s ended: %s", sid, reason);
+  relay_end_grant(g, TT_ECLOSED, why);
   if (tell_agent) notify_agent_end(g, by, reason);
   int rc = store_session_end(b->store, g->s.id, (int64_t)broker_unix_ms(), by, reason);
   if (rc && rc != TT_ESTATE) TT_ERROR("session", "session end not stored", "session=%s err=%s", sid, tt_errname(rc));

@@ -140,6 +140,7 @@ struct shell_s {
   bool accepted, have_exit, eof_rcvd;
   int exit_code;
   bool ending, finalized;
+  bool out_mid_line;  /* the last byte written to stdout was not a newline */
   int end_code;
   char end_msg[MSG_MAX];
   source_t in;
@@ -250,6 +251,7 @@ static int sink_push(sink_t *k, const uint8_t *p, size_t n, size_t credit) {
   }
   chunk_t *ch = malloc(sizeof(*ch) + n);
   if (!ch) return TT_ENOMEM;
+  if (k == &s->out) s->out_mid_line = p[n - 1] != '\n';
   memset(ch, 0, sizeof(*ch));
   ch->k = k;
   ch->credit = credit;
@@ -497,7 +499,9 @@ static void shell_maybe_finalize(shell_t *s) {
   if (s->in.reading && !s->in.stream) return; /* a pool read still owns in.buf */
   s->finalized = true;
   console_tty_restore();
-  if (s->end_msg[0]) fprintf(stderr, "tether: %s\n", s->end_msg);
+  /* On a terminal the remote output may have stopped mid-line: start the message on its own. */
+  if (s->end_msg[0])
+    fprintf(stderr, "%stether: %s\n", s->out_mid_line && isatty(STDERR_FILENO) ? "\r\n" : "", s->end_msg);
   source_close(&s->in);
   sink_close(&s->out);
   sink_close(&s->err);

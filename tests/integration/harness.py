@@ -300,7 +300,7 @@ class Harness:
         return b
 
     def start_agent(self, broker_addr, device, hostname, name=None, cert=None, key=None,
-                    ca=None, extra=(), wait=True):
+                    ca=None, extra=(), wait=True, wrapper=()):
         pki = self.pki
         a = self.spawn(name or "agent-" + device, "tether-agent",
                        ["run", "--broker", broker_addr,
@@ -309,7 +309,8 @@ class Harness:
                         "--key", key or pki.key(device),
                         "--hostname", hostname] + list(extra)
                        + ([] if "--consent-socket" in extra else
-                          ["--consent-socket", os.path.join(self.dir, (name or device) + ".sock")]))
+                          ["--consent-socket", os.path.join(self.dir, (name or device) + ".sock")]),
+                       wrapper=wrapper)
         if wait:
             a.wait_for(r'msg="connected"')
         return a

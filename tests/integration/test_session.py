@@ -5,25 +5,39 @@ Interactive parts run the console on a pseudo-terminal, as a technician would.
 Run by ctest as `integration.session` (TT_BIN_DIR names the build directory)."""
 
 import fcntl
+import grp
 import hashlib
 import json
 import os
 import pty
+import pwd
 import re
 import select
 import shutil
 import socket
 import struct
 import subprocess
+import sys
 import termios
 import threading
 import time
 import unittest
 
-from harness import TetherTestCase, Pki, binary, tail
+from harness import Harness, TetherTestCase, Pki, binary, tail
 
 ME = "root" if os.geteuid() == 0 else os.environ.get("USER") or subprocess.run(
     ["id", "-un"], capture_output=True, text=True).stdout.strip()
+
+
+# Runs a program holding descriptors it did not ask for, as an agent started by a careless
+# service manager does: /dev/null on 10 and a pipe on 250 and 251, none close-on-exec.
+LEAK_FDS = [sys.executable, "-c",
+            "import os, sys\n"
+            "os.dup2(os.open('/dev/null', os.O_RDONLY), 10)\n"
+            "r, w = os.pipe()\n"
+            "os.dup2(r, 250)\n"
+            "os.dup2(w, 251)\n"
+            "os.execv(sys.argv[1], sys.argv[1:])\n"]
 
 
 def set_winsize(fd, rows, cols):
@@ -195,12 +209,13 @@ class SessionTest(TetherTestCase):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def world(self, policy="ask", consent_timeout="60s", shell_user=ME, broker_extra=()):
+    def world(self, policy="ask", consent_timeout="60s", shell_user=ME, broker_extra=(), agent_wrapper=()):
         b = self.h.start_broker(extra=list(broker_extra))
         self.sock = os.path.join(self.h.dir, "consent.sock")
         a = self.h.start_agent(b.addr, "dev1", "dev1.example",
                                extra=["--consent-socket", self.sock, "--consent-policy", policy,
-                                      "--consent-timeout", consent_timeout, "--shell-user", shell_user])
+                                      "--consent-timeout", consent_timeout, "--shell-user", shell_user],
+                               wrapper=agent_wrapper)
         self.b, self.a = b, a
         return b, a
 
@@ -533,7 +548,7 @@ class SessionTest(TetherTestCase):
         took = time.monotonic() - t0
         self.assertLess(took, 1.0, "console took %.2fs to end" % took)
         self.assertNotEqual(rc, 0)
-        self.assertIn(b"employee", con.output())
+        self.assertIn(b"tether: session S-1 was ended by the employee", con.output())
         self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
         time.sleep(0.3)
         acts = self.actions()
@@ -577,7 +592,7 @@ class SessionTest(TetherTestCase):
         con.wait_output(rb"up-4")
         self.assertEqual(self.tech(["ticket", "close", tid]).rc, 0)
         self.assertNotEqual(con.wait_exit(timeout=5), 0)
-        self.assertIn(b"closed", con.output())
+        self.assertIn(b"tether: session S-1 ended: ticket closed", con.output())
 
     def test_shell_user_drops_root(self):
         if os.geteuid() != 0:
@@ -587,6 +602,76 @@ class SessionTest(TetherTestCase):
         r = self.tech(["exec", "dev1", "--ticket", tid, "--", "id", "-un"])
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.out, "nobody\n")
+
+    def test_exec_child_inherits_nothing(self):
+        """Exec and shell children hold their standard descriptors and nothing of the agent's,
+        and as root exec takes shell.user's groups, as a login would."""
+        self.world(policy="unattended", agent_wrapper=LEAK_FDS)
+        tid = self.new_ticket()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "ls", "/proc/self/fd"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.out.split(), ["0", "1", "2", "3"], r)  # 3: ls's own directory
+        con = self.pty_console(["shell", "dev1", "--ticket", tid])
+        con.wait_output(rb"[#$] $")
+        mark = len(con.output())
+        con.write(b"echo fd-$((1+1)); /bin/ls /proc/$$/fd; echo fd-$((2+2))\r")
+        m = con.wait_output(rb"(?s)fd-2\r\n(.*?)fd-4\r\n", after=mark)
+        fds = m.group(1).decode().split()
+        if os.path.basename(pwd.getpwnam(ME).pw_shell) == "bash":
+            self.assertEqual(fds, ["0", "1", "2", "255"])  # 255: bash's own copy of its terminal
+        else:
+            self.assertEqual(fds[:3], ["0", "1", "2"])
+            self.assertLessEqual(len(fds), 4, fds)
+        con.write(b"exit\r")
+        self.assertEqual(con.wait_exit(), 0)
+        if os.geteuid() != 0:
+            return
+        # nobody, as asked; and a user with supplementary groups where this host has one,
+        # since nobody usually has none and dropping them would not show.
+        users = ["nobody"]
+        for g in grp.getgrall():
+            extra = [u for u in g.gr_mem if u not in ("root", "nobody")]
+            for u in extra:
+                try:
+                    pwd.getpwnam(u)
+                except KeyError:
+                    continue
+                users.append(u)
+                break
+            if len(users) > 1:
+                break
+        for user in users:
+            self.assertEqual(self.h.close(), [])
+            self.h = Harness(self.pki)
+            self.world(policy="unattended", shell_user=user)
+            tid = self.new_ticket()
+            r = self.tech(["exec", "dev1", "--ticket", tid, "--", "id", "-G"])
+            self.assertEqual(r.rc, 0, r)
+            want = subprocess.run(["id", "-G", user], capture_output=True, text=True, check=True).stdout
+            self.assertEqual(sorted(map(int, r.out.split())), sorted(map(int, want.split())), user)
+
+    def test_exec_cannot_run(self):
+        """A command that cannot be run is refused with the reason, and nothing is left behind."""
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "tt-no-such-command", "x"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("cannot run tt-no-such-command: no such file or directory", r.err)
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "/etc"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("cannot run /etc: permission denied", r.err)
+        kids = []  # the children that failed to exec were reaped then and there
+        for d in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == self.a.pid:
+                        kids.append(d)
+            except (OSError, ValueError, IndexError):
+                pass
+        self.assertEqual(kids, [])
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "echo", "still-fine"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.out, "still-fine\n")
 
     def test_stalled_shell_console_bounded_memory(self):
         """The technician's terminal stops reading while the remote shell prints 100 MB."""

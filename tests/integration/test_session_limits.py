@@ -35,16 +35,23 @@ def local_connect(path, timeout=5.0):
     return s
 
 
+_pending = {}  # id(socket) -> bytes read past the last line returned
+
+
 def read_line(s, timeout=5.0):
-    """One line from a local socket; None at EOF before a whole line."""
+    """One line from a local socket; None at EOF before a whole line. Bytes after the line
+    (two lines may arrive in one read) wait for the next call."""
     s.settimeout(timeout)
-    buf = b""
+    buf = _pending.pop(id(s), b"")
     while b"\n" not in buf:
         d = s.recv(4096)
         if not d:
             return None
         buf += d
-    return buf.split(b"\n", 1)[0].decode("utf-8", "replace")
+    line, rest = buf.split(b"\n", 1)
+    if rest:
+        _pending[id(s)] = rest
+    return line.decode("utf-8", "replace")
 
 
 def closed_by_peer(s, timeout=5.0):
@@ -416,6 +423,19 @@ class SessionLimitsTest(TetherTestCase):
         r = self.tech(["sessions", "--json"])
         s = [x for x in json.loads(r.out) if x["id"] == sid][0]
         self.assertAlmostEqual(s["expires_ms"] - s["started_ms"], 3600 * 1000, delta=5000)
+
+    def test_live_sessions_per_device_limit(self):
+        """TT_SESSIONS_PER_DEVICE_MAX (16) live grants on one device; the next is refused busy
+        until one ends. Each needs its own ticket (a second open on a ticket reuses its grant)."""
+        self.world(policy="unattended")
+        sids = [self.session_open(self.new_ticket(summary="ticket %d" % i)) for i in range(16)]
+        self.assertEqual(len(set(sids)), 16)
+        tid = self.new_ticket(summary="one too many")
+        r = self.tech(["session", "open", "--device", "dev1", "--ticket", tid, "--want", "shell"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("dev1 has 16 live sessions", r.err)
+        self.assertEqual(self.tech(["session", "end", sids[0]]).rc, 0)
+        self.session_open(tid)
 
     def test_exec_argument_limits(self):
         self.world(policy="unattended")
