@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pty.h>
 #include <pwd.h>
 #include <signal.h>
@@ -39,9 +40,8 @@ struct proc_s {
   int code, sig;
   int handles;              /* initialised handles not yet closed */
   uv_pipe_t out, err;       /* shell: out is the pty master; exec: stdout, stderr */
-  uv_process_t proc;        /* exec */
   uv_timer_t timer;         /* kill after hangup; drain after exit */
-  bool out_open, err_open, proc_open, timer_open;
+  bool out_open, err_open, timer_open;
   bool out_reading, err_reading;
   uint8_t rbuf[TT_DATA_CHUNK_MAX];
 };
@@ -163,7 +163,6 @@ static void maybe_release(proc_t *p) {
   p->released = true;
   close_handle(p, (uv_handle_t *)&p->out, &p->out_open);
   close_handle(p, (uv_handle_t *)&p->err, &p->err_open);
-  close_handle(p, (uv_handle_t *)&p->proc, &p->proc_open);
   close_handle(p, (uv_handle_t *)&p->timer, &p->timer_open);
   if (p->handles == 0) proc_free(p);
 }
@@ -211,18 +210,14 @@ static void exited(proc_t *p, int code, int sig) {
 static void sigchld_cb(uv_signal_t *s, int signum) {
   struct agent_shells_s *sh = s->data;
   (void)signum;
-  /* Only our own pids: libuv reaps the processes it spawned itself. */
+  /* Only our own pids: libuv reaps the processes it spawned itself (consent's dialog). */
   for (proc_t *p = sh->list, *next; p; p = next) {
     next = p->next;
-    if (p->kind != TETHER__CHANNEL_KIND__CHANNEL_SHELL || p->exited || p->pid <= 0) continue;
+    if (p->exited || p->pid <= 0) continue;
     int st;
     if (waitpid(p->pid, &st, WNOHANG) != p->pid) continue;
     exited(p, WIFEXITED(st) ? WEXITSTATUS(st) : 0, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
   }
-}
-
-static void exec_exit_cb(uv_process_t *proc, int64_t status, int sig) {
-  exited(proc->data, (int)status, sig);
 }
 
 /* ---- output under credit ---------------------------------------------------------------- */
@@ -449,15 +444,63 @@ void agent_shell_end_session(agent_t *a, uint64_t session, const char *why) {
 
 /* ---- starting -------------------------------------------------------------------------- */
 
-/* In the forked child: async-signal-safe calls only. */
-static void close_from(int lo) {
-#ifdef SYS_close_range
-  if (syscall(SYS_close_range, lo, ~0u, 0) == 0) return;
-#endif
-  for (int fd = lo; fd < 65536; fd++) close(fd);
+/* Shell and exec children are made the same way: our own fork, so that nothing of the
+ * agent's but what we hand over reaches the user's process. Between fork and exec the child
+ * may call only async-signal-safe functions: everything it needs is looked up before. */
+
+typedef enum { EXEC_STAGE_SETUP = 1, EXEC_STAGE_USER, EXEC_STAGE_EXEC } exec_stage_t;
+
+/* How far to close when close_range is missing: looked up in the parent (sysconf is not
+ * async-signal-safe). */
+static int fd_limit(void) {
+  long n = sysconf(_SC_OPEN_MAX);
+  return n > 0 && n <= INT_MAX ? (int)n : 65536;
 }
 
-static void child_fail(const char *what) {
+/* Child: every descriptor from lo up is closed. */
+static void close_from(int lo, int limit) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, (unsigned)lo, ~0u, 0u) == 0) return;
+#endif
+  for (int fd = lo; fd < limit; fd++) close(fd);
+}
+
+/* Child: default dispositions first (the agent ignores SIGPIPE, and a libuv handler would
+ * write into the agent's signal pipe), then the mask the parent blocked for the fork. */
+static void child_signals(void) {
+  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Child: become shell.user with its groups (getgrouplist in run_as stands in for initgroups,
+ * which is not async-signal-safe), and make sure root cannot be taken back. */
+static int child_user(const run_as_t *r) {
+  if (!r->switch_user) return 0;
+  if (setgroups((size_t)r->ngroups, r->groups) || setgid(r->gid) || setuid(r->uid)) return errno ? errno : EPERM;
+  if (r->uid != 0 && setuid(0) == 0) return EPERM;
+  return 0;
+}
+
+static void child_home(const run_as_t *r) {
+  if (chdir(r->home)) (void)!chdir("/");
+}
+
+/* Parent: fork with every signal blocked, so none is handled by the agent's handlers in
+ * the child before child_signals; shells get their pty from forkpty. */
+static pid_t fork_child(int *master, const struct winsize *ws) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = master ? forkpty(master, NULL, NULL, ws) : fork();
+  int e = errno;
+  if (pid != 0) pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = e;
+  return pid;
+}
+
+static __attribute__((noreturn)) void shell_fail(const char *what) {
   static const char pre[] = "tether-agent: cannot start the shell: ";
   (void)!write(2, pre, sizeof(pre) - 1);
   (void)!write(2, what, strlen(what));
@@ -465,19 +508,15 @@ static void child_fail(const char *what) {
   _exit(126);
 }
 
-static __attribute__((noreturn)) void child(const run_as_t *r, char *const argv[], char *const envp[]) {
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL); /* SIGPIPE was ignored: do not pass that on */
-  close_from(3);
-  if (r->switch_user &&
-      (setgroups((size_t)r->ngroups, r->groups) || setgid(r->gid) || setuid(r->uid) || (r->uid != 0 && setuid(0) == 0)))
-    child_fail("cannot switch to shell.user");
-  if (chdir(r->home)) (void)!chdir("/");
+/* The shell's child: the pty is 0, 1 and 2 already (forkpty). */
+static __attribute__((noreturn)) void shell_child(const run_as_t *r, int limit, char *const argv[],
+                                                   char *const envp[]) {
+  child_signals();
+  close_from(3, limit);
+  if (child_user(r)) shell_fail("cannot switch to shell.user");
+  child_home(r);
   execve(r->shell, argv, envp);
-  child_fail("exec failed");
-  _exit(127);
+  shell_fail("exec failed");
 }
 
 static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, uint32_t cols, uint32_t rows, char *err,
@@ -487,13 +526,13 @@ static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, uint32_t co
   char argv0[AGENT_PATH_MAX + 1];
   snprintf(argv0, sizeof(argv0), "-%s", base ? base + 1 : r->shell);
   char *argv[] = {argv0, NULL};
-  int master = -1;
-  pid_t pid = forkpty(&master, NULL, NULL, &ws);
+  int master = -1, limit = fd_limit();
+  pid_t pid = fork_child(&master, &ws);
   if (pid < 0) {
     snprintf(err, errlen, "cannot start a shell: %s", strerror(errno));
     return -errno;
   }
-  if (pid == 0) child(r, argv, e->v);
+  if (pid == 0) shell_child(r, limit, argv, e->v);
   (void)!fcntl(master, F_SETFD, FD_CLOEXEC);
   p->pid = pid;
   p->master = master;
@@ -510,8 +549,72 @@ static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, uint32_t co
   return 0;
 }
 
+/* Child: tell the parent what failed, through the close-on-exec status pipe, and go. */
+static __attribute__((noreturn)) void exec_fail(int status, exec_stage_t stage, int e) {
+  int msg[2] = {(int)stage, e ? e : EIO};
+  (void)!write(status, msg, sizeof(msg));
+  _exit(127);
+}
+
+/* The exec's child: a session of its own (signals go to its process group), /dev/null in,
+ * the two pipes out, the status pipe on 3 until exec closes it, and nothing else. */
+static __attribute__((noreturn)) void exec_child(const run_as_t *r, int limit, char *const argv[],
+                                                  char *const envp[], int fds[4]) {
+  int status = fds[3];
+  child_signals();
+  if (setsid() < 0) exec_fail(status, EXEC_STAGE_SETUP, errno);
+  /* Any of these on 0 to 3 (an agent started with 0, 1 or 2 closed) would be overwritten
+   * before it is placed: move them up first. Still close-on-exec. */
+  for (int i = 0; i < 4; i++) {
+    if (fds[i] >= 4) continue;
+    int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 4);
+    if (fd < 0) exec_fail(status, EXEC_STAGE_SETUP, errno);
+    fds[i] = fd;
+    if (i == 3) status = fd;
+  }
+  for (int i = 0; i < 3; i++) /* dup2 clears close-on-exec on 0, 1 and 2 */
+    if (dup2(fds[i], i) < 0) exec_fail(status, EXEC_STAGE_SETUP, errno);
+  if (dup3(status, 3, O_CLOEXEC) < 0) exec_fail(status, EXEC_STAGE_SETUP, errno);
+  close_from(4, limit);
+  int e = child_user(r);
+  if (e) exec_fail(3, EXEC_STAGE_USER, e);
+  child_home(r);
+  environ = (char **)envp; /* execvp searches the user's PATH, as it did under uv_spawn */
+  execvp(argv[0], argv);
+  exec_fail(3, EXEC_STAGE_EXEC, errno);
+}
+
+/* Parent: wait for the child to exec or fail. Brief, as uv_spawn's own wait was: the child
+ * does nothing slow before exec. 0 once it ran, or the stage and error. */
+static int exec_wait(int status, exec_stage_t *stage) {
+  int msg[2];
+  ssize_t n;
+  do n = read(status, msg, sizeof(msg));
+  while (n < 0 && errno == EINTR);
+  if (n == 0) return 0;
+  *stage = EXEC_STAGE_SETUP;
+  if (n < 0) return -errno;
+  if (n != (ssize_t)sizeof(msg)) return UV_EIO;
+  *stage = (exec_stage_t)msg[0];
+  return -msg[1];
+}
+
+static void close_fd(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+/* Parent: a read end, non-blocking, into its handle. */
+static int pipe_read_end(uv_pipe_t *h, int *fd) {
+  int flags = fcntl(*fd, F_GETFL);
+  if (flags < 0 || fcntl(*fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
+  int rc = uv_pipe_open(h, *fd);
+  if (rc == 0) *fd = -1; /* the handle owns it now */
+  return rc;
+}
+
 static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether__ChannelOpen *msg, char *err,
                       size_t errlen) {
+  err[0] = '\0';
   char **argv = calloc(msg->n_argv + 1, sizeof(char *));
   if (!argv) return TT_ENOMEM;
   int rc = 0;
@@ -528,22 +631,48 @@ static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether
   p->out.data = p->err.data = p;
   p->handles += 2;
   p->out_open = p->err_open = true;
+  /* Ours: the read ends of stdout and stderr, and of the status pipe. The child's: /dev/null,
+   * the write ends, the status write end. All close-on-exec until the child places its own. */
+  int out[2] = {-1, -1}, errp[2] = {-1, -1}, status[2] = {-1, -1}, null = -1, limit = fd_limit();
+  exec_stage_t stage = EXEC_STAGE_SETUP;
+  pid_t pid;
   if (rc) goto out;
-  uv_stdio_container_t io[3] = {
-      {.flags = UV_IGNORE},
-      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
-      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->err}};
-  uv_process_options_t o = {
-      .exit_cb = exec_exit_cb, .file = argv[0], .args = argv, .env = (char **)e->v, .cwd = r->home,
-      .flags = UV_PROCESS_DETACHED | (r->switch_user ? UV_PROCESS_SETUID | UV_PROCESS_SETGID : 0),
-      .stdio_count = 3, .stdio = io, .uid = r->uid, .gid = r->gid};
-  p->proc.data = p;
-  rc = uv_spawn(p->a->loop, &p->proc, &o);
-  p->handles++;
-  p->proc_open = true;
-  if (rc) snprintf(err, errlen, "cannot run %s: %s", argv[0], uv_strerror(rc));
-  else p->pid = p->proc.pid;
+  if ((null = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) ||
+      pipe2(status, O_CLOEXEC)) {
+    rc = -errno;
+    goto out;
+  }
+  pid = fork_child(NULL, NULL);
+  if (pid < 0) {
+    rc = -errno;
+    goto out;
+  }
+  if (pid == 0) {
+    int fds[4] = {null, out[1], errp[1], status[1]};
+    exec_child(r, limit, argv, e->v, fds);
+  }
+  close_fd(null);
+  close_fd(out[1]);
+  close_fd(errp[1]);
+  close_fd(status[1]);
+  null = out[1] = errp[1] = status[1] = -1;
+  rc = exec_wait(status[0], &stage);
+  if (rc) { /* it has _exit-ed already, or is about to */
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) continue;
+    goto out;
+  }
+  p->pid = pid; /* from here SIGCHLD reaps it, and detach kills it if the rest fails */
+  if ((rc = pipe_read_end(&p->out, &out[0])) || (rc = pipe_read_end(&p->err, &errp[0])))
+    snprintf(err, errlen, "cannot read the command's output: %s", uv_strerror(rc));
 out:
+  if (rc && !err[0]) {
+    if (rc == TT_ENOMEM) snprintf(err, errlen, "the agent is out of memory");
+    else if (stage == EXEC_STAGE_USER) snprintf(err, errlen, "cannot switch to shell.user: %s", uv_strerror(rc));
+    else snprintf(err, errlen, "cannot run %s: %s", argv[0], uv_strerror(rc));
+  }
+  int left[] = {null, out[0], out[1], errp[0], errp[1], status[0], status[1]};
+  for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) close_fd(left[i]);
   for (size_t i = 0; i < msg->n_argv; i++) free(argv[i]);
   free(argv);
   return rc;
@@ -587,7 +716,7 @@ static void reject(tt_mux_t *m, tt_chan_t *ch, int code, const char *why) {
 
 void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   agent_t *a = tt_link_from_mux(m)->data;
-  char err[TT_TEXT_MAX], term[TT_TERM_NAME_MAX + 1];
+  char err[TT_TEXT_MAX] = "", term[TT_TERM_NAME_MAX + 1];
   run_as_t r;
   int rc = check_open(a, msg, term, sizeof(term), err, sizeof(err));
   if (!rc) rc = run_as(&a->cfg, &r, err, sizeof(err));
