@@ -367,11 +367,12 @@ static void write_cb(uv_write_t *w, int status) {
 }
 
 static void control(proc_t *p, const uint8_t *b, size_t n) {
-  Tether__ChannelControl *cc = tether__channel_control__unpack(NULL, n, b);
-  if (!cc) {
+  tt_msg_t msg;
+  if (tt_msg_unpack_ctrl(&msg, b, n)) {
     TT_WARN("shell", "malformed channel control", "session=S-%llu", (unsigned long long)p->session);
     return;
   }
+  const Tether__ChannelControl *cc = (const Tether__ChannelControl *)msg.m;
   if (cc->body_case == TETHER__CHANNEL_CONTROL__BODY_RESIZE && p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL &&
       p->out_open) {
     uint32_t c = cc->resize->cols, r = cc->resize->rows;
@@ -383,7 +384,7 @@ static void control(proc_t *p, const uint8_t *b, size_t n) {
     uint32_t s = cc->signal;
     if (s == SIGINT || s == SIGTERM || s == SIGHUP || s == SIGQUIT || s == SIGKILL) kill(-p->pid, (int)s);
   }
-  tether__channel_control__free_unpacked(cc, NULL);
+  tt_msg_free(&msg);
 }
 
 void agent_shell_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *b, size_t n, uint8_t flags) {

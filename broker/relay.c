@@ -337,14 +337,14 @@ static void rec_error(relay_t *r, int rc) {
 /* A console's in-band control on a recorded shell: a resize is an "r" event. Anything the
  * recording does not use goes on as it came; the device checks it. */
 static int record_control(relay_t *r, const uint8_t *p, size_t n) {
-  if (n > TT_DATA_CHUNK_MAX) return 0;
-  Tether__ChannelControl *cc = tether__channel_control__unpack(NULL, n, p);
-  if (!cc) return 0;
+  tt_msg_t msg;
+  if (tt_msg_unpack_ctrl(&msg, p, n)) return 0;
+  const Tether__ChannelControl *cc = (const Tether__ChannelControl *)msg.m;
   int rc = 0;
   if (cc->body_case == TETHER__CHANNEL_CONTROL__BODY_RESIZE && cc->resize && cc->resize->cols &&
       cc->resize->rows && cc->resize->cols <= TT_TERM_DIM_MAX && cc->resize->rows <= TT_TERM_DIM_MAX)
     rc = broker_rec_resize(r->rec, cc->resize->cols, cc->resize->rows);
-  tether__channel_control__free_unpacked(cc, NULL);
+  tt_msg_free(&msg);
   return rc;
 }
 

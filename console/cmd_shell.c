@@ -584,11 +584,12 @@ static void on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *m
 }
 
 static void on_ctrl(shell_t *s, const uint8_t *p, size_t n) {
-  Tether__ChannelControl *cc = n <= TT_DATA_CHUNK_MAX ? tether__channel_control__unpack(NULL, n, p) : NULL;
-  if (!cc) {
+  tt_msg_t msg;
+  if (tt_msg_unpack_ctrl(&msg, p, n)) {
     shell_end(s, EXIT_NO_STATUS, "the device sent a malformed control message");
     return;
   }
+  const Tether__ChannelControl *cc = (const Tether__ChannelControl *)msg.m;
   int rc = 0;
   switch (cc->body_case) {
   case TETHER__CHANNEL_CONTROL__BODY_EXIT:
@@ -605,7 +606,7 @@ static void on_ctrl(shell_t *s, const uint8_t *p, size_t n) {
     rc = sink_push(&s->err, NULL, 0, n);
     break;
   }
-  tether__channel_control__free_unpacked(cc, NULL);
+  tt_msg_free(&msg);
   if (rc) shell_end(s, 1, "%s", tt_strerror(rc));
 }
 

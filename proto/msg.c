@@ -84,10 +84,8 @@ static bool has_bad_unknown(const ProtobufCMessage *m, int depth) {
   return false;
 }
 
-int tt_msg_unpack(tt_msg_t *msg, uint8_t kind, const uint8_t *body, size_t len, size_t budget) {
-  memset(msg, 0, sizeof(*msg));
-  const ProtobufCMessageDescriptor *d = tt_msg_descriptor(kind);
-  if (!d) return TT_EKIND;
+static int unpack(tt_msg_t *msg, const ProtobufCMessageDescriptor *d, const uint8_t *body, size_t len,
+                  size_t budget) {
   msg->budget = budget;
   msg->alloc.alloc = count_alloc;
   msg->alloc.free = count_free;
@@ -101,6 +99,19 @@ int tt_msg_unpack(tt_msg_t *msg, uint8_t kind, const uint8_t *body, size_t len, 
     return TT_EPROTO;
   }
   return 0;
+}
+
+int tt_msg_unpack(tt_msg_t *msg, uint8_t kind, const uint8_t *body, size_t len, size_t budget) {
+  memset(msg, 0, sizeof(*msg));
+  const ProtobufCMessageDescriptor *d = tt_msg_descriptor(kind);
+  if (!d) return TT_EKIND;
+  return unpack(msg, d, body, len, budget);
+}
+
+int tt_msg_unpack_ctrl(tt_msg_t *msg, const uint8_t *body, size_t len) {
+  memset(msg, 0, sizeof(*msg));
+  if (len > TT_DATA_CHUNK_MAX) return TT_ETOOBIG;
+  return unpack(msg, &tether__channel_control__descriptor, body, len, TT_CTRL_MSG_BUDGET);
 }
 
 void tt_msg_free(tt_msg_t *msg) {

@@ -355,6 +355,26 @@ static void gen_msgs(void) {
   fail_resp.id = 2;
   fail_resp.error = &err;
   msg_put("response_error", TT_K_RESPONSE, false, &fail_resp.base);
+
+  /* In-band channel control (fuzz_msg reads a DATA seed as one ChannelControl). */
+  Tether__TermSize ts = TETHER__TERM_SIZE__INIT;
+  ts.cols = 120;
+  ts.rows = 40;
+  Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+  cc.body_case = TETHER__CHANNEL_CONTROL__BODY_RESIZE;
+  cc.resize = &ts;
+  msg_put("ctrl_resize", TT_K_DATA, false, &cc.base);
+  Tether__ExitStatus es = TETHER__EXIT_STATUS__INIT;
+  es.code = 3;
+  cc.body_case = TETHER__CHANNEL_CONTROL__BODY_EXIT;
+  cc.exit = &es;
+  msg_put("ctrl_exit", TT_K_DATA, false, &cc.base);
+  cc.body_case = TETHER__CHANNEL_CONTROL__BODY_SIGNAL;
+  cc.signal = 2;
+  msg_put("ctrl_signal", TT_K_DATA, false, &cc.base);
+  cc.body_case = TETHER__CHANNEL_CONTROL__BODY_STDERR;
+  cc.stderr = tt_text("ls: cannot access 'x': No such file or directory\n");
+  msg_put("ctrl_stderr", TT_K_DATA, false, &cc.base);
 }
 
 /* Returns one compressed chunk of text for the frame seeds. */

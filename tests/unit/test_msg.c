@@ -499,6 +499,40 @@ static void test_err_wire_round_trip(void **state) {
   assert_int_equal(tt_err_from_wire((Tether__ErrorCode)-5), TT_EPEER);
 }
 
+/* In-band channel control: read back as sent, bounded by the chunk size and the budget. */
+static void test_ctrl_unpack(void **state) {
+  (void)state;
+  uint8_t buf[TT_DATA_CHUNK_MAX + 16];
+  Tether__TermSize ts = TETHER__TERM_SIZE__INIT;
+  ts.cols = 132;
+  ts.rows = 43;
+  Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+  cc.body_case = TETHER__CHANNEL_CONTROL__BODY_RESIZE;
+  cc.resize = &ts;
+  size_t n = tether__channel_control__pack(&cc, buf);
+  tt_msg_t m;
+  assert_int_equal(tt_msg_unpack_ctrl(&m, buf, n), 0);
+  const Tether__ChannelControl *got = (const Tether__ChannelControl *)m.m;
+  assert_int_equal(got->body_case, TETHER__CHANNEL_CONTROL__BODY_RESIZE);
+  assert_int_equal(got->resize->cols, 132);
+  assert_int_equal(got->resize->rows, 43);
+  tt_msg_free(&m);
+  assert_int_equal(m.used, 0);
+  /* Larger than one DATA chunk: refused before unpacking. */
+  assert_int_equal(tt_msg_unpack_ctrl(&m, buf, TT_DATA_CHUNK_MAX + 1), TT_ETOOBIG);
+  assert_null(m.m);
+  /* Garbage. */
+  memset(buf, 0xff, 64);
+  assert_int_equal(tt_msg_unpack_ctrl(&m, buf, 64), TT_EPROTO);
+  /* A chunk of tiny unknown fields costs far more than its bytes: the budget says no. */
+  for (size_t i = 0; i + 2 <= TT_DATA_CHUNK_MAX; i += 2) {
+    buf[i] = (uint8_t)((15u << 3) | 0u); /* field 15, varint */
+    buf[i + 1] = 1;
+  }
+  assert_int_equal(tt_msg_unpack_ctrl(&m, buf, TT_DATA_CHUNK_MAX), TT_ETOOBIG);
+  assert_null(m.m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_descriptors),
@@ -514,6 +548,7 @@ int main(void) {
       cmocka_unit_test(test_text_copy),
       cmocka_unit_test(test_tag_zero_refused),
       cmocka_unit_test(test_err_wire_round_trip),
+      cmocka_unit_test(test_ctrl_unpack),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

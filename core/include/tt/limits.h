@@ -14,6 +14,9 @@
  * the counting allocator refuses past these budgets. */
 #define TT_MSG_BUDGET (1024u * 1024u)
 #define TT_MSG_BUDGET_PREAUTH (16u * 1024u)
+/* A ChannelControl (a DATA frame with TT_FF_CTRL, at most TT_DATA_CHUNK_MAX) unpacks
+ * within this: its largest field is a chunk of stderr bytes. */
+#define TT_CTRL_MSG_BUDGET (64u * 1024u)
 /* Untrusted text fields (hostnames, versions, messages), bytes. */
 #define TT_TEXT_MAX 256u
 #define TT_NAME_MAX 64u

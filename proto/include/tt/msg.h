@@ -27,6 +27,9 @@ const ProtobufCMessageDescriptor *tt_msg_descriptor(uint8_t kind);
 /* Unpack body as kind's message. TT_EKIND for a kind without a message, TT_ETOOBIG if the
  * allocator budget ran out, TT_EPROTO for malformed protobuf. On error msg->m is NULL. */
 int tt_msg_unpack(tt_msg_t *msg, uint8_t kind, const uint8_t *body, size_t len, size_t budget) TT_WUR;
+/* The ChannelControl a DATA frame with TT_FF_CTRL carries, under TT_CTRL_MSG_BUDGET, with
+ * the same checks; msg->m is a Tether__ChannelControl. Free with tt_msg_free. */
+int tt_msg_unpack_ctrl(tt_msg_t *msg, const uint8_t *body, size_t len) TT_WUR;
 void tt_msg_free(tt_msg_t *msg);
 
 /* Append header + packed body to out. TT_ETOOBIG if the body exceeds TT_FRAME_MAX_BODY,
