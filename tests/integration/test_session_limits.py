@@ -16,7 +16,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (K_CH_OPEN, K_CH_REJECT, ROLE_TECHNICIAN, Pki, TetherTestCase,
+from harness import (K_CH_OPEN, K_CH_REJECT, K_REQUEST, K_RESPONSE, ROLE_TECHNICIAN, Pki, TetherTestCase,
                      WireClient, binary, pb_bytes, pb_parse, pb_varint)
 from test_session import ME, PtyConsole, Watcher
 
@@ -436,6 +436,52 @@ class SessionLimitsTest(TetherTestCase):
         self.assertIn("dev1 has 16 live sessions", r.err)
         self.assertEqual(self.tech(["session", "end", sids[0]]).rc, 0)
         self.session_open(tid)
+
+    def test_ticket_listing_pages(self):
+        """More tickets than one page (TT_TICKET_PAGE_MAX, 150): the console pages through
+        them all, in order, and the broker never answers with more than a page."""
+        self.world(policy="unattended")
+        total = 160
+        with WireClient(self.b.port, self.pki.ca, self.pki.cert("tech"), self.pki.key("tech")) as c:
+            c.handshake_hello(role=ROLE_TECHNICIAN)
+            for i in range(1, total + 1):
+                new = pb_bytes(1, "dev1") + pb_bytes(2, "ticket number %d" % i)
+                c.send_frame(K_REQUEST, pb_varint(1, i) + pb_bytes(10, new))
+                kind, _, _, body = c.read_control(timeout=10, answer_pings=True)
+                self.assertEqual(kind, K_RESPONSE)
+                self.assertNotIn(2, pb_parse(body), "ticket_new %d refused" % i)
+            # A page asked for directly holds at most 150 and says there is more.
+            c.send_frame(K_REQUEST, pb_varint(1, 999) + pb_bytes(11, pb_varint(5, 1000)))
+            kind, _, _, body = c.read_control(timeout=10, answer_pings=True)
+            page = pb_parse(pb_parse(body)[12][0])
+            self.assertEqual(len(page.get(1, [])), 150)
+            self.assertEqual(page.get(2, [0])[0], 1)
+        r = self.tech(["tickets", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        ids = [t["id"] for t in json.loads(r.out)]
+        self.assertEqual(ids, ["T-%d" % i for i in range(1, total + 1)])
+
+    def test_ticket_timeline_page(self):
+        """A timeline longer than TT_TICKET_EVENTS_PAGE_MAX (200): show gives the newest 200,
+        oldest first, and the total."""
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        n = int(tid.split("-")[1])
+        with WireClient(self.b.port, self.pki.ca, self.pki.cert("tech"), self.pki.key("tech")) as c:
+            c.handshake_hello(role=ROLE_TECHNICIAN)
+            for i in range(1, 211):
+                upd = pb_varint(1, n) + pb_varint(2, 3) + pb_bytes(3, "note %d" % i)  # TICKET_COMMENT
+                c.send_frame(K_REQUEST, pb_varint(1, i) + pb_bytes(13, upd))
+                kind, _, _, body = c.read_control(timeout=10, answer_pings=True)
+                self.assertEqual(kind, K_RESPONSE)
+                self.assertNotIn(2, pb_parse(body), "comment %d refused" % i)
+        r = self.tech(["ticket", "show", tid, "--json"])
+        self.assertEqual(r.rc, 0, r)
+        t = json.loads(r.out)
+        self.assertEqual(t["events_total"], 211)  # created + 210 comments
+        self.assertEqual(len(t["events"]), 200)
+        self.assertEqual(t["events"][0]["text"], "note 11")
+        self.assertEqual(t["events"][-1]["text"], "note 210")
 
     def test_exec_argument_limits(self):
         self.world(policy="unattended")
