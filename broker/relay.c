@@ -11,6 +11,9 @@
 #include "tt/log.h"
 #include "tt/msg.h"
 
+/* The part of an exec's command line kept in its audit entry and on the ticket. */
+#define RELAY_COMMAND_MAX 160u
+
 struct relay_s {
   relay_t *prev, *next;  /* broker's list of relays still waiting for the device */
   broker_t *b;
@@ -27,7 +30,42 @@ struct relay_s {
   broker_rec_t *rec;     /* SHELL: the recording */
   void *rec_handle;      /* session.c's side of it */
   uint64_t held_credit;  /* console credit not passed on while the recording catches up */
+  char command[RELAY_COMMAND_MAX]; /* EXEC: the command line, for the records */
 };
+
+/* An exec's command line for the audit and the ticket: arguments joined by spaces, quoted
+ * when they hold a space or a quote, anything that is not plain text shown as '?', cut
+ * (with "...") to fit. The records say what was run, not only that something was. */
+static void command_line(const Tether__ChannelOpen *msg, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < msg->n_argv; i++) {
+    ProtobufCBinaryData a = msg->argv[i];
+    bool quote = a.len == 0 || memchr(a.data, ' ', a.len) || memchr(a.data, '\'', a.len) ||
+                 memchr(a.data, '"', a.len);
+    char piece[TT_EXEC_ARG_MAX + 4];
+    size_t k = 0;
+    if (i) piece[k++] = ' ';
+    if (quote) piece[k++] = '\'';
+    for (size_t j = 0; j < a.len && k < sizeof(piece) - 2; j++) {
+      uint8_t ch = a.data[j];
+      piece[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    if (quote) piece[k++] = '\'';
+    if (n + k >= cap) {
+      size_t room = cap - 1 - n;
+      if (room > 3) {
+        memcpy(out + n, piece, room - 3);
+        memcpy(out + n + room - 3, "...", 3);
+        n += room;
+      }
+      break;
+    }
+    memcpy(out + n, piece, k);
+    n += k;
+  }
+  out[n] = '\0';
+}
 
 static const char *kind_name(Tether__ChannelKind k) {
   switch (k) {
@@ -286,6 +324,7 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   r->cch = ch;
   r->ach = ach;
   r->kind = msg->kind;
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) command_line(msg, r->command, sizeof(r->command));
   r->opened_ms = uv_now(b->loop);
   r->down_window = down;
   c->relay_window += down;
@@ -299,7 +338,11 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   if (g) snprintf(session, sizeof(session), "S-%" PRId64, g->s.id);
   TT_INFO("relay", "channel requested", "requester=%s device=%s kind=%s session=%s", c->id.name, dev,
           kind_name(msg->kind), g ? session : "-");
-  broker_audit(b, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session, AUDIT_END);
+  if (r->command[0])
+    broker_audit(b, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session, "command",
+                 r->command, AUDIT_END);
+  else
+    broker_audit(b, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session, AUDIT_END);
   if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && start_recording(r, msg, why, sizeof(why))) {
     relay_end(r, TT_EIO, why);
     return;
@@ -324,8 +367,8 @@ void relay_on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *ms
   tt_link_flush(ol);
   if (r->grant)
     (void)!broker_ticket_event(r->b, r->grant->s.ticket, r->console->id.name, "channel-opened",
-                               "%s channel of S-%" PRId64 " opened%s", kind_name(r->kind), r->grant->s.id,
-                               r->rec ? " (recorded)" : "");
+                               "%s channel of S-%" PRId64 " opened%s%s%s", kind_name(r->kind), r->grant->s.id,
+                               r->rec ? " (recorded)" : "", r->command[0] ? ": " : "", r->command);
 }
 
 static void rec_error(relay_t *r, int rc) {

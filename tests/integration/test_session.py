@@ -503,6 +503,11 @@ class SessionTest(TetherTestCase):
         self.assertEqual(r.out, "out\n")
         self.assertIn("err", r.err)
         self.assertIn("consent-unattended", self.actions())
+        # The records say what was run.
+        opened = [e for e in self.audit() if e["action"] == "channel-open"][0]
+        self.assertEqual(opened["detail"]["command"], "sh -c 'echo out; echo err >&2; exit 3'")
+        self.assertIn("exec channel of S-1 opened: sh -c 'echo out; echo err >&2; exit 3'",
+                      [e["text"] for e in self.ticket(tid)["events"]])
         self.assertIn("unattended", " ".join(e["kind"] + " " + e["text"] for e in self.ticket(tid)["events"]))
         self.h.close()
         # deny: no one to ask means no.
