@@ -364,6 +364,13 @@ class SessionTest(TetherTestCase):
                             cwd=self.h.dir, capture_output=True, timeout=30)
         self.assertEqual(rr.returncode, 0, rr.stderr)
         self.assertEqual(rr.stdout, seen)
+        # Recordings are the session owner's and the admins', nobody else's.
+        r = self.tech(["replay", "S-1", "--speed", "0"], who="tech2")
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.out, "")
+        self.assertIn("permission denied", r.err)
+        r = self.admin(["recording", "export", "S-1"])
+        self.assertEqual(r.rc, 0, r)
         # The export is a file asciinema accepts, and its sha256 is in the audit.
         cast = os.path.join(self.h.dir, "s1.cast")
         with open(cast, "wb") as f:
