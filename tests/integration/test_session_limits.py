@@ -96,7 +96,7 @@ class SessionLimitsTest(TetherTestCase):
     def setUpClass(cls):
         cls.pki = Pki()
         for role, name in (("technician", "tech"), ("technician", "tech2"), ("admin", "boss"),
-                           ("agent", "dev1")):
+                           ("agent", "dev1"), ("agent", "dev2"), ("agent", "dev3")):
             cls.pki.issue(role, name)
 
     # -- helpers (as in test_session) ------------------------------------------------------
@@ -482,6 +482,43 @@ class SessionLimitsTest(TetherTestCase):
         self.assertEqual(len(t["events"]), 200)
         self.assertEqual(t["events"][0]["text"], "note 11")
         self.assertEqual(t["events"][-1]["text"], "note 210")
+
+    def test_live_sessions_per_person_limit(self):
+        """TT_SESSIONS_PER_PERSON_MAX (32) live grants for one person, over several devices (a
+        device holds 16): the next is refused busy, another technician is not affected."""
+        self.world(policy="unattended")
+        for dev in ("dev2", "dev3"):
+            self.h.start_agent(self.b.addr, dev, dev + ".example",
+                               extra=["--consent-policy", "unattended", "--shell-user", ME])
+        with WireClient(self.b.port, self.pki.ca, self.pki.cert("tech"), self.pki.key("tech")) as c:
+            c.handshake_hello(role=ROLE_TECHNICIAN)
+            rid = [0]
+
+            def ask(field, body):
+                rid[0] += 1
+                c.send_frame(K_REQUEST, pb_varint(1, rid[0]) + pb_bytes(field, body))
+                kind, _, _, rb = c.read_control(timeout=20, answer_pings=True)
+                self.assertEqual(kind, K_RESPONSE)
+                return pb_parse(rb)
+
+            def open_on(dev, n):
+                r = ask(10, pb_bytes(1, dev) + pb_bytes(2, "ticket %d" % n))  # ticket_new
+                self.assertNotIn(2, r, r)
+                tid = pb_parse(r[11][0])[1][0]
+                return ask(14, pb_bytes(1, dev) + pb_varint(2, tid) + pb_varint(3, 1))  # session_open
+
+            for i in range(32):
+                r = open_on("dev1" if i < 16 else "dev2", i)
+                self.assertNotIn(2, r, "session %d refused: %r" % (i, r))
+            r = open_on("dev3", 32)
+            err = pb_parse(r[2][0])
+            self.assertIn(b"you have 32 live sessions", err[2][0])
+        # Someone else may still open one on dev3.
+        r = self.tech(["ticket", "new", "--device", "dev3", "--summary", "theirs"], who="tech2")
+        self.assertEqual(r.rc, 0, r)
+        tid = r.out.split()[0]
+        r = self.tech(["session", "open", "--device", "dev3", "--ticket", tid, "--want", "shell"], who="tech2")
+        self.assertEqual(r.rc, 0, r)
 
     def test_exec_argument_limits(self):
         self.world(policy="unattended")
