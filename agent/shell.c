@@ -613,9 +613,12 @@ static int pipe_read_end(uv_pipe_t *h, int *fd) {
   return rc;
 }
 
+/* *not_run: the shell's convention when the command itself could not be run (127: not
+ * found, 126: found but not runnable), 0 for any other failure. */
 static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether__ChannelOpen *msg, char *err,
-                      size_t errlen) {
+                      size_t errlen, int *not_run) {
   err[0] = '\0';
+  *not_run = 0;
   char **argv = calloc(msg->n_argv + 1, sizeof(char *));
   if (!argv) return TT_ENOMEM;
   int rc = 0;
@@ -671,6 +674,7 @@ out:
     if (rc == TT_ENOMEM) snprintf(err, errlen, "the agent is out of memory");
     else if (stage == EXEC_STAGE_USER) snprintf(err, errlen, "cannot switch to shell.user: %s", uv_strerror(rc));
     else snprintf(err, errlen, "cannot run %s: %s", argv[0], uv_strerror(rc));
+    if (stage == EXEC_STAGE_EXEC) *not_run = rc == UV_ENOENT ? 127 : 126;
   }
   int left[] = {null, out[0], out[1], errp[0], errp[1], status[0], status[1]};
   for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) close_fd(left[i]);
@@ -715,6 +719,34 @@ static void reject(tt_mux_t *m, tt_chan_t *ch, int code, const char *why) {
   tt_link_flush(tt_link_from_mux(m));
 }
 
+/* A command that could not be run ends as a shell would end it: the reason on standard
+ * error and status 127 or 126, so that scripts around `tether exec` see what they expect.
+ * Falls back to a refusal if the channel cannot carry it. */
+static void exec_not_run(tt_mux_t *m, tt_chan_t *ch, int status, const char *why) {
+  char line[TT_TEXT_MAX + 16];
+  int len = snprintf(line, sizeof(line), "tether-agent: %s\n", why);
+  Tether__ChannelControl err = TETHER__CHANNEL_CONTROL__INIT, ex = TETHER__CHANNEL_CONTROL__INIT;
+  err.body_case = TETHER__CHANNEL_CONTROL__BODY_STDERR;
+  err.stderr.data = (uint8_t *)line;
+  err.stderr.len = len > 0 && (size_t)len < sizeof(line) ? (size_t)len : strlen(line);
+  Tether__ExitStatus es = TETHER__EXIT_STATUS__INIT;
+  es.code = status;
+  ex.body_case = TETHER__CHANNEL_CONTROL__BODY_EXIT;
+  ex.exit = &es;
+  uint8_t b1[TT_TEXT_MAX + 64], b2[32];
+  size_t n1 = tether__channel_control__pack(&err, b1), n2 = tether__channel_control__pack(&ex, b2);
+  if (tt_mux_accept(m, ch, TT_WINDOW_DEFAULT, true, 0)) {
+    reject(m, ch, TT_EIO, why);
+    return;
+  }
+  /* The console's window is far larger than these few bytes. */
+  if (tt_mux_sendable(ch) < n1 + n2 || tt_mux_send(m, ch, b1, n1, TT_FF_CTRL) ||
+      tt_mux_send(m, ch, b2, n2, TT_FF_CTRL) || tt_mux_send(m, ch, NULL, 0, TT_FF_EOF))
+    TT_WARN("shell", "cannot report the failed command", "why=\"%s\"", why);
+  (void)!tt_mux_close(m, ch, 0, why);
+  tt_link_flush(tt_link_from_mux(m));
+}
+
 void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   agent_t *a = tt_link_from_mux(m)->data;
   char err[TT_TEXT_MAX] = "", term[TT_TERM_NAME_MAX + 1];
@@ -744,12 +776,14 @@ void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   p->timer.data = p;
   p->handles++;
   p->timer_open = true;
+  int not_run = 0;
   rc = shell ? start_shell(p, &r, &e, msg->cols, msg->rows, err, sizeof(err))
-             : start_exec(p, &r, &e, msg, err, sizeof(err));
+             : start_exec(p, &r, &e, msg, err, sizeof(err), &not_run);
   if (!rc) rc = tt_mux_accept(m, ch, TT_WINDOW_DEFAULT, true, 0);
   if (rc) {
     TT_WARN("shell", "cannot start", "session=S-%llu why=\"%s\"", (unsigned long long)msg->session, err);
-    reject(m, ch, rc, err[0] ? err : "cannot start");
+    if (not_run) exec_not_run(m, ch, not_run, err);
+    else reject(m, ch, rc, err[0] ? err : "cannot start");
     if (p->pid <= 0) p->exited = true; /* nothing to wait for */
     detach(p, 0, NULL);
     return;

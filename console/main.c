@@ -234,8 +234,8 @@ static void usage(const tt_cli_t *cli) {
          "kind is clear). shell and exec open a session first (or reuse a live one): the person\n"
          "at the device is asked and must agree. admin commands (token, revoke, audit) need an\n"
          "admin certificate. Exit status: 0 done, 1 failed (one line on stderr says why), 2 bad\n"
-         "usage; shell and exec: the remote command's status (128+N for signal N), 255 when the\n"
-         "channel closed without one.\n");
+         "usage; shell and exec: the remote command's status (128+N for signal N; exec: 127 not\n"
+         "found, 126 not runnable), 255 when the channel closed without one.\n");
 }
 
 /* The command named by the positional words, or NULL after printing why not. */

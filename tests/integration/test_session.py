@@ -663,14 +663,16 @@ class SessionTest(TetherTestCase):
             self.assertEqual(sorted(map(int, r.out.split())), sorted(map(int, want.split())), user)
 
     def test_exec_cannot_run(self):
-        """A command that cannot be run is refused with the reason, and nothing is left behind."""
+        """A command that cannot be run ends as a shell would end it (the reason on stderr,
+        status 127 when not found, 126 when not runnable), and nothing is left behind."""
         self.world(policy="unattended")
         tid = self.new_ticket()
         r = self.tech(["exec", "dev1", "--ticket", tid, "--", "tt-no-such-command", "x"])
-        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.rc, 127, r)
+        self.assertEqual(r.out, "")
         self.assertIn("cannot run tt-no-such-command: no such file or directory", r.err)
         r = self.tech(["exec", "dev1", "--ticket", tid, "--", "/etc"])
-        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.rc, 126, r)
         self.assertIn("cannot run /etc: permission denied", r.err)
         kids = []  # the children that failed to exec were reaped then and there
         for d in os.listdir("/proc"):
