@@ -199,6 +199,9 @@ void agent_consent_request(agent_t *a, const Tether__Request *q);
 void agent_session_end_request(agent_t *a, const Tether__Request *q);
 /* The link went down: prompts are cancelled, every session ends here. */
 void agent_consent_link_down(agent_t *a);
+/* Tell every WATCH client on the local socket (the employee's prompts) what is going on:
+ * one protocol line, printf-style. */
+void agent_consent_notice(agent_t *a, const char *fmt, ...) TT_PRINTF(2, 3);
 /* A session granted here, live and not past its deadline; NULL otherwise. */
 const agent_session_t *agent_session_find(agent_t *a, uint64_t id);
 /* Consent policy and local user checks, pure functions (unit-tested). */

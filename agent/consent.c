@@ -211,6 +211,16 @@ TT_PRINTF(3, 4) static void tell_watchers(agent_t *a, local_t *except, const cha
   }
 }
 
+void agent_consent_notice(agent_t *a, const char *fmt, ...) {
+  if (!a->consent) return;
+  char line[TT_LOCAL_LINE_MAX * 2];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  tell_watchers(a, NULL, "%s", line);
+}
+
 /* ---- answering the broker --------------------------------------------------------------- */
 
 static void respond(agent_t *a, Tether__Response *r) {
@@ -259,6 +269,11 @@ static void decide(agent_t *a, uint32_t req_id, const prompt_t *p, Tether__Conse
     snprintf(s->technician, sizeof(s->technician), "%s", p->technician);
     snprintf(s->summary, sizeof(s->summary), "%s", p->summary);
     consent_arm(a);
+    /* The person at the device sees who is now connected, unattended ones included. */
+    char acc[32];
+    tell_watchers(a, NULL, "STARTED S-%llu\t%s\tT-%llu\t%s\t%lld\t%s\t%s", (unsigned long long)s->id,
+                  s->technician, (unsigned long long)s->ticket, agent_access_words(s->access, acc, sizeof(acc)),
+                  (long long)(s->expires_ms / 1000), s->unattended ? "unattended" : "attended", s->summary);
   }
   TT_INFO("consent", "answered", "session=S-%llu ticket=T-%llu technician=%s decision=%s by=%s",
           (unsigned long long)p->session, (unsigned long long)p->ticket, p->technician, decision_name(d),

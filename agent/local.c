@@ -201,6 +201,21 @@ static void prompt_line(char *line, queue_t *q) {
     queue_drop(q, f[0]);
     if (had) printf("\n(request %s: %s)\n", f[0], f[1]);
     fflush(stdout);
+  } else if (strncmp(line, "STARTED ", 8) == 0) {
+    char *f[7];
+    if (fields(line + 8, f, 7) != 7) return;
+    time_t until = (time_t)strtoll(f[4], NULL, 10);
+    struct tm tm;
+    char hhmm[16] = "?";
+    if (localtime_r(&until, &tm)) strftime(hhmm, sizeof(hhmm), "%H:%M", &tm);
+    printf("\n%s is connected to this computer under %s (%s access until %s, %s)%s: \"%s\"\n", f[1], f[2], f[3],
+           hhmm, f[0], strcmp(f[5], "unattended") == 0 ? ", unattended: no one was asked" : "", f[6]);
+    fflush(stdout);
+  } else if (strncmp(line, "ACTIVITY ", 9) == 0) {
+    char *f[3];
+    if (fields(line + 9, f, 3) != 3) return;
+    printf("%s %s (%s)\n", f[1], f[2], f[0]);
+    fflush(stdout);
   } else if (strncmp(line, "ENDED ", 6) == 0) {
     char *f[3];
     if (fields(line + 6, f, 3) != 3) return;

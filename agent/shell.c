@@ -747,6 +747,32 @@ static void exec_not_run(tt_mux_t *m, tt_chan_t *ch, int status, const char *why
   tt_link_flush(tt_link_from_mux(m));
 }
 
+/* The employee's prompt shows what a technician does: a shell opened, a command run (its
+ * words, controls and TABs as '?', cut to fit one line). */
+static void notice_started(agent_t *a, const Tether__ChannelOpen *msg, bool shell) {
+  const agent_session_t *s = agent_session_find(a, msg->session);
+  char what[200];
+  size_t n = 0;
+  if (shell) snprintf(what, sizeof(what), "opened a shell");
+  else {
+    n = (size_t)snprintf(what, sizeof(what), "ran:");
+    for (size_t i = 0; i < msg->n_argv && n + 5 < sizeof(what); i++) {
+      what[n++] = ' ';
+      for (size_t j = 0; j < msg->argv[i].len && n + 4 < sizeof(what); j++) {
+        uint8_t c = msg->argv[i].data[j];
+        what[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+      }
+    }
+    if (n + 4 >= sizeof(what)) { /* cut: say so */
+      memcpy(what + sizeof(what) - 4, "...", 3);
+      n = sizeof(what) - 1;
+    }
+    what[n] = '\0';
+  }
+  agent_consent_notice(a, "ACTIVITY S-%llu\t%s\t%s", (unsigned long long)msg->session,
+                       s ? s->technician : "?", what);
+}
+
 void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   agent_t *a = tt_link_from_mux(m)->data;
   char err[TT_TEXT_MAX] = "", term[TT_TERM_NAME_MAX + 1];
@@ -790,6 +816,7 @@ void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   }
   p->ch = ch;
   ch->data = p;
+  notice_started(a, msg, shell);
   TT_INFO("shell", "started", "session=S-%llu ticket=T-%llu kind=%s user=%s pid=%d", (unsigned long long)p->session,
           (unsigned long long)msg->ticket, shell ? "shell" : "exec", r.name, (int)p->pid);
   start_reading(p);

@@ -337,6 +337,11 @@ class SessionTest(TetherTestCase):
         self.assertEqual(p["summary"], "printer on floor 3 jams")
         self.assertIn("shell", p["access"])
         w.answer(p["id"], True)
+        # The employee's side is told who is connected now, and what they do.
+        started = w.expect("STARTED").split(" ", 1)[1].split("\t")
+        self.assertEqual(started[:4], ["S-1", "tech", tid, "shell"])
+        self.assertEqual(started[5:], ["attended", "printer on floor 3 jams"])
+        self.assertEqual(w.expect("ACTIVITY"), "ACTIVITY S-1\ttech\topened a shell")
         con.wait_output(rb"[#$] $")  # the remote shell's prompt: raw mode is on by now
         con.write(b"echo tt-$((6*7))-ok\r")
         con.wait_output(rb"tt-42-ok")
@@ -458,7 +463,8 @@ class SessionTest(TetherTestCase):
         pr = subprocess.Popen([binary("tether-agent"), "prompt", "--consent-socket", self.sock],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=self.h.env, cwd=self.h.dir)
-        self.addCleanup(lambda: pr.poll() is None and (pr.kill(), pr.wait()))
+        self.addCleanup(lambda: (pr.poll() is None and (pr.kill(), pr.wait()), pr.stdin.close(),
+                                 pr.stdout.close()))
         time.sleep(0.5)
         ex = self.spawn_bg(["exec", "dev1", "--ticket", tid, "--", "echo", "from-exec"])
         buf = b""
@@ -475,6 +481,13 @@ class SessionTest(TetherTestCase):
         out, err = ex.communicate(timeout=30)
         self.assertEqual(ex.returncode, 0, err)
         self.assertEqual(out, b"from-exec\n")
+        deadline = time.monotonic() + 10
+        while b"ran: echo from-exec" not in buf and time.monotonic() < deadline:
+            r, _, _ = select.select([pr.stdout], [], [], 0.2)
+            if r:
+                buf += os.read(pr.stdout.fileno(), 4096)
+        self.assertIn(b"tech is connected to this computer under " + tid.encode(), buf)
+        self.assertIn(b"tech ran: echo from-exec (S-1)", buf)
 
     def test_consent_refused(self):
         self.world()
