@@ -150,6 +150,8 @@ struct shell_s {
   int interrupts;
   uint32_t pending_signal;
   bool pending_resize;
+  uv_timer_t wait_note;  /* says on a terminal that the person at the device is being asked */
+  bool wait_note_on;
 };
 
 static shell_t g_sh;
@@ -481,7 +483,14 @@ static void interrupt_cb(uv_signal_t *h, int sig) {
 
 /* -- the end ---------------------------------------------------------------------------- */
 
+static void wait_note_stop(shell_t *s) {
+  if (!s->wait_note_on) return;
+  s->wait_note_on = false;
+  uv_close((uv_handle_t *)&s->wait_note, NULL);
+}
+
 static void signals_close(shell_t *s) {
+  wait_note_stop(s);
   if (!s->signals_on) return;
   s->signals_on = false;
   if (!s->exec) uv_close((uv_handle_t *)&s->winch, NULL);
@@ -688,6 +697,13 @@ static int shell_check(console_t *c) {
   return 0;
 }
 
+static void wait_note_cb(uv_timer_t *t) {
+  shell_t *s = t->data;
+  if (s->ending || s->ch || s->c->done) return;
+  fprintf(stderr, "tether: waiting for the person at %s to allow access under T-%" PRIu64 "...%s", s->c->arg[0],
+          s->ticket, g_raw ? "\r\n" : "\n");
+}
+
 static int shell_start(console_t *c) {
   g_sh.c = c;
   c->state = &g_sh;
@@ -696,7 +712,16 @@ static int shell_start(console_t *c) {
     console_fail(c, "cannot put the terminal in raw mode: %s", strerror(-rc));
     return 0;
   }
-  return console_session_request(c, c->arg[0], g_sh.ticket, TETHER__ACCESS__ACCESS_SHELL, (uint64_t)c->cfg.for_ms);
+  rc = console_session_request(c, c->arg[0], g_sh.ticket, TETHER__ACCESS__ACCESS_SHELL, (uint64_t)c->cfg.for_ms);
+  /* A grant that is reused answers at once; one that needs the employee's yes may take a
+   * minute: after a second, say so (on a terminal only, so scripts see nothing extra). */
+  if (!rc && isatty(STDERR_FILENO) && uv_timer_init(c->loop, &g_sh.wait_note) == 0) {
+    g_sh.wait_note_on = true;
+    g_sh.wait_note.data = &g_sh;
+    uv_timer_start(&g_sh.wait_note, wait_note_cb, 1000, 0);
+    uv_unref((uv_handle_t *)&g_sh.wait_note); /* never what keeps the console running */
+  }
+  return rc;
 }
 
 static int open_channel(console_t *c, uint64_t session) {
@@ -730,6 +755,7 @@ static int open_channel(console_t *c, uint64_t session) {
 }
 
 static int shell_response(console_t *c, const Tether__Response *r) {
+  wait_note_stop(&g_sh);
   const Tether__Session *ses = r->session;
   if (!ses || !ses->id) return TT_EPROTO;
   if (!(ses->access & TETHER__ACCESS__ACCESS_SHELL)) {

@@ -336,6 +336,9 @@ class SessionTest(TetherTestCase):
         self.assertEqual(p["ticket"], tid)
         self.assertEqual(p["summary"], "printer on floor 3 jams")
         self.assertIn("shell", p["access"])
+        # While the employee decides, the technician's terminal says what it waits for.
+        con.wait_output(rb"tether: waiting for the person at dev1 to allow access under " + tid.encode() +
+                        rb"\.\.\.\r\n$")
         w.answer(p["id"], True)
         # The employee's side is told who is connected now, and what they do.
         started = w.expect("STARTED").split(" ", 1)[1].split("\t")
@@ -357,6 +360,8 @@ class SessionTest(TetherTestCase):
         # The terminal is as it was before the console made it raw.
         self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
         seen = con.output()
+        note, seen = seen.split(b"...\r\n", 1)  # the console's own line, before the shell's output
+        self.assertTrue(note.startswith(b"tether: waiting"), note)
         # The recording replays the same bytes the technician saw.
         deadline = time.monotonic() + 10
         while True:
