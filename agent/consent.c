@@ -73,33 +73,6 @@ static void consent_arm(agent_t *a);
 
 /* ---- helpers shared with local.c and tests --------------------------------------------- */
 
-const char *agent_access_words(uint32_t access, char *out, size_t cap) {
-  static const struct { uint32_t bit; const char *word; } w[] = {
-      {TETHER__ACCESS__ACCESS_SHELL, "shell"}, {TETHER__ACCESS__ACCESS_FILES, "files"},
-      {TETHER__ACCESS__ACCESS_DIAG, "diag"}};
-  size_t n = 0;
-  out[0] = '\0';
-  for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
-    if (!(access & w[i].bit)) continue;
-    int k = snprintf(out + n, cap - n, "%s%s", n ? "," : "", w[i].word);
-    if (k < 0 || (size_t)k >= cap - n) break;
-    n += (size_t)k;
-  }
-  if (n == 0) snprintf(out, cap, "none");
-  return out;
-}
-
-uint64_t agent_parse_id(const char *s, char prefix) {
-  if (s[0] == prefix && s[1] == '-') s += 2;
-  if (*s < '1' || *s > '9') return 0;
-  uint64_t v = 0;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10) return 0;
-    v = v * 10 + (uint64_t)(*s - '0');
-  }
-  return v;
-}
-
 static void user_name(uid_t uid, char *out, size_t cap) {
   struct passwd pw, *r = NULL;
   char buf[4096];
