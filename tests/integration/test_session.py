@@ -408,6 +408,20 @@ class SessionTest(TetherTestCase):
         for k in ("session-requested", "consent-given", "session-opened", "channel-opened", "recording"):
             self.assertIn(k, kinds)
 
+    def test_shell_from_a_pipe(self):
+        """What the README's demo does: commands piped into tether shell (no terminal: no raw
+        mode, no waiting note), the remote status as the exit status."""
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        p = subprocess.run(self.console_argv(["shell", "dev1", "--ticket", tid]), env=self.h.env, cwd=self.h.dir,
+                           input=b"echo piped-$((20+1))\nexit 3\n", capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 3, p)
+        self.assertIn(b"piped-21", p.stdout)
+        self.assertEqual(p.stderr, b"")
+        # Recorded like any shell.
+        time.sleep(0.3)
+        self.assertIn("recording", self.actions())
+
     def test_ctrl_c_reaches_the_remote_side(self):
         self.world(policy="unattended")
         tid = self.new_ticket()
