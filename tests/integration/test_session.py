@@ -418,8 +418,10 @@ class SessionTest(TetherTestCase):
         self.assertEqual(p.returncode, 3, p)
         self.assertIn(b"piped-21", p.stdout)
         self.assertEqual(p.stderr, b"")
-        # Recorded like any shell.
-        time.sleep(0.3)
+        # Recorded like any shell (the entry follows once the file is complete on disk).
+        deadline = time.monotonic() + 10
+        while "recording" not in self.actions() and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.assertIn("recording", self.actions())
 
     def test_ctrl_c_reaches_the_remote_side(self):
