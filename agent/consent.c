@@ -73,6 +73,35 @@ static void consent_arm(agent_t *a);
 
 /* ---- helpers shared with local.c and tests --------------------------------------------- */
 
+/* The parent of pid from /proc, or 0 if it cannot be read. */
+static pid_t parent_of(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so from the last ')'. */
+  char *close = strrchr(buf, ')');
+  int ppid = 0;
+  if (!close || sscanf(close + 1, " %*c %d", &ppid) != 1 || ppid < 0) return 0;
+  return (pid_t)ppid;
+}
+
+/* A shell or command a technician started runs as shell.user, which may be the employee's
+ * own account: such a process (any descendant of this agent) must never answer for the
+ * employee. (One that detached itself to init escapes this walk; a cgroup per session
+ * would close that gap.) */
+static bool started_by_agent(pid_t pid) {
+  pid_t me = getpid();
+  for (int depth = 0; pid > 1 && depth < 256; depth++) {
+    if (pid == me) return true;
+    pid = parent_of(pid);
+  }
+  return false;
+}
+
 static void user_name(uid_t uid, char *out, size_t cap) {
   struct passwd pw, *r = NULL;
   char buf[4096];
@@ -443,6 +472,11 @@ void agent_session_end_request(agent_t *a, const Tether__Request *q) {
   if (tt_text_copy(reason, sizeof(reason), e->reason) || !reason[0]) snprintf(reason, sizeof(reason), "ended");
   if (tt_text_copy(by, sizeof(by), e->by) || !by[0]) snprintf(by, sizeof(by), "broker");
   agent_session_t *s = e->id && a->consent ? session_slot(a, e->id) : NULL;
+  /* Ended before the employee answered (the technician gave up, the ticket closed): the
+   * question is withdrawn, so a late yes cannot start a session the broker has ended. */
+  for (size_t i = 0; e->id && a->consent && i < AGENT_PROMPTS_MAX; i++)
+    if (a->consent->prompts[i].id && a->consent->prompts[i].session == e->id)
+      prompt_finish(a, &a->consent->prompts[i], NULL, reason);
   if (s) session_forget(a, s, by, reason);
   else agent_shell_end_session(a, e->id, reason); /* no channel outlives its session */
   if (a->consent) consent_arm(a);
@@ -615,10 +649,14 @@ static void on_connection(uv_stream_t *server, int status) {
   size_t slot = TT_LOCAL_CLIENTS_MAX;
   for (size_t i = 0; i < TT_LOCAL_CLIENTS_MAX && slot == TT_LOCAL_CLIENTS_MAX; i++)
     if (!c->clients[i]) slot = i;
-  if (slot == TT_LOCAL_CLIENTS_MAX || !known || !uid_allowed(c, cred.uid)) {
-    if (known) TT_WARN("consent", "local client refused", "uid=%u full=%d", (unsigned)cred.uid,
-                       slot == TT_LOCAL_CLIENTS_MAX);
-    client_say(cl, slot == TT_LOCAL_CLIENTS_MAX ? "ERR too many clients" : "ERR not allowed");
+  bool ours = known && started_by_agent(cred.pid);
+  if (slot == TT_LOCAL_CLIENTS_MAX || !known || !uid_allowed(c, cred.uid) || ours) {
+    if (known) TT_WARN("consent", "local client refused", "uid=%u pid=%d full=%d session_process=%d", (unsigned)cred.uid,
+                       (int)cred.pid, slot == TT_LOCAL_CLIENTS_MAX, ours);
+    client_say(cl, slot == TT_LOCAL_CLIENTS_MAX ? "ERR too many clients"
+                   : ours ? "ERR not allowed: a process started in a support session cannot answer for the employee"
+                          : "ERR not allowed");
+    if (cl->closing) return; /* the line could not be queued: client_say dropped it already */
     cl->closing = true;
     uv_close((uv_handle_t *)&cl->pipe, client_close_cb); /* the queued line still goes out */
     return;

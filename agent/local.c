@@ -148,23 +148,35 @@ int agent_local_end(const agent_cfg_t *cfg, const char *session) {
 
 #define PENDING_MAX AGENT_PROMPTS_MAX
 
+/* Requests wait in arrival order and only the first is on screen: an answer always goes to
+ * the question the employee is looking at. */
 typedef struct {
   char id[16];
-  bool shown;
+  char text[TT_LOCAL_LINE_MAX + 128]; /* the question, printed when it comes first */
 } pending_t;
 
 typedef struct {
   pending_t q[PENDING_MAX];
   size_t n;
+  bool head_changed; /* the request on screen went away unanswered */
 } queue_t;
 
-static void queue_drop(queue_t *q, const char *id) {
+static void show_head(const queue_t *q) {
+  if (!q->n) return;
+  printf("\n%s", q->q[0].text);
+  if (q->n > 1) printf("(%zu more waiting) ", q->n - 1);
+  fflush(stdout);
+}
+
+/* Drop a request; true if it was the one on screen (the next one is shown then). */
+static bool queue_drop(queue_t *q, const char *id) {
   for (size_t i = 0; i < q->n; i++) {
     if (strcmp(q->q[i].id, id) != 0) continue;
     memmove(&q->q[i], &q->q[i + 1], (q->n - i - 1) * sizeof(q->q[0]));
     q->n--;
-    return;
+    return i == 0;
   }
+  return false;
 }
 
 /* "alice asks for shell access for 30 min under T-3: "printer broken". Allow? [y/N] (60 s)" */
@@ -173,14 +185,13 @@ static void show_prompt(char *rest, queue_t *q) {
   if (fields(rest, f, 7) != 7) return;
   char dur[32];
   fmt_duration(dur, sizeof(dur), strtoull(f[4], NULL, 10));
-  printf("\n%s asks for %s access for %s under %s: \"%s\". Allow? [y/N] (%s s) ", f[1], f[3], dur, f[2], f[6],
-         f[5]);
-  fflush(stdout);
   size_t idlen = strlen(f[0]);
-  if (q->n < PENDING_MAX && idlen < sizeof(q->q[0].id)) {
-    memcpy(q->q[q->n].id, f[0], idlen + 1);
-    q->q[q->n++].shown = true;
-  }
+  if (q->n >= PENDING_MAX || idlen >= sizeof(q->q[0].id)) return; /* the agent's own cap is lower */
+  pending_t *p = &q->q[q->n++];
+  memcpy(p->id, f[0], idlen + 1);
+  snprintf(p->text, sizeof(p->text), "%s asks for %s access for %s under %s: \"%s\". Allow? [y/N] (%s s) ", f[1],
+           f[3], dur, f[2], f[6], f[5]);
+  show_head(q); /* the first, or the question on screen again with the count behind it */
 }
 
 static volatile sig_atomic_t g_stop;
@@ -198,8 +209,12 @@ static void prompt_line(char *line, queue_t *q) {
     if (fields(line + 7, f, 2) != 2) return;
     bool had = false;
     for (size_t i = 0; i < q->n; i++) had |= strcmp(q->q[i].id, f[0]) == 0;
-    queue_drop(q, f[0]);
+    bool head = queue_drop(q, f[0]);
     if (had) printf("\n(request %s: %s)\n", f[0], f[1]);
+    if (head) {
+      q->head_changed = true; /* what was typed for that one must not answer the next */
+      show_head(q);
+    }
     fflush(stdout);
   } else if (strncmp(line, "STARTED ", 8) == 0) {
     char *f[7];
@@ -236,8 +251,9 @@ static int answer_lines(conn_t *c, char *in, size_t *inlen, queue_t *q) {
     snprintf(ans, sizeof(ans), "ANSWER %s %s", q->q[0].id, yes ? "yes" : "no");
     printf("%s\n", yes ? "allowed" : "refused");
     fflush(stdout);
-    queue_drop(q, q->q[0].id);
+    (void)queue_drop(q, q->q[0].id);
     if (say(c, ans)) return -1;
+    show_head(q);
     size_t used = (size_t)(nl - in) + 1;
     memmove(in, nl + 1, *inlen - used);
     *inlen -= used;
@@ -276,6 +292,8 @@ int agent_local_prompt(const agent_cfg_t *cfg) {
       int r = next_line(&c, line, sizeof(line));
       if (r <= 0) goto lost;
       if (strcmp(line, "OK") != 0) prompt_line(line, &q);
+      if (q.head_changed && tty) inlen = 0;
+      q.head_changed = false;
       continue;
     }
     if (np == 2 && p[1].revents) {

@@ -169,7 +169,7 @@ static void maybe_release(proc_t *p) {
 
 static void kill_cb(uv_timer_t *t) {
   proc_t *p = t->data;
-  if (!p->exited && p->pid > 0) kill(-p->pid, SIGKILL);
+  if (p->pid > 0) kill(-p->pid, SIGKILL); /* the group: the leader may be gone, its jobs not */
 }
 
 /* The channel is gone (peer closed, session ended, link lost): hang the process up, and
@@ -183,9 +183,11 @@ static void detach(proc_t *p, int code, const char *why) {
     p->ch->data = NULL;
     p->ch = NULL;
   }
-  if (!p->exited && p->pid > 0) {
+  /* The whole process group, even when its leader has exited: a job it left running in the
+   * background (sh -c 'x &') must not outlive the session. */
+  if (p->pid > 0) {
     kill(-p->pid, SIGHUP);
-    if (p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) kill(p->pid, SIGHUP);
+    if (!p->exited && p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) kill(p->pid, SIGHUP);
     uv_timer_start(&p->timer, kill_cb, SHELL_KILL_AFTER_MS, 0);
   }
   /* Closing the pty master hangs up the terminal's session as a closed ssh would. */

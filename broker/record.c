@@ -433,6 +433,7 @@ void broker_rec_tick(broker_rec_t *r) {
     fail(r, rc, true);
     return;
   }
+  if (broker_rec_backlogged(r)) r->held = true; /* so that on_drain comes when it clears */
   pump(r);
 }
 

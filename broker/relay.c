@@ -111,11 +111,14 @@ static void pending_remove(relay_t *r) {
   r->pending = false;
 }
 
-/* The window to pass on for a peer: what it asked, within what is left of its budget. */
+/* The window to pass on for a peer: what it asked, within what is left of its budget, and
+ * at least one chunk so that a spent budget slows a relay instead of stopping it; never more
+ * than the peer asked, or the other side could send what the peer will not take. */
 static uint32_t clamp_window(broker_conn_t *peer, uint32_t asked) {
   uint64_t left = peer->relay_window >= TT_RELAY_WINDOW_BUDGET ? 0 : TT_RELAY_WINDOW_BUDGET - peer->relay_window;
   uint32_t w = asked < left ? asked : (uint32_t)left;
-  return w < TT_DATA_CHUNK_MAX ? TT_DATA_CHUNK_MAX : w;
+  if (w < TT_DATA_CHUNK_MAX) w = asked < TT_DATA_CHUNK_MAX ? asked : TT_DATA_CHUNK_MAX;
+  return w;
 }
 
 /* The relay's end in the audit trail and, under a session, on the ticket's timeline. */
@@ -165,8 +168,11 @@ void relay_end_grant(broker_grant_t *g, int code, const char *msg) {
 }
 
 void relay_tick_grant(broker_grant_t *g) {
-  for (relay_t *r = g->relays; r; r = r->gnext)
+  /* A tick may report a failed recording, which ends (frees) that relay: step on first. */
+  for (relay_t *r = g->relays, *next; r; r = next) {
+    next = r->gnext;
     if (r->rec) broker_rec_tick(r->rec);
+  }
 }
 
 /* The recording caught up with the output: the console's credit goes on to the device. */
@@ -254,6 +260,12 @@ static const char *open_check(broker_conn_t *c, const Tether__ChannelOpen *msg, 
   if (tt_text_copy(dev, TT_NAME_MAX + 1, msg->device) || !dev[0]) {
     *code = TT_EINVAL;
     return "no valid device id";
+  }
+  /* Only kinds we know how to check are passed on: a new kind needs its rules here first. */
+  if (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->kind != TETHER__CHANNEL_KIND__CHANNEL_ECHO &&
+      !is_session_kind(msg->kind)) {
+    *code = TT_EINVAL;
+    return "unknown channel kind";
   }
   if (pending_for(c->b, c->id.name) >= TT_PENDING_OPENS_MAX) {
     *code = TT_EBUSY;

@@ -392,14 +392,19 @@ class LinkTest(TetherTestCase):
 
     def test_09b_relay_survives_refusals_and_vanishing_agents(self):
         b, a = self.broker_with_agent()
-        # A channel kind the agent does not serve: the agent rejects it, the broker passes the
-        # rejection on (this used to free the pending channel twice).
+        # An open the agent refuses (a throughput test past its 64 GiB cap): the broker passes
+        # the rejection on (this used to free the pending channel twice). A kind the broker
+        # has no rules for never reaches the device at all.
         with self.wire(b) as c:
             c.handshake_hello()
-            c.send_frame(K_CH_OPEN, self.open_frame("dev-a", kind=0), channel=1)
+            c.send_frame(K_CH_OPEN, self.open_frame("dev-a", kind=1, nbytes=65 << 30), channel=1)
             kind, _, ch, body = c.read_control(timeout=10, answer_pings=True)
             self.assertEqual((kind, ch), (K_CH_REJECT, 1), pb_parse(body))
-            self.assertIn(b"does not serve", pb_parse(body).get(2, [b""])[0])
+            self.assertIn(b"larger than 64 GiB", pb_parse(body).get(2, [b""])[0])
+            c.send_frame(K_CH_OPEN, self.open_frame("dev-a", kind=0), channel=3)
+            kind, _, ch, body = c.read_control(timeout=10, answer_pings=True)
+            self.assertEqual((kind, ch), (K_CH_REJECT, 3), pb_parse(body))
+            self.assertIn(b"unknown channel kind", pb_parse(body).get(2, [b""])[0])
         # An agent that vanishes while a channel to it waits for an answer: the console hears
         # of it, the broker lives on.
         with self.wire(b, cert="dev-b") as ag:

@@ -408,6 +408,21 @@ class SessionTest(TetherTestCase):
         for k in ("session-requested", "consent-given", "session-opened", "channel-opened", "recording"):
             self.assertIn(k, kinds)
 
+    def test_session_processes_cannot_consent(self):
+        """A command a technician runs is shell.user, possibly the employee's own account: it
+        must not be able to answer (or even watch) the consent socket."""
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        probe = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect(%r); "
+                 "s.sendall(b'WATCH\\n'); print(s.recv(200).decode().strip())" % self.sock)
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "python3", "-c", probe])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.out.strip(),
+                         "ERR not allowed: a process started in a support session cannot answer for the employee")
+        # The same user from outside the session is welcome.
+        w = self.watcher()
+        self.assertEqual(w.expect("OK"), "OK")
+
     def test_shell_from_a_pipe(self):
         """What the README's demo does: commands piped into tether shell (no terminal: no raw
         mode, no waiting note), the remote status as the exit status."""
@@ -509,6 +524,45 @@ class SessionTest(TetherTestCase):
                 buf += os.read(pr.stdout.fileno(), 4096)
         self.assertIn(b"tech is connected to this computer under " + tid.encode(), buf)
         self.assertIn(b"tech ran: echo from-exec (S-1)", buf)
+
+    def test_prompt_shows_one_request_at_a_time(self):
+        """Two requests at once: the prompt shows the first (and that one more waits), the
+        employee's answer goes to the one on screen, then the second is shown."""
+        self.world()
+        t1 = self.new_ticket()
+        t2 = self.new_ticket(who="tech2", summary="second request")
+        pr = subprocess.Popen([binary("tether-agent"), "prompt", "--consent-socket", self.sock],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=self.h.env, cwd=self.h.dir)
+        self.addCleanup(lambda: (pr.poll() is None and (pr.kill(), pr.wait()), pr.stdin.close(),
+                                 pr.stdout.close()))
+        w = self.watcher()
+        e1 = self.spawn_bg(["exec", "dev1", "--ticket", t1, "--", "echo", "first"])
+        w.prompt()
+        e2 = self.spawn_bg(["exec", "dev1", "--ticket", t2, "--", "echo", "second"], who="tech2")
+        w.prompt()
+        buf = b""
+        deadline = time.monotonic() + 10
+        while b"(1 more waiting)" not in buf and time.monotonic() < deadline:
+            r, _, _ = select.select([pr.stdout], [], [], 0.2)
+            if r:
+                buf += os.read(pr.stdout.fileno(), 4096)
+        self.assertIn(b"(1 more waiting)", buf)
+        self.assertNotIn(b"second request", buf)  # not on screen yet
+        pr.stdin.write(b"n\n")
+        pr.stdin.flush()
+        out, err = e1.communicate(timeout=30)
+        self.assertEqual(e1.returncode, 1, err)  # the first, which was on screen, is refused
+        while b"second request" not in buf and time.monotonic() < deadline + 10:
+            r, _, _ = select.select([pr.stdout], [], [], 0.2)
+            if r:
+                buf += os.read(pr.stdout.fileno(), 4096)
+        self.assertIn(b"second request", buf)
+        pr.stdin.write(b"y\n")
+        pr.stdin.flush()
+        out, err = e2.communicate(timeout=30)
+        self.assertEqual(e2.returncode, 0, err)
+        self.assertEqual(out, b"second\n")
 
     def test_consent_refused(self):
         self.world()
