@@ -123,7 +123,10 @@ tid=$($tether ticket new --device "$device" --summary "Mail client crashes at st
 echo "$tid"
 # The employee's side: tether-agent prompt shows the request on this machine. Here the demo
 # types "y" for them; interactively it asks "Allow? [y/N]" and waits up to the timeout.
-echo y | "$bin/agent/tether-agent" prompt --config "$demo/agent.conf" >"$demo/prompt.out" 2>&1 &
+# It stays up (as it would in the employee's session) to show what the technician does.
+rm -f "$demo/prompt.done"
+{ echo y; for _ in $(seq 300); do [ -f "$demo/prompt.done" ] && break; sleep 0.1; done; } |
+  "$bin/agent/tether-agent" prompt --config "$demo/agent.conf" >"$demo/prompt.out" 2>&1 &
 echo $! >"$demo/prompt.pid"
 sleep 0.3
 echo "\$ tether shell $device --ticket $tid      (typed: hostname; id -un; df -h / | tail -1; exit 3)"
@@ -132,8 +135,10 @@ printf 'hostname\nid -un\ndf -h / | tail -1\nexit 3\n' | $tether shell "$device"
 status=$?
 set -e
 echo "[tether shell exited with the remote status: $status]"
+sleep 0.5
+touch "$demo/prompt.done" # the prompt's input ends; with nothing left to answer it exits
 wait "$(cat "$demo/prompt.pid")" 2>/dev/null || true
-rm -f "$demo/prompt.pid"
+rm -f "$demo/prompt.pid" "$demo/prompt.done"
 echo "-- what the employee saw (tether-agent prompt):"
 sed 's/^/   /' "$demo/prompt.out"
 echo
