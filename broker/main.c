@@ -217,10 +217,10 @@ int main(int argc, char **argv) {
   broker_audit_log_head(&b, "start");
   uv_run(b.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(b.loop);
+  broker_sessions_free(&b); /* may still write session-end entries: before "stop" */
   broker_audit(&b, "broker", "stop", "", AUDIT_END);
   broker_audit_log_head(&b, "stop");
   tt_tls_ctx_free(b.tls);
-  broker_sessions_free(&b);
   store_close(b.store);
   registry_free(&b);
   X509_free(b.ca_cert);

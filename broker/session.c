@@ -23,9 +23,23 @@
  * bounded; each recording has an entry of its own as well). */
 #define SESSION_END_AUDIT_RECORDINGS 4u
 
+typedef struct rec_meta_s rec_meta_t;
+
+/* A session that ended while some of its recordings were still being written: its
+ * session-end audit entry waits for them, so that it names every file with its sha256. */
+typedef struct end_wait_s {
+  struct end_wait_s *next;
+  int64_t session, ticket;
+  unsigned waiting;  /* recordings of the session not yet complete on disk */
+  char device[STORE_NAME_MAX], person[STORE_NAME_MAX], by[STORE_NAME_MAX];
+  char reason[STORE_TEXT_MAX];
+} end_wait_t;
+
 struct broker_sessions_s {
   broker_grant_t *list;
   uint32_t next_req;  /* ids of our requests to agents */
+  rec_meta_t *metas;  /* recordings being written */
+  end_wait_t *ends;   /* session-end entries waiting for their recordings */
 };
 
 static uint32_t next_req(broker_t *b) {
@@ -141,13 +155,16 @@ static void notify_agent_end(broker_grant_t *g, const char *by, const char *reas
 }
 
 /* The session-end audit entry names the session's finished recordings with their sha256. */
-static void audit_end(broker_t *b, const broker_grant_t *g, const char *sid, const char *by, const char *reason) {
+static void audit_end(broker_t *b, int64_t session, int64_t ticket_id, const char *device, const char *person,
+                      const char *by, const char *reason) {
+  char sid[32];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, session);
   store_recording_t *recs = calloc(SESSION_END_AUDIT_RECORDINGS, sizeof(*recs));
   uint32_t n = 0;
   const char *k[SESSION_END_AUDIT_RECORDINGS + 1] = {NULL};
   const char *v[SESSION_END_AUDIT_RECORDINGS + 1] = {NULL};
   char names[SESSION_END_AUDIT_RECORDINGS][32];
-  if (recs && store_recording_list(b->store, g->s.id, recs, SESSION_END_AUDIT_RECORDINGS, &n) == 0) {
+  if (recs && store_recording_list(b->store, session, recs, SESSION_END_AUDIT_RECORDINGS, &n) == 0) {
     uint32_t j = 0;
     for (uint32_t i = 0; i < n; i++) {
       if (!recs[i].ended_ms || recs[i].failed) continue;
@@ -158,10 +175,45 @@ static void audit_end(broker_t *b, const broker_grant_t *g, const char *sid, con
     }
   }
   char ticket[32];
-  snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
-  broker_audit(b, by, "session-end", sid, "by", by, "reason", reason, "device", g->s.device, "person", g->s.person,
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, ticket_id);
+  broker_audit(b, by, "session-end", sid, "by", by, "reason", reason, "device", device, "person", person,
                "ticket", ticket, k[0], v[0], k[1], v[1], k[2], v[2], k[3], v[3], AUDIT_END);
   free(recs);
+}
+
+static unsigned recordings_in_progress(broker_t *b, int64_t session);
+
+/* Now if every recording of the session is complete, else once the last one is. */
+static void audit_end_when_recorded(broker_t *b, const broker_grant_t *g, const char *by, const char *reason) {
+  unsigned n = recordings_in_progress(b, g->s.id);
+  end_wait_t *w = n ? calloc(1, sizeof(*w)) : NULL;
+  if (!w) {
+    audit_end(b, g->s.id, g->s.ticket, g->s.device, g->s.person, by, reason);
+    return;
+  }
+  w->session = g->s.id;
+  w->ticket = g->s.ticket;
+  w->waiting = n;
+  snprintf(w->device, sizeof(w->device), "%s", g->s.device);
+  snprintf(w->person, sizeof(w->person), "%s", g->s.person);
+  snprintf(w->by, sizeof(w->by), "%s", by);
+  snprintf(w->reason, sizeof(w->reason), "%s", reason);
+  w->next = b->sessions->ends;
+  b->sessions->ends = w;
+}
+
+/* One of the session's recordings is complete: write the waiting entry after the last. */
+static void end_wait_recorded(broker_t *b, int64_t session) {
+  if (!b->sessions) return;
+  for (end_wait_t **pw = &b->sessions->ends, *w; (w = *pw); pw = &w->next) {
+    if (w->session != session) continue;
+    if (--w->waiting == 0) {
+      *pw = w->next;
+      audit_end(b, w->session, w->ticket, w->device, w->person, w->by, w->reason);
+      free(w);
+    }
+    return;
+  }
 }
 
 /* End a session for good: its channels close at once with the reason, the device is told
@@ -180,7 +232,7 @@ static void grant_end(broker_t *b, broker_grant_t *g, const char *by, const char
   if (tell_agent) notify_agent_end(g, by, reason);
   int rc = store_session_end(b->store, g->s.id, (int64_t)broker_unix_ms(), by, reason);
   if (rc && rc != TT_ESTATE) TT_ERROR("session", "session end not stored", "session=%s err=%s", sid, tt_errname(rc));
-  audit_end(b, g, sid, by, reason);
+  audit_end_when_recorded(b, g, by, reason);
   (void)!broker_ticket_event(b, g->s.ticket, by, "session-ended", "%s ended by %s: %s", sid, by, reason);
   TT_INFO("session", "session ended", "session=%s by=%s reason=\"%s\"", sid, by, reason);
   grant_unlink(b, g);
@@ -632,13 +684,36 @@ int broker_session_request(broker_conn_t *c, const Tether__Request *q) {
 
 /* ---- recording a shell relay ------------------------------------------------------------ */
 
-typedef struct {
+struct rec_meta_s {
+  rec_meta_t *prev, *next; /* b->sessions->metas, while linked */
+  bool linked;
   broker_t *b;
   relay_t *relay; /* NULL once the relay ended */
   const broker_rec_owner_t *owner;
   broker_rec_t *rec;
   store_recording_t row;
-} rec_meta_t;
+};
+
+static void meta_link(broker_t *b, rec_meta_t *m) {
+  m->next = b->sessions->metas;
+  if (m->next) m->next->prev = m;
+  b->sessions->metas = m;
+  m->linked = true;
+}
+
+static void meta_unlink(broker_t *b, rec_meta_t *m) {
+  if (!m->linked || !b->sessions) return;
+  if (m->prev) m->prev->next = m->next;
+  else b->sessions->metas = m->next;
+  if (m->next) m->next->prev = m->prev;
+  m->linked = false;
+}
+
+static unsigned recordings_in_progress(broker_t *b, int64_t session) {
+  unsigned n = 0;
+  for (const rec_meta_t *m = b->sessions->metas; m; m = m->next) n += m->row.session == session;
+  return n;
+}
 
 static void rec_fail_text(char *out, size_t cap, int err) {
   snprintf(out, cap, "recording failed (%s): the session cannot continue unrecorded", tt_strerror(err));
@@ -680,7 +755,11 @@ static void meta_done(void *ctx, const broker_rec_result_t *res) {
                                size, res->sha256);
   }
   TT_INFO("session", "recording closed", "recording=%s size=%s failed=%d", rid, size, (int)res->failed);
+  bool was_linked = m->linked;
+  meta_unlink(b, m);
+  int64_t session = m->row.session;
   free(m);
+  if (was_linked) end_wait_recorded(b, session);
 }
 
 static const broker_rec_cbs_t meta_cbs = {.on_drain = meta_drain, .on_fail = meta_fail, .on_done = meta_done};
@@ -728,6 +807,7 @@ int broker_session_record(broker_grant_t *g, relay_t *r, const broker_rec_owner_
     free(m);
     return rc;
   }
+  meta_link(b, m);
   *out = m->rec;
   *handle = m;
   return 0;
@@ -818,6 +898,13 @@ void broker_sessions_free(broker_t *b) {
     next = g->next;
     free(g);
   }
+  /* Entries still waiting for recordings are written now, naming what is complete. */
+  for (end_wait_t *w = b->sessions->ends, *next; w; w = next) {
+    next = w->next;
+    audit_end(b, w->session, w->ticket, w->device, w->person, w->by, w->reason);
+    free(w);
+  }
+  for (rec_meta_t *m = b->sessions->metas; m; m = m->next) m->linked = false;
   free(b->sessions);
   b->sessions = NULL;
 }

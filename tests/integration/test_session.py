@@ -650,11 +650,16 @@ class SessionTest(TetherTestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn(b"tether: session S-1 was ended by the employee", con.output())
         self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
-        time.sleep(0.3)
-        acts = self.actions()
-        self.assertIn("session-end", acts)
-        end = [e for e in self.audit() if e["action"] == "session-end"][0]
+        deadline = time.monotonic() + 10
+        while "session-end" not in self.actions() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        entries = self.audit()
+        end = [e for e in entries if e["action"] == "session-end"][0]
         self.assertIn("employee", json.dumps(end))
+        # The shell was still open: its entry waited for the recording and names its sha256.
+        rec = [e for e in entries if e["action"] == "recording"][0]
+        self.assertEqual(end["detail"]["R-1"], rec["detail"]["sha256"])
+        self.assertLess(entries.index(rec), entries.index(end))
         r = self.tech(["sessions", "--json"])
         self.assertEqual(json.loads(r.out), [])
 
