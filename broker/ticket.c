@@ -351,6 +351,8 @@ static void op_assign(const broker_conn_t *c, tix_change_t *x, const char *name)
   snprintf(text, sizeof(text), "%s%s%s%s", to, x->t.assignee[0] ? " (was " : "", x->t.assignee,
            x->t.assignee[0] ? ")" : "");
   text_fit(x->text, sizeof(x->text), text);
+  /* Sessions were granted to work this ticket as its assignee: handed on, they end. */
+  if (x->t.assignee[0]) x->end_reason = "ticket reassigned";
   memcpy(x->t.assignee, to, sizeof(to));
   x->kind = "assigned";
 }
@@ -462,7 +464,7 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
                "text", x.text, AUDIT_END);
   TT_INFO(MOD, "ticket updated", "ticket=%s by=%s op=%s state=%s assignee=%s", name, c->id.name, x.kind,
           state_name(x.t.state), x.t.assignee);
-  /* Resolving or closing voids the ticket's grants and ends its live channels now. */
+  /* Resolving, closing or reassigning voids the ticket's grants and ends its channels now. */
   if (x.end_reason) broker_sessions_end_ticket(b, x.t.id, c->id.name, x.end_reason);
   return send_ticket(c, id, &x.t);
 }

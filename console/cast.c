@@ -340,6 +340,8 @@ int cast_player_end(cast_player_t *p) {
   return p->have_header ? 0 : TT_EPROTO;
 }
 
+#define CAST_ZSTD_WINDOW_LOG_MAX 23
+
 int cast_unzstd(const uint8_t *in, size_t n, cast_bytes_cb out, void *ctx) {
   ZSTD_DCtx *d = ZSTD_createDCtx();
   uint8_t *buf = malloc(CAST_UNZSTD_OUT);
@@ -347,6 +349,12 @@ int cast_unzstd(const uint8_t *in, size_t n, cast_bytes_cb out, void *ctx) {
   size_t ret = 1; /* 0 once a frame is complete and flushed */
   if (!d || !buf) {
     rc = TT_ENOMEM;
+    goto out;
+  }
+  /* The recorder's frames need a 2 MiB window (level 3); a frame asking for more than 8 MiB
+   * is not one of ours and must not make us allocate for it. */
+  if (ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, CAST_ZSTD_WINDOW_LOG_MAX))) {
+    rc = TT_EZSTD;
     goto out;
   }
   if (n == 0) {

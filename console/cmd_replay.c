@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <time.h>
+#include <unistd.h>
 #include "cast.h"
 #include "console.h"
 #include "tt/msg.h"
@@ -246,8 +249,24 @@ static int play_file(console_t *c, const rec_file_t *f) {
   return rc;
 }
 
+/* What a recording may have switched on (alternate screen, hidden cursor, mouse reporting,
+ * bracketed paste, colours) is switched off after playback, and on ^C during it: the
+ * technician's terminal is theirs again. */
+static const char k_term_reset[] = "\x1b[?1049l\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1006l\x1b[?2004l\x1b[0m";
+
+static void replay_signal(int sig) {
+  (void)!write(STDOUT_FILENO, k_term_reset, sizeof(k_term_reset) - 1);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 static int replay_after(console_t *c) {
   int rc = 0;
+  bool tty = !g_rp.export_only && isatty(STDOUT_FILENO);
+  if (tty) {
+    signal(SIGINT, replay_signal);
+    signal(SIGTERM, replay_signal);
+  }
   for (size_t i = 0; i < g_rp.nfiles && !rc; i++) {
     if (g_rp.export_only) {
       rc = cast_unzstd(g_rp.files[i].data, (size_t)g_rp.files[i].size, export_bytes, NULL);
@@ -260,6 +279,7 @@ static int replay_after(console_t *c) {
       rc = play_file(c, &g_rp.files[i]);
     }
   }
+  if (tty) fputs(k_term_reset, stdout);
   if (fflush(stdout) != 0) rc = rc ? rc : TT_EIO;
   if (rc == TT_EIO) fprintf(stderr, "tether: cannot write to stdout: %s\n", strerror(errno));
   replay_discard();

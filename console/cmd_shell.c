@@ -473,6 +473,12 @@ static void winch_cb(uv_signal_t *h, int sig) {
 /* exec: ^C and SIGTERM go to the remote command; a second ^C gives up on it. */
 static void interrupt_cb(uv_signal_t *h, int sig) {
   shell_t *s = h->data;
+  if (s->ending) { /* still waiting for stdout to take the rest: this one means now */
+    console_tty_restore();
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
   if (sig == SIGINT && ++s->interrupts >= 2) {
     shell_end(s, EXIT_INTERRUPTED, NULL);
     return;
@@ -642,7 +648,7 @@ static void on_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
   shell_t *s = ch->data;
   if (!s || s->ending) return;
   send_pending(s);
-  source_start(&s->in);
+  if (!s->exec) source_start(&s->in); /* exec sends no input: there is no source */
 }
 
 static void on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {

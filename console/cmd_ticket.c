@@ -8,8 +8,10 @@
 #include "console.h"
 #include "tt/msg.h"
 
-/* A broker that keeps claiming more pages cannot make the listing grow without end. */
-#define TICKETS_ROWS_MAX (1u << 20)
+/* A broker that keeps claiming more pages cannot make the listing grow without end: rows,
+ * and bytes of output held until the last page. */
+#define TICKETS_ROWS_MAX (1u << 18)
+#define TICKETS_BYTES_MAX (64l << 20)
 #define NAME_SHOWN (TT_NAME_MAX * 4 + 1)
 #define TEXT_SHOWN (TT_TEXT_MAX * 4 + 1)
 
@@ -112,7 +114,9 @@ static int new_check(console_t *c) {
   if (!c->cfg.summary[0]) return console_usage_error("--summary is required: what is wrong, one line");
   if (!tt_text_valid(tt_text(c->cfg.summary), TT_TEXT_MAX))
     return console_usage_error("--summary: only printable text (no control characters)");
-  if (!tt_text_valid(tt_text(c->cfg.requester), TT_TEXT_MAX))
+  if (strlen(c->cfg.requester) > TT_NAME_MAX)
+    return console_usage_error("--requester: at most %u bytes", TT_NAME_MAX);
+  if (!tt_text_valid(tt_text(c->cfg.requester), TT_NAME_MAX))
     return console_usage_error("--requester: only printable text (no control characters)");
   if (!tt_text_valid(tt_text(c->cfg.external_id), TT_NAME_MAX))
     return console_usage_error("--external-id: only printable text (no control characters)");
@@ -249,7 +253,8 @@ static void ticket_row(FILE *o, const Tether__Ticket *t, uint64_t now) {
 static int tickets_response(console_t *c, const Tether__Response *r) {
   const Tether__TicketList *l = r->ticket_list;
   if (!l || l->n_tickets > TT_TICKET_PAGE_MAX) return TT_EPROTO;
-  if (g_tl.rows + l->n_tickets > TICKETS_ROWS_MAX) return TT_ETOOBIG;
+  if (g_tl.rows + l->n_tickets > TICKETS_ROWS_MAX || (g_tl.out && ftell(g_tl.out) > TICKETS_BYTES_MAX))
+    return TT_ETOOBIG;
   uint64_t now = console_now_ms();
   for (size_t i = 0; i < l->n_tickets; i++) {
     const Tether__Ticket *t = l->tickets[i];

@@ -477,6 +477,22 @@ class SessionTest(TetherTestCase):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("refused", r.err)
 
+    def test_reassigning_the_ticket_ends_its_sessions(self):
+        """A grant is for the ticket's assignee: handing the ticket on ends it, live shell and all."""
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        con = self.pty_console(["shell", "dev1", "--ticket", tid])
+        con.wait_output(rb"[#$] $")
+        r = self.tech(["ticket", "assign", tid, "tech2"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotEqual(con.wait_exit(timeout=5), 0)
+        self.assertIn(b"tether: session S-1 ended: ticket reassigned", con.output())
+        r = self.admin(["sessions", "--all", "--json"])
+        self.assertEqual(json.loads(r.out), [])
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "true"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("assigned to tech2", r.err)
+
     def test_revoked_technician_loses_the_shell(self):
         self.world(policy="unattended")
         tid = self.new_ticket()
