@@ -204,8 +204,6 @@ void agent_consent_link_down(agent_t *a);
 void agent_consent_notice(agent_t *a, const char *fmt, ...) TT_PRINTF(2, 3);
 /* A session granted here, live and not past its deadline; NULL otherwise. */
 const agent_session_t *agent_session_find(agent_t *a, uint64_t id);
-/* words.c: "shell,files" for access bits ("none" for none), cut at a word to fit cap. */
-const char *agent_access_words(uint32_t access, char *out, size_t cap);
 /* "S-4" or "4" -> 4; 0 if not a session id (zero, a leading zero, anything else, too big). */
 uint64_t agent_parse_id(const char *s, char prefix);
 

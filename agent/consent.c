@@ -188,7 +188,7 @@ static void prompt_say(agent_t *a, local_t *cl, const prompt_t *p) {
   uint64_t now = uv_now(a->loop);
   uint64_t left = p->deadline > now ? (p->deadline - now + 999) / 1000 : 0;
   client_say(cl, "PROMPT %u\t%s\tT-%llu\t%s\t%llu\t%llu\t%s", p->id, p->technician,
-             (unsigned long long)p->ticket, agent_access_words(p->access, acc, sizeof(acc)),
+             (unsigned long long)p->ticket, tt_access_words(p->access, acc, sizeof(acc)),
              (unsigned long long)(p->duration_ms / 1000), (unsigned long long)left, p->summary);
 }
 
@@ -274,7 +274,7 @@ static void decide(agent_t *a, uint32_t req_id, const prompt_t *p, Tether__Conse
     /* The person at the device sees who is now connected, unattended ones included. */
     char acc[32];
     tell_watchers(a, NULL, "STARTED S-%llu\t%s\tT-%llu\t%s\t%lld\t%s\t%s", (unsigned long long)s->id,
-                  s->technician, (unsigned long long)s->ticket, agent_access_words(s->access, acc, sizeof(acc)),
+                  s->technician, (unsigned long long)s->ticket, tt_access_words(s->access, acc, sizeof(acc)),
                   (long long)(s->expires_ms / 1000), s->unattended ? "unattended" : "attended", s->summary);
   }
   TT_INFO("consent", "answered", "session=S-%llu ticket=T-%llu technician=%s decision=%s by=%s",
@@ -347,7 +347,7 @@ static void dialog_start(agent_t *a, prompt_t *p) {
   snprintf(env_s[0], sizeof(env_s[0]), "TETHER_TECHNICIAN=%s", p->technician);
   snprintf(env_s[1], sizeof(env_s[1]), "TETHER_TICKET=T-%llu", (unsigned long long)p->ticket);
   snprintf(env_s[2], sizeof(env_s[2]), "TETHER_SUMMARY=%s", p->summary);
-  snprintf(env_s[3], sizeof(env_s[3]), "TETHER_ACCESS=%s", agent_access_words(p->access, acc, sizeof(acc)));
+  snprintf(env_s[3], sizeof(env_s[3]), "TETHER_ACCESS=%s", tt_access_words(p->access, acc, sizeof(acc)));
   snprintf(env_s[4], sizeof(env_s[4]), "TETHER_DURATION=%llum", (unsigned long long)((p->duration_ms + 59999) / 60000));
   snprintf(env_s[5], sizeof(env_s[5]), "TETHER_SESSION=S-%llu", (unsigned long long)p->session);
   snprintf(env_s[6], sizeof(env_s[6]), "PATH=%s", a->cfg.shell_path);
@@ -541,7 +541,7 @@ static void cmd_sessions(local_t *cl) {
     const agent_session_t *s = &a->consent->sessions[i];
     if (!s->id) continue;
     client_say(cl, "SESSION S-%llu\t%s\tT-%llu\t%s\t%lld\t%s\t%s", (unsigned long long)s->id, s->technician,
-               (unsigned long long)s->ticket, agent_access_words(s->access, acc, sizeof(acc)),
+               (unsigned long long)s->ticket, tt_access_words(s->access, acc, sizeof(acc)),
                (long long)(s->expires_ms / 1000), s->unattended ? "unattended" : "attended", s->summary);
   }
   client_say(cl, "OK");

@@ -749,27 +749,13 @@ static void exec_not_run(tt_mux_t *m, tt_chan_t *ch, int status, const char *why
   tt_link_flush(tt_link_from_mux(m));
 }
 
-/* The employee's prompt shows what a technician does: a shell opened, a command run (its
- * words, controls and TABs as '?', cut to fit one line). */
+/* The employee's prompt shows what a technician does: a shell opened, a command run. */
 static void notice_started(agent_t *a, const Tether__ChannelOpen *msg, bool shell) {
   const agent_session_t *s = agent_session_find(a, msg->session);
-  char what[200];
-  size_t n = 0;
-  if (shell) snprintf(what, sizeof(what), "opened a shell");
-  else {
-    n = (size_t)snprintf(what, sizeof(what), "ran:");
-    for (size_t i = 0; i < msg->n_argv && n + 5 < sizeof(what); i++) {
-      what[n++] = ' ';
-      for (size_t j = 0; j < msg->argv[i].len && n + 4 < sizeof(what); j++) {
-        uint8_t c = msg->argv[i].data[j];
-        what[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-      }
-    }
-    if (n + 4 >= sizeof(what)) { /* cut: say so */
-      memcpy(what + sizeof(what) - 4, "...", 3);
-      n = sizeof(what) - 1;
-    }
-    what[n] = '\0';
+  char what[200] = "opened a shell";
+  if (!shell) {
+    memcpy(what, "ran: ", 5);
+    tt_argv_line(msg->argv, msg->n_argv, what + 5, sizeof(what) - 5);
   }
   agent_consent_notice(a, "ACTIVITY S-%llu\t%s\t%s", (unsigned long long)msg->session,
                        s ? s->technician : "?", what);

@@ -33,40 +33,6 @@ struct relay_s {
   char command[RELAY_COMMAND_MAX]; /* EXEC: the command line, for the records */
 };
 
-/* An exec's command line for the audit and the ticket: arguments joined by spaces, quoted
- * when they hold a space or a quote, anything that is not plain text shown as '?', cut
- * (with "...") to fit. The records say what was run, not only that something was. */
-static void command_line(const Tether__ChannelOpen *msg, char *out, size_t cap) {
-  size_t n = 0;
-  out[0] = '\0';
-  for (size_t i = 0; i < msg->n_argv; i++) {
-    ProtobufCBinaryData a = msg->argv[i];
-    bool quote = a.len == 0 || memchr(a.data, ' ', a.len) || memchr(a.data, '\'', a.len) ||
-                 memchr(a.data, '"', a.len);
-    char piece[TT_EXEC_ARG_MAX + 4];
-    size_t k = 0;
-    if (i) piece[k++] = ' ';
-    if (quote) piece[k++] = '\'';
-    for (size_t j = 0; j < a.len && k < sizeof(piece) - 2; j++) {
-      uint8_t ch = a.data[j];
-      piece[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-    }
-    if (quote) piece[k++] = '\'';
-    if (n + k >= cap) {
-      size_t room = cap - 1 - n;
-      if (room > 3) {
-        memcpy(out + n, piece, room - 3);
-        memcpy(out + n + room - 3, "...", 3);
-        n += room;
-      }
-      break;
-    }
-    memcpy(out + n, piece, k);
-    n += k;
-  }
-  out[n] = '\0';
-}
-
 static const char *kind_name(Tether__ChannelKind k) {
   switch (k) {
   case TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT: return "throughput";
@@ -336,7 +302,7 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   r->cch = ch;
   r->ach = ach;
   r->kind = msg->kind;
-  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) command_line(msg, r->command, sizeof(r->command));
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) tt_argv_line(msg->argv, msg->n_argv, r->command, sizeof(r->command));
   r->opened_ms = uv_now(b->loop);
   r->down_window = down;
   c->relay_window += down;

@@ -49,13 +49,6 @@ static uint32_t next_req(broker_t *b) {
 
 static bool is_admin(const broker_conn_t *c) { return c->id.role == TT_ROLE_ADMIN; }
 
-static void access_words(unsigned access, char *out, size_t cap) {
-  snprintf(out, cap, "%s%s%s%s", access & STORE_ACCESS_SHELL ? "shell," : "", access & STORE_ACCESS_FILES ? "files," : "",
-           access & STORE_ACCESS_DIAG ? "diag," : "", access ? "" : "none");
-  size_t n = strlen(out);
-  if (n && out[n - 1] == ',') out[n - 1] = '\0';
-}
-
 static void fmt_duration(uint64_t ms, char *out, size_t cap) {
   if (ms && ms % 3600000u == 0) snprintf(out, cap, "%" PRIu64 "h", ms / 3600000u);
   else if (ms && ms % 60000u == 0) snprintf(out, cap, "%" PRIu64 "m", ms / 60000u);
@@ -272,7 +265,7 @@ static void consent_granted(broker_t *b, broker_grant_t *g, bool unattended, con
   snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
   fmt_time(g->s.expires_ms, until, sizeof(until));
   fmt_duration(g->duration_ms, dur, sizeof(dur));
-  access_words(g->s.access, words, sizeof(words));
+  tt_access_words(g->s.access, words, sizeof(words));
   if (unattended) {
     broker_audit(b, g->s.device, "consent-unattended", sid, "person", g->s.person, "ticket", ticket, "access", words,
                  "until", until, AUDIT_END);
@@ -458,7 +451,7 @@ static int on_open(broker_conn_t *c, uint32_t id, const Tether__SessionOpenReque
   char sid[32], ticket[32], words[32], d[32];
   snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
   snprintf(ticket, sizeof(ticket), "T-%" PRId64, t.id);
-  access_words(g->s.access, words, sizeof(words));
+  tt_access_words(g->s.access, words, sizeof(words));
   fmt_duration(dur, d, sizeof(d));
   broker_audit(b, c->id.name, "session-request", sid, "device", dev, "ticket", ticket, "access", words, "duration",
                d, AUDIT_END);
@@ -480,8 +473,13 @@ static int on_list(broker_conn_t *c, uint32_t id, const Tether__SessionListReque
   bool all = q && q->all && is_admin(c);
   int64_t now = (int64_t)broker_unix_ms();
   size_t n = 0;
+  bool more = false;
   for (broker_grant_t *g = b->sessions->list; g; g = g->next)
     if (g->granted && g->s.expires_ms > now && (all || strcmp(g->s.person, c->id.name) == 0)) n++;
+  if (n > TT_SESSION_LIST_MAX) { /* one frame's worth; the answer says there are more */
+    n = TT_SESSION_LIST_MAX;
+    more = true;
+  }
   Tether__Session *rows = calloc(n ? n : 1, sizeof(*rows));
   Tether__Session **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
   int rc;
@@ -499,6 +497,7 @@ static int on_list(broker_conn_t *c, uint32_t id, const Tether__SessionListReque
   Tether__SessionList list = TETHER__SESSION_LIST__INIT;
   list.sessions = ptrs;
   list.n_sessions = i;
+  list.more = more;
   Tether__Response r = TETHER__RESPONSE__INIT;
   r.id = id;
   r.body_case = TETHER__RESPONSE__BODY_SESSION_LIST;

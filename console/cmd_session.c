@@ -12,48 +12,6 @@
 /* The broker gives the device TT_CONSENT_DEADLINE_MS to answer; the console waits a little
  * longer so that the broker's own answer (timeout) is what the user sees. */
 #define SESSION_ANSWER_MS (TT_CONSENT_DEADLINE_MS + 5000u)
-/* Live sessions one listing may carry: every person's at most, for admins. */
-#define SESSIONS_LIST_MAX 100000u
-
-static const struct {
-  const char *word;
-  uint32_t bit;
-} access_words[] = {
-    {"shell", TETHER__ACCESS__ACCESS_SHELL},
-    {"files", TETHER__ACCESS__ACCESS_FILES},
-    {"diag", TETHER__ACCESS__ACCESS_DIAG},
-};
-#define NACCESS (sizeof(access_words) / sizeof(access_words[0]))
-
-int console_access_parse(const char *s, uint32_t *access) {
-  *access = 0;
-  while (*s) {
-    size_t n = strcspn(s, ",");
-    bool known = false;
-    for (size_t i = 0; i < NACCESS; i++)
-      if (strlen(access_words[i].word) == n && strncmp(s, access_words[i].word, n) == 0) {
-        *access |= access_words[i].bit;
-        known = true;
-      }
-    if (!known) return TT_EINVAL;
-    s += n;
-    if (*s == ',') s++;
-  }
-  return *access ? 0 : TT_EINVAL;
-}
-
-void console_access_words(char *dst, size_t cap, uint32_t access) {
-  size_t o = 0;
-  if (cap == 0) return;
-  dst[0] = '\0';
-  for (size_t i = 0; i < NACCESS; i++) {
-    if (!(access & access_words[i].bit)) continue;
-    int w = snprintf(dst + o, cap - o, "%s%s", o ? "," : "", access_words[i].word);
-    if (w < 0 || (size_t)w >= cap - o) return;
-    o += (size_t)w;
-  }
-  if (!o) snprintf(dst, cap, "-");
-}
 
 int console_session_request(console_t *c, const char *device, uint64_t ticket, uint32_t access,
                             uint64_t duration_ms) {
@@ -79,7 +37,7 @@ static void shown(char *dst, size_t cap, ProtobufCBinaryData t) {
 /* Times are unix ms (0 = not yet), as for tickets. */
 static void session_json(FILE *o, const Tether__Session *s) {
   char acc[32];
-  console_access_words(acc, sizeof(acc), s->access);
+  tt_access_words(s->access, acc, sizeof(acc));
   fprintf(o, "{\"id\":\"S-%" PRIu64 "\",\"ticket\":\"T-%" PRIu64 "\",\"device\":", s->id, s->ticket);
   console_json_bytes(o, s->device);
   fputs(",\"person\":", o);
@@ -113,7 +71,7 @@ static int open_check(console_t *c) {
   if (console_parse_id(c->cfg.ticket, 'T', false, &g_open.ticket))
     return console_usage_error("--ticket: '%s' is not a ticket (want T-3 or 3)", c->cfg.ticket);
   if (!c->cfg.want[0]) return console_usage_error("--want is required: shell, files, diag (comma-separated)");
-  if (console_access_parse(c->cfg.want, &g_open.access))
+  if (tt_access_parse(c->cfg.want, &g_open.access))
     return console_usage_error("--want: want shell, files or diag (comma-separated)");
   return 0;
 }
@@ -173,7 +131,7 @@ static void session_row(const Tether__Session *s, uint64_t now) {
   snprintf(tk, sizeof(tk), "T-%" PRIu64, s->ticket);
   shown(dev, sizeof(dev), s->device);
   shown(who, sizeof(who), s->person);
-  console_access_words(acc, sizeof(acc), s->access);
+  tt_access_words(s->access, acc, sizeof(acc));
   if (!s->expires_ms) snprintf(left, sizeof(left), "asking");
   else if (s->expires_ms <= now) snprintf(left, sizeof(left), "expired");
   else console_duration(left, sizeof(left), s->expires_ms - now);
@@ -186,7 +144,7 @@ static void session_row(const Tether__Session *s, uint64_t now) {
 
 static int list_response(console_t *c, const Tether__Response *r) {
   const Tether__SessionList *l = r->session_list;
-  if (!l || l->n_sessions > SESSIONS_LIST_MAX) return TT_EPROTO;
+  if (!l || l->n_sessions > TT_SESSION_LIST_MAX) return TT_EPROTO;
   if (c->json) {
     fputc('[', stdout);
     for (size_t i = 0; i < l->n_sessions; i++) {
@@ -202,6 +160,9 @@ static int list_response(console_t *c, const Tether__Response *r) {
            "CONSENT", "CH", "SUMMARY");
     for (size_t i = 0; i < l->n_sessions; i++) session_row(l->sessions[i], now);
   }
+  if (l->more)
+    fprintf(stderr, "tether: more live sessions than the %zu listed (the broker lists at most %u)\n",
+            l->n_sessions, TT_SESSION_LIST_MAX);
   fflush(stdout);
   console_finish(c, 0);
   return 0;

@@ -106,16 +106,19 @@ typedef struct chunk_s {
   uint8_t data[];
 } chunk_t;
 
+/* A standard descriptor as libuv serves it: a terminal or a pipe is a stream. */
+typedef union {
+  uv_tty_t tty;
+  uv_pipe_t pipe;
+} stdio_handle_t;
+
 /* stdout or stderr: a libuv stream for ttys and pipes, plain writes from the thread pool for
  * files; one write in flight, in order. */
 struct sink_s {
   shell_t *s;
   int fd;
   bool stream, open, busy, failed;
-  union {
-    uv_tty_t tty;
-    uv_pipe_t pipe;
-  } h;
+  stdio_handle_t h;
   chunk_t *head, *tail;
 };
 
@@ -123,10 +126,7 @@ struct sink_s {
 typedef struct {
   shell_t *s;
   bool stream, open, reading, eof;
-  union {
-    uv_tty_t tty;
-    uv_pipe_t pipe;
-  } h;
+  stdio_handle_t h;
   uv_fs_t fs;
   uint8_t buf[TT_DATA_CHUNK_MAX];
 } source_t;
@@ -266,23 +266,23 @@ static int sink_push(sink_t *k, const uint8_t *p, size_t n, size_t credit) {
   return 0;
 }
 
+/* A libuv stream for fd when it is a terminal or a pipe (*stream = true); anything else (a
+ * file) stays a plain descriptor, served with uv_fs from the thread pool. */
+static int stdio_open(uv_loop_t *loop, stdio_handle_t *h, int fd, bool readable, bool *stream) {
+  uv_handle_type t = uv_guess_handle(fd);
+  *stream = t == UV_TTY || t == UV_NAMED_PIPE || t == UV_TCP;
+  if (t == UV_TTY) return uv_tty_init(loop, &h->tty, fd, readable);
+  if (!*stream) return 0;
+  int rc = uv_pipe_init(loop, &h->pipe, 0);
+  if (!rc && (rc = uv_pipe_open(&h->pipe, fd))) uv_close((uv_handle_t *)&h->pipe, NULL);
+  return rc;
+}
+
 static int sink_open(shell_t *s, sink_t *k, int fd) {
   memset(k, 0, sizeof(*k));
   k->s = s;
   k->fd = fd;
-  uv_handle_type t = uv_guess_handle(fd);
-  int rc = 0;
-  if (t == UV_TTY) {
-    rc = uv_tty_init(s->c->loop, &k->h.tty, fd, 0);
-    k->stream = true;
-  } else if (t == UV_NAMED_PIPE || t == UV_TCP) {
-    rc = uv_pipe_init(s->c->loop, &k->h.pipe, 0);
-    if (!rc) {
-      rc = uv_pipe_open(&k->h.pipe, fd);
-      if (rc) uv_close((uv_handle_t *)&k->h.pipe, NULL);
-    }
-    k->stream = true;
-  }
+  int rc = stdio_open(s->c->loop, &k->h, fd, false, &k->stream);
   if (rc) return rc;
   k->open = k->stream;
   return 0;
@@ -405,19 +405,7 @@ static void source_start(source_t *in) {
 static int source_open(shell_t *s, source_t *in) {
   memset(in, 0, sizeof(*in));
   in->s = s;
-  uv_handle_type t = uv_guess_handle(STDIN_FILENO);
-  int rc = 0;
-  if (t == UV_TTY) {
-    rc = uv_tty_init(s->c->loop, &in->h.tty, STDIN_FILENO, 1);
-    in->stream = true;
-  } else if (t == UV_NAMED_PIPE || t == UV_TCP) {
-    rc = uv_pipe_init(s->c->loop, &in->h.pipe, 0);
-    if (!rc) {
-      rc = uv_pipe_open(&in->h.pipe, STDIN_FILENO);
-      if (rc) uv_close((uv_handle_t *)&in->h.pipe, NULL);
-    }
-    in->stream = true;
-  }
+  int rc = stdio_open(s->c->loop, &in->h, STDIN_FILENO, true, &in->stream);
   if (rc) return rc;
   in->open = in->stream;
   if (in->stream) in->h.tty.data = in;

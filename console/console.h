@@ -196,10 +196,6 @@ extern const console_cmd_t console_cmd_recording_export;
 extern const tt_mux_cbs_t console_mux_cbs;
 
 /* cmd_session.c: shared by session open, shell and exec. */
-/* --want words ("shell,files,diag") -> Access bits; TT_EINVAL on an unknown word. */
-int console_access_parse(const char *s, uint32_t *access) TT_WUR;
-/* "shell,files" for Access bits. */
-void console_access_words(char *dst, size_t cap, uint32_t access);
 /* Ask the broker for a session (or a live one to reuse) on device under ticket; the
  * answer (body session) reaches the command's on_response. Waits for the employee: the
  * answer timeout is TT_CONSENT_DEADLINE_MS + 5 s for this request. */

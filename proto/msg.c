@@ -1,4 +1,5 @@
 /* Control-message bodies: protobuf with a counting allocator, and untrusted-text checks. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "tt/limits.h"
@@ -222,4 +223,77 @@ int tt_err_from_wire(Tether__ErrorCode code) {
   case TETHER__ERROR_CODE__ERR_CLOSED: return TT_ECLOSED;
   default: return TT_EPEER;
   }
+}
+
+static const struct {
+  uint32_t bit;
+  const char *word;
+} k_access[] = {
+    {TETHER__ACCESS__ACCESS_SHELL, "shell"},
+    {TETHER__ACCESS__ACCESS_FILES, "files"},
+    {TETHER__ACCESS__ACCESS_DIAG, "diag"},
+};
+#define NACCESS (sizeof(k_access) / sizeof(k_access[0]))
+
+const char *tt_access_words(uint32_t access, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < NACCESS; i++) {
+    if (!(access & k_access[i].bit)) continue;
+    int k = snprintf(out + n, cap - n, "%s%s", n ? "," : "", k_access[i].word);
+    if (k < 0 || (size_t)k >= cap - n) {
+      out[n] = '\0'; /* whole words only */
+      break;
+    }
+    n += (size_t)k;
+  }
+  if (n == 0) snprintf(out, cap, "none");
+  return out;
+}
+
+int tt_access_parse(const char *s, uint32_t *access) {
+  *access = 0;
+  while (*s) {
+    size_t n = strcspn(s, ",");
+    bool known = false;
+    for (size_t i = 0; i < NACCESS; i++)
+      if (strlen(k_access[i].word) == n && strncmp(s, k_access[i].word, n) == 0) {
+        *access |= k_access[i].bit;
+        known = true;
+      }
+    if (!known) return TT_EINVAL;
+    s += n;
+    if (*s == ',') s++;
+  }
+  return *access ? 0 : TT_EINVAL;
+}
+
+void tt_argv_line(const ProtobufCBinaryData *argv, size_t argc, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < argc; i++) {
+    ProtobufCBinaryData a = argv[i];
+    bool quote = a.len == 0 || memchr(a.data, ' ', a.len) || memchr(a.data, '\'', a.len) ||
+                 memchr(a.data, '"', a.len);
+    char piece[TT_EXEC_ARG_MAX + 4];
+    size_t k = 0;
+    if (i) piece[k++] = ' ';
+    if (quote) piece[k++] = '\'';
+    for (size_t j = 0; j < a.len && k < sizeof(piece) - 2; j++) {
+      uint8_t ch = a.data[j];
+      piece[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    if (quote) piece[k++] = '\'';
+    if (n + k >= cap) { /* cut, and say so: "..." at the very end, over what it must */
+      if (cap < 4) break;
+      size_t end = cap - 4;
+      if (end > n) memcpy(out + n, piece, end - n);
+      memcpy(out + end, "...", 3);
+      n = end + 3;
+      break;
+    }
+    memcpy(out + n, piece, k);
+    n += k;
+  }
+  out[n] = '\0';
 }

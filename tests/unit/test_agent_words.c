@@ -1,28 +1,11 @@
-/* The agent's words for its employee: access bits shown as words, session ids read as typed
- * on the local socket and the command line (untrusted: a local user types them). */
+/* The session ids the agent reads as typed on the local socket and the command line
+ * (untrusted: a local user types them). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include "agent.h"
-
-static void test_access_words(void **state) {
-  (void)state;
-  char b[32];
-  assert_string_equal(agent_access_words(0, b, sizeof(b)), "none");
-  assert_string_equal(agent_access_words(TETHER__ACCESS__ACCESS_SHELL, b, sizeof(b)), "shell");
-  assert_string_equal(agent_access_words(TETHER__ACCESS__ACCESS_SHELL | TETHER__ACCESS__ACCESS_DIAG, b, sizeof(b)),
-                      "shell,diag");
-  assert_string_equal(agent_access_words(7, b, sizeof(b)), "shell,files,diag");
-  /* Bits we have no word for are not shown as anything. */
-  assert_string_equal(agent_access_words(0x80, b, sizeof(b)), "none");
-  /* Too small: whole words only. */
-  char s[12];
-  assert_string_equal(agent_access_words(7, s, sizeof(s)), "shell,files");
-  char t[4];
-  assert_string_equal(agent_access_words(TETHER__ACCESS__ACCESS_SHELL, t, sizeof(t)), "non");
-}
 
 static void test_parse_id(void **state) {
   (void)state;
@@ -40,7 +23,6 @@ static void test_parse_id(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_access_words),
       cmocka_unit_test(test_parse_id),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -533,6 +533,50 @@ static void test_ctrl_unpack(void **state) {
   assert_null(m.m);
 }
 
+/* Access bits as people read and type them (console, agent prompt, broker messages). */
+static void test_access_words(void **state) {
+  (void)state;
+  char b[32];
+  assert_string_equal(tt_access_words(0, b, sizeof(b)), "none");
+  assert_string_equal(tt_access_words(TETHER__ACCESS__ACCESS_SHELL, b, sizeof(b)), "shell");
+  assert_string_equal(tt_access_words(TETHER__ACCESS__ACCESS_SHELL | TETHER__ACCESS__ACCESS_DIAG, b, sizeof(b)),
+                      "shell,diag");
+  assert_string_equal(tt_access_words(7, b, sizeof(b)), "shell,files,diag");
+  /* Bits we have no word for are not shown as anything. */
+  assert_string_equal(tt_access_words(0x80, b, sizeof(b)), "none");
+  /* Too small: whole words only. */
+  char s[12];
+  assert_string_equal(tt_access_words(7, s, sizeof(s)), "shell,files");
+  char t[4];
+  assert_string_equal(tt_access_words(TETHER__ACCESS__ACCESS_SHELL, t, sizeof(t)), "non");
+  uint32_t a;
+  assert_int_equal(tt_access_parse("shell,diag", &a), 0);
+  assert_int_equal(a, TETHER__ACCESS__ACCESS_SHELL | TETHER__ACCESS__ACCESS_DIAG);
+  assert_int_equal(tt_access_parse("files", &a), 0);
+  assert_int_equal(a, TETHER__ACCESS__ACCESS_FILES);
+  assert_int_equal(tt_access_parse("", &a), TT_EINVAL);
+  assert_int_equal(tt_access_parse("shell,root", &a), TT_EINVAL);
+  assert_int_equal(tt_access_parse("shel", &a), TT_EINVAL);
+}
+
+/* What an exec ran, as the records show it. */
+static void test_argv_line(void **state) {
+  (void)state;
+  char out[64];
+  ProtobufCBinaryData a[] = {tt_text("sh"), tt_text("-c"), tt_text("echo hi; exit 3")};
+  tt_argv_line(a, 3, out, sizeof(out));
+  assert_string_equal(out, "sh -c 'echo hi; exit 3'");
+  ProtobufCBinaryData b[] = {tt_text("printf"), tt_text("a\tb\n\x1b[2J"), tt_text("")};
+  tt_argv_line(b, 3, out, sizeof(out));
+  assert_string_equal(out, "printf a?b??[2J ''"); /* no TAB, newline or escape gets through */
+  char small[12];
+  ProtobufCBinaryData c[] = {tt_text("systemctl"), tt_text("restart"), tt_text("cups")};
+  tt_argv_line(c, 3, small, sizeof(small));
+  assert_string_equal(small, "systemct...");
+  tt_argv_line(NULL, 0, out, sizeof(out));
+  assert_string_equal(out, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_descriptors),
@@ -549,6 +593,8 @@ int main(void) {
       cmocka_unit_test(test_tag_zero_refused),
       cmocka_unit_test(test_err_wire_round_trip),
       cmocka_unit_test(test_ctrl_unpack),
+      cmocka_unit_test(test_access_words),
+      cmocka_unit_test(test_argv_line),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,6 +88,9 @@
  * device may have waiting at once: a technician cannot flood an employee with prompts. */
 #define TT_SESSIONS_PER_PERSON_MAX 32u
 #define TT_SESSIONS_PER_DEVICE_MAX 16u
+/* Live sessions one listing carries (a session ~600 bytes at most, well under
+ * TT_FRAME_MAX_BODY); an admin's listing of everyone's says when there are more. */
+#define TT_SESSION_LIST_MAX 300u
 #define TT_CONSENT_PENDING_PER_DEVICE_MAX 4u
 /* How long a grant may last, and the default when the technician does not say. */
 #define TT_SESSION_DURATION_MAX_MS (12ull * 3600u * 1000u)

@@ -43,6 +43,17 @@ int tt_text_copy(char *dst, size_t cap, ProtobufCBinaryData t) TT_WUR;
 /* A ProtobufCBinaryData view of a C string (no copy). */
 ProtobufCBinaryData tt_text(const char *s);
 
+/* Access bits (tether.proto Access) as people read and type them: "shell,files,diag", and
+ * "none" for none; whole words only when cap is short. Returns out. */
+const char *tt_access_words(uint32_t access, char *out, size_t cap);
+/* "shell,diag" -> Access bits; TT_EINVAL for an unknown word or an empty list. */
+int tt_access_parse(const char *s, uint32_t *access) TT_WUR;
+
+/* An exec's command line for people and records (audit, ticket, the employee's prompt):
+ * arguments joined by spaces, quoted when they hold a space or a quote, anything that is not
+ * printable ASCII shown as '?' (so never a TAB or newline), cut with "..." to fit cap. */
+void tt_argv_line(const ProtobufCBinaryData *argv, size_t argc, char *out, size_t cap);
+
 /* ErrorCode <-> our error codes. */
 Tether__ErrorCode tt_err_to_wire(int err);
 int tt_err_from_wire(Tether__ErrorCode code);
