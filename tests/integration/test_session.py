@@ -197,20 +197,14 @@ class Watcher:
             pass
 
 
-class SessionTest(TetherTestCase):
-    maxDiff = None
+class SessionWorld:
+    """A broker and device dev1 with its consent socket, and the people who use them: the
+    helpers every session suite shares (mixed into a TetherTestCase)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.pki = Pki()
-        for role, name in (("technician", "tech"), ("technician", "tech2"), ("admin", "boss"),
-                           ("agent", "dev1")):
-            cls.pki.issue(role, name)
 
-    # -- helpers ---------------------------------------------------------------------------
-
-    def world(self, policy="ask", consent_timeout="60s", shell_user=ME, broker_extra=(), agent_wrapper=()):
-        b = self.h.start_broker(extra=list(broker_extra))
+    def world(self, policy="ask", consent_timeout="60s", shell_user=ME, broker_extra=(), wrapper=(),
+              agent_wrapper=()):
+        b = self.h.start_broker(extra=list(broker_extra), wrapper=wrapper)
         self.sock = os.path.join(self.h.dir, "consent.sock")
         a = self.h.start_agent(b.addr, "dev1", "dev1.example",
                                extra=["--consent-socket", self.sock, "--consent-policy", policy,
@@ -275,6 +269,16 @@ class SessionTest(TetherTestCase):
                 if ln.startswith("VmRSS:"):
                     return int(ln.split()[1])
         return 0
+
+class SessionTest(SessionWorld, TetherTestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+        for role, name in (("technician", "tech"), ("technician", "tech2"), ("admin", "boss"),
+                           ("agent", "dev1")):
+            cls.pki.issue(role, name)
 
     # -- tickets ---------------------------------------------------------------------------
 

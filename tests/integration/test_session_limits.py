@@ -18,7 +18,7 @@ import unittest
 
 from harness import (K_CH_OPEN, K_CH_REJECT, K_REQUEST, K_RESPONSE, ROLE_TECHNICIAN, Pki, TetherTestCase,
                      WireClient, binary, pb_bytes, pb_parse, pb_varint)
-from test_session import ME, PtyConsole, Watcher
+from test_session import ME, PtyConsole, SessionWorld, Watcher
 
 CH_SHELL, CH_EXEC = 3, 4
 ROLE_ADMIN = 3
@@ -89,7 +89,7 @@ def wait_text(con, pattern, timeout):
         time.sleep(0.05)
 
 
-class SessionLimitsTest(TetherTestCase):
+class SessionLimitsTest(SessionWorld, TetherTestCase):
     maxDiff = None
 
     @classmethod
@@ -99,58 +99,13 @@ class SessionLimitsTest(TetherTestCase):
                            ("agent", "dev1"), ("agent", "dev2"), ("agent", "dev3")):
             cls.pki.issue(role, name)
 
-    # -- helpers (as in test_session) ------------------------------------------------------
-
-    def world(self, policy="ask", consent_timeout="60s", broker_extra=(), wrapper=()):
-        b = self.h.start_broker(extra=list(broker_extra), wrapper=wrapper)
-        self.sock = os.path.join(self.h.dir, "consent.sock")
-        a = self.h.start_agent(b.addr, "dev1", "dev1.example",
-                               extra=["--consent-socket", self.sock, "--consent-policy", policy,
-                                      "--consent-timeout", consent_timeout, "--shell-user", ME])
-        self.b, self.a = b, a
-        return b, a
-
-    def tech(self, args, who="tech", **kw):
-        return self.h.console(self.b.addr, args, cert=self.pki.cert(who), key=self.pki.key(who), **kw)
-
-    def admin(self, args, **kw):
-        return self.tech(args, who="boss", **kw)
-
-    def console_argv(self, args, who="tech"):
-        return [binary("tether"), "--broker", self.b.addr, "--ca", self.pki.ca,
-                "--cert", self.pki.cert(who), "--key", self.pki.key(who)] + list(args)
-
-    def new_ticket(self, who="tech", summary="laptop fan is loud"):
-        r = self.tech(["ticket", "new", "--device", "dev1", "--summary", summary], who=who)
-        self.assertEqual(r.rc, 0, r)
-        tid = r.out.strip().splitlines()[0]
-        self.assertRegex(tid, r"^T-\d+$")
-        return tid
+    # -- helpers (the shared ones come from test_session.SessionWorld) ------------------------
 
     def watcher(self):
         w = Watcher(self.sock)
         self.addCleanup(w.close)
         self.assertEqual(w.expect("OK"), "OK")
         return w
-
-    def pty_console(self, args, who="tech"):
-        c = PtyConsole(self.console_argv(args, who), self.h.env, self.h.dir)
-        self.addCleanup(c.close)
-        return c
-
-    def spawn_bg(self, args, who="tech"):
-        p = subprocess.Popen(self.console_argv(args, who), env=self.h.env, cwd=self.h.dir,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
-        return p
-
-    def audit(self):
-        r = self.admin(["audit", "--json"])
-        self.assertEqual(r.rc, 0, r)
-        return [json.loads(ln) for ln in r.out.splitlines() if ln.strip()]
-
-    def actions(self):
-        return [e["action"] for e in self.audit()]
 
     def assert_serving(self):
         """The broker still answers, and the device is still connected to it."""
