@@ -407,37 +407,33 @@ static int prepare_dir(const char *dir, char *err, size_t errlen) {
   return 0;
 }
 
-/* Create the database file ourselves so that it is 0600 whatever the umask; SQLite gives the
- * -wal and -shm files the database file's mode. An existing looser file is tightened. */
-static int prepare_file(const char *path, char *err, size_t errlen) {
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) {
+/* The database file must be 0600 whatever the umask (SQLite gives the -wal and -shm files
+ * the database file's mode). Only SQLite ever opens these files: closing any other
+ * descriptor of them would drop every POSIX lock SQLite holds on them (fcntl locks are per
+ * process and file, not per descriptor), after which an outside reader's close deletes the
+ * live WAL and acknowledged writes are gone at the next crash. So the mode is checked and
+ * set by path, after SQLite has created the file and before the first write. The data
+ * directory is 0700, so nobody else could open the file in between. */
+static int secure_file(const char *path, char *err, size_t errlen) {
+  struct stat st;
+  if (lstat(path, &st) != 0) {
     int e = errno;
-    set_err(err, errlen, "cannot open %s: %s", path, strerror(e));
+    set_err(err, errlen, "cannot stat %s: %s", path, strerror(e));
     return -e;
   }
-  int rc = 0;
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    rc = -errno;
-    set_err(err, errlen, "cannot stat %s: %s", path, strerror(-rc));
-  } else if (!S_ISREG(st.st_mode)) {
-    rc = TT_ECONFIG;
+  if (!S_ISREG(st.st_mode)) {
     set_err(err, errlen, "%s is not a regular file", path);
-  } else if ((st.st_mode & 0777) != 0600) {
-    if (fchmod(fd, 0600) != 0) {
-      rc = -errno;
-      set_err(err, errlen, "cannot chmod 600 %s: %s", path, strerror(-rc));
-    } else if ((st.st_mode & 077) != 0) {
-      TT_WARN(MOD, "store file mode tightened", "path=%s was=%03o", path,
-              (unsigned)(st.st_mode & 0777));
-    }
+    return TT_ECONFIG;
   }
-  if (close(fd) != 0 && rc == 0) {
-    rc = -errno;
-    set_err(err, errlen, "cannot close %s: %s", path, strerror(-rc));
+  if ((st.st_mode & 0777) == 0600) return 0;
+  if (chmod(path, 0600) != 0) {
+    int e = errno;
+    set_err(err, errlen, "cannot chmod 600 %s: %s", path, strerror(e));
+    return -e;
   }
-  return rc;
+  if ((st.st_mode & 077) != 0)
+    TT_WARN(MOD, "store file mode tightened", "path=%s was=%03o", path, (unsigned)(st.st_mode & 0777));
+  return 0;
 }
 
 /* One-off statements at open (pragmas, version reads), not worth keeping prepared. */
@@ -562,8 +558,6 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   }
   int rc = prepare_dir(data_dir, err, errlen);
   if (rc != 0) return rc;
-  rc = prepare_file(path, err, errlen);
-  if (rc != 0) return rc;
 
   broker_store_t *s = calloc(1, sizeof *s);
   if (s == NULL) {
@@ -577,8 +571,8 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
     goto out;
   }
   /* NOMUTEX: the store belongs to the loop thread alone. */
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
-              SQLITE_OPEN_EXRESCODE;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+              SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE;
   int src = sqlite3_open_v2(path, &s->db, flags, NULL);
   if (src != SQLITE_OK) {
     set_err(err, errlen, "cannot open %s: %s", path,
@@ -586,6 +580,8 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
     rc = TT_EIO;
     goto out;
   }
+  rc = secure_file(path, err, errlen);
+  if (rc != 0) goto out;
   /* Defensive mode forbids writable_schema and friends; an untrusted schema may not call
    * functions with side effects. Neither is something we do; both narrow what a crafted
    * database file could make us do. */
