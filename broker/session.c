@@ -301,7 +301,9 @@ int broker_agent_response(broker_conn_t *c, const Tether__Response *r) {
   char msg[TT_TEXT_MAX], by[TT_NAME_MAX + 1] = "", text[TT_TEXT_MAX] = "";
   if (r->error || r->body_case != TETHER__RESPONSE__BODY_CONSENT || !r->consent) {
     if (r->error && tt_text_copy(text, sizeof(text), r->error->message)) text[0] = '\0';
-    snprintf(msg, sizeof(msg), "the device could not ask its employee%s%s", text[0] ? ": " : "", text);
+    /* The device's words are cut to fit: what is kept still says why. */
+    if (snprintf(msg, sizeof(msg), "the device could not ask its employee%s%s", text[0] ? ": " : "", text) < 0)
+      msg[0] = '\0';
     consent_denied(b, g, "consent-failed", "consent-failed", "", msg, false);
     return 0;
   }

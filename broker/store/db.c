@@ -1,0 +1,444 @@
+/* The store's file and connection: the data directory, the schema and its migrations,
+ * pragmas, transactions, and the open of each domain's statements. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Fail rather than wait forever when another process holds the write lock; the store
+ * thread waits, never the event loop. An admin's sqlite3 shell or a backup holding it
+ * longer than this makes the batch fail, and its requests are refused (privileged
+ * actions are not carried out unrecorded). */
+#define STORE_BUSY_MS 30000
+#define STORE_FILE "broker.db"
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) TT_PRINTF(3, 4);
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  if (n < 0) err[0] = '\0';
+}
+
+/* ---- schema ----------------------------------------------------------------------------
+ * Migrations in order: step i takes the store from version i to i + 1 and ends by setting
+ * user_version to i + 1 (a literal, so no SQL is ever formatted). Each runs in its own
+ * transaction; open checks that the bump landed. Never edit a released step: append one. */
+static const char *const g_migrations[] = {
+  /* 1: the first schema. STRICT keeps column types honest; the audit triggers make our own
+   * code unable to rewrite history by accident (verify catches anyone else). */
+  "CREATE TABLE devices("
+  "  id TEXT PRIMARY KEY NOT NULL,"
+  "  hostname TEXT NOT NULL DEFAULT '',"
+  "  address TEXT NOT NULL DEFAULT '',"
+  "  version TEXT NOT NULL DEFAULT '',"
+  "  cert_fp TEXT NOT NULL DEFAULT '',"
+  "  enrolled_ms INTEGER NOT NULL,"
+  "  last_seen_ms INTEGER NOT NULL DEFAULT 0,"
+  "  cert_not_after_ms INTEGER NOT NULL DEFAULT 0,"
+  "  revoked INTEGER NOT NULL DEFAULT 0"
+  ") STRICT;"
+  "CREATE TABLE tokens("
+  "  hash BLOB PRIMARY KEY NOT NULL CHECK(length(hash) = 32),"
+  "  expires_ms INTEGER NOT NULL,"
+  "  uses_left INTEGER NOT NULL CHECK(uses_left >= 0),"
+  "  note TEXT NOT NULL DEFAULT '',"
+  "  created_by TEXT NOT NULL DEFAULT '',"
+  "  created_ms INTEGER NOT NULL"
+  ") STRICT;"
+  "CREATE TABLE revocations("
+  "  kind INTEGER NOT NULL CHECK(kind IN (1, 2)),"
+  "  name TEXT NOT NULL,"
+  "  \"by\" TEXT NOT NULL DEFAULT '',"
+  "  reason TEXT NOT NULL DEFAULT '',"
+  "  ts_ms INTEGER NOT NULL,"
+  "  PRIMARY KEY(kind, name)"
+  ") STRICT;"
+  "CREATE TABLE audit("
+  "  id INTEGER PRIMARY KEY,"
+  "  ts_ms INTEGER NOT NULL,"
+  "  actor TEXT NOT NULL,"
+  "  action TEXT NOT NULL,"
+  "  target TEXT NOT NULL,"
+  "  detail TEXT NOT NULL,"
+  "  prev_hash BLOB NOT NULL CHECK(length(prev_hash) = 32),"
+  "  hash BLOB NOT NULL CHECK(length(hash) = 32)"
+  ") STRICT;"
+  "CREATE INDEX audit_ts ON audit(ts_ms);"
+  "CREATE INDEX audit_actor ON audit(actor);"
+  "CREATE INDEX audit_target ON audit(target);"
+  "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+  "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+  "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+  "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+  "PRAGMA user_version = 1;",
+  /* 2: help-desk tickets and their timelines. Priority, level and state are checked here
+   * so that a bad value is refused whatever wrote it; events are append-only like audit. */
+  "CREATE TABLE tickets("
+  "  id INTEGER PRIMARY KEY,"
+  "  device TEXT NOT NULL,"
+  "  requester TEXT NOT NULL DEFAULT '',"
+  "  assignee TEXT NOT NULL DEFAULT '',"
+  "  summary TEXT NOT NULL,"
+  "  external_id TEXT NOT NULL DEFAULT '',"
+  "  priority INTEGER NOT NULL CHECK(priority BETWEEN 0 AND 3),"
+  "  level INTEGER NOT NULL DEFAULT 1 CHECK(level BETWEEN 1 AND 3),"
+  "  state INTEGER NOT NULL CHECK(state IN (1, 2, 3)),"
+  "  created_ms INTEGER NOT NULL,"
+  "  updated_ms INTEGER NOT NULL,"
+  "  first_response_due_ms INTEGER NOT NULL DEFAULT 0,"
+  "  resolution_due_ms INTEGER NOT NULL DEFAULT 0,"
+  "  first_response_ms INTEGER NOT NULL DEFAULT 0,"
+  "  resolved_ms INTEGER NOT NULL DEFAULT 0"
+  ") STRICT;"
+  "CREATE INDEX tickets_state_assignee ON tickets(state, assignee);"
+  "CREATE INDEX tickets_device ON tickets(device);"
+  "CREATE TABLE ticket_events("
+  "  id INTEGER PRIMARY KEY,"
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  ts_ms INTEGER NOT NULL,"
+  "  actor TEXT NOT NULL DEFAULT '',"
+  "  kind TEXT NOT NULL CHECK(kind <> ''),"
+  "  text TEXT NOT NULL DEFAULT ''"
+  ") STRICT;"
+  "CREATE INDEX ticket_events_ticket ON ticket_events(ticket, id);"
+  "CREATE TRIGGER ticket_events_no_update BEFORE UPDATE ON ticket_events"
+  "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
+  "CREATE TRIGGER ticket_events_no_delete BEFORE DELETE ON ticket_events"
+  "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
+  "PRAGMA user_version = 2;",
+  /* 3: sessions (consented grants) and their shell recordings; who opened each ticket,
+   * taken for older tickets from their "created" event. A session or recording row is
+   * written once and then only ended: the end columns move from 0 exactly once. Recording
+   * ids name files, so they are never reused (AUTOINCREMENT). */
+  "ALTER TABLE tickets ADD COLUMN created_by TEXT NOT NULL DEFAULT '';"
+  "UPDATE tickets SET created_by = coalesce((SELECT e.actor FROM ticket_events e"
+  "  WHERE e.ticket = tickets.id AND e.kind = 'created' ORDER BY e.id LIMIT 1), '');"
+  "CREATE TABLE sessions("
+  "  id INTEGER PRIMARY KEY,"
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  device TEXT NOT NULL CHECK(device <> ''),"
+  "  person TEXT NOT NULL CHECK(person <> ''),"
+  "  access INTEGER NOT NULL CHECK(access BETWEEN 1 AND 7),"
+  "  started_ms INTEGER NOT NULL,"
+  "  expires_ms INTEGER NOT NULL DEFAULT 0 CHECK(expires_ms >= 0),"
+  "  unattended INTEGER NOT NULL DEFAULT 0 CHECK(unattended IN (0, 1)),"
+  "  consent_by TEXT NOT NULL DEFAULT '',"
+  "  ended_ms INTEGER NOT NULL DEFAULT 0 CHECK(ended_ms >= 0),"
+  "  ended_by TEXT NOT NULL DEFAULT '',"
+  "  end_reason TEXT NOT NULL DEFAULT ''"
+  ") STRICT;"
+  "CREATE INDEX sessions_live ON sessions(id) WHERE ended_ms = 0;"
+  "CREATE INDEX sessions_ticket ON sessions(ticket);"
+  "CREATE TABLE recordings("
+  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  session INTEGER NOT NULL REFERENCES sessions(id),"
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  device TEXT NOT NULL,"
+  "  person TEXT NOT NULL,"
+  "  path TEXT NOT NULL DEFAULT '',"
+  "  started_ms INTEGER NOT NULL,"
+  "  ended_ms INTEGER NOT NULL DEFAULT 0 CHECK(ended_ms >= 0),"
+  "  size INTEGER NOT NULL DEFAULT 0 CHECK(size >= 0),"
+  "  sha256 TEXT NOT NULL DEFAULT ''"
+  "    CHECK(sha256 = '' OR (length(sha256) = 64 AND NOT sha256 GLOB '*[^0-9a-f]*')),"
+  "  failed INTEGER NOT NULL DEFAULT 0 CHECK(failed IN (0, 1))"
+  ") STRICT;"
+  "CREATE INDEX recordings_session ON recordings(session, id);"
+  "PRAGMA user_version = 3;",
+};
+#define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
+
+static const store_sql_t k_sql[] = {
+  /* IMMEDIATE: take the write lock up front so a read-then-write never fails half way. */
+  {ST_BEGIN, "BEGIN IMMEDIATE"},
+  {ST_COMMIT, "COMMIT"},
+  {ST_ROLLBACK, "ROLLBACK"},
+  {ST_SAVEPOINT, "SAVEPOINT tx"},
+  {ST_RELEASE, "RELEASE tx"},
+  {ST_ROLLBACK_TO, "ROLLBACK TO tx"},
+};
+
+int store_prepare(broker_store_t *s, const store_sql_t *tab, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = sqlite3_prepare_v3(s->db, tab[i].sql, -1, SQLITE_PREPARE_PERSISTENT, &s->st[tab[i].id], NULL);
+    if (rc != SQLITE_OK) {
+      TT_ERROR(MOD, "cannot prepare a store statement", "id=%d err=\"%s\"", (int)tab[i].id,
+               sqlite3_errmsg(s->db));
+      return TT_EIO;
+    }
+  }
+  return 0;
+}
+
+int tx_begin(broker_store_t *s) {
+  if (s->tx_depth >= 31) return TT_ESTATE; /* our own nesting bug, never a peer's */
+  bool outer = sqlite3_get_autocommit(s->db) != 0;
+  if (outer) {
+    int rc = exec_done(s, ST_BEGIN, "begin");
+    if (rc != 0) return rc;
+  }
+  int rc = exec_done(s, ST_SAVEPOINT, "savepoint");
+  if (rc != 0) {
+    if (outer) (void)exec_done(s, ST_ROLLBACK, "rollback");
+    return rc;
+  }
+  if (outer) s->tx_outer |= 1u << s->tx_depth;
+  else s->tx_outer &= ~(1u << s->tx_depth);
+  s->tx_depth++;
+  return 0;
+}
+
+int tx_commit(broker_store_t *s) {
+  if (s->tx_depth == 0) return TT_ESTATE;
+  s->tx_depth--;
+  bool outer = (s->tx_outer >> s->tx_depth) & 1u;
+  int rc = exec_done(s, ST_RELEASE, "release");
+  if (rc == 0 && outer) rc = exec_done(s, ST_COMMIT, "commit");
+  if (rc != 0 && !sqlite3_get_autocommit(s->db) && outer) (void)exec_done(s, ST_ROLLBACK, "rollback");
+  return rc;
+}
+
+void tx_rollback(broker_store_t *s) {
+  if (s->tx_depth == 0) return;
+  s->tx_depth--;
+  bool outer = (s->tx_outer >> s->tx_depth) & 1u;
+  if (sqlite3_get_autocommit(s->db)) return; /* SQLite already rolled the whole of it back */
+  /* A failure is logged there; the next BEGIN then fails loudly rather than nest. */
+  if (exec_done(s, ST_ROLLBACK_TO, "rollback_to") == 0) (void)exec_done(s, ST_RELEASE, "release");
+  if (outer) (void)exec_done(s, ST_ROLLBACK, "rollback");
+}
+
+/* ---- open and close ------------------------------------------------------------------ */
+
+/* The data directory holds the store and, beside it, keys: only the broker's user may
+ * write it. Created 0700 if missing; one that others can write is refused, not repaired. */
+static int prepare_dir(const char *dir, char *err, size_t errlen) {
+  if (mkdir(dir, 0700) == 0) {
+    /* Exactly 0700 whatever the umask, or the broker could lock itself out. */
+    if (chmod(dir, 0700) != 0) {
+      int e = errno;
+      set_err(err, errlen, "cannot chmod 700 data directory %s: %s", dir, strerror(e));
+      return -e;
+    }
+  } else if (errno != EEXIST) {
+    int e = errno;
+    set_err(err, errlen, "cannot create data directory %s: %s", dir, strerror(e));
+    return -e;
+  }
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    int e = errno;
+    set_err(err, errlen, "cannot stat data directory %s: %s", dir, strerror(e));
+    return -e;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    set_err(err, errlen, "data directory %s is not a directory", dir);
+    return TT_ECONFIG;
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    set_err(err, errlen, "data directory %s is group- or world-writable (mode %03o); "
+            "chmod 700 it", dir, (unsigned)(st.st_mode & 0777));
+    return TT_ECONFIG;
+  }
+  return 0;
+}
+
+/* The database file must be 0600 whatever the umask (SQLite gives the -wal and -shm files
+ * the database file's mode). Only SQLite ever opens these files: closing any other
+ * descriptor of them would drop every POSIX lock SQLite holds on them (fcntl locks are per
+ * process and file, not per descriptor), after which an outside reader's close deletes the
+ * live WAL and acknowledged writes are gone at the next crash. So the mode is checked and
+ * set by path, after SQLite has created the file and before the first write. The data
+ * directory is 0700, so nobody else could open the file in between. */
+static int secure_file(const char *path, char *err, size_t errlen) {
+  struct stat st;
+  if (lstat(path, &st) != 0) {
+    int e = errno;
+    set_err(err, errlen, "cannot stat %s: %s", path, strerror(e));
+    return -e;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    set_err(err, errlen, "%s is not a regular file", path);
+    return TT_ECONFIG;
+  }
+  if ((st.st_mode & 0777) == 0600) return 0;
+  if (chmod(path, 0600) != 0) {
+    int e = errno;
+    set_err(err, errlen, "cannot chmod 600 %s: %s", path, strerror(e));
+    return -e;
+  }
+  if ((st.st_mode & 077) != 0)
+    TT_WARN(MOD, "store file mode tightened", "path=%s was=%03o", path, (unsigned)(st.st_mode & 0777));
+  return 0;
+}
+
+/* One-off statements at open (pragmas, version reads), not worth keeping prepared. */
+static int open_query_int(sqlite3 *db, const char *sql, int64_t *out) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *out = sqlite3_column_int64(st, 0);
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_DONE) {
+    rc = SQLITE_ERROR;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int open_pragmas(sqlite3 *db, char *err, size_t errlen) {
+  /* WAL with synchronous=NORMAL: a commit is in the WAL before COMMIT returns, so a broker
+   * killed at any moment (the crash test SIGKILLs) loses nothing it reported as done. The
+   * WAL is fsynced only at checkpoints, so an OS crash or power loss may roll back the last
+   * few commits; the file is never corrupted either way. FULL would fsync every commit for
+   * no gain against the failure we expect (process death). */
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+    rc = (mode != NULL && strcmp((const char *)mode, "wal") == 0) ? SQLITE_OK : SQLITE_ERROR;
+    sqlite3_finalize(st);
+  }
+  if (rc != SQLITE_OK) {
+    set_err(err, errlen, "cannot switch the store to WAL mode: %s", sqlite3_errmsg(db));
+    return TT_EIO;
+  }
+  rc = sqlite3_exec(db,
+                    "PRAGMA synchronous = NORMAL;"
+                    "PRAGMA foreign_keys = ON;"
+                    "PRAGMA secure_delete = OFF;",
+                    NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    set_err(err, errlen, "cannot set store pragmas: %s", sqlite3_errmsg(db));
+    return TT_EIO;
+  }
+  return 0;
+}
+
+static int open_migrate(broker_store_t *s, char *err, size_t errlen) {
+  int64_t v = 0;
+  int rc = open_query_int(s->db, "PRAGMA user_version", &v);
+  if (rc != SQLITE_OK) {
+    set_err(err, errlen, "cannot read the store schema version: %s", sqlite3_errmsg(s->db));
+    return TT_EIO;
+  }
+  if (v > STORE_SCHEMA_LATEST) {
+    set_err(err, errlen, "store schema %lld is newer than this broker (%d)", (long long)v,
+            STORE_SCHEMA_LATEST);
+    return TT_EVERSION;
+  }
+  if (v < 0) {
+    set_err(err, errlen, "store schema version %lld is not valid", (long long)v);
+    return TT_EVERSION;
+  }
+  for (int64_t i = v; i < STORE_SCHEMA_LATEST; i++) {
+    int64_t now = 0;
+    rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, g_migrations[i], NULL, NULL, NULL);
+    if (rc == SQLITE_OK) rc = open_query_int(s->db, "PRAGMA user_version", &now);
+    if (rc == SQLITE_OK && now != i + 1) {
+      /* A step that forgot its bump is our bug; refuse rather than run it twice later. */
+      set_err(err, errlen, "store migration %lld left schema version %lld", (long long)(i + 1),
+              (long long)now);
+      if (!sqlite3_get_autocommit(s->db)) (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      return TT_EVERSION;
+    }
+    if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+      set_err(err, errlen, "store migration to schema %lld failed: %s", (long long)(i + 1),
+              sqlite3_errmsg(s->db));
+      if (!sqlite3_get_autocommit(s->db)) (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      return TT_EIO;
+    }
+    TT_INFO(MOD, "store schema migrated", "version=%lld", (long long)(i + 1));
+  }
+  s->version = STORE_SCHEMA_LATEST;
+  return 0;
+}
+
+int store_open(broker_store_t **out, const char *data_dir, char *err, size_t errlen) {
+  *out = NULL;
+  if (err != NULL && errlen > 0) err[0] = '\0';
+  char path[4096];
+  int n = snprintf(path, sizeof path, "%s/%s", data_dir, STORE_FILE);
+  if (n < 0 || (size_t)n >= sizeof path) {
+    set_err(err, errlen, "data directory path too long");
+    return TT_ECONFIG;
+  }
+  int rc = prepare_dir(data_dir, err, errlen);
+  if (rc != 0) return rc;
+
+  broker_store_t *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    set_err(err, errlen, "out of memory");
+    return TT_ENOMEM;
+  }
+  /* NOMUTEX: the store belongs to the loop thread alone. */
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+              SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE;
+  int src = sqlite3_open_v2(path, &s->db, flags, NULL);
+  if (src != SQLITE_OK) {
+    set_err(err, errlen, "cannot open %s: %s", path,
+            s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));
+    rc = TT_EIO;
+    goto out;
+  }
+  rc = secure_file(path, err, errlen);
+  if (rc != 0) goto out;
+  /* Defensive mode forbids writable_schema and friends; an untrusted schema may not call
+   * functions with side effects. Neither is something we do; both narrow what a crafted
+   * database file could make us do. */
+  if (sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL) != SQLITE_OK ||
+      sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL) != SQLITE_OK ||
+      sqlite3_busy_timeout(s->db, STORE_BUSY_MS) != SQLITE_OK) {
+    set_err(err, errlen, "cannot configure the store connection: %s", sqlite3_errmsg(s->db));
+    rc = TT_EIO;
+    goto out;
+  }
+  /* Check the version before the first write, so a newer store is left untouched. */
+  rc = open_migrate(s, err, errlen);
+  if (rc != 0) goto out;
+  rc = open_pragmas(s->db, err, errlen);
+  if (rc != 0) goto out;
+  rc = store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]);
+  if (rc == 0) rc = store_prepare_devices(s);
+  if (rc == 0) rc = store_prepare_tokens(s);
+  if (rc == 0) rc = store_prepare_audit(s);
+  if (rc == 0) rc = store_prepare_tickets(s);
+  if (rc == 0) rc = store_prepare_sessions(s);
+  if (rc != 0) {
+    set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
+    goto out;
+  }
+  rc = store_audit_load_tail(s);
+  if (rc != 0) {
+    set_err(err, errlen, "cannot read the audit tail: %s", sqlite3_errmsg(s->db));
+    goto out;
+  }
+  *out = s;
+  return 0;
+out:
+  store_close(s);
+  return rc;
+}
+
+void store_close(broker_store_t *s) {
+  if (s == NULL) return;
+  for (int i = 0; i < ST__COUNT; i++) sqlite3_finalize(s->st[i]);
+  if (s->db != NULL) {
+    int rc = sqlite3_close(s->db);
+    if (rc != SQLITE_OK)
+      TT_ERROR(MOD, "store close failed", "rc=%d err=\"%s\"", rc, sqlite3_errstr(rc));
+  }
+  free(s);
+}
+
+int store_schema_version(broker_store_t *s) { return s->version; }
+

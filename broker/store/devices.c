@@ -1,0 +1,186 @@
+/* Devices and identities: the device registry (enrolled, seen, certificates) and the
+ * revocations of devices and people. */
+#include "internal.h"
+
+#define DEV_COLS "id, hostname, address, version, cert_fp, enrolled_ms, last_seen_ms, " \
+                 "cert_not_after_ms, revoked"
+
+static const store_sql_t k_sql[] = {
+  {ST_DEV_INSERT, "INSERT INTO devices(" DEV_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+  {ST_DEV_SEEN, "INSERT INTO devices(id, hostname, address, version, enrolled_ms, last_seen_ms)"
+      " VALUES(?1, ?2, ?3, ?4, ?5, ?5)"
+      " ON CONFLICT(id) DO UPDATE SET hostname = excluded.hostname,"
+      " address = excluded.address, version = excluded.version,"
+      " last_seen_ms = excluded.last_seen_ms"},
+  {ST_DEV_SET_CERT, "UPDATE devices SET cert_fp = ?2, cert_not_after_ms = ?3 WHERE id = ?1"},
+  {ST_DEV_GET, "SELECT " DEV_COLS " FROM devices WHERE id = ?1"},
+  {ST_DEV_LIST, "SELECT " DEV_COLS " FROM devices ORDER BY id LIMIT ?1 OFFSET ?2"},
+  {ST_DEV_COUNT, "SELECT count(*) FROM devices"},
+  {ST_DEV_SET_REVOKED, "UPDATE devices SET revoked = 1 WHERE id = ?1"},
+  {ST_REV_INSERT, "INSERT INTO revocations(kind, name, \"by\", reason, ts_ms)"
+      " VALUES(?1, ?2, ?3, ?4, ?5)"},
+  {ST_REV_GET, "SELECT 1 FROM revocations WHERE kind = ?1 AND name = ?2"},
+};
+
+int store_prepare_devices(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
+
+/* ---- devices --------------------------------------------------------------------------- */
+
+static void dev_from_row(sqlite3_stmt *st, store_device_t *d) {
+  memset(d, 0, sizeof *d);
+  col_text(st, 0, d->id, sizeof d->id);
+  col_text(st, 1, d->hostname, sizeof d->hostname);
+  col_text(st, 2, d->address, sizeof d->address);
+  col_text(st, 3, d->version, sizeof d->version);
+  col_text(st, 4, d->cert_fp, sizeof d->cert_fp);
+  d->enrolled_ms = sqlite3_column_int64(st, 5);
+  d->last_seen_ms = sqlite3_column_int64(st, 6);
+  d->cert_not_after_ms = sqlite3_column_int64(st, 7);
+  d->revoked = sqlite3_column_int64(st, 8) != 0;
+}
+
+int store_device_add(broker_store_t *s, const store_device_t *d) {
+  sqlite3_stmt *st = s->st[ST_DEV_INSERT];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, d->id, &rc);
+  bind_text(st, 2, d->hostname, &rc);
+  bind_text(st, 3, d->address, &rc);
+  bind_text(st, 4, d->version, &rc);
+  bind_text(st, 5, d->cert_fp, &rc);
+  bind_i64(st, 6, d->enrolled_ms, &rc);
+  bind_i64(st, 7, d->last_seen_ms, &rc);
+  bind_i64(st, 8, d->cert_not_after_ms, &rc);
+  bind_i64(st, 9, d->revoked ? 1 : 0, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  return rc == SQLITE_DONE ? 0 : insert_fail(s, "device_add", rc);
+}
+
+int store_device_seen(broker_store_t *s, const char *id, const char *hostname, const char *address,
+                      const char *version, int64_t now_ms) {
+  sqlite3_stmt *st = s->st[ST_DEV_SEEN];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, id, &rc);
+  bind_text(st, 2, hostname, &rc);
+  bind_text(st, 3, address, &rc);
+  bind_text(st, 4, version, &rc);
+  bind_i64(st, 5, now_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  return rc == SQLITE_DONE ? 0 : sql_fail(s, "device_seen", rc);
+}
+
+int store_device_set_cert(broker_store_t *s, const char *id, const char *cert_fp,
+                          int64_t not_after_ms) {
+  sqlite3_stmt *st = s->st[ST_DEV_SET_CERT];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, id, &rc);
+  bind_text(st, 2, cert_fp, &rc);
+  bind_i64(st, 3, not_after_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return sql_fail(s, "device_set_cert", rc);
+  return sqlite3_changes(s->db) == 0 ? TT_ENOTFOUND : 0;
+}
+
+int store_device_get(broker_store_t *s, const char *id, store_device_t *out) {
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = s->st[ST_DEV_GET];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, id, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc == SQLITE_ROW) dev_from_row(st, out);
+  else if (rc == SQLITE_DONE) ret = TT_ENOTFOUND;
+  else ret = sql_fail(s, "device_get", rc);
+  done(st);
+  return ret;
+}
+
+static int device_count(broker_store_t *s, int64_t *n) {
+  sqlite3_stmt *st = s->st[ST_DEV_COUNT];
+  int rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc == SQLITE_ROW) *n = sqlite3_column_int64(st, 0);
+  else ret = sql_fail(s, "device_count", rc);
+  done(st);
+  return ret;
+}
+
+/* The callback must not call back into the store's device listing (the statement is in
+ * use); a non-zero return stops the walk and is returned. limit 0 = no limit. */
+int store_device_list(broker_store_t *s, uint32_t offset, uint32_t limit, store_device_cb cb,
+                      void *ctx, uint32_t *total) {
+  if (total != NULL) *total = 0;
+  int64_t n = 0;
+  int ret = device_count(s, &n);
+  if (ret != 0) return ret;
+  if (total != NULL) *total = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+  sqlite3_stmt *st = s->st[ST_DEV_LIST];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, limit == 0 ? -1 : (int64_t)limit, &rc);
+  bind_i64(st, 2, offset, &rc);
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) break;
+    store_device_t d;
+    dev_from_row(st, &d);
+    ret = cb(ctx, &d);
+    if (ret != 0) break;
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "device_list", rc);
+  return ret;
+}
+
+size_t store_device_count(broker_store_t *s) {
+  int64_t n = 0;
+  if (device_count(s, &n) != 0) return 0; /* logged */
+  return (size_t)n;
+}
+
+/* ---- revocations ---------------------------------------------------------------------- */
+
+int store_revoke(broker_store_t *s, store_revoke_kind_t kind, const char *name, const char *by,
+                 const char *reason, int64_t now_ms) {
+  if (kind != STORE_REVOKE_DEVICE && kind != STORE_REVOKE_PERSON) return TT_EINVAL;
+  int ret = tx_begin(s);
+  if (ret != 0) return ret;
+  sqlite3_stmt *st = s->st[ST_REV_INSERT];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, (int64_t)kind, &rc);
+  bind_text(st, 2, name, &rc);
+  bind_text(st, 3, by, &rc);
+  bind_text(st, 4, reason, &rc);
+  bind_i64(st, 5, now_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) ret = insert_fail(s, "revoke", rc);
+  if (ret == 0 && kind == STORE_REVOKE_DEVICE) {
+    /* A device not (yet) in the table is still revoked by its row above. */
+    st = s->st[ST_DEV_SET_REVOKED];
+    rc = SQLITE_OK;
+    bind_text(st, 1, name, &rc);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    done(st);
+    if (rc != SQLITE_DONE) ret = sql_fail(s, "revoke_device", rc);
+  }
+  if (ret == 0) ret = tx_commit(s);
+  if (ret != 0) tx_rollback(s);
+  return ret;
+}
+
+int store_is_revoked(broker_store_t *s, store_revoke_kind_t kind, const char *name, bool *revoked) {
+  *revoked = false;
+  sqlite3_stmt *st = s->st[ST_REV_GET];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, (int64_t)kind, &rc);
+  bind_text(st, 2, name, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc == SQLITE_ROW) *revoked = true;
+  else if (rc != SQLITE_DONE) ret = sql_fail(s, "is_revoked", rc);
+  done(st);
+  return ret;
+}
+

@@ -1,0 +1,195 @@
+/* The store's private half: the connection, its prepared statements and the helpers every
+ * domain file (devices, tokens, audit, tickets, sessions) shares. Nothing outside
+ * broker/store/ includes this. */
+#ifndef BROKER_STORE_INTERNAL_H
+#define BROKER_STORE_INTERNAL_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "store.h"
+#include "tt/log.h"
+
+#define MOD "store"
+
+/* Every prepared statement of the store; each domain file prepares its own at open. */
+typedef enum {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_SAVEPOINT,
+  ST_RELEASE,
+  ST_ROLLBACK_TO,
+  ST_DEV_INSERT,
+  ST_DEV_SEEN,
+  ST_DEV_SET_CERT,
+  ST_DEV_GET,
+  ST_DEV_LIST,
+  ST_DEV_COUNT,
+  ST_DEV_SET_REVOKED,
+  ST_TOK_INSERT,
+  ST_TOK_GET,
+  ST_TOK_DECREMENT,
+  ST_REV_INSERT,
+  ST_REV_GET,
+  ST_AUDIT_TAIL,
+  ST_AUDIT_INSERT,
+  ST_AUDIT_LIST,
+  ST_AUDIT_LIST_DEVICE,
+  ST_AUDIT_WALK,
+  ST_TIX_INSERT,
+  ST_TIX_UPDATE,
+  ST_TIX_RESPONDED,
+  ST_TIX_GET,
+  ST_TIX_LIST,
+  ST_TIX_LIST_DEVICE,
+  ST_TIX_LIST_ASSIGNEE,
+  ST_TEV_INSERT,
+  ST_TEV_LIST,
+  ST_TEV_TAIL,
+  ST_TEV_COUNT,
+  ST_SES_INSERT,
+  ST_SES_GRANT,
+  ST_SES_GET,
+  ST_SES_END,
+  ST_SES_END_ALL,
+  ST_REC_INSERT,
+  ST_REC_SET_PATH,
+  ST_REC_FINISH,
+  ST_REC_ABANDON,
+  ST_REC_GET,
+  ST_REC_LIST,
+  ST__COUNT
+} store_stmt_t;
+
+struct broker_store_s {
+  sqlite3 *db;
+  sqlite3_stmt *st[ST__COUNT];
+  unsigned tx_depth;           /* nesting of tx_begin */
+  uint32_t tx_outer;           /* bit i: level i began the transaction itself */
+  int version;
+  /* Tail of the audit chain, loaded at open and advanced after each committed append. */
+  int64_t audit_last_id;
+  uint8_t audit_last_hash[32];
+};
+
+
+typedef struct {
+  store_stmt_t id;
+  const char *sql;
+} store_sql_t;
+
+/* Prepare a domain's statements (at open; SQL errors are ours and fail the open). */
+int store_prepare(broker_store_t *s, const store_sql_t *tab, size_t n);
+int store_prepare_devices(broker_store_t *s);
+int store_prepare_tokens(broker_store_t *s);
+int store_prepare_audit(broker_store_t *s);
+int store_prepare_tickets(broker_store_t *s);
+int store_prepare_sessions(broker_store_t *s);
+/* Load the audit chain's tail (at open, and after a batch that appended was rolled back). */
+int store_audit_load_tail(broker_store_t *s);
+
+/* Transactions nest: the outermost tx_begin is BEGIN IMMEDIATE (the write lock taken up
+ * front, so a read-then-write never fails half way), inner ones are savepoints. So a
+ * domain call that needs a transaction of its own runs as well alone (tests, tools) as
+ * inside the store thread's group commit. tx_rollback undoes the innermost level only. */
+int tx_begin(broker_store_t *s);
+int tx_commit(broker_store_t *s);
+void tx_rollback(broker_store_t *s);
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+
+/* The one place a SQLite failure becomes ours: logged once here with SQLite's own words. */
+static inline int sql_fail(broker_store_t *s, const char *op, int rc) {
+  const char *msg = sqlite3_errmsg(s->db);
+  char q[256];
+  tt_log_quote(q, sizeof q, msg, strlen(msg));
+  TT_ERROR(MOD, "sqlite failure", "op=%s rc=%d err=\"%s\"", op, rc, q);
+  return TT_EIO;
+}
+
+/* An insert that collides with an existing key is the caller's -EEXIST, not a disk error. */
+static inline int insert_fail(broker_store_t *s, const char *op, int rc) {
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) return -EEXIST;
+  return sql_fail(s, op, rc);
+}
+
+static inline void done(sqlite3_stmt *st) {
+  /* The step's result was already looked at; reset's echo of it carries nothing new. */
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+/* Bind helpers that do nothing once one has failed, so a statement's bindings read as a
+ * list and are checked once. NULL text binds as "". */
+static inline void bind_text(sqlite3_stmt *st, int i, const char *v, int *rc) {
+  if (*rc == SQLITE_OK) *rc = sqlite3_bind_text(st, i, v != NULL ? v : "", -1, SQLITE_TRANSIENT);
+}
+static inline void bind_i64(sqlite3_stmt *st, int i, int64_t v, int *rc) {
+  if (*rc == SQLITE_OK) *rc = sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+static inline void bind_hash(sqlite3_stmt *st, int i, const uint8_t h[32], int *rc) {
+  if (*rc == SQLITE_OK) *rc = sqlite3_bind_blob(st, i, h, 32, SQLITE_TRANSIENT);
+}
+
+/* Copy a text column into a fixed array, truncating at a UTF-8 character boundary. */
+static inline void col_text(sqlite3_stmt *st, int col, char *dst, size_t cap) {
+  const unsigned char *t = sqlite3_column_text(st, col);
+  int n = sqlite3_column_bytes(st, col);
+  size_t len = (t != NULL && n > 0) ? (size_t)n : 0;
+  if (len >= cap) {
+    len = cap - 1;
+    while (len > 0 && (t[len] & 0xC0) == 0x80) len--;
+  }
+  if (len > 0) memcpy(dst, t, len);
+  dst[len] = '\0';
+}
+
+/* Run a statement that returns no rows. */
+static inline int exec_done(broker_store_t *s, store_stmt_t which, const char *op) {
+  sqlite3_stmt *st = s->st[which];
+  int rc = sqlite3_step(st);
+  done(st);
+  return rc == SQLITE_DONE ? 0 : sql_fail(s, op, rc);
+}
+
+
+
+/* A ticket write the schema refused is the caller's bad value, not a disk error; an event
+ * for a ticket that does not exist trips the foreign key. */
+static inline int constraint_fail(broker_store_t *s, const char *op, int rc) {
+  if (rc == SQLITE_CONSTRAINT_CHECK || rc == SQLITE_CONSTRAINT_NOTNULL) return TT_EINVAL;
+  if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) return TT_ENOTFOUND;
+  return sql_fail(s, op, rc);
+}
+
+/* A struct's text field may lack its NUL if the caller filled it byte by byte: refuse it
+ * (TT_ETOOBIG, checked by ticket_fields) and never read past the array. */
+static inline void bind_field(sqlite3_stmt *st, int i, const char *v, size_t cap, int *rc) {
+  if (*rc == SQLITE_OK) *rc = sqlite3_bind_text(st, i, v, (int)strnlen(v, cap), SQLITE_TRANSIENT);
+}
+
+static inline void bind_opt_text(sqlite3_stmt *st, int i, const char *v, int *rc) {
+  if (*rc != SQLITE_OK) return;
+  *rc = v != NULL ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+static inline int not_live(broker_store_t *s, store_stmt_t which, int64_t id, const char *op) {
+  sqlite3_stmt *st = s->st[which];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc == SQLITE_ROW) return TT_ESTATE;
+  if (rc == SQLITE_DONE) return TT_ENOTFOUND;
+  return sql_fail(s, op, rc);
+}
+
+#endif
