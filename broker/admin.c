@@ -2,6 +2,8 @@
  * audit trail for admins only; renewal for devices; enrollment on enrollment connections.
  * Roles come from the certificate (checked against Hello), never from the request. */
 #include <inttypes.h>
+#include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
@@ -47,76 +49,152 @@ static void device_info(broker_t *b, const store_device_t *d, Tether__DeviceInfo
   o->revoked = d->revoked;
 }
 
-typedef struct {
-  broker_t *b;
-  store_device_t *rows;
-  Tether__DeviceInfo *infos;
-  Tether__DeviceInfo **ptrs;
-  uint32_t n, cap;
-} page_t;
+/* ---- devices: read on the store's reader thread ---------------------------------------- */
 
-static int page_cb(void *ctx, const store_device_t *d) {
-  page_t *p = ctx;
-  if (p->n >= p->cap) return 1;
-  p->rows[p->n] = *d;
-  p->n++;
+typedef struct {
+  broker_creq_t h;
+  uint32_t offset, limit, total, n;
+  char device[TT_NAME_MAX + 1];  /* device show */
+  store_device_t rows[];         /* limit of them */
+} dev_req_t;
+
+static int dev_page_cb(void *ctx, const store_device_t *d) {
+  dev_req_t *x = ctx;
+  if (x->n >= x->limit) return 1;
+  x->rows[x->n++] = *d;
   return 0;
 }
 
-static int on_devices(broker_conn_t *c, uint32_t id, const Tether__DeviceListRequest *q) {
-  broker_t *b = c->b;
-  uint32_t limit = q->limit == 0 || q->limit > TT_DEVICE_PAGE_MAX ? TT_DEVICE_PAGE_MAX : q->limit;
-  page_t p = {.b = b, .cap = limit};
-  p.rows = calloc(limit, sizeof(*p.rows));
-  p.infos = calloc(limit, sizeof(*p.infos));
-  p.ptrs = calloc(limit, sizeof(*p.ptrs));
-  uint32_t total = 0;
+static int devices_run(broker_store_t *s, store_req_t *r) {
+  dev_req_t *x = (dev_req_t *)r;
+  int rc = store_device_list(s, x->offset, x->limit, dev_page_cb, x, &x->total);
+  return rc < 0 ? rc : 0;
+}
+
+static void devices_done(store_req_t *r) {
+  dev_req_t *x = (dev_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  Tether__DeviceInfo *infos = NULL;
+  Tether__DeviceInfo **ptrs = NULL;
+  if (!c) goto out;
   int rc = TT_ENOMEM;
-  if (!p.rows || !p.infos || !p.ptrs) goto out;
-  rc = store_device_list(b->store, q->offset, limit, page_cb, &p, &total);
-  if (rc < 0) {
-    rc = broker_reply_error(c, id, TT_EIO, "the broker could not read its store");
-    goto out;
+  if (r->rc) {
+    rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not read its store");
+    goto reply;
   }
-  for (uint32_t i = 0; i < p.n; i++) {
-    device_info(b, &p.rows[i], &p.infos[i]);
-    p.ptrs[i] = &p.infos[i];
+  infos = calloc(x->n ? x->n : 1, sizeof(*infos));
+  ptrs = calloc(x->n ? x->n : 1, sizeof(*ptrs));
+  if (!infos || !ptrs) goto reply;
+  for (uint32_t i = 0; i < x->n; i++) {
+    device_info(c->b, &x->rows[i], &infos[i]);
+    ptrs[i] = &infos[i];
   }
   Tether__DeviceList list = TETHER__DEVICE_LIST__INIT;
-  list.devices = p.ptrs;
-  list.n_devices = p.n;
-  list.total = total;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.body_case = TETHER__RESPONSE__BODY_DEVICES;
-  r.devices = &list;
-  rc = send_response(c, &r);
+  list.devices = ptrs;
+  list.n_devices = x->n;
+  list.total = x->total;
+  Tether__Response resp = TETHER__RESPONSE__INIT;
+  resp.id = x->h.id;
+  resp.body_case = TETHER__RESPONSE__BODY_DEVICES;
+  resp.devices = &list;
+  rc = send_response(c, &resp);
+reply:
+  if (rc) tt_link_close(c->link, rc, "peer not reading");
 out:
-  free(p.rows);
-  free(p.infos);
-  free(p.ptrs);
-  return rc;
+  free(infos);
+  free(ptrs);
+  free(x);
+}
+
+static int on_devices(broker_conn_t *c, uint32_t id, const Tether__DeviceListRequest *q) {
+  uint32_t limit = q->limit == 0 || q->limit > TT_DEVICE_PAGE_MAX ? TT_DEVICE_PAGE_MAX : q->limit;
+  dev_req_t *x = broker_creq_new(c, id, sizeof(*x) + limit * sizeof(store_device_t), STORE_LANE_READ,
+                                 devices_run, devices_done, "device_list");
+  if (!x) return TT_ENOMEM;
+  x->offset = q->offset;
+  x->limit = limit;
+  return broker_creq_submit(x);
+}
+
+static int device_get_run(broker_store_t *s, store_req_t *r) {
+  dev_req_t *x = (dev_req_t *)r;
+  return store_device_get(s, x->device, &x->rows[0]);
+}
+
+static void device_show_done(store_req_t *r) {
+  dev_req_t *x = (dev_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  if (!c) goto out;
+  int rc;
+  if (r->rc == TT_ENOTFOUND) {
+    char msg[TT_NAME_MAX + 32];
+    snprintf(msg, sizeof(msg), "no such device: %s", x->device);
+    rc = broker_reply_error(c, x->h.id, TT_ENOTFOUND, msg);
+  } else if (r->rc) {
+    rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not read its store");
+  } else {
+    Tether__DeviceInfo info;
+    device_info(c->b, &x->rows[0], &info);
+    Tether__Response resp = TETHER__RESPONSE__INIT;
+    resp.id = x->h.id;
+    resp.body_case = TETHER__RESPONSE__BODY_DEVICE;
+    resp.device = &info;
+    rc = send_response(c, &resp);
+  }
+  if (rc) tt_link_close(c->link, rc, "peer not reading");
+out:
+  free(x);
 }
 
 static int on_device_show(broker_conn_t *c, uint32_t id, const Tether__DeviceShowRequest *q) {
   char dev[TT_NAME_MAX + 1];
-  store_device_t d;
   if (tt_text_copy(dev, sizeof(dev), q->device_id) || !dev[0])
     return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
-  int rc = store_device_get(c->b->store, dev, &d);
-  if (rc == TT_ENOTFOUND) {
-    char msg[TT_NAME_MAX + 32];
-    snprintf(msg, sizeof(msg), "no such device: %s", dev);
-    return broker_reply_error(c, id, TT_ENOTFOUND, msg);
+  dev_req_t *x = broker_creq_new(c, id, sizeof(*x) + sizeof(store_device_t), STORE_LANE_READ, device_get_run,
+                                 device_show_done, "device_get");
+  if (!x) return TT_ENOMEM;
+  snprintf(x->device, sizeof(x->device), "%s", dev);
+  return broker_creq_submit(x);
+}
+
+/* ---- tokens and revocation: the write and its audit entry commit together ---------------- */
+
+typedef struct {
+  broker_creq_t h;
+  uint8_t hash[32];
+  int64_t now_ms, expires_ms;
+  uint32_t uses;
+  char note[TT_TEXT_MAX + 1];
+  char token[4 + 64 + 1];
+} token_new_req_t;
+
+static int token_new_run(broker_store_t *s, store_req_t *r) {
+  token_new_req_t *x = (token_new_req_t *)r;
+  return store_token_add(s, x->hash, x->expires_ms, x->uses, x->note, x->h.audit.actor, x->now_ms);
+}
+
+static void token_new_done(store_req_t *r) {
+  token_new_req_t *x = (token_new_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  if (!c) goto out;
+  int rc;
+  if (r->rc) {
+    rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not store the token and its audit entry");
+  } else {
+    Tether__TokenNewResponse t = TETHER__TOKEN_NEW_RESPONSE__INIT;
+    t.token = tt_text(x->token);
+    t.expires_ms = (uint64_t)x->expires_ms;
+    t.uses = x->uses;
+    Tether__Response resp = TETHER__RESPONSE__INIT;
+    resp.id = x->h.id;
+    resp.body_case = TETHER__RESPONSE__BODY_TOKEN_NEW;
+    resp.token_new = &t;
+    rc = send_response(c, &resp);
   }
-  if (rc) return broker_reply_error(c, id, TT_EIO, "the broker could not read its store");
-  Tether__DeviceInfo info;
-  device_info(c->b, &d, &info);
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.body_case = TETHER__RESPONSE__BODY_DEVICE;
-  r.device = &info;
-  return send_response(c, &r);
+  if (rc) tt_link_close(c->link, rc, "peer not reading");
+out:
+  OPENSSL_cleanse(x->token, sizeof(x->token));
+  free(x);
 }
 
 static int on_token_new(broker_conn_t *c, uint32_t id, const Tether__TokenNewRequest *q) {
@@ -128,38 +206,91 @@ static int on_token_new(broker_conn_t *c, uint32_t id, const Tether__TokenNewReq
   uint32_t uses = q->uses ? q->uses : 1;
   if (ttl > 365ull * 86400000ull || uses > TOKEN_USES_MAX)
     return broker_reply_error(c, id, TT_EINVAL, "ttl over a year or more than 100000 uses");
-  uint8_t raw[32], hash[32];
-  char token[4 + 64 + 1];
-  if (RAND_bytes(raw, sizeof(raw)) != 1) return broker_reply_error(c, id, TT_EIO, "no randomness");
-  memcpy(token, "tt1_", 4);
-  for (size_t i = 0; i < sizeof(raw); i++) snprintf(token + 4 + 2 * i, 3, "%02x", raw[i]);
-  OPENSSL_cleanse(raw, sizeof(raw));
-  SHA256((const uint8_t *)token, strlen(token), hash);
-  int64_t now = (int64_t)broker_unix_ms(), expires = now + (int64_t)ttl;
-  int rc = store_token_add(b->store, hash, expires, uses, note, c->id.name, now);
-  if (rc) {
-    OPENSSL_cleanse(token, sizeof(token));
-    return broker_reply_error(c, id, TT_EIO, "the broker could not store the token");
+  token_new_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, token_new_run, token_new_done,
+                                       "token_add");
+  if (!x) return TT_ENOMEM;
+  uint8_t raw[32];
+  if (RAND_bytes(raw, sizeof(raw)) != 1) {
+    free(x);
+    return broker_reply_error(c, id, TT_EIO, "no randomness");
   }
+  memcpy(x->token, "tt1_", 4);
+  for (size_t i = 0; i < sizeof(raw); i++) snprintf(x->token + 4 + 2 * i, 3, "%02x", raw[i]);
+  OPENSSL_cleanse(raw, sizeof(raw));
+  SHA256((const uint8_t *)x->token, strlen(x->token), x->hash);
+  x->now_ms = (int64_t)broker_unix_ms();
+  x->expires_ms = x->now_ms + (int64_t)ttl;
+  x->uses = uses;
+  snprintf(x->note, sizeof(x->note), "%s", note);
   char uses_s[16], exp_s[24];
   snprintf(uses_s, sizeof(uses_s), "%u", uses);
-  snprintf(exp_s, sizeof(exp_s), "%" PRId64, expires);
-  broker_audit(b, c->id.name, "token-new", "", "uses", uses_s, "expires_ms", exp_s, "note", note, AUDIT_END);
-  Tether__TokenNewResponse t = TETHER__TOKEN_NEW_RESPONSE__INIT;
-  t.token = tt_text(token);
-  t.expires_ms = (uint64_t)expires;
-  t.uses = uses;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.body_case = TETHER__RESPONSE__BODY_TOKEN_NEW;
-  r.token_new = &t;
-  rc = send_response(c, &r);
-  OPENSSL_cleanse(token, sizeof(token));
-  return rc;
+  snprintf(exp_s, sizeof(exp_s), "%" PRId64, x->expires_ms);
+  x->h.req.audit = &x->h.audit;
+  broker_audit_rec(&x->h.audit, c->id.name, "token-new", "", "uses", uses_s, "expires_ms", exp_s, "note", note,
+                   AUDIT_END);
+  return broker_creq_submit(x);
+}
+
+typedef struct {
+  broker_creq_t h;
+  store_revoke_kind_t kind;
+  int64_t now_ms;
+  char name[TT_NAME_MAX + 1];
+  char reason[TT_TEXT_MAX + 1];
+} revoke_req_t;
+
+static int revoke_run(broker_store_t *s, store_req_t *r) {
+  revoke_req_t *x = (revoke_req_t *)r;
+  return store_revoke(s, x->kind, x->name, x->h.audit.actor, x->reason, x->now_ms);
+}
+
+static void revoke_done(store_req_t *r) {
+  revoke_req_t *x = (revoke_req_t *)r;
+  broker_t *b = x->h.c->b;
+  broker_conn_t *c = broker_creq_conn(x);
+  const char *kind_s = x->kind == STORE_REVOKE_DEVICE ? "device" : "person";
+  if (r->rc == 0 || r->rc == -EEXIST) {
+    /* Recorded (now or before): refused at every handshake from here, and its live
+     * connections end now, whether or not the admin who asked is still there. */
+    revoked_add(b, x->kind, x->name);
+  }
+  uint32_t closed = 0;
+  if (r->rc == 0) {
+    for (broker_conn_t *y = b->conns; y; y = y->next) {
+      if (y->link->closing || y->state == BROKER_CONN_ENROLL || strcmp(y->id.name, x->name) != 0) continue;
+      bool match = x->kind == STORE_REVOKE_DEVICE ? y->id.role == TT_ROLE_AGENT
+                                                  : (y->id.role == TT_ROLE_TECHNICIAN || y->id.role == TT_ROLE_ADMIN);
+      if (!match || y == c) continue;
+      tt_link_close(y->link, TT_EDENIED, "this identity has been revoked");
+      closed++;
+    }
+    broker_sessions_end_identity(b, x->kind == STORE_REVOKE_DEVICE, x->name, x->h.audit.actor, "revoked");
+    TT_INFO("broker", "revoked", "by=%s kind=%s name=%s closed=%u", x->h.audit.actor, kind_s, x->name, closed);
+  }
+  if (!c) goto out;
+  int rc;
+  if (r->rc == -EEXIST) {
+    rc = broker_reply_error(c, x->h.id, TT_EINVAL, "already revoked");
+  } else if (r->rc) {
+    rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not record the revocation and its audit entry: nothing was revoked");
+  } else {
+    Tether__RevokeResponse rr = TETHER__REVOKE_RESPONSE__INIT;
+    rr.connections_closed = closed;
+    Tether__Response resp = TETHER__RESPONSE__INIT;
+    resp.id = x->h.id;
+    resp.body_case = TETHER__RESPONSE__BODY_REVOKE;
+    resp.revoke = &rr;
+    rc = send_response(c, &resp);
+    /* An admin who revokes themselves is done too. */
+    if (x->kind == STORE_REVOKE_PERSON && strcmp(c->id.name, x->name) == 0)
+      tt_link_close(c->link, TT_EDENIED, "this identity has been revoked");
+  }
+  if (rc) tt_link_close(c->link, rc, "peer not reading");
+out:
+  free(x);
 }
 
 static int on_revoke(broker_conn_t *c, uint32_t id, const Tether__RevokeRequest *q) {
-  broker_t *b = c->b;
   char name[TT_NAME_MAX + 1], reason[TT_TEXT_MAX + 1] = "";
   if (tt_text_copy(name, sizeof(name), q->name) || !tt_name_valid(name))
     return broker_reply_error(c, id, TT_EINVAL, "no valid name to revoke");
@@ -171,70 +302,60 @@ static int on_revoke(broker_conn_t *c, uint32_t id, const Tether__RevokeRequest 
   else return broker_reply_error(c, id, TT_EINVAL, "revoke a device or a person");
   /* A device need not be known yet: a hand-issued certificate that has never connected
    * can be revoked before it is ever used. */
-  int rc = store_revoke(b->store, kind, name, c->id.name, reason, (int64_t)broker_unix_ms());
-  if (rc == -EEXIST) return broker_reply_error(c, id, TT_EINVAL, "already revoked");
-  if (rc) return broker_reply_error(c, id, TT_EIO, "the broker could not record the revocation");
-  broker_audit(b, c->id.name, "revoke", name, "kind", kind == STORE_REVOKE_DEVICE ? "device" : "person",
-               "reason", reason, AUDIT_END);
-  /* End the identity's live connections now, not at their next handshake. */
-  uint32_t closed = 0;
-  for (broker_conn_t *x = b->conns; x; x = x->next) {
-    if (x->link->closing || x->state == BROKER_CONN_ENROLL || strcmp(x->id.name, name) != 0) continue;
-    bool match = kind == STORE_REVOKE_DEVICE ? x->id.role == TT_ROLE_AGENT
-                                              : (x->id.role == TT_ROLE_TECHNICIAN || x->id.role == TT_ROLE_ADMIN);
-    if (!match || x == c) continue;
-    tt_link_close(x->link, TT_EDENIED, "this identity has been revoked");
-    closed++;
-  }
-  broker_sessions_end_identity(b, kind == STORE_REVOKE_DEVICE, name, c->id.name, "revoked");
-  TT_INFO("broker", "revoked", "by=%s kind=%s name=%s closed=%u", c->id.name,
-          kind == STORE_REVOKE_DEVICE ? "device" : "person", name, closed);
-  Tether__RevokeResponse rr = TETHER__REVOKE_RESPONSE__INIT;
-  rr.connections_closed = closed;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.body_case = TETHER__RESPONSE__BODY_REVOKE;
-  r.revoke = &rr;
-  rc = send_response(c, &r);
-  /* An admin who revokes themselves is done too. */
-  if (kind == STORE_REVOKE_PERSON && strcmp(c->id.name, name) == 0)
-    tt_link_close(c->link, TT_EDENIED, "this identity has been revoked");
-  return rc;
+  revoke_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, revoke_run, revoke_done, "revoke");
+  if (!x) return TT_ENOMEM;
+  x->kind = kind;
+  x->now_ms = (int64_t)broker_unix_ms();
+  snprintf(x->name, sizeof(x->name), "%s", name);
+  snprintf(x->reason, sizeof(x->reason), "%s", reason);
+  x->h.req.audit = &x->h.audit;
+  broker_audit_rec(&x->h.audit, c->id.name, "revoke", name, "kind", kind == STORE_REVOKE_DEVICE ? "device" : "person",
+                   "reason", reason, AUDIT_END);
+  return broker_creq_submit(x);
 }
 
+/* ---- the audit trail: listed and verified on the reader thread --------------------------- */
+
 typedef struct {
-  store_audit_t *rows;
+  broker_creq_t h;
+  store_audit_filter_t f;
+  char device[TT_NAME_MAX + 1];
   uint32_t n, cap;
-} audit_page_t;
+  int64_t count, bad;
+  store_audit_t rows[];        /* cap of them: one more than a page tells of a next one */
+} audit_req_t;
 
 static int audit_cb(void *ctx, const store_audit_t *e) {
-  audit_page_t *p = ctx;
-  if (p->n >= p->cap) return 1;
-  p->rows[p->n++] = *e;
+  audit_req_t *x = ctx;
+  if (x->n >= x->cap) return 1;
+  x->rows[x->n++] = *e;
   return 0;
 }
 
-static int on_audit_list(broker_conn_t *c, uint32_t id, const Tether__AuditListRequest *q) {
-  char dev[TT_NAME_MAX + 1] = "";
-  if (q->device.len && tt_text_copy(dev, sizeof(dev), q->device))
-    return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
-  uint32_t limit = q->limit == 0 || q->limit > TT_AUDIT_PAGE_MAX ? TT_AUDIT_PAGE_MAX : q->limit;
-  audit_page_t p = {.cap = limit + 1}; /* one more tells whether there is a next page */
-  p.rows = calloc(p.cap, sizeof(*p.rows));
-  Tether__AuditEntry *ents = calloc(limit, sizeof(*ents));
-  Tether__AuditEntry **ptrs = calloc(limit, sizeof(*ptrs));
+static int audit_list_run(broker_store_t *s, store_req_t *r) {
+  audit_req_t *x = (audit_req_t *)r;
+  int rc = store_audit_list(s, &x->f, audit_cb, x);
+  return rc < 0 ? rc : 0;
+}
+
+static void audit_list_done(store_req_t *r) {
+  audit_req_t *x = (audit_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  Tether__AuditEntry *ents = NULL;
+  Tether__AuditEntry **ptrs = NULL;
+  if (!c) goto out;
   int rc = TT_ENOMEM;
-  if (!p.rows || !ents || !ptrs) goto out;
-  store_audit_filter_t f = {.since_ms = (int64_t)q->since_ms, .device = dev[0] ? dev : NULL,
-                            .limit = p.cap, .after_id = (int64_t)q->after_id};
-  rc = store_audit_list(c->b->store, &f, audit_cb, &p);
-  if (rc < 0) {
-    rc = broker_reply_error(c, id, TT_EIO, "the broker could not read the audit log");
-    goto out;
+  if (r->rc) {
+    rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not read the audit log");
+    goto reply;
   }
-  uint32_t n = p.n > limit ? limit : p.n;
+  uint32_t limit = x->cap - 1;
+  uint32_t n = x->n > limit ? limit : x->n;
+  ents = calloc(n ? n : 1, sizeof(*ents));
+  ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+  if (!ents || !ptrs) goto reply;
   for (uint32_t i = 0; i < n; i++) {
-    store_audit_t *e = &p.rows[i];
+    store_audit_t *e = &x->rows[i];
     Tether__AuditEntry *o = &ents[i];
     tether__audit_entry__init(o);
     o->id = (uint64_t)e->id;
@@ -252,79 +373,77 @@ static int on_audit_list(broker_conn_t *c, uint32_t id, const Tether__AuditListR
   Tether__AuditList list = TETHER__AUDIT_LIST__INIT;
   list.entries = ptrs;
   list.n_entries = n;
-  list.more = p.n > limit;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.body_case = TETHER__RESPONSE__BODY_AUDIT_LIST;
-  r.audit_list = &list;
-  rc = send_response(c, &r);
+  list.more = x->n > limit;
+  Tether__Response resp = TETHER__RESPONSE__INIT;
+  resp.id = x->h.id;
+  resp.body_case = TETHER__RESPONSE__BODY_AUDIT_LIST;
+  resp.audit_list = &list;
+  rc = send_response(c, &resp);
+reply:
+  if (rc) tt_link_close(c->link, rc, "peer not reading");
 out:
-  free(p.rows);
   free(ents);
   free(ptrs);
-  return rc;
+  free(x);
 }
 
-/* Verifying walks the whole chain: on a worker thread with a connection of its own (WAL
- * lets it read while the loop keeps writing), so a long log never stalls the relay. */
-typedef struct {
-  uv_work_t req;
-  broker_conn_t *c;
-  uint32_t id;
-  char dir[512];
+static int on_audit_list(broker_conn_t *c, uint32_t id, const Tether__AuditListRequest *q) {
+  char dev[TT_NAME_MAX + 1] = "";
+  if (q->device.len && tt_text_copy(dev, sizeof(dev), q->device))
+    return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
+  uint32_t limit = q->limit == 0 || q->limit > TT_AUDIT_PAGE_MAX ? TT_AUDIT_PAGE_MAX : q->limit;
+  audit_req_t *x = broker_creq_new(c, id, sizeof(*x) + (limit + 1) * sizeof(store_audit_t), STORE_LANE_READ,
+                                   audit_list_run, audit_list_done, "audit_list");
+  if (!x) return TT_ENOMEM;
+  x->cap = limit + 1;
+  snprintf(x->device, sizeof(x->device), "%s", dev);
+  x->f = (store_audit_filter_t){.since_ms = (int64_t)q->since_ms, .device = x->device[0] ? x->device : NULL,
+                                .limit = x->cap, .after_id = (int64_t)q->after_id};
+  return broker_creq_submit(x);
+}
+
+/* Verifying walks the whole chain on the reader thread's own connection (WAL lets it read
+ * while the writer keeps writing), so a long log never stalls the relay. */
+static int verify_run(broker_store_t *s, store_req_t *r) {
+  audit_req_t *x = (audit_req_t *)r;
+  return store_audit_verify(s, &x->count, &x->bad);
+}
+
+static void verify_done(store_req_t *r) {
+  audit_req_t *x = (audit_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  if (!c) goto out;
+  c->verifying = false;
   int rc;
-  int64_t count, bad;
-} verify_job_t;
-
-static void verify_work(uv_work_t *w) {
-  verify_job_t *j = w->data;
-  broker_store_t *s;
-  char err[256];
-  j->rc = store_open(&s, j->dir, err, sizeof(err));
-  if (j->rc) return;
-  j->rc = store_audit_verify(s, &j->count, &j->bad);
-  store_close(s);
-}
-
-static void verify_done(uv_work_t *w, int status) {
-  verify_job_t *j = w->data;
-  broker_conn_t *c = j->c;
-  if (!broker_conn_work_done(c) || c->link->closing) goto out;
-  if (status || j->rc) {
-    (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not read the audit log");
-    goto out;
+  if (r->rc) {
+    rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not read the audit log");
+  } else {
+    char cs[24], bs[24];
+    snprintf(cs, sizeof(cs), "%" PRId64, x->count);
+    snprintf(bs, sizeof(bs), "%" PRId64, x->bad);
+    broker_audit(c->b, c->id.name, "audit-verify", "", "count", cs, "first_bad", bs, AUDIT_END);
+    Tether__AuditVerifyResponse v = TETHER__AUDIT_VERIFY_RESPONSE__INIT;
+    v.count = (uint64_t)x->count;
+    v.first_bad = (uint64_t)x->bad;
+    Tether__Response resp = TETHER__RESPONSE__INIT;
+    resp.id = x->h.id;
+    resp.body_case = TETHER__RESPONSE__BODY_AUDIT_VERIFY;
+    resp.audit_verify = &v;
+    rc = send_response(c, &resp);
   }
-  char cs[24], bs[24];
-  snprintf(cs, sizeof(cs), "%" PRId64, j->count);
-  snprintf(bs, sizeof(bs), "%" PRId64, j->bad);
-  broker_audit(c->b, c->id.name, "audit-verify", "", "count", cs, "first_bad", bs, AUDIT_END);
-  Tether__AuditVerifyResponse v = TETHER__AUDIT_VERIFY_RESPONSE__INIT;
-  v.count = (uint64_t)j->count;
-  v.first_bad = (uint64_t)j->bad;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = j->id;
-  r.body_case = TETHER__RESPONSE__BODY_AUDIT_VERIFY;
-  r.audit_verify = &v;
-  if (send_response(c, &r)) tt_link_close(c->link, TT_EFULL, "peer not reading");
+  if (rc) tt_link_close(c->link, TT_EFULL, "peer not reading");
 out:
-  free(j);
+  free(x);
 }
 
 static int on_audit_verify(broker_conn_t *c, uint32_t id) {
-  if (c->work) return broker_reply_error(c, id, TT_EBUSY, "a verification is already running");
-  verify_job_t *j = calloc(1, sizeof(*j));
-  if (!j) return TT_ENOMEM;
-  j->c = c;
-  j->id = id;
-  j->req.data = j;
-  snprintf(j->dir, sizeof(j->dir), "%s", c->b->cfg.data_dir);
-  int rc = uv_queue_work(c->b->loop, &j->req, verify_work, verify_done);
-  if (rc) {
-    free(j);
-    return broker_reply_error(c, id, TT_EIO, "the broker could not start the verification");
-  }
-  c->work++;
-  return 0;
+  if (c->verifying) return broker_reply_error(c, id, TT_EBUSY, "a verification is already running");
+  audit_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_READ, verify_run, verify_done, "audit_verify");
+  if (!x) return TT_ENOMEM;
+  unsigned held = c->work;
+  int rc = broker_creq_submit(x);
+  if (c->work != held) c->verifying = true;
+  return rc;
 }
 
 static int deny(broker_conn_t *c, uint32_t id, const char *what, const char *need) {

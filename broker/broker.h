@@ -36,6 +36,7 @@ typedef struct {
    * (at most session_max). */
   int64_t session_duration_ms;
   int64_t session_max_ms;
+  int64_t store_busy_timeout_ms;
   int log_level;
 } broker_cfg_t;
 
@@ -67,6 +68,8 @@ typedef struct broker_conn_s {
   unsigned work;          /* uv_queue_work jobs holding this conn */
   bool gone;              /* the link went down while work was out: free when it returns */
   bool enroll_used;       /* an enrollment connection gets one request */
+  bool renewing;          /* a renewal is being signed: one at a time */
+  bool verifying;         /* an audit verification is running: one at a time */
   bool tls_done;          /* counted out of broker.handshaking */
   uint64_t expires_at;    /* uv_now when the peer's certificate expires (0 = not known) */
   uint32_t refusals;      /* requests refused on this connection */
@@ -95,7 +98,9 @@ struct broker_s {
   size_t nconns, nagents;
   uint64_t ping_nonce;
   bool stopping;
-  broker_store_t *store;
+  broker_store_t *store;  /* only before the loop runs (startup reads), then NULL */
+  store_svc_t *svc;       /* the store as a service: everything on the loop goes here */
+  struct broker_revoked_s **revoked; /* revoked identities, loaded at start (registry.c) */
   X509 *ca_cert;
   EVP_PKEY *ca_key;
   char *ca_pem;           /* the CA certificate as sent to enrolling devices */
@@ -116,12 +121,44 @@ void registry_add(broker_t *b, broker_conn_t *c);
 void registry_remove(broker_t *b, broker_conn_t *c);
 broker_conn_t *registry_get(broker_t *b, const char *device_id);
 
+/* registry.c: revoked identities, a cache of the store's revocations that the handshake
+ * checks without a query (loaded at start, added to once a revocation has committed). */
+int revoked_load(broker_t *b, broker_store_t *s);
+void revoked_add(broker_t *b, store_revoke_kind_t kind, const char *name);
+bool revoked_has(broker_t *b, store_revoke_kind_t kind, const char *name);
+void revoked_free(broker_t *b);
+
 /* audit.c: one entry per decision. detail is built from "key", value pairs: a NULL-terminated
- * list of (const char *key, const char *value) strings; values are JSON-escaped. */
+ * list of (const char *key, const char *value) strings; values are JSON-escaped.
+ * broker_audit queues the entry on its own: for what happened whatever the store says
+ * (a connect, a refusal, an end). A privileged action writes its entry with its own store
+ * request instead (broker_audit_rec into the request's store_audit_rec_t), so the action
+ * is refused when its entry cannot be written. */
 void broker_audit(broker_t *b, const char *actor, const char *action, const char *target, ...);
+void broker_audit_rec(store_audit_rec_t *a, const char *actor, const char *action, const char *target, ...);
 #define AUDIT_END ((const char *)NULL)
 /* Log the audit chain's head (id and hash): an anchor outside the database. */
 void broker_audit_log_head(broker_t *b, const char *when);
+
+/* storereq.c: store requests on behalf of a connection that waits for the answer. The
+ * connection is held (c->work) until the completion; broker_creq_conn then says whether
+ * it is still there to answer. Embed broker_creq_t first in the request's own struct. */
+typedef struct {
+  store_req_t req;          /* first: the service's */
+  store_audit_rec_t audit;  /* the entry written with the request, when req.audit points here */
+  broker_conn_t *c;
+  uint32_t id;              /* the request id to answer */
+} broker_creq_t;
+/* calloc'd request of `size` bytes for c's request id. NULL when out of memory. */
+void *broker_creq_new(broker_conn_t *c, uint32_t id, size_t size, store_lane_t lane, store_run_fn run,
+                      store_done_fn done, const char *what);
+/* Submit; if the store will not take it, answer the request busy and free it. Returns what
+ * a request handler returns (non-zero closes the connection). */
+int broker_creq_submit(void *x);
+/* In the completion: release the hold; the connection if it is still there to answer. */
+broker_conn_t *broker_creq_conn(void *x);
+/* Queue a write nobody waits for (its failure is logged), e.g. a device last seen. */
+void broker_store_later(broker_t *b, store_req_t *r);
 
 /* admin.c: requests from people (and agents' renewals, enrollment) */
 int broker_on_request(broker_conn_t *c, const Tether__Request *q);
@@ -197,6 +234,12 @@ struct broker_grant_s {
   uint64_t deadline;        /* uv_now: the device must answer by then */
   relay_t *relays;          /* live channels under this session (relay.c links them) */
   uint32_t nrelays;
+  /* A store request about this session is out (its row, its grant): the session cannot
+   * end before it is back; an end asked for meanwhile waits here and happens then. */
+  struct session_req_s *storing;
+  bool end_asked;
+  char end_by[STORE_NAME_MAX];
+  char end_reason[STORE_TEXT_MAX];
 };
 /* session.c, for relay.c: the live, granted, unexpired session id, or NULL. */
 broker_grant_t *broker_session_live(broker_t *b, int64_t id);
@@ -206,9 +249,14 @@ typedef struct {
   void (*on_drain)(relay_t *r);             /* the disk caught up: pass held credit on */
   void (*on_fail)(relay_t *r, const char *why); /* the recording failed: end the relay */
 } broker_rec_owner_t;
-int broker_session_record(broker_grant_t *g, relay_t *r, const broker_rec_owner_t *owner, uint32_t cols,
-                          uint32_t rows, const char *term, broker_rec_t **out, void **handle, char *why,
-                          size_t whylen) TT_WUR;
+/* A shell's recording: its row (filled here, written by relay.c's store request together
+ * with the channel's opening), then its file (broker_session_record). A row whose file is
+ * never made is closed as failed (broker_session_record_abandon). */
+void broker_session_record_row(const broker_grant_t *g, store_recording_t *row);
+int broker_session_record(broker_grant_t *g, relay_t *r, const broker_rec_owner_t *owner,
+                          const store_recording_t *row, uint32_t cols, uint32_t rows, const char *term,
+                          broker_rec_t **out, void **handle, char *why, size_t whylen) TT_WUR;
+void broker_session_record_abandon(broker_t *b, const store_recording_t *row, int err);
 /* The relay is done with the recording: finish it (the handle outlives the relay). */
 void broker_session_record_end(void *handle);
 /* relay.c, for session.c: close every relay of g with msg (the console prints it). */

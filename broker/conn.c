@@ -112,9 +112,8 @@ static void conn_on_up(tt_link_t *l) {
     return;
   }
   /* Revocation is checked at every handshake, resumed or not. */
-  bool revoked = false;
   store_revoke_kind_t kind = c->id.role == TT_ROLE_AGENT ? STORE_REVOKE_DEVICE : STORE_REVOKE_PERSON;
-  if (store_is_revoked(b->store, kind, c->id.name, &revoked) || revoked) {
+  if (revoked_has(b, kind, c->id.name)) {
     TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=revoked", c->addr, c->id.name);
     broker_audit(b, c->id.name, "refuse", c->id.name, "reason", "revoked", "address", c->addr, AUDIT_END);
     tt_link_close(l, TT_EDENIED, "this identity has been revoked");
@@ -156,6 +155,39 @@ static bool hello_admit(broker_t *b) {
   return true;
 }
 
+/* What a device reported at connect (hostname, address, version) is recorded then; at
+ * disconnect only its last-seen time moves, so a replaced connection going down never
+ * writes its stale report over the newer one's. */
+typedef struct {
+  store_req_t req;
+  bool connect;
+  int64_t now_ms;
+  char id[STORE_NAME_MAX], hostname[STORE_TEXT_MAX], addr[STORE_TEXT_MAX], version[STORE_NAME_MAX];
+} seen_req_t;
+
+static int seen_run(broker_store_t *s, store_req_t *r) {
+  seen_req_t *x = (seen_req_t *)r;
+  if (!x->connect) return store_device_last_seen(s, x->id, x->now_ms);
+  return store_device_seen(s, x->id, x->hostname, x->addr, x->version, x->now_ms);
+}
+
+static void device_seen_later(broker_t *b, const broker_conn_t *c, bool connect) {
+  seen_req_t *x = calloc(1, sizeof(*x));
+  if (!x) {
+    TT_ERROR("broker", "device not recorded", "device=%s err=%s", c->id.name, tt_errname(TT_ENOMEM));
+    return;
+  }
+  x->req.run = seen_run;
+  x->req.what = connect ? "device_seen" : "device_last_seen";
+  x->connect = connect;
+  x->now_ms = (int64_t)broker_unix_ms();
+  snprintf(x->id, sizeof(x->id), "%s", c->id.name);
+  snprintf(x->hostname, sizeof(x->hostname), "%s", c->hostname);
+  snprintf(x->addr, sizeof(x->addr), "%s", c->addr);
+  snprintf(x->version, sizeof(x->version), "%s", c->version);
+  broker_store_later(b, &x->req);
+}
+
 static int refuse(broker_conn_t *c, int code, const char *why) {
   TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=\"%s\"", c->addr, c->id.name, why);
   broker_audit(c->b, c->id.name, "refuse", c->id.name, "reason", why, "address", c->addr, AUDIT_END);
@@ -181,10 +213,13 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
     return refuse(c, TT_ETEXT, "hostname or version is not valid text");
   c->caps = h->capabilities;
 
-  if (c->id.role == TT_ROLE_AGENT && !hello_admit(b)) {
-    /* Overloaded moment: tell the device when to come back, spread over a window that
-     * grows with how many were turned away in the last second. People are never told. */
-    uint32_t spread = 1000u * (1u + b->busy_last_sec / (uint32_t)b->cfg.max_hello_rate);
+  /* Overloaded moment (a Hello rate over max_hello_rate, or the store thread far behind):
+   * tell the device when to come back, spread over a window that grows with how many were
+   * turned away in the last second. People are never told. */
+  if (c->id.role == TT_ROLE_AGENT &&
+      (store_svc_backlog(b->svc) > TT_STORE_QUEUE_MAX / 2 || !hello_admit(b))) {
+    uint32_t rate = b->cfg.max_hello_rate > 0 ? (uint32_t)b->cfg.max_hello_rate : 1000u;
+    uint32_t spread = 1000u * (1u + b->busy_last_sec / rate);
     uint32_t retry = 1000u + (uint32_t)(random_u32() % spread);
     b->busy_this_sec++;
     tt_link_refuse(c->link, TT_EBUSY, "broker busy, retry later", retry);
@@ -200,9 +235,7 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
       tt_link_refuse(old->link, TT_ECLOSED, "replaced by a newer connection from the same device",
                      TT_REPLACED_RETRY_MS);
     }
-    int rc = store_device_seen(b->store, c->id.name, c->hostname, c->addr, c->version,
-                               (int64_t)broker_unix_ms());
-    if (rc) TT_ERROR("broker", "device not recorded", "device=%s err=%s", c->id.name, tt_errname(rc));
+    device_seen_later(b, c, true);
     registry_add(b, c);
     b->nagents++;
   }
@@ -269,9 +302,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
             tt_role_name(c->id.role), c->id.name, reason ? tt_errname(reason) : "closed");
     if (c->id.role == TT_ROLE_AGENT) {
       registry_remove(b, c);
-      int rc = store_device_seen(b->store, c->id.name, c->hostname, c->addr, c->version,
-                                 (int64_t)broker_unix_ms());
-      if (rc) TT_ERROR("broker", "device not recorded", "device=%s err=%s", c->id.name, tt_errname(rc));
+      device_seen_later(b, c, false);
     }
     if (!b->stopping || c->id.role != TT_ROLE_AGENT)
       broker_audit(b, c->id.name, "disconnect", c->id.name, "reason", reason ? tt_errname(reason) : "closed",

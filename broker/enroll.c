@@ -60,11 +60,92 @@ static int64_t not_after_ms(X509 *x) {
   return (int64_t)timegm(&tm) * 1000;
 }
 
+/* The signed certificate is recorded (a new device, or a renewed certificate) with its
+ * audit entry in one store request; only then does the device get it. */
+typedef struct {
+  broker_creq_t h;
+  bool renew;
+  store_device_t d;
+  char *pem;
+} record_req_t;
+
+static int record_run(broker_store_t *s, store_req_t *r) {
+  record_req_t *x = (record_req_t *)r;
+  if (x->renew) return store_device_set_cert(s, x->d.id, x->d.cert_fp, x->d.cert_not_after_ms);
+  return store_device_add(s, &x->d);
+}
+
+static void record_done(store_req_t *r) {
+  record_req_t *x = (record_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  if (!c) goto out; /* the device went away; an enrolled one enrolls again */
+  broker_t *b = c->b;
+  if (r->rc) {
+    (void)!broker_reply_error(c, x->h.id, TT_EIO, "the broker could not record the device");
+    if (!x->renew) tt_link_close(c->link, 0, NULL);
+    goto out;
+  }
+  Tether__Response resp = TETHER__RESPONSE__INIT;
+  resp.id = x->h.id;
+  if (x->renew) {
+    Tether__RenewResponse rr = TETHER__RENEW_RESPONSE__INIT;
+    rr.cert_pem = tt_text(x->pem);
+    resp.body_case = TETHER__RESPONSE__BODY_RENEW;
+    resp.renew = &rr;
+    TT_INFO("enroll", "certificate renewed", "device=%s fingerprint=%s", x->d.id, x->d.cert_fp);
+    if (tt_link_send(c->link, TT_K_RESPONSE, &resp.base)) tt_link_close(c->link, TT_EFULL, "peer not reading");
+  } else {
+    Tether__EnrollResponse er = TETHER__ENROLL_RESPONSE__INIT;
+    er.device_id = tt_text(x->d.id);
+    er.cert_pem = tt_text(x->pem);
+    er.ca_pem = tt_text(b->ca_pem);
+    resp.body_case = TETHER__RESPONSE__BODY_ENROLL;
+    resp.enroll = &er;
+    TT_INFO("enroll", "device enrolled", "device=%s peer=%s fingerprint=%s", x->d.id, c->addr, x->d.cert_fp);
+    if (tt_link_send(c->link, TT_K_RESPONSE, &resp.base) == 0) tt_link_close(c->link, 0, NULL);
+    else tt_link_close(c->link, TT_EFULL, "peer not reading");
+  }
+out:
+  free(x->pem);
+  free(x);
+}
+
+static void record_signed(broker_conn_t *c, sign_job_t *j) {
+  record_req_t *x = broker_creq_new(c, j->id, sizeof(*x), STORE_LANE_WRITE, record_run, record_done,
+                                    j->renew ? "renew" : "enroll");
+  char *pem = cert_pem(j->cert);
+  if (!x || !pem) {
+    free(x);
+    free(pem);
+    (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not record the device");
+    if (!j->renew) tt_link_close(c->link, 0, NULL);
+    return;
+  }
+  x->renew = j->renew;
+  x->pem = pem;
+  store_device_t *d = &x->d;
+  if (tt_cert_fingerprint(j->cert, d->cert_fp, sizeof(d->cert_fp))) d->cert_fp[0] = '\0';
+  d->enrolled_ms = (int64_t)broker_unix_ms();
+  d->cert_not_after_ms = not_after_ms(j->cert);
+  snprintf(d->id, sizeof(d->id), "%s", j->device_id);
+  snprintf(d->hostname, sizeof(d->hostname), "%s", j->hostname);
+  snprintf(d->address, sizeof(d->address), "%s", c->addr);
+  snprintf(d->version, sizeof(d->version), "%s", j->version);
+  x->h.req.audit = &x->h.audit;
+  if (j->renew)
+    broker_audit_rec(&x->h.audit, j->device_id, "renew", j->device_id, "fingerprint", d->cert_fp, AUDIT_END);
+  else
+    broker_audit_rec(&x->h.audit, "broker", "enroll", j->device_id, "address", c->addr, "fingerprint",
+                     d->cert_fp, "hostname", j->hostname, AUDIT_END);
+  if (broker_creq_submit(x)) tt_link_close(c->link, TT_EFULL, "peer not reading");
+}
+
 static void sign_done(uv_work_t *w, int status) {
   sign_job_t *j = w->data;
   broker_conn_t *c = j->c;
   broker_t *b = c->b;
   if (!broker_conn_work_done(c) || c->link->closing) goto out; /* the device went away */
+  c->renewing = false;
   if (status != 0 || j->rc != 0) {
     TT_ERROR("enroll", "signing failed", "device=%s err=%s", j->device_id, j->err);
     broker_audit(b, j->renew ? j->device_id : "broker", j->renew ? "renew-failed" : "enroll-failed",
@@ -73,51 +154,7 @@ static void sign_done(uv_work_t *w, int status) {
     if (!j->renew) tt_link_close(c->link, 0, NULL);
     goto out;
   }
-  char fp[TT_FINGERPRINT_LEN + 1] = "";
-  if (tt_cert_fingerprint(j->cert, fp, sizeof(fp))) fp[0] = '\0';
-  char *pem = cert_pem(j->cert);
-  int64_t now = (int64_t)broker_unix_ms(), na = not_after_ms(j->cert);
-  int rc = pem ? 0 : TT_ENOMEM;
-  if (!rc && !j->renew) {
-    store_device_t d = {.enrolled_ms = now, .cert_not_after_ms = na};
-    snprintf(d.id, sizeof(d.id), "%s", j->device_id);
-    snprintf(d.hostname, sizeof(d.hostname), "%s", j->hostname);
-    snprintf(d.address, sizeof(d.address), "%s", c->addr);
-    snprintf(d.version, sizeof(d.version), "%s", j->version);
-    snprintf(d.cert_fp, sizeof(d.cert_fp), "%s", fp);
-    rc = store_device_add(b->store, &d);
-  } else if (!rc) {
-    rc = store_device_set_cert(b->store, j->device_id, fp, na);
-  }
-  if (rc) {
-    (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not record the device");
-    if (!j->renew) tt_link_close(c->link, 0, NULL);
-    goto out;
-  }
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = j->id;
-  if (j->renew) {
-    Tether__RenewResponse rr = TETHER__RENEW_RESPONSE__INIT;
-    rr.cert_pem = tt_text(pem);
-    r.body_case = TETHER__RESPONSE__BODY_RENEW;
-    r.renew = &rr;
-    broker_audit(b, j->device_id, "renew", j->device_id, "fingerprint", fp, AUDIT_END);
-    TT_INFO("enroll", "certificate renewed", "device=%s fingerprint=%s", j->device_id, fp);
-    if (tt_link_send(c->link, TT_K_RESPONSE, &r.base)) tt_link_close(c->link, TT_EFULL, "peer not reading");
-  } else {
-    Tether__EnrollResponse er = TETHER__ENROLL_RESPONSE__INIT;
-    er.device_id = tt_text(j->device_id);
-    er.cert_pem = tt_text(pem);
-    er.ca_pem = tt_text(b->ca_pem);
-    r.body_case = TETHER__RESPONSE__BODY_ENROLL;
-    r.enroll = &er;
-    broker_audit(b, "broker", "enroll", j->device_id, "address", c->addr, "fingerprint", fp, "hostname",
-                 j->hostname, AUDIT_END);
-    TT_INFO("enroll", "device enrolled", "device=%s peer=%s fingerprint=%s", j->device_id, c->addr, fp);
-    if (tt_link_send(c->link, TT_K_RESPONSE, &r.base) == 0) tt_link_close(c->link, 0, NULL);
-    else tt_link_close(c->link, TT_EFULL, "peer not reading");
-  }
-  free(pem);
+  record_signed(c, j);
 out:
   X509_REQ_free(j->csr);
   X509_free(j->cert);
@@ -159,14 +196,73 @@ static int start_signing(broker_conn_t *c, uint32_t id, bool renew, const char *
   return 0;
 }
 
+
 static void new_device_id(char *out, size_t cap) {
   uint8_t r[6];
   if (RAND_bytes(r, sizeof(r)) != 1) memset(r, 0, sizeof(r));
   snprintf(out, cap, "dev-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
 }
 
+static int enroll_refuse(broker_conn_t *c, uint32_t id, int code, const char *why) {
+  TT_WARN("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
+  broker_audit(c->b, "broker", "enroll-refused", "", "reason", why, "address", c->addr, AUDIT_END);
+  char msg[96];
+  snprintf(msg, sizeof(msg), "enrollment refused: %s", why);
+  int rc = broker_reply_error(c, id, code, msg);
+  tt_link_close(c->link, 0, NULL);
+  return rc == TT_ECLOSED ? 0 : rc;
+}
+
+/* The token is used up and a fresh device id chosen in one store request, so two
+ * enrollments with one single-use token cannot both pass. */
+typedef struct {
+  broker_creq_t h;
+  uint8_t hash[32];
+  int64_t now_ms;
+  X509_REQ *csr;
+  char dev[TT_NAME_MAX + 1];
+} token_req_t;
+
+static int token_run(broker_store_t *s, store_req_t *r) {
+  token_req_t *x = (token_req_t *)r;
+  int rc = store_token_use(s, x->hash, x->now_ms);
+  if (rc) return rc;
+  store_device_t existing;
+  int tries = 0;
+  do new_device_id(x->dev, sizeof(x->dev));
+  while (store_device_get(s, x->dev, &existing) == 0 && ++tries < 8);
+  return 0;
+}
+
+static void token_done(store_req_t *r) {
+  token_req_t *x = (token_req_t *)r;
+  OPENSSL_cleanse(x->hash, sizeof(x->hash));
+  broker_conn_t *c = broker_creq_conn(x);
+  X509_REQ *csr = x->csr;
+  x->csr = NULL;
+  if (!c) goto out;
+  const char *why = NULL;
+  int code = TT_EDENIED;
+  if (r->rc == TT_ENOTFOUND) why = "unknown token";
+  else if (r->rc == TT_ETIMEOUT) why = "token expired";
+  else if (r->rc == TT_EDENIED) why = "token already used";
+  else if (r->rc) why = "the broker could not check the token", code = TT_EIO;
+  if (why) {
+    (void)!enroll_refuse(c, x->h.id, code, why);
+    goto out;
+  }
+  int rc = start_signing(c, x->h.id, false, x->dev, csr);
+  csr = NULL; /* start_signing owns it */
+  if (rc) {
+    (void)!broker_reply_error(c, x->h.id, TT_EIO, "the broker could not sign the certificate");
+    tt_link_close(c->link, 0, NULL);
+  }
+out:
+  X509_REQ_free(csr);
+  free(x);
+}
+
 int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q) {
-  broker_t *b = c->b;
   const char *why = NULL;
   int code = TT_EDENIED;
   if (c->enroll_used) return TT_EPROTO; /* one request per enrollment connection */
@@ -182,43 +278,33 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
     /* Checked before the token is used, so a bad request does not spend a use. */
     why = "the certificate request is not a valid P-256 CSR", code = TT_EINVAL;
   }
-  if (!why) {
-    uint8_t hash[32];
-    SHA256(q->token.data, q->token.len, hash);
-    int rc = store_token_use(b->store, hash, (int64_t)broker_unix_ms());
-    OPENSSL_cleanse(hash, sizeof(hash));
-    if (rc == TT_ENOTFOUND) why = "unknown token";
-    else if (rc == TT_ETIMEOUT) why = "token expired";
-    else if (rc == TT_EDENIED) why = "token already used";
-    else if (rc) why = "the broker could not check the token", code = TT_EIO;
-  }
-  if (why) {
+  if (why) return enroll_refuse(c, id, code, why);
+  token_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, token_run, token_done, "token_use");
+  if (!x) {
     X509_REQ_free(csr);
-    TT_WARN("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
-    broker_audit(b, "broker", "enroll-refused", "", "reason", why, "address", c->addr, AUDIT_END);
-    char msg[96];
-    snprintf(msg, sizeof(msg), "enrollment refused: %s", why);
-    int rc = broker_reply_error(c, id, code, msg);
-    tt_link_close(c->link, 0, NULL);
-    return rc == TT_ECLOSED ? 0 : rc;
+    return TT_ENOMEM;
   }
-  char dev[TT_NAME_MAX + 1];
-  store_device_t existing;
-  int tries = 0;
-  do new_device_id(dev, sizeof(dev));
-  while (store_device_get(b->store, dev, &existing) == 0 && ++tries < 8);
-  return start_signing(c, id, false, dev, csr);
+  SHA256(q->token.data, q->token.len, x->hash);
+  x->now_ms = (int64_t)broker_unix_ms();
+  x->csr = csr;
+  unsigned held = c->work;
+  int rc = broker_creq_submit(x);
+  /* Refused by the store (it answered busy and freed x): the CSR is still ours. */
+  if (c->work == held) X509_REQ_free(csr);
+  return rc;
 }
 
 int broker_renew(broker_conn_t *c, uint32_t id, const Tether__RenewRequest *q) {
   if (c->id.role != TT_ROLE_AGENT) return broker_reply_error(c, id, TT_EDENIED, "only devices renew");
   /* One signing at a time per connection: a device asking in a loop cannot take the
    * worker threads from everyone else's enrollments. */
-  if (c->work) return broker_reply_error(c, id, TT_EBUSY, "a renewal is already in progress");
+  if (c->renewing) return broker_reply_error(c, id, TT_EBUSY, "a renewal is already in progress");
   /* An expired certificate is not a credential any more, live connection or not. */
   if (c->expires_at && uv_now(c->b->loop) >= c->expires_at)
     return broker_reply_error(c, id, TT_EDENIED, "the certificate has expired: enroll again");
   X509_REQ *csr = parse_csr(q->csr_der);
   if (!csr) return broker_reply_error(c, id, TT_EINVAL, "the certificate request is not a valid P-256 CSR");
-  return start_signing(c, id, true, c->id.name, csr);
+  int rc = start_signing(c, id, true, c->id.name, csr);
+  if (rc == 0) c->renewing = true;
+  return rc;
 }

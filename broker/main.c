@@ -60,6 +60,9 @@ static const tt_conf_opt_t broker_opts[] = {
         (int64_t)TT_SESSION_DURATION_MAX_MS, "30m", "how long a consented session lasts unless asked otherwise"),
     OPT("session.max", "session-max", TT_CONF_DURATION, session_max_ms, 10000,
         (int64_t)TT_SESSION_DURATION_MAX_MS, "4h", "the longest session a technician may ask for"),
+    OPT("store.busy_timeout", "store-busy-timeout", TT_CONF_DURATION, store_busy_timeout_ms, 100, 600000, "30s",
+        "how long the store thread waits for a lock another process holds on the database before the "
+        "waiting requests fail (privileged actions are then refused, never done unrecorded)"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(broker_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };
@@ -144,6 +147,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: store: %s\n", err);
     return 1;
   }
+  store_set_busy_timeout(b.store, (int)b.cfg.store_busy_timeout_ms);
   if (tt_pki_load_cert(b.cfg.ca, &b.ca_cert, err, sizeof(err)) ||
       tt_pki_load_key(b.cfg.ca_key, &b.ca_key, err, sizeof(err))) {
     fprintf(stderr, "tether-broker: %s\n", err);
@@ -158,10 +162,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: cannot read %s\n", b.cfg.ca);
     return 1;
   }
+  /* What the loop needs from the store at start is read here, before the store thread
+   * takes the connection: the revocations every handshake checks, sessions left live by
+   * the last run (ended now), the fleet's size for the log. */
+  if (revoked_load(&b, b.store)) {
+    fprintf(stderr, "tether-broker: cannot read the revocations from the store\n");
+    return 1;
+  }
   if (broker_sessions_init(&b)) {
     fprintf(stderr, "tether-broker: cannot prepare sessions (the recordings directory under %s)\n", b.cfg.data_dir);
     return 1;
   }
+  size_t ndevices = store_device_count(b.store);
   char tickets[600];
   snprintf(tickets, sizeof(tickets), "%s/tickets.key", b.cfg.data_dir);
   tt_tls_ctx_opts_t to = {.server = true, .ca_file = b.cfg.ca, .cert_file = b.cfg.cert, .key_file = b.cfg.key,
@@ -171,6 +183,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   b.loop = uv_default_loop();
+  if (store_svc_start(&b.svc, b.loop, b.store, b.cfg.data_dir, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: store: %s\n", err);
+    return 1;
+  }
+  b.store = NULL; /* the store thread's from here */
   b.limits = (tt_tls_limits_t){
       .handshake_ms = (uint64_t)b.cfg.handshake_timeout_ms,
       .idle_ms = 0, /* idle peers are found on the broker's one wheel, not by a timer each */
@@ -212,16 +229,18 @@ int main(int argc, char **argv) {
   uv_signal_start(&b.sigint, on_signal, SIGINT);
   uv_signal_start(&b.sigterm, on_signal, SIGTERM);
 
-  TT_INFO("broker", "listening", "addr=%s version=%s devices=%zu", where, TT_VERSION, store_device_count(b.store));
+  TT_INFO("broker", "listening", "addr=%s version=%s devices=%zu", where, TT_VERSION, ndevices);
   broker_audit(&b, "broker", "start", "", "listen", where, "version", TT_VERSION, AUDIT_END);
   broker_audit_log_head(&b, "start");
   uv_run(b.loop, UV_RUN_DEFAULT);
-  rc = uv_loop_close(b.loop);
   broker_sessions_free(&b); /* may still write session-end entries: before "stop" */
   broker_audit(&b, "broker", "stop", "", AUDIT_END);
+  store_svc_stop(b.svc);    /* every queued write lands; completions run here */
   broker_audit_log_head(&b, "stop");
+  uv_run(b.loop, UV_RUN_DEFAULT); /* the store's loop handle closes */
+  rc = uv_loop_close(b.loop);
   tt_tls_ctx_free(b.tls);
-  store_close(b.store);
+  revoked_free(&b);
   registry_free(&b);
   X509_free(b.ca_cert);
   EVP_PKEY_free(b.ca_key);

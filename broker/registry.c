@@ -1,7 +1,9 @@
-/* Welcomed agents by device id: a fixed table of bucket chains, so finding a device is
- * O(1) whatever the fleet size (channel opens, listings, revocations all look up by id). */
+/* Identities the broker knows at a glance: welcomed agents by device id (a fixed table of
+ * bucket chains, so finding a device is O(1) whatever the fleet size), and revoked
+ * identities, which every handshake checks without asking the store. */
 #include <stdlib.h>
 #include <string.h>
+#include "tt/log.h"
 #include "broker.h"
 
 static uint32_t hash_id(const char *s) {
@@ -40,4 +42,66 @@ broker_conn_t *registry_get(broker_t *b, const char *device_id) {
   for (broker_conn_t *c = b->registry[hash_id(device_id)]; c; c = c->hnext)
     if (!c->link->closing && strcmp(c->id.name, device_id) == 0) return c;
   return NULL;
+}
+
+/* ---- revoked identities -------------------------------------------------------------
+ * Revocations are never undone, so this set only grows: one node per revoked identity,
+ * loaded from the store at start and added to when a revocation commits. */
+struct broker_revoked_s {
+  struct broker_revoked_s *next;
+  store_revoke_kind_t kind;
+  char name[STORE_NAME_MAX];
+};
+#define REVOKED_BUCKETS 4096u
+
+static uint32_t revoked_hash(store_revoke_kind_t kind, const char *name) {
+  return (hash_id(name) ^ (uint32_t)kind * 0x9e3779b9u) & (REVOKED_BUCKETS - 1);
+}
+
+bool revoked_has(broker_t *b, store_revoke_kind_t kind, const char *name) {
+  if (!b->revoked) return false;
+  for (struct broker_revoked_s *r = b->revoked[revoked_hash(kind, name)]; r; r = r->next)
+    if (r->kind == kind && strcmp(r->name, name) == 0) return true;
+  return false;
+}
+
+void revoked_add(broker_t *b, store_revoke_kind_t kind, const char *name) {
+  if (!b->revoked || revoked_has(b, kind, name)) return;
+  struct broker_revoked_s *r = calloc(1, sizeof(*r));
+  if (!r) {
+    /* The store has it: the next start loads it. Until then, say so loudly. */
+    TT_ERROR("broker", "revocation not cached", "name=%s err=%s", name, tt_errname(TT_ENOMEM));
+    return;
+  }
+  r->kind = kind;
+  snprintf(r->name, sizeof(r->name), "%s", name);
+  uint32_t h = revoked_hash(kind, name);
+  r->next = b->revoked[h];
+  b->revoked[h] = r;
+}
+
+static int revoked_load_cb(void *ctx, store_revoke_kind_t kind, const char *name) {
+  broker_t *b = ctx;
+  revoked_add(b, kind, name);
+  return revoked_has(b, kind, name) ? 0 : TT_ENOMEM;
+}
+
+int revoked_load(broker_t *b, broker_store_t *s) {
+  b->revoked = calloc(REVOKED_BUCKETS, sizeof(*b->revoked));
+  if (!b->revoked) return TT_ENOMEM;
+  return store_revocations(s, revoked_load_cb, b);
+}
+
+void revoked_free(broker_t *b) {
+  if (!b->revoked) return;
+  for (uint32_t i = 0; i < REVOKED_BUCKETS; i++) {
+    struct broker_revoked_s *r = b->revoked[i];
+    while (r) {
+      struct broker_revoked_s *n = r->next;
+      free(r);
+      r = n;
+    }
+  }
+  free(b->revoked);
+  b->revoked = NULL;
 }

@@ -31,6 +31,8 @@ struct relay_s {
   void *rec_handle;      /* session.c's side of it */
   uint64_t held_credit;  /* console credit not passed on while the recording catches up */
   char command[RELAY_COMMAND_MAX]; /* EXEC: the command line, for the records */
+  char dev[TT_NAME_MAX + 1];
+  struct open_req_s *opening; /* its opening is being recorded; agent and ach are NULL */
 };
 
 static const char *kind_name(Tether__ChannelKind k) {
@@ -42,6 +44,8 @@ static const char *kind_name(Tether__ChannelKind k) {
   default: return "unknown";
   }
 }
+
+static void opening_forget(relay_t *r);
 
 static bool is_session_kind(Tether__ChannelKind k) {
   return k == TETHER__CHANNEL_KIND__CHANNEL_SHELL || k == TETHER__CHANNEL_KIND__CHANNEL_EXEC;
@@ -89,12 +93,13 @@ static uint32_t clamp_window(broker_conn_t *peer, uint32_t asked) {
 
 /* The relay's end in the audit trail and, under a session, on the ticket's timeline. */
 static void audit_close(relay_t *r, int code, const char *msg) {
+  if (r->opening) return; /* never opened: its opening's entry may not even be written */
   char session[32] = "", up[24], down[24], text[STORE_TEXT_MAX];
   broker_grant_t *g = r->grant;
   if (g) snprintf(session, sizeof(session), "S-%" PRId64, g->s.id);
   snprintf(up, sizeof(up), "%" PRIu64, r->bytes_up);
   snprintf(down, sizeof(down), "%" PRIu64, r->bytes_down);
-  broker_audit(r->b, r->console->id.name, "channel-close", r->agent->id.name, "session", session, "kind",
+  broker_audit(r->b, r->console->id.name, "channel-close", r->dev, "session", session, "kind",
                kind_name(r->kind), "bytes_up", up, "bytes_down", down, "reason",
                msg && msg[0] ? msg : code ? tt_strerror(code) : "closed", AUDIT_END);
   if (!g) return;
@@ -108,7 +113,7 @@ static void relay_end(relay_t *r, int code, const char *msg) {
   tt_chan_t *c = r->cch, *a = r->ach;
   broker_conn_t *console = r->console, *agent = r->agent;
   console->relay_window -= r->down_window;
-  agent->relay_window -= r->up_window;
+  if (agent) agent->relay_window -= r->up_window;
   pending_remove(r);
   r->cch = r->ach = NULL;
   if (c) c->data = NULL;
@@ -116,6 +121,7 @@ static void relay_end(relay_t *r, int code, const char *msg) {
   TT_DEBUG("relay", "relay ended", "up=%llu down=%llu code=%s", (unsigned long long)r->bytes_up,
            (unsigned long long)r->bytes_down, tt_errname(code));
   audit_close(r, code, msg);
+  opening_forget(r);
   grant_unlink(r);
   if (r->rec_handle) broker_session_record_end(r->rec_handle); /* finishes on its own */
   free(r);
@@ -158,6 +164,7 @@ static void rec_failed(relay_t *r, const char *why) { relay_end(r, TT_EIO, why);
 static const broker_rec_owner_t rec_owner = {.on_drain = rec_drained, .on_fail = rec_failed};
 
 static tt_chan_t *other_side(relay_t *r, tt_chan_t *ch, tt_link_t **link) {
+  if (!r->agent) return NULL; /* still being recorded: nothing to pass anything to */
   if (ch == r->cch) {
     *link = r->agent->link;
     return r->ach;
@@ -247,11 +254,97 @@ static const char *open_check(broker_conn_t *c, const Tether__ChannelOpen *msg, 
 }
 
 /* The shell's recording starts with the channel: no file, no shell. */
-static int start_recording(relay_t *r, const Tether__ChannelOpen *msg, char *why, size_t cap) {
+static int start_recording(relay_t *r, const Tether__ChannelOpen *msg, const store_recording_t *row, char *why,
+                           size_t cap) {
   char term[TT_TERM_NAME_MAX + 1];
   if (tt_text_copy(term, sizeof(term), msg->term) || !term[0]) snprintf(term, sizeof(term), "xterm-256color");
   uint32_t cols = msg->cols ? msg->cols : 80, rows = msg->rows ? msg->rows : 24;
-  return broker_session_record(r->grant, r, &rec_owner, cols, rows, term, &r->rec, &r->rec_handle, why, cap);
+  return broker_session_record(r->grant, r, &rec_owner, row, cols, rows, term, &r->rec, &r->rec_handle, why, cap);
+}
+
+/* A channel's opening is audited (and a shell's recording row written) before the device
+ * hears of it: an opening that cannot be recorded does not happen. The open to forward is
+ * kept packed meanwhile, as the console's message is gone when the callback returns. */
+typedef struct open_req_s {
+  store_req_t req;
+  store_audit_rec_t audit;
+  relay_t *r;              /* NULL once the relay ended first */
+  bool shell;
+  store_recording_t row;   /* SHELL: the recording's row, written with the entry */
+  size_t len;
+  uint8_t fwd[];           /* the ChannelOpen for the device, packed */
+} open_req_t;
+
+static void opening_forget(relay_t *r) {
+  if (!r->opening) return;
+  r->opening->r = NULL;
+  r->opening = NULL;
+}
+
+static int open_run(broker_store_t *s, store_req_t *req) {
+  open_req_t *x = (open_req_t *)req;
+  return x->shell ? store_recording_add(s, &x->row) : 0;
+}
+
+static void forward_open(relay_t *r, Tether__ChannelOpen *fwd, const store_recording_t *row);
+
+static void open_done(store_req_t *req) {
+  open_req_t *x = (open_req_t *)req;
+  relay_t *r = x->r;
+  if (!r) { /* the console or the session went first */
+    if (req->rc == 0 && x->shell) broker_session_record_abandon(x->req.data, &x->row, TT_ECHANNEL);
+    goto out;
+  }
+  r->opening = NULL;
+  if (req->rc) {
+    TT_ERROR("relay", "channel opening not recorded", "device=%s err=%s", r->dev, tt_errname(req->rc));
+    relay_end(r, TT_EIO, "the broker could not record the channel's opening in its audit log, so it was not opened");
+    goto out;
+  }
+  Tether__ChannelOpen *fwd = tether__channel_open__unpack(NULL, x->len, x->fwd);
+  if (!fwd) {
+    if (x->shell) broker_session_record_abandon(r->b, &x->row, TT_ENOMEM);
+    relay_end(r, TT_ENOMEM, "out of memory");
+    goto out;
+  }
+  forward_open(r, fwd, x->shell ? &x->row : NULL);
+  tether__channel_open__free_unpacked(fwd, NULL);
+out:
+  free(x);
+}
+
+/* The opening is on record: pass it to the device, if it is still there. */
+static void forward_open(relay_t *r, Tether__ChannelOpen *fwd, const store_recording_t *row) {
+  broker_t *b = r->b;
+  broker_conn_t *c = r->console;
+  broker_conn_t *a = broker_find_agent(b, r->dev);
+  char why[TT_TEXT_MAX];
+  if (!a) {
+    if (row) broker_session_record_abandon(b, row, TT_ENOTFOUND);
+    snprintf(why, sizeof(why), "device %s is not connected", r->dev);
+    relay_end(r, TT_ENOTFOUND, why);
+    return;
+  }
+  tt_chan_t *ach;
+  /* The device may send the console at most this much before credit returns: it waits in the
+   * console's queue here, so it comes out of the console connection's budget. */
+  uint32_t down = clamp_window(c, fwd->window);
+  int rc = tt_mux_open(&a->link->mux, fwd, down, false, &ach);
+  if (rc) {
+    if (row) broker_session_record_abandon(b, row, rc);
+    relay_end(r, rc == TT_EFULL ? TT_EBUSY : rc, "device has too many channels open");
+    return;
+  }
+  r->agent = a;
+  r->ach = ach;
+  ach->data = r;
+  r->down_window = down;
+  c->relay_window += down;
+  if (row && start_recording(r, fwd, row, why, sizeof(why))) {
+    relay_end(r, TT_EIO, why);
+    return;
+  }
+  tt_link_flush(a->link);
 }
 
 void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
@@ -264,6 +357,29 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   const char *refusal = open_check(c, msg, dev, &a, &g, &code, why, sizeof(why));
   relay_t *r = refusal ? NULL : calloc(1, sizeof(*r));
   if (!refusal && !r) code = TT_ENOMEM, refusal = "out of memory";
+  Tether__ChannelOpen fwd = *msg;
+  open_req_t *x = NULL;
+  if (!refusal) {
+    fwd.base.unknown_fields = NULL;
+    fwd.base.n_unknown_fields = 0;
+    fwd.device.len = 0;
+    fwd.device.data = NULL;
+    fwd.requester = tt_text(c->id.name);
+    /* The device learns the session from us, never from the console's word. */
+    fwd.session = g ? (uint64_t)g->s.id : 0;
+    fwd.ticket = g ? (uint64_t)g->s.ticket : 0;
+    /* A shell's output is recorded as it passes: it must come uncompressed. */
+    if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) fwd.compression = 0;
+    size_t len = protobuf_c_message_get_packed_size(&fwd.base);
+    x = calloc(1, sizeof(*x) + len);
+    if (!x) {
+      free(r);
+      r = NULL;
+      code = TT_ENOMEM, refusal = "out of memory";
+    } else {
+      x->len = protobuf_c_message_pack(&fwd.base, x->fwd);
+    }
+  }
   if (refusal) {
     if (c->id.role == TT_ROLE_TECHNICIAN || c->id.role == TT_ROLE_ADMIN)
       broker_audit(c->b, c->id.name, "channel-refused", a ? a->id.name : "", "kind", kind_name(msg->kind),
@@ -273,59 +389,47 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
     if (++c->refusals >= TT_REFUSALS_MAX) tt_link_close(l, TT_EDENIED, "too many refused requests");
     return;
   }
-  Tether__ChannelOpen fwd = *msg;
-  fwd.base.unknown_fields = NULL;
-  fwd.base.n_unknown_fields = 0;
-  fwd.device.len = 0;
-  fwd.device.data = NULL;
-  fwd.requester = tt_text(c->id.name);
-  /* The device learns the session from us, never from the console's word. */
-  fwd.session = g ? (uint64_t)g->s.id : 0;
-  fwd.ticket = g ? (uint64_t)g->s.ticket : 0;
-  /* A shell's output is recorded as it passes: it must come uncompressed. */
-  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) fwd.compression = 0;
-  tt_chan_t *ach;
-  /* The device may send the console at most this much before credit returns: it waits in the
-   * console's queue here, so it comes out of the console connection's budget. */
-  uint32_t down = clamp_window(c, msg->window);
-  int rc = tt_mux_open(&a->link->mux, &fwd, down, false, &ach);
-  if (rc) {
-    free(r);
-    tt_mux_reject(m, ch, rc == TT_EFULL ? TT_EBUSY : rc, "device has too many channels open");
-    tt_link_flush(l);
-    return;
-  }
   broker_t *b = c->b;
   r->b = b;
   r->console = c;
-  r->agent = a;
   r->cch = ch;
-  r->ach = ach;
   r->kind = msg->kind;
+  snprintf(r->dev, sizeof(r->dev), "%s", dev);
   if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) tt_argv_line(msg->argv, msg->n_argv, r->command, sizeof(r->command));
+  ch->data = r;
+  if (g) grant_link(r, g);
+  /* Waiting from now on (first for the store, then for the device): counted against the
+   * person's TT_PENDING_OPENS_MAX, and ended after TT_OPEN_TIMEOUT_MS. */
   r->opened_ms = uv_now(b->loop);
-  r->down_window = down;
-  c->relay_window += down;
   r->pending = true;
   r->next = b->pending;
   if (b->pending) b->pending->prev = r;
   b->pending = r;
-  ch->data = ach->data = r;
-  if (g) grant_link(r, g);
   char session[32] = "";
   if (g) snprintf(session, sizeof(session), "S-%" PRId64, g->s.id);
   TT_INFO("relay", "channel requested", "requester=%s device=%s kind=%s session=%s", c->id.name, dev,
           kind_name(msg->kind), g ? session : "-");
+  x->req.run = open_run;
+  x->req.done = open_done;
+  x->req.what = "channel_open";
+  x->req.data = b;
+  x->req.audit = &x->audit;
+  x->r = r;
+  x->shell = msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL;
+  if (x->shell) broker_session_record_row(g, &x->row);
   if (r->command[0])
-    broker_audit(b, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session, "command",
-                 r->command, AUDIT_END);
+    broker_audit_rec(&x->audit, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session,
+                     "command", r->command, AUDIT_END);
   else
-    broker_audit(b, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session, AUDIT_END);
-  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && start_recording(r, msg, why, sizeof(why))) {
-    relay_end(r, TT_EIO, why);
+    broker_audit_rec(&x->audit, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session,
+                     AUDIT_END);
+  int rc = store_svc_submit(b->svc, &x->req);
+  if (rc) {
+    free(x);
+    relay_end(r, TT_EBUSY, "the broker is busy, try again shortly");
     return;
   }
-  tt_link_flush(a->link);
+  r->opening = x;
 }
 
 void relay_on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *msg) {

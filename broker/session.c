@@ -147,31 +147,99 @@ static void notify_agent_end(broker_grant_t *g, const char *by, const char *reas
   if (rc) TT_WARN("session", "session end not sent to the device", "session=%" PRId64 " err=%s", g->s.id, tt_errname(rc));
 }
 
-/* The session-end audit entry names the session's finished recordings with their sha256. */
-static void audit_end(broker_t *b, int64_t session, int64_t ticket_id, const char *device, const char *person,
-                      const char *by, const char *reason) {
-  char sid[32];
-  snprintf(sid, sizeof(sid), "S-%" PRId64, session);
-  store_recording_t *recs = calloc(SESSION_END_AUDIT_RECORDINGS, sizeof(*recs));
+/* The session-end audit entry names the session's finished recordings with their sha256:
+ * listed on the store thread, in order after the recordings' own entries. */
+typedef struct {
+  store_req_t req;
+  store_audit_rec_t audit;
+  int64_t session, ticket;
+  char device[STORE_NAME_MAX], person[STORE_NAME_MAX], by[STORE_NAME_MAX];
+  char reason[STORE_TEXT_MAX];
+  store_recording_t recs[SESSION_END_AUDIT_RECORDINGS];
+} end_audit_req_t;
+
+static int end_audit_run(broker_store_t *s, store_req_t *r) {
+  end_audit_req_t *x = (end_audit_req_t *)r;
   uint32_t n = 0;
   const char *k[SESSION_END_AUDIT_RECORDINGS + 1] = {NULL};
   const char *v[SESSION_END_AUDIT_RECORDINGS + 1] = {NULL};
   char names[SESSION_END_AUDIT_RECORDINGS][32];
-  if (recs && store_recording_list(b->store, session, recs, SESSION_END_AUDIT_RECORDINGS, &n) == 0) {
+  if (store_recording_list(s, x->session, x->recs, SESSION_END_AUDIT_RECORDINGS, &n) == 0) {
     uint32_t j = 0;
     for (uint32_t i = 0; i < n; i++) {
-      if (!recs[i].ended_ms || recs[i].failed) continue;
-      snprintf(names[j], sizeof(names[j]), "R-%" PRId64, recs[i].id);
+      if (!x->recs[i].ended_ms || x->recs[i].failed) continue;
+      snprintf(names[j], sizeof(names[j]), "R-%" PRId64, x->recs[i].id);
       k[j] = names[j];
-      v[j] = recs[i].sha256;
+      v[j] = x->recs[i].sha256;
       j++;
     }
   }
-  char ticket[32];
-  snprintf(ticket, sizeof(ticket), "T-%" PRId64, ticket_id);
-  broker_audit(b, by, "session-end", sid, "by", by, "reason", reason, "device", device, "person", person,
-               "ticket", ticket, k[0], v[0], k[1], v[1], k[2], v[2], k[3], v[3], AUDIT_END);
-  free(recs);
+  char sid[32], ticket[32];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, x->session);
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, x->ticket);
+  broker_audit_rec(&x->audit, x->by, "session-end", sid, "by", x->by, "reason", x->reason, "device", x->device,
+                   "person", x->person, "ticket", ticket, k[0], v[0], k[1], v[1], k[2], v[2], k[3], v[3], AUDIT_END);
+  return 0;
+}
+
+static void audit_end(broker_t *b, int64_t session, int64_t ticket_id, const char *device, const char *person,
+                      const char *by, const char *reason) {
+  end_audit_req_t *x = calloc(1, sizeof(*x));
+  if (!x) {
+    TT_ERROR("session", "session-end entry not written", "session=S-%" PRId64 " err=%s", session,
+             tt_errname(TT_ENOMEM));
+    return;
+  }
+  x->req.run = end_audit_run;
+  x->req.what = "session_end_audit";
+  x->req.audit = &x->audit;
+  x->session = session;
+  x->ticket = ticket_id;
+  snprintf(x->device, sizeof(x->device), "%s", device);
+  snprintf(x->person, sizeof(x->person), "%s", person);
+  snprintf(x->by, sizeof(x->by), "%s", by);
+  snprintf(x->reason, sizeof(x->reason), "%s", reason);
+  broker_store_later(b, &x->req);
+}
+
+/* The session's row says it ended (once; an end already recorded is not an error). */
+typedef struct {
+  store_req_t req;
+  int64_t id, now_ms;
+  char by[STORE_NAME_MAX], reason[STORE_TEXT_MAX];
+} end_req_t;
+
+static int end_run(broker_store_t *s, store_req_t *r) {
+  end_req_t *x = (end_req_t *)r;
+  int rc = store_session_end(s, x->id, x->now_ms, x->by, x->reason);
+  return rc == TT_ESTATE ? 0 : rc;
+}
+
+static void session_end_later(broker_t *b, int64_t id, const char *by, const char *reason) {
+  end_req_t *x = calloc(1, sizeof(*x));
+  if (!x) {
+    TT_ERROR("session", "session end not stored", "session=S-%" PRId64 " err=%s", id, tt_errname(TT_ENOMEM));
+    return;
+  }
+  x->req.run = end_run;
+  x->req.what = "session_end";
+  x->id = id;
+  x->now_ms = (int64_t)broker_unix_ms();
+  snprintf(x->by, sizeof(x->by), "%s", by);
+  snprintf(x->reason, sizeof(x->reason), "%s", reason);
+  broker_store_later(b, &x->req);
+}
+
+/* An end asked for while the session's row or grant is being written: it happens when the
+ * store answers (session_open_done, grant_done). */
+static bool end_deferred(broker_grant_t *g, const char *by, const char *reason) {
+  if (!g->storing) return false;
+  if (!g->end_asked) {
+    g->end_asked = true;
+    snprintf(g->end_by, sizeof(g->end_by), "%s", by);
+    snprintf(g->end_reason, sizeof(g->end_reason), "%s", reason);
+  }
+  return true;
 }
 
 static unsigned recordings_in_progress(broker_t *b, int64_t session);
@@ -212,6 +280,7 @@ static void end_wait_recorded(broker_t *b, int64_t session) {
 /* End a session for good: its channels close at once with the reason, the device is told
  * (unless it told us), a console still waiting for consent hears why. */
 static void grant_end(broker_t *b, broker_grant_t *g, const char *by, const char *reason, bool tell_agent) {
+  if (end_deferred(g, by, reason)) return;
   char sid[32];
   snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
   if (g->console && conn_usable(g->console))
@@ -223,8 +292,7 @@ static void grant_end(broker_t *b, broker_grant_t *g, const char *by, const char
   else snprintf(why, sizeof(why), "session %s ended: %s", sid, reason);
   relay_end_grant(g, TT_ECLOSED, why);
   if (tell_agent) notify_agent_end(g, by, reason);
-  int rc = store_session_end(b->store, g->s.id, (int64_t)broker_unix_ms(), by, reason);
-  if (rc && rc != TT_ESTATE) TT_ERROR("session", "session end not stored", "session=%s err=%s", sid, tt_errname(rc));
+  session_end_later(b, g->s.id, by, reason);
   audit_end_when_recorded(b, g, by, reason);
   (void)!broker_ticket_event(b, g->s.ticket, by, "session-ended", "%s ended by %s: %s", sid, by, reason);
   TT_INFO("session", "session ended", "session=%s by=%s reason=\"%s\"", sid, by, reason);
@@ -237,6 +305,7 @@ static void grant_end(broker_t *b, broker_grant_t *g, const char *by, const char
 /* No grant: the employee said no, nobody answered, or nobody could be asked. */
 static void consent_denied(broker_t *b, broker_grant_t *g, const char *action, const char *event, const char *by,
                            const char *msg, bool tell_agent) {
+  if (end_deferred(g, by[0] ? by : "broker", msg)) return;
   char sid[32], ticket[32];
   snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
   snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
@@ -244,53 +313,132 @@ static void consent_denied(broker_t *b, broker_grant_t *g, const char *action, c
                AUDIT_END);
   (void)!broker_ticket_event(b, g->s.ticket, g->s.device, event, "%s for %s: %s", sid, g->s.person, msg);
   if (tell_agent) notify_agent_end(g, "broker", msg);
-  int rc = store_session_end(b->store, g->s.id, (int64_t)broker_unix_ms(), by[0] ? by : g->s.device, msg);
-  if (rc && rc != TT_ESTATE) TT_ERROR("session", "session end not stored", "session=%s err=%s", sid, tt_errname(rc));
+  session_end_later(b, g->s.id, by[0] ? by : g->s.device, msg);
   if (g->console && conn_usable(g->console)) (void)!broker_reply_error(g->console, g->console_req, TT_EDENIED, msg);
   TT_INFO("session", "consent not given", "session=%s action=%s", sid, action);
   grant_unlink(b, g);
   free(g);
 }
 
-static void consent_granted(broker_t *b, broker_grant_t *g, bool unattended, const char *by) {
-  char sid[32], ticket[32], until[32], dur[32], words[32];
-  int64_t now = (int64_t)broker_unix_ms();
+/* A request about one session: it finds the session again through g, which the session
+ * clears if it is freed first (broker_sessions_free). */
+typedef struct session_req_s {
+  broker_creq_t h;        /* h.c is NULL: sessions answer their console themselves */
+  broker_t *b;
+  broker_grant_t *g;
+  bool unattended;
+  char by[STORE_NAME_MAX];
+  /* session_open */
+  int64_t ticket_id;
+  uint64_t duration_ms;
+  store_session_t s;
+  store_ticket_t t;
+  int err;
+  char msg[TT_TEXT_MAX];
+} session_req_t;
+
+static session_req_t *session_req_new(broker_t *b, broker_grant_t *g, store_run_fn run, store_done_fn done,
+                                      const char *what) {
+  session_req_t *x = calloc(1, sizeof(*x));
+  if (!x) return NULL;
+  x->h.req.run = run;
+  x->h.req.done = done;
+  x->h.req.lane = STORE_LANE_WRITE;
+  x->h.req.what = what;
+  x->h.req.audit = &x->h.audit;
+  x->b = b;
+  x->g = g;
+  return x;
+}
+
+static int grant_run(broker_store_t *s, store_req_t *r) {
+  session_req_t *x = (session_req_t *)r;
+  return store_session_grant(s, x->t.id, x->t.resolution_due_ms, x->unattended, x->by);
+}
+
+/* The grant and its consent entry are on disk: only now may the session be used. */
+static void grant_done(store_req_t *r) {
+  session_req_t *x = (session_req_t *)r;
+  broker_t *b = x->b;
+  broker_grant_t *g = x->g;
+  if (!g) goto out;
+  g->storing = NULL;
+  if (r->rc) {
+    TT_ERROR("session", "grant not stored", "session=S-%" PRId64 " err=%s", g->s.id, tt_errname(r->rc));
+    consent_denied(b, g, "consent-failed", "consent-failed", "",
+                   "the broker could not record the employee's consent, so access is not granted", true);
+    goto out;
+  }
   g->granted = true;
-  g->s.unattended = unattended;
-  snprintf(g->s.consent_by, sizeof(g->s.consent_by), "%s", unattended ? "" : by);
-  g->s.expires_ms = now + (int64_t)g->duration_ms;
+  if (g->end_asked) { /* ended while the grant was being written: it ends now */
+    char by[STORE_NAME_MAX], reason[STORE_TEXT_MAX];
+    snprintf(by, sizeof(by), "%s", g->end_by);
+    snprintf(reason, sizeof(reason), "%s", g->end_reason);
+    grant_end(b, g, by, reason, true);
+    goto out;
+  }
+  char sid[32], until[32], dur[32], words[32];
   snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
-  int rc = store_session_grant(b->store, g->s.id, g->s.expires_ms, unattended, g->s.consent_by);
-  if (rc) TT_ERROR("session", "grant not stored", "session=%s err=%s", sid, tt_errname(rc));
-  snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
   fmt_time(g->s.expires_ms, until, sizeof(until));
   fmt_duration(g->duration_ms, dur, sizeof(dur));
   tt_access_words(g->s.access, words, sizeof(words));
-  if (unattended) {
-    broker_audit(b, g->s.device, "consent-unattended", sid, "person", g->s.person, "ticket", ticket, "access", words,
-                 "until", until, AUDIT_END);
+  if (x->unattended)
     (void)!broker_ticket_event(b, g->s.ticket, g->s.device, "unattended",
                                "%s granted unattended by the device's policy (no one to ask)", sid);
-  } else {
-    broker_audit(b, g->s.device, "consent-given", sid, "by", by, "person", g->s.person, "ticket", ticket, "access",
-                 words, "until", until, AUDIT_END);
-    (void)!broker_ticket_event(b, g->s.ticket, g->s.device, "consent-given", "%s allowed by %s", sid, by);
-  }
+  else
+    (void)!broker_ticket_event(b, g->s.ticket, g->s.device, "consent-given", "%s allowed by %s", sid, x->by);
   (void)!broker_ticket_event(b, g->s.ticket, g->s.person, "session-opened", "%s: %s for %s, until %s", sid, words,
                              dur, until);
   broker_ticket_responded(b, g->s.ticket);
   TT_INFO("session", "session granted", "session=%s person=%s device=%s unattended=%d", sid, g->s.person,
-          g->s.device, (int)unattended);
+          g->s.device, (int)x->unattended);
   if (g->console && conn_usable(g->console)) {
-    rc = reply_session(g->console, g->console_req, g, false);
+    int rc = reply_session(g->console, g->console_req, g, false);
     if (rc) tt_link_close(g->console->link, rc, "console is not reading");
   }
   g->console = NULL;
+out:
+  free(x);
+}
+
+/* The employee (or the device's policy) said yes: the grant is written with its consent
+ * entry first, and a grant that cannot be recorded is no grant. */
+static void consent_granted(broker_t *b, broker_grant_t *g, bool unattended, const char *by) {
+  char sid[32], ticket[32], until[32], words[32];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+  g->agent_req = 0; /* answered: a second answer finds nothing */
+  g->s.unattended = unattended;
+  snprintf(g->s.consent_by, sizeof(g->s.consent_by), "%s", unattended ? "" : by);
+  g->s.expires_ms = (int64_t)broker_unix_ms() + (int64_t)g->duration_ms;
+  session_req_t *x = session_req_new(b, g, grant_run, grant_done, "session_grant");
+  if (!x) {
+    consent_denied(b, g, "consent-failed", "consent-failed", "", "the broker is out of memory", true);
+    return;
+  }
+  x->t.id = g->s.id;                       /* the session, */
+  x->t.resolution_due_ms = g->s.expires_ms; /* and until when */
+  x->unattended = unattended;
+  snprintf(x->by, sizeof(x->by), "%s", g->s.consent_by);
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
+  fmt_time(g->s.expires_ms, until, sizeof(until));
+  tt_access_words(g->s.access, words, sizeof(words));
+  if (unattended)
+    broker_audit_rec(&x->h.audit, g->s.device, "consent-unattended", sid, "person", g->s.person, "ticket", ticket,
+                     "access", words, "until", until, AUDIT_END);
+  else
+    broker_audit_rec(&x->h.audit, g->s.device, "consent-given", sid, "by", by, "person", g->s.person, "ticket",
+                     ticket, "access", words, "until", until, AUDIT_END);
+  if (store_svc_submit(b->svc, &x->h.req)) {
+    free(x);
+    consent_denied(b, g, "consent-failed", "consent-failed", "", "the broker is busy: ask again shortly", true);
+    return;
+  }
+  g->storing = x;
 }
 
 static broker_grant_t *find_asked(broker_t *b, const broker_conn_t *agent, uint32_t req) {
   for (broker_grant_t *g = b->sessions->list; g; g = g->next)
-    if (!g->granted && g->agent == agent && g->agent_req == req) return g;
+    if (!g->granted && !g->storing && req && g->agent == agent && g->agent_req == req) return g;
   return NULL;
 }
 
@@ -356,21 +504,28 @@ static counts_t count(broker_t *b, const char *person, const char *dev, int64_t 
   return k;
 }
 
-/* The ticket must be open, about this device, and the asker's (admins: anyone's). */
-static int check_ticket(broker_conn_t *c, uint32_t id, int64_t tid, const char *dev, store_ticket_t *t) {
-  int rc = store_ticket_get(c->b->store, tid, t);
-  if (rc == TT_ENOTFOUND) return reply_error(c, id, TT_ENOTFOUND, "no such ticket: T-%" PRId64, tid), 1;
-  if (rc) return broker_reply_error(c, id, TT_EIO, "the broker could not read its store"), 1;
+/* The ticket must be open, about this device, and the asker's (admins: anyone's). Runs on
+ * the store thread; x->err and x->msg say why not. */
+static void ticket_refuse(session_req_t *x, int err, const char *fmt, ...) TT_PRINTF(3, 4);
+static void ticket_refuse(session_req_t *x, int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(x->msg, sizeof(x->msg), fmt, ap);
+  va_end(ap);
+  x->err = err;
+}
+
+static int check_ticket(session_req_t *x, const store_ticket_t *t, const char *dev, bool admin, const char *who) {
+  int64_t tid = t->id;
   if (t->state != STORE_TICKET_OPEN)
-    return reply_error(c, id, TT_EINVAL, "T-%" PRId64 " is %s", tid,
-                       t->state == STORE_TICKET_RESOLVED ? "resolved" : "closed"), 1;
-  if (strcmp(t->device, dev) != 0)
-    return reply_error(c, id, TT_EINVAL, "T-%" PRId64 " is for device %s, not %s", tid, t->device, dev), 1;
-  if (!is_admin(c) && strcmp(t->assignee, c->id.name) != 0) {
-    if (t->assignee[0]) return reply_error(c, id, TT_EDENIED, "T-%" PRId64 " is assigned to %s", tid, t->assignee), 1;
-    return reply_error(c, id, TT_EDENIED, "T-%" PRId64 " is not assigned to you: assign it first", tid), 1;
-  }
-  return 0;
+    ticket_refuse(x, TT_EINVAL, "T-%" PRId64 " is %s", tid, t->state == STORE_TICKET_RESOLVED ? "resolved" : "closed");
+  else if (strcmp(t->device, dev) != 0)
+    ticket_refuse(x, TT_EINVAL, "T-%" PRId64 " is for device %s, not %s", tid, t->device, dev);
+  else if (!admin && strcmp(t->assignee, who) != 0 && t->assignee[0])
+    ticket_refuse(x, TT_EDENIED, "T-%" PRId64 " is assigned to %s", tid, t->assignee);
+  else if (!admin && strcmp(t->assignee, who) != 0)
+    ticket_refuse(x, TT_EDENIED, "T-%" PRId64 " is not assigned to you: assign it first", tid);
+  return x->err;
 }
 
 static int send_consent(broker_grant_t *g) {
@@ -389,14 +544,81 @@ static int send_consent(broker_grant_t *g) {
   return tt_link_send(g->agent->link, TT_K_REQUEST, &q.base);
 }
 
+/* The ticket is checked and the session's row written with its session-request entry in
+ * one store request; the device is asked only once both are on disk. */
+static int open_run(broker_store_t *s, store_req_t *r) {
+  session_req_t *x = (session_req_t *)r;
+  int rc = store_ticket_get(s, x->ticket_id, &x->t);
+  if (rc == TT_ENOTFOUND) ticket_refuse(x, TT_ENOTFOUND, "no such ticket: T-%" PRId64, x->ticket_id);
+  if (rc) return rc;
+  if (check_ticket(x, &x->t, x->s.device, x->unattended, x->s.person)) return TT_EDENIED;
+  x->s.ticket = x->t.id;
+  rc = store_session_add(s, &x->s);
+  if (rc) return rc;
+  char sid[32], ticket[32], words[32], d[32];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, x->s.id);
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, x->t.id);
+  tt_access_words(x->s.access, words, sizeof(words));
+  fmt_duration(x->duration_ms, d, sizeof(d));
+  broker_audit_rec(&x->h.audit, x->s.person, "session-request", sid, "device", x->s.device, "ticket", ticket,
+                   "access", words, "duration", d, AUDIT_END);
+  return 0;
+}
+
+static void open_done(store_req_t *r) {
+  session_req_t *x = (session_req_t *)r;
+  broker_t *b = x->b;
+  broker_grant_t *g = x->g;
+  if (!g) goto out;
+  g->storing = NULL;
+  broker_conn_t *c = g->console && conn_usable(g->console) ? g->console : NULL;
+  if (r->rc) {
+    if (c && x->err) (void)!broker_reply_error(c, g->console_req, x->err, x->msg);
+    else if (c) (void)!broker_reply_error(c, g->console_req, TT_EIO, "the broker could not record the session request");
+    if (!x->err) TT_ERROR("session", "session not stored", "err=%s", tt_errname(r->rc));
+    grant_unlink(b, g);
+    free(g);
+    goto out;
+  }
+  g->s = x->s;
+  snprintf(g->summary, sizeof(g->summary), "%s", x->t.summary);
+  char sid[32], words[32], d[32];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+  tt_access_words(g->s.access, words, sizeof(words));
+  fmt_duration(g->duration_ms, d, sizeof(d));
+  (void)!broker_ticket_event(b, g->s.ticket, g->s.person, "session-requested", "%s: %s for %s asked by %s", sid,
+                             words, d, g->s.person);
+  if (g->end_asked) { /* the console or the device went away meanwhile */
+    char by[STORE_NAME_MAX], reason[STORE_TEXT_MAX];
+    snprintf(by, sizeof(by), "%s", g->end_by);
+    snprintf(reason, sizeof(reason), "%s", g->end_reason);
+    consent_denied(b, g, "consent-failed", "consent-failed", by, reason, false);
+    goto out;
+  }
+  broker_conn_t *a = broker_find_agent(b, g->s.device);
+  if (!a) {
+    consent_denied(b, g, "consent-failed", "consent-failed", "", "the device disconnected", false);
+    goto out;
+  }
+  g->agent = a;
+  g->agent_req = next_req(b);
+  g->asked_at = uv_now(b->loop);
+  g->deadline = g->asked_at + TT_CONSENT_DEADLINE_MS;
+  if (send_consent(g)) {
+    consent_denied(b, g, "consent-failed", "consent-failed", "", "the device could not be asked (not reading)", false);
+    goto out;
+  }
+  broker_audit(b, "broker", "consent-asked", sid, "device", g->s.device, "person", g->s.person, AUDIT_END);
+out:
+  free(x);
+}
+
 static int on_open(broker_conn_t *c, uint32_t id, const Tether__SessionOpenRequest *q) {
   broker_t *b = c->b;
   char dev[TT_NAME_MAX + 1];
   if (!q || tt_text_copy(dev, sizeof(dev), q->device) || !dev[0])
     return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
   if (q->ticket == 0 || q->ticket > INT64_MAX) return broker_reply_error(c, id, TT_EINVAL, "a ticket is required");
-  store_ticket_t t;
-  if (check_ticket(c, id, (int64_t)q->ticket, dev, &t)) return 0;
   const unsigned all = STORE_ACCESS_SHELL | STORE_ACCESS_FILES | STORE_ACCESS_DIAG;
   if (q->access == 0) return broker_reply_error(c, id, TT_EINVAL, "ask for some access: shell, files or diag");
   if (q->access & ~all) return broker_reply_error(c, id, TT_EINVAL, "unknown access asked for");
@@ -406,11 +628,11 @@ static int on_open(broker_conn_t *c, uint32_t id, const Tether__SessionOpenReque
     fmt_duration((uint64_t)b->cfg.session_max_ms, max, sizeof(max));
     return reply_error(c, id, TT_EINVAL, "a session may last at most %s (session.max)", max);
   }
-  counts_t k = count(b, c->id.name, dev, t.id, q->access);
+  counts_t k = count(b, c->id.name, dev, (int64_t)q->ticket, q->access);
   if (k.reuse) {
     char sid[32], ticket[32];
     snprintf(sid, sizeof(sid), "S-%" PRId64, k.reuse->s.id);
-    snprintf(ticket, sizeof(ticket), "T-%" PRId64, t.id);
+    snprintf(ticket, sizeof(ticket), "T-%" PRId64, k.reuse->s.ticket);
     broker_audit(b, c->id.name, "session-reuse", sid, "device", dev, "ticket", ticket, AUDIT_END);
     return reply_session(c, id, k.reuse, true);
   }
@@ -425,46 +647,36 @@ static int on_open(broker_conn_t *c, uint32_t id, const Tether__SessionOpenReque
   if (!(a->caps & TETHER__CAPABILITY__CAP_SHELL))
     return reply_error(c, id, TT_EINVAL, "the agent on %s is too old for sessions: update it", dev);
 
+  /* In the list from now on, so that the limits above count it while its row is written. */
   broker_grant_t *g = calloc(1, sizeof(*g));
-  if (!g) return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
-  g->s.ticket = t.id;
+  session_req_t *x = g ? session_req_new(b, g, open_run, open_done, "session_open") : NULL;
+  if (!x) {
+    free(g);
+    return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
+  }
   snprintf(g->s.device, sizeof(g->s.device), "%s", dev);
   snprintf(g->s.person, sizeof(g->s.person), "%s", c->id.name);
+  g->s.ticket = (int64_t)q->ticket;
   g->s.access = q->access;
   g->s.started_ms = (int64_t)broker_unix_ms();
-  snprintf(g->summary, sizeof(g->summary), "%s", t.summary);
   g->duration_ms = dur;
-  int rc = store_session_add(b->store, &g->s);
-  if (rc) {
-    free(g);
-    TT_ERROR("session", "session not stored", "err=%s", tt_errname(rc));
-    return broker_reply_error(c, id, TT_EIO, "the broker could not write its store");
-  }
-  g->agent = a;
   g->console = c;
   g->console_req = id;
-  g->agent_req = next_req(b);
   g->asked_at = uv_now(b->loop);
   g->deadline = g->asked_at + TT_CONSENT_DEADLINE_MS;
+  x->s = g->s;
+  x->ticket_id = (int64_t)q->ticket;
+  x->duration_ms = dur;
+  x->unattended = is_admin(c); /* open_run: admins may use any ticket */
+  if (store_svc_submit(b->svc, &x->h.req)) {
+    free(x);
+    free(g);
+    return broker_reply_error(c, id, TT_EBUSY, "the broker is busy, try again shortly");
+  }
+  g->storing = x;
   g->next = b->sessions->list;
   if (g->next) g->next->prev = g;
   b->sessions->list = g;
-
-  char sid[32], ticket[32], words[32], d[32];
-  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
-  snprintf(ticket, sizeof(ticket), "T-%" PRId64, t.id);
-  tt_access_words(g->s.access, words, sizeof(words));
-  fmt_duration(dur, d, sizeof(d));
-  broker_audit(b, c->id.name, "session-request", sid, "device", dev, "ticket", ticket, "access", words, "duration",
-               d, AUDIT_END);
-  (void)!broker_ticket_event(b, t.id, c->id.name, "session-requested", "%s: %s for %s asked by %s", sid, words, d,
-                             c->id.name);
-  rc = send_consent(g);
-  if (rc) {
-    consent_denied(b, g, "consent-failed", "consent-failed", "", "the device could not be asked (not reading)", false);
-    return 0;
-  }
-  broker_audit(b, "broker", "consent-asked", sid, "device", dev, "person", c->id.name, AUDIT_END);
   return 0;
 }
 
@@ -557,9 +769,37 @@ static int hex_to_bytes(const char *hex, uint8_t *out, size_t n) {
   return 0;
 }
 
-static int read_chunk(broker_t *b, const store_recording_t *rec, uint64_t offset, uint8_t *buf, size_t *n) {
+/* A recording is looked up, checked and read on the store's reader thread: neither the
+ * store nor the file is touched on the loop. */
+typedef struct {
+  broker_creq_t h;
+  const char *data_dir;
+  bool admin;
+  char who[STORE_NAME_MAX];
+  uint64_t recording, session, offset;
+  uint32_t index;
+  int err;                 /* refused: code and message */
+  char msg[TT_TEXT_MAX];
+  store_recording_t rec;
+  uint32_t n;
+  size_t got;
+  uint64_t ids[SESSION_RECORDINGS_LIST_MAX];
+  store_recording_t list[SESSION_RECORDINGS_LIST_MAX];
+  uint8_t buf[TT_RECORDING_CHUNK_MAX];
+} rec_req_t;
+
+static void rec_refuse(rec_req_t *x, int err, const char *fmt, ...) TT_PRINTF(3, 4);
+static void rec_refuse(rec_req_t *x, int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(x->msg, sizeof(x->msg), fmt, ap);
+  va_end(ap);
+  x->err = err;
+}
+
+static int read_chunk(const char *data_dir, const store_recording_t *rec, uint64_t offset, uint8_t *buf, size_t *n) {
   char path[1100];
-  snprintf(path, sizeof(path), "%s/%s", b->cfg.data_dir, rec->path);
+  snprintf(path, sizeof(path), "%s/%s", data_dir, rec->path);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   uint64_t left = (uint64_t)rec->size - offset;
@@ -579,94 +819,101 @@ static int read_chunk(broker_t *b, const store_recording_t *rec, uint64_t offset
   return rc;
 }
 
-static int on_recording(broker_conn_t *c, uint32_t id, const Tether__RecordingGetRequest *q) {
-  broker_t *b = c->b;
-  store_recording_t *list = calloc(SESSION_RECORDINGS_LIST_MAX, sizeof(*list));
-  uint8_t *buf = malloc(TT_RECORDING_CHUNK_MAX);
-  uint64_t ids[SESSION_RECORDINGS_LIST_MAX];
-  store_recording_t rec;
-  uint32_t n = 0;
+static int rec_run(broker_store_t *s, store_req_t *r) {
+  rec_req_t *x = (rec_req_t *)r;
+  store_recording_t *rec = &x->rec;
   int rc;
-  if (!list || !buf) {
-    rc = broker_reply_error(c, id, TT_ENOMEM, "out of memory");
-    goto out;
-  }
-  if (q && q->recording) {
-    rc = q->recording > INT64_MAX ? TT_ENOTFOUND : store_recording_get(b->store, (int64_t)q->recording, &rec);
+  if (x->recording) {
+    rc = x->recording > INT64_MAX ? TT_ENOTFOUND : store_recording_get(s, (int64_t)x->recording, rec);
     if (rc == TT_ENOTFOUND) {
-      rc = reply_error(c, id, TT_ENOTFOUND, "no such recording: R-%" PRIu64, q->recording);
-      goto out;
+      rec_refuse(x, TT_ENOTFOUND, "no such recording: R-%" PRIu64, x->recording);
+      return rc;
     }
-  } else if (q && q->session && q->session <= INT64_MAX) {
-    rc = store_recording_list(b->store, (int64_t)q->session, list, SESSION_RECORDINGS_LIST_MAX, &n);
-    if (!rc && q->index >= n) {
-      rc = n ? reply_error(c, id, TT_ENOTFOUND, "S-%" PRIu64 " has %u recordings, not #%u", q->session, n,
-                           q->index + 1)
-             : reply_error(c, id, TT_ENOTFOUND, "S-%" PRIu64 " has no recordings", q->session);
-      goto out;
-    }
-    if (!rc) rec = list[q->index];
   } else {
-    rc = broker_reply_error(c, id, TT_EINVAL, "ask for a session or a recording");
-    goto out;
+    rc = store_recording_list(s, (int64_t)x->session, x->list, SESSION_RECORDINGS_LIST_MAX, &x->n);
+    if (!rc && x->index >= x->n) {
+      if (x->n)
+        rec_refuse(x, TT_ENOTFOUND, "S-%" PRIu64 " has %u recordings, not #%u", x->session, x->n, x->index + 1);
+      else
+        rec_refuse(x, TT_ENOTFOUND, "S-%" PRIu64 " has no recordings", x->session);
+      return TT_ENOTFOUND;
+    }
+    if (!rc) *rec = x->list[x->index];
   }
-  if (rc) {
-    rc = broker_reply_error(c, id, TT_EIO, "the broker could not read its store");
-    goto out;
-  }
-  if (!is_admin(c) && strcmp(rec.person, c->id.name) != 0) {
-    rc = reply_error(c, id, TT_EDENIED, "R-%" PRId64 " was made in %s's session", rec.id, rec.person);
-    goto out;
-  }
-  if (!rec.ended_ms) {
-    rc = reply_error(c, id, TT_EBUSY, "R-%" PRId64 " is still being recorded", rec.id);
-    goto out;
-  }
+  if (rc) return rc;
+  if (!x->admin && strcmp(rec->person, x->who) != 0)
+    rec_refuse(x, TT_EDENIED, "R-%" PRId64 " was made in %s's session", rec->id, rec->person);
+  else if (!rec->ended_ms)
+    rec_refuse(x, TT_EBUSY, "R-%" PRId64 " is still being recorded", rec->id);
   /* A failed recording has no sha256 to check it by, and its file may be cut anywhere. */
-  if (rec.failed) {
-    rc = reply_error(c, id, TT_EIO, "R-%" PRId64 " is incomplete: its recording failed (see the audit)", rec.id);
-    goto out;
-  }
-  uint64_t off = q->offset;
-  if (off > (uint64_t)rec.size) {
-    rc = reply_error(c, id, TT_EINVAL, "offset %" PRIu64 " is past the end of R-%" PRId64, off, rec.id);
-    goto out;
-  }
-  size_t got = 0;
-  rc = read_chunk(b, &rec, off, buf, &got);
+  else if (rec->failed)
+    rec_refuse(x, TT_EIO, "R-%" PRId64 " is incomplete: its recording failed (see the audit)", rec->id);
+  else if (x->offset > (uint64_t)rec->size)
+    rec_refuse(x, TT_EINVAL, "offset %" PRIu64 " is past the end of R-%" PRId64, x->offset, rec->id);
+  if (x->err) return x->err;
+  rc = read_chunk(x->data_dir, rec, x->offset, x->buf, &x->got);
   if (rc) {
-    TT_ERROR("session", "recording not readable", "recording=R-%" PRId64 " err=%s", rec.id, tt_errname(rc));
-    rc = reply_error(c, id, TT_EIO, "R-%" PRId64 " cannot be read on the broker (%s)", rec.id, tt_strerror(rc));
-    goto out;
+    TT_ERROR("session", "recording not readable", "recording=R-%" PRId64 " err=%s", rec->id, tt_errname(rc));
+    rec_refuse(x, TT_EIO, "R-%" PRId64 " cannot be read on the broker (%s)", rec->id, tt_strerror(rc));
+    return rc;
   }
-  if (!(q->session && !q->recording)) /* the session's list, for a recording asked by id */
-    (void)!store_recording_list(b->store, rec.session, list, SESSION_RECORDINGS_LIST_MAX, &n);
-  for (uint32_t i = 0; i < n; i++) ids[i] = (uint64_t)list[i].id;
-  Tether__RecordingChunk ch = TETHER__RECORDING_CHUNK__INIT;
-  ch.recording = (uint64_t)rec.id;
-  ch.session = (uint64_t)rec.session;
-  ch.ticket = (uint64_t)rec.ticket;
-  ch.device = tt_text(rec.device);
-  ch.person = tt_text(rec.person);
-  ch.started_ms = (uint64_t)rec.started_ms;
-  ch.size = (uint64_t)rec.size;
-  uint8_t sha[32];
-  ch.sha256.data = sha;
-  ch.sha256.len = hex_to_bytes(rec.sha256, sha, sizeof(sha)) ? 0 : sizeof(sha); /* "" when it failed */
-  ch.offset = off;
-  ch.data.data = buf;
-  ch.data.len = got;
-  ch.session_recordings = ids;
-  ch.n_session_recordings = n;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.body_case = TETHER__RESPONSE__BODY_RECORDING;
-  r.recording = &ch;
-  rc = tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+  if (x->recording) /* the session's list, for a recording asked by id */
+    (void)!store_recording_list(s, rec->session, x->list, SESSION_RECORDINGS_LIST_MAX, &x->n);
+  for (uint32_t i = 0; i < x->n; i++) x->ids[i] = (uint64_t)x->list[i].id;
+  return 0;
+}
+
+static void rec_done(store_req_t *r) {
+  rec_req_t *x = (rec_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  if (!c) goto out;
+  int rc;
+  if (x->err) {
+    rc = broker_reply_error(c, x->h.id, x->err, x->msg);
+  } else if (r->rc) {
+    rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not read its store");
+  } else {
+    const store_recording_t *rec = &x->rec;
+    Tether__RecordingChunk ch = TETHER__RECORDING_CHUNK__INIT;
+    ch.recording = (uint64_t)rec->id;
+    ch.session = (uint64_t)rec->session;
+    ch.ticket = (uint64_t)rec->ticket;
+    ch.device = tt_text(rec->device);
+    ch.person = tt_text(rec->person);
+    ch.started_ms = (uint64_t)rec->started_ms;
+    ch.size = (uint64_t)rec->size;
+    uint8_t sha[32];
+    ch.sha256.data = sha;
+    ch.sha256.len = hex_to_bytes(rec->sha256, sha, sizeof(sha)) ? 0 : sizeof(sha); /* "" when it failed */
+    ch.offset = x->offset;
+    ch.data.data = x->buf;
+    ch.data.len = x->got;
+    ch.session_recordings = x->ids;
+    ch.n_session_recordings = x->n;
+    Tether__Response resp = TETHER__RESPONSE__INIT;
+    resp.id = x->h.id;
+    resp.body_case = TETHER__RESPONSE__BODY_RECORDING;
+    resp.recording = &ch;
+    rc = tt_link_send(c->link, TT_K_RESPONSE, &resp.base);
+  }
+  if (rc) tt_link_close(c->link, rc, "peer not reading");
 out:
-  free(list);
-  free(buf);
-  return rc;
+  free(x);
+}
+
+static int on_recording(broker_conn_t *c, uint32_t id, const Tether__RecordingGetRequest *q) {
+  if (!q || (!q->recording && !(q->session && q->session <= INT64_MAX)))
+    return broker_reply_error(c, id, TT_EINVAL, "ask for a session or a recording");
+  rec_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_READ, rec_run, rec_done, "recording_get");
+  if (!x) return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
+  x->data_dir = c->b->cfg.data_dir;
+  x->admin = is_admin(c);
+  snprintf(x->who, sizeof(x->who), "%s", c->id.name);
+  x->recording = q->recording;
+  x->session = q->session;
+  x->index = q->index;
+  x->offset = q->offset;
+  return broker_creq_submit(x);
 }
 
 int broker_session_request(broker_conn_t *c, const Tether__Request *q) {
@@ -733,6 +980,37 @@ static void meta_fail(void *ctx, int err) {
   if (m->relay) m->owner->on_fail(m->relay, why); /* ends the relay: m may be gone after */
 }
 
+/* A recording's end: its row and its audit entry in one request, nobody waiting. */
+typedef struct {
+  store_req_t req;
+  store_audit_rec_t audit;
+  int64_t id, ended_ms, size;
+  char sha256[65];
+  bool failed;
+} rec_end_req_t;
+
+static int rec_end_run(broker_store_t *s, store_req_t *r) {
+  rec_end_req_t *x = (rec_end_req_t *)r;
+  return store_recording_finish(s, x->id, x->ended_ms, x->size, x->failed ? "" : x->sha256, x->failed);
+}
+
+static rec_end_req_t *rec_end_new(int64_t id, int64_t size, const char *sha256, bool failed) {
+  rec_end_req_t *x = calloc(1, sizeof(*x));
+  if (!x) {
+    TT_ERROR("session", "recording end not stored", "recording=R-%" PRId64 " err=%s", id, tt_errname(TT_ENOMEM));
+    return NULL;
+  }
+  x->req.run = rec_end_run;
+  x->req.what = "recording_finish";
+  x->req.audit = &x->audit;
+  x->id = id;
+  x->ended_ms = (int64_t)broker_unix_ms();
+  x->size = size;
+  snprintf(x->sha256, sizeof(x->sha256), "%s", sha256 ? sha256 : "");
+  x->failed = failed;
+  return x;
+}
+
 static void meta_done(void *ctx, const broker_rec_result_t *res) {
   rec_meta_t *m = ctx;
   broker_t *b = m->b;
@@ -741,20 +1019,22 @@ static void meta_done(void *ctx, const broker_rec_result_t *res) {
   snprintf(sid, sizeof(sid), "S-%" PRId64, m->row.session);
   snprintf(ticket, sizeof(ticket), "T-%" PRId64, m->row.ticket);
   snprintf(size, sizeof(size), "%" PRId64, res->size);
-  int rc = store_recording_finish(b->store, m->row.id, (int64_t)broker_unix_ms(), res->size,
-                                  res->failed ? "" : res->sha256, res->failed);
-  if (rc) TT_ERROR("session", "recording end not stored", "recording=%s err=%s", rid, tt_errname(rc));
-  if (res->failed) {
-    broker_audit(b, "broker", "recording-failed", rid, "session", sid, "ticket", ticket, "error",
-                 tt_strerror(res->err), "size", size, AUDIT_END);
+  rec_end_req_t *x = rec_end_new(m->row.id, res->size, res->sha256, res->failed);
+  if (x) {
+    if (res->failed)
+      broker_audit_rec(&x->audit, "broker", "recording-failed", rid, "session", sid, "ticket", ticket, "error",
+                       tt_strerror(res->err), "size", size, AUDIT_END);
+    else
+      broker_audit_rec(&x->audit, "broker", "recording", rid, "session", sid, "ticket", ticket, "size", size,
+                       "sha256", res->sha256, AUDIT_END);
+    broker_store_later(b, &x->req);
+  }
+  if (res->failed)
     (void)!broker_ticket_event(b, m->row.ticket, "broker", "recording", "%s of %s failed (%s): the file is partial",
                                rid, sid, tt_strerror(res->err));
-  } else {
-    broker_audit(b, "broker", "recording", rid, "session", sid, "ticket", ticket, "size", size, "sha256", res->sha256,
-                 AUDIT_END);
+  else
     (void)!broker_ticket_event(b, m->row.ticket, "broker", "recording", "%s of %s: %s bytes, sha256 %s", rid, sid,
                                size, res->sha256);
-  }
   TT_INFO("session", "recording closed", "recording=%s size=%s failed=%d", rid, size, (int)res->failed);
   bool was_linked = m->linked;
   meta_unlink(b, m);
@@ -763,48 +1043,54 @@ static void meta_done(void *ctx, const broker_rec_result_t *res) {
   if (was_linked) end_wait_recorded(b, session);
 }
 
+/* A recording whose row was written but whose file never was (the relay ended first, or the
+ * file could not be made): it is closed as failed, with nothing in it. */
+void broker_session_record_abandon(broker_t *b, const store_recording_t *row, int err) {
+  rec_end_req_t *x = rec_end_new(row->id, 0, "", true);
+  if (!x) return;
+  char rid[32], sid[32];
+  snprintf(rid, sizeof(rid), "R-%" PRId64, row->id);
+  snprintf(sid, sizeof(sid), "S-%" PRId64, row->session);
+  broker_audit_rec(&x->audit, "broker", "recording-failed", rid, "session", sid, "error", tt_strerror(err), AUDIT_END);
+  broker_store_later(b, &x->req);
+}
+
+void broker_session_record_row(const broker_grant_t *g, store_recording_t *row) {
+  memset(row, 0, sizeof(*row));
+  row->session = g->s.id;
+  row->ticket = g->s.ticket;
+  snprintf(row->device, sizeof(row->device), "%s", g->s.device);
+  snprintf(row->person, sizeof(row->person), "%s", g->s.person);
+  row->started_ms = (int64_t)broker_unix_ms();
+}
+
 static const broker_rec_cbs_t meta_cbs = {.on_drain = meta_drain, .on_fail = meta_fail, .on_done = meta_done};
 
-int broker_session_record(broker_grant_t *g, relay_t *r, const broker_rec_owner_t *owner, uint32_t cols,
-                          uint32_t rows, const char *term, broker_rec_t **out, void **handle, char *why,
-                          size_t whylen) {
+int broker_session_record(broker_grant_t *g, relay_t *r, const broker_rec_owner_t *owner,
+                          const store_recording_t *row, uint32_t cols, uint32_t rows, const char *term,
+                          broker_rec_t **out, void **handle, char *why, size_t whylen) {
   broker_t *b = g->agent->b;
   *out = NULL;
   *handle = NULL;
   rec_meta_t *m = calloc(1, sizeof(*m));
   if (!m) {
     rec_fail_text(why, whylen, TT_ENOMEM);
+    broker_session_record_abandon(b, row, TT_ENOMEM);
     return TT_ENOMEM;
   }
   m->b = b;
   m->relay = r;
   m->owner = owner;
-  m->row.session = g->s.id;
-  m->row.ticket = g->s.ticket;
-  snprintf(m->row.device, sizeof(m->row.device), "%s", g->s.device);
-  snprintf(m->row.person, sizeof(m->row.person), "%s", g->s.person);
-  m->row.started_ms = (int64_t)broker_unix_ms();
-  int rc = store_recording_add(b->store, &m->row);
-  if (rc) {
-    TT_ERROR("session", "recording not stored", "err=%s", tt_errname(rc));
-    rec_fail_text(why, whylen, rc);
-    free(m);
-    return rc;
-  }
+  m->row = *row;
   char path[1100], title[3 * STORE_NAME_MAX + 64];
   snprintf(path, sizeof(path), "%s/%s", b->cfg.data_dir, m->row.path);
   snprintf(title, sizeof(title), "S-%" PRId64 " T-%" PRId64 " %s@%s", g->s.id, g->s.ticket, g->s.person, g->s.device);
   broker_rec_header_t h = {.cols = cols, .rows = rows, .unix_s = m->row.started_ms / 1000, .term = term,
                            .title = title};
-  rc = broker_rec_open(&m->rec, b->loop, path, &h, &meta_cbs, m);
+  int rc = broker_rec_open(&m->rec, b->loop, path, &h, &meta_cbs, m);
   if (rc) {
     rec_fail_text(why, whylen, rc);
-    if (store_recording_finish(b->store, m->row.id, (int64_t)broker_unix_ms(), 0, "", true))
-      TT_ERROR("session", "recording end not stored", "recording=R-%" PRId64, m->row.id);
-    char rid[32], sid[32];
-    snprintf(rid, sizeof(rid), "R-%" PRId64, m->row.id);
-    snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
-    broker_audit(b, "broker", "recording-failed", rid, "session", sid, "error", tt_strerror(rc), AUDIT_END);
+    broker_session_record_abandon(b, row, rc);
     free(m);
     return rc;
   }
@@ -897,6 +1183,7 @@ void broker_sessions_free(broker_t *b) {
   if (!b->sessions) return;
   for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
     next = g->next;
+    if (g->storing) g->storing->g = NULL; /* its completion finds nothing to do */
     free(g);
   }
   /* Entries still waiting for recordings are written now, naming what is complete. */

@@ -13,7 +13,7 @@
 #define MOD "ticket"
 #define TIX_ID_MAX 24 /* "T-" + 19 digits + NUL, with room */
 
-static bool is_admin(const broker_conn_t *c) { return c->id.role == TT_ROLE_ADMIN; }
+static bool is_admin(const tt_identity_t *who) { return who->role == TT_ROLE_ADMIN; }
 
 static void tix_name(char *buf, size_t cap, int64_t id) {
   snprintf(buf, cap, "T-%" PRId64, id);
@@ -96,20 +96,15 @@ static int store_error(broker_conn_t *c, uint32_t id, int rc, const char *op) {
   return broker_reply_error(c, id, TT_EIO, "the broker could not use its store");
 }
 
-/* A ticket id from the wire: 0 or beyond int64 names no ticket. */
-static int load_ticket(broker_conn_t *c, uint32_t id, uint64_t wire_id, store_ticket_t *t,
-                       bool *answered) {
-  *answered = true;
-  char name[TIX_ID_MAX];
-  snprintf(name, sizeof(name), "T-%" PRIu64, wire_id);
+static int no_such_ticket(broker_conn_t *c, uint32_t id, uint64_t wire_id) {
   char msg[64];
-  snprintf(msg, sizeof(msg), "no such ticket: %s", name);
-  if (wire_id == 0 || wire_id > (uint64_t)INT64_MAX) return broker_reply_error(c, id, TT_ENOTFOUND, msg);
-  int rc = store_ticket_get(c->b->store, (int64_t)wire_id, t);
-  if (rc == TT_ENOTFOUND) return broker_reply_error(c, id, TT_ENOTFOUND, msg);
-  if (rc) return store_error(c, id, rc, "ticket_get");
-  *answered = false;
-  return 0;
+  snprintf(msg, sizeof(msg), "no such ticket: T-%" PRIu64, wire_id);
+  return broker_reply_error(c, id, TT_ENOTFOUND, msg);
+}
+
+/* Every answer here ends the same way: a send that fails closes the connection. */
+static void answered(broker_conn_t *c, int rc) {
+  if (rc) tt_link_close(c->link, rc, "peer not reading");
 }
 
 /* ---- new ------------------------------------------------------------------------------ */
@@ -120,67 +115,148 @@ static int opt_text(char *dst, size_t cap, ProtobufCBinaryData v) {
   return v.len ? tt_text_copy(dst, cap, v) : 0;
 }
 
+/* The device is checked and the ticket written, with its audit entry, in one request. */
+typedef struct {
+  broker_creq_t h;
+  store_ticket_t t;
+  int64_t now_ms;
+} new_req_t;
+
+static int new_run(broker_store_t *s, store_req_t *r) {
+  new_req_t *x = (new_req_t *)r;
+  store_device_t d;
+  int rc = store_device_get(s, x->t.device, &d);
+  if (rc) return rc;
+  rc = store_ticket_add(s, &x->t, x->h.audit.actor, x->now_ms);
+  if (rc) return rc;
+  char name[TIX_ID_MAX];
+  tix_name(name, sizeof(name), x->t.id);
+  store_audit_rec_t *a = &x->h.audit;
+  broker_audit_rec(a, a->actor, "ticket-new", name, "device", x->t.device, "priority", prio_name(x->t.priority),
+                   "assignee", x->t.assignee, "requester", x->t.requester, "external_id", x->t.external_id,
+                   "summary", x->t.summary, AUDIT_END);
+  return 0;
+}
+
+static void new_done(store_req_t *r) {
+  new_req_t *x = (new_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  if (!c) goto out;
+  if (r->rc == TT_ENOTFOUND) {
+    char msg[TT_NAME_MAX + 32];
+    snprintf(msg, sizeof(msg), "no such device: %s", x->t.device);
+    answered(c, broker_reply_error(c, x->h.id, TT_ENOTFOUND, msg));
+  } else if (r->rc) {
+    answered(c, store_error(c, x->h.id, r->rc, "ticket_add"));
+  } else {
+    char name[TIX_ID_MAX];
+    tix_name(name, sizeof(name), x->t.id);
+    TT_INFO(MOD, "ticket created", "ticket=%s by=%s device=%s priority=%s", name, c->id.name, x->t.device,
+            prio_name(x->t.priority));
+    answered(c, send_ticket(c, x->h.id, &x->t));
+  }
+out:
+  free(x);
+}
+
 static int on_new(broker_conn_t *c, uint32_t id, const Tether__TicketNewRequest *q) {
   broker_t *b = c->b;
-  store_ticket_t t;
-  memset(&t, 0, sizeof(t));
-  if (tt_text_copy(t.device, sizeof(t.device), q->device) || !t.device[0])
-    return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
-  store_device_t d;
-  int rc = store_device_get(b->store, t.device, &d);
-  if (rc == TT_ENOTFOUND) {
-    char msg[TT_NAME_MAX + 32];
-    snprintf(msg, sizeof(msg), "no such device: %s", t.device);
-    return broker_reply_error(c, id, TT_ENOTFOUND, msg);
-  }
-  if (rc) return store_error(c, id, rc, "device_get");
-  if (!q->summary.len) return broker_reply_error(c, id, TT_EINVAL, "a ticket needs a summary");
-  if (tt_text_copy(t.summary, sizeof(t.summary), q->summary))
-    return broker_reply_error(c, id, TT_ETEXT,
-                              "the summary must be at most 256 bytes of text without control characters");
-  if (opt_text(t.requester, sizeof(t.requester), q->requester))
-    return broker_reply_error(c, id, TT_ETEXT, "the requester must be at most 64 bytes of text");
-  if (opt_text(t.external_id, sizeof(t.external_id), q->external_id))
-    return broker_reply_error(c, id, TT_ETEXT, "the external id must be at most 64 bytes of text");
-  if (prio_from_wire(q->priority, &t.priority))
-    return broker_reply_error(c, id, TT_EINVAL, "unknown priority: use low, normal, high or urgent");
+  new_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, new_run, new_done, "ticket_add");
+  if (!x) return TT_ENOMEM;
+  store_ticket_t *t = &x->t;
+  int rc = 0;
+  if (tt_text_copy(t->device, sizeof(t->device), q->device) || !t->device[0])
+    rc = broker_reply_error(c, id, TT_EINVAL, "no valid device id");
+  else if (!q->summary.len)
+    rc = broker_reply_error(c, id, TT_EINVAL, "a ticket needs a summary");
+  else if (tt_text_copy(t->summary, sizeof(t->summary), q->summary))
+    rc = broker_reply_error(c, id, TT_ETEXT, "the summary must be at most 256 bytes of text without control characters");
+  else if (opt_text(t->requester, sizeof(t->requester), q->requester))
+    rc = broker_reply_error(c, id, TT_ETEXT, "the requester must be at most 64 bytes of text");
+  else if (opt_text(t->external_id, sizeof(t->external_id), q->external_id))
+    rc = broker_reply_error(c, id, TT_ETEXT, "the external id must be at most 64 bytes of text");
+  else if (prio_from_wire(q->priority, &t->priority))
+    rc = broker_reply_error(c, id, TT_EINVAL, "unknown priority: use low, normal, high or urgent");
+  else
+    goto valid;
+  free(x);
+  return rc;
+valid:
   /* A technician's new ticket is theirs to work; an admin's waits in the queue. */
-  if (c->id.role == TT_ROLE_TECHNICIAN) snprintf(t.assignee, sizeof(t.assignee), "%s", c->id.name);
-  int64_t now = (int64_t)broker_unix_ms();
-  int64_t first = b->cfg.sla_first_response_ms[t.priority], fix = b->cfg.sla_resolution_ms[t.priority];
-  t.first_response_due_ms = first > 0 ? now + first : 0;
-  t.resolution_due_ms = fix > 0 ? now + fix : 0;
-  t.state = STORE_TICKET_OPEN;
-  t.level = STORE_TICKET_LEVEL_MIN;
-  rc = store_ticket_add(b->store, &t, c->id.name, now);
-  if (rc) return store_error(c, id, rc, "ticket_add");
-  char name[TIX_ID_MAX];
-  tix_name(name, sizeof(name), t.id);
-  broker_audit(b, c->id.name, "ticket-new", name, "device", t.device, "priority", prio_name(t.priority),
-               "assignee", t.assignee, "requester", t.requester, "external_id", t.external_id,
-               "summary", t.summary, AUDIT_END);
-  TT_INFO(MOD, "ticket created", "ticket=%s by=%s device=%s priority=%s", name, c->id.name, t.device,
-          prio_name(t.priority));
-  return send_ticket(c, id, &t);
+  if (c->id.role == TT_ROLE_TECHNICIAN) snprintf(t->assignee, sizeof(t->assignee), "%s", c->id.name);
+  x->now_ms = (int64_t)broker_unix_ms();
+  int64_t first = b->cfg.sla_first_response_ms[t->priority], fix = b->cfg.sla_resolution_ms[t->priority];
+  t->first_response_due_ms = first > 0 ? x->now_ms + first : 0;
+  t->resolution_due_ms = fix > 0 ? x->now_ms + fix : 0;
+  t->state = STORE_TICKET_OPEN;
+  t->level = STORE_TICKET_LEVEL_MIN;
+  x->h.req.audit = &x->h.audit;
+  broker_audit_rec(&x->h.audit, c->id.name, "ticket-new", "", AUDIT_END); /* completed by new_run */
+  return broker_creq_submit(x);
 }
 
 /* ---- list ----------------------------------------------------------------------------- */
 
 typedef struct {
-  store_ticket_t *rows;
+  broker_creq_t h;
+  store_ticket_filter_t f;
+  char device[TT_NAME_MAX + 1], assignee[TT_NAME_MAX + 1];
   uint32_t n, cap;
-} tix_page_t;
+  store_ticket_t rows[];  /* cap: one more than a page tells of a next one */
+} list_req_t;
 
 static int tix_page_cb(void *ctx, const store_ticket_t *t) {
-  tix_page_t *p = ctx;
-  if (p->n >= p->cap) return 1;
-  p->rows[p->n++] = *t;
+  list_req_t *x = ctx;
+  if (x->n >= x->cap) return 1;
+  x->rows[x->n++] = *t;
   return 0;
 }
 
 #define STATE_BITS_KNOWN                                                                      \
   (STORE_TICKET_STATE_BIT(STORE_TICKET_OPEN) | STORE_TICKET_STATE_BIT(STORE_TICKET_RESOLVED) | \
    STORE_TICKET_STATE_BIT(STORE_TICKET_CLOSED))
+
+static int list_run(broker_store_t *s, store_req_t *r) {
+  list_req_t *x = (list_req_t *)r;
+  int rc = store_ticket_list(s, &x->f, tix_page_cb, x);
+  return rc < 0 ? rc : 0;
+}
+
+static void list_done(store_req_t *r) {
+  list_req_t *x = (list_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  Tether__Ticket *tix = NULL;
+  Tether__Ticket **ptrs = NULL;
+  if (!c) goto out;
+  if (r->rc) {
+    answered(c, store_error(c, x->h.id, r->rc, "ticket_list"));
+    goto out;
+  }
+  uint32_t limit = x->cap - 1, n = x->n > limit ? limit : x->n;
+  tix = calloc(n ? n : 1, sizeof(*tix));
+  ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+  if (!tix || !ptrs) {
+    answered(c, TT_ENOMEM);
+    goto out;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    ticket_to_wire(&x->rows[i], &tix[i]);
+    ptrs[i] = &tix[i];
+  }
+  Tether__TicketList list = TETHER__TICKET_LIST__INIT;
+  list.tickets = ptrs;
+  list.n_tickets = n;
+  list.more = x->n > limit;
+  Tether__Response resp = TETHER__RESPONSE__INIT;
+  resp.id = x->h.id;
+  resp.body_case = TETHER__RESPONSE__BODY_TICKET_LIST;
+  resp.ticket_list = &list;
+  answered(c, tt_link_send(c->link, TT_K_RESPONSE, &resp.base));
+out:
+  free(tix);
+  free(ptrs);
+  free(x);
+}
 
 static int on_list(broker_conn_t *c, uint32_t id, const Tether__TicketListRequest *q) {
   char dev[TT_NAME_MAX + 1] = "";
@@ -190,74 +266,65 @@ static int on_list(broker_conn_t *c, uint32_t id, const Tether__TicketListReques
     return broker_reply_error(c, id, TT_EINVAL, "unknown ticket state in the filter");
   if (q->after_id > (uint64_t)INT64_MAX) return broker_reply_error(c, id, TT_EINVAL, "paging id out of range");
   uint32_t limit = q->limit == 0 || q->limit > TT_TICKET_PAGE_MAX ? TT_TICKET_PAGE_MAX : q->limit;
-  tix_page_t p = {.cap = limit + 1}; /* one more tells whether there is a next page */
-  p.rows = calloc(p.cap, sizeof(*p.rows));
-  Tether__Ticket *tix = calloc(limit, sizeof(*tix));
-  Tether__Ticket **ptrs = calloc(limit, sizeof(*ptrs));
-  int rc = TT_ENOMEM;
-  if (!p.rows || !tix || !ptrs) goto out;
-  store_ticket_filter_t f = {.state_mask = q->state_mask, .assignee = q->mine ? c->id.name : NULL,
-                             .device = dev[0] ? dev : NULL, .limit = p.cap,
-                             .after_id = (int64_t)q->after_id};
-  rc = store_ticket_list(c->b->store, &f, tix_page_cb, &p);
-  if (rc < 0) {
-    rc = store_error(c, id, rc, "ticket_list");
-    goto out;
-  }
-  uint32_t n = p.n > limit ? limit : p.n;
-  for (uint32_t i = 0; i < n; i++) {
-    ticket_to_wire(&p.rows[i], &tix[i]);
-    ptrs[i] = &tix[i];
-  }
-  Tether__TicketList list = TETHER__TICKET_LIST__INIT;
-  list.tickets = ptrs;
-  list.n_tickets = n;
-  list.more = p.n > limit;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.body_case = TETHER__RESPONSE__BODY_TICKET_LIST;
-  r.ticket_list = &list;
-  rc = tt_link_send(c->link, TT_K_RESPONSE, &r.base);
-out:
-  free(p.rows);
-  free(tix);
-  free(ptrs);
-  return rc;
+  list_req_t *x = broker_creq_new(c, id, sizeof(*x) + (limit + 1) * sizeof(store_ticket_t), STORE_LANE_READ,
+                                  list_run, list_done, "ticket_list");
+  if (!x) return TT_ENOMEM;
+  x->cap = limit + 1;
+  snprintf(x->device, sizeof(x->device), "%s", dev);
+  snprintf(x->assignee, sizeof(x->assignee), "%s", c->id.name);
+  x->f = (store_ticket_filter_t){.state_mask = q->state_mask, .assignee = q->mine ? x->assignee : NULL,
+                                 .device = x->device[0] ? x->device : NULL, .limit = x->cap,
+                                 .after_id = (int64_t)q->after_id};
+  return broker_creq_submit(x);
 }
 
 /* ---- show ----------------------------------------------------------------------------- */
 
 typedef struct {
-  store_ticket_event_t *rows;
-  uint32_t n, cap;
-} tev_page_t;
+  broker_creq_t h;
+  uint64_t wire_id;
+  store_ticket_t t;
+  uint32_t n, total;
+  store_ticket_event_t rows[TT_TICKET_EVENTS_PAGE_MAX];
+} show_req_t;
 
 static int tev_page_cb(void *ctx, const store_ticket_event_t *e) {
-  tev_page_t *p = ctx;
-  if (p->n >= p->cap) return 1;
-  p->rows[p->n++] = *e;
+  show_req_t *x = ctx;
+  if (x->n >= TT_TICKET_EVENTS_PAGE_MAX) return 1;
+  x->rows[x->n++] = *e;
   return 0;
 }
 
-static int on_show(broker_conn_t *c, uint32_t id, const Tether__TicketShowRequest *q) {
-  store_ticket_t t;
-  bool answered;
-  int rc = load_ticket(c, id, q->id, &t, &answered);
-  if (answered) return rc;
-  tev_page_t p = {.cap = TT_TICKET_EVENTS_PAGE_MAX};
-  p.rows = calloc(p.cap, sizeof(*p.rows));
-  Tether__TicketEvent *evs = calloc(p.cap, sizeof(*evs));
-  Tether__TicketEvent **ptrs = calloc(p.cap, sizeof(*ptrs));
-  rc = TT_ENOMEM;
-  if (!p.rows || !evs || !ptrs) goto out;
-  uint32_t total = 0;
-  rc = store_ticket_events_tail(c->b->store, t.id, p.cap, tev_page_cb, &p, &total);
-  if (rc < 0) {
-    rc = store_error(c, id, rc, "ticket_events");
+static int show_run(broker_store_t *s, store_req_t *r) {
+  show_req_t *x = (show_req_t *)r;
+  int rc = store_ticket_get(s, (int64_t)x->wire_id, &x->t);
+  if (rc) return rc;
+  rc = store_ticket_events_tail(s, x->t.id, TT_TICKET_EVENTS_PAGE_MAX, tev_page_cb, x, &x->total);
+  return rc < 0 ? rc : 0;
+}
+
+static void show_done(store_req_t *r) {
+  show_req_t *x = (show_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  Tether__TicketEvent *evs = NULL;
+  Tether__TicketEvent **ptrs = NULL;
+  if (!c) goto out;
+  if (r->rc == TT_ENOTFOUND) {
+    answered(c, no_such_ticket(c, x->h.id, x->wire_id));
     goto out;
   }
-  for (uint32_t i = 0; i < p.n; i++) {
-    store_ticket_event_t *e = &p.rows[i];
+  if (r->rc) {
+    answered(c, store_error(c, x->h.id, r->rc, "ticket_show"));
+    goto out;
+  }
+  evs = calloc(x->n ? x->n : 1, sizeof(*evs));
+  ptrs = calloc(x->n ? x->n : 1, sizeof(*ptrs));
+  if (!evs || !ptrs) {
+    answered(c, TT_ENOMEM);
+    goto out;
+  }
+  for (uint32_t i = 0; i < x->n; i++) {
+    store_ticket_event_t *e = &x->rows[i];
     tether__ticket_event__init(&evs[i]);
     evs[i].id = (uint64_t)e->id;
     evs[i].ts_ms = (uint64_t)e->ts_ms;
@@ -267,22 +334,30 @@ static int on_show(broker_conn_t *c, uint32_t id, const Tether__TicketShowReques
     ptrs[i] = &evs[i];
   }
   Tether__Ticket o;
-  ticket_to_wire(&t, &o);
+  ticket_to_wire(&x->t, &o);
   Tether__TicketDetail det = TETHER__TICKET_DETAIL__INIT;
   det.ticket = &o;
   det.events = ptrs;
-  det.n_events = p.n;
-  det.events_total = total;
-  Tether__Response r = TETHER__RESPONSE__INIT;
-  r.id = id;
-  r.body_case = TETHER__RESPONSE__BODY_TICKET_DETAIL;
-  r.ticket_detail = &det;
-  rc = tt_link_send(c->link, TT_K_RESPONSE, &r.base);
+  det.n_events = x->n;
+  det.events_total = x->total;
+  Tether__Response resp = TETHER__RESPONSE__INIT;
+  resp.id = x->h.id;
+  resp.body_case = TETHER__RESPONSE__BODY_TICKET_DETAIL;
+  resp.ticket_detail = &det;
+  answered(c, tt_link_send(c->link, TT_K_RESPONSE, &resp.base));
 out:
-  free(p.rows);
   free(evs);
   free(ptrs);
-  return rc;
+  free(x);
+}
+
+static int on_show(broker_conn_t *c, uint32_t id, const Tether__TicketShowRequest *q) {
+  /* A ticket id from the wire: 0 or beyond int64 names no ticket. */
+  if (q->id == 0 || q->id > (uint64_t)INT64_MAX) return no_such_ticket(c, id, q->id);
+  show_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_READ, show_run, show_done, "ticket_show");
+  if (!x) return TT_ENOMEM;
+  x->wire_id = q->id;
+  return broker_creq_submit(x);
 }
 
 /* ---- update --------------------------------------------------------------------------- */
@@ -310,9 +385,9 @@ static void refuse(tix_change_t *x, int err, const char *fmt, ...) {
 
 /* A technician works tickets assigned to them; admins work any. Returns false (refused)
  * when c may not change t; unassigned_ok lets technicians act on unassigned ones too. */
-static bool may_work(const broker_conn_t *c, tix_change_t *x, const char *name, bool unassigned_ok) {
+static bool may_work(const tt_identity_t *c, tix_change_t *x, const char *name, bool unassigned_ok) {
   const store_ticket_t *t = &x->t;
-  if (is_admin(c) || strcmp(t->assignee, c->id.name) == 0) return true;
+  if (is_admin(c) || strcmp(t->assignee, c->name) == 0) return true;
   if (!t->assignee[0]) {
     if (unassigned_ok) return true;
     refuse(x, TT_EDENIED, "%s is not assigned to you: assign it first", name);
@@ -332,7 +407,7 @@ static bool want_state(tix_change_t *x, const char *name, unsigned mask) {
 #define BIT_RESOLVED STORE_TICKET_STATE_BIT(STORE_TICKET_RESOLVED)
 #define BIT_CLOSED STORE_TICKET_STATE_BIT(STORE_TICKET_CLOSED)
 
-static void op_assign(const broker_conn_t *c, tix_change_t *x, const char *name) {
+static void op_assign(const tt_identity_t *c, tix_change_t *x, const char *name) {
   if (!tt_name_valid(x->note)) {
     refuse(x, TT_EINVAL, "assign to whom? a person's name (letters, digits, . _ @ -)");
     return;
@@ -341,7 +416,7 @@ static void op_assign(const broker_conn_t *c, tix_change_t *x, const char *name)
   text_fit(to, sizeof(to), x->note); /* tt_name_valid: it fits */
   if (!want_state(x, name, BIT_OPEN)) return;
   /* A technician takes an unassigned ticket, or hands on one of their own. */
-  bool self = strcmp(to, c->id.name) == 0;
+  bool self = strcmp(to, c->name) == 0;
   if (!may_work(c, x, name, self)) return;
   if (strcmp(x->t.assignee, to) == 0) {
     refuse(x, TT_EINVAL, "%s is already assigned to %s", name, to);
@@ -357,7 +432,7 @@ static void op_assign(const broker_conn_t *c, tix_change_t *x, const char *name)
   x->kind = "assigned";
 }
 
-static void op_escalate(const broker_conn_t *c, tix_change_t *x, const char *name, uint32_t level) {
+static void op_escalate(const tt_identity_t *c, tix_change_t *x, const char *name, uint32_t level) {
   if (level < STORE_TICKET_LEVEL_MIN || level > STORE_TICKET_LEVEL_MAX) {
     refuse(x, TT_EINVAL, "support levels are 1, 2 and 3");
     return;
@@ -374,7 +449,7 @@ static void op_escalate(const broker_conn_t *c, tix_change_t *x, const char *nam
   x->kind = "escalated";
 }
 
-static void op_comment(const broker_conn_t *c, tix_change_t *x, const char *name, int64_t now) {
+static void op_comment(const tt_identity_t *c, tix_change_t *x, const char *name, int64_t now) {
   if (!x->note[0]) {
     refuse(x, TT_EINVAL, "a comment needs text");
     return;
@@ -385,7 +460,7 @@ static void op_comment(const broker_conn_t *c, tix_change_t *x, const char *name
   x->kind = "comment";
 }
 
-static void op_state(const broker_conn_t *c, tix_change_t *x, const char *name, Tether__TicketOp op,
+static void op_state(const tt_identity_t *c, tix_change_t *x, const char *name, Tether__TicketOp op,
                      int64_t now) {
   unsigned from;
   store_ticket_state_t to;
@@ -410,17 +485,71 @@ static void op_state(const broker_conn_t *c, tix_change_t *x, const char *name, 
   snprintf(x->text, sizeof(x->text), "%s", x->note);
 }
 
-static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRequest *q) {
-  broker_t *b = c->b;
+/* The ticket is read, the change worked out and written with its audit entry in one store
+ * request: two updates of one ticket can never both start from the same old row. */
+typedef struct {
+  broker_creq_t h;
+  tt_identity_t who;
+  uint64_t wire_id;
+  Tether__TicketOp op;
+  uint32_t level;
+  int64_t now_ms;
   tix_change_t x;
-  memset(&x, 0, sizeof(x));
-  bool answered;
-  int rc = load_ticket(c, id, q->id, &x.t, &answered);
-  if (answered) return rc;
+} update_req_t;
+
+static int update_run(broker_store_t *s, store_req_t *r) {
+  update_req_t *u = (update_req_t *)r;
+  tix_change_t *x = &u->x;
+  int rc = store_ticket_get(s, (int64_t)u->wire_id, &x->t);
+  if (rc) return rc;
   char name[TIX_ID_MAX];
-  tix_name(name, sizeof(name), x.t.id);
-  if (opt_text(x.note, sizeof(x.note), q->text))
-    return broker_reply_error(c, id, TT_ETEXT, "the text must be at most 256 bytes without control characters");
+  tix_name(name, sizeof(name), x->t.id);
+  char prev_assignee[STORE_NAME_MAX];
+  snprintf(prev_assignee, sizeof(prev_assignee), "%s", x->t.assignee);
+  switch (u->op) {
+  case TETHER__TICKET_OP__TICKET_ASSIGN: op_assign(&u->who, x, name); break;
+  case TETHER__TICKET_OP__TICKET_ESCALATE: op_escalate(&u->who, x, name, u->level); break;
+  case TETHER__TICKET_OP__TICKET_COMMENT: op_comment(&u->who, x, name, u->now_ms); break;
+  default: op_state(&u->who, x, name, u->op, u->now_ms); break;
+  }
+  if (x->err) return TT_ESTATE; /* refused: x says why; nothing is written */
+  rc = store_ticket_update(s, &x->t, u->who.name, x->kind, x->text, u->now_ms);
+  if (rc) return rc;
+  x->t.updated_ms = u->now_ms;
+  char level[16];
+  snprintf(level, sizeof(level), "%d", x->t.level);
+  broker_audit_rec(&u->h.audit, u->who.name, x->action, name, "device", x->t.device, "state",
+                   state_name(x->t.state), "assignee", x->t.assignee, "previous_assignee", prev_assignee,
+                   "level", level, "text", x->text, AUDIT_END);
+  return 0;
+}
+
+static void update_done(store_req_t *r) {
+  update_req_t *u = (update_req_t *)r;
+  tix_change_t *x = &u->x;
+  broker_t *b = u->h.c->b;
+  broker_conn_t *c = broker_creq_conn(u);
+  char name[TIX_ID_MAX];
+  tix_name(name, sizeof(name), x->t.id ? x->t.id : (int64_t)u->wire_id);
+  if (r->rc == 0) {
+    TT_INFO(MOD, "ticket updated", "ticket=%s by=%s op=%s state=%s assignee=%s", name, u->who.name, x->kind,
+            state_name(x->t.state), x->t.assignee);
+    /* Resolving, closing or reassigning voids the ticket's grants and ends its channels now. */
+    if (x->end_reason) broker_sessions_end_ticket(b, x->t.id, u->who.name, x->end_reason);
+  } else if (x->err == TT_EDENIED) {
+    broker_audit(b, u->who.name, "refuse", name, "request", x->action, "why", x->msg, AUDIT_END);
+  }
+  if (!c) goto out;
+  if (r->rc == 0) answered(c, send_ticket(c, u->h.id, &x->t));
+  else if (x->err) answered(c, broker_reply_error(c, u->h.id, x->err, x->msg));
+  else if (r->rc == TT_ENOTFOUND) answered(c, no_such_ticket(c, u->h.id, u->wire_id));
+  else answered(c, store_error(c, u->h.id, r->rc, "ticket_update"));
+out:
+  free(u);
+}
+
+static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRequest *q) {
+  if (q->id == 0 || q->id > (uint64_t)INT64_MAX) return no_such_ticket(c, id, q->id);
   static const char *const actions[] = {
       [TETHER__TICKET_OP__TICKET_ASSIGN] = "ticket-assign",
       [TETHER__TICKET_OP__TICKET_ESCALATE] = "ticket-escalate",
@@ -431,42 +560,20 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
   };
   if ((unsigned)q->op >= sizeof(actions) / sizeof(actions[0]) || !actions[q->op])
     return broker_reply_error(c, id, TT_EINVAL, "unknown ticket operation");
-  x.action = actions[q->op];
-  int64_t now = (int64_t)broker_unix_ms();
-  char prev_assignee[STORE_NAME_MAX];
-  snprintf(prev_assignee, sizeof(prev_assignee), "%s", x.t.assignee);
-  switch (q->op) {
-  case TETHER__TICKET_OP__TICKET_ASSIGN: op_assign(c, &x, name); break;
-  case TETHER__TICKET_OP__TICKET_ESCALATE: op_escalate(c, &x, name, q->level); break;
-  case TETHER__TICKET_OP__TICKET_COMMENT: op_comment(c, &x, name, now); break;
-  case TETHER__TICKET_OP__TICKET_RESOLVE:
-  case TETHER__TICKET_OP__TICKET_CLOSE:
-  case TETHER__TICKET_OP__TICKET_REOPEN: op_state(c, &x, name, q->op, now); break;
-  default: return broker_reply_error(c, id, TT_EINVAL, "unknown ticket operation");
+  update_req_t *u = broker_creq_new(c, id, sizeof(*u), STORE_LANE_WRITE, update_run, update_done, "ticket_update");
+  if (!u) return TT_ENOMEM;
+  if (opt_text(u->x.note, sizeof(u->x.note), q->text)) {
+    free(u);
+    return broker_reply_error(c, id, TT_ETEXT, "the text must be at most 256 bytes without control characters");
   }
-  if (x.err) {
-    if (x.err == TT_EDENIED)
-      broker_audit(b, c->id.name, "refuse", name, "request", x.action, "why", x.msg, AUDIT_END);
-    return broker_reply_error(c, id, x.err, x.msg);
-  }
-  rc = store_ticket_update(b->store, &x.t, c->id.name, x.kind, x.text, now);
-  if (rc == TT_ENOTFOUND) {
-    char msg[64];
-    snprintf(msg, sizeof(msg), "no such ticket: %s", name);
-    return broker_reply_error(c, id, TT_ENOTFOUND, msg);
-  }
-  if (rc) return store_error(c, id, rc, "ticket_update");
-  x.t.updated_ms = now;
-  char level[16];
-  snprintf(level, sizeof(level), "%d", x.t.level);
-  broker_audit(b, c->id.name, x.action, name, "device", x.t.device, "state", state_name(x.t.state),
-               "assignee", x.t.assignee, "previous_assignee", prev_assignee, "level", level,
-               "text", x.text, AUDIT_END);
-  TT_INFO(MOD, "ticket updated", "ticket=%s by=%s op=%s state=%s assignee=%s", name, c->id.name, x.kind,
-          state_name(x.t.state), x.t.assignee);
-  /* Resolving, closing or reassigning voids the ticket's grants and ends its channels now. */
-  if (x.end_reason) broker_sessions_end_ticket(b, x.t.id, c->id.name, x.end_reason);
-  return send_ticket(c, id, &x.t);
+  u->who = c->id;
+  u->wire_id = q->id;
+  u->op = q->op;
+  u->level = q->level;
+  u->now_ms = (int64_t)broker_unix_ms();
+  u->x.action = actions[q->op];
+  u->h.req.audit = &u->h.audit;
+  return broker_creq_submit(u);
 }
 
 int broker_ticket_request(broker_conn_t *c, const Tether__Request *q) {
@@ -481,25 +588,55 @@ int broker_ticket_request(broker_conn_t *c, const Tether__Request *q) {
 
 /* ---- for sessions ----------------------------------------------------------------------- */
 
+typedef struct {
+  store_req_t req;
+  int64_t ticket, ts_ms;
+  char actor[STORE_NAME_MAX], kind[STORE_NAME_MAX], text[STORE_TEXT_MAX];
+} event_req_t;
+
+static int event_run(broker_store_t *s, store_req_t *r) {
+  event_req_t *x = (event_req_t *)r;
+  if (!x->kind[0]) return store_ticket_responded(s, x->ticket, x->ts_ms);
+  return store_ticket_event_add(s, x->ticket, x->ts_ms, x->actor, x->kind, x->text);
+}
+
+static event_req_t *event_new(int64_t ticket, const char *actor, const char *kind) {
+  event_req_t *x = calloc(1, sizeof(*x));
+  if (!x) return NULL;
+  x->req.run = event_run;
+  x->req.what = kind && kind[0] ? "ticket_event" : "ticket_responded";
+  x->ticket = ticket;
+  x->ts_ms = (int64_t)broker_unix_ms();
+  text_fit(x->actor, sizeof(x->actor), actor ? actor : "");
+  text_fit(x->kind, sizeof(x->kind), kind ? kind : "");
+  return x;
+}
+
 int broker_ticket_event(broker_t *b, int64_t ticket, const char *actor, const char *kind, const char *fmt,
                         ...) {
-  char buf[STORE_TEXT_MAX + 64], text[STORE_TEXT_MAX];
+  if (!kind || !kind[0]) return TT_EINVAL;
+  event_req_t *x = event_new(ticket, actor, kind);
+  if (!x) {
+    TT_ERROR(MOD, "ticket event not written", "ticket=T-%" PRId64 " kind=%s err=%s", ticket, kind,
+             tt_errname(TT_ENOMEM));
+    return TT_ENOMEM;
+  }
+  char buf[STORE_TEXT_MAX + 64];
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
   if (n < 0) buf[0] = '\0';
-  text_fit(text, sizeof(text), buf);
-  char act[STORE_NAME_MAX];
-  text_fit(act, sizeof(act), actor ? actor : "");
-  int rc = store_ticket_event_add(b->store, ticket, (int64_t)broker_unix_ms(), act, kind, text);
-  if (rc) TT_ERROR(MOD, "ticket event not written", "ticket=T-%" PRId64 " kind=%s err=%s", ticket,
-                   kind ? kind : "", tt_errname(rc));
-  return rc;
+  text_fit(x->text, sizeof(x->text), buf);
+  broker_store_later(b, &x->req);
+  return 0;
 }
 
 void broker_ticket_responded(broker_t *b, int64_t ticket) {
-  int rc = store_ticket_responded(b->store, ticket, (int64_t)broker_unix_ms());
-  if (rc) TT_ERROR(MOD, "first response not recorded", "ticket=T-%" PRId64 " err=%s", ticket,
-                   tt_errname(rc));
+  event_req_t *x = event_new(ticket, "", "");
+  if (!x) {
+    TT_ERROR(MOD, "first response not recorded", "ticket=T-%" PRId64 " err=%s", ticket, tt_errname(TT_ENOMEM));
+    return;
+  }
+  broker_store_later(b, &x->req);
 }

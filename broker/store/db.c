@@ -429,6 +429,61 @@ out:
   return rc;
 }
 
+int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t errlen) {
+  *out = NULL;
+  char path[4096];
+  int n = snprintf(path, sizeof path, "%s/%s", data_dir, STORE_FILE);
+  if (n < 0 || (size_t)n >= sizeof path) {
+    set_err(err, errlen, "data directory path too long");
+    return TT_ECONFIG;
+  }
+  broker_store_t *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    set_err(err, errlen, "out of memory");
+    return TT_ENOMEM;
+  }
+  int rc = 0;
+  int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE;
+  int src = sqlite3_open_v2(path, &s->db, flags, NULL);
+  if (src != SQLITE_OK) {
+    set_err(err, errlen, "cannot open %s: %s", path, s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));
+    rc = TT_EIO;
+    goto out;
+  }
+  int64_t v = 0;
+  if (sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL) != SQLITE_OK ||
+      sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL) != SQLITE_OK ||
+      sqlite3_busy_timeout(s->db, STORE_BUSY_MS) != SQLITE_OK ||
+      open_query_int(s->db, "PRAGMA user_version", &v) != SQLITE_OK) {
+    set_err(err, errlen, "cannot configure the store reader: %s", sqlite3_errmsg(s->db));
+    rc = TT_EIO;
+    goto out;
+  }
+  if (v != STORE_SCHEMA_LATEST) {
+    set_err(err, errlen, "store schema %lld, this broker reads %d", (long long)v, STORE_SCHEMA_LATEST);
+    rc = TT_EVERSION;
+    goto out;
+  }
+  s->version = (int)v;
+  rc = store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]);
+  if (rc == 0) rc = store_prepare_devices(s);
+  if (rc == 0) rc = store_prepare_tokens(s);
+  if (rc == 0) rc = store_prepare_audit(s);
+  if (rc == 0) rc = store_prepare_tickets(s);
+  if (rc == 0) rc = store_prepare_sessions(s);
+  if (rc != 0) {
+    set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
+    goto out;
+  }
+  *out = s;
+  return 0;
+out:
+  store_close(s);
+  return rc;
+}
+
+void store_set_busy_timeout(broker_store_t *s, int ms) { (void)sqlite3_busy_timeout(s->db, ms); }
+
 void store_close(broker_store_t *s) {
   if (s == NULL) return;
   for (int i = 0; i < ST__COUNT; i++) sqlite3_finalize(s->st[i]);

@@ -20,6 +20,8 @@ static const store_sql_t k_sql[] = {
   {ST_REV_INSERT, "INSERT INTO revocations(kind, name, \"by\", reason, ts_ms)"
       " VALUES(?1, ?2, ?3, ?4, ?5)"},
   {ST_REV_GET, "SELECT 1 FROM revocations WHERE kind = ?1 AND name = ?2"},
+  {ST_REV_ALL, "SELECT kind, name FROM revocations"},
+  {ST_DEV_LAST_SEEN, "UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1"},
 };
 
 int store_prepare_devices(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
@@ -184,3 +186,27 @@ int store_is_revoked(broker_store_t *s, store_revoke_kind_t kind, const char *na
   return ret;
 }
 
+
+int store_revocations(broker_store_t *s, store_revocation_cb cb, void *ctx) {
+  sqlite3_stmt *st = s->st[ST_REV_ALL];
+  int rc, ret = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    char name[STORE_NAME_MAX];
+    col_text(st, 1, name, sizeof name);
+    ret = cb(ctx, (store_revoke_kind_t)sqlite3_column_int64(st, 0), name);
+    if (ret != 0) break;
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "revocations", rc);
+  return ret;
+}
+
+int store_device_last_seen(broker_store_t *s, const char *id, int64_t now_ms) {
+  sqlite3_stmt *st = s->st[ST_DEV_LAST_SEEN];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, id, &rc);
+  bind_i64(st, 2, now_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  return rc == SQLITE_DONE ? 0 : sql_fail(s, "device_last_seen", rc);
+}

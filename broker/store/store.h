@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "tt/err.h"
 #include "tt/limits.h"
+#include <uv.h>
 
 typedef struct broker_store_s broker_store_t;
 
@@ -18,6 +19,10 @@ typedef struct broker_store_s broker_store_t;
 
 /* Open (creating DATA_DIR/broker.db and the directory, 0700, if missing) and migrate. */
 int store_open(broker_store_t **out, const char *data_dir, char *err, size_t errlen) TT_WUR;
+/* Open an existing store read-only (no migration, no write): the readers' connections. */
+int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t errlen) TT_WUR;
+/* How long a statement waits for a lock another process holds before it fails. */
+void store_set_busy_timeout(broker_store_t *s, int ms);
 void store_close(broker_store_t *s);
 int store_schema_version(broker_store_t *s);
 
@@ -40,6 +45,9 @@ int store_device_add(broker_store_t *s, const store_device_t *d) TT_WUR;
  * device if unknown (a certificate the admin issued by hand). */
 int store_device_seen(broker_store_t *s, const char *id, const char *hostname, const char *address,
                       const char *version, int64_t now_ms) TT_WUR;
+/* A device's connection ended: only its last-seen time moves (what it reported at connect
+ * stays, and a newer connection's report is never overwritten by an older one's). */
+int store_device_last_seen(broker_store_t *s, const char *id, int64_t now_ms) TT_WUR;
 /* A renewed certificate. */
 int store_device_set_cert(broker_store_t *s, const char *id, const char *cert_fp,
                           int64_t not_after_ms) TT_WUR;
@@ -63,6 +71,9 @@ typedef enum { STORE_REVOKE_DEVICE = 1, STORE_REVOKE_PERSON = 2 } store_revoke_k
 /* -EEXIST if already revoked. Revoking a device also sets its revoked flag. */
 int store_revoke(broker_store_t *s, store_revoke_kind_t kind, const char *name, const char *by,
                  const char *reason, int64_t now_ms) TT_WUR;
+/* Every revocation, for the broker's cache; a non-zero return stops the walk. */
+typedef int (*store_revocation_cb)(void *ctx, store_revoke_kind_t kind, const char *name);
+int store_revocations(broker_store_t *s, store_revocation_cb cb, void *ctx) TT_WUR;
 /* *revoked = whether that identity is revoked. */
 int store_is_revoked(broker_store_t *s, store_revoke_kind_t kind, const char *name, bool *revoked) TT_WUR;
 
@@ -255,5 +266,66 @@ int store_recording_get(broker_store_t *s, int64_t id, store_recording_t *out) T
 /* A session's recordings in id order, at most cap; *n = how many were written to out. */
 int store_recording_list(broker_store_t *s, int64_t session, store_recording_t *out, uint32_t cap,
                          uint32_t *n) TT_WUR;
+
+/* ---- the store as a service ------------------------------------------------------------
+ * The event loop never waits on SQLite. One store thread owns the write connection and
+ * runs requests in submission order, group-committed: every request queued when a batch
+ * starts runs in one transaction, each in a savepoint of its own (one failing undoes only
+ * itself). A reader thread with a read-only connection serves listings, exports and
+ * verification, after the writes submitted before them have committed (waiting at most
+ * STORE_READ_BARRIER_MS for them, so a stuck lock never stalls a reader for good).
+ * Completions run on the loop. The requests are functions over the domain API above, so a
+ * second backend (PostgreSQL) implements that API and reuses the service unchanged. */
+typedef struct store_svc_s store_svc_t;
+typedef struct store_req_s store_req_t;
+/* On a store thread, inside the request's savepoint (writer) or a read transaction
+ * (reader). A non-zero return undoes the request's writes; it becomes req->rc. */
+typedef int (*store_run_fn)(broker_store_t *s, store_req_t *req);
+/* On the loop: req->rc says how it went; the callback owns req from here (frees it). */
+typedef void (*store_done_fn)(store_req_t *req);
+
+typedef enum { STORE_LANE_WRITE = 0, STORE_LANE_READ = 1 } store_lane_t;
+
+/* An audit entry a request appends in its own savepoint, so the action and its record
+ * commit together or not at all. detail is a JSON object ("{}" if empty). */
+typedef struct {
+  int64_t ts_ms;
+  char actor[STORE_NAME_MAX];
+  char action[STORE_NAME_MAX];
+  char target[STORE_NAME_MAX];
+  char detail[512];
+} store_audit_rec_t;
+
+struct store_req_s {
+  store_req_t *next;            /* the service's queues */
+  store_run_fn run;             /* NULL: nothing but the audit entry (if any) */
+  store_done_fn done;           /* NULL: nobody waits; a failure is logged and req is freed
+                                 * (one allocation: req first, its audit entry inside) */
+  void *data;                   /* the caller's */
+  store_lane_t lane;
+  int rc;                       /* the outcome, set before done runs */
+  uint64_t seq;                 /* set by submit */
+  const char *what;             /* for the log, a literal */
+  store_audit_rec_t *audit;     /* NULL or an entry written with the request */
+  int64_t audit_id;             /* the entry's id once committed */
+};
+
+/* Start the threads over an open store (the service owns it from here, and closes it at
+ * stop; on failure it stays the caller's) and open the reader's connection. */
+int store_svc_start(store_svc_t **out, uv_loop_t *loop, broker_store_t *writer, const char *data_dir,
+                    char *err, size_t errlen) TT_WUR;
+/* Queue a request. TT_EBUSY when STORE_QUEUE_MAX are waiting, TT_ECLOSED once stopping:
+ * then done is never called and the caller still owns req. */
+int store_svc_submit(store_svc_t *v, store_req_t *req) TT_WUR;
+/* Requests queued and not yet completed: the loop's measure of back-pressure. */
+size_t store_svc_backlog(store_svc_t *v);
+/* Transactions the writer has run so far (group commit: far fewer than requests). */
+uint64_t store_svc_batches(store_svc_t *v);
+/* The audit chain's head as of the last finished batch (committed entries only). */
+void store_svc_audit_head(store_svc_t *v, int64_t *id, uint8_t hash[32]);
+/* Finish every queued request (their completions run here, on the calling loop thread:
+ * a request they submit is refused with TT_ECLOSED), stop the threads, close both
+ * connections, and close the loop handle (run the loop once more to free it). */
+void store_svc_stop(store_svc_t *v);
 
 #endif

@@ -117,6 +117,15 @@
 #define TT_RECORDING_CHUNK_MAX (128u * 1024u)
 #define TT_RECORD_BACKLOG_MAX (4u * 1024u * 1024u)
 
+/* The broker's store thread. Requests waiting for it: every peer's connect, channel and
+ * session step queues one, so a reconnecting fleet of 100k agents fits while the thread
+ * catches up (~50k small writes a second, group-committed); past this the broker tells
+ * agents to come back later and refuses people's requests as busy rather than grow.
+ * A batch (one transaction) takes at most STORE_BATCH_MAX requests, so a commit never
+ * waits behind an unbounded amount of work and completions flow back steadily. */
+#define TT_STORE_QUEUE_MAX 65536u
+#define TT_STORE_BATCH_MAX 1024u
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 
