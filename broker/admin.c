@@ -321,7 +321,7 @@ typedef struct {
   store_audit_filter_t f;
   char device[TT_NAME_MAX + 1];
   uint32_t n, cap;
-  int64_t count, bad;
+  broker_audit_check_t check;  /* verify */
   store_audit_t rows[];        /* cap of them: one more than a page tells of a next one */
 } audit_req_t;
 
@@ -406,7 +406,7 @@ static int on_audit_list(broker_conn_t *c, uint32_t id, const Tether__AuditListR
  * while the writer keeps writing), so a long log never stalls the relay. */
 static int verify_run(broker_store_t *s, store_req_t *r) {
   audit_req_t *x = (audit_req_t *)r;
-  return store_audit_verify(s, &x->count, &x->bad);
+  return broker_audit_check(s, &x->check);
 }
 
 static void verify_done(store_req_t *r) {
@@ -415,16 +415,25 @@ static void verify_done(store_req_t *r) {
   if (!c) goto out;
   c->verifying = false;
   int rc;
+  const tt_audit_walk_t *w = &x->check.walk;
   if (r->rc) {
     rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not read the audit log");
   } else {
-    char cs[24], bs[24];
-    snprintf(cs, sizeof(cs), "%" PRId64, x->count);
-    snprintf(bs, sizeof(bs), "%" PRId64, x->bad);
-    broker_audit(c->b, c->id.name, "audit-verify", "", "count", cs, "first_bad", bs, AUDIT_END);
+    char cs[24], bs[24], ks[24];
+    snprintf(cs, sizeof(cs), "%" PRId64, w->count);
+    snprintf(bs, sizeof(bs), "%" PRId64, w->first_bad);
+    snprintf(ks, sizeof(ks), "%zu", x->check.nanchors);
+    broker_audit(c->b, c->id.name, "audit-verify", "", "count", cs, "first_bad", bs, "checkpoints", ks,
+                 "problems", w->nproblems ? w->problems[0] : "", AUDIT_END);
+    ProtobufCBinaryData problems[TT_AUDIT_PROBLEMS_MAX];
+    for (unsigned i = 0; i < w->nproblems; i++) problems[i] = tt_text(w->problems[i]);
     Tether__AuditVerifyResponse v = TETHER__AUDIT_VERIFY_RESPONSE__INIT;
-    v.count = (uint64_t)x->count;
-    v.first_bad = (uint64_t)x->bad;
+    v.count = (uint64_t)w->count;
+    v.first_bad = (uint64_t)w->first_bad;
+    v.checkpoints = (uint32_t)x->check.nanchors;
+    v.problems = problems;
+    v.n_problems = w->nproblems;
+    v.more_problems = w->more_problems;
     Tether__Response resp = TETHER__RESPONSE__INIT;
     resp.id = x->h.id;
     resp.body_case = TETHER__RESPONSE__BODY_AUDIT_VERIFY;
@@ -433,6 +442,7 @@ static void verify_done(store_req_t *r) {
   }
   if (rc) tt_link_close(c->link, TT_EFULL, "peer not reading");
 out:
+  free(x->check.anchors);
   free(x);
 }
 
@@ -440,6 +450,8 @@ static int on_audit_verify(broker_conn_t *c, uint32_t id) {
   if (c->verifying) return broker_reply_error(c, id, TT_EBUSY, "a verification is already running");
   audit_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_READ, verify_run, verify_done, "audit_verify");
   if (!x) return TT_ENOMEM;
+  x->check.ca = c->b->ca_cert;
+  x->check.file = c->b->checkpoint_file;
   unsigned held = c->work;
   int rc = broker_creq_submit(x);
   if (c->work != held) c->verifying = true;

@@ -2,7 +2,11 @@
  * store's hash-chained log. Details are a small JSON object built here, values escaped. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include "broker.h"
 #include "tt/log.h"
@@ -126,4 +130,154 @@ void broker_audit_log_head(broker_t *b, const char *when) {
   store_svc_audit_head(b->svc, &id, h);
   for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
   TT_INFO("audit", "audit head", "when=%s id=%lld sha256=%s", when, (long long)id, hex);
+}
+
+/* ---- signed checkpoints ------------------------------------------------------------------
+ * At start, at stop and every audit.checkpoint_interval (when the chain grew), the store
+ * thread signs the chain's head as it stands after everything queued before, writes the
+ * checkpoint into the store and appends its line to the checkpoint file outside the store
+ * (fsynced), and the loop logs it. The broker's own TLS key signs: only the broker has it,
+ * and its certificate, which the CA issued, travels in the line. */
+typedef struct {
+  store_req_t req;
+  broker_t *b;
+  char when[16];
+  bool only_if_grown;
+  bool skipped, file_ok;
+  tt_audit_checkpoint_t cp;
+  char line[TT_AUDIT_CP_LINE_MAX];
+} checkpoint_req_t;
+
+static int append_line(const char *path, const char *line) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return -errno;
+  size_t len = strlen(line), off = 0;
+  int rc = 0;
+  while (off < len) {
+    ssize_t n = write(fd, line + off, len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      rc = n < 0 ? -errno : TT_EIO;
+      break;
+    }
+    off += (size_t)n;
+  }
+  if (rc == 0 && fsync(fd) != 0) rc = -errno;
+  if (close(fd) != 0 && rc == 0) rc = -errno;
+  return rc;
+}
+
+static int checkpoint_run(broker_store_t *s, store_req_t *r) {
+  checkpoint_req_t *x = (checkpoint_req_t *)r;
+  broker_t *b = x->b;
+  store_audit_head(s, &x->cp.entries, x->cp.head);
+  /* Only the store thread reads and writes this: the last head it signed. */
+  if (x->only_if_grown && x->cp.entries == b->checkpointed) {
+    x->skipped = true;
+    return 0;
+  }
+  x->cp.ts_ms = (int64_t)broker_unix_ms();
+  int rc = tt_audit_checkpoint_sign(&x->cp, b->cp_key, b->cp_cert);
+  if (rc == 0) rc = tt_audit_checkpoint_format(&x->cp, x->line, sizeof(x->line));
+  if (rc == 0) rc = store_checkpoint_add(s, &x->cp, x->line);
+  if (rc) return rc;
+  int frc = append_line(b->checkpoint_file, x->line);
+  x->file_ok = frc == 0;
+  if (frc) TT_ERROR("audit", "checkpoint not written to its file", "file=%s err=%s", b->checkpoint_file, tt_strerror(frc));
+  b->checkpointed = x->cp.entries;
+  return 0;
+}
+
+static void checkpoint_done(store_req_t *r) {
+  checkpoint_req_t *x = (checkpoint_req_t *)r;
+  if (r->rc) {
+    TT_ERROR("audit", "audit checkpoint failed", "when=%s err=%s", x->when, tt_errname(r->rc));
+  } else if (!x->skipped) {
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", x->cp.head[i]);
+    TT_INFO("audit", "audit checkpoint", "when=%s entries=%" PRId64 " sha256=%s file=%s", x->when, x->cp.entries, hex,
+            x->file_ok ? "written" : "FAILED");
+  }
+  free(x);
+}
+
+void broker_audit_checkpoint(broker_t *b, const char *when, bool only_if_grown) {
+  checkpoint_req_t *x = calloc(1, sizeof(*x));
+  if (!x) {
+    TT_ERROR("audit", "audit checkpoint failed", "when=%s err=%s", when, tt_errname(TT_ENOMEM));
+    return;
+  }
+  x->req.run = checkpoint_run;
+  x->req.done = checkpoint_done;
+  x->req.lane = STORE_LANE_WRITE;
+  x->req.what = "audit_checkpoint";
+  x->b = b;
+  x->only_if_grown = only_if_grown;
+  snprintf(x->when, sizeof(x->when), "%s", when);
+  int rc = store_svc_submit(b->svc, &x->req);
+  if (rc) {
+    TT_ERROR("audit", "audit checkpoint failed", "when=%s err=%s", when, tt_errname(rc));
+    free(x);
+  }
+}
+
+/* ---- verifying against the checkpoints --------------------------------------------------- */
+
+static int anchor_cmp(const void *a, const void *b) {
+  const tt_audit_anchor_t *x = a, *y = b;
+  if (x->entries != y->entries) return x->entries < y->entries ? -1 : 1;
+  return memcmp(x->head, y->head, 32);
+}
+
+static int add_line(broker_audit_check_t *k, const char *where, const char *line) {
+  tt_audit_checkpoint_t cp;
+  char why[160];
+  k->lines++;
+  if (tt_audit_checkpoint_parse(line, &cp)) {
+    tt_audit_walk_problem(&k->walk, 0, "%s: line %u is not a checkpoint", where, k->lines);
+    return 0;
+  }
+  if (tt_audit_checkpoint_verify(&cp, k->ca, why, sizeof(why))) {
+    tt_audit_walk_problem(&k->walk, 0, "%s: the checkpoint for %lld entries is forged: %s", where,
+                          (long long)cp.entries, why);
+    return 0;
+  }
+  if (k->nanchors >= TT_AUDIT_CHECKPOINTS_MAX) return TT_ETOOBIG;
+  if (k->nanchors == k->cap) {
+    size_t cap = k->cap ? 2 * k->cap : 64;
+    tt_audit_anchor_t *n = realloc(k->anchors, cap * sizeof(*n));
+    if (!n) return TT_ENOMEM;
+    k->anchors = n;
+    k->cap = cap;
+  }
+  tt_audit_anchor_t *a = &k->anchors[k->nanchors++];
+  a->entries = cp.entries;
+  memcpy(a->head, cp.head, 32);
+  a->ts_ms = cp.ts_ms;
+  return 0;
+}
+
+static int store_line_cb(void *ctx, const char *line) { return add_line(ctx, "the store", line); }
+
+int broker_audit_check(broker_store_t *s, broker_audit_check_t *k) {
+  int rc = store_checkpoints(s, store_line_cb, k);
+  if (rc) return rc;
+  FILE *f = fopen(k->file, "re");
+  if (!f && errno != ENOENT) {
+    tt_audit_walk_problem(&k->walk, 0, "the checkpoint file %s cannot be read: %s", k->file, strerror(errno));
+  } else if (f) {
+    char line[TT_AUDIT_CP_LINE_MAX + 2];
+    k->lines = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f)) rc = add_line(k, "the checkpoint file", line);
+    fclose(f);
+    if (rc) return rc;
+  }
+  /* The file and the store hold the same checkpoints: each counts once. */
+  if (k->nanchors) qsort(k->anchors, k->nanchors, sizeof(*k->anchors), anchor_cmp);
+  size_t n = 0;
+  for (size_t i = 0; i < k->nanchors; i++)
+    if (n == 0 || anchor_cmp(&k->anchors[n - 1], &k->anchors[i]) != 0) k->anchors[n++] = k->anchors[i];
+  k->nanchors = n;
+  tt_audit_walk_anchors(&k->walk, k->anchors, n);
+  return store_audit_walk(s, &k->walk);
 }

@@ -37,6 +37,8 @@ typedef struct {
   int64_t session_duration_ms;
   int64_t session_max_ms;
   int64_t store_busy_timeout_ms;
+  int64_t checkpoint_interval_ms;
+  char checkpoint_file[512];  /* "" = DATA_DIR/audit.checkpoints */
   int log_level;
 } broker_cfg_t;
 
@@ -112,6 +114,12 @@ struct broker_s {
   uint64_t hello_refill_ms;
   uint32_t busy_last_sec, busy_this_sec; /* Hellos told to come back later */
   struct broker_sessions_s *sessions; /* session.c: live grants and consent waits */
+  /* Audit checkpoints: signed with the broker's own key (used on the store thread only). */
+  EVP_PKEY *cp_key;
+  X509 *cp_cert;
+  char checkpoint_file[600];
+  int64_t checkpointed;   /* entries at the last checkpoint (the store thread's) */
+  uv_timer_t checkpoint_timer;
 };
 
 /* registry.c: welcomed agents by device id */
@@ -139,6 +147,20 @@ void broker_audit_rec(store_audit_rec_t *a, const char *actor, const char *actio
 #define AUDIT_END ((const char *)NULL)
 /* Log the audit chain's head (id and hash): an anchor outside the database. */
 void broker_audit_log_head(broker_t *b, const char *when);
+/* Sign the chain's head as it stands after everything queued so far, into the store, the
+ * checkpoint file and the log (only_if_grown: not when no entry came since the last). */
+void broker_audit_checkpoint(broker_t *b, const char *when, bool only_if_grown);
+/* What `audit verify` checks, on the store's reader thread: the chain against every
+ * checkpoint in the store and in the file (each one's signature checked against the CA). */
+typedef struct {
+  X509 *ca;
+  const char *file;
+  tt_audit_anchor_t *anchors;
+  size_t nanchors, cap;
+  unsigned lines;
+  tt_audit_walk_t walk;
+} broker_audit_check_t;
+int broker_audit_check(broker_store_t *s, broker_audit_check_t *k);
 
 /* storereq.c: store requests on behalf of a connection that waits for the answer. The
  * connection is held (c->work) until the completion; broker_creq_conn then says whether

@@ -60,6 +60,10 @@ static const tt_conf_opt_t broker_opts[] = {
         (int64_t)TT_SESSION_DURATION_MAX_MS, "30m", "how long a consented session lasts unless asked otherwise"),
     OPT("session.max", "session-max", TT_CONF_DURATION, session_max_ms, 10000,
         (int64_t)TT_SESSION_DURATION_MAX_MS, "4h", "the longest session a technician may ask for"),
+    OPT("audit.checkpoint_interval", "checkpoint-interval", TT_CONF_DURATION, checkpoint_interval_ms, 1000,
+        86400000, "10m", "how often the audit chain's head is signed (when it grew), besides at start and stop"),
+    OPT("audit.checkpoint_file", "checkpoint-file", TT_CONF_STR, checkpoint_file, 0, 511, NULL,
+        "where signed audit checkpoints are appended, outside the store (default DATA_DIR/audit.checkpoints)"),
     OPT("store.busy_timeout", "store-busy-timeout", TT_CONF_DURATION, store_busy_timeout_ms, 100, 600000, "30s",
         "how long the store thread waits for a lock another process holds on the database before the "
         "waiting requests fail (privileged actions are then refused, never done unrecorded)"),
@@ -93,10 +97,13 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_close((uv_handle_t *)&b->listener, NULL);
   uv_close((uv_handle_t *)&b->heartbeat, NULL);
   uv_close((uv_handle_t *)&b->sweep, NULL);
+  uv_close((uv_handle_t *)&b->checkpoint_timer, NULL);
   uv_close((uv_handle_t *)&b->sigint, NULL);
   uv_close((uv_handle_t *)&b->sigterm, NULL);
   broker_close_all(b);
 }
+
+static void checkpoint_cb(uv_timer_t *t) { broker_audit_checkpoint(t->data, "periodic", true); }
 
 static int check_cfg(const broker_cfg_t *c) {
   const char *missing = !c->ca[0] ? "tls.ca (--ca)" : !c->cert[0] ? "tls.cert (--cert)"
@@ -153,6 +160,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: %s\n", err);
     return 1;
   }
+  /* The broker's own key signs audit checkpoints; its certificate travels with them. */
+  if (tt_pki_load_cert(b.cfg.cert, &b.cp_cert, err, sizeof(err)) ||
+      tt_pki_load_key(b.cfg.key, &b.cp_key, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: %s\n", err);
+    return 1;
+  }
+  if (b.cfg.checkpoint_file[0])
+    snprintf(b.checkpoint_file, sizeof(b.checkpoint_file), "%s", b.cfg.checkpoint_file);
+  else
+    snprintf(b.checkpoint_file, sizeof(b.checkpoint_file), "%s/audit.checkpoints", b.cfg.data_dir);
   if (X509_check_private_key(b.ca_cert, b.ca_key) != 1) {
     fprintf(stderr, "tether-broker: %s does not belong to %s\n", b.cfg.ca_key, b.cfg.ca);
     return 1;
@@ -230,17 +247,25 @@ int main(int argc, char **argv) {
   uv_signal_start(&b.sigterm, on_signal, SIGTERM);
 
   TT_INFO("broker", "listening", "addr=%s version=%s devices=%zu", where, TT_VERSION, ndevices);
+  broker_audit_checkpoint(&b, "start", false); /* the chain as this broker found it */
   broker_audit(&b, "broker", "start", "", "listen", where, "version", TT_VERSION, AUDIT_END);
   broker_audit_log_head(&b, "start");
+  uv_timer_init(b.loop, &b.checkpoint_timer);
+  b.checkpoint_timer.data = &b;
+  uv_timer_start(&b.checkpoint_timer, checkpoint_cb, (uint64_t)b.cfg.checkpoint_interval_ms,
+                 (uint64_t)b.cfg.checkpoint_interval_ms);
   uv_run(b.loop, UV_RUN_DEFAULT);
   broker_sessions_free(&b); /* may still write session-end entries: before "stop" */
   broker_audit(&b, "broker", "stop", "", AUDIT_END);
+  broker_audit_checkpoint(&b, "stop", false); /* after every entry of this run */
   store_svc_stop(b.svc);    /* every queued write lands; completions run here */
   broker_audit_log_head(&b, "stop");
   uv_run(b.loop, UV_RUN_DEFAULT); /* the store's loop handle closes */
   rc = uv_loop_close(b.loop);
   tt_tls_ctx_free(b.tls);
   revoked_free(&b);
+  X509_free(b.cp_cert);
+  EVP_PKEY_free(b.cp_key);
   registry_free(&b);
   X509_free(b.ca_cert);
   EVP_PKEY_free(b.ca_key);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "tt/audit.h"
 #include "tt/cert.h"
+#include "tt/limits.h"
 #include "tt/pki.h"
 
 #define PROG "tether-certs"
@@ -38,6 +41,12 @@ static const char usage_text[] =
   "      Print the sha256 fingerprint of DIR's CA (the pin agents enroll with) or FILE.\n"
   "  show FILE\n"
   "      Print a certificate's role, name, fingerprint and expiry.\n"
+  "  audit-verify (--dir DIR | --cert CA.pem) --checkpoints FILE EXPORT\n"
+  "      Check an exported audit log (`tether audit --json > EXPORT`, or - for standard\n"
+  "      input) against the broker's signed checkpoints (its audit.checkpoints file),\n"
+  "      with nothing but the CA certificate: every hash and link, every checkpoint's\n"
+  "      signature, and what damage there is (an edited entry, a missing range, a cut\n"
+  "      tail, a rewritten chain). Exit status 1 if anything is wrong.\n"
   "\n"
   "  --help      this text\n"
   "  --version   print the version\n"
@@ -143,6 +152,7 @@ static const struct option dir_opts[] = {
   {"san", required_argument, NULL, 's'},   {"days", required_argument, NULL, 'D'},
   {"seconds", required_argument, NULL, 'S'}, {"out", required_argument, NULL, 'o'},
   {"cert", required_argument, NULL, 'c'},  {"help", no_argument, NULL, 'h'},
+  {"checkpoints", required_argument, NULL, 'k'},
   {NULL, 0, NULL, 0},
 };
 
@@ -152,7 +162,7 @@ static int option_allowed(int c, const char *allowed) {
 }
 
 typedef struct {
-  const char *dir, *name, *out, *cert;
+  const char *dir, *name, *out, *cert, *checkpoints;
   const char *sans[TT_PKI_SANS_MAX];
   size_t nsans;
   long long seconds; /* 0: default */
@@ -190,6 +200,9 @@ static int parse_opts(int argc, char **argv, const char *allowed, opts_t *o) {
       break;
     case 'c':
       o->cert = optarg;
+      break;
+    case 'k':
+      o->checkpoints = optarg;
       break;
     case 's':
       if (o->nsans == TT_PKI_SANS_MAX)
@@ -435,6 +448,163 @@ static int cmd_show(int argc, char **argv) {
   return 0;
 }
 
+/* ---- audit-verify --------------------------------------------------------------------------- */
+
+static int anchor_cmp(const void *a, const void *b) {
+  const tt_audit_anchor_t *x = a, *y = b;
+  if (x->entries != y->entries) return x->entries < y->entries ? -1 : 1;
+  return memcmp(x->head, y->head, 32);
+}
+
+/* The checkpoint file: each line's signature checked against the CA; bad ones are problems. */
+static int load_anchors(const char *path, X509 *ca, tt_audit_walk_t *w, tt_audit_anchor_t **out, size_t *n) {
+  FILE *f = fopen(path, "re");
+  if (!f) return failure("%s: %s", path, strerror(errno));
+  char line[TT_AUDIT_CP_LINE_MAX + 2], why[160];
+  size_t cap = 0;
+  unsigned lineno = 0;
+  *out = NULL;
+  *n = 0;
+  while (fgets(line, sizeof line, f)) {
+    tt_audit_checkpoint_t cp;
+    lineno++;
+    if (tt_audit_checkpoint_parse(line, &cp)) {
+      tt_audit_walk_problem(w, 0, "%s: line %u is not a checkpoint", path, lineno);
+      continue;
+    }
+    if (tt_audit_checkpoint_verify(&cp, ca, why, sizeof why)) {
+      tt_audit_walk_problem(w, 0, "%s: the checkpoint for %lld entries is forged: %s", path,
+                            (long long)cp.entries, why);
+      continue;
+    }
+    if (*n >= TT_AUDIT_CHECKPOINTS_MAX) {
+      fclose(f);
+      return failure("%s: more than %u checkpoints", path, TT_AUDIT_CHECKPOINTS_MAX);
+    }
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 64;
+      tt_audit_anchor_t *a = realloc(*out, cap * sizeof **out);
+      if (!a) {
+        fclose(f);
+        return failure("out of memory");
+      }
+      *out = a;
+    }
+    (*out)[*n].entries = cp.entries;
+    memcpy((*out)[*n].head, cp.head, 32);
+    (*out)[*n].ts_ms = cp.ts_ms;
+    (*n)++;
+  }
+  fclose(f);
+  if (*n) qsort(*out, *n, sizeof **out, anchor_cmp);
+  return 0;
+}
+
+static int hex32(const char *s, uint8_t out[32]) {
+  if (!s || strlen(s) != 64) return -1;
+  for (int i = 0; i < 32; i++) {
+    unsigned v;
+    if (sscanf(s + 2 * i, "%2x", &v) != 1) return -1;
+    out[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+/* One line of `tether audit --json`: the fields the hash covers, exactly as stored. */
+static int walk_line(tt_audit_walk_t *w, const char *line, unsigned lineno) {
+  json_error_t jerr;
+  json_t *o = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+  if (!o || !json_is_object(o)) {
+    json_decref(o);
+    return failure("export line %u is not a JSON object: %s", lineno, jerr.text);
+  }
+  json_t *id = json_object_get(o, "id"), *ts = json_object_get(o, "ts_ms");
+  const char *keys[TT_AUDIT_NFIELDS] = {"actor", "action", "target", "detail_text"};
+  const char *field[TT_AUDIT_NFIELDS];
+  size_t flen[TT_AUDIT_NFIELDS];
+  int rc = 0;
+  for (int i = 0; i < TT_AUDIT_NFIELDS; i++) {
+    json_t *v = json_object_get(o, keys[i]);
+    field[i] = json_string_value(v);
+    flen[i] = v ? json_string_length(v) : 0;
+    if (!field[i]) rc = -1;
+  }
+  uint8_t hash[32], prev[32];
+  if (rc || !json_is_integer(id) || !json_is_integer(ts) ||
+      hex32(json_string_value(json_object_get(o, "hash")), hash) ||
+      hex32(json_string_value(json_object_get(o, "prev_hash")), prev)) {
+    json_decref(o);
+    return failure("export line %u lacks id, ts_ms, actor, action, target, detail_text, hash or prev_hash "
+                   "(export it with this version's `tether audit --json`)", lineno);
+  }
+  rc = tt_audit_walk_entry(w, (int64_t)json_integer_value(id), (int64_t)json_integer_value(ts), field, flen,
+                           prev, hash);
+  json_decref(o);
+  return rc ? failure("cannot hash export line %u", lineno) : 0;
+}
+
+static int cmd_audit_verify(int argc, char **argv) {
+  char path[PATH_CAP], err[512];
+  opts_t o;
+  int rc;
+  if ((rc = parse_opts(argc, argv, "dck", &o)) != 0)
+    return rc;
+  if (o.help)
+    return fputs(usage_text, stdout), 0;
+  if (o.npos != 1)
+    return usage_error("audit-verify needs the exported log (a file, or - for standard input)");
+  if ((o.dir == NULL) == (o.cert == NULL))
+    return usage_error("audit-verify needs one of --dir DIR and --cert CA.pem");
+  if (o.checkpoints == NULL)
+    return usage_error("audit-verify needs --checkpoints FILE (the broker's audit.checkpoints)");
+  if (o.dir != NULL && join(path, o.dir, "/", TT_PKI_CA_CERT_FILE) < 0)
+    return usage_error("--dir is too long");
+  X509 *ca = NULL;
+  if (tt_pki_load_cert(o.dir != NULL ? path : o.cert, &ca, err, sizeof err) < 0)
+    return failure("%s", err);
+  tt_audit_walk_t w;
+  tt_audit_anchor_t *anchors = NULL;
+  size_t n = 0;
+  tt_audit_walk_init(&w, NULL, 0);
+  rc = load_anchors(o.checkpoints, ca, &w, &anchors, &n);
+  X509_free(ca);
+  if (rc) return rc;
+  tt_audit_walk_anchors(&w, anchors, n);
+  FILE *f = strcmp(o.pos[0], "-") == 0 ? stdin : fopen(o.pos[0], "re");
+  if (!f) {
+    free(anchors);
+    return failure("%s: %s", o.pos[0], strerror(errno));
+  }
+  /* An entry's line is at most a few KiB; a longer one is not an export of ours. */
+  char *line = malloc(65536);
+  unsigned lineno = 0;
+  rc = line ? 0 : failure("out of memory");
+  while (rc == 0 && fgets(line, 65536, f)) {
+    lineno++;
+    if (!strchr(line, '\n') && !feof(f)) rc = failure("export line %u is too long", lineno);
+    else rc = walk_line(&w, line, lineno);
+  }
+  if (f != stdin) fclose(f);
+  free(line);
+  if (rc) {
+    free(anchors);
+    return rc;
+  }
+  tt_audit_walk_finish(&w);
+  free(anchors);
+  bool intact = w.first_bad == 0 && w.nproblems == 0;
+  if (intact)
+    printf("audit log intact: %lld entries, %zu signed checkpoints\n", (long long)w.count, n);
+  else if (w.first_bad)
+    printf("audit log BROKEN at entry %lld (%lld entries checked, %zu signed checkpoints)\n",
+           (long long)w.first_bad, (long long)w.count, n);
+  else
+    printf("audit log intact (%lld entries), but its checkpoints are not:\n", (long long)w.count);
+  for (unsigned i = 0; i < w.nproblems; i++) printf("  - %s\n", w.problems[i]);
+  if (w.more_problems) printf("  ... and %u more\n", w.more_problems);
+  return intact ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   static const struct {
     const char *name;
@@ -444,6 +614,7 @@ int main(int argc, char **argv) {
     {"issue", cmd_issue},
     {"fingerprint", cmd_fingerprint},
     {"show", cmd_show},
+    {"audit-verify", cmd_audit_verify},
   };
 
   if (argc < 2)

@@ -74,6 +74,10 @@ static void entry_json(const Tether__AuditEntry *e) {
   console_json_bytes(stdout, e->target);
   fputs(",\"detail\":", stdout);
   if (!console_json_object(stdout, e->detail)) console_json_bytes(stdout, e->detail);
+  /* What the hash covers, exactly: the time in ms and the detail as stored, so that an
+   * export can be verified offline (tether-certs audit-verify). */
+  printf(",\"ts_ms\":%" PRIu64 ",\"detail_text\":", e->ts_ms);
+  console_json_bytes(stdout, e->detail);
   fputs(",\"hash\":", stdout);
   console_json_hex(stdout, e->hash);
   fputs(",\"prev_hash\":", stdout);
@@ -157,18 +161,37 @@ static int verify_start(console_t *c) {
 static int verify_response(console_t *c, const Tether__Response *r) {
   const Tether__AuditVerifyResponse *v = r->audit_verify;
   if (!v) return TT_EPROTO;
+  bool intact = !v->first_bad && !v->n_problems;
   if (c->json) {
-    printf("{\"intact\":%s,\"count\":%" PRIu64 ",\"first_bad\":", v->first_bad ? "false" : "true", v->count);
-    if (v->first_bad) printf("%" PRIu64 "}\n", v->first_bad);
-    else printf("null}\n");
-  } else if (v->first_bad) {
-    printf("audit chain BROKEN at entry %" PRIu64 " (%" PRIu64 " entr%s checked)\n", v->first_bad, v->count,
-           v->count == 1 ? "y" : "ies");
+    printf("{\"intact\":%s,\"count\":%" PRIu64 ",\"checkpoints\":%u,\"first_bad\":", intact ? "true" : "false",
+           v->count, v->checkpoints);
+    if (v->first_bad) printf("%" PRIu64, v->first_bad);
+    else printf("null");
+    fputs(",\"problems\":[", stdout);
+    for (size_t i = 0; i < v->n_problems; i++) {
+      if (i) fputc(',', stdout);
+      console_json_bytes(stdout, v->problems[i]);
+    }
+    printf("],\"more_problems\":%u}\n", v->more_problems);
   } else {
-    printf("audit chain intact: %" PRIu64 " entr%s\n", v->count, v->count == 1 ? "y" : "ies");
+    if (intact)
+      printf("audit chain intact: %" PRIu64 " entr%s, %u signed checkpoint%s\n", v->count, v->count == 1 ? "y" : "ies",
+             v->checkpoints, v->checkpoints == 1 ? "" : "s");
+    else if (v->first_bad)
+      printf("audit chain BROKEN at entry %" PRIu64 " (%" PRIu64 " entr%s checked, %u signed checkpoint%s)\n",
+             v->first_bad, v->count, v->count == 1 ? "y" : "ies", v->checkpoints, v->checkpoints == 1 ? "" : "s");
+    else
+      printf("audit chain intact (%" PRIu64 " entr%s), but its checkpoints are not:\n", v->count,
+             v->count == 1 ? "y" : "ies");
+    for (size_t i = 0; i < v->n_problems; i++) {
+      char line[TT_TEXT_MAX + 1];
+      console_text(line, sizeof(line), v->problems[i]);
+      printf("  - %s\n", line);
+    }
+    if (v->more_problems) printf("  ... and %u more\n", v->more_problems);
   }
   fflush(stdout);
-  console_finish(c, v->first_bad ? 1 : 0);
+  console_finish(c, intact ? 0 : 1);
   return 0;
 }
 

@@ -13,6 +13,8 @@ static const store_sql_t k_sql[] = {
   {ST_AUDIT_LIST_DEVICE, "SELECT " AUDIT_COLS " FROM audit"
       " WHERE id > ?4 AND (actor = ?3 OR target = ?3) AND ts_ms >= ?1"
       " ORDER BY id LIMIT ?2"},
+  {ST_CP_INSERT, "INSERT INTO audit_checkpoints(entries, head, ts_ms, line) VALUES(?1, ?2, ?3, ?4)"},
+  {ST_CP_LIST, "SELECT line FROM audit_checkpoints ORDER BY id"},
   {ST_AUDIT_WALK, "SELECT " AUDIT_COLS " FROM audit ORDER BY id"},
 };
 
@@ -126,17 +128,10 @@ void store_audit_head(broker_store_t *s, int64_t *id, uint8_t hash[32]) {
   memcpy(hash, s->audit_last_hash, 32);
 }
 
-int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) {
-  *count = 0;
-  *first_bad = 0;
-  uint8_t prev[32] = {0};
-  int64_t n = 0;
-  int ret = 0;
+int store_audit_walk(broker_store_t *s, tt_audit_walk_t *w) {
   sqlite3_stmt *st = s->st[ST_AUDIT_WALK];
-  int rc;
+  int rc, ret = 0;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    n++;
-    int64_t id = sqlite3_column_int64(st, 0);
     const char *fld[4];
     size_t flen[4];
     for (int i = 0; i < 4; i++) {
@@ -146,22 +141,47 @@ int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) {
     }
     const void *ph = sqlite3_column_blob(st, 6);
     const void *hh = sqlite3_column_blob(st, 7);
-    bool good = id == n && ph != NULL && sqlite3_column_bytes(st, 6) == 32 &&
-                memcmp(ph, prev, 32) == 0 && hh != NULL && sqlite3_column_bytes(st, 7) == 32;
-    uint8_t h[32];
-    if (good) {
-      ret = tt_audit_hash(prev, id, sqlite3_column_int64(st, 1), fld, flen, h);
-      if (ret != 0) break;
-      good = memcmp(h, hh, 32) == 0;
-    }
-    if (!good && *first_bad == 0) *first_bad = id;
-    /* Carry on from what the row claims, so the count covers the whole table. */
-    if (hh != NULL && sqlite3_column_bytes(st, 7) == 32) memcpy(prev, hh, 32);
-    else memset(prev, 0xff, sizeof prev);
+    if (ph && sqlite3_column_bytes(st, 6) != 32) ph = NULL;
+    if (hh && sqlite3_column_bytes(st, 7) != 32) hh = NULL;
+    ret = tt_audit_walk_entry(w, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), fld, flen, ph, hh);
+    if (ret != 0) break;
   }
   done(st);
-  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "audit_verify", rc);
-  *count = n;
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "audit_walk", rc);
+  if (ret == 0) tt_audit_walk_finish(w);
   return ret;
 }
 
+int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) {
+  tt_audit_walk_t w;
+  tt_audit_walk_init(&w, NULL, 0);
+  int rc = store_audit_walk(s, &w);
+  *count = w.count;
+  *first_bad = w.first_bad;
+  return rc;
+}
+
+int store_checkpoint_add(broker_store_t *s, const tt_audit_checkpoint_t *cp, const char *line) {
+  sqlite3_stmt *st = s->st[ST_CP_INSERT];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, cp->entries, &rc);
+  bind_hash(st, 2, cp->head, &rc);
+  bind_i64(st, 3, cp->ts_ms, &rc);
+  bind_text(st, 4, line, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  return rc == SQLITE_DONE ? 0 : sql_fail(s, "checkpoint_add", rc);
+}
+
+int store_checkpoints(broker_store_t *s, store_checkpoint_cb cb, void *ctx) {
+  sqlite3_stmt *st = s->st[ST_CP_LIST];
+  int rc, ret = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *line = (const char *)sqlite3_column_text(st, 0);
+    ret = cb(ctx, line ? line : "");
+    if (ret != 0) break;
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "checkpoints", rc);
+  return ret;
+}

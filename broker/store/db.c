@@ -149,6 +149,20 @@ static const char *const g_migrations[] = {
   ") STRICT;"
   "CREATE INDEX recordings_session ON recordings(session, id);"
   "PRAGMA user_version = 3;",
+  /* 4: signed checkpoints of the audit chain's head (tt/audit.h). The same lines go to a
+   * file outside the store; here they are append-only like the audit itself. */
+  "CREATE TABLE audit_checkpoints("
+  "  id INTEGER PRIMARY KEY,"
+  "  entries INTEGER NOT NULL CHECK(entries >= 0),"
+  "  head BLOB NOT NULL CHECK(length(head) = 32),"
+  "  ts_ms INTEGER NOT NULL,"
+  "  line TEXT NOT NULL"
+  ") STRICT;"
+  "CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints"
+  "  BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;"
+  "CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
+  "  BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;"
+  "PRAGMA user_version = 4;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 

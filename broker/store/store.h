@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "tt/err.h"
 #include "tt/limits.h"
+#include "tt/audit.h"
 #include <uv.h>
 
 typedef struct broker_store_s broker_store_t;
@@ -108,6 +109,12 @@ void store_audit_head(broker_store_t *s, int64_t *id, uint8_t hash[32]);
 /* Walk the whole chain: *count entries checked; *first_bad = id of the first entry whose
  * hash or link does not hold (0 if the chain is intact). */
 int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) TT_WUR;
+/* The same walk through w, with its checkpoints as anchors: w says what damage it found. */
+int store_audit_walk(broker_store_t *s, tt_audit_walk_t *w) TT_WUR;
+/* Signed checkpoints of the chain's head (schema 4): one row per line, append-only. */
+int store_checkpoint_add(broker_store_t *s, const tt_audit_checkpoint_t *cp, const char *line) TT_WUR;
+typedef int (*store_checkpoint_cb)(void *ctx, const char *line);
+int store_checkpoints(broker_store_t *s, store_checkpoint_cb cb, void *ctx) TT_WUR;
 
 /* ---- help-desk tickets (schema 2) ----------------------------------------------------- */
 /* A ticket is the reason for access (DESIGN "Sessions, tickets and consent"); users see its

@@ -3,11 +3,13 @@ locked or failing, and a tampered audit trail, with the real programs on 127.0.0
 
 Run by ctest as `integration.store` (TT_BIN_DIR names the build directory)."""
 
+import hashlib
 import json
 import os
 import re
 import signal
 import sqlite3
+import struct
 import time
 import unittest
 
@@ -159,6 +161,145 @@ class StoreTest(TetherTestCase):
                          "new-host.example")
         old.stop()
         self.assertTrue(new.alive())
+
+    # -- defect: truncation and rewriting of the audit went unnoticed ------------------------
+
+    def checkpointed_store(self):
+        """A broker that ran, signed checkpoints and stopped: its data dir, its chain length."""
+        b = self.h.start_broker(extra=["--checkpoint-interval", "1s"])
+        a = self.h.start_agent(b.addr, "laptop", "laptop.example")
+        for i in range(3):
+            self.assertEqual(self.admin(b, ["token", "new", "--note", "t%d" % i]).rc, 0)
+        b.wait_for(r'msg="audit checkpoint" when=periodic')
+        a.stop()
+        b.stop()
+        self.assertIn('msg="audit checkpoint" when=stop', b.log())
+        with open(os.path.join(b.data_dir, "audit.checkpoints")) as f:
+            lines = f.read().splitlines()
+        self.assertGreaterEqual(len(lines), 3)  # start, periodic, stop
+        self.assertTrue(all(l.startswith("tether-audit-checkpoint 1 ") for l in lines))
+        return b
+
+    def tamper(self, b, *sql):
+        db = sqlite3.connect(os.path.join(b.data_dir, "broker.db"))
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+            db.execute("DROP TRIGGER %s" % name)
+        for q in sql:
+            db.execute(q)
+        db.commit()
+        n = db.execute("SELECT max(id) FROM audit").fetchone()[0]
+        db.close()
+        return n
+
+    def verify_after(self, b):
+        b2 = self.h.start_broker(port=b.port, data_dir=b.data_dir, name="broker-after")
+        r = self.admin(b2, ["audit", "verify"])
+        return r
+
+    @staticmethod
+    def entry_hash(prev, i, ts, actor, action, target, detail):
+        h = hashlib.sha256(prev + struct.pack(">QQ", i, ts))
+        for f in (actor, action, target, detail):
+            f = f.encode()
+            h.update(struct.pack(">I", len(f)) + f)
+        return h.digest()
+
+    def test_05_verify_names_each_kind_of_damage(self):
+        b = self.checkpointed_store()
+        r = self.verify_after(b)
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.out, r"audit chain intact: \d+ entries, [3-9]\d* signed checkpoints")
+
+    def test_05a_a_truncated_tail_is_found(self):
+        b = self.checkpointed_store()
+        n = self.tamper(b, "DELETE FROM audit WHERE id > (SELECT max(id) - 3 FROM audit)",
+                        "DELETE FROM audit_checkpoints")
+        r = self.verify_after(b)
+        print("\n" + r.out, end="", flush=True)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("cut", r.out)
+
+    def test_05b_a_rewritten_chain_is_found(self):
+        b = self.checkpointed_store()
+        db = sqlite3.connect(os.path.join(b.data_dir, "broker.db"))
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+            db.execute("DROP TRIGGER %s" % name)
+        rows = db.execute("SELECT id, ts_ms, actor, action, target, detail FROM audit ORDER BY id").fetchall()
+        victim = [r for r in rows if r[3] == "token-new"][0][0]
+        prev = bytes(32)
+        for (i, ts, actor, action, target, detail) in rows:
+            if i == victim:
+                detail = '{"note":"nothing to see"}'
+            h = self.entry_hash(prev, i, ts, actor, action, target, detail)
+            db.execute("UPDATE audit SET detail = ?, prev_hash = ?, hash = ? WHERE id = ?", (detail, prev, h, i))
+            prev = h
+        db.execute("DELETE FROM audit_checkpoints")
+        db.commit()
+        db.close()
+        r = self.verify_after(b)
+        print("\n" + r.out, end="", flush=True)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("rewritten", r.out)
+
+    def test_05c_a_missing_range_and_an_edited_entry_are_named(self):
+        b = self.checkpointed_store()
+        self.tamper(b, "DELETE FROM audit WHERE id IN (4, 5)",
+                    "UPDATE audit SET detail = '{}' WHERE id = 7")
+        r = self.verify_after(b)
+        print("\n" + r.out, end="", flush=True)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("BROKEN at entry 4", r.out)
+        self.assertIn("entries 4 to 5 are missing", r.out)
+        self.assertIn("entry 7 was edited", r.out)
+
+    def test_05d_a_forged_checkpoint_is_refused(self):
+        b = self.checkpointed_store()
+        # A checkpoint made up from a real one: it claims 50 entries more than were signed.
+        path = os.path.join(b.data_dir, "audit.checkpoints")
+        with open(path) as f:
+            line = f.read().splitlines()[-1].split(" ")
+        with open(path, "a") as f:
+            f.write(" ".join(line[:2] + [str(int(line[2]) + 50)] + line[3:]) + "\n")
+        r = self.verify_after(b)
+        print("\n" + r.out, end="", flush=True)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("forged", r.out)
+
+    def test_06_an_export_verifies_offline_with_the_ca_certificate_alone(self):
+        b = self.checkpointed_store()
+        b2 = self.h.start_broker(port=b.port, data_dir=b.data_dir, name="broker-after")
+        r = self.admin(b2, ["audit", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        lines = r.out.splitlines()
+        export = os.path.join(self.h.dir, "audit.jsonl")
+        cps = os.path.join(b.data_dir, "audit.checkpoints")
+
+        def offline(text):
+            with open(export, "w") as f:
+                f.write(text)
+            return self.h.run("tether-certs", ["audit-verify", "--cert", self.pki.ca, "--checkpoints", cps, export])
+
+        r = offline("\n".join(lines) + "\n")
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.out, r"audit log intact: %d entries, \d+ signed checkpoints" % len(lines))
+        # Cut below the last checkpoint: the tail is missing.
+        r = offline("\n".join(lines[:5]) + "\n")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("the tail was cut off", r.out)
+        # One entry's detail changed in the export.
+        e = json.loads(lines[3])
+        e["detail_text"] = e["detail_text"].replace("}", ',"x":"y"}')
+        r = offline("\n".join(lines[:3] + [json.dumps(e)] + lines[4:]) + "\n")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("entry %d was edited" % e["id"], r.out)
+        # Checkpoints of another CA's broker count for nothing.
+        other = Pki()
+        try:
+            r = self.h.run("tether-certs", ["audit-verify", "--cert", other.ca, "--checkpoints", cps, export])
+            self.assertEqual(r.rc, 1, r)
+            self.assertIn("not issued by this CA", r.out)
+        finally:
+            other.remove()
 
 
 if __name__ == "__main__":

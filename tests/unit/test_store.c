@@ -119,15 +119,15 @@ static unsigned file_mode(const char *path) {
 static void test_open_creates_private_wal_store(void **state) {
   fx_t *fx = *state;
   broker_store_t *s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 3);
+  assert_int_equal(store_schema_version(s), 4);
   assert_int_equal(file_mode(fx->dir), 0700);
   assert_int_equal(file_mode(fx->db), 0600);
   sqlite3 *db = raw_open(fx);
   char mode[16];
   raw_text(db, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
-  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 4);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
   sqlite3_close(db);
   char wal[PATH_MAX + 8];
   snprintf(wal, sizeof wal, "%s-wal", fx->db);
@@ -170,7 +170,7 @@ static void test_open_tightens_loose_file(void **state) {
   assert_int_equal(chmod(fx->db, 0644), 0);
   broker_store_t *s = open_ok(fx); /* an empty file is a new database */
   assert_int_equal(file_mode(fx->db), 0600);
-  assert_int_equal(store_schema_version(s), 3);
+  assert_int_equal(store_schema_version(s), 4);
   store_close(s);
 }
 
@@ -184,7 +184,7 @@ static void test_reopen_keeps_data(void **state) {
   store_close(s);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 3);
+  assert_int_equal(store_schema_version(s), 4);
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -208,7 +208,7 @@ static void test_refuses_newer_schema(void **state) {
   char err[512];
   assert_int_equal(store_open(&s, fx->dir, err, sizeof err), TT_EVERSION);
   assert_null(s);
-  assert_string_equal(err, "store schema 99 is newer than this broker (3)");
+  assert_string_equal(err, "store schema 99 is newer than this broker (4)");
   db = raw_open(fx);
   assert_int_equal(raw_int(db, "PRAGMA user_version"), 99); /* left as it was */
   sqlite3_close(db);
@@ -564,7 +564,7 @@ static void test_audit_detects_edit(void **state) {
   assert_int_equal(sqlite3_bind_blob(st, 1, h, 32, SQLITE_TRANSIENT), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_DONE);
   sqlite3_finalize(st);
-  audit_expect(s, 100, 38);
+  audit_expect(s, 100, 37); /* entry 38 no longer links to it: 37 is the edited one */
   sqlite3_close(db);
   store_close(s);
 }
@@ -579,7 +579,7 @@ static void test_audit_detects_delete(void **state) {
   raw_exec(db, "DELETE FROM audit WHERE id = 50");
   sqlite3_close(db);
   s = open_ok(fx);
-  audit_expect(s, 99, 51); /* 51 no longer links to its predecessor */
+  audit_expect(s, 99, 50); /* entry 50 is missing */
   store_close(s);
 }
 
@@ -769,13 +769,13 @@ static void test_ticket_migrates_v1_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 1 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE recordings; DROP TABLE sessions;"
+  raw_exec(db, "DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'ticket%'"), 0);
   sqlite3_close(db);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 3);
+  assert_int_equal(store_schema_version(s), 4);
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -786,8 +786,8 @@ static void test_ticket_migrates_v1_store(void **state) {
   assert_int_equal(tix_add(s, "dev-1", "", STORE_TICKET_OPEN, 1000), 1);
   store_close(s);
   db = raw_open(fx);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
-  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 4);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
                                " AND name IN ('tickets_state_assignee', 'tickets_device',"
                                " 'ticket_events_ticket')"), 3);
@@ -1084,12 +1084,12 @@ static void test_v3_migrates_v2_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 2 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE recordings; DROP TABLE sessions;"
+  raw_exec(db, "DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " ALTER TABLE tickets DROP COLUMN created_by; PRAGMA user_version = 2;");
   sqlite3_close(db);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 3);
+  assert_int_equal(store_schema_version(s), 4);
   store_ticket_t got;
   assert_int_equal(store_ticket_get(s, t.id, &got), 0);
   assert_string_equal(got.summary, "disk full");
@@ -1106,7 +1106,7 @@ static void test_v3_migrates_v2_store(void **state) {
   assert_int_equal(x.id, 1);
   store_close(s);
   db = raw_open(fx);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
                                " AND name IN ('sessions_live', 'sessions_ticket',"
                                " 'recordings_session')"), 3);

@@ -126,6 +126,10 @@
 #define TT_STORE_QUEUE_MAX 65536u
 #define TT_STORE_BATCH_MAX 1024u
 
+/* Audit checkpoints one verification reads (store and file together): one every 10 min
+ * for twenty years is ~1M; each costs 48 bytes once its signature is checked. */
+#define TT_AUDIT_CHECKPOINTS_MAX (1u << 20)
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 
