@@ -112,7 +112,6 @@ echo
 echo "\$ tether devices"
 $tether devices
 echo
-echo
 echo "== a support session: ticket, the employee's consent, link tests and a recorded shell"
 echo "\$ tether ticket new --device $device --summary 'Mail client crashes at start' --requester erin --priority high"
 tid=$($tether ticket new --device "$device" --summary "Mail client crashes at start" --requester erin --priority high)
