@@ -1,14 +1,14 @@
 /* Channels the agent serves. Throughput: send N incompressible bytes as credit allows (a
  * link test a technician can run). Echo: return every byte (a latency test). Both respect
- * credit end to end: nothing is produced that the console has not made room for. */
+ * credit end to end: nothing is produced that the console has not made room for. Both are
+ * diagnostics: under a session granted here with diag access, or (session 0) an admin's,
+ * which only the broker can tell. */
 #include <stdlib.h>
 #include <string.h>
 #include "agent.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
-/* A throughput test may ask for at most this much. */
-#define AGENT_THROUGHPUT_MAX (64ull << 30)
 #define AGENT_BLOCK (64u * 1024u)
 
 typedef struct {
@@ -81,8 +81,21 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
     tt_link_flush(l);
     return;
   }
-  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->bytes > AGENT_THROUGHPUT_MAX) {
-    tt_mux_reject(m, ch, TT_ETOOBIG, "throughput test larger than 64 GiB");
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->bytes > TT_THROUGHPUT_BYTES_MAX) {
+    char why[64];
+    snprintf(why, sizeof(why), "a speedtest may ask for at most %llu GiB",
+             (unsigned long long)(TT_THROUGHPUT_BYTES_MAX >> 30));
+    tt_mux_reject(m, ch, TT_ETOOBIG, why);
+    tt_link_flush(l);
+    return;
+  }
+  /* The broker checked the grant; a session it names must be one the employee gave here. */
+  const agent_session_t *s = msg->session ? agent_session_find(l->data, msg->session) : NULL;
+  if (msg->session && (!s || !(s->access & TETHER__ACCESS__ACCESS_DIAG))) {
+    char why[96];
+    snprintf(why, sizeof(why), "S-%llu is not a live session with diag access on this device",
+             (unsigned long long)msg->session);
+    tt_mux_reject(m, ch, TT_EDENIED, why);
     tt_link_flush(l);
     return;
   }
@@ -98,7 +111,15 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   ac->remaining = msg->bytes;
   tt_buf_init(&ac->pending, TT_WINDOW_MAX);
   ch->data = ac;
-  TT_INFO("agent", "channel opened", "id=%u kind=%d requester=%s", ch->id, (int)msg->kind, who);
+  TT_INFO("agent", "channel opened", "id=%u kind=%d requester=%s session=S-%llu", ch->id, (int)msg->kind, who,
+          (unsigned long long)msg->session);
+  /* The employee sees diagnostics run under their grant, as they see shells opened. */
+  if (s && msg->kind == TETHER__CHANNEL_KIND__CHANNEL_ECHO)
+    agent_consent_notice(l->data, "ACTIVITY S-%llu\t%s\tstarted a latency test (ping)",
+                         (unsigned long long)msg->session, s->technician);
+  else if (s)
+    agent_consent_notice(l->data, "ACTIVITY S-%llu\t%s\tstarted a speedtest of %llu bytes",
+                         (unsigned long long)msg->session, s->technician, (unsigned long long)msg->bytes);
   if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT) {
     if (!g_block_ready) fill_block();
     if (ac->remaining == 0) {

@@ -25,7 +25,8 @@ struct relay_s {
   uint32_t up_window;    /* held for the device: data from the console waits in its queue */
   uint64_t bytes_up, bytes_down;
   Tether__ChannelKind kind;
-  broker_grant_t *grant; /* SHELL and EXEC: the session it runs under (NULL once it ended) */
+  broker_grant_t *grant; /* the session it runs under (NULL: an admin's diagnostic without one,
+                          * or the session ended) */
   relay_t *gprev, *gnext; /* the session's relays */
   broker_rec_t *rec;     /* SHELL: the recording */
   void *rec_handle;      /* session.c's side of it */
@@ -49,6 +50,11 @@ static void opening_forget(relay_t *r);
 
 static bool is_session_kind(Tether__ChannelKind k) {
   return k == TETHER__CHANNEL_KIND__CHANNEL_SHELL || k == TETHER__CHANNEL_KIND__CHANNEL_EXEC;
+}
+
+/* Echo and throughput: link tests, which run under a session with diag access. */
+static bool is_diag_kind(Tether__ChannelKind k) {
+  return k == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT || k == TETHER__CHANNEL_KIND__CHANNEL_ECHO;
 }
 
 static void grant_link(relay_t *r, broker_grant_t *g) {
@@ -181,9 +187,27 @@ static uint32_t pending_for(const broker_t *b, const char *name) {
   return n;
 }
 
-/* SHELL and EXEC run under a session: msg->session must be a live grant of this person on
- * this device with shell access, and the terminal or command must be within limits. NULL
- * with *code and why filled in otherwise. */
+/* The session an open runs under: `session` must be a live grant of this person on this
+ * device that includes `need` access (what = its word, for the refusal). NULL with *code and
+ * why filled in otherwise. */
+static broker_grant_t *grant_check(broker_conn_t *c, const char *dev, uint64_t session, unsigned need,
+                                   const char *what, int *code, char *why, size_t cap) {
+  *code = TT_EDENIED;
+  broker_grant_t *g = broker_session_live(c->b, (int64_t)session);
+  if (!g || strcmp(g->s.person, c->id.name) != 0 || strcmp(g->s.device, dev) != 0) {
+    snprintf(why, cap, "S-%" PRIu64 " is not a live session of yours on %s", session, dev);
+    return NULL;
+  }
+  if (!(g->s.access & need)) {
+    snprintf(why, cap, "S-%" PRIu64 " does not include %s access: open a session with --want %s", session, what,
+             what);
+    return NULL;
+  }
+  return g;
+}
+
+/* SHELL and EXEC run under a session with shell access, and the terminal or command must
+ * be within limits. NULL with *code and why filled in otherwise. */
 static broker_grant_t *session_check(broker_conn_t *c, const char *dev, const Tether__ChannelOpen *msg, int *code,
                                      char *why, size_t cap) {
   *code = TT_EINVAL;
@@ -210,17 +234,38 @@ static broker_grant_t *session_check(broker_conn_t *c, const char *dev, const Te
     snprintf(why, cap, "open a session first: tether session open");
     return NULL;
   }
-  broker_grant_t *g = broker_session_live(c->b, (int64_t)msg->session);
-  if (!g || strcmp(g->s.person, c->id.name) != 0 || strcmp(g->s.device, dev) != 0) {
-    snprintf(why, cap, "S-%" PRIu64 " is not a live session of yours on %s", msg->session, dev);
-    return NULL;
+  return grant_check(c, dev, msg->session, STORE_ACCESS_SHELL, "shell", code, why, cap);
+}
+
+/* ECHO and THROUGHPUT are diagnostics: under a session with diag access like any other
+ * channel, so that the employee agreed to them and a ticket says why; admins may run them
+ * without one (the audit says so). false with *code and why filled in when refused; *g is
+ * NULL for an admin's run without a session. */
+static bool diag_check(broker_conn_t *c, const char *dev, const Tether__ChannelOpen *msg, broker_grant_t **g,
+                       int *code, char *why, size_t cap) {
+  *g = NULL;
+  if (msg->session == 0) {
+    if (c->id.role == TT_ROLE_ADMIN) return true;
+    *code = TT_EDENIED;
+    snprintf(why, cap, "ping and speedtest run under a ticket: pass --ticket T (a session with diag access)");
+    return false;
   }
-  if (!(g->s.access & STORE_ACCESS_SHELL)) {
-    snprintf(why, cap, "S-%" PRIu64 " does not include shell access: open a session with --want shell",
-             msg->session);
-    return NULL;
+  *g = grant_check(c, dev, msg->session, STORE_ACCESS_DIAG, "diag", code, why, cap);
+  return *g != NULL;
+}
+
+/* Channels this person holds on the device (open, waiting for it, or having their opening
+ * recorded), over all of their connections: the device's own channel table is at most
+ * TT_CHANNELS_MAX long. */
+static uint32_t held_on(const broker_t *b, const broker_conn_t *agent, const char *name) {
+  uint32_t n = 0;
+  for (const tt_chan_t *ch = agent->link->mux.chans; ch; ch = ch->next) {
+    const relay_t *r = ch->data;
+    if (r && r->ach == ch && strcmp(r->console->id.name, name) == 0) n++;
   }
-  return g;
+  for (const relay_t *r = b->pending; r; r = r->next)
+    if (r->opening && strcmp(r->dev, agent->id.name) == 0 && strcmp(r->console->id.name, name) == 0) n++;
+  return n;
 }
 
 /* Every open is checked here, in this order; the first refusal wins. */
@@ -235,10 +280,14 @@ static const char *open_check(broker_conn_t *c, const Tether__ChannelOpen *msg, 
     return "no valid device id";
   }
   /* Only kinds we know how to check are passed on: a new kind needs its rules here first. */
-  if (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->kind != TETHER__CHANNEL_KIND__CHANNEL_ECHO &&
-      !is_session_kind(msg->kind)) {
+  if (!is_diag_kind(msg->kind) && !is_session_kind(msg->kind)) {
     *code = TT_EINVAL;
     return "unknown channel kind";
+  }
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->bytes > TT_THROUGHPUT_BYTES_MAX) {
+    *code = TT_ETOOBIG;
+    snprintf(why, cap, "a speedtest may ask for at most %llu GiB", (unsigned long long)(TT_THROUGHPUT_BYTES_MAX >> 30));
+    return why;
   }
   if (pending_for(c->b, c->id.name) >= TT_PENDING_OPENS_MAX) {
     *code = TT_EBUSY;
@@ -250,6 +299,13 @@ static const char *open_check(broker_conn_t *c, const Tether__ChannelOpen *msg, 
     return why;
   }
   if (is_session_kind(msg->kind) && !(*g = session_check(c, dev, msg, code, why, cap))) return why;
+  if (is_diag_kind(msg->kind) && !diag_check(c, dev, msg, g, code, why, cap)) return why;
+  uint32_t held = held_on(c->b, *a, c->id.name);
+  if (held >= TT_CHANNELS_PER_PERSON_DEVICE_MAX) {
+    *code = TT_EBUSY;
+    snprintf(why, cap, "you already hold %u channels on %s: close some first", held, dev);
+    return why;
+  }
   return NULL;
 }
 
@@ -420,6 +476,9 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   if (r->command[0])
     broker_audit_rec(&x->audit, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session,
                      "command", r->command, AUDIT_END);
+  else if (!g) /* an admin's diagnostic without a ticket */
+    broker_audit_rec(&x->audit, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session,
+                     "as", "admin, without a ticket", AUDIT_END);
   else
     broker_audit_rec(&x->audit, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session,
                      AUDIT_END);

@@ -1,9 +1,12 @@
 /* Channel commands. speedtest DEVICE: pull --bytes of incompressible data from the device
- * through the broker and report MB/s. ping DEVICE: time --count echo round trips. */
+ * through the broker and report MB/s. ping DEVICE: time --count echo round trips. Both are
+ * diagnostics: with --ticket T they run in a session with diag access (asked for like a
+ * shell's, or a live one reused); without, only an admin's are let through. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "console.h"
 #include "tt/log.h"
 #include "tt/msg.h"
@@ -11,6 +14,9 @@
 #define PING_PAYLOAD 64u
 
 typedef struct {
+  uint64_t ticket;   /* --ticket, 0 = none */
+  bool note_on;
+  uv_timer_t note;   /* on a terminal: says that the person at the device is being asked */
   uint64_t t0_ns, t_first_ns;
   uint64_t received;
   uint64_t expected;
@@ -21,12 +27,14 @@ typedef struct {
 
 static chan_state_t g_cs;
 
-static int open_channel(console_t *c, Tether__ChannelKind kind, Tether__Priority prio, uint64_t bytes) {
+static int open_channel(console_t *c, Tether__ChannelKind kind, Tether__Priority prio, uint64_t bytes,
+                        uint64_t session) {
   Tether__ChannelOpen o = TETHER__CHANNEL_OPEN__INIT;
   o.kind = kind;
   o.device = tt_text(c->arg[0]);
   o.priority = prio;
   o.bytes = bytes;
+  o.session = session;
   tt_chan_t *ch;
   uint32_t window = prio == TETHER__PRIORITY__PRIORITY_BULK ? TT_WINDOW_BULK : TT_WINDOW_DEFAULT;
   int rc = tt_mux_open(&c->link->mux, &o, window, true, &ch);
@@ -37,10 +45,10 @@ static int open_channel(console_t *c, Tether__ChannelKind kind, Tether__Priority
   return 0;
 }
 
-static int speedtest_start(console_t *c) {
+static int speedtest_open(console_t *c, uint64_t session) {
   g_cs.expected = (uint64_t)c->cfg.bytes;
   return open_channel(c, TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT, TETHER__PRIORITY__PRIORITY_BULK,
-                      g_cs.expected);
+                      g_cs.expected, session);
 }
 
 static void ping_send(console_t *c, tt_chan_t *ch) {
@@ -55,10 +63,63 @@ static void ping_send(console_t *c, tt_chan_t *ch) {
   tt_link_flush(c->link);
 }
 
-static int ping_start(console_t *c) {
+static int ping_open(console_t *c, uint64_t session) {
   g_cs.rtt_ns = calloc((size_t)c->cfg.count, sizeof(uint64_t));
   if (!g_cs.rtt_ns) return TT_ENOMEM;
-  return open_channel(c, TETHER__CHANNEL_KIND__CHANNEL_ECHO, TETHER__PRIORITY__PRIORITY_INTERACTIVE, 0);
+  return open_channel(c, TETHER__CHANNEL_KIND__CHANNEL_ECHO, TETHER__PRIORITY__PRIORITY_INTERACTIVE, 0, session);
+}
+
+static int diag_open(console_t *c, uint64_t session) {
+  return c->cmd == &console_cmd_ping ? ping_open(c, session) : speedtest_open(c, session);
+}
+
+static int diag_check(console_t *c) {
+  if (!c->arg[0][0] || !tt_text_valid(tt_text(c->arg[0]), TT_NAME_MAX))
+    return console_usage_error("'%s' is not a device id", c->arg[0]);
+  if (c->cfg.ticket[0] && console_parse_id(c->cfg.ticket, 'T', false, &g_cs.ticket))
+    return console_usage_error("--ticket: '%s' is not a ticket (want T-3 or 3)", c->cfg.ticket);
+  return 0;
+}
+
+static void note_stop(void) {
+  if (!g_cs.note_on) return;
+  g_cs.note_on = false;
+  uv_close((uv_handle_t *)&g_cs.note, NULL);
+}
+
+static void note_cb(uv_timer_t *t) {
+  console_t *c = t->data;
+  if (c->done || !c->pending) return;
+  fprintf(stderr, "tether: waiting for the person at %s to allow diag access under T-%" PRIu64 "...\n", c->arg[0],
+          g_cs.ticket);
+}
+
+/* Under a ticket: ask for a session with diag access first (a live one is reused). */
+static int diag_start(console_t *c) {
+  if (!g_cs.ticket) return diag_open(c, 0);
+  int rc = console_session_request(c, c->arg[0], g_cs.ticket, TETHER__ACCESS__ACCESS_DIAG, (uint64_t)c->cfg.for_ms);
+  /* A reused grant answers at once; the employee may take a minute: after a second, say so
+   * (on a terminal only, so scripts see nothing extra). */
+  if (!rc && isatty(STDERR_FILENO) && uv_timer_init(c->loop, &g_cs.note) == 0) {
+    g_cs.note_on = true;
+    g_cs.note.data = c;
+    uv_timer_start(&g_cs.note, note_cb, 1000, 0);
+    uv_unref((uv_handle_t *)&g_cs.note); /* never what keeps the console running */
+  }
+  return rc;
+}
+
+static int diag_response(console_t *c, const Tether__Response *r) {
+  note_stop();
+  const Tether__Session *ses = r->session;
+  if (!ses || !ses->id) return TT_EPROTO;
+  if (!(ses->access & TETHER__ACCESS__ACCESS_DIAG)) {
+    console_fail(c, "S-%" PRIu64 " does not allow diag access", ses->id);
+    return 0;
+  }
+  int rc = diag_open(c, ses->id);
+  if (!rc) console_arm_timeout(c); /* until the device accepts */
+  return rc;
 }
 
 static void on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *msg) {
@@ -135,6 +196,7 @@ static void on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint
 
 static void on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
   console_t *c = ch->data;
+  note_stop();
   if (!c) return;
   free(g_cs.rtt_ns);
   g_cs.rtt_ns = NULL;
@@ -149,20 +211,26 @@ const tt_mux_cbs_t console_mux_cbs = {
 
 const console_cmd_t console_cmd_speedtest = {
     .name = "speedtest",
-    .args = "DEVICE [--bytes N]",
-    .help = "pull N bytes from the device through the broker, report MB/s",
+    .args = "DEVICE --ticket T [--bytes N] [--for 30m]",
+    .help = "pull N bytes from the device through the broker, report MB/s (asks for diag access)",
     .min_pos = 1,
     .max_pos = 1,
     .switches = CONSOLE_SW_JSON,
-    .start = speedtest_start,
+    .check = diag_check,
+    .start = diag_start,
+    .on_response = diag_response,
+    .denied_plain = true,
 };
 
 const console_cmd_t console_cmd_ping = {
     .name = "ping",
-    .args = "DEVICE [--count N]",
-    .help = "time echo round trips to the device's agent",
+    .args = "DEVICE --ticket T [--count N] [--for 30m]",
+    .help = "time echo round trips to the device's agent (asks for diag access)",
     .min_pos = 1,
     .max_pos = 1,
     .switches = CONSOLE_SW_JSON,
-    .start = ping_start,
+    .check = diag_check,
+    .start = diag_start,
+    .on_response = diag_response,
+    .denied_plain = true,
 };

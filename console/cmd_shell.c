@@ -5,7 +5,9 @@
  * (tt_mux_consumed) only once it has been written to stdout, so a console that stops
  * reading stalls the remote program instead of filling memory; stdin is read only while
  * the channel has credit. The terminal is in raw mode while a shell runs and is put back
- * on every way out: a normal end, an error, a fatal signal, exit(). */
+ * on every way out: a normal end, an error, a fatal signal, exit(); a stop (SIGTSTP) puts
+ * it back too, and every SIGCONT makes it raw again (a job-control shell set its own modes
+ * while we were stopped, whether by SIGTSTP or by SIGSTOP, which cannot be caught). */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -32,6 +34,7 @@
 /* -- the terminal ---------------------------------------------------------------------- */
 
 static struct termios g_saved_tio;
+static struct termios g_raw_tio; /* what tty_raw set: a SIGCONT sets it again */
 static volatile sig_atomic_t g_raw;
 
 void console_tty_restore(void) {
@@ -51,6 +54,27 @@ static void fatal_signal(int sig) {
   raise(sig);
 }
 
+/* SIGTSTP (kill -TSTP, or ^Z while the console still takes it, before the shell runs; once
+ * it runs ^Z is a byte for the remote side): put the terminal back and stop as the default
+ * action would, as a well-behaved full-screen program does; once continued, raw again.
+ * Only async-signal-safe calls here. */
+static void stop_signal(int sig) {
+  int saved_errno = errno;
+  bool raw = g_raw;
+  if (raw) (void)tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tio);
+  struct sigaction dfl, mine;
+  memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, &mine);
+  /* Not blocked in its own handler (SA_NODEFER): this stops us here, unless the process
+   * group is orphaned (no job-control shell to continue it), where the kernel discards it. */
+  raise(sig);
+  sigaction(sig, &mine, NULL);
+  if (raw && g_raw) (void)tcsetattr(STDIN_FILENO, TCSANOW, &g_raw_tio);
+  errno = saved_errno;
+}
+
 /* Raw from the start, so that what is typed while the employee decides is neither echoed
  * nor cooked here but reaches the shell as typed. Until the shell runs, ^C still
  * interrupts the console (isig): there is nothing remote to send it to yet. */
@@ -67,8 +91,12 @@ static int tty_raw(bool isig) {
     sa.sa_handler = fatal_signal;
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) sigaction(sigs[i], &sa, NULL);
+    sa.sa_handler = stop_signal;
+    sa.sa_flags = SA_RESTART | SA_NODEFER;
+    sigaction(SIGTSTP, &sa, NULL);
     atexit(console_tty_restore);
   }
+  g_raw_tio = raw;
   g_raw = 1;
   if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) != 0) {
     int e = errno;
@@ -147,6 +175,8 @@ struct shell_s {
   sink_t out, err;
   uv_signal_t winch, sigint, sigterm;
   bool signals_on;
+  uv_signal_t cont;      /* SIGCONT while the terminal is raw: raw again, and the size */
+  bool cont_on;
   int interrupts;
   uint32_t pending_signal;
   bool pending_resize;
@@ -446,9 +476,8 @@ static void send_pending(shell_t *s) {
   }
 }
 
-static void winch_cb(uv_signal_t *h, int sig) {
-  shell_t *s = h->data;
-  (void)sig;
+/* The terminal's size now, to the remote side if it changed. */
+static void resize_check(shell_t *s) {
   uint32_t cols, rows;
   term_size(&cols, &rows);
   if (cols == s->cols && rows == s->rows) return;
@@ -456,6 +485,24 @@ static void winch_cb(uv_signal_t *h, int sig) {
   s->rows = rows;
   s->pending_resize = true;
   send_pending(s);
+}
+
+static void winch_cb(uv_signal_t *h, int sig) {
+  (void)sig;
+  resize_check(h->data);
+}
+
+/* Continued after a stop: whoever had the terminal meanwhile (the job-control shell) set
+ * its own modes, and may have resized the window. SIGSTOP cannot be caught, so this is the
+ * only place to notice it. */
+static void cont_cb(uv_signal_t *h, int sig) {
+  shell_t *s = h->data;
+  (void)sig;
+  if (g_raw && tcsetattr(STDIN_FILENO, TCSADRAIN, &g_raw_tio) != 0 && errno != EINTR && !s->ending) {
+    shell_end(s, 1, "cannot put the terminal back in raw mode: %s", strerror(errno));
+    return;
+  }
+  if (s->ch && s->accepted && !s->ending) resize_check(s);
 }
 
 /* exec: ^C and SIGTERM go to the remote command; a second ^C gives up on it. */
@@ -485,6 +532,10 @@ static void wait_note_stop(shell_t *s) {
 
 static void signals_close(shell_t *s) {
   wait_note_stop(s);
+  if (s->cont_on) {
+    s->cont_on = false;
+    uv_close((uv_handle_t *)&s->cont, NULL);
+  }
   if (!s->signals_on) return;
   s->signals_on = false;
   if (!s->exec) uv_close((uv_handle_t *)&s->winch, NULL);
@@ -702,9 +753,17 @@ static int shell_start(console_t *c) {
   g_sh.c = c;
   c->state = &g_sh;
   int rc;
-  if (!g_sh.exec && isatty(STDIN_FILENO) && (rc = tty_raw(true))) {
-    console_fail(c, "cannot put the terminal in raw mode: %s", strerror(-rc));
-    return 0;
+  if (!g_sh.exec && isatty(STDIN_FILENO)) {
+    if ((rc = tty_raw(true))) {
+      console_fail(c, "cannot put the terminal in raw mode: %s", strerror(-rc));
+      return 0;
+    }
+    if (uv_signal_init(c->loop, &g_sh.cont) == 0) {
+      g_sh.cont_on = true;
+      g_sh.cont.data = &g_sh;
+      uv_signal_start(&g_sh.cont, cont_cb, SIGCONT);
+      uv_unref((uv_handle_t *)&g_sh.cont); /* never what keeps the console running */
+    }
   }
   rc = console_session_request(c, c->arg[0], g_sh.ticket, TETHER__ACCESS__ACCESS_SHELL, (uint64_t)c->cfg.for_ms);
   /* A grant that is reused answers at once; one that needs the employee's yes may take a

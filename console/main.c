@@ -24,7 +24,8 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("tls.key", "key", TT_CONF_STR, key, 1, 511, NULL, "your private key (PEM)"),
     OPT("timeout", "timeout", TT_CONF_DURATION, timeout_ms, 100, 86400000, "10s",
         "give up when the broker does not answer within this"),
-    OPT("speedtest.bytes", "bytes", TT_CONF_SIZE, bytes, 0, 64ll << 30, "64M", "speedtest: bytes to pull"),
+    OPT("speedtest.bytes", "bytes", TT_CONF_SIZE, bytes, 0, (int64_t)TT_THROUGHPUT_BYTES_MAX, "64M",
+        "speedtest: bytes to pull (at most 1G)"),
     OPT("ping.count", "count", TT_CONF_INT, count, 1, 10000000, "10", "ping: round trips to time"),
     OPT("token.ttl", "ttl", TT_CONF_DURATION, token_ttl_ms, 1000, 30ll * 86400000, "1h",
         "token new: how long the token stays valid"),
@@ -53,11 +54,11 @@ static const tt_conf_opt_t console_opts[] = {
         "tickets: open|resolved|closed|all, or several: open,resolved"),
     OPT("ticket.level", "level", TT_CONF_INT, level, 0, 3, "0", "ticket escalate: the support level, 2 or 3"),
     OPT("session.ticket", "ticket", TT_CONF_STR, ticket, 0, 31, NULL,
-        "session open, shell, exec: the ticket the work is for (T-3)"),
+        "session open, shell, exec, ping, speedtest: the ticket the work is for (T-3)"),
     OPT("session.want", "want", TT_CONF_STR, want, 0, 31, NULL,
         "session open: access to ask for: shell, files, diag (comma-separated)"),
     OPT("session.for", "for", TT_CONF_DURATION, for_ms, 0, (int64_t)TT_SESSION_DURATION_MAX_MS, NULL,
-        "session open, shell, exec: how long the session may last (default: the broker's, 30m)"),
+        "session open, shell, exec, ping, speedtest: how long the session may last (default: the broker's, 30m)"),
     OPT("replay.speed", "speed", TT_CONF_STR, speed, 1, 31, "1",
         "replay: play this many times faster (0 = no waiting)"),
     OPT("replay.idle_max", "idle-max", TT_CONF_DURATION, idle_max_ms, 0, 86400000, "0",
@@ -232,10 +233,13 @@ static void usage(const tt_cli_t *cli) {
   }
   printf("\nTickets are T-<n>, sessions S-<n>, recordings R-<n> (T-3 or 3 both work where the\n"
          "kind is clear). shell and exec open a session first (or reuse a live one): the person\n"
-         "at the device is asked and must agree. admin commands (token, revoke, audit) need an\n"
-         "admin certificate. Exit status: 0 done, 1 failed (one line on stderr says why), 2 bad\n"
-         "usage; shell and exec: the remote command's status (128+N for signal N; exec: 127 not\n"
-         "found, 126 not runnable), 255 when the channel closed without one.\n");
+         "at the device is asked and must agree; so do ping and speedtest (diag access), which\n"
+         "only admins may run without --ticket. You hold at most %u channels on one device.\n"
+         "admin commands (token, revoke, audit) need an admin certificate. Exit status: 0 done,\n"
+         "1 failed (one line on stderr says why), 2 bad usage; shell and exec: the remote\n"
+         "command's status (128+N for signal N; exec: 127 not found, 126 not runnable), 255 when\n"
+         "the channel closed without one.\n",
+         TT_CHANNELS_PER_PERSON_DEVICE_MAX);
 }
 
 /* The command named by the positional words, or NULL after printing why not. */

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: brings up a working Tether on this machine, on loopback:
 # a broker, an agent enrolled for this machine, and a console configured for a technician,
-# then shows the connected device, a link test through the broker, and a support session:
-# a ticket, the employee's consent, a recorded shell, its replay and the audit trail.
+# then shows the connected device and a support session: a ticket, the employee's consent,
+# link tests (ping, speedtest) and a recorded shell under it, its replay and the audit trail.
 #   scripts/demo.sh          build (release), start or restart everything, show it
 #   scripts/demo.sh stop     stop the broker and agent
 # State lives in .tether-demo/ (certificates, configs, logs); it is never committed.
@@ -112,12 +112,7 @@ echo
 echo "\$ tether devices"
 $tether devices
 echo
-echo "\$ tether ping $device --count 200"
-$tether ping "$device" --count 200
-echo "\$ tether speedtest $device --bytes 256M"
-$tether speedtest "$device" --bytes 256M
-echo
-echo "== a support session: ticket, the employee's consent, a recorded shell"
+echo "== a support session: ticket, the employee's consent, link tests and a recorded shell"
 echo "\$ tether ticket new --device $device --summary 'Mail client crashes at start' --requester erin --priority high"
 tid=$($tether ticket new --device "$device" --summary "Mail client crashes at start" --requester erin --priority high)
 echo "$tid"
@@ -129,6 +124,12 @@ rm -f "$demo/prompt.done"
   "$bin/agent/tether-agent" prompt --config "$demo/agent.conf" >"$demo/prompt.out" 2>&1 &
 echo $! >"$demo/prompt.pid"
 sleep 0.3
+echo "\$ tether session open --device $device --ticket $tid --want shell,diag      (asks the employee once)"
+$tether session open --device "$device" --ticket "$tid" --want shell,diag
+echo "\$ tether ping $device --ticket $tid --count 200"
+$tether ping "$device" --ticket "$tid" --count 200
+echo "\$ tether speedtest $device --ticket $tid --bytes 256M"
+$tether speedtest "$device" --ticket "$tid" --bytes 256M
 echo "\$ tether shell $device --ticket $tid      (typed: hostname; id -un; df -h / | tail -1; exit 3)"
 set +e
 printf 'hostname\nid -un\ndf -h / | tail -1\nexit 3\n' | $tether shell "$device" --ticket "$tid"
@@ -163,6 +164,7 @@ The console is ready for technician 'alice' (and admin 'admin': $demo/admin.conf
   export TETHER_CONFIG=$demo/alice.conf
   $bin/console/tether tickets
   $bin/console/tether shell $device --ticket $tid      # reuses $sid: no second prompt
+  $bin/console/tether ping $device --ticket $tid       # diagnostics need a ticket too
   $bin/console/tether exec $device --ticket $tid -- uname -a
   $bin/console/tether recording export $sid > $sid.cast   # asciinema play $sid.cast
 The employee's side, on this machine:

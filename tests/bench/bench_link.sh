@@ -2,7 +2,8 @@
 # End-to-end link benchmark: a stream agent -> broker -> console over the real TLS links on
 # 127.0.0.1, in MB/s, beside `openssl speed -evp aes-256-gcm` (one core) on this machine in
 # the same run; plus echo round trips through the broker. Prints figures, asserts nothing.
-# usage: bench_link.sh BUILD_DIR [BYTES]      (BYTES default 1G)
+# The console runs as an admin: ping and speedtest need no ticket (and no one to consent) then.
+# usage: bench_link.sh BUILD_DIR [BYTES]      (BYTES default 1G, the most one speedtest may ask)
 set -euo pipefail
 bin=${1:?usage: bench_link.sh BUILD_DIR [BYTES]}
 bytes=${2:-1G}
@@ -21,15 +22,15 @@ trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin/certs/tether-certs" init --dir "$tmp/pki" >/dev/null
 "$bin/certs/tether-certs" issue agent bench-dev --dir "$tmp/pki" >/dev/null
-"$bin/certs/tether-certs" issue technician bench-tech --dir "$tmp/pki" >/dev/null
+"$bin/certs/tether-certs" issue admin bench-admin --dir "$tmp/pki" >/dev/null
 p=$tmp/pki
-"$bin/broker/tether-broker" --listen 127.0.0.1:$port --ca $p/ca.pem --cert $p/broker.pem --key $p/broker.key \
-  --log-level warn 2>"$tmp/broker.log" & pids+=($!)
+"$bin/broker/tether-broker" --listen 127.0.0.1:$port --ca $p/ca.pem --ca-key $p/ca.key --cert $p/broker.pem \
+  --key $p/broker.key --data-dir "$tmp/data" --log-level warn 2>"$tmp/broker.log" & pids+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 "$bin/agent/tether-agent" run --broker 127.0.0.1:$port --ca $p/ca.pem --cert $p/bench-dev.pem \
   --key $p/bench-dev.key 2>"$tmp/agent.log" & pids+=($!)
 for _ in $(seq 100); do grep -q 'msg="connected"' "$tmp/agent.log" && break; sleep 0.1; done
-tether="$bin/console/tether --broker 127.0.0.1:$port --ca $p/ca.pem --cert $p/bench-tech.pem --key $p/bench-tech.key --timeout 60s"
+tether="$bin/console/tether --broker 127.0.0.1:$port --ca $p/ca.pem --cert $p/bench-admin.pem --key $p/bench-admin.key --timeout 60s"
 
 echo "== link: $bytes agent -> broker -> console, TLS 1.3 both hops, 127.0.0.1 ($(nproc) cores)"
 best=0

@@ -18,7 +18,7 @@
 #   BENCH_SHELL_ONLY=tether|ssh   run one side only
 #   BENCH_SHELL_BULK_WINDOW=      tether: the bulk channel's receive window (default the
 #                                 console's, TT_WINDOW_BULK)
-#   BENCH_SHELL_ECHO=1            tether: also the same over a CHANNEL_ECHO (no session, no
+#   BENCH_SHELL_ECHO=1            tether: also the same over a CHANNEL_ECHO (a diag session, no
 #                                 pty), the link's share of the round trip; 0 = skip
 #   BENCH_SHELL_KEEP=1            keep the temp dir with every log
 set -euo pipefail

@@ -2,9 +2,10 @@
  * feels them: one byte typed, the time until the pty's echo of it is back. A test tool.
  *
  *   tether-keyrtt tether --broker H:P --ca F --cert F --key F --device D [options]
- *       a technician's link: ticket_new (or --ticket), session_open (the bench's agent runs
- *       with consent.policy = unattended, so nobody is asked), CHANNEL_SHELL under the
- *       session; bulk: CHANNEL_THROUGHPUT of --bulk bytes on the SAME link meanwhile.
+ *       a technician's link: ticket_new (or --ticket), session_open with shell and diag
+ *       access (the bench's agent runs with consent.policy = unattended, so nobody is
+ *       asked), CHANNEL_SHELL under the session; bulk: CHANNEL_THROUGHPUT of --bulk bytes
+ *       (at most TT_THROUGHPUT_BYTES_MAX) under the same session, on the SAME link meanwhile.
  *   tether-keyrtt ssh --ssh-config F --ssh-host NAME [options]
  *       `ssh -tt` with pipes as the ControlMaster; bulk: a second ssh over the same
  *       connection pulls --bulk bytes (`head -c N /dev/zero`) to /dev/null.
@@ -13,8 +14,8 @@
  * then on each typed byte only gets the pty's echo. Then --count keystrokes, one at a time
  * (letters, a carriage return every TYPE_LINE_LEN so canonical mode never fills its line
  * buffer), idle, then (with --bulk) as many again while bulk transfers run back to back.
- * --echo-channel (tether): the same over a CHANNEL_ECHO instead (no session, no pty: the
- * link's share of the round trip).
+ * --echo-channel (tether): the same over a CHANNEL_ECHO instead (a session with diag access
+ * only, no pty: the link's share of the round trip).
  * Prints one line per phase: `keyrtt mode=.. phase=idle|bulk count=.. p50_us=.. ...`. */
 #include <errno.h>
 #include <fcntl.h>
@@ -235,7 +236,8 @@ static int t_session_open(void) {
   Tether__SessionOpenRequest so = TETHER__SESSION_OPEN_REQUEST__INIT;
   so.device = tt_text(T.device);
   so.ticket = T.ticket;
-  so.access = TETHER__ACCESS__ACCESS_SHELL;
+  /* Echo and throughput are diagnostics: they need diag access, the shell needs shell. */
+  so.access = g.raw_echo ? TETHER__ACCESS__ACCESS_DIAG : TETHER__ACCESS__ACCESS_SHELL | TETHER__ACCESS__ACCESS_DIAG;
   so.duration_ms = KR_SESSION_MS;
   r.body_case = TETHER__REQUEST__BODY_SESSION_OPEN;
   r.session_open = &so;
@@ -249,8 +251,8 @@ static int t_open(Tether__ChannelKind kind, uint64_t bytes, tt_chan_t **out) {
   o.device = tt_text(T.device);
   o.priority = bulk ? TETHER__PRIORITY__PRIORITY_BULK : TETHER__PRIORITY__PRIORITY_INTERACTIVE;
   o.bytes = bytes;
+  o.session = T.session;
   if (shell) {
-    o.session = T.session;
     o.cols = 80;
     o.rows = 24;
     o.term = tt_text(KR_TERM);
@@ -412,7 +414,7 @@ static void t_on_response(const Tether__Response *r) {
     T.session = r->session->id;
     fprintf(stderr, "tether-keyrtt: session S-%" PRIu64 "%s\n", T.session,
             r->session->unattended ? " granted unattended" : r->session->reused ? " reused" : " granted");
-    rc = t_open(TETHER__CHANNEL_KIND__CHANNEL_SHELL, 0, &T.shell);
+    rc = t_open(g.raw_echo ? TETHER__CHANNEL_KIND__CHANNEL_ECHO : TETHER__CHANNEL_KIND__CHANNEL_SHELL, 0, &T.shell);
   } else if (r->body_case == TETHER__RESPONSE__BODY_SESSION_END) {
     return;
   } else {
@@ -443,8 +445,7 @@ static int t_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     T.welcomed = true;
     tt_link_set_authed(l);
     if (w->idle_timeout_ms) tt_tls_set_idle(l->tls, w->idle_timeout_ms);
-    int rc = g.raw_echo ? t_open(TETHER__CHANNEL_KIND__CHANNEL_ECHO, 0, &T.shell)
-             : T.ticket ? t_session_open() : t_ticket_new();
+    int rc = T.ticket ? t_session_open() : t_ticket_new();
     if (rc) t_fail("%s", tt_strerror(rc));
     return 0;
   }
@@ -766,6 +767,8 @@ int main(int argc, char **argv) {
   if (optind != argc) usage();
   if (tether ? !(T.broker && T.ca && T.cert && T.key && T.device) : !(S.config && S.host)) usage();
   if (g.raw_echo) g.mode = "tether-echo";
+  if (tether && g.bulk_bytes > TT_THROUGHPUT_BYTES_MAX)
+    die("--bulk: the broker allows at most %llu bytes per transfer", (unsigned long long)TT_THROUGHPUT_BYTES_MAX);
   g.idle.rtt_ns = calloc(g.count, sizeof(uint64_t));
   g.bulk.rtt_ns = calloc(g.count, sizeof(uint64_t));
   if (!g.idle.rtt_ns || !g.bulk.rtt_ns) die("out of memory");

@@ -348,14 +348,15 @@ class FleetTest(TetherTestCase):
         b = self.h.start_broker()
         b.wait_for(r'msg="audit head" when=start id=\d+ sha256=[0-9a-f]{64}')
         dev, a = self.enroll_and_run(b, "channels")
-        r = self.tech(b, ["speedtest", dev, "--bytes", "1M"])
+        r = self.admin(b, ["speedtest", dev, "--bytes", "1M"])  # an admin needs no ticket
         self.assertEqual(r.rc, 0, r)
         r = self.tech(b, ["speedtest", "dev-nowhere", "--bytes", "1M"])
         self.assertEqual(r.rc, 1, r)
         r = self.admin(b, ["audit", "--json"])
         entries = [json.loads(l) for l in r.out.splitlines()]
         opens = [e for e in entries if e["action"] == "channel-open"]
-        self.assertEqual([(e["actor"], e["target"]) for e in opens], [("tech", dev)])
+        self.assertEqual([(e["actor"], e["target"]) for e in opens], [("boss", dev)])
+        self.assertEqual(opens[0]["detail"]["as"], "admin, without a ticket")
         refused = [e for e in entries if e["action"] == "channel-refused"]
         self.assertEqual(len(refused), 1)
         self.assertIn("not connected", refused[0]["detail"]["reason"])

@@ -20,6 +20,7 @@ from harness import (TetherTestCase, K_CH_OPEN, K_CH_REJECT, K_CH_CLOSE, ERR_ROL
                      free_port, frame, hello_body, iso_utc_to_unix, pb_bytes, pb_parse, pb_varint)
 
 ERR_PROTOCOL = 1
+ROLE_ADMIN = 3
 MiB = 1024 * 1024
 
 
@@ -88,6 +89,16 @@ class LinkTest(TetherTestCase):
     def wire(self, b, cert="tech", foreign=False, **kw):
         p = self.pki
         return WireClient(b.port, p.ca, p.cert(cert, foreign), p.key(cert, foreign), **kw)
+
+    def admin_wire(self, b):
+        """An admin's raw link, welcomed: admins open echo and throughput channels without a
+        session (a technician's need one, see test_diag)."""
+        c = self.wire(b, cert="boss")
+        c.handshake_hello(role=ROLE_ADMIN)
+        return c
+
+    def admin(self, b, args, **kw):
+        return self.h.console(b.addr, args, cert=self.pki.cert("boss"), key=self.pki.key("boss"), **kw)
 
     # -- 1 ---------------------------------------------------------------------------------
 
@@ -366,23 +377,24 @@ class LinkTest(TetherTestCase):
     # -- 9 ---------------------------------------------------------------------------------
 
     def test_09_speedtest_and_ping_through_the_broker(self):
+        # As an admin: no ticket needed (a technician's need one, see test_diag).
         b, a = self.broker_with_agent()
-        r = self.h.console(b.addr, ["speedtest", "dev-a", "--bytes", "8M"], timeout=60)
+        r = self.admin(b, ["speedtest", "dev-a", "--bytes", "8M"], timeout=60)
         self.assertEqual(r.rc, 0, r)
         self.assertRegex(r.out, r"^dev-a: 8388608 bytes in [0-9.]+ s = [0-9.]+ MB/s$")
         print("\n    " + r.out.strip(), flush=True)
 
-        r = self.h.console(b.addr, ["ping", "dev-a", "--count", "50"], timeout=60)
+        r = self.admin(b, ["ping", "dev-a", "--count", "50"], timeout=60)
         self.assertEqual(r.rc, 0, r)
         self.assertRegex(r.out, r"^dev-a: 50 round trips of \d+ bytes: p50 ")
         print("    " + r.out.strip(), flush=True)
 
-        r = self.h.console(b.addr, ["ping", "dev-a", "--count", "5", "--json"], timeout=60)
+        r = self.admin(b, ["ping", "dev-a", "--count", "5", "--json"], timeout=60)
         self.assertEqual(r.rc, 0, r)
         j = json.loads(r.out)
         self.assertEqual((j["device"], j["count"]), ("dev-a", 5), j)
 
-        r = self.h.console(b.addr, ["speedtest", "no-such-device", "--bytes", "1M"])
+        r = self.admin(b, ["speedtest", "no-such-device", "--bytes", "1M"])
         self.assertEqual(r.rc, 1, r)
         self.assert_one_line(r, "tether", "no-such-device", "not connected")
         self.assert_still_listed(b, a)
@@ -392,15 +404,20 @@ class LinkTest(TetherTestCase):
 
     def test_09b_relay_survives_refusals_and_vanishing_agents(self):
         b, a = self.broker_with_agent()
-        # An open the agent refuses (a throughput test past its 64 GiB cap): the broker passes
-        # the rejection on (this used to free the pending channel twice). A kind the broker
-        # has no rules for never reaches the device at all.
-        with self.wire(b) as c:
-            c.handshake_hello()
-            c.send_frame(K_CH_OPEN, self.open_frame("dev-a", kind=1, nbytes=65 << 30), channel=1)
-            kind, _, ch, body = c.read_control(timeout=10, answer_pings=True)
-            self.assertEqual((kind, ch), (K_CH_REJECT, 1), pb_parse(body))
-            self.assertIn(b"larger than 64 GiB", pb_parse(body).get(2, [b""])[0])
+        # An open the agent refuses (a session it does not know): the broker passes the
+        # rejection on (this used to free the pending channel twice). A kind the broker has no
+        # rules for never reaches the device at all.
+        with self.wire(b, cert="dev-b") as ag:
+            ag.handshake_hello(role=ROLE_AGENT, hostname="host-b")
+            with self.admin_wire(b) as c:
+                c.send_frame(K_CH_OPEN, self.open_frame("dev-b", kind=2), channel=1)
+                kind, _, ch, body = ag.read_control(timeout=10, answer_pings=True)
+                self.assertEqual(kind, K_CH_OPEN)
+                ag.send_frame(K_CH_REJECT, pb_varint(1, 5) + pb_bytes(2, "not today"), channel=ch)
+                kind, _, ch, body = c.read_control(timeout=10, answer_pings=True)
+                self.assertEqual((kind, ch), (K_CH_REJECT, 1), pb_parse(body))
+                self.assertIn(b"not today", pb_parse(body).get(2, [b""])[0])
+        with self.admin_wire(b) as c:
             c.send_frame(K_CH_OPEN, self.open_frame("dev-a", kind=0), channel=3)
             kind, _, ch, body = c.read_control(timeout=10, answer_pings=True)
             self.assertEqual((kind, ch), (K_CH_REJECT, 3), pb_parse(body))
@@ -409,8 +426,7 @@ class LinkTest(TetherTestCase):
         # of it, the broker lives on.
         with self.wire(b, cert="dev-b") as ag:
             ag.handshake_hello(role=ROLE_AGENT, hostname="host-b")
-            with self.wire(b) as c:
-                c.handshake_hello()
+            with self.admin_wire(b) as c:
                 c.send_frame(K_CH_OPEN, self.open_frame("dev-b"), channel=1)
                 kind, _, ch, body = ag.read_control(timeout=10, answer_pings=True)
                 self.assertEqual(kind, K_CH_OPEN)
@@ -425,9 +441,7 @@ class LinkTest(TetherTestCase):
         b, a = self.broker_with_agent()
         with self.wire(b, cert="dev-b") as ag:
             ag.handshake_hello(role=ROLE_AGENT, hostname="host-b")  # never answers opens
-            with self.wire(b) as c1, self.wire(b) as c2:
-                c1.handshake_hello()
-                c2.handshake_hello()
+            with self.admin_wire(b) as c1, self.admin_wire(b) as c2:
                 def opens_reaching_agent(want):
                     n = 0
                     deadline = time.monotonic() + 3
@@ -457,9 +471,7 @@ class LinkTest(TetherTestCase):
         big = 4 << 20
         with self.wire(b, cert="dev-b") as ag:
             ag.handshake_hello(role=ROLE_AGENT, hostname="host-b")
-            with self.wire(b) as c:
-                c.handshake_hello()
-
+            with self.admin_wire(b) as c:
                 def next_open_window():
                     while True:
                         k, _, ch, body = ag.read_control(timeout=10, answer_pings=True)

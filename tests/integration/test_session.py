@@ -14,6 +14,7 @@ import pwd
 import re
 import select
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -38,6 +39,72 @@ LEAK_FDS = [sys.executable, "-c",
             "os.dup2(r, 250)\n"
             "os.dup2(w, 251)\n"
             "os.execv(sys.argv[1], sys.argv[1:])\n"]
+
+
+# A job-control shell in miniature, as the parent of a console on a terminal: it runs the
+# console as the terminal's foreground job in a process group of its own (so that a stop
+# signal really stops it), takes the terminal back when the job stops, and gives it back
+# with SIGCONT on SIGUSR1 (fg). Lines in the status file: "pid N", then "stopped" per stop.
+JOB_SHELL = r"""
+import os, signal, sys
+status, argv = sys.argv[1], sys.argv[2:]
+def say(line):
+    with open(status, "a") as f:
+        f.write(line + "\n")
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    os.tcsetpgrp(0, os.getpid())
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+    os.execv(argv[0], argv)
+try:
+    os.setpgid(pid, pid)
+    os.tcsetpgrp(0, pid)
+except OSError:
+    pass
+def fg(signum, frame):
+    os.tcsetpgrp(0, pid)
+    os.killpg(pid, signal.SIGCONT)
+signal.signal(signal.SIGUSR1, fg)
+say("pid %d" % pid)
+while True:
+    _, st = os.waitpid(pid, os.WUNTRACED)
+    if os.WIFSTOPPED(st):
+        os.tcsetpgrp(0, os.getpgrp())
+        say("stopped")
+    else:
+        code = os.waitstatus_to_exitcode(st)
+        sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def proc_state(pid):
+    """The one-letter state in /proc/PID/stat (R, S, T for stopped, ...)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def wait_until(what, pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("not within %.0fs: %s" % (timeout, what))
+        time.sleep(0.02)
+
+
+def running(argv):
+    """True if a process runs with exactly this command line."""
+    want = b"\0".join(a.encode() for a in argv) + b"\0"
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if f.read() == want:
+                        return True
+            except OSError:
+                pass
+    return False
 
 
 def set_winsize(fd, rows, cols):
@@ -235,9 +302,36 @@ class SessionWorld:
         self.addCleanup(w.close)
         return w
 
-    def pty_console(self, args, rows=24, cols=80, who="tech"):
-        c = PtyConsole(self.console_argv(args, who), self.h.env, self.h.dir, rows, cols)
+    def pty_console(self, args, rows=24, cols=80, who="tech", job_control=False):
+        """job_control: the console runs under JOB_SHELL; c.job_status names its status file
+        and c.console_pid() is the console's own pid (c.p is the job shell's)."""
+        argv = self.console_argv(args, who)
+        status = None
+        if job_control:
+            status = os.path.join(self.h.dir, "job-%d.status" % len(os.listdir(self.h.dir)))
+            argv = [sys.executable, "-c", JOB_SHELL, status] + argv
+        c = PtyConsole(argv, self.h.env, self.h.dir, rows, cols)
         self.addCleanup(c.close)
+        if job_control:
+            c.job_status = status
+
+            def job_lines():
+                try:
+                    with open(status) as f:
+                        return f.read().splitlines()
+                except FileNotFoundError:
+                    return []
+            c.job_lines = job_lines
+            wait_until("the job shell started the console", lambda: job_lines())
+            pid = int(job_lines()[0].split()[1])
+            c.console_pid = lambda: pid
+
+            def kill_console():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.addCleanup(kill_console)
         return c
 
     def spawn_bg(self, args, who="tech", **kw):
@@ -460,6 +554,66 @@ class SessionTest(SessionWorld, TetherTestCase):
         self.assertNotIn(b"\nnot-interrupted", con.output())  # typed, never printed
         con.write(b"exit\r")
         self.assertEqual(con.wait_exit(), 0)
+        self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
+
+    def test_raw_mode_survives_stop_and_continue(self):
+        """Stopped (SIGTSTP, or SIGSTOP, which cannot be caught) and continued, the console is
+        in raw mode again: Ctrl-C reaches the remote shell and lines echo once."""
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        con = self.pty_console(["shell", "dev1", "--ticket", tid], job_control=True)
+        pid = con.console_pid()
+        con.wait_output(rb"[#$] $")
+
+        def raw():
+            lflag = termios.tcgetattr(con.slave)[3]
+            return not lflag & (termios.ICANON | termios.ECHO | termios.ISIG)
+
+        def stopped(n):
+            wait_until("the console stopped", lambda: con.job_lines().count("stopped") == n)
+            self.assertEqual(proc_state(pid), "T")
+
+        def fg():  # the job shell gives the terminal back and continues the console
+            con.p.send_signal(signal.SIGUSR1)
+            wait_until("the console is raw again", lambda: proc_state(pid) != "T" and raw())
+
+        self.assertTrue(raw())
+        # SIGTSTP: the console puts the terminal back before it stops...
+        os.kill(pid, signal.SIGTSTP)
+        stopped(1)
+        self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
+        # ... the window changes while the job shell has the terminal ...
+        set_winsize(con.master, 33, 111)
+        # ... and once continued it is raw again, and the remote side has the new size.
+        fg()
+        mark = len(con.output())
+        con.write(b"stty size\r")
+        con.wait_output(rb"33 111", after=mark)
+        # SIGSTOP cannot be caught: the job shell puts its own modes on the terminal meanwhile
+        # (as bash does); the SIGCONT that continues the console makes it raw again.
+        os.kill(pid, signal.SIGSTOP)
+        stopped(2)
+        termios.tcsetattr(con.slave, termios.TCSANOW, con.attrs_before)
+        fg()
+        # Ctrl-C goes to the remote shell, not to the console.
+        con.write(b"sleep 4242; echo not-interrupted\r")
+        wait_until("sleep runs on the device", lambda: running(["sleep", "4242"]))
+        mark = len(con.output())
+        con.write(b"\x03")
+        con.write(b"echo status-$?\r")
+        m = con.wait_output(rb"status-130\r\n", after=mark)
+        self.assertIsNone(con.p.poll(), "the console must not die of ^C")
+        self.assertIn(proc_state(pid), ("R", "S"))
+        # Typed lines echo once (the remote pty's echo; the local terminal adds none). Typed at
+        # the prompt: bash echoes what was typed ahead of it twice by itself.
+        con.wait_output(rb"[#$] $", after=mark + m.end())
+        mark = len(con.output())
+        con.write(b"echo once-$((3+4))\r")
+        con.wait_output(rb"once-7\r\n", after=mark)
+        self.assertEqual(con.output()[mark:].count(b"echo once-$((3+4))"), 1, con.output()[mark:])
+        con.write(b"exit\r")
+        self.assertEqual(con.wait_exit(), 0)
+        self.assertNotIn(b"\nnot-interrupted", con.output())
         self.assertEqual(termios.tcgetattr(con.slave), con.attrs_before)
 
     def test_dialog_command_consents(self):

@@ -58,6 +58,15 @@
  * are cancelled, so one technician cannot fill a device's channel table. */
 #define TT_PENDING_OPENS_MAX 8u
 #define TT_OPEN_TIMEOUT_MS (90u * 1000u)
+/* Channels one person may hold on one device at once (every kind, open or waiting for the
+ * device, over all of their connections). A device serves TT_CHANNELS_MAX: one person
+ * takes at most an eighth of it, so others are never locked out; 8 is room for a shell, a
+ * few commands and a diagnostic at the same time. */
+#define TT_CHANNELS_PER_PERSON_DEVICE_MAX 8u
+/* What one speedtest (a THROUGHPUT channel) may ask a device to send. A link test needs
+ * seconds of traffic: 1 GiB is ~2.5 s at the fastest link measured (~450 MB/s on
+ * loopback) and ~90 s at 100 Mbit/s; more only spends the employee's uplink. */
+#define TT_THROUGHPUT_BYTES_MAX (1ull << 30)
 
 /* Listings: pages sized so that a page of the longest entries stays under
  * TT_FRAME_MAX_BODY and TT_CTRL_QUEUE_MAX (a device ~480 bytes, an audit entry ~800). */
