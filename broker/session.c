@@ -132,19 +132,25 @@ broker_grant_t *broker_session_live(broker_t *b, int64_t id) {
   return g;
 }
 
-/* Tell the device a session ended (it closes what runs under it and tells its employee). */
-static void notify_agent_end(broker_grant_t *g, const char *by, const char *reason) {
+/* Tell the device a session ended (it closes what runs under it and tells its employee),
+ * or that its consent request is withdrawn. */
+static void send_session_end(broker_grant_t *g, const char *by, const char *reason, bool withdrawn) {
   if (!conn_usable(g->agent)) return;
   Tether__SessionEndRequest e = TETHER__SESSION_END_REQUEST__INIT;
   e.id = (uint64_t)g->s.id;
   e.reason = tt_text(reason);
   e.by = tt_text(by);
+  e.withdrawn = withdrawn;
   Tether__Request q = TETHER__REQUEST__INIT;
   q.id = next_req(g->agent->b);
   q.body_case = TETHER__REQUEST__BODY_SESSION_END;
   q.session_end = &e;
   int rc = tt_link_send(g->agent->link, TT_K_REQUEST, &q.base);
   if (rc) TT_WARN("session", "session end not sent to the device", "session=%" PRId64 " err=%s", g->s.id, tt_errname(rc));
+}
+
+static void notify_agent_end(broker_grant_t *g, const char *by, const char *reason) {
+  send_session_end(g, by, reason, false);
 }
 
 /* The session-end audit entry names the session's finished recordings with their sha256. */
@@ -843,14 +849,28 @@ void broker_sessions_agent_down(broker_conn_t *agent) {
   }
 }
 
+/* The console that asked went away before the device answered (Ctrl-C on a waiting `tether
+ * shell` or `tether session open`): the request is withdrawn. The device takes it off every
+ * prompt, so that a later yes there grants nothing that nobody asks for any more, and the
+ * records say consent-withdrawn, never consent-given. */
+static void consent_withdrawn(broker_t *b, broker_grant_t *g) {
+  char why[STORE_TEXT_MAX];
+  snprintf(why, sizeof(why), "%.*s withdrew the request", (int)TT_NAME_MAX, g->s.person);
+  g->console = NULL; /* gone: there is no one to answer */
+  send_session_end(g, g->s.person, why, true);
+  consent_denied(b, g, "consent-withdrawn", "consent-withdrawn", g->s.person, why, false);
+}
+
 void broker_sessions_conn_down(broker_conn_t *c) {
   if (!c->b->sessions) return;
   if (c->id.role == TT_ROLE_AGENT) {
     broker_sessions_agent_down(c);
     return;
   }
-  for (broker_grant_t *g = c->b->sessions->list; g; g = g->next)
-    if (g->console == c) g->console = NULL; /* a grant that comes later stays for reuse */
+  for (broker_grant_t *g = c->b->sessions->list, *next; g; g = next) {
+    next = g->next;
+    if (g->console == c && !g->granted) consent_withdrawn(c->b, g);
+  }
 }
 
 void broker_sessions_sweep(broker_t *b, uint64_t now) {
