@@ -130,7 +130,11 @@ bool agent_procfs_under(const char *path, const char *root, uint64_t *session) {
   if (s[0] == '/' && s[1] == 'S' && s[2] == '-') {
     uint64_t v = 0;
     const char *d = s + 3;
-    while (*d >= '0' && *d <= '9' && v <= (UINT64_MAX - 9) / 10) v = v * 10 + (uint64_t)(*d++ - '0');
+    for (; *d >= '0' && *d <= '9'; d++) {
+      uint64_t digit = (uint64_t)(*d - '0');
+      if (v > (UINT64_MAX - digit) / 10) return true; /* not a session id of ours */
+      v = v * 10 + digit;
+    }
     if (d > s + 3 && (*d == '/' || *d == '\0')) *session = v;
   }
   return true;
