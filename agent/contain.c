@@ -176,7 +176,10 @@ static __attribute__((noreturn)) void keeper_run(pid_t g, pid_t agent, int limit
         killing = true; /* the shell ended: nothing it started stays */
       }
     if (r < 0 && errno == ECHILD) break; /* no child left: the tree is empty */
-    if (killing) keeper_kill_children(me);
+    if (killing) {
+      if (!have) kill(g, SIGKILL); /* even where /proc cannot be read; not after it is reaped */
+      keeper_kill_children(me);
+    }
     siginfo_t si;
     struct timespec ts = {0, KEEPER_RESCAN_NS};
     int s = killing ? sigtimedwait(&set, &si, &ts) : sigwaitinfo(&set, &si);

@@ -560,8 +560,9 @@ static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, uint32_t co
   char *argv[] = {argv0, NULL};
   int master = -1, slave = -1, limit = fd_limit();
   if (openpty(&master, &slave, NULL, NULL, &ws)) {
-    snprintf(err, errlen, "cannot open a pty: %s", strerror(errno));
-    return -errno;
+    int rc = -errno;
+    snprintf(err, errlen, "cannot open a pty: %s", strerror(-rc));
+    return rc;
   }
   (void)!fcntl(master, F_SETFD, FD_CLOEXEC);
   (void)!fcntl(slave, F_SETFD, FD_CLOEXEC);

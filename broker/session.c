@@ -854,11 +854,20 @@ void broker_sessions_agent_down(broker_conn_t *agent) {
  * prompt, so that a later yes there grants nothing that nobody asks for any more, and the
  * records say consent-withdrawn, never consent-given. */
 static void consent_withdrawn(broker_t *b, broker_grant_t *g) {
-  char why[STORE_TEXT_MAX];
+  char sid[32], ticket[32], why[STORE_TEXT_MAX];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
   snprintf(why, sizeof(why), "%.*s withdrew the request", (int)TT_NAME_MAX, g->s.person);
-  g->console = NULL; /* gone: there is no one to answer */
   send_session_end(g, g->s.person, why, true);
-  consent_denied(b, g, "consent-withdrawn", "consent-withdrawn", g->s.person, why, false);
+  broker_audit(b, g->s.person, "consent-withdrawn", sid, "device", g->s.device, "ticket", ticket, "reason",
+               "the console went away before the employee answered", AUDIT_END);
+  (void)!broker_ticket_event(b, g->s.ticket, g->s.person, "consent-withdrawn",
+                             "%s: %s before the employee answered", sid, why);
+  int rc = store_session_end(b->store, g->s.id, (int64_t)broker_unix_ms(), g->s.person, why);
+  if (rc && rc != TT_ESTATE) TT_ERROR("session", "session end not stored", "session=%s err=%s", sid, tt_errname(rc));
+  TT_INFO("session", "consent request withdrawn", "session=%s person=%s device=%s", sid, g->s.person, g->s.device);
+  grant_unlink(b, g);
+  free(g);
 }
 
 void broker_sessions_conn_down(broker_conn_t *c) {

@@ -202,7 +202,7 @@ class Contained(SessionWorld):
     def test_grant_expires(self):
         self.contained_world(policy="unattended")
         tid = self.new_ticket()
-        r = self.tech(["session", "open", "--device", "dev1", "--ticket", tid, "--want", "shell", "--for", "8s"])
+        r = self.tech(["session", "open", "--device", "dev1", "--ticket", tid, "--want", "shell", "--for", "12s"])
         self.assertEqual(r.rc, 0, r)
         con, s = self.shell_with_strays(tid)  # reuses the grant
         self.assertNotEqual(con.wait_exit(timeout=20), 0)
