@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -35,6 +36,13 @@
 /* consent.policy: what to answer when there is no one to ask. */
 typedef enum { AGENT_POLICY_ASK = 0, AGENT_POLICY_UNATTENDED = 1, AGENT_POLICY_DENY = 2 } agent_policy_t;
 
+/* shell.containment: how the processes of a session are kept together (contain.c). */
+typedef enum { AGENT_CONTAIN_AUTO = 0, AGENT_CONTAIN_CGROUP = 1, AGENT_CONTAIN_SUBREAPER = 2 } agent_containment_t;
+
+/* A cgroup directory: the mount point, the agent's own group (systemd names nest a few
+ * levels deep), then tether-sessions.PID/S-N/pN. */
+#define AGENT_CGROUP_PATH_MAX 1024u
+
 typedef struct {
   char broker[256];
   char server_name[256];
@@ -58,6 +66,7 @@ typedef struct {
   char consent_dialog[AGENT_DIALOG_MAX + 1];
   char shell_user[TT_NAME_MAX + 1];
   char shell_path[AGENT_PATH_MAX];
+  int containment; /* agent_containment_t */
 } agent_cfg_t;
 
 /* ---- ident.c: what our certificate says, and checks on one the broker issued ---------- */
@@ -187,6 +196,7 @@ typedef struct {
   int state_lock;       /* fd locking the state directory, -1 if not used */
   agent_consent_t *consent;
   struct agent_shells_s *shells;
+  struct agent_contain_s *contain;
 } agent_t;
 
 /* consent.c. init opens the local socket (a failure is logged: the agent still serves,
@@ -202,6 +212,8 @@ void agent_consent_link_down(agent_t *a);
 /* Tell every WATCH client on the local socket (the employee's prompts) what is going on:
  * one protocol line, printf-style. */
 void agent_consent_notice(agent_t *a, const char *fmt, ...) TT_PRINTF(2, 3);
+/* A consent.dialog process the agent runs right now (contain.c leaves it alone). */
+bool agent_consent_owns_pid(agent_t *a, pid_t pid);
 /* A session granted here, live and not past its deadline; NULL otherwise. */
 const agent_session_t *agent_session_find(agent_t *a, uint64_t id);
 /* "S-4" or "4" -> 4; 0 if not a session id (zero, a leading zero, anything else, too big). */
@@ -221,6 +233,66 @@ bool agent_shell_owns(const tt_chan_t *ch);
 void agent_shell_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags);
 void agent_shell_credit(tt_mux_t *m, tt_chan_t *ch);
 void agent_shell_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
+
+/* A shell or command process of ours not yet reaped (in subreaper mode, its keeper): the
+ * session it runs under, or 0. */
+uint64_t agent_shell_session_of(agent_t *a, pid_t pid);
+
+/* ---- contain.c: where a session's processes live, and how all of them end -------------- */
+
+/* One shell's or command's processes, all of them however they detach. */
+typedef struct agent_box_s agent_box_t;
+
+/* At start, before any shell: cgroup mode where a cgroup2 group can be made beside ours
+ * (a delegated one under systemd), else subreaper mode, as shell.containment allows. A
+ * forced mode that cannot be had fails with why in err. */
+int agent_contain_init(agent_t *a, char *err, size_t errlen) TT_WUR;
+/* The agent stops: everything in every box is killed; freed once the last box is empty. */
+void agent_contain_close(agent_t *a);
+/* Parent, before fork: a box for one shell or command of the session. */
+int agent_box_new(agent_t *a, uint64_t session, agent_box_t **out, char *err, size_t errlen) TT_WUR;
+/* Child, right after fork (async-signal-safe): move into the box. Returns 0 in the process
+ * that goes on to exec, or an errno. In subreaper mode the process that called it stays
+ * behind as the keeper and never returns; `limit` is how far its descriptors go. */
+int agent_box_enter(const agent_box_t *b, int limit);
+/* Parent: the child's pid. */
+void agent_box_started(agent_box_t *b, pid_t pid);
+/* The main process's group gets sig (SIGHUP, SIGINT, ...); SIGKILL kills the whole box. */
+void agent_box_signal(agent_box_t *b, int sig);
+/* Kill every process in the box now. */
+void agent_box_kill(agent_box_t *b);
+/* The main process was reaped: what it leaves behind is killed. */
+void agent_box_exited(agent_box_t *b);
+/* shell.c is done with the box: it is killed if it was not, and removed once empty. */
+void agent_box_release(agent_box_t *b);
+/* Kill everything the session started. */
+void agent_contain_end_session(agent_t *a, uint64_t session);
+/* subreaper mode, after SIGCHLD: a child of the agent that is neither a shell (keeper) nor a
+ * consent dialog came from a keeper that was killed: kill it (and reap it). */
+void agent_contain_sweep(agent_t *a);
+/* Is pid a process a session started (in one of our groups, or below the agent)? Sets
+ * *session to its session where that is known (else 0). */
+bool agent_contain_peer(agent_t *a, pid_t pid, uint64_t *session);
+const char *agent_contain_mode_name(const agent_t *a);
+
+/* ---- procfs.c: pure readers of /proc text (async-signal-safe) ------------------------- */
+
+/* v in decimal into out; the length, or 0 (out empty) if it does not fit. */
+size_t agent_procfs_utoa(char *out, size_t cap, uint64_t v);
+/* A /proc directory name as a pid, or 0 if it is not one. */
+pid_t agent_procfs_pid_name(const char *name);
+/* The parent pid in the text of /proc/PID/stat, or 0 if it cannot be read there. */
+pid_t agent_procfs_stat_ppid(const char *stat, size_t len);
+/* The first cgroup2 mount in /proc/self/mountinfo text: its mount point and the hierarchy
+ * path it shows, escapes undone. TT_ENOTFOUND if none, TT_ETOOBIG if they do not fit. */
+int agent_procfs_cgroup2_mount(const char *mountinfo, char *mnt, size_t mntcap, char *root, size_t rootcap);
+/* The unified hierarchy's path in /proc/PID/cgroup text (the "0::/..." line). */
+int agent_procfs_cgroup2_path(const char *text, char *path, size_t cap);
+/* Where the group at hierarchy path `path` is in the file system, given the mount point and
+ * the root it shows. TT_ENOTFOUND if that mount does not show it. */
+int agent_procfs_cgroup_dir(const char *mnt, const char *root, const char *path, char *out, size_t cap);
+/* Is the hierarchy path at or below root? *session: N when it is below root/S-N, else 0. */
+bool agent_procfs_under(const char *path, const char *root, uint64_t *session);
 
 /* ---- local.c: `tether-agent prompt|sessions|end`, clients of the consent socket -------- */
 

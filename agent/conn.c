@@ -168,6 +168,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   agent_reqs_close(&a->reqs);
   agent_consent_close(a);
   agent_shell_close(a);
+  agent_contain_close(a);
   if (a->link) tt_link_close(a->link, TT_ECLOSED, "agent shutting down");
 }
 
@@ -234,6 +235,12 @@ int agent_run(agent_t *a) {
     goto out;
   }
   a->loop = uv_default_loop();
+  if (agent_contain_init(a, err, sizeof(err))) { /* before anything can start a shell */
+    fprintf(stderr, "tether-agent: %s\n", err);
+    tt_tls_ctx_free(a->tls);
+    rc = 1;
+    goto out;
+  }
   link_cbs = agent_link_cbs;
   link_cbs.mux = agent_mux_cbs;
   tt_backoff_init(&a->backoff, (uint32_t)a->cfg.backoff_base_ms, (uint32_t)a->cfg.backoff_max_ms, 0);

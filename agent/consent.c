@@ -53,6 +53,7 @@ typedef struct {
 struct dialog_s {
   uv_process_t proc;
   agent_t *a;
+  dialog_t *next;  /* every dialog not yet reaped (libuv reaps them: contain.c must not) */
   uint32_t prompt; /* its prompt's id, 0 once that prompt is gone */
 };
 
@@ -64,6 +65,7 @@ struct agent_consent_s {
   local_t *clients[TT_LOCAL_CLIENTS_MAX];
   prompt_t prompts[AGENT_PROMPTS_MAX];
   uint32_t next_prompt;
+  dialog_t *dialogs;
   agent_session_t sessions[AGENT_SESSIONS_MAX];
   uid_t users[USERS_MAX];
   size_t nusers;
@@ -71,36 +73,7 @@ struct agent_consent_s {
 
 static void consent_arm(agent_t *a);
 
-/* ---- helpers shared with local.c and tests --------------------------------------------- */
-
-/* The parent of pid from /proc, or 0 if it cannot be read. */
-static pid_t parent_of(pid_t pid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "re");
-  if (!f) return 0;
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  /* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so from the last ')'. */
-  char *close = strrchr(buf, ')');
-  int ppid = 0;
-  if (!close || sscanf(close + 1, " %*c %d", &ppid) != 1 || ppid < 0) return 0;
-  return (pid_t)ppid;
-}
-
-/* A shell or command a technician started runs as shell.user, which may be the employee's
- * own account: such a process (any descendant of this agent) must never answer for the
- * employee. (One that detached itself to init escapes this walk; a cgroup per session
- * would close that gap.) */
-static bool started_by_agent(pid_t pid) {
-  pid_t me = getpid();
-  for (int depth = 0; pid > 1 && depth < 256; depth++) {
-    if (pid == me) return true;
-    pid = parent_of(pid);
-  }
-  return false;
-}
+/* ---- helpers ------------------------------------------------------------------------------ */
 
 static void user_name(uid_t uid, char *out, size_t cap) {
   struct passwd pw, *r = NULL;
@@ -292,6 +265,12 @@ static void decide(agent_t *a, uint32_t req_id, const prompt_t *p, Tether__Conse
 
 /* ---- prompts ---------------------------------------------------------------------------- */
 
+bool agent_consent_owns_pid(agent_t *a, pid_t pid) {
+  for (const dialog_t *d = a->consent ? a->consent->dialogs : NULL; d && pid > 0; d = d->next)
+    if (d->proc.pid == pid) return true;
+  return false;
+}
+
 static prompt_t *prompt_find(agent_t *a, uint32_t id) {
   for (size_t i = 0; i < AGENT_PROMPTS_MAX && id; i++)
     if (a->consent->prompts[i].id == id) return &a->consent->prompts[i];
@@ -326,6 +305,11 @@ static void answer(agent_t *a, prompt_t *p, local_t *from, bool yes, const char 
 static void dialog_exit_cb(uv_process_t *proc, int64_t status, int sig) {
   dialog_t *d = proc->data;
   agent_t *a = d->a;
+  for (dialog_t **pd = a->consent ? &a->consent->dialogs : NULL; pd && *pd; pd = &(*pd)->next)
+    if (*pd == d) {
+      *pd = d->next;
+      break;
+    }
   prompt_t *p = d->prompt && a->consent ? prompt_find(a, d->prompt) : NULL;
   if (p) {
     p->dialog = NULL;
@@ -367,6 +351,8 @@ static void dialog_start(agent_t *a, prompt_t *p) {
     return;
   }
   p->dialog = d;
+  d->next = a->consent->dialogs;
+  a->consent->dialogs = d;
 }
 
 /* ---- the deadline timer: prompts and sessions ----------------------------------------- */
@@ -474,9 +460,17 @@ void agent_session_end_request(agent_t *a, const Tether__Request *q) {
   agent_session_t *s = e->id && a->consent ? session_slot(a, e->id) : NULL;
   /* Ended before the employee answered (the technician gave up, the ticket closed): the
    * question is withdrawn, so a late yes cannot start a session the broker has ended. */
-  for (size_t i = 0; e->id && a->consent && i < AGENT_PROMPTS_MAX; i++)
-    if (a->consent->prompts[i].id && a->consent->prompts[i].session == e->id)
-      prompt_finish(a, &a->consent->prompts[i], NULL, reason);
+  for (size_t i = 0; e->id && a->consent && i < AGENT_PROMPTS_MAX; i++) {
+    prompt_t *p = &a->consent->prompts[i];
+    if (!p->id || p->session != e->id) continue;
+    char why[TT_NAME_MAX + 32];
+    if (e->withdrawn) {
+      snprintf(why, sizeof(why), "%s withdrew the request", p->technician);
+      TT_INFO("consent", "request withdrawn", "session=S-%llu ticket=T-%llu technician=%s",
+              (unsigned long long)p->session, (unsigned long long)p->ticket, p->technician);
+    }
+    prompt_finish(a, p, NULL, e->withdrawn ? why : reason);
+  }
   if (s) session_forget(a, s, by, reason);
   else agent_shell_end_session(a, e->id, reason); /* no channel outlives its session */
   if (a->consent) consent_arm(a);
@@ -557,7 +551,7 @@ static void cmd_answer(local_t *cl, const char *arg) {
   uint64_t pid = agent_parse_id(idbuf, 'P');
   prompt_t *p = pid <= UINT32_MAX ? prompt_find(cl->a, (uint32_t)pid) : NULL;
   if (!p) {
-    client_say(cl, "ERR no such prompt (answered elsewhere or timed out): %s", idbuf);
+    client_say(cl, "ERR no such prompt (answered elsewhere, withdrawn or timed out): %s", idbuf);
     return;
   }
   client_say(cl, "OK");
@@ -649,13 +643,23 @@ static void on_connection(uv_stream_t *server, int status) {
   size_t slot = TT_LOCAL_CLIENTS_MAX;
   for (size_t i = 0; i < TT_LOCAL_CLIENTS_MAX && slot == TT_LOCAL_CLIENTS_MAX; i++)
     if (!c->clients[i]) slot = i;
-  bool ours = known && started_by_agent(cred.pid);
+  /* A shell or command a technician started runs as shell.user, which may be the employee's
+   * own account: such a process, however it detached, must never answer for the employee
+   * (contain.c knows them all: in a session's cgroup, or below the agent). */
+  uint64_t session = 0;
+  bool ours = known && agent_contain_peer(a, cred.pid, &session);
   if (slot == TT_LOCAL_CLIENTS_MAX || !known || !uid_allowed(c, cred.uid) || ours) {
-    if (known) TT_WARN("consent", "local client refused", "uid=%u pid=%d full=%d session_process=%d", (unsigned)cred.uid,
-                       (int)cred.pid, slot == TT_LOCAL_CLIENTS_MAX, ours);
-    client_say(cl, slot == TT_LOCAL_CLIENTS_MAX ? "ERR too many clients"
-                   : ours ? "ERR not allowed: a process started in a support session cannot answer for the employee"
-                          : "ERR not allowed");
+    if (known) TT_WARN("consent", "local client refused", "uid=%u pid=%d full=%d session_process=%d session=S-%llu",
+                       (unsigned)cred.uid, (int)cred.pid, slot == TT_LOCAL_CLIENTS_MAX, ours,
+                       (unsigned long long)session);
+    if (slot == TT_LOCAL_CLIENTS_MAX) client_say(cl, "ERR too many clients");
+    else if (ours && session)
+      client_say(cl, "ERR this process was started in a support session (S-%llu) and cannot answer for the employee",
+                 (unsigned long long)session);
+    else if (ours)
+      client_say(cl, "ERR this process was started by the agent (a support session or a consent dialog) and "
+                     "cannot answer for the employee");
+    else client_say(cl, "ERR not allowed");
     if (cl->closing) return; /* the line could not be queued: client_say dropped it already */
     cl->closing = true;
     uv_close((uv_handle_t *)&cl->pipe, client_close_cb); /* the queued line still goes out */

@@ -53,6 +53,10 @@ static const tt_conf_opt_t agent_opts[] = {
         "user shells and commands run as (default: the agent's user; required when root)"),
     OPT("shell.path", "shell-path", TT_CONF_STR, shell_path, 1, AGENT_PATH_MAX - 1, "/usr/local/bin:/usr/bin:/bin",
         "PATH for shells and commands"),
+    {"shell.containment", "shell-containment", TT_CONF_ENUM, offsetof(agent_cfg_t, containment), sizeof(int), 0, 0,
+     "auto", "auto|cgroup|subreaper",
+     "how a session's processes are kept together and killed: a cgroup v2 group per session (cgroup), keeper "
+     "subreaper processes (subreaper), or cgroup where one can be made (auto)"},
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(agent_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };

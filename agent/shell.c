@@ -1,7 +1,9 @@
 /* Shell and exec channels: a login shell on a pty, or one command on pipes, run as
  * shell.user inside a session granted here. Output is read only while the console has
  * credit for it, and console input is acknowledged only once the pty took it, so credit
- * end to end reflects real progress and a stalled console stalls the process, not memory. */
+ * end to end reflects real progress and a stalled console stalls the process, not memory.
+ * Each shell or command lives in a box (contain.c) with everything it starts: when it
+ * ends, its channel goes, or its session ends, the whole box is killed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -34,6 +36,7 @@ struct proc_s {
   tt_mux_t *m;
   tt_chan_t *ch;            /* NULL once the channel is gone */
   uint64_t session;
+  agent_box_t *box;         /* where it and all it starts live */
   pid_t pid;
   int master;               /* shell: the pty */
   bool exited, done, released;
@@ -47,6 +50,7 @@ struct proc_s {
 };
 
 struct agent_shells_s {
+  agent_t *a;
   proc_t *list;
   uv_signal_t sigchld;
   bool stopping;
@@ -141,6 +145,7 @@ static void proc_free(proc_t *p) {
       *pp = p->next;
       break;
     }
+  agent_box_release(p->box);
   free(p);
   if (sh->stopping && !sh->list && !uv_is_closing((uv_handle_t *)&sh->sigchld))
     uv_close((uv_handle_t *)&sh->sigchld, NULL);
@@ -169,11 +174,12 @@ static void maybe_release(proc_t *p) {
 
 static void kill_cb(uv_timer_t *t) {
   proc_t *p = t->data;
-  if (p->pid > 0) kill(-p->pid, SIGKILL); /* the group: the leader may be gone, its jobs not */
+  agent_box_kill(p->box); /* the whole box: the leader may be gone, what it started not */
 }
 
 /* The channel is gone (peer closed, session ended, link lost): hang the process up, and
- * kill it if it does not go. Output from here on is read and dropped. */
+ * kill its box if it does not go (its exit kills the box too). Output from here on is read
+ * and dropped. */
 static void detach(proc_t *p, int code, const char *why) {
   if (p->ch) {
     if (why) {
@@ -183,11 +189,9 @@ static void detach(proc_t *p, int code, const char *why) {
     p->ch->data = NULL;
     p->ch = NULL;
   }
-  /* The whole process group, even when its leader has exited: a job it left running in the
-   * background (sh -c 'x &') must not outlive the session. */
-  if (p->pid > 0) {
-    kill(-p->pid, SIGHUP);
-    if (!p->exited && p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) kill(p->pid, SIGHUP);
+  /* A hang-up first, as a closed terminal gives, so that a shell may save its history. */
+  if (p->pid > 0 && !p->exited) {
+    agent_box_signal(p->box, SIGHUP);
     uv_timer_start(&p->timer, kill_cb, SHELL_KILL_AFTER_MS, 0);
   }
   /* Closing the pty master hangs up the terminal's session as a closed ssh would. */
@@ -200,6 +204,7 @@ static void exited(proc_t *p, int code, int sig) {
   p->exited = true;
   p->code = code;
   p->sig = sig;
+  agent_box_exited(p->box); /* nothing it started outlives it: background jobs, nohup, setsid */
   uv_timer_stop(&p->timer);
   if (p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && p->out_open)
     uv_timer_start(&p->timer, drain_cb, SHELL_DRAIN_MS, 0);
@@ -220,6 +225,7 @@ static void sigchld_cb(uv_signal_t *s, int signum) {
     if (waitpid(p->pid, &st, WNOHANG) != p->pid) continue;
     exited(p, WIFEXITED(st) ? WEXITSTATUS(st) : 0, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
   }
+  agent_contain_sweep(sh->a);
 }
 
 /* ---- output under credit ---------------------------------------------------------------- */
@@ -384,7 +390,7 @@ static void control(proc_t *p, const uint8_t *b, size_t n) {
     }
   } else if (cc->body_case == TETHER__CHANNEL_CONTROL__BODY_SIGNAL && !p->exited && p->pid > 0) {
     uint32_t s = cc->signal;
-    if (s == SIGINT || s == SIGTERM || s == SIGHUP || s == SIGQUIT || s == SIGKILL) kill(-p->pid, (int)s);
+    if (s == SIGINT || s == SIGTERM || s == SIGHUP || s == SIGQUIT || s == SIGKILL) agent_box_signal(p->box, (int)s);
   }
   tt_msg_free(&msg);
 }
@@ -438,11 +444,19 @@ bool agent_shell_owns(const tt_chan_t *ch) {
 }
 
 void agent_shell_end_session(agent_t *a, uint64_t session, const char *why) {
+  agent_contain_end_session(a, session); /* everything, at once; then each channel says why */
   if (!a->shells) return;
   for (proc_t *p = a->shells->list, *next; p; p = next) {
     next = p->next;
     if (p->session == session && p->ch) detach(p, TT_EDENIED, why);
   }
+}
+
+uint64_t agent_shell_session_of(agent_t *a, pid_t pid) {
+  if (!a->shells || pid <= 0) return 0;
+  for (const proc_t *p = a->shells->list; p; p = p->next)
+    if (p->pid == pid && !p->exited) return p->session;
+  return 0;
 }
 
 /* ---- starting -------------------------------------------------------------------------- */
@@ -451,7 +465,7 @@ void agent_shell_end_session(agent_t *a, uint64_t session, const char *why) {
  * agent's but what we hand over reaches the user's process. Between fork and exec the child
  * may call only async-signal-safe functions: everything it needs is looked up before. */
 
-typedef enum { EXEC_STAGE_SETUP = 1, EXEC_STAGE_USER, EXEC_STAGE_EXEC } exec_stage_t;
+typedef enum { EXEC_STAGE_SETUP = 1, EXEC_STAGE_CONTAIN, EXEC_STAGE_USER, EXEC_STAGE_EXEC } exec_stage_t;
 
 /* How far to close when close_range is missing: looked up in the parent (sysconf is not
  * async-signal-safe). */
@@ -491,12 +505,12 @@ static void child_home(const run_as_t *r) {
 }
 
 /* Parent: fork with every signal blocked, so none is handled by the agent's handlers in
- * the child before child_signals; shells get their pty from forkpty. */
-static pid_t fork_child(int *master, const struct winsize *ws) {
+ * the child before child_signals (and a keeper finds them blocked, as it needs them). */
+static pid_t fork_child(void) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid_t pid = master ? forkpty(master, NULL, NULL, ws) : fork();
+  pid_t pid = fork();
   int e = errno;
   if (pid != 0) pthread_sigmask(SIG_SETMASK, &old, NULL);
   errno = e;
@@ -511,10 +525,25 @@ static __attribute__((noreturn)) void shell_fail(const char *what) {
   _exit(126);
 }
 
-/* The shell's child: the pty is 0, 1 and 2 already (forkpty). */
-static __attribute__((noreturn)) void shell_child(const run_as_t *r, int limit, char *const argv[],
-                                                   char *const envp[]) {
+/* Child: a session of its own with the pty's slave as its controlling terminal and as 0, 1
+ * and 2, as login_tty does (which is not async-signal-safe by contract). A slave that is
+ * already 0, 1 or 2 keeps its number and loses close-on-exec there. */
+static int child_tty(int slave) {
+  if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0) return errno;
+  for (int i = 0; i < 3; i++)
+    if (slave == i ? fcntl(i, F_SETFD, 0) < 0 : dup2(slave, i) < 0) return errno;
+  if (slave > 2) close(slave);
+  return 0;
+}
+
+/* The shell's child: into the box first (in subreaper mode the process that forked stays
+ * behind as the keeper), then the pty. */
+static __attribute__((noreturn)) void shell_child(const agent_box_t *box, const run_as_t *r, int limit,
+                                                   char *const argv[], char *const envp[], int slave) {
+  int boxed = agent_box_enter(box, limit);
+  if (child_tty(slave)) _exit(126); /* no terminal to say why on */
   child_signals();
+  if (boxed) shell_fail("cannot keep it in the session's process group");
   close_from(3, limit);
   if (child_user(r)) shell_fail("cannot switch to shell.user");
   child_home(r);
@@ -529,14 +558,25 @@ static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, uint32_t co
   char argv0[AGENT_PATH_MAX + 1];
   snprintf(argv0, sizeof(argv0), "-%s", base ? base + 1 : r->shell);
   char *argv[] = {argv0, NULL};
-  int master = -1, limit = fd_limit();
-  pid_t pid = fork_child(&master, &ws);
-  if (pid < 0) {
-    snprintf(err, errlen, "cannot start a shell: %s", strerror(errno));
-    return -errno;
+  int master = -1, slave = -1, limit = fd_limit();
+  if (openpty(&master, &slave, NULL, NULL, &ws)) {
+    int rc = -errno;
+    snprintf(err, errlen, "cannot open a pty: %s", strerror(-rc));
+    return rc;
   }
-  if (pid == 0) shell_child(r, limit, argv, e->v);
   (void)!fcntl(master, F_SETFD, FD_CLOEXEC);
+  (void)!fcntl(slave, F_SETFD, FD_CLOEXEC);
+  pid_t pid = fork_child();
+  if (pid < 0) {
+    int rc = -errno;
+    snprintf(err, errlen, "cannot start a shell: %s", strerror(errno));
+    close(master);
+    close(slave);
+    return rc;
+  }
+  if (pid == 0) shell_child(p->box, r, limit, argv, e->v, slave);
+  close(slave);
+  agent_box_started(p->box, pid);
   p->pid = pid;
   p->master = master;
   uv_pipe_init(p->a->loop, &p->out, 0);
@@ -561,9 +601,11 @@ static __attribute__((noreturn)) void exec_fail(int status, exec_stage_t stage, 
 
 /* The exec's child: a session of its own (signals go to its process group), /dev/null in,
  * the two pipes out, the status pipe on 3 until exec closes it, and nothing else. */
-static __attribute__((noreturn)) void exec_child(const run_as_t *r, int limit, char *const argv[],
-                                                  char *const envp[], int fds[4]) {
+static __attribute__((noreturn)) void exec_child(const agent_box_t *box, const run_as_t *r, int limit,
+                                                  char *const argv[], char *const envp[], int fds[4]) {
   int status = fds[3];
+  int e = agent_box_enter(box, limit); /* first: in subreaper mode the keeper stays behind here */
+  if (e) exec_fail(status, EXEC_STAGE_CONTAIN, e);
   child_signals();
   if (setsid() < 0) exec_fail(status, EXEC_STAGE_SETUP, errno);
   /* Any of these on 0 to 3 (an agent started with 0, 1 or 2 closed) would be overwritten
@@ -579,7 +621,7 @@ static __attribute__((noreturn)) void exec_child(const run_as_t *r, int limit, c
     if (dup2(fds[i], i) < 0) exec_fail(status, EXEC_STAGE_SETUP, errno);
   if (dup3(status, 3, O_CLOEXEC) < 0) exec_fail(status, EXEC_STAGE_SETUP, errno);
   close_from(4, limit);
-  int e = child_user(r);
+  e = child_user(r);
   if (e) exec_fail(3, EXEC_STAGE_USER, e);
   child_home(r);
   environ = (char **)envp; /* execvp searches the user's PATH, as it did under uv_spawn */
@@ -648,14 +690,14 @@ static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether
     rc = -errno;
     goto out;
   }
-  pid = fork_child(NULL, NULL);
+  pid = fork_child();
   if (pid < 0) {
     rc = -errno;
     goto out;
   }
   if (pid == 0) {
     int fds[4] = {null, out[1], errp[1], status[1]};
-    exec_child(r, limit, argv, e->v, fds);
+    exec_child(p->box, r, limit, argv, e->v, fds);
   }
   close_fd(null);
   close_fd(out[1]);
@@ -668,6 +710,7 @@ static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) continue;
     goto out;
   }
+  agent_box_started(p->box, pid);
   p->pid = pid; /* from here SIGCHLD reaps it, and detach kills it if the rest fails */
   if ((rc = pipe_read_end(&p->out, &out[0])) || (rc = pipe_read_end(&p->err, &errp[0])))
     snprintf(err, errlen, "cannot read the command's output: %s", uv_strerror(rc));
@@ -675,6 +718,8 @@ out:
   if (rc && !err[0]) {
     if (rc == TT_ENOMEM) snprintf(err, errlen, "the agent is out of memory");
     else if (stage == EXEC_STAGE_USER) snprintf(err, errlen, "cannot switch to shell.user: %s", uv_strerror(rc));
+    else if (stage == EXEC_STAGE_CONTAIN)
+      snprintf(err, errlen, "cannot keep %s in the session's process group: %s", argv[0], uv_strerror(rc));
     else snprintf(err, errlen, "cannot run %s: %s", argv[0], uv_strerror(rc));
     if (stage == EXEC_STAGE_EXEC) *not_run = rc == UV_ENOENT ? 127 : 126;
   }
@@ -765,10 +810,13 @@ void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   agent_t *a = tt_link_from_mux(m)->data;
   char err[TT_TEXT_MAX] = "", term[TT_TERM_NAME_MAX + 1];
   run_as_t r;
+  agent_box_t *box = NULL;
   int rc = check_open(a, msg, term, sizeof(term), err, sizeof(err));
   if (!rc) rc = run_as(&a->cfg, &r, err, sizeof(err));
+  if (!rc) rc = agent_box_new(a, msg->session, &box, err, sizeof(err));
   if (rc) {
     TT_WARN("shell", "refused", "session=S-%llu why=\"%s\"", (unsigned long long)msg->session, err);
+    agent_box_release(box);
     reject(m, ch, rc, err);
     return;
   }
@@ -777,9 +825,11 @@ void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   env_build(&e, &a->cfg, &r, shell ? term : NULL, msg->session, msg->ticket);
   proc_t *p = calloc(1, sizeof(*p));
   if (!p) {
+    agent_box_release(box);
     reject(m, ch, TT_ENOMEM, "the agent is out of memory");
     return;
   }
+  p->box = box;
   p->kind = msg->kind;
   p->a = a;
   p->m = m;
@@ -814,6 +864,7 @@ void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
 void agent_shell_init(agent_t *a) {
   a->shells = calloc(1, sizeof(*a->shells));
   if (!a->shells) abort(); /* at start-up */
+  a->shells->a = a;
   uv_signal_init(a->loop, &a->shells->sigchld);
   a->shells->sigchld.data = a->shells;
   uv_signal_start(&a->shells->sigchld, sigchld_cb, SIGCHLD);

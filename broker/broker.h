@@ -260,6 +260,7 @@ struct broker_grant_s {
    * end before it is back; an end asked for meanwhile waits here and happens then. */
   struct session_req_s *storing;
   bool end_asked;
+  bool withdrawn;           /* the end asked for is the console's withdrawal */
   char end_by[STORE_NAME_MAX];
   char end_reason[STORE_TEXT_MAX];
 };

@@ -132,19 +132,25 @@ broker_grant_t *broker_session_live(broker_t *b, int64_t id) {
   return g;
 }
 
-/* Tell the device a session ended (it closes what runs under it and tells its employee). */
-static void notify_agent_end(broker_grant_t *g, const char *by, const char *reason) {
+/* Tell the device a session ended (it closes what runs under it and tells its employee),
+ * or that its consent request is withdrawn. */
+static void send_session_end(broker_grant_t *g, const char *by, const char *reason, bool withdrawn) {
   if (!conn_usable(g->agent)) return;
   Tether__SessionEndRequest e = TETHER__SESSION_END_REQUEST__INIT;
   e.id = (uint64_t)g->s.id;
   e.reason = tt_text(reason);
   e.by = tt_text(by);
+  e.withdrawn = withdrawn;
   Tether__Request q = TETHER__REQUEST__INIT;
   q.id = next_req(g->agent->b);
   q.body_case = TETHER__REQUEST__BODY_SESSION_END;
   q.session_end = &e;
   int rc = tt_link_send(g->agent->link, TT_K_REQUEST, &q.base);
   if (rc) TT_WARN("session", "session end not sent to the device", "session=%" PRId64 " err=%s", g->s.id, tt_errname(rc));
+}
+
+static void notify_agent_end(broker_grant_t *g, const char *by, const char *reason) {
+  send_session_end(g, by, reason, false);
 }
 
 /* The session-end audit entry names the session's finished recordings with their sha256:
@@ -565,6 +571,8 @@ static int open_run(broker_store_t *s, store_req_t *r) {
   return 0;
 }
 
+static void consent_withdrawn(broker_t *b, broker_grant_t *g);
+
 static void open_done(store_req_t *r) {
   session_req_t *x = (session_req_t *)r;
   broker_t *b = x->b;
@@ -588,7 +596,11 @@ static void open_done(store_req_t *r) {
   fmt_duration(g->duration_ms, d, sizeof(d));
   (void)!broker_ticket_event(b, g->s.ticket, g->s.person, "session-requested", "%s: %s for %s asked by %s", sid,
                              words, d, g->s.person);
-  if (g->end_asked) { /* the console or the device went away meanwhile */
+  if (g->withdrawn) { /* the console went away while the row was written */
+    consent_withdrawn(b, g);
+    goto out;
+  }
+  if (g->end_asked) { /* the device went away meanwhile */
     char by[STORE_NAME_MAX], reason[STORE_TEXT_MAX];
     snprintf(by, sizeof(by), "%s", g->end_by);
     snprintf(reason, sizeof(reason), "%s", g->end_reason);
@@ -1131,14 +1143,41 @@ void broker_sessions_agent_down(broker_conn_t *agent) {
   }
 }
 
+/* The console that asked went away before the device answered (Ctrl-C on a waiting `tether
+ * shell` or `tether session open`): the request is withdrawn. The device takes it off every
+ * prompt, so that a later yes there grants nothing that nobody asks for any more, and the
+ * records say consent-withdrawn, never consent-given. */
+static void consent_withdrawn(broker_t *b, broker_grant_t *g) {
+  if (g->storing) { /* its row or grant is being written: withdrawn when that is done */
+    g->withdrawn = true;
+    (void)end_deferred(g, g->s.person, "the console went away before the employee answered");
+    return;
+  }
+  char sid[32], ticket[32], why[STORE_TEXT_MAX];
+  snprintf(sid, sizeof(sid), "S-%" PRId64, g->s.id);
+  snprintf(ticket, sizeof(ticket), "T-%" PRId64, g->s.ticket);
+  snprintf(why, sizeof(why), "%.*s withdrew the request", (int)TT_NAME_MAX, g->s.person);
+  send_session_end(g, g->s.person, why, true);
+  broker_audit(b, g->s.person, "consent-withdrawn", sid, "device", g->s.device, "ticket", ticket, "reason",
+               "the console went away before the employee answered", AUDIT_END);
+  (void)!broker_ticket_event(b, g->s.ticket, g->s.person, "consent-withdrawn",
+                             "%s: %s before the employee answered", sid, why);
+  session_end_later(b, g->s.id, g->s.person, why);
+  TT_INFO("session", "consent request withdrawn", "session=%s person=%s device=%s", sid, g->s.person, g->s.device);
+  grant_unlink(b, g);
+  free(g);
+}
+
 void broker_sessions_conn_down(broker_conn_t *c) {
   if (!c->b->sessions) return;
   if (c->id.role == TT_ROLE_AGENT) {
     broker_sessions_agent_down(c);
     return;
   }
-  for (broker_grant_t *g = c->b->sessions->list; g; g = g->next)
-    if (g->console == c) g->console = NULL; /* a grant that comes later stays for reuse */
+  for (broker_grant_t *g = c->b->sessions->list, *next; g; g = next) {
+    next = g->next;
+    if (g->console == c && !g->granted) consent_withdrawn(c->b, g);
+  }
 }
 
 void broker_sessions_sweep(broker_t *b, uint64_t now) {

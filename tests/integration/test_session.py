@@ -270,12 +270,13 @@ class SessionWorld:
 
 
     def world(self, policy="ask", consent_timeout="60s", shell_user=ME, broker_extra=(), wrapper=(),
-              agent_wrapper=()):
+              agent_wrapper=(), agent_extra=()):
         b = self.h.start_broker(extra=list(broker_extra), wrapper=wrapper)
         self.sock = os.path.join(self.h.dir, "consent.sock")
         a = self.h.start_agent(b.addr, "dev1", "dev1.example",
                                extra=["--consent-socket", self.sock, "--consent-policy", policy,
-                                      "--consent-timeout", consent_timeout, "--shell-user", shell_user],
+                                      "--consent-timeout", consent_timeout, "--shell-user", shell_user]
+                               + list(agent_extra),
                                wrapper=agent_wrapper)
         self.b, self.a = b, a
         return b, a
@@ -517,8 +518,8 @@ class SessionTest(SessionWorld, TetherTestCase):
                  "print(s.recv(200).decode().strip())" % self.sock)
         r = self.tech(["exec", "dev1", "--ticket", tid, "--", "python3", "-c", probe])
         self.assertEqual(r.rc, 0, r)
-        self.assertEqual(r.out.strip(),
-                         "ERR not allowed: a process started in a support session cannot answer for the employee")
+        self.assertEqual(r.out.strip(), "ERR this process was started in a support session (S-1) and cannot answer "
+                                        "for the employee")
         # The same user from outside the session is welcome.
         w = self.watcher()
         self.assertEqual(w.expect("OK"), "OK")
@@ -753,6 +754,57 @@ class SessionTest(SessionWorld, TetherTestCase):
         self.assertIn("consent-refused", acts)
         self.assertNotIn("channel-open", acts)
         self.assertIn("consent-refused", self.timeline(tid))
+
+    def test_withdrawn_request_cannot_be_approved(self):
+        """Ctrl-C on a `tether shell` (or a SIGINT to `tether session open`) that waits for
+        the employee withdraws the question from every prompt; a yes typed after that grants
+        nothing, and the records say withdrawn, never consent-given."""
+        self.world()
+        tid = self.new_ticket()
+        pr = subprocess.Popen([binary("tether-agent"), "prompt", "--consent-socket", self.sock],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=self.h.env, cwd=self.h.dir)
+        self.addCleanup(lambda: (pr.poll() is None and (pr.kill(), pr.wait()), pr.stdin.close(),
+                                 pr.stdout.close()))
+        w = self.watcher()
+        self.assertEqual(w.expect("OK"), "OK")
+        con = self.pty_console(["shell", "dev1", "--ticket", tid])
+        p = w.prompt()
+        con.wait_output(rb"waiting for the person at dev1")
+        con.write(b"\x03")  # not raw yet: the terminal makes it SIGINT to the console
+        self.assertNotEqual(con.wait_exit(), 0)
+        self.assertEqual(w.expect("CANCEL"), "CANCEL %s\ttech withdrew the request" % p["id"])
+        w.answer(p["id"], True)
+        self.assertTrue(w.expect("ERR").startswith("ERR no such prompt"))
+        buf = b""
+        deadline = time.monotonic() + 10
+        while b"tech withdrew the request" not in buf and time.monotonic() < deadline:
+            r, _, _ = select.select([pr.stdout], [], [], 0.2)
+            if r:
+                buf += os.read(pr.stdout.fileno(), 4096)
+        self.assertIn(b"(request %s: tech withdrew the request)" % p["id"].encode(), buf)
+        # The same for a session asked for ahead of time.
+        op = self.spawn_bg(["session", "open", "--device", "dev1", "--ticket", tid, "--want", "shell"])
+        p2 = w.prompt()
+        op.send_signal(signal.SIGINT)
+        op.communicate(timeout=10)
+        self.assertEqual(w.expect("CANCEL"), "CANCEL %s\ttech withdrew the request" % p2["id"])
+        w.answer(p2["id"], True)
+        self.assertTrue(w.expect("ERR").startswith("ERR no such prompt"))
+        self.assertIn("request withdrawn", self.a.log())
+        self.assertNotIn("decision=granted", self.a.log())
+        deadline = time.monotonic() + 10
+        while self.actions().count("consent-withdrawn") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        acts = self.actions()
+        self.assertEqual(acts.count("consent-withdrawn"), 2, acts)
+        self.assertNotIn("consent-given", acts)
+        kinds = self.timeline(tid)
+        self.assertEqual(kinds.count("consent-withdrawn"), 2, kinds)
+        self.assertNotIn("consent-given", kinds)
+        self.assertNotIn("session-opened", kinds)
+        r = self.admin(["sessions", "--all", "--json"])
+        self.assertEqual(json.loads(r.out), [])
 
     def test_consent_timeout(self):
         self.world(consent_timeout="2s")
