@@ -313,9 +313,11 @@ static void dialog_exit_cb(uv_process_t *proc, int64_t status, int sig) {
   prompt_t *p = d->prompt && a->consent ? prompt_find(a, d->prompt) : NULL;
   if (p) {
     p->dialog = NULL;
-    char by[TT_NAME_MAX + 1];
-    if (a->cfg.shell_user[0]) snprintf(by, sizeof(by), "%s", a->cfg.shell_user);
-    else user_name(getuid(), by, sizeof(by));
+    /* The dialog command answered, not a person we know of: the record says so, and as
+     * whom it ran (the agent's user), never the shell user's name. */
+    char by[TT_NAME_MAX + 1], who[TT_NAME_MAX + 1];
+    user_name(getuid(), who, sizeof(who));
+    snprintf(by, sizeof(by), "consent.dialog:%.*s", (int)(sizeof(by) - 16), who);
     TT_INFO("consent", "dialog answered", "prompt=%u status=%lld signal=%d", p->id, (long long)status, sig);
     answer(a, p, NULL, status == 0 && sig == 0, by);
   }

@@ -633,6 +633,10 @@ class SessionTest(SessionWorld, TetherTestCase):
         self.assertEqual(r.out, "via-dialog\n")
         with open(seen) as f:
             self.assertEqual(f.read(), "tech|T-1|shell|printer on floor 3 jams\n")
+        # The record says the dialog command answered (as the agent's user), not the shell user.
+        given = [e for e in self.audit() if e["action"] == "consent-given"]
+        self.assertEqual(len(given), 1, given)
+        self.assertEqual(given[0]["detail"]["by"], "consent.dialog:" + pwd.getpwuid(os.getuid()).pw_name)
         tid2 = self.new_ticket(summary="second")  # T-2: the dialog says no
         r = self.tech(["exec", "dev1", "--ticket", tid2, "--", "true"])
         self.assertEqual(r.rc, 1, r)
