@@ -54,8 +54,9 @@ static void device_info(broker_t *b, const store_device_t *d, Tether__DeviceInfo
 typedef struct {
   broker_creq_t h;
   uint32_t offset, limit, total, n;
-  char device[TT_NAME_MAX + 1];  /* device show */
-  store_device_t rows[];         /* limit of them */
+  bool keyset, more;
+  char device[TT_NAME_MAX + 1];  /* device show; the listing: page after this id */
+  store_device_t rows[];         /* limit (+1 to tell of a next page) of them */
 } dev_req_t;
 
 static int dev_page_cb(void *ctx, const store_device_t *d) {
@@ -67,7 +68,19 @@ static int dev_page_cb(void *ctx, const store_device_t *d) {
 
 static int devices_run(broker_store_t *s, store_req_t *r) {
   dev_req_t *x = (dev_req_t *)r;
-  int rc = store_device_list(s, x->offset, x->limit, dev_page_cb, x, &x->total);
+  if (!x->keyset) { /* an older console's offset paging */
+    int rc = store_device_list(s, x->offset, x->limit, dev_page_cb, x, &x->total);
+    return rc < 0 ? rc : 0;
+  }
+  /* The fleet's size on the first page only: a count is a walk of the whole table. */
+  if (!x->device[0]) x->total = (uint32_t)store_device_count(s);
+  x->limit++; /* one more tells whether another page follows */
+  int rc = store_device_page(s, x->device, x->limit, dev_page_cb, x);
+  x->limit--;
+  if (x->n > x->limit) {
+    x->n = x->limit;
+    x->more = true;
+  }
   return rc < 0 ? rc : 0;
 }
 
@@ -93,6 +106,7 @@ static void devices_done(store_req_t *r) {
   list.devices = ptrs;
   list.n_devices = x->n;
   list.total = x->total;
+  list.more = x->more;
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = x->h.id;
   resp.body_case = TETHER__RESPONSE__BODY_DEVICES;
@@ -108,11 +122,17 @@ out:
 
 static int on_devices(broker_conn_t *c, uint32_t id, const Tether__DeviceListRequest *q) {
   uint32_t limit = q->limit == 0 || q->limit > TT_DEVICE_PAGE_MAX ? TT_DEVICE_PAGE_MAX : q->limit;
-  dev_req_t *x = broker_creq_new(c, id, sizeof(*x) + limit * sizeof(store_device_t), STORE_LANE_READ,
+  char after[TT_NAME_MAX + 1] = "";
+  if (q->after.len && tt_text_copy(after, sizeof(after), q->after))
+    return broker_reply_error(c, id, TT_EINVAL, "paging: not a device id");
+  dev_req_t *x = broker_creq_new(c, id, sizeof(*x) + (limit + 1) * sizeof(store_device_t), STORE_LANE_READ,
                                  devices_run, devices_done, "device_list");
   if (!x) return TT_ENOMEM;
   x->offset = q->offset;
   x->limit = limit;
+  /* Keyset paging unless an older console pages by offset. */
+  x->keyset = q->after.len > 0 || q->offset == 0;
+  snprintf(x->device, sizeof(x->device), "%s", after);
   return broker_creq_submit(x);
 }
 

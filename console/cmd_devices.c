@@ -21,7 +21,7 @@ typedef struct {
 /* The listing is collected first and printed whole, sorted, so a failure on a later page
  * never leaves half a table or unbalanced JSON on stdout. */
 typedef struct {
-  uint32_t offset;
+  char after[TT_NAME_MAX + 1]; /* the last id of the page before (keyset paging) */
   dev_row_t *rows;
   size_t n, cap;
 } devices_state_t;
@@ -161,7 +161,7 @@ static void devices_print(console_t *c) {
 
 static int request_page(console_t *c) {
   Tether__DeviceListRequest q = TETHER__DEVICE_LIST_REQUEST__INIT;
-  q.offset = g_dev.offset;
+  q.after = tt_text(g_dev.after);
   q.limit = TT_DEVICE_PAGE_MAX;
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_DEVICES;
@@ -183,8 +183,16 @@ static int devices_response(console_t *c, const Tether__Response *r) {
     int rc = row_add(l->devices[i]);
     if (rc) return rc;
   }
-  g_dev.offset += (uint32_t)l->n_devices;
-  if (l->n_devices > 0 && g_dev.offset < l->total) return request_page(c);
+  if (l->more) {
+    /* Ids only grow from page to page; a page that does not move on would repeat forever. */
+    const ProtobufCBinaryData *last = l->n_devices ? &l->devices[l->n_devices - 1]->device_id : NULL;
+    if (!last || last->len == 0 || last->len > TT_NAME_MAX ||
+        (strlen(g_dev.after) == last->len && memcmp(g_dev.after, last->data, last->len) == 0))
+      return TT_EPROTO;
+    memcpy(g_dev.after, last->data, last->len);
+    g_dev.after[last->len] = '\0';
+    return request_page(c);
+  }
   devices_print(c);
   devices_discard();
   console_finish(c, 0);

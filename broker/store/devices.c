@@ -16,6 +16,7 @@ static const store_sql_t k_sql[] = {
   {ST_DEV_GET, "SELECT " DEV_COLS " FROM devices WHERE id = ?1"},
   {ST_DEV_LIST, "SELECT " DEV_COLS " FROM devices ORDER BY id LIMIT ?1 OFFSET ?2"},
   {ST_DEV_COUNT, "SELECT count(*) FROM devices"},
+  {ST_DEV_PAGE, "SELECT " DEV_COLS " FROM devices WHERE id > ?1 ORDER BY id LIMIT ?2"},
   {ST_DEV_SET_REVOKED, "UPDATE devices SET revoked = 1 WHERE id = ?1"},
   {ST_REV_INSERT, "INSERT INTO revocations(kind, name, \"by\", reason, ts_ms)"
       " VALUES(?1, ?2, ?3, ?4, ?5)"},
@@ -132,6 +133,24 @@ int store_device_list(broker_store_t *s, uint32_t offset, uint32_t limit, store_
   }
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "device_list", rc);
+  return ret;
+}
+
+int store_device_page(broker_store_t *s, const char *after, uint32_t limit, store_device_cb cb, void *ctx) {
+  sqlite3_stmt *st = s->st[ST_DEV_PAGE];
+  int rc = SQLITE_OK, ret = 0;
+  bind_text(st, 1, after, &rc);
+  bind_i64(st, 2, limit == 0 ? -1 : (int64_t)limit, &rc);
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) break;
+    store_device_t d;
+    dev_from_row(st, &d);
+    ret = cb(ctx, &d);
+    if (ret != 0) break;
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "device_page", rc);
   return ret;
 }
 

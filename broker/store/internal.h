@@ -32,6 +32,7 @@ typedef enum {
   ST_DEV_GET,
   ST_DEV_LIST,
   ST_DEV_COUNT,
+  ST_DEV_PAGE,
   ST_DEV_SET_REVOKED,
   ST_TOK_INSERT,
   ST_TOK_GET,

@@ -57,6 +57,9 @@ int store_device_get(broker_store_t *s, const char *id, store_device_t *out) TT_
 typedef int (*store_device_cb)(void *ctx, const store_device_t *d);
 int store_device_list(broker_store_t *s, uint32_t offset, uint32_t limit, store_device_cb cb,
                       void *ctx, uint32_t *total) TT_WUR;
+/* Keyset paging: devices with an id after `after` ("" = from the first), in id order, at
+ * most limit (0 = all). Each page costs what it returns, however deep into the fleet. */
+int store_device_page(broker_store_t *s, const char *after, uint32_t limit, store_device_cb cb, void *ctx) TT_WUR;
 size_t store_device_count(broker_store_t *s);
 
 /* ---- enrollment tokens -------------------------------------------------------------- */

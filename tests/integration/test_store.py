@@ -301,6 +301,18 @@ class StoreTest(TetherTestCase):
         finally:
             other.remove()
 
+    def test_07_the_device_list_pages_by_key_through_a_large_fleet(self):
+        b = self.h.start_broker()
+        b.stop()
+        db = sqlite3.connect(os.path.join(b.data_dir, "broker.db"))
+        db.executemany("INSERT INTO devices(id, hostname, enrolled_ms) VALUES(?, ?, 1)",
+                       [("dev-%04d" % i, "host-%d" % i) for i in range(601)])
+        db.commit()
+        db.close()
+        b2 = self.h.start_broker(port=b.port, data_dir=b.data_dir, name="broker-fleet")
+        listed = [d["device"] for d in self.h.devices(b2.addr)]
+        self.assertEqual(listed, ["dev-%04d" % i for i in range(601)])  # 3 pages, each once
+
 
 if __name__ == "__main__":
     unittest.main()
