@@ -12,6 +12,7 @@
 #include "tt/wheel.h"
 #include <openssl/evp.h>
 #include "store.h"
+#include "addrkey.h"
 
 typedef struct {
   char listen[128];
@@ -29,6 +30,12 @@ typedef struct {
   int64_t max_connections;
   int64_t max_handshakes;
   int64_t max_hello_rate;
+  /* The front door (frontdoor.c): per source address. */
+  int64_t max_handshakes_per_address;
+  int64_t max_enrolling_per_address;
+  int64_t audit_refusals_per_address;
+  int64_t audit_refusals_total;
+  int64_t audit_refusal_window_ms;
   /* Tickets: SLA due times after creation, by priority (low, normal, high, urgent). */
   int64_t sla_first_response_ms[4];
   int64_t sla_resolution_ms[4];
@@ -41,6 +48,8 @@ typedef struct {
 
 typedef struct broker_s broker_t;
 typedef struct relay_s relay_t;
+typedef struct broker_frontdoor_s broker_frontdoor_t;
+typedef struct broker_fd_addr_s broker_fd_addr_t;
 
 typedef enum {
   BROKER_CONN_HANDSHAKE = 0, /* TLS in progress */
@@ -67,7 +76,15 @@ typedef struct broker_conn_s {
   unsigned work;          /* uv_queue_work jobs holding this conn */
   bool gone;              /* the link went down while work was out: free when it returns */
   bool enroll_used;       /* an enrollment connection gets one request */
-  bool tls_done;          /* counted out of broker.handshaking */
+  /* frontdoor.c: what this connection counts against its source address. */
+  broker_addr_key_t akey;
+  broker_fd_addr_t *fd_addr; /* the address's entry while the connection counts there */
+  struct broker_conn_s *sprev, *snext; /* the address's connections that have sent nothing */
+  struct broker_conn_s *eprev, *enext; /* enrollment connections, oldest first */
+  bool fd_handshake;      /* a handshake in progress (broker.handshaking) */
+  bool fd_silent;         /* on the address's list of connections that have sent nothing */
+  bool fd_enrolling;      /* an enrollment connection (broker.enrolling) */
+  bool fd_enroll_idle;    /* ... that has not sent its request yet */
   uint64_t expires_at;    /* uv_now when the peer's certificate expires (0 = not known) */
   uint32_t refusals;      /* requests refused on this connection */
   uint64_t relay_window;  /* windows of relayed channels the broker holds for this peer */
@@ -100,6 +117,7 @@ struct broker_s {
   EVP_PKEY *ca_key;
   char *ca_pem;           /* the CA certificate as sent to enrolling devices */
   broker_conn_t **registry; /* welcomed agents by device id */
+  broker_frontdoor_t *frontdoor; /* frontdoor.c: per-address accounting */
   size_t handshaking;     /* accepted, TLS not finished: capped by max_handshakes */
   size_t enrolling;       /* enrollment connections open: capped by TT_ENROLLING_MAX */
   size_t accepted_since_trim; /* connections accepted since the heap was last trimmed */
@@ -115,6 +133,38 @@ void registry_free(broker_t *b);
 void registry_add(broker_t *b, broker_conn_t *c);
 void registry_remove(broker_t *b, broker_conn_t *c);
 broker_conn_t *registry_get(broker_t *b, const char *device_id);
+
+/* frontdoor.c: what each source address holds of what every newcomer shares (handshakes
+ * in progress, enrollment connections) and how many of its refusals reach the audit. A
+ * table of fixed size, made at start (see TT_FRONTDOOR_IDLE_ADDRS). */
+int broker_frontdoor_init(broker_t *b);
+void broker_frontdoor_free(broker_t *b);
+/* At max_handshakes with no connection that has sent nothing to drop: a newcomer is
+ * refused before anything is allocated for it. */
+bool broker_frontdoor_full(broker_t *b);
+/* A new connection from peer, before any TLS state exists: false refuses it (its address
+ * has its share of handshakes in progress, or the broker is full); at max_handshakes the
+ * oldest connection that has sent nothing, of the address holding the most, is dropped
+ * to make room. */
+bool broker_frontdoor_admit(broker_conn_t *c, const struct sockaddr *peer);
+/* The TLS handshake is over: the connection no longer counts as one in progress. */
+void broker_frontdoor_handshake_done(broker_conn_t *c);
+/* An enrollment connection finished its handshake (call before _handshake_done): false
+ * closes it (its address has its share, or TT_ENROLLING_MAX are open and none is idle);
+ * when full, the oldest idle one of the address holding the most is dropped for it. */
+bool broker_frontdoor_enroll_admit(broker_conn_t *c);
+/* The enrollment connection sent its request: it is no longer idle. */
+void broker_frontdoor_enroll_busy(broker_conn_t *c);
+/* The connection is gone: give back whatever it still counted. */
+void broker_frontdoor_conn_gone(broker_conn_t *c);
+/* Call before a refusal's audit entry: true to write it; false when its address, or the
+ * broker as a whole, has written its share this window: then the refusal is counted and
+ * written in a refuse-summary entry when the window ends. */
+bool broker_frontdoor_audit_ok(broker_t *b, const broker_conn_t *c);
+/* Once a second: summaries of windows that ended; refused and dropped counts to the log. */
+void broker_frontdoor_sweep(broker_t *b, uint64_t now);
+/* At stop: every summary still held back is written. */
+void broker_frontdoor_flush(broker_t *b);
 
 /* audit.c: one entry per decision. detail is built from "key", value pairs: a NULL-terminated
  * list of (const char *key, const char *value) strings; values are JSON-escaped. */

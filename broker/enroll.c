@@ -124,11 +124,18 @@ out:
   free(j);
 }
 
-/* Parse and check a CSR (size first, then its signature and key type). NULL if bad. */
-static X509_REQ *parse_csr(ProtobufCBinaryData der) {
-  char err[256];
+/* Parse and check a CSR (size first, then its key type and signature), so that a bad one
+ * is refused with its reason before a token is spent or anything is signed. NULL if bad,
+ * with why set to "the certificate request is not valid: <reason>". */
+static X509_REQ *parse_csr(ProtobufCBinaryData der, char *why, size_t whylen) {
+  char err[160];
   X509_REQ *csr = NULL;
-  if (der.len > TT_PKI_CSR_MAX || tt_pki_csr_from_der(der.data, der.len, &csr, err, sizeof(err))) return NULL;
+  int rc = tt_pki_csr_from_der(der.data, der.len, &csr, err, sizeof(err));
+  if (!rc && (rc = tt_pki_csr_check(csr, err, sizeof(err))) != 0) {
+    X509_REQ_free(csr);
+    csr = NULL;
+  }
+  if (rc) snprintf(why, whylen, "the certificate request is not valid: %s", err);
   return csr;
 }
 
@@ -168,9 +175,11 @@ static void new_device_id(char *out, size_t cap) {
 int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q) {
   broker_t *b = c->b;
   const char *why = NULL;
+  char csr_why[200];
   int code = TT_EDENIED;
   if (c->enroll_used) return TT_EPROTO; /* one request per enrollment connection */
   c->enroll_used = true;
+  broker_frontdoor_enroll_busy(c);
   if (q->token.len == 0 || q->token.len > TOKEN_TEXT_MAX || !tt_text_valid(q->token, TOKEN_TEXT_MAX)) {
     why = "no valid token";
   } else if (tt_text_copy(c->hostname, sizeof(c->hostname), q->hostname) ||
@@ -178,9 +187,9 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
     why = "hostname or version is not valid text", code = TT_ETEXT;
   }
   X509_REQ *csr = NULL;
-  if (!why && !(csr = parse_csr(q->csr_der))) {
+  if (!why && !(csr = parse_csr(q->csr_der, csr_why, sizeof(csr_why)))) {
     /* Checked before the token is used, so a bad request does not spend a use. */
-    why = "the certificate request is not a valid P-256 CSR", code = TT_EINVAL;
+    why = csr_why, code = TT_EINVAL;
   }
   if (!why) {
     uint8_t hash[32];
@@ -194,9 +203,14 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
   }
   if (why) {
     X509_REQ_free(csr);
-    TT_WARN("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
-    broker_audit(b, "broker", "enroll-refused", "", "reason", why, "address", c->addr, AUDIT_END);
-    char msg[96];
+    /* A stranger may try as often as it likes: the audit (and the log) take a bounded share. */
+    if (broker_frontdoor_audit_ok(b, c)) {
+      TT_WARN("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
+      broker_audit(b, "broker", "enroll-refused", "", "reason", why, "address", c->addr, AUDIT_END);
+    } else {
+      TT_DEBUG("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
+    }
+    char msg[256];
     snprintf(msg, sizeof(msg), "enrollment refused: %s", why);
     int rc = broker_reply_error(c, id, code, msg);
     tt_link_close(c->link, 0, NULL);
@@ -218,7 +232,8 @@ int broker_renew(broker_conn_t *c, uint32_t id, const Tether__RenewRequest *q) {
   /* An expired certificate is not a credential any more, live connection or not. */
   if (c->expires_at && uv_now(c->b->loop) >= c->expires_at)
     return broker_reply_error(c, id, TT_EDENIED, "the certificate has expired: enroll again");
-  X509_REQ *csr = parse_csr(q->csr_der);
-  if (!csr) return broker_reply_error(c, id, TT_EINVAL, "the certificate request is not a valid P-256 CSR");
+  char why[200];
+  X509_REQ *csr = parse_csr(q->csr_der, why, sizeof(why));
+  if (!csr) return broker_reply_error(c, id, TT_EINVAL, why);
   return start_signing(c, id, true, c->id.name, csr);
 }

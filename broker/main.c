@@ -11,6 +11,10 @@
 #include "tt/log.h"
 #include "tt/pki.h"
 
+/* A default from tt/limits.h as the option table's text. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 #define OPT(n, f, t, field, lo, hi, d, h) \
   {n, f, t, offsetof(broker_cfg_t, field), sizeof(((broker_cfg_t *)0)->field), lo, hi, d, NULL, h}
 
@@ -40,6 +44,19 @@ static const tt_conf_opt_t broker_opts[] = {
         "TLS handshakes in progress at once; more connections are reset at accept"),
     OPT("max_hello_rate", "max-hello-rate", TT_CONF_INT, max_hello_rate, 0, 1000000, "0",
         "agents welcomed per second (0 = no limit); beyond it they are told when to retry"),
+    OPT("max_handshakes_per_address", "max-handshakes-per-address", TT_CONF_INT, max_handshakes_per_address, 1,
+        1000000, STR(TT_HANDSHAKES_PER_ADDR_DEFAULT),
+        "TLS handshakes in progress from one address (IPv4, or IPv6 /64); more from it are reset at accept"),
+    OPT("max_enrolling_per_address", "max-enrolling-per-address", TT_CONF_INT, max_enrolling_per_address, 1,
+        TT_ENROLLING_MAX, STR(TT_ENROLLING_PER_ADDR_DEFAULT),
+        "enrollment connections open from one address; more from it are told to retry"),
+    OPT("audit.refusals_per_address", "audit-refusals-per-address", TT_CONF_INT, audit_refusals_per_address, 0,
+        1000000, STR(TT_AUDIT_REFUSALS_PER_ADDR_DEFAULT),
+        "refusals of one address audited one by one per window; the rest in one refuse-summary entry"),
+    OPT("audit.refusals_total", "audit-refusals-total", TT_CONF_INT, audit_refusals_total, 1, 1000000,
+        STR(TT_AUDIT_REFUSALS_TOTAL_DEFAULT), "refusal and refuse-summary entries per window from every address"),
+    OPT("audit.refusal_window", "audit-refusal-window", TT_CONF_DURATION, audit_refusal_window_ms, 1000, 3600000,
+        STR(TT_AUDIT_REFUSAL_WINDOW_DEFAULT_S) "s", "the window of the two limits above"),
     OPT("sla.first_response.low", "sla-first-response-low", TT_CONF_DURATION, sla_first_response_ms[0], 60000,
         365ll * 86400000, "1d", "tickets: first response due after creation, priority low"),
     OPT("sla.first_response.normal", "sla-first-response-normal", TT_CONF_DURATION, sla_first_response_ms[1],
@@ -158,6 +175,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: cannot read %s\n", b.cfg.ca);
     return 1;
   }
+  if (broker_frontdoor_init(&b)) {
+    fprintf(stderr, "tether-broker: out of memory for the per-address table\n");
+    return 1;
+  }
   if (broker_sessions_init(&b)) {
     fprintf(stderr, "tether-broker: cannot prepare sessions (the recordings directory under %s)\n", b.cfg.data_dir);
     return 1;
@@ -218,11 +239,13 @@ int main(int argc, char **argv) {
   uv_run(b.loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(b.loop);
   broker_sessions_free(&b); /* may still write session-end entries: before "stop" */
+  broker_frontdoor_flush(&b); /* refusals held back for a summary */
   broker_audit(&b, "broker", "stop", "", AUDIT_END);
   broker_audit_log_head(&b, "stop");
   tt_tls_ctx_free(b.tls);
   store_close(b.store);
   registry_free(&b);
+  broker_frontdoor_free(&b);
   X509_free(b.ca_cert);
   EVP_PKEY_free(b.ca_key);
   free(b.ca_pem);
