@@ -50,6 +50,7 @@ typedef struct broker_s broker_t;
 typedef struct relay_s relay_t;
 typedef struct broker_frontdoor_s broker_frontdoor_t;
 typedef struct broker_fd_addr_s broker_fd_addr_t;
+typedef struct broker_signer_s broker_signer_t;
 
 typedef enum {
   BROKER_CONN_HANDSHAKE = 0, /* TLS in progress */
@@ -113,9 +114,9 @@ struct broker_s {
   uint64_t ping_nonce;
   bool stopping;
   broker_store_t *store;
-  X509 *ca_cert;
-  EVP_PKEY *ca_key;
+  X509 *ca_cert;          /* the CA's key is not here: only the signer process has it */
   char *ca_pem;           /* the CA certificate as sent to enrolling devices */
+  broker_signer_t *signer; /* signer_client.c: the process that signs device certificates */
   broker_conn_t **registry; /* welcomed agents by device id */
   broker_frontdoor_t *frontdoor; /* frontdoor.c: per-address accounting */
   size_t handshaking;     /* accepted, TLS not finished: capped by max_handshakes */
@@ -172,6 +173,26 @@ void broker_audit(broker_t *b, const char *actor, const char *action, const char
 #define AUDIT_END ((const char *)NULL)
 /* Log the audit chain's head (id and hash): an anchor outside the database. */
 void broker_audit_log_head(broker_t *b, const char *when);
+
+/* signer_client.c: the signer process (signer.h), the only one holding the CA key. */
+typedef void (*broker_sign_cb)(void *data, int status, const uint8_t *der, size_t len, const char *msg);
+/* At start, before anything else is loaded: start the signer and wait (bounded) until it
+ * has loaded the CA key; err says why not (the broker does not start without it). */
+int broker_signer_start(broker_t *b, char *err, size_t errlen);
+/* A signer is up and has room for a request (checked before a token is spent). */
+bool broker_signer_ready(broker_t *b);
+/* Queue the signing of a device certificate for device_id; cb runs once, later, on the
+ * loop: status 0 with the certificate (DER), or a negative code and a message (TT_EINVAL:
+ * the CSR's fault, fit for the peer). Nonzero: nothing was queued and cb never runs
+ * (TT_EBUSY: no signer at the moment or too many waiting). */
+int broker_signer_sign(broker_t *b, const char *device_id, const uint8_t *csr, size_t len, broker_sign_cb cb,
+                       void *data);
+/* The live signer's pid, 0 while there is none. */
+int broker_signer_pid(broker_t *b);
+/* At stop: waiting signings end with TT_ECLOSED; the socket closes and the signer exits. */
+void broker_signer_stop(broker_t *b);
+/* After the loop has ended. */
+void broker_signer_free(broker_t *b);
 
 /* admin.c: requests from people (and agents' renewals, enrollment) */
 int broker_on_request(broker_conn_t *c, const Tether__Request *q);

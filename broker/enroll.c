@@ -1,7 +1,8 @@
 /* Enrollment and renewal: a device's CSR becomes a certificate signed by the broker's CA.
- * The token is checked (hashed, constant-time, single or N use) before anything is signed;
- * signing runs on a worker thread so the relay never waits on it. The CSR contributes only
- * its public key: subject, role and lifetime are ours. */
+ * The token is checked (hashed, constant-time, single or N use) and the CSR verified before
+ * anything is signed; signing is the signer process's (signer_client.c), which holds the CA
+ * key so that this one never does. The CSR contributes only its public key: subject, role
+ * and lifetime are ours. */
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -15,28 +16,15 @@
 /* Token text as typed by an admin: "tt1_" and 64 hex digits; bounded before hashing. */
 #define TOKEN_TEXT_MAX 128u
 
+/* A signing out at the signer process; c is held (c->work) until it comes back. */
 typedef struct {
-  uv_work_t req;
   broker_conn_t *c;
   uint32_t id;
   bool renew;
   char device_id[TT_NAME_MAX + 1];
   char hostname[TT_TEXT_MAX + 1];
   char version[TT_NAME_MAX + 1];
-  X509_REQ *csr;
-  int64_t seconds;
-  /* results */
-  X509 *cert;
-  int rc;
-  char err[256];
 } sign_job_t;
-
-static void sign_work(uv_work_t *w) {
-  sign_job_t *j = w->data;
-  broker_t *b = j->c->b;
-  tt_pki_leaf_t leaf = {.role = TT_ROLE_AGENT, .name = j->device_id, .seconds = j->seconds};
-  j->rc = tt_pki_sign_csr(b->ca_cert, b->ca_key, j->csr, &leaf, &j->cert, j->err, sizeof(j->err));
-}
 
 static char *cert_pem(X509 *x) {
   BIO *m = BIO_new(BIO_s_mem());
@@ -60,23 +48,46 @@ static int64_t not_after_ms(X509 *x) {
   return (int64_t)timegm(&tm) * 1000;
 }
 
-static void sign_done(uv_work_t *w, int status) {
-  sign_job_t *j = w->data;
+/* The signer's certificate, checked to be the one asked for before anyone gets it. */
+static X509 *signed_cert(const sign_job_t *j, const uint8_t *der, size_t len) {
+  const unsigned char *p = der;
+  X509 *x = der ? d2i_X509(NULL, &p, (long)len) : NULL;
+  tt_identity_t id;
+  if (x && p == der + len && tt_cert_identity(x, &id) == 0 && id.role == TT_ROLE_AGENT &&
+      strcmp(id.name, j->device_id) == 0)
+    return x;
+  X509_free(x);
+  return NULL;
+}
+
+static void sign_done(void *data, int status, const uint8_t *der, size_t len, const char *why) {
+  sign_job_t *j = data;
   broker_conn_t *c = j->c;
   broker_t *b = c->b;
+  X509 *cert = NULL;
   if (!broker_conn_work_done(c) || c->link->closing) goto out; /* the device went away */
-  if (status != 0 || j->rc != 0) {
-    TT_ERROR("enroll", "signing failed", "device=%s err=%s", j->device_id, j->err);
+  if (status == 0 && !(cert = signed_cert(j, der, len))) {
+    status = TT_EIO;
+    why = "the signer sent a certificate that is not the one asked for";
+  }
+  if (status != 0) {
+    TT_ERROR("enroll", "signing failed", "device=%s err=%s reason=\"%s\"", j->device_id, tt_errname(status),
+             why ? why : "");
     broker_audit(b, j->renew ? j->device_id : "broker", j->renew ? "renew-failed" : "enroll-failed",
-                 j->device_id, "reason", j->err, AUDIT_END);
-    (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not sign the certificate");
+                 j->device_id, "reason", why ? why : tt_strerror(status), AUDIT_END);
+    /* The CSR's own fault is the peer's to hear; a signer that is down is a retry later;
+     * anything else stays here. */
+    if (status == TT_EINVAL) (void)!broker_reply_error(c, j->id, TT_EINVAL, why);
+    else if (status == TT_EBUSY || status == TT_EIO)
+      (void)!broker_reply_error(c, j->id, TT_EBUSY, "the broker cannot sign certificates at the moment; try again");
+    else (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not sign the certificate");
     if (!j->renew) tt_link_close(c->link, 0, NULL);
     goto out;
   }
   char fp[TT_FINGERPRINT_LEN + 1] = "";
-  if (tt_cert_fingerprint(j->cert, fp, sizeof(fp))) fp[0] = '\0';
-  char *pem = cert_pem(j->cert);
-  int64_t now = (int64_t)broker_unix_ms(), na = not_after_ms(j->cert);
+  if (tt_cert_fingerprint(cert, fp, sizeof(fp))) fp[0] = '\0';
+  char *pem = cert_pem(cert);
+  int64_t now = (int64_t)broker_unix_ms(), na = not_after_ms(cert);
   int rc = pem ? 0 : TT_ENOMEM;
   if (!rc && !j->renew) {
     store_device_t d = {.enrolled_ms = now, .cert_not_after_ms = na};
@@ -119,13 +130,12 @@ static void sign_done(uv_work_t *w, int status) {
   }
   free(pem);
 out:
-  X509_REQ_free(j->csr);
-  X509_free(j->cert);
+  X509_free(cert);
   free(j);
 }
 
 /* Parse and check a CSR (size first, then its key type and signature), so that a bad one
- * is refused with its reason before a token is spent or anything is signed. NULL if bad,
+ * is refused with its reason before a token is spent or the signer is asked. NULL if bad,
  * with why set to "the certificate request is not valid: <reason>". */
 static X509_REQ *parse_csr(ProtobufCBinaryData der, char *why, size_t whylen) {
   char err[160];
@@ -139,26 +149,18 @@ static X509_REQ *parse_csr(ProtobufCBinaryData der, char *why, size_t whylen) {
   return csr;
 }
 
-/* Takes ownership of csr. */
-static int start_signing(broker_conn_t *c, uint32_t id, bool renew, const char *device_id, X509_REQ *csr) {
-  broker_t *b = c->b;
+/* The CSR (DER, already checked here) goes to the signer process. */
+static int start_signing(broker_conn_t *c, uint32_t id, bool renew, const char *device_id, ProtobufCBinaryData csr) {
   sign_job_t *j = calloc(1, sizeof(*j));
-  if (!j) {
-    X509_REQ_free(csr);
-    return TT_ENOMEM;
-  }
-  j->csr = csr;
+  if (!j) return TT_ENOMEM;
   j->c = c;
   j->id = id;
   j->renew = renew;
-  j->seconds = b->cfg.device_cert_lifetime_ms / 1000;
   snprintf(j->device_id, sizeof(j->device_id), "%s", device_id);
   snprintf(j->hostname, sizeof(j->hostname), "%s", c->hostname);
   snprintf(j->version, sizeof(j->version), "%s", c->version);
-  j->req.data = j;
-  int rc = uv_queue_work(b->loop, &j->req, sign_work, sign_done);
+  int rc = broker_signer_sign(c->b, device_id, csr.data, csr.len, sign_done, j);
   if (rc) {
-    X509_REQ_free(j->csr);
     free(j);
     return rc;
   }
@@ -191,6 +193,11 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
     /* Checked before the token is used, so a bad request does not spend a use. */
     why = csr_why, code = TT_EINVAL;
   }
+  X509_REQ_free(csr); /* it was parsed to be checked; the signer parses its own copy */
+  if (!why && !broker_signer_ready(b)) {
+    /* Before the token: a use is not spent on an enrollment that cannot be signed now. */
+    why = "the broker cannot sign certificates at the moment; try again later", code = TT_EBUSY;
+  }
   if (!why) {
     uint8_t hash[32];
     SHA256(q->token.data, q->token.len, hash);
@@ -202,7 +209,6 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
     else if (rc) why = "the broker could not check the token", code = TT_EIO;
   }
   if (why) {
-    X509_REQ_free(csr);
     /* A stranger may try as often as it likes: the audit (and the log) take a bounded share. */
     if (broker_frontdoor_audit_ok(b, c)) {
       TT_WARN("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
@@ -221,13 +227,22 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
   int tries = 0;
   do new_device_id(dev, sizeof(dev));
   while (store_device_get(b->store, dev, &existing) == 0 && ++tries < 8);
-  return start_signing(c, id, false, dev, csr);
+  int rc = start_signing(c, id, false, dev, q->csr_der);
+  if (rc) {
+    /* The signer went away between the check above and now: the token use is gone (as
+     * when a signing fails), the device is told to try again. */
+    TT_ERROR("enroll", "cannot ask the signer", "peer=%s err=%s", c->addr, tt_errname(rc));
+    rc = broker_reply_error(c, id, TT_EBUSY, "the broker cannot sign certificates at the moment; try again later");
+    tt_link_close(c->link, 0, NULL);
+    return rc == TT_ECLOSED ? 0 : rc;
+  }
+  return 0;
 }
 
 int broker_renew(broker_conn_t *c, uint32_t id, const Tether__RenewRequest *q) {
   if (c->id.role != TT_ROLE_AGENT) return broker_reply_error(c, id, TT_EDENIED, "only devices renew");
   /* One signing at a time per connection: a device asking in a loop cannot take the
-   * worker threads from everyone else's enrollments. */
+   * signer from everyone else's enrollments. */
   if (c->work) return broker_reply_error(c, id, TT_EBUSY, "a renewal is already in progress");
   /* An expired certificate is not a credential any more, live connection or not. */
   if (c->expires_at && uv_now(c->b->loop) >= c->expires_at)
@@ -235,5 +250,9 @@ int broker_renew(broker_conn_t *c, uint32_t id, const Tether__RenewRequest *q) {
   char why[200];
   X509_REQ *csr = parse_csr(q->csr_der, why, sizeof(why));
   if (!csr) return broker_reply_error(c, id, TT_EINVAL, why);
-  return start_signing(c, id, true, c->id.name, csr);
+  X509_REQ_free(csr);
+  int rc = start_signing(c, id, true, c->id.name, q->csr_der);
+  if (rc == TT_EBUSY || rc == TT_ECLOSED)
+    return broker_reply_error(c, id, TT_EBUSY, "the broker cannot sign certificates at the moment; try again later");
+  return rc;
 }

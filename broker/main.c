@@ -10,6 +10,7 @@
 #include "tt/cli.h"
 #include "tt/log.h"
 #include "tt/pki.h"
+#include "signer.h"
 
 /* A default from tt/limits.h as the option table's text. */
 #define STR_(x) #x
@@ -24,7 +25,7 @@ static const tt_conf_opt_t broker_opts[] = {
         "directory of the store (broker.db) and session-ticket keys"),
     OPT("tls.ca", "ca", TT_CONF_STR, ca, 1, 511, NULL, "CA certificate (PEM) that signs every peer"),
     OPT("tls.ca_key", "ca-key", TT_CONF_STR, ca_key, 1, 511, NULL,
-        "the CA's private key, to sign device certificates at enrollment and renewal"),
+        "the CA's private key, read only by the signer process that signs device certificates"),
     OPT("tls.cert", "cert", TT_CONF_STR, cert, 1, 511, NULL, "the broker's certificate (PEM)"),
     OPT("tls.key", "key", TT_CONF_STR, key, 1, 511, NULL, "the broker's private key (PEM)"),
     OPT("heartbeat", "heartbeat", TT_CONF_DURATION, heartbeat_ms, 100, 600000, "15s",
@@ -110,6 +111,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_close((uv_handle_t *)&b->sigint, NULL);
   uv_close((uv_handle_t *)&b->sigterm, NULL);
   broker_close_all(b);
+  broker_signer_stop(b);
 }
 
 static int check_cfg(const broker_cfg_t *c) {
@@ -136,6 +138,8 @@ int main(int argc, char **argv) {
                "their channels.",
       .config_path = "/etc/tether/broker.conf",
   };
+  /* The signer process is this binary too (signer.c): nothing of the broker runs in it. */
+  if (argc > 1 && strcmp(argv[1], "--signer") == 0) return broker_signer_main(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   /* Past a file-size limit a write fails with EFBIG (a recording then ends its shell)
    * instead of the signal killing the broker. */
@@ -157,17 +161,19 @@ int main(int argc, char **argv) {
   tt_log_set_level((tt_log_level_t)b.cfg.log_level);
 
   char err[512];
+  b.loop = uv_default_loop();
+  /* First of all, while this process holds nothing else: the signer, which alone loads the
+   * CA key (and checks that it belongs to the CA). This process never reads it. */
+  if (broker_signer_start(&b, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: signer: %s\n", err);
+    return 1;
+  }
   if (store_open(&b.store, b.cfg.data_dir, err, sizeof(err))) {
     fprintf(stderr, "tether-broker: store: %s\n", err);
     return 1;
   }
-  if (tt_pki_load_cert(b.cfg.ca, &b.ca_cert, err, sizeof(err)) ||
-      tt_pki_load_key(b.cfg.ca_key, &b.ca_key, err, sizeof(err))) {
+  if (tt_pki_load_cert(b.cfg.ca, &b.ca_cert, err, sizeof(err))) {
     fprintf(stderr, "tether-broker: %s\n", err);
-    return 1;
-  }
-  if (X509_check_private_key(b.ca_cert, b.ca_key) != 1) {
-    fprintf(stderr, "tether-broker: %s does not belong to %s\n", b.cfg.ca_key, b.cfg.ca);
     return 1;
   }
   b.ca_pem = read_file(b.cfg.ca);
@@ -191,7 +197,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: %s\n", err);
     return 1;
   }
-  b.loop = uv_default_loop();
   b.limits = (tt_tls_limits_t){
       .handshake_ms = (uint64_t)b.cfg.handshake_timeout_ms,
       .idle_ms = 0, /* idle peers are found on the broker's one wheel, not by a timer each */
@@ -246,8 +251,8 @@ int main(int argc, char **argv) {
   store_close(b.store);
   registry_free(&b);
   broker_frontdoor_free(&b);
+  broker_signer_free(&b);
   X509_free(b.ca_cert);
-  EVP_PKEY_free(b.ca_key);
   free(b.ca_pem);
   TT_INFO("broker", "stopped", "loop_close=%s", rc ? uv_err_name(rc) : "ok");
   return rc ? 1 : 0;

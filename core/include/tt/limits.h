@@ -96,6 +96,23 @@
  * refusal counts. Past that the least recently seen of those is forgotten (its count goes
  * to the broker-wide summary), so a peer spread over all of 127/8 costs a bounded table. */
 #define TT_FRONTDOOR_IDLE_ADDRS 4096u
+
+/* The certificate signer: a process of its own, the only one that holds the CA key
+ * (broker/signer.c). A request carries a CSR (at most 4 KiB, TT_PKI_CSR_MAX) and a device
+ * id; an answer a certificate (~700 bytes DER) or a message. Nothing larger is ours. */
+#define TT_SIGNER_REQUEST_MAX 8192u
+#define TT_SIGNER_REPLY_MAX 8192u
+/* Signings waiting for the signer (one at a time, each well under a millisecond): every
+ * enrollment connection's one and a burst of renewals. Past it the request is told to
+ * retry (an agent's renewal retries by itself). */
+#define TT_SIGNER_QUEUE_MAX 256u
+/* An answer that takes longer than this is a wedged signer: it is killed and restarted. */
+#define TT_SIGNER_TIMEOUT_MS (10u * 1000u)
+/* A signer that keeps dying is restarted at most this often per window; then signing
+ * waits for the window to pass (a key that cannot be read now will not be on the 100th
+ * try, and the log stays readable). */
+#define TT_SIGNER_RESTARTS_MAX 5u
+#define TT_SIGNER_RESTART_WINDOW_MS (60u * 1000u)
 /* A broker's retry-after is honoured up to this; a larger one is a broker gone wrong. */
 #define TT_RETRY_AFTER_MAX_MS (10u * 60u * 1000u)
 
