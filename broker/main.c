@@ -42,7 +42,7 @@ static const tt_conf_opt_t broker_opts[] = {
     OPT("max_connections", "max-connections", TT_CONF_INT, max_connections, 1, 10000000, "200000",
         "connections held at once; more are closed at accept"),
     OPT("max_handshakes", "max-handshakes", TT_CONF_INT, max_handshakes, 1, 1000000, "2000",
-        "TLS handshakes in progress at once; more connections are reset at accept"),
+        "TLS handshakes in progress at once; then one that sent nothing makes room, or the newcomer is reset"),
     OPT("max_hello_rate", "max-hello-rate", TT_CONF_INT, max_hello_rate, 0, 1000000, "0",
         "agents welcomed per second (0 = no limit); beyond it they are told when to retry"),
     OPT("max_handshakes_per_address", "max-handshakes-per-address", TT_CONF_INT, max_handshakes_per_address, 1,

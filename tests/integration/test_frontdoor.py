@@ -39,7 +39,10 @@ def raise_nofile():
 
 
 def closed_by_peer(s):
-    """True once the broker closed (FIN or reset) a socket we never wrote to."""
+    """True once the broker closed (FIN or reset) a socket we never wrote to (None: reset
+    while it was still connecting)."""
+    if s is None:
+        return True
     s.setblocking(False)
     try:
         return s.recv(1) == b""
@@ -98,14 +101,18 @@ class FrontDoorTest(TetherTestCase):
                                            "--hostname", name + ".example"])
 
     def silent(self, b, n, source):
-        """n TCP connections from source that never send a byte."""
+        """n TCP connections from source that never send a byte; None for one the broker
+        reset before connect() returned here."""
         out = []
         for _ in range(n):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.socks.append(s)
             s.bind((source, 0))
             s.settimeout(5)
-            s.connect(("127.0.0.1", b.port))
+            try:
+                s.connect(("127.0.0.1", b.port))
+            except ConnectionResetError:
+                s = None
             out.append(s)
         return out
 
