@@ -12,6 +12,7 @@
 #include "tt/wheel.h"
 #include <openssl/evp.h>
 #include "store.h"
+#include "addrkey.h"
 
 typedef struct {
   char listen[128];
@@ -29,6 +30,12 @@ typedef struct {
   int64_t max_connections;
   int64_t max_handshakes;
   int64_t max_hello_rate;
+  /* The front door (frontdoor.c): per source address. */
+  int64_t max_handshakes_per_address;
+  int64_t max_enrolling_per_address;
+  int64_t audit_refusals_per_address;
+  int64_t audit_refusals_total;
+  int64_t audit_refusal_window_ms;
   /* Tickets: SLA due times after creation, by priority (low, normal, high, urgent). */
   int64_t sla_first_response_ms[4];
   int64_t sla_resolution_ms[4];
@@ -44,6 +51,9 @@ typedef struct {
 
 typedef struct broker_s broker_t;
 typedef struct relay_s relay_t;
+typedef struct broker_frontdoor_s broker_frontdoor_t;
+typedef struct broker_fd_addr_s broker_fd_addr_t;
+typedef struct broker_signer_s broker_signer_t;
 
 typedef enum {
   BROKER_CONN_HANDSHAKE = 0, /* TLS in progress */
@@ -73,6 +83,15 @@ typedef struct broker_conn_s {
   bool renewing;          /* a renewal is being signed: one at a time */
   bool verifying;         /* an audit verification is running: one at a time */
   bool tls_done;          /* counted out of broker.handshaking */
+  /* frontdoor.c: what this connection counts against its source address. */
+  broker_addr_key_t akey;
+  broker_fd_addr_t *fd_addr; /* the address's entry while the connection counts there */
+  struct broker_conn_s *sprev, *snext; /* the address's connections that have sent nothing */
+  struct broker_conn_s *eprev, *enext; /* enrollment connections, oldest first */
+  bool fd_handshake;      /* a handshake in progress (broker.handshaking) */
+  bool fd_silent;         /* on the address's list of connections that have sent nothing */
+  bool fd_enrolling;      /* an enrollment connection (broker.enrolling) */
+  bool fd_enroll_idle;    /* ... that has not sent its request yet */
   uint64_t expires_at;    /* uv_now when the peer's certificate expires (0 = not known) */
   uint32_t refusals;      /* requests refused on this connection */
   uint64_t relay_window;  /* windows of relayed channels the broker holds for this peer */
@@ -103,10 +122,11 @@ struct broker_s {
   broker_store_t *store;  /* only before the loop runs (startup reads), then NULL */
   store_svc_t *svc;       /* the store as a service: everything on the loop goes here */
   struct broker_revoked_s **revoked; /* revoked identities, loaded at start (registry.c) */
-  X509 *ca_cert;
-  EVP_PKEY *ca_key;
+  X509 *ca_cert;          /* the CA's key is not here: only the signer process has it */
   char *ca_pem;           /* the CA certificate as sent to enrolling devices */
+  broker_signer_t *signer; /* signer_client.c: the process that signs device certificates */
   broker_conn_t **registry; /* welcomed agents by device id */
+  broker_frontdoor_t *frontdoor; /* frontdoor.c: per-address accounting */
   size_t handshaking;     /* accepted, TLS not finished: capped by max_handshakes */
   size_t enrolling;       /* enrollment connections open: capped by TT_ENROLLING_MAX */
   size_t accepted_since_trim; /* connections accepted since the heap was last trimmed */
@@ -135,6 +155,38 @@ int revoked_load(broker_t *b, broker_store_t *s);
 void revoked_add(broker_t *b, store_revoke_kind_t kind, const char *name);
 bool revoked_has(broker_t *b, store_revoke_kind_t kind, const char *name);
 void revoked_free(broker_t *b);
+
+/* frontdoor.c: what each source address holds of what every newcomer shares (handshakes
+ * in progress, enrollment connections) and how many of its refusals reach the audit. A
+ * table of fixed size, made at start (see TT_FRONTDOOR_IDLE_ADDRS). */
+int broker_frontdoor_init(broker_t *b);
+void broker_frontdoor_free(broker_t *b);
+/* At max_handshakes with no connection that has sent nothing to drop: a newcomer is
+ * refused before anything is allocated for it. */
+bool broker_frontdoor_full(broker_t *b);
+/* A new connection from peer, before any TLS state exists: false refuses it (its address
+ * has its share of handshakes in progress, or the broker is full); at max_handshakes the
+ * oldest connection that has sent nothing, of the address holding the most, is dropped
+ * to make room. */
+bool broker_frontdoor_admit(broker_conn_t *c, const struct sockaddr *peer);
+/* The TLS handshake is over: the connection no longer counts as one in progress. */
+void broker_frontdoor_handshake_done(broker_conn_t *c);
+/* An enrollment connection finished its handshake (call before _handshake_done): false
+ * closes it (its address has its share, or TT_ENROLLING_MAX are open and none is idle);
+ * when full, the oldest idle one of the address holding the most is dropped for it. */
+bool broker_frontdoor_enroll_admit(broker_conn_t *c);
+/* The enrollment connection sent its request: it is no longer idle. */
+void broker_frontdoor_enroll_busy(broker_conn_t *c);
+/* The connection is gone: give back whatever it still counted. */
+void broker_frontdoor_conn_gone(broker_conn_t *c);
+/* Call before a refusal's audit entry: true to write it; false when its address, or the
+ * broker as a whole, has written its share this window: then the refusal is counted and
+ * written in a refuse-summary entry when the window ends. */
+bool broker_frontdoor_audit_ok(broker_t *b, const broker_conn_t *c);
+/* Once a second: summaries of windows that ended; refused and dropped counts to the log. */
+void broker_frontdoor_sweep(broker_t *b, uint64_t now);
+/* At stop: every summary still held back is written. */
+void broker_frontdoor_flush(broker_t *b);
 
 /* audit.c: one entry per decision. detail is built from "key", value pairs: a NULL-terminated
  * list of (const char *key, const char *value) strings; values are JSON-escaped.
@@ -181,6 +233,26 @@ int broker_creq_submit(void *x);
 broker_conn_t *broker_creq_conn(void *x);
 /* Queue a write nobody waits for (its failure is logged), e.g. a device last seen. */
 void broker_store_later(broker_t *b, store_req_t *r);
+
+/* signer_client.c: the signer process (signer.h), the only one holding the CA key. */
+typedef void (*broker_sign_cb)(void *data, int status, const uint8_t *der, size_t len, const char *msg);
+/* At start, before anything else is loaded: start the signer and wait (bounded) until it
+ * has loaded the CA key; err says why not (the broker does not start without it). */
+int broker_signer_start(broker_t *b, char *err, size_t errlen);
+/* A signer is up and has room for a request (checked before a token is spent). */
+bool broker_signer_ready(broker_t *b);
+/* Queue the signing of a device certificate for device_id; cb runs once, later, on the
+ * loop: status 0 with the certificate (DER), or a negative code and a message (TT_EINVAL:
+ * the CSR's fault, fit for the peer). Nonzero: nothing was queued and cb never runs
+ * (TT_EBUSY: no signer at the moment or too many waiting). */
+int broker_signer_sign(broker_t *b, const char *device_id, const uint8_t *csr, size_t len, broker_sign_cb cb,
+                       void *data);
+/* The live signer's pid, 0 while there is none. */
+int broker_signer_pid(broker_t *b);
+/* At stop: waiting signings end with TT_ECLOSED; the socket closes and the signer exits. */
+void broker_signer_stop(broker_t *b);
+/* After the loop has ended. */
+void broker_signer_free(broker_t *b);
 
 /* admin.c: requests from people (and agents' renewals, enrollment) */
 int broker_on_request(broker_conn_t *c, const Tether__Request *q);

@@ -51,11 +51,14 @@ void broker_on_connection(uv_stream_t *server, int status) {
     TT_WARN("broker", "accept failed", "err=%s", uv_err_name(status));
     return;
   }
-  if ((int64_t)b->nconns >= b->cfg.max_connections || (int64_t)b->handshaking >= b->cfg.max_handshakes) {
+  /* At max_handshakes a connection that has sent nothing makes room for the newcomer (the
+   * front door decides once it knows the newcomer's address); with none, or at
+   * max_connections, the newcomer is reset before anything is made for it. */
+  bool full = (int64_t)b->nconns >= b->cfg.max_connections;
+  if (full || broker_frontdoor_full(b)) {
     static uint64_t last_warn;
     uint64_t now = uv_now(b->loop);
     if (now - last_warn >= 1000) {
-      bool full = (int64_t)b->nconns >= b->cfg.max_connections;
       TT_WARN("broker", "refusing connections", "reason=%s limit=%lld",
               full ? "max_connections" : "max_handshakes",
               (long long)(full ? b->cfg.max_connections : b->cfg.max_handshakes));
@@ -70,7 +73,9 @@ void broker_on_connection(uv_stream_t *server, int status) {
   tt_wheel_entry_init(&c->idle);
   int rc = tt_link_accept(&c->link, b->tls, server, &b->limits, &broker_link_cbs, c);
   if (rc) {
-    TT_WARN("broker", "accept failed", "err=%s", tt_errname(rc));
+    /* TT_EDENIED: the front door refused it (and counts it for its log line). */
+    if (rc != TT_EDENIED) TT_WARN("broker", "accept failed", "err=%s", tt_errname(rc));
+    broker_frontdoor_conn_gone(c);
     free(c);
     return;
   }
@@ -81,41 +86,49 @@ void broker_on_connection(uv_stream_t *server, int status) {
   if (b->unready) b->unready->uprev = c;
   b->unready = c;
   b->nconns++;
-  b->handshaking++;
   b->accepted_since_trim++;
   c->accepted_ms = uv_now(b->loop);
   snprintf(c->addr, sizeof(c->addr), "%s", tt_link_peer_addr(c->link));
 }
 
+static bool conn_on_accept(tt_link_t *l, const struct sockaddr *peer) {
+  return broker_frontdoor_admit(l->data, peer);
+}
+
 static void conn_on_up(tt_link_t *l) {
   broker_conn_t *c = l->data;
   broker_t *b = c->b;
-  b->handshaking--;
-  c->tls_done = true;
   if (tt_tls_is_enroll(l->tls)) {
     /* No identity yet: one EnrollRequest under the pre-authentication limits, then out. */
-    if (b->enrolling >= TT_ENROLLING_MAX) {
-      tt_link_close(l, TT_EBUSY, "too many enrollments at once, retry later");
+    bool ok = broker_frontdoor_enroll_admit(c);
+    broker_frontdoor_handshake_done(c);
+    if (!ok) {
+      tt_link_close(l, TT_EBUSY, "too many enrollments at once from your address or in all, retry later");
       return;
     }
-    b->enrolling++;
     c->state = BROKER_CONN_ENROLL;
     return;
   }
+  broker_frontdoor_handshake_done(c);
   X509 *x = tt_link_peer_cert(l);
   int rc = x ? tt_cert_identity(x, &c->id) : TT_ECERT;
   if (rc || c->id.role == TT_ROLE_BROKER || c->id.role == TT_ROLE_NONE) {
-    TT_WARN("broker", "refusing peer", "peer=%s reason=\"certificate has no usable role or name\"", c->addr);
-    broker_audit(b, "broker", "refuse", "", "reason", "certificate has no usable role or name", "address",
-                 c->addr, AUDIT_END);
+    /* Refusals are written (and logged) up to the address's share; the rest are counted. */
+    if (broker_frontdoor_audit_ok(b, c)) {
+      TT_WARN("broker", "refusing peer", "peer=%s reason=\"certificate has no usable role or name\"", c->addr);
+      broker_audit(b, "broker", "refuse", "", "reason", "certificate has no usable role or name", "address",
+                   c->addr, AUDIT_END);
+    }
     tt_link_close(l, TT_EROLE, "certificate carries no client role");
     return;
   }
   /* Revocation is checked at every handshake, resumed or not. */
   store_revoke_kind_t kind = c->id.role == TT_ROLE_AGENT ? STORE_REVOKE_DEVICE : STORE_REVOKE_PERSON;
   if (revoked_has(b, kind, c->id.name)) {
-    TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=revoked", c->addr, c->id.name);
-    broker_audit(b, c->id.name, "refuse", c->id.name, "reason", "revoked", "address", c->addr, AUDIT_END);
+    if (broker_frontdoor_audit_ok(b, c)) {
+      TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=revoked", c->addr, c->id.name);
+      broker_audit(b, c->id.name, "refuse", c->id.name, "reason", "revoked", "address", c->addr, AUDIT_END);
+    }
     tt_link_close(l, TT_EDENIED, "this identity has been revoked");
     return;
   }
@@ -189,8 +202,10 @@ static void device_seen_later(broker_t *b, const broker_conn_t *c, bool connect)
 }
 
 static int refuse(broker_conn_t *c, int code, const char *why) {
-  TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=\"%s\"", c->addr, c->id.name, why);
-  broker_audit(c->b, c->id.name, "refuse", c->id.name, "reason", why, "address", c->addr, AUDIT_END);
+  if (broker_frontdoor_audit_ok(c->b, c)) {
+    TT_WARN("broker", "refusing peer", "peer=%s name=%s reason=\"%s\"", c->addr, c->id.name, why);
+    broker_audit(c->b, c->id.name, "refuse", c->id.name, "reason", why, "address", c->addr, AUDIT_END);
+  }
   tt_link_close(c->link, code, why);
   return 0;
 }
@@ -314,8 +329,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
     TT_INFO("broker", "connection refused or dropped before hello", "peer=%s reason=%s", c->addr,
             reason ? tt_errname(reason) : "closed");
   }
-  if (!c->tls_done) b->handshaking--;
-  if (c->state == BROKER_CONN_ENROLL) b->enrolling--;
+  broker_frontdoor_conn_gone(c);
   if (c->state == BROKER_CONN_READY) tt_wheel_remove(&b->wheel, &c->idle);
   conn_unlink(c);
   c->link = NULL;
@@ -379,6 +393,7 @@ void broker_sweep_cb(uv_timer_t *t) {
   }
   relay_sweep(b, now);
   broker_sessions_sweep(b, now);
+  broker_frontdoor_sweep(b, now);
   if (b->busy_this_sec)
     TT_INFO("broker", "agents told to retry later", "count=%u limit_per_s=%lld", b->busy_this_sec,
             (long long)b->cfg.max_hello_rate);
@@ -401,6 +416,7 @@ void broker_close_all(broker_t *b) {
 }
 
 const tt_link_cbs_t broker_link_cbs = {
+    .on_accept = conn_on_accept,
     .on_up = conn_on_up,
     .on_control = conn_on_control,
     .on_down = conn_on_down,

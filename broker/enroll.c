@@ -1,7 +1,8 @@
 /* Enrollment and renewal: a device's CSR becomes a certificate signed by the broker's CA.
- * The token is checked (hashed, constant-time, single or N use) before anything is signed;
- * signing runs on a worker thread so the relay never waits on it. The CSR contributes only
- * its public key: subject, role and lifetime are ours. */
+ * The token is checked (hashed, constant-time, single or N use) and the CSR verified before
+ * anything is signed; signing is the signer process's (signer_client.c), which holds the CA
+ * key so that this one never does. The CSR contributes only its public key: subject, role
+ * and lifetime are ours. */
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -15,28 +16,15 @@
 /* Token text as typed by an admin: "tt1_" and 64 hex digits; bounded before hashing. */
 #define TOKEN_TEXT_MAX 128u
 
+/* A signing out at the signer process; c is held (c->work) until it comes back. */
 typedef struct {
-  uv_work_t req;
   broker_conn_t *c;
   uint32_t id;
   bool renew;
   char device_id[TT_NAME_MAX + 1];
   char hostname[TT_TEXT_MAX + 1];
   char version[TT_NAME_MAX + 1];
-  X509_REQ *csr;
-  int64_t seconds;
-  /* results */
-  X509 *cert;
-  int rc;
-  char err[256];
 } sign_job_t;
-
-static void sign_work(uv_work_t *w) {
-  sign_job_t *j = w->data;
-  broker_t *b = j->c->b;
-  tt_pki_leaf_t leaf = {.role = TT_ROLE_AGENT, .name = j->device_id, .seconds = j->seconds};
-  j->rc = tt_pki_sign_csr(b->ca_cert, b->ca_key, j->csr, &leaf, &j->cert, j->err, sizeof(j->err));
-}
 
 static char *cert_pem(X509 *x) {
   BIO *m = BIO_new(BIO_s_mem());
@@ -60,6 +48,18 @@ static int64_t not_after_ms(X509 *x) {
   return (int64_t)timegm(&tm) * 1000;
 }
 
+/* The signer's certificate, checked to be the one asked for before anyone gets it. */
+static X509 *signed_cert(const sign_job_t *j, const uint8_t *der, size_t len) {
+  const unsigned char *p = der;
+  X509 *x = der ? d2i_X509(NULL, &p, (long)len) : NULL;
+  tt_identity_t id;
+  if (x && p == der + len && tt_cert_identity(x, &id) == 0 && id.role == TT_ROLE_AGENT &&
+      strcmp(id.name, j->device_id) == 0)
+    return x;
+  X509_free(x);
+  return NULL;
+}
+
 /* The signed certificate is recorded (a new device, or a renewed certificate) with its
  * audit entry in one store request; only then does the device get it. */
 typedef struct {
@@ -81,7 +81,7 @@ static void record_done(store_req_t *r) {
   if (!c) goto out; /* the device went away; an enrolled one enrolls again */
   broker_t *b = c->b;
   if (r->rc) {
-    (void)!broker_reply_error(c, x->h.id, TT_EIO, "the broker could not record the device");
+    (void)!broker_reply_error(c, x->h.id, TT_EIO, "the broker could not record the device and its audit entry");
     if (!x->renew) tt_link_close(c->link, 0, NULL);
     goto out;
   }
@@ -110,10 +110,10 @@ out:
   free(x);
 }
 
-static void record_signed(broker_conn_t *c, sign_job_t *j) {
+static void record_signed(broker_conn_t *c, const sign_job_t *j, X509 *cert) {
   record_req_t *x = broker_creq_new(c, j->id, sizeof(*x), STORE_LANE_WRITE, record_run, record_done,
                                     j->renew ? "renew" : "enroll");
-  char *pem = cert_pem(j->cert);
+  char *pem = cert_pem(cert);
   if (!x || !pem) {
     free(x);
     free(pem);
@@ -124,9 +124,9 @@ static void record_signed(broker_conn_t *c, sign_job_t *j) {
   x->renew = j->renew;
   x->pem = pem;
   store_device_t *d = &x->d;
-  if (tt_cert_fingerprint(j->cert, d->cert_fp, sizeof(d->cert_fp))) d->cert_fp[0] = '\0';
+  if (tt_cert_fingerprint(cert, d->cert_fp, sizeof(d->cert_fp))) d->cert_fp[0] = '\0';
   d->enrolled_ms = (int64_t)broker_unix_ms();
-  d->cert_not_after_ms = not_after_ms(j->cert);
+  d->cert_not_after_ms = not_after_ms(cert);
   snprintf(d->id, sizeof(d->id), "%s", j->device_id);
   snprintf(d->hostname, sizeof(d->hostname), "%s", j->hostname);
   snprintf(d->address, sizeof(d->address), "%s", c->addr);
@@ -140,55 +140,64 @@ static void record_signed(broker_conn_t *c, sign_job_t *j) {
   if (broker_creq_submit(x)) tt_link_close(c->link, TT_EFULL, "peer not reading");
 }
 
-static void sign_done(uv_work_t *w, int status) {
-  sign_job_t *j = w->data;
+static void sign_done(void *data, int status, const uint8_t *der, size_t len, const char *why) {
+  sign_job_t *j = data;
   broker_conn_t *c = j->c;
   broker_t *b = c->b;
+  X509 *cert = NULL;
   if (!broker_conn_work_done(c) || c->link->closing) goto out; /* the device went away */
   c->renewing = false;
-  if (status != 0 || j->rc != 0) {
-    TT_ERROR("enroll", "signing failed", "device=%s err=%s", j->device_id, j->err);
+  if (status == 0 && !(cert = signed_cert(j, der, len))) {
+    status = TT_EIO;
+    why = "the signer sent a certificate that is not the one asked for";
+  }
+  if (status != 0) {
+    TT_ERROR("enroll", "signing failed", "device=%s err=%s reason=\"%s\"", j->device_id, tt_errname(status),
+             why ? why : "");
     broker_audit(b, j->renew ? j->device_id : "broker", j->renew ? "renew-failed" : "enroll-failed",
-                 j->device_id, "reason", j->err, AUDIT_END);
-    (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not sign the certificate");
+                 j->device_id, "reason", why ? why : tt_strerror(status), AUDIT_END);
+    /* The CSR's own fault is the peer's to hear; a signer that is down is a retry later;
+     * anything else stays here. */
+    if (status == TT_EINVAL) (void)!broker_reply_error(c, j->id, TT_EINVAL, why);
+    else if (status == TT_EBUSY || status == TT_EIO)
+      (void)!broker_reply_error(c, j->id, TT_EBUSY, "the broker cannot sign certificates at the moment; try again");
+    else (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not sign the certificate");
     if (!j->renew) tt_link_close(c->link, 0, NULL);
     goto out;
   }
-  record_signed(c, j);
+  record_signed(c, j, cert);
 out:
-  X509_REQ_free(j->csr);
-  X509_free(j->cert);
+  X509_free(cert);
   free(j);
 }
 
-/* Parse and check a CSR (size first, then its signature and key type). NULL if bad. */
-static X509_REQ *parse_csr(ProtobufCBinaryData der) {
-  char err[256];
+/* Parse and check a CSR (size first, then its key type and signature), so that a bad one
+ * is refused with its reason before a token is spent or the signer is asked. NULL if bad,
+ * with why set to "the certificate request is not valid: <reason>". */
+static X509_REQ *parse_csr(ProtobufCBinaryData der, char *why, size_t whylen) {
+  char err[160];
   X509_REQ *csr = NULL;
-  if (der.len > TT_PKI_CSR_MAX || tt_pki_csr_from_der(der.data, der.len, &csr, err, sizeof(err))) return NULL;
+  int rc = tt_pki_csr_from_der(der.data, der.len, &csr, err, sizeof(err));
+  if (!rc && (rc = tt_pki_csr_check(csr, err, sizeof(err))) != 0) {
+    X509_REQ_free(csr);
+    csr = NULL;
+  }
+  if (rc) snprintf(why, whylen, "the certificate request is not valid: %s", err);
   return csr;
 }
 
-/* Takes ownership of csr. */
-static int start_signing(broker_conn_t *c, uint32_t id, bool renew, const char *device_id, X509_REQ *csr) {
-  broker_t *b = c->b;
+/* The CSR (DER, already checked here) goes to the signer process. */
+static int start_signing(broker_conn_t *c, uint32_t id, bool renew, const char *device_id, ProtobufCBinaryData csr) {
   sign_job_t *j = calloc(1, sizeof(*j));
-  if (!j) {
-    X509_REQ_free(csr);
-    return TT_ENOMEM;
-  }
-  j->csr = csr;
+  if (!j) return TT_ENOMEM;
   j->c = c;
   j->id = id;
   j->renew = renew;
-  j->seconds = b->cfg.device_cert_lifetime_ms / 1000;
   snprintf(j->device_id, sizeof(j->device_id), "%s", device_id);
   snprintf(j->hostname, sizeof(j->hostname), "%s", c->hostname);
   snprintf(j->version, sizeof(j->version), "%s", c->version);
-  j->req.data = j;
-  int rc = uv_queue_work(b->loop, &j->req, sign_work, sign_done);
+  int rc = broker_signer_sign(c->b, device_id, csr.data, csr.len, sign_done, j);
   if (rc) {
-    X509_REQ_free(j->csr);
     free(j);
     return rc;
   }
@@ -204,9 +213,14 @@ static void new_device_id(char *out, size_t cap) {
 }
 
 static int enroll_refuse(broker_conn_t *c, uint32_t id, int code, const char *why) {
-  TT_WARN("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
-  broker_audit(c->b, "broker", "enroll-refused", "", "reason", why, "address", c->addr, AUDIT_END);
-  char msg[96];
+  /* A stranger may try as often as it likes: the audit (and the log) take a bounded share. */
+  if (broker_frontdoor_audit_ok(c->b, c)) {
+    TT_WARN("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
+    broker_audit(c->b, "broker", "enroll-refused", "", "reason", why, "address", c->addr, AUDIT_END);
+  } else {
+    TT_DEBUG("enroll", "enrollment refused", "peer=%s reason=\"%s\"", c->addr, why);
+  }
+  char msg[256];
   snprintf(msg, sizeof(msg), "enrollment refused: %s", why);
   int rc = broker_reply_error(c, id, code, msg);
   tt_link_close(c->link, 0, NULL);
@@ -214,13 +228,14 @@ static int enroll_refuse(broker_conn_t *c, uint32_t id, int code, const char *wh
 }
 
 /* The token is used up and a fresh device id chosen in one store request, so two
- * enrollments with one single-use token cannot both pass. */
+ * enrollments with one single-use token cannot both pass; then the signer is asked. */
 typedef struct {
   broker_creq_t h;
   uint8_t hash[32];
   int64_t now_ms;
-  X509_REQ *csr;
   char dev[TT_NAME_MAX + 1];
+  size_t csr_len;
+  uint8_t csr[];     /* the CSR's DER, checked, for the signer */
 } token_req_t;
 
 static int token_run(broker_store_t *s, store_req_t *r) {
@@ -238,8 +253,6 @@ static void token_done(store_req_t *r) {
   token_req_t *x = (token_req_t *)r;
   OPENSSL_cleanse(x->hash, sizeof(x->hash));
   broker_conn_t *c = broker_creq_conn(x);
-  X509_REQ *csr = x->csr;
-  x->csr = NULL;
   if (!c) goto out;
   const char *why = NULL;
   int code = TT_EDENIED;
@@ -251,22 +264,27 @@ static void token_done(store_req_t *r) {
     (void)!enroll_refuse(c, x->h.id, code, why);
     goto out;
   }
+  ProtobufCBinaryData csr = {.len = x->csr_len, .data = x->csr};
   int rc = start_signing(c, x->h.id, false, x->dev, csr);
-  csr = NULL; /* start_signing owns it */
   if (rc) {
-    (void)!broker_reply_error(c, x->h.id, TT_EIO, "the broker could not sign the certificate");
+    /* The signer went away between the check and now: the token use is gone (as when a
+     * signing fails), the device is told to try again. */
+    TT_ERROR("enroll", "cannot ask the signer", "peer=%s err=%s", c->addr, tt_errname(rc));
+    (void)!broker_reply_error(c, x->h.id, TT_EBUSY, "the broker cannot sign certificates at the moment; try again later");
     tt_link_close(c->link, 0, NULL);
   }
 out:
-  X509_REQ_free(csr);
   free(x);
 }
 
 int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q) {
+  broker_t *b = c->b;
   const char *why = NULL;
+  char csr_why[200];
   int code = TT_EDENIED;
   if (c->enroll_used) return TT_EPROTO; /* one request per enrollment connection */
   c->enroll_used = true;
+  broker_frontdoor_enroll_busy(c);
   if (q->token.len == 0 || q->token.len > TOKEN_TEXT_MAX || !tt_text_valid(q->token, TOKEN_TEXT_MAX)) {
     why = "no valid token";
   } else if (tt_text_copy(c->hostname, sizeof(c->hostname), q->hostname) ||
@@ -274,37 +292,41 @@ int broker_enroll(broker_conn_t *c, uint32_t id, const Tether__EnrollRequest *q)
     why = "hostname or version is not valid text", code = TT_ETEXT;
   }
   X509_REQ *csr = NULL;
-  if (!why && !(csr = parse_csr(q->csr_der))) {
+  if (!why && !(csr = parse_csr(q->csr_der, csr_why, sizeof(csr_why)))) {
     /* Checked before the token is used, so a bad request does not spend a use. */
-    why = "the certificate request is not a valid P-256 CSR", code = TT_EINVAL;
+    why = csr_why, code = TT_EINVAL;
+  }
+  X509_REQ_free(csr); /* it was parsed to be checked; the signer parses its own copy */
+  if (!why && !broker_signer_ready(b)) {
+    /* Before the token: a use is not spent on an enrollment that cannot be signed now. */
+    why = "the broker cannot sign certificates at the moment; try again later", code = TT_EBUSY;
   }
   if (why) return enroll_refuse(c, id, code, why);
-  token_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, token_run, token_done, "token_use");
-  if (!x) {
-    X509_REQ_free(csr);
-    return TT_ENOMEM;
-  }
+  token_req_t *x = broker_creq_new(c, id, sizeof(*x) + q->csr_der.len, STORE_LANE_WRITE, token_run, token_done,
+                                   "token_use");
+  if (!x) return TT_ENOMEM;
   SHA256(q->token.data, q->token.len, x->hash);
   x->now_ms = (int64_t)broker_unix_ms();
-  x->csr = csr;
-  unsigned held = c->work;
-  int rc = broker_creq_submit(x);
-  /* Refused by the store (it answered busy and freed x): the CSR is still ours. */
-  if (c->work == held) X509_REQ_free(csr);
-  return rc;
+  memcpy(x->csr, q->csr_der.data, q->csr_der.len); /* checked above: at most TT_PKI_CSR_MAX */
+  x->csr_len = q->csr_der.len;
+  return broker_creq_submit(x);
 }
 
 int broker_renew(broker_conn_t *c, uint32_t id, const Tether__RenewRequest *q) {
   if (c->id.role != TT_ROLE_AGENT) return broker_reply_error(c, id, TT_EDENIED, "only devices renew");
   /* One signing at a time per connection: a device asking in a loop cannot take the
-   * worker threads from everyone else's enrollments. */
+   * signer from everyone else's enrollments. */
   if (c->renewing) return broker_reply_error(c, id, TT_EBUSY, "a renewal is already in progress");
   /* An expired certificate is not a credential any more, live connection or not. */
   if (c->expires_at && uv_now(c->b->loop) >= c->expires_at)
     return broker_reply_error(c, id, TT_EDENIED, "the certificate has expired: enroll again");
-  X509_REQ *csr = parse_csr(q->csr_der);
-  if (!csr) return broker_reply_error(c, id, TT_EINVAL, "the certificate request is not a valid P-256 CSR");
-  int rc = start_signing(c, id, true, c->id.name, csr);
+  char why[200];
+  X509_REQ *csr = parse_csr(q->csr_der, why, sizeof(why));
+  if (!csr) return broker_reply_error(c, id, TT_EINVAL, why);
+  X509_REQ_free(csr);
+  int rc = start_signing(c, id, true, c->id.name, q->csr_der);
   if (rc == 0) c->renewing = true;
+  if (rc == TT_EBUSY || rc == TT_ECLOSED)
+    return broker_reply_error(c, id, TT_EBUSY, "the broker cannot sign certificates at the moment; try again later");
   return rc;
 }

@@ -10,6 +10,11 @@
 #include "tt/cli.h"
 #include "tt/log.h"
 #include "tt/pki.h"
+#include "signer.h"
+
+/* A default from tt/limits.h as the option table's text. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 #define OPT(n, f, t, field, lo, hi, d, h) \
   {n, f, t, offsetof(broker_cfg_t, field), sizeof(((broker_cfg_t *)0)->field), lo, hi, d, NULL, h}
@@ -20,7 +25,7 @@ static const tt_conf_opt_t broker_opts[] = {
         "directory of the store (broker.db) and session-ticket keys"),
     OPT("tls.ca", "ca", TT_CONF_STR, ca, 1, 511, NULL, "CA certificate (PEM) that signs every peer"),
     OPT("tls.ca_key", "ca-key", TT_CONF_STR, ca_key, 1, 511, NULL,
-        "the CA's private key, to sign device certificates at enrollment and renewal"),
+        "the CA's private key, read only by the signer process that signs device certificates"),
     OPT("tls.cert", "cert", TT_CONF_STR, cert, 1, 511, NULL, "the broker's certificate (PEM)"),
     OPT("tls.key", "key", TT_CONF_STR, key, 1, 511, NULL, "the broker's private key (PEM)"),
     OPT("heartbeat", "heartbeat", TT_CONF_DURATION, heartbeat_ms, 100, 600000, "15s",
@@ -37,9 +42,22 @@ static const tt_conf_opt_t broker_opts[] = {
     OPT("max_connections", "max-connections", TT_CONF_INT, max_connections, 1, 10000000, "200000",
         "connections held at once; more are closed at accept"),
     OPT("max_handshakes", "max-handshakes", TT_CONF_INT, max_handshakes, 1, 1000000, "2000",
-        "TLS handshakes in progress at once; more connections are reset at accept"),
+        "TLS handshakes in progress at once; then one that sent nothing makes room, or the newcomer is reset"),
     OPT("max_hello_rate", "max-hello-rate", TT_CONF_INT, max_hello_rate, 0, 1000000, "0",
         "agents welcomed per second (0 = no limit); beyond it they are told when to retry"),
+    OPT("max_handshakes_per_address", "max-handshakes-per-address", TT_CONF_INT, max_handshakes_per_address, 1,
+        1000000, STR(TT_HANDSHAKES_PER_ADDR_DEFAULT),
+        "TLS handshakes in progress from one address (IPv4, or IPv6 /64); more from it are reset at accept"),
+    OPT("max_enrolling_per_address", "max-enrolling-per-address", TT_CONF_INT, max_enrolling_per_address, 1,
+        TT_ENROLLING_MAX, STR(TT_ENROLLING_PER_ADDR_DEFAULT),
+        "enrollment connections open from one address; more from it are told to retry"),
+    OPT("audit.refusals_per_address", "audit-refusals-per-address", TT_CONF_INT, audit_refusals_per_address, 0,
+        1000000, STR(TT_AUDIT_REFUSALS_PER_ADDR_DEFAULT),
+        "refusals of one address audited one by one per window; the rest in one refuse-summary entry"),
+    OPT("audit.refusals_total", "audit-refusals-total", TT_CONF_INT, audit_refusals_total, 1, 1000000,
+        STR(TT_AUDIT_REFUSALS_TOTAL_DEFAULT), "refusal and refuse-summary entries per window from every address"),
+    OPT("audit.refusal_window", "audit-refusal-window", TT_CONF_DURATION, audit_refusal_window_ms, 1000, 3600000,
+        STR(TT_AUDIT_REFUSAL_WINDOW_DEFAULT_S) "s", "the window of the two limits above"),
     OPT("sla.first_response.low", "sla-first-response-low", TT_CONF_DURATION, sla_first_response_ms[0], 60000,
         365ll * 86400000, "1d", "tickets: first response due after creation, priority low"),
     OPT("sla.first_response.normal", "sla-first-response-normal", TT_CONF_DURATION, sla_first_response_ms[1],
@@ -101,6 +119,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_close((uv_handle_t *)&b->sigint, NULL);
   uv_close((uv_handle_t *)&b->sigterm, NULL);
   broker_close_all(b);
+  broker_signer_stop(b);
 }
 
 static void checkpoint_cb(uv_timer_t *t) { broker_audit_checkpoint(t->data, "periodic", true); }
@@ -129,6 +148,8 @@ int main(int argc, char **argv) {
                "their channels.",
       .config_path = "/etc/tether/broker.conf",
   };
+  /* The signer process is this binary too (signer.c): nothing of the broker runs in it. */
+  if (argc > 1 && strcmp(argv[1], "--signer") == 0) return broker_signer_main(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   /* Past a file-size limit a write fails with EFBIG (a recording then ends its shell)
    * instead of the signal killing the broker. */
@@ -150,13 +171,19 @@ int main(int argc, char **argv) {
   tt_log_set_level((tt_log_level_t)b.cfg.log_level);
 
   char err[512];
+  b.loop = uv_default_loop();
+  /* First of all, while this process holds nothing else: the signer, which alone loads the
+   * CA key (and checks that it belongs to the CA). This process never reads it. */
+  if (broker_signer_start(&b, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: signer: %s\n", err);
+    return 1;
+  }
   if (store_open(&b.store, b.cfg.data_dir, err, sizeof(err))) {
     fprintf(stderr, "tether-broker: store: %s\n", err);
     return 1;
   }
   store_set_busy_timeout(b.store, (int)b.cfg.store_busy_timeout_ms);
-  if (tt_pki_load_cert(b.cfg.ca, &b.ca_cert, err, sizeof(err)) ||
-      tt_pki_load_key(b.cfg.ca_key, &b.ca_key, err, sizeof(err))) {
+  if (tt_pki_load_cert(b.cfg.ca, &b.ca_cert, err, sizeof(err))) {
     fprintf(stderr, "tether-broker: %s\n", err);
     return 1;
   }
@@ -170,13 +197,13 @@ int main(int argc, char **argv) {
     snprintf(b.checkpoint_file, sizeof(b.checkpoint_file), "%s", b.cfg.checkpoint_file);
   else
     snprintf(b.checkpoint_file, sizeof(b.checkpoint_file), "%s/audit.checkpoints", b.cfg.data_dir);
-  if (X509_check_private_key(b.ca_cert, b.ca_key) != 1) {
-    fprintf(stderr, "tether-broker: %s does not belong to %s\n", b.cfg.ca_key, b.cfg.ca);
-    return 1;
-  }
   b.ca_pem = read_file(b.cfg.ca);
   if (!b.ca_pem || registry_init(&b)) {
     fprintf(stderr, "tether-broker: cannot read %s\n", b.cfg.ca);
+    return 1;
+  }
+  if (broker_frontdoor_init(&b)) {
+    fprintf(stderr, "tether-broker: out of memory for the per-address table\n");
     return 1;
   }
   /* What the loop needs from the store at start is read here, before the store thread
@@ -256,6 +283,7 @@ int main(int argc, char **argv) {
                  (uint64_t)b.cfg.checkpoint_interval_ms);
   uv_run(b.loop, UV_RUN_DEFAULT);
   broker_sessions_free(&b); /* may still write session-end entries: before "stop" */
+  broker_frontdoor_flush(&b); /* refusals held back for a summary */
   broker_audit(&b, "broker", "stop", "", AUDIT_END);
   broker_audit_checkpoint(&b, "stop", false); /* after every entry of this run */
   store_svc_stop(b.svc);    /* every queued write lands; completions run here */
@@ -267,8 +295,9 @@ int main(int argc, char **argv) {
   X509_free(b.cp_cert);
   EVP_PKEY_free(b.cp_key);
   registry_free(&b);
+  broker_frontdoor_free(&b);
+  broker_signer_free(&b);
   X509_free(b.ca_cert);
-  EVP_PKEY_free(b.ca_key);
   free(b.ca_pem);
   TT_INFO("broker", "stopped", "loop_close=%s", rc ? uv_err_name(rc) : "ok");
   return rc ? 1 : 0;

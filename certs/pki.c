@@ -333,6 +333,12 @@ int tt_pki_issue(X509 *ca, EVP_PKEY *ca_key, const tt_pki_leaf_t *leaf, X509 **c
 int tt_pki_sign_csr(X509 *ca, EVP_PKEY *ca_key, X509_REQ *csr, const tt_pki_leaf_t *leaf,
                     X509 **cert, char *err, size_t errlen) {
   *cert = NULL;
+  int rc = tt_pki_csr_check(csr, err, errlen);
+  if (rc) return rc;
+  return build_leaf(ca, ca_key, X509_REQ_get0_pubkey(csr), leaf, cert, err, errlen);
+}
+
+int tt_pki_csr_check(X509_REQ *csr, char *err, size_t errlen) {
   if (csr == NULL)
     return fail(TT_EINVAL, err, errlen, "no CSR");
   EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
@@ -340,7 +346,7 @@ int tt_pki_sign_csr(X509 *ca, EVP_PKEY *ca_key, X509_REQ *csr, const tt_pki_leaf
     return fail(TT_ECERT, err, errlen, "CSR key is not ECDSA P-256");
   if (X509_REQ_verify(csr, pub) != 1)
     return fail(TT_ECERT, err, errlen, "CSR signature does not verify");
-  return build_leaf(ca, ca_key, pub, leaf, cert, err, errlen);
+  return 0;
 }
 
 int tt_pki_csr_new(EVP_PKEY *key, const char *name, X509_REQ **out, char *err,

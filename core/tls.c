@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/buffer.h>
@@ -107,6 +108,7 @@ struct tt_tls_s {
   bool failed;          /* fatal TLS error: no close_notify */
   bool enroll_offer;    /* server with allow_enroll: the ClientHello offered tether-enroll/1 */
   bool enroll;          /* tether-enroll/1 was agreed */
+  bool heard;           /* a byte has come from the peer */
   char peer[INET6_ADDRSTRLEN + 8];
 };
 
@@ -865,6 +867,7 @@ static void tls_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     tt_tls_close(s, (int)nread);
     return;
   }
+  s->heard = true;
   if (s->state == STREAM_OPEN) s->mark = uv_now(s->tcp.loop);
   if (BIO_write(s->rbio, buf->base, (int)nread) != (int)nread) {
     tt_tls_close(s, TT_ENOMEM);
@@ -911,23 +914,17 @@ static void tls_timer_cb(uv_timer_t *t) {
 
 /* ---- creation -------------------------------------------------------------------- */
 
+/* The stream and its handles; no TLS state yet (stream_ssl adds it), so that an accept
+ * the caller refuses costs no SSL object. */
 static tt_tls_t *stream_new(tt_tls_ctx_t *ctx, uv_loop_t *loop, const tt_tls_limits_t *lim,
                             const tt_tls_cbs_t *cbs, void *data, int *rc) {
   tt_tls_t *s = calloc(1, sizeof(*s));
-  BIO *rb = NULL, *wb = NULL;
   *rc = TT_ENOMEM;
   if (!s) return NULL;
-  ERR_clear_error();
-  s->ssl = SSL_new(ctx->ssl);
-  rb = BIO_new(BIO_s_mem());
-  wb = BIO_new(BIO_s_mem());
-  if (!s->ssl || !rb || !wb) goto fail;
-  BIO_set_mem_eof_return(rb, -1);
-  BIO_set_mem_eof_return(wb, -1);
-  SSL_set_bio(s->ssl, rb, wb); /* SSL owns both now */
-  s->rbio = rb;
-  s->wbio = wb;
-  if (uv_tcp_init(loop, &s->tcp) != 0) goto fail_ssl;
+  if ((*rc = uv_tcp_init(loop, &s->tcp)) != 0) {
+    free(s);
+    return NULL;
+  }
   /* uv_timer_init cannot fail. */
   (void)uv_timer_init(loop, &s->timer);
   s->tcp.data = s;
@@ -942,19 +939,32 @@ static tt_tls_t *stream_new(tt_tls_ctx_t *ctx, uv_loop_t *loop, const tt_tls_lim
   s->data = data;
   s->mark = uv_now(loop);
   snprintf(s->peer, sizeof(s->peer), "?");
-  SSL_set_app_data(s->ssl, s);
   s->ctx = ctx;
   atomic_fetch_add(&ctx->refs, 1u);
   *rc = 0;
   return s;
-fail:
-  BIO_free(rb);
-  BIO_free(wb);
-fail_ssl:
-  SSL_free(s->ssl);
-  free(s);
+}
+
+/* The SSL object and its memory BIOs. On failure the caller aborts the stream. */
+static int stream_ssl(tt_tls_t *s) {
+  BIO *rb = NULL, *wb = NULL;
   ERR_clear_error();
-  return NULL;
+  s->ssl = SSL_new(s->ctx->ssl);
+  rb = BIO_new(BIO_s_mem());
+  wb = BIO_new(BIO_s_mem());
+  if (!s->ssl || !rb || !wb) {
+    BIO_free(rb);
+    BIO_free(wb);
+    ERR_clear_error();
+    return TT_ENOMEM;
+  }
+  BIO_set_mem_eof_return(rb, -1);
+  BIO_set_mem_eof_return(wb, -1);
+  SSL_set_bio(s->ssl, rb, wb); /* SSL owns both now */
+  s->rbio = rb;
+  s->wbio = wb;
+  SSL_set_app_data(s->ssl, s);
+  return 0;
 }
 
 /* Undo a half-made stream: the handles are live, so freeing waits for their close. */
@@ -988,14 +998,24 @@ int tt_tls_accept(tt_tls_ctx_t *ctx, uv_stream_t *server, const tt_tls_limits_t 
   if (!ctx || !ctx->server || !server || !out) return TT_EINVAL;
   tt_tls_t *s = stream_new(ctx, server->loop, lim, cbs, data, &rc);
   if (!s) return rc;
-  SSL_set_accept_state(s->ssl);
   rc = uv_accept(server, (uv_stream_t *)&s->tcp);
   if (rc) goto fail;
-  tune_socket(s);
   struct sockaddr_storage ss;
   int sl = (int)sizeof(ss);
-  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sl) == 0)
-    format_addr(s->peer, sizeof(s->peer), (struct sockaddr *)&ss);
+  /* A peer that is already gone has no address to judge it by: nothing to accept. */
+  if ((rc = uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sl)) != 0) goto fail;
+  format_addr(s->peer, sizeof(s->peer), (struct sockaddr *)&ss);
+  if (s->cbs.on_accept && !s->cbs.on_accept(s, (struct sockaddr *)&ss)) {
+    /* A reset, and no TIME_WAIT kept on our side: refusing costs an accept and a close. */
+    struct linger lg = {1, 0};
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    rc = TT_EDENIED;
+    goto fail;
+  }
+  if ((rc = stream_ssl(s)) != 0) goto fail;
+  SSL_set_accept_state(s->ssl);
+  tune_socket(s);
   s->state = STREAM_HANDSHAKE;
   rc = uv_read_start((uv_stream_t *)&s->tcp, tls_alloc_cb, tls_read_cb);
   if (rc) goto fail;
@@ -1058,6 +1078,10 @@ int tt_tls_connect(tt_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *ad
   if (!ctx || ctx->server || !loop || !addr || !out) return TT_EINVAL;
   tt_tls_t *s = stream_new(ctx, loop, lim, cbs, data, &rc);
   if (!s) return rc;
+  if ((rc = stream_ssl(s)) != 0) {
+    stream_abort(s);
+    return rc;
+  }
   SSL_set_connect_state(s->ssl);
   format_addr(s->peer, sizeof(s->peer), addr);
   if (server_name && (rc = set_server_name(s->ssl, server_name)) != 0) {
@@ -1184,6 +1208,16 @@ void tt_tls_close(tt_tls_t *s, int reason) {
 bool tt_tls_closing(const tt_tls_t *s) { return s->closing; }
 
 uint64_t tt_tls_last_read(const tt_tls_t *s) { return s->mark; }
+
+bool tt_tls_heard(const tt_tls_t *s) {
+  if (s->heard) return true;
+  /* Bytes the kernel holds that the loop has not read yet count as heard too: a ClientHello
+   * that just arrived is not silence. */
+  uv_os_fd_t fd;
+  int n = 0;
+  return !s->handles_closing && uv_fileno((const uv_handle_t *)&s->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 &&
+         n > 0;
+}
 
 void tt_tls_set_idle(tt_tls_t *s, uint64_t idle_ms) {
   s->lim.idle_ms = idle_ms;

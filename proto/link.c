@@ -74,7 +74,13 @@ static void link_on_close(tt_tls_t *s, int reason) {
   free(l);
 }
 
+static bool link_on_accept(tt_tls_t *s, const struct sockaddr *peer) {
+  tt_link_t *l = tt_tls_data(s);
+  return !l->cbs->on_accept || l->cbs->on_accept(l, peer);
+}
+
 static const tt_tls_cbs_t link_tls_cbs = {
+    .on_accept = link_on_accept,
     .on_handshake = link_on_handshake,
     .on_read = link_on_read,
     .on_drain = link_on_drain,

@@ -202,6 +202,7 @@ Tether__ErrorCode tt_err_to_wire(int err) {
   case TT_ETIMEOUT: return TETHER__ERROR_CODE__ERR_TIMEOUT;
   case TT_EDENIED: return TETHER__ERROR_CODE__ERR_DENIED;
   case TT_ECLOSED: return TETHER__ERROR_CODE__ERR_CLOSED;
+  case TT_EINVAL: return TETHER__ERROR_CODE__ERR_INVALID;
   default: return TETHER__ERROR_CODE__ERR_INTERNAL;
   }
 }
@@ -221,6 +222,7 @@ int tt_err_from_wire(Tether__ErrorCode code) {
   case TETHER__ERROR_CODE__ERR_DENIED: return TT_EDENIED;
   case TETHER__ERROR_CODE__ERR_UNAVAILABLE: return TT_ENOTFOUND;
   case TETHER__ERROR_CODE__ERR_CLOSED: return TT_ECLOSED;
+  case TETHER__ERROR_CODE__ERR_INVALID: return TT_EINVAL;
   default: return TT_EPEER;
   }
 }

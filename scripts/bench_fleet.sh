@@ -113,6 +113,10 @@ notes=()
 help=$("$broker_bin" --help 2>&1 || true)
 if grep -q -- '--data-dir' <<<"$help"; then broker_args+=(--data-dir "$tmp/data"); else notes+=("broker has no --data-dir yet: nothing persisted across the restart"); fi
 if grep -q -- '--ca-key' <<<"$help"; then broker_args+=(--ca-key "$pki/ca.key"); else notes+=("broker has no --ca-key yet"); fi
+# The fleet comes from 8 loopback addresses, ~N/8 agents behind each: a real fleet is
+# spread over far more. Let each address use every handshake slot, as before the per-address
+# limit, so that the reconnect figure measures the broker and not this simulation's NAT.
+if grep -q -- '--max-handshakes-per-address' <<<"$help"; then broker_args+=(--max-handshakes-per-address 2000); fi
 
 start_broker() { # $1: log file
   "$broker_bin" "${broker_args[@]}" 2>>"$1" &

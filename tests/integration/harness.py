@@ -467,7 +467,8 @@ class Closed(Exception):
 class WireClient:
     """A TLS 1.3 client speaking frames by hand: the hostile or lazy peer of a test."""
 
-    def __init__(self, port, ca, cert=None, key=None, alpn=("tether/1",), timeout=10.0):
+    def __init__(self, port, ca, cert=None, key=None, alpn=("tether/1",), timeout=10.0, source=None):
+        """source: the local address to connect from (another 127.0.0.0/8 address)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         ctx.maximum_version = ssl.TLSVersion.TLSv1_3
@@ -476,7 +477,8 @@ class WireClient:
             ctx.load_cert_chain(cert, key)
         if alpn:
             ctx.set_alpn_protocols(list(alpn))
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                       source_address=(source, 0) if source else None)
         try:
             self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         except Exception:

@@ -469,6 +469,7 @@ static void test_csr_subject_ignored(void **state) {
   assert_true(len > 0);
   X509_REQ_free(req);
   assert_int_equal(tt_pki_csr_from_der(der, (size_t)len, &req, err, sizeof err), 0);
+  assert_int_equal(tt_pki_csr_check(req, err, sizeof err), 0);
   leaf.name = "device-1";
   assert_int_equal(tt_pki_sign_csr(fx->ca, fx->ca_key, req, &leaf, &x, err, sizeof err), 0);
   assert_int_equal(tt_cert_identity(x, &id), 0);
@@ -479,6 +480,10 @@ static void test_csr_subject_ignored(void **state) {
   /* A flipped bit in the signature. */
   der[len - 1] ^= 0x01;
   assert_int_equal(tt_pki_csr_from_der(der, (size_t)len, &req, err, sizeof err), 0);
+  /* The check alone (what the broker runs before a token is spent) says the same. */
+  assert_int_equal(tt_pki_csr_check(req, err, sizeof err), TT_ECERT);
+  assert_non_null(strstr(err, "signature"));
+  assert_int_equal(tt_pki_csr_check(NULL, err, sizeof err), TT_EINVAL);
   x = (X509 *)1;
   assert_int_equal(tt_pki_sign_csr(fx->ca, fx->ca_key, req, &leaf, &x, err, sizeof err),
                    TT_ECERT);
@@ -510,6 +515,7 @@ static void test_csr_subject_ignored(void **state) {
   EVP_PKEY *p384 = EVP_EC_gen("P-384");
   assert_non_null(p384);
   assert_int_equal(tt_pki_csr_new(p384, "big-curve", &req, err, sizeof err), 0);
+  assert_int_equal(tt_pki_csr_check(req, err, sizeof err), TT_ECERT);
   assert_int_equal(tt_pki_sign_csr(fx->ca, fx->ca_key, req, &leaf, &x, err, sizeof err),
                    TT_ECERT);
   assert_non_null(strstr(err, "P-256"));

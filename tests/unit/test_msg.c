@@ -478,7 +478,7 @@ static void test_err_wire_round_trip(void **state) {
   (void)state;
   static const int codes[] = {0, TT_EPROTO, TT_EVERSION, TT_EROLE, TT_ETOOBIG, TT_EWINDOW,
                               TT_ECHANNEL, TT_ENOTFOUND, TT_EBUSY, TT_ETIMEOUT, TT_EDENIED,
-                              TT_ECLOSED};
+                              TT_ECLOSED, TT_EINVAL};
   for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
     assert_int_equal(tt_err_from_wire(tt_err_to_wire(codes[i])), codes[i]);
   assert_int_equal(tt_err_to_wire(0), TETHER__ERROR_CODE__ERR_NONE);
@@ -487,12 +487,14 @@ static void test_err_wire_round_trip(void **state) {
   assert_int_equal(tt_err_to_wire(TT_ETEXT), TETHER__ERROR_CODE__ERR_PROTOCOL);
   assert_int_equal(tt_err_to_wire(TT_EFULL), TETHER__ERROR_CODE__ERR_TOO_BIG);
   assert_int_equal(tt_err_to_wire(TT_EWINDOW), TETHER__ERROR_CODE__ERR_WINDOW);
+  /* A request that is not valid says so, not "internal error" (an enrollment's bad CSR). */
+  assert_int_equal(tt_err_to_wire(TT_EINVAL), TETHER__ERROR_CODE__ERR_INVALID);
   /* Local-only codes do not leak detail to the peer. */
   assert_int_equal(tt_err_to_wire(TT_ENOMEM), TETHER__ERROR_CODE__ERR_INTERNAL);
   assert_int_equal(tt_err_to_wire(TT_ECONFIG), TETHER__ERROR_CODE__ERR_INTERNAL);
   assert_int_equal(tt_err_to_wire(-104 /* -ECONNRESET */), TETHER__ERROR_CODE__ERR_INTERNAL);
   /* Every wire code maps to a negative local code (or 0 for NONE); unknown ones to EPEER. */
-  for (int w = 1; w <= 13; w++) assert_true(tt_err_from_wire((Tether__ErrorCode)w) < 0);
+  for (int w = 1; w <= 14; w++) assert_true(tt_err_from_wire((Tether__ErrorCode)w) < 0);
   assert_int_equal(tt_err_from_wire(TETHER__ERROR_CODE__ERR_INTERNAL), TT_EPEER);
   assert_int_equal(tt_err_from_wire(TETHER__ERROR_CODE__ERR_UNAVAILABLE), TT_ENOTFOUND);
   assert_int_equal(tt_err_from_wire((Tether__ErrorCode)999), TT_EPEER);

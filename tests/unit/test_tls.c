@@ -138,6 +138,7 @@ typedef enum {
   S_BADALPN,
   S_BADNAME,
   S_REFUSED,
+  S_ADMIT,
 } scenario_t;
 
 typedef struct {
@@ -162,6 +163,8 @@ typedef struct {
   uint64_t srv_t_accept, srv_t_hs, srv_t_read, srv_t_close;
   char srv_peer_cn[64];
   bool srv_paused;
+  bool srv_heard; /* tt_tls_heard at close */
+  int admit_calls, admit_family;
 
   tt_tls_t *cli;
   int cli_hs, cli_closes, cli_reason;
@@ -174,6 +177,7 @@ typedef struct {
   uv_connect_t raw_conn;
   uv_write_t raw_wr;
   const char *raw_send;
+  int raw_err;
 } fx_t;
 
 static uint8_t pat(size_t i) { return (uint8_t)(i * 131u + (i >> 11)); }
@@ -271,13 +275,14 @@ static void srv_on_close(tt_tls_t *s, int reason) {
   fx->srv_reason = reason;
   fx->srv_queued_at_close = tt_tls_queued(s);
   fx->srv_t_close = uv_now(&fx->loop);
+  fx->srv_heard = tt_tls_heard(s);
   tt_tls_close(s, TT_EPROTO); /* harmless from inside on_close */
   assert_int_equal(tt_tls_write(s, "x", 1), TT_ECLOSED);
   fx->srv = NULL;
   fx_done(fx);
 }
 
-static const tt_tls_cbs_t srv_cbs = {srv_on_handshake, srv_on_read, srv_on_drain, srv_on_close};
+static const tt_tls_cbs_t srv_cbs = {.on_handshake = srv_on_handshake, .on_read = srv_on_read, .on_drain = srv_on_drain, .on_close = srv_on_close};
 
 static void on_connection(uv_stream_t *server, int status) {
   fx_t *fx = server->data;
@@ -348,7 +353,7 @@ static void cli_on_close(tt_tls_t *s, int reason) {
   fx_done(fx);
 }
 
-static const tt_tls_cbs_t cli_cbs = {cli_on_handshake, cli_on_read, NULL, cli_on_close};
+static const tt_tls_cbs_t cli_cbs = {.on_handshake = cli_on_handshake, .on_read = cli_on_read, .on_close = cli_on_close};
 
 /* a raw TCP client for the tests that are not TLS at all */
 
@@ -361,11 +366,18 @@ static void raw_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
 static void raw_close_cb(uv_handle_t *h) { fx_done(h->data); }
 
 static void raw_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
-  if (n < 0) uv_close((uv_handle_t *)st, raw_close_cb);
+  if (n >= 0) return;
+  ((fx_t *)st->data)->raw_err = (int)n;
+  uv_close((uv_handle_t *)st, raw_close_cb);
 }
 
 static void raw_connect_cb(uv_connect_t *req, int status) {
   fx_t *fx = req->data;
+  if (status == UV_ECONNRESET && fx->sc == S_ADMIT) { /* the reset may come before we look */
+    fx->raw_err = status;
+    uv_close((uv_handle_t *)&fx->raw, raw_close_cb);
+    return;
+  }
   assert_int_equal(status, 0);
   assert_int_equal(uv_read_start((uv_stream_t *)&fx->raw, raw_alloc, raw_read), 0);
   if (fx->raw_send) {
@@ -440,6 +452,26 @@ static void fx_tls_pair(fx_t *fx, const char *ca, const char *cert, const char *
   fx_client(fx);
 }
 
+/* A server that refuses every connection in on_accept, before any TLS state exists. */
+static bool admit_no(tt_tls_t *s, const struct sockaddr *peer) {
+  fx_t *fx = tt_tls_data(s);
+  fx->admit_calls++;
+  fx->admit_family = peer->sa_family;
+  return false;
+}
+
+static const tt_tls_cbs_t refuse_cbs = {
+    .on_handshake = srv_on_handshake, .on_read = srv_on_read, .on_close = srv_on_close, .on_accept = admit_no};
+
+static void on_connection_refuse(uv_stream_t *server, int status) {
+  fx_t *fx = server->data;
+  tt_tls_t *s = NULL;
+  assert_int_equal(status, 0);
+  assert_int_equal(tt_tls_accept(fx->sctx, server, &fx->slim, &refuse_cbs, fx, &s), TT_EDENIED);
+  assert_null(s);
+  uv_close((uv_handle_t *)server, NULL);
+}
+
 /* ---- tests ----------------------------------------------------------------------- */
 
 static void test_echo(void **state) {
@@ -506,6 +538,7 @@ static void test_handshake_timeout(void **state) {
   assert_int_equal(fx.srv_hs, 0);
   assert_int_equal(fx.srv_closes, 1);
   assert_int_equal(fx.srv_reason, TT_ETIMEOUT);
+  assert_false(fx.srv_heard); /* the raw client never sent a byte */
   uint64_t took = fx.srv_t_close - fx.srv_t_accept;
   print_message("handshake timeout after %llu ms\n", (unsigned long long)took);
   assert_true(took >= 200 && took < 1500);
@@ -554,6 +587,21 @@ static void test_plain_tcp_garbage(void **state) {
   assert_int_equal(fx.srv_hs, 0);
   assert_int_equal(fx.srv_closes, 1);
   assert_int_equal(fx.srv_reason, TT_ETLS);
+  assert_true(fx.srv_heard);
+}
+
+static void test_accept_refused(void **state) {
+  fx_t fx;
+  fx_init(&fx, S_ADMIT);
+  fx.alive = 1; /* the raw client; the refused stream never calls back */
+  assert_int_equal(uv_listen((uv_stream_t *)&fx.listener, 16, on_connection_refuse), 0);
+  fx_raw_client(&fx, NULL);
+  fx_run(&fx);
+  assert_int_equal(fx.admit_calls, 1);
+  assert_int_equal(fx.admit_family, AF_INET);
+  assert_int_equal(fx.srv_hs, 0);
+  assert_int_equal(fx.srv_closes, 0);
+  assert_int_equal(fx.raw_err, UV_ECONNRESET); /* reset, not a graceful close */
 }
 
 static void test_close_inside_on_read(void **state) {
@@ -745,8 +793,8 @@ static void pair_cli_close(tt_tls_t *s, int reason) {
   pair_done(p);
 }
 
-static const tt_tls_cbs_t pair_srv_cbs = {pair_srv_hs, pair_srv_read, NULL, pair_srv_close};
-static const tt_tls_cbs_t pair_cli_cbs = {pair_cli_hs, pair_cli_read, NULL, pair_cli_close};
+static const tt_tls_cbs_t pair_srv_cbs = {.on_handshake = pair_srv_hs, .on_read = pair_srv_read, .on_close = pair_srv_close};
+static const tt_tls_cbs_t pair_cli_cbs = {.on_handshake = pair_cli_hs, .on_read = pair_cli_read, .on_close = pair_cli_close};
 
 static void pair_on_connection(uv_stream_t *server, int status) {
   pair_t *p = server->data;
@@ -1164,6 +1212,7 @@ int main(void) {
       cmocka_unit_test(test_idle_timeout),
       cmocka_unit_test(test_write_cap),
       cmocka_unit_test(test_plain_tcp_garbage),
+      cmocka_unit_test(test_accept_refused),
       cmocka_unit_test(test_close_inside_on_read),
       cmocka_unit_test(test_client_without_alpn),
       cmocka_unit_test(test_client_wrong_alpn),

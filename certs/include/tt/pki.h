@@ -79,6 +79,10 @@ int tt_pki_issue(X509 *ca, EVP_PKEY *ca_key, const tt_pki_leaf_t *leaf, X509 **c
 int tt_pki_sign_csr(X509 *ca, EVP_PKEY *ca_key, X509_REQ *csr, const tt_pki_leaf_t *leaf,
                     X509 **cert, char *err, size_t errlen) TT_WUR;
 
+/* What tt_pki_sign_csr checks before it signs (a P-256 key, a signature that verifies),
+ * for a caller that must refuse a bad CSR before it spends anything on it. */
+int tt_pki_csr_check(X509_REQ *csr, char *err, size_t errlen) TT_WUR;
+
 /* The enrolling side: a CSR for key with subject /O=Tether/CN=name, signed by key. */
 int tt_pki_csr_new(EVP_PKEY *key, const char *name, X509_REQ **out, char *err,
                    size_t errlen) TT_WUR;

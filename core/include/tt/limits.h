@@ -76,8 +76,52 @@
 /* Requests a connection may have refused (each one is audited) before it is closed: a
  * peer cannot grow the audit log without bound. */
 #define TT_REFUSALS_MAX 16u
-/* Enrollment connections (no certificate yet) open at once; more are closed at once. */
+/* Enrollment connections (no certificate yet) open at once. Past it the oldest idle one
+ * (TLS done, no request yet) of the address holding the most is dropped for a newcomer;
+ * with none idle the newcomer is told to retry. */
 #define TT_ENROLLING_MAX 64u
+
+/* The front door (broker/frontdoor.c). A source address is an IPv4 /32 or an IPv6 /64 (one
+ * host, or one site's subnet: a peer owning a /64 has all of it). Defaults of the config
+ * keys that bound what one address may hold of what every newcomer shares:
+ * - max_handshakes_per_address: a tenth of max_handshakes' default, so that it takes ten
+ *   addresses to fill the handshake slots (and then the silent ones are dropped first),
+ *   while an office behind one NAT still reconnects 200 at a time;
+ * - max_enrolling_per_address: an eighth of TT_ENROLLING_MAX; a rollout behind one NAT
+ *   enrolls 8 machines at a time and the others are told to retry. */
+#define TT_HANDSHAKES_PER_ADDR_DEFAULT 200
+#define TT_ENROLLING_PER_ADDR_DEFAULT 8
+/* Refusals written to the audit (a bad token, a revoked or role-less certificate, a wrong
+ * Hello), per address and per window, and from every address together per window; the
+ * rest are counted and written as one refuse-summary entry per address and window (one
+ * more for the whole broker when even the summaries pass the total). 10 a minute shows an
+ * admin what one address tried; 120 a minute in all (~2 a second, well under 200 KB of
+ * store a minute) is what unauthenticated peers can make the store grow by. */
+#define TT_AUDIT_REFUSALS_PER_ADDR_DEFAULT 10
+#define TT_AUDIT_REFUSALS_TOTAL_DEFAULT 120
+#define TT_AUDIT_REFUSAL_WINDOW_DEFAULT_S 60
+/* The per-address table is fixed at start: an entry for every handshake and enrollment
+ * connection the broker may hold, plus this many for addresses remembered only for their
+ * refusal counts. Past that the least recently seen of those is forgotten (its count goes
+ * to the broker-wide summary), so a peer spread over all of 127/8 costs a bounded table. */
+#define TT_FRONTDOOR_IDLE_ADDRS 4096u
+
+/* The certificate signer: a process of its own, the only one that holds the CA key
+ * (broker/signer.c). A request carries a CSR (at most 4 KiB, TT_PKI_CSR_MAX) and a device
+ * id; an answer a certificate (~700 bytes DER) or a message. Nothing larger is ours. */
+#define TT_SIGNER_REQUEST_MAX 8192u
+#define TT_SIGNER_REPLY_MAX 8192u
+/* Signings waiting for the signer (one at a time, each well under a millisecond): every
+ * enrollment connection's one and a burst of renewals. Past it the request is told to
+ * retry (an agent's renewal retries by itself). */
+#define TT_SIGNER_QUEUE_MAX 256u
+/* An answer that takes longer than this is a wedged signer: it is killed and restarted. */
+#define TT_SIGNER_TIMEOUT_MS (10u * 1000u)
+/* A signer that keeps dying is restarted at most this often per window; then signing
+ * waits for the window to pass (a key that cannot be read now will not be on the 100th
+ * try, and the log stays readable). */
+#define TT_SIGNER_RESTARTS_MAX 5u
+#define TT_SIGNER_RESTART_WINDOW_MS (60u * 1000u)
 /* A broker's retry-after is honoured up to this; a larger one is a broker gone wrong. */
 #define TT_RETRY_AFTER_MAX_MS (10u * 60u * 1000u)
 

@@ -63,6 +63,11 @@ typedef struct {
   /* Last callback: the reason (0 for a clean close by either side, TT_ETIMEOUT,
    * TT_ECERT, TT_ETLS, UV_EOF, UV_ECONNRESET, ...). The stream is freed when it returns. */
   void (*on_close)(tt_tls_t *s, int reason);
+  /* Server, may be NULL: called by tt_tls_accept with the peer's address once the TCP
+   * connection is accepted and before any TLS state is made for it. false refuses it: the
+   * socket is reset and closed, tt_tls_accept returns TT_EDENIED and no other callback
+   * follows. tt_tls_data() works here; nothing else may be called on s. */
+  bool (*on_accept)(tt_tls_t *s, const struct sockaddr *peer);
 } tt_tls_cbs_t;
 
 /* Accept one pending connection from a listening handle (call from its connection_cb). */
@@ -92,6 +97,9 @@ void tt_tls_set_idle(tt_tls_t *s, uint64_t idle_ms);
 /* uv_now() of the last bytes received (of the handshake's start before it is done): for
  * callers that keep idle deadlines on a shared wheel instead of idle_ms. */
 uint64_t tt_tls_last_read(const tt_tls_t *s);
+/* A byte has come from the peer (read, or waiting in the kernel to be read): a server
+ * under pressure drops the connections that have sent nothing first. */
+bool tt_tls_heard(const tt_tls_t *s);
 
 /* The handshake is done (and, on a server, the client verified or enrolling). */
 bool tt_tls_established(const tt_tls_t *s);

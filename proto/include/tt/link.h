@@ -23,6 +23,10 @@ typedef struct {
   void (*on_down)(tt_link_t *l, int reason);
   /* Channel callbacks; tt_link_from_mux() gets the link back. */
   tt_mux_cbs_t mux;
+  /* Server, may be NULL: the peer's address, before any TLS state exists (l->tls is not
+   * set yet; l->data is). false refuses the connection: it is reset, tt_link_accept
+   * returns TT_EDENIED and no other callback follows. */
+  bool (*on_accept)(tt_link_t *l, const struct sockaddr *peer);
 } tt_link_cbs_t;
 
 struct tt_link_s {
