@@ -1,7 +1,7 @@
 /* Readers of what the kernel says about processes and cgroups: the text of
  * /proc/self/mountinfo, /proc/PID/cgroup and /proc/PID/stat. Pure functions with no
  * allocation, no stdio and no locale, so that the keeper process (contain.c) may use them
- * between fork and exit. Unit-tested in tests/unit/test_agent_procfs.c. */
+ * between fork and exit. Unit-tested in tests/unit/agent/test_agent_procfs.c. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Session ids as the employee types them ("S-4" or "4"). A pure function, unit-tested in
- * tests/unit/test_agent_words.c. */
+ * tests/unit/agent/test_agent_words.c. */
 #include <stdint.h>
 #include "agent.h"
 

@@ -30,7 +30,7 @@ typedef struct {
   int64_t max_connections;
   int64_t max_handshakes;
   int64_t max_hello_rate;
-  /* The front door (frontdoor.c): per source address. */
+  /* The front door (frontdoor/): per source address. */
   int64_t max_handshakes_per_address;
   int64_t max_enrolling_per_address;
   int64_t audit_refusals_per_address;
@@ -83,7 +83,7 @@ typedef struct broker_conn_s {
   bool renewing;          /* a renewal is being signed: one at a time */
   bool verifying;         /* an audit verification is running: one at a time */
   bool tls_done;          /* counted out of broker.handshaking */
-  /* frontdoor.c: what this connection counts against its source address. */
+  /* frontdoor/: what this connection counts against its source address. */
   broker_addr_key_t akey;
   broker_fd_addr_t *fd_addr; /* the address's entry while the connection counts there */
   struct broker_conn_s *sprev, *snext; /* the address's connections that have sent nothing */
@@ -124,9 +124,9 @@ struct broker_s {
   struct broker_revoked_s **revoked; /* revoked identities, loaded at start (registry.c) */
   X509 *ca_cert;          /* the CA's key is not here: only the signer process has it */
   char *ca_pem;           /* the CA certificate as sent to enrolling devices */
-  broker_signer_t *signer; /* signer_client.c: the process that signs device certificates */
+  broker_signer_t *signer; /* signer/client.c: the process that signs device certificates */
   broker_conn_t **registry; /* welcomed agents by device id */
-  broker_frontdoor_t *frontdoor; /* frontdoor.c: per-address accounting */
+  broker_frontdoor_t *frontdoor; /* frontdoor/: per-address accounting */
   size_t handshaking;     /* accepted, TLS not finished: capped by max_handshakes */
   size_t enrolling;       /* enrollment connections open: capped by TT_ENROLLING_MAX */
   size_t accepted_since_trim; /* connections accepted since the heap was last trimmed */
@@ -156,7 +156,7 @@ void revoked_add(broker_t *b, store_revoke_kind_t kind, const char *name);
 bool revoked_has(broker_t *b, store_revoke_kind_t kind, const char *name);
 void revoked_free(broker_t *b);
 
-/* frontdoor.c: what each source address holds of what every newcomer shares (handshakes
+/* frontdoor/frontdoor.c: what each source address holds of what every newcomer shares (handshakes
  * in progress, enrollment connections) and how many of its refusals reach the audit. A
  * table of fixed size, made at start (see TT_FRONTDOOR_IDLE_ADDRS). */
 int broker_frontdoor_init(broker_t *b);
@@ -234,7 +234,7 @@ broker_conn_t *broker_creq_conn(void *x);
 /* Queue a write nobody waits for (its failure is logged), e.g. a device last seen. */
 void broker_store_later(broker_t *b, store_req_t *r);
 
-/* signer_client.c: the signer process (signer.h), the only one holding the CA key. */
+/* signer/client.c: the signer process (signer.h), the only one holding the CA key. */
 typedef void (*broker_sign_cb)(void *data, int status, const uint8_t *der, size_t len, const char *msg);
 /* At start, before anything else is loaded: start the signer and wait (bounded) until it
  * has loaded the CA key; err says why not (the broker does not start without it). */

@@ -1,6 +1,6 @@
 /* Enrollment and renewal: a device's CSR becomes a certificate signed by the broker's CA.
  * The token is checked (hashed, constant-time, single or N use) and the CSR verified before
- * anything is signed; signing is the signer process's (signer_client.c), which holds the CA
+ * anything is signed; signing is the signer process's (signer/client.c), which holds the CA
  * key so that this one never does. The CSR contributes only its public key: subject, role
  * and lifetime are ours. */
 #include <openssl/pem.h>

@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
                "their channels.",
       .config_path = "/etc/tether/broker.conf",
   };
-  /* The signer process is this binary too (signer.c): nothing of the broker runs in it. */
+  /* The signer process is this binary too (signer/process.c): nothing of the broker runs in it. */
   if (argc > 1 && strcmp(argv[1], "--signer") == 0) return broker_signer_main(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   /* Past a file-size limit a write fails with EFBIG (a recording then ends its shell)

@@ -81,7 +81,7 @@
  * with none idle the newcomer is told to retry. */
 #define TT_ENROLLING_MAX 64u
 
-/* The front door (broker/frontdoor.c). A source address is an IPv4 /32 or an IPv6 /64 (one
+/* The front door (broker/frontdoor/). A source address is an IPv4 /32 or an IPv6 /64 (one
  * host, or one site's subnet: a peer owning a /64 has all of it). Defaults of the config
  * keys that bound what one address may hold of what every newcomer shares:
  * - max_handshakes_per_address: a tenth of max_handshakes' default, so that it takes ten
@@ -107,7 +107,7 @@
 #define TT_FRONTDOOR_IDLE_ADDRS 4096u
 
 /* The certificate signer: a process of its own, the only one that holds the CA key
- * (broker/signer.c). A request carries a CSR (at most 4 KiB, TT_PKI_CSR_MAX) and a device
+ * (broker/signer/). A request carries a CSR (at most 4 KiB, TT_PKI_CSR_MAX) and a device
  * id; an answer a certificate (~700 bytes DER) or a message. Nothing larger is ours. */
 #define TT_SIGNER_REQUEST_MAX 8192u
 #define TT_SIGNER_REPLY_MAX 8192u

@@ -1,4 +1,4 @@
-/* The certificate signer (broker/signer.c, broker/signer_wire.c): its messages, and the
+/* The certificate signer (broker/signer/process.c, broker/signer/wire.c): its messages, and the
  * serving loop on a socketpair with a CA made at test time: a good request is signed as a
  * device certificate for the name asked, for the time asked; requests that are garbage,
  * ask too much, carry a bad CSR, or are oversized are refused with a clear code, and

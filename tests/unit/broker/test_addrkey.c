@@ -1,4 +1,4 @@
-/* broker/addrkey.c: how the front door keys a peer's source address. An IPv4 address is
+/* broker/frontdoor/addrkey.c: how the front door keys a peer's source address. An IPv4 address is
  * its own key; every IPv6 address of one /64 shares a key (a peer with a /64 has all of
  * it); an IPv4-mapped IPv6 address is its IPv4 address. */
 #include <setjmp.h>

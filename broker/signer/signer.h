@@ -49,7 +49,7 @@ size_t broker_sign_reply_encode(const broker_sign_reply_t *r, uint8_t *out, size
 int broker_sign_req_decode(const uint8_t *body, size_t len, broker_sign_req_t *out) TT_WUR;
 int broker_sign_reply_decode(const uint8_t *body, size_t len, broker_sign_reply_t *out) TT_WUR;
 
-/* signer.c: the process. `tether-broker --signer 3 --ca FILE --ca-key FILE --lifetime SECONDS
+/* process.c: the process. `tether-broker --signer 3 --ca FILE --ca-key FILE --lifetime SECONDS
  * [--log-level LEVEL]`, started by the broker only; returns its exit status. */
 int broker_signer_main(int argc, char **argv);
 /* Answer requests on fd until it closes: 0 at EOF, or the error that ended it (a message
