@@ -511,6 +511,10 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? on_audit_list(c, q->id, q->audit_list) : deny(c, q->id, "reading the audit log", "admin");
   case TETHER__REQUEST__BODY_AUDIT_VERIFY:
     return admin ? on_audit_verify(c, q->id) : deny(c, q->id, "verifying the audit log", "admin");
+  case TETHER__REQUEST__BODY_PERSON_ADD:
+    return admin ? broker_people_request(c, q) : deny(c, q->id, "adding people", "admin");
+  case TETHER__REQUEST__BODY_PEOPLE_LIST:
+    return admin ? broker_people_request(c, q) : deny(c, q->id, "listing people", "admin");
   case TETHER__REQUEST__BODY_TICKET_NEW:
   case TETHER__REQUEST__BODY_TICKET_LIST:
   case TETHER__REQUEST__BODY_TICKET_SHOW:

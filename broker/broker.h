@@ -291,6 +291,12 @@ int broker_ticket_event(broker_t *b, int64_t ticket, const char *actor, const ch
 /* A person worked the ticket (a session was granted): sets first_response_ms if not set. */
 void broker_ticket_responded(broker_t *b, int64_t ticket);
 
+/* people.c: the technicians and admins the broker knows. A person connected (connect) or
+ * their connection ended: recorded by a write nobody waits for (no-op for other roles). */
+void broker_person_seen(broker_t *b, const broker_conn_t *c, bool connect);
+/* person_add, people_list (admins; admin.c checks the role). */
+int broker_people_request(broker_conn_t *c, const Tether__Request *q);
+
 /* session.c: sessions (consented grants), consent orchestration, recordings access. */
 int broker_sessions_init(broker_t *b);
 void broker_sessions_free(broker_t *b);

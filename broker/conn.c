@@ -254,6 +254,7 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
     registry_add(b, c);
     b->nagents++;
   }
+  broker_person_seen(b, c, true); /* technicians and admins: known from now on */
   Tether__Welcome w = TETHER__WELCOME__INIT;
   w.proto_version = TT_PROTO_VERSION;
   w.broker_version = tt_text(TT_VERSION);
@@ -319,6 +320,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
       registry_remove(b, c);
       device_seen_later(b, c, false);
     }
+    broker_person_seen(b, c, false);
     if (!b->stopping || c->id.role != TT_ROLE_AGENT)
       broker_audit(b, c->id.name, "disconnect", c->id.name, "reason", reason ? tt_errname(reason) : "closed",
                    AUDIT_END);

@@ -371,7 +371,7 @@ typedef struct {
   char note[STORE_TEXT_MAX];    /* the request's text, validated */
   const char *end_reason;       /* sessions of the ticket end with this (resolve, close) */
   int err;                      /* refused: code and message */
-  char msg[160];
+  char msg[192];
 } tix_change_t;
 
 static void refuse(tix_change_t *x, int err, const char *fmt, ...) TT_PRINTF(3, 4);
@@ -407,21 +407,45 @@ static bool want_state(tix_change_t *x, const char *name, unsigned mask) {
 #define BIT_RESOLVED STORE_TICKET_STATE_BIT(STORE_TICKET_RESOLVED)
 #define BIT_CLOSED STORE_TICKET_STATE_BIT(STORE_TICKET_CLOSED)
 
-static void op_assign(const tt_identity_t *c, tix_change_t *x, const char *name) {
+/* The assignee must be someone the broker knows (seen at connect, or added by an admin) and
+ * not revoked: read in the update's own store request, so a revocation or an add cannot
+ * land between the check and the write. Non-zero only for a store failure. */
+static int assignable(broker_store_t *s, tix_change_t *x, const char *to) {
+  store_person_t p;
+  int rc = store_person_get(s, to, &p);
+  if (rc == TT_ENOTFOUND) {
+    refuse(x, TT_EINVAL, "%s is not a person this broker knows (an admin adds people with `tether person add`)",
+           to);
+    return 0;
+  }
+  if (rc) return rc;
+  if (p.revoked) refuse(x, TT_EINVAL, "%s was revoked", to);
+  return 0;
+}
+
+static int op_assign(broker_store_t *s, const tt_identity_t *c, tix_change_t *x, const char *name) {
   if (!tt_name_valid(x->note)) {
     refuse(x, TT_EINVAL, "assign to whom? a person's name (letters, digits, . _ @ -)");
-    return;
+    return 0;
   }
   char to[STORE_NAME_MAX];
   text_fit(to, sizeof(to), x->note); /* tt_name_valid: it fits */
-  if (!want_state(x, name, BIT_OPEN)) return;
-  /* A technician takes an unassigned ticket, or hands on one of their own. */
+  if (!want_state(x, name, BIT_OPEN)) return 0;
+  /* A technician takes a ticket for themselves (unassigned, or theirs already) or escalates
+   * it; handing it to a named colleague is an admin's call, so that no ticket lands on
+   * someone who did not take it and only an admin could take it back. */
   bool self = strcmp(to, c->name) == 0;
-  if (!may_work(c, x, name, self)) return;
+  if (!is_admin(c) && !self) {
+    refuse(x, TT_EDENIED, "technicians take tickets for themselves or escalate them; only an admin assigns to a colleague");
+    return 0;
+  }
+  if (!may_work(c, x, name, true)) return 0;
   if (strcmp(x->t.assignee, to) == 0) {
     refuse(x, TT_EINVAL, "%s is already assigned to %s", name, to);
-    return;
+    return 0;
   }
+  int rc = assignable(s, x, to);
+  if (rc || x->err) return rc;
   char text[STORE_NAME_MAX * 2 + 8];
   snprintf(text, sizeof(text), "%s%s%s%s", to, x->t.assignee[0] ? " (was " : "", x->t.assignee,
            x->t.assignee[0] ? ")" : "");
@@ -430,6 +454,7 @@ static void op_assign(const tt_identity_t *c, tix_change_t *x, const char *name)
   if (x->t.assignee[0]) x->end_reason = "ticket reassigned";
   memcpy(x->t.assignee, to, sizeof(to));
   x->kind = "assigned";
+  return 0;
 }
 
 static void op_escalate(const tt_identity_t *c, tix_change_t *x, const char *name, uint32_t level) {
@@ -507,7 +532,10 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   char prev_assignee[STORE_NAME_MAX];
   snprintf(prev_assignee, sizeof(prev_assignee), "%s", x->t.assignee);
   switch (u->op) {
-  case TETHER__TICKET_OP__TICKET_ASSIGN: op_assign(&u->who, x, name); break;
+  case TETHER__TICKET_OP__TICKET_ASSIGN:
+    rc = op_assign(s, &u->who, x, name);
+    if (rc) return rc;
+    break;
   case TETHER__TICKET_OP__TICKET_ESCALATE: op_escalate(&u->who, x, name, u->level); break;
   case TETHER__TICKET_OP__TICKET_COMMENT: op_comment(&u->who, x, name, u->now_ms); break;
   default: op_state(&u->who, x, name, u->op, u->now_ms); break;

@@ -525,8 +525,8 @@ static int reopen_check(console_t *c) {
       .on_not_found = ticket_not_found,                                                          \
   }
 
-UPDATE_CMD(console_cmd_ticket_assign, "assign", "T PERSON", "assign a ticket (technicians: to themselves)", 2,
-           assign_check);
+UPDATE_CMD(console_cmd_ticket_assign, "assign", "T PERSON",
+           "take a ticket (technicians: PERSON is you); admins: give it to a known person", 2, assign_check);
 UPDATE_CMD(console_cmd_ticket_escalate, "escalate", "T --level 2|3", "raise a ticket's support level", 1,
            escalate_check);
 UPDATE_CMD(console_cmd_ticket_comment, "comment", "T TEXT", "add a comment to a ticket's timeline", 2,

@@ -29,6 +29,7 @@ typedef struct {
   int64_t token_uses;
   char token_note[TT_TEXT_MAX + 1];
   char revoke_reason[TT_TEXT_MAX + 1]; /* revoke */
+  char person_role[16];            /* person add */
   char audit_since[64];            /* audit: ISO-8601 UTC or a duration back from now */
   char audit_device[TT_NAME_MAX + 1];
   int64_t audit_limit;
@@ -173,6 +174,8 @@ extern const console_cmd_t console_cmd_device_show;
 extern const console_cmd_t console_cmd_token_new;
 extern const console_cmd_t console_cmd_revoke_device;
 extern const console_cmd_t console_cmd_revoke_person;
+extern const console_cmd_t console_cmd_person_add;
+extern const console_cmd_t console_cmd_people;
 extern const console_cmd_t console_cmd_audit;
 extern const console_cmd_t console_cmd_audit_verify;
 extern const console_cmd_t console_cmd_speedtest;

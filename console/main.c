@@ -32,9 +32,10 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("token.uses", "uses", TT_CONF_INT, token_uses, 1, 100000, "1",
         "token new: how many devices may enroll with it"),
     OPT("token.note", "note", TT_CONF_STR, token_note, 0, TT_TEXT_MAX, NULL,
-        "token new: a note kept with the token (who it is for); ticket resolve: a note"),
+        "token new: a note kept with the token (who it is for); ticket resolve, person add: a note"),
     OPT("revoke.reason", "reason", TT_CONF_STR, revoke_reason, 0, TT_TEXT_MAX, NULL,
         "revoke: why, for the audit log"),
+    OPT("person.role", "role", TT_CONF_STR, person_role, 0, 15, NULL, "person add: technician or admin"),
     OPT("audit.since", "since", TT_CONF_STR, audit_since, 0, 63, NULL,
         "audit: entries from this time on: 2026-11-23T18:00:00Z, or back from now: 30m, 2h, 7d"),
     OPT("audit.device", "device", TT_CONF_STR, audit_device, 0, TT_NAME_MAX, NULL,
@@ -80,8 +81,8 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_sessions,        &console_cmd_session_end,      &console_cmd_shell,
     &console_cmd_exec,            &console_cmd_replay,           &console_cmd_recording_export,
     &console_cmd_ping,            &console_cmd_speedtest,        &console_cmd_token_new,
-    &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_audit,
-    &console_cmd_audit_verify,
+    &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_person_add,
+    &console_cmd_people,          &console_cmd_audit,            &console_cmd_audit_verify,
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -235,10 +236,11 @@ static void usage(const tt_cli_t *cli) {
          "kind is clear). shell and exec open a session first (or reuse a live one): the person\n"
          "at the device is asked and must agree; so do ping and speedtest (diag access), which\n"
          "only admins may run without --ticket. You hold at most %u channels on one device.\n"
-         "admin commands (token, revoke, audit) need an admin certificate. Exit status: 0 done,\n"
-         "1 failed (one line on stderr says why), 2 bad usage; shell and exec: the remote\n"
-         "command's status (128+N for signal N; exec: 127 not found, 126 not runnable), 255 when\n"
-         "the channel closed without one.\n",
+         "admin commands (token, revoke, person, people, audit) need an admin certificate.\n"
+         "Technicians assign tickets to themselves only; admins assign them to any person the\n"
+         "broker knows (see people). Exit status: 0 done, 1 failed (one line on stderr says\n"
+         "why), 2 bad usage; shell and exec: the remote command's status (128+N for signal N;\n"
+         "exec: 127 not found, 126 not runnable), 255 when the channel closed without one.\n",
          TT_CHANNELS_PER_PERSON_DEVICE_MAX);
 }
 

@@ -163,6 +163,33 @@ static const char *const g_migrations[] = {
   "CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
   "  BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;"
   "PRAGMA user_version = 4;",
+  /* 5: the people the broker knows (technicians and admins), so that a ticket is only ever
+   * given to someone real. Names are what tt_name_valid allows; roles are tt_role_t's
+   * technician (2) and admin (3). first_seen_ms 0 = added by an admin, never connected.
+   * Revocations stay in their own table. People who connected before this step are taken
+   * from the audit's connect entries, whose detail carries the role (the newest entry's
+   * role wins); an entry that is not JSON, or a name the check refuses, is skipped, never
+   * fatal. */
+  "CREATE TABLE people("
+  "  name TEXT PRIMARY KEY NOT NULL"
+  "    CHECK(length(name) BETWEEN 1 AND 64 AND NOT name GLOB '*[^A-Za-z0-9._@-]*'),"
+  "  role INTEGER NOT NULL CHECK(role IN (2, 3)),"
+  "  first_seen_ms INTEGER NOT NULL DEFAULT 0 CHECK(first_seen_ms >= 0),"
+  "  last_seen_ms INTEGER NOT NULL DEFAULT 0 CHECK(last_seen_ms >= first_seen_ms),"
+  "  added_by TEXT NOT NULL DEFAULT '',"
+  "  added_ms INTEGER NOT NULL DEFAULT 0 CHECK(added_ms >= 0),"
+  "  note TEXT NOT NULL DEFAULT ''"
+  ") STRICT;"
+  "INSERT OR IGNORE INTO people(name, role, first_seen_ms, last_seen_ms)"
+  "  SELECT actor, CASE role WHEN 'admin' THEN 3 ELSE 2 END, first_ms, ts_ms FROM ("
+  "    SELECT actor, role, ts_ms, min(ts_ms) OVER (PARTITION BY actor) AS first_ms,"
+  "      row_number() OVER (PARTITION BY actor ORDER BY ts_ms DESC, id DESC) AS newest FROM ("
+  "        SELECT id, actor, ts_ms,"
+  "          CASE WHEN json_valid(detail) THEN json_extract(detail, '$.role') END AS role"
+  "        FROM audit WHERE action = 'connect')"
+  "    WHERE role IN ('technician', 'admin'))"
+  "  WHERE newest = 1;"
+  "PRAGMA user_version = 5;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 
@@ -427,6 +454,7 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_audit(s);
   if (rc == 0) rc = store_prepare_tickets(s);
   if (rc == 0) rc = store_prepare_sessions(s);
+  if (rc == 0) rc = store_prepare_people(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;
@@ -485,6 +513,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_audit(s);
   if (rc == 0) rc = store_prepare_tickets(s);
   if (rc == 0) rc = store_prepare_sessions(s);
+  if (rc == 0) rc = store_prepare_people(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;

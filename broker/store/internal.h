@@ -1,5 +1,5 @@
 /* The store's private half: the connection, its prepared statements and the helpers every
- * domain file (devices, tokens, audit, tickets, sessions) shares. Nothing outside
+ * domain file (devices, tokens, audit, tickets, sessions, people) shares. Nothing outside
  * broker/store/ includes this. */
 #ifndef BROKER_STORE_INTERNAL_H
 #define BROKER_STORE_INTERNAL_H
@@ -70,6 +70,11 @@ typedef enum {
   ST_REC_ABANDON,
   ST_REC_GET,
   ST_REC_LIST,
+  ST_PPL_ADD,
+  ST_PPL_SEEN,
+  ST_PPL_LAST_SEEN,
+  ST_PPL_GET,
+  ST_PPL_LIST,
   ST__COUNT
 } store_stmt_t;
 
@@ -97,6 +102,7 @@ int store_prepare_tokens(broker_store_t *s);
 int store_prepare_audit(broker_store_t *s);
 int store_prepare_tickets(broker_store_t *s);
 int store_prepare_sessions(broker_store_t *s);
+int store_prepare_people(broker_store_t *s);
 /* Load the audit chain's tail (at open, and after a batch that appended was rolled back). */
 int store_audit_load_tail(broker_store_t *s);
 

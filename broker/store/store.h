@@ -277,6 +277,45 @@ int store_recording_get(broker_store_t *s, int64_t id, store_recording_t *out) T
 int store_recording_list(broker_store_t *s, int64_t session, store_recording_t *out, uint32_t cap,
                          uint32_t *n) TT_WUR;
 
+/* ---- people (schema 4) ------------------------------------------------------------------ */
+/* Technicians and admins the broker knows: seen at connect (their certificate's name and
+ * role) or added by an admin before they ever connect. Only a known, unrevoked person can
+ * be given a ticket. Revocation stays in revocations (STORE_REVOKE_PERSON). */
+typedef enum {
+  STORE_PERSON_TECHNICIAN = 2,          /* tt_role_t's numbers, so a role maps one to one */
+  STORE_PERSON_ADMIN = 3,
+} store_person_role_t;
+
+typedef struct {
+  char name[STORE_NAME_MAX];           /* their certificate's CN */
+  store_person_role_t role;            /* as added, then as their certificate said when seen */
+  int64_t first_seen_ms;               /* first connect, 0 = never connected */
+  int64_t last_seen_ms;                /* latest connect or disconnect, 0 = never */
+  char added_by[STORE_NAME_MAX];       /* the admin who added them, "" = first seen at connect */
+  int64_t added_ms;                    /* 0 when first seen at connect */
+  char note[STORE_TEXT_MAX];
+  bool revoked;                        /* a person revocation names them; read only */
+} store_person_t;
+
+/* An admin adds someone who has not connected yet (name, role, added_by, added_ms, note).
+ * -EEXIST if the name is known; TT_EINVAL for a name that is not 1..TT_NAME_MAX of
+ * [A-Za-z0-9._@-] or a role that is not a person's (the schema checks both); TT_ETOOBIG
+ * for a field without its NUL. Nothing is written on error. */
+int store_person_add(broker_store_t *s, const store_person_t *p) TT_WUR;
+/* A person connected with a certificate of this role: inserted if new (first and last seen
+ * now), else the role follows the certificate and last seen moves on (never back); first
+ * seen is set if they had only been added. TT_EINVAL as for store_person_add. */
+int store_person_seen(broker_store_t *s, const char *name, store_person_role_t role, int64_t now_ms) TT_WUR;
+/* Their connection ended: last seen moves on (never back); nothing for someone never seen. */
+int store_person_last_seen(broker_store_t *s, const char *name, int64_t now_ms) TT_WUR;
+int store_person_get(broker_store_t *s, const char *name, store_person_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* People ordered by name, those after `after` ("" = from the start), at most limit (0 = no
+ * limit). The callback must not list people again; a non-zero return stops the walk and is
+ * returned. */
+typedef int (*store_person_cb)(void *ctx, const store_person_t *p);
+int store_person_list(broker_store_t *s, const char *after, uint32_t limit, store_person_cb cb,
+                      void *ctx) TT_WUR;
+
 /* ---- the store as a service ------------------------------------------------------------
  * The event loop never waits on SQLite. One store thread owns the write connection and
  * runs requests in submission order, group-committed: every request queued when a batch

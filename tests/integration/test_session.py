@@ -395,10 +395,14 @@ class SessionTest(SessionWorld, TetherTestCase):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("no such device", r.err)
         for args in (["ticket", "comment", tid, "called the user, will connect"],
-                     ["ticket", "escalate", tid, "--level", "2"],
-                     ["ticket", "assign", tid, "tech2"]):
+                     ["ticket", "escalate", tid, "--level", "2"]):
             r = self.tech(args)
             self.assertEqual(r.rc, 0, r)
+        # Handing a ticket to a colleague is an admin's, and only to someone the broker knows
+        # (test_people has the rest of that): tech2 connects once first.
+        self.assertEqual(self.tech(["tickets"], who="tech2").rc, 0)
+        r = self.admin(["ticket", "assign", tid, "tech2"])
+        self.assertEqual(r.rc, 0, r)
         t = self.ticket(tid)["ticket"]
         self.assertEqual(t["assignee"], "tech2")
         self.assertEqual(t["level"], 2)
@@ -648,7 +652,8 @@ class SessionTest(SessionWorld, TetherTestCase):
         tid = self.new_ticket()
         con = self.pty_console(["shell", "dev1", "--ticket", tid])
         con.wait_output(rb"[#$] $")
-        r = self.tech(["ticket", "assign", tid, "tech2"])
+        self.assertEqual(self.tech(["tickets"], who="tech2").rc, 0)  # known to the broker
+        r = self.admin(["ticket", "assign", tid, "tech2"])
         self.assertEqual(r.rc, 0, r)
         self.assertNotEqual(con.wait_exit(timeout=5), 0)
         self.assertIn(b"tether: session S-1 ended: ticket reassigned", con.output())

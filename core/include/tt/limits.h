@@ -137,6 +137,10 @@
 #define TT_TICKET_PAGE_MAX 150u
 #define TT_TICKET_EVENTS_PAGE_MAX 200u
 
+/* People (technicians and admins the broker knows): a page of the listing (a person ~440
+ * bytes at most, with a full note), well under TT_FRAME_MAX_BODY and TT_CTRL_QUEUE_MAX. */
+#define TT_PEOPLE_PAGE_MAX 250u
+
 /* Sessions (consented grants). Live ones per person and per device, and consent prompts a
  * device may have waiting at once: a technician cannot flood an employee with prompts. */
 #define TT_SESSIONS_PER_PERSON_MAX 32u

@@ -119,14 +119,14 @@ static unsigned file_mode(const char *path) {
 static void test_open_creates_private_wal_store(void **state) {
   fx_t *fx = *state;
   broker_store_t *s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 4);
+  assert_int_equal(store_schema_version(s), 5);
   assert_int_equal(file_mode(fx->dir), 0700);
   assert_int_equal(file_mode(fx->db), 0600);
   sqlite3 *db = raw_open(fx);
   char mode[16];
   raw_text(db, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
   sqlite3_close(db);
   char wal[PATH_MAX + 8];
@@ -170,7 +170,7 @@ static void test_open_tightens_loose_file(void **state) {
   assert_int_equal(chmod(fx->db, 0644), 0);
   broker_store_t *s = open_ok(fx); /* an empty file is a new database */
   assert_int_equal(file_mode(fx->db), 0600);
-  assert_int_equal(store_schema_version(s), 4);
+  assert_int_equal(store_schema_version(s), 5);
   store_close(s);
 }
 
@@ -184,7 +184,7 @@ static void test_reopen_keeps_data(void **state) {
   store_close(s);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 4);
+  assert_int_equal(store_schema_version(s), 5);
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -208,7 +208,7 @@ static void test_refuses_newer_schema(void **state) {
   char err[512];
   assert_int_equal(store_open(&s, fx->dir, err, sizeof err), TT_EVERSION);
   assert_null(s);
-  assert_string_equal(err, "store schema 99 is newer than this broker (4)");
+  assert_string_equal(err, "store schema 99 is newer than this broker (5)");
   db = raw_open(fx);
   assert_int_equal(raw_int(db, "PRAGMA user_version"), 99); /* left as it was */
   sqlite3_close(db);
@@ -769,13 +769,13 @@ static void test_ticket_migrates_v1_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 1 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
+  raw_exec(db, "DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'ticket%'"), 0);
   sqlite3_close(db);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 4);
+  assert_int_equal(store_schema_version(s), 5);
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -786,7 +786,7 @@ static void test_ticket_migrates_v1_store(void **state) {
   assert_int_equal(tix_add(s, "dev-1", "", STORE_TICKET_OPEN, 1000), 1);
   store_close(s);
   db = raw_open(fx);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
                                " AND name IN ('tickets_state_assignee', 'tickets_device',"
@@ -1084,12 +1084,12 @@ static void test_v3_migrates_v2_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 2 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
+  raw_exec(db, "DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " ALTER TABLE tickets DROP COLUMN created_by; PRAGMA user_version = 2;");
   sqlite3_close(db);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 4);
+  assert_int_equal(store_schema_version(s), 5);
   store_ticket_t got;
   assert_int_equal(store_ticket_get(s, t.id, &got), 0);
   assert_string_equal(got.summary, "disk full");
@@ -1106,7 +1106,7 @@ static void test_v3_migrates_v2_store(void **state) {
   assert_int_equal(x.id, 1);
   store_close(s);
   db = raw_open(fx);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
                                " AND name IN ('sessions_live', 'sessions_ticket',"
                                " 'recordings_session')"), 3);
@@ -1377,6 +1377,216 @@ static void test_ticket_events_tail(void **state) {
   store_close(s);
 }
 
+/* ---- schema 4: people ------------------------------------------------------------------- */
+
+typedef struct {
+  store_person_t p[16];
+  int n;
+  int stop_after; /* 0 = never */
+} ppl_seen_t;
+
+static int collect_ppl(void *ctx, const store_person_t *p) {
+  ppl_seen_t *c = ctx;
+  if (c->n < 16) c->p[c->n] = *p;
+  c->n++;
+  return (c->stop_after != 0 && c->n == c->stop_after) ? 42 : 0;
+}
+
+static void test_people(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  store_person_t got;
+  assert_int_equal(store_person_get(s, "alice", &got), TT_ENOTFOUND);
+
+  /* Seen at connect: first and last seen then, nobody added them. */
+  assert_int_equal(store_person_seen(s, "alice", STORE_PERSON_TECHNICIAN, 1000), 0);
+  assert_int_equal(store_person_get(s, "alice", &got), 0);
+  assert_string_equal(got.name, "alice");
+  assert_int_equal(got.role, STORE_PERSON_TECHNICIAN);
+  assert_int_equal(got.first_seen_ms, 1000);
+  assert_int_equal(got.last_seen_ms, 1000);
+  assert_string_equal(got.added_by, "");
+  assert_int_equal(got.added_ms, 0);
+  assert_false(got.revoked);
+  /* Seen again with an admin's certificate: the role follows it; a clock that stepped back
+   * never moves last seen back. */
+  assert_int_equal(store_person_seen(s, "alice", STORE_PERSON_ADMIN, 3000), 0);
+  assert_int_equal(store_person_seen(s, "alice", STORE_PERSON_ADMIN, 2000), 0);
+  assert_int_equal(store_person_last_seen(s, "alice", 2500), 0);
+  assert_int_equal(store_person_get(s, "alice", &got), 0);
+  assert_int_equal(got.role, STORE_PERSON_ADMIN);
+  assert_int_equal(got.first_seen_ms, 1000);
+  assert_int_equal(got.last_seen_ms, 3000);
+  assert_int_equal(store_person_last_seen(s, "alice", 3500), 0);
+  assert_int_equal(store_person_get(s, "alice", &got), 0);
+  assert_int_equal(got.last_seen_ms, 3500);
+
+  /* Added by an admin before they ever connect; a second add of any known name is refused. */
+  store_person_t bob = {.name = "bob", .role = STORE_PERSON_TECHNICIAN, .added_by = "alice",
+                        .added_ms = 4000, .note = "night shift"};
+  assert_int_equal(store_person_add(s, &bob), 0);
+  assert_int_equal(store_person_add(s, &bob), -EEXIST);
+  store_person_t again = {.name = "alice", .role = STORE_PERSON_TECHNICIAN, .added_by = "alice"};
+  assert_int_equal(store_person_add(s, &again), -EEXIST);
+  assert_int_equal(store_person_get(s, "bob", &got), 0);
+  assert_int_equal(got.first_seen_ms, 0);
+  assert_int_equal(got.last_seen_ms, 0);
+  assert_string_equal(got.added_by, "alice");
+  assert_int_equal(got.added_ms, 4000);
+  assert_string_equal(got.note, "night shift");
+  /* A disconnect of someone never seen moves nothing; their first connect sets both times
+   * and keeps who added them. */
+  assert_int_equal(store_person_last_seen(s, "bob", 4500), 0);
+  assert_int_equal(store_person_last_seen(s, "nobody", 4500), 0);
+  assert_int_equal(store_person_get(s, "bob", &got), 0);
+  assert_int_equal(got.last_seen_ms, 0);
+  assert_int_equal(store_person_seen(s, "bob", STORE_PERSON_TECHNICIAN, 5000), 0);
+  assert_int_equal(store_person_get(s, "bob", &got), 0);
+  assert_int_equal(got.first_seen_ms, 5000);
+  assert_int_equal(got.last_seen_ms, 5000);
+  assert_string_equal(got.added_by, "alice");
+  assert_string_equal(got.note, "night shift");
+
+  /* The schema refuses what no person can be, writing nothing. */
+  store_person_t bad = {.name = "", .role = STORE_PERSON_TECHNICIAN};
+  assert_int_equal(store_person_add(s, &bad), TT_EINVAL);
+  snprintf(bad.name, sizeof bad.name, "has space");
+  assert_int_equal(store_person_add(s, &bad), TT_EINVAL);
+  memset(bad.name, 'x', sizeof bad.name); /* no NUL */
+  assert_int_equal(store_person_add(s, &bad), TT_ETOOBIG);
+  snprintf(bad.name, sizeof bad.name, "dev-1");
+  bad.role = (store_person_role_t)1; /* an agent is not a person */
+  assert_int_equal(store_person_add(s, &bad), TT_EINVAL);
+  assert_int_equal(store_person_seen(s, "dev-1", (store_person_role_t)4, 10), TT_EINVAL);
+  assert_int_equal(store_person_seen(s, "a'b", STORE_PERSON_ADMIN, 10), TT_EINVAL);
+  bad.role = STORE_PERSON_ADMIN;
+  memset(bad.note, 'n', sizeof bad.note); /* no NUL */
+  assert_int_equal(store_person_add(s, &bad), TT_ETOOBIG);
+  assert_int_equal(store_person_get(s, "dev-1", &got), TT_ENOTFOUND);
+  sqlite3 *db = raw_open(fx); /* whoever writes: a name longer than TT_NAME_MAX, a bad time */
+  assert_int_not_equal(sqlite3_exec(db, "INSERT INTO people(name, role) VALUES("
+                                        "'x123456789x123456789x123456789x123456789x123456789x123456789x1234', 2)",
+                                    NULL, NULL, NULL), SQLITE_OK);
+  assert_int_not_equal(sqlite3_exec(db, "INSERT INTO people(name, role, first_seen_ms, last_seen_ms)"
+                                        " VALUES('zed', 2, 10, 5)", NULL, NULL, NULL), SQLITE_OK);
+  raw_exec(db, "INSERT INTO people(name, role) VALUES("
+               "'x123456789x123456789x123456789x123456789x123456789x123456789x123', 2);"
+               "DELETE FROM people WHERE name LIKE 'x1234%'");
+  sqlite3_close(db);
+
+  /* Revoked people stay, marked; the flag is the revocation's, of a person, not a device. */
+  assert_int_equal(store_revoke(s, STORE_REVOKE_DEVICE, "alice", "root", "", 6000), 0);
+  assert_int_equal(store_person_get(s, "alice", &got), 0);
+  assert_false(got.revoked);
+  assert_int_equal(store_revoke(s, STORE_REVOKE_PERSON, "bob", "alice", "left", 6000), 0);
+  assert_int_equal(store_person_get(s, "bob", &got), 0);
+  assert_true(got.revoked);
+
+  /* Listed by name, paged after a name, with a limit; the callback can stop the walk. */
+  assert_int_equal(store_person_seen(s, "carol", STORE_PERSON_TECHNICIAN, 7000), 0);
+  ppl_seen_t c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_person_list(s, "", 0, collect_ppl, &c), 0);
+  assert_int_equal(c.n, 3);
+  assert_string_equal(c.p[0].name, "alice");
+  assert_string_equal(c.p[1].name, "bob");
+  assert_true(c.p[1].revoked);
+  assert_false(c.p[0].revoked);
+  assert_string_equal(c.p[2].name, "carol");
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_person_list(s, "alice", 1, collect_ppl, &c), 0);
+  assert_int_equal(c.n, 1);
+  assert_string_equal(c.p[0].name, "bob");
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_person_list(s, "carol", 10, collect_ppl, &c), 0);
+  assert_int_equal(c.n, 0);
+  memset(&c, 0, sizeof c);
+  c.stop_after = 2;
+  assert_int_equal(store_person_list(s, NULL, 0, collect_ppl, &c), 42);
+  assert_int_equal(c.n, 2);
+  /* The statement was reset: the next listing starts afresh. */
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_person_list(s, "", 0, collect_ppl, &c), 0);
+  assert_int_equal(c.n, 3);
+  store_close(s);
+
+  /* What was written is there after a reopen, read-only too. */
+  broker_store_t *ro = NULL;
+  char err[256];
+  assert_int_equal(store_open_ro(&ro, fx->dir, err, sizeof err), 0);
+  assert_int_equal(store_person_get(ro, "carol", &got), 0);
+  assert_int_equal(got.first_seen_ms, 7000);
+  store_close(ro);
+}
+
+static void test_v5_migrates_v4_store(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  /* What a schema-4 broker recorded of its people: connect entries with their role. */
+  static const struct {
+    int64_t ts;
+    const char *actor, *detail;
+  } log[] = {
+    {100, "tech", "{\"role\":\"technician\",\"address\":\"127.0.0.1:1\"}"},
+    {200, "boss", "{\"role\":\"admin\"}"},
+    {300, "dev-1", "{\"role\":\"agent\"}"},
+    {400, "tech", "{\"role\":\"technician\"}"},
+    {500, "promoted", "{\"role\":\"technician\"}"},
+    {600, "promoted", "{\"role\":\"admin\"}"},
+    {700, "garbled", "not json"},
+    {800, "bad name", "{\"role\":\"technician\"}"},
+  };
+  for (size_t i = 0; i < sizeof log / sizeof log[0]; i++)
+    assert_int_equal(store_audit_append(s, log[i].ts, log[i].actor, "connect", log[i].actor,
+                                        log[i].detail, NULL), 0);
+  assert_int_equal(store_audit_append(s, 900, "ghost", "refuse", "ghost",
+                                      "{\"role\":\"technician\"}", NULL), 0);
+  store_ticket_t t = {.device = "dev-1", .assignee = "tech", .summary = "disk full",
+                      .priority = STORE_TICKET_HIGH};
+  assert_int_equal(store_ticket_add(s, &t, "tech", 1000), 0);
+  store_close(s);
+  /* Take the file back to what schema 4 left behind. */
+  sqlite3 *db = raw_open(fx);
+  raw_exec(db, "DROP TABLE people; PRAGMA user_version = 4;");
+  sqlite3_close(db);
+
+  s = open_ok(fx);
+  assert_int_equal(store_schema_version(s), 5);
+  ppl_seen_t c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_person_list(s, "", 0, collect_ppl, &c), 0);
+  /* Only people who connected: not the device, the refused, the garbled or the misnamed. */
+  assert_int_equal(c.n, 3);
+  assert_string_equal(c.p[0].name, "boss");
+  assert_int_equal(c.p[0].role, STORE_PERSON_ADMIN);
+  assert_int_equal(c.p[0].first_seen_ms, 200);
+  assert_int_equal(c.p[0].last_seen_ms, 200);
+  assert_string_equal(c.p[1].name, "promoted");
+  assert_int_equal(c.p[1].role, STORE_PERSON_ADMIN); /* the newest connect's role */
+  assert_int_equal(c.p[1].first_seen_ms, 500);
+  assert_int_equal(c.p[1].last_seen_ms, 600);
+  assert_string_equal(c.p[2].name, "tech");
+  assert_int_equal(c.p[2].role, STORE_PERSON_TECHNICIAN);
+  assert_int_equal(c.p[2].first_seen_ms, 100);
+  assert_int_equal(c.p[2].last_seen_ms, 400);
+  assert_string_equal(c.p[2].added_by, "");
+  for (int i = 0; i < 3; i++) assert_false(c.p[i].revoked);
+  /* Nothing else moved: the chain holds, the ticket is as it was. */
+  int64_t n = 0, bad = -1;
+  assert_int_equal(store_audit_verify(s, &n, &bad), 0);
+  assert_int_equal(n, 9);
+  assert_int_equal(bad, 0);
+  store_ticket_t got;
+  assert_int_equal(store_ticket_get(s, t.id, &got), 0);
+  assert_string_equal(got.assignee, "tech");
+  assert_int_equal(store_person_seen(s, "newcomer", STORE_PERSON_TECHNICIAN, 2000), 0);
+  store_close(s);
+  db = raw_open(fx);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM people"), 4);
+  sqlite3_close(db);
+}
+
 int main(void) {
   tt_log_set_level(TT_LOG_OFF);
   const struct CMUnitTest tests[] = {
@@ -1402,6 +1612,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
     cmocka_unit_test_setup_teardown(test_recordings, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_events_tail, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_people, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_v5_migrates_v4_store, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
