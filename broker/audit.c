@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <string.h>
 #include "broker.h"
@@ -148,12 +149,15 @@ typedef struct {
   char line[TT_AUDIT_CP_LINE_MAX];
 } checkpoint_req_t;
 
+/* One whole line or nothing: a write that fails part way (a full disk) is cut back, so the
+ * next checkpoint never lands glued to half a line. */
 static int append_line(const char *path, const char *line) {
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return -errno;
+  struct stat st;
+  int rc = fstat(fd, &st) == 0 ? 0 : -errno;
   size_t len = strlen(line), off = 0;
-  int rc = 0;
-  while (off < len) {
+  while (rc == 0 && off < len) {
     ssize_t n = write(fd, line + off, len - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
@@ -163,11 +167,17 @@ static int append_line(const char *path, const char *line) {
     off += (size_t)n;
   }
   if (rc == 0 && fsync(fd) != 0) rc = -errno;
+  if (rc != 0 && off > 0 && ftruncate(fd, st.st_size) != 0)
+    TT_ERROR("audit", "half a checkpoint line left in its file", "file=%s", path);
   if (close(fd) != 0 && rc == 0) rc = -errno;
   return rc;
 }
 
-static int checkpoint_run(broker_store_t *s, store_req_t *r) {
+/* In the batch: nothing. The checkpoint is of what is on disk, so it is made once the
+ * batch (with every entry queued before it) has committed. */
+static int checkpoint_run(broker_store_t *s, store_req_t *r) { return 0; }
+
+static int checkpoint_after_commit(broker_store_t *s, store_req_t *r) {
   checkpoint_req_t *x = (checkpoint_req_t *)r;
   broker_t *b = x->b;
   store_audit_head(s, &x->cp.entries, x->cp.head);
@@ -179,7 +189,13 @@ static int checkpoint_run(broker_store_t *s, store_req_t *r) {
   x->cp.ts_ms = (int64_t)broker_unix_ms();
   int rc = tt_audit_checkpoint_sign(&x->cp, b->cp_key, b->cp_cert);
   if (rc == 0) rc = tt_audit_checkpoint_format(&x->cp, x->line, sizeof(x->line));
-  if (rc == 0) rc = store_checkpoint_add(s, &x->cp, x->line);
+  if (rc) return rc;
+  /* The row is committed durably (the WAL synced, with every commit before it) before the
+   * line goes to the file: a power loss can never leave a signed head that the store lost. */
+  rc = store_set_durable(s, true);
+  if (rc == 0) rc = store_checkpoint_commit(s, &x->cp, x->line);
+  int drc = store_set_durable(s, false);
+  if (rc == 0) rc = drc;
   if (rc) return rc;
   int frc = append_line(b->checkpoint_file, x->line);
   x->file_ok = frc == 0;
@@ -208,6 +224,7 @@ void broker_audit_checkpoint(broker_t *b, const char *when, bool only_if_grown) 
     return;
   }
   x->req.run = checkpoint_run;
+  x->req.after_commit = checkpoint_after_commit;
   x->req.done = checkpoint_done;
   x->req.lane = STORE_LANE_WRITE;
   x->req.what = "audit_checkpoint";

@@ -226,8 +226,9 @@ typedef struct {
 /* calloc'd request of `size` bytes for c's request id. NULL when out of memory. */
 void *broker_creq_new(broker_conn_t *c, uint32_t id, size_t size, store_lane_t lane, store_run_fn run,
                       store_done_fn done, const char *what);
-/* Submit; if the store will not take it, answer the request busy and free it. Returns what
- * a request handler returns (non-zero closes the connection). */
+/* Submit; if the store will not take it (or c has TT_CONN_STORE_REQS_MAX waiting, or the
+ * store's queue is half full), answer the request busy and free it. Returns what a request
+ * handler returns (non-zero closes the connection). */
 int broker_creq_submit(void *x);
 /* In the completion: release the hold; the connection if it is still there to answer. */
 broker_conn_t *broker_creq_conn(void *x);

@@ -66,7 +66,7 @@ typedef struct {
   broker_creq_t h;
   bool renew;
   store_device_t d;
-  char *pem;
+  char pem[];        /* the certificate for the device */
 } record_req_t;
 
 static int record_run(broker_store_t *s, store_req_t *r) {
@@ -106,23 +106,24 @@ static void record_done(store_req_t *r) {
     else tt_link_close(c->link, TT_EFULL, "peer not reading");
   }
 out:
-  free(x->pem);
   free(x);
 }
 
 static void record_signed(broker_conn_t *c, const sign_job_t *j, X509 *cert) {
-  record_req_t *x = broker_creq_new(c, j->id, sizeof(*x), STORE_LANE_WRITE, record_run, record_done,
-                                    j->renew ? "renew" : "enroll");
   char *pem = cert_pem(cert);
-  if (!x || !pem) {
-    free(x);
+  size_t plen = pem ? strlen(pem) : 0;
+  record_req_t *x = pem ? broker_creq_new(c, j->id, sizeof(*x) + plen + 1, STORE_LANE_WRITE, record_run,
+                                          record_done, j->renew ? "renew" : "enroll")
+                        : NULL;
+  if (!x) {
     free(pem);
     (void)!broker_reply_error(c, j->id, TT_EIO, "the broker could not record the device");
     if (!j->renew) tt_link_close(c->link, 0, NULL);
     return;
   }
   x->renew = j->renew;
-  x->pem = pem;
+  memcpy(x->pem, pem, plen + 1);
+  free(pem);
   store_device_t *d = &x->d;
   if (tt_cert_fingerprint(cert, d->cert_fp, sizeof(d->cert_fp))) d->cert_fp[0] = '\0';
   d->enrolled_ms = (int64_t)broker_unix_ms();

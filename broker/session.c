@@ -127,6 +127,7 @@ static broker_grant_t *grant_find(broker_t *b, int64_t id) {
 }
 
 broker_grant_t *broker_session_live(broker_t *b, int64_t id) {
+  if (!b->sessions) return NULL; /* stopping: sessions are gone */
   broker_grant_t *g = grant_find(b, id);
   if (!g || !g->granted || g->s.expires_ms <= (int64_t)broker_unix_ms()) return NULL;
   return g;
@@ -1120,7 +1121,10 @@ void broker_session_record_end(void *handle) {
 
 /* ---- ending many, sweeping ----------------------------------------------------------- */
 
+/* These may run from a store completion during the last drain at stop, after the
+ * sessions were freed (broker_sessions_free): then there is nothing left to end. */
 void broker_sessions_end_ticket(broker_t *b, int64_t ticket, const char *by, const char *reason) {
+  if (!b->sessions) return;
   for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
     next = g->next;
     if (g->s.ticket == ticket) grant_end(b, g, by, reason, true);
@@ -1128,6 +1132,7 @@ void broker_sessions_end_ticket(broker_t *b, int64_t ticket, const char *by, con
 }
 
 void broker_sessions_end_identity(broker_t *b, bool device, const char *name, const char *by, const char *reason) {
+  if (!b->sessions) return;
   for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
     next = g->next;
     if (strcmp(device ? g->s.device : g->s.person, name) == 0) grant_end(b, g, by, reason, true);
@@ -1137,9 +1142,14 @@ void broker_sessions_end_identity(broker_t *b, bool device, const char *name, co
 void broker_sessions_agent_down(broker_conn_t *agent) {
   broker_t *b = agent->b;
   const char *reason = b->stopping ? "the broker is shutting down" : "the device disconnected";
+  if (!b->sessions) return;
   for (broker_grant_t *g = b->sessions->list, *next; g; g = next) {
     next = g->next;
-    if (g->agent == agent) grant_end(b, g, "broker", reason, false);
+    if (g->agent != agent) continue;
+    /* A grant whose row is being written ends when the store answers: by then the agent's
+     * connection is freed, so it must not be told (or looked at) any more. */
+    if (g->storing) g->agent = NULL;
+    grant_end(b, g, "broker", reason, false);
   }
 }
 
@@ -1149,6 +1159,7 @@ void broker_sessions_agent_down(broker_conn_t *agent) {
  * records say consent-withdrawn, never consent-given. */
 static void consent_withdrawn(broker_t *b, broker_grant_t *g) {
   if (g->storing) { /* its row or grant is being written: withdrawn when that is done */
+    g->console = NULL; /* the connection is being freed: nobody to answer then */
     g->withdrawn = true;
     (void)end_deferred(g, g->s.person, "the console went away before the employee answered");
     return;

@@ -20,9 +20,12 @@ void *broker_creq_new(broker_conn_t *c, uint32_t id, size_t size, store_lane_t l
 int broker_creq_submit(void *p) {
   broker_creq_t *x = p;
   broker_conn_t *c = x->c;
-  int rc = store_svc_submit(c->b->svc, &x->req);
+  int rc = TT_EBUSY;
+  if (c->work < TT_CONN_STORE_REQS_MAX && store_svc_backlog(c->b->svc) <= TT_STORE_QUEUE_MAX / 2)
+    rc = store_svc_submit(c->b->svc, &x->req);
   if (rc == 0) {
     c->work++;
+    TT_DEBUG("broker", "store request queued", "what=%s peer=%s", x->req.what, c->addr);
     return 0;
   }
   TT_WARN("broker", "store request refused", "what=%s err=%s", x->req.what, tt_errname(rc));

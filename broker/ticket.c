@@ -132,7 +132,9 @@ static int new_run(broker_store_t *s, store_req_t *r) {
   char name[TIX_ID_MAX];
   tix_name(name, sizeof(name), x->t.id);
   store_audit_rec_t *a = &x->h.audit;
-  broker_audit_rec(a, a->actor, "ticket-new", name, "device", x->t.device, "priority", prio_name(x->t.priority),
+  char actor[STORE_NAME_MAX];
+  snprintf(actor, sizeof(actor), "%s", a->actor); /* a is rewritten below */
+  broker_audit_rec(a, actor, "ticket-new", name, "device", x->t.device, "priority", prio_name(x->t.priority),
                    "assignee", x->t.assignee, "requester", x->t.requester, "external_id", x->t.external_id,
                    "summary", x->t.summary, AUDIT_END);
   return 0;

@@ -185,3 +185,12 @@ int store_checkpoints(broker_store_t *s, store_checkpoint_cb cb, void *ctx) {
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "checkpoints", rc);
   return ret;
 }
+
+int store_checkpoint_commit(broker_store_t *s, const tt_audit_checkpoint_t *cp, const char *line) {
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  rc = store_checkpoint_add(s, cp, line);
+  if (rc == 0) rc = tx_commit(s);
+  else tx_rollback(s);
+  return rc;
+}

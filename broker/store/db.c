@@ -527,6 +527,11 @@ out:
 
 void store_set_busy_timeout(broker_store_t *s, int ms) { (void)sqlite3_busy_timeout(s->db, ms); }
 
+int store_set_durable(broker_store_t *s, bool on) {
+  int rc = sqlite3_exec(s->db, on ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : sql_fail(s, "synchronous", rc);
+}
+
 void store_close(broker_store_t *s) {
   if (s == NULL) return;
   for (int i = 0; i < ST__COUNT; i++) sqlite3_finalize(s->st[i]);

@@ -110,17 +110,47 @@ static void *writer_main(void *arg) {
 
     uint64_t last_seq = batch.tail->seq;
     int rc = tx_begin(s);
-    for (store_req_t *r = batch.head; r; r = r->next) r->rc = rc != 0 ? rc : run_one(s, r);
-    if (rc == 0) {
+    bool lost = rc != 0;
+    for (store_req_t *r = batch.head; r; r = r->next) {
+      if (lost) {
+        r->rc = rc;
+        continue;
+      }
+      r->rc = run_one(s, r);
+      /* Some errors (a full disk, I/O, out of memory) make SQLite roll the whole
+       * transaction back, not just the request's savepoint: then nothing of the batch
+       * stands, the requests before this one included, and none after it may run on its
+       * own outside the batch. */
+      if (sqlite3_get_autocommit(s->db)) {
+        lost = true;
+        rc = r->rc ? r->rc : TT_EIO;
+        for (store_req_t *q = batch.head; q != r->next; q = q->next) {
+          if (q->rc == 0) q->rc = rc;
+          q->audit_id = 0;
+        }
+      }
+    }
+    if (!lost) {
       rc = tx_commit(s);
       if (rc != 0) {
-        /* Nothing of the batch is on disk: every request fails, and the chain continues
-         * from what is. */
-        for (store_req_t *r = batch.head; r; r = r->next)
+        lost = true;
+        for (store_req_t *r = batch.head; r; r = r->next) {
           if (r->rc == 0) r->rc = rc;
-        if (store_audit_load_tail(s) != 0)
-          TT_ERROR(MOD, "audit tail unreadable after a failed commit", "batch=%zu", batch.n);
+          r->audit_id = 0;
+        }
       }
+    }
+    if (lost) {
+      /* Nothing of the batch is on disk: the chain continues from what is. */
+      s->tx_depth = 0;
+      s->tx_outer = 0;
+      if (!sqlite3_get_autocommit(s->db)) (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      if (store_audit_load_tail(s) != 0)
+        TT_ERROR(MOD, "audit tail unreadable after a failed batch", "batch=%zu", batch.n);
+    } else {
+      /* Work that may only follow a commit (a signed checkpoint of what is on disk). */
+      for (store_req_t *r = batch.head; r; r = r->next)
+        if (r->rc == 0 && r->after_commit) r->rc = r->after_commit(s, r);
     }
     finish(v, &batch, last_seq);
   }
@@ -270,7 +300,14 @@ void store_svc_audit_head(store_svc_t *v, int64_t *id, uint8_t hash[32]) {
   pthread_mutex_unlock(&v->mu);
 }
 
-static void async_close_cb(uv_handle_t *h) { free(h->data); }
+/* The last of the service: its head and counters stay readable until the loop closes it. */
+static void async_close_cb(uv_handle_t *h) {
+  store_svc_t *v = h->data;
+  pthread_cond_destroy(&v->wcond);
+  pthread_cond_destroy(&v->rcond);
+  pthread_mutex_destroy(&v->mu);
+  free(v);
+}
 
 void store_svc_stop(store_svc_t *v) {
   if (!v) return;
@@ -283,9 +320,6 @@ void store_svc_stop(store_svc_t *v) {
   if (v->wstarted) pthread_join(v->wthread, NULL);
   if (v->rstarted) pthread_join(v->rthread, NULL);
   drain_done(v);
-  pthread_cond_destroy(&v->wcond);
-  pthread_cond_destroy(&v->rcond);
-  pthread_mutex_destroy(&v->mu);
   store_close(v->rdb);
   store_close(v->wdb);
   v->rdb = v->wdb = NULL;

@@ -24,6 +24,9 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
 int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t errlen) TT_WUR;
 /* How long a statement waits for a lock another process holds before it fails. */
 void store_set_busy_timeout(broker_store_t *s, int ms);
+/* Commits that must survive a power loss, not only a crash: on, every commit syncs the WAL
+ * (and with it every commit before); off again, the usual (synchronous = NORMAL). */
+int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 int store_schema_version(broker_store_t *s);
 
@@ -116,6 +119,8 @@ int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) TT
 int store_audit_walk(broker_store_t *s, tt_audit_walk_t *w) TT_WUR;
 /* Signed checkpoints of the chain's head (schema 4): one row per line, append-only. */
 int store_checkpoint_add(broker_store_t *s, const tt_audit_checkpoint_t *cp, const char *line) TT_WUR;
+/* The same in a transaction of its own (outside a batch). */
+int store_checkpoint_commit(broker_store_t *s, const tt_audit_checkpoint_t *cp, const char *line) TT_WUR;
 typedef int (*store_checkpoint_cb)(void *ctx, const char *line);
 int store_checkpoints(broker_store_t *s, store_checkpoint_cb cb, void *ctx) TT_WUR;
 
@@ -356,6 +361,9 @@ struct store_req_s {
   uint64_t seq;                 /* set by submit */
   const char *what;             /* for the log, a literal */
   store_audit_rec_t *audit;     /* NULL or an entry written with the request */
+  /* Writer lane, optional: runs on the store thread once the request's batch has
+   * committed, outside any transaction (it may open its own); non-zero becomes rc. */
+  store_run_fn after_commit;
   int64_t audit_id;             /* the entry's id once committed */
 };
 

@@ -181,11 +181,16 @@
  * A batch (one transaction) takes at most STORE_BATCH_MAX requests, so a commit never
  * waits behind an unbounded amount of work and completions flow back steadily. */
 #define TT_STORE_QUEUE_MAX 65536u
+/* Store requests one connection may have waiting (a console asks one page at a time): a
+ * person pipelining requests cannot fill the store's queue or make the broker hold their
+ * pages; past it, and for everyone past half of TT_STORE_QUEUE_MAX, the answer is busy. */
+#define TT_CONN_STORE_REQS_MAX 16u
 #define TT_STORE_BATCH_MAX 1024u
 
-/* Audit checkpoints one verification reads (store and file together): one every 10 min
- * for twenty years is ~1M; each costs 48 bytes once its signature is checked. */
-#define TT_AUDIT_CHECKPOINTS_MAX (1u << 20)
+/* Checkpoint lines one verification reads, store and file counted apart (each checkpoint
+ * is in both): one every 10 min for twenty years is ~2M lines; each costs 48 bytes once
+ * its signature is checked. A checkpoint_interval far below the default reaches it sooner. */
+#define TT_AUDIT_CHECKPOINTS_MAX (1u << 21)
 
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000

@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 #include <uv.h>
 
+#include "internal.h" /* the test reaches the connection to break a transaction */
 #include "store.h"
 #include "tt/limits.h"
 
@@ -259,6 +260,66 @@ static void test_busy_timeout_fails_batch_and_keeps_chain(void **state) {
   sqlite3_close(db);
 }
 
+/* What SQLite does on a full disk or an I/O error: the whole transaction is rolled back,
+ * not just the failing statement. */
+static int rollback_run(broker_store_t *s, store_req_t *r) {
+  (void)r;
+  sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  return TT_EIO;
+}
+
+/* A request whose failure took the whole batch's transaction with it: nothing of the
+ * batch stands (the requests before it are answered failed, not done), none after it
+ * commits on its own, and the chain goes on from what is on disk. */
+static int g_gate[2];
+
+/* Holds the writer in a batch of its own until the test writes a byte: what is submitted
+ * meanwhile makes up the next batch, whole. */
+static int gate_run(broker_store_t *s, store_req_t *r) {
+  (void)s, (void)r;
+  char c;
+  return read(g_gate[0], &c, 1) == 1 ? 0 : TT_EIO;
+}
+
+static void test_a_lost_transaction_fails_the_whole_batch(void **state) {
+  fx_t *fx = *state;
+  int order[6], ndone = 0;
+  sqlite3 *db = raw_open(fx);
+  assert_int_equal(pipe(g_gate), 0);
+  t_req_t *gate = t_new(9, STORE_LANE_WRITE, gate_run, order, &ndone);
+  gate->req.audit = NULL;
+  assert_int_equal(store_svc_submit(fx->svc, &gate->req), 0);
+  t_req_t *xs[3];
+  for (int i = 0; i < 3; i++) {
+    xs[i] = t_new(i, STORE_LANE_WRITE, i == 1 ? rollback_run : token_run, order, &ndone);
+    assert_int_equal(store_svc_submit(fx->svc, &xs[i]->req), 0);
+  }
+  assert_int_equal(write(g_gate[1], "x", 1), 1);
+  run_until(fx, &ndone, 4);
+  close(g_gate[0]);
+  close(g_gate[1]);
+  free(gate); /* alone, or in the lost batch too if the writer took it with the others */
+  for (int i = 0; i < 3; i++) {
+    assert_int_not_equal(xs[i]->rc, 0);
+    assert_int_equal(xs[i]->req.audit_id, 0);
+    free(xs[i]);
+  }
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM tokens"), 0);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM audit"), 0);
+  t_req_t *after = t_new(7, STORE_LANE_WRITE, token_run, order, &ndone);
+  assert_int_equal(store_svc_submit(fx->svc, &after->req), 0);
+  t_req_t *check = t_new(8, STORE_LANE_READ, count_run, order, &ndone);
+  assert_int_equal(store_svc_submit(fx->svc, &check->req), 0);
+  run_until(fx, &ndone, 6);
+  assert_int_equal(after->rc, 0);
+  assert_int_equal(after->req.audit_id, 1);
+  assert_int_equal(check->rc, 0);
+  assert_int_equal(check->count, 1);
+  free(after);
+  free(check);
+  sqlite3_close(db);
+}
+
 /* TT_STORE_QUEUE_MAX requests may wait; the next is refused as busy (and its callback is
  * never called); once the lock goes, every accepted one completes. */
 static void test_queue_is_bounded(void **state) {
@@ -322,6 +383,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_group_commit_in_order, setup, teardown),
     cmocka_unit_test_setup_teardown(test_failed_request_is_undone_alone, setup, teardown),
     cmocka_unit_test_setup_teardown(test_busy_timeout_fails_batch_and_keeps_chain, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_a_lost_transaction_fails_the_whole_batch, setup, teardown),
     cmocka_unit_test_setup_teardown(test_queue_is_bounded, setup, teardown),
     cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
   };
