@@ -618,15 +618,17 @@ int broker_ticket_request(broker_conn_t *c, const Tether__Request *q) {
 
 /* ---- for sessions ----------------------------------------------------------------------- */
 
+/* A timeline event, or (responded) the ticket's first response: queued, nobody waits. */
 typedef struct {
   store_req_t req;
+  bool responded;
   int64_t ticket, ts_ms;
   char actor[STORE_NAME_MAX], kind[STORE_NAME_MAX], text[STORE_TEXT_MAX];
 } event_req_t;
 
 static int event_run(broker_store_t *s, store_req_t *r) {
   event_req_t *x = (event_req_t *)r;
-  if (!x->kind[0]) return store_ticket_responded(s, x->ticket, x->ts_ms);
+  if (x->responded) return store_ticket_responded(s, x->ticket, x->ts_ms);
   return store_ticket_event_add(s, x->ticket, x->ts_ms, x->actor, x->kind, x->text);
 }
 
@@ -634,7 +636,8 @@ static event_req_t *event_new(int64_t ticket, const char *actor, const char *kin
   event_req_t *x = calloc(1, sizeof(*x));
   if (!x) return NULL;
   x->req.run = event_run;
-  x->req.what = kind && kind[0] ? "ticket_event" : "ticket_responded";
+  x->responded = !kind || !kind[0];
+  x->req.what = x->responded ? "ticket_responded" : "ticket_event";
   x->ticket = ticket;
   x->ts_ms = (int64_t)broker_unix_ms();
   text_fit(x->actor, sizeof(x->actor), actor ? actor : "");
