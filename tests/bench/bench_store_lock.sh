@@ -256,11 +256,11 @@ stat() { # values -> "median [min-max]" (all values) or "-"
 }
 echo
 echo "median over the rounds [min-max], ms"
-printf '%-44s' "figure"
+printf '%-50s' "figure"
 for l in "${labels[@]}"; do printf ' %-28s' "$l"; done
 echo
 rowf() { # label figure
-  printf '%-44s' "$1"
+  printf '%-50s' "$1"
   local i
   for i in "${!builds[@]}"; do printf ' %-28s' "$(stat "${fig[$i,$2]:-}")"; done
   echo
