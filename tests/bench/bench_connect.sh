@@ -75,7 +75,7 @@ trap cleanup EXIT
 trap 'echo "bench_connect: interrupted" >&2; exit 124' INT TERM
 
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2"; }
-figures=(hs_per_s cpu_hs_ms tail_s failed rehs_per_s cpu_rhs_ms retail_s reconnect_s refailed)
+figures=(hs_per_s cpu_hs_ms loop_hs_ms tail_s failed rehs_per_s cpu_rhs_ms reloop_hs_ms retail_s reconnect_s refailed)
 declare -A fig=() # [build index, figure] -> values, one per round
 
 echo "== connects: N=$n agents, $rounds rounds, ${BENCH_CONNECT_INFLIGHT:-200} handshakes in flight, one loadgen ($loadgen)"
@@ -123,15 +123,19 @@ rowf() { # label figure decimals
 }
 rowf "first connect of N: handshakes/s" hs_per_s 0
 rowf "  broker CPU per handshake, ms" cpu_hs_ms 2
+rowf "    of which its event loop thread, ms" loop_hs_ms 2
 rowf "  broker busy after the last Welcome, s" tail_s 1
 rowf "  handshakes failed (loadgen deadline)" failed 0
 rowf "reconnect after SIGKILL (resumed): handshakes/s" rehs_per_s 0
 rowf "  broker CPU per handshake, ms" cpu_rhs_ms 2
+rowf "    of which its event loop thread, ms" reloop_hs_ms 2
 rowf "  broker busy after the last Welcome, s" retail_s 1
 rowf "  SIGKILL -> all N welcomed, s" reconnect_s 1
 rowf "  handshakes failed (loadgen deadline)" refailed 0
 echo
 echo "Broker CPU: utime+stime of all its threads (/proc/PID/stat) from the loadgen's start until"
-echo "the broker is quiet again after the last Welcome, divided by the Welcomes. Handshakes/s is"
-echo "the loadgen's, which shares the machine: on a small machine the CPU figure is the steadier."
+echo "the broker is quiet again after the last Welcome, divided by the Welcomes; the event loop"
+echo "thread's share (/proc/PID/task/PID/stat) is what bounds the handshakes one core can take."
+echo "Handshakes/s is the loadgen's, which shares the machine: on a small machine the CPU"
+echo "figures are the steadier."
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
