@@ -16,7 +16,16 @@
  * buffer), idle, then (with --bulk) as many again while bulk transfers run back to back.
  * --echo-channel (tether): the same over a CHANNEL_ECHO instead (a session with diag access
  * only, no pty: the link's share of the round trip).
- * Prints one line per phase: `keyrtt mode=.. phase=idle|bulk count=.. p50_us=.. ...`. */
+ * --interval-us N (tether): type on a clock instead, one keystroke every N us whether or not
+ * the echoes are back (a typist does not wait for the screen), so that a stall of the path
+ * delays every keystroke typed during it, not just one; each round trip runs from the
+ * keystroke's own send. --ready-file F: created when the typing starts (for a script that
+ * starts a disturbance then). --open-only (tether): open the ticket, session and shell, report
+ * how long that took and end.
+ * Prints one line per phase: `keyrtt mode=.. phase=idle|bulk count=.. p50_us=.. ...`, and in
+ * tether mode `keyrtt mode=tether phase=open connect_ms=.. ticket_ms=.. session_ms=.. shell_ms=..
+ * total_ms=..` once the shell is accepted: TCP connect to Welcome, then each answer, and the
+ * whole from the connect (ticket_ms=0 with --ticket). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -39,6 +48,8 @@
 
 #define KR_COUNT_DEFAULT 10000u
 #define KR_COUNT_MAX 10000000u
+#define KR_INTERVAL_MAX_US 1000000u /* --interval-us: slower than a keystroke a second says nothing */
+#define KR_TICK_MS 1u              /* --interval-us: the clock that sends what is due */
 #define KR_TIMEOUT_DEFAULT_S 300u  /* the whole run, setup included */
 #define KR_SETTLE_MS 300u          /* quiet output after the marker before typing starts */
 #define KR_BULK_HEADSTART_MS 300u  /* ssh: let the bulk pipe fill before typing */
@@ -62,6 +73,9 @@ typedef struct {
   uint32_t count;
   uint64_t bulk_bytes;     /* per transfer, 0 = no bulk phase */
   uint64_t gap_us;         /* pause between an echo and the next keystroke */
+  uint64_t interval_ns;    /* typing on a clock: a keystroke every interval_ns, 0 = after each echo */
+  const char *ready_file;  /* created when the typing starts */
+  bool open_only;          /* tether: open the shell, report the time, end */
   uint32_t bulk_window;    /* the receive window we grant the bulk channel */
   bool raw_echo;           /* CHANNEL_ECHO: every byte comes back as sent, no pty */
   uint32_t timeout_s;
@@ -69,9 +83,10 @@ typedef struct {
   phase_t phase;
   samples_t idle, bulk;
   uint32_t typed;          /* keystrokes of the current phase sent */
-  char expect[2];          /* echo still expected for the keystroke in flight */
+  uint32_t echoed;         /* keystrokes of the current phase whose echo is whole */
+  char expect[2];          /* echo expected for keystroke number `echoed`, the oldest in flight */
   uint8_t expect_len, expect_got;
-  uint64_t sent_ns;
+  uint64_t phase_t0_ns;    /* typing on a clock: when keystroke 0 of the phase was due */
   char tail[KR_TAIL + 1];  /* marker search across reads */
   /* bulk transfers: back to back until the typing is done, then the last one finishes */
   uint64_t bulk_t0_ns, bulk_last_end_ns;
@@ -104,35 +119,44 @@ static uint8_t key_for(uint32_t i, char *echo, uint8_t *echo_len) {
 
 static samples_t *cur_samples(void) { return g.phase == PH_BULK ? &g.bulk : &g.idle; }
 
-/* Prepare the next keystroke: returns the byte and notes the time it is sent. */
-static uint8_t key_next(void) {
-  uint8_t k = key_for(g.typed++, g.expect, &g.expect_len);
+/* The echo expected next: that of the oldest keystroke still in flight (none: length 0). */
+static void expect_next(void) {
   g.expect_got = 0;
-  g.sent_ns = uv_hrtime();
+  g.expect_len = 0;
+  if (g.echoed < g.typed) (void)key_for(g.echoed, g.expect, &g.expect_len);
+}
+
+/* Prepare the next keystroke: returns the byte and notes the time it is sent (kept where its
+ * round trip will go). Echoes come back in typing order, so one counter finds each. */
+static uint8_t key_next(void) {
+  char echo[2];
+  uint8_t len;
+  uint8_t k = key_for(g.typed, echo, &len);
+  cur_samples()->rtt_ns[g.typed] = uv_hrtime();
+  g.typed++;
+  if (g.echoed == g.typed - 1) expect_next();
   return k;
 }
 
-/* Echo bytes arrived while typing. Returns how many were used, sets *whole when the echo of
- * the keystroke in flight is complete (its round trip recorded). Anything else is a failure:
- * with cat reading, nothing but the echo should ever come back. */
-static size_t echo_feed(const uint8_t *p, size_t n, bool *whole) {
-  *whole = false;
-  size_t used = 0;
-  while (used < n && g.expect_got < g.expect_len) {
+/* Echo bytes arrived while typing. Returns how many keystrokes' echoes became whole (their
+ * round trips recorded). Anything else is a failure: with cat reading, nothing but the echo
+ * should ever come back. */
+static uint32_t echo_feed(const uint8_t *p, size_t n) {
+  uint32_t whole = 0;
+  samples_t *s = cur_samples();
+  for (size_t used = 0; used < n; used++) {
+    if (g.expect_got >= g.expect_len)
+      die("%zu bytes of output beyond the echo after %u keystrokes", n - used, g.typed);
     if (p[used] != (uint8_t)g.expect[g.expect_got])
       die("unexpected output byte 0x%02x after %u keystrokes (expected 0x%02x)", p[used], g.typed,
           (uint8_t)g.expect[g.expect_got]);
-    used++;
-    g.expect_got++;
+    if (++g.expect_got < g.expect_len) continue;
+    s->rtt_ns[g.echoed] = uv_hrtime() - s->rtt_ns[g.echoed];
+    s->n = ++g.echoed;
+    whole++;
+    expect_next();
   }
-  if (g.expect_got == g.expect_len && g.expect_len) {
-    samples_t *s = cur_samples();
-    s->rtt_ns[s->n++] = uv_hrtime() - g.sent_ns;
-    g.expect_len = 0;
-    *whole = true;
-  }
-  if (used < n) die("%zu bytes of output beyond the echo after %u keystrokes", n - used, g.typed);
-  return used;
+  return whole;
 }
 
 /* True once the marker has been seen in the output so far. */
@@ -152,6 +176,14 @@ static bool marker_feed(const uint8_t *p, size_t n) {
     n -= take;
   }
   return false;
+}
+
+/* --ready-file: the typing starts now. */
+static int ready_mark(void) {
+  if (!g.ready_file) return 0;
+  FILE *f = fopen(g.ready_file, "w");
+  if (!f) return -1;
+  return fclose(f) == 0 ? 0 : -1;
 }
 
 static double us(uint64_t ns) { return (double)ns / 1e3; }
@@ -193,9 +225,10 @@ typedef struct {
   tt_tls_ctx_t *tls;
   tt_link_t *link;
   tt_chan_t *shell, *bulk;
-  uv_timer_t timer, deadline;
+  uv_timer_t timer, deadline, tick;
   uint32_t last_id;
   uint64_t session;
+  uint64_t start_ns, welcome_ns, ticket_ns, session_ns; /* when each step of the opening ended */
   bool welcomed, ending, failed;
 } tt_side_t;
 
@@ -280,6 +313,32 @@ static void t_type(void) {
 
 static void t_gap_cb(uv_timer_t *h) { t_type(); }
 
+/* Typing on a clock: send every keystroke that is due, whether or not the echoes are back. */
+static void t_tick_cb(uv_timer_t *h) {
+  uint64_t now = uv_hrtime();
+  while (!T.ending && g.typed < g.count && g.phase_t0_ns + (uint64_t)g.typed * g.interval_ns <= now) {
+    if (tt_mux_sendable(T.shell) < 1) return; /* the window is spent: the rest goes with new credit */
+    t_type();
+  }
+  if (g.typed >= g.count) uv_timer_stop(&T.tick);
+}
+
+/* The typing of a phase begins: one keystroke (each next one follows its echo), or the clock. */
+static void t_phase_start(void) {
+  g.typed = g.echoed = 0;
+  expect_next();
+  if (g.phase == PH_IDLE && ready_mark() != 0) {
+    t_fail("cannot create %s: %s", g.ready_file, strerror(errno));
+    return;
+  }
+  if (!g.interval_ns) {
+    t_type();
+    return;
+  }
+  g.phase_t0_ns = uv_hrtime();
+  uv_timer_start(&T.tick, t_tick_cb, 0, KR_TICK_MS);
+}
+
 static void t_bulk_start(void) {
   if (!g.bulk_t0_ns) g.bulk_t0_ns = uv_hrtime();
   g.bulk_running = true;
@@ -289,7 +348,7 @@ static void t_bulk_start(void) {
 
 /* A phase's keystrokes are all back: next phase, or the end. */
 static void t_phase_done(void) {
-  g.typed = 0;
+  uv_timer_stop(&T.tick);
   if (g.phase == PH_IDLE && g.bulk_bytes) {
     g.phase = PH_BULK_WAIT; /* typing resumes once bulk bytes flow */
     t_bulk_start();
@@ -303,22 +362,21 @@ static void t_phase_done(void) {
 }
 
 static void t_on_echo_done(void) {
-  if (g.typed >= g.count) {
+  if (g.echoed >= g.count) {
     t_phase_done();
     return;
   }
+  if (g.interval_ns) return; /* the clock types */
   if (g.gap_us) uv_timer_start(&T.timer, t_gap_cb, (g.gap_us + 999) / 1000, 0);
   else t_type();
 }
 
 static void t_settle_cb(uv_timer_t *h) {
   g.phase = PH_IDLE;
-  g.typed = 0;
-  t_type();
+  t_phase_start();
 }
 
 static void t_shell_output(const uint8_t *p, size_t n) {
-  bool whole;
   switch (g.phase) {
   case PH_SETUP:
     if (marker_feed(p, n)) {
@@ -331,8 +389,7 @@ static void t_shell_output(const uint8_t *p, size_t n) {
     break;
   case PH_IDLE:
   case PH_BULK:
-    echo_feed(p, n, &whole);
-    if (whole) t_on_echo_done();
+    if (echo_feed(p, n)) t_on_echo_done();
     break;
   default:
     die("%zu bytes of output while not typing", n);
@@ -352,7 +409,7 @@ static void t_shell_ctrl(const uint8_t *p, size_t n) {
 static void t_bulk_data(tt_mux_t *m, tt_chan_t *ch, size_t n, uint8_t flags) {
   if (g.phase == PH_BULK_WAIT && n > 0) {
     g.phase = PH_BULK;
-    t_type();
+    t_phase_start();
   }
   if (!(flags & TT_FF_EOF)) return;
   g.bulk_done++;
@@ -376,11 +433,23 @@ static void t_on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, ui
   if (T.link) tt_link_flush(T.link);
 }
 
+static double ms_between(uint64_t a_ns, uint64_t b_ns) { return a_ns && b_ns > a_ns ? (double)(b_ns - a_ns) / 1e6 : 0; }
+
 static void t_on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *msg) {
   if (ch != T.shell) return;
   if (g.raw_echo) { /* nothing to set up: type at once */
     g.phase = PH_IDLE;
-    t_type();
+    t_phase_start();
+    return;
+  }
+  uint64_t now = uv_hrtime();
+  printf("keyrtt mode=%s phase=open connect_ms=%.1f ticket_ms=%.1f session_ms=%.1f shell_ms=%.1f total_ms=%.1f\n",
+         g.mode, ms_between(T.start_ns, T.welcome_ns), ms_between(T.welcome_ns, T.ticket_ns),
+         ms_between(T.ticket_ns ? T.ticket_ns : T.welcome_ns, T.session_ns), ms_between(T.session_ns, now),
+         ms_between(T.start_ns, now));
+  fflush(stdout);
+  if (g.open_only) {
+    t_finish(false);
     return;
   }
   static const char cmd[] = KR_COMMAND;
@@ -408,10 +477,12 @@ static void t_on_response(const Tether__Response *r) {
   int rc = 0;
   if (r->body_case == TETHER__RESPONSE__BODY_TICKET && r->ticket) {
     T.ticket = r->ticket->id;
+    T.ticket_ns = uv_hrtime();
     fprintf(stderr, "tether-keyrtt: ticket T-%" PRIu64 " on %s\n", T.ticket, T.device);
     rc = t_session_open();
   } else if (r->body_case == TETHER__RESPONSE__BODY_SESSION && r->session) {
     T.session = r->session->id;
+    T.session_ns = uv_hrtime();
     fprintf(stderr, "tether-keyrtt: session S-%" PRIu64 "%s\n", T.session,
             r->session->unattended ? " granted unattended" : r->session->reused ? " reused" : " granted");
     rc = t_open(g.raw_echo ? TETHER__CHANNEL_KIND__CHANNEL_ECHO : TETHER__CHANNEL_KIND__CHANNEL_SHELL, 0, &T.shell);
@@ -443,6 +514,7 @@ static int t_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
   if (kind == TT_K_WELCOME && !T.welcomed) {
     const Tether__Welcome *w = (const Tether__Welcome *)m;
     T.welcomed = true;
+    T.welcome_ns = uv_hrtime();
     tt_link_set_authed(l);
     if (w->idle_timeout_ms) tt_tls_set_idle(l->tls, w->idle_timeout_ms);
     int rc = T.ticket ? t_session_open() : t_ticket_new();
@@ -467,6 +539,7 @@ static void t_on_down(tt_link_t *l, int reason) {
   T.link = NULL;
   if (!T.ending) t_fail("lost the broker at %s: %s", T.broker, tt_strerror(reason));
   if (!uv_is_closing((uv_handle_t *)&T.timer)) uv_close((uv_handle_t *)&T.timer, NULL);
+  if (!uv_is_closing((uv_handle_t *)&T.tick)) uv_close((uv_handle_t *)&T.tick, NULL);
   if (!uv_is_closing((uv_handle_t *)&T.deadline)) uv_close((uv_handle_t *)&T.deadline, NULL);
 }
 
@@ -476,8 +549,9 @@ static void t_finish(bool failed) {
   T.ending = true;
   T.failed = failed;
   uv_timer_stop(&T.timer);
+  uv_timer_stop(&T.tick);
   uv_timer_stop(&T.deadline);
-  report_all();
+  if (!g.open_only) report_all();
   if (!T.link) return;
   if (T.session) {
     Tether__Request r = TETHER__REQUEST__INIT;
@@ -510,6 +584,7 @@ static int run_tether(void) {
   T.loop = uv_default_loop();
   uv_timer_init(T.loop, &T.timer);
   uv_timer_init(T.loop, &T.deadline);
+  uv_timer_init(T.loop, &T.tick);
   uv_timer_start(&T.deadline, t_deadline_cb, (uint64_t)g.timeout_s * 1000, 0);
   tt_tls_limits_t lim = {
       .handshake_ms = 10000,
@@ -518,6 +593,7 @@ static int run_tether(void) {
       .low_water = TT_SOCKET_QUEUE_CAP / 4,
       .write_cap = TT_SOCKET_WRITE_CAP,
   };
+  T.start_ns = uv_hrtime();
   rc = tt_link_connect(&T.link, T.tls, T.loop, (struct sockaddr *)&sa, host, &lim, &t_cbs, &T);
   if (rc) die("cannot connect to %s: %s", T.broker, tt_strerror(rc));
   uv_run(T.loop, UV_RUN_DEFAULT);
@@ -655,15 +731,14 @@ static void ssh_wait_ready(void) {
 /* One phase: count keystrokes, each sent when the previous echo is whole. */
 static void ssh_type_phase(void) {
   uint8_t buf[4096];
-  g.typed = 0;
+  g.typed = g.echoed = 0;
+  expect_next();
   ssh_type();
   for (;;) {
     if (g.bulk_bytes && (g.phase == PH_BULK)) ssh_bulk_reap();
     ssize_t n = ssh_read(buf, sizeof(buf), 100);
     if (n == 0) continue;
-    bool whole;
-    echo_feed(buf, (size_t)n, &whole);
-    if (!whole) continue;
+    if (!echo_feed(buf, (size_t)n)) continue;
     if (g.typed >= g.count) return;
     if (g.gap_us) usleep((useconds_t)g.gap_us);
     ssh_type();
@@ -675,6 +750,7 @@ static int run_ssh(void) {
   ssh_start_master();
   ssh_wait_ready();
   g.phase = PH_IDLE;
+  if (ready_mark() != 0) die("cannot create %s: %s", g.ready_file, strerror(errno));
   ssh_type_phase();
   if (g.bulk_bytes) {
     g.phase = PH_BULK;
@@ -712,8 +788,10 @@ static void usage(void) {
   fprintf(stderr,
           "usage: tether-keyrtt tether --broker H:P --ca F --cert F --key F --device D [--ticket N | --echo-channel]\n"
           "                           [--bulk-window BYTES (the bulk channel's receive window, 4194304)] [common]\n"
+          "                           [--interval-us N (type on a clock: a keystroke every N us)] [--open-only]\n"
           "       tether-keyrtt ssh --ssh-config F --ssh-host NAME [--ssh PROG] [common]\n"
-          "common: [--count N (10000)] [--bulk BYTES (0 = idle only)] [--gap-us N (0)] [--timeout S (300)]\n");
+          "common: [--count N (10000)] [--bulk BYTES (0 = idle only)] [--gap-us N (0)] [--timeout S (300)]\n"
+          "        [--ready-file F (created when the typing starts)]\n");
   exit(2);
 }
 
@@ -741,7 +819,8 @@ int main(int argc, char **argv) {
       {"device", 1, 0, 'd'}, {"ticket", 1, 0, 'T'},     {"ssh", 1, 0, 's'},       {"ssh-config", 1, 0, 'F'},
       {"ssh-host", 1, 0, 'H'}, {"count", 1, 0, 'n'},    {"bulk", 1, 0, 'B'},      {"gap-us", 1, 0, 'g'},
       {"timeout", 1, 0, 't'}, {"echo-channel", 0, 0, 'E'},
-      {"bulk-window", 1, 0, 'W'}, {0, 0, 0, 0}};
+      {"bulk-window", 1, 0, 'W'}, {"interval-us", 1, 0, 'I'}, {"ready-file", 1, 0, 'R'},
+      {"open-only", 0, 0, 'O'},   {0, 0, 0, 0}};
   int o;
   optind = 2;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -761,11 +840,26 @@ int main(int argc, char **argv) {
     case 't': g.timeout_s = (uint32_t)num(optarg, 1, 86400, "timeout"); break;
     case 'E': g.raw_echo = true; break;
     case 'W': g.bulk_window = (uint32_t)num(optarg, TT_DATA_CHUNK_MAX, TT_WINDOW_MAX, "bulk-window"); break;
+    case 'I': g.interval_ns = num(optarg, 1, KR_INTERVAL_MAX_US, "interval-us") * 1000u; break;
+    case 'R': g.ready_file = optarg; break;
+    case 'O': g.open_only = true; break;
     default: usage();
     }
   }
   if (optind != argc) usage();
   if (tether ? !(T.broker && T.ca && T.cert && T.key && T.device) : !(S.config && S.host)) usage();
+  if (!tether && (g.interval_ns || g.open_only)) {
+    fprintf(stderr, "tether-keyrtt: --interval-us and --open-only are for the tether mode\n");
+    exit(2);
+  }
+  if (g.open_only && g.raw_echo) {
+    fprintf(stderr, "tether-keyrtt: --open-only opens a shell; --echo-channel has none\n");
+    exit(2);
+  }
+  if (g.interval_ns && g.gap_us) {
+    fprintf(stderr, "tether-keyrtt: --interval-us (a clock) and --gap-us (after each echo) exclude each other\n");
+    exit(2);
+  }
   if (g.raw_echo) g.mode = "tether-echo";
   if (tether && g.bulk_bytes > TT_THROUGHPUT_BYTES_MAX)
     die("--bulk: the broker allows at most %llu bytes per transfer", (unsigned long long)TT_THROUGHPUT_BYTES_MAX);
