@@ -43,6 +43,7 @@ struct store_svc_s {
   req_queue_t wq, rq, doneq;
   uint64_t submitted_seq;       /* last write submitted */
   uint64_t committed_seq;       /* last write whose batch finished (committed or failed) */
+  bool reader_waits_commit;     /* the reader waits for a commit (not for work): wake it */
   uint64_t batches;             /* transactions the writer has run */
   int64_t head_id;              /* the audit chain's head after the last batch */
   uint8_t head_hash[32];
@@ -86,7 +87,8 @@ static void finish(store_svc_t *v, req_queue_t *batch, uint64_t seq) {
   memcpy(v->head_hash, v->wdb->audit_last_hash, 32);
   if (seq > v->committed_seq) {
     v->committed_seq = seq;
-    pthread_cond_broadcast(&v->rcond);
+    /* Most commits have no reader waiting on them: waking it for nothing costs CPU. */
+    if (v->reader_waits_commit) pthread_cond_broadcast(&v->rcond);
   }
   store_req_t *r;
   while ((r = q_pop(batch)) != NULL) q_push(&v->doneq, r);
@@ -181,7 +183,9 @@ static void *reader_main(void *arg) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
       }
+      v->reader_waits_commit = true;
       pthread_cond_timedwait(&v->rcond, &v->mu, &ts);
+      v->reader_waits_commit = false;
     }
     pthread_mutex_unlock(&v->mu);
     r->rc = r->run ? r->run(v->rdb, r) : 0;
