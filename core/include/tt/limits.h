@@ -192,6 +192,33 @@
  * its signature is checked. A checkpoint_interval far below the default reaches it sooner. */
 #define TT_AUDIT_CHECKPOINTS_MAX (1u << 21)
 
+/* File transfer (CHANNEL_FILES, proto/xfer.c). A chunk is the unit of integrity and resume:
+ * 1 MiB keeps the per-chunk costs (a CHUNK message, a sha256, a thread-pool hop, one line of
+ * the resume state) under 0.01% of the bytes and gives zstd enough context for its ratio,
+ * while a cut transfer loses at most 1 MiB, a 200 Mbit/s link moves a chunk in 40 ms (so
+ * progress and cancellation stay prompt), and a 4 MiB bulk window holds four of them. A
+ * receiver holds at most one chunk being assembled per channel, plus what its window lets
+ * in. A chunk never travels larger than it is: one that zstd does not shrink goes raw. */
+#define TT_FILE_CHUNK (1u << 20)
+/* Ops (GET, PUT, LIST, MKDIR) a console may have outstanding on one channel: deep enough to
+ * keep a tree of small files streaming without a round trip per file, small enough that
+ * the agent's per-op state is bounded (past it the op is refused, the channel goes on). */
+#define TT_FILE_OPS_MAX 64u
+/* A device path in a request: Linux's PATH_MAX including its NUL. Longer is refused. */
+#define TT_FILE_PATH_MAX 4095u
+/* One component of a path (NAME_MAX). */
+#define TT_FILE_NAME_MAX 255u
+/* LIST: entries one listing may return (a recursive one walks at most this many) and how
+ * deep a recursive walk goes; a bigger tree is refused with a clear error, not truncated. */
+#define TT_FILE_LIST_MAX 100000u
+#define TT_FILE_DEPTH_MAX 64u
+/* A file may be at most this large: resume state is one 32-byte hash per chunk (4 MiB of
+ * state at the limit), and a declared size past it is refused before anything is made. */
+#define TT_FILE_SIZE_MAX (4ull << 40)
+/* An in-band FileCtl message must fit one DATA frame (TT_FF_CTRL is never split); a LIST
+ * answer is cut into batches under this. */
+#define TT_FILE_CTL_MAX (TT_DATA_CHUNK_MAX - 256u)
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 
