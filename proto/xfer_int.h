@@ -1,0 +1,66 @@
+/* Inside the transfer engine: the partial file (xfer_part.c), the pool's state, helpers.
+ * Everything here runs on a pool thread unless it says otherwise. */
+#ifndef TT_XFER_INT_H
+#define TT_XFER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+#include "tt/limits.h"
+#include "tt/xfer.h"
+
+#define XFER_ERR_MAX 256u
+/* ".NAME.tether-part.state" must fit NAME_MAX: a longer NAME gets a hashed temporary name. */
+#define XFER_PART_SUFFIX ".tether-part"
+#define XFER_STATE_SUFFIX ".tether-part.state"
+
+bool tt_xfer_pool_running(void);
+
+/* A receiver's partial file: data in `part`, the sha256 of each verified chunk in `state`
+ * after a header naming the source (size, mtime, mode) and the chunk size. */
+typedef struct {
+  int dirfd;                 /* the target's directory (owned) */
+  int fd, sfd;               /* part data, state; -1 when closed */
+  char name[TT_FILE_NAME_MAX + 1];
+  char part[TT_FILE_NAME_MAX + 1];
+  char state[TT_FILE_NAME_MAX + 1];
+  tt_xfer_stat_t src;        /* the source the partial belongs to */
+  bool have_src;
+  uint64_t kept;             /* chunks verified and on disk */
+  EVP_MD_CTX *whole;         /* sha256 over the bytes of those chunks, in order */
+  EVP_MD_CTX *digest;        /* sha256 over their sha256s (what GET/READY report) */
+} xfer_part_t;
+
+uint64_t xfer_nchunks(uint64_t size);
+uint32_t xfer_chunk_len(uint64_t size, uint64_t index);
+bool xfer_stat_eq(const tt_xfer_stat_t *a, const tt_xfer_stat_t *b);
+
+/* Open (or create) the partial file for `name` in dirfd (taken over, closed by
+ * xfer_part_close). An existing `name` is refused unless force (a directory always). src:
+ * the source when known (push): a partial of another source starts over, with a note. A
+ * kept prefix is read back and checked against its recorded hashes; it is cut at the
+ * first chunk that does not match. Returns 0 or a negative code with err set. */
+int xfer_part_open(xfer_part_t *p, int dirfd, const char *name, const tt_xfer_stat_t *src, bool force,
+                   char *note, size_t notecap, char *err, size_t errlen);
+/* The digest over the kept chunks' hashes (32 bytes); zero when nothing is kept. */
+void xfer_part_digest(const xfer_part_t *p, uint8_t out[32]);
+/* Start over for source src: empty data, a fresh state. */
+int xfer_part_restart(xfer_part_t *p, const tt_xfer_stat_t *src, char *err, size_t errlen);
+/* Chunk `index` (== kept) verified: write it, record its hash, extend the whole hash. */
+int xfer_part_write(xfer_part_t *p, uint64_t index, const uint8_t *raw, size_t n, const uint8_t sha[32], char *err,
+                    size_t errlen);
+/* Every chunk is in: compare the whole file's sha256 with `expect`, then fsync, set mode and
+ * mtime, rename into place (never over an existing file unless force), fsync the directory,
+ * remove the state. A mismatch removes the partial file and its state: nothing is kept.
+ * out gets the sha256 computed here. */
+int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, uint8_t out[32], char *err,
+                     size_t errlen);
+/* Close descriptors; files stay for a later resume. */
+void xfer_part_close(xfer_part_t *p);
+/* Remove the partial file and its state, then close. */
+void xfer_part_discard(xfer_part_t *p);
+
+/* sha256 of one buffer. */
+void xfer_sha256(const void *p, size_t n, uint8_t out[32]);
+
+#endif

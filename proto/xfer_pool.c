@@ -1,0 +1,141 @@
+/* The transfer pool: threads of our own for file work (not libuv's pool, which getaddrinfo
+ * and uv_fs share), because the agent changes these threads' file-system identity for good
+ * (see tt/xfer.h) and nothing else may run on them. Jobs are queued under a mutex; finished
+ * ones come back to the loop through one uv_async_t, in the order they finished. */
+#include <pthread.h>
+#include <stdlib.h>
+#include "tt/limits.h"
+#include "tt/log.h"
+#include "tt/xfer.h"
+#include "xfer_int.h"
+
+#define POOL_THREADS_MAX 8u
+
+typedef struct job_s {
+  struct job_s *next;
+  void (*work)(void *);
+  void (*done)(void *);
+  void *arg;
+} job_t;
+
+static struct {
+  bool started, stopping;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  job_t *todo, *todo_tail;
+  job_t *done, *done_tail;
+  pthread_t th[POOL_THREADS_MAX];
+  unsigned nth;
+  uv_async_t async;
+  int (*init)(void *);
+  void *init_arg;
+  int init_rc;      /* the first init failure */
+  unsigned inited;  /* threads that ran init */
+  pthread_cond_t init_cv;
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .init_cv = PTHREAD_COND_INITIALIZER};
+
+static void *pool_main(void *unused) {
+  (void)unused;
+  int rc = g.init ? g.init(g.init_arg) : 0;
+  pthread_mutex_lock(&g.mu);
+  if (rc && !g.init_rc) g.init_rc = rc;
+  g.inited++;
+  pthread_cond_broadcast(&g.init_cv);
+  /* A thread whose identity did not take runs nothing. */
+  while (!rc) {
+    while (!g.todo && !g.stopping) pthread_cond_wait(&g.cv, &g.mu);
+    if (!g.todo) break;
+    job_t *j = g.todo;
+    g.todo = j->next;
+    if (!g.todo) g.todo_tail = NULL;
+    pthread_mutex_unlock(&g.mu);
+    j->work(j->arg);
+    pthread_mutex_lock(&g.mu);
+    j->next = NULL;
+    if (g.done_tail) g.done_tail->next = j;
+    else g.done = j;
+    g.done_tail = j;
+    uv_async_send(&g.async);
+  }
+  pthread_mutex_unlock(&g.mu);
+  return NULL;
+}
+
+static void pool_async(uv_async_t *a) {
+  (void)a;
+  pthread_mutex_lock(&g.mu);
+  job_t *j = g.done;
+  g.done = g.done_tail = NULL;
+  pthread_mutex_unlock(&g.mu);
+  while (j) {
+    job_t *next = j->next;
+    j->done(j->arg);
+    free(j);
+    j = next;
+  }
+}
+
+int tt_xfer_pool_start(uv_loop_t *loop, unsigned threads, int (*init)(void *arg), void *arg) {
+  if (g.started) return TT_ESTATE;
+  if (threads == 0 || threads > POOL_THREADS_MAX) return TT_EINVAL;
+  int rc = uv_async_init(loop, &g.async, pool_async);
+  if (rc) return rc;
+  /* Idle, the pool must not keep the loop alive. */
+  uv_unref((uv_handle_t *)&g.async);
+  g.init = init;
+  g.init_arg = arg;
+  g.init_rc = 0;
+  g.inited = 0;
+  g.stopping = false;
+  g.nth = 0;
+  for (unsigned i = 0; i < threads; i++) {
+    if (pthread_create(&g.th[i], NULL, pool_main, NULL)) {
+      rc = TT_ENOMEM;
+      break;
+    }
+    g.nth++;
+  }
+  pthread_mutex_lock(&g.mu);
+  while (g.inited < g.nth) pthread_cond_wait(&g.init_cv, &g.mu);
+  if (!rc) rc = g.init_rc;
+  pthread_mutex_unlock(&g.mu);
+  g.started = true;
+  if (rc) tt_xfer_pool_stop();
+  return rc;
+}
+
+void tt_xfer_pool_stop(void) {
+  if (!g.started) return;
+  pthread_mutex_lock(&g.mu);
+  g.stopping = true;
+  pthread_cond_broadcast(&g.cv);
+  pthread_mutex_unlock(&g.mu);
+  for (unsigned i = 0; i < g.nth; i++) pthread_join(g.th[i], NULL);
+  /* Jobs never started, and finished ones not yet seen: their owners are gone with the loop. */
+  for (job_t *lists[2] = {g.todo, g.done}, **l = lists; l < lists + 2; l++)
+    for (job_t *j = *l, *n; j; j = n) {
+      n = j->next;
+      free(j);
+    }
+  g.todo = g.todo_tail = g.done = g.done_tail = NULL;
+  uv_close((uv_handle_t *)&g.async, NULL);
+  g.started = false;
+}
+
+int tt_xfer_pool_submit(void (*work)(void *arg), void (*done)(void *arg), void *arg) {
+  if (!g.started || g.stopping) return TT_ESTATE;
+  job_t *j = calloc(1, sizeof(*j));
+  if (!j) return TT_ENOMEM;
+  j->work = work;
+  j->done = done;
+  j->arg = arg;
+  pthread_mutex_lock(&g.mu);
+  if (g.todo_tail) g.todo_tail->next = j;
+  else g.todo = j;
+  g.todo_tail = j;
+  pthread_cond_signal(&g.cv);
+  pthread_mutex_unlock(&g.mu);
+  return 0;
+}
+
+bool tt_xfer_pool_running(void) { return g.started; }
