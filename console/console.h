@@ -57,6 +57,9 @@ enum {
   CONSOLE_SW_ONLINE = 1u << 1,
   CONSOLE_SW_MINE = 1u << 2,
   CONSOLE_SW_ALL = 1u << 3,
+  CONSOLE_SW_FORCE = 1u << 4,     /* pull, push, cp: replace existing targets */
+  CONSOLE_SW_RESUME = 1u << 5,    /* pull, push, cp: accepted; a rerun always resumes */
+  CONSOLE_SW_RECURSIVE = 1u << 6, /* pull, push, cp, ls: -r */
 };
 
 typedef struct console_s console_t;
@@ -196,6 +199,10 @@ extern const console_cmd_t console_cmd_shell;
 extern const console_cmd_t console_cmd_exec;
 extern const console_cmd_t console_cmd_replay;
 extern const console_cmd_t console_cmd_recording_export;
+extern const console_cmd_t console_cmd_pull; /* files/cmd_files.c */
+extern const console_cmd_t console_cmd_push;
+extern const console_cmd_t console_cmd_cp;
+extern const console_cmd_t console_cmd_ls;
 extern const tt_mux_cbs_t console_mux_cbs;
 
 /* cmd_session.c: shared by session open, shell and exec. */

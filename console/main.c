@@ -55,11 +55,13 @@ static const tt_conf_opt_t console_opts[] = {
         "tickets: open|resolved|closed|all, or several: open,resolved"),
     OPT("ticket.level", "level", TT_CONF_INT, level, 0, 3, "0", "ticket escalate: the support level, 2 or 3"),
     OPT("session.ticket", "ticket", TT_CONF_STR, ticket, 0, 31, NULL,
-        "session open, shell, exec, ping, speedtest: the ticket the work is for (T-3)"),
+        "session open, shell, exec, ping, speedtest, pull, push, cp, ls: the ticket the work is for "
+        "(T-3; cp and the other file commands also take TETHER_TICKET)"),
     OPT("session.want", "want", TT_CONF_STR, want, 0, 31, NULL,
         "session open: access to ask for: shell, files, diag (comma-separated)"),
     OPT("session.for", "for", TT_CONF_DURATION, for_ms, 0, (int64_t)TT_SESSION_DURATION_MAX_MS, NULL,
-        "session open, shell, exec, ping, speedtest: how long the session may last (default: the broker's, 30m)"),
+        "session open, shell, exec, ping, speedtest, pull, push, cp, ls: how long the session may last (default: "
+        "the broker's, 30m)"),
     OPT("replay.speed", "speed", TT_CONF_STR, speed, 1, 31, "1",
         "replay: play this many times faster (0 = no waiting)"),
     OPT("replay.idle_max", "idle-max", TT_CONF_DURATION, idle_max_ms, 0, 86400000, "0",
@@ -80,6 +82,8 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_ticket_close,    &console_cmd_ticket_reopen,    &console_cmd_session_open,
     &console_cmd_sessions,        &console_cmd_session_end,      &console_cmd_shell,
     &console_cmd_exec,            &console_cmd_replay,           &console_cmd_recording_export,
+    &console_cmd_pull,            &console_cmd_push,             &console_cmd_cp,
+    &console_cmd_ls,
     &console_cmd_ping,            &console_cmd_speedtest,        &console_cmd_token_new,
     &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_person_add,
     &console_cmd_people,          &console_cmd_audit,            &console_cmd_audit_verify,
@@ -87,7 +91,11 @@ static const console_cmd_t *const commands[] = {
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
 /* Bit i is CONSOLE_SW_*: keep in that order. */
-static const char *const switches[] = {"json", "online", "mine", "all", NULL};
+static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", NULL};
+/* One-letter spellings of switches, as cp and scp users type them. */
+static const struct {
+  const char *letter, *name;
+} short_switches[] = {{"-r", "--recursive"}};
 
 static void on_timeout(uv_timer_t *t);
 
@@ -226,6 +234,10 @@ static void usage(const tt_cli_t *cli) {
          "  --online          devices: only the ones connected now\n"
          "  --mine            tickets: only the ones assigned to you\n"
          "  --all             sessions: everyone's (admins)\n"
+         "  -r, --recursive   pull, push, cp: whole directories; ls: the whole tree\n"
+         "  --force           pull, push, cp: replace files that exist at the target\n"
+         "  --resume          pull, push, cp: resume a cut transfer (running the same command\n"
+         "                    again always does)\n"
          "  --                exec: the command and its arguments follow\n\ncommands:\n");
   for (size_t i = 0; i < NCMDS; i++) {
     cmd_synopsis(commands[i], syn, sizeof(syn));
@@ -233,14 +245,16 @@ static void usage(const tt_cli_t *cli) {
     else printf("  %s\n  %-40s %s\n", syn, "", commands[i]->help);
   }
   printf("\nTickets are T-<n>, sessions S-<n>, recordings R-<n> (T-3 or 3 both work where the\n"
-         "kind is clear). shell and exec open a session first (or reuse a live one): the person\n"
-         "at the device is asked and must agree; so do ping and speedtest (diag access), which\n"
-         "only admins may run without --ticket. You hold at most %u channels on one device.\n"
-         "admin commands (token, revoke, person, people, audit) need an admin certificate.\n"
-         "Technicians assign tickets to themselves only; admins assign them to any person the\n"
-         "broker knows (see people). Exit status: 0 done, 1 failed (one line on stderr says\n"
-         "why), 2 bad usage; shell and exec: the remote command's status (128+N for signal N;\n"
-         "exec: 127 not found, 126 not runnable), 255 when the channel closed without one.\n",
+         "kind is clear). shell, exec and the file commands (pull, push, cp, ls) open a session\n"
+         "first (or reuse a live one): the person at the device is asked and must agree; so do\n"
+         "ping and speedtest (diag access), which only admins may run without --ticket. You hold\n"
+         "at most %u channels on one device. admin commands (token, revoke, person, people,\n"
+         "audit) need an admin certificate. Technicians assign tickets to themselves only; admins\n"
+         "assign them to any person the broker knows (see people). Exit status: 0 done, 1 failed\n"
+         "(one line on stderr says why; pull, push, cp: a line for each file that failed, the\n"
+         "others done), 2 bad usage; shell and exec: the remote command's status (128+N for\n"
+         "signal N; exec: 127 not found, 126 not runnable), 255 when the channel closed without\n"
+         "one.\n",
          TT_CHANNELS_PER_PERSON_DEVICE_MAX);
 }
 
@@ -295,6 +309,9 @@ int main(int argc, char **argv) {
       dash = i;
       break;
     }
+  for (int i = 1; i < dash; i++)
+    for (size_t k = 0; k < sizeof(short_switches) / sizeof(short_switches[0]); k++)
+      if (strcmp(argv[i], short_switches[k].letter) == 0) argv[i] = (char *)(uintptr_t)short_switches[k].name;
   if (tt_cli_parse(&cli, console_opts, NOPTS, &c.cfg, dash, argv, &c.args)) return 2;
   if (dash < argc) {
     c.rest = argv + dash + 1;

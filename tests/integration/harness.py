@@ -59,6 +59,7 @@ def child_env(home):
     env["UBSAN_OPTIONS"] = "print_stacktrace=1"
     env["HOME"] = home  # so the console never reads the developer's ~/.config/tether
     env.pop("TETHER_CONFIG", None)
+    env.pop("TETHER_TICKET", None)  # the file commands' ticket: a test names its own
     return env
 
 
