@@ -179,6 +179,23 @@ static bool queue_drop(queue_t *q, const char *id) {
   return false;
 }
 
+/* The access words as a phrase for the question: "shell,files,diag" -> "shell, file and
+ * diag" (so that the employee reads "file access"). */
+static void access_phrase(const char *words, char *out, size_t cap) {
+  size_t n = 0, total = 1;
+  for (const char *s = words; *s; s++) total += *s == ',';
+  out[0] = '\0';
+  for (size_t i = 0; *words && n < cap; i++) {
+    size_t len = strcspn(words, ",");
+    const char *sep = i == 0 ? "" : i + 1 == total ? " and " : ", ";
+    bool files = len == 5 && strncmp(words, "files", 5) == 0;
+    int k = snprintf(out + n, cap - n, "%s%.*s", sep, (int)(files ? 4 : len), words);
+    if (k < 0) break;
+    n += (size_t)k;
+    words += len + (words[len] == ',');
+  }
+}
+
 /* "alice asks for shell access for 30 min under T-3: "printer broken". Allow? [y/N] (60 s)" */
 static void show_prompt(char *rest, queue_t *q) {
   char *f[7];
@@ -189,8 +206,10 @@ static void show_prompt(char *rest, queue_t *q) {
   if (q->n >= PENDING_MAX || idlen >= sizeof(q->q[0].id)) return; /* the agent's own cap is lower */
   pending_t *p = &q->q[q->n++];
   memcpy(p->id, f[0], idlen + 1);
+  char access[64];
+  access_phrase(f[3], access, sizeof(access));
   snprintf(p->text, sizeof(p->text), "%s asks for %s access for %s under %s: \"%s\". Allow? [y/N] (%s s) ", f[1],
-           f[3], dur, f[2], f[6], f[5]);
+           access, dur, f[2], f[6], f[5]);
   show_head(q); /* the first, or the question on screen again with the count behind it */
 }
 
@@ -223,7 +242,9 @@ static void prompt_line(char *line, queue_t *q) {
     struct tm tm;
     char hhmm[16] = "?";
     if (localtime_r(&until, &tm)) strftime(hhmm, sizeof(hhmm), "%H:%M", &tm);
-    printf("\n%s is connected to this computer under %s (%s access until %s, %s)%s: \"%s\"\n", f[1], f[2], f[3],
+    char access[64];
+    access_phrase(f[3], access, sizeof(access));
+    printf("\n%s is connected to this computer under %s (%s access until %s, %s)%s: \"%s\"\n", f[1], f[2], access,
            hhmm, f[0], strcmp(f[5], "unattended") == 0 ? ", unattended: no one was asked" : "", f[6]);
     fflush(stdout);
   } else if (strncmp(line, "ACTIVITY ", 9) == 0) {

@@ -361,6 +361,28 @@ int broker_session_record(broker_grant_t *g, relay_t *r, const broker_rec_owner_
 void broker_session_record_abandon(broker_t *b, const store_recording_t *row, int err);
 /* The relay is done with the recording: finish it (the handle outlives the relay). */
 void broker_session_record_end(void *handle);
+/* files.c, for relay.c: a CHANNEL_FILES relay's records. The broker peeks at the in-band
+ * FileCtl messages only (never at chunk data): it remembers the console's requests by id and
+ * writes one audit entry and ticket event per file on the device's word (a file pulled,
+ * pushed, a push failed, a request refused; a listing and a directory made, audit only).
+ * Records the store cannot take yet wait in the relay, which holds credit meanwhile. */
+typedef struct broker_files_s broker_files_t;
+typedef struct {
+  void (*on_drain)(relay_t *r); /* every record is queued: pass held credit on (may end r) */
+} broker_files_owner_t;
+/* NULL when out of memory. g: the session the relay runs under (copied: f outlives it). */
+broker_files_t *broker_files_new(broker_t *b, relay_t *r, const broker_files_owner_t *owner, const broker_grant_t *g,
+                                 const char *person, const char *dev);
+/* A DATA frame passing on the relay; from_device: the agent sent it. Non-zero: end the relay
+ * with that code and why (a compressed control frame; more records waiting than may). */
+int broker_files_data(broker_files_t *f, bool from_device, const uint8_t *p, size_t n, uint8_t flags, char *why,
+                      size_t cap) TT_WUR;
+/* Records wait to be queued: the relay passes no credit on until on_drain. */
+bool broker_files_holding(const broker_files_t *f);
+/* Once a second: queue what waits, if the store has room now. */
+void broker_files_tick(broker_files_t *f);
+/* The relay ended: what waits is queued now; f frees itself once the store is done. */
+void broker_files_end(broker_files_t *f);
 /* relay.c, for session.c: close every relay of g with msg (the console prints it). */
 void relay_end_grant(broker_grant_t *g, int code, const char *msg);
 /* relay.c: the once-a-second flush of g's recordings. */

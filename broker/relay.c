@@ -1,7 +1,8 @@
 /* The relay: a console's channel paired with a channel to the agent. Data bodies are copied
- * across with a new header, never decoded; credit travels end to end (the broker grants a
- * side only what the other side granted it), so a relay holds at most one window per
- * direction. Every way a relay ends goes through relay_end(), which detaches both channels
+ * across with a new header, never decoded (a shell's output is recorded as it passes, and a
+ * files channel's control messages are read for its records, files.c); credit travels end
+ * to end (the broker grants a side only what the other side granted it), so a relay holds at
+ * most one window per direction. Every way a relay ends goes through relay_end(), which detaches both channels
  * before closing them: a close may free a channel at once (a reject of a PENDING one). */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -30,7 +31,10 @@ struct relay_s {
   relay_t *gprev, *gnext; /* the session's relays */
   broker_rec_t *rec;     /* SHELL: the recording */
   void *rec_handle;      /* session.c's side of it */
-  uint64_t held_credit;  /* console credit not passed on while the recording catches up */
+  uint64_t held_credit;  /* console credit not passed on while the recording catches up
+                          * (FILES: while records wait for the store) */
+  broker_files_t *files; /* FILES: its records (files.c) */
+  uint64_t held_up;      /* FILES: device credit not passed on while records wait */
   char command[RELAY_COMMAND_MAX]; /* EXEC: the command line, for the records */
   char dev[TT_NAME_MAX + 1];
   struct open_req_s *opening; /* its opening is being recorded; agent and ach are NULL */
@@ -42,6 +46,7 @@ static const char *kind_name(Tether__ChannelKind k) {
   case TETHER__CHANNEL_KIND__CHANNEL_ECHO: return "echo";
   case TETHER__CHANNEL_KIND__CHANNEL_SHELL: return "shell";
   case TETHER__CHANNEL_KIND__CHANNEL_EXEC: return "exec";
+  case TETHER__CHANNEL_KIND__CHANNEL_FILES: return "files";
   default: return "unknown";
   }
 }
@@ -56,6 +61,8 @@ static bool is_session_kind(Tether__ChannelKind k) {
 static bool is_diag_kind(Tether__ChannelKind k) {
   return k == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT || k == TETHER__CHANNEL_KIND__CHANNEL_ECHO;
 }
+
+static bool is_files_kind(Tether__ChannelKind k) { return k == TETHER__CHANNEL_KIND__CHANNEL_FILES; }
 
 static void grant_link(relay_t *r, broker_grant_t *g) {
   r->grant = g;
@@ -130,6 +137,7 @@ static void relay_end(relay_t *r, int code, const char *msg) {
   opening_forget(r);
   grant_unlink(r);
   if (r->rec_handle) broker_session_record_end(r->rec_handle); /* finishes on its own */
+  if (r->files) broker_files_end(r->files);                    /* so do its records */
   free(r);
   if (c) {
     tt_mux_close(&console->link->mux, c, code, msg);
@@ -150,6 +158,7 @@ void relay_tick_grant(broker_grant_t *g) {
   for (relay_t *r = g->relays, *next; r; r = next) {
     next = r->gnext;
     if (r->rec) broker_rec_tick(r->rec);
+    else if (r->files) broker_files_tick(r->files);
   }
 }
 
@@ -168,6 +177,27 @@ static void rec_drained(relay_t *r) {
 static void rec_failed(relay_t *r, const char *why) { relay_end(r, TT_EIO, why); }
 
 static const broker_rec_owner_t rec_owner = {.on_drain = rec_drained, .on_fail = rec_failed};
+
+/* A files relay's records are all queued: credit held meanwhile goes on, both ways. */
+static void files_drained(relay_t *r) {
+  struct {
+    uint64_t *held;
+    broker_conn_t *peer;
+    tt_chan_t *ch;
+  } side[2] = {{&r->held_credit, r->agent, r->ach}, {&r->held_up, r->console, r->cch}};
+  for (int i = 0; i < 2; i++) {
+    if (!*side[i].held || !side[i].ch || side[i].ch->state != TT_CH_OPEN) continue;
+    uint32_t n = *side[i].held > UINT32_MAX ? UINT32_MAX : (uint32_t)*side[i].held;
+    *side[i].held -= n;
+    if (tt_mux_grant(&side[i].peer->link->mux, side[i].ch, n)) {
+      relay_end(r, TT_EFULL, "relay could not pass credit on");
+      return;
+    }
+    tt_link_flush(side[i].peer->link);
+  }
+}
+
+static const broker_files_owner_t files_owner = {.on_drain = files_drained};
 
 static tt_chan_t *other_side(relay_t *r, tt_chan_t *ch, tt_link_t **link) {
   if (!r->agent) return NULL; /* still being recorded: nothing to pass anything to */
@@ -254,6 +284,25 @@ static bool diag_check(broker_conn_t *c, const char *dev, const Tether__ChannelO
   return *g != NULL;
 }
 
+/* FILES: personal data, so always under a session with files access that the employee
+ * agreed to (admins too: unlike a link test, nothing about files is a diagnostic), on a device
+ * whose agent serves files. false with *code and why filled in when refused. */
+static bool files_check(broker_conn_t *c, broker_conn_t *a, const Tether__ChannelOpen *msg, broker_grant_t **g,
+                        int *code, char *why, size_t cap) {
+  if (!(a->caps & TETHER__CAPABILITY__CAP_FILES)) {
+    *code = TT_EVERSION;
+    snprintf(why, cap, "this agent does not serve files (version %s)", a->version[0] ? a->version : "unknown");
+    return false;
+  }
+  if (msg->session == 0) {
+    *code = TT_EDENIED;
+    snprintf(why, cap, "file access runs under a ticket: pass --ticket T (a session with files access)");
+    return false;
+  }
+  *g = grant_check(c, a->id.name, msg->session, STORE_ACCESS_FILES, "files", code, why, cap);
+  return *g != NULL;
+}
+
 /* Channels this person holds on the device (open, waiting for it, or having their opening
  * recorded), over all of their connections: the device's own channel table is at most
  * TT_CHANNELS_MAX long. */
@@ -280,7 +329,7 @@ static const char *open_check(broker_conn_t *c, const Tether__ChannelOpen *msg, 
     return "no valid device id";
   }
   /* Only kinds we know how to check are passed on: a new kind needs its rules here first. */
-  if (!is_diag_kind(msg->kind) && !is_session_kind(msg->kind)) {
+  if (!is_diag_kind(msg->kind) && !is_session_kind(msg->kind) && !is_files_kind(msg->kind)) {
     *code = TT_EINVAL;
     return "unknown channel kind";
   }
@@ -300,6 +349,7 @@ static const char *open_check(broker_conn_t *c, const Tether__ChannelOpen *msg, 
   }
   if (is_session_kind(msg->kind) && !(*g = session_check(c, dev, msg, code, why, cap))) return why;
   if (is_diag_kind(msg->kind) && !diag_check(c, dev, msg, g, code, why, cap)) return why;
+  if (is_files_kind(msg->kind) && !files_check(c, *a, msg, g, code, why, cap)) return why;
   uint32_t held = held_on(c->b, *a, c->id.name);
   if (held >= TT_CHANNELS_PER_PERSON_DEVICE_MAX) {
     *code = TT_EBUSY;
@@ -426,8 +476,14 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
     fwd.ticket = g ? (uint64_t)g->s.ticket : 0;
     /* A shell's output is recorded as it passes: it must come uncompressed. */
     if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) fwd.compression = 0;
+    /* Files are bulk whatever the console said, so a transfer never delays keystrokes. */
+    if (is_files_kind(msg->kind)) fwd.priority = TETHER__PRIORITY__PRIORITY_BULK;
     size_t len = protobuf_c_message_get_packed_size(&fwd.base);
     x = calloc(1, sizeof(*x) + len);
+    if (x && is_files_kind(msg->kind) && !(r->files = broker_files_new(c->b, r, &files_owner, g, c->id.name, dev))) {
+      free(x);
+      x = NULL;
+    }
     if (!x) {
       free(r);
       r = NULL;
@@ -450,6 +506,7 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   r->console = c;
   r->cch = ch;
   r->kind = msg->kind;
+  if (is_files_kind(msg->kind)) ch->prio = TT_PRIO_BULK; /* toward the console too */
   snprintf(r->dev, sizeof(r->dev), "%s", dev);
   if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) tt_argv_line(msg->argv, msg->n_argv, r->command, sizeof(r->command));
   ch->data = r;
@@ -558,6 +615,14 @@ void relay_on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8
   tt_chan_t *o = other_side(r, ch, &ol);
   if (!o || o->state != TT_CH_OPEN) return;
   if (r->rec && record_data(r, ch, p, n, flags)) return;
+  if (r->files) {
+    char why[TT_TEXT_MAX];
+    int frc = broker_files_data(r->files, ch == r->ach, p, n, flags, why, sizeof(why));
+    if (frc) {
+      relay_end(r, frc, why);
+      return;
+    }
+  }
   /* The window we granted this side is the one the other side granted us: this fits. */
   int rc = tt_mux_send(&ol->mux, o, p, n, flags);
   if (rc) {
@@ -581,6 +646,13 @@ void relay_on_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
   if (r->rec && ch == r->cch && (r->held_credit || broker_rec_backlogged(r->rec))) {
     r->held_credit += n;
     if (!broker_rec_backlogged(r->rec)) rec_drained(r);
+    return;
+  }
+  /* A files relay whose records wait for the store holds its credit, both ways: the peers
+   * stop once their windows are spent, which bounds the bytes; files.c bounds the records. */
+  if (r->files && broker_files_holding(r->files)) {
+    if (ch == r->cch) r->held_credit += n;
+    else r->held_up += n;
     return;
   }
   /* Credit that cannot be passed on would shrink the window for good: end the relay. */

@@ -659,6 +659,10 @@ static int on_open(broker_conn_t *c, uint32_t id, const Tether__SessionOpenReque
   if (!a) return reply_unavailable(c, id, dev);
   if (!(a->caps & TETHER__CAPABILITY__CAP_SHELL))
     return reply_error(c, id, TT_EINVAL, "the agent on %s is too old for sessions: update it", dev);
+  /* Never ask the employee for what the device cannot give. */
+  if ((q->access & STORE_ACCESS_FILES) && !(a->caps & TETHER__CAPABILITY__CAP_FILES))
+    return reply_error(c, id, TT_EVERSION, "this agent does not serve files (version %s): update it, or ask for shell or diag access",
+                       a->version[0] ? a->version : "unknown");
 
   /* In the list from now on, so that the limits above count it while its row is written. */
   broker_grant_t *g = calloc(1, sizeof(*g));

@@ -219,6 +219,18 @@
  * answer is cut into batches under this. */
 #define TT_FILE_CTL_MAX (TT_DATA_CHUNK_MAX - 256u)
 
+/* The broker's records of a files relay (broker/files.c): one audit entry and ticket event
+ * per file, each a store request of ~1.3 KB. At most TT_FILE_RECORDS_INFLIGHT_MAX of one
+ * relay wait in the store's queue: a tree of small files streams at the store's pace (~50k
+ * writes a second, group-committed: 256 is a few ms of commits ahead) while one relay can
+ * never fill the queue every connect and session step shares. Past that (or with the store
+ * half full) records wait in the relay, which stops passing credit on both ways until they
+ * are queued; a window already granted may still carry some, so at most
+ * TT_FILE_RECORDS_HELD_MAX wait (~170 KB): one more ends the channel (the transfer resumes
+ * when run again) rather than lose a record or grow. */
+#define TT_FILE_RECORDS_INFLIGHT_MAX 256u
+#define TT_FILE_RECORDS_HELD_MAX 128u
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 
