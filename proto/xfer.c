@@ -853,7 +853,10 @@ static void job_next(op_t *o) {
     job_start(o, JOB_WRITE);
     return;
   }
-  if (o->ended && o->next_index == o->nchunks && o->part.kept == o->nchunks) job_start(o, JOB_FINISH);
+  /* Only while the channel stands: a file put in place after it closed could never be
+   * reported to the peer (nor recorded by the broker); the partial keeps every chunk, so the
+   * same command again finishes it at once. */
+  if (o->ended && o->next_index == o->nchunks && o->part.kept == o->nchunks && !x->dead) job_start(o, JOB_FINISH);
 }
 
 static void send_ready_or_get(op_t *o) {
