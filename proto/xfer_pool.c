@@ -110,14 +110,11 @@ void tt_xfer_pool_stop(void) {
   g.stopping = true;
   pthread_cond_broadcast(&g.cv);
   pthread_mutex_unlock(&g.mu);
+  /* The threads drain the queue before they leave: every job has run. */
   for (unsigned i = 0; i < g.nth; i++) pthread_join(g.th[i], NULL);
-  /* Jobs never started, and finished ones not yet seen: their owners are gone with the loop. */
-  for (job_t *lists[2] = {g.todo, g.done}, **l = lists; l < lists + 2; l++)
-    for (job_t *j = *l, *n; j; j = n) {
-      n = j->next;
-      free(j);
-    }
-  g.todo = g.todo_tail = g.done = g.done_tail = NULL;
+  /* Their completions run here, on the loop's thread, so that what they hold is let go
+   * (an xfer freed while its job ran is released by that job's completion). */
+  pool_async(&g.async);
   uv_close((uv_handle_t *)&g.async, NULL);
   g.started = false;
 }

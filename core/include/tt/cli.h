@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include "tt/conf.h"
 
-#define TT_CLI_POS_MAX 16
+#define TT_CLI_POS_MAX 256 /* a pull or push of a shell glob: many sources */
 
 typedef struct {
   const char *prog;        /* "tether-broker" */
