@@ -32,6 +32,7 @@
 #define AGENT_CONSENT_SOCKET_DEFAULT "/run/tether-agent/consent.sock"
 #define AGENT_USERS_MAX 255u   /* consent.users: a comma-separated list of names */
 #define AGENT_DIALOG_MAX 1023u /* consent.dialog: a /bin/sh -c command */
+#define AGENT_FILES_LIST_TEXT_MAX 4095u /* files.roots, files.read_only: comma-separated paths */
 
 /* consent.policy: what to answer when there is no one to ask. */
 typedef enum { AGENT_POLICY_ASK = 0, AGENT_POLICY_UNATTENDED = 1, AGENT_POLICY_DENY = 2 } agent_policy_t;
@@ -67,6 +68,9 @@ typedef struct {
   char shell_user[TT_NAME_MAX + 1];
   char shell_path[AGENT_PATH_MAX];
   int containment; /* agent_containment_t */
+  /* files (files/): comma-separated absolute paths */
+  char files_roots[AGENT_FILES_LIST_TEXT_MAX + 1];
+  char files_read_only[AGENT_FILES_LIST_TEXT_MAX + 1];
 } agent_cfg_t;
 
 /* ---- ident.c: what our certificate says, and checks on one the broker issued ---------- */
@@ -197,6 +201,7 @@ typedef struct {
   agent_consent_t *consent;
   struct agent_shells_s *shells;
   struct agent_contain_s *contain;
+  struct agent_files_s *files;
 } agent_t;
 
 /* consent.c. init opens the local socket (a failure is logged: the agent still serves,
@@ -237,6 +242,27 @@ void agent_shell_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *m
 /* A shell or command process of ours not yet reaped (in subreaper mode, its keeper): the
  * session it runs under, or 0. */
 uint64_t agent_shell_session_of(agent_t *a, pid_t pid);
+
+/* ---- files/serve.c: file channels inside sessions (files/files.h: the rest of files/) -- */
+
+/* At start, before anything can open a channel: the roots (a mistake in files.roots or
+ * files.read_only is TT_ECONFIG with why in err), shell.user's identity and the transfer
+ * pool. A device where the identity cannot be had starts with file access off, and says
+ * why to whoever asks for a file channel. */
+int agent_files_init(agent_t *a, char *err, size_t errlen) TT_WUR;
+/* The agent stops: every file channel closes. */
+void agent_files_close(agent_t *a);
+/* After the loop: the pool stops, the rest is freed. */
+void agent_files_free(agent_t *a);
+/* A FILES ChannelOpen: accepted inside a session with file access, or rejected. */
+void agent_files_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg);
+/* Close every file channel of the session with why as the close message. */
+void agent_files_end_session(agent_t *a, uint64_t session, const char *why);
+/* Mux callbacks for a channel whose data is a file channel's. */
+bool agent_files_owns(const tt_chan_t *ch);
+void agent_files_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags);
+void agent_files_credit(tt_mux_t *m, tt_chan_t *ch);
+void agent_files_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
 
 /* ---- contain.c: where a session's processes live, and how all of them end -------------- */
 

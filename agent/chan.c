@@ -76,6 +76,10 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
     agent_shell_open(m, ch, msg);
     return;
   }
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_FILES) {
+    agent_files_open(m, ch, msg);
+    return;
+  }
   if (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->kind != TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
     tt_mux_reject(m, ch, TT_ENOTFOUND, "this agent does not serve that channel kind");
     tt_link_flush(l);
@@ -140,6 +144,10 @@ static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, ui
     agent_shell_data(m, ch, p, n, flags);
     return;
   }
+  if (agent_files_owns(ch)) {
+    agent_files_data(m, ch, p, n, flags);
+    return;
+  }
   if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
     /* Within our window by the mux's check, so pending never passes one window. */
     if (tt_buf_append(&ac->pending, p, n)) {
@@ -162,6 +170,10 @@ static void chan_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
     agent_shell_credit(m, ch);
     return;
   }
+  if (agent_files_owns(ch)) {
+    agent_files_credit(m, ch);
+    return;
+  }
   if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT) pump_throughput(m, ch, ac);
   else pump_echo(m, ch, ac);
   tt_link_flush(tt_link_from_mux(m));
@@ -172,6 +184,10 @@ static void chan_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
   if (!ac) return;
   if (agent_shell_owns(ch)) {
     agent_shell_chan_closed(m, ch, code, msg);
+    return;
+  }
+  if (agent_files_owns(ch)) {
+    agent_files_chan_closed(m, ch, code, msg);
     return;
   }
   TT_INFO("agent", "channel closed", "id=%u code=%s sent=%llu", ch->id, code ? tt_errname(code) : "ok",

@@ -30,7 +30,7 @@ static void send_hello(agent_t *a) {
   h.role = TETHER__ROLE__ROLE_AGENT;
   h.software_version = tt_text(TT_VERSION);
   h.capabilities = TETHER__CAPABILITY__CAP_ZSTD | TETHER__CAPABILITY__CAP_THROUGHPUT |
-                   TETHER__CAPABILITY__CAP_ECHO | TETHER__CAPABILITY__CAP_SHELL;
+                   TETHER__CAPABILITY__CAP_ECHO | TETHER__CAPABILITY__CAP_SHELL | TETHER__CAPABILITY__CAP_FILES;
   h.hostname = tt_text(a->cfg.hostname);
   if (tt_link_send(a->link, TT_K_HELLO, &h.base)) tt_link_close(a->link, TT_EIO, "cannot send hello");
 }
@@ -168,6 +168,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   agent_reqs_close(&a->reqs);
   agent_consent_close(a);
   agent_shell_close(a);
+  agent_files_close(a);
   agent_contain_close(a);
   if (a->link) tt_link_close(a->link, TT_ECLOSED, "agent shutting down");
 }
@@ -235,8 +236,16 @@ int agent_run(agent_t *a) {
     goto out;
   }
   a->loop = uv_default_loop();
+  if (agent_files_init(a, err, sizeof(err))) {
+    fprintf(stderr, "tether-agent: %s\n", err);
+    agent_files_free(a);
+    tt_tls_ctx_free(a->tls);
+    rc = 2;
+    goto out;
+  }
   if (agent_contain_init(a, err, sizeof(err))) { /* before anything can start a shell */
     fprintf(stderr, "tether-agent: %s\n", err);
+    agent_files_free(a);
     tt_tls_ctx_free(a->tls);
     rc = 1;
     goto out;
@@ -258,6 +267,7 @@ int agent_run(agent_t *a) {
   agent_consent_init(a);
   agent_connect(a);
   uv_run(a->loop, UV_RUN_DEFAULT);
+  agent_files_free(a); /* stops the transfer pool */
   rc = uv_loop_close(a->loop) ? 1 : 0;
   tt_tls_ctx_free(a->tls);
   tt_tls_ctx_free(a->tls_next);

@@ -363,6 +363,7 @@ static void session_forget(agent_t *a, agent_session_t *s, const char *by, const
   uint64_t id = s->id;
   memset(s, 0, sizeof(*s));
   agent_shell_end_session(a, id, why);
+  agent_files_end_session(a, id, why);
   tell_watchers(a, NULL, "ENDED S-%llu\t%s\t%s", (unsigned long long)id, by, why);
   TT_INFO("consent", "session ended", "session=S-%llu by=%s reason=\"%s\"", (unsigned long long)id, by, why);
 }
@@ -474,7 +475,10 @@ void agent_session_end_request(agent_t *a, const Tether__Request *q) {
     prompt_finish(a, p, NULL, e->withdrawn ? why : reason);
   }
   if (s) session_forget(a, s, by, reason);
-  else agent_shell_end_session(a, e->id, reason); /* no channel outlives its session */
+  else { /* no channel outlives its session */
+    agent_shell_end_session(a, e->id, reason);
+    agent_files_end_session(a, e->id, reason);
+  }
   if (a->consent) consent_arm(a);
   Tether__Response r = TETHER__RESPONSE__INIT;
   Tether__SessionEndResponse se = TETHER__SESSION_END_RESPONSE__INIT;

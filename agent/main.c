@@ -57,6 +57,11 @@ static const tt_conf_opt_t agent_opts[] = {
      "auto", "auto|cgroup|subreaper",
      "how a session's processes are kept together and killed: a cgroup v2 group per session (cgroup), keeper "
      "subreaper processes (subreaper), or cgroup where one can be made (auto)"},
+    OPT("files.roots", "files-roots", TT_CONF_STR, files_roots, 0, AGENT_FILES_LIST_TEXT_MAX, NULL,
+        "directories technicians may pull from and push to, comma-separated absolute paths (default: "
+        "shell.user's home and /tmp; none: no read-write directory)"),
+    OPT("files.read_only", "files-read-only", TT_CONF_STR, files_read_only, 0, AGENT_FILES_LIST_TEXT_MAX, NULL,
+        "directories technicians may only pull from and list, comma-separated absolute paths"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(agent_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };

@@ -223,6 +223,13 @@
 /* An in-band FileCtl message must fit one DATA frame (TT_FF_CTRL is never split); a LIST
  * answer is cut into batches under this. */
 #define TT_FILE_CTL_MAX (TT_DATA_CHUNK_MAX - 256u)
+/* The agent holds a whole LIST answer before the first batch goes (a tree too big is an
+ * error, not a cut list): its names, link targets and owners are capped at this many bytes
+ * (TT_FILE_LIST_MAX entries of ~300 bytes; typical trees take a tenth), and at most
+ * TT_FILE_LISTINGS_MAX answers are held at once on the agent, however many channels ask;
+ * the rest wait their turn. */
+#define TT_FILE_LIST_BYTES_MAX (32u * 1024u * 1024u)
+#define TT_FILE_LISTINGS_MAX 2u
 
 /* The broker's records of a files relay (broker/files.c): one audit entry and ticket event
  * per file, each a store request of ~1.3 KB. At most TT_FILE_RECORDS_INFLIGHT_MAX of one
