@@ -456,7 +456,10 @@ static void pump_once(tt_xfer_t *x) {
 static void op_release(op_t *o) {
   if (o->fd >= 0) close(o->fd);
   o->fd = -1;
-  if (o->part_open) xfer_part_close(&o->part);
+  /* A receive that failed before a chunk was kept leaves nothing behind (a refused pull
+   * must not litter the target directory); one that kept chunks keeps them to resume. */
+  if (o->part_open && !o->sending && o->code && o->part.kept == 0 && o->part.locked) xfer_part_discard(&o->part);
+  else if (o->part_open) xfer_part_close(&o->part);
   o->part_open = false;
   EVP_MD_CTX_free(o->whole);
   o->whole = NULL;

@@ -26,6 +26,7 @@ typedef struct {
   char state[TT_FILE_NAME_MAX + 1];
   tt_xfer_stat_t src;        /* the source the partial belongs to */
   bool have_src;
+  bool locked;                /* we hold its lock: ours to remove */
   uint64_t kept;             /* chunks verified and on disk */
   EVP_MD_CTX *whole;         /* sha256 over the bytes of those chunks, in order */
   EVP_MD_CTX *digest;        /* sha256 over their sha256s (what GET/READY report) */

@@ -190,6 +190,7 @@ int xfer_part_open(xfer_part_t *p, int dirfd, const char *name, const tt_xfer_st
   if (flock(p->fd, LOCK_EX | LOCK_NB))
     return fail(errno == EWOULDBLOCK ? TT_EBUSY : errno_code(), err, errlen,
                 "%s: another transfer is writing this file", name);
+  p->locked = true;
   p->sfd = openat(dirfd, p->state, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (p->sfd < 0) return fail(errno_code(), err, errlen, "%s: cannot create the partial file's state", name);
   /* Load the state, if it is ours and names a source. */

@@ -298,6 +298,10 @@ void agent_files_list_batch(const agent_files_list_t *l, size_t *pos, Tether__Fi
   m->last = true; /* counted as present: the size below is the largest the header gets */
   /* The ChannelControl around the FileCtl: a tag and a length of at most 3 bytes. */
   size_t used = tether__file_ctl__get_packed_size(m) + 1 + 3;
+  /* The receiver unpacks a batch under TT_CTRL_MSG_BUDGET: each entry costs it a FileStat,
+   * a pointer and a copy of each text, so many short names would pass the budget long
+   * before TT_FILE_CTL_MAX; keep to half of it. */
+  size_t unpacked = sizeof(Tether__FileCtl) + sizeof(Tether__ChannelControl);
   size_t i = *pos;
   for (; i < l->n && m->n_entries < AGENT_FILES_BATCH_MAX; i++) {
     const entry_t *e = &l->e[i];
@@ -313,8 +317,10 @@ void agent_files_list_batch(const agent_files_list_t *l, size_t *pos, Tether__Fi
     s->group = text_of(l, e->group);
     size_t es = tether__file_stat__get_packed_size(s);
     size_t cost = 2 + varint_len(es) + es; /* field 20: a two-byte tag */
-    if (used + cost > TT_FILE_CTL_MAX && m->n_entries > 0) break;
+    size_t ucost = sizeof(*s) + sizeof(s) + s->path.len + s->link.len + s->owner.len + s->group.len + 4 * 16;
+    if ((used + cost > TT_FILE_CTL_MAX || unpacked + ucost > TT_CTRL_MSG_BUDGET / 2) && m->n_entries > 0) break;
     used += cost;
+    unpacked += ucost;
     b->ptr[m->n_entries++] = s;
   }
   *pos = i;

@@ -212,11 +212,6 @@
  * deep a recursive walk goes; a bigger tree is refused with a clear error, not truncated. */
 #define TT_FILE_LIST_MAX 100000u
 #define TT_FILE_DEPTH_MAX 64u
-/* Bytes of text (paths, owners, groups, link targets) the console keeps from one listing
- * while it collects the batches (to sort them for ls, to plan a pull -r): TT_FILE_LIST_MAX
- * entries of ~670 bytes each, so a device that sends 100,000 names of 4 KiB cannot make the
- * console hold 400 MiB. Past it the listing is refused, not truncated. */
-#define TT_FILE_LIST_BYTES_MAX (64u << 20)
 /* A file may be at most this large: resume state is one 32-byte hash per chunk (4 MiB of
  * state at the limit), and a declared size past it is refused before anything is made. */
 #define TT_FILE_SIZE_MAX (4ull << 40)
