@@ -172,6 +172,13 @@ static void chunk_free(chunk_t *c) {
   free(c);
 }
 
+/* Chunk bytes a receiver held back from credit and will never write: the peer may send as
+ * many again, or the window shrinks for good with every file that fails. Nothing to give
+ * once the channel is gone. */
+static void credit_back(tt_xfer_t *x, size_t n) {
+  if (n && !x->dead) tt_mux_consumed((&x->link->mux), x->ch, n);
+}
+
 static op_t *op_find(tt_xfer_t *x, uint32_t id) {
   for (op_t *o = x->ops; o; o = o->next)
     if (o->id == id && !o->finished) return o;
@@ -466,6 +473,7 @@ static void op_release(op_t *o) {
   for (chunk_t *c = o->ready, *n; c; c = n) {
     n = c->next;
     if (o->sending) o->x->prefetched -= c->wire_len;
+    else credit_back(o->x, c->wire_len);
     chunk_free(c);
   }
   o->ready = o->ready_tail = NULL;
@@ -494,6 +502,14 @@ static void op_done(op_t *o) {
   if (o->finished) return;
   o->finished = true;
   x->nops--;
+  if (x->rx == o) {
+    /* Its chunk in arrival is dropped: what came of it goes back as credit now, the rest as
+     * it comes (on_data_in drops it). */
+    if (x->rx_chunk) credit_back(x, x->rx_chunk->sent);
+    chunk_free(x->rx_chunk);
+    x->rx_chunk = NULL;
+    x->rx = NULL;
+  }
   if (!o->busy) op_release(o);
   tt_xfer_result_t r = {
       .id = o->id,
@@ -943,6 +959,7 @@ static void job_done_in(op_t *o) {
     }
     if (o->job == JOB_READ) x->prefetched -= TT_FILE_CHUNK;
     if (o->job == JOB_WRITE) {
+      if (o->jchunk) credit_back(x, o->jchunk->wire_len);
       chunk_free(o->jchunk);
       o->jchunk = NULL;
     }
@@ -1218,7 +1235,6 @@ static void on_error_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
   char why[XFER_ERR_MAX];
   if (tt_text_copy(why, sizeof(why), m->message)) snprintf(why, sizeof(why), "refused by the peer");
   o->peer_failed = true;
-  if (x->rx == o) x->rx = NULL;
   op_fail(o, m->code ? tt_err_from_wire((Tether__ErrorCode)m->code) : TT_EPEER, false, "%s", why);
 }
 
