@@ -22,8 +22,8 @@ typedef struct {
   int dirfd;                 /* the target's directory (owned) */
   int fd, sfd;               /* part data, state; -1 when closed */
   char name[TT_FILE_NAME_MAX + 1];
-  char part[TT_FILE_NAME_MAX + 1];
-  char state[TT_FILE_NAME_MAX + 1];
+  char part[TT_FILE_NAME_MAX + 40]; /* room gcc can see for ".NAME" and a suffix */
+  char state[TT_FILE_NAME_MAX + 40];
   tt_xfer_stat_t src;        /* the source the partial belongs to */
   bool have_src;
   bool locked;                /* we hold its lock: ours to remove */
