@@ -294,7 +294,7 @@ static void test_list_too_many_bytes(void **state) {
   for (size_t d = 0; d < dirs; d++) {
     memset(name, 'd', TT_FILE_NAME_MAX);
     name[TT_FILE_NAME_MAX] = '\0';
-    snprintf(name, 8, "%06zu", d);
+    snprintf(name, 8, "%06u", (unsigned)(d % 1000000));
     name[6] = 'd';
     FMT(dir, "%s/%s", top, name);
     assert_int_equal(mkdir(dir, 0755), 0);
@@ -302,7 +302,7 @@ static void test_list_too_many_bytes(void **state) {
     assert_true(dfd >= 0);
     for (size_t i = 0; i < per_dir; i++) {
       memset(name, 'f', TT_FILE_NAME_MAX);
-      snprintf(name, 8, "%06zu", i);
+      snprintf(name, 8, "%06u", (unsigned)(i % 1000000));
       name[6] = 'f';
       int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
       assert_true(fd >= 0);
