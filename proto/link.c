@@ -28,10 +28,13 @@ static int link_frame_cb(void *ctx, const tt_frame_t *f) {
     rc = tt_mux_control(&l->mux, TT_K_PONG, &pong.base);
     break;
   }
-  case TT_K_PONG:
+  case TT_K_PONG: {
     if (!l->authed) { rc = TT_EPROTO; break; }
     l->last_pong_ms = uv_now(tt_tls_loop(l->tls));
+    uint64_t nonce = ((Tether__Pong *)msg.m)->nonce;
+    if (tt_cc_is_probe(nonce)) tt_cc_ack(&l->cc, nonce, uv_hrtime());
     break;
+  }
   default:
     rc = l->cbs->on_control ? l->cbs->on_control(l, f->kind, msg.m) : TT_EKIND;
   }
@@ -95,6 +98,7 @@ static tt_link_t *link_new(const tt_link_cbs_t *cbs, void *data, bool opener_odd
   tt_frame_reader_init(&l->rd, TT_FRAME_MAX_BODY_PREAUTH);
   tt_mux_init(&l->mux, opener_odd, &cbs->mux, l);
   l->mux.budget = TT_MSG_BUDGET_PREAUTH;
+  tt_cc_init(&l->cc);
   return l;
 }
 
@@ -137,16 +141,29 @@ void tt_link_set_authed(tt_link_t *l) {
   l->mux.budget = TT_MSG_BUDGET;
 }
 
+/* A probe follows the bulk bytes it covers (control frames go first in the next pull). */
+static void link_probe(tt_link_t *l) {
+  uint64_t now = uv_hrtime();
+  if (!l->authed || !tt_cc_want_probe(&l->cc, now)) return;
+  Tether__Ping p = TETHER__PING__INIT;
+  p.nonce = tt_cc_nonce(&l->cc);
+  if (tt_mux_control(&l->mux, TT_K_PING, &p.base) == 0) tt_cc_probe(&l->cc, now);
+}
+
 void tt_link_flush(tt_link_t *l) {
   static _Thread_local tt_buf_t batch = {.max = LINK_BATCH + TT_FRAME_HDR + TT_FRAME_MAX_BODY};
   if (l->closing || l->in_flush || !l->tls || !tt_tls_established(l->tls)) return;
   l->in_flush = true;
+  link_probe(l);
   while (!l->closing && tt_mux_has_output(&l->mux)) {
     size_t queued = tt_tls_queued(l->tls);
     if (queued >= TT_SOCKET_QUEUE_CAP) break;
     size_t room = TT_SOCKET_QUEUE_CAP - queued;
+    uint32_t bulk_room = tt_cc_room(&l->cc, uv_hrtime());
+    l->mux.bulk_room = bulk_room;
     tt_mux_pull(&l->mux, &batch, room < LINK_BATCH ? room : LINK_BATCH);
     if (batch.len == 0) break;
+    uint32_t bulk = bulk_room - (uint32_t)l->mux.bulk_room;
     int rc = tt_tls_write(l->tls, tt_buf_head(&batch), batch.len);
     tt_buf_reset(&batch);
     if (rc) {
@@ -154,6 +171,8 @@ void tt_link_flush(tt_link_t *l) {
       tt_link_close(l, rc, "write failed");
       return;
     }
+    if (bulk) tt_cc_sent(&l->cc, bulk);
+    link_probe(l);
   }
   l->in_flush = false;
 }

@@ -15,6 +15,7 @@ void tt_mux_init(tt_mux_t *m, bool opener_odd, const tt_mux_cbs_t *cbs, void *da
   m->next_id = opener_odd ? 1 : 2;
   tt_buf_init(&m->ctrl, TT_CTRL_QUEUE_MAX);
   m->budget = TT_MSG_BUDGET;
+  m->bulk_room = SIZE_MAX;
   m->cbs = cbs;
   m->data = data;
 }
@@ -403,9 +404,14 @@ size_t tt_mux_pull(tt_mux_t *m, tt_buf_t *out, size_t max) {
   }
   for (int p = 0; p < TT_PRIO_COUNT; p++) {
     tt_chan_t *c;
-    while (out->len - start < max && (c = next_ready(m, p))) {
+    while (out->len - start < max && (p != TT_PRIO_BULK || m->bulk_room) && (c = next_ready(m, p))) {
+      size_t before = out->len;
       if (move_frame(m, c, out)) return out->len - start;
       m->rr[p] = c->id;
+      if (p == TT_PRIO_BULK && m->bulk_room != SIZE_MAX) {
+        size_t n = out->len - before;
+        m->bulk_room = n >= m->bulk_room ? 0 : m->bulk_room - n;
+      }
     }
   }
   return out->len - start;

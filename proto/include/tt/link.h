@@ -5,6 +5,7 @@
 #define TT_LINK_H
 
 #include <stdbool.h>
+#include "tt/cc.h"
 #include "tt/frame.h"
 #include "tt/msg.h"
 #include "tt/mux.h"
@@ -40,6 +41,7 @@ struct tt_link_s {
   bool in_flush;
   int close_reason;
   uint64_t last_pong_ms;
+  tt_cc_t cc;        /* how much bulk data may be unread by the peer (tt/cc.h) */
   uint64_t frames_in, frames_out;
 };
 

@@ -68,6 +68,8 @@ struct tt_mux_s {
   uint32_t rr[TT_PRIO_COUNT]; /* id served last per priority, for round-robin */
   tt_buf_t ctrl;           /* encoded control/channel-control frames, sent first */
   uint32_t budget;         /* protobuf unpack budget for incoming channel-control frames */
+  size_t bulk_room;        /* bulk DATA bytes tt_mux_pull may still take (the link's delay
+                              control sets it; SIZE_MAX: no limit); pull lowers it */
   const tt_mux_cbs_t *cbs;
   void *data;
 };
@@ -112,7 +114,8 @@ int tt_mux_input(tt_mux_t *m, const tt_frame_t *f) TT_WUR;
 
 /* Scheduler: append whole frames to out until it holds at least `max` bytes or nothing is
  * ready. Order: control frames, then interactive channels round-robin, then bulk channels
- * round-robin, one frame per channel per turn. Returns bytes appended. */
+ * round-robin, one frame per channel per turn; bulk frames only while m->bulk_room is not 0
+ * (a frame may pass it by its own size). Returns bytes appended. */
 size_t tt_mux_pull(tt_mux_t *m, tt_buf_t *out, size_t max);
 bool tt_mux_has_output(const tt_mux_t *m);
 
