@@ -1503,3 +1503,80 @@ static void job_done(void *arg) {
   x->depth--;
   maybe_free(x);
 }
+
+/* ---- invariants, for tests and the fuzzer ------------------------------------------ */
+
+#define CHECK(cond, ...)                                                                                   \
+  do {                                                                                                     \
+    if (!(cond)) {                                                                                         \
+      snprintf(why, cap, __VA_ARGS__);                                                                     \
+      return false;                                                                                        \
+    }                                                                                                      \
+  } while (0)
+
+bool xfer_check(const tt_xfer_t *x, char *why, size_t cap) {
+  unsigned live = 0, busy = 0, queued = 0;
+  size_t prefetched = 0, held = 0;
+  for (const op_t *o = x->ops; o; o = o->next) {
+    if (!o->finished) live++;
+    if (o->busy) busy++;
+    if (o->in_sendq) queued++;
+    CHECK(!o->busy || o->job != JOB_NONE, "op %u is busy with no job", o->id);
+    CHECK(!o->in_sendq || o->sending, "op %u receives but is in the send queue", o->id);
+    size_t rb = 0;
+    uint32_t nr = 0;
+    for (const chunk_t *c = o->ready; c; c = c->next) {
+      rb += c->wire_len;
+      nr++;
+      CHECK(c->next || c == o->ready_tail, "op %u: its ready list's tail is wrong", o->id);
+    }
+    CHECK(rb == o->ready_bytes && nr == o->nready, "op %u: ready counts %zu/%u, held %zu/%u", o->id, o->ready_bytes,
+          o->nready, rb, nr);
+    if (o->sending) {
+      prefetched += rb + (o->cur ? o->cur->wire_len : 0) + (o->busy && o->job == JOB_READ ? TT_FILE_CHUNK : 0);
+    } else {
+      held += rb + (o->busy && o->job == JOB_WRITE && o->jchunk ? o->jchunk->wire_len : 0);
+      CHECK(!o->cur, "op %u receives but has a chunk on the wire", o->id);
+      CHECK(o->finished || o->next_index <= o->nchunks || !o->began, "op %u expects chunk %llu of %llu", o->id,
+            (unsigned long long)o->next_index, (unsigned long long)o->nchunks);
+    }
+    if (o->finished && !o->busy && !o->in_sendq && o != x->rx && x->depth == 0)
+      CHECK(false, "op %u is done and no longer held, but still listed", o->id);
+  }
+  CHECK(live == x->nops, "%u ops not done, counted %u", live, x->nops);
+  CHECK(busy == x->jobs, "%u ops hold a job, counted %u", busy, x->jobs);
+  CHECK(prefetched == x->prefetched, "read-ahead %zu, counted %zu", prefetched, x->prefetched);
+  unsigned insq = 0;
+  for (const op_t *o = x->sq; o; o = o->snext) {
+    insq++;
+    CHECK(o->in_sendq, "op %u is in the send queue unmarked", o->id);
+    CHECK(o->snext || o == x->sq_tail, "the send queue's tail is wrong");
+    bool listed = false;
+    for (const op_t *p = x->ops; p && !listed; p = p->next) listed = p == o;
+    CHECK(listed, "op %u is in the send queue but not among the ops", o->id);
+  }
+  CHECK(insq == queued, "%u ops marked in the send queue, %u in it", queued, insq);
+  size_t cb = 0;
+  for (const seg_t *s = x->ctlq; s; s = s->next) cb += s->len;
+  CHECK(cb == x->ctlq_bytes, "control queue %zu bytes, counted %zu", cb, x->ctlq_bytes);
+  if (x->rx) {
+    bool listed = false;
+    for (const op_t *p = x->ops; p && !listed; p = p->next) listed = p == x->rx;
+    CHECK(listed, "the file in arrival is not among the ops");
+    CHECK(!x->rx->finished && !x->rx->sending, "the file in arrival is done or sending");
+  }
+  if (x->rx_chunk) {
+    CHECK(x->rx, "a chunk in arrival without its file");
+    CHECK(x->rx_chunk->sent + x->rx_need == x->rx_chunk->wire_len, "a chunk in arrival: %u + %u of %u bytes",
+          x->rx_chunk->sent, x->rx_need, x->rx_chunk->wire_len);
+    held += x->rx_chunk->sent;
+  }
+  if (x->dead) {
+    CHECK(x->nops == 0, "the channel is gone with %u ops not done", x->nops);
+    CHECK(!x->sq && !x->ctlq, "the channel is gone with output queued");
+  } else if (x->ch->state == TT_CH_OPEN) {
+    size_t mux_held = x->ch->window - x->ch->recv_left - x->ch->consumed;
+    CHECK(mux_held == held, "chunk bytes held back from credit: %zu, the channel says %zu", held, mux_held);
+  }
+  return true;
+}

@@ -16,6 +16,19 @@
 
 bool tt_xfer_pool_running(void);
 
+/* For tests and the fuzzer, on the loop's thread. Jobs submitted whose completion has not
+ * run yet. A stepped pool has no threads: xfer_pool_work_one runs the oldest queued job's
+ * work on the caller's thread (false if none is queued), xfer_pool_deliver runs the
+ * completions of the jobs worked so far (returns how many), so a driver decides exactly where in the loop's
+ * events each job runs and comes back. tt_xfer_pool_stop works and delivers what is left. */
+unsigned xfer_pool_pending(void);
+int xfer_pool_start_stepped(uv_loop_t *loop) TT_WUR;
+bool xfer_pool_work_one(void);
+unsigned xfer_pool_deliver(void);
+/* The engine's own invariants (op counts, the send queue, read-ahead and credit held), for
+ * tests and the fuzzer between the loop's events: true, or false with what broke in why. */
+bool xfer_check(const tt_xfer_t *x, char *why, size_t cap);
+
 /* A receiver's partial file: data in `part`, the sha256 of each verified chunk in `state`
  * after a header naming the source (size, mtime, mode) and the chunk size. */
 typedef struct {
