@@ -76,6 +76,9 @@ struct op_s {
   bool force;
   bool sending;               /* this side sends the file */
   bool busy;                  /* a pool job holds it */
+  bool asked;                 /* the peer knows of it: it asked (agent), or our GET, PUT or
+                                 READY is queued (a stream or READY before that is not for
+                                 it: the job that opens its file may still be running) */
   bool finished;              /* on_done ran; waiting only for a job to come back */
   bool in_sendq;
   bool began;                 /* BEGIN sent / received */
@@ -900,6 +903,7 @@ static void send_ready_or_get(op_t *o) {
   }
   int rc = ctl_queue(x, &m);
   if (rc) op_fail(o, rc, false, "%s: cannot send the request (%s)", o->path, tt_strerror(rc));
+  else o->asked = true;
 }
 
 static void send_put(op_t *o) {
@@ -916,6 +920,7 @@ static void send_put(op_t *o) {
   m.stat = &st;
   int rc = ctl_queue(o->x, &m);
   if (rc) op_fail(o, rc, false, "%s: cannot send the request (%s)", o->path, tt_strerror(rc));
+  else o->asked = true;
 }
 
 static void send_done(op_t *o) {
@@ -1088,6 +1093,7 @@ static void serve_op(tt_xfer_t *x, const Tether__FileCtl *m) {
   }
   o->path = path;
   o->force = m->force;
+  o->asked = true;
   if (o->kind == OP_GET) {
     o->have_chunks = m->have_chunks;
     if (m->have_chunks && m->have_digest.len == 32) memcpy(o->have_digest, m->have_digest.data, 32);
@@ -1113,7 +1119,8 @@ static void on_begin_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
   op_t *o = op_find(x, m->id);
   x->rx_active = true;
   x->rx = NULL;
-  if (!o || o->sending || o->began) return; /* an op we gave up on: its stream is dropped */
+  /* An op we gave up on, or one the peer cannot know of yet: its stream is dropped. */
+  if (!o || o->sending || o->began || !o->asked) return;
   x->rx = o;
   o->began = true;
   tt_xfer_stat_t st;
@@ -1228,7 +1235,7 @@ static void on_done_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
 
 static void on_error_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
   op_t *o = op_find(x, m->id);
-  if (!o || (!x->serve && o->kind != OP_PULL && o->kind != OP_PUSH)) {
+  if (!o || !o->asked || (!x->serve && o->kind != OP_PULL && o->kind != OP_PUSH)) {
     if (!x->serve && x->cbs.on_ctl) x->cbs.on_ctl(x, m); /* LIST, MKDIR: the console's own */
     return;
   }
@@ -1240,7 +1247,7 @@ static void on_error_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
 
 static void on_ready_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
   op_t *o = op_find(x, m->id);
-  if (!o || o->kind != OP_PUSH || o->in_sendq || o->began || o->busy) return;
+  if (!o || o->kind != OP_PUSH || !o->asked || o->in_sendq || o->began || o->busy) return;
   o->have_chunks = m->have_chunks;
   if (m->have_chunks && m->have_digest.len == 32) memcpy(o->have_digest, m->have_digest.data, 32);
   else o->have_chunks = 0;
