@@ -105,6 +105,7 @@ struct op_s {
   size_t ready_bytes;
   chunk_t *cur;               /* sender: on the wire */
   xfer_part_t part;           /* receiver */
+  xfer_gate_t gate;           /* receiver: JOB_FINISH's rename against giving up meanwhile */
   bool part_open;
   uint8_t sha[32];            /* the whole file's, once known */
   uint8_t end_sha[32];        /* receiver: what END said */
@@ -162,6 +163,7 @@ static void pump(tt_xfer_t *x);
 static void pump_once(tt_xfer_t *x);
 static void maybe_free(tt_xfer_t *x);
 static void job_next(op_t *o);
+static void send_done(op_t *o);
 static void op_fail(op_t *o, int code, bool tell_peer, const char *fmt, ...) TT_PRINTF(4, 5);
 static void x_fail(tt_xfer_t *x, int code, const char *msg);
 
@@ -496,6 +498,7 @@ static void op_unlink(op_t *o) {
   }
   free(o->path);
   free(o->local);
+  pthread_mutex_destroy(&o->gate.mu);
   free(o);
 }
 
@@ -503,6 +506,20 @@ static void op_unlink(op_t *o) {
 static void op_done(op_t *o) {
   tt_xfer_t *x = o->x;
   if (o->finished) return;
+  if (o->busy && o->job == JOB_FINISH) {
+    /* Given up on while its file is being put in place: either the job has renamed it
+     * already, and the file is here whatever stopped us, or it never will (the partial
+     * stays, to resume). */
+    pthread_mutex_lock(&o->gate.mu);
+    bool placed = o->gate.placed;
+    o->gate.stop = !placed;
+    pthread_mutex_unlock(&o->gate.mu);
+    if (placed) {
+      o->code = 0;
+      snprintf(o->note, sizeof(o->note), "the file is in place, but the transfer stopped before the sender was told");
+      if (!x->dead && !o->peer_failed) send_done(o);
+    }
+  }
   o->finished = true;
   x->nops--;
   if (x->rx == o) {
@@ -804,7 +821,7 @@ static void job_work(void *arg) {
     o->jrc = write_chunk(o, o->jchunk, o->jerr, sizeof(o->jerr));
     break;
   case JOB_FINISH:
-    o->jrc = xfer_part_finish(&o->part, o->end_sha, o->force, o->sha, o->jerr, sizeof(o->jerr));
+    o->jrc = xfer_part_finish(&o->part, o->end_sha, o->force, &o->gate, o->sha, o->jerr, sizeof(o->jerr));
     break;
   default:
     break;
@@ -1052,6 +1069,10 @@ static op_t *op_new(tt_xfer_t *x, op_kind_t kind, uint32_t id) {
   o->id = id;
   o->fd = -1;
   o->part.fd = o->part.sfd = o->part.dirfd = -1;
+  if (pthread_mutex_init(&o->gate.mu, NULL)) {
+    free(o);
+    return NULL;
+  }
   o->sending = kind == OP_PUSH || kind == OP_GET;
   o->t0_ns = now_ns();
   o->next = x->ops;

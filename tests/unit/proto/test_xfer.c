@@ -617,6 +617,51 @@ static void test_stream_before_request(void **state) {
   stepped_end();
 }
 
+/* The channel goes while the receiver puts a pulled file in place. Once the job has renamed
+ * it, the file is there and the result says so; before that, it never appears (the job
+ * must not rename it after the op was reported failed). */
+static void test_stop_while_finishing(void **state) {
+  (void)state;
+  stepped_begin();
+  for (int renamed = 0; renamed < 2; renamed++) {
+    char dst[512];
+    snprintf(dst, sizeof(dst), "%s/finishing-dst-%d", g_dir, renamed);
+    side_t c, a;
+    g_agent_raw = true;
+    pair(&c, &a);
+    g_agent_raw = false;
+    assert_int_equal(tt_xfer_pull(c.x, 1, "/dev/whatever", dst, false), 0);
+    settle(&c, &a); /* the GET is out */
+    uint8_t data[700];
+    memset(data, 'f', sizeof(data));
+    send_file_raw(&a, 1, data, sizeof(data));
+    carry(&a, &c);
+    /* Empty the partial, write the chunk: then the finishing job is queued. */
+    for (int i = 0; i < 2; i++) {
+      assert_true(xfer_pool_work_one());
+      assert_int_equal(xfer_pool_deliver(), 1);
+    }
+    assert_int_equal(xfer_pool_pending(), 1);
+    if (renamed) assert_true(xfer_pool_work_one()); /* its completion waits */
+    side_free(&c);
+    assert_int_equal(c.ndone, 1);
+    while (xfer_pool_work_one() || xfer_pool_deliver()) {
+    }
+    assert_int_equal(xfer_pool_pending(), 0);
+    struct stat s;
+    if (renamed) {
+      assert_int_equal(c.res[0].code, 0);
+      assert_int_equal(stat(dst, &s), 0);
+      assert_int_equal(s.st_size, sizeof(data));
+    } else {
+      assert_int_not_equal(c.res[0].code, 0);
+      assert_int_not_equal(stat(dst, &s), 0);
+    }
+    side_free(&a);
+  }
+  stepped_end();
+}
+
 static void test_path_checks(void **state) {
   (void)state;
   char why[128];
@@ -674,6 +719,7 @@ int main(void) {
       cmocka_unit_test(test_bad_chunk_refused),
       cmocka_unit_test(test_credit_back_dropped_chunks),
       cmocka_unit_test(test_stream_before_request),
+      cmocka_unit_test(test_stop_while_finishing),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
