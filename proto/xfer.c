@@ -113,7 +113,11 @@ struct op_s {
   int code;
   char msg[XFER_ERR_MAX];
   char note[XFER_ERR_MAX];
-  /* job I/O */
+  /* job I/O: written by the job, read on the loop once it is back (op_done and end_all may
+   * run while it is out) */
+  tt_xfer_stat_t jst;         /* JOB_OPEN_READ: the source */
+  bool jpart_open;            /* JOB_OPEN_PART: the partial file is open */
+  uint8_t jsha[32];           /* JOB_FINISH: the whole file's */
   int jrc;
   char jerr[XFER_ERR_MAX];
   chunk_t *jchunk;
@@ -515,6 +519,7 @@ static void op_done(op_t *o) {
     o->gate.stop = !placed;
     pthread_mutex_unlock(&o->gate.mu);
     if (placed) {
+      memcpy(o->sha, o->jsha, 32); /* written before the rename, under the gate */
       o->code = 0;
       snprintf(o->note, sizeof(o->note), "the file is in place, but the transfer stopped before the sender was told");
       if (!x->dead && !o->peer_failed) send_done(o);
@@ -724,21 +729,21 @@ static void job_work(void *arg) {
   o->jrc = 0;
   switch (o->job) {
   case JOB_OPEN_READ: {
-    o->fd = x->fs.open_read(x->fs.fs, o->sending && o->kind == OP_PUSH ? o->local : o->path, &o->st, o->jerr,
+    o->fd = x->fs.open_read(x->fs.fs, o->sending && o->kind == OP_PUSH ? o->local : o->path, &o->jst, o->jerr,
                             sizeof(o->jerr));
     if (o->fd < 0) {
       o->jrc = o->fd;
       o->fd = -1;
       break;
     }
-    if (o->st.size > TT_FILE_SIZE_MAX) {
+    if (o->jst.size > TT_FILE_SIZE_MAX) {
       o->jrc = TT_ETOOBIG;
       snprintf(o->jerr, sizeof(o->jerr), "%s is larger than %llu bytes", o->path, (unsigned long long)TT_FILE_SIZE_MAX);
       break;
     }
     o->whole = EVP_MD_CTX_new();
     if (!o->whole || EVP_DigestInit_ex(o->whole, EVP_sha256(), NULL) != 1) o->jrc = TT_ENOMEM;
-    o->nchunks = xfer_nchunks(o->st.size);
+    o->nchunks = xfer_nchunks(o->jst.size);
     break;
   }
   case JOB_PREFIX: {
@@ -805,7 +810,7 @@ static void job_work(void *arg) {
     }
     o->jrc = xfer_part_open(&o->part, dfd, name, o->kind == OP_PUT ? &o->st : NULL, o->force, o->note,
                             sizeof(o->note), o->jerr, sizeof(o->jerr));
-    o->part_open = true; /* closed in op_release either way (it owns dfd now) */
+    o->jpart_open = true; /* closed in op_release either way (it owns dfd now) */
     if (!o->jrc) {
       o->have_chunks = o->part.kept;
       xfer_part_digest(&o->part, o->have_digest);
@@ -821,7 +826,7 @@ static void job_work(void *arg) {
     o->jrc = write_chunk(o, o->jchunk, o->jerr, sizeof(o->jerr));
     break;
   case JOB_FINISH:
-    o->jrc = xfer_part_finish(&o->part, o->end_sha, o->force, &o->gate, o->sha, o->jerr, sizeof(o->jerr));
+    o->jrc = xfer_part_finish(&o->part, o->end_sha, o->force, &o->gate, o->jsha, o->jerr, sizeof(o->jerr));
     break;
   default:
     break;
@@ -974,6 +979,9 @@ static void job_done_in(op_t *o) {
   tt_xfer_t *x = o->x;
   o->busy = false;
   x->jobs--;
+  if (o->job == JOB_OPEN_READ) o->st = o->jst;
+  if (o->job == JOB_OPEN_PART) o->part_open = o->jpart_open;
+  if (o->job == JOB_FINISH && !o->finished) memcpy(o->sha, o->jsha, 32);
   if (x->freed || o->finished) {
     if (o->job == JOB_READ && o->jchunk) {
       chunk_free(o->jchunk);

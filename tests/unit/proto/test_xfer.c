@@ -513,6 +513,36 @@ static void test_credit_back_dropped_chunks(void **state) {
   }
 }
 
+/* The transfer stops while the jobs opening its files run on the pool's threads: the
+ * results are made on the loop from what the loop owns, never from what those jobs are
+ * writing (op_done read the source's stat and end_all the partial file's state while the
+ * jobs wrote them: a TSan build of this test reports it). */
+static void test_stop_while_opening(void **state) {
+  (void)state;
+  char src[512], dev[512], dst[512];
+  path_of(src, sizeof(src), "opening-src");
+  path_of(dev, sizeof(dev), "opening-dev");
+  path_of(dst, sizeof(dst), "opening-dst");
+  make_file(src, 5000, true, 12);
+  for (int round = 0; round < 20; round++) {
+    side_t c, a;
+    pair(&c, &a);
+    assert_int_equal(tt_xfer_push(c.x, 1, src, dev, false), 0);
+    assert_int_equal(tt_xfer_pull(c.x, 2, src, dst, false), 0);
+    if (round % 2) usleep(50); /* now and then, let the jobs get under way */
+    side_free(&c);
+    assert_int_equal(c.ndone, 2);
+    assert_int_not_equal(c.res[0].code, 0);
+    assert_int_not_equal(c.res[1].code, 0);
+    for (int i = 0; i < 100000 && xfer_pool_pending(); i++) {
+      uv_run(g_loop, UV_RUN_NOWAIT);
+      usleep(100);
+    }
+    assert_int_equal(xfer_pool_pending(), 0);
+    side_free(&a);
+  }
+}
+
 /* ---- with the pool stepped: each job runs where the test says ------------------------ */
 
 /* The pool's wake-up handle closes on the loop before it can be made again. */
@@ -718,6 +748,7 @@ int main(void) {
       cmocka_unit_test(test_resume_source_changed),
       cmocka_unit_test(test_bad_chunk_refused),
       cmocka_unit_test(test_credit_back_dropped_chunks),
+      cmocka_unit_test(test_stop_while_opening),
       cmocka_unit_test(test_stream_before_request),
       cmocka_unit_test(test_stop_while_finishing),
   };
