@@ -188,6 +188,18 @@ static void credit_back(tt_xfer_t *x, size_t n) {
   if (n && !x->dead) tt_mux_consumed((&x->link->mux), x->ch, n);
 }
 
+/* A message cut to its buffer by snprintf may end in the middle of a character (a path of
+ * multi-byte characters is most of one): cut it back to whole characters, as it goes to the
+ * peer as text. */
+static void fit_text(char *s) {
+  size_t n = strlen(s), i = n;
+  while (i > 0 && ((uint8_t)s[i - 1] & 0xc0) == 0x80) i--;
+  if (i == 0) return;
+  uint8_t lead = (uint8_t)s[i - 1];
+  size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  if (n - (i - 1) < need) s[i - 1] = '\0';
+}
+
 static op_t *op_find(tt_xfer_t *x, uint32_t id) {
   for (op_t *o = x->ops; o; o = o->next)
     if (o->id == id && !o->finished) return o;
@@ -569,6 +581,7 @@ static void op_fail(op_t *o, int code, bool tell_peer, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(o->msg, sizeof(o->msg), fmt, ap);
   va_end(ap);
+  fit_text(o->msg);
   o->code = code ? code : TT_EIO;
   if (tell_peer && !o->peer_failed && !o->x->dead) send_error(o->x, o->id, o->code, o->path, o->msg);
   /* A receiver keeps its partial file (closed in op_release) for a resume. */
@@ -1384,6 +1397,7 @@ static void end_all(tt_xfer_t *x, int code, const char *msg) {
     if (!o->sending && o->part_open)
       snprintf(o->msg + strlen(o->msg), sizeof(o->msg) - strlen(o->msg),
                " (the part received is kept: run the same command again to resume)");
+    fit_text(o->msg);
     o->code = code;
     op_done(o);
   }

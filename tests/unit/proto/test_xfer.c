@@ -441,6 +441,46 @@ static void test_bad_chunk_refused(void **state) {
   side_free(&a);
 }
 
+/* A refusal that names a long path of multi-byte characters is cut to whole characters: it
+ * goes to the peer as text (and the console shows it), so it must stay valid UTF-8. */
+static void test_refusal_text_whole(void **state) {
+  (void)state;
+  char dst[512], dev[1024];
+  path_of(dst, sizeof(dst), "wide-dst");
+  size_t n = 0;
+  for (int i = 0; i < 242; i++) {
+    if (i % 81 == 80) dev[n++] = '/';
+    else {
+      memcpy(dev + n, "\xe2\x82\xac", 3); /* the euro sign: three bytes */
+      n += 3;
+    }
+  }
+  dev[n] = 0;
+  side_t c, a;
+  g_agent_raw = true;
+  pair(&c, &a);
+  g_agent_raw = false;
+  assert_int_equal(tt_xfer_pull(c.x, 1, dev, dst, false), 0);
+  for (int i = 0; i < 2000 && !carry(&c, &a); i++) {
+    uv_run(g_loop, UV_RUN_NOWAIT);
+    usleep(200);
+  }
+  Tether__FileStat st = TETHER__FILE_STAT__INIT;
+  st.size = 10;
+  Tether__FileCtl b = TETHER__FILE_CTL__INIT;
+  b.type = TETHER__FILE_MSG_TYPE__FILE_BEGIN;
+  b.id = 1;
+  b.stat = &st;
+  b.chunk_size = 7; /* not ours: refused, naming the path */
+  send_ctl(&a, &b);
+  run(&c, &a, 1, 0);
+  assert_int_equal(c.res[0].code, TT_EPROTO);
+  assert_true(strlen(c.msgs[0]) > 200);
+  assert_true(tt_text_valid(tt_text(c.msgs[0]), TT_FILE_PATH_MAX));
+  side_free(&c);
+  side_free(&a);
+}
+
 /* Credit the console's end of the channel holds: bytes received and not given back. */
 static uint32_t held_credit(const side_t *s) { return s->ch->window - s->ch->recv_left - s->ch->consumed; }
 
@@ -748,6 +788,7 @@ int main(void) {
       cmocka_unit_test(test_resume_source_changed),
       cmocka_unit_test(test_bad_chunk_refused),
       cmocka_unit_test(test_credit_back_dropped_chunks),
+      cmocka_unit_test(test_refusal_text_whole),
       cmocka_unit_test(test_stop_while_opening),
       cmocka_unit_test(test_stream_before_request),
       cmocka_unit_test(test_stop_while_finishing),
