@@ -20,8 +20,9 @@ bool tt_xfer_pool_running(void);
 /* For tests and the fuzzer, on the loop's thread. Jobs submitted whose completion has not
  * run yet. A stepped pool has no threads: xfer_pool_work_one runs the oldest queued job's
  * work on the caller's thread (false if none is queued), xfer_pool_deliver runs the
- * completions of the jobs worked so far (returns how many), so a driver decides exactly where in the loop's
- * events each job runs and comes back. tt_xfer_pool_stop works and delivers what is left. */
+ * completions of the jobs worked so far (returns how many), so a driver decides exactly
+ * where among the loop's events each job runs and comes back. tt_xfer_pool_stop works and
+ * delivers what is left. */
 unsigned xfer_pool_pending(void);
 int xfer_pool_start_stepped(uv_loop_t *loop) TT_WUR;
 bool xfer_pool_work_one(void);
