@@ -76,6 +76,9 @@ struct op_s {
   bool force;
   bool sending;               /* this side sends the file */
   bool busy;                  /* a pool job holds it */
+  bool asked;                 /* the peer knows of it: it asked (agent), or our GET, PUT or
+                                 READY is queued (a stream or READY before that is not for
+                                 it: the job that opens its file may still be running) */
   bool finished;              /* on_done ran; waiting only for a job to come back */
   bool in_sendq;
   bool began;                 /* BEGIN sent / received */
@@ -102,6 +105,7 @@ struct op_s {
   size_t ready_bytes;
   chunk_t *cur;               /* sender: on the wire */
   xfer_part_t part;           /* receiver */
+  xfer_gate_t gate;           /* receiver: JOB_FINISH's rename against giving up meanwhile */
   bool part_open;
   uint8_t sha[32];            /* the whole file's, once known */
   uint8_t end_sha[32];        /* receiver: what END said */
@@ -109,7 +113,11 @@ struct op_s {
   int code;
   char msg[XFER_ERR_MAX];
   char note[XFER_ERR_MAX];
-  /* job I/O */
+  /* job I/O: written by the job, read on the loop once it is back (op_done and end_all may
+   * run while it is out) */
+  tt_xfer_stat_t jst;         /* JOB_OPEN_READ: the source */
+  bool jpart_open;            /* JOB_OPEN_PART: the partial file is open */
+  uint8_t jsha[32];           /* JOB_FINISH: the whole file's */
   int jrc;
   char jerr[XFER_ERR_MAX];
   chunk_t *jchunk;
@@ -159,6 +167,7 @@ static void pump(tt_xfer_t *x);
 static void pump_once(tt_xfer_t *x);
 static void maybe_free(tt_xfer_t *x);
 static void job_next(op_t *o);
+static void send_done(op_t *o);
 static void op_fail(op_t *o, int code, bool tell_peer, const char *fmt, ...) TT_PRINTF(4, 5);
 static void x_fail(tt_xfer_t *x, int code, const char *msg);
 
@@ -177,6 +186,18 @@ static void chunk_free(chunk_t *c) {
  * once the channel is gone. */
 static void credit_back(tt_xfer_t *x, size_t n) {
   if (n && !x->dead) tt_mux_consumed((&x->link->mux), x->ch, n);
+}
+
+/* A message cut to its buffer by snprintf may end in the middle of a character (a path of
+ * multi-byte characters is most of one): cut it back to whole characters, as it goes to the
+ * peer as text. */
+static void fit_text(char *s) {
+  size_t n = strlen(s), i = n;
+  while (i > 0 && ((uint8_t)s[i - 1] & 0xc0) == 0x80) i--;
+  if (i == 0) return;
+  uint8_t lead = (uint8_t)s[i - 1];
+  size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  if (n - (i - 1) < need) s[i - 1] = '\0';
 }
 
 static op_t *op_find(tt_xfer_t *x, uint32_t id) {
@@ -493,6 +514,7 @@ static void op_unlink(op_t *o) {
   }
   free(o->path);
   free(o->local);
+  pthread_mutex_destroy(&o->gate.mu);
   free(o);
 }
 
@@ -500,6 +522,21 @@ static void op_unlink(op_t *o) {
 static void op_done(op_t *o) {
   tt_xfer_t *x = o->x;
   if (o->finished) return;
+  if (o->busy && o->job == JOB_FINISH) {
+    /* Given up on while its file is being put in place: either the job has renamed it
+     * already, and the file is here whatever stopped us, or it never will (the partial
+     * stays, to resume). */
+    pthread_mutex_lock(&o->gate.mu);
+    bool placed = o->gate.placed;
+    o->gate.stop = !placed;
+    pthread_mutex_unlock(&o->gate.mu);
+    if (placed) {
+      memcpy(o->sha, o->jsha, 32); /* written before the rename, under the gate */
+      o->code = 0;
+      snprintf(o->note, sizeof(o->note), "the file is in place, but the transfer stopped before the sender was told");
+      if (!x->dead && !o->peer_failed) send_done(o);
+    }
+  }
   o->finished = true;
   x->nops--;
   if (x->rx == o) {
@@ -544,6 +581,7 @@ static void op_fail(op_t *o, int code, bool tell_peer, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(o->msg, sizeof(o->msg), fmt, ap);
   va_end(ap);
+  fit_text(o->msg);
   o->code = code ? code : TT_EIO;
   if (tell_peer && !o->peer_failed && !o->x->dead) send_error(o->x, o->id, o->code, o->path, o->msg);
   /* A receiver keeps its partial file (closed in op_release) for a resume. */
@@ -704,21 +742,21 @@ static void job_work(void *arg) {
   o->jrc = 0;
   switch (o->job) {
   case JOB_OPEN_READ: {
-    o->fd = x->fs.open_read(x->fs.fs, o->sending && o->kind == OP_PUSH ? o->local : o->path, &o->st, o->jerr,
+    o->fd = x->fs.open_read(x->fs.fs, o->sending && o->kind == OP_PUSH ? o->local : o->path, &o->jst, o->jerr,
                             sizeof(o->jerr));
     if (o->fd < 0) {
       o->jrc = o->fd;
       o->fd = -1;
       break;
     }
-    if (o->st.size > TT_FILE_SIZE_MAX) {
+    if (o->jst.size > TT_FILE_SIZE_MAX) {
       o->jrc = TT_ETOOBIG;
       snprintf(o->jerr, sizeof(o->jerr), "%s is larger than %llu bytes", o->path, (unsigned long long)TT_FILE_SIZE_MAX);
       break;
     }
     o->whole = EVP_MD_CTX_new();
     if (!o->whole || EVP_DigestInit_ex(o->whole, EVP_sha256(), NULL) != 1) o->jrc = TT_ENOMEM;
-    o->nchunks = xfer_nchunks(o->st.size);
+    o->nchunks = xfer_nchunks(o->jst.size);
     break;
   }
   case JOB_PREFIX: {
@@ -785,7 +823,7 @@ static void job_work(void *arg) {
     }
     o->jrc = xfer_part_open(&o->part, dfd, name, o->kind == OP_PUT ? &o->st : NULL, o->force, o->note,
                             sizeof(o->note), o->jerr, sizeof(o->jerr));
-    o->part_open = true; /* closed in op_release either way (it owns dfd now) */
+    o->jpart_open = true; /* closed in op_release either way (it owns dfd now) */
     if (!o->jrc) {
       o->have_chunks = o->part.kept;
       xfer_part_digest(&o->part, o->have_digest);
@@ -801,7 +839,7 @@ static void job_work(void *arg) {
     o->jrc = write_chunk(o, o->jchunk, o->jerr, sizeof(o->jerr));
     break;
   case JOB_FINISH:
-    o->jrc = xfer_part_finish(&o->part, o->end_sha, o->force, o->sha, o->jerr, sizeof(o->jerr));
+    o->jrc = xfer_part_finish(&o->part, o->end_sha, o->force, &o->gate, o->jsha, o->jerr, sizeof(o->jerr));
     break;
   default:
     break;
@@ -900,6 +938,7 @@ static void send_ready_or_get(op_t *o) {
   }
   int rc = ctl_queue(x, &m);
   if (rc) op_fail(o, rc, false, "%s: cannot send the request (%s)", o->path, tt_strerror(rc));
+  else o->asked = true;
 }
 
 static void send_put(op_t *o) {
@@ -916,6 +955,7 @@ static void send_put(op_t *o) {
   m.stat = &st;
   int rc = ctl_queue(o->x, &m);
   if (rc) op_fail(o, rc, false, "%s: cannot send the request (%s)", o->path, tt_strerror(rc));
+  else o->asked = true;
 }
 
 static void send_done(op_t *o) {
@@ -952,6 +992,9 @@ static void job_done_in(op_t *o) {
   tt_xfer_t *x = o->x;
   o->busy = false;
   x->jobs--;
+  if (o->job == JOB_OPEN_READ) o->st = o->jst;
+  if (o->job == JOB_OPEN_PART) o->part_open = o->jpart_open;
+  if (o->job == JOB_FINISH && !o->finished) memcpy(o->sha, o->jsha, 32);
   if (x->freed || o->finished) {
     if (o->job == JOB_READ && o->jchunk) {
       chunk_free(o->jchunk);
@@ -1047,6 +1090,10 @@ static op_t *op_new(tt_xfer_t *x, op_kind_t kind, uint32_t id) {
   o->id = id;
   o->fd = -1;
   o->part.fd = o->part.sfd = o->part.dirfd = -1;
+  if (pthread_mutex_init(&o->gate.mu, NULL)) {
+    free(o);
+    return NULL;
+  }
   o->sending = kind == OP_PUSH || kind == OP_GET;
   o->t0_ns = now_ns();
   o->next = x->ops;
@@ -1088,6 +1135,7 @@ static void serve_op(tt_xfer_t *x, const Tether__FileCtl *m) {
   }
   o->path = path;
   o->force = m->force;
+  o->asked = true;
   if (o->kind == OP_GET) {
     o->have_chunks = m->have_chunks;
     if (m->have_chunks && m->have_digest.len == 32) memcpy(o->have_digest, m->have_digest.data, 32);
@@ -1113,7 +1161,8 @@ static void on_begin_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
   op_t *o = op_find(x, m->id);
   x->rx_active = true;
   x->rx = NULL;
-  if (!o || o->sending || o->began) return; /* an op we gave up on: its stream is dropped */
+  /* An op we gave up on, or one the peer cannot know of yet: its stream is dropped. */
+  if (!o || o->sending || o->began || !o->asked) return;
   x->rx = o;
   o->began = true;
   tt_xfer_stat_t st;
@@ -1228,7 +1277,7 @@ static void on_done_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
 
 static void on_error_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
   op_t *o = op_find(x, m->id);
-  if (!o || (!x->serve && o->kind != OP_PULL && o->kind != OP_PUSH)) {
+  if (!o || !o->asked || (!x->serve && o->kind != OP_PULL && o->kind != OP_PUSH)) {
     if (!x->serve && x->cbs.on_ctl) x->cbs.on_ctl(x, m); /* LIST, MKDIR: the console's own */
     return;
   }
@@ -1240,7 +1289,7 @@ static void on_error_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
 
 static void on_ready_msg(tt_xfer_t *x, const Tether__FileCtl *m) {
   op_t *o = op_find(x, m->id);
-  if (!o || o->kind != OP_PUSH || o->in_sendq || o->began || o->busy) return;
+  if (!o || o->kind != OP_PUSH || !o->asked || o->in_sendq || o->began || o->busy) return;
   o->have_chunks = m->have_chunks;
   if (m->have_chunks && m->have_digest.len == 32) memcpy(o->have_digest, m->have_digest.data, 32);
   else o->have_chunks = 0;
@@ -1348,6 +1397,7 @@ static void end_all(tt_xfer_t *x, int code, const char *msg) {
     if (!o->sending && o->part_open)
       snprintf(o->msg + strlen(o->msg), sizeof(o->msg) - strlen(o->msg),
                " (the part received is kept: run the same command again to resume)");
+    fit_text(o->msg);
     o->code = code;
     op_done(o);
   }
@@ -1502,4 +1552,81 @@ static void job_done(void *arg) {
   job_done_in(o);
   x->depth--;
   maybe_free(x);
+}
+
+/* ---- invariants, for tests and the fuzzer ------------------------------------------ */
+
+#define CHECK(cond, ...)                                                                                   \
+  do {                                                                                                     \
+    if (!(cond)) {                                                                                         \
+      snprintf(why, cap, __VA_ARGS__);                                                                     \
+      return false;                                                                                        \
+    }                                                                                                      \
+  } while (0)
+
+bool xfer_check(const tt_xfer_t *x, char *why, size_t cap) {
+  unsigned live = 0, busy = 0, queued = 0;
+  size_t prefetched = 0, held = 0;
+  for (const op_t *o = x->ops; o; o = o->next) {
+    if (!o->finished) live++;
+    if (o->busy) busy++;
+    if (o->in_sendq) queued++;
+    CHECK(!o->busy || o->job != JOB_NONE, "op %u is busy with no job", o->id);
+    CHECK(!o->in_sendq || o->sending, "op %u receives but is in the send queue", o->id);
+    size_t rb = 0;
+    uint32_t nr = 0;
+    for (const chunk_t *c = o->ready; c; c = c->next) {
+      rb += c->wire_len;
+      nr++;
+      CHECK(c->next || c == o->ready_tail, "op %u: its ready list's tail is wrong", o->id);
+    }
+    CHECK(rb == o->ready_bytes && nr == o->nready, "op %u: ready counts %zu/%u, held %zu/%u", o->id, o->ready_bytes,
+          o->nready, rb, nr);
+    if (o->sending) {
+      prefetched += rb + (o->cur ? o->cur->wire_len : 0) + (o->busy && o->job == JOB_READ ? TT_FILE_CHUNK : 0);
+    } else {
+      held += rb + (o->busy && o->job == JOB_WRITE && o->jchunk ? o->jchunk->wire_len : 0);
+      CHECK(!o->cur, "op %u receives but has a chunk on the wire", o->id);
+      CHECK(o->finished || o->next_index <= o->nchunks || !o->began, "op %u expects chunk %llu of %llu", o->id,
+            (unsigned long long)o->next_index, (unsigned long long)o->nchunks);
+    }
+    if (o->finished && !o->busy && !o->in_sendq && o != x->rx && x->depth == 0)
+      CHECK(false, "op %u is done and no longer held, but still listed", o->id);
+  }
+  CHECK(live == x->nops, "%u ops not done, counted %u", live, x->nops);
+  CHECK(busy == x->jobs, "%u ops hold a job, counted %u", busy, x->jobs);
+  CHECK(prefetched == x->prefetched, "read-ahead %zu, counted %zu", prefetched, x->prefetched);
+  unsigned insq = 0;
+  for (const op_t *o = x->sq; o; o = o->snext) {
+    insq++;
+    CHECK(o->in_sendq, "op %u is in the send queue unmarked", o->id);
+    CHECK(o->snext || o == x->sq_tail, "the send queue's tail is wrong");
+    bool listed = false;
+    for (const op_t *p = x->ops; p && !listed; p = p->next) listed = p == o;
+    CHECK(listed, "op %u is in the send queue but not among the ops", o->id);
+  }
+  CHECK(insq == queued, "%u ops marked in the send queue, %u in it", queued, insq);
+  size_t cb = 0;
+  for (const seg_t *s = x->ctlq; s; s = s->next) cb += s->len;
+  CHECK(cb == x->ctlq_bytes, "control queue %zu bytes, counted %zu", cb, x->ctlq_bytes);
+  if (x->rx) {
+    bool listed = false;
+    for (const op_t *p = x->ops; p && !listed; p = p->next) listed = p == x->rx;
+    CHECK(listed, "the file in arrival is not among the ops");
+    CHECK(!x->rx->finished && !x->rx->sending, "the file in arrival is done or sending");
+  }
+  if (x->rx_chunk) {
+    CHECK(x->rx, "a chunk in arrival without its file");
+    CHECK(x->rx_chunk->sent + x->rx_need == x->rx_chunk->wire_len, "a chunk in arrival: %u + %u of %u bytes",
+          x->rx_chunk->sent, x->rx_need, x->rx_chunk->wire_len);
+    held += x->rx_chunk->sent;
+  }
+  if (x->dead) {
+    CHECK(x->nops == 0, "the channel is gone with %u ops not done", x->nops);
+    CHECK(!x->sq && !x->ctlq, "the channel is gone with output queued");
+  } else if (x->ch->state == TT_CH_OPEN) {
+    size_t mux_held = x->ch->window - x->ch->recv_left - x->ch->consumed;
+    CHECK(mux_held == held, "chunk bytes held back from credit: %zu, the channel says %zu", held, mux_held);
+  }
+  return true;
 }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include "tt/limits.h"
 #include "tt/xfer.h"
@@ -15,6 +16,20 @@
 #define XFER_STATE_SUFFIX ".tether-part.state"
 
 bool tt_xfer_pool_running(void);
+
+/* For tests and the fuzzer, on the loop's thread. Jobs submitted whose completion has not
+ * run yet. A stepped pool has no threads: xfer_pool_work_one runs the oldest queued job's
+ * work on the caller's thread (false if none is queued), xfer_pool_deliver runs the
+ * completions of the jobs worked so far (returns how many), so a driver decides exactly
+ * where among the loop's events each job runs and comes back. tt_xfer_pool_stop works and
+ * delivers what is left. */
+unsigned xfer_pool_pending(void);
+int xfer_pool_start_stepped(uv_loop_t *loop) TT_WUR;
+bool xfer_pool_work_one(void);
+unsigned xfer_pool_deliver(void);
+/* The engine's own invariants (op counts, the send queue, read-ahead and credit held), for
+ * tests and the fuzzer between the loop's events: true, or false with what broke in why. */
+bool xfer_check(const tt_xfer_t *x, char *why, size_t cap);
 
 /* A receiver's partial file: data in `part`, the sha256 of each verified chunk in `state`
  * after a header naming the source (size, mtime, mode) and the chunk size. */
@@ -50,12 +65,20 @@ int xfer_part_restart(xfer_part_t *p, const tt_xfer_stat_t *src, char *err, size
 /* Chunk `index` (== kept) verified: write it, record its hash, extend the whole hash. */
 int xfer_part_write(xfer_part_t *p, uint64_t index, const uint8_t *raw, size_t n, const uint8_t sha[32], char *err,
                     size_t errlen);
+/* Where the loop and a finishing job meet: the job renames the file into place only while
+ * `stop` is false, and records that it did in `placed`, both under `mu`. So the loop, giving
+ * up on the file while the job runs, knows whether the file is in place or will not be. */
+typedef struct {
+  pthread_mutex_t mu;
+  bool stop, placed;
+} xfer_gate_t;
+
 /* Every chunk is in: compare the whole file's sha256 with `expect`, then fsync, set mode and
- * mtime, rename into place (never over an existing file unless force), fsync the directory,
- * remove the state. A mismatch removes the partial file and its state: nothing is kept.
- * out gets the sha256 computed here. */
-int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, uint8_t out[32], char *err,
-                     size_t errlen);
+ * mtime, rename into place (never over an existing file unless force; not at all once
+ * gate->stop, TT_ECLOSED), fsync the directory, remove the state. A mismatch removes the
+ * partial file and its state: nothing is kept. out gets the sha256 computed here. */
+int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, xfer_gate_t *gate, uint8_t out[32],
+                     char *err, size_t errlen);
 /* Close descriptors; files stay for a later resume. */
 void xfer_part_close(xfer_part_t *p);
 /* Remove the partial file and its state, then close. */

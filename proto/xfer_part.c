@@ -257,8 +257,8 @@ int xfer_part_write(xfer_part_t *p, uint64_t index, const uint8_t *raw, size_t n
   return 0;
 }
 
-int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, uint8_t out[32], char *err,
-                     size_t errlen) {
+int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, xfer_gate_t *gate, uint8_t out[32],
+                     char *err, size_t errlen) {
   unsigned len = 32;
   EVP_MD_CTX *c = EVP_MD_CTX_new();
   if (!c || EVP_MD_CTX_copy_ex(c, p->whole) != 1 || EVP_DigestFinal_ex(c, out, &len) != 1) {
@@ -277,8 +277,15 @@ int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, uint8
   if (fsync(p->fd)) return fail(errno_code(), err, errlen, "%s", p->name);
   if (fchmod(p->fd, p->src.mode & 07777) || futimens(p->fd, ts))
     return fail(errno_code(), err, errlen, "%s: cannot set mode and time", p->name);
-  if (renameat2(p->dirfd, p->part, p->dirfd, p->name, force ? 0 : RENAME_NOREPLACE)) {
-    int e = errno;
+  pthread_mutex_lock(&gate->mu);
+  if (gate->stop) {
+    pthread_mutex_unlock(&gate->mu);
+    return fail(TT_ECLOSED, err, errlen, "%s: the transfer stopped before the file was put in place", p->name);
+  }
+  int r = renameat2(p->dirfd, p->part, p->dirfd, p->name, force ? 0 : RENAME_NOREPLACE), e = errno;
+  gate->placed = r == 0;
+  pthread_mutex_unlock(&gate->mu);
+  if (r) {
     if (e == EEXIST) return fail(TT_EINVAL, err, errlen, "%s exists (use --force to replace it)", p->name);
     errno = e;
     return fail(errno_code(), err, errlen, "%s", p->name);

@@ -20,6 +20,8 @@ typedef struct job_s {
 
 static struct {
   bool started, stopping;
+  bool stepped;     /* no threads: xfer_pool_work_one and xfer_pool_deliver run the jobs */
+  unsigned pending; /* submitted, completion not yet run (loop thread only) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   job_t *todo, *todo_tail;
@@ -61,18 +63,27 @@ static void *pool_main(void *unused) {
   return NULL;
 }
 
-static void pool_async(uv_async_t *a) {
-  (void)a;
+/* Run the completions of the jobs finished so far; returns how many. */
+static unsigned run_done(void) {
+  unsigned n = 0;
   pthread_mutex_lock(&g.mu);
   job_t *j = g.done;
   g.done = g.done_tail = NULL;
   pthread_mutex_unlock(&g.mu);
   while (j) {
     job_t *next = j->next;
+    g.pending--;
+    n++;
     j->done(j->arg);
     free(j);
     j = next;
   }
+  return n;
+}
+
+static void pool_async(uv_async_t *a) {
+  (void)a;
+  (void)run_done();
 }
 
 int tt_xfer_pool_start(uv_loop_t *loop, unsigned threads, int (*init)(void *arg), void *arg) {
@@ -106,6 +117,10 @@ int tt_xfer_pool_start(uv_loop_t *loop, unsigned threads, int (*init)(void *arg)
 
 void tt_xfer_pool_stop(void) {
   if (!g.started) return;
+  if (g.stepped) {
+    while (xfer_pool_work_one()) xfer_pool_deliver();
+    xfer_pool_deliver();
+  }
   pthread_mutex_lock(&g.mu);
   g.stopping = true;
   pthread_cond_broadcast(&g.cv);
@@ -117,6 +132,7 @@ void tt_xfer_pool_stop(void) {
   pool_async(&g.async);
   uv_close((uv_handle_t *)&g.async, NULL);
   g.started = false;
+  g.stepped = false;
 }
 
 int tt_xfer_pool_submit(void (*work)(void *arg), void (*done)(void *arg), void *arg) {
@@ -132,7 +148,44 @@ int tt_xfer_pool_submit(void (*work)(void *arg), void (*done)(void *arg), void *
   g.todo_tail = j;
   pthread_cond_signal(&g.cv);
   pthread_mutex_unlock(&g.mu);
+  g.pending++;
   return 0;
 }
 
 bool tt_xfer_pool_running(void) { return g.started; }
+
+unsigned xfer_pool_pending(void) { return g.pending; }
+
+int xfer_pool_start_stepped(uv_loop_t *loop) {
+  if (g.started) return TT_ESTATE;
+  int rc = uv_async_init(loop, &g.async, pool_async);
+  if (rc) return rc;
+  uv_unref((uv_handle_t *)&g.async);
+  g.stopping = false;
+  g.nth = 0;
+  g.stepped = true;
+  g.started = true;
+  return 0;
+}
+
+bool xfer_pool_work_one(void) {
+  if (!g.stepped) return false;
+  pthread_mutex_lock(&g.mu);
+  job_t *j = g.todo;
+  if (j) {
+    g.todo = j->next;
+    if (!g.todo) g.todo_tail = NULL;
+  }
+  pthread_mutex_unlock(&g.mu);
+  if (!j) return false;
+  j->work(j->arg);
+  pthread_mutex_lock(&g.mu);
+  j->next = NULL;
+  if (g.done_tail) g.done_tail->next = j;
+  else g.done = j;
+  g.done_tail = j;
+  pthread_mutex_unlock(&g.mu);
+  return true;
+}
+
+unsigned xfer_pool_deliver(void) { return g.started ? run_done() : 0; }

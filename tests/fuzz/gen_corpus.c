@@ -1,6 +1,7 @@
-/* Writes the fuzzers' seed corpus: valid frame streams, control bodies and zstd chunks,
- * made with the real encoders so the seeds follow the code. Usage: gen_corpus DIR; the seeds
- * land in DIR/frame, DIR/msg and DIR/zstd. Nothing binary is kept in the repository. */
+/* Writes the fuzzers' seed corpus: valid frame streams, control bodies, zstd chunks and file
+ * channel exchanges, made with the real encoders so the seeds follow the code. Usage:
+ * gen_corpus DIR; the seeds land in DIR/frame, DIR/msg, DIR/zstd and DIR/files. Nothing
+ * binary is kept in the repository. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,9 +9,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <zstd.h>
+#include <openssl/evp.h>
+#include "fuzz_files.h"
 #include "tt/frame.h"
 #include "tt/limits.h"
 #include "tt/msg.h"
+#include "tt/xfer.h"
 #include "tt/zstd.h"
 
 /* fuzz_frame's mode byte (see fuzz_frame.c). */
@@ -418,6 +422,419 @@ static size_t gen_zstd(uint8_t *zchunk, size_t zcap) {
   return zlen;
 }
 
+/* ---- fuzz_files: exchanges on a file channel (see fuzz_files.h) ------------------------ */
+
+typedef struct {
+  tt_buf_t b;
+} fseed_t;
+
+static void fs_init(fseed_t *s, uint8_t mode) {
+  tt_buf_init(&s->b, 8u << 20);
+  if (tt_buf_append(&s->b, &mode, 1)) fail("seed", TT_EFULL);
+}
+
+static void fs_bytes(fseed_t *s, const void *p, size_t n) {
+  if (tt_buf_append(&s->b, p, n)) fail("seed", TT_EFULL);
+}
+
+static void fs_op(fseed_t *s, uint8_t op) { fs_bytes(s, &op, 1); }
+
+static void fs_body(fseed_t *s, uint8_t op, const void *p, size_t n) {
+  if (n > TT_DATA_CHUNK_MAX) fail("seed body", TT_ETOOBIG);
+  uint8_t h[3] = {op, (uint8_t)(n >> 8), (uint8_t)n};
+  fs_bytes(s, h, 3);
+  fs_bytes(s, p, n);
+}
+
+/* A FileCtl as the peer sends it; settle: let the engine act on it before the next. */
+static void fs_ctl(fseed_t *s, const Tether__FileCtl *m, bool settle) {
+  Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+  cc.body_case = TETHER__CHANNEL_CONTROL__BODY_FILE;
+  cc.file = (Tether__FileCtl *)m;
+  uint8_t buf[TT_DATA_CHUNK_MAX];
+  size_t n = protobuf_c_message_get_packed_size(&cc.base);
+  if (n > sizeof(buf)) fail("seed control", TT_ETOOBIG);
+  protobuf_c_message_pack(&cc.base, buf);
+  fs_body(s, (uint8_t)(FZF_R_CTRL | (settle ? FZF_R_SETTLE_AFTER : 0)), buf, n);
+}
+
+/* Chunk bytes, in DATA frames of at most TT_DATA_CHUNK_MAX. */
+static void fs_data(fseed_t *s, const uint8_t *p, size_t n) {
+  while (n) {
+    size_t k = n < TT_DATA_CHUNK_MAX ? n : TT_DATA_CHUNK_MAX;
+    fs_body(s, FZF_R_DATA, p, k);
+    p += k;
+    n -= k;
+  }
+}
+
+static void fs_fill(fseed_t *s, uint8_t v, uint32_t n) {
+  uint8_t h[5] = {FZF_R_FILL, v, (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+  fs_bytes(s, h, 5);
+}
+
+static void fs_put(fseed_t *s, const char *name) {
+  put("files", name, tt_buf_head(&s->b), s->b.len);
+  tt_buf_free(&s->b);
+}
+
+static void sha256(const void *p, size_t n, uint8_t out[32]) {
+  unsigned len = 32;
+  EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
+}
+
+/* A file the peer sends: its bytes, one chunk (the seeds' files are small). */
+typedef struct {
+  uint8_t *p;
+  size_t n;
+  uint8_t sha[32];
+  uint32_t id;
+} ffile_t;
+
+static Tether__FileStat fstat_of(size_t n) {
+  Tether__FileStat st = TETHER__FILE_STAT__INIT;
+  st.kind = TETHER__FILE_KIND__FILE_KIND_REGULAR;
+  st.size = n;
+  st.mtime_ns = (int64_t)FZF_MTIME_S * 1000000000 + FZF_MTIME_NS;
+  st.mode = FZF_MODE;
+  return st;
+}
+
+static void ctl_begin(fseed_t *s, uint32_t id, size_t size, uint64_t from, const char *path, bool settle) {
+  Tether__FileStat st = fstat_of(size);
+  Tether__FileCtl m = TETHER__FILE_CTL__INIT;
+  m.type = TETHER__FILE_MSG_TYPE__FILE_BEGIN;
+  m.id = id;
+  m.path = tt_text(path);
+  m.stat = &st;
+  m.from_chunk = from;
+  m.chunk_size = TT_FILE_CHUNK;
+  fs_ctl(s, &m, settle);
+}
+
+static void ctl_chunk(fseed_t *s, uint32_t id, uint64_t index, uint32_t raw, uint32_t wire, uint32_t codec,
+                      const uint8_t sha[32]) {
+  Tether__FileCtl m = TETHER__FILE_CTL__INIT;
+  m.type = TETHER__FILE_MSG_TYPE__FILE_CHUNK;
+  m.id = id;
+  m.index = index;
+  m.raw_len = raw;
+  m.wire_len = wire;
+  m.codec = codec;
+  m.sha256.data = (uint8_t *)sha;
+  m.sha256.len = 32;
+  fs_ctl(s, &m, false);
+}
+
+static void ctl_end(fseed_t *s, uint32_t id, size_t size, const uint8_t sha[32], bool settle) {
+  Tether__FileStat st = TETHER__FILE_STAT__INIT;
+  st.size = size;
+  Tether__FileCtl m = TETHER__FILE_CTL__INIT;
+  m.type = TETHER__FILE_MSG_TYPE__FILE_END;
+  m.id = id;
+  m.stat = &st;
+  m.sha256.data = (uint8_t *)sha;
+  m.sha256.len = 32;
+  fs_ctl(s, &m, settle);
+}
+
+/* BEGIN, one chunk (zstd when zcodec), END. */
+static void send_file(fseed_t *s, const ffile_t *f, bool zcodec, bool settle) {
+  ctl_begin(s, f->id, f->n, 0, "f", false);
+  if (f->n) {
+    static uint8_t z[TT_FILE_CHUNK];
+    size_t zn = 0;
+    if (zcodec) {
+      zn = ZSTD_compress(z, sizeof(z), f->p, f->n, 3);
+      if (ZSTD_isError(zn) || zn >= f->n) fail("seed zstd", TT_EZSTD);
+    }
+    ctl_chunk(s, f->id, 0, (uint32_t)f->n, (uint32_t)(zcodec ? zn : f->n), zcodec, f->sha);
+    fs_data(s, zcodec ? z : f->p, zcodec ? zn : f->n);
+  }
+  ctl_end(s, f->id, f->n, f->sha, settle);
+}
+
+static void ctl_req(fseed_t *s, Tether__FileMsgType type, uint32_t id, const void *path, size_t plen, size_t size,
+                    bool force, bool settle) {
+  Tether__FileStat st = fstat_of(size);
+  Tether__FileCtl m = TETHER__FILE_CTL__INIT;
+  m.type = type;
+  m.id = id;
+  m.path.data = (uint8_t *)path;
+  m.path.len = plen;
+  m.force = force;
+  if (type == TETHER__FILE_MSG_TYPE__FILE_PUT || type == TETHER__FILE_MSG_TYPE__FILE_MKDIR) m.stat = &st;
+  m.recursive = type == TETHER__FILE_MSG_TYPE__FILE_LIST;
+  fs_ctl(s, &m, settle);
+}
+
+static void ctl_path(fseed_t *s, Tether__FileMsgType type, uint32_t id, const char *path, size_t size, bool settle) {
+  ctl_req(s, type, id, path, strlen(path), size, false, settle);
+}
+
+static void ctl_done(fseed_t *s, uint32_t id, size_t size, const uint8_t sha[32], int32_t code, bool settle) {
+  Tether__FileStat st = TETHER__FILE_STAT__INIT;
+  st.size = size;
+  Tether__FileCtl m = TETHER__FILE_CTL__INIT;
+  m.type = TETHER__FILE_MSG_TYPE__FILE_DONE;
+  m.id = id;
+  m.stat = &st;
+  m.sha256.data = (uint8_t *)sha;
+  m.sha256.len = 32;
+  m.code = code;
+  if (code) m.message = tt_text("the disk is full");
+  fs_ctl(s, &m, settle);
+}
+
+static void ctl_simple(fseed_t *s, Tether__FileMsgType type, uint32_t id, bool settle) {
+  Tether__FileCtl m = TETHER__FILE_CTL__INIT;
+  m.type = type;
+  m.id = id;
+  if (type == TETHER__FILE_MSG_TYPE__FILE_ERROR) {
+    m.code = TETHER__ERROR_CODE__ERR_NOT_FOUND;
+    m.message = tt_text("no such file");
+  }
+  fs_ctl(s, &m, settle);
+}
+
+static void gen_files(void) {
+  static uint8_t text[4096], big[TT_FILE_CHUNK];
+  fzf_content(text, sizeof(text), 99);
+  ffile_t small = {text, 1500, {0}, 1};
+  sha256(small.p, small.n, small.sha);
+  /* The tree's files, as the engine will send them. */
+  uint8_t a[100], push[2500], sha_a[32], sha_push[32];
+  fzf_content(a, sizeof(a), 0);
+  sha256(a, sizeof(a), sha_a);
+  fzf_content(push, sizeof(push), FZF_PUSH_SRC);
+  sha256(push, sizeof(push), sha_push);
+  uint8_t zero[32] = {0};
+  fseed_t s;
+
+  /* ---- the agent serves ---- */
+  fs_init(&s, 0); /* a well-formed pull: GET, the engine sends, the peer says DONE */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_GET, 1, "a.txt", 0, true);
+  ctl_done(&s, 1, sizeof(a), sha_a, 0, true);
+  fs_put(&s, "serve_get");
+
+  fs_init(&s, 0); /* a well-formed push: PUT, BEGIN, CHUNK and bytes, END */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "new.txt", small.n, true);
+  send_file(&s, &small, false, true);
+  fs_put(&s, "serve_put");
+
+  fs_init(&s, FZF_MODE_WALK); /* the same, its chunk compressed, into a subdirectory */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "sub/z.txt", small.n, true);
+  send_file(&s, &small, true, true);
+  fs_put(&s, "serve_put_zstd_walk");
+
+  fs_init(&s, 0); /* LIST and MKDIR, inside the root and out of it */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_LIST, 1, ".", 0, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_LIST, 2, "esc", 0, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_MKDIR, 3, "newdir", 0755, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_MKDIR, 4, "esc/evil", 0755, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_MKDIR, 5, "ro/nope", 0755, true);
+  fs_put(&s, "serve_list_mkdir");
+
+  fs_init(&s, 0); /* a chunk whose sha256 is wrong */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "bad.txt", small.n, true);
+  ctl_begin(&s, 1, small.n, 0, "f", false);
+  ctl_chunk(&s, 1, 0, (uint32_t)small.n, (uint32_t)small.n, 0, zero);
+  fs_data(&s, small.p, small.n);
+  ctl_end(&s, 1, small.n, small.sha, true);
+  fs_put(&s, "serve_bad_sha");
+
+  fs_init(&s, 0); /* a chunk past the declared size, then one longer than the file */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "past.txt", small.n, true);
+  ctl_begin(&s, 1, small.n, 0, "f", false);
+  ctl_chunk(&s, 1, 1, 10, 10, 0, small.sha);
+  fs_data(&s, small.p, 10);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 2, "past2.txt", small.n, true);
+  ctl_begin(&s, 2, small.n, 0, "f", false);
+  ctl_chunk(&s, 2, 0, (uint32_t)small.n + 100, (uint32_t)small.n + 100, 0, small.sha);
+  fs_data(&s, small.p, small.n + 100);
+  ctl_end(&s, 2, small.n, small.sha, true);
+  fs_put(&s, "serve_chunk_past_size");
+
+  fs_init(&s, 0); /* BEGIN resuming from a chunk beyond the file */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "far.txt", small.n, true);
+  ctl_begin(&s, 1, small.n, 7, "f", false);
+  ctl_chunk(&s, 1, 7, 10, 10, 0, small.sha);
+  fs_data(&s, small.p, 10);
+  ctl_end(&s, 1, small.n, small.sha, true);
+  fs_put(&s, "serve_offset_beyond");
+
+  fs_init(&s, 0); /* paths with NUL and control characters, and ways out of the root */
+  static const char nul[] = "a\0.txt";
+  ctl_req(&s, TETHER__FILE_MSG_TYPE__FILE_GET, 1, nul, sizeof(nul) - 1, 0, false, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 2, "evil\n\x1b[2J.txt", 10, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_GET, 3, "../outside/secret", 0, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_GET, 4, "esc/secret", 0, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_GET, 5, "esc-file", 0, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 6, "esc/planted", 10, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 7, "/etc/tether-fuzz", 10, true);
+  fs_put(&s, "serve_bad_paths");
+
+  fs_init(&s, 0); /* an overlong name and an overlong path */
+  static char longp[TT_FILE_PATH_MAX + 8];
+  memset(longp, 'n', 300);
+  longp[300] = 0;
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, longp, 10, false);
+  memset(longp, 'n', 250);
+  longp[250] = 0; /* fits NAME_MAX; its part file's name does not */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 2, longp, small.n, true);
+  small.id = 2;
+  send_file(&s, &small, false, true);
+  small.id = 1;
+  for (size_t i = 0; i < sizeof(longp) - 1; i++) longp[i] = (i % 200 == 199) ? '/' : 'd';
+  longp[sizeof(longp) - 1] = 0;
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_LIST, 3, longp, 0, true);
+  fs_put(&s, "serve_overlong");
+
+  fs_init(&s, 0); /* a long path of three-byte characters, in the engine's own refusal */
+  static char wide[800];
+  size_t w = 0;
+  for (int i = 0; i < 242; i++) {
+    if (i % 81 == 80) {
+      wide[w] = 0;
+      ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_MKDIR, 1, wide, 0755, true);
+      wide[w++] = '/';
+    } else {
+      memcpy(wide + w, "\xe2\x82\xac", 3);
+      w += 3;
+    }
+  }
+  wide[w] = 0;
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 2, wide, small.n, true);
+  ctl_begin(&s, 2, small.n + 1, 0, "f", true);
+  fs_put(&s, "serve_wide_path");
+
+  fs_init(&s, 0); /* duplicate ids, ids of no op, a chunk and an end for another file */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "dup.txt", small.n, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "dup2.txt", small.n, false);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_GET, 1, "a.txt", 0, true);
+  ctl_begin(&s, 9, small.n, 0, "f", false);
+  ctl_chunk(&s, 9, 0, (uint32_t)small.n, (uint32_t)small.n, 0, small.sha);
+  fs_data(&s, small.p, small.n);
+  ctl_begin(&s, 1, small.n, 0, "f", false);
+  ctl_chunk(&s, 3, 0, (uint32_t)small.n, (uint32_t)small.n, 0, small.sha);
+  fs_data(&s, small.p, small.n);
+  ctl_end(&s, 4, small.n, small.sha, false);
+  ctl_done(&s, 77, small.n, small.sha, 0, false);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_ERROR, 78, false);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, 1, true);
+  fs_put(&s, "serve_bad_ids");
+
+  fs_init(&s, 0); /* a file of two chunks, the first 1 MiB of one byte, raw */
+  memset(big, 'x', sizeof(big));
+  uint8_t sha_big[32], sha_tail[32], sha_whole[32];
+  sha256(big, sizeof(big), sha_big);
+  sha256(big, 10, sha_tail);
+  {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned len = 32;
+    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+    EVP_DigestUpdate(c, big, sizeof(big));
+    EVP_DigestUpdate(c, big, 10);
+    EVP_DigestFinal_ex(c, sha_whole, &len);
+    EVP_MD_CTX_free(c);
+  }
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "two.bin", TT_FILE_CHUNK + 10, true);
+  ctl_begin(&s, 1, TT_FILE_CHUNK + 10, 0, "f", false);
+  ctl_chunk(&s, 1, 0, TT_FILE_CHUNK, TT_FILE_CHUNK, 0, sha_big);
+  fs_fill(&s, 'x', TT_FILE_CHUNK);
+  ctl_chunk(&s, 1, 1, 10, 10, 0, sha_tail);
+  fs_fill(&s, 'x', 10);
+  ctl_end(&s, 1, TT_FILE_CHUNK + 10, sha_whole, true);
+  fs_put(&s, "serve_two_chunks");
+
+  /* The peer goes away while the file is being put in place: the pool has renamed it when
+   * the channel closes, and only then does the job come back. */
+  fs_init(&s, 0);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "late.txt", small.n, true);
+  send_file(&s, &small, false, false);
+  fs_op(&s, FZF_R_WORK);  /* empty the partial */
+  fs_op(&s, FZF_R_BACK);  /* then write the chunk */
+  fs_op(&s, FZF_R_WORK);
+  fs_op(&s, FZF_R_BACK);  /* then finish */
+  fs_op(&s, FZF_R_WORK);
+  fs_op(&s, FZF_R_CLOSE);
+  fs_put(&s, "serve_close_while_finishing");
+
+  fs_init(&s, FZF_MODE_FREE_FIRST); /* the link goes in the middle of a chunk */
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_PUT, 1, "cut.txt", small.n, true);
+  ctl_begin(&s, 1, small.n, 0, "f", false);
+  ctl_chunk(&s, 1, 0, (uint32_t)small.n, (uint32_t)small.n, 0, small.sha);
+  fs_data(&s, small.p, 700);
+  fs_op(&s, FZF_R_WORK);
+  fs_op(&s, FZF_R_CLOSE | FZF_R_LINK);
+  fs_put(&s, "serve_link_down");
+
+  fs_init(&s, 0); /* channel compression and an EOF on a file channel */
+  fs_body(&s, FZF_R_FLAGS | (TT_FF_ZSTD << 4), small.p, 100);
+  fs_put(&s, "serve_zstd_flag");
+  fs_init(&s, 0);
+  ctl_path(&s, TETHER__FILE_MSG_TYPE__FILE_GET, 1, "sub/b.bin", 0, false);
+  fs_body(&s, FZF_R_FLAGS | (TT_FF_EOF << 4), small.p, 0);
+  fs_put(&s, "serve_eof");
+
+  /* ---- the console asks: a pull (id 1) and a push (id 2) are out ---- */
+  fs_init(&s, FZF_MODE_ASK); /* well-formed: the pull's file comes, the push goes */
+  send_file(&s, &small, false, true);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, FZF_PUSH_ID, true);
+  ctl_done(&s, FZF_PUSH_ID, sizeof(push), sha_push, 0, true);
+  fs_put(&s, "ask_pull_push");
+
+  fs_init(&s, FZF_MODE_ASK | FZF_MODE_FORCE); /* compressed, and the push refused at the end */
+  send_file(&s, &small, true, true);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, FZF_PUSH_ID, true);
+  ctl_done(&s, FZF_PUSH_ID, sizeof(push), zero, TETHER__ERROR_CODE__ERR_INTERNAL, true);
+  fs_put(&s, "ask_zstd_refused");
+
+  fs_init(&s, FZF_MODE_ASK); /* a wrong sha256, a DONE with a wrong one */
+  ctl_begin(&s, FZF_PULL_ID, small.n, 0, "f", false);
+  ctl_chunk(&s, FZF_PULL_ID, 0, (uint32_t)small.n, (uint32_t)small.n, 0, zero);
+  fs_data(&s, small.p, small.n);
+  ctl_end(&s, FZF_PULL_ID, small.n, small.sha, true);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, FZF_PUSH_ID, true);
+  ctl_done(&s, FZF_PUSH_ID, sizeof(push), zero, 0, true);
+  fs_put(&s, "ask_bad_sha");
+
+  fs_init(&s, FZF_MODE_ASK); /* a chunk past the size, a resume from beyond the file */
+  ctl_begin(&s, FZF_PULL_ID, small.n, 3, "f", false);
+  ctl_chunk(&s, FZF_PULL_ID, 3, 10, 10, 0, small.sha);
+  fs_data(&s, small.p, 10);
+  ctl_begin(&s, FZF_PULL_ID, small.n, 0, "f", false);
+  ctl_chunk(&s, FZF_PULL_ID, 1, 10, 10, 0, small.sha);
+  fs_data(&s, small.p, 10);
+  ctl_end(&s, FZF_PULL_ID, small.n, small.sha, true);
+  fs_put(&s, "ask_past_size");
+
+  fs_init(&s, FZF_MODE_ASK); /* ids crossed: a BEGIN for the push, a READY for the pull */
+  ctl_begin(&s, FZF_PUSH_ID, small.n, 0, "a\x01path", false);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, FZF_PULL_ID, false);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, FZF_PUSH_ID, false);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, FZF_PUSH_ID, false);
+  ctl_done(&s, FZF_PULL_ID, small.n, small.sha, 0, false);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_ERROR, 5, false);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_ERROR, FZF_PULL_ID, true);
+  fs_put(&s, "ask_crossed_ids");
+
+  /* Answers before the requests are out: the GET's and PUT's jobs have not come back. */
+  fs_init(&s, FZF_MODE_ASK | FZF_MODE_EARLY);
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, FZF_PUSH_ID, false);
+  send_file(&s, &small, false, false);
+  fs_op(&s, FZF_R_WORK);
+  fs_op(&s, FZF_R_BACK);
+  fs_op(&s, FZF_R_SETTLE);
+  fs_put(&s, "ask_early_answers");
+
+  fs_init(&s, FZF_MODE_ASK | FZF_MODE_FREE_FIRST); /* the push's stream cut by a close */
+  ctl_simple(&s, TETHER__FILE_MSG_TYPE__FILE_READY, FZF_PUSH_ID, false);
+  fs_op(&s, FZF_R_WORK);
+  fs_op(&s, FZF_R_CLOSE);
+  fs_put(&s, "ask_close_mid_push");
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: gen_corpus DIR\n");
@@ -426,8 +843,8 @@ int main(int argc, char **argv) {
   g_dir = argv[1];
   char path[4096];
   mkdir_p(g_dir);
-  static const char *const subs[] = {"frame", "msg", "zstd"};
-  for (size_t i = 0; i < 3; i++) {
+  static const char *const subs[] = {"frame", "msg", "zstd", "files"};
+  for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
     snprintf(path, sizeof(path), "%s/%s", g_dir, subs[i]);
     mkdir_p(path);
   }
@@ -436,5 +853,6 @@ int main(int argc, char **argv) {
   if (!zlen) fail("no compressed chunk for the frame seeds", TT_EZSTD);
   gen_frames(zchunk, zlen);
   gen_msgs();
+  gen_files();
   return g_failed;
 }

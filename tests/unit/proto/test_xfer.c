@@ -20,6 +20,7 @@
 #include "tt/link.h"
 #include "tt/msg.h"
 #include "tt/xfer.h"
+#include "xfer_int.h"
 
 #define MAXF 16
 
@@ -440,6 +441,46 @@ static void test_bad_chunk_refused(void **state) {
   side_free(&a);
 }
 
+/* A refusal that names a long path of multi-byte characters is cut to whole characters: it
+ * goes to the peer as text (and the console shows it), so it must stay valid UTF-8. */
+static void test_refusal_text_whole(void **state) {
+  (void)state;
+  char dst[512], dev[1024];
+  path_of(dst, sizeof(dst), "wide-dst");
+  size_t n = 0;
+  for (int i = 0; i < 242; i++) {
+    if (i % 81 == 80) dev[n++] = '/';
+    else {
+      memcpy(dev + n, "\xe2\x82\xac", 3); /* the euro sign: three bytes */
+      n += 3;
+    }
+  }
+  dev[n] = 0;
+  side_t c, a;
+  g_agent_raw = true;
+  pair(&c, &a);
+  g_agent_raw = false;
+  assert_int_equal(tt_xfer_pull(c.x, 1, dev, dst, false), 0);
+  for (int i = 0; i < 2000 && !carry(&c, &a); i++) {
+    uv_run(g_loop, UV_RUN_NOWAIT);
+    usleep(200);
+  }
+  Tether__FileStat st = TETHER__FILE_STAT__INIT;
+  st.size = 10;
+  Tether__FileCtl b = TETHER__FILE_CTL__INIT;
+  b.type = TETHER__FILE_MSG_TYPE__FILE_BEGIN;
+  b.id = 1;
+  b.stat = &st;
+  b.chunk_size = 7; /* not ours: refused, naming the path */
+  send_ctl(&a, &b);
+  run(&c, &a, 1, 0);
+  assert_int_equal(c.res[0].code, TT_EPROTO);
+  assert_true(strlen(c.msgs[0]) > 200);
+  assert_true(tt_text_valid(tt_text(c.msgs[0]), TT_FILE_PATH_MAX));
+  side_free(&c);
+  side_free(&a);
+}
+
 /* Credit the console's end of the channel holds: bytes received and not given back. */
 static uint32_t held_credit(const side_t *s) { return s->ch->window - s->ch->recv_left - s->ch->consumed; }
 
@@ -512,6 +553,185 @@ static void test_credit_back_dropped_chunks(void **state) {
   }
 }
 
+/* The transfer stops while the jobs opening its files run on the pool's threads: the
+ * results are made on the loop from what the loop owns, never from what those jobs are
+ * writing (op_done read the source's stat and end_all the partial file's state while the
+ * jobs wrote them: a TSan build of this test reports it). */
+static void test_stop_while_opening(void **state) {
+  (void)state;
+  char src[512], dev[512], dst[512];
+  path_of(src, sizeof(src), "opening-src");
+  path_of(dev, sizeof(dev), "opening-dev");
+  path_of(dst, sizeof(dst), "opening-dst");
+  make_file(src, 5000, true, 12);
+  for (int round = 0; round < 20; round++) {
+    side_t c, a;
+    pair(&c, &a);
+    assert_int_equal(tt_xfer_push(c.x, 1, src, dev, false), 0);
+    assert_int_equal(tt_xfer_pull(c.x, 2, src, dst, false), 0);
+    if (round % 2) usleep(50); /* now and then, let the jobs get under way */
+    side_free(&c);
+    assert_int_equal(c.ndone, 2);
+    assert_int_not_equal(c.res[0].code, 0);
+    assert_int_not_equal(c.res[1].code, 0);
+    for (int i = 0; i < 100000 && xfer_pool_pending(); i++) {
+      uv_run(g_loop, UV_RUN_NOWAIT);
+      usleep(100);
+    }
+    assert_int_equal(xfer_pool_pending(), 0);
+    side_free(&a);
+  }
+}
+
+/* ---- with the pool stepped: each job runs where the test says ------------------------ */
+
+/* The pool's wake-up handle closes on the loop before it can be made again. */
+static void pool_stop(void) {
+  tt_xfer_pool_stop();
+  uv_run(g_loop, UV_RUN_NOWAIT);
+}
+
+static void stepped_begin(void) {
+  pool_stop();
+  assert_int_equal(xfer_pool_start_stepped(g_loop), 0);
+}
+
+static void stepped_end(void) {
+  pool_stop();
+  assert_int_equal(tt_xfer_pool_start(g_loop, 2, NULL, NULL), 0);
+}
+
+static void assert_sane(const side_t *s) {
+  char why[256];
+  if (s->x && !xfer_check(s->x, why, sizeof(why))) fail_msg("the engine's state broke: %s", why);
+}
+
+/* Run every job and completion and carry every frame until nothing moves. */
+static void settle(side_t *c, side_t *a) {
+  for (int spins = 0; spins < 100000; spins++) {
+    bool did = carry(c, a);
+    did |= carry(a, c);
+    did |= xfer_pool_work_one();
+    did |= xfer_pool_deliver() > 0;
+    assert_sane(c);
+    assert_sane(a);
+    if (!did && xfer_pool_pending() == 0) return;
+  }
+  fail_msg("the channel never settled");
+}
+
+/* The raw agent's side of one file: BEGIN, one chunk, END. */
+static void send_file_raw(side_t *a, uint32_t id, const uint8_t *data, size_t n) {
+  uint8_t sha[32];
+  unsigned shalen = 32;
+  EVP_Digest(data, n, sha, &shalen, EVP_sha256(), NULL);
+  Tether__FileStat st = TETHER__FILE_STAT__INIT;
+  st.size = n;
+  st.mode = 0644;
+  Tether__FileCtl b = TETHER__FILE_CTL__INIT;
+  b.type = TETHER__FILE_MSG_TYPE__FILE_BEGIN;
+  b.id = id;
+  b.stat = &st;
+  b.chunk_size = TT_FILE_CHUNK;
+  send_ctl(a, &b);
+  Tether__FileCtl h = TETHER__FILE_CTL__INIT;
+  h.type = TETHER__FILE_MSG_TYPE__FILE_CHUNK;
+  h.id = id;
+  h.raw_len = h.wire_len = (uint32_t)n;
+  h.sha256.len = 32;
+  h.sha256.data = sha;
+  send_ctl(a, &h);
+  assert_int_equal(tt_mux_send(&a->link.mux, a->ch, data, n, 0), 0);
+  Tether__FileCtl e = TETHER__FILE_CTL__INIT;
+  e.type = TETHER__FILE_MSG_TYPE__FILE_END;
+  e.id = id;
+  Tether__FileStat es = TETHER__FILE_STAT__INIT;
+  es.size = n;
+  e.stat = &es;
+  e.sha256.len = 32;
+  e.sha256.data = sha; /* one chunk: the whole file's is the chunk's */
+  send_ctl(a, &e);
+}
+
+/* A file sent for a pull before the pull's GET went out (the job that opens the partial
+ * file has not come back, so the peer cannot know of the op) is not taken for it: the file
+ * that comes after the GET is the one kept. */
+static void test_stream_before_request(void **state) {
+  (void)state;
+  stepped_begin();
+  char dst[512];
+  path_of(dst, sizeof(dst), "early-dst");
+  side_t c, a;
+  g_agent_raw = true;
+  pair(&c, &a);
+  g_agent_raw = false;
+  assert_int_equal(tt_xfer_pull(c.x, 1, "/dev/whatever", dst, false), 0);
+  uint8_t early[300], real[500];
+  memset(early, 'e', sizeof(early));
+  memset(real, 'r', sizeof(real));
+  send_file_raw(&a, 1, early, sizeof(early));
+  carry(&a, &c); /* all of it arrives while the partial file is being opened */
+  assert_sane(&c);
+  settle(&c, &a);
+  assert_int_equal(c.ndone, 0); /* still waiting for its file */
+  send_file_raw(&a, 1, real, sizeof(real));
+  settle(&c, &a);
+  assert_int_equal(c.ndone, 1);
+  assert_int_equal(c.res[0].code, 0);
+  assert_int_equal(c.res[0].size, sizeof(real));
+  struct stat s;
+  assert_int_equal(stat(dst, &s), 0);
+  assert_int_equal(s.st_size, sizeof(real));
+  side_free(&c);
+  side_free(&a);
+  stepped_end();
+}
+
+/* The channel goes while the receiver puts a pulled file in place. Once the job has renamed
+ * it, the file is there and the result says so; before that, it never appears (the job
+ * must not rename it after the op was reported failed). */
+static void test_stop_while_finishing(void **state) {
+  (void)state;
+  stepped_begin();
+  for (int renamed = 0; renamed < 2; renamed++) {
+    char dst[512];
+    snprintf(dst, sizeof(dst), "%s/finishing-dst-%d", g_dir, renamed);
+    side_t c, a;
+    g_agent_raw = true;
+    pair(&c, &a);
+    g_agent_raw = false;
+    assert_int_equal(tt_xfer_pull(c.x, 1, "/dev/whatever", dst, false), 0);
+    settle(&c, &a); /* the GET is out */
+    uint8_t data[700];
+    memset(data, 'f', sizeof(data));
+    send_file_raw(&a, 1, data, sizeof(data));
+    carry(&a, &c);
+    /* Empty the partial, write the chunk: then the finishing job is queued. */
+    for (int i = 0; i < 2; i++) {
+      assert_true(xfer_pool_work_one());
+      assert_int_equal(xfer_pool_deliver(), 1);
+    }
+    assert_int_equal(xfer_pool_pending(), 1);
+    if (renamed) assert_true(xfer_pool_work_one()); /* its completion waits */
+    side_free(&c);
+    assert_int_equal(c.ndone, 1);
+    while (xfer_pool_work_one() || xfer_pool_deliver()) {
+    }
+    assert_int_equal(xfer_pool_pending(), 0);
+    struct stat s;
+    if (renamed) {
+      assert_int_equal(c.res[0].code, 0);
+      assert_int_equal(stat(dst, &s), 0);
+      assert_int_equal(s.st_size, sizeof(data));
+    } else {
+      assert_int_not_equal(c.res[0].code, 0);
+      assert_int_not_equal(stat(dst, &s), 0);
+    }
+    side_free(&a);
+  }
+  stepped_end();
+}
+
 static void test_path_checks(void **state) {
   (void)state;
   char why[128];
@@ -568,6 +788,10 @@ int main(void) {
       cmocka_unit_test(test_resume_source_changed),
       cmocka_unit_test(test_bad_chunk_refused),
       cmocka_unit_test(test_credit_back_dropped_chunks),
+      cmocka_unit_test(test_refusal_text_whole),
+      cmocka_unit_test(test_stop_while_opening),
+      cmocka_unit_test(test_stream_before_request),
+      cmocka_unit_test(test_stop_while_finishing),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
