@@ -118,7 +118,10 @@ static void say_failed(files_t *s, const files_op_t *op) {
   char name[FILES_LINE_MAX], why[FILES_LINE_MAX];
   shown(name, sizeof(name), op_name(s, op));
   shown(why, sizeof(why), op->error ? op->error : "failed");
-  say(s, "%s: %s", name, why);
+  /* The engine's reasons mostly begin with the path already: name the file once. */
+  size_t n = strlen(name);
+  if (strncmp(why, name, n) == 0 && (why[n] == ':' || why[n] == ' ')) say(s, "%s", why);
+  else say(s, "%s: %s", name, why);
 }
 
 static void say_warnings(files_t *s) {

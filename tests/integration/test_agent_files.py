@@ -259,6 +259,7 @@ class AgentFileChannelTest(TetherTestCase):
         """The employee's prompt (after the grant: with one watching, consent would ask)."""
         w = Watcher(os.path.join(self.h.dir, "c.sock"))
         self.addCleanup(w.close)
+        w.expect("OK")  # watching from here on: an ACTIVITY line sent before would not come
         return w
 
     def need_engine(self):
