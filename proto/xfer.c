@@ -413,6 +413,9 @@ static void pump_stream(tt_xfer_t *x) {
       continue;
     }
     if (o->next_read < o->nchunks || o->busy) {
+      /* Its next read may have waited for read-ahead room that the chunk just sent freed
+       * (the files behind it had filled it): ask now, or nothing would. */
+      if (!o->busy) job_next(o);
       /* The wire waits for the disk or the compressor (counted when the chunk comes). */
       if (tt_mux_sendable(x->ch) > 0) x->starved = true;
       return;

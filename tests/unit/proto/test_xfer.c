@@ -732,6 +732,46 @@ static void test_stop_while_finishing(void **state) {
   stepped_end();
 }
 
+/* Two files pushed back to back while credit is short: the second file's read-ahead fills
+ * the channel's, and once the first file's chunk in flight has gone, the first file must
+ * still read its next chunk (it once waited for a wake-up that never came: a pull of
+ * several files hung about one time in five). */
+static void test_readahead_room_after_send(void **state) {
+  (void)state;
+  stepped_begin();
+  char a_src[512], b_src[512], a_dst[512], b_dst[512];
+  path_of(a_src, sizeof(a_src), "ra-a-src");
+  path_of(b_src, sizeof(b_src), "ra-b-src");
+  path_of(a_dst, sizeof(a_dst), "ra-a-dst");
+  path_of(b_dst, sizeof(b_dst), "ra-b-dst");
+  make_file(a_src, 5 * TT_FILE_CHUNK + 1, false, 11);
+  make_file(b_src, 3 * TT_FILE_CHUNK, false, 12);
+  side_t c, a;
+  pair(&c, &a);
+  assert_int_equal(tt_xfer_push(c.x, 1, a_src, a_dst, false), 0);
+  assert_int_equal(tt_xfer_push(c.x, 2, b_src, b_dst, false), 0);
+  /* Let every job run and come back but hold the agent's credit back, so a chunk waits on
+   * the wire while the read-ahead of both files completes; then let everything go. */
+  for (int round = 0; round < 64; round++) {
+    bool did = carry(&c, &a);
+    did |= xfer_pool_work_one();
+    did |= xfer_pool_deliver() > 0;
+    if (round % 4 == 3) did |= carry(&a, &c);
+    assert_sane(&c);
+    assert_sane(&a);
+    if (!did && xfer_pool_pending() == 0) break;
+  }
+  settle(&c, &a);
+  assert_int_equal(c.ndone, 2);
+  assert_int_equal(c.res[0].code, 0);
+  assert_int_equal(c.res[1].code, 0);
+  same_files(a_src, a_dst);
+  same_files(b_src, b_dst);
+  side_free(&c);
+  side_free(&a);
+  stepped_end();
+}
+
 static void test_path_checks(void **state) {
   (void)state;
   char why[128];
@@ -792,6 +832,7 @@ int main(void) {
       cmocka_unit_test(test_stop_while_opening),
       cmocka_unit_test(test_stream_before_request),
       cmocka_unit_test(test_stop_while_finishing),
+      cmocka_unit_test(test_readahead_room_after_send),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
