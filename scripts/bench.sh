@@ -13,3 +13,7 @@ echo
 bash tests/bench/bench_shell.sh build/release
 echo
 BENCH_LOCK_ROUNDS=${BENCH_LOCK_ROUNDS:-1} bash tests/bench/bench_store_lock.sh build/release
+echo
+bash tests/bench/bench_files.sh build/release
+echo
+bash tests/bench/bench_netem.sh build/release

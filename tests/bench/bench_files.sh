@@ -28,6 +28,8 @@ for p in broker/tether-broker agent/tether-agent console/tether certs/tether-cer
 done
 # shellcheck source=tests/bench/sshd.sh
 source "$root/tests/bench/sshd.sh"
+# shellcheck source=tests/bench/tether.sh
+source "$root/tests/bench/tether.sh"
 
 tmp=$(mktemp -d /tmp/tether-bench-files.XXXXXX)
 pids=()
@@ -50,42 +52,20 @@ trap 'echo "bench_files: interrupted" >&2; exit 124' INT TERM
 ) &
 dog_pid=$!
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 mbs() { awk -v b="$1" -v a="$2" -v z="$3" 'BEGIN {printf "%.1f", b / 1e6 / (z - a)}'; }
 
 # ---- data --------------------------------------------------------------------------------
-mkdir -p "$tmp/local" "$tmp/dev" "$tmp/back"
+mkdir -p "$tmp/local"
 head -c "$bytes" /dev/urandom >"$tmp/local/random.bin"
 tar -C / -cf - usr/share 2>/dev/null | head -c "$bytes" >"$tmp/local/share.tar" || true
 share_bytes=$(stat -c %s "$tmp/local/share.tar")
 
 # ---- tether: broker, agent (unattended, files under $tmp/dev), a technician and a ticket --
-p=$tmp/pki
-"$bin/certs/tether-certs" init --dir "$p" >/dev/null
-"$bin/certs/tether-certs" issue agent bench-dev --dir "$p" >/dev/null
-"$bin/certs/tether-certs" issue technician bench-tech --dir "$p" >/dev/null
-port=$(free_port)
-"$bin/broker/tether-broker" --listen "127.0.0.1:$port" --ca "$p/ca.pem" --ca-key "$p/ca.key" \
-  --cert "$p/broker.pem" --key "$p/broker.key" --data-dir "$tmp/data" --log-level warn 2>"$tmp/broker.log" &
-pids+=($!)
-for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-cat >"$tmp/agent.conf" <<EOF
-[consent]
-policy = unattended
-socket = $tmp/consent.sock
-[shell]
-user = $(id -un)
-[files]
-roots = $tmp/dev, $tmp/back
-EOF
-"$bin/agent/tether-agent" run --config "$tmp/agent.conf" --broker "127.0.0.1:$port" --ca "$p/ca.pem" \
-  --cert "$p/bench-dev.pem" --key "$p/bench-dev.key" --state-dir "$tmp/agent-state" 2>"$tmp/agent.log" &
-pids+=($!)
-for _ in $(seq 150); do grep -q 'msg="connected"' "$tmp/agent.log" && break; sleep 0.1; done
-tether=("$bin/console/tether" --broker "127.0.0.1:$port" --ca "$p/ca.pem" --cert "$p/bench-tech.pem"
-        --key "$p/bench-tech.key" --timeout 120s)
-ticket=$("${tether[@]}" ticket new --device bench-dev --summary "file transfer benchmark" | head -1)
+tether_start "$bin" "$tmp"
+pids+=("${TT_PIDS[@]}")
+tether=("${TT_TETHER[@]}")
+ticket=$TT_TICKET
 
 # ---- sshd -------------------------------------------------------------------------------
 ssh_ok=1
@@ -137,14 +117,13 @@ loop_until() { # stopfile cmd...: run cmd back to back until stopfile exists
   while [[ ! -e $stop ]]; do "$@" >/dev/null 2>&1 || sleep 0.1; done
 }
 keyrtt=$bin/tests/bench/tether-keyrtt
-tid=${ticket#T-}
 rm -f "$tmp/stop"
 loop_until "$tmp/stop" "${tether[@]}" pull bench-dev --ticket "$ticket" --force "$tmp/dev/random.bin" "$tmp/back/loop.bin" &
 lp=$!
 pids+=($lp)
 sleep 1 # the first pull is under way (its session granted, bytes flowing)
-tk=$("$keyrtt" tether --broker "127.0.0.1:$port" --ca "$p/ca.pem" --cert "$p/bench-tech.pem" --key "$p/bench-tech.key" \
-     --device bench-dev --ticket "$tid" --count "$keys" --gap-us 5000 --timeout 300 2>"$tmp/keyrtt-tether.err" | grep phase=idle || true)
+tk=$("$keyrtt" tether "${TT_KEYRTT[@]}" --count "$keys" --gap-us 5000 --timeout 300 2>"$tmp/keyrtt-tether.err" |
+     grep phase=idle || true)
 touch "$tmp/stop"
 wait "$lp" 2>/dev/null || true
 sk=''
