@@ -11,18 +11,14 @@ void tt_cc_init(tt_cc_t *cc) {
   cc->cwnd = TT_CC_START;
 }
 
-/* Not one answer yet, and the first probe is long overdue. */
-static bool deaf(const tt_cc_t *cc, uint64_t now_ns) {
-  return !cc->active && cc->count && now_ns - cc->ring[cc->head].sent_ns > TT_CC_GIVEUP_NS;
-}
-
 static uint32_t room(const tt_cc_t *cc) {
   uint64_t used = (uint64_t)cc->inflight + cc->unprobed;
   return used >= cc->cwnd ? 0 : (uint32_t)(cc->cwnd - used);
 }
 
 uint32_t tt_cc_room(const tt_cc_t *cc, uint64_t now_ns) {
-  return deaf(cc, now_ns) ? UINT32_MAX : room(cc);
+  (void)now_ns;
+  return cc->active ? room(cc) : UINT32_MAX;
 }
 
 void tt_cc_sent(tt_cc_t *cc, uint32_t n) {
@@ -31,8 +27,9 @@ void tt_cc_sent(tt_cc_t *cc, uint32_t n) {
 }
 
 bool tt_cc_want_probe(const tt_cc_t *cc, uint64_t now_ns) {
-  if (!cc->unprobed || cc->count >= TT_CC_PROBES || deaf(cc, now_ns)) return false;
-  return cc->unprobed >= TT_CC_PROBE_BYTES || room(cc) == 0;
+  (void)now_ns;
+  if (!cc->unprobed || cc->count >= TT_CC_PROBES) return false;
+  return cc->unprobed >= TT_CC_PROBE_BYTES || (cc->active && room(cc) == 0);
 }
 
 uint64_t tt_cc_nonce(const tt_cc_t *cc) { return CC_TAG | cc->next_seq; }

@@ -15,7 +15,9 @@
  * them (at most halving per round trip) while it is over.
  *
  * Nothing here is needed for correctness (credit windows and the socket caps bound memory);
- * a peer that does not answer the first probe within TT_CC_GIVEUP_NS leaves the window off. Pure state, no I/O; times in ns. */
+ * the window applies only once the peer has answered a probe, so a peer that never answers
+ * (an old or a test peer) is never held back by it, and nothing needs a timer. Until then
+ * the credit windows alone bound the first burst. Pure state, no I/O; times in ns. */
 #ifndef TT_CC_H
 #define TT_CC_H
 
@@ -43,9 +45,6 @@
  * each, so a path that got slower for good is learnt within that long. */
 #define TT_CC_BASE_SLOTS 10u
 #define TT_CC_BASE_SLOT_NS (1000ull * 1000u * 1000u)
-/* A peer that has not answered the first probe within this long is taken for one that
- * does not answer probes at all: the window is off until it does. */
-#define TT_CC_GIVEUP_NS (2000ull * 1000u * 1000u)
 /* Round trips the current delay is the least of (filters one slow answer). */
 #define TT_CC_CUR_SAMPLES 4u
 

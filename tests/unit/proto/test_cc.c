@@ -44,6 +44,8 @@ static void hop_run(tt_cc_t *cc, hop_t *h, uint64_t until_ns, uint64_t measure_f
         h->np++;
       }
       if (tt_cc_room(cc, h->now) == 0) break;
+      /* Before the first answer only credit holds the sender back: a 4 MiB window. */
+      if (h->written - h->drained >= TT_CC_MAX / 4) break;
       uint32_t n = 16384;
       h->written += n;
       h->queued += n;
@@ -78,23 +80,14 @@ static void off_until_answered(void **state) {
   (void)state;
   static tt_cc_t cc;
   tt_cc_init(&cc);
-  /* The window applies from the start: the first answer is a round trip away. */
+  /* A peer that never answers: the window never applies, however much is written (it
+   * must not stall a peer that does not know probes); probes stop at TT_CC_PROBES. */
   uint64_t now = 1000;
-  uint64_t sent = 0;
-  while (tt_cc_room(&cc, now) > 0) {
-    tt_cc_sent(&cc, 16384);
-    sent += 16384;
-    if (tt_cc_want_probe(&cc, now)) tt_cc_probe(&cc, now);
-  }
-  assert_int_equal(sent, TT_CC_START);
-  assert_false(tt_cc_want_probe(&cc, now)); /* every byte is covered by a probe */
-  /* A peer that never answers: after TT_CC_GIVEUP_NS the window is off, and stays off
-   * however much is written; probes stop at TT_CC_PROBES, nothing grows without bound. */
-  now += TT_CC_GIVEUP_NS + 1;
   for (int i = 0; i < 100000; i++) {
     assert_int_equal(tt_cc_room(&cc, now), UINT32_MAX);
     tt_cc_sent(&cc, 16384);
     if (tt_cc_want_probe(&cc, now)) tt_cc_probe(&cc, now);
+    now += 1000;
   }
   assert_false(cc.active);
   assert_true(cc.count <= TT_CC_PROBES);
