@@ -307,7 +307,9 @@ int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, xfer_
                            {.tv_sec = p->src.mtime_ns / 1000000000, .tv_nsec = p->src.mtime_ns % 1000000000}};
   if (p->src.mtime_ns < 0) ts[1].tv_nsec = UTIME_OMIT;
   if (fsync(p->fd)) return fail(errno_code(), err, errlen, "%s", p->name);
-  if (fchmod(p->fd, p->src.mode & 07777) || futimens(p->fd, ts))
+  /* Permission bits only: a setuid or setgid file would run as whoever receives it, for
+   * anyone who can reach it here (mkdir drops them too, agent/files/list.c). */
+  if (fchmod(p->fd, p->src.mode & 0777) || futimens(p->fd, ts))
     return fail(errno_code(), err, errlen, "%s: cannot set mode and time", p->name);
   pthread_mutex_lock(&gate->mu);
   if (gate->stop) {
