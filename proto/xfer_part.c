@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "tt/log.h"
 #include "xfer_int.h"
@@ -94,6 +95,37 @@ static int pread_all(int fd, uint8_t *p, size_t n, uint64_t off) {
     off += (uint64_t)r;
   }
   return 0;
+}
+
+/* The file-system uid this thread creates files as: the agent's pool threads take
+ * shell.user's (agent/files/identity.c). An invalid id changes nothing and returns it. */
+static uid_t fs_uid(void) {
+#if defined(SYS_setfsuid32)
+  return (uid_t)syscall(SYS_setfsuid32, (uid_t)-1);
+#else
+  return (uid_t)syscall(SYS_setfsuid, (uid_t)-1);
+#endif
+}
+
+/* dirfd's temporary `name`, read-write, made by us: an existing one is taken only if it is
+ * ours, a regular file, and has no other name. Anyone else who can write the directory (a
+ * local user of /tmp, a default root) could otherwise plant it: a file of their own gets the
+ * data and becomes the target, a hard link has a file outside every root truncated and
+ * written. One that is not ours is removed and made afresh (O_EXCL: a new plant fails). */
+static int open_temp(int dirfd, const char *name) {
+  int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  if (S_ISREG(st.st_mode) && st.st_uid == fs_uid() && st.st_nlink == 1) return fd;
+  close(fd);
+  if (unlinkat(dirfd, name, 0) != 0) return -1;
+  return openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 }
 
 /* Temporary names beside the target; a name too long for the suffix gets a hashed one. */
@@ -183,7 +215,7 @@ int xfer_part_open(xfer_part_t *p, int dirfd, const char *name, const tt_xfer_st
   } else if (errno != ENOENT) {
     return fail(errno_code(), err, errlen, "%s", name);
   }
-  p->fd = openat(dirfd, p->part, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  p->fd = open_temp(dirfd, p->part);
   if (p->fd < 0) return fail(errno_code(), err, errlen, "%s: cannot create the partial file", name);
   if (fstat(p->fd, &st) || !S_ISREG(st.st_mode)) return fail(TT_EINVAL, err, errlen, "%s: the partial file is not a regular file", name);
   /* Two transfers into one target would interleave: the second is refused. */
@@ -191,7 +223,7 @@ int xfer_part_open(xfer_part_t *p, int dirfd, const char *name, const tt_xfer_st
     return fail(errno == EWOULDBLOCK ? TT_EBUSY : errno_code(), err, errlen,
                 "%s: another transfer is writing this file", name);
   p->locked = true;
-  p->sfd = openat(dirfd, p->state, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  p->sfd = open_temp(dirfd, p->state);
   if (p->sfd < 0) return fail(errno_code(), err, errlen, "%s: cannot create the partial file's state", name);
   /* Load the state, if it is ours and names a source. */
   uint8_t h[STATE_HDR];
@@ -275,7 +307,9 @@ int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, xfer_
                            {.tv_sec = p->src.mtime_ns / 1000000000, .tv_nsec = p->src.mtime_ns % 1000000000}};
   if (p->src.mtime_ns < 0) ts[1].tv_nsec = UTIME_OMIT;
   if (fsync(p->fd)) return fail(errno_code(), err, errlen, "%s", p->name);
-  if (fchmod(p->fd, p->src.mode & 07777) || futimens(p->fd, ts))
+  /* Permission bits only: a setuid or setgid file would run as whoever receives it, for
+   * anyone who can reach it here (mkdir drops them too, agent/files/list.c). */
+  if (fchmod(p->fd, p->src.mode & 0777) || futimens(p->fd, ts))
     return fail(errno_code(), err, errlen, "%s: cannot set mode and time", p->name);
   pthread_mutex_lock(&gate->mu);
   if (gate->stop) {

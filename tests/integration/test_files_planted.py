@@ -1,0 +1,134 @@
+"""Adversarial review of file transfer (issue 9): what a local user of either machine, or a
+hostile peer, can do with the files a transfer makes. Each test is one attack against the
+real console, broker and agent on 127.0.0.1:
+
+- a file received keeps the sender's setuid/setgid bits (fchmod bypasses the umask): a
+  device's setuid binary pulled becomes a setuid-technician one on the technician's machine;
+- a local user of the device who plants ".NAME.tether-part" beside a target (a file of their
+  own in a sticky directory like /tmp, or a hard link) gets the technician's data written
+  into their file, or a file outside every root truncated and overwritten.
+
+Run by ctest as `integration.files_planted` (TT_BIN_DIR names the build directory)."""
+import hashlib
+import os
+import stat
+import unittest
+
+from harness import TetherTestCase, Pki
+from test_session import SessionWorld
+
+NOBODY = 65534
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class FilesPlantedTest(SessionWorld, TetherTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+        for role, name in (("technician", "tech"), ("agent", "dev1")):
+            cls.pki.issue(role, name)
+
+    def files_world(self):
+        self.root = os.path.join(self.h.dir, "root")
+        self.local = os.path.join(self.h.dir, "local")
+        for d in (self.root, self.local):
+            os.makedirs(d, exist_ok=True)
+        os.chmod(self.root, 0o1777)  # a shared directory like /tmp (a default root)
+        self.world(policy="unattended", agent_extra=["--files-roots", self.root])
+        self.tid = self.new_ticket()
+
+    def files(self, args, timeout=120):
+        return self.tech(args, timeout=timeout)
+
+    def test_pull_does_not_make_setuid_files(self):
+        """A setuid file on the device, pulled, must not be setuid on the technician's
+        machine (nor setgid): any local user there could run it as the technician."""
+        self.files_world()
+        src = os.path.join(self.root, "tool")
+        with open(src, "wb") as f:
+            f.write(b"#!/bin/sh\necho hi\n")
+        os.chmod(src, 0o6755)
+        back = os.path.join(self.local, "back")
+        os.makedirs(back)
+        r = self.files(["pull", "dev1", "--ticket", self.tid, src, back + "/"])
+        self.assertEqual(r.rc, 0, r)
+        mode = stat.S_IMODE(os.stat(os.path.join(back, "tool")).st_mode)
+        self.assertEqual(mode & 0o7000, 0, "pulled file is mode %o" % mode)
+
+    def test_push_does_not_make_setuid_files(self):
+        """Likewise a push: a setuid file appears on the device owned by shell.user."""
+        self.files_world()
+        src = os.path.join(self.local, "tool")
+        with open(src, "wb") as f:
+            f.write(b"#!/bin/sh\necho hi\n")
+        os.chmod(src, 0o4755)
+        dst = os.path.join(self.root, "tool")
+        r = self.files(["push", "dev1", "--ticket", self.tid, src, dst])
+        self.assertEqual(r.rc, 0, r)
+        mode = stat.S_IMODE(os.stat(dst).st_mode)
+        self.assertEqual(mode & 0o7000, 0, "pushed file is mode %o" % mode)
+
+    def test_planted_part_file_of_another_user(self):
+        """Another local user plants .NAME.tether-part (theirs, 0666) beside the target in a
+        sticky shared directory: the technician's data must not go into their file, and the
+        file put in place must not be theirs (they could change it after the audit's
+        sha256 was taken)."""
+        self.files_world()
+        planted = os.path.join(self.root, ".report.txt.tether-part")
+        with open(planted, "wb") as f:
+            f.write(b"")
+        os.chown(planted, NOBODY, NOBODY)
+        os.chmod(planted, 0o666)
+        src = os.path.join(self.local, "report.txt")
+        payload = b"confidential payroll data\n" * 100
+        with open(src, "wb") as f:
+            f.write(payload)
+        dst = os.path.join(self.root, "report.txt")
+        r = self.files(["push", "dev1", "--ticket", self.tid, src, dst])
+        leaked = os.path.exists(planted) and open(planted, "rb").read() == payload
+        self.assertFalse(leaked, "the planted file received the data")
+        if os.path.exists(dst):
+            self.assertNotEqual(os.stat(dst).st_uid, NOBODY, "the target belongs to the user who planted it")
+        self.assertIn(r.rc, (0, 1), r)
+
+    def test_planted_part_hard_link_outside_root(self):
+        """.NAME.tether-part planted as a hard link to a file outside every root (who can
+        link it depends on fs.protected_hardlinks): the agent must not truncate or write
+        that file."""
+        self.files_world()
+        outside = os.path.join(self.h.dir, "outside")
+        os.makedirs(outside)
+        victim = os.path.join(outside, "victim")
+        with open(victim, "wb") as f:
+            f.write(b"precious\n")
+        os.link(victim, os.path.join(self.root, ".x.tether-part"))
+        src = os.path.join(self.local, "x")
+        with open(src, "wb") as f:
+            f.write(b"overwritten by a push\n")
+        r = self.files(["push", "dev1", "--ticket", self.tid, src, os.path.join(self.root, "x")])
+        with open(victim, "rb") as f:
+            self.assertEqual(f.read(), b"precious\n", "a file outside the roots was written (%r)" % (r,))
+
+    def test_planted_state_hard_link_outside_root(self):
+        """The same with .NAME.tether-part.state: it is truncated and written to as well."""
+        self.files_world()
+        outside = os.path.join(self.h.dir, "outside")
+        os.makedirs(outside)
+        victim = os.path.join(outside, "victim")
+        with open(victim, "wb") as f:
+            f.write(b"precious\n")
+        os.link(victim, os.path.join(self.root, ".y.tether-part.state"))
+        src = os.path.join(self.local, "y")
+        with open(src, "wb") as f:
+            f.write(b"pushed\n")
+        r = self.files(["push", "dev1", "--ticket", self.tid, src, os.path.join(self.root, "y")])
+        with open(victim, "rb") as f:
+            self.assertEqual(f.read(), b"precious\n", "a file outside the roots was written (%r)" % (r,))
+
+
+if __name__ == "__main__":
+    unittest.main()
