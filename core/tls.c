@@ -24,12 +24,13 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "tt/defer.h"
 #include "tt/limits.h"
 #include "tt/log.h"
 
 /* One read from the socket; shared by every stream of the thread (see tls_alloc_cb). */
 #define TLS_TRIM_EVERY_MS 1000u
-#define TLS_READ_BUF (64u * 1024u)
+#define TLS_READ_BUF (256u * 1024u)
 /* One TLS record of plaintext at most. */
 #define TLS_PLAIN_BUF (16u * 1024u)
 /* tt_tls_write hands OpenSSL one record's worth at a time and sends the ciphertext
@@ -873,7 +874,10 @@ static void tls_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     tt_tls_close(s, TT_ENOMEM);
     return;
   }
+  /* What the records ask to send goes out together once they are all read (tt/defer.h). */
+  tt_defer_begin();
   tls_pump(s);
+  tt_defer_end();
 }
 
 /* ---- timer ----------------------------------------------------------------------- */

@@ -4,6 +4,7 @@
  * ones come back to the loop through one uv_async_t, in the order they finished. */
 #include <pthread.h>
 #include <stdlib.h>
+#include "tt/defer.h"
 #include "tt/limits.h"
 #include "tt/log.h"
 #include "tt/xfer.h"
@@ -81,9 +82,12 @@ static unsigned run_done(void) {
   return n;
 }
 
+/* The chunks finished together leave in one write per link (tt/defer.h). */
 static void pool_async(uv_async_t *a) {
   (void)a;
+  tt_defer_begin();
   (void)run_done();
+  tt_defer_end();
 }
 
 int tt_xfer_pool_start(uv_loop_t *loop, unsigned threads, int (*init)(void *arg), void *arg) {

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include "tt/cc.h"
+#include "tt/defer.h"
 #include "tt/frame.h"
 #include "tt/msg.h"
 #include "tt/mux.h"
@@ -42,6 +43,7 @@ struct tt_link_s {
   int close_reason;
   uint64_t last_pong_ms;
   tt_cc_t cc;        /* how much bulk data may be unread by the peer (tt/cc.h) */
+  tt_deferred_t flush_later; /* a flush asked for inside a read batch (tt/defer.h) */
   uint64_t frames_in, frames_out;
 };
 
@@ -57,7 +59,8 @@ void tt_link_set_authed(tt_link_t *l);
 /* Queue a channel-0 control message and flush. TT_EFULL if the peer is not reading. */
 int tt_link_send(tt_link_t *l, uint8_t kind, const ProtobufCMessage *msg) TT_WUR;
 /* Move frames from the mux to the socket while its queue is under TT_SOCKET_QUEUE_CAP.
- * Call after queueing channel data. */
+ * Call after queueing channel data. Inside a read batch (tt/defer.h) the move happens once,
+ * when the batch ends, so the frames of one read leave in one write. */
 void tt_link_flush(tt_link_t *l);
 /* Send an Error frame (if code is ours and the link is up), then close. Idempotent. */
 void tt_link_close(tt_link_t *l, int code, const char *why);
