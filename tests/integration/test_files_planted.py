@@ -6,7 +6,10 @@ real console, broker and agent on 127.0.0.1:
   device's setuid binary pulled becomes a setuid-technician one on the technician's machine;
 - a local user of the device who plants ".NAME.tether-part" beside a target (a file of their
   own in a sticky directory like /tmp, or a hard link) gets the technician's data written
-  into their file, or a file outside every root truncated and overwritten.
+  into their file, or a file outside every root truncated and overwritten;
+- a file or directory transferred under a name a transfer keeps its partial files under
+  (".x.tether-part", "x.tether-part.state") is taken for another transfer's partial file:
+  a later transfer of x truncates it, or renames it into place as x;
 
 Run by ctest as `integration.files_planted` (TT_BIN_DIR names the build directory)."""
 import hashlib
@@ -129,6 +132,87 @@ class FilesPlantedTest(SessionWorld, TetherTestCase):
         with open(victim, "rb") as f:
             self.assertEqual(f.read(), b"precious\n", "a file outside the roots was written (%r)" % (r,))
 
+    PART_NAMES = (".x.tether-part", "y.tether-part.state", "d.tether-part")
+
+    def assert_part_names_refused(self, r, dest):
+        """r refused each of PART_NAMES with a line of its own and nothing of them is in
+        dest; ok.txt (the file beside them) arrived."""
+        self.assertEqual(r.rc, 1, r)
+        with open(os.path.join(dest, "ok.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"fine\n")
+        for name in self.PART_NAMES:
+            self.assertFalse(os.path.lexists(os.path.join(dest, name)), (name, r))
+            lines = [ln for ln in r.err.splitlines() if name in ln]
+            self.assertTrue(lines, (name, r))
+            self.assertIn("refused", lines[0], (name, r))
+            self.assertIn("partial", lines[0], (name, r))
+
+    def part_tree(self, base):
+        """base/tree holding ok.txt and one file or directory named after each of PART_NAMES."""
+        tree = os.path.join(base, "tree")
+        os.makedirs(os.path.join(tree, "d.tether-part"))
+        with open(os.path.join(tree, "d.tether-part", "in"), "wb") as f:
+            f.write(b"inside\n")
+        for name in ("ok.txt",) + self.PART_NAMES[:2]:
+            with open(os.path.join(tree, name), "wb") as f:
+                f.write(b"fine\n" if name == "ok.txt" else b"not a partial file\n")
+        return tree
+
+    def test_push_refuses_part_names(self):
+        """The agent refuses to make a file or directory under a name ending in .tether-part
+        or .tether-part.state (a file, several files, a tree): each one fails with a line of
+        its own, the rest are done, exit 1."""
+        self.files_world()
+        tree = self.part_tree(self.local)
+        srcs = [os.path.join(tree, n) for n in ("ok.txt",) + self.PART_NAMES[:2]]
+        dest = os.path.join(self.root, "flat")
+        os.makedirs(dest)
+        r = self.files(["push", "dev1", "--ticket", self.tid] + srcs + [dest + "/"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertTrue(os.path.exists(os.path.join(dest, "ok.txt")), r)
+        for name in self.PART_NAMES[:2]:
+            self.assertFalse(os.path.lexists(os.path.join(dest, name)), (name, r))
+        r = self.files(["push", "dev1", "--ticket", self.tid, "-r", tree + "/", os.path.join(self.root, "pushed")])
+        self.assert_part_names_refused(r, os.path.join(self.root, "pushed"))
+        self.assertIn("1 more not transferred", r.err)  # d.tether-part/in
+
+    def test_pull_refuses_part_names(self):
+        """The console refuses the same names on a pull, of one file and of a tree."""
+        self.files_world()
+        tree = self.part_tree(self.root)
+        dest = os.path.join(self.local, "flat")
+        os.makedirs(dest)
+        r = self.files(["pull", "dev1", "--ticket", self.tid, os.path.join(tree, ".x.tether-part"),
+                        os.path.join(tree, "ok.txt"), dest + "/"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertTrue(os.path.exists(os.path.join(dest, "ok.txt")), r)
+        self.assertFalse(os.path.lexists(os.path.join(dest, ".x.tether-part")), r)
+        self.assertIn("refused", r.err)
+        r = self.files(["pull", "dev1", "--ticket", self.tid, "-r", tree + "/", os.path.join(self.local, "pulled")])
+        self.assert_part_names_refused(r, os.path.join(self.local, "pulled"))
+        self.assertIn("1 more not transferred", r.err)
+
+    def test_part_name_does_not_clobber_a_transfer(self):
+        """Why: a file pushed as .x.tether-part, then x pushed beside it, used to take that
+        file for x's partial copy and truncate it."""
+        self.files_world()
+        one = os.path.join(self.local, ".x.tether-part")
+        with open(one, "wb") as f:
+            f.write(b"a file of its own\n")
+        two = os.path.join(self.local, "x")
+        with open(two, "wb") as f:
+            f.write(b"x\n")
+        r1 = self.files(["push", "dev1", "--ticket", self.tid, one, self.root + "/"])
+        r2 = self.files(["push", "dev1", "--ticket", self.tid, two, self.root + "/"])
+        self.assertEqual(r2.rc, 0, r2)
+        planted = os.path.join(self.root, ".x.tether-part")
+        if r1.rc == 0:
+            self.assertTrue(os.path.exists(planted), "the file pushed as .x.tether-part became x")
+            with open(planted, "rb") as f:
+                self.assertEqual(f.read(), b"a file of its own\n", "it was taken as x's partial copy")
+        else:
+            self.assertEqual(r1.rc, 1, r1)
+            self.assertFalse(os.path.lexists(planted), r1)
 
 if __name__ == "__main__":
     unittest.main()
