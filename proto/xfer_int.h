@@ -12,8 +12,8 @@
 
 #define XFER_ERR_MAX 256u
 /* ".NAME.tether-part.state" must fit NAME_MAX: a longer NAME gets a hashed temporary name. */
-#define XFER_PART_SUFFIX ".tether-part"
-#define XFER_STATE_SUFFIX ".tether-part.state"
+#define XFER_PART_SUFFIX TT_XFER_PART_SUFFIX
+#define XFER_STATE_SUFFIX TT_XFER_STATE_SUFFIX
 
 bool tt_xfer_pool_running(void);
 

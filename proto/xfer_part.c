@@ -204,6 +204,7 @@ int xfer_part_open(xfer_part_t *p, int dirfd, const char *name, const tt_xfer_st
   p->dirfd = dirfd;
   p->fd = p->sfd = -1;
   if (note && notecap) note[0] = 0;
+  if (tt_xfer_name_reserved(name)) return fail(TT_EINVAL, err, errlen, "%s: " TT_XFER_NAME_RESERVED_WHY, name);
   snprintf(p->name, sizeof(p->name), "%s", name);
   temp_names(p);
   int rc = hashes_reset(p);

@@ -331,6 +331,11 @@ int agent_files_mkdir(const agent_files_fs_t *fs, const char *path, uint32_t mod
   char name[TT_FILE_NAME_MAX + 1], shown[128];
   int dir = agent_files_open_parent((void *)(uintptr_t)fs, path, name, sizeof(name), err, errlen);
   if (dir < 0) return dir;
+  if (tt_xfer_name_reserved(name)) {
+    snprintf(err, errlen, "%s: " TT_XFER_NAME_RESERVED_WHY, agent_files_shown(path, shown, sizeof(shown)));
+    close(dir);
+    return TT_EINVAL;
+  }
   mode &= 03777; /* no set-user-ID on a directory */
   if (!(mode & 0777)) mode |= 0755;
   int rc = 0;

@@ -59,6 +59,11 @@ int files_fs_open_parent(void *fs, const char *path, char *name, size_t cap, cha
 
 int files_local_mkdir(const char *path, uint32_t mode, char *err, size_t errlen) {
   struct stat sb;
+  char name[TT_FILE_NAME_MAX + 1];
+  if (files_basename(path, name, sizeof(name)) == 0 && tt_xfer_name_reserved(name)) {
+    snprintf(err, errlen, "%s: " TT_XFER_NAME_RESERVED_WHY, path);
+    return -EINVAL;
+  }
   if (mkdir(path, (mode_t)(mode & 07777)) == 0) return 0;
   int e = errno;
   if (e == EEXIST && stat(path, &sb) == 0) {
