@@ -10,6 +10,9 @@ real console, broker and agent on 127.0.0.1:
 - a file or directory transferred under a name a transfer keeps its partial files under
   (".x.tether-part", "x.tether-part.state") is taken for another transfer's partial file:
   a later transfer of x truncates it, or renames it into place as x;
+- a local user of the technician's machine who can write where a pull -r puts its tree (a
+  shared 0777 directory) puts a symbolic link where a directory of the tree goes (or swaps
+  one in after the console made it): the files must not be written through it;
 
 Run by ctest as `integration.files_planted` (TT_BIN_DIR names the build directory)."""
 import hashlib
@@ -213,6 +216,55 @@ class FilesPlantedTest(SessionWorld, TetherTestCase):
         else:
             self.assertEqual(r1.rc, 1, r1)
             self.assertFalse(os.path.lexists(planted), r1)
+    def test_pull_tree_not_through_a_planted_link(self):
+        """pull -r into a directory others can write (0777, not sticky: no protected_symlinks
+        there): a symbolic link of another user where a directory of the tree goes, below
+        the tree's root or as the root the pull names itself, is refused with a clear line;
+        nothing is written through it, the other files are done, exit 1. A link the user
+        names as the target is theirs and is followed."""
+        self.files_world()
+        tree = os.path.join(self.root, "tree")
+        os.makedirs(os.path.join(tree, "sub"))
+        for rel, data in (("top.txt", b"top\n"), ("sub/f.txt", b"below\n")):
+            with open(os.path.join(tree, rel), "wb") as f:
+                f.write(data)
+        outside = os.path.join(self.h.dir, "outside")
+        os.makedirs(outside)
+
+        def planted_link(at):
+            os.symlink(outside, at)
+            os.lchown(at, NOBODY, NOBODY)
+
+        shared = os.path.join(self.local, "shared")
+        os.makedirs(os.path.join(shared, "tree"))
+        os.chmod(shared, 0o777)
+        os.chmod(os.path.join(shared, "tree"), 0o777)
+        planted_link(os.path.join(shared, "tree", "sub"))
+        r = self.files(["pull", "dev1", "--ticket", self.tid, "-r", tree, shared + "/"])
+        self.assertEqual(os.listdir(outside), [], r)
+        self.assertEqual(r.rc, 1, r)
+        with open(os.path.join(shared, "tree", "top.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"top\n")
+        self.assertIn("symbolic link", r.err)
+        self.assertTrue(os.path.islink(os.path.join(shared, "tree", "sub")))
+
+        shared2 = os.path.join(self.local, "shared2")
+        os.makedirs(shared2)
+        os.chmod(shared2, 0o777)
+        planted_link(os.path.join(shared2, "tree"))
+        r = self.files(["pull", "dev1", "--ticket", self.tid, "-r", tree, shared2 + "/"])
+        self.assertEqual(os.listdir(outside), [], r)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("symbolic link", r.err)
+
+        mine = os.path.join(self.local, "mine")
+        os.makedirs(mine)
+        os.symlink(mine, os.path.join(self.local, "link-to-mine"))
+        r = self.files(["pull", "dev1", "--ticket", self.tid, "-r", tree + "/", os.path.join(self.local, "link-to-mine")])
+        self.assertEqual(r.rc, 0, r)
+        with open(os.path.join(mine, "sub", "f.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"below\n")
+
 
 if __name__ == "__main__":
     unittest.main()
