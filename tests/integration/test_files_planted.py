@@ -13,6 +13,9 @@ real console, broker and agent on 127.0.0.1:
 - a local user of the technician's machine who can write where a pull -r puts its tree (a
   shared 0777 directory) puts a symbolic link where a directory of the tree goes (or swaps
   one in after the console made it): the files must not be written through it;
+- what a transfer makes takes the sender's mode less the receiver's umask, as scp and
+  sftp-server do: a 0777 directory pushed from a laptop is not world-writable on a device
+  whose agent runs under umask 027 (its local users could plant files in it).
 
 Run by ctest as `integration.files_planted` (TT_BIN_DIR names the build directory)."""
 import hashlib
@@ -264,6 +267,39 @@ class FilesPlantedTest(SessionWorld, TetherTestCase):
         self.assertEqual(r.rc, 0, r)
         with open(os.path.join(mine, "sub", "f.txt"), "rb") as f:
             self.assertEqual(f.read(), b"below\n")
+
+    def test_modes_less_the_umask(self):
+        """Files and directories made by push -r and pull -r get the sender's permission bits
+        less the receiving program's umask (the agent's, the console's), a directory always
+        0700 for its owner (it must be filled); the same on both sides."""
+        old = os.umask(0o027)
+        self.addCleanup(os.umask, old)
+        self.files_world()  # the agent and every console run under umask 027
+        tree = os.path.join(self.local, "tree")
+        os.makedirs(os.path.join(tree, "open"))
+        os.makedirs(os.path.join(tree, "ro"))
+        for rel, mode in (("open/w.txt", 0o666), ("run.sh", 0o755), ("ro/in.txt", 0o644)):
+            with open(os.path.join(tree, rel), "wb") as f:
+                f.write(rel.encode())
+            os.chmod(os.path.join(tree, rel), mode)
+        os.chmod(os.path.join(tree, "open"), 0o777)
+        os.chmod(os.path.join(tree, "ro"), 0o555)
+        want = {"open": "750", "ro": "750", "open/w.txt": "640", "run.sh": "750", "ro/in.txt": "640"}
+
+        def modes(base):
+            return {rel: "%o" % stat.S_IMODE(os.stat(os.path.join(base, rel)).st_mode) for rel in want}
+
+        dev = os.path.join(self.root, "tree")
+        r = self.files(["push", "dev1", "--ticket", self.tid, "-r", tree + "/", dev])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(modes(dev), want)
+        # Back, from the device's copy made 0777 and 0666 again.
+        os.chmod(os.path.join(dev, "open"), 0o777)
+        os.chmod(os.path.join(dev, "open", "w.txt"), 0o666)
+        back = os.path.join(self.local, "back")
+        r = self.files(["pull", "dev1", "--ticket", self.tid, "-r", dev + "/", back])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(modes(back), want)
 
 
 if __name__ == "__main__":
