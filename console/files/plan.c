@@ -666,7 +666,9 @@ int files_plan_tree(files_plan_t *p, size_t list_idx) {
     bool local_ok = files_join(local, sizeof(local), FILES_LOCAL_PATH_MAX, root_local, rel) == 0;
     if ((rc = files_plan_add(p, kind, dev_ok ? dev : root_dev, local_ok ? local : NULL, parent, &op))) break;
     files_op_t *o = &p->v[op];
-    if (kind == FILES_OP_LMKDIR) o->mode = (e->mode & 07777) | 0700; /* we must be able to fill it */
+    /* As the agent makes one (agent/files/list.c): no set-ID bits, rwx for us who must fill
+     * it, and mkdir leaves what our umask lets through. */
+    if (kind == FILES_OP_LMKDIR) o->mode = (e->mode & 01777) | 0700;
     else {
       o->size = e->size;
       o->size_known = true;
