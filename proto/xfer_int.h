@@ -6,16 +6,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/types.h>
 #include <openssl/evp.h>
 #include "tt/limits.h"
 #include "tt/xfer.h"
 
 #define XFER_ERR_MAX 256u
 /* ".NAME.tether-part.state" must fit NAME_MAX: a longer NAME gets a hashed temporary name. */
-#define XFER_PART_SUFFIX ".tether-part"
-#define XFER_STATE_SUFFIX ".tether-part.state"
+#define XFER_PART_SUFFIX TT_XFER_PART_SUFFIX
+#define XFER_STATE_SUFFIX TT_XFER_STATE_SUFFIX
 
 bool tt_xfer_pool_running(void);
+/* The process's umask as it was when the pool started (what a received file's mode loses). */
+mode_t xfer_umask(void);
 
 /* For tests and the fuzzer, on the loop's thread. Jobs submitted whose completion has not
  * run yet. A stepped pool has no threads: xfer_pool_work_one runs the oldest queued job's

@@ -204,6 +204,7 @@ int xfer_part_open(xfer_part_t *p, int dirfd, const char *name, const tt_xfer_st
   p->dirfd = dirfd;
   p->fd = p->sfd = -1;
   if (note && notecap) note[0] = 0;
+  if (tt_xfer_name_reserved(name)) return fail(TT_EINVAL, err, errlen, "%s: " TT_XFER_NAME_RESERVED_WHY, name);
   snprintf(p->name, sizeof(p->name), "%s", name);
   temp_names(p);
   int rc = hashes_reset(p);
@@ -308,8 +309,12 @@ int xfer_part_finish(xfer_part_t *p, const uint8_t expect[32], bool force, xfer_
   if (p->src.mtime_ns < 0) ts[1].tv_nsec = UTIME_OMIT;
   if (fsync(p->fd)) return fail(errno_code(), err, errlen, "%s", p->name);
   /* Permission bits only: a setuid or setgid file would run as whoever receives it, for
-   * anyone who can reach it here (mkdir drops them too, agent/files/list.c). */
-  if (fchmod(p->fd, p->src.mode & 0777) || futimens(p->fd, ts))
+   * anyone who can reach it here (mkdir drops them too, agent/files/list.c). And less this
+   * program's umask, as scp (without -p) and sftp-server make a file: the receiving side
+   * says what it shares with its other users (an agent under umask 027 makes no file that
+   * they can write, whatever the sender's bits). Directories the same way (agent MKDIR,
+   * the console's pull -r), so both sides agree. */
+  if (fchmod(p->fd, p->src.mode & 0777 & ~xfer_umask()) || futimens(p->fd, ts))
     return fail(errno_code(), err, errlen, "%s: cannot set mode and time", p->name);
   pthread_mutex_lock(&gate->mu);
   if (gate->stop) {

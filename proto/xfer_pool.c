@@ -3,7 +3,9 @@
  * (see tt/xfer.h) and nothing else may run on them. Jobs are queued under a mutex; finished
  * ones come back to the loop through one uv_async_t, in the order they finished. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include "tt/defer.h"
 #include "tt/limits.h"
 #include "tt/log.h"
@@ -29,6 +31,7 @@ static struct {
   job_t *done, *done_tail;
   pthread_t th[POOL_THREADS_MAX];
   unsigned nth;
+  mode_t umask;     /* the process's, read at start (xfer_umask) */
   uv_async_t async;
   int (*init)(void *);
   void *init_arg;
@@ -82,6 +85,27 @@ static unsigned run_done(void) {
   return n;
 }
 
+/* The process's umask. Linux shows it in /proc/self/status (since 4.7); else it is read by
+ * setting it, which is safe here because no pool thread runs yet. */
+static mode_t read_umask(void) {
+  FILE *f = fopen("/proc/self/status", "re");
+  if (f) {
+    char line[256];
+    unsigned m;
+    while (fgets(line, sizeof(line), f))
+      if (sscanf(line, "Umask: %o", &m) == 1) {
+        fclose(f);
+        return (mode_t)(m & 0777);
+      }
+    fclose(f);
+  }
+  mode_t m = umask(0);
+  umask(m);
+  return m;
+}
+
+mode_t xfer_umask(void) { return g.umask; }
+
 /* The chunks finished together leave in one write per link (tt/defer.h). */
 static void pool_async(uv_async_t *a) {
   (void)a;
@@ -97,6 +121,7 @@ int tt_xfer_pool_start(uv_loop_t *loop, unsigned threads, int (*init)(void *arg)
   if (rc) return rc;
   /* Idle, the pool must not keep the loop alive. */
   uv_unref((uv_handle_t *)&g.async);
+  g.umask = read_umask();
   g.init = init;
   g.init_arg = arg;
   g.init_rc = 0;
@@ -165,6 +190,7 @@ int xfer_pool_start_stepped(uv_loop_t *loop) {
   int rc = uv_async_init(loop, &g.async, pool_async);
   if (rc) return rc;
   uv_unref((uv_handle_t *)&g.async);
+  g.umask = read_umask();
   g.stopping = false;
   g.nth = 0;
   g.stepped = true;

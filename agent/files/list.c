@@ -331,25 +331,28 @@ int agent_files_mkdir(const agent_files_fs_t *fs, const char *path, uint32_t mod
   char name[TT_FILE_NAME_MAX + 1], shown[128];
   int dir = agent_files_open_parent((void *)(uintptr_t)fs, path, name, sizeof(name), err, errlen);
   if (dir < 0) return dir;
-  mode &= 03777; /* no set-user-ID on a directory */
-  if (!(mode & 0777)) mode |= 0755;
+  if (tt_xfer_name_reserved(name)) {
+    snprintf(err, errlen, "%s: " TT_XFER_NAME_RESERVED_WHY, agent_files_shown(path, shown, sizeof(shown)));
+    close(dir);
+    return TT_EINVAL;
+  }
+  /* The sender's bits less the agent's umask, as sftp-server's mkdir and scp make one and
+   * as a received file's are (proto/xfer_part.c): the device's side says what its other
+   * users may do in it. Never set-user-ID or set-group-ID (the sticky bit stays); none
+   * given is 0777 as in sftp-server; always rwx for shell.user, who must fill it. */
+  mode &= 01777;
+  if (!(mode & 0777)) mode |= 0777;
+  mode |= 0700;
   int rc = 0;
   agent_files_shown(path, shown, sizeof(shown));
-  if (mkdirat(dir, name, mode & 0777) == 0) {
-    /* The bits asked for, not what the agent's umask left of them. */
-    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) {
-      (void)!fchmod(fd, mode);
-      close(fd);
-    }
-  } else if (errno == EEXIST) {
+  if (mkdirat(dir, name, mode) != 0) {
     struct stat st;
-    if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+    if (errno != EEXIST) {
+      rc = agent_files_errno(-errno, shown, err, errlen);
+    } else if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
       snprintf(err, errlen, "%s exists and is not a directory", shown);
       rc = TT_EINVAL;
     }
-  } else {
-    rc = agent_files_errno(-errno, shown, err, errlen);
   }
   close(dir);
   return rc;

@@ -41,6 +41,7 @@ typedef struct {
   console_t *c;
   files_args_t a;
   files_plan_t plan;
+  files_roots_t roots;     /* pull -r: the trees' roots, held open (localfs.c) */
   tt_chan_t *ch;
   tt_xfer_t *x;
   bool tty;                /* stderr is a terminal: progress and notes */
@@ -357,7 +358,7 @@ static const tt_xfer_cbs_t xfer_cbs = {
 static const tt_xfer_fs_t local_fs = {
     .open_read = files_fs_open_read,
     .open_parent = files_fs_open_parent,
-    .fs = NULL,
+    .fs = &g_f.roots,
 };
 
 /* ---- local directories (pull -r) ------------------------------------------------------ */
@@ -368,13 +369,16 @@ typedef struct {
   size_t i;
   char *path;
   uint32_t mode;
+  bool root, named;
   int rc;
   char err[FILES_LOCAL_PATH_MAX + 128];
 } mkdir_job_t;
 
 static void mkdir_work(uv_work_t *w) {
   mkdir_job_t *j = w->data;
-  j->rc = files_local_mkdir(j->path, j->mode, j->err, sizeof(j->err));
+  files_roots_t *r = &j->s->roots;
+  j->rc = j->root ? files_local_mkdir_root(r, j->path, j->named, j->mode, j->err, sizeof(j->err))
+                  : files_local_mkdir(r, j->path, j->mode, j->err, sizeof(j->err));
 }
 
 static void mkdir_after(uv_work_t *w, int status) {
@@ -397,6 +401,8 @@ static int start_mkdir(files_t *s, size_t i) {
   j->s = s;
   j->i = i;
   j->mode = s->plan.v[i].mode;
+  j->root = s->plan.v[i].root;
+  j->named = s->plan.v[i].named;
   j->w.data = j;
   if (!(j->path = strdup(s->plan.v[i].local))) {
     free(j);
@@ -648,6 +654,7 @@ static void files_end(files_t *s) {
   s->ch = NULL;
   if (s->pool_on) tt_xfer_pool_stop();
   s->pool_on = false;
+  files_roots_free(&s->roots); /* no job is left to use them (s->jobs is 0) */
   close_timer(&s->kick, &s->kick_on);
   files_plan_free(&s->plan);
   free(s->fresh);
@@ -841,6 +848,7 @@ static int files_check(console_t *c) {
   s->a.recursive = (c->args.switches & CONSOLE_SW_RECURSIVE) != 0;
   s->a.force = (c->args.switches & CONSOLE_SW_FORCE) != 0; /* --resume: resuming is what a rerun does */
   s->a.json = c->json;
+  files_roots_init(&s->roots);
   int rc = files_args_parse(&s->a, c->cmd->name, c->arg, c->narg, c->cfg.ticket, getenv("TETHER_TICKET"), err,
                             sizeof(err));
   if (rc) return console_usage_error("%s", err);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <protobuf-c/protobuf-c.h>
 #include "tether.pb-c.h"
 #include "tt/cli.h"
@@ -96,6 +97,8 @@ typedef struct {
   bool size_known;
   uint32_t mode;       /* MKDIR, LMKDIR: permission bits */
   bool recursive;      /* LIST */
+  bool root;           /* LMKDIR: the root of a pulled tree (held open: localfs.c) */
+  bool named;          /* LIST, its root LMKDIR: local is the target the user typed */
   int64_t parent;      /* the op that must succeed before this one is asked, -1 none */
   /* run time */
   files_state_t state;
@@ -172,11 +175,41 @@ void files_listing_json(FILE *f, const files_listing_t *l);
 
 /* ---- the local disk (localfs.c) ------------------------------------------------------- */
 
-/* The engine's tt_xfer_fs_t callbacks on the console (run on the transfer pool's threads). */
+/* The roots of the trees a pull -r makes, each held open from when it is made to the end.
+ * Everything below a root is made and opened from its descriptor one component at a time,
+ * never following a link (mkdirat, openat O_DIRECTORY | O_NOFOLLOW; the engine then makes
+ * its files inside with O_NOFOLLOW and O_EXCL): a local user who can write where the tree
+ * goes (a shared 0777 directory) and puts a link where one of its directories goes, before
+ * or after we made it, gets a refusal, not our files written where the link points. One
+ * root per source at most. Filled by a libuv worker, read by the pool's threads: a mutex. */
+#define FILES_ROOTS_MAX TT_CLI_POS_MAX
+typedef struct {
+  pthread_mutex_t mu;
+  size_t n;
+  struct {
+    char *path;
+    int fd;
+  } v[FILES_ROOTS_MAX];
+} files_roots_t;
+
+void files_roots_init(files_roots_t *r);
+/* Close the roots (after the pool and the mkdir jobs are done). */
+void files_roots_free(files_roots_t *r);
+
+/* The engine's tt_xfer_fs_t callbacks on the console (run on the transfer pool's threads).
+ * open_parent's fs is a files_roots_t (or NULL): a path below a held root is walked from
+ * it; any other path's directory is the user's to name, opened as they typed it. */
 int files_fs_open_read(void *fs, const char *path, tt_xfer_stat_t *st, char *err, size_t errlen);
 int files_fs_open_parent(void *fs, const char *path, char *name, size_t cap, char *err, size_t errlen);
-/* Make a local directory (an existing directory is fine). 0, or -errno with err filled. */
-int files_local_mkdir(const char *path, uint32_t mode, char *err, size_t errlen);
+/* The root of a pulled tree: made (an existing directory is fine), opened and held in r.
+ * named: the user typed path as the target, so a link there is theirs and followed; else
+ * its last component is the pull's own (a source's name) and a link there is refused.
+ * 0, or -errno with err filled. */
+int files_local_mkdir_root(files_roots_t *r, const char *path, bool named, uint32_t mode, char *err,
+                           size_t errlen);
+/* A directory below a held root, made from its descriptor (an existing directory is fine;
+ * a link or a file there is not). 0, or -errno with err filled. */
+int files_local_mkdir(files_roots_t *r, const char *path, uint32_t mode, char *err, size_t errlen);
 
 /* ---- progress (progress.c) ------------------------------------------------------------ */
 

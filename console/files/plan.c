@@ -539,6 +539,7 @@ static int plan_pull(files_plan_t *p, const files_args_t *a, char *err, size_t c
       size_t op;
       if ((rc = files_plan_add(p, FILES_OP_LIST, dev, local, -1, &op))) return rc;
       p->v[op].recursive = true;
+      p->v[op].named = contents || !isdir; /* else the last component is the source's name */
       continue;
     }
     if (isdir) {
@@ -631,9 +632,12 @@ int files_plan_tree(files_plan_t *p, size_t list_idx) {
   char dev[TT_FILE_PATH_MAX + 1], local[FILES_LOCAL_PATH_MAX + 1], show[TT_FILE_PATH_MAX * 4 + 1];
   tree_dir_t *stack = NULL;
   size_t depth = 0, capd = 0, root, op;
+  bool named = p->v[list_idx].named;
   int rc = files_plan_add(p, FILES_OP_LMKDIR, NULL, root_local, -1, &root);
   if (rc || !l) return rc;
   p->v[root].mode = 0777; /* as mkdir(1) makes it: the umask decides */
+  p->v[root].root = true;
+  p->v[root].named = named;
   files_listing_sort(l);
   for (size_t i = 0; i < l->n; i++) {
     const files_entry_t *e = &l->v[i];
@@ -662,7 +666,9 @@ int files_plan_tree(files_plan_t *p, size_t list_idx) {
     bool local_ok = files_join(local, sizeof(local), FILES_LOCAL_PATH_MAX, root_local, rel) == 0;
     if ((rc = files_plan_add(p, kind, dev_ok ? dev : root_dev, local_ok ? local : NULL, parent, &op))) break;
     files_op_t *o = &p->v[op];
-    if (kind == FILES_OP_LMKDIR) o->mode = (e->mode & 07777) | 0700; /* we must be able to fill it */
+    /* As the agent makes one (agent/files/list.c): no set-ID bits, rwx for us who must fill
+     * it, and mkdir leaves what our umask lets through. */
+    if (kind == FILES_OP_LMKDIR) o->mode = (e->mode & 01777) | 0700;
     else {
       o->size = e->size;
       o->size_known = true;

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 #include "tether.pb-c.h"
 #include "tt/err.h"
@@ -129,6 +130,23 @@ int tt_xfer_ctl(tt_xfer_t *x, const Tether__FileCtl *m) TT_WUR;
 void tt_xfer_counts(const tt_xfer_t *x, uint64_t *wire, uint64_t *raw);
 
 /* ---- checks both ends use ------------------------------------------------------------ */
+
+/* What a receiver names its partial files: ".NAME" + these. */
+#define TT_XFER_PART_SUFFIX ".tether-part"
+#define TT_XFER_STATE_SUFFIX ".tether-part.state"
+/* Why a name with one of them is refused, for the line a person reads after "NAME: ". */
+#define TT_XFER_NAME_RESERVED_WHY \
+  "a name ending in " TT_XFER_PART_SUFFIX " or " TT_XFER_STATE_SUFFIX " is refused (a transfer keeps its partial files under such names)"
+
+/* Is name (one component) one that no transfer may make, file or directory? Such a name is
+ * taken for another transfer's partial file or state: a file pushed as ".x.tether-part"
+ * would be truncated by a later transfer of x and renamed into place as x. Both receivers
+ * refuse it (the agent on push and MKDIR, the console on pull), each file on its own. */
+static inline bool tt_xfer_name_reserved(const char *name) {
+  size_t n = strlen(name), p = sizeof(TT_XFER_PART_SUFFIX) - 1, s = sizeof(TT_XFER_STATE_SUFFIX) - 1;
+  return (n >= p && memcmp(name + n - p, TT_XFER_PART_SUFFIX, p) == 0) ||
+         (n >= s && memcmp(name + n - s, TT_XFER_STATE_SUFFIX, s) == 0);
+}
 
 /* A device path as it may travel: 1..TT_FILE_PATH_MAX bytes of UTF-8 with no NUL and no
  * control characters, each component at most TT_FILE_NAME_MAX. false with a reason. */

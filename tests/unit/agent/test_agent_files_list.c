@@ -322,21 +322,32 @@ static void test_mkdir(void **state) {
   tree_t *t = *state;
   char err[256], p[256];
   struct stat st;
-  mode_t old = umask(077);
+  mode_t old = umask(022);
   assert_int_equal(agent_files_mkdir(t->fs, "new", 0750, err, sizeof(err)), 0);
   FMT(p, "%s/new", t->root);
   assert_int_equal(stat(p, &st), 0);
   assert_true(S_ISDIR(st.st_mode));
-  assert_int_equal(st.st_mode & 07777, 0750); /* the bits asked for, whatever the umask */
+  assert_int_equal(st.st_mode & 07777, 0750);
   assert_int_equal(agent_files_mkdir(t->fs, "new", 0700, err, sizeof(err)), 0); /* there already: fine */
-  assert_int_equal(agent_files_mkdir(t->fs, "new/inner", 0, err, sizeof(err)), 0); /* 0: a default */
+  assert_int_equal(agent_files_mkdir(t->fs, "new/inner", 0, err, sizeof(err)), 0); /* 0: 0777 less the umask */
   FMT(p, "%s/new/inner", t->root);
   assert_int_equal(stat(p, &st), 0);
   assert_int_equal(st.st_mode & 07777, 0755);
-  assert_int_equal(agent_files_mkdir(t->fs, "suid", 04755, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_mkdir(t->fs, "suid", 06777, err, sizeof(err)), 0);
   FMT(p, "%s/suid", t->root);
   assert_int_equal(stat(p, &st), 0);
-  assert_int_equal(st.st_mode & 07777, 0755);
+  assert_int_equal(st.st_mode & 07777, 0755); /* no set-ID bits, the umask's taken */
+  assert_int_equal(agent_files_mkdir(t->fs, "ro", 0555, err, sizeof(err)), 0);
+  FMT(p, "%s/ro", t->root);
+  assert_int_equal(stat(p, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0755); /* shell.user must be able to fill it */
+  umask(077);
+  assert_int_equal(agent_files_mkdir(t->fs, "private", 0777, err, sizeof(err)), 0);
+  FMT(p, "%s/private", t->root);
+  assert_int_equal(stat(p, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0700); /* the umask says what the others get */
+  assert_int_equal(agent_files_mkdir(t->fs, "x.tether-part", 0755, err, sizeof(err)), TT_EINVAL);
+  assert_non_null(strstr(err, "refused"));
   umask(old);
   assert_int_equal(agent_files_mkdir(t->fs, "a", 0755, err, sizeof(err)), TT_EINVAL);
   assert_non_null(strstr(err, "exists and is not a directory"));

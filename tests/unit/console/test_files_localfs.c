@@ -93,18 +93,101 @@ static void test_local_mkdir(void **state) {
   (void)state;
   char err[256];
   struct stat sb;
-  assert_int_equal(files_local_mkdir(at("d"), 0700, err, sizeof(err)), 0);
+  files_roots_t r;
+  files_roots_init(&r);
+  assert_int_equal(files_local_mkdir_root(&r, at("d"), true, 0700, err, sizeof(err)), 0);
   assert_int_equal(stat(at("d"), &sb), 0);
   assert_true(S_ISDIR(sb.st_mode));
   assert_int_equal(sb.st_mode & 0777, 0700);
-  assert_int_equal(files_local_mkdir(at("d"), 0755, err, sizeof(err)), 0); /* there already */
-  FILE *f = fopen(at("plain"), "w");
+  assert_int_equal(files_local_mkdir_root(&r, at("d"), true, 0755, err, sizeof(err)), 0); /* there already */
+  assert_int_equal(r.n, 1);
+  assert_int_equal(files_local_mkdir(&r, at("d/sub"), 0755, err, sizeof(err)), 0);
+  assert_int_equal(stat(at("d/sub"), &sb), 0);
+  assert_true(S_ISDIR(sb.st_mode));
+  assert_int_equal(files_local_mkdir(&r, at("d/sub"), 0755, err, sizeof(err)), 0); /* there already */
+  FILE *f = fopen(at("d/plain"), "w");
   assert_non_null(f);
   fclose(f);
-  assert_int_equal(files_local_mkdir(at("plain"), 0755, err, sizeof(err)), -ENOTDIR);
+  assert_int_equal(files_local_mkdir(&r, at("d/plain"), 0755, err, sizeof(err)), -ENOTDIR);
   assert_non_null(strstr(err, "exists and is not a directory"));
-  assert_int_equal(files_local_mkdir(at("no/such/parent"), 0755, err, sizeof(err)), -ENOENT);
-  assert_non_null(strstr(err, "cannot make the directory"));
+  assert_int_equal(files_local_mkdir(&r, at("d/no/such/parent"), 0755, err, sizeof(err)), -ENOENT);
+  assert_non_null(strstr(err, "cannot open the directory"));
+  assert_int_equal(files_local_mkdir(&r, at("elsewhere/x"), 0755, err, sizeof(err)), -EINVAL);
+  assert_int_equal(files_local_mkdir_root(&r, at("plain"), true, 0755, err, sizeof(err)), 0); /* a new one */
+  f = fopen(at("file"), "w");
+  assert_non_null(f);
+  fclose(f);
+  assert_int_equal(files_local_mkdir_root(&r, at("file"), true, 0755, err, sizeof(err)), -ENOTDIR);
+  assert_non_null(strstr(err, "exists and is not a directory"));
+  assert_int_equal(files_local_mkdir_root(&r, at("no/such/parent"), false, 0755, err, sizeof(err)), -ENOENT);
+  assert_int_equal(files_local_mkdir(&r, at("d/x.tether-part"), 0755, err, sizeof(err)), -EINVAL);
+  assert_non_null(strstr(err, "refused"));
+  files_roots_free(&r);
+}
+
+/* A link where a directory of a pulled tree goes, planted before or swapped in after we made
+ * the directory: nothing is made or opened through it. A link the user names is followed. */
+static void test_tree_links(void **state) {
+  (void)state;
+  char err[256], name[TT_FILE_NAME_MAX + 1];
+  struct stat sb, tb;
+  files_roots_t r;
+  files_roots_init(&r);
+  assert_int_equal(mkdir(at("away"), 0755), 0);
+  assert_int_equal(mkdir(at("t"), 0777), 0);
+  /* The root the pull names itself (t/tree), planted as a link: refused. */
+  assert_int_equal(symlink(at("away"), at("t/tree")), 0);
+  assert_int_equal(files_local_mkdir_root(&r, at("t/tree"), false, 0755, err, sizeof(err)), -ELOOP);
+  assert_non_null(strstr(err, "symbolic link"));
+  assert_int_equal(r.n, 0);
+  /* The target the user typed, a link of theirs: followed. */
+  assert_int_equal(files_local_mkdir_root(&r, at("t/tree"), true, 0755, err, sizeof(err)), 0);
+  assert_int_equal(unlink(at("t/tree")), 0);
+  files_roots_free(&r);
+  /* Below the root: a link planted where a directory goes. */
+  assert_int_equal(files_local_mkdir_root(&r, at("t/tree"), false, 0755, err, sizeof(err)), 0);
+  assert_int_equal(symlink(at("away"), at("t/tree/sub")), 0);
+  assert_int_equal(files_local_mkdir(&r, at("t/tree/sub"), 0755, err, sizeof(err)), -ELOOP);
+  assert_non_null(strstr(err, "t/tree/sub is a symbolic link"));
+  assert_int_equal(files_fs_open_parent(&r, at("t/tree/sub/f"), name, sizeof(name), err, sizeof(err)), -ELOOP);
+  assert_int_equal(files_local_mkdir(&r, at("t/tree/sub/deeper"), 0755, err, sizeof(err)), -ELOOP);
+  assert_int_equal(access(at("away/deeper"), F_OK), -1);
+  assert_int_equal(unlink(at("t/tree/sub")), 0);
+  /* Made by us, then swapped for a link before the file is made in it. */
+  assert_int_equal(files_local_mkdir(&r, at("t/tree/sub"), 0755, err, sizeof(err)), 0);
+  int fd = files_fs_open_parent(&r, at("t/tree/sub/f"), name, sizeof(name), err, sizeof(err));
+  assert_true(fd >= 0);
+  assert_string_equal(name, "f");
+  assert_int_equal(fstat(fd, &sb), 0);
+  assert_int_equal(stat(at("t/tree/sub"), &tb), 0);
+  assert_true(sb.st_ino == tb.st_ino);
+  close(fd);
+  assert_int_equal(rename(at("t/tree/sub"), at("t/sub.old")), 0);
+  assert_int_equal(symlink(at("away"), at("t/tree/sub")), 0);
+  assert_int_equal(files_fs_open_parent(&r, at("t/tree/sub/f"), name, sizeof(name), err, sizeof(err)), -ELOOP);
+  /* The root itself swapped for a link: what was made goes on into the directory held. */
+  assert_int_equal(unlink(at("t/tree/sub")), 0);
+  assert_int_equal(rename(at("t/sub.old"), at("t/tree/sub")), 0);
+  assert_int_equal(rename(at("t/tree"), at("t/tree.old")), 0);
+  assert_int_equal(symlink(at("away"), at("t/tree")), 0);
+  fd = files_fs_open_parent(&r, at("t/tree/sub/f"), name, sizeof(name), err, sizeof(err));
+  assert_true(fd >= 0);
+  assert_int_equal(fstat(fd, &sb), 0);
+  assert_int_equal(stat(at("t/tree.old/sub"), &tb), 0);
+  assert_true(sb.st_ino == tb.st_ino);
+  close(fd);
+  assert_int_equal(files_local_mkdir(&r, at("t/tree/new"), 0755, err, sizeof(err)), 0);
+  assert_int_equal(access(at("t/tree.old/new"), F_OK), 0);
+  assert_int_equal(access(at("away/new"), F_OK), -1);
+  /* A path below no held root is the user's: its directory opened as they typed it. */
+  fd = files_fs_open_parent(&r, at("t/tree.bin"), name, sizeof(name), err, sizeof(err));
+  assert_true(fd >= 0);
+  assert_string_equal(name, "tree.bin");
+  assert_int_equal(fstat(fd, &sb), 0);
+  assert_int_equal(stat(at("t"), &tb), 0);
+  assert_true(sb.st_ino == tb.st_ino);
+  close(fd);
+  files_roots_free(&r);
 }
 
 int main(void) {
@@ -112,6 +195,7 @@ int main(void) {
       cmocka_unit_test(test_open_read),
       cmocka_unit_test(test_open_parent),
       cmocka_unit_test(test_local_mkdir),
+      cmocka_unit_test(test_tree_links),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
