@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 #include "tt/log.h"
@@ -43,7 +44,7 @@
 /* After two chunks that did not shrink, compression is tried on one chunk in 16 only. */
 #define XFER_PROBE_EVERY 16u
 /* zstd levels the sender moves between: up while the link is the bottleneck, down while the
- * sender's CPU is (see adapt()). */
+ * sender's CPU is (see xfer_adapt in xfer_int.h). */
 static const int xfer_levels[] = {-5, -1, 1, 3, 6};
 #define XFER_LEVELS ((int)(sizeof(xfer_levels) / sizeof(xfer_levels[0])))
 #define XFER_LEVEL_START 2
@@ -62,6 +63,7 @@ typedef struct chunk_s {
   uint32_t raw_len, wire_len, codec;
   uint8_t sha[32];
   uint32_t sent;     /* bytes of buf already on the channel (sender) / received (receiver) */
+  uint64_t zns;      /* sender: CPU time compressing it took (0: not tried) */
   uint8_t *buf;      /* wire bytes */
 } chunk_t;
 
@@ -150,8 +152,8 @@ struct tt_xfer_s {
   size_t ctlq_bytes;
   op_t *sq, *sq_tail;         /* ops sending, in order; the head owns the stream */
   size_t prefetched;
-  int level;                  /* index into xfer_levels */
-  unsigned link_bound, cpu_bound, incompressible, probe;
+  xfer_adapt_t adapt;         /* the compression level */
+  unsigned incompressible, probe;
   bool starved;               /* the wire had credit and no chunk */
   bool pumping, repump;
   unsigned depth;             /* entry points on the stack: x is not freed under them */
@@ -357,23 +359,40 @@ static void send_error(tt_xfer_t *x, uint32_t id, int code, const char *path, co
   if (ctl_queue(x, &m)) TT_WARN("xfer", "cannot queue an error for the peer", "id=%u", id);
 }
 
-/* The level-adapting rule: a chunk that was read and compressed before the wire wanted it
- * means the link is the bottleneck (compress harder); a wire that waited for a chunk means
- * this side's CPU is (compress less). A few in a row before moving, so one hiccup does not. */
-static void adapt(tt_xfer_t *x, bool link_bound) {
-  if (link_bound) {
-    x->cpu_bound = 0;
-    if (++x->link_bound >= XFER_ADAPT_STREAK && x->level + 1 < XFER_LEVELS) {
-      x->level++;
-      x->link_bound = 0;
+void xfer_adapt_init(xfer_adapt_t *a, int level) { *a = (xfer_adapt_t){.level = level}; }
+
+void xfer_adapt_sent(xfer_adapt_t *a, uint64_t now_ns) {
+  if (a->last_ns && now_ns > a->last_ns) {
+    uint64_t g = now_ns - a->last_ns;
+    a->gap_ns = a->gap_ns ? (3 * a->gap_ns + g) / 4 : g;
+  }
+  a->last_ns = now_ns;
+}
+
+/* A few chunks in a row before moving, so one hiccup does not. */
+int xfer_adapt(xfer_adapt_t *a, bool link_bound, uint64_t zns, int levels) {
+  int dir = 0;
+  if (!link_bound) dir = -1;
+  else if (zns && a->gap_ns) {
+    double share = (double)zns / (double)a->gap_ns;
+    dir = share < XFER_ADAPT_UP ? 1 : share > XFER_ADAPT_DOWN ? -1 : 0;
+  }
+  if (dir > 0) {
+    a->down = 0;
+    if (++a->up >= XFER_ADAPT_STREAK && a->level + 1 < levels) {
+      a->level++;
+      a->up = 0;
+    }
+  } else if (dir < 0) {
+    a->up = 0;
+    if (++a->down >= XFER_ADAPT_STREAK && a->level > 0) {
+      a->level--;
+      a->down = 0;
     }
   } else {
-    x->link_bound = 0;
-    if (++x->cpu_bound >= XFER_ADAPT_STREAK && x->level > 0) {
-      x->level--;
-      x->cpu_bound = 0;
-    }
+    a->up = a->down = 0;
   }
+  return a->level;
 }
 
 /* The head of the send queue moves its stream: BEGIN, chunks as credit allows, END. */
@@ -439,6 +458,7 @@ static void pump_stream(tt_xfer_t *x) {
       }
       x->raw_out += c->raw_len;
       o->moved += c->raw_len;
+      xfer_adapt_sent(&x->adapt, now_ns());
       if (x->cbs.on_progress && !o->finished) x->cbs.on_progress(x, o->id, o->moved + o->resumed, o->st.size);
     drop_cur:
       x->prefetched -= c->wire_len;
@@ -639,7 +659,7 @@ static void op_fail(op_t *o, int code, bool tell_peer, const char *fmt, ...) {
 
 static int level_of(tt_xfer_t *x) {
   if (x->incompressible >= 2 && (++x->probe % XFER_PROBE_EVERY) != 0) return INT32_MIN; /* raw */
-  return xfer_levels[x->level];
+  return xfer_levels[x->adapt.level];
 }
 
 static pthread_key_t g_zkey;
@@ -725,7 +745,12 @@ static int read_chunk(op_t *o, uint64_t index, chunk_t **out, char *err, size_t 
     size_t cap = len - (len >> XFER_MIN_SAVING_SHIFT);
     uint8_t *zb = z ? buf_get(cap) : NULL;
     if (zb) {
+      struct timespec t0, t1;
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
       size_t r = ZSTD_compressCCtx(z->c, zb, cap, c->buf, len, o->jlevel);
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+      int64_t d = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+      c->zns = d > 0 ? (uint64_t)d : 1;
       if (!ZSTD_isError(r) && r > 0 && r < cap) {
         buf_put(c->buf);
         c->buf = zb;
@@ -1090,7 +1115,7 @@ static void job_done_in(op_t *o) {
     o->next_read++;
     /* The wire waited for this chunk: this side's CPU or disk is the bottleneck; else the
      * chunk waits for the wire, and the link is. */
-    adapt(x, !x->starved);
+    (void)xfer_adapt(&x->adapt, !x->starved, c->zns, XFER_LEVELS);
     x->starved = false;
     ready_add(o, c);
     break;
@@ -1492,7 +1517,7 @@ int tt_xfer_new(tt_xfer_t **out, tt_link_t *link, tt_chan_t *ch, bool serve, con
   x->fs = *fs;
   x->cbs = *cbs;
   x->data = data;
-  x->level = XFER_LEVEL_START;
+  xfer_adapt_init(&x->adapt, XFER_LEVEL_START);
   *out = x;
   return 0;
 }

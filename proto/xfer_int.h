@@ -34,6 +34,28 @@ unsigned xfer_pool_deliver(void);
  * tests and the fuzzer between the loop's events: true, or false with what broke in why. */
 bool xfer_check(const tt_xfer_t *x, char *why, size_t cap);
 
+/* The sender's compression level (loop thread). It moves only on what the chunks show: a
+ * wire that waited for a chunk means this side's CPU is short (lower); a chunk that waited
+ * for the wire means the link is the limit, and then the share of the wire's time that
+ * compressing one chunk took decides: under XFER_ADAPT_UP of it, a harder level costs
+ * nothing the link could have used (higher); over XFER_ADAPT_DOWN, compressing competes
+ * with what moves the bytes (loopback, a busy machine) and a cheaper level wins (lower). */
+typedef struct {
+  int level;                 /* index into the engine's levels */
+  unsigned up, down;         /* chunks in a row that pointed up / down */
+  uint64_t gap_ns;           /* smoothed time between chunks handed to the wire */
+  uint64_t last_ns;          /* when the last one was */
+} xfer_adapt_t;
+#define XFER_ADAPT_UP 0.25
+#define XFER_ADAPT_DOWN 0.5
+void xfer_adapt_init(xfer_adapt_t *a, int level);
+/* A chunk went to the wire at now_ns. */
+void xfer_adapt_sent(xfer_adapt_t *a, uint64_t now_ns);
+/* A chunk came from the pool: link_bound (the wire was busy meanwhile), zns the CPU time its
+ * compression took (0: not tried). Returns the level index for the next chunk; levels is
+ * how many there are. */
+int xfer_adapt(xfer_adapt_t *a, bool link_bound, uint64_t zns, int levels);
+
 /* A receiver's partial file: data in `part`, the sha256 of each verified chunk in `state`
  * after a header naming the source (size, mtime, mode) and the chunk size. */
 typedef struct {

@@ -5,7 +5,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "tt/defer.h"
 #include "tt/limits.h"
 #include "tt/log.h"
@@ -13,6 +16,7 @@
 #include "xfer_int.h"
 
 #define POOL_THREADS_MAX 8u
+#define XFER_POOL_NICE 10
 
 typedef struct job_s {
   struct job_s *next;
@@ -42,6 +46,9 @@ static struct {
 
 static void *pool_main(void *unused) {
   (void)unused;
+  /* File work yields the CPU to the loop thread, which carries keystrokes and screens: a
+   * lower priority for this thread only (Linux keeps nice per thread). */
+  (void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), XFER_POOL_NICE);
   int rc = g.init ? g.init(g.init_arg) : 0;
   pthread_mutex_lock(&g.mu);
   if (rc && !g.init_rc) g.init_rc = rc;

@@ -33,7 +33,7 @@
  * probe's worth of bytes, too fine to steer by, and nobody feels it beside the 50 ms the
  * path takes anyway). A keystroke crosses two hops (console, broker, agent), so on loopback
  * its wait stays near twice TT_CC_TARGET_NS. */
-#define TT_CC_TARGET_NS (1000u * 1000u)
+#define TT_CC_TARGET_NS (500u * 1000u)
 #define TT_CC_TARGET_BASE_DIV 8u
 /* The window's bounds: the floor keeps a loaded loopback moving (two probes' worth); the
  * ceiling is what the broker may hold for one connection (TT_RELAY_WINDOW_BUDGET), enough

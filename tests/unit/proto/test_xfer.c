@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <errno.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -819,6 +822,74 @@ static int teardown(void **state) {
   return system(cmd) == 0 ? 0 : -1;
 }
 
+/* File work runs below the loop's priority, so a busy machine serves keystrokes first. */
+static int g_job_nice, g_job_done;
+static void nice_work(void *arg) {
+  (void)arg;
+  errno = 0;
+  g_job_nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+}
+static void nice_done(void *arg) {
+  (void)arg;
+  g_job_done = 1;
+}
+
+static void test_pool_yields_to_loop(void **state) {
+  (void)state;
+  errno = 0;
+  int loop_nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+  g_job_done = 0;
+  assert_int_equal(tt_xfer_pool_submit(nice_work, nice_done, NULL), 0);
+  for (int i = 0; i < 5000 && !g_job_done; i++) {
+    uv_run(g_loop, UV_RUN_NOWAIT);
+    if (!g_job_done) usleep(1000);
+  }
+  assert_true(g_job_done);
+  assert_true(g_job_nice > loop_nice);
+}
+
+/* The compression level: a wire that waits for chunks lowers it; a slow link (compressing a
+ * chunk takes a small share of the time a chunk spends on the wire) raises it; a fast link
+ * where compressing takes most of that time lowers it, even though chunks wait for the wire
+ * (loopback, where the compressor and the wire share the CPU: the old rule raised it there). */
+static void test_level_adapts(void **state) {
+  (void)state;
+  const int levels = 5;
+  xfer_adapt_t a;
+  xfer_adapt_init(&a, 2);
+  uint64_t t = 1000000000;
+  /* A 25 MB/s link: a 1 MiB chunk leaves every 40 ms; compressing it takes 2 ms. */
+  for (int i = 0; i < 40; i++) {
+    xfer_adapt_sent(&a, t += 40000000);
+    (void)xfer_adapt(&a, true, 2000000, levels);
+  }
+  assert_int_equal(a.level, levels - 1);
+  /* Loopback: a chunk every 5 ms and compressing it takes 3 ms: down, chunks waiting or not. */
+  for (int i = 0; i < 60; i++) {
+    xfer_adapt_sent(&a, t += 5000000);
+    (void)xfer_adapt(&a, true, 3000000, levels);
+  }
+  assert_int_equal(a.level, 0);
+  /* In between (a third of the wire's time): it stays. */
+  xfer_adapt_init(&a, 2);
+  for (int i = 0; i < 40; i++) {
+    xfer_adapt_sent(&a, t += 9000000);
+    (void)xfer_adapt(&a, true, 3000000, levels);
+  }
+  assert_int_equal(a.level, 2);
+  /* Raw chunks say nothing about compression: it stays. */
+  for (int i = 0; i < 40; i++) {
+    xfer_adapt_sent(&a, t += 40000000);
+    (void)xfer_adapt(&a, true, 0, levels);
+  }
+  assert_int_equal(a.level, 2);
+  /* The wire waiting for the sender lowers it whatever the share; one hiccup does not. */
+  (void)xfer_adapt(&a, false, 1000, levels);
+  assert_int_equal(a.level, 2);
+  for (int i = 0; i < 20; i++) (void)xfer_adapt(&a, false, 1000, levels);
+  assert_int_equal(a.level, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path_checks),
@@ -833,6 +904,8 @@ int main(void) {
       cmocka_unit_test(test_stream_before_request),
       cmocka_unit_test(test_stop_while_finishing),
       cmocka_unit_test(test_readahead_room_after_send),
+      cmocka_unit_test(test_level_adapts),
+      cmocka_unit_test(test_pool_yields_to_loop),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
