@@ -834,16 +834,24 @@ static void nice_done(void *arg) {
   g_job_done = 1;
 }
 
+static void deadline_cb(uv_timer_t *t) { *(int *)t->data = 1; }
+
 static void test_pool_yields_to_loop(void **state) {
   (void)state;
   errno = 0;
   int loop_nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
   g_job_done = 0;
   assert_int_equal(tt_xfer_pool_submit(nice_work, nice_done, NULL), 0);
-  for (int i = 0; i < 5000 && !g_job_done; i++) {
-    uv_run(g_loop, UV_RUN_NOWAIT);
-    if (!g_job_done) usleep(1000);
-  }
+  /* The job's completion wakes the loop; a deadline ends the wait if it never comes. */
+  uv_timer_t deadline;
+  int expired = 0;
+  uv_timer_init(g_loop, &deadline);
+  deadline.data = &expired;
+  uv_timer_start(&deadline, deadline_cb, 10000, 0);
+  while (!g_job_done && !expired) uv_run(g_loop, UV_RUN_ONCE);
+  uv_timer_stop(&deadline);
+  uv_close((uv_handle_t *)&deadline, NULL);
+  uv_run(g_loop, UV_RUN_NOWAIT);
   assert_true(g_job_done);
   assert_true(g_job_nice > loop_nice);
 }
