@@ -5,51 +5,11 @@
 #include <string.h>
 #include <time.h>
 #include "console.h"
+#include "tt/utf8.h"
 #include "tt/msg.h"
 
 /* Nesting allowed in an audit detail object; deeper is shown as a string. */
 #define JSON_DEPTH_MAX 16
-
-/* Unicode format characters (category Cf): bidi overrides, zero-width joiners and spaces,
- * invisible tags. Printed raw they make one line pass for another. tt_text_valid's set,
- * plus U+2028/2029, which end a line for JavaScript readers of the JSON lines. */
-static bool is_format_char(uint32_t cp) {
-  return cp == 0xad || (cp >= 0x600 && cp <= 0x605) || cp == 0x61c || cp == 0x6dd || cp == 0x70f ||
-         cp == 0x180e || (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
-         (cp >= 0x2028 && cp <= 0x2029) || (cp >= 0x2060 && cp <= 0x2064) ||
-         (cp >= 0x2066 && cp <= 0x206f) || cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb) ||
-         cp == 0xe0001 || (cp >= 0xe0020 && cp <= 0xe007f);
-}
-
-/* Not to be shown raw: C0 controls, DEL, C1 controls, format characters. */
-static bool is_unsafe(uint32_t cp) {
-  return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || is_format_char(cp);
-}
-
-/* One strict UTF-8 sequence at s (no overlongs, surrogates or > U+10FFFF): its length, or
- * 0 if the bytes there are not one. */
-static size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
-  uint8_t c = s[0];
-  size_t len;
-  uint32_t v;
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
-  }
-  if ((c & 0xe0) == 0xc0) { v = c & 0x1fu; len = 2; }
-  else if ((c & 0xf0) == 0xe0) { v = c & 0x0fu; len = 3; }
-  else if ((c & 0xf8) == 0xf0) { v = c & 0x07u; len = 4; }
-  else return 0;
-  if (n < len) return 0;
-  for (size_t k = 1; k < len; k++) {
-    if ((s[k] & 0xc0) != 0x80) return 0;
-    v = (v << 6) | (s[k] & 0x3fu);
-  }
-  if ((len == 2 && v < 0x80) || (len == 3 && v < 0x800) || (len == 4 && v < 0x10000)) return 0;
-  if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-  *cp = v;
-  return len;
-}
 
 static void json_escape_cp(FILE *f, uint32_t cp) {
   if (cp >= 0x10000) {
@@ -65,14 +25,14 @@ static void json_chars(FILE *f, const uint8_t *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     uint32_t cp;
-    size_t len = utf8_decode(s + i, n - i, &cp);
+    size_t len = tt_utf8_decode(s + i, n - i, &cp);
     if (len == 0) {
       fputs("\\ufffd", f);
       i++;
       continue;
     }
     if (cp == '"' || cp == '\\') fprintf(f, "\\%c", (char)cp);
-    else if (is_unsafe(cp)) json_escape_cp(f, cp);
+    else if (tt_cp_unsafe(cp)) json_escape_cp(f, cp);
     else fwrite(s + i, 1, len, f);
     i += len;
   }
@@ -149,7 +109,7 @@ static int jp_string(jparse_t *j) {
     if (c < 0x20) return -1;
     if (c != '\\') {
       uint32_t cp;
-      size_t len = utf8_decode(j->p, (size_t)(j->end - j->p), &cp);
+      size_t len = tt_utf8_decode(j->p, (size_t)(j->end - j->p), &cp);
       if (len == 0) return -1;
       json_chars(j->out, j->p, len);
       j->p += len;
@@ -294,8 +254,8 @@ void console_text(char *dst, size_t cap, ProtobufCBinaryData t) {
   dst[0] = '\0';
   while (i < t.len) {
     uint32_t cp;
-    size_t len = utf8_decode(t.data + i, t.len - i, &cp);
-    bool raw = len > 0 && !is_unsafe(cp);
+    size_t len = tt_utf8_decode(t.data + i, t.len - i, &cp);
+    bool raw = len > 0 && !tt_cp_unsafe(cp);
     size_t unit = len ? len : 1;
     size_t need = raw ? len : unit * 4;
     if (o + need + 1 > cap) {
