@@ -190,6 +190,37 @@ static const char *const g_migrations[] = {
   "    WHERE role IN ('technician', 'admin'))"
   "  WHERE newest = 1;"
   "PRAGMA user_version = 5;",
+  /* 6: device inventory (inventory.c). A version is one arrival of changes; inv_tables holds
+   * only the tables that changed in it, their canonical JSON zstd-compressed (body last, so
+   * reading a hash never touches a body's pages). A removed table is a row with no sha256
+   * and no body. UNIQUE(device, name, version DESC) serves every read of tables as a seek:
+   * the newest row of a name at or before a version is the first the index meets. Versions
+   * are found by device in id order (history) and in received order (a version at a time).
+   * No foreign keys: an erase deletes by device, and a key on version would need one more
+   * index to delete a version at all. The literals are store.h's limits (inventory.c checks
+   * they agree): 64-byte device ids, [a-z0-9_]{1,63} names, 4 MiB bodies, 4160-byte lists. */
+  "CREATE TABLE inv_versions("
+  "  id INTEGER PRIMARY KEY,"
+  "  device TEXT NOT NULL CHECK(length(CAST(device AS BLOB)) BETWEEN 1 AND 64),"
+  "  collected_ms INTEGER NOT NULL CHECK(collected_ms >= 0),"
+  "  received_ms INTEGER NOT NULL CHECK(received_ms >= 0),"
+  "  changed TEXT NOT NULL CHECK(length(changed) BETWEEN 1 AND 4160)"
+  ") STRICT;"
+  "CREATE INDEX inv_versions_device ON inv_versions(device);"
+  "CREATE INDEX inv_versions_received ON inv_versions(device, received_ms);"
+  "CREATE TABLE inv_tables("
+  "  id INTEGER PRIMARY KEY,"
+  "  device TEXT NOT NULL CHECK(length(CAST(device AS BLOB)) BETWEEN 1 AND 64),"
+  "  name TEXT NOT NULL CHECK(length(name) BETWEEN 1 AND 63 AND NOT name GLOB '*[^a-z0-9_]*'),"
+  "  version INTEGER NOT NULL CHECK(version > 0),"
+  "  sha256 BLOB CHECK(sha256 IS NULL OR length(sha256) = 32),"
+  "  size INTEGER NOT NULL,"
+  "  body BLOB,"
+  "  CHECK(CASE WHEN body IS NULL THEN sha256 IS NULL AND size = 0"
+  "        ELSE sha256 IS NOT NULL AND size BETWEEN 1 AND 4194304 END),"
+  "  UNIQUE(device, name, version DESC)"
+  ") STRICT;"
+  "PRAGMA user_version = 6;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 
@@ -455,6 +486,7 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_tickets(s);
   if (rc == 0) rc = store_prepare_sessions(s);
   if (rc == 0) rc = store_prepare_people(s);
+  if (rc == 0) rc = store_prepare_inventory(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;
@@ -514,6 +546,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_tickets(s);
   if (rc == 0) rc = store_prepare_sessions(s);
   if (rc == 0) rc = store_prepare_people(s);
+  if (rc == 0) rc = store_prepare_inventory(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;
@@ -535,6 +568,7 @@ int store_set_durable(broker_store_t *s, bool on) {
 void store_close(broker_store_t *s) {
   if (s == NULL) return;
   for (int i = 0; i < ST__COUNT; i++) sqlite3_finalize(s->st[i]);
+  store_inventory_close(s);
   if (s->db != NULL) {
     int rc = sqlite3_close(s->db);
     if (rc != SQLITE_OK)

@@ -1,5 +1,5 @@
 /* The store's private half: the connection, its prepared statements and the helpers every
- * domain file (devices, tokens, audit, tickets, sessions, people) shares. Nothing outside
+ * domain file (devices, tokens, audit, tickets, sessions, people, inventory) shares. Nothing outside
  * broker/store/ includes this. */
 #ifndef BROKER_STORE_INTERNAL_H
 #define BROKER_STORE_INTERNAL_H
@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 #include <sqlite3.h>
+#include <zstd.h>
 
 #include "store.h"
 #include "tt/log.h"
@@ -75,6 +76,15 @@ typedef enum {
   ST_PPL_LAST_SEEN,
   ST_PPL_GET,
   ST_PPL_LIST,
+  ST_INV_CURRENT,
+  ST_INV_NEXT_HASH,
+  ST_INV_VERSION_INSERT,
+  ST_INV_TABLE_INSERT,
+  ST_INV_GET,
+  ST_INV_NEXT,
+  ST_INV_HISTORY,
+  ST_INV_AT,
+  ST_INV_BYTES,
   ST__COUNT
 } store_stmt_t;
 
@@ -87,6 +97,10 @@ struct broker_store_s {
   /* Tail of the audit chain, loaded at open and advanced after each committed append. */
   int64_t audit_last_id;
   uint8_t audit_last_hash[32];
+  /* Inventory bodies' zstd contexts, made at first use and kept (a context per call would
+   * allocate zstd's tables for every table of every put). */
+  ZSTD_CCtx *inv_cctx;
+  ZSTD_DCtx *inv_dctx;
 };
 
 
@@ -103,6 +117,9 @@ int store_prepare_audit(broker_store_t *s);
 int store_prepare_tickets(broker_store_t *s);
 int store_prepare_sessions(broker_store_t *s);
 int store_prepare_people(broker_store_t *s);
+int store_prepare_inventory(broker_store_t *s);
+/* Free what the inventory keeps between calls (at close). */
+void store_inventory_close(broker_store_t *s);
 /* Load the audit chain's tail (at open, and after a batch that appended was rolled back). */
 int store_audit_load_tail(broker_store_t *s);
 

@@ -321,6 +321,67 @@ typedef int (*store_person_cb)(void *ctx, const store_person_t *p);
 int store_person_list(broker_store_t *s, const char *after, uint32_t limit, store_person_cb cb,
                       void *ctx) TT_WUR;
 
+/* ---- inventory (schema 6) ---------------------------------------------------------------
+ * A device's inventory is a set of tables named as osquery names them, each the canonical
+ * JSON the agent hashed. A version is one arrival of changes (tables added, changed or
+ * removed); only changed tables are stored, zstd-compressed, so a device's state at any
+ * version is, per table name, its newest row at or before that version. Version ids are
+ * global and ascending: any id is also a point in arrival order. Callbacks: a non-zero return
+ * stops the walk and is returned; a body is valid only during its call. */
+#define STORE_INV_TABLE_MAX (4u * 1024 * 1024)  /* one table's JSON, decompressed */
+#define STORE_INV_TABLES_MAX 64                  /* tables per device (and per put) */
+#define STORE_INV_NAME_MAX 64                    /* name + NUL */
+/* A version's changed names as history gives them: at most every table, "-" and "," each. */
+#define STORE_INV_CHANGED_MAX (STORE_INV_TABLES_MAX * (STORE_INV_NAME_MAX + 1))
+typedef struct {
+  char name[STORE_INV_NAME_MAX]; /* [a-z0-9_]{1,63} */
+  uint8_t sha256[32];            /* of body; checked by the store */
+  const uint8_t *body; /* canonical JSON; NULL = the device no longer reports this table (removed) */
+  size_t len;
+} store_inv_table_t;
+
+/* The device's current hash of each table it has (removed ones excluded), for the agent's
+ * "what changed" check: cb once per table, in name order. No tables = no calls. */
+typedef int (*store_inv_hash_cb)(void *ctx, const char *name, const uint8_t sha256[32]);
+int store_inv_hashes(broker_store_t *s, const char *device, store_inv_hash_cb cb, void *ctx) TT_WUR;
+
+/* Record what changed: of the n tables given, those whose sha256 differs from the current one
+ * (or that are new, or body==NULL for a current one = removed) go into a new version; *version
+ * gets its id, or 0 when nothing differed (no row written). TT_EINVAL for a device id that is
+ * not 1..TT_NAME_MAX bytes, a bad name, a name given twice, n past STORE_INV_TABLES_MAX, an
+ * empty body, a body over STORE_INV_TABLE_MAX, a sha256 that is not the body's, a negative
+ * time, or a put that would leave the device more than STORE_INV_TABLES_MAX tables; nothing
+ * is half-written (one savepoint/transaction). */
+int store_inv_put(broker_store_t *s, const char *device, int64_t collected_ms, int64_t now_ms,
+                  const store_inv_table_t *t, size_t n, int64_t *version) TT_WUR;
+
+/* One table's body as it was at `version` (0 = latest): the newest row of that table at or
+ * before that version. cb gets the version that wrote it, its received time and the
+ * decompressed body. TT_ENOTFOUND if the device never had it (or it was removed by then);
+ * TT_EINVAL for a bad device, name or a negative version; TT_EIO for a stored body that does
+ * not decompress to its recorded size and hash (damage, logged). */
+typedef int (*store_inv_body_cb)(void *ctx, const char *name, int64_t version, int64_t received_ms,
+                                 const uint8_t *body, size_t len);
+int store_inv_table(broker_store_t *s, const char *device, const char *name, int64_t version,
+                    store_inv_body_cb cb, void *ctx) TT_WUR;
+/* Every current table of the device at `version` (0 = latest), in name order, same cb.
+ * No tables = no calls. Each table is read by its own index seek and the statement is reset
+ * before cb runs, so cb may call the store. */
+int store_inv_tables(broker_store_t *s, const char *device, int64_t version, store_inv_body_cb cb, void *ctx) TT_WUR;
+
+/* The device's versions, newest first, at most limit (0 = all), with before (0 = from the
+ * newest; else only ids below it) for paging: cb gets id, collected_ms, received_ms and the
+ * changed table names as one comma-separated string in name order ("deb_packages,mounts";
+ * removed ones as "-name"). cb must not list history again (the statement is in use). */
+typedef int (*store_inv_version_cb)(void *ctx, int64_t version, int64_t collected_ms, int64_t received_ms,
+                                    const char *changed);
+int store_inv_history(broker_store_t *s, const char *device, int64_t before, uint32_t limit,
+                      store_inv_version_cb cb, void *ctx) TT_WUR;
+/* The version current at a time (the newest received at or before at_ms), or TT_ENOTFOUND. */
+int store_inv_version_at(broker_store_t *s, const char *device, int64_t at_ms, int64_t *version) TT_WUR;
+/* Bytes stored for the device's inventory (compressed bodies + row overhead estimate), for the benchmark. */
+int store_inv_bytes(broker_store_t *s, const char *device, int64_t *bytes) TT_WUR;
+
 /* ---- the store as a service ------------------------------------------------------------
  * The event loop never waits on SQLite. One store thread owns the write connection and
  * runs requests in submission order, group-committed: every request queued when a batch
