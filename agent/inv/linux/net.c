@@ -515,7 +515,7 @@ static void addrs_v4_files(const inv_env_t *env, inv_table_t *tab) {
     goto out;
   }
   /* Main and Local both list the same addresses when no policy routing splits them. */
-  qsort(local.v, local.n, sizeof(uint32_t), cmp_u32);
+  if (local.n) qsort(local.v, local.n, sizeof(uint32_t), cmp_u32);
   if (brd.n) qsort(brd.v, brd.n, sizeof(uint32_t), cmp_u32);
   char lo[NET_NAME_MAX] = "";
   bool lo_known = false;

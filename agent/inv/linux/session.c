@@ -20,6 +20,9 @@
 #define SESS_JOBTYPE_MAX 32
 /* A power supply's name in sysfs ("BAT0", "hidpp_battery_0"). */
 #define SESS_NAME_MAX 128
+/* A capacity past this (a million Ah) is a broken driver or file, not a battery: unknown,
+ * which also keeps the minutes arithmetic far from overflow. */
+#define SESS_MAH_MAX 1000000000
 
 /* osquery's unit_file_state too; all of its columns. */
 const char *const inv_linux_systemd_units_cols[] = {
@@ -333,12 +336,15 @@ static int mains_online(const inv_env_t *env, DIR *d) {
  * voltage (µV); -1 if the battery gives neither. */
 static int64_t capacity_mah(const inv_env_t *env, const char *ps, const char *which, int64_t uv) {
   char a[32];
-  int64_t v;
+  int64_t v, mah = -1;
   snprintf(a, sizeof(a), "charge_%s", which);
-  if (ps_num(env, ps, a, &v) && v >= 0) return v / 1000;
-  snprintf(a, sizeof(a), "energy_%s", which);
-  if (ps_num(env, ps, a, &v) && v >= 0 && uv > 0 && v <= INT64_MAX / 1000) return v * 1000 / uv;
-  return -1;
+  if (ps_num(env, ps, a, &v) && v >= 0) {
+    mah = v / 1000;
+  } else {
+    snprintf(a, sizeof(a), "energy_%s", which);
+    if (ps_num(env, ps, a, &v) && v >= 0 && uv > 0 && v <= INT64_MAX / 1000) mah = v * 1000 / uv;
+  }
+  return mah <= SESS_MAH_MAX ? mah : -1;
 }
 
 static void opt_num(char *out, size_t cap, int64_t v) {

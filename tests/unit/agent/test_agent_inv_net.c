@@ -12,6 +12,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <cmocka.h>
@@ -367,11 +368,102 @@ static void test_live(void **state) {
   unlink(sun.sun_path);
 }
 
+
+/* ---- garbage ----------------------------------------------------------------------------- */
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15u;
+static uint32_t rnd(uint32_t n) {
+  g_rng ^= g_rng << 13;
+  g_rng ^= g_rng >> 7;
+  g_rng ^= g_rng << 17;
+  return (uint32_t)(g_rng % n);
+}
+
+/* Bytes that look enough like the real files to get past the first checks. */
+static size_t junk(char *out, size_t cap) {
+  static const char *const bits[] = {"0", "A", "F", "f", "00000000", ":", " ", "\t", "\n", "/32", "|-- ", "+-- ",
+                                     "1", "-", "0x", "LOCAL", "BROADCAST", "host", "127.0.0.1", "socket:[",
+                                     "]", "nameserver ", "search ", "options ", "sortlist ", "%", "@", "\xff", "::"};
+  size_t n = 0, want = rnd((uint32_t)cap);
+  while (n < want) {
+    if (rnd(8) == 0) {
+      out[n++] = (char)rnd(256);
+      continue;
+    }
+    const char *b = bits[rnd(sizeof(bits) / sizeof(bits[0]))];
+    size_t l = strlen(b);
+    if (n + l > want) break;
+    memcpy(out + n, b, l);
+    n += l;
+  }
+  return n;
+}
+
+static void write_file(const char *root, const char *rel, const void *data, size_t n) {
+  char p[1024];
+  snprintf(p, sizeof(p), "%s/%s", root, rel);
+  for (char *s = p + strlen(root) + 1; (s = strchr(s, '/')); s++) {
+    *s = 0;
+    mkdir(p, 0755);
+    *s = '/';
+  }
+  FILE *f = fopen(p, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, n, f), n);
+  fclose(f);
+}
+
+/* Each file a collector reads, as random junk or a real file cut anywhere: every collector
+ * runs to its end (ASan and UBSan watching), with valid tables. */
+static void test_garbage(void **state) {
+  (void)state;
+  static const char *const files[] = {
+      "proc/net/route", "proc/net/ipv6_route", "proc/net/if_inet6", "proc/net/fib_trie", "proc/net/tcp",
+      "proc/net/tcp6",  "proc/net/udp",        "proc/net/udp6",     "proc/net/unix",     "etc/resolv.conf",
+      "sys/class/net/x0/type", "sys/class/net/x0/address", "sys/class/net/x0/flags", "sys/class/net/x0/mtu",
+      "sys/class/net/x0/operstate", "sys/class/net/x0/carrier", "sys/class/net/x0/statistics/rx_bytes",
+      "sys/class/net/lo/type", "sys/class/net/lo/flags"};
+  char root[512];
+  const char *base = getenv("TT_TEST_TMP");
+  snprintf(root, sizeof(root), "%s/inv_net_XXXXXX", base ? base : "/tmp");
+  assert_non_null(mkdtemp(root));
+  inv_env_t env = {.root = root};
+  static char buf[8192];
+  for (int round = 0; round < 300; round++) {
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+      size_t n;
+      char real[1024];
+      snprintf(real, sizeof(real), "%s/%s", FX, files[i]);
+      FILE *f = rnd(2) ? fopen(real, "rb") : NULL;
+      if (f) {
+        n = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        n = n ? rnd((uint32_t)n + 1) : 0; /* cut anywhere, mid-line and mid-number too */
+      } else {
+        n = junk(buf, 600);
+      }
+      write_file(root, files[i], buf, n);
+    }
+    inv_table_t t;
+    RUN(&env, interface_details, &t);
+    inv_table_free(&t);
+    RUN(&env, interface_addresses, &t);
+    inv_table_free(&t);
+    RUN(&env, routes, &t);
+    inv_table_free(&t);
+    RUN(&env, dns_resolvers, &t);
+    inv_table_free(&t);
+    RUN(&env, listening_ports, &t);
+    inv_table_free(&t);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_interface_details), cmocka_unit_test(test_interface_addresses),
       cmocka_unit_test(test_routes),            cmocka_unit_test(test_dns_resolvers),
       cmocka_unit_test(test_listening_ports),   cmocka_unit_test(test_live),
+      cmocka_unit_test(test_garbage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -313,12 +313,80 @@ static void test_live(void **state) {
   inv_table_free(&t);
 }
 
+
+static uint64_t g_rng = 0x2545f4914f6cdd1du;
+static uint32_t rnd(uint32_t n) {
+  g_rng ^= g_rng << 13;
+  g_rng ^= g_rng >> 7;
+  g_rng ^= g_rng << 17;
+  return (uint32_t)(g_rng % n);
+}
+
+static size_t junk(char *out, size_t cap) {
+  static const char *const bits[] = {"Id=", "Job=", "Job=7", "Description=", "User=", "=", "\n", "\n\n", "x.service",
+                                     "-", "9", "99999999999999999999", "0", " ", "\xff", "Battery", "Mains",
+                                     "Discharging", "Charging", "Full", "Device"};
+  size_t n = 0, want = rnd((uint32_t)cap);
+  while (n < want) {
+    if (rnd(8) == 0) {
+      out[n++] = (char)rnd(256);
+      continue;
+    }
+    const char *b = bits[rnd(sizeof(bits) / sizeof(bits[0]))];
+    size_t l = strlen(b);
+    if (n + l > want) break;
+    memcpy(out + n, b, l);
+    n += l;
+  }
+  return n;
+}
+
+/* systemctl's output, utmp and the battery files as junk: every collector runs to its end
+ * (ASan and UBSan watching). */
+static void test_garbage(void **state) {
+  (void)state;
+  static const char *const ps[] = {"type", "status", "present", "charge_full_design", "charge_full", "charge_now",
+                                   "energy_full_design", "energy_full", "energy_now", "voltage_now",
+                                   "voltage_min_design", "current_now", "power_now", "capacity", "time_to_empty_now",
+                                   "time_to_full_now", "cycle_count", "health", "scope"};
+  static const char script[] = "#!/bin/sh\nPATH=/usr/bin:/bin\nexec cat \"$(dirname \"$0\")/out.txt\"\n";
+  char bin[1024], prog[1100], root[1024];
+  snprintf(bin, sizeof(bin), "%s/junk/bin", g_dir);
+  snprintf(prog, sizeof(prog), "%s/systemctl", bin);
+  snprintf(root, sizeof(root), "%s/junk/root", g_dir);
+  put("junk/bin/systemctl", script, strlen(script));
+  assert_int_equal(chmod(prog, 0755), 0);
+  puts_at("junk/root/run/systemd/system/.keep", "");
+  puts_at("junk/root/sys/class/power_supply/AC/type", "Mains\n");
+  inv_env_t env = {.root = root, .path = bin};
+  static char buf[4096];
+  for (int round = 0; round < 100; round++) {
+    put("junk/bin/out.txt", buf, junk(buf, sizeof(buf)));
+    for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
+      char rel[256];
+      snprintf(rel, sizeof(rel), "junk/root/sys/class/power_supply/BAT%d/%s", round % 2, ps[i]);
+      put(rel, buf, rnd(2) ? junk(buf, 40) : (size_t)snprintf(buf, sizeof(buf), "%d\n", (int)rnd(2000000000) - 1000));
+    }
+    if (rnd(2)) put("junk/root/sys/class/power_supply/BAT0/type", "Battery\n", 8);
+    for (size_t i = 0; i < sizeof(buf); i++) buf[i] = (char)rnd(256);
+    put("junk/root/run/utmp", buf, rnd(sizeof(buf)));
+    inv_table_t t;
+    RUN(&env, systemd_units, &t);
+    inv_table_free(&t);
+    RUN(&env, logged_in_users, &t);
+    inv_table_free(&t);
+    RUN(&env, battery, &t);
+    inv_table_free(&t);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_systemd_units),
       cmocka_unit_test(test_logged_in_users),
       cmocka_unit_test(test_battery),
       cmocka_unit_test(test_live),
+      cmocka_unit_test(test_garbage),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
