@@ -731,7 +731,8 @@ void inv_linux_dns_resolvers(const inv_env_t *env, inv_table_t *tab) {
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
   while ((line = next_line(&cur, end))) {
     char *f[2], *rest;
-    if (line[0] == ';' || line[0] == '#' || split(line, f, 1, &rest) < 1) continue;
+    /* glibc matches a keyword only at the start of its line. */
+    if (line[0] == ';' || line[0] == '#' || is_blank(line[0]) || split(line, f, 1, &rest) < 1) continue;
     if (!strcmp(f[0], "nameserver")) {
       char *w[1];
       if (nns < MAXNS && split(rest, w, 1, NULL) == 1 && resolver_addr(w[0], ns[nns], sizeof(ns[nns]), &ns6[nns])) nns++;

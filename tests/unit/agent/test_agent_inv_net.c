@@ -209,6 +209,7 @@ static void test_dns_resolvers(void **state) {
   r = find2(&t, "type", "nameserver", "id", "2");
   assert_string_equal(get(&t, r, "address"), "fe80::1%eth0");
   assert_int_equal(find(&t, "address", "203.0.113.9"), -1);
+  assert_int_equal(find(&t, "address", "198.51.100.99"), -1); /* indented: not a keyword */
   /* The last search line wins over domain and the earlier search. */
   assert_string_equal(get(&t, find2(&t, "type", "search", "id", "0"), "address"), "corp.example");
   assert_string_equal(get(&t, find2(&t, "type", "search", "id", "1"), "address"), "lab.example");
