@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "linux.h"
+#include "scan.h"
 #include "tt/err.h"
 
 /* An interface name is at most IFNAMSIZ-1 bytes; a longer entry is not an interface. */
@@ -58,40 +59,18 @@ const char *const inv_linux_listening_ports_cols[] = {
 
 /* ---- text helpers ------------------------------------------------------------------------ */
 
-/* The next line of [*cur, end), NUL-terminated in place; NULL at the end. */
-static char *next_line(char **cur, char *end) {
-  if (*cur >= end) return NULL;
-  char *s = *cur, *nl = memchr(s, '\n', (size_t)(end - s));
-  if (nl) {
-    *nl = 0;
-    *cur = nl + 1;
-  } else {
-    *cur = end; /* inv_read put a NUL after the last byte */
-  }
-  return s;
-}
-
-static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
-
-static char *trim(char *s) {
-  while (is_blank(*s)) s++;
-  size_t n = strlen(s);
-  while (n > 0 && is_blank(s[n - 1])) s[--n] = 0;
-  return s;
-}
-
 /* Split s in place into at most max blank-separated fields; *rest gets what follows them. */
 static size_t split(char *s, char **f, size_t max, char **rest) {
   size_t n = 0;
   char *p = s;
   while (n < max) {
-    while (is_blank(*p)) p++;
+    while (inv_is_space(*p)) p++;
     if (!*p) break;
     f[n++] = p;
-    while (*p && !is_blank(*p)) p++;
+    while (*p && !inv_is_space(*p)) p++;
     if (*p) *p++ = 0;
   }
-  while (is_blank(*p)) p++;
+  while (inv_is_space(*p)) p++;
   if (rest) *rest = p;
   return n;
 }
@@ -116,24 +95,10 @@ static bool hex_u32(const char *s, uint32_t *out) {
   return n > 0;
 }
 
-/* All of s as an unsigned decimal. */
-static bool dec_u64(const char *s, uint64_t *out) {
-  uint64_t v = 0;
-  if (!*s) return false;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9') return false;
-    unsigned d = (unsigned)(*s - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return true;
-}
-
 /* An optionally negative decimal, as sysfs prints an int. */
 static bool is_int(const char *s) {
   uint64_t v;
-  return dec_u64(*s == '-' ? s + 1 : s, &v);
+  return inv_parse_u64(*s == '-' ? s + 1 : s, &v);
 }
 
 /* The first line of root + the path made from fmt, trimmed, into out; negative if unreadable. */
@@ -146,13 +111,7 @@ __attribute__((format(printf, 4, 5))) static int read_value(const inv_env_t *env
   int n = vsnprintf(rel, sizeof(rel), fmt, ap);
   va_end(ap);
   if (n < 0 || (size_t)n >= sizeof(rel)) return TT_ETOOBIG;
-  tt_buf_t b;
-  int rc = inv_read(env, rel, &b);
-  if (rc) return rc;
-  char *s = (char *)b.data + b.off, *line = next_line(&s, s + b.len);
-  if (line) snprintf(out, cap, "%s", trim(line));
-  tt_buf_free(&b);
-  return 0;
+  return inv_read_value(env, rel, out, cap);
 }
 
 /* A 32-bit word as /proc prints a __be32 (%08X of the value in host order): the same bytes
@@ -212,7 +171,6 @@ static void mask6(unsigned len, struct in6_addr *m) {
 }
 
 /* Decimal text for a table cell. */
-static void u64s(char *out, size_t cap, uint64_t v) { snprintf(out, cap, "%llu", (unsigned long long)v); }
 
 /* ---- interface_details ------------------------------------------------------------------- */
 
@@ -309,7 +267,7 @@ void inv_linux_interface_details(const inv_env_t *env, inv_table_t *tab) {
     iface_int(env, ifn, "mtu", mtu, sizeof(mtu));
     uint32_t f;
     flags[0] = 0;
-    if (iface_flags(env, ifn, &f)) u64s(flags, sizeof(flags), f);
+    if (iface_flags(env, ifn, &f)) inv_u64_str(flags, sizeof(flags), f);
     /* ethtool's "unknown" speed reads as -1 (or fails while the link is down): osquery's 0. */
     iface_int(env, ifn, "speed", speed, sizeof(speed));
     if (!speed[0] || speed[0] == '-') snprintf(speed, sizeof(speed), "0");
@@ -348,7 +306,7 @@ static void addrs_v6(const inv_env_t *env, inv_table_t *tab) {
     return;
   }
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
-  while ((line = next_line(&cur, end))) {
+  while ((line = inv_next_line(&cur, end))) {
     char *f[6];
     uint32_t plen;
     struct in6_addr a, m;
@@ -428,8 +386,8 @@ static int connected_routes(const inv_env_t *env, net_route4_t **out, size_t *n)
   if (rc) return rc;
   size_t cap = 0;
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
-  next_line(&cur, end); /* the header */
-  while ((line = next_line(&cur, end))) {
+  inv_next_line(&cur, end); /* the header */
+  while ((line = inv_next_line(&cur, end))) {
     char *f[8];
     uint32_t flags;
     struct in_addr dst, mask;
@@ -488,8 +446,8 @@ static void addrs_v4_files(const inv_env_t *env, inv_table_t *tab) {
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
   struct in_addr leaf = {0};
   bool have_leaf = false;
-  while ((line = next_line(&cur, end))) {
-    char *s = trim(line), *f[3];
+  while ((line = inv_next_line(&cur, end))) {
+    char *s = inv_trim(line), *f[3];
     if (!strncmp(s, "|-- ", 4)) {
       have_leaf = inet_pton(AF_INET, s + 4, &leaf) == 1;
       continue;
@@ -499,7 +457,7 @@ static void addrs_v4_files(const inv_env_t *env, inv_table_t *tab) {
       continue;
     }
     uint64_t len;
-    if (!have_leaf || split(s + 1, f, 3, NULL) < 3 || !dec_u64(f[0], &len) || len > 32) continue;
+    if (!have_leaf || split(s + 1, f, 3, NULL) < 3 || !inv_parse_u64(f[0], &len) || len > 32) continue;
     uint32_t a = ntohl(leaf.s_addr);
     if (!strcmp(f[2], "LOCAL") && len == 32) {
       if (!u32s_push(&local, a)) break;
@@ -576,9 +534,9 @@ void inv_linux_interface_addresses(const inv_env_t *env, inv_table_t *tab) {
 static int add_route(inv_table_t *tab, const char *dst, unsigned len, const char *gw, uint32_t flags, const char *ifn,
                      const char *mtu, uint64_t metric, const char *type) {
   char l[8], fl[16], m[24];
-  u64s(l, sizeof(l), len);
-  u64s(fl, sizeof(fl), flags);
-  u64s(m, sizeof(m), metric);
+  inv_u64_str(l, sizeof(l), len);
+  inv_u64_str(fl, sizeof(fl), flags);
+  inv_u64_str(m, sizeof(m), metric);
   /* No /proc file shows a route's preferred source. */
   const char *row[] = {dst, l, gw, "", fl, ifn, mtu, m, type};
   return inv_table_add(tab, row);
@@ -595,14 +553,14 @@ static void routes_v4(const inv_env_t *env, inv_table_t *tab) {
     return;
   }
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
-  next_line(&cur, end);
-  while ((line = next_line(&cur, end))) {
+  inv_next_line(&cur, end);
+  while ((line = inv_next_line(&cur, end))) {
     char *f[9];
     uint32_t flags;
     uint64_t metric, mtu;
     struct in_addr dst, gw, mask;
     if (split(line, f, 9, NULL) < 9 || !proc_in4(f[1], &dst) || !proc_in4(f[2], &gw) || !hex_u32(f[3], &flags) ||
-        !dec_u64(f[6], &metric) || !proc_in4(f[7], &mask) || !dec_u64(f[8], &mtu))
+        !inv_parse_u64(f[6], &metric) || !proc_in4(f[7], &mask) || !inv_parse_u64(f[8], &mtu))
       continue;
     char d[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN] = "";
     inet_ntop(AF_INET, &dst, d, sizeof(d));
@@ -626,7 +584,7 @@ static void routes_v6(const inv_env_t *env, inv_table_t *tab) {
     return;
   }
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
-  while ((line = next_line(&cur, end))) {
+  while ((line = inv_next_line(&cur, end))) {
     char *f[10];
     uint32_t len, metric, flags;
     struct in6_addr dst, gw;
@@ -729,10 +687,10 @@ void inv_linux_dns_resolvers(const inv_env_t *env, inv_table_t *tab) {
   net_sort_t sort[MAXRESOLVSORT];
   uint32_t options = RES_DEFAULT | RES_INIT;
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
-  while ((line = next_line(&cur, end))) {
+  while ((line = inv_next_line(&cur, end))) {
     char *f[2], *rest;
     /* glibc matches a keyword only at the start of its line. */
-    if (line[0] == ';' || line[0] == '#' || is_blank(line[0]) || split(line, f, 1, &rest) < 1) continue;
+    if (line[0] == ';' || line[0] == '#' || inv_is_space(line[0]) || split(line, f, 1, &rest) < 1) continue;
     if (!strcmp(f[0], "nameserver")) {
       char *w[1];
       if (nns < MAXNS && split(rest, w, 1, NULL) == 1 && resolver_addr(w[0], ns[nns], sizeof(ns[nns]), &ns6[nns])) nns++;
@@ -758,20 +716,20 @@ void inv_linux_dns_resolvers(const inv_env_t *env, inv_table_t *tab) {
     }
   }
   char opt[16], id[16], len[8];
-  u64s(opt, sizeof(opt), options);
+  inv_u64_str(opt, sizeof(opt), options);
   for (size_t i = 0; i < nns; i++) {
-    u64s(id, sizeof(id), i);
+    inv_u64_str(id, sizeof(id), i);
     const char *row[] = {id, "nameserver", ns[i], ns6[i] ? "128" : "32", opt};
     if (inv_table_add(tab, row)) goto out;
   }
   for (size_t i = 0; i < nsort; i++) {
-    u64s(id, sizeof(id), i);
-    u64s(len, sizeof(len), sort[i].len);
+    inv_u64_str(id, sizeof(id), i);
+    inv_u64_str(len, sizeof(len), sort[i].len);
     const char *row[] = {id, "sortlist", sort[i].addr, len, opt};
     if (inv_table_add(tab, row)) goto out;
   }
   for (size_t i = 0; i < nsearch; i++) {
-    u64s(id, sizeof(id), i);
+    inv_u64_str(id, sizeof(id), i);
     const char *row[] = {id, "search", search[i], "", opt};
     if (inv_table_add(tab, row)) goto out;
   }
@@ -840,14 +798,14 @@ static int inet_socks(const inv_env_t *env, const char *file, int family, int pr
   if (rc == -ENOENT && family == AF_INET6) return 0;
   if (rc) return rc;
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
-  next_line(&cur, end);
-  while ((line = next_line(&cur, end))) {
+  inv_next_line(&cur, end);
+  while ((line = inv_next_line(&cur, end))) {
     char *f[10], addr[INET6_ADDRSTRLEN];
     unsigned lport, rport;
     uint32_t st;
     uint64_t inode;
     if (split(line, f, 10, NULL) < 10 || !sock_endpoint(f[1], family, addr, sizeof(addr), &lport) ||
-        !sock_endpoint(f[2], family, NULL, 0, &rport) || !hex_u32(f[3], &st) || !dec_u64(f[9], &inode))
+        !sock_endpoint(f[2], family, NULL, 0, &rport) || !hex_u32(f[3], &st) || !inv_parse_u64(f[9], &inode))
       continue;
     if (protocol == IPPROTO_TCP ? st != 0x0A : (rport != 0 || lport == 0)) continue;
     net_sock_t *k = socks_new(out);
@@ -870,15 +828,15 @@ static int unix_socks(const inv_env_t *env, net_socks_t *out) {
   if (rc == -ENOENT) return 0;
   if (rc) return rc;
   char *cur = (char *)b.data + b.off, *end = cur + b.len, *line;
-  next_line(&cur, end);
-  while ((line = next_line(&cur, end))) {
+  inv_next_line(&cur, end);
+  while ((line = inv_next_line(&cur, end))) {
     char *f[7], *path;
     uint32_t proto, flags, type;
     uint64_t inode;
     if (split(line, f, 7, &path) < 7 || !hex_u32(f[2], &proto) || !hex_u32(f[3], &flags) || !hex_u32(f[4], &type) ||
-        !dec_u64(f[6], &inode))
+        !inv_parse_u64(f[6], &inode))
       continue;
-    path = trim(path);
+    path = inv_trim(path);
     if (!path[0] || !((flags & NET_UNIX_ACCEPTCON) || type == SOCK_DGRAM)) continue;
     net_sock_t *k = socks_new(out);
     if (!k) break;
@@ -909,7 +867,7 @@ static bool socket_link(const char *s, uint64_t *inode) {
   if (!close || close[1] || (size_t)(close - s - 8) >= sizeof(num)) return false;
   memcpy(num, s + 8, (size_t)(close - s - 8));
   num[close - s - 8] = 0;
-  return dec_u64(num, inode);
+  return inv_parse_u64(num, inode);
 }
 
 /* Who holds each socket: the lowest pid (and its lowest fd) whose /proc/PID/fd has a link to
@@ -926,7 +884,7 @@ static void owners(const inv_env_t *env, net_socks_t *s, inv_table_t *tab) {
   struct dirent *e;
   while ((e = readdir(d))) {
     uint64_t pid;
-    if (!dec_u64(e->d_name, &pid) || pid > LONG_MAX) continue;
+    if (!inv_parse_u64(e->d_name, &pid) || pid > LONG_MAX) continue;
     if (npids == NET_PROCS_MAX) {
       short_pids = true;
       break;
@@ -955,7 +913,7 @@ static void owners(const inv_env_t *env, net_socks_t *s, inv_table_t *tab) {
     }
     while ((e = readdir(fd_dir))) {
       uint64_t fdn, inode;
-      if (!dec_u64(e->d_name, &fdn)) continue;
+      if (!inv_parse_u64(e->d_name, &fdn)) continue;
       if (++fds > NET_FDS_MAX) {
         short_fds = true;
         break;
@@ -997,7 +955,7 @@ static void net_namespace(const inv_env_t *env, char *out, size_t cap) {
   char *close = strchr(link, ']');
   if (strncmp(link, "net:[", 5) || !close || close[1]) return;
   *close = 0;
-  if (dec_u64(link + 5, &ino)) u64s(out, cap, ino);
+  if (inv_parse_u64(link + 5, &ino)) inv_u64_str(out, cap, ino);
 }
 
 /* Listening TCP, bound UDP and listening or bound named unix sockets of this network
@@ -1026,10 +984,10 @@ void inv_linux_listening_ports(const inv_env_t *env, inv_table_t *tab) {
     char pid[24], fd[24], port[8], proto[8], fam[8], sock[24];
     snprintf(pid, sizeof(pid), "%ld", k->pid);
     snprintf(fd, sizeof(fd), "%ld", k->fd);
-    u64s(port, sizeof(port), k->port);
-    u64s(proto, sizeof(proto), (uint64_t)k->protocol);
-    u64s(fam, sizeof(fam), (uint64_t)k->family);
-    u64s(sock, sizeof(sock), k->inode);
+    inv_u64_str(port, sizeof(port), k->port);
+    inv_u64_str(proto, sizeof(proto), (uint64_t)k->protocol);
+    inv_u64_str(fam, sizeof(fam), (uint64_t)k->family);
+    inv_u64_str(sock, sizeof(sock), k->inode);
     const char *row[] = {pid, port, proto, fam, k->addr, fd, sock, k->path, ns};
     if (inv_table_add(tab, row)) break;
   }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <utmpx.h>
 #include "linux.h"
+#include "scan.h"
 #include "tt/err.h"
 
 /* What systemctl says about a unit, and a job's type ("verify-active" is the longest). */
@@ -40,45 +41,11 @@ const char *const inv_linux_battery_cols[] = {
 
 /* ---- text helpers ------------------------------------------------------------------------ */
 
-static char *next_line(char **cur, char *end) {
-  if (*cur >= end) return NULL;
-  char *s = *cur, *nl = memchr(s, '\n', (size_t)(end - s));
-  if (nl) {
-    *nl = 0;
-    *cur = nl + 1;
-  } else {
-    *cur = end; /* inv_read and inv_run put a NUL after the last byte */
-  }
-  return s;
-}
-
-static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
-
-static char *trim(char *s) {
-  while (is_blank(*s)) s++;
-  size_t n = strlen(s);
-  while (n > 0 && is_blank(s[n - 1])) s[--n] = 0;
-  return s;
-}
-
-static bool dec_u64(const char *s, uint64_t *out) {
-  uint64_t v = 0;
-  if (!*s) return false;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9') return false;
-    unsigned d = (unsigned)(*s - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return true;
-}
-
 /* An optionally negative decimal that fits an int64. */
 static bool dec_i64(const char *s, int64_t *out) {
   bool neg = *s == '-';
   uint64_t v;
-  if (!dec_u64(neg ? s + 1 : s, &v) || v > (uint64_t)INT64_MAX) return false;
+  if (!inv_parse_u64(neg ? s + 1 : s, &v) || v > (uint64_t)INT64_MAX) return false;
   *out = neg ? -(int64_t)v : (int64_t)v;
   return true;
 }
@@ -95,13 +62,7 @@ __attribute__((format(printf, 4, 5))) static int read_value(const inv_env_t *env
   int n = vsnprintf(rel, sizeof(rel), fmt, ap);
   va_end(ap);
   if (n < 0 || (size_t)n >= sizeof(rel)) return TT_ETOOBIG;
-  tt_buf_t b;
-  int rc = inv_read(env, rel, &b);
-  if (rc) return rc;
-  char *s = (char *)b.data + b.off, *line = next_line(&s, s + b.len);
-  if (line) snprintf(out, cap, "%s", trim(line));
-  tt_buf_free(&b);
-  return 0;
+  return inv_read_value(env, rel, out, cap);
 }
 
 /* ---- systemd_units ----------------------------------------------------------------------- */
@@ -152,10 +113,10 @@ static size_t list_jobs(const inv_env_t *env, sess_job_t *jobs, size_t max) {
   size_t n = 0;
   if (inv_run(env, argv, &out, &st, err, sizeof(err))) return 0;
   char *cur = (char *)out.data + out.off, *end = cur + out.len, *line;
-  while (st == 0 && n < max && (line = next_line(&cur, end))) {
+  while (st == 0 && n < max && (line = inv_next_line(&cur, end))) {
     char id[16], type[SESS_JOBTYPE_MAX];
     uint64_t v;
-    if (sscanf(line, "%15s %*s %31s", id, type) != 2 || !dec_u64(id, &v) || v == 0 || v > UINT32_MAX) continue;
+    if (sscanf(line, "%15s %*s %31s", id, type) != 2 || !inv_parse_u64(id, &v) || v == 0 || v > UINT32_MAX) continue;
     jobs[n].id = (uint32_t)v;
     snprintf(jobs[n].type, sizeof(jobs[n].type), "%s", type);
     n++;
@@ -170,7 +131,7 @@ static int add_unit(inv_table_t *tab, char *const *v, const sess_job_t *jobs, si
   uint64_t job;
   unit_object_path(v[U_ID], path, sizeof(path));
   /* No job: osquery's id 0 and path "/", as ListUnits gives them. */
-  if (dec_u64(v[U_JOB], &job) && job > 0 && job <= UINT32_MAX) {
+  if (inv_parse_u64(v[U_JOB], &job) && job > 0 && job <= UINT32_MAX) {
     snprintf(job_id, sizeof(job_id), "%u", (unsigned)job);
     snprintf(job_path, sizeof(job_path), "/org/freedesktop/systemd1/job/%u", (unsigned)job);
     for (size_t i = 0; i < njobs; i++)
@@ -211,7 +172,7 @@ void inv_linux_systemd_units(const inv_env_t *env, inv_table_t *tab) {
   bool any_job = false;
   for (char *line = start; line < end; line += strlen(line) + 1) {
     uint64_t j;
-    if (!strncmp(line, "Job=", 4) && dec_u64(line + 4, &j) && j > 0) any_job = true;
+    if (!strncmp(line, "Job=", 4) && inv_parse_u64(line + 4, &j) && j > 0) any_job = true;
   }
   sess_job_t *jobs = any_job ? calloc(SESS_JOBS_MAX, sizeof(*jobs)) : NULL;
   size_t njobs = jobs ? list_jobs(env, jobs, SESS_JOBS_MAX) : 0;
