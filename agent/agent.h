@@ -64,6 +64,7 @@ typedef struct {
   char consent_users[AGENT_USERS_MAX + 1];
   int consent_policy; /* agent_policy_t */
   int64_t consent_timeout_ms;
+  int64_t inventory_interval_ms;
   char consent_dialog[AGENT_DIALOG_MAX + 1];
   char shell_user[TT_NAME_MAX + 1];
   char shell_path[AGENT_PATH_MAX];
@@ -202,6 +203,7 @@ typedef struct {
   struct agent_shells_s *shells;
   struct agent_contain_s *contain;
   struct agent_files_s *files;
+  struct agent_inv_s *inv;
 } agent_t;
 
 /* consent.c. init opens the local socket (a failure is logged: the agent still serves,
@@ -263,6 +265,24 @@ bool agent_files_owns(const tt_chan_t *ch);
 void agent_files_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags);
 void agent_files_credit(tt_mux_t *m, tt_chan_t *ch);
 void agent_files_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
+
+/* ---- inv/push.c: the inventory, collected on a timer and pushed to the broker --------- */
+
+void agent_inv_init(agent_t *a);
+/* Welcomed: offer what was collected (collecting first if nothing is, or it is stale). */
+void agent_inv_welcomed(agent_t *a);
+void agent_inv_close(agent_t *a);
+void agent_inv_free(agent_t *a);
+
+/* ---- inv/serve.c: the diagnostics report channel ------------------------------------------ */
+
+/* A DIAG ChannelOpen whose session (s, NULL for an admin's session 0) chan.c checked:
+ * accepted, the collectors run on a worker thread, the report follows. */
+void agent_diag_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg, const agent_session_t *s);
+bool agent_diag_owns(const tt_chan_t *ch);
+void agent_diag_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags);
+void agent_diag_credit(tt_mux_t *m, tt_chan_t *ch);
+void agent_diag_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
 
 /* ---- contain.c: where a session's processes live, and how all of them end -------------- */
 

@@ -1,4 +1,5 @@
-/* Channels the agent serves. Throughput: send N incompressible bytes as credit allows (a
+/* Channels the agent serves (shell, exec, files and the diagnostics report have files of
+ * their own). Throughput: send N incompressible bytes as credit allows (a
  * link test a technician can run). Echo: return every byte (a latency test). Both respect
  * credit end to end: nothing is produced that the console has not made room for. Both are
  * diagnostics: under a session granted here with diag access, or (session 0) an admin's,
@@ -80,7 +81,8 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
     agent_files_open(m, ch, msg);
     return;
   }
-  if (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->kind != TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
+  if (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT && msg->kind != TETHER__CHANNEL_KIND__CHANNEL_ECHO &&
+      msg->kind != TETHER__CHANNEL_KIND__CHANNEL_DIAG) {
     tt_mux_reject(m, ch, TT_ENOTFOUND, "this agent does not serve that channel kind");
     tt_link_flush(l);
     return;
@@ -101,6 +103,10 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
              (unsigned long long)msg->session);
     tt_mux_reject(m, ch, TT_EDENIED, why);
     tt_link_flush(l);
+    return;
+  }
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_DIAG) {
+    agent_diag_open(m, ch, msg, s);
     return;
   }
   agent_chan_t *ac = calloc(1, sizeof(*ac));
@@ -148,6 +154,10 @@ static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, ui
     agent_files_data(m, ch, p, n, flags);
     return;
   }
+  if (agent_diag_owns(ch)) {
+    agent_diag_data(m, ch, p, n, flags);
+    return;
+  }
   if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_ECHO) {
     /* Within our window by the mux's check, so pending never passes one window. */
     if (tt_buf_append(&ac->pending, p, n)) {
@@ -174,6 +184,10 @@ static void chan_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
     agent_files_credit(m, ch);
     return;
   }
+  if (agent_diag_owns(ch)) {
+    agent_diag_credit(m, ch);
+    return;
+  }
   if (ac->kind == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT) pump_throughput(m, ch, ac);
   else pump_echo(m, ch, ac);
   tt_link_flush(tt_link_from_mux(m));
@@ -188,6 +202,10 @@ static void chan_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
   }
   if (agent_files_owns(ch)) {
     agent_files_chan_closed(m, ch, code, msg);
+    return;
+  }
+  if (agent_diag_owns(ch)) {
+    agent_diag_chan_closed(m, ch, code, msg);
     return;
   }
   TT_INFO("agent", "channel closed", "id=%u code=%s sent=%llu", ch->id, code ? tt_errname(code) : "ok",

@@ -83,6 +83,7 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     TT_INFO("agent", "connected", "broker=%s name=%s heartbeat_ms=%u resumed=%d", a->cfg.broker,
             a->broker_name, w->heartbeat_ms, (int)tt_tls_resumed(l->tls));
     agent_renew_welcomed(a);
+    agent_inv_welcomed(a);
     return 0;
   }
   if (kind == TT_K_RESPONSE && a->welcomed) {
@@ -165,6 +166,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   agent_renew_close(a);
+  agent_inv_close(a);
   agent_reqs_close(&a->reqs);
   agent_consent_close(a);
   agent_shell_close(a);
@@ -263,11 +265,13 @@ int agent_run(agent_t *a) {
   agent_reqs_init(&a->reqs, a->loop);
   TT_INFO("agent", "starting", "broker=%s hostname=%s version=%s", a->cfg.broker, a->cfg.hostname, TT_VERSION);
   agent_renew_init(a);
+  agent_inv_init(a);
   agent_shell_init(a);
   agent_consent_init(a);
   agent_connect(a);
   uv_run(a->loop, UV_RUN_DEFAULT);
   agent_files_free(a); /* stops the transfer pool */
+  agent_inv_free(a);
   rc = uv_loop_close(a->loop) ? 1 : 0;
   tt_tls_ctx_free(a->tls);
   tt_tls_ctx_free(a->tls_next);

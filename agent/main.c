@@ -62,6 +62,10 @@ static const tt_conf_opt_t agent_opts[] = {
         "shell.user's home and /tmp; none: no read-write directory)"),
     OPT("files.read_only", "files-read-only", TT_CONF_STR, files_read_only, 0, AGENT_FILES_LIST_TEXT_MAX, NULL,
         "directories technicians may only pull from and list, comma-separated absolute paths"),
+    OPT("inventory.interval", "inventory-interval", TT_CONF_DURATION, inventory_interval_ms, 1000,
+        7 * 24 * 3600 * 1000LL, "1h",
+        "how often the inventory is collected (each time within 10% either way, so a fleet spreads out); "
+        "only the tables that changed are sent"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(agent_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };

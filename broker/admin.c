@@ -530,6 +530,15 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return broker_reply_error(c, q->id, TT_EPROTO, "consent is asked of devices, not of the broker");
   case TETHER__REQUEST__BODY_RENEW:
     return broker_renew(c, q->id, q->renew);
+  case TETHER__REQUEST__BODY_INVENTORY_OFFER:
+    return broker_inv_offer(c, q->id, q->inventory_offer);
+  case TETHER__REQUEST__BODY_INVENTORY_PUT:
+    return broker_inv_put(c, q->id, q->inventory_put);
+  case TETHER__REQUEST__BODY_INVENTORY_GET:
+    return is_person(c) ? broker_inv_get(c, q->id, q->inventory_get) : deny(c, q->id, "reading inventory", "technician or admin");
+  case TETHER__REQUEST__BODY_INVENTORY_HISTORY:
+    return is_person(c) ? broker_inv_history(c, q->id, q->inventory_history)
+                        : deny(c, q->id, "reading inventory", "technician or admin");
   case TETHER__REQUEST__BODY_ENROLL:
     return broker_reply_error(c, q->id, TT_EPROTO, "enrollment needs an enrollment connection");
   default:

@@ -95,6 +95,7 @@ typedef struct broker_conn_s {
   uint64_t expires_at;    /* uv_now when the peer's certificate expires (0 = not known) */
   uint32_t refusals;      /* requests refused on this connection */
   uint64_t relay_window;  /* windows of relayed channels the broker holds for this peer */
+  struct broker_inv_s *inv; /* inventory/push.c: an agent's offer being received */
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
@@ -213,6 +214,15 @@ typedef struct {
   tt_audit_walk_t walk;
 } broker_audit_check_t;
 int broker_audit_check(broker_store_t *s, broker_audit_check_t *k);
+
+/* inventory/push.c: agents' inventory offers and tables; the state of a connection that
+ * goes (freed now, or by the store request that holds it). */
+int broker_inv_offer(broker_conn_t *c, uint32_t id, const Tether__InventoryOfferRequest *q);
+int broker_inv_put(broker_conn_t *c, uint32_t id, const Tether__InventoryPutRequest *q);
+void broker_inv_conn_gone(broker_conn_t *c);
+/* inventory/query.c: people read a device's inventory (index, tables) and its versions. */
+int broker_inv_get(broker_conn_t *c, uint32_t id, const Tether__InventoryGetRequest *q);
+int broker_inv_history(broker_conn_t *c, uint32_t id, const Tether__InventoryHistoryRequest *q);
 
 /* storereq.c: store requests on behalf of a connection that waits for the answer. The
  * connection is held (c->work) until the completion; broker_creq_conn then says whether

@@ -332,6 +332,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
             reason ? tt_errname(reason) : "closed");
   }
   broker_frontdoor_conn_gone(c);
+  broker_inv_conn_gone(c);
   if (c->state == BROKER_CONN_READY) tt_wheel_remove(&b->wheel, &c->idle);
   conn_unlink(c);
   c->link = NULL;

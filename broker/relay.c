@@ -47,6 +47,7 @@ static const char *kind_name(Tether__ChannelKind k) {
   case TETHER__CHANNEL_KIND__CHANNEL_SHELL: return "shell";
   case TETHER__CHANNEL_KIND__CHANNEL_EXEC: return "exec";
   case TETHER__CHANNEL_KIND__CHANNEL_FILES: return "files";
+  case TETHER__CHANNEL_KIND__CHANNEL_DIAG: return "diag";
   default: return "unknown";
   }
 }
@@ -57,9 +58,11 @@ static bool is_session_kind(Tether__ChannelKind k) {
   return k == TETHER__CHANNEL_KIND__CHANNEL_SHELL || k == TETHER__CHANNEL_KIND__CHANNEL_EXEC;
 }
 
-/* Echo and throughput: link tests, which run under a session with diag access. */
+/* Echo and throughput (link tests) and the diagnostics report: under a session with diag
+ * access. */
 static bool is_diag_kind(Tether__ChannelKind k) {
-  return k == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT || k == TETHER__CHANNEL_KIND__CHANNEL_ECHO;
+  return k == TETHER__CHANNEL_KIND__CHANNEL_THROUGHPUT || k == TETHER__CHANNEL_KIND__CHANNEL_ECHO ||
+         k == TETHER__CHANNEL_KIND__CHANNEL_DIAG;
 }
 
 static bool is_files_kind(Tether__ChannelKind k) { return k == TETHER__CHANNEL_KIND__CHANNEL_FILES; }
@@ -267,7 +270,7 @@ static broker_grant_t *session_check(broker_conn_t *c, const char *dev, const Te
   return grant_check(c, dev, msg->session, STORE_ACCESS_SHELL, "shell", code, why, cap);
 }
 
-/* ECHO and THROUGHPUT are diagnostics: under a session with diag access like any other
+/* ECHO, THROUGHPUT and DIAG are diagnostics: under a session with diag access like any other
  * channel, so that the employee agreed to them and a ticket says why; admins may run them
  * without one (the audit says so). false with *code and why filled in when refused; *g is
  * NULL for an admin's run without a session. */
@@ -277,7 +280,7 @@ static bool diag_check(broker_conn_t *c, const char *dev, const Tether__ChannelO
   if (msg->session == 0) {
     if (c->id.role == TT_ROLE_ADMIN) return true;
     *code = TT_EDENIED;
-    snprintf(why, cap, "ping and speedtest run under a ticket: pass --ticket T (a session with diag access)");
+    snprintf(why, cap, "diag, ping and speedtest run under a ticket: pass --ticket T (a session with diag access)");
     return false;
   }
   *g = grant_check(c, dev, msg->session, STORE_ACCESS_DIAG, "diag", code, why, cap);

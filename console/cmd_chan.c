@@ -1,6 +1,6 @@
 /* Channel commands. speedtest DEVICE: pull --bytes of incompressible data from the device
- * through the broker and report MB/s. ping DEVICE: time --count echo round trips. Both are
- * diagnostics: with --ticket T they run in a session with diag access (asked for like a
+ * through the broker and report MB/s. ping DEVICE: time --count echo round trips. diag
+ * DEVICE: the device's diagnostics report (inv/report.c shows it). All are diagnostics: with --ticket T they run in a session with diag access (asked for like a
  * shell's, or a live one reused); without, only an admin's are let through. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "console.h"
+#include "inv/report.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -23,6 +24,7 @@ typedef struct {
   uint64_t sent_ns;
   uint64_t n, *rtt_ns;
   size_t echo_got;
+  tt_buf_t report;   /* diag: the device's report as it comes */
 } chan_state_t;
 
 static chan_state_t g_cs;
@@ -69,7 +71,13 @@ static int ping_open(console_t *c, uint64_t session) {
   return open_channel(c, TETHER__CHANNEL_KIND__CHANNEL_ECHO, TETHER__PRIORITY__PRIORITY_INTERACTIVE, 0, session);
 }
 
+static int report_open(console_t *c, uint64_t session) {
+  tt_buf_init(&g_cs.report, TT_DIAG_REPORT_MAX);
+  return open_channel(c, TETHER__CHANNEL_KIND__CHANNEL_DIAG, TETHER__PRIORITY__PRIORITY_BULK, 0, session);
+}
+
 static int diag_open(console_t *c, uint64_t session) {
+  if (c->cmd == &console_cmd_diag) return report_open(c, session);
   return c->cmd == &console_cmd_ping ? ping_open(c, session) : speedtest_open(c, session);
 }
 
@@ -148,10 +156,49 @@ static void ping_report(console_t *c) {
            c->arg[0], n, PING_PAYLOAD, p50, p99, mx);
 }
 
+/* The whole report is in: check it, then show it. */
+static void report_done(console_t *c) {
+  char err[256];
+  json_t *doc = console_report_parse((const char *)tt_buf_head(&g_cs.report), g_cs.report.len, err, sizeof(err));
+  tt_buf_free(&g_cs.report);
+  if (!doc) {
+    console_fail(c, "%s: %s", c->arg[0], err);
+    return;
+  }
+  int rc = 0;
+  if (c->json) rc = console_report_json(stdout, doc);
+  else console_report_print(stdout, doc);
+  json_decref(doc);
+  fflush(stdout);
+  if (rc) console_fail(c, "cannot write the report: %s", tt_strerror(rc));
+  else console_finish(c, 0);
+}
+
+static void report_data(console_t *c, tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
+  if (tt_buf_append(&g_cs.report, p, n)) {
+    tt_mux_close(m, ch, TT_ETOOBIG, "report too large");
+    ch->data = NULL;
+    tt_buf_free(&g_cs.report);
+    console_fail(c, "%s: the device's report is larger than %u bytes: refused", c->arg[0], TT_DIAG_REPORT_MAX);
+    return;
+  }
+  if (!(flags & TT_FF_EOF)) {
+    tt_link_flush(c->link);
+    return;
+  }
+  tt_mux_close(m, ch, 0, "done");
+  ch->data = NULL;
+  report_done(c);
+}
+
 static void on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
   console_t *c = ch->data;
   if (!c) return;
   tt_mux_consumed(m, ch, n);
+  if (c->cmd == &console_cmd_diag) {
+    report_data(c, m, ch, p, n, flags);
+    return;
+  }
   if (c->cmd == &console_cmd_speedtest) {
     if (g_cs.received == 0) g_cs.t_first_ns = uv_hrtime();
     g_cs.received += n;
@@ -200,6 +247,7 @@ static void on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
   if (!c) return;
   free(g_cs.rtt_ns);
   g_cs.rtt_ns = NULL;
+  tt_buf_free(&g_cs.report);
   console_fail(c, "%s: %s", c->arg[0], msg && *msg ? msg : tt_strerror(code));
 }
 
@@ -226,6 +274,20 @@ const console_cmd_t console_cmd_ping = {
     .name = "ping",
     .args = "DEVICE --ticket T [--count N] [--for 30m]",
     .help = "time echo round trips to the device's agent (asks for diag access)",
+    .min_pos = 1,
+    .max_pos = 1,
+    .switches = CONSOLE_SW_JSON,
+    .check = diag_check,
+    .start = diag_start,
+    .on_response = diag_response,
+    .denied_plain = true,
+};
+
+const console_cmd_t console_cmd_diag = {
+    .name = "diag",
+    .args = "DEVICE --ticket T [--json] [--for 30m]",
+    .help = "the device's diagnostics: machine, OS, memory, disks, network, packages, services, users "
+            "(asks for diag access)",
     .min_pos = 1,
     .max_pos = 1,
     .switches = CONSOLE_SW_JSON,

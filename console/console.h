@@ -41,6 +41,8 @@ typedef struct {
   char state[64];
   int64_t level;
   /* sessions, shell, exec */
+  char inv_table[64];              /* inventory: one table */
+  int64_t inv_version;             /* inventory: as of this version (0 = latest) */
   char ticket[32];
   char want[32];
   int64_t for_ms;
@@ -183,6 +185,9 @@ extern const console_cmd_t console_cmd_audit;
 extern const console_cmd_t console_cmd_audit_verify;
 extern const console_cmd_t console_cmd_speedtest;
 extern const console_cmd_t console_cmd_ping;
+extern const console_cmd_t console_cmd_diag;
+extern const console_cmd_t console_cmd_inventory; /* inv/cmd_inventory.c */
+extern const console_cmd_t console_cmd_inventory_history;
 extern const console_cmd_t console_cmd_ticket_new;
 extern const console_cmd_t console_cmd_tickets;
 extern const console_cmd_t console_cmd_ticket_show;

@@ -54,13 +54,17 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("tickets.state", "state", TT_CONF_STR, state, 0, 63, "open",
         "tickets: open|resolved|closed|all, or several: open,resolved"),
     OPT("ticket.level", "level", TT_CONF_INT, level, 0, 3, "0", "ticket escalate: the support level, 2 or 3"),
+    OPT("inventory.table", "table", TT_CONF_STR, inv_table, 0, 63, NULL,
+        "inventory: one table (deb_packages, mounts, ...), all its rows"),
+    OPT("inventory.at", "at", TT_CONF_INT, inv_version, 0, INT64_MAX, "0",
+        "inventory: as of this version (see inventory history; 0 = the latest)"),
     OPT("session.ticket", "ticket", TT_CONF_STR, ticket, 0, 31, NULL,
-        "session open, shell, exec, ping, speedtest, pull, push, cp, ls: the ticket the work is for "
+        "session open, shell, exec, diag, ping, speedtest, pull, push, cp, ls: the ticket the work is for "
         "(T-3; cp and the other file commands also take TETHER_TICKET)"),
     OPT("session.want", "want", TT_CONF_STR, want, 0, 31, NULL,
         "session open: access to ask for: shell, files, diag (comma-separated)"),
     OPT("session.for", "for", TT_CONF_DURATION, for_ms, 0, (int64_t)TT_SESSION_DURATION_MAX_MS, NULL,
-        "session open, shell, exec, ping, speedtest, pull, push, cp, ls: how long the session may last (default: "
+        "session open, shell, exec, diag, ping, speedtest, pull, push, cp, ls: how long the session may last (default: "
         "the broker's, 30m)"),
     OPT("replay.speed", "speed", TT_CONF_STR, speed, 1, 31, "1",
         "replay: play this many times faster (0 = no waiting)"),
@@ -84,7 +88,8 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_exec,            &console_cmd_replay,           &console_cmd_recording_export,
     &console_cmd_pull,            &console_cmd_push,             &console_cmd_cp,
     &console_cmd_ls,
-    &console_cmd_ping,            &console_cmd_speedtest,        &console_cmd_token_new,
+    &console_cmd_diag,            &console_cmd_inventory_history, &console_cmd_inventory,
+    &console_cmd_ping,             &console_cmd_speedtest,        &console_cmd_token_new,
     &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_person_add,
     &console_cmd_people,          &console_cmd_audit,            &console_cmd_audit_verify,
 };
@@ -247,7 +252,7 @@ static void usage(const tt_cli_t *cli) {
   printf("\nTickets are T-<n>, sessions S-<n>, recordings R-<n> (T-3 or 3 both work where the\n"
          "kind is clear). shell, exec and the file commands (pull, push, cp, ls) open a session\n"
          "first (or reuse a live one): the person at the device is asked and must agree; so do\n"
-         "ping and speedtest (diag access), which only admins may run without --ticket. You hold\n"
+         "diag, ping and speedtest (diag access), which only admins may run without --ticket. You hold\n"
          "at most %u channels on one device. admin commands (token, revoke, person, people,\n"
          "audit) need an admin certificate. Technicians assign tickets to themselves only; admins\n"
          "assign them to any person the broker knows (see people). Exit status: 0 done, 1 failed\n"

@@ -182,3 +182,30 @@ int inv_run(const inv_env_t *env, char *const argv[], tt_buf_t *out, int *status
   }
   return rc;
 }
+
+/* What the pushed inventory leaves out (the diagnostics report keeps it all): tables and
+ * columns that change by the minute and would make every interval a new version. */
+static const char *const g_volatile[][12] = {
+    {"memory_info", "memory_free", "memory_available", "buffers", "cached", "swap_cached", "active", "inactive",
+     "swap_free", NULL},
+    {"mounts", "blocks_free", "blocks_available", "inodes_free", NULL},
+    {"interface_details", "ipackets", "opackets", "ibytes", "obytes", "ierrors", "oerrors", "idrops", "odrops",
+     "collisions", "last_change", NULL},
+    {"cpu_info", "current_clock_speed", NULL},
+    {"battery", "state", "charging", "charged", "current_capacity", "percent_remaining", "amperage", "voltage",
+     "minutes_until_empty", "minutes_to_full_charge", "cycle_count", NULL},
+    {"listening_ports", "pid", "fd", "socket", NULL},
+    {"logged_in_users", "pid", "time", "sid", NULL},
+    {"systemd_units", "job_id", "job_type", "job_path", NULL},
+};
+
+bool inv_stable_table(const char *table) { return strcmp(table, "uptime") != 0; }
+
+bool inv_stable_column(const char *table, const char *col) {
+  for (size_t i = 0; i < sizeof(g_volatile) / sizeof(g_volatile[0]); i++) {
+    if (strcmp(g_volatile[i][0], table)) continue;
+    for (size_t k = 1; g_volatile[i][k]; k++)
+      if (strcmp(g_volatile[i][k], col) == 0) return false;
+  }
+  return true;
+}

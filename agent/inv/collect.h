@@ -38,6 +38,12 @@ const inv_collector_t *inv_collector(const char *name);
 /* Run one collector into t (initialised here; the caller frees it). */
 int inv_collect(const inv_env_t *env, const inv_collector_t *c, inv_table_t *t);
 
+/* The pushed inventory's view: false for a table that is all live state (uptime) and for
+ * columns that change by the minute (free memory, byte counters, pids). Diagnostics show
+ * everything. */
+bool inv_stable_table(const char *table);
+bool inv_stable_column(const char *table, const char *col);
+
 /* root + the absolute path made from fmt; TT_ETOOBIG if it does not fit. */
 int inv_path(const inv_env_t *env, char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Read the file at root + path whole into out (NUL-terminated; out is init'ed here with

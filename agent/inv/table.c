@@ -21,8 +21,33 @@ int inv_table_init(inv_table_t *t, const char *name, const char *const *cols, si
 void inv_table_free(inv_table_t *t) {
   for (size_t i = 0; i < t->nrows * t->ncols; i++) free(t->cells[i]);
   free(t->cells);
+  free(t->own_cols);
+  t->own_cols = NULL;
   t->cells = NULL;
   t->nrows = t->cap = 0;
+}
+
+int inv_table_keep(inv_table_t *t, bool (*keep)(const char *table, const char *col)) {
+  bool k[INV_COLS_MAX];
+  size_t nk = 0;
+  for (size_t c = 0; c < t->ncols; c++) nk += (k[c] = keep(t->name, t->cols[c]));
+  if (nk == t->ncols) return 0;
+  const char **cols = malloc((nk ? nk : 1) * sizeof(*cols));
+  if (!cols) return TT_ENOMEM;
+  for (size_t c = 0, o = 0; c < t->ncols; c++)
+    if (k[c]) cols[o++] = t->cols[c];
+  size_t o = 0;
+  for (size_t r = 0; r < t->nrows; r++)
+    for (size_t c = 0; c < t->ncols; c++) {
+      char *v = t->cells[r * t->ncols + c];
+      if (k[c]) t->cells[o++] = v;
+      else free(v);
+    }
+  free(t->own_cols);
+  t->own_cols = cols;
+  t->cols = cols;
+  t->ncols = nk;
+  return 0;
 }
 
 void inv_table_fail(inv_table_t *t, const char *fmt, ...) {

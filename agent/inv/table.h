@@ -26,6 +26,7 @@ typedef struct {
   size_t nrows, cap;
   char **cells;             /* nrows * ncols, row-major; each valid UTF-8, never NULL */
   char error[INV_ERROR_MAX]; /* why it failed or stopped short; "" if it did not */
+  const char **own_cols;    /* cols after inv_table_keep, owned */
 } inv_table_t;
 
 /* TT_EINVAL if ncols is 0 or over INV_COLS_MAX. */
@@ -43,6 +44,9 @@ void inv_table_sort(inv_table_t *t);
 json_t *inv_table_json(inv_table_t *t);
 /* sha256 of the canonical JSON (sorts t): equal tables, equal hashes. */
 int inv_table_hash(inv_table_t *t, uint8_t out[32]);
+/* Keep only the columns for which keep(table, column) is true (the inventory drops what
+ * changes by the minute: free memory, byte counters). TT_ENOMEM leaves t as it was. */
+int inv_table_keep(inv_table_t *t, bool (*keep)(const char *table, const char *col));
 /* A cell. */
 static inline const char *inv_cell(const inv_table_t *t, size_t row, size_t col) {
   return t->cells[row * t->ncols + col];

@@ -1,5 +1,5 @@
-"""Diagnostics (echo and throughput channels: `tether ping`, `tether speedtest`) are
-channels like any other: under a ticket, in a session with diag access that the person at
+"""Diagnostics (echo and throughput channels: `tether ping`, `tether speedtest`; the report:
+`tether diag`) are channels like any other: under a ticket, in a session with diag access that the person at
 the device agreed to (admins may run them without), and no one person may hold so many
 channels on a device that others are locked out. The real programs on 127.0.0.1, as in
 test_session.
@@ -7,6 +7,7 @@ test_session.
 Run by ctest as `integration.diag` (TT_BIN_DIR names the build directory)."""
 
 import json
+import os
 import subprocess
 import time
 import unittest
@@ -139,6 +140,49 @@ class DiagTest(SessionWorld, TetherTestCase):
         self.assertIn(b"3 round trips", out)
         self.assertEqual(w.expect("ACTIVITY").split(" ", 1)[1].split("\t")[1:],
                          ["tech", "started a latency test (ping)"])
+
+    def test_diag_report_is_the_machine_under_a_ticket(self):
+        """`tether diag`: asked for like any diag access, shown to the employee, audited, and
+        its facts are this machine's (the agent runs here)."""
+        self.world(policy="ask")
+        tid = self.new_ticket()
+        r = self.tech(["diag", "dev1"])
+        self.assertEqual(r.rc, 1, r)
+        self.one_line(r, "dev1", "--ticket")
+        w = self.watcher()
+        p = self.spawn_bg(["diag", "dev1", "--ticket", tid, "--json"])
+        q = w.prompt()
+        self.assertEqual((q["technician"], q["ticket"], q["access"]), ("tech", tid, "diag"), q)
+        w.answer(q["id"], True)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(w.expect("ACTIVITY").split(" ", 1)[1].split("\t")[1:2], ["tech"])
+        doc = json.loads(out)
+        self.assertEqual(doc["device"], "dev1")
+        tables = doc["tables"]
+        for name in ("system_info", "os_version", "kernel_info", "uptime", "cpu_info", "memory_info", "mounts",
+                     "block_devices", "interface_details", "interface_addresses", "routes", "dns_resolvers",
+                     "listening_ports", "deb_packages", "rpm_packages", "systemd_units", "logged_in_users",
+                     "battery"):
+            self.assertIn(name, tables)
+
+        def rows(name):
+            t = tables[name]
+            return [dict(zip(t["columns"], r)) for r in t["rows"]]
+        with open("/proc/meminfo") as f:
+            total_kb = int(next(ln for ln in f if ln.startswith("MemTotal:")).split()[1])
+        self.assertEqual(int(rows("memory_info")[0]["memory_total"]), total_kb * 1024)
+        self.assertEqual(rows("kernel_info")[0]["version"], os.uname().release)
+        self.assertIn("/", [m["path"] for m in rows("mounts")])
+        self.assertIn("bash", [d["name"] for d in rows("deb_packages")])
+        # The readable page, under the same grant (no second prompt).
+        r = self.tech(["diag", "dev1", "--ticket", tid])
+        self.assertEqual(r.rc, 0, r)
+        for word in ("Memory", "OS", "Disks", "Packages"):
+            self.assertIn(word, r.out)
+        opens = [e for e in self.audit() if e["action"] == "channel-open"]
+        self.assertEqual([e["detail"]["kind"] for e in opens], ["diag", "diag"], opens)
+        self.assertIn("diag channel of", json.dumps(self.ticket(tid)["events"]))
 
     def test_admin_needs_no_ticket_and_is_audited(self):
         self.world(policy="deny")  # nobody could consent: an admin's diagnostics do not ask

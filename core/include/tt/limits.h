@@ -68,6 +68,32 @@
  * loopback) and ~90 s at 100 Mbit/s; more only spends the employee's uplink. */
 #define TT_THROUGHPUT_BYTES_MAX (1ull << 30)
 
+/* One diagnostics report (a DIAG channel's bytes): every inventory table as JSON. A desktop
+ * with 2,500 packages makes ~1.5 MiB; a busy server's mounts, units and sockets add a few
+ * more. The console refuses more (before buffering it), the agent does not send it. */
+#define TT_DIAG_REPORT_MAX (16u * 1024 * 1024)
+
+/* Inventory pushed by an agent: a part of one table's compressed JSON per request (well under
+ * a frame, TT_FRAME_MAX_BODY), and what one offer may bring in all, compressed (a desktop's
+ * whole inventory compresses to ~150 KiB; 2,500 packages are most of it). The broker refuses
+ * an offer or part past these before it buffers anything. */
+#define TT_INV_PART_MAX (192u * 1024u)
+#define TT_INV_OFFER_BYTES_MAX (8u * 1024u * 1024u)
+#define TT_INV_TABLES_MAX 64u
+/* Inventory parts buffered across the broker at once (a fleet reconnecting together sends
+ * mostly offers; the few that send tables share this): past it, parts are refused busy and
+ * the agent offers again at its next interval. */
+#define TT_INV_BROKER_BYTES_MAX (256u * 1024u * 1024u)
+#define TT_INV_TABLE_NAME_MAX 63u
+/* One table's JSON, decompressed (the store's STORE_INV_TABLE_MAX is the same). */
+#define TT_INV_TABLE_MAX (4u * 1024u * 1024u)
+/* How often an agent collects by default, and the spread around it (so that a fleet started
+ * together does not collect together). */
+/* Versions per page of `inventory history` (each names up to 64 changed tables: 50 fit a frame). */
+#define TT_INV_HISTORY_PAGE_MAX 50u
+#define TT_INV_INTERVAL_DEFAULT_MS (3600u * 1000u)
+#define TT_INV_JITTER_PCT 10u
+
 /* Listings: pages sized so that a page of the longest entries stays under
  * TT_FRAME_MAX_BODY and TT_CTRL_QUEUE_MAX (a device ~480 bytes, an audit entry ~800). */
 #define TT_DEVICE_PAGE_MAX 250u

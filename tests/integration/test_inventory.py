@@ -1,0 +1,190 @@
+"""Device inventory, pushed by the agent and kept by the broker: it arrives after the agent
+connects, an interval with nothing changed sends nothing but the hashes, and technicians
+read the latest tables, one table, and the versions, each read audited. Hostile pushes (a
+table that is not what its hash says, oversized parts, parts of no offer) are refused and
+the device's last good inventory stays. The real programs on 127.0.0.1.
+
+Run by ctest as `integration.inventory` (TT_BIN_DIR names the build directory)."""
+
+import hashlib
+import json
+import os
+import unittest
+
+from harness import (K_REQUEST, K_RESPONSE, ROLE_AGENT, Pki, TetherTestCase, WireClient, pb_bytes, pb_parse,
+                     pb_varint)
+
+ERR_INVALID, ERR_TOO_BIG = 14, 4
+
+
+def zstd_frame(data):
+    """A zstd frame of data with its content size, stored raw (no compression needed to make
+    one: a single raw block), so the test needs no zstd module."""
+    assert len(data) < (1 << 21)
+    magic = (0xFD2FB528).to_bytes(4, "little")
+    # Frame header: single segment, 4-byte content size (FCS_flag=2), no checksum, no dict.
+    fhd = bytes([(2 << 6) | (1 << 5)]) + len(data).to_bytes(4, "little")
+    block = ((len(data) << 3) | (0 << 1) | 1).to_bytes(3, "little")  # last block, raw
+    return magic + fhd + block + data
+
+
+class InventoryTest(TetherTestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+        cls.pki.issue("technician", "tech")
+        cls.pki.issue("admin", "boss")
+        cls.pki.issue("agent", "dev1")
+
+    def tech(self, args, who="tech"):
+        return self.h.console(self.b.addr, args, cert=self.pki.cert(who), key=self.pki.key(who))
+
+    def world(self, interval="1h"):
+        self.b = self.h.start_broker()
+        self.a = self.h.start_agent(self.b.addr, "dev1", "dev1.example", extra=["--inventory-interval", interval])
+        return self.b, self.a
+
+    def test_arrives_is_read_and_unchanged_sends_no_table(self):
+        b, a = self.world(interval="1s")
+        a.wait_for(r'msg="sent" version=\d+ tables=(\d+)')
+        m = b.wait_for(r'msg="inventory stored" device=dev1 version=(\d+) tables=(\d+)')
+        version, tables = int(m.group(1)), int(m.group(2))
+        self.assertGreaterEqual(tables, 15)
+        # A later interval with nothing changed sends the hashes alone: the agent says
+        # "unchanged" and the broker stores nothing (what does change between intervals on
+        # a live machine, a socket opened, comes as that table alone).
+        a.wait_for(r'msg="unchanged" tables=%d ' % tables, timeout=60)
+        for line in b.log().splitlines():
+            if 'msg="inventory stored"' in line and "version=%d " % version not in line:
+                self.assertLess(int(line.split("tables=")[1].split()[0]), tables, line)
+        # The index, as a technician sees it.
+        r = self.tech(["inventory", "dev1"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.out, r"^dev1: inventory version \d+, received ")
+        for name in ("deb_packages", "memory_info", "mounts", "os_version"):
+            self.assertIn(name, r.out)
+        # One table, readable: this machine's memory.
+        with open("/proc/meminfo") as f:
+            total_kb = int(next(ln for ln in f if ln.startswith("MemTotal:")).split()[1])
+        r = self.tech(["inventory", "dev1", "--table", "memory_info"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn(str(total_kb * 1024), r.out)
+        # All of it as JSON, every table as of one version.
+        r = self.tech(["inventory", "dev1", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        doc = json.loads(r.out)
+        self.assertEqual(doc["device"], "dev1")
+        pk = doc["tables"]["deb_packages"]
+        names = [row[pk["columns"].index("name")] for row in pk["rows"]]
+        self.assertIn("bash", names)
+        self.assertEqual(doc["tables"]["kernel_info"]["rows"][0][doc["tables"]["kernel_info"]["columns"].index("version")],
+                         os.uname().release)
+        # History: the first version names every table it brought.
+        r = self.tech(["inventory", "history", "dev1", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        versions = [json.loads(ln) for ln in r.out.splitlines()]
+        self.assertEqual(versions[-1]["version"], version)
+        self.assertIn("deb_packages", versions[-1]["changed"])
+        # An older version's table is still there.
+        r = self.tech(["inventory", "dev1", "--table", "os_version", "--at", str(version), "--json"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(json.loads(r.out)["tables"]["os_version"]["version"], version)
+        # Every read is in the audit.
+        r = self.h.console(b.addr, ["audit", "--json"], cert=self.pki.cert("boss"), key=self.pki.key("boss"))
+        reads = [json.loads(ln) for ln in r.out.splitlines() if '"inventory-read"' in ln]
+        self.assertGreaterEqual(len(reads), 4, r.out)
+        self.assertEqual({e["actor"] for e in reads}, {"tech"})
+
+    # -- a hostile device ----------------------------------------------------------------------
+
+    def fake_agent(self):
+        c = WireClient(self.b.port, self.pki.ca, self.pki.cert("dev2"), self.pki.key("dev2"))
+        self.addCleanup(c.close)
+        c.handshake_hello(role=ROLE_AGENT)
+        c.rid = 0
+        return c
+
+    def call(self, c, field, body):
+        c.rid += 1
+        c.send_frame(K_REQUEST, pb_varint(1, c.rid) + pb_bytes(field, body))
+        while True:
+            kind, _, _, b = c.read_control(timeout=10, answer_pings=True)
+            if kind == K_RESPONSE and pb_parse(b)[1][0] == c.rid:
+                return pb_parse(b)
+
+    def offer(self, c, tables):
+        body = pb_varint(1, 1000)
+        for name, sha in tables:
+            body += pb_bytes(2, pb_bytes(1, name.encode()) + pb_bytes(2, sha))
+        return self.call(c, 21, body)
+
+    def put(self, c, offer, name, data, z=None, offset=0, total=None):
+        z = zstd_frame(data) if z is None else z
+        body = (pb_varint(1, offer) + pb_bytes(2, name.encode()) + pb_varint(3, len(data)) + pb_varint(4, offset)
+                + pb_varint(5, total or len(z)) + pb_bytes(6, z))
+        return self.call(c, 22, body)
+
+    def error_of(self, r):
+        e = pb_parse(r[2][0])
+        return e[1][0], e[2][0].decode()
+
+    def test_hostile_pushes_are_refused_and_the_last_good_stays(self):
+        self.pki.issue("agent", "dev2")
+        self.world()
+        c = self.fake_agent()
+        good = json.dumps({"columns": ["name", "version"], "rows": [["bash", "5.2"]]}, separators=(",", ":")).encode()
+        r = self.offer(c, [("deb_packages", hashlib.sha256(good).digest())])
+        want = pb_parse(r[21][0])
+        self.assertEqual(want[2], [b"deb_packages"])
+        r = self.put(c, want[1][0], "deb_packages", good)
+        self.assertEqual(pb_parse(r[22][0]).get(1), [1], r)  # complete
+        # A table that is not what its hash says: refused, nothing stored.
+        bad = good.replace(b"5.2", b"6.6")
+        r = self.offer(c, [("deb_packages", hashlib.sha256(good + b" ").digest())])
+        want = pb_parse(r[21][0])
+        r = self.put(c, want[1][0], "deb_packages", bad)
+        self.assertEqual(self.error_of(r), (ERR_INVALID, "deb_packages: its sha256 is not the one offered"))
+        # Not a table (rows of numbers), though its hash is right.
+        notab = b'{"columns":["name"],"rows":[[1]]}'
+        r = self.offer(c, [("deb_packages", hashlib.sha256(notab).digest())])
+        r = self.put(c, pb_parse(r[21][0])[1][0], "deb_packages", notab)
+        self.assertEqual(self.error_of(r)[1], "deb_packages: not a table (columns and rows of strings)")
+        # Names, sizes and offers the broker never asked for.
+        r = self.offer(c, [("Deb Packages", b"x" * 32)])
+        self.assertEqual(self.error_of(r)[0], ERR_INVALID)
+        r = self.offer(c, [("t%d" % i, b"x" * 32) for i in range(65)])
+        self.assertEqual(self.error_of(r)[0], ERR_TOO_BIG)
+        r = self.put(c, 999, "deb_packages", good)
+        self.assertIn("no such inventory offer", self.error_of(r)[1])
+        # Oversized parts and tables; each refusal closes the offer, so a new one each time.
+        def fresh():
+            return pb_parse(self.offer(c, [("mounts", hashlib.sha256(good).digest())])[21][0])[1][0]
+        r = self.put(c, fresh(), "mounts", b"x" * 10, z=b"y" * 200 * 1024)
+        self.assertEqual(self.error_of(r)[0], ERR_TOO_BIG)
+        offer = fresh()
+        r = self.put(c, offer, "mounts", b"x" * (5 << 20), z=b"y")
+        self.assertEqual(self.error_of(r), (ERR_TOO_BIG, "a table's JSON is at most 4 MiB"))
+        r = self.put(c, offer, "mounts", good)
+        self.assertIn("no such inventory offer", self.error_of(r)[1])
+        # The last good inventory is what a technician reads.
+        r = self.tech(["inventory", "dev2", "--table", "deb_packages", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(json.loads(r.out)["tables"]["deb_packages"]["rows"], [["bash", "5.2"]])
+        self.assertEqual(self.b.count(r'msg="inventory stored" device=dev2'), 1)
+        self.assertGreaterEqual(self.b.count(r'msg="inventory refused" device=dev2'), 3)
+
+    def test_unknown_device_and_table(self):
+        self.world()
+        r = self.tech(["inventory", "nosuch"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.err.strip(), "tether: no inventory from nosuch yet")
+        self.a.wait_for(r'msg="sent"')
+        r = self.tech(["inventory", "dev1", "--table", "nosuch_table"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.err.strip(), "tether: dev1 has no table nosuch_table")
+
+
+if __name__ == "__main__":
+    unittest.main()
