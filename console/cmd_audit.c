@@ -21,21 +21,8 @@ typedef struct {
 
 static audit_state_t g_audit;
 
-/* WHEN: an ISO-8601 UTC time, or a duration (with its unit: "30m", "7d") back from now. */
-static int parse_since(const char *s, uint64_t *since_ms) {
-  size_t n = strlen(s);
-  *since_ms = 0;
-  if (n == 0) return 0;
-  if (strchr(s, '-')) return console_parse_iso(s, since_ms);
-  int64_t back;
-  if (s[n - 1] < 'a' || s[n - 1] > 'z' || tt_conf_parse_duration(s, &back)) return TT_EINVAL;
-  uint64_t now = console_now_ms();
-  *since_ms = (uint64_t)back < now ? now - (uint64_t)back : 1;
-  return 0;
-}
-
 static int audit_check(console_t *c) {
-  if (parse_since(c->cfg.audit_since, &g_audit.since_ms))
+  if (console_parse_since(c->cfg.audit_since, &g_audit.since_ms))
     return console_usage_error("--since: want a UTC time like 2026-11-23T18:00:00Z, or a duration "
                                "back from now like 30m, 2h, 7d");
   if (!tt_text_valid(tt_text(c->cfg.audit_device), TT_NAME_MAX))

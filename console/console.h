@@ -167,6 +167,9 @@ void console_ago(char *dst, size_t cap, uint64_t unix_ms, uint64_t now_ms);
 uint64_t console_now_ms(void);
 /* "2026-11-23T18:00:00Z" (seconds and fraction optional, or a bare date) -> unix ms. */
 int console_parse_iso(const char *s, uint64_t *unix_ms) TT_WUR;
+/* WHEN: an ISO-8601 UTC time, or a duration with its unit ("30m", "7d") back from now ->
+ * unix ms ("" -> 0). TT_EINVAL otherwise. */
+int console_parse_since(const char *s, uint64_t *since_ms) TT_WUR;
 /* "T-3", "t-3" or "3" (letter 'T') -> 3. Ids are 1..2^53. TT_EINVAL otherwise. With
  * need_prefix the letter is required. */
 int console_parse_id(const char *s, char letter, bool need_prefix, uint64_t *id) TT_WUR;
@@ -188,6 +191,7 @@ extern const console_cmd_t console_cmd_ping;
 extern const console_cmd_t console_cmd_diag;
 extern const console_cmd_t console_cmd_inventory; /* inv/cmd_inventory.c */
 extern const console_cmd_t console_cmd_inventory_history;
+extern const console_cmd_t console_cmd_inventory_diff;
 extern const console_cmd_t console_cmd_ticket_new;
 extern const console_cmd_t console_cmd_tickets;
 extern const console_cmd_t console_cmd_ticket_show;

@@ -37,7 +37,8 @@ static const tt_conf_opt_t console_opts[] = {
         "revoke: why, for the audit log"),
     OPT("person.role", "role", TT_CONF_STR, person_role, 0, 15, NULL, "person add: technician or admin"),
     OPT("audit.since", "since", TT_CONF_STR, audit_since, 0, 63, NULL,
-        "audit: entries from this time on: 2026-11-23T18:00:00Z, or back from now: 30m, 2h, 7d"),
+        "audit: entries from this time on; inventory diff: from the version current then: "
+        "2026-11-23T18:00:00Z, or back from now: 30m, 2h, 7d"),
     OPT("audit.device", "device", TT_CONF_STR, audit_device, 0, TT_NAME_MAX, NULL,
         "audit: only entries with this device (or person) as actor or target; tickets: only "
         "this device's; ticket new, session open: the device"),
@@ -88,7 +89,8 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_exec,            &console_cmd_replay,           &console_cmd_recording_export,
     &console_cmd_pull,            &console_cmd_push,             &console_cmd_cp,
     &console_cmd_ls,
-    &console_cmd_diag,            &console_cmd_inventory_history, &console_cmd_inventory,
+    &console_cmd_diag,            &console_cmd_inventory_history, &console_cmd_inventory_diff,
+    &console_cmd_inventory,
     &console_cmd_ping,             &console_cmd_speedtest,        &console_cmd_token_new,
     &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_person_add,
     &console_cmd_people,          &console_cmd_audit,            &console_cmd_audit_verify,

@@ -6,6 +6,7 @@
 #include <time.h>
 #include "console.h"
 #include "tt/utf8.h"
+#include "tt/conf.h"
 #include "tt/msg.h"
 
 /* Nesting allowed in an audit detail object; deeper is shown as a string. */
@@ -403,4 +404,16 @@ void console_duration(char *dst, size_t cap, uint64_t ms) {
     snprintf(dst, cap, "%lluh%02llum", (unsigned long long)(s / 3600), (unsigned long long)((s / 60) % 60));
   else if (s < 86400) snprintf(dst, cap, "%lluh", (unsigned long long)(s / 3600));
   else snprintf(dst, cap, "%llud", (unsigned long long)(s / 86400));
+}
+
+int console_parse_since(const char *s, uint64_t *since_ms) {
+  size_t n = strlen(s);
+  *since_ms = 0;
+  if (n == 0) return 0;
+  if (strchr(s, '-')) return console_parse_iso(s, since_ms);
+  int64_t back;
+  if (s[n - 1] < 'a' || s[n - 1] > 'z' || tt_conf_parse_duration(s, &back)) return TT_EINVAL;
+  uint64_t now = console_now_ms();
+  *since_ms = (uint64_t)back < now ? now - (uint64_t)back : 1;
+  return 0;
 }

@@ -130,6 +130,12 @@ echo "\$ tether ping $device --ticket $tid --count 200"
 $tether ping "$device" --ticket "$tid" --count 200
 echo "\$ tether speedtest $device --ticket $tid --bytes 256M"
 $tether speedtest "$device" --ticket "$tid" --bytes 256M
+echo "\$ tether diag $device --ticket $tid      (the machine now, collected by the agent)"
+$tether diag "$device" --ticket "$tid"
+# The agent pushed its inventory when it connected; wait (bounded) for the broker to have it.
+for _ in $(seq 100); do grep -q 'msg="sent"\|msg="unchanged"' "$demo/agent.log" && break; sleep 0.1; done
+echo "\$ tether inventory $device      (what the agent pushed: only changed tables, every hour)"
+$tether inventory "$device"
 echo "\$ tether shell $device --ticket $tid      (typed: hostname; id -un; df -h / | tail -1; exit 3)"
 set +e
 printf 'hostname\nid -un\ndf -h / | tail -1\nexit 3\n' | $tether shell "$device" --ticket "$tid"
@@ -166,6 +172,7 @@ The console is ready for technician 'alice' (and admin 'admin': $demo/admin.conf
   $bin/console/tether shell $device --ticket $tid      # reuses $sid: no second prompt
   $bin/console/tether ping $device --ticket $tid       # diagnostics need a ticket too
   $bin/console/tether exec $device --ticket $tid -- uname -a
+  $bin/console/tether inventory $device --table deb_packages   # no ticket: the machine's facts
   $bin/console/tether recording export $sid > $sid.cast   # asciinema play $sid.cast
 The employee's side, on this machine:
   $bin/agent/tether-agent prompt --config $demo/agent.conf     # answer access requests

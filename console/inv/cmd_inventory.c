@@ -283,3 +283,128 @@ const console_cmd_t console_cmd_inventory_history = {
     .start = history_start,
     .on_response = history_response,
 };
+
+/* ---- diff ---------------------------------------------------------------------------------- */
+
+typedef struct {
+  uint64_t from, to, since_ms;
+  tt_buf_t z;
+  uint64_t size;
+} diff_state_t;
+
+static diff_state_t g_ds;
+
+static int diff_check(console_t *c) {
+  int rc = check(c);
+  if (rc) return rc;
+  if (c->narg == 2) return console_usage_error("give two versions (V1 V2), or --since, or neither");
+  if (c->narg == 3) {
+    char *end;
+    g_ds.from = strtoull(c->arg[1], &end, 10);
+    if (*end || !g_ds.from) return console_usage_error("'%s' is not a version (see inventory history)", c->arg[1]);
+    g_ds.to = strtoull(c->arg[2], &end, 10);
+    if (*end || !g_ds.to) return console_usage_error("'%s' is not a version (see inventory history)", c->arg[2]);
+    if (c->cfg.audit_since[0]) return console_usage_error("--since or two versions, not both");
+  }
+  if (console_parse_since(c->cfg.audit_since, &g_ds.since_ms))
+    return console_usage_error("--since: want a UTC time like 2026-11-23T18:00:00Z, or a duration "
+                               "back from now like 30m, 2h, 7d");
+  return 0;
+}
+
+static int diff_get(console_t *c, uint64_t offset) {
+  Tether__InventoryDiffRequest d = TETHER__INVENTORY_DIFF_REQUEST__INIT;
+  d.device = tt_text(c->arg[0]);
+  d.from = g_ds.from;
+  d.to = g_ds.to;
+  d.since_ms = g_ds.since_ms;
+  d.table = tt_text(c->cfg.inv_table);
+  d.offset = offset;
+  Tether__Request q = TETHER__REQUEST__INIT;
+  q.body_case = TETHER__REQUEST__BODY_INVENTORY_DIFF;
+  q.inventory_diff = &d;
+  return console_request(c, &q, TETHER__RESPONSE__BODY_INVENTORY_DIFF);
+}
+
+static int diff_start(console_t *c) { return diff_get(c, 0); }
+
+/* One row for a person: its cells joined, cut to fit a line. */
+static void print_row(char sign, json_t *row) {
+  char line[512] = "", cell[CELL_SHOWN * 4 + 8];
+  size_t o = 0, k;
+  json_t *v;
+  json_array_foreach(row, k, v) {
+    const char *s = json_string_value(v);
+    if (!s || !s[0]) continue;
+    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
+    console_text(cell, sizeof(cell), b);
+    if (strlen(cell) > CELL_SHOWN) strcpy(cell + CELL_SHOWN - 3, "...");
+    int w = snprintf(line + o, sizeof(line) - o, "%s%s", o ? "  " : "", cell);
+    if (w < 0 || (size_t)w >= sizeof(line) - o) break;
+    o += (size_t)w;
+  }
+  printf("  %c %s\n", sign, line);
+}
+
+static void print_diff(console_t *c, json_t *doc) {
+  json_t *tables = json_object_get(doc, "tables"), *t, *r;
+  const char *name;
+  size_t i;
+  printf("%s: inventory version %" JSON_INTEGER_FORMAT " -> %" JSON_INTEGER_FORMAT "\n", c->arg[0],
+         json_integer_value(json_object_get(doc, "from")), json_integer_value(json_object_get(doc, "to")));
+  if (json_object_size(tables) == 0) printf("no change\n");
+  json_object_foreach(tables, name, t) {
+    char n[128];
+    ProtobufCBinaryData b = {strlen(name), (uint8_t *)name};
+    console_text(n, sizeof(n), b);
+    printf("%s: %zu added, %zu removed\n", n, json_array_size(json_object_get(t, "added")),
+           json_array_size(json_object_get(t, "removed")));
+    json_array_foreach(json_object_get(t, "removed"), i, r) print_row('-', r);
+    json_array_foreach(json_object_get(t, "added"), i, r) print_row('+', r);
+  }
+}
+
+static int diff_response(console_t *c, const Tether__Response *r) {
+  const Tether__InventoryTablePart *p = r->inventory_diff;
+  if (!p || p->offset != g_ds.z.len || p->total == 0 || p->total > ZSTD_compressBound(TT_INV_DIFF_MAX) ||
+      p->size == 0 || p->size > TT_INV_DIFF_MAX || (g_ds.z.len && g_ds.z.max != p->total) ||
+      p->zdata.len > p->total - p->offset)
+    return TT_EPROTO;
+  if (g_ds.z.len == 0) {
+    tt_buf_init(&g_ds.z, (size_t)p->total);
+    g_ds.size = p->size;
+  }
+  if (tt_buf_append(&g_ds.z, p->zdata.data, p->zdata.len)) return TT_ENOMEM;
+  if (g_ds.z.len < p->total) return diff_get(c, g_ds.z.len);
+  char *body = malloc((size_t)g_ds.size);
+  if (!body) return TT_ENOMEM;
+  size_t got = ZSTD_decompress(body, (size_t)g_ds.size, tt_buf_head(&g_ds.z), g_ds.z.len);
+  json_t *doc = ZSTD_isError(got) || got != g_ds.size ? NULL : json_loadb(body, got, JSON_REJECT_DUPLICATES, NULL);
+  free(body);
+  tt_buf_free(&g_ds.z);
+  if (!json_is_object(doc) || !json_is_object(json_object_get(doc, "tables"))) {
+    json_decref(doc);
+    console_fail(c, "%s: the broker's answer is not readable", c->arg[0]);
+    return 0;
+  }
+  int rc = 0;
+  if (c->json) rc = console_report_json(stdout, doc);
+  else print_diff(c, doc);
+  json_decref(doc);
+  fflush(stdout);
+  if (!rc) console_finish(c, 0);
+  return rc;
+}
+
+const console_cmd_t console_cmd_inventory_diff = {
+    .name = "inventory",
+    .sub = "diff",
+    .args = "DEVICE [V1 V2 | --since 7d] [--table T] [--json]",
+    .help = "rows added (+) and removed (-) between two versions (default: the last change)",
+    .min_pos = 1,
+    .max_pos = 3,
+    .switches = CONSOLE_SW_JSON,
+    .check = diff_check,
+    .start = diff_start,
+    .on_response = diff_response,
+};

@@ -37,6 +37,7 @@ class InventoryTest(TetherTestCase):
         cls.pki.issue("technician", "tech")
         cls.pki.issue("admin", "boss")
         cls.pki.issue("agent", "dev1")
+        cls.pki.issue("agent", "dev2")  # a device of the test's own making, on the wire
 
     def tech(self, args, who="tech"):
         return self.h.console(self.b.addr, args, cert=self.pki.cert(who), key=self.pki.key(who))
@@ -131,7 +132,6 @@ class InventoryTest(TetherTestCase):
         return e[1][0], e[2][0].decode()
 
     def test_hostile_pushes_are_refused_and_the_last_good_stays(self):
-        self.pki.issue("agent", "dev2")
         self.world()
         c = self.fake_agent()
         good = json.dumps({"columns": ["name", "version"], "rows": [["bash", "5.2"]]}, separators=(",", ":")).encode()
@@ -174,6 +174,58 @@ class InventoryTest(TetherTestCase):
         self.assertEqual(json.loads(r.out)["tables"]["deb_packages"]["rows"], [["bash", "5.2"]])
         self.assertEqual(self.b.count(r'msg="inventory stored" device=dev2'), 1)
         self.assertGreaterEqual(self.b.count(r'msg="inventory refused" device=dev2'), 3)
+
+    def push(self, c, tables):
+        """Offer {name: body} and send what the broker asks for; the version made (0: none)."""
+        r = self.offer(c, [(n, hashlib.sha256(b).digest()) for n, b in tables.items()])
+        want = pb_parse(r[21][0])
+        version = want.get(3, [0])[0]
+        for name in want.get(2, []):
+            r = self.put(c, want[1][0], name.decode(), tables[name.decode()])
+            done = pb_parse(r[22][0])
+            if done.get(1) == [1]:
+                version = done[2][0]
+        return version
+
+    def test_diff_shows_rows_added_and_removed(self):
+        self.world()
+        c = self.fake_agent()
+
+        def pk(*rows):
+            return json.dumps({"columns": ["name", "version"], "rows": sorted(rows)}, separators=(",", ":")).encode()
+        os_v = json.dumps({"columns": ["name"], "rows": [["Debian"]]}, separators=(",", ":")).encode()
+        v1 = self.push(c, {"deb_packages": pk(["bash", "5.2"], ["openssl", "3.0.1"]), "os_version": os_v})
+        v2 = self.push(c, {"deb_packages": pk(["bash", "5.2"], ["openssl", "3.0.2"]), "os_version": os_v})
+        self.assertGreater(v2, v1)
+        self.assertEqual(self.push(c, {"deb_packages": pk(["bash", "5.2"], ["openssl", "3.0.2"]),
+                                       "os_version": os_v}), 0)  # unchanged: no version
+        r = self.tech(["inventory", "diff", "dev2"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.out, "dev2: inventory version %d -> %d\ndeb_packages: 1 added, 1 removed\n"
+                                "  - openssl  3.0.1\n  + openssl  3.0.2\n" % (v1, v2))
+        r = self.tech(["inventory", "diff", "dev2", str(v1), str(v2), "--json"])
+        self.assertEqual(r.rc, 0, r)
+        d = json.loads(r.out)
+        self.assertEqual(d["tables"], {"deb_packages": {"columns": ["name", "version"], "added": [["openssl", "3.0.2"]],
+                                                         "removed": [["openssl", "3.0.1"]]}})
+        # From before the first version: everything is added.
+        r = self.tech(["inventory", "diff", "dev2", "--since", "2000-01-01T00:00:00Z", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        d = json.loads(r.out)
+        self.assertEqual(d["from"], 0)
+        self.assertEqual(sorted(d["tables"]), ["deb_packages", "os_version"])
+        self.assertEqual(d["tables"]["deb_packages"]["removed"], [])
+        # A table the device stopped reporting: its rows are removed.
+        v3 = self.push(c, {"deb_packages": pk(["bash", "5.2"], ["openssl", "3.0.2"])})
+        r = self.tech(["inventory", "diff", "dev2", "--json"])
+        d = json.loads(r.out)
+        self.assertEqual((d["from"], d["to"]), (v2, v3))
+        self.assertEqual(d["tables"], {"os_version": {"columns": ["name"], "added": [], "removed": [["Debian"]]}})
+        r = self.tech(["inventory", "diff", "dev2", str(v2), "1"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("is after version", r.err)
+        r = self.tech(["inventory", "diff", "dev2", "3"])
+        self.assertEqual(r.rc, 2, r)
 
     def test_unknown_device_and_table(self):
         self.world()

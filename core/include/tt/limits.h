@@ -91,6 +91,9 @@
  * together does not collect together). */
 /* Versions per page of `inventory history` (each names up to 64 changed tables: 50 fit a frame). */
 #define TT_INV_HISTORY_PAGE_MAX 50u
+/* One diff's JSON (the rows added and removed between two versions): a whole fleet's worth of
+ * package upgrades on one device is ~1 MiB; past this the broker says to ask per table. */
+#define TT_INV_DIFF_MAX (16u * 1024u * 1024u)
 #define TT_INV_INTERVAL_DEFAULT_MS (3600u * 1000u)
 #define TT_INV_JITTER_PCT 10u
 
