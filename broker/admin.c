@@ -536,6 +536,8 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return broker_inv_put(c, q->id, q->inventory_put);
   case TETHER__REQUEST__BODY_INVENTORY_GET:
     return is_person(c) ? broker_inv_get(c, q->id, q->inventory_get) : deny(c, q->id, "reading inventory", "technician or admin");
+  case TETHER__REQUEST__BODY_DIAG_GET:
+    return is_person(c) ? broker_diag_get(c, q->id, q->diag_get) : deny(c, q->id, "reading diagnostics", "technician or admin");
   case TETHER__REQUEST__BODY_INVENTORY_DIFF:
     return is_person(c) ? broker_inv_diff(c, q->id, q->inventory_diff) : deny(c, q->id, "reading inventory", "technician or admin");
   case TETHER__REQUEST__BODY_INVENTORY_HISTORY:

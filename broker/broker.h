@@ -223,6 +223,19 @@ void broker_inv_conn_gone(broker_conn_t *c);
 /* inventory/query.c: people read a device's inventory (index, tables) and its versions. */
 int broker_inv_get(broker_conn_t *c, uint32_t id, const Tether__InventoryGetRequest *q);
 int broker_inv_history(broker_conn_t *c, uint32_t id, const Tether__InventoryHistoryRequest *q);
+/* inventory/attach.c: a DIAG relay's report kept on the ticket as it passes (diag --attach).
+ * keep_data may refuse (TT_ETOOBIG past TT_DIAG_REPORT_MAX); keep_finish submits the write
+ * (the relay then hears relay_diag_kept); keep_end: the relay ended. */
+typedef struct broker_diag_keep_s broker_diag_keep_t;
+broker_diag_keep_t *broker_diag_keep_new(broker_t *b, relay_t *r, int64_t ticket, int64_t session,
+                                         const char *device, const char *person);
+int broker_diag_keep_data(broker_diag_keep_t *k, const uint8_t *p, size_t n);
+int broker_diag_keep_finish(broker_diag_keep_t *k);
+void broker_diag_keep_end(broker_diag_keep_t *k);
+/* relay.c: the report is kept as D-id (rc 0) or not: tell the console, then EOF. */
+void relay_diag_kept(relay_t *r, int64_t id, int rc);
+/* inventory/query.c: a kept report, D-n, in parts (technicians and admins, audited). */
+int broker_diag_get(broker_conn_t *c, uint32_t id, const Tether__DiagGetRequest *q);
 /* inventory/diff.c: the rows added and removed between two versions. */
 int broker_inv_diff(broker_conn_t *c, uint32_t id, const Tether__InventoryDiffRequest *q);
 

@@ -36,6 +36,9 @@ struct relay_s {
   broker_files_t *files; /* FILES: its records (files.c) */
   uint64_t held_up;      /* FILES: device credit not passed on while records wait */
   char command[RELAY_COMMAND_MAX]; /* EXEC: the command line, for the records */
+  broker_diag_keep_t *keep; /* DIAG with attach: the report, kept as it passes */
+  int64_t kept_id;       /* ... and once stored, the D-n the console hears before EOF */
+  bool keep_waiting;     /* the device's EOF came: the console's EOF waits for the store */
   char dev[TT_NAME_MAX + 1];
   struct open_req_s *opening; /* its opening is being recorded; agent and ach are NULL */
 };
@@ -141,6 +144,7 @@ static void relay_end(relay_t *r, int code, const char *msg) {
   grant_unlink(r);
   if (r->rec_handle) broker_session_record_end(r->rec_handle); /* finishes on its own */
   if (r->files) broker_files_end(r->files);                    /* so do its records */
+  broker_diag_keep_end(r->keep);                               /* and a report being kept */
   free(r);
   if (c) {
     tt_mux_close(&console->link->mux, c, code, msg);
@@ -353,6 +357,10 @@ static const char *open_check(broker_conn_t *c, const Tether__ChannelOpen *msg, 
   if (is_session_kind(msg->kind) && !(*g = session_check(c, dev, msg, code, why, cap))) return why;
   if (is_diag_kind(msg->kind) && !diag_check(c, dev, msg, g, code, why, cap)) return why;
   if (is_files_kind(msg->kind) && !files_check(c, *a, msg, g, code, why, cap)) return why;
+  if (msg->attach && (msg->kind != TETHER__CHANNEL_KIND__CHANNEL_DIAG || !*g)) {
+    *code = TT_EINVAL;
+    return "only a diag report under a ticket can be kept on it (--attach needs --ticket)";
+  }
   uint32_t held = held_on(c->b, *a, c->id.name);
   if (held >= TT_CHANNELS_PER_PERSON_DEVICE_MAX) {
     *code = TT_EBUSY;
@@ -477,12 +485,18 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
     /* The device learns the session from us, never from the console's word. */
     fwd.session = g ? (uint64_t)g->s.id : 0;
     fwd.ticket = g ? (uint64_t)g->s.ticket : 0;
+    fwd.attach = false; /* the broker's business, not the device's */
     /* A shell's output is recorded as it passes: it must come uncompressed. */
     if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) fwd.compression = 0;
     /* Files are bulk whatever the console said, so a transfer never delays keystrokes. */
     if (is_files_kind(msg->kind)) fwd.priority = TETHER__PRIORITY__PRIORITY_BULK;
     size_t len = protobuf_c_message_get_packed_size(&fwd.base);
     x = calloc(1, sizeof(*x) + len);
+    if (x && msg->attach && msg->kind == TETHER__CHANNEL_KIND__CHANNEL_DIAG && g &&
+        !(r->keep = broker_diag_keep_new(c->b, r, g->s.ticket, g->s.id, dev, c->id.name))) {
+      free(x);
+      x = NULL;
+    }
     if (x && is_files_kind(msg->kind) && !(r->files = broker_files_new(c->b, r, &files_owner, g, c->id.name, dev))) {
       free(x);
       x = NULL;
@@ -618,6 +632,26 @@ void relay_on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8
   tt_chan_t *o = other_side(r, ch, &ol);
   if (!o || o->state != TT_CH_OPEN) return;
   if (r->rec && record_data(r, ch, p, n, flags)) return;
+  if (r->keep && ch == r->ach) {
+    if (r->keep_waiting || (flags & (TT_FF_CTRL | TT_FF_ZSTD))) {
+      relay_end(r, TT_EPROTO, "the device sent more than its report");
+      return;
+    }
+    if (broker_diag_keep_data(r->keep, p, n)) {
+      relay_end(r, TT_ETOOBIG, "the device's report is too large to keep");
+      return;
+    }
+    if (flags & TT_FF_EOF) {
+      /* The console's EOF waits until the report is stored and its D-n said. */
+      flags &= (uint8_t)~TT_FF_EOF;
+      r->keep_waiting = true;
+      int krc = broker_diag_keep_finish(r->keep);
+      if (krc) {
+        relay_end(r, krc == TT_EPROTO ? krc : TT_EBUSY, "the broker could not keep the report");
+        return;
+      }
+    }
+  }
   if (r->files) {
     char why[TT_TEXT_MAX];
     int frc = broker_files_data(r->files, ch == r->ach, p, n, flags, why, sizeof(why));
@@ -638,10 +672,40 @@ void relay_on_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8
   tt_link_flush(ol);
 }
 
+/* D-n then EOF to the console, once it has room for them (relay_on_credit retries). */
+static void kept_say(relay_t *r) {
+  Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+  uint8_t buf[32];
+  cc.body_case = TETHER__CHANNEL_CONTROL__BODY_ATTACHED;
+  cc.attached = (uint64_t)r->kept_id;
+  size_t n = tether__channel_control__pack(&cc, buf);
+  if (!r->cch || r->cch->state != TT_CH_OPEN || tt_mux_sendable(r->cch) < n) return;
+  tt_mux_t *m = &r->console->link->mux;
+  if (tt_mux_send(m, r->cch, buf, n, TT_FF_CTRL) || tt_mux_send(m, r->cch, NULL, 0, TT_FF_EOF)) {
+    relay_end(r, TT_EIO, "cannot tell the console where its report is kept");
+    return;
+  }
+  r->kept_id = 0;
+  tt_link_flush(r->console->link);
+}
+
+void relay_diag_kept(relay_t *r, int64_t id, int rc) {
+  broker_diag_keep_t *k = r->keep;
+  r->keep = NULL; /* freed by its completion, which is calling us */
+  (void)k;
+  if (rc) {
+    relay_end(r, TT_EIO, "the broker could not keep the report on the ticket");
+    return;
+  }
+  r->kept_id = id;
+  kept_say(r);
+}
+
 void relay_on_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
   relay_t *r = ch->data;
   tt_link_t *ol;
   if (!r) return;
+  if (r->kept_id && ch == r->cch) kept_say(r);
   tt_chan_t *o = other_side(r, ch, &ol);
   if (!o || o->state != TT_CH_OPEN) return;
   /* A recording behind on the disk holds the shell: its output waits for the console's

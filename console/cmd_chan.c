@@ -25,6 +25,7 @@ typedef struct {
   uint64_t n, *rtt_ns;
   size_t echo_got;
   tt_buf_t report;   /* diag: the device's report as it comes */
+  uint64_t kept;     /* diag --attach: the D-n the broker kept it as */
 } chan_state_t;
 
 static chan_state_t g_cs;
@@ -32,6 +33,7 @@ static chan_state_t g_cs;
 static int open_channel(console_t *c, Tether__ChannelKind kind, Tether__Priority prio, uint64_t bytes,
                         uint64_t session) {
   Tether__ChannelOpen o = TETHER__CHANNEL_OPEN__INIT;
+  o.attach = kind == TETHER__CHANNEL_KIND__CHANNEL_DIAG && (c->args.switches & CONSOLE_SW_ATTACH);
   o.kind = kind;
   o.device = tt_text(c->arg[0]);
   o.priority = prio;
@@ -86,6 +88,8 @@ static int diag_check(console_t *c) {
     return console_usage_error("'%s' is not a device id", c->arg[0]);
   if (c->cfg.ticket[0] && console_parse_id(c->cfg.ticket, 'T', false, &g_cs.ticket))
     return console_usage_error("--ticket: '%s' is not a ticket (want T-3 or 3)", c->cfg.ticket);
+  if ((c->args.switches & CONSOLE_SW_ATTACH) && !g_cs.ticket)
+    return console_usage_error("--attach keeps the report on a ticket: give --ticket T");
   return 0;
 }
 
@@ -169,13 +173,26 @@ static void report_done(console_t *c) {
   if (c->json) rc = console_report_json(stdout, doc);
   else console_report_print(stdout, doc);
   json_decref(doc);
+  if (g_cs.kept && !c->json) printf("\nkept on T-%" PRIu64 " as D-%" PRIu64 " (tether diag show D-%" PRIu64 ")\n", g_cs.ticket,
+                                   g_cs.kept, g_cs.kept);
+  else if (g_cs.kept) fprintf(stderr, "tether: kept on T-%" PRIu64 " as D-%" PRIu64 "\n", g_cs.ticket, g_cs.kept);
   fflush(stdout);
   if (rc) console_fail(c, "cannot write the report: %s", tt_strerror(rc));
   else console_finish(c, 0);
 }
 
 static void report_data(console_t *c, tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
-  if (tt_buf_append(&g_cs.report, p, n)) {
+  if (flags & TT_FF_CTRL) { /* the broker: where it kept the report (--attach) */
+    tt_msg_t msg;
+    if (tt_msg_unpack_ctrl(&msg, p, n) == 0) {
+      const Tether__ChannelControl *cc = (const Tether__ChannelControl *)msg.m;
+      if (cc->body_case == TETHER__CHANNEL_CONTROL__BODY_ATTACHED) g_cs.kept = cc->attached;
+      tt_msg_free(&msg);
+    }
+    n = 0;
+    p = NULL;
+  }
+  if (n && tt_buf_append(&g_cs.report, p, n)) {
     tt_mux_close(m, ch, TT_ETOOBIG, "report too large");
     ch->data = NULL;
     tt_buf_free(&g_cs.report);
@@ -285,12 +302,12 @@ const console_cmd_t console_cmd_ping = {
 
 const console_cmd_t console_cmd_diag = {
     .name = "diag",
-    .args = "DEVICE --ticket T [--json] [--for 30m]",
+    .args = "DEVICE --ticket T [--attach] [--json] [--for 30m]",
     .help = "the device's diagnostics: machine, OS, memory, disks, network, packages, services, users "
-            "(asks for diag access)",
+            "(asks for diag access); --attach keeps it on the ticket",
     .min_pos = 1,
     .max_pos = 1,
-    .switches = CONSOLE_SW_JSON,
+    .switches = CONSOLE_SW_JSON | CONSOLE_SW_ATTACH,
     .check = diag_check,
     .start = diag_start,
     .on_response = diag_response,

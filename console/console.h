@@ -62,6 +62,7 @@ enum {
   CONSOLE_SW_FORCE = 1u << 4,     /* pull, push, cp: replace existing targets */
   CONSOLE_SW_RESUME = 1u << 5,    /* pull, push, cp: accepted; a rerun always resumes */
   CONSOLE_SW_RECURSIVE = 1u << 6, /* pull, push, cp, ls: -r */
+  CONSOLE_SW_ATTACH = 1u << 7,    /* diag: keep the report on the ticket */
 };
 
 typedef struct console_s console_t;
@@ -189,6 +190,7 @@ extern const console_cmd_t console_cmd_audit_verify;
 extern const console_cmd_t console_cmd_speedtest;
 extern const console_cmd_t console_cmd_ping;
 extern const console_cmd_t console_cmd_diag;
+extern const console_cmd_t console_cmd_diag_show; /* inv/cmd_diag_show.c */
 extern const console_cmd_t console_cmd_inventory; /* inv/cmd_inventory.c */
 extern const console_cmd_t console_cmd_inventory_history;
 extern const console_cmd_t console_cmd_inventory_diff;

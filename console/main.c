@@ -89,7 +89,7 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_exec,            &console_cmd_replay,           &console_cmd_recording_export,
     &console_cmd_pull,            &console_cmd_push,             &console_cmd_cp,
     &console_cmd_ls,
-    &console_cmd_diag,            &console_cmd_inventory_history, &console_cmd_inventory_diff,
+    &console_cmd_diag_show,       &console_cmd_diag,             &console_cmd_inventory_history, &console_cmd_inventory_diff,
     &console_cmd_inventory,
     &console_cmd_ping,             &console_cmd_speedtest,        &console_cmd_token_new,
     &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_person_add,
@@ -98,7 +98,7 @@ static const console_cmd_t *const commands[] = {
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
 /* Bit i is CONSOLE_SW_*: keep in that order. */
-static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", NULL};
+static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", "attach", NULL};
 /* One-letter spellings of switches, as cp and scp users type them. */
 static const struct {
   const char *letter, *name;
@@ -242,6 +242,7 @@ static void usage(const tt_cli_t *cli) {
          "  --mine            tickets: only the ones assigned to you\n"
          "  --all             sessions: everyone's (admins)\n"
          "  -r, --recursive   pull, push, cp: whole directories; ls: the whole tree\n"
+         "  --attach          diag: keep the report on the ticket (D-n, shown by ticket show)\n"
          "  --force           pull, push, cp: replace files that exist at the target\n"
          "  --resume          pull, push, cp: resume a cut transfer (running the same command\n"
          "                    again always does)\n"

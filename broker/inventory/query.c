@@ -266,3 +266,81 @@ int broker_inv_history(broker_conn_t *c, uint32_t id, const Tether__InventoryHis
     broker_audit(c->b, c->id.name, "inventory-read", dev, "table", "(history)", "version", "latest", AUDIT_END);
   return broker_creq_submit(x);
 }
+
+/* ---- diagnostics reports kept on tickets (D-n) ---------------------------------------------- */
+
+typedef struct {
+  broker_creq_t h;
+  int64_t id;
+  uint64_t offset;
+  store_diag_t row;
+  uint8_t *z;
+  size_t zlen;
+} dget_req_t;
+
+static int dget_cb(void *ctx, const store_diag_t *d, const uint8_t *zbody, size_t zlen) {
+  dget_req_t *x = ctx;
+  x->row = *d;
+  if (!(x->z = malloc(zlen ? zlen : 1))) return TT_ENOMEM;
+  memcpy(x->z, zbody, zlen);
+  x->zlen = zlen;
+  return 0;
+}
+
+static int dget_run(broker_store_t *s, store_req_t *r) {
+  dget_req_t *x = (dget_req_t *)r;
+  return store_diag_get(s, x->id, dget_cb, x);
+}
+
+static void dget_done(store_req_t *r) {
+  dget_req_t *x = (dget_req_t *)r;
+  broker_conn_t *c = broker_creq_conn(x);
+  if (!c) goto out;
+  if (r->rc == TT_ENOTFOUND) {
+    char why[64];
+    snprintf(why, sizeof(why), "no diagnostics report D-%lld", (long long)x->id);
+    (void)broker_reply_error(c, x->h.id, TT_ENOTFOUND, why);
+    goto out;
+  }
+  if (r->rc || x->offset > x->zlen) {
+    (void)broker_reply_error(c, x->h.id, r->rc ? TT_EIO : TT_EINVAL,
+                             r->rc ? "the broker could not read the report" : "offset past the report's end");
+    goto out;
+  }
+  Tether__DiagReportPart p = TETHER__DIAG_REPORT_PART__INIT;
+  size_t n = x->zlen - x->offset < TT_INV_PART_MAX ? x->zlen - (size_t)x->offset : TT_INV_PART_MAX;
+  p.id = (uint64_t)x->row.id;
+  p.ticket = (uint64_t)x->row.ticket;
+  p.session = (uint64_t)x->row.session;
+  p.device = tt_text(x->row.device);
+  p.person = tt_text(x->row.person);
+  p.taken_ms = (uint64_t)x->row.taken_ms;
+  p.size = (uint64_t)x->row.size;
+  p.sha256 = tt_text(x->row.sha256);
+  p.offset = x->offset;
+  p.total = x->zlen;
+  p.zdata.data = x->z + x->offset;
+  p.zdata.len = n;
+  Tether__Response resp = TETHER__RESPONSE__INIT;
+  resp.id = x->h.id;
+  resp.body_case = TETHER__RESPONSE__BODY_DIAG_REPORT;
+  resp.diag_report = &p;
+  if (tt_link_send(c->link, TT_K_RESPONSE, &resp.base)) tt_link_close(c->link, TT_EIO, "cannot answer");
+out:
+  free(x->z);
+  free(x);
+}
+
+int broker_diag_get(broker_conn_t *c, uint32_t id, const Tether__DiagGetRequest *q) {
+  if (q->id == 0 || q->id > INT64_MAX) return broker_reply_error(c, id, TT_EINVAL, "no valid report id");
+  dget_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_READ, dget_run, dget_done, "diag_get");
+  if (!x) return TT_ENOMEM;
+  x->id = (int64_t)q->id;
+  x->offset = q->offset;
+  if (q->offset == 0) {
+    char d[32];
+    snprintf(d, sizeof(d), "D-%llu", (unsigned long long)q->id);
+    broker_audit(c->b, c->id.name, "diag-read", d, AUDIT_END);
+  }
+  return broker_creq_submit(x);
+}

@@ -221,8 +221,25 @@ static const char *const g_migrations[] = {
   "  UNIQUE(device, name, version DESC)"
   ") STRICT;"
   "PRAGMA user_version = 6;",
+  /* 7: diagnostics reports kept on a ticket (diag.c, `tether diag --attach`): the report as
+   * the device sent it through the broker, zstd-compressed, with its sha256 (hex) and size.
+   * Found by id (D-n) and by ticket. */
+  "CREATE TABLE diag_reports("
+  "  id INTEGER PRIMARY KEY,"
+  "  ticket INTEGER NOT NULL CHECK(ticket > 0),"
+  "  session INTEGER NOT NULL CHECK(session > 0),"
+  "  device TEXT NOT NULL CHECK(length(device) BETWEEN 1 AND 64),"
+  "  person TEXT NOT NULL CHECK(length(person) BETWEEN 1 AND 64),"
+  "  taken_ms INTEGER NOT NULL CHECK(taken_ms > 0),"
+  "  size INTEGER NOT NULL CHECK(size BETWEEN 1 AND 16777216),"
+  "  sha256 TEXT NOT NULL CHECK(length(sha256) = 64 AND NOT sha256 GLOB '*[^0-9a-f]*'),"
+  "  body BLOB NOT NULL"
+  ") STRICT;"
+  "CREATE INDEX diag_reports_ticket ON diag_reports(ticket, id);"
+  "PRAGMA user_version = 7;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
+_Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
 
 static const store_sql_t k_sql[] = {
   /* IMMEDIATE: take the write lock up front so a read-then-write never fails half way. */
@@ -487,6 +504,7 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_sessions(s);
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
+  if (rc == 0) rc = store_prepare_diag(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;
@@ -547,6 +565,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_sessions(s);
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
+  if (rc == 0) rc = store_prepare_diag(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;

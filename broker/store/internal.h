@@ -1,5 +1,5 @@
 /* The store's private half: the connection, its prepared statements and the helpers every
- * domain file (devices, tokens, audit, tickets, sessions, people, inventory) shares. Nothing outside
+ * domain file (devices, tokens, audit, tickets, sessions, people, inventory, diag) shares. Nothing outside
  * broker/store/ includes this. */
 #ifndef BROKER_STORE_INTERNAL_H
 #define BROKER_STORE_INTERNAL_H
@@ -85,6 +85,8 @@ typedef enum {
   ST_INV_HISTORY,
   ST_INV_AT,
   ST_INV_BYTES,
+  ST_DIAG_INSERT,
+  ST_DIAG_GET,
   ST__COUNT
 } store_stmt_t;
 
@@ -118,6 +120,7 @@ int store_prepare_tickets(broker_store_t *s);
 int store_prepare_sessions(broker_store_t *s);
 int store_prepare_people(broker_store_t *s);
 int store_prepare_inventory(broker_store_t *s);
+int store_prepare_diag(broker_store_t *s);
 /* Free what the inventory keeps between calls (at close). */
 void store_inventory_close(broker_store_t *s);
 /* Load the audit chain's tail (at open, and after a batch that appended was rolled back). */

@@ -28,6 +28,8 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
  * (and with it every commit before); off again, the usual (synchronous = NORMAL). */
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
+/* The schema this build makes and migrates to (db.c checks it against its migrations). */
+#define STORE_SCHEMA_VERSION 7
 int store_schema_version(broker_store_t *s);
 
 /* ---- devices ---------------------------------------------------------------------- */
@@ -445,5 +447,23 @@ void store_svc_audit_head(store_svc_t *v, int64_t *id, uint8_t hash[32]);
  * a request they submit is refused with TT_ECLOSED), stop the threads, close both
  * connections, and close the loop handle (run the loop once more to free it). */
 void store_svc_stop(store_svc_t *v);
+
+/* ---- diagnostics reports kept on tickets (diag.c) ---------------------------------------- */
+#define STORE_DIAG_MAX (16u * 1024u * 1024u) /* TT_DIAG_REPORT_MAX */
+typedef struct {
+  int64_t id;                 /* D-<id>; set by store_diag_add */
+  int64_t ticket, session;
+  char device[STORE_NAME_MAX];
+  char person[STORE_NAME_MAX];
+  int64_t taken_ms;
+  int64_t size;               /* the report's bytes, uncompressed */
+  char sha256[65];            /* of those bytes, lowercase hex */
+} store_diag_t;
+/* Keep a report: zbody is its zstd form (the caller compressed it). TT_EINVAL for fields out
+ * of range. d->id gets the new id. */
+int store_diag_add(broker_store_t *s, store_diag_t *d, const uint8_t *zbody, size_t zlen) TT_WUR;
+/* The report D-id: cb gets its row and compressed body (valid during the call). TT_ENOTFOUND. */
+typedef int (*store_diag_cb)(void *ctx, const store_diag_t *d, const uint8_t *zbody, size_t zlen);
+int store_diag_get(broker_store_t *s, int64_t id, store_diag_cb cb, void *ctx) TT_WUR;
 
 #endif

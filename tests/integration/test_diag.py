@@ -8,6 +8,7 @@ Run by ctest as `integration.diag` (TT_BIN_DIR names the build directory)."""
 
 import json
 import os
+import re
 import subprocess
 import time
 import unittest
@@ -16,7 +17,8 @@ from harness import (K_CH_ACCEPT, K_CH_CLOSE, K_CH_OPEN, K_CH_REJECT, ROLE_TECHN
                      WireClient, pb_bytes, pb_parse, pb_varint)
 from test_session import SessionWorld
 
-CH_THROUGHPUT, CH_ECHO = 1, 2
+CH_THROUGHPUT, CH_ECHO, CH_DIAG = 1, 2, 6
+ERR_INVALID = 14
 ROLE_ADMIN = 3
 ERR_TOO_BIG, ERR_BUSY, ERR_DENIED = 4, 8, 11
 PER_PERSON_DEVICE = 8  # TT_CHANNELS_PER_PERSON_DEVICE_MAX
@@ -183,6 +185,43 @@ class DiagTest(SessionWorld, TetherTestCase):
         opens = [e for e in self.audit() if e["action"] == "channel-open"]
         self.assertEqual([e["detail"]["kind"] for e in opens], ["diag", "diag"], opens)
         self.assertIn("diag channel of", json.dumps(self.ticket(tid)["events"]))
+
+    def test_diag_attach_keeps_the_devices_report_on_the_ticket(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket()
+        r = self.tech(["diag", "dev1", "--attach"])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("--attach keeps the report on a ticket", r.err)
+        r = self.tech(["diag", "dev1", "--ticket", tid, "--attach"])
+        self.assertEqual(r.rc, 0, r)
+        m = re.search(r"kept on (T-\d+) as (D-\d+) \(tether diag show D-\d+\)", r.out)
+        self.assertIsNotNone(m, r.out)
+        self.assertEqual(m.group(1), tid)
+        did = m.group(2)
+        # What is kept is what the device sent: shown the same way, with who and when.
+        r = self.tech(["diag", "show", did])
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.out.splitlines()[0],
+                         r"^%s: kept on %s by tech at \S+ \(S-\d+, \d+ bytes, sha256 [0-9a-f]{64}\)$" % (did, tid))
+        sha = r.out.splitlines()[0].split("sha256 ")[1].rstrip(")")
+        self.assertIn("Memory", r.out)
+        r = self.tech(["diag", "show", did, "--json"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(json.loads(r.out)["device"], "dev1")
+        r = self.tech(["diag", "show", "D-999"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("no diagnostics report D-999", r.err)
+        # On the ticket's timeline, and in the audit with its sha256.
+        self.assertIn("kept as %s" % did, json.dumps(self.ticket(tid)["events"]))
+        kept = [e for e in self.audit() if e["action"] == "diag-attach"]
+        self.assertEqual(len(kept), 1, kept)
+        self.assertEqual((kept[0]["actor"], kept[0]["detail"]["ticket"], kept[0]["detail"]["sha256"]), ("tech", tid, sha))
+        # Without a session there is no ticket to keep it on: the broker says so.
+        c = self.wire(who="boss")
+        c.send_frame(K_CH_OPEN, diag_open(CH_DIAG, "dev1") + pb_varint(14, 1), channel=1)
+        k, f = self.answer_to(c, 1)
+        self.assertEqual((k, f.get(1)), (K_CH_REJECT, [ERR_INVALID]), f)
+        self.assertIn(b"--attach needs --ticket", f[2][0])
 
     def test_admin_needs_no_ticket_and_is_audited(self):
         self.world(policy="deny")  # nobody could consent: an admin's diagnostics do not ask
