@@ -96,6 +96,8 @@ typedef struct broker_conn_s {
   uint32_t refusals;      /* requests refused on this connection */
   uint64_t relay_window;  /* windows of relayed channels the broker holds for this peer */
   struct broker_inv_s *inv; /* inventory/push.c: an agent's offer being received */
+  uint32_t inv_tokens;    /* inventory versions it may still store now (push.c's bucket) */
+  uint64_t inv_refill_ms; /* uv_now the bucket last refilled (0: never used) */
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
@@ -220,6 +222,8 @@ int broker_audit_check(broker_store_t *s, broker_audit_check_t *k);
 int broker_inv_offer(broker_conn_t *c, uint32_t id, const Tether__InventoryOfferRequest *q);
 int broker_inv_put(broker_conn_t *c, uint32_t id, const Tether__InventoryPutRequest *q);
 void broker_inv_conn_gone(broker_conn_t *c);
+/* Once a second: offers idle past TT_INV_OFFER_IDLE_MS are dropped. */
+void broker_inv_sweep(broker_t *b, uint64_t now);
 /* inventory/query.c: people read a device's inventory (index, tables) and its versions. */
 int broker_inv_get(broker_conn_t *c, uint32_t id, const Tether__InventoryGetRequest *q);
 int broker_inv_history(broker_conn_t *c, uint32_t id, const Tether__InventoryHistoryRequest *q);

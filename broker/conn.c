@@ -395,6 +395,7 @@ void broker_sweep_cb(uv_timer_t *t) {
     }
   }
   relay_sweep(b, now);
+  broker_inv_sweep(b, now);
   broker_sessions_sweep(b, now);
   broker_frontdoor_sweep(b, now);
   if (b->busy_this_sec)

@@ -199,7 +199,9 @@ static const char *const g_volatile[][12] = {
     {"systemd_units", "job_id", "job_type", "job_path", NULL},
 };
 
-bool inv_stable_table(const char *table) { return strcmp(table, "uptime") != 0; }
+/* uptime is all live state; logged_in_users is who uses the machine, which a technician sees
+ * in diag under a session the employee agreed to, not in an inventory anyone may read. */
+bool inv_stable_table(const char *table) { return strcmp(table, "uptime") && strcmp(table, "logged_in_users"); }
 
 bool inv_stable_column(const char *table, const char *col) {
   for (size_t i = 0; i < sizeof(g_volatile) / sizeof(g_volatile[0]); i++) {

@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zstd.h>
 #include "agent.h"
 #include "collect.h"
@@ -27,6 +28,8 @@ typedef struct {
   ptab_t *t;
   size_t n;
   int64_t collected_ms;
+  uint64_t wall_us, cpu_us; /* what collecting it cost (the worker thread's CPU) */
+  size_t json_bytes;        /* the tables' JSON, before compression */
 } pset_t;
 
 struct agent_inv_s {
@@ -43,6 +46,7 @@ struct agent_inv_s {
   size_t *want;      /* indexes into cur.t */
   size_t nwant, iwant, off;
   uint64_t sent;     /* compressed bytes sent for this offer */
+  size_t offer_bytes; /* the offer's own size on the wire (before TLS) */
 };
 
 static void pset_free(pset_t *p) {
@@ -51,9 +55,16 @@ static void pset_free(pset_t *p) {
   memset(p, 0, sizeof(*p));
 }
 
+static uint64_t clock_us(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void work_cb(uv_work_t *w) {
   struct agent_inv_s *v = w->data;
   inv_env_t env = {.root = ""};
+  uint64_t t0 = clock_us(CLOCK_MONOTONIC), c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
   size_t n;
   const inv_collector_t *cs = inv_collectors(&n);
   pset_t *p = &v->next;
@@ -90,9 +101,12 @@ static void work_cb(uv_work_t *w) {
     }
     pt->zlen = z;
     pt->size = len;
+    p->json_bytes += len;
     snprintf(pt->name, sizeof(pt->name), "%s", cs[i].name);
     p->n++;
   }
+  p->wall_us = clock_us(CLOCK_MONOTONIC) - t0;
+  p->cpu_us = clock_us(CLOCK_THREAD_CPUTIME_ID) - c0;
 }
 
 static void offer(struct agent_inv_s *v);
@@ -122,7 +136,10 @@ static void after_cb(uv_work_t *w, int status) {
     v->cur = v->next;
     memset(&v->next, 0, sizeof(v->next));
     v->cur_mono = uv_now(v->a->loop);
-    TT_INFO("inventory", "collected", "tables=%zu", v->cur.n);
+    size_t zbytes = 0;
+    for (size_t i = 0; i < v->cur.n; i++) zbytes += v->cur.t[i].zlen;
+    TT_INFO("inventory", "collected", "tables=%zu ms=%.1f cpu_ms=%.1f json_bytes=%zu zstd_bytes=%zu", v->cur.n,
+            (double)v->cur.wall_us / 1000.0, (double)v->cur.cpu_us / 1000.0, v->cur.json_bytes, zbytes);
   }
   uv_timer_start(&v->timer, timer_cb, next_wait(v->a), 0);
   if (v->a->welcomed) offer(v);
@@ -155,9 +172,14 @@ static void put_reply(void *data, const Tether__Response *r, int err) {
     offer_end(v);
     return;
   }
+  if (!r->inventory_put->complete && v->iwant >= v->nwant) {
+    TT_WARN("inventory", "the broker wants more than was asked", "tables=%zu", v->nwant);
+    offer_end(v);
+    return;
+  }
   if (r->inventory_put->complete) {
-    TT_INFO("inventory", "sent", "version=%llu tables=%zu bytes=%llu", (unsigned long long)r->inventory_put->version,
-            v->nwant, (unsigned long long)v->sent);
+    TT_INFO("inventory", "sent", "version=%llu tables=%zu bytes=%llu offer_bytes=%zu",
+            (unsigned long long)r->inventory_put->version, v->nwant, (unsigned long long)v->sent, v->offer_bytes);
     offer_end(v);
     return;
   }
@@ -206,7 +228,8 @@ static void want_reply(void *data, const Tether__Response *r, int err) {
   }
   const Tether__InventoryWant *w = r->inventory_want;
   if (w->n_names == 0) {
-    TT_INFO("inventory", "unchanged", "tables=%zu version=%llu", v->cur.n, (unsigned long long)w->version);
+    TT_INFO("inventory", "unchanged", "tables=%zu version=%llu offer_bytes=%zu", v->cur.n,
+            (unsigned long long)w->version, v->offer_bytes);
     offer_end(v);
     return;
   }
@@ -255,6 +278,7 @@ static void offer(struct agent_inv_s *v) {
   q.body_case = TETHER__REQUEST__BODY_INVENTORY_OFFER;
   q.inventory_offer = &o;
   v->sent = 0;
+  v->offer_bytes = tether__request__get_packed_size(&q);
   if (agent_reqs_send(&a->reqs, a->link, &q, INV_REQ_TIMEOUT_MS, want_reply, v) == 0) v->offering = true;
   else TT_WARN("inventory", "cannot offer", "tables=%zu", v->cur.n);
   free(h);

@@ -244,7 +244,7 @@ int broker_inv_diff(broker_conn_t *c, uint32_t id, const Tether__InventoryDiffRe
   if (tt_text_copy(dev, sizeof(dev), q->device) || !dev[0])
     return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
   if (tt_text_copy(table, sizeof(table), q->table)) return broker_reply_error(c, id, TT_EINVAL, "no valid table name");
-  if (q->from > INT64_MAX || q->to > INT64_MAX || q->since_ms > INT64_MAX)
+  if (q->from >= INT64_MAX || q->to >= INT64_MAX || q->since_ms > INT64_MAX)
     return broker_reply_error(c, id, TT_EINVAL, "a version or time out of range");
   diff_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_READ, diff_run, diff_done, "inventory_diff");
   if (!x) return TT_ENOMEM;
@@ -254,12 +254,10 @@ int broker_inv_diff(broker_conn_t *c, uint32_t id, const Tether__InventoryDiffRe
   x->to = (int64_t)q->to;
   x->since_ms = (int64_t)q->since_ms;
   x->offset = q->offset;
-  if (q->offset == 0) {
-    char f[24], t[24];
-    snprintf(f, sizeof(f), "%llu", (unsigned long long)q->from);
-    snprintf(t, sizeof(t), "%llu", (unsigned long long)q->to);
-    broker_audit(c->b, c->id.name, "inventory-read", dev, "table", table[0] ? table : "(diff)", "from", f, "to", t,
-                 AUDIT_END);
-  }
+  char f[24], t[24];
+  snprintf(f, sizeof(f), "%llu", (unsigned long long)q->from);
+  snprintf(t, sizeof(t), "%llu", (unsigned long long)q->to);
+  broker_audit(c->b, c->id.name, "inventory-read", dev, "table", table[0] ? table : "(diff)", "from", f, "to", t,
+               AUDIT_END);
   return broker_creq_submit(x);
 }

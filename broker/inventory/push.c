@@ -23,18 +23,25 @@ typedef struct {
   tt_buf_t z;         /* compressed parts so far */
 } itab_t;
 
+/* An offer being received: allocated at the offer, freed when it ends (a connection that
+ * only ever says "unchanged" holds nothing between offers). */
 struct broker_inv_s {
+  broker_conn_t *c;   /* NULL once orphaned: the connection went while a store request held
+                         this; that request's completion frees it */
+  struct broker_inv_s *prev, *next; /* every offer open, for the idle sweep */
   uint64_t offer;     /* 0: no offer open */
   int64_t collected_ms;
+  uint64_t last_ms;   /* uv_now of its last message */
   itab_t t[TT_INV_TABLES_MAX];
   size_t n, nwant, ndone;
-  uint64_t bytes;     /* buffered for this offer */
-  bool busy;         /* a store request reads or writes this offer: it frees it if the
-                        connection goes meanwhile */
+  uint64_t bytes;     /* compressed, buffered for this offer */
+  uint64_t json;      /* the wanted tables' declared JSON sizes, summed as their parts start */
+  bool busy;          /* a store request reads or writes this offer */
 };
 
 static uint64_t g_offers;
 static uint64_t g_bytes; /* buffered across the broker */
+static struct broker_inv_s *g_open;
 
 static bool name_ok(const char *s) {
   size_t n = strlen(s);
@@ -47,17 +54,64 @@ static bool name_ok(const char *s) {
 static void inv_reset(struct broker_inv_s *v) {
   for (size_t i = 0; i < v->n; i++) tt_buf_free(&v->t[i].z);
   g_bytes -= v->bytes;
-  v->bytes = 0;
+  v->bytes = v->json = 0;
   v->n = v->nwant = v->ndone = 0;
   v->offer = 0;
 }
 
-void broker_inv_conn_gone(broker_conn_t *c) {
-  if (!c->inv) return;
-  if (c->inv->busy) return; /* the store request owns it now; it frees it */
-  inv_reset(c->inv);
-  free(c->inv);
+static void inv_free(struct broker_inv_s *v) {
+  inv_reset(v);
+  if (v->prev) v->prev->next = v->next;
+  else g_open = v->next;
+  if (v->next) v->next->prev = v->prev;
+  free(v);
+}
+
+/* The offer ended (answered, refused, or stored): its state goes, unless a store request
+ * still holds it (its completion calls this again). */
+static void inv_release(broker_conn_t *c) {
+  struct broker_inv_s *v = c->inv;
+  if (!v || v->busy) return;
   c->inv = NULL;
+  inv_free(v);
+}
+
+void broker_inv_conn_gone(broker_conn_t *c) {
+  struct broker_inv_s *v = c->inv;
+  if (!v) return;
+  c->inv = NULL;
+  if (v->busy) v->c = NULL; /* orphaned: the store request's completion frees it */
+  else inv_free(v);
+}
+
+void broker_inv_sweep(broker_t *b, uint64_t now) {
+  (void)b;
+  for (struct broker_inv_s *v = g_open, *next; v; v = next) {
+    next = v->next;
+    if (v->busy || !v->c || now - v->last_ms < TT_INV_OFFER_IDLE_MS) continue;
+    TT_WARN(MOD, "offer dropped", "device=%s why=\"no part for %u s\" buffered=%llu", v->c->id.name,
+            TT_INV_OFFER_IDLE_MS / 1000u, (unsigned long long)v->bytes);
+    v->c->inv = NULL;
+    inv_free(v);
+  }
+}
+
+/* Versions a connection may store: a burst, then one per TT_INV_VERSION_REFILL_MS, so a device
+ * cannot keep the writer thread and the disk busy with changes. */
+static bool version_allowed(broker_conn_t *c) {
+  uint64_t now = uv_now(c->b->loop);
+  if (!c->inv_refill_ms) {
+    c->inv_tokens = TT_INV_VERSIONS_BURST;
+    c->inv_refill_ms = now;
+  }
+  while (c->inv_tokens < TT_INV_VERSIONS_BURST && now - c->inv_refill_ms >= TT_INV_VERSION_REFILL_MS) {
+    c->inv_tokens++;
+    c->inv_refill_ms += TT_INV_VERSION_REFILL_MS;
+  }
+  if (c->inv_tokens == TT_INV_VERSIONS_BURST) c->inv_refill_ms = now;
+  if (!c->inv_tokens) return false;
+  c->inv_tokens--;
+  return true;
 }
 
 /* ---- the offer: which tables differ ------------------------------------------------------ */
@@ -135,6 +189,11 @@ static int put_run(broker_store_t *s, store_req_t *r) {
 static void put_done(store_req_t *r);
 
 static int submit_store(broker_conn_t *c, uint32_t id) {
+  if (!version_allowed(c)) {
+    TT_WARN(MOD, "inventory refused", "device=%s why=\"too many changes\"", c->id.name);
+    inv_release(c);
+    return broker_reply_error(c, id, TT_EBUSY, "too many inventory changes from this device: try at the next interval");
+  }
   put_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, put_run, put_done, "inventory_put");
   if (!x) return TT_ENOMEM;
   snprintf(x->device, sizeof(x->device), "%s", c->id.name);
@@ -143,7 +202,7 @@ static int submit_store(broker_conn_t *c, uint32_t id) {
   unsigned held = c->work;
   int rc = broker_creq_submit(x);
   if (c->work != held) c->inv->busy = true;
-  else inv_reset(c->inv); /* refused busy: answered already */
+  else inv_release(c); /* refused busy: answered already */
   return rc;
 }
 
@@ -152,14 +211,15 @@ static void offer_done(store_req_t *r) {
   broker_conn_t *c = broker_creq_conn(x);
   struct broker_inv_s *v = x->v;
   v->busy = false;
-  if (!c) { /* the connection went while we compared: its state is ours to free */
-    inv_reset(v);
-    free(v);
+  if (!v->c) { /* orphaned: the connection went while we compared */
+    inv_free(v);
     goto out;
   }
+  if (!c) goto out; /* closing: broker_inv_conn_gone frees it */
+  v->last_ms = uv_now(c->b->loop);
   if (r->rc) {
     (void)broker_reply_error(c, x->h.id, TT_EIO, "the broker could not read the inventory it keeps");
-    inv_reset(v);
+    inv_release(c);
     goto out;
   }
   if (x->removals_only) {
@@ -176,9 +236,10 @@ static void offer_done(store_req_t *r) {
   resp.id = x->h.id;
   resp.body_case = TETHER__RESPONSE__BODY_INVENTORY_WANT;
   resp.inventory_want = &w;
-  if (w.n_names == 0) inv_reset(v); /* unchanged: the hash check was all */
-  TT_DEBUG(MOD, "offer", "device=%s tables=%zu wanted=%zu", c->id.name, x->v->n, w.n_names);
-  if (tt_link_send(c->link, TT_K_RESPONSE, &resp.base)) tt_link_close(c->link, TT_EIO, "cannot answer");
+  TT_DEBUG(MOD, "offer", "device=%s tables=%zu wanted=%zu", c->id.name, v->n, w.n_names);
+  int src = tt_link_send(c->link, TT_K_RESPONSE, &resp.base);
+  if (w.n_names == 0) inv_release(c); /* unchanged: the hash check was all */
+  if (src) tt_link_close(c->link, TT_EIO, "cannot answer");
 out:
   free(x);
 }
@@ -187,22 +248,31 @@ int broker_inv_offer(broker_conn_t *c, uint32_t id, const Tether__InventoryOffer
   if (c->id.role != TT_ROLE_AGENT) return broker_reply_error(c, id, TT_EDENIED, "only devices push inventory");
   if (q->n_tables > TT_INV_TABLES_MAX)
     return broker_reply_error(c, id, TT_ETOOBIG, "an inventory has at most 64 tables");
-  if (!c->inv && !(c->inv = calloc(1, sizeof(*c->inv)))) return TT_ENOMEM;
+  if (q->collected_ms > INT64_MAX) return broker_reply_error(c, id, TT_EINVAL, "collected_ms out of range");
+  if (c->inv && c->inv->busy)
+    return broker_reply_error(c, id, TT_EBUSY, "the previous inventory is still being stored");
+  if (!c->inv) {
+    if (!(c->inv = calloc(1, sizeof(*c->inv)))) return TT_ENOMEM;
+    c->inv->c = c;
+    c->inv->next = g_open;
+    if (g_open) g_open->prev = c->inv;
+    g_open = c->inv;
+  }
   struct broker_inv_s *v = c->inv;
-  if (v->busy) return broker_reply_error(c, id, TT_EBUSY, "the previous inventory is still being stored");
   inv_reset(v); /* a new offer replaces one not finished */
+  v->last_ms = uv_now(c->b->loop);
   for (size_t i = 0; i < q->n_tables; i++) {
     const Tether__InventoryHash *h = q->tables[i];
     itab_t *t = &v->t[v->n];
     memset(t, 0, sizeof(*t));
     if (tt_text_copy(t->name, sizeof(t->name), h->name) || !name_ok(t->name) || h->sha256.len != 32) {
-      inv_reset(v);
+      inv_release(c);
       TT_WARN(MOD, "offer refused", "device=%s why=\"bad table name or hash\"", c->id.name);
       return broker_reply_error(c, id, TT_EINVAL, "a table name is not [a-z0-9_]{1,63} or a hash is not 32 bytes");
     }
     for (size_t k = 0; k < v->n; k++)
       if (strcmp(v->t[k].name, t->name) == 0) {
-        inv_reset(v);
+        inv_release(c);
         return broker_reply_error(c, id, TT_EINVAL, "a table is offered twice");
       }
     memcpy(t->sha, h->sha256.data, 32);
@@ -217,7 +287,7 @@ int broker_inv_offer(broker_conn_t *c, uint32_t id, const Tether__InventoryOffer
   unsigned held = c->work;
   int rc = broker_creq_submit(x);
   if (c->work != held) v->busy = true;
-  else inv_reset(v);
+  else inv_release(c);
   return rc;
 }
 
@@ -229,7 +299,11 @@ int broker_inv_put(broker_conn_t *c, uint32_t id, const Tether__InventoryPutRequ
   if (c->id.role != TT_ROLE_AGENT) return broker_reply_error(c, id, TT_EDENIED, "only devices push inventory");
   if (!v || !v->offer || v->busy || q->offer != v->offer)
     return broker_reply_error(c, id, TT_ESTATE, "no such inventory offer open");
-  if (tt_text_copy(name, sizeof(name), q->name)) return broker_reply_error(c, id, TT_EINVAL, "bad table name");
+  if (tt_text_copy(name, sizeof(name), q->name) || !name_ok(name)) {
+    inv_release(c);
+    return broker_reply_error(c, id, TT_EINVAL, "bad table name");
+  }
+  v->last_ms = uv_now(c->b->loop);
   itab_t *t = NULL;
   for (size_t i = 0; i < v->n && !t; i++)
     if (v->t[i].wanted && strcmp(v->t[i].name, name) == 0) t = &v->t[i];
@@ -242,20 +316,23 @@ int broker_inv_put(broker_conn_t *c, uint32_t id, const Tether__InventoryPutRequ
     why = "the compressed size does not fit the table's size", code = TT_ETOOBIG;
   else if (q->zdata.len == 0 || q->zdata.len > TT_INV_PART_MAX) why = "a part is 1 byte to 192 KiB", code = TT_ETOOBIG;
   else if (q->offset != t->z.len || q->offset + q->zdata.len > q->total) why = "a part out of order";
+  else if (!t->z.len && v->json + q->size > TT_INV_OFFER_JSON_MAX)
+    why = "an inventory is at most 16 MiB of JSON", code = TT_ETOOBIG;
   else if (t->z.len && (t->size != q->size || t->z.max != q->total)) why = "a part of another size";
   else if (v->bytes + q->zdata.len > TT_INV_OFFER_BYTES_MAX) why = "an inventory is at most 8 MiB compressed", code = TT_ETOOBIG;
   else if (g_bytes + q->zdata.len > TT_INV_BROKER_BYTES_MAX) why = "the broker is busy with other inventories, try later", code = TT_EBUSY;
   if (why) {
     TT_WARN(MOD, "inventory refused", "device=%s table=%s why=\"%s\"", c->id.name, name, why);
-    inv_reset(v);
+    inv_release(c);
     return broker_reply_error(c, id, code, why);
   }
   if (t->z.len == 0) {
     tt_buf_init(&t->z, (size_t)q->total);
     t->size = q->size;
+    v->json += q->size;
   }
   if (tt_buf_append(&t->z, q->zdata.data, q->zdata.len)) {
-    inv_reset(v);
+    inv_release(c);
     return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
   }
   v->bytes += q->zdata.len;
@@ -277,15 +354,16 @@ int broker_inv_put(broker_conn_t *c, uint32_t id, const Tether__InventoryPutRequ
 
 /* ---- busy (writer thread) ---------------------------------------------------------------- */
 
-/* The shape every table has (agent/inv/table.h): columns of strings, rows of that width. */
+/* The shape every table has (agent/inv/table.h): columns named like osquery's
+ * ([a-z0-9_]{1,63}: they are shown as headers), rows of strings of that width. */
 static bool table_ok(const char *json, size_t n) {
   json_t *j = json_loadb(json, n, JSON_REJECT_DUPLICATES, NULL);
   json_t *cols = json_object_get(j, "columns"), *rows = json_object_get(j, "rows"), *e = json_object_get(j, "error");
-  bool ok = json_is_object(j) && json_is_array(cols) && json_array_size(cols) > 0 && json_is_array(rows) &&
-            (!e || json_is_string(e));
+  bool ok = json_is_object(j) && json_is_array(cols) && json_array_size(cols) > 0 &&
+            json_array_size(cols) <= 64 && json_is_array(rows) && (!e || json_is_string(e));
   size_t i, k;
   json_t *r, *c;
-  if (ok) json_array_foreach(cols, i, c) ok &= json_is_string(c);
+  if (ok) json_array_foreach(cols, i, c) ok &= json_is_string(c) && name_ok(json_string_value(c));
   if (ok)
     json_array_foreach(rows, i, r) {
       if (!json_is_array(r) || json_array_size(r) != json_array_size(cols)) {
@@ -338,6 +416,12 @@ static int store_version(broker_store_t *s, const char *device, struct broker_in
     o->body = body;
     o->len = got;
   }
+  int64_t kept = 0;
+  if (!rc && (rc = store_inv_bytes(s, device, &kept)) == 0 && (uint64_t)kept > TT_INV_DEVICE_STORE_MAX) {
+    snprintf(why, whylen, "the device's stored inventory is over its %llu MiB: kept as it was",
+             (unsigned long long)(TT_INV_DEVICE_STORE_MAX >> 20));
+    rc = TT_EFULL;
+  }
   if (!rc) rc = store_inv_put(s, device, v->collected_ms, now_ms, st, n, version);
   for (size_t i = 0; i < n; i++) free((void *)st[i].body);
   return rc;
@@ -351,14 +435,18 @@ static void put_done(store_req_t *r) {
   bool removals_only = v->nwant == 0;
   size_t nwant = v->nwant;
   uint64_t bytes = v->bytes;
-  inv_reset(v);
-  if (!c) { /* the connection went while we stored: its state is ours to free */
-    free(v);
+  if (!v->c) { /* orphaned: the connection went while we stored */
+    inv_free(v);
+    goto out;
+  }
+  if (c) inv_release(c);
+  else {
+    inv_reset(v); /* closing: broker_inv_conn_gone frees it */
     goto out;
   }
   if (r->rc) {
     TT_WARN(MOD, "inventory refused", "device=%s err=%s why=\"%s\"", x->device, tt_errname(r->rc), x->why);
-    (void)broker_reply_error(c, x->h.id, r->rc == TT_EINVAL ? TT_EINVAL : TT_EIO,
+    (void)broker_reply_error(c, x->h.id, r->rc == TT_EINVAL || r->rc == TT_EFULL ? r->rc : TT_EIO,
                              x->why[0] ? x->why : "the broker could not store the inventory");
     goto out;
   }

@@ -160,18 +160,18 @@ int broker_inv_get(broker_conn_t *c, uint32_t id, const Tether__InventoryGetRequ
     return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
   if (tt_text_copy(table, sizeof(table), q->table))
     return broker_reply_error(c, id, TT_EINVAL, "no valid table name");
+  if (q->version >= INT64_MAX) return broker_reply_error(c, id, TT_EINVAL, "no such version");
   get_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_READ, get_run, get_done, "inventory_get");
   if (!x) return TT_ENOMEM;
   snprintf(x->device, sizeof(x->device), "%s", dev);
   snprintf(x->table, sizeof(x->table), "%s", table);
-  x->version = q->version > INT64_MAX ? INT64_MAX : (int64_t)q->version;
+  x->version = (int64_t)q->version;
   x->offset = q->offset;
-  if (q->offset == 0) {
-    char v[24];
-    snprintf(v, sizeof(v), "%llu", (unsigned long long)q->version);
-    broker_audit(c->b, c->id.name, "inventory-read", dev, "table", table[0] ? table : "(index)", "version",
-                 q->version ? v : "latest", AUDIT_END);
-  }
+  /* Every request, parts too: a read that starts past offset 0 is still a read. */
+  char v[24];
+  snprintf(v, sizeof(v), "%llu", (unsigned long long)q->version);
+  broker_audit(c->b, c->id.name, "inventory-read", dev, "table", table[0] ? table : "(index)", "version",
+               q->version ? v : "latest", AUDIT_END);
   return broker_creq_submit(x);
 }
 
@@ -262,8 +262,7 @@ int broker_inv_history(broker_conn_t *c, uint32_t id, const Tether__InventoryHis
   snprintf(x->device, sizeof(x->device), "%s", dev);
   x->before = q->before > INT64_MAX ? INT64_MAX : (int64_t)q->before;
   x->limit = limit;
-  if (q->before == 0)
-    broker_audit(c->b, c->id.name, "inventory-read", dev, "table", "(history)", "version", "latest", AUDIT_END);
+  broker_audit(c->b, c->id.name, "inventory-read", dev, "table", "(history)", AUDIT_END);
   return broker_creq_submit(x);
 }
 
@@ -337,10 +336,8 @@ int broker_diag_get(broker_conn_t *c, uint32_t id, const Tether__DiagGetRequest 
   if (!x) return TT_ENOMEM;
   x->id = (int64_t)q->id;
   x->offset = q->offset;
-  if (q->offset == 0) {
-    char d[32];
-    snprintf(d, sizeof(d), "D-%llu", (unsigned long long)q->id);
-    broker_audit(c->b, c->id.name, "diag-read", d, AUDIT_END);
-  }
+  char d[32];
+  snprintf(d, sizeof(d), "D-%llu", (unsigned long long)q->id);
+  broker_audit(c->b, c->id.name, "diag-read", d, AUDIT_END);
   return broker_creq_submit(x);
 }

@@ -87,7 +87,12 @@ static void print_table(const char *name, json_t *t) {
   size_t *w = calloc(nc ? nc : 1, sizeof(*w));
   char cell[CELL_SHOWN * 4 + 8];
   if (!w) return;
-  json_array_foreach(cols, k, v) w[k] = strlen(json_string_value(v));
+  json_array_foreach(cols, k, v) {
+    const char *s = json_string_value(v);
+    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
+    console_text(cell, sizeof(cell), b);
+    w[k] = strlen(cell) < CELL_SHOWN ? strlen(cell) : CELL_SHOWN;
+  }
   json_array_foreach(rows, i, r) json_array_foreach(r, k, v) {
     const char *s = json_string_value(v);
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
@@ -95,7 +100,13 @@ static void print_table(const char *name, json_t *t) {
     size_t l = strlen(cell) < CELL_SHOWN ? strlen(cell) : CELL_SHOWN;
     if (l > w[k]) w[k] = l;
   }
-  json_array_foreach(cols, k, v) printf("%-*s%s", (int)w[k], json_string_value(v), k + 1 < nc ? "  " : "\n");
+  json_array_foreach(cols, k, v) {
+    const char *s = json_string_value(v);
+    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
+    console_text(cell, sizeof(cell), b);
+    if (strlen(cell) > CELL_SHOWN) strcpy(cell + CELL_SHOWN - 3, "...");
+    printf("%-*s%s", (int)w[k], cell, k + 1 < nc ? "  " : "\n");
+  }
   json_array_foreach(rows, i, r) json_array_foreach(r, k, v) {
     const char *s = json_string_value(v);
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
@@ -174,14 +185,18 @@ static int table_response(console_t *c, const Tether__Response *r) {
   }
   if (tt_buf_append(&g_is.z, p->zdata.data, p->zdata.len)) return TT_ENOMEM;
   const char *name = g_is.names[g_is.i];
-  if (g_is.z.len < p->total) return get(c, name, g_is.z.len);
+  /* Later parts as of the version that wrote the table, so a change meanwhile cannot mix. */
+  if (g_is.z.len < p->total) {
+    if (!g_is.version) g_is.version = p->version;
+    return get(c, name, g_is.z.len);
+  }
   char *body = malloc((size_t)g_is.size);
   if (!body) return TT_ENOMEM;
   size_t got = ZSTD_decompress(body, (size_t)g_is.size, tt_buf_head(&g_is.z), g_is.z.len);
   json_t *t = ZSTD_isError(got) || got != g_is.size ? NULL : json_loadb(body, got, JSON_REJECT_DUPLICATES, NULL);
   free(body);
   tt_buf_free(&g_is.z);
-  if (!json_is_object(t) || !json_is_array(json_object_get(t, "columns")) || !json_is_array(json_object_get(t, "rows"))) {
+  if (!console_table_ok(t)) {
     json_decref(t);
     console_fail(c, "%s: table %s is not readable", c->arg[0], name);
     done(c, 1);
@@ -263,6 +278,7 @@ static int history_response(console_t *c, const Tether__Response *r) {
       console_text(changed, sizeof(changed), v->changed);
       printf("%-8" PRIu64 " %-20s %s\n", v->version, when, changed);
     }
+    if (g_is.before && v->version >= g_is.before) return TT_EPROTO; /* newest first, or a loop */
     g_is.before = v->version;
   }
   if (h->more && h->n_versions) return history_get(c);

@@ -143,7 +143,10 @@ static void net_part(FILE *f, json_t *doc) {
         dns = tab(doc, "dns_resolvers"), lp = tab(doc, "listening_ports");
   if (!ifs.n && !ad.n) return;
   fprintf(f, "\nNetwork\n");
-  for (size_t r = 0; r < ifs.n; r++) {
+  /* A page, not a dump: the rest is in --json (and each address lookup below is a scan). */
+  size_t nifs = ifs.n < 32 ? ifs.n : 32;
+  if (ad.n > 512) ad.n = 512;
+  for (size_t r = 0; r < nifs; r++) {
     char n[64], mac[64], sp[32], addrs[1024] = "";
     const char *name = val(&ifs, r, "interface");
     size_t o = 0;
@@ -155,10 +158,13 @@ static void net_part(FILE *f, json_t *doc) {
       o += (size_t)w;
     }
     const char *speed = val(&ifs, r, "link_speed");
-    snprintf(sp, sizeof(sp), "%s%s", speed[0] && strcmp(speed, "-1") ? speed : "", speed[0] && strcmp(speed, "-1") ? " Mb/s" : "");
+    char spd[16];
+    bool known = speed[0] && strcmp(speed, "-1") && strcmp(speed, "0");
+    snprintf(sp, sizeof(sp), "%s%s", known ? S(spd, speed) : "", known ? " Mb/s" : "");
     fprintf(f, "  %-10s %-18s %-10s %s\n", S(n, name), S(mac, val(&ifs, r, "mac")), sp, addrs);
   }
-  for (size_t r = 0; r < rt.n; r++) {
+  if (ifs.n > nifs) fprintf(f, "  (%zu interfaces in all)\n", ifs.n);
+  for (size_t r = 0; r < rt.n && r < 4096; r++) {
     const char *dst = val(&rt, r, "destination"), *mask = val(&rt, r, "netmask");
     if ((strcmp(dst, "0.0.0.0") == 0 || strcmp(dst, "::") == 0) && (strcmp(mask, "0") == 0 || !mask[0])) {
       char g[128], i[64];
@@ -255,29 +261,34 @@ int console_report_json(FILE *f, json_t *doc) {
   return 0;
 }
 
+bool console_table_ok(json_t *t) {
+  json_t *cols = json_object_get(t, "columns"), *rows = json_object_get(t, "rows"), *c, *r;
+  size_t i, k;
+  if (!json_is_object(t) || !json_is_array(cols) || !json_is_array(rows) || json_array_size(cols) == 0 ||
+      json_array_size(cols) > 64)
+    return false;
+  json_array_foreach(cols, i, c) if (!json_is_string(c)) return false;
+  json_array_foreach(rows, i, r) {
+    if (!json_is_array(r) || json_array_size(r) != json_array_size(cols)) return false;
+    json_array_foreach(r, k, c) if (!json_is_string(c)) return false;
+  }
+  json_t *e = json_object_get(t, "error");
+  return !e || json_is_string(e);
+}
+
 json_t *console_report_parse(const char *buf, size_t n, char *err, size_t errlen) {
   json_error_t je;
   json_t *doc = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &je);
   if (!doc) {
-    snprintf(err, errlen, "the device's report is not JSON (%s at byte %d)", je.text, je.position);
+    /* Not je.text: it quotes the offending byte, which may be a control character. */
+    snprintf(err, errlen, "the device's report is not JSON (at byte %d)", je.position);
     return NULL;
   }
   json_t *tables = json_object_get(doc, "tables");
   const char *name;
   json_t *t;
   if (!json_is_object(doc) || !json_is_object(tables)) goto bad;
-  json_object_foreach(tables, name, t) {
-    json_t *cols = json_object_get(t, "columns"), *rows = json_object_get(t, "rows"), *c, *r;
-    size_t i, k;
-    if (!json_is_array(cols) || !json_is_array(rows) || json_array_size(cols) == 0) goto bad;
-    json_array_foreach(cols, i, c) if (!json_is_string(c)) goto bad;
-    json_array_foreach(rows, i, r) {
-      if (!json_is_array(r) || json_array_size(r) != json_array_size(cols)) goto bad;
-      json_array_foreach(r, k, c) if (!json_is_string(c)) goto bad;
-    }
-    json_t *e = json_object_get(t, "error");
-    if (e && !json_is_string(e)) goto bad;
-  }
+  json_object_foreach(tables, name, t) if (!console_table_ok(t)) goto bad;
   return doc;
 bad:
   snprintf(err, errlen, "the device's report is not in the expected form (tables of columns and rows of strings)");

@@ -12,6 +12,9 @@
  * have "columns" (strings) and "rows" (arrays of strings of that width). NULL with why in
  * err otherwise. */
 json_t *console_report_parse(const char *buf, size_t n, char *err, size_t errlen);
+/* One table's shape: columns (1..64 strings) and rows of strings of that width, an optional
+ * error string. What every printer here relies on. */
+bool console_table_ok(json_t *t);
 /* The readable page. */
 void console_report_print(FILE *f, json_t *doc);
 /* The document as JSON (ASCII only: every non-ASCII character \u-escaped), one line. */

@@ -80,6 +80,19 @@
 #define TT_INV_PART_MAX (192u * 1024u)
 #define TT_INV_OFFER_BYTES_MAX (8u * 1024u * 1024u)
 #define TT_INV_TABLES_MAX 64u
+/* The JSON an offer's wanted tables may declare in all (what the broker will decompress,
+ * hash and parse for it: a desktop's whole inventory is ~2 MiB). */
+#define TT_INV_OFFER_JSON_MAX (16u * 1024u * 1024u)
+/* An offer with no part for this long is dropped (its buffer goes back to the others). */
+#define TT_INV_OFFER_IDLE_MS (60u * 1000u)
+/* Versions one connection may store: a burst (an agent's start, a few quick changes), then
+ * one a minute; past it the agent hears busy and offers again at its next interval. */
+#define TT_INV_VERSIONS_BURST 10u
+#define TT_INV_VERSION_REFILL_MS (60u * 1000u)
+/* What one device's inventory may take in the store (compressed, every version): ~600
+ * versions of a changing deb_packages. Past it new versions are refused (logged) until
+ * retention prunes old ones. */
+#define TT_INV_DEVICE_STORE_MAX (64ull * 1024u * 1024u)
 /* Inventory parts buffered across the broker at once (a fleet reconnecting together sends
  * mostly offers; the few that send tables share this): past it, parts are refused busy and
  * the agent offers again at its next interval. */

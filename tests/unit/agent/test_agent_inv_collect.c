@@ -90,10 +90,25 @@ static void test_run(void **state) {
   assert_int_equal(inv_run(&env, ok, &out, &st, err, sizeof(err)), TT_ENOTFOUND);
 }
 
+static void test_inventory_leaves_out_what_changes_by_the_minute(void **state) {
+  (void)state;
+  assert_false(inv_stable_table("uptime"));
+  assert_false(inv_stable_table("logged_in_users"));
+  assert_true(inv_stable_table("deb_packages"));
+  assert_false(inv_stable_column("memory_info", "memory_free"));
+  assert_true(inv_stable_column("memory_info", "memory_total"));
+  assert_false(inv_stable_column("mounts", "blocks_available"));
+  assert_true(inv_stable_column("mounts", "blocks"));
+  assert_false(inv_stable_column("interface_details", "ibytes"));
+  assert_true(inv_stable_column("interface_details", "mac"));
+  assert_true(inv_stable_column("deb_packages", "version"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_paths_and_reads),
       cmocka_unit_test(test_run),
+      cmocka_unit_test(test_inventory_leaves_out_what_changes_by_the_minute),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -94,11 +94,33 @@ static void test_row_limit(void **state) {
   inv_table_free(&t);
 }
 
+static bool keep_version(const char *table, const char *col) {
+  (void)table;
+  return strcmp(col, "version") != 0;
+}
+
+static void test_keep_drops_columns_whole(void **state) {
+  (void)state;
+  inv_table_t t;
+  fill(&t, 0);
+  assert_int_equal(inv_table_keep(&t, keep_version), 0);
+  assert_int_equal(t.ncols, 1);
+  assert_string_equal(t.cols[0], "name");
+  json_t *j = inv_table_json(&t);
+  char *s = json_dumps(j, JSON_COMPACT);
+  /* bash appears once: rows equal once the column is gone are one row. */
+  assert_string_equal(s, "{\"columns\":[\"name\"],\"rows\":[[\"bash\"],[\"openssl\"],[\"zstd\"]]}");
+  free(s);
+  json_decref(j);
+  inv_table_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_canonical_order_and_hash),
       cmocka_unit_test(test_cells_are_utf8_and_bounded),
       cmocka_unit_test(test_row_limit),
+      cmocka_unit_test(test_keep_drops_columns_whole),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

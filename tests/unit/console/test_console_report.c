@@ -51,7 +51,9 @@ static void test_page_is_safe_and_says_the_facts(void **state) {
       "\"mounts\":{\"columns\":[\"path\",\"type\",\"blocks_size\",\"blocks\",\"blocks_free\",\"blocks_available\"],"
       "\"rows\":[[\"/\",\"ext4\",\"4096\",\"1000000\",\"250000\",\"200000\"],[\"/proc\",\"proc\",\"4096\",\"0\",\"0\",\"0\"]]},"
       "\"systemd_units\":{\"columns\":[\"id\",\"active_state\"],\"rows\":[[\"cups.service\",\"failed\"],[\"ssh.service\",\"active\"]]},"
-      "\"rpm_packages\":{\"columns\":[\"name\"],\"rows\":[],\"error\":\"rpm is not installed\"}}}";
+      "\"rpm_packages\":{\"columns\":[\"name\"],\"rows\":[],\"error\":\"rpm is not installed\"},"
+      "\"interface_details\":{\"columns\":[\"interface\",\"mac\",\"link_speed\"],"
+      "\"rows\":[[\"eth0\\u001b[2J\",\"02:00\\u0007\",\"1\\u001b]52;c;cm0K\\u0007\"]]}}}";
   json_t *d = parse(doc, err);
   assert_non_null(d);
   char *buf = NULL;
