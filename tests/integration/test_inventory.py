@@ -56,7 +56,8 @@ class InventoryTest(TetherTestCase):
         # A later interval with nothing changed sends the hashes alone: the agent says
         # "unchanged" and the broker stores nothing (what does change between intervals on
         # a live machine, a socket opened, comes as that table alone).
-        a.wait_for(r'msg="unchanged" tables=%d ' % tables, timeout=60)
+        m = a.wait_for(r'msg="unchanged" tables=%d .* offer_bytes=(\d+)' % tables, timeout=60)
+        self.assertLess(int(m.group(1)), 80)  # the digest alone
         for line in b.log().splitlines():
             if 'msg="inventory stored"' in line and "version=%d " % version not in line:
                 self.assertLess(int(line.split("tables=")[1].split()[0]), tables, line)
@@ -204,6 +205,14 @@ class InventoryTest(TetherTestCase):
         self.assertGreater(v2, v1)
         self.assertEqual(self.push(c, {"deb_packages": pk(["bash", "5.2"], ["openssl", "3.0.2"]),
                                        "os_version": os_v}), 0)  # unchanged: no version
+        # What an agent sends first: the digest alone. The same: unchanged; another: send_tables.
+        cur = {"deb_packages": pk(["bash", "5.2"], ["openssl", "3.0.2"]), "os_version": os_v}
+        digest = hashlib.sha256(b"".join(n.encode() + b"\0" + hashlib.sha256(cur[n]).digest()
+                                         for n in sorted(cur))).digest()
+        want = pb_parse(self.call(c, 21, pb_varint(1, 1000) + pb_bytes(3, digest))[21][0])
+        self.assertEqual((want.get(2), want.get(4)), (None, None), want)
+        want = pb_parse(self.call(c, 21, pb_varint(1, 1000) + pb_bytes(3, b"\1" * 32))[21][0])
+        self.assertEqual(want.get(4), [1], want)
         r = self.tech(["inventory", "diff", "dev2"])
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.out, "dev2: inventory version %d -> %d\ndeb_packages: 1 added, 1 removed\n"
