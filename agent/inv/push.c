@@ -335,7 +335,7 @@ static void offer(struct agent_inv_s *v, bool full) {
 void agent_inv_init(agent_t *a) {
   struct agent_inv_s *v = calloc(1, sizeof(*v));
   if (!v) {
-    TT_ERROR("inventory", "out of memory: no inventory will be sent", "");
+    TT_ERROR("inventory", "out of memory", "what=%s", "no inventory will be sent");
     return;
   }
   v->a = a;

@@ -65,8 +65,16 @@ static inline uint64_t inv_leading_u64(const char *s) {
   return v;
 }
 
+/* v in decimal into out, cut to cap - 1 digits (written by hand: gcc's format-truncation
+ * check cannot see that the callers' small buffers hold the small values they pass). */
 static inline void inv_u64_str(char *out, size_t cap, uint64_t v) {
-  snprintf(out, cap, "%llu", (unsigned long long)v);
+  char tmp[21];
+  size_t n = 0;
+  if (cap == 0) return;
+  do tmp[n++] = (char)('0' + v % 10); while ((v /= 10) != 0);
+  size_t i = 0;
+  for (; i < n && i + 1 < cap; i++) out[i] = tmp[n - 1 - i];
+  out[i] = 0;
 }
 
 /* The first line of the file at root + path, trimmed, into out (cut at cap). Negative if it
