@@ -288,7 +288,8 @@
  * - TT_ASSET_ROWS_MAX: rows one import may hold (two 100k fleets' worth); the parser
  *   refuses the row past it before it keeps it, the broker a declared count past it before
  *   it allocates.
- * - TT_ASSET_COLUMNS_MAX, TT_ASSET_HEADER_MAX: Snipe-IT's twelve columns and custom fields;
+ * - TT_ASSET_COLUMNS_MAX, TT_ASSET_HEADER_MAX: Snipe-IT's twelve columns, custom fields and an
+ *   export's nine columns of facts (so an export imports again);
  *   a column name is a few words.
  * - TT_ASSET_CELL_MAX: one cell (Notes is the longest in practice: a few lines).
  * - TT_ASSET_IMPORT_BYTES_MAX: cell bytes the broker stages for one import (it runs in one
@@ -302,7 +303,7 @@
  * - TT_ASSET_IMPORT_IDLE_MS: an import with no part for this long is dropped. */
 #define TT_ASSET_FILE_MAX (64u * 1024u * 1024u)
 #define TT_ASSET_ROWS_MAX 200000u
-#define TT_ASSET_COLUMNS_MAX 64u
+#define TT_ASSET_COLUMNS_MAX 96u
 #define TT_ASSET_HEADER_MAX 128u
 #define TT_ASSET_CELL_MAX 2048u
 #define TT_ASSET_IMPORT_BYTES_MAX (64u * 1024u * 1024u)
