@@ -94,7 +94,7 @@ void broker_assets_sweep(broker_t *b, uint64_t now) {
 static bool cell_ok(ProtobufCBinaryData t, size_t cap) {
   if (t.len > cap || (t.len && memchr(t.data, 0, t.len))) return false;
   char tmp[TT_ASSET_CELL_MAX + 1];
-  memcpy(tmp, t.data, t.len);
+  if (t.len) memcpy(tmp, t.data, t.len);
   tmp[t.len] = '\0';
   return store_asset_text_ok(tmp, cap, true);
 }
@@ -340,7 +340,7 @@ int broker_assets_import(broker_conn_t *c, uint32_t id, const Tether__AssetImpor
         return refuse(c, id, TT_EINVAL, why);
       }
       v->offs[r * v->ncols + k] = v->arena_len;
-      memcpy(v->arena + v->arena_len, t.data, t.len);
+      if (t.len) memcpy(v->arena + v->arena_len, t.data, t.len);
       v->arena_len += t.len;
       v->arena[v->arena_len++] = '\0';
       v->bytes_in += t.len;

@@ -97,7 +97,7 @@ static int read_file(const char *path, char **data, size_t *len) {
 }
 
 typedef struct {
-  size_t records;
+  size_t records, width;
   uint64_t bytes;
   bool fill;
 } pass_t;
@@ -110,10 +110,10 @@ static int add_cell(const char *s, size_t row, size_t col) {
   return 0;
 }
 
-static int table_alloc(size_t rows, uint64_t bytes) {
-  g_as.arena_cap = (size_t)bytes + rows * g_as.ncols + 1;
+static int table_alloc(size_t rows, size_t width, uint64_t bytes) {
+  g_as.arena_cap = (size_t)bytes + rows * width + 1;
   g_as.arena = malloc(g_as.arena_cap);
-  g_as.offs = calloc(rows * g_as.ncols + 1, sizeof *g_as.offs);
+  g_as.offs = calloc(rows * width + 1, sizeof *g_as.offs);
   g_as.lines = calloc(rows + 1, sizeof *g_as.lines);
   return g_as.arena && g_as.offs && g_as.lines ? 0 : TT_ENOMEM;
 }
@@ -123,6 +123,7 @@ static int table_alloc(size_t rows, uint64_t bytes) {
 static int csv_cb(void *ctx, uint32_t line, char **cells, size_t n) {
   pass_t *p = ctx;
   if (p->records++ == 0) {
+    p->width = n;
     if (!p->fill) return 0;
     for (size_t i = 0; i < n; i++)
       if (!(g_as.cols[g_as.ncols++] = strdup(cells[i]))) return TT_ENOMEM;
@@ -146,7 +147,7 @@ static int load_csv(const char *path, const char *data, size_t len) {
   pass_t p = {0};
   int rc = console_csv_parse(data, len, &o, csv_cb, &p);
   if (rc == 0) {
-    if ((rc = table_alloc(p.records - 1, p.bytes))) return rc;
+    if ((rc = table_alloc(p.records - 1, p.width, p.bytes))) return rc;
     g_as.bytes = p.bytes;
     pass_t q = {.fill = true};
     rc = console_csv_parse(data, len, &o, csv_cb, &q);
@@ -216,7 +217,7 @@ static int load_json(const char *path, const char *data, size_t len) {
     console_usage_error("%s: no rows", path);
     goto out;
   }
-  if ((rc = table_alloc(n, bytes))) goto out;
+  if ((rc = table_alloc(n, g_as.ncols, bytes))) goto out;
   g_as.bytes = bytes;
   json_array_foreach(doc, i, o) {
     g_as.lines[i] = (uint32_t)i + 1;
