@@ -124,7 +124,7 @@ static int import_run(broker_store_t *s, store_req_t *r) {
   size_t n = v->rows_total, ncustom = 0;
   for (size_t k = 0; k < v->ncols; k++) ncustom += v->field[k] == COL_CUSTOM;
   store_asset_row_t *rows = calloc(n ? n : 1, sizeof *rows);
-  store_asset_kv_t *kv = calloc(n * ncustom ? n * ncustom : 1, sizeof *kv);
+  store_asset_kv_t *kv = calloc(n * ncustom > 0 ? n * ncustom : 1, sizeof *kv);
   int ret = rows && kv ? 0 : TT_ENOMEM;
   for (size_t i = 0; i < n && ret == 0; i++) {
     store_asset_row_t *row = &rows[i];

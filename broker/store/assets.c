@@ -675,7 +675,7 @@ static int export_records(broker_store_t *s, const char *after, uint32_t limit, 
     l.ncustom = r->ncustom;
     l.dev = j == 1 ? dev : NULL;
     if (cb(ctx, &l) != 0) break;
-    snprintf(last, sizeof last, "%s", r->f[STORE_AF_TAG]);
+    snprintf(last, sizeof last, "%.128s", r->f[STORE_AF_TAG]); /* tags are <= 128 bytes (schema CHECK) */
     (*taken)++;
   }
   if (ret == 0) {
