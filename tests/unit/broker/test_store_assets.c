@@ -48,10 +48,11 @@ static int setup(void **state) {
     free(fx);
     return -1;
   }
-  snprintf(fx->dir, sizeof fx->dir, "%s/data", fx->base);
-  snprintf(fx->db, sizeof fx->db, "%s/data/broker.db", fx->base);
+  int n = snprintf(fx->dir, sizeof fx->dir, "%s/data", fx->base);
+  int m = snprintf(fx->db, sizeof fx->db, "%s/data/broker.db", fx->base);
   char err[512];
-  if (store_open(&fx->s, fx->dir, err, sizeof err) != 0) {
+  if (n < 0 || (size_t)n >= sizeof fx->dir || m < 0 || (size_t)m >= sizeof fx->db ||
+      store_open(&fx->s, fx->dir, err, sizeof err) != 0) {
     nftw(fx->base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     free(fx);
     return -1;
