@@ -65,6 +65,7 @@ typedef struct {
   int consent_policy; /* agent_policy_t */
   int64_t consent_timeout_ms;
   int64_t inventory_interval_ms;
+  char inventory_root[AGENT_PATH_MAX]; /* "": this machine's / */
   char consent_dialog[AGENT_DIALOG_MAX + 1];
   char shell_user[TT_NAME_MAX + 1];
   char shell_path[AGENT_PATH_MAX];

@@ -18,6 +18,7 @@ typedef struct {
   uv_work_t work;
   bool working;
   char device[TT_NAME_MAX + 1], hostname[TT_NAME_MAX + 1];
+  char root[AGENT_PATH_MAX];  /* inventory.root */
   tt_buf_t out;             /* the report; sent from its head */
   int rc;
   char err[INV_ERROR_MAX];
@@ -25,7 +26,7 @@ typedef struct {
 
 static void work_cb(uv_work_t *w) {
   dchan_t *d = w->data;
-  inv_env_t env = {.root = ""};
+  inv_env_t env = {.root = d->root};
   d->rc = inv_report(&env, d->device, d->hostname, &d->out, d->err, sizeof(d->err));
 }
 
@@ -88,6 +89,7 @@ void agent_diag_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg,
   d->ch = ch;
   snprintf(d->device, sizeof(d->device), "%s", a->ident.device_id);
   snprintf(d->hostname, sizeof(d->hostname), "%s", a->cfg.hostname);
+  snprintf(d->root, sizeof(d->root), "%s", a->cfg.inventory_root);
   tt_buf_init(&d->out, TT_DIAG_REPORT_MAX);
   d->work.data = d;
   if (uv_queue_work(a->loop, &d->work, work_cb, after_cb)) {
