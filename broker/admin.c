@@ -56,6 +56,10 @@ typedef struct {
   uint32_t offset, limit, total, n;
   bool keyset, more;
   char device[TT_NAME_MAX + 1];  /* device show; the listing: page after this id */
+  /* --where: "field=value" copies, split in place by store_asset_cond_parse */
+  char where[TT_ASSET_WHERE_MAX][TT_ASSET_HEADER_MAX + 1 + TT_ASSET_CELL_MAX + 1];
+  store_asset_cond_t cond[TT_ASSET_WHERE_MAX];
+  size_t nwhere;
   store_device_t rows[];         /* limit (+1 to tell of a next page) of them */
 } dev_req_t;
 
@@ -73,9 +77,10 @@ static int devices_run(broker_store_t *s, store_req_t *r) {
     return rc < 0 ? rc : 0;
   }
   /* The fleet's size on the first page only: a count is a walk of the whole table. */
-  if (!x->device[0]) x->total = (uint32_t)store_device_count(s);
+  if (!x->device[0] && !x->nwhere) x->total = (uint32_t)store_device_count(s);
   x->limit++; /* one more tells whether another page follows */
-  int rc = store_device_page(s, x->device, x->limit, dev_page_cb, x);
+  int rc = x->nwhere ? store_device_page_where(s, x->device, x->limit, x->cond, x->nwhere, dev_page_cb, x)
+                     : store_device_page(s, x->device, x->limit, dev_page_cb, x);
   x->limit--;
   if (x->n > x->limit) {
     x->n = x->limit;
@@ -125,9 +130,26 @@ static int on_devices(broker_conn_t *c, uint32_t id, const Tether__DeviceListReq
   char after[TT_NAME_MAX + 1] = "";
   if (q->after.len && tt_text_copy(after, sizeof(after), q->after))
     return broker_reply_error(c, id, TT_EINVAL, "paging: not a device id");
+  if (q->n_where > TT_ASSET_WHERE_MAX) return broker_reply_error(c, id, TT_ETOOBIG, "at most 8 --where conditions");
+  if (q->n_where && q->offset) return broker_reply_error(c, id, TT_EINVAL, "--where pages by id, not by offset");
   dev_req_t *x = broker_creq_new(c, id, sizeof(*x) + (limit + 1) * sizeof(store_device_t), STORE_LANE_READ,
                                  devices_run, devices_done, "device_list");
   if (!x) return TT_ENOMEM;
+  for (size_t i = 0; i < q->n_where; i++) {
+    ProtobufCBinaryData w = q->where[i];
+    if (w.len >= sizeof x->where[0] || (w.len && memchr(w.data, 0, w.len))) {
+      free(x);
+      return broker_reply_error(c, id, TT_EINVAL, "--where: field=value, the value at most 2048 bytes");
+    }
+    memcpy(x->where[i], w.data, w.len);
+    x->where[i][w.len] = '\0';
+    if (store_asset_cond_parse(x->where[i], &x->cond[i])) {
+      free(x);
+      return broker_reply_error(c, id, TT_EINVAL, "--where: field=value (owner, department, location, model, "
+                                                  "manufacturer, category, asset_tag, serial or a custom field)");
+    }
+  }
+  x->nwhere = q->n_where;
   x->offset = q->offset;
   x->limit = limit;
   /* Keyset paging unless an older console pages by offset. */
@@ -543,6 +565,10 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
   case TETHER__REQUEST__BODY_INVENTORY_HISTORY:
     return is_person(c) ? broker_inv_history(c, q->id, q->inventory_history)
                         : deny(c, q->id, "reading inventory", "technician or admin");
+  case TETHER__REQUEST__BODY_ASSET_IMPORT:
+    return admin ? broker_assets_import(c, q->id, q->asset_import) : deny(c, q->id, "importing asset records", "admin");
+  case TETHER__REQUEST__BODY_ASSET_EXPORT:
+    return admin ? broker_assets_export(c, q->id, q->asset_export) : deny(c, q->id, "exporting asset records", "admin");
   case TETHER__REQUEST__BODY_ENROLL:
     return broker_reply_error(c, q->id, TT_EPROTO, "enrollment needs an enrollment connection");
   default:

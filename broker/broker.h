@@ -98,6 +98,7 @@ typedef struct broker_conn_s {
   struct broker_inv_s *inv; /* inventory/push.c: an agent's offer being received */
   uint32_t inv_tokens;    /* inventory versions it may still store now (push.c's bucket) */
   uint64_t inv_refill_ms; /* uv_now the bucket last refilled (0: never used) */
+  struct broker_assets_s *assets; /* inventory/assets.c: an admin's import being received */
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
@@ -242,6 +243,14 @@ void relay_diag_kept(relay_t *r, int64_t id, int rc);
 int broker_diag_get(broker_conn_t *c, uint32_t id, const Tether__DiagGetRequest *q);
 /* inventory/diff.c: the rows added and removed between two versions. */
 int broker_inv_diff(broker_conn_t *c, uint32_t id, const Tether__InventoryDiffRequest *q);
+
+/* inventory/assets.c: admins' asset records: an import in parts (its state freed when the
+ * connection goes, or by the store request that holds it), exports a page at a time. */
+int broker_assets_import(broker_conn_t *c, uint32_t id, const Tether__AssetImportRequest *q);
+int broker_assets_export(broker_conn_t *c, uint32_t id, const Tether__AssetExportRequest *q);
+void broker_assets_conn_gone(broker_conn_t *c);
+/* Once a second: imports idle past TT_ASSET_IMPORT_IDLE_MS are dropped. */
+void broker_assets_sweep(broker_t *b, uint64_t now);
 
 /* storereq.c: store requests on behalf of a connection that waits for the answer. The
  * connection is held (c->work) until the completion; broker_creq_conn then says whether

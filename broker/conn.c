@@ -333,6 +333,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
   }
   broker_frontdoor_conn_gone(c);
   broker_inv_conn_gone(c);
+  broker_assets_conn_gone(c);
   if (c->state == BROKER_CONN_READY) tt_wheel_remove(&b->wheel, &c->idle);
   conn_unlink(c);
   c->link = NULL;
@@ -396,6 +397,7 @@ void broker_sweep_cb(uv_timer_t *t) {
   }
   relay_sweep(b, now);
   broker_inv_sweep(b, now);
+  broker_assets_sweep(b, now);
   broker_sessions_sweep(b, now);
   broker_frontdoor_sweep(b, now);
   if (b->busy_this_sec)

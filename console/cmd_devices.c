@@ -155,7 +155,8 @@ static void devices_print(console_t *c) {
     printed++;
   }
   if (c->json) fputs("]\n", stdout);
-  else if (printed == 0) fprintf(stderr, c->online ? "(no devices online)\n" : "(no devices enrolled)\n");
+  else if (printed == 0)
+    fprintf(stderr, c->nwhere ? "(no devices match)\n" : c->online ? "(no devices online)\n" : "(no devices enrolled)\n");
   fflush(stdout);
 }
 
@@ -163,10 +164,22 @@ static int request_page(console_t *c) {
   Tether__DeviceListRequest q = TETHER__DEVICE_LIST_REQUEST__INIT;
   q.after = tt_text(g_dev.after);
   q.limit = TT_DEVICE_PAGE_MAX;
+  ProtobufCBinaryData where[TT_ASSET_WHERE_MAX];
+  for (int i = 0; i < c->nwhere; i++) where[i] = tt_text(c->where[i]);
+  q.where = where;
+  q.n_where = (size_t)c->nwhere;
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_DEVICES;
   r.devices = &q;
   return console_request(c, &r, TETHER__RESPONSE__BODY_DEVICES);
+}
+
+static int where_check(console_t *c) {
+  for (int i = 0; i < c->nwhere; i++) {
+    const char *eq = strchr(c->where[i], '=');
+    if (!eq || eq == c->where[i]) return console_usage_error("--where: field=value, not '%s'", c->where[i]);
+  }
+  return 0;
 }
 
 static int devices_start(console_t *c) {
@@ -201,11 +214,12 @@ static int devices_response(console_t *c, const Tether__Response *r) {
 
 const console_cmd_t console_cmd_devices = {
     .name = "devices",
-    .args = "[--online] [--json]",
-    .help = "every enrolled device: status, last seen, address, version",
+    .args = "[--online] [--where F=V ...] [--json]",
+    .help = "every enrolled device: status, last seen, address, version (--where: by asset record)",
     .min_pos = 0,
     .max_pos = 0,
     .switches = CONSOLE_SW_JSON | CONSOLE_SW_ONLINE,
+    .check = where_check,
     .start = devices_start,
     .on_response = devices_response,
 };

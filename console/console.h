@@ -43,6 +43,8 @@ typedef struct {
   /* sessions, shell, exec */
   char inv_table[64];              /* inventory: one table */
   int64_t inv_version;             /* inventory: as of this version (0 = latest) */
+  char asset_match[16];            /* inventory import: serial|hostname|mac|asset_tag */
+  char asset_format[8];            /* inventory import, export: csv|json */
   char ticket[32];
   char want[32];
   int64_t for_ms;
@@ -63,6 +65,7 @@ enum {
   CONSOLE_SW_RESUME = 1u << 5,    /* pull, push, cp: accepted; a rerun always resumes */
   CONSOLE_SW_RECURSIVE = 1u << 6, /* pull, push, cp, ls: -r */
   CONSOLE_SW_ATTACH = 1u << 7,    /* diag: keep the report on the ticket */
+  CONSOLE_SW_DRY_RUN = 1u << 8,   /* inventory import: report, change nothing */
 };
 
 typedef struct console_s console_t;
@@ -104,6 +107,8 @@ struct console_s {
   const char *const *arg; /* the command's positional arguments (after its word(s)) */
   int narg;
   char **rest;      /* exec: the words after `--` */
+  const char *where[TT_ASSET_WHERE_MAX]; /* devices: --where field=value, each one */
+  int nwhere;
   int nrest;
   bool json;
   bool online;      /* --online */
@@ -194,6 +199,8 @@ extern const console_cmd_t console_cmd_diag_show; /* inv/cmd_diag_show.c */
 extern const console_cmd_t console_cmd_inventory; /* inv/cmd_inventory.c */
 extern const console_cmd_t console_cmd_inventory_history;
 extern const console_cmd_t console_cmd_inventory_diff;
+extern const console_cmd_t console_cmd_inventory_import; /* inv/cmd_assets.c */
+extern const console_cmd_t console_cmd_inventory_export;
 extern const console_cmd_t console_cmd_ticket_new;
 extern const console_cmd_t console_cmd_tickets;
 extern const console_cmd_t console_cmd_ticket_show;

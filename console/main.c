@@ -59,6 +59,12 @@ static const tt_conf_opt_t console_opts[] = {
         "inventory: one table (deb_packages, mounts, ...), all its rows"),
     OPT("inventory.at", "at", TT_CONF_INT, inv_version, 0, INT64_MAX, "0",
         "inventory: as of this version (see inventory history; 0 = the latest)"),
+    OPT("inventory.match", "match", TT_CONF_STR, asset_match, 1, 15, "serial",
+        "inventory import: the key that matches a row to a device: serial (Serial = the device's "
+        "SMBIOS serial), hostname (Name = its hostname), mac (MAC Address = one of its MACs) or "
+        "asset_tag (an existing record's Asset Tag)"),
+    OPT("inventory.format", "format", TT_CONF_STR, asset_format, 0, 7, NULL,
+        "inventory import: csv or json (default: by the file's name); export: csv (default) or json"),
     OPT("session.ticket", "ticket", TT_CONF_STR, ticket, 0, 31, NULL,
         "session open, shell, exec, diag, ping, speedtest, pull, push, cp, ls: the ticket the work is for "
         "(T-3; cp and the other file commands also take TETHER_TICKET)"),
@@ -90,6 +96,7 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_pull,            &console_cmd_push,             &console_cmd_cp,
     &console_cmd_ls,
     &console_cmd_diag_show,       &console_cmd_diag,             &console_cmd_inventory_history, &console_cmd_inventory_diff,
+    &console_cmd_inventory_import, &console_cmd_inventory_export,
     &console_cmd_inventory,
     &console_cmd_ping,             &console_cmd_speedtest,        &console_cmd_token_new,
     &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_person_add,
@@ -98,7 +105,8 @@ static const console_cmd_t *const commands[] = {
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
 /* Bit i is CONSOLE_SW_*: keep in that order. */
-static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", "attach", NULL};
+static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", "attach",
+                                       "dry-run", NULL};
 /* One-letter spellings of switches, as cp and scp users type them. */
 static const struct {
   const char *letter, *name;
@@ -243,6 +251,10 @@ static void usage(const tt_cli_t *cli) {
          "  --all             sessions: everyone's (admins)\n"
          "  -r, --recursive   pull, push, cp: whole directories; ls: the whole tree\n"
          "  --attach          diag: keep the report on the ticket (D-n, shown by ticket show)\n"
+         "  --dry-run         inventory import: the match report only, nothing changed\n"
+         "  --where F=V       devices: only those whose asset record has F = V (owner, department,\n"
+         "                    location, model, manufacturer, category, asset_tag, serial, or a\n"
+         "                    custom column's name); repeat it: every one must hold\n"
          "  --force           pull, push, cp: replace files that exist at the target\n"
          "  --resume          pull, push, cp: resume a cut transfer (running the same command\n"
          "                    again always does)\n"
@@ -317,6 +329,36 @@ int main(int argc, char **argv) {
       dash = i;
       break;
     }
+  /* --where may be given many times (the option table keeps one value per name): taken out
+   * of argv here, in order. */
+  for (int i = 1; i < dash;) {
+    const char *v = NULL;
+    int take = 0;
+    if (strcmp(argv[i], "--where") == 0) {
+      if (i + 1 >= dash) {
+        fprintf(stderr, "tether: --where needs field=value\n");
+        return 2;
+      }
+      v = argv[i + 1];
+      take = 2;
+    } else if (strncmp(argv[i], "--where=", 8) == 0) {
+      v = argv[i] + 8;
+      take = 1;
+    }
+    if (!take) {
+      i++;
+      continue;
+    }
+    if (c.nwhere >= (int)TT_ASSET_WHERE_MAX) {
+      fprintf(stderr, "tether: at most %u --where conditions\n", TT_ASSET_WHERE_MAX);
+      return 2;
+    }
+    c.where[c.nwhere++] = v;
+    memmove(argv + i, argv + i + take, (size_t)(argc - i - take) * sizeof(*argv));
+    argc -= take;
+    dash -= take;
+    argv[argc] = NULL;
+  }
   for (int i = 1; i < dash; i++)
     for (size_t k = 0; k < sizeof(short_switches) / sizeof(short_switches[0]); k++)
       if (strcmp(argv[i], short_switches[k].letter) == 0) argv[i] = (char *)(uintptr_t)short_switches[k].name;
@@ -358,6 +400,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether: usage: tether %s\n", syn);
     return 2;
   }
+  if (c.nwhere && c.cmd != &console_cmd_devices)
+    return console_usage_error("--where does not apply to '%s'", c.cmd->name);
   unsigned stray = c.args.switches & ~c.cmd->switches;
   for (int i = 0; switches[i]; i++)
     if (stray & (1u << i))

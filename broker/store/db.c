@@ -237,6 +237,72 @@ static const char *const g_migrations[] = {
   ") STRICT;"
   "CREATE INDEX diag_reports_ticket ON diag_reports(ticket, id);"
   "PRAGMA user_version = 7;",
+  /* 8: asset records, the admins' push (assets.c, `tether inventory import`), and the facts
+   * they are joined with. asset_records: Snipe-IT's columns, one row per asset tag (unique
+   * whatever its case), with the key its import chose (match_kind 0 serial, 1 hostname, 2 mac,
+   * 3 asset tag only) and that key's value, normalised; which device a record belongs to is
+   * worked out when it is read, so a row imported before its device enrolled joins it once the
+   * device reports that serial, hostname or MAC. Columns a file adds are asset_custom rows.
+   * inv_facts and inv_macs: what the latest inventory says (system_info, os_version,
+   * memory_info, mounts, interface_details), kept up to date by each inventory put (version 0:
+   * to be computed at the next open, as for every device whose inventory predates this step).
+   * The indexes serve the match keys and `devices --where`. Literals: store.h's STORE_ASSET_*
+   * (assets.c checks they agree). */
+  "CREATE TABLE asset_records("
+  "  tag TEXT PRIMARY KEY NOT NULL COLLATE NOCASE CHECK(length(CAST(tag AS BLOB)) BETWEEN 1 AND 128),"
+  "  name TEXT NOT NULL DEFAULT '' COLLATE NOCASE CHECK(length(CAST(name AS BLOB)) <= 2048),"
+  "  serial TEXT NOT NULL DEFAULT '' COLLATE NOCASE CHECK(length(CAST(serial AS BLOB)) <= 2048),"
+  "  model TEXT NOT NULL DEFAULT '' COLLATE NOCASE CHECK(length(CAST(model AS BLOB)) <= 2048),"
+  "  manufacturer TEXT NOT NULL DEFAULT '' COLLATE NOCASE CHECK(length(CAST(manufacturer AS BLOB)) <= 2048),"
+  "  category TEXT NOT NULL DEFAULT '' COLLATE NOCASE CHECK(length(CAST(category AS BLOB)) <= 2048),"
+  "  location TEXT NOT NULL DEFAULT '' COLLATE NOCASE CHECK(length(CAST(location AS BLOB)) <= 2048),"
+  "  department TEXT NOT NULL DEFAULT '' COLLATE NOCASE CHECK(length(CAST(department AS BLOB)) <= 2048),"
+  "  owner TEXT NOT NULL DEFAULT '' COLLATE NOCASE CHECK(length(CAST(owner AS BLOB)) <= 2048),"
+  "  purchase_date TEXT NOT NULL DEFAULT '' CHECK(length(CAST(purchase_date AS BLOB)) <= 2048),"
+  "  warranty_months TEXT NOT NULL DEFAULT ''"
+  "    CHECK(length(warranty_months) <= 4 AND NOT warranty_months GLOB '*[^0-9]*'),"
+  "  notes TEXT NOT NULL DEFAULT '' CHECK(length(CAST(notes AS BLOB)) <= 2048),"
+  "  match_kind INTEGER NOT NULL CHECK(match_kind BETWEEN 0 AND 3),"
+  "  match_value TEXT NOT NULL DEFAULT '' CHECK(length(CAST(match_value AS BLOB)) <= 2048),"
+  "  updated_ms INTEGER NOT NULL CHECK(updated_ms >= 0),"
+  "  updated_by TEXT NOT NULL DEFAULT '' CHECK(length(CAST(updated_by AS BLOB)) <= 64)"
+  ") STRICT;"
+  "CREATE INDEX asset_records_match ON asset_records(match_kind, match_value) WHERE match_value <> '';"
+  "CREATE INDEX asset_records_owner ON asset_records(owner);"
+  "CREATE INDEX asset_records_department ON asset_records(department);"
+  "CREATE INDEX asset_records_location ON asset_records(location);"
+  "CREATE INDEX asset_records_model ON asset_records(model);"
+  "CREATE INDEX asset_records_manufacturer ON asset_records(manufacturer);"
+  "CREATE INDEX asset_records_category ON asset_records(category);"
+  "CREATE INDEX asset_records_serial ON asset_records(serial);"
+  "CREATE TABLE asset_custom("
+  "  tag TEXT NOT NULL COLLATE NOCASE REFERENCES asset_records(tag) ON DELETE CASCADE,"
+  "  name TEXT NOT NULL COLLATE NOCASE CHECK(length(CAST(name AS BLOB)) BETWEEN 1 AND 128),"
+  "  value TEXT NOT NULL COLLATE NOCASE CHECK(length(CAST(value AS BLOB)) BETWEEN 1 AND 2048),"
+  "  PRIMARY KEY(tag, name)"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE INDEX asset_custom_value ON asset_custom(name, value);"
+  "CREATE TABLE inv_facts("
+  "  device TEXT PRIMARY KEY NOT NULL CHECK(length(CAST(device AS BLOB)) BETWEEN 1 AND 64),"
+  "  version INTEGER NOT NULL CHECK(version >= 0),"
+  "  serial TEXT NOT NULL DEFAULT '' CHECK(length(CAST(serial AS BLOB)) <= 256),"
+  "  serial_key TEXT NOT NULL DEFAULT '' CHECK(length(CAST(serial_key AS BLOB)) <= 256),"
+  "  os TEXT NOT NULL DEFAULT '' CHECK(length(CAST(os AS BLOB)) <= 256),"
+  "  cpu TEXT NOT NULL DEFAULT '' CHECK(length(CAST(cpu AS BLOB)) <= 256),"
+  "  memory INTEGER NOT NULL DEFAULT 0 CHECK(memory >= 0),"
+  "  disk INTEGER NOT NULL DEFAULT 0 CHECK(disk >= 0)"
+  ") STRICT;"
+  "CREATE INDEX inv_facts_serial ON inv_facts(serial_key) WHERE serial_key <> '';"
+  "CREATE INDEX inv_facts_stale ON inv_facts(device) WHERE version = 0;"
+  "CREATE TABLE inv_macs("
+  "  device TEXT NOT NULL CHECK(length(CAST(device AS BLOB)) BETWEEN 1 AND 64),"
+  "  mac TEXT NOT NULL CHECK(length(mac) = 17 AND NOT mac GLOB '*[^0-9a-f:]*'),"
+  "  PRIMARY KEY(mac, device)"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE INDEX inv_macs_device ON inv_macs(device);"
+  "CREATE INDEX devices_hostname_key ON devices(lower(hostname));"
+  "INSERT INTO inv_facts(device, version) SELECT DISTINCT device, 0 FROM inv_versions;"
+  "PRAGMA user_version = 8;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
@@ -505,8 +571,14 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
+  if (rc == 0) rc = store_prepare_assets(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
+    goto out;
+  }
+  rc = store_facts_backfill(s);
+  if (rc != 0) {
+    set_err(err, errlen, "cannot work out the devices' inventory facts: %s", sqlite3_errmsg(s->db));
     goto out;
   }
   rc = store_audit_load_tail(s);
@@ -566,6 +638,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
+  if (rc == 0) rc = store_prepare_assets(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;

@@ -2,8 +2,7 @@
  * revocations of devices and people. */
 #include "internal.h"
 
-#define DEV_COLS "id, hostname, address, version, cert_fp, enrolled_ms, last_seen_ms, " \
-                 "cert_not_after_ms, revoked"
+#define DEV_COLS STORE_DEV_COLS
 
 static const store_sql_t k_sql[] = {
   {ST_DEV_INSERT, "INSERT INTO devices(" DEV_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
@@ -29,7 +28,7 @@ int store_prepare_devices(broker_store_t *s) { return store_prepare(s, k_sql, si
 
 /* ---- devices --------------------------------------------------------------------------- */
 
-static void dev_from_row(sqlite3_stmt *st, store_device_t *d) {
+void store_dev_from_row(sqlite3_stmt *st, store_device_t *d) {
   memset(d, 0, sizeof *d);
   col_text(st, 0, d->id, sizeof d->id);
   col_text(st, 1, d->hostname, sizeof d->hostname);
@@ -93,7 +92,7 @@ int store_device_get(broker_store_t *s, const char *id, store_device_t *out) {
   bind_text(st, 1, id, &rc);
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   int ret = 0;
-  if (rc == SQLITE_ROW) dev_from_row(st, out);
+  if (rc == SQLITE_ROW) store_dev_from_row(st, out);
   else if (rc == SQLITE_DONE) ret = TT_ENOTFOUND;
   else ret = sql_fail(s, "device_get", rc);
   done(st);
@@ -127,7 +126,7 @@ int store_device_list(broker_store_t *s, uint32_t offset, uint32_t limit, store_
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) break;
     store_device_t d;
-    dev_from_row(st, &d);
+    store_dev_from_row(st, &d);
     ret = cb(ctx, &d);
     if (ret != 0) break;
   }
@@ -145,7 +144,7 @@ int store_device_page(broker_store_t *s, const char *after, uint32_t limit, stor
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) break;
     store_device_t d;
-    dev_from_row(st, &d);
+    store_dev_from_row(st, &d);
     ret = cb(ctx, &d);
     if (ret != 0) break;
   }

@@ -16,6 +16,7 @@
 
 #include "store.h"
 #include "tt/log.h"
+#include "tt/utf8.h"
 
 #define MOD "store"
 
@@ -87,6 +88,24 @@ typedef enum {
   ST_INV_BYTES,
   ST_DIAG_INSERT,
   ST_DIAG_GET,
+  ST_ASSET_GET,
+  ST_ASSET_UPSERT,
+  ST_ASSET_CUSTOM_GET,
+  ST_ASSET_CUSTOM_SET,
+  ST_ASSET_CUSTOM_DEL,
+  ST_ASSET_CUSTOM_NAMES,
+  ST_ASSET_PAGE,
+  ST_ASSET_BY_SERIAL,
+  ST_ASSET_BY_HOST,
+  ST_ASSET_BY_MAC,
+  ST_ASSET_OF_DEVICE,
+  ST_FACTS_GET,
+  ST_FACTS_PUT,
+  ST_FACTS_DROP,
+  ST_FACTS_STALE,
+  ST_FACTS_LATEST,
+  ST_MACS_DEL,
+  ST_MACS_ADD,
   ST__COUNT
 } store_stmt_t;
 
@@ -121,6 +140,19 @@ int store_prepare_sessions(broker_store_t *s);
 int store_prepare_people(broker_store_t *s);
 int store_prepare_inventory(broker_store_t *s);
 int store_prepare_diag(broker_store_t *s);
+int store_prepare_assets(broker_store_t *s);
+int store_prepare_facts(broker_store_t *s);
+/* facts.c: whether a table is one the facts come from; keys as matched (trimmed, ASCII lower
+ * case; a serial firmware fills in for everyone is none; a MAC as aa:bb:cc:dd:ee:ff, false
+ * for anything else or all zeros). */
+bool store_fact_table(const char *name);
+void store_key_norm(const char *in, char *out, size_t cap);
+void store_serial_key(const char *serial, char *out, size_t cap);
+bool store_mac_norm(const char *in, char out[18]);
+/* devices.c: a row of DEV_COLS into d. */
+void store_dev_from_row(sqlite3_stmt *st, store_device_t *d);
+#define STORE_DEV_COLS "id, hostname, address, version, cert_fp, enrolled_ms, last_seen_ms, " \
+                       "cert_not_after_ms, revoked"
 /* Free what the inventory keeps between calls (at close). */
 void store_inventory_close(broker_store_t *s);
 /* Load the audit chain's tail (at open, and after a batch that appended was rolled back). */

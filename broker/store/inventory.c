@@ -503,6 +503,10 @@ int store_inv_put(broker_store_t *s, const char *device, int64_t collected_ms, i
       if (what[i] == INV_REMOVE) row.body = NULL;
       ret = inv_insert_table(s, device, id, &row);
     }
+    /* The facts asset records are joined with, in the same transaction as the tables. */
+    bool facts = false;
+    for (size_t i = 0; i < n; i++) facts |= what[i] != INV_SAME && store_fact_table(ord[i]->name);
+    if (ret == 0 && facts) ret = store_facts_refresh(s, device);
   }
   if (ret == 0) ret = tx_commit(s);
   if (ret != 0) {

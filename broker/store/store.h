@@ -29,7 +29,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 int store_schema_version(broker_store_t *s);
 
 /* ---- devices ---------------------------------------------------------------------- */
@@ -383,6 +383,146 @@ int store_inv_history(broker_store_t *s, const char *device, int64_t before, uin
 int store_inv_version_at(broker_store_t *s, const char *device, int64_t at_ms, int64_t *version) TT_WUR;
 /* Bytes stored for the device's inventory (compressed bodies + row overhead estimate), for the benchmark. */
 int store_inv_bytes(broker_store_t *s, const char *device, int64_t *bytes) TT_WUR;
+
+/* ---- asset records (schema 8, assets.c) -------------------------------------------------
+ * The admins' records of their assets in Snipe-IT's asset columns, one per asset tag (unique
+ * whatever its case), and the facts each device's latest inventory reports. A record keeps
+ * the key its import matched it by; the device it belongs to is worked out at every read
+ * (a record is joined to a device when that device is the only one its key finds), so a
+ * record imported before its device enrolled joins it once the device reports that key. */
+#define STORE_ASSET_TAG_MAX 128u                /* bytes of an asset tag */
+#define STORE_ASSET_CELL_MAX TT_ASSET_CELL_MAX  /* bytes of any other field */
+#define STORE_ASSET_COLUMN_MAX TT_ASSET_HEADER_MAX /* bytes of a custom field's name */
+#define STORE_ASSET_CUSTOM_MAX TT_ASSET_COLUMNS_MAX
+#define STORE_ASSET_ROWS_MAX TT_ASSET_ROWS_MAX
+#define STORE_FACT_MAX 256u                     /* bytes of a fact (serial, OS, CPU) */
+
+typedef enum {
+  STORE_AF_TAG = 0,       /* Asset Tag */
+  STORE_AF_NAME,          /* Name: the hostname key */
+  STORE_AF_SERIAL,
+  STORE_AF_MODEL,
+  STORE_AF_MANUFACTURER,
+  STORE_AF_CATEGORY,
+  STORE_AF_LOCATION,
+  STORE_AF_DEPARTMENT,
+  STORE_AF_OWNER,         /* Checked Out To: a username or an email */
+  STORE_AF_PURCHASE_DATE,
+  STORE_AF_WARRANTY,      /* Warranty Months: digits, at most 4 */
+  STORE_AF_NOTES,
+  STORE_AF__COUNT
+} store_asset_field_t;
+/* Snipe-IT's column names, by field; and the short names --where takes (owner, asset_tag). */
+extern const char *const store_asset_columns[STORE_AF__COUNT];
+extern const char *const store_asset_short[STORE_AF__COUNT];
+/* The column a --match mac import reads the MAC from (Snipe-IT's default fieldset's). */
+#define STORE_ASSET_MAC_COLUMN "MAC Address"
+
+typedef enum {
+  STORE_MATCH_SERIAL = 0, /* Serial = system_info.hardware_serial */
+  STORE_MATCH_HOSTNAME,   /* Name = the device's hostname */
+  STORE_MATCH_MAC,        /* MAC Address = one of interface_details.mac */
+  STORE_MATCH_TAG,        /* Asset Tag = an existing record's (its own key stays) */
+} store_match_t;
+const char *store_match_name(store_match_t m);
+/* "serial", "hostname", "mac", "asset_tag" -> 0; TT_EINVAL otherwise. */
+int store_match_parse(const char *s, store_match_t *m) TT_WUR;
+
+/* Text a record may hold: valid UTF-8, no NUL, no control character but tab and (when
+ * multiline) CR and LF, at most cap bytes. */
+bool store_asset_text_ok(const char *s, size_t cap, bool multiline);
+
+typedef struct {
+  const char *name;
+  const char *value;
+} store_asset_kv_t;
+
+/* One row of an import. f[i] NULL: the file has no such column (the stored value stays);
+ * "" clears it. A custom column with value "" removes that field. */
+typedef struct {
+  uint32_t line;
+  const char *f[STORE_AF__COUNT];
+  const store_asset_kv_t *custom;
+  size_t ncustom;
+} store_asset_row_t;
+
+typedef struct {
+  store_match_t match;
+  bool dry_run;           /* work it all out, report, write nothing */
+  int64_t now_ms;
+  const char *by;         /* who imports */
+} store_asset_import_t;
+
+typedef struct {
+  size_t rows, skipped, created, changed, unchanged, matched, unmatched, row_conflicts, device_conflicts,
+      devices_without_record;
+} store_asset_counts_t;
+
+/* Import rows in one transaction (a dry run rolls it back): each row's record is created or
+ * updated by its Asset Tag, and the report (a malloc'd JSON object, the caller frees it)
+ * says what matched which device, what changed field by field, which rows have no device
+ * yet, the devices with no record, and the conflicts (a row whose key finds two devices, a
+ * device two records find). Rows are checked first, nothing written if one fails:
+ * TT_EINVAL with why (a line number and the reason) for a bad value, a tag given twice or
+ * a key column the match needs and the file lacks. Importing the same rows again changes
+ * nothing and says so. A row with no tag and no other field (an export's line for a device
+ * with no record) is skipped. */
+int store_asset_import(broker_store_t *s, const store_asset_import_t *opt, const store_asset_row_t *rows, size_t n,
+                       store_asset_counts_t *counts, char **report, char *why, size_t whylen) TT_WUR;
+
+/* What a device's latest inventory says, with the registry's hostname, version and last
+ * seen. */
+typedef struct {
+  char device[STORE_NAME_MAX];
+  char hostname[STORE_TEXT_MAX];
+  char agent_version[STORE_NAME_MAX];
+  int64_t last_seen_ms;
+  char serial[STORE_FACT_MAX + 1];
+  char os[STORE_FACT_MAX + 1];
+  char cpu[STORE_FACT_MAX + 1];
+  int64_t memory;           /* bytes, 0 unknown */
+  int64_t disk;             /* bytes, 0 unknown */
+} store_device_facts_t;
+int store_device_facts(broker_store_t *s, const char *device, store_device_facts_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* Work out a device's facts from its latest inventory (store_inv_put does at each put that
+ * changes one of the tables they come from). */
+int store_facts_refresh(broker_store_t *s, const char *device) TT_WUR;
+/* At open: the devices whose facts are not worked out yet (inventory older than schema 8). */
+int store_facts_backfill(broker_store_t *s) TT_WUR;
+
+/* A line of an export: a record (f set, dev the device joined to it or NULL), or a device
+ * no record is joined to (f all NULL, dev set). Valid during the call. */
+typedef struct {
+  const char *f[STORE_AF__COUNT];
+  const store_asset_kv_t *custom;
+  size_t ncustom;
+  const store_device_facts_t *dev;
+} store_asset_line_t;
+/* 0: taken; 1: not taken, stop (the page is full: it resumes at this line). */
+typedef int (*store_asset_line_cb)(void *ctx, const store_asset_line_t *l);
+/* The custom fields' names, sorted, at most cap of them (TT_ETOOBIG past it). */
+int store_asset_custom_names(broker_store_t *s, char (*names)[STORE_ASSET_COLUMN_MAX + 1], size_t cap,
+                             size_t *n) TT_WUR;
+/* From cursor `after` ("" the start): every record by tag, then every device no record is
+ * joined to, by id; at most `limit` lines (and fewer when cb stops). next gets the cursor
+ * to resume from ("" when the export is complete). TT_EINVAL for a cursor that is not one. */
+int store_asset_export(broker_store_t *s, const char *after, uint32_t limit, store_asset_line_cb cb, void *ctx,
+                       char *next, size_t nextcap) TT_WUR;
+#define STORE_ASSET_CURSOR_MAX (1 + STORE_ASSET_TAG_MAX + 1)
+
+/* A --where condition: field = value, or a custom field (field -1, custom its name). */
+typedef struct {
+  int field;
+  const char *custom;
+  const char *value;
+} store_asset_cond_t;
+/* "owner=sam" -> a condition pointing into s (which it modifies); TT_EINVAL if malformed. */
+int store_asset_cond_parse(char *s, store_asset_cond_t *c) TT_WUR;
+/* Devices after `after` (by id) that a record satisfying every condition is joined to, as
+ * store_device_page. The conditions are matched in the store's query (case-insensitively),
+ * not by the caller over every device. TT_EINVAL for more than TT_ASSET_WHERE_MAX. */
+int store_device_page_where(broker_store_t *s, const char *after, uint32_t limit, const store_asset_cond_t *c,
+                            size_t n, store_device_cb cb, void *ctx) TT_WUR;
 
 /* ---- the store as a service ------------------------------------------------------------
  * The event loop never waits on SQLite. One store thread owns the write connection and

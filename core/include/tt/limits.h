@@ -280,6 +280,40 @@
 #define TT_FILE_RECORDS_INFLIGHT_MAX 256u
 #define TT_FILE_RECORDS_HELD_MAX 128u
 
+/* Asset records (tether inventory import/export, broker/inventory/assets.c). A file is parsed by
+ * the console (console/inv/csv.c) and sent as rows; the broker checks every one again.
+ * - TT_ASSET_FILE_MAX: what the console reads of an import file: 100,000 rows of ~300 bytes
+ *   are ~30 MB, so 64 MiB holds twice the fleet we size for; a larger file is refused
+ *   before it is read.
+ * - TT_ASSET_ROWS_MAX: rows one import may hold (two 100k fleets' worth); the parser
+ *   refuses the row past it before it keeps it, the broker a declared count past it before
+ *   it allocates.
+ * - TT_ASSET_COLUMNS_MAX, TT_ASSET_HEADER_MAX: Snipe-IT's twelve columns, custom fields and an
+ *   export's nine columns of facts (so an export imports again);
+ *   a column name is a few words.
+ * - TT_ASSET_CELL_MAX: one cell (Notes is the longest in practice: a few lines).
+ * - TT_ASSET_IMPORT_BYTES_MAX: cell bytes the broker stages for one import (it runs in one
+ *   transaction, so it is all held at once), and TT_ASSET_BROKER_BYTES_MAX across every
+ *   import being received.
+ * - TT_ASSET_PART_BYTES, TT_ASSET_PART_ROWS: one part of an import or a page of an export,
+ *   well under TT_FRAME_MAX_BODY and within TT_MSG_BUDGET once unpacked (each cell costs a
+ *   pointer pair and an allocation).
+ * - TT_ASSET_WHERE_MAX: --where conditions of one listing.
+ * - TT_ASSET_REPORT_ITEMS: entries per list of an import's report (the counts are whole).
+ * - TT_ASSET_IMPORT_IDLE_MS: an import with no part for this long is dropped. */
+#define TT_ASSET_FILE_MAX (64u * 1024u * 1024u)
+#define TT_ASSET_ROWS_MAX 200000u
+#define TT_ASSET_COLUMNS_MAX 96u
+#define TT_ASSET_HEADER_MAX 128u
+#define TT_ASSET_CELL_MAX 2048u
+#define TT_ASSET_IMPORT_BYTES_MAX (64u * 1024u * 1024u)
+#define TT_ASSET_BROKER_BYTES_MAX (128u * 1024u * 1024u)
+#define TT_ASSET_PART_BYTES (64u * 1024u)
+#define TT_ASSET_PART_ROWS 500u
+#define TT_ASSET_WHERE_MAX 8u
+#define TT_ASSET_REPORT_ITEMS 200u
+#define TT_ASSET_IMPORT_IDLE_MS (60u * 1000u)
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 
