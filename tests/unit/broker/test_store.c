@@ -119,14 +119,14 @@ static unsigned file_mode(const char *path) {
 static void test_open_creates_private_wal_store(void **state) {
   fx_t *fx = *state;
   broker_store_t *s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 6);
+  assert_int_equal(store_schema_version(s), store_schema_latest());
   assert_int_equal(file_mode(fx->dir), 0700);
   assert_int_equal(file_mode(fx->db), 0600);
   sqlite3 *db = raw_open(fx);
   char mode[16];
   raw_text(db, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), store_schema_latest());
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
   sqlite3_close(db);
   char wal[PATH_MAX + 8];
@@ -170,7 +170,7 @@ static void test_open_tightens_loose_file(void **state) {
   assert_int_equal(chmod(fx->db, 0644), 0);
   broker_store_t *s = open_ok(fx); /* an empty file is a new database */
   assert_int_equal(file_mode(fx->db), 0600);
-  assert_int_equal(store_schema_version(s), 6);
+  assert_int_equal(store_schema_version(s), store_schema_latest());
   store_close(s);
 }
 
@@ -184,7 +184,7 @@ static void test_reopen_keeps_data(void **state) {
   store_close(s);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 6);
+  assert_int_equal(store_schema_version(s), store_schema_latest());
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -208,7 +208,9 @@ static void test_refuses_newer_schema(void **state) {
   char err[512];
   assert_int_equal(store_open(&s, fx->dir, err, sizeof err), TT_EVERSION);
   assert_null(s);
-  assert_string_equal(err, "store schema 99 is newer than this broker (6)");
+  char want[96];
+  snprintf(want, sizeof want, "store schema 99 is newer than this broker (%d)", store_schema_latest());
+  assert_string_equal(err, want);
   db = raw_open(fx);
   assert_int_equal(raw_int(db, "PRAGMA user_version"), 99); /* left as it was */
   sqlite3_close(db);
@@ -769,14 +771,15 @@ static void test_ticket_migrates_v1_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 1 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE inv_tables; DROP TABLE inv_versions;"
+  raw_exec(db, "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows;"
+               " DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE inv_tables; DROP TABLE inv_versions;"
                " DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'ticket%'"), 0);
   sqlite3_close(db);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 6);
+  assert_int_equal(store_schema_version(s), store_schema_latest());
   store_device_t got;
   assert_int_equal(store_device_get(s, "dev-1", &got), 0);
   assert_string_equal(got.hostname, "h1");
@@ -787,7 +790,7 @@ static void test_ticket_migrates_v1_store(void **state) {
   assert_int_equal(tix_add(s, "dev-1", "", STORE_TICKET_OPEN, 1000), 1);
   store_close(s);
   db = raw_open(fx);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), store_schema_latest());
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
                                " AND name IN ('tickets_state_assignee', 'tickets_device',"
@@ -1085,13 +1088,14 @@ static void test_v3_migrates_v2_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 2 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE inv_tables; DROP TABLE inv_versions;"
+  raw_exec(db, "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows;"
+               " DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE inv_tables; DROP TABLE inv_versions;"
                " DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " ALTER TABLE tickets DROP COLUMN created_by; PRAGMA user_version = 2;");
   sqlite3_close(db);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 6);
+  assert_int_equal(store_schema_version(s), store_schema_latest());
   store_ticket_t got;
   assert_int_equal(store_ticket_get(s, t.id, &got), 0);
   assert_string_equal(got.summary, "disk full");
@@ -1108,7 +1112,7 @@ static void test_v3_migrates_v2_store(void **state) {
   assert_int_equal(x.id, 1);
   store_close(s);
   db = raw_open(fx);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), store_schema_latest());
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
                                " AND name IN ('sessions_live', 'sessions_ticket',"
                                " 'recordings_session')"), 3);
@@ -1549,11 +1553,12 @@ static void test_v5_migrates_v4_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 4 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE inv_tables; DROP TABLE inv_versions; DROP TABLE people; PRAGMA user_version = 4;");
+  raw_exec(db, "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows;"
+               " DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE inv_tables; DROP TABLE inv_versions; DROP TABLE people; PRAGMA user_version = 4;");
   sqlite3_close(db);
 
   s = open_ok(fx);
-  assert_int_equal(store_schema_version(s), 6);
+  assert_int_equal(store_schema_version(s), store_schema_latest());
   ppl_seen_t c;
   memset(&c, 0, sizeof c);
   assert_int_equal(store_person_list(s, "", 0, collect_ppl, &c), 0);
@@ -1584,7 +1589,7 @@ static void test_v5_migrates_v4_store(void **state) {
   assert_int_equal(store_person_seen(s, "newcomer", STORE_PERSON_TECHNICIAN, 2000), 0);
   store_close(s);
   db = raw_open(fx);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), store_schema_latest());
   assert_int_equal(raw_int(db, "SELECT count(*) FROM people"), 4);
   sqlite3_close(db);
 }
