@@ -227,7 +227,9 @@ static const char *const g_migrations[] = {
    * current table is a shared row set (inv_bases, its rows inverted in inv_base_rows) plus
    * the rows it has beyond it (inv_plus, inverted) and minus those it lacks (a blob in
    * inv_cur, read per candidate): a fleet of one image costs a few hundred postings per
-   * device instead of a posting per row. Tables current before this step are listed in
+   * device instead of a posting per row. Plus postings lead with the device's block of 1,024
+   * (blk), so that a batch of new devices dirties a few hundred pages, not one per posting.
+   * Tables current before this step are listed in
    * inv_find_todo and indexed at the next open (their bodies are compressed: SQL cannot
    * read them). Literals: 64-byte device ids, [a-z0-9_]{1,63} names, 16384-byte rows. */
   "CREATE TABLE inv_rows("
@@ -262,9 +264,11 @@ static const char *const g_migrations[] = {
   ") STRICT, WITHOUT ROWID;"
   "CREATE INDEX inv_cur_base ON inv_cur(base, dev);"
   "CREATE TABLE inv_plus("
+  "  blk INTEGER NOT NULL,"
   "  row INTEGER NOT NULL,"
   "  dev INTEGER NOT NULL,"
-  "  PRIMARY KEY(row, dev)"
+  "  CHECK(blk = dev >> 10),"
+  "  PRIMARY KEY(blk, row, dev)"
   ") STRICT, WITHOUT ROWID;"
   "CREATE TABLE inv_find_todo("
   "  device TEXT NOT NULL,"
@@ -439,10 +443,14 @@ static int open_pragmas(sqlite3 *db, char *err, size_t errlen) {
     set_err(err, errlen, "cannot switch the store to WAL mode: %s", sqlite3_errmsg(db));
     return TT_EIO;
   }
+  /* The writer's page cache: 64 MiB, not SQLite's 2. The inventory find index's postings
+   * land on pages all over its tables; with 2 MiB each was read back from the OS for every
+   * insert (a fleet's load ran 4.0 ms a device instead of 5.3). */
   rc = sqlite3_exec(db,
                     "PRAGMA synchronous = NORMAL;"
                     "PRAGMA foreign_keys = ON;"
-                    "PRAGMA secure_delete = OFF;",
+                    "PRAGMA secure_delete = OFF;"
+                    "PRAGMA cache_size = -65536;",
                     NULL, NULL, NULL);
   if (rc != SQLITE_OK) {
     set_err(err, errlen, "cannot set store pragmas: %s", sqlite3_errmsg(db));

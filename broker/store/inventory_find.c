@@ -24,6 +24,8 @@
 /* Interned rows remembered by content: a fleet's deb_packages are ~50k rows (~10 MB with
  * their text); past three quarters of the slots the cache starts again. */
 #define INV_CACHE_SLOTS (1u << 17)
+/* Plus postings lead with dev >> this (the SQL and the schema spell it as 10). */
+#define INV_PLUS_BLOCK_SHIFT 10
 /* Candidate devices read from each base or plus list per round of a find. */
 #define INV_FIND_BATCH 256
 /* Tables indexed per transaction when the store is opened after migration 7. */
@@ -50,18 +52,21 @@ static const store_sql_t k_sql[] = {
   {ST_INVF_BASE_DEL, "DELETE FROM inv_bases WHERE id = ?1"},
   {ST_INVF_BROW_ADD, "INSERT INTO inv_base_rows(row, base) VALUES(?1, ?2)"},
   {ST_INVF_BROW_DEL, "DELETE FROM inv_base_rows WHERE row = ?1 AND base = ?2"},
-  {ST_INVF_PLUS_ADD, "INSERT INTO inv_plus(row, dev) VALUES(?1, ?2)"},
-  {ST_INVF_PLUS_DEL, "DELETE FROM inv_plus WHERE row = ?1 AND dev = ?2"},
+  /* blk = dev >> INV_PLUS_BLOCK_SHIFT (the schema checks it). */
+  {ST_INVF_PLUS_ADD, "INSERT INTO inv_plus(blk, row, dev) VALUES(?2 >> 10, ?1, ?2)"},
+  {ST_INVF_PLUS_DEL, "DELETE FROM inv_plus WHERE blk = ?2 >> 10 AND row = ?1 AND dev = ?2"},
   /* Repair only (a damaged inv_cur row no longer says which postings are the device's):
-   * a scan of every posting, which no healthy index ever pays. */
-  {ST_INVF_PLUS_DEL_DEV, "DELETE FROM inv_plus WHERE dev = ?1 AND row IN (SELECT id FROM inv_rows WHERE tbl = ?2)"},
+   * a scan of the device's block, which no healthy index ever pays. */
+  {ST_INVF_PLUS_DEL_DEV, "DELETE FROM inv_plus WHERE blk = ?1 >> 10 AND dev = ?1"
+      " AND row IN (SELECT id FROM inv_rows WHERE tbl = ?2)"},
   /* The table's distinct rows whose text holds the needle (a condition as it must appear in
    * the canonical text); the conditions themselves are checked on the decoded values. The
    * UNIQUE(tbl, row) index covers it: no table pages are read. */
   {ST_INVF_MATCH, "SELECT id, row FROM inv_rows WHERE tbl = ?1 AND instr(row, ?2) > 0"},
   {ST_INVF_ROW_BASES, "SELECT base FROM inv_base_rows WHERE row = ?1"},
   {ST_INVF_BASE_DEVS, "SELECT dev FROM inv_cur WHERE base = ?1 AND dev >= ?2 ORDER BY dev LIMIT ?3"},
-  {ST_INVF_PLUS_DEVS, "SELECT dev FROM inv_plus WHERE row = ?1 AND dev >= ?2 ORDER BY dev LIMIT ?3"},
+  {ST_INVF_PLUS_DEVS, "SELECT dev FROM inv_plus WHERE blk = ?4 AND row = ?1 AND dev >= ?2 ORDER BY dev LIMIT ?3"},
+  {ST_INVF_MAX_DEV, "SELECT coalesce(max(id), 0) FROM inv_devs"},
   {ST_INVF_DEV_NAME, "SELECT d.device, coalesce(v.hostname, '') FROM inv_devs d"
       " LEFT JOIN devices v ON v.id = d.device WHERE d.id = ?1"},
   {ST_INVF_TODO, "SELECT device, name FROM inv_find_todo LIMIT ?1"},
@@ -195,9 +200,11 @@ static int js_decode(const char **pp, const char *end, sb_t *out) {
       if (out != NULL && (rc = sb_putc(out, ch)) != 0) return rc;
       continue;
     }
-    if (c < 0x80) {
-      if (out != NULL && (rc = sb_putc(out, (char)c)) != 0) return rc;
-      p++;
+    if (c < 0x80) { /* a run of plain ASCII at once: most of a table is */
+      const char *q = p + 1;
+      while (q < end && (unsigned char)*q >= 0x20 && (unsigned char)*q < 0x80 && *q != '"' && *q != '\\') q++;
+      if (out != NULL && (rc = sb_put(out, p, (size_t)(q - p))) != 0) return rc;
+      p = q;
       continue;
     }
     uint32_t cp = 0;
@@ -218,6 +225,13 @@ static int js_encode(sb_t *b, const char *s, size_t n, bool quotes) {
   if (rc == 0 && quotes) rc = sb_putc(b, '"');
   for (size_t i = 0; i < n && rc == 0; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') { /* a run that needs no escape, at once */
+      size_t k = i + 1;
+      while (k < n && (unsigned char)s[k] >= 0x20 && s[k] != '"' && s[k] != '\\') k++;
+      rc = sb_put(b, s + i, k - i);
+      i = k - 1;
+      continue;
+    }
     char esc[6] = {'\\', 0, 0, 0, 0, 0};
     size_t en = 2;
     switch (c) {
@@ -251,13 +265,24 @@ static const char *js_ws(const char *p, const char *end) {
   return p;
 }
 
+/* Step over a string without decoding it (its closing quote, past escapes): a row's strings
+ * are checked when the row is first made canonical, and a row seen before is the same bytes. */
+static const char *js_pass_string(const char *p, const char *end) {
+  for (p++; p < end; p++) {
+    if (*p == '"') return p + 1;
+    if (*p == '\\') p++;
+  }
+  return NULL;
+}
+
 /* Step over a value made of strings and arrays (all a table holds), at most depth deep. */
 static int js_skip(const char **pp, const char *end, int depth) {
   const char *p = js_ws(*pp, end);
   if (p < end && *p == '"') {
-    int rc = js_decode(&p, end, NULL);
+    p = js_pass_string(p, end);
+    if (p == NULL) return TT_EINVAL;
     *pp = p;
-    return rc;
+    return 0;
   }
   if (p >= end || *p != '[' || depth <= 0) return TT_EINVAL;
   p = js_ws(p + 1, end);
@@ -290,50 +315,53 @@ static bool col_name_ok(const char *name, size_t len) {
   return true;
 }
 
-/* ---- a table's rows as the index keeps them ------------------------------------------------ */
+/* ---- a table's rows as the agent sent them ------------------------------------------------ */
 
 typedef struct {
-  sb_t text;     /* every row, one after the other */
-  size_t *off;   /* row i is text.p + off[i], len[i] bytes */
+  const char *cols_raw; /* the columns array as sent: part of every row's cache key */
+  size_t cols_len;
+  char cols[INV_COLS_MAX][STORE_INV_NAME_MAX];
+  size_t ncols;
+  const char **row;     /* each row's array as sent, '[' to ']' */
   size_t *len;
   size_t n, cap;
-  size_t skipped; /* longer than STORE_INV_ROW_MAX */
 } rowset_t;
 
 static void rowset_free(rowset_t *r) {
-  free(r->text.p);
-  free(r->off);
+  free(r->row);
   free(r->len);
-  memset(r, 0, sizeof *r);
+  r->row = NULL;
+  r->len = NULL;
+  r->n = r->cap = 0;
 }
 
-static int rowset_push(rowset_t *r, size_t off, size_t len) {
+static int rowset_push(rowset_t *r, const char *row, size_t len) {
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 256;
-    size_t *o = realloc(r->off, cap * sizeof *o);
+    const char **o = realloc(r->row, cap * sizeof *o);
     if (o == NULL) return TT_ENOMEM;
-    r->off = o;
+    r->row = o;
     size_t *l = realloc(r->len, cap * sizeof *l);
     if (l == NULL) return TT_ENOMEM;
     r->len = l;
     r->cap = cap;
   }
-  r->off[r->n] = off;
+  r->row[r->n] = row;
   r->len[r->n] = len;
   r->n++;
   return 0;
 }
 
 /* {"columns":[...],"rows":[[...],...]} (and "error", or anything else made of strings and
- * arrays, ignored) into rows {"col":"value",...}. TT_EINVAL: not that shape. */
+ * arrays, ignored): the columns decoded and checked, each row found (an array of exactly as
+ * many strings) but not yet decoded. TT_EINVAL: not that shape. */
 static int table_rows(const char *body, size_t blen, rowset_t *out) {
   const char *p = body, *end = body + blen;
   const char *cols_at = NULL, *rows_at = NULL;
-  sb_t key = {0}, val = {0};
-  char cols[INV_COLS_MAX][STORE_INV_NAME_MAX];
-  size_t ncols = 0;
+  sb_t key = {0};
   int rc = TT_EINVAL;
 
+  out->ncols = 0;
   p = js_ws(p, end);
   if (p >= end || *p != '{') goto out;
   p = js_ws(p + 1, end);
@@ -355,78 +383,84 @@ static int table_rows(const char *body, size_t blen, rowset_t *out) {
     if (p < end && *p == '}') break;
     goto out;
   }
-  if (js_ws(p + 1, end) != end || cols_at == NULL || rows_at == NULL) goto out;
+  if (js_ws(p + 1, end) != end || cols_at == NULL || rows_at == NULL || *cols_at != '[' || *rows_at != '[') goto out;
 
-  /* Columns: osquery's names, none twice. */
-  p = cols_at + 1; /* js_skip saw '[' there */
-  if (*cols_at != '[') goto out;
-  p = js_ws(p, end);
+  /* Columns: osquery's names, none twice (js_skip has found the brackets). */
+  p = js_ws(cols_at + 1, end);
   while (p < end && *p != ']') {
     key.len = 0;
-    if (ncols >= INV_COLS_MAX || js_decode(&p, end, &key) != 0 || !col_name_ok(key.p, key.len)) goto out;
-    memcpy(cols[ncols], key.p, key.len);
-    cols[ncols][key.len] = '\0';
-    for (size_t i = 0; i < ncols; i++)
-      if (strcmp(cols[i], cols[ncols]) == 0) goto out;
-    ncols++;
+    if (out->ncols >= INV_COLS_MAX || js_decode(&p, end, &key) != 0 || !col_name_ok(key.p, key.len)) goto out;
+    char *c = out->cols[out->ncols];
+    memcpy(c, key.p, key.len);
+    c[key.len] = '\0';
+    for (size_t i = 0; i < out->ncols; i++)
+      if (strcmp(out->cols[i], c) == 0) goto out;
+    out->ncols++;
     p = js_ws(p, end);
     if (p < end && *p == ',') p = js_ws(p + 1, end);
   }
-  if (ncols == 0) goto out;
+  if (out->ncols == 0 || p >= end) goto out;
+  out->cols_raw = cols_at;
+  out->cols_len = (size_t)(p + 1 - cols_at);
 
-  /* Rows: arrays of exactly ncols strings (js_skip has checked the brackets and strings). */
-  if (*rows_at != '[') goto out;
+  /* Rows: arrays of exactly ncols strings. */
   p = js_ws(rows_at + 1, end);
   while (p < end && *p == '[') {
-    size_t start = out->text.len;
-    if ((rc = sb_putc(&out->text, '{')) != 0) goto out;
-    rc = TT_EINVAL;
-    p = js_ws(p + 1, end);
+    const char *start = p;
     size_t k = 0;
+    p = js_ws(p + 1, end);
     while (p < end && *p == '"') {
-      val.len = 0;
-      if (k >= ncols || js_decode(&p, end, &val) != 0) goto out;
-      int wr = k > 0 ? sb_putc(&out->text, ',') : 0;
-      if (wr == 0) wr = js_encode(&out->text, cols[k], strlen(cols[k]), true);
-      if (wr == 0) wr = sb_putc(&out->text, ':');
-      if (wr == 0) wr = js_encode(&out->text, val.p, val.len, true);
-      if (wr != 0) {
-        rc = wr;
-        goto out;
-      }
+      p = js_pass_string(p, end);
+      if (p == NULL) goto out;
       k++;
       p = js_ws(p, end);
       if (p < end && *p == ',') p = js_ws(p + 1, end);
     }
-    if (k != ncols || p >= end || *p != ']') goto out;
-    if ((rc = sb_putc(&out->text, '}')) != 0) goto out;
+    if (k != out->ncols || p >= end || *p != ']') goto out;
+    p++;
+    if ((rc = rowset_push(out, start, (size_t)(p - start))) != 0) goto out;
     rc = TT_EINVAL;
-    size_t len = out->text.len - start;
-    if (len > STORE_INV_ROW_MAX) {
-      out->text.len = start;
-      out->skipped++;
-    } else if ((rc = rowset_push(out, start, len)) != 0) {
-      goto out;
-    }
-    rc = TT_EINVAL;
-    p = js_ws(p + 1, end);
+    p = js_ws(p, end);
     if (p < end && *p == ',') p = js_ws(p + 1, end);
   }
   if (p < end && *p == ']') rc = 0;
 out:
   free(key.p);
-  free(val.p);
   if (rc != 0) rowset_free(out);
   return rc;
 }
 
-/* ---- interned rows, remembered by content ------------------------------------------------- */
+/* A row as the index keeps it: {"col":"value",...}, every string decoded, checked and
+ * written back the one way. TT_EINVAL for a string that is not valid. */
+static int canonical_row(const rowset_t *rs, size_t i, sb_t *out, sb_t *val) {
+  const char *p = rs->row[i], *end = p + rs->len[i];
+  out->len = 0;
+  int rc = sb_putc(out, '{');
+  p = js_ws(p + 1, end);
+  for (size_t k = 0; k < rs->ncols && rc == 0; k++) {
+    val->len = 0;
+    if (js_decode(&p, end, val) != 0) return TT_EINVAL;
+    if (k > 0) rc = sb_putc(out, ',');
+    if (rc == 0) rc = js_encode(out, rs->cols[k], strlen(rs->cols[k]), true);
+    if (rc == 0) rc = sb_putc(out, ':');
+    if (rc == 0) rc = js_encode(out, val->p, val->len, true);
+    p = js_ws(p, end);
+    if (p < end && *p == ',') p = js_ws(p + 1, end);
+  }
+  if (rc == 0) rc = sb_putc(out, '}');
+  return rc;
+}
+
+/* ---- interned rows, remembered by the bytes that brought them -------------------------------
+ * Keyed by the table's name, its columns array as sent and the row's array as sent: a row
+ * another device sent in the same bytes is found without decoding, escaping or a seek
+ * (a fleet's puts are mostly such rows). A miss is made canonical and interned by SQL. */
 
 typedef struct {
   uint64_t h;
-  int64_t id;
-  size_t len; /* of key: the table's name, a NUL, the row */
-  char *key;  /* NULL: a free slot */
+  int64_t id;   /* 0: a row too long to index */
+  size_t len;   /* of key */
+  char *key;    /* name NUL columns NUL row; NULL: a free slot */
 } inv_slot_t;
 
 struct store_inv_cache_s {
@@ -434,13 +468,25 @@ struct store_inv_cache_s {
   size_t used;
 };
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+typedef struct {
+  const char *p[3];
+  size_t n[3];
+} rkey_t;
+
+/* Eight bytes a step (a byte at a time cost a tenth of a put): a table's hash, not a
+ * defence; equal hashes are compared in full. */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    h ^= b[i];
-    h *= 1099511628211ull;
+  for (; n >= 8; b += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, b, 8);
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
   }
-  return h;
+  uint64_t w = 0;
+  memcpy(&w, b, n);
+  h = (h ^ w ^ ((uint64_t)n << 56)) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 32);
 }
 
 void store_inv_find_forget(broker_store_t *s) {
@@ -459,50 +505,50 @@ void store_inv_find_close(broker_store_t *s) {
   s->inv_cache = NULL;
 }
 
-static inv_slot_t *cache_find(struct store_inv_cache_s *c, uint64_t h, const char *tbl, size_t tlen, const char *row,
-                              size_t rlen) {
+static bool key_is(const inv_slot_t *e, const rkey_t *k) {
+  size_t off = 0;
+  for (int i = 0; i < 3; i++) {
+    if (e->len - off < k->n[i] + (i < 2) || memcmp(e->key + off, k->p[i], k->n[i]) != 0) return false;
+    off += k->n[i];
+    if (i < 2 && e->key[off++] != '\0') return false;
+  }
+  return off == e->len;
+}
+
+static inv_slot_t *cache_find(struct store_inv_cache_s *c, uint64_t h, const rkey_t *k) {
   size_t i = (size_t)h & (INV_CACHE_SLOTS - 1);
   for (;;) {
     inv_slot_t *e = &c->slot[i];
-    if (e->key == NULL) return e;
-    if (e->h == h && e->len == tlen + 1 + rlen && memcmp(e->key, tbl, tlen) == 0 && e->key[tlen] == '\0' &&
-        memcmp(e->key + tlen + 1, row, rlen) == 0)
-      return e;
+    if (e->key == NULL || (e->h == h && key_is(e, k))) return e;
     i = (i + 1) & (INV_CACHE_SLOTS - 1);
   }
 }
 
 /* Remember a row's id; a cache that cannot grow is only slower, never wrong. */
-static void cache_put(broker_store_t *s, uint64_t h, const char *tbl, size_t tlen, const char *row, size_t rlen,
-                      int64_t id) {
+static void cache_put(broker_store_t *s, uint64_t h, const rkey_t *k, int64_t id) {
   struct store_inv_cache_s *c = s->inv_cache;
   if (c == NULL) return;
   if (c->used + 1 > INV_CACHE_SLOTS / 4 * 3) store_inv_find_forget(s);
-  inv_slot_t *e = cache_find(c, h, tbl, tlen, row, rlen);
+  inv_slot_t *e = cache_find(c, h, k);
   if (e->key != NULL) return;
-  char *k = malloc(tlen + 1 + rlen);
-  if (k == NULL) return;
-  memcpy(k, tbl, tlen);
-  k[tlen] = '\0';
-  memcpy(k + tlen + 1, row, rlen);
+  size_t len = k->n[0] + 1 + k->n[1] + 1 + k->n[2];
+  char *key = malloc(len);
+  if (key == NULL) return;
+  size_t off = 0;
+  for (int i = 0; i < 3; i++) {
+    memcpy(key + off, k->p[i], k->n[i]);
+    off += k->n[i];
+    if (i < 2) key[off++] = '\0';
+  }
   e->h = h;
   e->id = id;
-  e->len = tlen + 1 + rlen;
-  e->key = k;
+  e->len = len;
+  e->key = key;
   c->used++;
 }
 
-static int intern_row(broker_store_t *s, const char *tbl, const char *row, size_t rlen, int64_t *id) {
-  size_t tlen = strlen(tbl);
-  uint64_t h = fnv1a(fnv1a(14695981039346656037ull, tbl, tlen + 1), row, rlen);
-  if (s->inv_cache == NULL) s->inv_cache = calloc(1, sizeof *s->inv_cache);
-  if (s->inv_cache != NULL) {
-    inv_slot_t *e = cache_find(s->inv_cache, h, tbl, tlen, row, rlen);
-    if (e->key != NULL) {
-      *id = e->id;
-      return 0;
-    }
-  }
+/* The canonical row's id, added if new. */
+static int intern_sql(broker_store_t *s, const char *tbl, const char *row, size_t rlen, int64_t *id) {
   sqlite3_stmt *st = s->st[ST_INVF_ROW_GET];
   int rc = SQLITE_OK;
   bind_text(st, 1, tbl, &rc);
@@ -522,9 +568,7 @@ static int intern_row(broker_store_t *s, const char *tbl, const char *row, size_
   } else if (rc != SQLITE_ROW) {
     return sql_fail(s, "inv_row_get", rc);
   }
-  if (*id <= 0) return TT_EIO;
-  cache_put(s, h, tbl, tlen, row, rlen, *id);
-  return 0;
+  return *id > 0 ? 0 : TT_EIO;
 }
 
 /* ---- sorted id lists and their blobs --------------------------------------------------------- */
@@ -872,35 +916,52 @@ static int plus_sync(broker_store_t *s, int64_t dev, const ids_t *old, const ids
   return ret;
 }
 
+/* The table's rows as ids, ascending, each interned once. */
 static int index_rows(broker_store_t *s, const char *device, const char *tbl, const uint8_t *body, size_t len,
                       ids_t *rows) {
   rows->v = NULL;
   rows->n = 0;
   if (body == NULL) return 0;
   rowset_t rs = {0};
+  sb_t canon = {0}, val = {0};
+  size_t skipped = 0;
   int rc = table_rows((const char *)body, len, &rs);
+  if (rc == 0 && rs.n > 0 && (rows->v = malloc(rs.n * sizeof rows->v[0])) == NULL) rc = TT_ENOMEM;
+  if (rc == 0 && s->inv_cache == NULL) s->inv_cache = calloc(1, sizeof *s->inv_cache);
+  size_t tlen = strlen(tbl);
+  uint64_t h0 = rc == 0 ? hash_bytes(hash_bytes(0x84222325CBF29CE4ull, tbl, tlen), rs.cols_raw, rs.cols_len) : 0;
+  for (size_t i = 0; i < rs.n && rc == 0; i++) {
+    rkey_t k = {{tbl, rs.cols_raw, rs.row[i]}, {tlen, rs.cols_len, rs.len[i]}};
+    uint64_t h = hash_bytes(h0, rs.row[i], rs.len[i]);
+    inv_slot_t *e = s->inv_cache != NULL ? cache_find(s->inv_cache, h, &k) : NULL;
+    int64_t id = 0;
+    if (e != NULL && e->key != NULL) {
+      id = e->id;
+    } else {
+      rc = canonical_row(&rs, i, &canon, &val);
+      if (rc == 0 && canon.len <= STORE_INV_ROW_MAX) rc = intern_sql(s, tbl, canon.p, canon.len, &id);
+      if (rc == 0) cache_put(s, h, &k, id);
+    }
+    if (id > 0) rows->v[rows->n++] = id;
+    else skipped++;
+  }
+  rowset_free(&rs);
+  free(canon.p);
+  free(val.p);
   if (rc == TT_EINVAL) {
     char qd[160], qt[160];
     tt_log_quote(qd, sizeof qd, device, strlen(device));
     tt_log_quote(qt, sizeof qt, tbl, strlen(tbl));
     TT_WARN(MOD, "inventory table not indexed for find", "device=\"%s\" table=\"%s\" why=\"not a table's JSON\"", qd,
             qt);
-    return 0;
-  }
-  if (rc != 0) return rc;
-  if (rs.skipped > 0) {
+    rows->n = 0; /* indexed as no rows */
+    rc = 0;
+  } else if (rc == 0 && skipped > 0) {
     char qt[160];
     tt_log_quote(qt, sizeof qt, tbl, strlen(tbl));
-    TT_WARN(MOD, "inventory rows too long to index", "table=\"%s\" rows=%zu max=%u", qt, rs.skipped,
-            (unsigned)STORE_INV_ROW_MAX);
+    TT_DEBUG(MOD, "inventory rows too long to index", "table=\"%s\" rows=%zu max=%u", qt, skipped,
+             (unsigned)STORE_INV_ROW_MAX);
   }
-  rows->v = malloc((rs.n ? rs.n : 1) * sizeof rows->v[0]);
-  if (rows->v == NULL) rc = TT_ENOMEM;
-  for (size_t i = 0; i < rs.n && rc == 0; i++) {
-    rc = intern_row(s, tbl, rs.text.p + rs.off[i], rs.len[i], &rows->v[i]);
-    if (rc == 0) rows->n++;
-  }
-  rowset_free(&rs);
   if (rc != 0) {
     free(rows->v);
     rows->v = NULL;
@@ -1227,38 +1288,67 @@ static int find_bases(broker_store_t *s, const matches_t *m, mbases_t *out) {
   return 0;
 }
 
-/* Up to INV_FIND_BATCH devices at or after from, of one base or one row's plus list, onto
- * cand; *bound drops to the last one read when the list may go on. */
-static int stream(broker_store_t *s, store_stmt_t which, int64_t key, int64_t from, ids_t *cand, size_t *cap,
-                  int64_t *bound) {
+static int cand_push(ids_t *cand, size_t *cap, int64_t dev) {
+  if (cand->n == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 1024;
+    int64_t *v = realloc(cand->v, ncap * sizeof *v);
+    if (v == NULL) return TT_ENOMEM;
+    cand->v = v;
+    *cap = ncap;
+  }
+  cand->v[cand->n++] = dev;
+  return 0;
+}
+
+/* Up to `want` devices at or after from, of one base (key) or of one row's plus postings in
+ * block blk, onto cand; *got counts them and *last is the last one read. */
+static int stream(broker_store_t *s, store_stmt_t which, int64_t key, int64_t from, int64_t blk, int64_t want,
+                  ids_t *cand, size_t *cap, int64_t *got, int64_t *last) {
   sqlite3_stmt *st = s->st[which];
   int rc = SQLITE_OK, ret = 0;
-  size_t got = 0;
-  int64_t last = 0;
   bind_i64(st, 1, key, &rc);
   bind_i64(st, 2, from, &rc);
-  bind_i64(st, 3, INV_FIND_BATCH, &rc);
+  bind_i64(st, 3, want, &rc);
+  if (which == ST_INVF_PLUS_DEVS) bind_i64(st, 4, blk, &rc);
   while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) break;
-    if (cand->n == *cap) {
-      size_t ncap = *cap ? *cap * 2 : 1024;
-      int64_t *v = realloc(cand->v, ncap * sizeof *v);
-      if (v == NULL) {
-        ret = TT_ENOMEM;
-        break;
-      }
-      cand->v = v;
-      *cap = ncap;
-    }
-    last = sqlite3_column_int64(st, 0);
-    cand->v[cand->n++] = last;
-    got++;
+    *last = sqlite3_column_int64(st, 0);
+    ret = cand_push(cand, cap, *last);
+    (*got)++;
   }
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "inv_find_devices", rc);
+  return ret;
+}
+
+/* A base's devices: up to INV_FIND_BATCH; *bound drops to the last when there may be more. */
+static int stream_base(broker_store_t *s, int64_t base, int64_t from, ids_t *cand, size_t *cap, int64_t *bound) {
+  int64_t got = 0, last = 0;
+  int ret = stream(s, ST_INVF_BASE_DEVS, base, from, 0, INV_FIND_BATCH, cand, cap, &got, &last);
   if (ret == 0 && got >= INV_FIND_BATCH && last < *bound) *bound = last;
   return ret;
+}
+
+/* A row's plus postings, block by block from from's: the same, over blocks up to max_dev's. */
+static int stream_plus(broker_store_t *s, int64_t row, int64_t from, int64_t max_dev, ids_t *cand, size_t *cap,
+                       int64_t *bound) {
+  int64_t got = 0, last = 0;
+  for (int64_t blk = from >> INV_PLUS_BLOCK_SHIFT; blk <= max_dev >> INV_PLUS_BLOCK_SHIFT && got < INV_FIND_BATCH;
+       blk++) {
+    int ret = stream(s, ST_INVF_PLUS_DEVS, row, from, blk, INV_FIND_BATCH - got, cand, cap, &got, &last);
+    if (ret != 0) return ret;
+  }
+  if (got >= INV_FIND_BATCH && last < *bound) *bound = last;
+  return 0;
+}
+
+static int max_dev(broker_store_t *s, int64_t *out) {
+  sqlite3_stmt *st = s->st[ST_INVF_MAX_DEV];
+  int rc = sqlite3_step(st);
+  *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  done(st);
+  return rc == SQLITE_ROW ? 0 : sql_fail(s, "inv_find_max_dev", rc);
 }
 
 static int dev_name(broker_store_t *s, int64_t dev, char device[TT_NAME_MAX + 1], char host[TT_TEXT_MAX + 1]) {
@@ -1397,16 +1487,18 @@ int store_inv_find(broker_store_t *s, const char *table, const store_inv_cond_t 
   size_t cand_cap = 0;
   page_t pg = {.table = table, .m = &m, .mb = &mb, .cur = cur, .max_rows = max_rows, .max_bytes = max_bytes,
                .cb = cb, .ctx = ctx};
+  int64_t last_dev = 0;
   int ret = find_rows(s, table, cond, ncond, &m);
   if (ret == 0 && m.n > 0) ret = find_bases(s, &m, &mb);
+  if (ret == 0 && m.n > 0) ret = max_dev(s, &last_dev);
   int64_t from = cur->dev;
   /* Rounds: a batch of candidates from every list that holds a matching row, merged in
    * device order; those up to the lowest last-read of a list that may go on are complete. */
   while (ret == 0 && m.n > 0 && !pg.full) {
     int64_t bound = INT64_MAX;
     cand.n = 0;
-    for (size_t i = 0; i < mb.n && ret == 0; i++) ret = stream(s, ST_INVF_BASE_DEVS, mb.v[i].id, from, &cand, &cand_cap, &bound);
-    for (size_t i = 0; i < m.n && ret == 0; i++) ret = stream(s, ST_INVF_PLUS_DEVS, m.v[i].id, from, &cand, &cand_cap, &bound);
+    for (size_t i = 0; i < mb.n && ret == 0; i++) ret = stream_base(s, mb.v[i].id, from, &cand, &cand_cap, &bound);
+    for (size_t i = 0; i < m.n && ret == 0; i++) ret = stream_plus(s, m.v[i].id, from, last_dev, &cand, &cand_cap, &bound);
     if (ret != 0) break;
     ids_sort_unique(&cand);
     for (size_t i = 0; i < cand.n && ret == 0 && !pg.full; i++) {

@@ -391,8 +391,8 @@ int store_inv_bytes(broker_store_t *s, const char *device, int64_t *bytes) TT_WU
  * shared row set plus and minus its own differences. Devices come in the index's order
  * (the order they were first indexed), each with its matching rows in row order. */
 #define STORE_INV_ROW_MAX 16384          /* one row as the index keeps it; longer ones are not indexed */
-#define STORE_INV_FIND_CONDS_MAX 8
-#define STORE_INV_FIND_VALUE_MAX 1024    /* a condition's value (a cell is at most 1,024 bytes) */
+#define STORE_INV_FIND_CONDS_MAX TT_INV_FIND_CONDS_MAX
+#define STORE_INV_FIND_VALUE_MAX TT_INV_FIND_VALUE_MAX
 /* Distinct rows one find may match: past it the conditions are too wide to page (every
  * package of the fleet), and the find is refused (TT_ETOOBIG) rather than ground through. */
 #define STORE_INV_FIND_MATCH_MAX 65536u

@@ -91,6 +91,16 @@
  * together does not collect together). */
 /* Versions per page of `inventory history` (each names up to 64 changed tables: 50 fit a frame). */
 #define TT_INV_HISTORY_PAGE_MAX 50u
+/* A page of `inventory find`: at most this many (device, row) matches, and rows, device ids and
+ * hostnames adding up to at most this many bytes (each distinct row once a page), so that a
+ * page of the longest rows (the store indexes rows up to 16 KiB) stays under TT_FRAME_MAX_BODY
+ * and TT_CTRL_QUEUE_MAX. A fleet's 100k matches of one row take ~40 pages. */
+#define TT_INV_FIND_PAGE_ROWS 4000u
+#define TT_INV_FIND_PAGE_BYTES (192u * 1024u)
+/* Conditions of one find (COL=VALUE, COL~SUBSTR), each value at most TT_INV_FIND_VALUE_MAX
+ * bytes (an inventory cell is at most 1,024). */
+#define TT_INV_FIND_CONDS_MAX 8u
+#define TT_INV_FIND_VALUE_MAX 1024u
 #define TT_INV_INTERVAL_DEFAULT_MS (3600u * 1000u)
 #define TT_INV_JITTER_PCT 10u
 
