@@ -539,6 +539,9 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
   case TETHER__REQUEST__BODY_INVENTORY_HISTORY:
     return is_person(c) ? broker_inv_history(c, q->id, q->inventory_history)
                         : deny(c, q->id, "reading inventory", "technician or admin");
+  case TETHER__REQUEST__BODY_INVENTORY_FIND:
+    return is_person(c) ? broker_inv_find(c, q->id, q->inventory_find)
+                        : deny(c, q->id, "finding inventory", "technician or admin");
   case TETHER__REQUEST__BODY_ENROLL:
     return broker_reply_error(c, q->id, TT_EPROTO, "enrollment needs an enrollment connection");
   default:

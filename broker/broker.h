@@ -223,6 +223,8 @@ void broker_inv_conn_gone(broker_conn_t *c);
 /* inventory/query.c: people read a device's inventory (index, tables) and its versions. */
 int broker_inv_get(broker_conn_t *c, uint32_t id, const Tether__InventoryGetRequest *q);
 int broker_inv_history(broker_conn_t *c, uint32_t id, const Tether__InventoryHistoryRequest *q);
+/* inventory/find.c: a page of `inventory find`. */
+int broker_inv_find(broker_conn_t *c, uint32_t id, const Tether__InventoryFindRequest *q);
 
 /* storereq.c: store requests on behalf of a connection that waits for the answer. The
  * connection is held (c->work) until the completion; broker_creq_conn then says whether

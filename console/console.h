@@ -188,6 +188,7 @@ extern const console_cmd_t console_cmd_ping;
 extern const console_cmd_t console_cmd_diag;
 extern const console_cmd_t console_cmd_inventory; /* inv/cmd_inventory.c */
 extern const console_cmd_t console_cmd_inventory_history;
+extern const console_cmd_t console_cmd_inventory_find; /* inv/cmd_find.c */
 extern const console_cmd_t console_cmd_ticket_new;
 extern const console_cmd_t console_cmd_tickets;
 extern const console_cmd_t console_cmd_ticket_show;
