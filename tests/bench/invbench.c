@@ -321,7 +321,8 @@ static int scan_cb(void *ctx, const char *name, int64_t version, int64_t receive
   json_t *cols = json_object_get(j, "columns"), *rows = json_object_get(j, "rows"), *r;
   size_t k = SIZE_MAX, i;
   for (i = 0; i < json_array_size(cols); i++)
-    if (strcmp(json_string_value(json_array_get(cols, i)) ?: "", x->col) == 0) k = i;
+    if (json_string_value(json_array_get(cols, i)) != NULL && strcmp(json_string_value(json_array_get(cols, i)), x->col) == 0)
+      k = i;
   json_array_foreach(rows, i, r) {
     const char *v = json_string_value(json_array_get(r, k));
     if (v != NULL && strcmp(v, x->value) == 0) x->hits++;
@@ -350,7 +351,10 @@ static int cmd_scan(const char *dir, const char *table, const char *col, const c
   if (store_device_page(s, "", (uint32_t)sample, dev_cb, ctx) != 0) return 1;
   scan_t x = {col, value, 0};
   double t0 = now_s();
-  for (size_t i = 0; i < n; i++) (void)store_inv_table(s, ids[i], table, 0, scan_cb, &x);
+  size_t missing = 0;
+  for (size_t i = 0; i < n; i++)
+    if (store_inv_table(s, ids[i], table, 0, scan_cb, &x) != 0) missing++;
+  if (missing > 0) fprintf(stderr, "invbench: %zu devices without %s\n", missing, table);
   double t = now_s() - t0;
   printf("without the index: %zu devices' %s decompressed and parsed in %.2f s (%.2f ms a device):"
          " %.0f s for all %zu devices\n",
