@@ -569,6 +569,9 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? broker_assets_import(c, q->id, q->asset_import) : deny(c, q->id, "importing asset records", "admin");
   case TETHER__REQUEST__BODY_ASSET_EXPORT:
     return admin ? broker_assets_export(c, q->id, q->asset_export) : deny(c, q->id, "exporting asset records", "admin");
+  case TETHER__REQUEST__BODY_INVENTORY_FIND:
+    return is_person(c) ? broker_inv_find(c, q->id, q->inventory_find)
+                        : deny(c, q->id, "finding inventory", "technician or admin");
   case TETHER__REQUEST__BODY_ENROLL:
     return broker_reply_error(c, q->id, TT_EPROTO, "enrollment needs an enrollment connection");
   default:

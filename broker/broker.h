@@ -251,6 +251,8 @@ int broker_assets_export(broker_conn_t *c, uint32_t id, const Tether__AssetExpor
 void broker_assets_conn_gone(broker_conn_t *c);
 /* Once a second: imports idle past TT_ASSET_IMPORT_IDLE_MS are dropped. */
 void broker_assets_sweep(broker_t *b, uint64_t now);
+/* inventory/find.c: a page of `inventory find`. */
+int broker_inv_find(broker_conn_t *c, uint32_t id, const Tether__InventoryFindRequest *q);
 
 /* storereq.c: store requests on behalf of a connection that waits for the answer. The
  * connection is held (c->work) until the completion; broker_creq_conn then says whether

@@ -201,6 +201,7 @@ extern const console_cmd_t console_cmd_inventory_history;
 extern const console_cmd_t console_cmd_inventory_diff;
 extern const console_cmd_t console_cmd_inventory_import; /* inv/cmd_assets.c */
 extern const console_cmd_t console_cmd_inventory_export;
+extern const console_cmd_t console_cmd_inventory_find; /* inv/cmd_find.c */
 extern const console_cmd_t console_cmd_ticket_new;
 extern const console_cmd_t console_cmd_tickets;
 extern const console_cmd_t console_cmd_ticket_show;

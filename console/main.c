@@ -96,6 +96,7 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_pull,            &console_cmd_push,             &console_cmd_cp,
     &console_cmd_ls,
     &console_cmd_diag_show,       &console_cmd_diag,             &console_cmd_inventory_history, &console_cmd_inventory_diff,
+    &console_cmd_inventory_find,
     &console_cmd_inventory_import, &console_cmd_inventory_export,
     &console_cmd_inventory,
     &console_cmd_ping,             &console_cmd_speedtest,        &console_cmd_token_new,

@@ -106,6 +106,30 @@ typedef enum {
   ST_FACTS_LATEST,
   ST_MACS_DEL,
   ST_MACS_ADD,
+  ST_INVF_ROW_GET,
+  ST_INVF_ROW_ADD,
+  ST_INVF_DEV_GET,
+  ST_INVF_DEV_ADD,
+  ST_INVF_CUR_GET,
+  ST_INVF_CUR_PUT,
+  ST_INVF_CUR_DEL,
+  ST_INVF_BASES,
+  ST_INVF_BASE_ADD,
+  ST_INVF_BASE_USERS,
+  ST_INVF_BASE_DEL,
+  ST_INVF_BROW_ADD,
+  ST_INVF_BROW_DEL,
+  ST_INVF_PLUS_ADD,
+  ST_INVF_PLUS_DEL,
+  ST_INVF_PLUS_DEL_DEV,
+  ST_INVF_MATCH,
+  ST_INVF_ROW_BASES,
+  ST_INVF_BASE_DEVS,
+  ST_INVF_PLUS_DEVS,
+  ST_INVF_MAX_DEV,
+  ST_INVF_DEV_NAME,
+  ST_INVF_TODO,
+  ST_INVF_TODO_DEL,
   ST__COUNT
 } store_stmt_t;
 
@@ -122,6 +146,9 @@ struct broker_store_s {
    * allocate zstd's tables for every table of every put). */
   ZSTD_CCtx *inv_cctx;
   ZSTD_DCtx *inv_dctx;
+  /* Rows the find index has interned, by content (inventory_find.c): most of a put's rows
+   * are rows other devices sent before, found here without a seek. Emptied on rollback. */
+  struct store_inv_cache_s *inv_cache;
 };
 
 
@@ -155,6 +182,17 @@ void store_dev_from_row(sqlite3_stmt *st, store_device_t *d);
                        "cert_not_after_ms, revoked"
 /* Free what the inventory keeps between calls (at close). */
 void store_inventory_close(broker_store_t *s);
+int store_prepare_inventory_find(broker_store_t *s);
+/* The find index (inventory_find.c), kept by store_inv_put inside its transaction: the
+ * device's table `name` is now body (NULL: removed). A body that is not a table's canonical
+ * JSON indexes as no rows. */
+int store_inv_find_index(broker_store_t *s, const char *device, const char *name, const uint8_t *body,
+                         size_t len);
+/* At open (the writer): index the tables listed by migration 9, a batch per transaction. */
+int store_inv_find_backfill(broker_store_t *s);
+/* Forget interned rows (a rollback may have undone them); free the cache (at close). */
+void store_inv_find_forget(broker_store_t *s);
+void store_inv_find_close(broker_store_t *s);
 /* Load the audit chain's tail (at open, and after a batch that appended was rolled back). */
 int store_audit_load_tail(broker_store_t *s);
 

@@ -51,9 +51,13 @@ static const store_sql_t k_sql[] = {
       "    FROM inv_versions WHERE device = ?1)"},
 };
 
-int store_prepare_inventory(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
+int store_prepare_inventory(broker_store_t *s) {
+  int rc = store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]);
+  return rc == 0 ? store_prepare_inventory_find(s) : rc;
+}
 
 void store_inventory_close(broker_store_t *s) {
+  store_inv_find_close(s);
   ZSTD_freeCCtx(s->inv_cctx);
   ZSTD_freeDCtx(s->inv_dctx);
   s->inv_cctx = NULL;
@@ -502,6 +506,8 @@ int store_inv_put(broker_store_t *s, const char *device, int64_t collected_ms, i
       store_inv_table_t row = *ord[i];
       if (what[i] == INV_REMOVE) row.body = NULL;
       ret = inv_insert_table(s, device, id, &row);
+      /* The find index follows the latest version in the same transaction. */
+      if (ret == 0) ret = store_inv_find_index(s, device, row.name, row.body, row.body != NULL ? row.len : 0);
     }
     /* The facts asset records are joined with, in the same transaction as the tables. */
     bool facts = false;

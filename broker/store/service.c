@@ -147,6 +147,7 @@ static void *writer_main(void *arg) {
       s->tx_depth = 0;
       s->tx_outer = 0;
       if (!sqlite3_get_autocommit(s->db)) (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      store_inv_find_forget(s); /* rows it interned are gone too */
       if (store_audit_load_tail(s) != 0)
         TT_ERROR(MOD, "audit tail unreadable after a failed batch", "batch=%zu", batch.n);
     } else {

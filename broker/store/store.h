@@ -29,8 +29,10 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 int store_schema_version(broker_store_t *s);
+/* The schema this build migrates to (tests compare with it rather than spell a number). */
+int store_schema_latest(void);
 
 /* ---- devices ---------------------------------------------------------------------- */
 typedef struct {
@@ -523,6 +525,43 @@ int store_asset_cond_parse(char *s, store_asset_cond_t *c) TT_WUR;
  * not by the caller over every device. TT_EINVAL for more than TT_ASSET_WHERE_MAX. */
 int store_device_page_where(broker_store_t *s, const char *after, uint32_t limit, const store_asset_cond_t *c,
                             size_t n, store_device_cb cb, void *ctx) TT_WUR;
+/* ---- inventory find (schema 9, inventory_find.c) ----------------------------------------
+ * Every device whose latest table holds a row matching all the conditions. store_inv_put
+ * keeps an index of current rows in its own transaction: each table's distinct rows once,
+ * as JSON objects {"column":"value",...} in the table's column order, and per device a
+ * shared row set plus and minus its own differences. Devices come in the index's order
+ * (the order they were first indexed), each with its matching rows in row order. */
+#define STORE_INV_ROW_MAX 16384          /* one row as the index keeps it; longer ones are not indexed */
+#define STORE_INV_FIND_CONDS_MAX TT_INV_FIND_CONDS_MAX
+#define STORE_INV_FIND_VALUE_MAX TT_INV_FIND_VALUE_MAX
+/* Distinct rows one find may match: past it the conditions are too wide to page (every
+ * package of the fleet), and the find is refused (TT_ETOOBIG) rather than ground through. */
+#define STORE_INV_FIND_MATCH_MAX 65536u
+typedef struct {
+  char col[STORE_INV_NAME_MAX]; /* [a-z0-9_]{1,63} */
+  const char *value;            /* bytes, no NUL, valid UTF-8 */
+  size_t len;
+  bool contains;                /* the cell contains value (bytewise); else equals it */
+} store_inv_cond_t;
+/* Where a page ended: the last device (the index's number for it) and row given. {0, 0}
+ * starts from the first. */
+typedef struct {
+  int64_t dev, row;
+} store_inv_cursor_t;
+/* One device and its matching rows (ids ascending; rows[i] is lens[i] bytes of JSON, not
+ * NUL-terminated), valid during the call. */
+typedef int (*store_inv_find_cb)(void *ctx, const char *device, const char *hostname, size_t n,
+                                 const int64_t *ids, const char *const *rows, const size_t *lens);
+/* The devices after *cur whose current `table` has rows matching every condition, at most
+ * max_rows rows in all, and stopping before the page's size passes max_bytes (each distinct
+ * row's bytes once, each device's id and hostname, a few bytes per reference: what the wire
+ * page holds); a device whose rows do not all fit is continued on the next page. *cur moves
+ * to the last row given; *more says whether there may be more. TT_EINVAL for a bad table
+ * name, column, value or count of conditions (1..STORE_INV_FIND_CONDS_MAX); TT_ETOOBIG past
+ * STORE_INV_FIND_MATCH_MAX distinct matching rows; TT_EIO for a damaged index. */
+int store_inv_find(broker_store_t *s, const char *table, const store_inv_cond_t *cond, size_t ncond,
+                   store_inv_cursor_t *cur, uint32_t max_rows, size_t max_bytes, store_inv_find_cb cb, void *ctx,
+                   bool *more) TT_WUR;
 
 /* ---- the store as a service ------------------------------------------------------------
  * The event loop never waits on SQLite. One store thread owns the write connection and

@@ -107,6 +107,16 @@
 /* One diff's JSON (the rows added and removed between two versions): a whole fleet's worth of
  * package upgrades on one device is ~1 MiB; past this the broker says to ask per table. */
 #define TT_INV_DIFF_MAX (16u * 1024u * 1024u)
+/* A page of `inventory find`: at most this many (device, row) matches, and rows, device ids and
+ * hostnames adding up to at most this many bytes (each distinct row once a page), so that a
+ * page of the longest rows (the store indexes rows up to 16 KiB) stays under TT_FRAME_MAX_BODY
+ * and TT_CTRL_QUEUE_MAX. A fleet's 100k matches of one row take ~40 pages. */
+#define TT_INV_FIND_PAGE_ROWS 4000u
+#define TT_INV_FIND_PAGE_BYTES (192u * 1024u)
+/* Conditions of one find (COL=VALUE, COL~SUBSTR), each value at most TT_INV_FIND_VALUE_MAX
+ * bytes (an inventory cell is at most 1,024). */
+#define TT_INV_FIND_CONDS_MAX 8u
+#define TT_INV_FIND_VALUE_MAX 1024u
 #define TT_INV_INTERVAL_DEFAULT_MS (3600u * 1000u)
 #define TT_INV_JITTER_PCT 10u
 
