@@ -74,6 +74,7 @@ typedef struct {
   int64_t inventory_interval_ms;
   char inventory_path[AGENT_INV_PATH_MAX + 1];   /* PATH for the collectors' helpers */
   char diag_dns_names[AGENT_DNS_NAMES_TEXT_MAX + 1]; /* "" : the broker's host and ours */
+  char inventory_root[AGENT_PATH_MAX]; /* "": this machine's / */
   char consent_dialog[AGENT_DIALOG_MAX + 1];
   char shell_user[TT_NAME_MAX + 1];
   char shell_path[AGENT_PATH_MAX];

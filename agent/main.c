@@ -66,6 +66,9 @@ static const tt_conf_opt_t agent_opts[] = {
         7 * 24 * 3600 * 1000LL, "1h",
         "how often the inventory is collected (each time within 10% either way, so a fleet spreads out); "
         "only the tables that changed are sent"),
+    OPT("inventory.root", "inventory-root", TT_CONF_STR, inventory_root, 0, AGENT_PATH_MAX - 1, NULL,
+        "read the machine's files (/proc, /sys, /etc, the package database) under this directory instead "
+        "of / (an agent in a container that sees its host there); helper programs still run here"),
     OPT("inventory.path", "inventory-path", TT_CONF_STR, inventory_path, 1, AGENT_INV_PATH_MAX,
         "/usr/bin:/bin:/usr/sbin:/sbin",
         "PATH the inventory and diagnostics look their helper programs up in (systemctl, journalctl, "

@@ -17,3 +17,5 @@ echo
 bash tests/bench/bench_files.sh build/release
 echo
 bash tests/bench/bench_netem.sh build/release
+echo
+bash tests/bench/bench_collect.sh build/release

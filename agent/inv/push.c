@@ -63,7 +63,7 @@ static uint64_t clock_us(clockid_t id) {
 
 static void work_cb(uv_work_t *w) {
   struct agent_inv_s *v = w->data;
-  inv_env_t env = {.root = "", .path = v->a->cfg.inventory_path}; /* cfg is fixed while the agent runs */
+  inv_env_t env = {.root = v->a->cfg.inventory_root, .path = v->a->cfg.inventory_path}; /* cfg: read-only once running */
   uint64_t t0 = clock_us(CLOCK_MONOTONIC), c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
   size_t n;
   const inv_collector_t *cs = inv_collectors(&n);
@@ -109,7 +109,7 @@ static void work_cb(uv_work_t *w) {
   p->cpu_us = clock_us(CLOCK_THREAD_CPUTIME_ID) - c0;
 }
 
-static void offer(struct agent_inv_s *v);
+static void offer(struct agent_inv_s *v, bool full);
 
 static uint64_t next_wait(const agent_t *a) {
   uint64_t base = (uint64_t)a->cfg.inventory_interval_ms, spread = base * TT_INV_JITTER_PCT / 100;
@@ -142,7 +142,7 @@ static void after_cb(uv_work_t *w, int status) {
             (double)v->cur.wall_us / 1000.0, (double)v->cur.cpu_us / 1000.0, v->cur.json_bytes, zbytes);
   }
   uv_timer_start(&v->timer, timer_cb, next_wait(v->a), 0);
-  if (v->a->welcomed) offer(v);
+  if (v->a->welcomed) offer(v, false);
 }
 
 static void collect(struct agent_inv_s *v) {
@@ -227,6 +227,11 @@ static void want_reply(void *data, const Tether__Response *r, int err) {
     return;
   }
   const Tether__InventoryWant *w = r->inventory_want;
+  if (w->send_tables) { /* our digest is not what the broker keeps: every table's hash then */
+    offer_end(v);
+    offer(v, true);
+    return;
+  }
   if (w->n_names == 0) {
     TT_INFO("inventory", "unchanged", "tables=%zu version=%llu offer_bytes=%zu", v->cur.n,
             (unsigned long long)w->version, v->offer_bytes);
@@ -253,9 +258,52 @@ static void want_reply(void *data, const Tether__Response *r, int err) {
   put_next(v);
 }
 
-static void offer(struct agent_inv_s *v) {
+static int name_order(const void *x, const void *y) {
+  return strcmp(((const ptab_t *const *)x)[0]->name, ((const ptab_t *const *)y)[0]->name);
+}
+
+/* sha256 over each table's name, a NUL and its sha256, in name order (tether.proto). */
+static void set_digest(const pset_t *p, uint8_t out[32]) {
+  const ptab_t *by[TT_INV_TABLES_MAX];
+  size_t n = p->n < TT_INV_TABLES_MAX ? p->n : TT_INV_TABLES_MAX;
+  for (size_t i = 0; i < n; i++) by[i] = &p->t[i];
+  qsort(by, n, sizeof(by[0]), name_order);
+  EVP_MD_CTX *d = EVP_MD_CTX_new();
+  unsigned len = 32;
+  memset(out, 0, 32);
+  if (!d || EVP_DigestInit_ex(d, EVP_sha256(), NULL) != 1) {
+    EVP_MD_CTX_free(d);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    EVP_DigestUpdate(d, by[i]->name, strlen(by[i]->name) + 1);
+    EVP_DigestUpdate(d, by[i]->sha, 32);
+  }
+  EVP_DigestFinal_ex(d, out, &len);
+  EVP_MD_CTX_free(d);
+}
+
+/* First the digest alone (an unchanged machine sends nothing else), then, if the broker
+ * asks, every table's hash. */
+static void offer(struct agent_inv_s *v, bool full) {
   agent_t *a = v->a;
   if (v->offering || !v->cur.t || !a->link || !a->welcomed) return;
+  uint8_t digest[32];
+  if (!full) {
+    set_digest(&v->cur, digest);
+    Tether__InventoryOfferRequest o = TETHER__INVENTORY_OFFER_REQUEST__INIT;
+    o.collected_ms = (uint64_t)v->cur.collected_ms;
+    o.digest.data = digest;
+    o.digest.len = 32;
+    Tether__Request q = TETHER__REQUEST__INIT;
+    q.body_case = TETHER__REQUEST__BODY_INVENTORY_OFFER;
+    q.inventory_offer = &o;
+    v->sent = 0;
+    v->offer_bytes = tether__request__get_packed_size(&q);
+    if (agent_reqs_send(&a->reqs, a->link, &q, INV_REQ_TIMEOUT_MS, want_reply, v) == 0) v->offering = true;
+    else TT_WARN("inventory", "cannot offer", "tables=%zu", v->cur.n);
+    return;
+  }
   Tether__InventoryHash *h = calloc(v->cur.n ? v->cur.n : 1, sizeof(*h));
   Tether__InventoryHash **hp = calloc(v->cur.n ? v->cur.n : 1, sizeof(*hp));
   if (!h || !hp) {
@@ -277,8 +325,7 @@ static void offer(struct agent_inv_s *v) {
   Tether__Request q = TETHER__REQUEST__INIT;
   q.body_case = TETHER__REQUEST__BODY_INVENTORY_OFFER;
   q.inventory_offer = &o;
-  v->sent = 0;
-  v->offer_bytes = tether__request__get_packed_size(&q);
+  v->offer_bytes += tether__request__get_packed_size(&q);
   if (agent_reqs_send(&a->reqs, a->link, &q, INV_REQ_TIMEOUT_MS, want_reply, v) == 0) v->offering = true;
   else TT_WARN("inventory", "cannot offer", "tables=%zu", v->cur.n);
   free(h);
@@ -303,7 +350,7 @@ void agent_inv_welcomed(agent_t *a) {
   struct agent_inv_s *v = a->inv;
   if (!v) return;
   /* A collection older than the interval is stale: collect first (it offers when done). */
-  if (v->cur.t && uv_now(a->loop) - v->cur_mono < (uint64_t)a->cfg.inventory_interval_ms) offer(v);
+  if (v->cur.t && uv_now(a->loop) - v->cur_mono < (uint64_t)a->cfg.inventory_interval_ms) offer(v, false);
   else collect(v);
 }
 

@@ -31,6 +31,7 @@ typedef struct agent_dchan_s {
   struct agent_dchan_s *next; /* in a->diag_waiting while waiting */
   char device[TT_NAME_MAX + 1], hostname[TT_NAME_MAX + 1];
   inv_live_t live;          /* the agent's facts, taken on the loop thread */
+  char root[AGENT_PATH_MAX];  /* inventory.root */
   tt_buf_t out;             /* the report; sent from its head */
   int rc;
   char err[INV_ERROR_MAX];
@@ -39,7 +40,7 @@ typedef struct agent_dchan_s {
 static void work_cb(uv_work_t *w) {
   dchan_t *d = w->data;
   /* cfg does not change while the agent runs: read here without a lock. */
-  inv_env_t env = {.root = "", .path = d->a->cfg.inventory_path, .live = &d->live};
+  inv_env_t env = {.root = d->root, .path = d->a->cfg.inventory_path, .live = &d->live};
   d->rc = inv_report(&env, d->device, d->hostname, &d->out, d->err, sizeof(d->err));
 }
 
@@ -216,6 +217,7 @@ void agent_diag_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg,
   d->ch = ch;
   snprintf(d->device, sizeof(d->device), "%s", a->ident.device_id);
   snprintf(d->hostname, sizeof(d->hostname), "%s", a->cfg.hostname);
+  snprintf(d->root, sizeof(d->root), "%s", a->cfg.inventory_root);
   tt_buf_init(&d->out, TT_DIAG_REPORT_MAX);
   uv_timer_init(a->loop, &d->wait);
   d->wait.data = d;

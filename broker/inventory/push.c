@@ -125,6 +125,9 @@ typedef struct {
   size_t nstored;
   int64_t version;          /* removals alone: the version they made */
   bool removals_only;
+  bool digest_only;         /* the offer was a digest: compare it, nothing more */
+  uint8_t digest[32];
+  bool same;                /* ... and it matched */
   int64_t now_ms;
 } offer_req_t;
 
@@ -141,6 +144,23 @@ static int offer_run(broker_store_t *s, store_req_t *r) {
   offer_req_t *x = (offer_req_t *)r;
   int rc = store_inv_hashes(s, x->device, hash_cb, x);
   if (rc) return rc;
+  if (x->digest_only) { /* the agent's digest against the same over what is kept, in name order */
+    EVP_MD_CTX *d = EVP_MD_CTX_new();
+    uint8_t got[32];
+    unsigned len = 32;
+    if (!d || EVP_DigestInit_ex(d, EVP_sha256(), NULL) != 1) {
+      EVP_MD_CTX_free(d);
+      return TT_ENOMEM;
+    }
+    for (size_t k = 0; k < x->nstored; k++) {
+      EVP_DigestUpdate(d, x->stored_names[k], strlen(x->stored_names[k]) + 1);
+      EVP_DigestUpdate(d, x->stored[k], 32);
+    }
+    EVP_DigestFinal_ex(d, got, &len);
+    EVP_MD_CTX_free(d);
+    x->same = x->nstored > 0 && memcmp(got, x->digest, 32) == 0;
+    return 0;
+  }
   struct broker_inv_s *v = x->v;
   for (size_t i = 0; i < v->n; i++) {
     v->t[i].wanted = true;
@@ -178,12 +198,15 @@ typedef struct {
   char device[TT_NAME_MAX + 1];
   struct broker_inv_s *v;
   int64_t now_ms, version;
+  int64_t kept;             /* the device's inventory in the store after this version */
   char why[TT_TEXT_MAX];
 } put_req_t;
 
 static int put_run(broker_store_t *s, store_req_t *r) {
   put_req_t *x = (put_req_t *)r;
-  return store_version(s, x->device, x->v, x->now_ms, &x->version, x->why, sizeof(x->why));
+  int rc = store_version(s, x->device, x->v, x->now_ms, &x->version, x->why, sizeof(x->why));
+  if (!rc && store_inv_bytes(s, x->device, &x->kept)) x->kept = -1;
+  return rc;
 }
 
 static void put_done(store_req_t *r);
@@ -227,6 +250,7 @@ static void offer_done(store_req_t *r) {
     goto out;
   }
   Tether__InventoryWant w = TETHER__INVENTORY_WANT__INIT;
+  w.send_tables = x->digest_only && !x->same;
   ProtobufCBinaryData names[TT_INV_TABLES_MAX];
   for (size_t i = 0; i < v->n; i++)
     if (v->t[i].wanted) names[w.n_names++] = tt_text(v->t[i].name);
@@ -248,6 +272,8 @@ int broker_inv_offer(broker_conn_t *c, uint32_t id, const Tether__InventoryOffer
   if (c->id.role != TT_ROLE_AGENT) return broker_reply_error(c, id, TT_EDENIED, "only devices push inventory");
   if (q->n_tables > TT_INV_TABLES_MAX)
     return broker_reply_error(c, id, TT_ETOOBIG, "an inventory has at most 64 tables");
+  if (q->digest.len && (q->digest.len != 32 || q->n_tables))
+    return broker_reply_error(c, id, TT_EINVAL, "a digest is 32 bytes and comes without tables");
   if (q->collected_ms > INT64_MAX) return broker_reply_error(c, id, TT_EINVAL, "collected_ms out of range");
   if (c->inv && c->inv->busy)
     return broker_reply_error(c, id, TT_EBUSY, "the previous inventory is still being stored");
@@ -284,6 +310,10 @@ int broker_inv_offer(broker_conn_t *c, uint32_t id, const Tether__InventoryOffer
   if (!x) return TT_ENOMEM;
   snprintf(x->device, sizeof(x->device), "%s", c->id.name);
   x->v = v;
+  if (q->digest.len) {
+    x->digest_only = true;
+    memcpy(x->digest, q->digest.data, 32);
+  }
   unsigned held = c->work;
   int rc = broker_creq_submit(x);
   if (c->work != held) v->busy = true;
@@ -450,8 +480,8 @@ static void put_done(store_req_t *r) {
                              x->why[0] ? x->why : "the broker could not store the inventory");
     goto out;
   }
-  TT_INFO(MOD, "inventory stored", "device=%s version=%lld tables=%zu bytes=%llu", x->device, (long long)x->version,
-          nwant, (unsigned long long)bytes);
+  TT_INFO(MOD, "inventory stored", "device=%s version=%lld tables=%zu bytes=%llu store_bytes=%lld", x->device,
+          (long long)x->version, nwant, (unsigned long long)bytes, (long long)x->kept);
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = x->h.id;
   Tether__InventoryWant w = TETHER__INVENTORY_WANT__INIT;

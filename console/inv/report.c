@@ -80,8 +80,11 @@ static void head(FILE *f, json_t *doc) {
   json_int_t at = json_integer_value(json_object_get(doc, "collected_at"));
   json_int_t ms = json_integer_value(json_object_get(doc, "ms"));
   console_iso(when, sizeof(when), at > 0 ? (uint64_t)at : 0, false);
-  fprintf(f, "%s (%s), collected %s in %.1f s by agent %s\n\n", S(host, h ? h : "?"), S(dev, d ? d : "?"), when,
-          (double)ms / 1000.0, S(ver, v ? v : "?"));
+  char took[32];
+  if (ms < 1000) snprintf(took, sizeof(took), "%d ms", (int)(ms > 0 ? ms : 0));
+  else snprintf(took, sizeof(took), "%.1f s", (double)ms / 1000.0);
+  fprintf(f, "%s (%s), collected %s in %s by agent %s\n\n", S(host, h ? h : "?"), S(dev, d ? d : "?"), when, took,
+          S(ver, v ? v : "?"));
 }
 
 static void system_part(FILE *f, json_t *doc) {
@@ -89,9 +92,12 @@ static void system_part(FILE *f, json_t *doc) {
   tab_t si = tab(doc, "system_info"), os = tab(doc, "os_version"), k = tab(doc, "kernel_info"),
         up = tab(doc, "uptime"), mem = tab(doc, "memory_info");
   if (si.n) {
-    const char *serial = val(&si, 0, "hardware_serial");
-    line(f, "Machine", "%s %s%s%s", S(a, val(&si, 0, "hardware_vendor")), S(b, val(&si, 0, "hardware_model")),
-         serial[0] ? ", serial " : "", S(c, serial));
+    const char *serial = val(&si, 0, "hardware_serial"), *vendor = val(&si, 0, "hardware_vendor"),
+               *model = val(&si, 0, "hardware_model");
+    if (vendor[0] || model[0] || serial[0])
+      line(f, "Machine", "%s %s%s%s", S(a, vendor), S(b, model), serial[0] ? ", serial " : "", S(c, serial));
+    else
+      line(f, "Machine", "unknown (no firmware facts readable: a virtual machine, or not root)");
     line(f, "CPU", "%s, %s cores, %s threads", S(a, val(&si, 0, "cpu_brand")), S(b, val(&si, 0, "cpu_physical_cores")),
          S(c, val(&si, 0, "cpu_logical_cores")));
   }
@@ -308,7 +314,10 @@ static void disks_part(FILE *f, json_t *doc) {
     const char *type = val(&m, r, "type");
     uint64_t bs = num(val(&m, r, "blocks_size")), blocks = num(val(&m, r, "blocks")),
              avail = num(val(&m, r, "blocks_available")), free_b = num(val(&m, r, "blocks_free"));
-    if (pseudo_fs(type) || blocks == 0 || (strcmp(type, "tmpfs") == 0 && strncmp(val(&m, r, "path"), "/run", 4) == 0))
+    /* tmpfs only where people put files: /tmp and /dev/shm. */
+    const char *path = val(&m, r, "path");
+    if (pseudo_fs(type) || blocks == 0 ||
+        (strcmp(type, "tmpfs") == 0 && strcmp(path, "/tmp") && strcmp(path, "/dev/shm")))
       continue;
     char p[256], t[64], size[32], fr[32];
     human_bytes(size, sizeof(size), blocks * bs);

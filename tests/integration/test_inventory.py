@@ -9,6 +9,7 @@ Run by ctest as `integration.inventory` (TT_BIN_DIR names the build directory)."
 import hashlib
 import json
 import os
+import re
 import unittest
 
 from harness import (K_REQUEST, K_RESPONSE, ROLE_AGENT, Pki, TetherTestCase, WireClient, pb_bytes, pb_parse,
@@ -56,7 +57,8 @@ class InventoryTest(TetherTestCase):
         # A later interval with nothing changed sends the hashes alone: the agent says
         # "unchanged" and the broker stores nothing (what does change between intervals on
         # a live machine, a socket opened, comes as that table alone).
-        a.wait_for(r'msg="unchanged" tables=%d ' % tables, timeout=60)
+        m = a.wait_for(r'msg="unchanged" tables=%d .* offer_bytes=(\d+)' % tables, timeout=60)
+        self.assertLess(int(m.group(1)), 80)  # the digest alone
         for line in b.log().splitlines():
             if 'msg="inventory stored"' in line and "version=%d " % version not in line:
                 self.assertLess(int(line.split("tables=")[1].split()[0]), tables, line)
@@ -204,6 +206,14 @@ class InventoryTest(TetherTestCase):
         self.assertGreater(v2, v1)
         self.assertEqual(self.push(c, {"deb_packages": pk(["bash", "5.2"], ["openssl", "3.0.2"]),
                                        "os_version": os_v}), 0)  # unchanged: no version
+        # What an agent sends first: the digest alone. The same: unchanged; another: send_tables.
+        cur = {"deb_packages": pk(["bash", "5.2"], ["openssl", "3.0.2"]), "os_version": os_v}
+        digest = hashlib.sha256(b"".join(n.encode() + b"\0" + hashlib.sha256(cur[n]).digest()
+                                         for n in sorted(cur))).digest()
+        want = pb_parse(self.call(c, 21, pb_varint(1, 1000) + pb_bytes(3, digest))[21][0])
+        self.assertEqual((want.get(2), want.get(4)), (None, None), want)
+        want = pb_parse(self.call(c, 21, pb_varint(1, 1000) + pb_bytes(3, b"\1" * 32))[21][0])
+        self.assertEqual(want.get(4), [1], want)
         r = self.tech(["inventory", "diff", "dev2"])
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.out, "dev2: inventory version %d -> %d\ndeb_packages: 1 added, 1 removed\n"
@@ -292,6 +302,57 @@ class InventoryTest(TetherTestCase):
         self.assertTrue(self.b.alive())
         r = self.tech(["inventory", "dev1"])
         self.assertEqual(r.rc, 0, r)
+
+    def test_an_enrolled_agent_pushes_and_a_changed_package_shows_in_diff(self):
+        """The whole path a fleet takes: enroll with a token, connect, push; a package upgraded
+        on the machine is one changed table at the next interval, and diff names it. The
+        agent reads a package database of the test's making (inventory.root)."""
+        b = self.b = self.h.start_broker()
+        root = os.path.join(self.h.dir, "host")
+        status = os.path.join(root, "var", "lib", "dpkg", "status")
+        os.makedirs(os.path.dirname(status))
+
+        def dpkg(openssl):
+            with open(status + ".new", "w") as f:
+                for name, ver in (("bash", "5.2.15-2+b8"), ("openssl", openssl)):
+                    f.write("Package: %s\nStatus: install ok installed\nVersion: %s\nArchitecture: amd64\n\n"
+                            % (name, ver))
+            os.replace(status + ".new", status)
+        dpkg("3.0.17-1~deb12u2")
+        admin = dict(cert=self.pki.cert("boss"), key=self.pki.key("boss"))
+        r = self.h.console(b.addr, ["token", "new", "--note", "inventory test"], **admin)
+        self.assertEqual(r.rc, 0, r)
+        token = r.out.splitlines()[0].strip()
+        r = self.h.run("tether-certs", ["fingerprint", "--dir", self.pki.main])
+        pin = r.out.strip()
+        state = os.path.join(self.h.dir, "agent-enrolled")
+        r = self.h.run("tether-agent", ["enroll", "--broker", b.addr, "--token", token, "--ca-pin", pin,
+                                        "--state-dir", state, "--hostname", "laptop-7.example"])
+        self.assertEqual(r.rc, 0, r)
+        dev = re.search(r"enrolled as (\S+)", r.out).group(1)
+        a = self.h.spawn("agent-enrolled", "tether-agent",
+                         ["run", "--broker", b.addr, "--state-dir", state, "--inventory-root", root,
+                          "--inventory-interval", "1s", "--consent-socket", os.path.join(self.h.dir, "e.sock")])
+        a.wait_for(r'msg="sent"')
+        r = self.tech(["inventory", dev, "--table", "deb_packages", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        t = json.loads(r.out)["tables"]["deb_packages"]
+        self.assertEqual([(row[0], row[1]) for row in t["rows"]],
+                         [("bash", "5.2.15-2+b8"), ("openssl", "3.0.17-1~deb12u2")])
+        a.wait_for(r'msg="unchanged"')
+        mark = b.mark()
+        dpkg("3.0.19-1~deb12u2")
+        b.wait_for(r'msg="inventory stored" device=%s version=\d+ tables=1 ' % re.escape(dev), after=mark, timeout=30)
+        r = self.tech(["inventory", "diff", dev])
+        self.assertEqual(r.rc, 0, r)
+        lines = r.out.splitlines()
+        self.assertEqual(lines[1], "deb_packages: 1 added, 1 removed")
+        self.assertTrue(lines[2].startswith("  - openssl  3.0.17-1~deb12u2"), r.out)
+        self.assertTrue(lines[3].startswith("  + openssl  3.0.19-1~deb12u2"), r.out)
+        r = self.tech(["inventory", "history", dev, "--json"])
+        versions = [json.loads(ln) for ln in r.out.splitlines()]
+        self.assertEqual(len(versions), 2, versions)
+        self.assertEqual(versions[0]["changed"], "deb_packages")
 
     def test_unknown_device_and_table(self):
         self.world()

@@ -2,6 +2,7 @@
  * `journalctl -o json` (one JSON object a line), for the diagnostics report. Their text is a
  * log's, so it is where secrets show up most: table.c redacts each cell as it is added. */
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,8 +68,17 @@ static int add_line(inv_table_t *tab, const char *line, size_t len) {
 }
 
 void inv_linux_journal_errors(const inv_env_t *env, inv_table_t *tab) {
-  char *argv[] = {"journalctl", "-p", "err", "-n", JOURNAL_LINES, "-o", "json", "--no-pager", NULL};
+  char rootopt[PATH_MAX + 8];
+  char *argv[] = {"journalctl", "-p", "err", "-n", JOURNAL_LINES, "-o", "json", "--no-pager", NULL, NULL};
   char err[JOURNAL_ERR_MAX];
+  /* Under inventory.root (an agent in a container), the journal is the machine's there. */
+  if (env->root && env->root[0]) {
+    if ((size_t)snprintf(rootopt, sizeof(rootopt), "--root=%s", env->root) >= sizeof(rootopt)) {
+      inv_table_fail(tab, "root path too long");
+      return;
+    }
+    argv[8] = rootopt;
+  }
   tt_buf_t out;
   int st, rc = inv_run(env, argv, &out, &st, err, sizeof(err));
   if (rc) {

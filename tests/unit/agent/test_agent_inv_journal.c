@@ -56,6 +56,14 @@ static void test_journal_errors(void **state) {
     assert_null(strstr(m, "-----BEGIN"));
     assert_null(strstr(m, "MIIEow"));
   }
+  inv_table_free(&t);
+  /* On the machine itself (no root): the same journal, asked without --root. */
+  inv_env_t here = {.root = "", .path = BIN "/journal"};
+  FX_COLLECT(journal_errors, &here, &t);
+  assert_string_equal(t.error, "");
+  assert_int_equal(t.nrows, 8);
+  inv_table_free(&t);
+  FX_COLLECT(journal_errors, &env, &t);
   /* A message journalctl gave as bytes (not UTF-8): the bad byte is U+FFFD, the NUL a space;
    * no identifier but the command's name. */
   r = by_time(&t, "1709294402");
