@@ -224,7 +224,9 @@ void agent_diag_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg,
   ch->data = d;
   TT_INFO("diag", "channel opened", "id=%u session=S-%llu", ch->id, (unsigned long long)msg->session);
   if (s)
-    agent_consent_notice(a, "ACTIVITY S-%llu\t%s\tcollected diagnostics (system, disks, network, packages, services)",
+    agent_consent_notice(a,
+                         "ACTIVITY S-%llu\t%s\tcollected diagnostics (system, disks, network, packages, services, "
+                         "the journal's recent errors)",
                          (unsigned long long)msg->session, s->technician);
   /* A Ping of our own for the round trip (one sent moments ago, for another report, serves
    * this one too); its Pong comes after the broker read everything before it. */

@@ -225,8 +225,10 @@ void inv_linux_broker_connection(const inv_env_t *env, inv_table_t *tab) {
   const char *row[] = {l->broker, l->broker_name, l->connected ? "connected" : "disconnected", since, connects,
                        rtt,       hb,             heard};
   inv_table_add(tab, row);
-  if (l->connected && l->rtt_us < 0)
+  if (l->connected && l->rtt_us < 0 && l->rtt_wait_ms)
     inv_table_fail(tab, "the broker did not answer a ping within %u ms", (unsigned)l->rtt_wait_ms);
+  else if (l->connected && l->rtt_us < 0)
+    inv_table_fail(tab, "no ping could be sent to the broker");
 }
 
 void inv_linux_time_skew(const inv_env_t *env, inv_table_t *tab) {
