@@ -33,6 +33,13 @@
 #define AGENT_USERS_MAX 255u   /* consent.users: a comma-separated list of names */
 #define AGENT_DIALOG_MAX 1023u /* consent.dialog: a /bin/sh -c command */
 #define AGENT_FILES_LIST_TEXT_MAX 4095u /* files.roots, files.read_only: comma-separated paths */
+#define AGENT_INV_PATH_MAX 1023u /* inventory.path: a PATH for the collectors' helper programs */
+#define AGENT_DNS_NAMES_TEXT_MAX 1023u /* diag.dns_names: comma-separated host names */
+/* A diagnostics report pings the broker first, for its round trip: this long at most. */
+#define AGENT_DIAG_PING_WAIT_MS 2000u
+/* A clock further than this from the broker's is logged at connect: TLS certificates carry
+ * TT_PKI_BACKDATE_SECONDS of slack, and a minute is already past what NTP leaves. */
+#define AGENT_CLOCK_SKEW_WARN_MS (60 * 1000)
 
 /* consent.policy: what to answer when there is no one to ask. */
 typedef enum { AGENT_POLICY_ASK = 0, AGENT_POLICY_UNATTENDED = 1, AGENT_POLICY_DENY = 2 } agent_policy_t;
@@ -65,6 +72,8 @@ typedef struct {
   int consent_policy; /* agent_policy_t */
   int64_t consent_timeout_ms;
   int64_t inventory_interval_ms;
+  char inventory_path[AGENT_INV_PATH_MAX + 1];   /* PATH for the collectors' helpers */
+  char diag_dns_names[AGENT_DNS_NAMES_TEXT_MAX + 1]; /* "" : the broker's host and ours */
   char inventory_root[AGENT_PATH_MAX]; /* "": this machine's / */
   char consent_dialog[AGENT_DIALOG_MAX + 1];
   char shell_user[TT_NAME_MAX + 1];
@@ -205,6 +214,18 @@ typedef struct {
   struct agent_contain_s *contain;
   struct agent_files_s *files;
   struct agent_inv_s *inv;
+  /* What the link showed, for a diagnostics report's broker_connection and time_skew
+   * (conn.c): when Hello went and Welcome came (uv_hrtime; unix ms), the broker's clock
+   * at that Welcome (estimated as its server_time_ms plus half the round trip, good to
+   * +- clock_error_ms), its heartbeat. */
+  uint64_t hello_hr;
+  int64_t welcome_unix_ms;
+  uint64_t welcome_hr;
+  bool clock_known;
+  int64_t clock_broker_ms, clock_error_ms;
+  uint32_t heartbeat_ms;
+  uint64_t ping_nonce;               /* the last Ping this agent sent (for a report) */
+  struct agent_dchan_s *diag_waiting; /* reports waiting for that Ping's answer (inv/serve.c) */
 } agent_t;
 
 /* consent.c. init opens the local socket (a failure is logged: the agent still serves,
@@ -278,9 +299,13 @@ void agent_inv_free(agent_t *a);
 /* ---- inv/serve.c: the diagnostics report channel ------------------------------------------ */
 
 /* A DIAG ChannelOpen whose session (s, NULL for an admin's session 0) chan.c checked:
- * accepted, the collectors run on a worker thread, the report follows. */
+ * accepted; the broker is pinged for its round trip (AGENT_DIAG_PING_WAIT_MS at most), then
+ * the collectors run on a worker thread with the agent's facts, and the report follows. */
 void agent_diag_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg, const agent_session_t *s);
 bool agent_diag_owns(const tt_chan_t *ch);
+/* The broker answered the agent's Ping (conn.c): the reports waiting for it go on. (A link
+ * that goes down closes their channels first.) */
+void agent_diag_rtt(agent_t *a, uint64_t rtt_ns);
 void agent_diag_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags);
 void agent_diag_credit(tt_mux_t *m, tt_chan_t *ch);
 void agent_diag_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);

@@ -32,6 +32,7 @@ static void send_hello(agent_t *a) {
   h.capabilities = TETHER__CAPABILITY__CAP_ZSTD | TETHER__CAPABILITY__CAP_THROUGHPUT |
                    TETHER__CAPABILITY__CAP_ECHO | TETHER__CAPABILITY__CAP_SHELL | TETHER__CAPABILITY__CAP_FILES;
   h.hostname = tt_text(a->cfg.hostname);
+  a->hello_hr = uv_hrtime(); /* Hello to Welcome is one round trip: the clock's error bar */
   if (tt_link_send(a->link, TT_K_HELLO, &h.base)) tt_link_close(a->link, TT_EIO, "cannot send hello");
 }
 
@@ -68,6 +69,27 @@ static void broker_request(agent_t *a, const Tether__Request *q) {
   if (tt_link_send(a->link, TT_K_RESPONSE, &r.base)) tt_link_close(a->link, TT_EIO, "cannot answer");
 }
 
+/* The broker's clock from Welcome: it said its time as it sent Welcome, somewhere within
+ * the round trip since our Hello, so half of that trip is the estimate's error. A device
+ * clock far off makes certificates look expired or not yet valid: it is logged here and
+ * shown in a diagnostics report (time_skew). */
+static void welcome_clock(agent_t *a, const Tether__Welcome *w) {
+  uint64_t now = uv_hrtime();
+  a->welcome_hr = now;
+  a->welcome_unix_ms = agent_unix_ms();
+  a->heartbeat_ms = w->heartbeat_ms;
+  a->clock_known = w->server_time_ms > 0 && w->server_time_ms < (uint64_t)INT64_MAX && a->hello_hr &&
+                   now >= a->hello_hr;
+  if (!a->clock_known) return;
+  uint64_t half_ns = (now - a->hello_hr) / 2;
+  a->clock_broker_ms = (int64_t)w->server_time_ms + (int64_t)(half_ns / 1000000u);
+  a->clock_error_ms = (int64_t)((half_ns + 999999u) / 1000000u);
+  int64_t skew = a->welcome_unix_ms - a->clock_broker_ms;
+  if (skew > AGENT_CLOCK_SKEW_WARN_MS + a->clock_error_ms || -skew > AGENT_CLOCK_SKEW_WARN_MS + a->clock_error_ms)
+    TT_WARN("agent", "this device's clock differs from the broker's", "skew_ms=%lld error_ms=%lld",
+            (long long)skew, (long long)a->clock_error_ms);
+}
+
 static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
   agent_t *a = l->data;
   if (kind == TT_K_WELCOME && !a->welcomed) {
@@ -80,6 +102,7 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     /* The broker pings every heartbeat: silence for its idle timeout means it is gone
      * (a dead host sends no FIN), so drop the link and reconnect. */
     if (w->idle_timeout_ms) tt_tls_set_idle(l->tls, w->idle_timeout_ms);
+    welcome_clock(a, w);
     TT_INFO("agent", "connected", "broker=%s name=%s heartbeat_ms=%u resumed=%d", a->cfg.broker,
             a->broker_name, w->heartbeat_ms, (int)tt_tls_resumed(l->tls));
     agent_renew_welcomed(a);
@@ -119,8 +142,10 @@ static void on_down(tt_link_t *l, int reason) {
   schedule_retry(a);
 }
 
+static void on_rtt(tt_link_t *l, uint64_t rtt_ns) { agent_diag_rtt(l->data, rtt_ns); }
+
 static const tt_link_cbs_t agent_link_cbs = {
-    .on_up = on_up, .on_control = on_control, .on_down = on_down, .mux = {0}};
+    .on_up = on_up, .on_control = on_control, .on_down = on_down, .on_rtt = on_rtt, .mux = {0}};
 static tt_link_cbs_t link_cbs;
 
 static void agent_connect(agent_t *a) {

@@ -69,6 +69,13 @@ static const tt_conf_opt_t agent_opts[] = {
     OPT("inventory.root", "inventory-root", TT_CONF_STR, inventory_root, 0, AGENT_PATH_MAX - 1, NULL,
         "read the machine's files (/proc, /sys, /etc, the package database) under this directory instead "
         "of / (an agent in a container that sees its host there); helper programs still run here"),
+    OPT("inventory.path", "inventory-path", TT_CONF_STR, inventory_path, 1, AGENT_INV_PATH_MAX,
+        "/usr/bin:/bin:/usr/sbin:/sbin",
+        "PATH the inventory and diagnostics look their helper programs up in (systemctl, journalctl, "
+        "rpm); each runs with a timeout and an output cap"),
+    OPT("diag.dns_names", "diag-dns-names", TT_CONF_STR, diag_dns_names, 0, AGENT_DNS_NAMES_TEXT_MAX, NULL,
+        "host names a diagnostics report resolves, comma-separated, at most 8 (default: the broker's host name "
+        "unless it is an address, and this machine's own name)"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(agent_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };

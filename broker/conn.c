@@ -262,6 +262,7 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
   w.heartbeat_ms = (uint32_t)b->cfg.heartbeat_ms;
   w.idle_timeout_ms = (uint32_t)b->cfg.idle_timeout_ms;
   w.identity = tt_text(c->id.name);
+  w.server_time_ms = (uint64_t)broker_unix_ms();
   c->state = BROKER_CONN_READY;
   unready_remove(c);
   tt_wheel_entry_init(&c->idle);

@@ -32,8 +32,16 @@ static int link_frame_cb(void *ctx, const tt_frame_t *f) {
   case TT_K_PONG: {
     if (!l->authed) { rc = TT_EPROTO; break; }
     l->last_pong_ms = uv_now(tt_tls_loop(l->tls));
-    uint64_t nonce = ((Tether__Pong *)msg.m)->nonce;
-    if (tt_cc_is_probe(nonce)) tt_cc_ack(&l->cc, nonce, uv_hrtime());
+    uint64_t nonce = ((Tether__Pong *)msg.m)->nonce, now = uv_hrtime();
+    if (tt_cc_is_probe(nonce)) {
+      tt_cc_ack(&l->cc, nonce, now);
+    } else if (l->ping_out && nonce == l->ping_nonce) {
+      /* Pongs come in order, after every frame sent before the Ping was read: this one is
+       * a round trip through whatever queues there are, as a user's keystroke sees it. */
+      l->ping_out = false;
+      l->rtt_ns = now > l->ping_sent_ns ? now - l->ping_sent_ns : 1;
+      if (l->cbs->on_rtt) l->cbs->on_rtt(l, l->rtt_ns);
+    }
     break;
   }
   default:
@@ -202,7 +210,13 @@ int tt_link_send(tt_link_t *l, uint8_t kind, const ProtobufCMessage *msg) {
 int tt_link_ping(tt_link_t *l, uint64_t nonce) {
   Tether__Ping p = TETHER__PING__INIT;
   p.nonce = nonce;
-  return tt_link_send(l, TT_K_PING, &p.base);
+  int rc = tt_link_send(l, TT_K_PING, &p.base);
+  if (rc == 0) {
+    l->ping_nonce = nonce;
+    l->ping_sent_ns = uv_hrtime();
+    l->ping_out = true;
+  }
+  return rc;
 }
 
 void tt_link_close(tt_link_t *l, int code, const char *why) { tt_link_refuse(l, code, why, 0); }

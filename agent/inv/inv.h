@@ -6,7 +6,8 @@
 #include "collect.h"
 #include "tt/buf.h"
 
-/* Run every collector and write the report into out (its max is the limit):
+/* Run every collector, the diagnostics-only ones (inv_diag_collectors, which read
+ * env->live) and the inventory's, and write the report into out (its max is the limit):
  * {"device", "hostname", "agent_version", "collected_at" (unix ms), "ms",
  *  "tables": {name: {"columns", "rows", "error"?, "ms"}}} in collector order.
  * TT_ETOOBIG (with why in err) if it does not fit. Runs on a worker thread. */

@@ -63,7 +63,7 @@ static uint64_t clock_us(clockid_t id) {
 
 static void work_cb(uv_work_t *w) {
   struct agent_inv_s *v = w->data;
-  inv_env_t env = {.root = v->a->cfg.inventory_root}; /* config: read-only once running */
+  inv_env_t env = {.root = v->a->cfg.inventory_root, .path = v->a->cfg.inventory_path}; /* cfg: read-only once running */
   uint64_t t0 = clock_us(CLOCK_MONOTONIC), c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
   size_t n;
   const inv_collector_t *cs = inv_collectors(&n);

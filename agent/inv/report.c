@@ -1,4 +1,5 @@
-/* The diagnostics report (inv.h): every collector in order, each timed, one JSON document. */
+/* The diagnostics report (inv.h): every collector in order, the live ones first, each timed,
+ * one JSON document. Every cell was redacted as it entered its table (table.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,17 +33,20 @@ int inv_report(const inv_env_t *env, const char *device, const char *hostname, t
   int rc = TT_ENOMEM;
   err[0] = 0;
   if (!doc || !tables) goto out;
-  size_t n;
-  const inv_collector_t *cs = inv_collectors(&n);
-  for (size_t i = 0; i < n; i++) {
-    inv_table_t t;
-    uint64_t t1 = mono_ms();
-    if (inv_collect(env, &cs[i], &t)) goto out;
-    json_t *j = inv_table_json(&t);
-    inv_table_free(&t);
-    if (!j || json_object_set_new(j, "ms", json_integer((json_int_t)(mono_ms() - t1))) ||
-        json_object_set_new(tables, cs[i].name, j))
-      goto out;
+  /* The live state first (what a call is about), then the inventory's tables. */
+  for (int list = 0; list < 2; list++) {
+    size_t n;
+    const inv_collector_t *cs = list == 0 ? inv_diag_collectors(&n) : inv_collectors(&n);
+    for (size_t i = 0; i < n; i++) {
+      inv_table_t t;
+      uint64_t t1 = mono_ms();
+      if (inv_collect(env, &cs[i], &t)) goto out;
+      json_t *j = inv_table_json(&t);
+      inv_table_free(&t);
+      if (!j || json_object_set_new(j, "ms", json_integer((json_int_t)(mono_ms() - t1))) ||
+          json_object_set_new(tables, cs[i].name, j))
+        goto out;
+    }
   }
   if (json_object_set_new(doc, "device", json_string(device)) ||
       json_object_set_new(doc, "hostname", json_string(hostname)) ||

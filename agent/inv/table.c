@@ -2,6 +2,7 @@
  * same facts always give the same bytes and the same hash. */
 #include "table.h"
 #include <openssl/evp.h>
+#include "redact.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,11 @@ void inv_table_fail(inv_table_t *t, const char *fmt, ...) {
   va_end(ap);
   if (n < 0) n = 0;
   if ((size_t)n >= sizeof(raw)) n = (int)sizeof(raw) - 1;
-  tt_utf8_sanitize(t->error, sizeof(t->error), raw, (size_t)n);
+  /* A reason may quote what a helper printed: it leaves the device like a cell. */
+  char clean[INV_ERROR_MAX], red[INV_ERROR_MAX * INV_REDACT_GROWTH];
+  size_t len = tt_utf8_sanitize(clean, sizeof(clean), raw, (size_t)n);
+  len = inv_redact(red, sizeof(red), clean, len, NULL);
+  tt_utf8_sanitize(t->error, sizeof(t->error), red, len);
 }
 
 int inv_table_add(inv_table_t *t, const char *const *vals) {
@@ -76,11 +81,15 @@ int inv_table_add(inv_table_t *t, const char *const *vals) {
     t->cap = cap;
   }
   char **row = t->cells + t->nrows * t->ncols;
-  char tmp[INV_CELL_MAX + 1];
+  char clean[INV_CELL_MAX + 1], red[INV_CELL_MAX * INV_REDACT_GROWTH], tmp[INV_CELL_MAX + 1];
   for (size_t i = 0; i < t->ncols; i++) {
     const char *v = vals[i] ? vals[i] : "";
     size_t n = strnlen(v, INV_CELL_MAX + 4);
-    size_t len = tt_utf8_sanitize(tmp, sizeof(tmp), v, n);
+    /* Cut first (redaction's work is then bounded by INV_CELL_MAX), redact, cut again: a
+     * mark is longer than a one-letter password. */
+    size_t len = tt_utf8_sanitize(clean, sizeof(clean), v, n);
+    len = inv_redact(red, sizeof(red), clean, len, NULL);
+    len = tt_utf8_sanitize(tmp, sizeof(tmp), red, len);
     row[i] = malloc(len + 1);
     if (!row[i]) {
       while (i--) free(row[i]);

@@ -32,10 +32,12 @@ typedef struct {
 /* TT_EINVAL if ncols is 0 or over INV_COLS_MAX. */
 int inv_table_init(inv_table_t *t, const char *name, const char *const *cols, size_t ncols);
 void inv_table_free(inv_table_t *t);
-/* Add a row of ncols values (NULL is ""): copied, made valid UTF-8, cut at INV_CELL_MAX.
+/* Add a row of ncols values (NULL is ""): copied, made valid UTF-8, secrets redacted
+ * (redact.h: every table of the inventory and of diagnostics goes through here, so no
+ * collector can forget it), cut at INV_CELL_MAX.
  * TT_EFULL past INV_ROWS_MAX (the table says so in error), TT_ENOMEM. */
 int inv_table_add(inv_table_t *t, const char *const *vals);
-/* Say why the table is missing or short (the first reason is kept). printf-like. */
+/* Say why the table is missing or short (the first reason is kept, redacted). printf-like. */
 void inv_table_fail(inv_table_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sort rows (bytewise, column by column) and drop exact duplicates: the canonical order. */
 void inv_table_sort(inv_table_t *t);

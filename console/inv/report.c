@@ -7,6 +7,9 @@
 #include <string.h>
 #include "console.h"
 
+/* Names resolved that the page lists (the agent resolves at most 8). */
+#define INV_DNS_SHOWN 8
+
 /* A value of one row of a table by column name; "" when there is no such column. */
 typedef struct {
   json_t *cols, *rows;
@@ -113,6 +116,184 @@ static void system_part(FILE *f, json_t *doc) {
     human_bytes(d, sizeof(d), num(val(&mem, 0, "swap_free")));
     line(f, "Memory", "%s, %s available; swap %s, %s free", a, b, c, d);
   }
+}
+
+/* ---- the live state: what a call is about ------------------------------------------------ */
+
+/* A line being built from many rows, cut when full: a page, not a dump. */
+typedef struct {
+  char s[1024];
+  size_t n;
+} lbuf_t;
+
+static void lb_add(lbuf_t *b, const char *fmt, ...) TT_PRINTF(2, 3);
+static void lb_add(lbuf_t *b, const char *fmt, ...) {
+  if (b->n >= sizeof(b->s) - 1) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(b->s + b->n, sizeof(b->s) - b->n, fmt, ap);
+  va_end(ap);
+  if (w < 0) return;
+  b->n = (size_t)w < sizeof(b->s) - b->n ? b->n + (size_t)w : sizeof(b->s) - 1;
+}
+
+/* A table the device sent (an older agent sends none of these) that did not fail outright:
+ * one that failed is listed under "Not collected" with its reason. */
+static bool shown(const tab_t *t) { return t->cols && (t->n || !t->error); }
+
+/* The first line of a message, at most max bytes of it, cut at a whole character. */
+static const char *first_line(char *dst, size_t cap, const char *s, size_t max) {
+  size_t n = strcspn(s, "\r\n");
+  if (n > max) {
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  }
+  char tmp[512];
+  if (n >= sizeof(tmp)) n = sizeof(tmp) - 1;
+  memcpy(tmp, s, n);
+  tmp[n] = 0;
+  return safe(dst, cap, tmp);
+}
+
+static const char *prio_name(const char *p) {
+  static const char *const names[] = {"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"};
+  return p[0] >= '0' && p[0] <= '7' && !p[1] ? names[p[0] - '0'] : "?";
+}
+
+/* Failed units, disks nearly full, memory and stalls. */
+static void live_trouble(FILE *f, json_t *doc) {
+  tab_t fu = tab(doc, "systemd_failed_units"), dp = tab(doc, "disk_pressure"), mp = tab(doc, "memory_pressure"),
+        ps = tab(doc, "pressure_stall");
+  char a[256], b[256], c[128];
+  if (shown(&fu)) {
+    lbuf_t l = {.n = 0};
+    if (!fu.n) lb_add(&l, "none");
+    for (size_t r = 0; r < fu.n && r < 16; r++) {
+      const char *result = val(&fu, r, "result"), *since = val(&fu, r, "since");
+      lb_add(&l, "%s%s", r ? ", " : "", S(a, val(&fu, r, "id")));
+      if (result[0] || since[0])
+        lb_add(&l, " (%s%s%s)", S(b, result), result[0] && since[0] ? " since " : since[0] ? "since " : "",
+               S(c, since));
+    }
+    if (fu.n > 16) lb_add(&l, ", ... (%zu in all)", fu.n);
+    line(f, "Failed", "%s", l.s);
+  }
+  if (shown(&dp)) {
+    lbuf_t l = {.n = 0};
+    if (!dp.n) lb_add(&l, "no filesystem 90%% full or more");
+    for (size_t r = 0; r < dp.n && r < 16; r++) {
+      const char *ino = val(&dp, r, "inodes_used_percent");
+      char fr[32];
+      human_bytes(fr, sizeof(fr), num(val(&dp, r, "bytes_available")));
+      lb_add(&l, "%s%s %s%% used (%s free)", r ? "; " : "", S(a, val(&dp, r, "path")), S(b, val(&dp, r, "used_percent")),
+             fr);
+      if (ino[0] && num(ino) >= 90) lb_add(&l, ", inodes %s%% used", S(c, ino));
+    }
+    line(f, "Disk full", "%s", l.s);
+  }
+  if (shown(&mp) && mp.n) {
+    lbuf_t l = {.n = 0};
+    const char *apct = val(&mp, 0, "memory_available_percent"), *oom = val(&mp, 0, "oom_kills");
+    if (apct[0]) lb_add(&l, "%s%% available", S(a, apct));
+    if (num(val(&mp, 0, "swap_total"))) {
+      char used[32];
+      human_bytes(used, sizeof(used), num(val(&mp, 0, "swap_used")));
+      lb_add(&l, "%sswap %s used (%s%%)", l.n ? ", " : "", used, S(b, val(&mp, 0, "swap_used_percent")));
+    }
+    if (oom[0] && strcmp(oom, "0")) lb_add(&l, "%s%s processes killed for want of memory since boot", l.n ? ", " : "", S(c, oom));
+    if (l.n) line(f, "Memory now", "%s", l.s);
+  }
+  if (shown(&ps) && ps.n) {
+    /* The share of the last 10 s that some task waited for the resource. */
+    lbuf_t l = {.n = 0};
+    for (size_t r = 0; r < ps.n && r < 8; r++) {
+      const char *full = val(&ps, r, "full_avg10");
+      lb_add(&l, "%s%s %s%%", r ? ", " : "", S(a, val(&ps, r, "resource")), S(b, val(&ps, r, "some_avg10")));
+      if (full[0] && strcmp(full, "0.00") && strcmp(val(&ps, r, "resource"), "cpu")) lb_add(&l, " (all tasks %s%%)", S(c, full));
+    }
+    line(f, "Waiting", "%s of the last 10 s", l.s);
+  }
+}
+
+static void live_journal(FILE *f, json_t *doc) {
+  tab_t je = tab(doc, "journal_errors");
+  if (!shown(&je)) return;
+  if (!je.n) {
+    line(f, "Errors", "none in the journal");
+    return;
+  }
+  line(f, "Errors", "%zu in the journal; the latest:", je.n);
+  /* Rows come in time order (canonical order, times of one width): the last are the latest. */
+  for (size_t k = 0; k < je.n && k < 5; k++) {
+    size_t r = je.n - 1 - k;
+    char when[40] = "?", u[256], m[1024];
+    const char *t = val(&je, r, "time"), *unit = val(&je, r, "unit"), *p = val(&je, r, "priority"),
+               *msg = val(&je, r, "message");
+    if (t[0]) console_iso(when, sizeof(when), num(t) * 1000, false);
+    if (!unit[0]) unit = val(&je, r, "identifier");
+    fprintf(f, "%-12s%s %s%s%s: %s\n", "", when, strcmp(p, "3") ? prio_name(p) : "", strcmp(p, "3") ? " " : "",
+            S(u, unit[0] ? unit : "?"), msg[0] ? first_line(m, sizeof(m), msg, 160) : "(no text)");
+  }
+}
+
+static void live_reach(FILE *f, json_t *doc) {
+  tab_t dns = tab(doc, "dns_lookups"), bc = tab(doc, "broker_connection"), ts = tab(doc, "time_skew"),
+        pr = tab(doc, "pending_reboot");
+  char a[256], b[512], c[128];
+  if (bc.cols && bc.n) {
+    lbuf_t l = {.n = 0};
+    const char *since = val(&bc, 0, "connected_since"), *rtt = val(&bc, 0, "round_trip_ms"), *name = val(&bc, 0, "name");
+    lb_add(&l, "%s %s", S(a, val(&bc, 0, "state")), S(b, val(&bc, 0, "address")));
+    if (name[0]) lb_add(&l, " (%s)", S(c, name));
+    if (since[0]) {
+      char when[40];
+      console_iso(when, sizeof(when), num(since) * 1000, false);
+      lb_add(&l, " since %s", when);
+    }
+    if (rtt[0]) lb_add(&l, ", round trip %s ms", S(a, rtt));
+    else lb_add(&l, ", no answer to a ping");
+    line(f, "Broker", "%s", l.s);
+  }
+  if (shown(&ts) && ts.n) {
+    long long skew = strtoll(val(&ts, 0, "skew_ms"), NULL, 10), unc = strtoll(val(&ts, 0, "uncertainty_ms"), NULL, 10);
+    unsigned long long mag = skew < 0 ? 0ull - (unsigned long long)skew : (unsigned long long)skew;
+    char amount[32];
+    if (mag < 1000) snprintf(amount, sizeof(amount), "%llu ms", mag);
+    else if (mag < 120000) snprintf(amount, sizeof(amount), "%.1f s", (double)mag / 1000.0);
+    else console_duration(amount, sizeof(amount), mag);
+    if (mag <= (unsigned long long)(unc > 0 ? unc : 0) || mag < 100)
+      line(f, "Clock", "in step with the broker's (%s%s, +-%lld ms)", skew < 0 ? "-" : "", amount, unc);
+    else
+      line(f, "Clock", "%s %s the broker's (+-%lld ms)", amount, skew > 0 ? "ahead of" : "behind", unc);
+  }
+  if (shown(&dns)) {
+    lbuf_t l = {.n = 0};
+    for (size_t r = 0; r < dns.n && r < INV_DNS_SHOWN; r++) {
+      const char *err = val(&dns, r, "error");
+      lb_add(&l, "%s%s ", r ? "; " : "", S(a, val(&dns, r, "name")));
+      if (err[0]) lb_add(&l, "FAILED: %s", S(b, err));
+      else lb_add(&l, "%s (%s ms)", S(b, val(&dns, r, "addresses")), S(c, val(&dns, r, "ms")));
+    }
+    if (dns.n) line(f, "Resolves", "%s", l.s);
+  }
+  if (shown(&pr)) {
+    if (!pr.n) line(f, "Reboot", "not pending");
+    for (size_t r = 0; r < pr.n && r < 4; r++)
+      line(f, r ? "" : "Reboot", "pending: %s (%s)", S(b, val(&pr, r, "detail")), S(a, val(&pr, r, "source")));
+  }
+}
+
+static void live_part(FILE *f, json_t *doc) {
+  static const char *const live[] = {"systemd_failed_units", "journal_errors", "disk_pressure", "memory_pressure",
+                                     "pressure_stall",       "dns_lookups",    "broker_connection", "time_skew",
+                                     "pending_reboot"};
+  bool any = false;
+  for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) any |= tab(doc, live[i]).cols != NULL;
+  if (!any) return; /* an agent older than these tables */
+  fprintf(f, "\nNow\n");
+  live_trouble(f, doc);
+  live_journal(f, doc);
+  live_reach(f, doc);
 }
 
 static bool pseudo_fs(const char *type) {
@@ -258,6 +439,7 @@ static void failures(FILE *f, json_t *doc) {
 void console_report_print(FILE *f, json_t *doc) {
   head(f, doc);
   system_part(f, doc);
+  live_part(f, doc);
   disks_part(f, doc);
   net_part(f, doc);
   software_part(f, doc);

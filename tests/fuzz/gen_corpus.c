@@ -1,7 +1,7 @@
 /* Writes the fuzzers' seed corpus: valid frame streams, control bodies, zstd chunks and file
- * channel exchanges, made with the real encoders so the seeds follow the code. Usage:
- * gen_corpus DIR; the seeds land in DIR/frame, DIR/msg, DIR/zstd and DIR/files. Nothing
- * binary is kept in the repository. */
+ * channel exchanges, made with the real encoders so the seeds follow the code, and texts
+ * with secrets for redaction. Usage: gen_corpus DIR; the seeds land in DIR/frame, DIR/msg,
+ * DIR/zstd, DIR/files and DIR/redact. Nothing binary is kept in the repository. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -835,6 +835,27 @@ static void gen_files(void) {
   fs_put(&s, "ask_close_mid_push");
 }
 
+/* fuzz_redact: byte 0 the output size (0: full), then text with a secret of each kind. */
+static void gen_redact(void) {
+  static const char *const texts[] = {
+      "Authorization: Bearer abc.def.ghi\r\nHost: x",
+      "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----\nafter",
+      "{\"password\": \"hunter2\", \"token\":\"a\\\"b\"} body={\\\"api_key\\\":\\\"x\\\"}",
+      "mysql --password hunter2 -u root PWD=/home/sam session=4f9a1c2e8b7d6a5f3e2d1c0b9a8f7e6d",
+      "git clone https://sam:hunter2@git.example.com/r.git ssh://git@github.com/x",
+      "AKIAIOSFODNN7EXAMPLE ghp_0123456789abcdefghijABCDEFGHIJ012345 xoxb-1234567890-abc",
+      "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_-abc passwordless sudo",
+  };
+  char name[32], buf[512];
+  for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+    size_t n = strlen(texts[i]);
+    buf[0] = i % 2 ? 0 : (char)(n / 2); /* whole, and cut halfway */
+    memcpy(buf + 1, texts[i], n);
+    snprintf(name, sizeof(name), "text-%zu", i);
+    put("redact", name, buf, n + 1);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: gen_corpus DIR\n");
@@ -843,7 +864,7 @@ int main(int argc, char **argv) {
   g_dir = argv[1];
   char path[4096];
   mkdir_p(g_dir);
-  static const char *const subs[] = {"frame", "msg", "zstd", "files"};
+  static const char *const subs[] = {"frame", "msg", "zstd", "files", "redact"};
   for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
     snprintf(path, sizeof(path), "%s/%s", g_dir, subs[i]);
     mkdir_p(path);
@@ -854,5 +875,6 @@ int main(int argc, char **argv) {
   gen_frames(zchunk, zlen);
   gen_msgs();
   gen_files();
+  gen_redact();
   return g_failed;
 }

@@ -9,6 +9,7 @@ Run by ctest as `integration.diag` (TT_BIN_DIR names the build directory)."""
 import json
 import os
 import re
+import socket
 import subprocess
 import time
 import unittest
@@ -18,6 +19,10 @@ from harness import (K_CH_ACCEPT, K_CH_CLOSE, K_CH_OPEN, K_CH_REJECT, ROLE_TECHN
 from test_session import SessionWorld
 
 CH_THROUGHPUT, CH_ECHO, CH_DIAG = 1, 2, 6
+# The stand-in journalctl (tests/fixtures/bin/journal) and the report's live tables.
+JOURNAL_BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "bin", "journal")
+LIVE_TABLES = ("systemd_failed_units", "journal_errors", "disk_pressure", "memory_pressure", "pressure_stall",
+               "dns_lookups", "broker_connection", "time_skew", "pending_reboot")
 ERR_INVALID = 14
 ROLE_ADMIN = 3
 ERR_TOO_BIG, ERR_BUSY, ERR_DENIED = 4, 8, 11
@@ -145,8 +150,11 @@ class DiagTest(SessionWorld, TetherTestCase):
 
     def test_diag_report_is_the_machine_under_a_ticket(self):
         """`tether diag`: asked for like any diag access, shown to the employee, audited, and
-        its facts are this machine's (the agent runs here)."""
-        self.world(policy="ask")
+        its facts are this machine's (the agent runs here), the live state first. This
+        machine runs no journald: the agent's helper PATH (inventory.path) puts a stand-in
+        journalctl first, whose entries carry a password, an Authorization header and a
+        private key, which must not leave the device."""
+        self.world(policy="ask", agent_extra=["--inventory-path", JOURNAL_BIN + ":/usr/bin:/bin:/usr/sbin:/sbin"])
         tid = self.new_ticket()
         r = self.tech(["diag", "dev1"])
         self.assertEqual(r.rc, 1, r)
@@ -177,11 +185,58 @@ class DiagTest(SessionWorld, TetherTestCase):
         self.assertEqual(rows("kernel_info")[0]["version"], os.uname().release)
         self.assertIn("/", [m["path"] for m in rows("mounts")])
         self.assertIn("bash", [d["name"] for d in rows("deb_packages")])
-        # The readable page, under the same grant (no second prompt).
+        # The live state, which only a report has.
+        for name in LIVE_TABLES:
+            self.assertIn(name, tables)
+        self.assertEqual(int(rows("memory_pressure")[0]["memory_total"]), total_kb * 1024)
+        if os.path.exists("/proc/pressure/memory"):
+            self.assertEqual(sorted(p["resource"] for p in rows("pressure_stall")), ["cpu", "io", "memory"])
+        if not os.path.isdir("/run/systemd/system"):
+            self.assertIn("not booted with systemd", tables["systemd_failed_units"]["error"])
+        link = rows("broker_connection")[0]
+        self.assertEqual((link["state"], link["address"], link["connects"]), ("connected", self.b.addr, "1"))
+        self.assertGreater(float(link["round_trip_ms"]), 0)
+        self.assertLess(float(link["round_trip_ms"]), 2000)
+        self.assertNotIn("error", tables["broker_connection"])
+        # Broker and agent share this machine's clock: no skew beyond the measure's error.
+        skew = rows("time_skew")[0]
+        self.assertLessEqual(abs(int(skew["skew_ms"])), int(skew["uncertainty_ms"]) + 50, skew)
+        self.assertAlmostEqual(int(skew["local_time"]) / 1000, time.time(), delta=120)
+        # The broker is an address (nothing to resolve); this machine's own name is resolved.
+        self.assertEqual([d["name"] for d in rows("dns_lookups")], [socket.gethostname()])
+        journal = rows("journal_errors")
+        self.assertEqual(len(journal), 8, journal)
+        by_time = {e["time"]: e for e in journal}
+        self.assertEqual(by_time["1709258403"]["message"],
+                         "mysqldump failed: cmd=mysqldump --user=backup --password=[REDACTED] shop")
+        self.assertEqual(by_time["1709294400"]["message"],
+                         "proxy: upstream rejected the request; Authorization: [REDACTED]")
+        self.assertEqual(by_time["1709294401"]["message"], "config dump: tls_key=[REDACTED]\nport=8443")
+        # No secret anywhere in what left the device.
+        for secret in ("-----BEGIN", "Authorization: Bearer", "abc.def.ghi", "Sup3rS3cret", "MIIEow"):
+            self.assertNotIn(secret, out.decode())
+        # The readable page, under the same grant (no second prompt): the live state first.
         r = self.tech(["diag", "dev1", "--ticket", tid])
         self.assertEqual(r.rc, 0, r)
         for word in ("Memory", "OS", "Disks", "Packages"):
             self.assertIn(word, r.out)
+        self.assertLess(r.out.index("\nNow\n"), r.out.index("\nDisks\n"), r.out)
+        self.assertRegex(r.out, r"\nBroker +connected %s .*round trip [0-9.]+ ms\n" % re.escape(self.b.addr))
+        self.assertRegex(r.out, r"\nClock +in step with the broker's ")
+        self.assertIn("Errors      8 in the journal; the latest:\n", r.out)
+        self.assertIn("ssh.service: error: kex_exchange_identification", r.out)
+        self.assertIn("Authorization: [REDACTED]", r.out)
+        for secret in ("-----BEGIN", "Authorization: Bearer", "Sup3rS3cret"):
+            self.assertNotIn(secret, r.out)
+        # The pushed inventory has none of the live tables: they change by the minute, and
+        # they are the session's, not anyone's to read.
+        self.a.wait_for(r'msg="sent" version=\d+')
+        r = self.tech(["inventory", "dev1", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        pushed = json.loads(r.out)["tables"]
+        self.assertIn("memory_info", pushed)
+        for name in LIVE_TABLES:
+            self.assertNotIn(name, pushed)
         opens = [e for e in self.audit() if e["action"] == "channel-open"]
         self.assertEqual([e["detail"]["kind"] for e in opens], ["diag", "diag"], opens)
         self.assertIn("diag channel of", json.dumps(self.ticket(tid)["events"]))

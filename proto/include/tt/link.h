@@ -29,6 +29,9 @@ typedef struct {
    * set yet; l->data is). false refuses the connection: it is reset, tt_link_accept
    * returns TT_EDENIED and no other callback follows. */
   bool (*on_accept)(tt_link_t *l, const struct sockaddr *peer);
+  /* May be NULL: the Pong to the last tt_link_ping came back after rtt_ns (also kept in
+   * l->rtt_ns). */
+  void (*on_rtt)(tt_link_t *l, uint64_t rtt_ns);
 } tt_link_cbs_t;
 
 struct tt_link_s {
@@ -42,6 +45,10 @@ struct tt_link_s {
   bool in_flush;
   int close_reason;
   uint64_t last_pong_ms;
+  /* The last tt_link_ping: its nonce and when it went (uv_hrtime), and the round trip of
+   * the last one answered (0: none yet). A Ping sent again before the answer replaces it. */
+  uint64_t ping_nonce, ping_sent_ns, rtt_ns;
+  bool ping_out;
   tt_cc_t cc;        /* how much bulk data may be unread by the peer (tt/cc.h) */
   tt_deferred_t flush_later; /* a flush asked for inside a read batch (tt/defer.h) */
   uint64_t frames_in, frames_out;
@@ -66,7 +73,8 @@ void tt_link_flush(tt_link_t *l);
 void tt_link_close(tt_link_t *l, int code, const char *why);
 /* The same, asking the peer to wait retry_after_ms before it comes back. */
 void tt_link_refuse(tt_link_t *l, int code, const char *why, uint32_t retry_after_ms);
-/* Send a Ping carrying nonce. */
+/* Send a Ping carrying nonce (below 2^48: higher ones are the link's own probes); its
+ * Pong sets rtt_ns and calls on_rtt. */
 int tt_link_ping(tt_link_t *l, uint64_t nonce) TT_WUR;
 
 X509 *tt_link_peer_cert(const tt_link_t *l);
