@@ -293,6 +293,9 @@ void agent_files_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *m
 void agent_inv_init(agent_t *a);
 /* Welcomed: offer what was collected (collecting first if nothing is, or it is stale). */
 void agent_inv_welcomed(agent_t *a);
+/* A shell or exec ended: collect again shortly (debounced, at most one per 10 s), so that
+ * what a session changed is in the inventory and its diff. */
+void agent_inv_soon(agent_t *a);
 void agent_inv_close(agent_t *a);
 void agent_inv_free(agent_t *a);
 

@@ -210,6 +210,7 @@ static void exited(proc_t *p, int code, int sig) {
     uv_timer_start(&p->timer, drain_cb, SHELL_DRAIN_MS, 0);
   TT_INFO("shell", "process exited", "session=S-%llu pid=%d code=%d signal=%d", (unsigned long long)p->session,
           (int)p->pid, code, sig);
+  agent_inv_soon(p->a); /* what it did may show in the inventory */
   maybe_finish(p);
   maybe_release(p);
 }

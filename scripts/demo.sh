@@ -13,7 +13,7 @@ demo=$top/.tether-demo
 bin=$top/build/release
 
 stop() {
-  for p in prompt agent broker; do
+  for p in mail prompt agent broker; do
     if [ -f "$demo/$p.pid" ]; then
       kill "$(cat "$demo/$p.pid")" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$(cat "$demo/$p.pid")" 2>/dev/null || break; sleep 0.1; done
@@ -136,12 +136,29 @@ $tether diag "$device" --ticket "$tid"
 for _ in $(seq 100); do grep -q 'msg="sent"\|msg="unchanged"' "$demo/agent.log" && break; sleep 0.1; done
 echo "\$ tether inventory $device      (what the agent pushed: only changed tables, every hour)"
 $tether inventory "$device"
+sent=$(grep -c 'msg="sent"' "$demo/agent.log" || true)
 echo "\$ tether shell $device --ticket $tid      (typed: hostname; id -un; df -h / | tail -1; exit 3)"
 set +e
 printf 'hostname\nid -un\ndf -h / | tail -1\nexit 3\n' | $tether shell "$device" --ticket "$tid"
 status=$?
 set -e
 echo "[tether shell exited with the remote status: $status]"
+# Meanwhile the employee starts the mail client again; here a stand-in that listens on
+# loopback, as a mail client's local service would. After a shell ends the agent collects
+# again, and the new listening port is in the inventory's diff.
+mailport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+nohup python3 -c 'import socket,sys,time
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(600)' "$mailport" >/dev/null 2>&1 &
+echo $! >"$demo/mail.pid"
+for _ in $(seq 300); do
+  [ "$(grep -c 'msg="sent"' "$demo/agent.log" || true)" -gt "$sent" ] && break
+  sleep 0.1
+done
+echo "\$ tether inventory diff $device      (what changed on the machine since the last version)"
+$tether inventory diff "$device"
+kill "$(cat "$demo/mail.pid")" 2>/dev/null || true
+rm -f "$demo/mail.pid"
 sleep 0.5
 touch "$demo/prompt.done" # the prompt's input ends; with nothing left to answer it exits
 wait "$(cat "$demo/prompt.pid")" 2>/dev/null || true

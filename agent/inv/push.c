@@ -16,6 +16,12 @@
 
 #define INV_REQ_TIMEOUT_MS (60u * 1000u)
 #define INV_ZSTD_LEVEL 3
+/* A shell or exec ended (what a technician did may have changed the machine): collect this
+ * long after, so that a few commands in a row make one collection, and at most once per
+ * INV_SOON_GAP_MS (a collection costs ~25 ms of a worker thread; the broker stores a version
+ * only when a table changed). */
+#define INV_SOON_MS 2000u
+#define INV_SOON_GAP_MS 10000u
 
 typedef struct {
   char name[TT_INV_TABLE_NAME_MAX + 1];
@@ -37,6 +43,7 @@ struct agent_inv_s {
   uv_timer_t timer;
   uv_work_t work;
   bool working, closing, timer_on;
+  bool again;        /* agent_inv_soon while a collection ran: collect again soon after */
   pset_t cur;        /* the latest collection (loop thread) */
   pset_t next;       /* the worker's result */
   uint64_t cur_mono; /* uv_now when cur was collected */
@@ -141,7 +148,8 @@ static void after_cb(uv_work_t *w, int status) {
     TT_INFO("inventory", "collected", "tables=%zu ms=%.1f cpu_ms=%.1f json_bytes=%zu zstd_bytes=%zu", v->cur.n,
             (double)v->cur.wall_us / 1000.0, (double)v->cur.cpu_us / 1000.0, v->cur.json_bytes, zbytes);
   }
-  uv_timer_start(&v->timer, timer_cb, next_wait(v->a), 0);
+  uv_timer_start(&v->timer, timer_cb, v->again ? INV_SOON_GAP_MS : next_wait(v->a), 0);
+  v->again = false;
   if (v->a->welcomed) offer(v, false);
 }
 
@@ -352,6 +360,21 @@ void agent_inv_welcomed(agent_t *a) {
   /* A collection older than the interval is stale: collect first (it offers when done). */
   if (v->cur.t && uv_now(a->loop) - v->cur_mono < (uint64_t)a->cfg.inventory_interval_ms) offer(v, false);
   else collect(v);
+}
+
+void agent_inv_soon(agent_t *a) {
+  struct agent_inv_s *v = a->inv;
+  if (!v || v->closing || !v->timer_on) return;
+  if (v->working) {
+    v->again = true;
+    return;
+  }
+  uint64_t now = uv_now(a->loop), at = now + INV_SOON_MS;
+  if (v->cur.t && v->cur_mono + INV_SOON_GAP_MS > at) at = v->cur_mono + INV_SOON_GAP_MS;
+  uint64_t due = uv_timer_get_due_in(&v->timer);
+  if (due && now + due <= at) return; /* a collection is due sooner anyway */
+  TT_DEBUG("inventory", "collecting soon", "in_ms=%llu", (unsigned long long)(at - now));
+  uv_timer_start(&v->timer, timer_cb, at - now, 0);
 }
 
 void agent_inv_close(agent_t *a) {

@@ -14,6 +14,7 @@ import unittest
 
 from harness import (K_REQUEST, K_RESPONSE, ROLE_AGENT, Pki, TetherTestCase, WireClient, pb_bytes, pb_parse,
                      pb_varint)
+from test_session import SessionWorld
 
 ERR_INVALID, ERR_TOO_BIG = 14, 4
 
@@ -363,6 +364,48 @@ class InventoryTest(TetherTestCase):
         r = self.tech(["inventory", "dev1", "--table", "nosuch_table"])
         self.assertEqual(r.rc, 1, r)
         self.assertEqual(r.err.strip(), "tether: dev1 has no table nosuch_table")
+
+
+
+class InventoryAfterShellTest(SessionWorld, TetherTestCase):
+    """What a technician's command changed is in the inventory seconds after it ends, not at
+    the next interval: the agent collects again after every shell or exec."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+        cls.pki.issue("technician", "tech")
+        cls.pki.issue("agent", "dev1")
+
+    def test_an_exec_that_upgrades_a_package_shows_in_diff_at_once(self):
+        root = os.path.join(self.h.dir, "host")
+        status = os.path.join(root, "var", "lib", "dpkg", "status")
+        os.makedirs(os.path.dirname(status))
+        with open(status, "w") as f:
+            for name, ver in (("bash", "5.2.15-2+b8"), ("openssl", "3.0.17-1~deb12u2")):
+                f.write("Package: %s\nStatus: install ok installed\nVersion: %s\nArchitecture: amd64\n\n"
+                        % (name, ver))
+        b, a = self.world(policy="unattended",
+                          agent_extra=["--inventory-root", root, "--inventory-interval", "1h"])
+        a.wait_for(r'msg="sent"')
+        tid = self.new_ticket()
+        mark = b.mark()
+        # The "upgrade": the technician's command rewrites the package database it reads.
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "sed", "-i", "s/3.0.17-1~deb12u2/3.0.19-1~deb12u2/",
+                       status])
+        self.assertEqual(r.rc, 0, r)
+        b.wait_for(r'msg="inventory stored" device=dev1 version=\d+ tables=1 ', after=mark, timeout=30)
+        r = self.tech(["inventory", "diff", "dev1", "--table", "deb_packages"])
+        self.assertEqual(r.rc, 0, r)
+        lines = r.out.splitlines()
+        self.assertEqual(lines[1], "deb_packages: 1 added, 1 removed", r.out)
+        self.assertTrue(lines[2].startswith("  - openssl  3.0.17-1~deb12u2"), r.out)
+        self.assertTrue(lines[3].startswith("  + openssl  3.0.19-1~deb12u2"), r.out)
+        # A command that changes nothing adds no version: the agent's offer is the digest alone.
+        mark = a.mark()
+        r = self.tech(["exec", "dev1", "--ticket", tid, "--", "true"])
+        self.assertEqual(r.rc, 0, r)
+        a.wait_for(r'msg="unchanged"', after=mark, timeout=30)
 
 
 if __name__ == "__main__":

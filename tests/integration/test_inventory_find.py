@@ -137,7 +137,7 @@ class InventoryFindTest(TetherTestCase):
         c = self.fake_agent()
         c.rid += 1
         cond = pb_bytes(1, b"name") + pb_bytes(2, b"bash")
-        c.send_frame(K_REQUEST, pb_varint(1, c.rid) + pb_bytes(25, pb_bytes(1, b"deb_packages") + pb_bytes(2, cond)))
+        c.send_frame(K_REQUEST, pb_varint(1, c.rid) + pb_bytes(29, pb_bytes(1, b"deb_packages") + pb_bytes(2, cond)))
         while True:
             kind, _, _, body = c.read_control(timeout=10, answer_pings=True)
             if kind == K_RESPONSE:
