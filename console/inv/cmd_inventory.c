@@ -344,28 +344,70 @@ static int diff_get(console_t *c, uint64_t offset) {
 
 static int diff_start(console_t *c) { return diff_get(c, 0); }
 
-/* One row for a person: its cells joined, cut to fit a line. */
-static void print_row(char sign, json_t *row) {
-  char line[512] = "", cell[CELL_SHOWN * 4 + 8];
-  size_t o = 0, k;
-  json_t *v;
-  json_array_foreach(row, k, v) {
-    const char *s = json_string_value(v);
-    if (!s || !s[0]) continue;
-    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
-    console_text(cell, sizeof(cell), b);
-    if (strlen(cell) > CELL_SHOWN) strcpy(cell + CELL_SHOWN - 3, "...");
-    int w = snprintf(line + o, sizeof(line) - o, "%s%s", o ? "  " : "", cell);
-    if (w < 0 || (size_t)w >= sizeof(line) - o) break;
-    o += (size_t)w;
+/* A diff's rows for a person: a header of the columns any shown row fills, then each row
+ * with its sign, the cells cut to CELL_SHOWN and aligned under the header. */
+#define DIFF_COLS_MAX 64
+typedef struct {
+  json_t *cols;
+  json_t *rows[2]; /* removed, added (either may be NULL) */
+} diff_block_t;
+
+static void diff_cell(json_t *row, size_t k, char *out, size_t cap) {
+  const char *s = json_string_value(json_array_get(row, k));
+  out[0] = 0;
+  if (!s || !s[0]) return;
+  ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
+  console_text(out, cap, b);
+  if (strlen(out) > CELL_SHOWN) strcpy(out + CELL_SHOWN - 3, "...");
+}
+
+static void col_name(json_t *cols, size_t k, char *out, size_t cap) {
+  const char *s = json_string_value(json_array_get(cols, k));
+  ProtobufCBinaryData b = {s ? strlen(s) : 0, (uint8_t *)(s ? s : "")};
+  console_text(out, cap, b);
+}
+
+static void print_block(const diff_block_t *d) {
+  static const char sign[2] = {'-', '+'};
+  size_t nc = json_array_size(d->cols), w[DIFF_COLS_MAX] = {0}, i, k, n;
+  char cell[CELL_SHOWN * 4 + 8];
+  json_t *row;
+  if (nc > DIFF_COLS_MAX) nc = DIFF_COLS_MAX;
+  for (int side = 0; side < 2; side++)
+    json_array_foreach(d->rows[side], i, row) for (k = 0; k < nc; k++) {
+      diff_cell(row, k, cell, sizeof(cell));
+      if (strlen(cell) > w[k]) w[k] = strlen(cell);
+    }
+  size_t last = 0;
+  for (k = 0; k < nc; k++) {
+    if (!w[k]) continue; /* empty in every row shown: left out */
+    col_name(d->cols, k, cell, sizeof(cell));
+    if (strlen(cell) > w[k]) w[k] = strlen(cell);
+    last = k + 1;
   }
-  printf("  %c %s\n", sign, line);
+  if (!last) return;
+  printf("   ");
+  for (k = 0, i = 0; k < last; k++) {
+    if (!w[k]) continue;
+    col_name(d->cols, k, cell, sizeof(cell));
+    printf("%s%-*s", i++ ? "  " : " ", k + 1 < last ? (int)w[k] : 0, cell);
+  }
+  printf("\n");
+  for (int side = 0; side < 2; side++)
+    json_array_foreach(d->rows[side], i, row) {
+      printf("  %c", sign[side]);
+      for (k = 0, n = 0; k < last; k++) {
+        if (!w[k]) continue;
+        diff_cell(row, k, cell, sizeof(cell));
+        printf("%s%-*s", n++ ? "  " : " ", k + 1 < last ? (int)w[k] : 0, cell);
+      }
+      printf("\n");
+    }
 }
 
 static void print_diff(console_t *c, json_t *doc) {
-  json_t *tables = json_object_get(doc, "tables"), *t, *r;
+  json_t *tables = json_object_get(doc, "tables"), *t;
   const char *name;
-  size_t i;
   printf("%s: inventory version %" JSON_INTEGER_FORMAT " -> %" JSON_INTEGER_FORMAT "\n", c->arg[0],
          json_integer_value(json_object_get(doc, "from")), json_integer_value(json_object_get(doc, "to")));
   if (json_object_size(tables) == 0) printf("no change\n");
@@ -375,8 +417,16 @@ static void print_diff(console_t *c, json_t *doc) {
     console_text(n, sizeof(n), b);
     printf("%s: %zu added, %zu removed\n", n, json_array_size(json_object_get(t, "added")),
            json_array_size(json_object_get(t, "removed")));
-    json_array_foreach(json_object_get(t, "removed"), i, r) print_row('-', r);
-    json_array_foreach(json_object_get(t, "added"), i, r) print_row('+', r);
+    json_t *old = json_object_get(t, "removed_columns");
+    if (old) { /* the columns changed: each side under its own header */
+      diff_block_t r = {old, {json_object_get(t, "removed"), NULL}};
+      diff_block_t a = {json_object_get(t, "columns"), {NULL, json_object_get(t, "added")}};
+      print_block(&r);
+      print_block(&a);
+    } else {
+      diff_block_t d = {json_object_get(t, "columns"), {json_object_get(t, "removed"), json_object_get(t, "added")}};
+      print_block(&d);
+    }
   }
 }
 

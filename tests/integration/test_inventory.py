@@ -218,7 +218,7 @@ class InventoryTest(TetherTestCase):
         r = self.tech(["inventory", "diff", "dev2"])
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.out, "dev2: inventory version %d -> %d\ndeb_packages: 1 added, 1 removed\n"
-                                "  - openssl  3.0.1\n  + openssl  3.0.2\n" % (v1, v2))
+                                "    name     version\n  - openssl  3.0.1\n  + openssl  3.0.2\n" % (v1, v2))
         r = self.tech(["inventory", "diff", "dev2", str(v1), str(v2), "--json"])
         self.assertEqual(r.rc, 0, r)
         d = json.loads(r.out)
@@ -348,8 +348,9 @@ class InventoryTest(TetherTestCase):
         self.assertEqual(r.rc, 0, r)
         lines = r.out.splitlines()
         self.assertEqual(lines[1], "deb_packages: 1 added, 1 removed")
-        self.assertTrue(lines[2].startswith("  - openssl  3.0.17-1~deb12u2"), r.out)
-        self.assertTrue(lines[3].startswith("  + openssl  3.0.19-1~deb12u2"), r.out)
+        self.assertEqual(lines[2].split()[:2], ["name", "version"], r.out)  # the columns the rows fill
+        self.assertTrue(lines[3].startswith("  - openssl  3.0.17-1~deb12u2"), r.out)
+        self.assertTrue(lines[4].startswith("  + openssl  3.0.19-1~deb12u2"), r.out)
         r = self.tech(["inventory", "history", dev, "--json"])
         versions = [json.loads(ln) for ln in r.out.splitlines()]
         self.assertEqual(len(versions), 2, versions)
@@ -399,8 +400,9 @@ class InventoryAfterShellTest(SessionWorld, TetherTestCase):
         self.assertEqual(r.rc, 0, r)
         lines = r.out.splitlines()
         self.assertEqual(lines[1], "deb_packages: 1 added, 1 removed", r.out)
-        self.assertTrue(lines[2].startswith("  - openssl  3.0.17-1~deb12u2"), r.out)
-        self.assertTrue(lines[3].startswith("  + openssl  3.0.19-1~deb12u2"), r.out)
+        self.assertEqual(lines[2].split()[:2], ["name", "version"], r.out)  # the columns the rows fill
+        self.assertTrue(lines[3].startswith("  - openssl  3.0.17-1~deb12u2"), r.out)
+        self.assertTrue(lines[4].startswith("  + openssl  3.0.19-1~deb12u2"), r.out)
         # A command that changes nothing adds no version: the agent's offer is the digest alone.
         mark = a.mark()
         r = self.tech(["exec", "dev1", "--ticket", tid, "--", "true"])
