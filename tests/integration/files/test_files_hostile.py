@@ -25,7 +25,7 @@ import unittest
 
 from harness import (K_CH_ACCEPT, K_CH_OPEN, K_HELLO, K_WELCOME, ROLE_AGENT, ROLE_TECHNICIAN, Pki, TetherTestCase, WireClient,
                      hello_body, pb_bytes, pb_parse, pb_varint)
-from test_files_broker import CAP_ECHO, CAP_FILES, CAP_SHELL, CH_FILES, FF_CTRL, K_DATA, FakeAgent, Peer
+from files.test_files_broker import CAP_ECHO, CAP_FILES, CAP_SHELL, CH_FILES, FF_CTRL, K_DATA, FakeAgent, Peer
 from test_session import SessionWorld
 
 (GET, PUT, LIST, MKDIR, READY, BEGIN, CHUNK, END, DONE, ENTRIES, ERROR, OK) = range(1, 13)

@@ -20,7 +20,7 @@ from test_session import SessionWorld
 
 CH_THROUGHPUT, CH_ECHO, CH_DIAG = 1, 2, 6
 # The stand-in journalctl (tests/fixtures/bin/journal) and the report's live tables.
-JOURNAL_BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "bin", "journal")
+JOURNAL_BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fixtures", "bin", "journal")
 LIVE_TABLES = ("systemd_failed_units", "journal_errors", "disk_pressure", "memory_pressure", "pressure_stall",
                "dns_lookups", "broker_connection", "time_skew", "pending_reboot")
 ERR_INVALID = 14

@@ -10,7 +10,7 @@ import hashlib
 import json
 import unittest
 
-import test_inventory as ti
+from inventory import test_inventory as ti
 from harness import K_REQUEST, K_RESPONSE, Pki, TetherTestCase, pb_bytes, pb_parse, pb_varint
 
 ERR_DENIED = 11
