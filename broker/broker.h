@@ -99,6 +99,11 @@ typedef struct broker_conn_s {
   uint32_t inv_tokens;    /* inventory versions it may still store now (push.c's bucket) */
   uint64_t inv_refill_ms; /* uv_now the bucket last refilled (0: never used) */
   struct broker_assets_s *assets; /* inventory/assets.c: an admin's import being received */
+  /* The page cursors this connection was last given (broker_page_key of what the request
+   * reads and where its page ended; zero: none). A find or export that comes with any other
+   * cursor is a new read and is audited as one: a made-up cursor cannot read unaudited. */
+  uint8_t find_next[32];
+  uint8_t export_next[32];
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
@@ -253,6 +258,13 @@ void broker_assets_conn_gone(broker_conn_t *c);
 void broker_assets_sweep(broker_t *b, uint64_t now);
 /* inventory/find.c: a page of `inventory find`. */
 int broker_inv_find(broker_conn_t *c, uint32_t id, const Tether__InventoryFindRequest *q);
+/* sha256 over n (pointer, length) pieces, each length-prefixed: what a paged request reads
+ * and its cursor, for broker_conn_t's find_next / export_next. */
+typedef struct {
+  const void *p;
+  size_t n;
+} broker_key_part_t;
+void broker_page_key(uint8_t out[32], const broker_key_part_t *parts, size_t n);
 
 /* storereq.c: store requests on behalf of a connection that waits for the answer. The
  * connection is held (c->work) until the completion; broker_creq_conn then says whether

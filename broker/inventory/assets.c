@@ -403,10 +403,18 @@ static void iso(char *dst, size_t cap, int64_t ms) {
   strftime(dst, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* What the wire adds to a cell's bytes (a field tag and a length), over the NUL the arena
+ * keeps. A page stops before the line that would take it past PAGE_BYTES as sent; a line
+ * alone may be larger, and the largest there can be still fits a frame with the header. */
+#define WIRE_CELL 3u
+_Static_assert(TT_ASSET_COLUMNS_MAX * (TT_ASSET_CELL_MAX + 1 + WIRE_CELL) +
+                       TT_ASSET_COLUMNS_MAX * (TT_ASSET_HEADER_MAX + WIRE_CELL) + STORE_ASSET_CURSOR_MAX + 1024 <=
+                   TT_FRAME_MAX_BODY,
+               "an export page of one line of the widest record fits a frame");
+
 static int line_cb(void *ctx, const store_asset_line_t *l) {
   export_req_t *x = ctx;
-  if (x->nlines > 0 && x->len >= PAGE_BYTES) return 1;
-  size_t nc = ncols_of(x);
+  size_t nc = ncols_of(x), before = x->len;
   if (x->nlines == x->cap_lines) {
     size_t cap = x->cap_lines ? x->cap_lines * 2 : 64;
     size_t *o = realloc(x->offs, cap * nc * sizeof *o);
@@ -439,6 +447,10 @@ static int line_cb(void *ctx, const store_asset_line_t *l) {
     rc = put_cell(x, facts[i]);
   }
   if (rc) return rc;
+  if (x->nlines > 0 && x->len + WIRE_CELL * nc * (x->nlines + 1) > PAGE_BYTES) {
+    x->len = before; /* not taken: the next page starts with it */
+    return 1;
+  }
   x->nlines++;
   return 0;
 }
@@ -498,6 +510,8 @@ static void export_done(store_req_t *r) {
   p.rows = rowp;
   p.n_rows = x->nlines;
   p.next = tt_text(x->next);
+  if (x->next[0]) broker_page_key(c->export_next, &(broker_key_part_t){x->next, strlen(x->next)}, 1);
+  else memset(c->export_next, 0, sizeof c->export_next);
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = x->h.id;
   resp.body_case = TETHER__RESPONSE__BODY_ASSET_EXPORT;
@@ -523,7 +537,12 @@ int broker_assets_export(broker_conn_t *c, uint32_t id, const Tether__AssetExpor
   export_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_READ, export_run, export_done, "asset_export");
   if (!x) return TT_ENOMEM;
   snprintf(x->after, sizeof x->after, "%s", after);
-  /* Audited once, as it starts: the pages that follow are the same read. */
-  if (!after[0]) broker_audit(c->b, c->id.name, "asset-export", "", AUDIT_END);
+  /* Audited once, as it starts: the pages that follow are the same read. A cursor this
+   * connection was not given by the page before is an export of its own. */
+  uint8_t key[32];
+  broker_page_key(key, &(broker_key_part_t){after, strlen(after)}, 1);
+  if (!after[0] || memcmp(key, c->export_next, sizeof key))
+    broker_audit(c->b, c->id.name, "asset-export", "", "from", after[0] ? "a cursor of another read" : "the start",
+                 AUDIT_END);
   return broker_creq_submit(x);
 }

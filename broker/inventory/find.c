@@ -1,7 +1,9 @@
 /* Inventory find (tether.proto InventoryFind*): every device whose latest inventory has a row
  * of a table matching conditions, a page per request, read from the store's index on its
- * reader thread. Technicians and admins; audited once per find (its first page). */
+ * reader thread. Technicians and admins; audited once per find (its first page, or a page
+ * whose cursor this connection was not given). */
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "broker.h"
@@ -100,6 +102,34 @@ static int find_cb(void *ctx, const char *device, const char *hostname, size_t n
   return 0;
 }
 
+void broker_page_key(uint8_t out[32], const broker_key_part_t *parts, size_t n) {
+  EVP_MD_CTX *m = EVP_MD_CTX_new();
+  unsigned len = 0;
+  bool ok = m && EVP_DigestInit_ex(m, EVP_sha256(), NULL) == 1;
+  for (size_t i = 0; ok && i < n; i++) {
+    uint64_t l = parts[i].n;
+    ok = EVP_DigestUpdate(m, &l, sizeof l) == 1 && (!l || EVP_DigestUpdate(m, parts[i].p, parts[i].n) == 1);
+  }
+  ok = ok && EVP_DigestFinal_ex(m, out, &len) == 1 && len == 32;
+  EVP_MD_CTX_free(m);
+  if (!ok) memset(out, 0xff, 32); /* matches no key a page was given: the read is audited */
+}
+
+/* The key of this find (table, conditions) at cursor (dev, row). */
+static void find_key(const find_req_t *x, int64_t dev, int64_t row, uint8_t out[32]) {
+  broker_key_part_t k[3 + 3 * TT_INV_FIND_CONDS_MAX];
+  size_t n = 0;
+  k[n++] = (broker_key_part_t){x->table, strlen(x->table)};
+  for (size_t i = 0; i < x->ncond; i++) {
+    k[n++] = (broker_key_part_t){x->cond[i].col, strlen(x->cond[i].col)};
+    k[n++] = (broker_key_part_t){x->cond[i].contains ? "~" : "=", 1};
+    k[n++] = (broker_key_part_t){x->cond[i].value, x->cond[i].len};
+  }
+  k[n++] = (broker_key_part_t){&dev, sizeof dev};
+  k[n++] = (broker_key_part_t){&row, sizeof row};
+  broker_page_key(out, k, n);
+}
+
 static int find_run(broker_store_t *s, store_req_t *r) {
   find_req_t *x = (find_req_t *)r;
   return store_inv_find(s, x->table, x->cond, x->ncond, &x->cur, TT_INV_FIND_PAGE_ROWS, TT_INV_FIND_PAGE_BYTES,
@@ -148,6 +178,8 @@ static void find_done(store_req_t *r) {
   pg.n_devices = x->ndevs;
   pg.devices = dp;
   pg.more = x->more;
+  if (x->more) find_key(x, x->cur.dev, x->cur.row, c->find_next);
+  else memset(c->find_next, 0, sizeof c->find_next);
   pg.after_device = (uint64_t)x->cur.dev;
   pg.after_row = (uint64_t)x->cur.row;
   Tether__Response resp = TETHER__RESPONSE__INIT;
@@ -195,8 +227,11 @@ int broker_inv_find(broker_conn_t *c, uint32_t id, const Tether__InventoryFindRe
   x->ncond = q->n_where;
   x->cur.dev = (int64_t)q->after_device;
   x->cur.row = (int64_t)q->after_row;
-  /* One entry per find: its first page. */
-  if (q->after_device == 0 && q->after_row == 0)
+  /* One entry per find: its first page, or a page whose cursor this connection was not
+   * given by the page before (a made-up cursor is a find of its own). */
+  uint8_t key[32];
+  find_key(x, x->cur.dev, x->cur.row, key);
+  if ((q->after_device == 0 && q->after_row == 0) || memcmp(key, c->find_next, sizeof key))
     broker_audit(c->b, c->id.name, "inventory-find", "", "table", table, "where", where_ok, AUDIT_END);
   return broker_creq_submit(x);
 }

@@ -594,6 +594,15 @@ class TetherTestCase(unittest.TestCase):
         self.h = Harness(self.pki)
         self.addCleanup(self._stop_children)
 
+    def wait_until(self, check, what, timeout=START_TIMEOUT):
+        """Wait for check() to hold (an audit entry written, a row stored), asking again
+        every 50 ms until the timeout: for state read through a command, not a log line."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                self.fail("%s: not within %.1fs" % (what, timeout))
+            time.sleep(0.05)
+
     def _stop_children(self):
         problems = self.h.close()
         if problems:

@@ -246,6 +246,44 @@ class AssetsTest(TetherTestCase):
         self.assertNotIn("X-1", out)
         self.assertNotIn("M-0", out)
 
+    def test_wide_records_export_in_pages_that_fit_a_frame(self):
+        """Two records of nearly the widest kind (75 custom fields of 2,048 bytes): each page
+        stops before the line that would take it past its budget, so none outgrows a frame
+        (a page of both was ~300 KiB, and the broker closed the link on the export)."""
+        self.b = self.h.start_broker()
+        names = ["Field %02d" % i for i in range(75)]
+        rows = [["Asset Tag", "Name"] + names,
+                ["W-1", "wide-1"] + ["a" * 2048] * 62 + [""] * 13,
+                ["W-2", "wide-2"] + ["b" * 2048] * 75]
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(rows)
+        r = self.cli(["inventory", "import", self.path("wide.csv", out.getvalue()), "--match", "hostname"])
+        self.assertEqual(r.rc, 0, r)
+        got = {row["Asset Tag"]: row for row in csv.DictReader(io.StringIO(self.export()))}
+        self.assertEqual(sorted(got), ["W-1", "W-2"])
+        self.assertEqual(got["W-1"]["Field 61"], "a" * 2048)
+        self.assertEqual(got["W-1"]["Field 62"], "")
+        self.assertEqual([got["W-2"][n] for n in names], ["b" * 2048] * 75)
+
+    def test_an_export_page_asked_with_a_made_up_cursor_is_audited(self):
+        """Pages after the first are not audited again, but only with the cursor the page
+        before gave this connection: any other cursor is an export of its own."""
+        self.world()
+        self.assertEqual(self.cli(["inventory", "import", self.csv_file(), "--match", "hostname"]).rc, 0)
+        c = WireClient(self.b.port, self.pki.ca, self.pki.cert("boss"), self.pki.key("boss"))
+        self.addCleanup(c.close)
+        c.handshake_hello(role=ROLE_ADMIN)
+        c.rid = 0
+
+        def exports():
+            r = self.cli(["audit", "--json"])
+            return sum(1 for ln in r.out.splitlines() if json.loads(ln)["action"] == "asset-export")
+        before = exports()
+        for cursor in (b"r", b"rA-1", b"r"):
+            r = self.call(c, 28, pb_bytes(1, cursor))
+            self.assertIn(29, r, r)  # a page, not an error
+        self.wait_until(lambda: exports() - before == 3, "three exports in the audit")
+
     def test_broker_checks_what_a_console_sends(self):
         """A console that does not parse honestly: the broker checks sizes and text again."""
         self.b = self.h.start_broker()

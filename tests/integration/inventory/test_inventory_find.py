@@ -11,7 +11,8 @@ import json
 import unittest
 
 from inventory import test_inventory as ti
-from harness import K_REQUEST, K_RESPONSE, Pki, TetherTestCase, pb_bytes, pb_parse, pb_varint
+from harness import (K_REQUEST, K_RESPONSE, ROLE_TECHNICIAN, Pki, TetherTestCase, WireClient, pb_bytes, pb_parse,
+                     pb_varint)
 
 ERR_DENIED = 11
 
@@ -130,6 +131,28 @@ class InventoryFindTest(TetherTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.out.splitlines()[-1], "1 device, 6000 rows")
         self.assertEqual(len(self.finds_in_audit()) - before, 2)
+
+    def test_a_page_asked_with_a_made_up_cursor_is_audited(self):
+        """Only the cursor the page before gave this connection continues a find unaudited:
+        a first request with a cursor of its own making (which still reads every device
+        after it) is a find, and so is one with a cursor given for other conditions."""
+        self.b = self.h.start_broker()
+        c = self.fake_agent()
+        self.push(c, "deb_packages", table(["name", "version"], [["bash", "5.2"]]))
+        t = WireClient(self.b.port, self.pki.ca, self.pki.cert("tech"), self.pki.key("tech"))
+        self.addCleanup(t.close)
+        t.handshake_hello(role=ROLE_TECHNICIAN)
+        before = len(self.finds_in_audit())
+        cond = pb_bytes(1, b"name") + pb_bytes(2, b"bash")
+        for rid, (dev, row) in enumerate(((0, 1), (1, 0), (0, 1)), start=100):
+            t.send_frame(K_REQUEST, pb_varint(1, rid) + pb_bytes(29, pb_bytes(1, b"deb_packages") + pb_bytes(2, cond)
+                                                           + pb_varint(3, dev) + pb_varint(4, row)))
+            while True:
+                kind, _, _, body = t.read_control(timeout=10, answer_pings=True)
+                if kind == K_RESPONSE and pb_parse(body)[1][0] == rid:
+                    break
+            self.assertIn(30, pb_parse(body), pb_parse(body))  # a page, not an error
+        self.wait_until(lambda: len(self.finds_in_audit()) - before == 3, "three finds in the audit")
 
     def test_refused(self):
         self.b = self.h.start_broker()
