@@ -24,6 +24,9 @@
 #define JWT_HEAD_MIN 10    /* base64url of {"alg":...} is 20+ */
 #define JWT_BODY_MIN 2
 #define BEARER_MIN 8
+/* A prefixed token cut off by the end of the text goes when this much of its body is left
+ * (less is a word: "github_pat_short"). */
+#define CUT_MIN 8
 #define SPACES_BACK_MAX 8  /* "password   =" */
 
 #define MARK INV_REDACT_MARK
@@ -64,7 +67,8 @@ static bool is_b64url(char c) { return is_alnum(c) || c == '_' || c == '-'; }
 static bool is_b64tok(char c) { return is_alnum(c) || in_set(c, "-._~+/"); }
 /* Where an unquoted value ends (the hot loop of a key's look-ahead: no strchr). */
 static bool ends_value(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '&' || c == '"' || c == '\'';
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '&' || c == '"' || c == '\'' || c == ';' ||
+         c == ',';
 }
 static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
 
@@ -129,16 +133,43 @@ static bool ends_with(const char *s, size_t n, const char *suffix) {
   return n >= l && memcmp(s + n - l, suffix, l) == 0;
 }
 
+/* A word of the name (between _ - . and the ends, trailing digits aside) that names a
+ * secret wherever it stands: PASSWORD_NEW, password1, token_value, db.secret.old. */
+static bool secret_segment(const char *k, size_t n) {
+  static const char *const words[] = {"password", "passwd", "passphrase", "secret", "token", "apikey", "credentials"};
+  size_t a = 0;
+  while (a < n) {
+    size_t b = a;
+    while (b < n && k[b] != '_' && k[b] != '-' && k[b] != '.') b++;
+    size_t e = b;
+    while (e > a && k[e - 1] >= '0' && k[e - 1] <= '9') e--;
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+      if (e - a == strlen(words[w]) && memcmp(k + a, words[w], e - a) == 0) return true;
+    a = b + 1;
+  }
+  return false;
+}
+
 /* What a (lowercased) key name says of its value. */
 static key_kind_t key_kind(const char *k, size_t n) {
+  /* Where a secret is kept, not the secret: DB_PASSWORD_FILE=/run/secrets/db. */
+  if (ends_with(k, n, "_file") || ends_with(k, n, "-file") || ends_with(k, n, "_path") || ends_with(k, n, "-path") ||
+      ends_with(k, n, "_dir") || ends_with(k, n, "_type") || ends_with(k, n, "-type"))
+    return KEY_NONE; /* nor what kind it is: token_type, X-Token-Type */
   static const char *const secret[] = {"password", "passwd",  "passphrase", "pwd",         "secret",
                                        "token",    "api_key", "api-key",    "apikey",      "access_key",
                                        "access-key", "accesskey", "private_key", "private-key", "privatekey",
                                        "credentials", "authorization", "cookie"};
   static const char *const secretish[] = {"key",     "auth",       "signature",  "session",
                                           "sessionid", "session_id", "session-id", "credential"};
+  static const char *const secret_key[] = {"secret_key", "secret-key", "secretkey", "signing_key", "signing-key",
+                                           "encryption_key", "encryption-key", "master_key", "master-key", "sig"};
   for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
     if (ends_with(k, n, secret[i])) return KEY_SECRET;
+  for (size_t i = 0; i < sizeof(secret_key) / sizeof(secret_key[0]); i++)
+    if (ends_with(k, n, secret_key[i]) && (i + 1 < sizeof(secret_key) / sizeof(secret_key[0]) || n == 3))
+      return KEY_SECRET; /* "sig": Azure's SAS signature, that name alone */
+  if (secret_segment(k, n)) return KEY_SECRET;
   if ((n == 4 && memcmp(k, "pass", 4) == 0) || ends_with(k, n, "_pass") || ends_with(k, n, "-pass") ||
       ends_with(k, n, ".pass"))
     return KEY_SECRET;
@@ -171,6 +202,21 @@ static bool looks_random(const char *v, size_t n) {
   return h >= INV_REDACT_RANDOM_BITS;
 }
 
+/* The space after -u or --user (curl, wget): a value user:password has its password
+ * replaced; a user name alone stays. */
+static size_t user_password(emit_t *e, const char *in, size_t n, size_t i) {
+  size_t v = i + 1;
+  while (v < n && is_space(in[v])) v++;
+  size_t ve = v;
+  while (ve < n && !is_space(in[ve]) && in[ve] != '\n' && in[ve] != '\r') ve++;
+  const char *colon = memchr(in + v, ':', ve - v);
+  if (!colon || (size_t)(colon - in) + 1 == ve) return 0;
+  size_t p = (size_t)(colon - in) + 1;
+  put(e, in + i, p - i);
+  mark(e);
+  return ve - i;
+}
+
 /* At a separator ('=' or ':', or the space after a --flag): is the word before it a secret's
  * name? Then its value is replaced: quoted ("...", '...', \"...\") to the quote, an
  * Authorization or Cookie value to the end of the line, anything else to white space, '&' or
@@ -181,6 +227,7 @@ static size_t key_value(emit_t *e, const char *in, size_t n, size_t i, size_t fl
   if (c != '=' && c != ':' && !flag) return 0;
   if (c == ':' && starts(in, n, i, "://")) return 0; /* a URL: url_userinfo's */
   if (c == '=' && i + 1 < n && in[i + 1] == '=') return 0;
+  bool arrow = c == '=' && i + 1 < n && in[i + 1] == '>'; /* 'password' => 'x' (PHP, Perl, Ruby) */
   size_t k = i;
   if (!flag) {
     size_t sp = 0;
@@ -200,13 +247,15 @@ static size_t key_value(emit_t *e, const char *in, size_t n, size_t i, size_t fl
   key[kn] = 0;
   const char *name = key;
   if (flag) { /* --password hunter2 */
+    if (kn == 2 && strcmp(key, "-u") == 0) return user_password(e, in, n, i); /* curl -u alice:pw */
     if (kn < 3 || key[0] != '-' || key[1] != '-') return 0;
+    if (strcmp(key, "--user") == 0) return user_password(e, in, n, i);
     name += 2;
     kn -= 2;
   }
   key_kind_t kind = key_kind(name, kn);
   if (kind == KEY_NONE || (flag && kind != KEY_SECRET)) return 0;
-  size_t v = i + 1;
+  size_t v = i + 1 + (arrow ? 1 : 0);
   while (v < n && is_space(in[v])) v++;
   /* A value judged by its look is looked at only so far: past that it stays, and the next
    * separator inside it costs no more than this one did. */
@@ -256,9 +305,15 @@ static size_t token_shape(emit_t *e, const char *in, size_t n, size_t i, size_t 
   char c = in[i];
   size_t r;
   if (c == 'A' && (starts(in, n, i, "AKIA") || starts(in, n, i, "ASIA"))) {
-    if (n - i < 20) return 0;
-    for (size_t k = i + 4; k < i + 20; k++)
+    size_t end = n - i < 20 ? n : i + 20; /* cut off at the end of the text: what is there goes */
+    if (end - i < 4 + CUT_MIN) return 0;
+    for (size_t k = i + 4; k < end; k++)
       if (!is_upper_or_digit(in[k])) return 0;
+    if (end < i + 20) {
+      put(e, in + i, 4);
+      mark(e);
+      return end - i;
+    }
     if (i + 20 < n && is_alnum(in[i + 20])) return 0;
     put(e, in + i, 4);
     mark(e);
@@ -266,13 +321,13 @@ static size_t token_shape(emit_t *e, const char *in, size_t n, size_t i, size_t 
   }
   if (c == 'g') {
     if (starts(in, n, i, "github_pat_")) {
-      if ((r = run(in, n, i + 11, is_pat)) < GH_PAT_MIN) return 0;
+      if ((r = run(in, n, i + 11, is_pat)) < GH_PAT_MIN && !(r >= CUT_MIN && i + 11 + r == n)) return 0;
       put(e, in + i, 11);
       mark(e);
       return 11 + r;
     }
     if (n - i > 4 && in[i + 1] == 'h' && in_set(in[i + 2], "opsur") && in[i + 3] == '_') {
-      if ((r = run(in, n, i + 4, is_tok_alnum)) < GH_TOKEN_MIN) return 0;
+      if ((r = run(in, n, i + 4, is_tok_alnum)) < GH_TOKEN_MIN && !(r >= CUT_MIN && i + 4 + r == n)) return 0;
       put(e, in + i, 4);
       mark(e);
       return 4 + r;
@@ -281,7 +336,7 @@ static size_t token_shape(emit_t *e, const char *in, size_t n, size_t i, size_t 
   }
   if (c == 'x') {
     if (n - i < 5 || !starts(in, n, i, "xox") || !in_set(in[i + 3], "abpr") || in[i + 4] != '-') return 0;
-    if ((r = run(in, n, i + 5, is_slack)) < SLACK_MIN) return 0;
+    if ((r = run(in, n, i + 5, is_slack)) < SLACK_MIN && !(r >= CUT_MIN && i + 5 + r == n)) return 0;
     put(e, in + i, 5);
     mark(e);
     return 5 + r;
@@ -321,7 +376,9 @@ static size_t token_shape(emit_t *e, const char *in, size_t n, size_t i, size_t 
 static void url_userinfo(const char *in, size_t n, size_t i, size_t *pw_from, size_t *pw_to) {
   if (in[i] != ':' || !starts(in, n, i, "://") || i == 0 || !is_alnum(in[i - 1])) return;
   size_t a = i + 3, k = a, at = SIZE_MAX;
-  while (k < n && !is_space(in[k]) && !in_set(in[k], "/?#\"'<>\n\r")) {
+  /* '[' and ']' never stand in a userinfo (RFC 3986), and a mark starts with one: a URL
+   * a redaction ran into is not read as a new user:password@ the second time. */
+  while (k < n && !is_space(in[k]) && !in_set(in[k], "/?#\"'<>[]\n\r")) {
     if (in[k] == '@') at = k;
     k++;
   }
@@ -370,4 +427,17 @@ size_t inv_redact(char *out, size_t cap, const char *in, size_t n, unsigned *hit
   }
   if (hits) *hits = e.hits;
   return e.len;
+}
+
+bool inv_redact_pem_open(const char *in, size_t n, bool open) {
+  for (size_t i = 0; i < n; i++) {
+    if (in[i] != '-') continue;
+    if (open && starts(in, n, i, "-----END ")) open = false;
+    else if (!open && starts(in, n, i, "-----BEGIN ")) {
+      size_t j = i + 11, k = j;
+      while (k < n && k - j < INV_REDACT_LABEL_MAX && is_label(in[k])) k++;
+      open = k - j >= 11 && memmem(in + j, k - j, "PRIVATE KEY", 11) != NULL;
+    }
+  }
+  return open;
 }

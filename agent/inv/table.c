@@ -67,6 +67,8 @@ void inv_table_fail(inv_table_t *t, const char *fmt, ...) {
   tt_utf8_sanitize(t->error, sizeof(t->error), red, len);
 }
 
+_Static_assert(INV_COLS_MAX <= 32, "a column's open private key block is a bit of pem_open");
+
 int inv_table_add(inv_table_t *t, const char *const *vals) {
   if (t->nrows >= INV_ROWS_MAX) {
     inv_table_fail(t, "more than %u rows: the first %u are kept", (unsigned)INV_ROWS_MAX, (unsigned)INV_ROWS_MAX);
@@ -81,14 +83,21 @@ int inv_table_add(inv_table_t *t, const char *const *vals) {
     t->cap = cap;
   }
   char **row = t->cells + t->nrows * t->ncols;
-  char clean[INV_CELL_MAX + 1], red[INV_CELL_MAX * INV_REDACT_GROWTH], tmp[INV_CELL_MAX + 1];
+  char clean[INV_CELL_MAX + INV_REDACT_LOOKAHEAD + 1];
+  char red[(INV_CELL_MAX + INV_REDACT_LOOKAHEAD) * INV_REDACT_GROWTH], tmp[INV_CELL_MAX + 1];
   for (size_t i = 0; i < t->ncols; i++) {
     const char *v = vals[i] ? vals[i] : "";
-    size_t n = strnlen(v, INV_CELL_MAX + 4);
-    /* Cut first (redaction's work is then bounded by INV_CELL_MAX), redact, cut again: a
-     * mark is longer than a one-letter password. */
+    size_t n = strnlen(v, sizeof(clean) + 4);
+    /* Redact what the cell keeps and a little past it, then cut: a token that straddles the
+     * cut is whole when it is recognised (cut first, and its first 29 characters went out).
+     * The look-ahead bounds redaction's work. A cell after the BEGIN of a private key block
+     * that a program logged a line at a time is replaced whole, until the END. */
     size_t len = tt_utf8_sanitize(clean, sizeof(clean), v, n);
-    len = inv_redact(red, sizeof(red), clean, len, NULL);
+    bool was_open = t->pem_open >> i & 1u;
+    bool open = inv_redact_pem_open(clean, len, was_open);
+    t->pem_open = open ? t->pem_open | 1u << i : t->pem_open & ~(1u << i);
+    if (was_open) len = (size_t)snprintf(red, sizeof(red), "%s", INV_REDACT_MARK);
+    else len = inv_redact(red, sizeof(red), clean, len, NULL);
     len = tt_utf8_sanitize(tmp, sizeof(tmp), red, len);
     row[i] = malloc(len + 1);
     if (!row[i]) {

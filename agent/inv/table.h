@@ -26,6 +26,7 @@ typedef struct {
   size_t nrows, cap;
   char **cells;             /* nrows * ncols, row-major; each valid UTF-8, never NULL */
   char error[INV_ERROR_MAX]; /* why it failed or stopped short; "" if it did not */
+  uint32_t pem_open;        /* columns whose last cell left a private key block open */
   const char **own_cols;    /* cols after inv_table_keep, owned */
 } inv_table_t;
 

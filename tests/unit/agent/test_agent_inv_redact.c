@@ -121,7 +121,7 @@ static void test_key_value(void **state) {
       {"PASSWORD=Tr0ub4dor&3", "PASSWORD=[REDACTED]&3"},
       {"DB_PASSWORD = 's3cr3t pass' next", "DB_PASSWORD = '[REDACTED]' next"},
       {"spring.datasource.password: hunter2", "spring.datasource.password: [REDACTED]"},
-      {"client_secret=abc; x=1", "client_secret=[REDACTED] x=1"},
+      {"client_secret=abc; x=1", "client_secret=[REDACTED]; x=1"},
       {"GET /cb?code=1&access_token=abc&state=9 HTTP/1.1", "GET /cb?code=1&access_token=[REDACTED]&state=9 HTTP/1.1"},
       {"x-api-key: 0123", "x-api-key: [REDACTED]"},
       {"user=sam pass=hunter2", "user=sam pass=[REDACTED]"},
@@ -139,6 +139,25 @@ static void test_key_value(void **state) {
       {"mysql --password=hunter2 -u root", "mysql --password=[REDACTED] -u root"},
       {"tool --token -v", "tool --token -v"},
       {"tool --password-file /run/secrets/db", "tool --password-file /run/secrets/db"},
+      /* Connection strings end a value at ';' (and lists at ','). */
+      {"DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=Zm9vYmFyYmF6cXV4cXV1eDEyMw==;EndpointSuffix=core.windows.net",
+       "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=[REDACTED];EndpointSuffix=core.windows.net"},
+      {"Server=db;Password=hunter2;User Id=sa", "Server=db;Password=[REDACTED];User Id=sa"},
+      /* Azure SAS: the signature is its own name. */
+      {"GET /c/b?sv=2022-11-02&se=2026-12-06&sig=abc%2Bdef%3D HTTP/1.1", "GET /c/b?sv=2022-11-02&se=2026-12-06&sig=[REDACTED] HTTP/1.1"},
+      /* PHP, Perl, Ruby hashes. */
+      {"'password' => 'hunter2',", "'password' => '[REDACTED]',"},
+      {":password => \"hunter2\"", ":password => \"[REDACTED]\""},
+      /* Named keys that are always secrets, whatever they look like. */
+      {"SECRET_KEY = 'django-insecure-!@#x'", "SECRET_KEY = '[REDACTED]'"},
+      {"signing_key=short encryption_key: abc master_key=1", "signing_key=[REDACTED] encryption_key: [REDACTED] master_key=[REDACTED]"},
+      /* The secret word anywhere in the name. */
+      {"PASSWORD_NEW=hunter2 password1=x token_value=abc db.secret.old=y",
+       "PASSWORD_NEW=[REDACTED] password1=[REDACTED] token_value=[REDACTED] db.secret.old=[REDACTED]"},
+      /* curl and wget take user:password. */
+      {"curl -u alice:pw https://x", "curl -u alice:[REDACTED] https://x"},
+      {"curl --user alice:s3cret -v", "curl --user alice:[REDACTED] -v"},
+      {"curl -u alice https://x", "curl -u alice https://x"},
   };
   CHECK(c);
 }
@@ -180,6 +199,10 @@ static void test_urls(void **state) {
       {"https://ghp_0123456789abcdefghijABCDEFGHIJ012345:x-oauth-basic@github.com/x",
        "https://ghp_[REDACTED]:[REDACTED]@github.com/x"},
       {"https://token:abc@host/", "https://token:[REDACTED]@host/"},
+      /* A key block inside what looked like a URL (fuzz.redact found it): once redacted, the
+       * text is not a user:password@ the second time either. */
+      {"ps://u:-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRI junk@host",
+       "ps://u:[REDACTED]junk@host"},
   };
   CHECK(c);
 }
@@ -274,6 +297,56 @@ static void test_adversarial_cells_are_fast(void **state) {
 
 /* Every cell of every table: the secret never reaches the table, a growing cell is cut at
  * INV_CELL_MAX, and the error text is redacted too. */
+/* A token that straddles a cell's cut is recognised whole (redacted before the cut), and a
+ * token cut off by the end of the text goes however little of it is left. */
+static void test_cut_tokens(void **state) {
+  (void)state;
+  static const case_t c[] = {
+      {"clone https://ghp_abcdefghij", "clone https://ghp_[REDACTED]"},
+      {"key AKIAIOSFODNN", "key AKIA[REDACTED]"},
+      {"xoxb-12345678", "xoxb-[REDACTED]"},
+  };
+  CHECK(c);
+  static const char *const cols[] = {"message", NULL};
+  inv_table_t t;
+  assert_int_equal(inv_table_init(&t, "t", cols, 1), 0);
+  static const char tok[] = "ghp_Zx81qLm0Pp7sT4uVw9yBc2dEf5gHi3jKl6nR";
+  char cell[INV_CELL_MAX + 64];
+  size_t n = fill(cell, INV_CELL_MAX - 33, "journal line ");
+  memcpy(cell + n, "https://", 8);
+  memcpy(cell + n + 8, tok, sizeof(tok)); /* its NUL too */
+  const char *row[] = {cell};
+  assert_int_equal(inv_table_add(&t, row), 0);
+  const char *got = inv_cell(&t, 0, 0);
+  assert_true(strlen(got) <= INV_CELL_MAX);
+  assert_null(strstr(got, "Zx81qL"));
+  assert_non_null(strstr(got, "https://ghp_["));
+  inv_table_free(&t);
+}
+
+/* A program that logs a private key a line at a time: each line is a cell (a journal entry),
+ * and every cell from the BEGIN to the END goes. */
+static void test_private_key_over_cells(void **state) {
+  (void)state;
+  static const char *const cols[] = {"unit", "message", NULL};
+  inv_table_t t;
+  assert_int_equal(inv_table_init(&t, "journal_errors", cols, 2), 0);
+  const char *lines[][2] = {{"app", "loading key"},
+                            {"app", "-----BEGIN RSA PRIVATE KEY-----"},
+                            {"app", "MIIEowIBAAKCAQEAx5q1wMIIEowIBAAKCAQEAx5q1w"},
+                            {"app", "q1w=="},
+                            {"app", "-----END RSA PRIVATE KEY-----"},
+                            {"app", "key loaded"}};
+  for (size_t i = 0; i < 6; i++) assert_int_equal(inv_table_add(&t, lines[i]), 0);
+  static const char *const want[] = {"loading key", "[REDACTED]", "[REDACTED]", "[REDACTED]", "[REDACTED]",
+                                     "key loaded"};
+  for (size_t i = 0; i < 6; i++) {
+    assert_string_equal(inv_cell(&t, i, 0), "app"); /* the other column is its own */
+    assert_string_equal(inv_cell(&t, i, 1), want[i]);
+  }
+  inv_table_free(&t);
+}
+
 static void test_table_cells_are_redacted(void **state) {
   (void)state;
   static const char *const cols[] = {"a", "b", NULL};
@@ -305,6 +378,7 @@ int main(void) {
       cmocka_unit_test(test_not_secrets),      cmocka_unit_test(test_urls),
       cmocka_unit_test(test_shapes),           cmocka_unit_test(test_bounded_output),
       cmocka_unit_test(test_adversarial_cells_are_fast), cmocka_unit_test(test_table_cells_are_redacted),
+      cmocka_unit_test(test_cut_tokens),       cmocka_unit_test(test_private_key_over_cells),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
