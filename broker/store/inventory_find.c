@@ -9,7 +9,10 @@
  * the rows the device has beyond it (inv_plus, inverted) minus the ones it lacks (a blob in
  * inv_cur, checked per candidate). A device that differs from its base by 5% costs ~200
  * postings. A find matches the table's distinct rows, takes the devices of the bases and
- * plus postings that hold them, in device order, and drops those whose minus has the row. */
+ * plus postings that hold them, in device order, and drops those whose minus has the row.
+ * A row is counted by the postings that hold it and deleted with the last, and a device's
+ * tables take at most STORE_INV_DEVICE_INDEX_ROWS_MAX rows and _BYTES_MAX bytes: what one
+ * device adds to the index is bounded however often it pushes fresh rows. */
 #include "internal.h"
 #include "tt/utf8.h"
 
@@ -73,7 +76,6 @@ static const store_sql_t k_sql[] = {
    * the canonical text); the conditions themselves are checked on the decoded values. The
    * UNIQUE(tbl, row) index covers it: no table pages are read. */
   {ST_INVF_MATCH, "SELECT id, row FROM inv_rows WHERE tbl = ?1 AND instr(row, ?2) > 0"},
-  {ST_INVF_ROW_BASES, "SELECT base FROM inv_base_rows WHERE row = ?1"},
   {ST_INVF_BASE_DEVS, "SELECT dev FROM inv_cur WHERE base = ?1 AND dev >= ?2 ORDER BY dev LIMIT ?3"},
   /* A row's plus postings are one range of the primary key. */
   {ST_INVF_PLUS_DEVS, "SELECT dev FROM inv_plus WHERE row = ?1 AND dev >= ?2 ORDER BY dev LIMIT ?3"},
@@ -1444,20 +1446,20 @@ static int mbase_add(mbases_t *b, int64_t id, size_t mi) {
   return 0;
 }
 
-static int find_bases(broker_store_t *s, const matches_t *m, mbases_t *out) {
-  sqlite3_stmt *st = s->st[ST_INVF_ROW_BASES];
-  for (size_t i = 0; i < m->n; i++) {
-    int rc = SQLITE_OK, ret = 0;
-    bind_i64(st, 1, m->v[i].id, &rc);
-    while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
-      rc = sqlite3_step(st);
-      if (rc == SQLITE_ROW) ret = mbase_add(out, sqlite3_column_int64(st, 0), i);
+/* The bases holding matching rows: each base's rows (a blob, at most INV_BASES_MAX of them)
+ * against the matches, in memory, rather than a statement per matching row. */
+static int find_bases(broker_store_t *s, const char *table, matches_t *m, mbases_t *out, uint64_t *work) {
+  bases_t bs = {0};
+  int ret = bases_load(s, table, &bs);
+  for (size_t i = 0; i < bs.n && ret == 0; i++) {
+    *work += INV_WORK_STEP + bs.v[i].rows.n / 8;
+    for (size_t k = 0; k < bs.v[i].rows.n && ret == 0; k++) {
+      match_t *e = match_get(m, bs.v[i].rows.v[k]);
+      if (e != NULL) ret = mbase_add(out, bs.v[i].id, (size_t)(e - m->v));
     }
-    done(st);
-    if (ret != 0) return ret;
-    if (rc != SQLITE_DONE) return sql_fail(s, "inv_find_bases", rc);
   }
-  return 0;
+  bases_free(&bs);
+  return ret;
 }
 
 static int cand_push(ids_t *cand, size_t *cap, int64_t dev) {
@@ -1559,7 +1561,7 @@ typedef struct {
  * page has room. */
 static int find_device(broker_store_t *s, page_t *pg, int64_t dev, const cur_t *c) {
   size_t n = 0;
-  pg->work += INV_WORK_STEP + c->plus.n + c->minus.n;
+  pg->work += INV_WORK_STEP + (c->plus.n + c->minus.n) / 8;
   /* Base and plus rows never overlap, unless the file is damaged: room for both. */
   if (pg->cap < 2 * pg->m->n) {
     free(pg->ids);
@@ -1738,7 +1740,7 @@ int store_inv_find(broker_store_t *s, const char *table, const store_inv_cond_t 
   page_t pg = {.table = table, .m = &m, .mb = &mb, .cur = cur, .max_rows = max_rows, .max_bytes = max_bytes,
                .cb = cb, .ctx = ctx, .work_max = s->inv_find_work ? s->inv_find_work : STORE_INV_FIND_WORK_MAX};
   int ret = find_rows(s, table, cond, ncond, &m);
-  if (ret == 0 && m.n > 0) ret = find_bases(s, &m, &mb);
+  if (ret == 0 && m.n > 0) ret = find_bases(s, table, &m, &mb, &pg.work);
   /* A cursor whose row is INT64_MAX ended after every row of its device (a page that ran out
    * of work): the next page starts after it. */
   int64_t from = cur->row == INT64_MAX ? cur->dev + 1 : cur->dev;

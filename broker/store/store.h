@@ -547,8 +547,9 @@ int store_device_page_where(broker_store_t *s, const char *after, uint32_t limit
 #define STORE_INV_DEVICE_INDEX_ROWS_MAX 32768u
 #define STORE_INV_DEVICE_INDEX_BYTES_MAX (16u * 1024u * 1024u)
 _Static_assert(STORE_INV_DEVICE_INDEX_ROWS_MAX <= STORE_INV_FIND_MATCH_MAX / 2, "one device cannot fill a find");
-/* A page's work: postings and devices read (~50 ms of the reader on a 2-core machine). */
-#define STORE_INV_FIND_WORK_MAX 200000u
+/* A page's work past the scan of the table's distinct rows that every page starts with:
+ * postings, devices and rows read (~50 ms of the reader on a 2-core machine). */
+#define STORE_INV_FIND_WORK_MAX 1000000u
 typedef struct {
   char col[STORE_INV_NAME_MAX]; /* [a-z0-9_]{1,63} */
   const char *value;            /* bytes, no NUL, valid UTF-8 */
