@@ -304,13 +304,15 @@ static const char *const g_migrations[] = {
   "INSERT INTO inv_facts(device, version) SELECT DISTINCT device, 0 FROM inv_versions;"
   "PRAGMA user_version = 8;",
   /* 9: the index of current rows that `inventory find` reads (inventory_find.c). Each
-   * table's distinct rows once (inv_rows, a JSON object per row); devices by a small number
-   * (inv_devs), so that postings carry one to three bytes, not a 36-byte id. A device's
-   * current table is a shared row set (inv_bases, its rows inverted in inv_base_rows) plus
-   * the rows it has beyond it (inv_plus, inverted) and minus those it lacks (a blob in
-   * inv_cur, read per candidate): a fleet of one image costs a few hundred postings per
-   * device instead of a posting per row. Plus postings lead with the device's block of 1,024
-   * (blk), so that a batch of new devices dirties a few hundred pages, not one per posting.
+   * table's distinct rows once (inv_rows, a JSON object per row, with the count of base and
+   * plus postings that hold it: a row nobody holds is deleted); devices by a small number
+   * (inv_devs, with the rows and bytes the device's tables take in the index, which
+   * STORE_INV_DEVICE_INDEX_ROWS_MAX and _BYTES_MAX bound), so that postings carry one to three
+   * bytes, not a 36-byte id. A device's current table is a shared row set (inv_bases, its rows
+   * inverted in inv_base_rows) plus the rows it has beyond it (inv_plus, inverted: a row's
+   * devices are one range) and minus those it lacks (a blob in inv_cur, read per candidate,
+   * and in device order per table when a find matches too many rows to merge their lists): a
+   * fleet of one image costs a few hundred postings per device instead of a posting per row.
    * Tables current before this step are listed in
    * inv_find_todo and indexed at the next open (their bodies are compressed: SQL cannot
    * read them). Literals: 64-byte device ids, [a-z0-9_]{1,63} names, 16384-byte rows. */
@@ -318,11 +320,14 @@ static const char *const g_migrations[] = {
   "  id INTEGER PRIMARY KEY,"
   "  tbl TEXT NOT NULL CHECK(length(tbl) BETWEEN 1 AND 63 AND NOT tbl GLOB '*[^a-z0-9_]*'),"
   "  row TEXT NOT NULL CHECK(length(CAST(row AS BLOB)) BETWEEN 2 AND 16384),"
+  "  refs INTEGER NOT NULL DEFAULT 0 CHECK(refs >= 0),"
   "  UNIQUE(tbl, row)"
   ") STRICT;"
   "CREATE TABLE inv_devs("
   "  id INTEGER PRIMARY KEY,"
-  "  device TEXT NOT NULL UNIQUE CHECK(length(CAST(device AS BLOB)) BETWEEN 1 AND 64)"
+  "  device TEXT NOT NULL UNIQUE CHECK(length(CAST(device AS BLOB)) BETWEEN 1 AND 64),"
+  "  rows INTEGER NOT NULL DEFAULT 0 CHECK(rows >= 0),"
+  "  bytes INTEGER NOT NULL DEFAULT 0 CHECK(bytes >= 0)"
   ") STRICT;"
   "CREATE TABLE inv_bases("
   "  id INTEGER PRIMARY KEY,"
@@ -337,20 +342,20 @@ static const char *const g_migrations[] = {
   "  PRIMARY KEY(row, base)"
   ") STRICT, WITHOUT ROWID;"
   "CREATE TABLE inv_cur("
-  "  dev INTEGER NOT NULL,"
   "  tbl TEXT NOT NULL CHECK(length(tbl) BETWEEN 1 AND 63 AND NOT tbl GLOB '*[^a-z0-9_]*'),"
+  "  dev INTEGER NOT NULL,"
   "  base INTEGER NOT NULL CHECK(base >= 0),"
   "  plus BLOB NOT NULL,"
   "  minus BLOB NOT NULL,"
-  "  PRIMARY KEY(dev, tbl)"
+  "  rows INTEGER NOT NULL CHECK(rows >= 0),"
+  "  bytes INTEGER NOT NULL CHECK(bytes >= 0),"
+  "  PRIMARY KEY(tbl, dev)"
   ") STRICT, WITHOUT ROWID;"
   "CREATE INDEX inv_cur_base ON inv_cur(base, dev);"
   "CREATE TABLE inv_plus("
-  "  blk INTEGER NOT NULL,"
   "  row INTEGER NOT NULL,"
   "  dev INTEGER NOT NULL,"
-  "  CHECK(blk = dev >> 10),"
-  "  PRIMARY KEY(blk, row, dev)"
+  "  PRIMARY KEY(row, dev)"
   ") STRICT, WITHOUT ROWID;"
   "CREATE TABLE inv_find_todo("
   "  device TEXT NOT NULL,"

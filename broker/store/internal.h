@@ -121,12 +121,16 @@ typedef enum {
   ST_INVF_BROW_DEL,
   ST_INVF_PLUS_ADD,
   ST_INVF_PLUS_DEL,
-  ST_INVF_PLUS_DEL_DEV,
+  ST_INVF_PLUS_OF_DEV,
+  ST_INVF_REF_ADD,
+  ST_INVF_REF_DROP,
+  ST_INVF_ROW_GONE,
+  ST_INVF_ROW_TEXT,
+  ST_INVF_DEV_USE,
+  ST_INVF_CUR_SCAN,
   ST_INVF_MATCH,
-  ST_INVF_ROW_BASES,
   ST_INVF_BASE_DEVS,
   ST_INVF_PLUS_DEVS,
-  ST_INVF_MAX_DEV,
   ST_INVF_DEV_NAME,
   ST_INVF_TODO,
   ST_INVF_TODO_DEL,
@@ -149,6 +153,7 @@ struct broker_store_s {
   /* Rows the find index has interned, by content (inventory_find.c): most of a put's rows
    * are rows other devices sent before, found here without a seek. Emptied on rollback. */
   struct store_inv_cache_s *inv_cache;
+  uint64_t inv_find_work; /* a find page's work budget; 0: STORE_INV_FIND_WORK_MAX */
 };
 
 

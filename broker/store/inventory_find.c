@@ -9,7 +9,10 @@
  * the rows the device has beyond it (inv_plus, inverted) minus the ones it lacks (a blob in
  * inv_cur, checked per candidate). A device that differs from its base by 5% costs ~200
  * postings. A find matches the table's distinct rows, takes the devices of the bases and
- * plus postings that hold them, in device order, and drops those whose minus has the row. */
+ * plus postings that hold them, in device order, and drops those whose minus has the row.
+ * A row is counted by the postings that hold it and deleted with the last, and a device's
+ * tables take at most STORE_INV_DEVICE_INDEX_ROWS_MAX rows and _BYTES_MAX bytes: what one
+ * device adds to the index is bounded however often it pushes fresh rows. */
 #include "internal.h"
 #include "tt/utf8.h"
 
@@ -24,10 +27,15 @@
 /* Interned rows remembered by content: a fleet's deb_packages are ~50k rows (~10 MB with
  * their text); past three quarters of the slots the cache starts again. */
 #define INV_CACHE_SLOTS (1u << 17)
-/* Plus postings lead with dev >> this (the SQL and the schema spell it as 10). */
-#define INV_PLUS_BLOCK_SHIFT 10
 /* Candidate devices read from each base or plus list per round of a find. */
 #define INV_FIND_BATCH 256
+/* Lists (bases and rows with matching rows) a find merges; past it, it reads every device's
+ * plus and minus in device order instead (a round of so many lists costs a seek each, and
+ * moves on by as little as one device). 256 lists of INV_FIND_BATCH: 64k candidates. */
+#define INV_FIND_LISTS_MAX 256
+/* A statement, a device or a row's text, in STORE_INV_FIND_WORK_MAX's units (a posting or an
+ * id read is one). */
+#define INV_WORK_STEP 8
 /* Tables indexed per transaction when the store is opened after migration 7. */
 #define INV_BACKFILL_BATCH 128
 /* Columns of one table (the agent's widest has 20). */
@@ -41,32 +49,39 @@ _Static_assert(STORE_INV_ROW_MAX == 16384, "inv_rows.row CHECK says 2..16384");
 static const store_sql_t k_sql[] = {
   {ST_INVF_ROW_GET, "SELECT id FROM inv_rows WHERE tbl = ?1 AND row = ?2"},
   {ST_INVF_ROW_ADD, "INSERT INTO inv_rows(tbl, row) VALUES(?1, ?2)"},
-  {ST_INVF_DEV_GET, "SELECT id FROM inv_devs WHERE device = ?1"},
+  /* A row's postings (base and plus) are counted; the last one gone takes the row with it. */
+  {ST_INVF_REF_ADD, "UPDATE inv_rows SET refs = refs + 1 WHERE id = ?1"},
+  {ST_INVF_REF_DROP, "UPDATE inv_rows SET refs = refs - 1 WHERE id = ?1 AND refs > 0"},
+  {ST_INVF_ROW_GONE, "DELETE FROM inv_rows WHERE id = ?1 AND refs = 0"},
+  {ST_INVF_ROW_TEXT, "SELECT row FROM inv_rows WHERE id = ?1"},
+  {ST_INVF_DEV_GET, "SELECT id, rows, bytes FROM inv_devs WHERE device = ?1"},
   {ST_INVF_DEV_ADD, "INSERT INTO inv_devs(device) VALUES(?1)"},
-  {ST_INVF_CUR_GET, "SELECT base, plus, minus FROM inv_cur WHERE dev = ?1 AND tbl = ?2"},
-  {ST_INVF_CUR_PUT, "INSERT OR REPLACE INTO inv_cur(dev, tbl, base, plus, minus) VALUES(?1, ?2, ?3, ?4, ?5)"},
-  {ST_INVF_CUR_DEL, "DELETE FROM inv_cur WHERE dev = ?1 AND tbl = ?2"},
+  {ST_INVF_DEV_USE, "UPDATE inv_devs SET rows = max(rows + ?2, 0), bytes = max(bytes + ?3, 0) WHERE id = ?1"},
+  {ST_INVF_CUR_GET, "SELECT base, plus, minus, rows, bytes FROM inv_cur WHERE tbl = ?2 AND dev = ?1"},
+  {ST_INVF_CUR_PUT, "INSERT OR REPLACE INTO inv_cur(tbl, dev, base, plus, minus, rows, bytes)"
+      " VALUES(?2, ?1, ?3, ?4, ?5, ?6, ?7)"},
+  {ST_INVF_CUR_DEL, "DELETE FROM inv_cur WHERE tbl = ?2 AND dev = ?1"},
   {ST_INVF_BASES, "SELECT id, users, rows FROM inv_bases WHERE tbl = ?1 ORDER BY id"},
   {ST_INVF_BASE_ADD, "INSERT INTO inv_bases(tbl, users, rows) VALUES(?1, 0, ?2)"},
   {ST_INVF_BASE_USERS, "UPDATE inv_bases SET users = ?2 WHERE id = ?1"},
   {ST_INVF_BASE_DEL, "DELETE FROM inv_bases WHERE id = ?1"},
   {ST_INVF_BROW_ADD, "INSERT INTO inv_base_rows(row, base) VALUES(?1, ?2)"},
   {ST_INVF_BROW_DEL, "DELETE FROM inv_base_rows WHERE row = ?1 AND base = ?2"},
-  /* blk = dev >> INV_PLUS_BLOCK_SHIFT (the schema checks it). */
-  {ST_INVF_PLUS_ADD, "INSERT INTO inv_plus(blk, row, dev) VALUES(?2 >> 10, ?1, ?2)"},
-  {ST_INVF_PLUS_DEL, "DELETE FROM inv_plus WHERE blk = ?2 >> 10 AND row = ?1 AND dev = ?2"},
-  /* Repair only (a damaged inv_cur row no longer says which postings are the device's):
-   * a scan of the device's block, which no healthy index ever pays. */
-  {ST_INVF_PLUS_DEL_DEV, "DELETE FROM inv_plus WHERE blk = ?1 >> 10 AND dev = ?1"
-      " AND row IN (SELECT id FROM inv_rows WHERE tbl = ?2)"},
+  {ST_INVF_PLUS_ADD, "INSERT INTO inv_plus(row, dev) VALUES(?1, ?2)"},
+  {ST_INVF_PLUS_DEL, "DELETE FROM inv_plus WHERE row = ?1 AND dev = ?2"},
+  /* Repair only (a damaged inv_cur row no longer says which postings are the device's): a
+   * seek per row of the table, which no healthy index ever pays. */
+  {ST_INVF_PLUS_OF_DEV, "SELECT row FROM inv_plus WHERE dev = ?1 AND row IN (SELECT id FROM inv_rows WHERE tbl = ?2)"},
   /* The table's distinct rows whose text holds the needle (a condition as it must appear in
    * the canonical text); the conditions themselves are checked on the decoded values. The
    * UNIQUE(tbl, row) index covers it: no table pages are read. */
   {ST_INVF_MATCH, "SELECT id, row FROM inv_rows WHERE tbl = ?1 AND instr(row, ?2) > 0"},
-  {ST_INVF_ROW_BASES, "SELECT base FROM inv_base_rows WHERE row = ?1"},
   {ST_INVF_BASE_DEVS, "SELECT dev FROM inv_cur WHERE base = ?1 AND dev >= ?2 ORDER BY dev LIMIT ?3"},
-  {ST_INVF_PLUS_DEVS, "SELECT dev FROM inv_plus WHERE blk = ?4 AND row = ?1 AND dev >= ?2 ORDER BY dev LIMIT ?3"},
-  {ST_INVF_MAX_DEV, "SELECT coalesce(max(id), 0) FROM inv_devs"},
+  /* A row's plus postings are one range of the primary key. */
+  {ST_INVF_PLUS_DEVS, "SELECT dev FROM inv_plus WHERE row = ?1 AND dev >= ?2 ORDER BY dev LIMIT ?3"},
+  /* Every device's table in device order: a find that matches too many rows to merge their
+   * lists reads each device's plus and minus instead. */
+  {ST_INVF_CUR_SCAN, "SELECT dev, base, plus, minus FROM inv_cur WHERE tbl = ?1 AND dev >= ?2 ORDER BY dev"},
   {ST_INVF_DEV_NAME, "SELECT d.device, coalesce(v.hostname, '') FROM inv_devs d"
       " LEFT JOIN devices v ON v.id = d.device WHERE d.id = ?1"},
   {ST_INVF_TODO, "SELECT device, name FROM inv_find_todo LIMIT ?1"},
@@ -459,13 +474,20 @@ static int canonical_row(const rowset_t *rs, size_t i, sb_t *out, sb_t *val) {
 typedef struct {
   uint64_t h;
   int64_t id;   /* 0: a row too long to index */
+  size_t clen;  /* the canonical row's bytes (what the device's index budget counts) */
   size_t len;   /* of key */
   char *key;    /* name NUL columns NUL row; NULL: a free slot */
 } inv_slot_t;
 
+/* Ids deleted since the cache was last emptied (a row nobody holds any more): a slot that
+ * names one is a miss. Past three quarters of it, the cache starts again. */
+#define INV_GONE_SLOTS (1u << 13)
+
 struct store_inv_cache_s {
   inv_slot_t slot[INV_CACHE_SLOTS];
   size_t used;
+  int64_t gone[INV_GONE_SLOTS]; /* 0: free */
+  size_t ngone;
 };
 
 typedef struct {
@@ -491,12 +513,39 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
 
 void store_inv_find_forget(broker_store_t *s) {
   struct store_inv_cache_s *c = s->inv_cache;
-  if (c == NULL || c->used == 0) return;
+  if (c == NULL) return;
+  if (c->ngone > 0) memset(c->gone, 0, sizeof c->gone);
+  c->ngone = 0;
+  if (c->used == 0) return;
   for (size_t i = 0; i < INV_CACHE_SLOTS; i++) {
     free(c->slot[i].key);
     c->slot[i].key = NULL;
   }
   c->used = 0;
+}
+
+static size_t gone_slot(const struct store_inv_cache_s *c, int64_t id) {
+  size_t i = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> 40) & (INV_GONE_SLOTS - 1);
+  while (c->gone[i] != 0 && c->gone[i] != id) i = (i + 1) & (INV_GONE_SLOTS - 1);
+  return i;
+}
+
+static bool gone_has(const struct store_inv_cache_s *c, int64_t id) { return c->ngone > 0 && c->gone[gone_slot(c, id)] == id; }
+
+/* A row was deleted: the cache must not hand its id out again (an undone transaction empties
+ * the whole cache, so nothing here outlives a rollback). */
+static void gone_put(broker_store_t *s, int64_t id) {
+  struct store_inv_cache_s *c = s->inv_cache;
+  if (c == NULL || c->used == 0) return;
+  if (c->ngone + 1 > INV_GONE_SLOTS / 4 * 3) {
+    store_inv_find_forget(s);
+    return;
+  }
+  size_t i = gone_slot(c, id);
+  if (c->gone[i] == 0) {
+    c->gone[i] = id;
+    c->ngone++;
+  }
 }
 
 void store_inv_find_close(broker_store_t *s) {
@@ -525,12 +574,16 @@ static inv_slot_t *cache_find(struct store_inv_cache_s *c, uint64_t h, const rke
 }
 
 /* Remember a row's id; a cache that cannot grow is only slower, never wrong. */
-static void cache_put(broker_store_t *s, uint64_t h, const rkey_t *k, int64_t id) {
+static void cache_put(broker_store_t *s, uint64_t h, const rkey_t *k, int64_t id, size_t clen) {
   struct store_inv_cache_s *c = s->inv_cache;
   if (c == NULL) return;
   if (c->used + 1 > INV_CACHE_SLOTS / 4 * 3) store_inv_find_forget(s);
   inv_slot_t *e = cache_find(c, h, k);
-  if (e->key != NULL) return;
+  if (e->key != NULL) { /* a slot whose row was deleted, interned again */
+    e->id = id;
+    e->clen = clen;
+    return;
+  }
   size_t len = k->n[0] + 1 + k->n[1] + 1 + k->n[2];
   char *key = malloc(len);
   if (key == NULL) return;
@@ -542,6 +595,7 @@ static void cache_put(broker_store_t *s, uint64_t h, const rkey_t *k, int64_t id
   }
   e->h = h;
   e->id = id;
+  e->clen = clen;
   e->len = len;
   e->key = key;
   c->used++;
@@ -751,17 +805,57 @@ static int pair_op(broker_store_t *s, store_stmt_t which, int64_t a, int64_t b, 
   return step_done(s, st, rc, op);
 }
 
-static int dev_number(broker_store_t *s, const char *device, bool add, int64_t *dev) {
+static int one_op(broker_store_t *s, store_stmt_t which, int64_t a, const char *op) {
+  sqlite3_stmt *st = s->st[which];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, a, &rc);
+  return step_done(s, st, rc, op);
+}
+
+/* One more posting holds the row. A row that is not there is a stale id: never written. */
+static int ref_add(broker_store_t *s, int64_t row) {
+  int ret = one_op(s, ST_INVF_REF_ADD, row, "inv_row_ref");
+  if (ret == 0 && sqlite3_changes(s->db) != 1) ret = index_damaged("posting of a row that is gone", 0, "?");
+  return ret;
+}
+
+/* One posting fewer; the row is deleted with its last (and forgotten by the cache). */
+static int ref_drop(broker_store_t *s, int64_t row) {
+  int ret = one_op(s, ST_INVF_REF_DROP, row, "inv_row_unref");
+  if (ret == 0) ret = one_op(s, ST_INVF_ROW_GONE, row, "inv_row_gone");
+  if (ret == 0 && sqlite3_changes(s->db) == 1) gone_put(s, row);
+  return ret;
+}
+
+/* A posting (base or plus) added or removed, and its row's count with it. */
+static int posting_add(broker_store_t *s, store_stmt_t which, int64_t row, int64_t key, const char *op) {
+  int ret = pair_op(s, which, row, key, op);
+  return ret == 0 ? ref_add(s, row) : ret;
+}
+
+static int posting_del(broker_store_t *s, store_stmt_t which, int64_t row, int64_t key, const char *op) {
+  int ret = pair_op(s, which, row, key, op);
+  if (ret == 0 && sqlite3_changes(s->db) != 1) return 0; /* not there: nothing counted it */
+  return ret == 0 ? ref_drop(s, row) : ret;
+}
+
+/* The device's number (0 if it has none and add is false) and what its tables take in the
+ * index (rows, bytes). */
+static int dev_number(broker_store_t *s, const char *device, bool add, int64_t *dev, int64_t use[2]) {
   *dev = 0;
+  use[0] = use[1] = 0;
   sqlite3_stmt *st = s->st[ST_INVF_DEV_GET];
   int rc = SQLITE_OK;
   bind_text(st, 1, device, &rc);
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) *dev = sqlite3_column_int64(st, 0);
+  if (rc == SQLITE_ROW) {
+    *dev = sqlite3_column_int64(st, 0);
+    use[0] = sqlite3_column_int64(st, 1);
+    use[1] = sqlite3_column_int64(st, 2);
+  }
   done(st);
-  if (rc == SQLITE_ROW) return 0;
+  if (rc == SQLITE_ROW || (rc == SQLITE_DONE && !add)) return 0;
   if (rc != SQLITE_DONE) return sql_fail(s, "inv_dev_get", rc);
-  if (!add) return TT_ENOTFOUND;
   st = s->st[ST_INVF_DEV_ADD];
   rc = SQLITE_OK;
   bind_text(st, 1, device, &rc);
@@ -770,10 +864,22 @@ static int dev_number(broker_store_t *s, const char *device, bool add, int64_t *
   return ret;
 }
 
+/* The device's use moves by (rows, bytes). */
+static int dev_use(broker_store_t *s, int64_t dev, int64_t rows, int64_t bytes) {
+  if (rows == 0 && bytes == 0) return 0;
+  sqlite3_stmt *st = s->st[ST_INVF_DEV_USE];
+  int rc = SQLITE_OK;
+  bind_i64(st, 1, dev, &rc);
+  bind_i64(st, 2, rows, &rc);
+  bind_i64(st, 3, bytes, &rc);
+  return step_done(s, st, rc, "inv_dev_use");
+}
+
 typedef struct {
   bool have;
   int64_t base;
   ids_t plus, minus;
+  int64_t rows, bytes; /* what the table takes of the device's index budget */
 } cur_t;
 
 static void cur_free(cur_t *c) {
@@ -792,6 +898,8 @@ static int cur_load(broker_store_t *s, int64_t dev, const char *tbl, cur_t *c) {
   if (rc == SQLITE_ROW) {
     c->have = true;
     c->base = sqlite3_column_int64(st, 0);
+    c->rows = sqlite3_column_int64(st, 3);
+    c->bytes = sqlite3_column_int64(st, 4);
     ret = ids_decode(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), &c->plus);
     if (ret == 0) ret = ids_decode(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), &c->minus);
     if (ret == TT_EIO) ret = index_damaged("plus or minus", dev, tbl);
@@ -799,7 +907,11 @@ static int cur_load(broker_store_t *s, int64_t dev, const char *tbl, cur_t *c) {
     ret = sql_fail(s, "inv_cur_get", rc);
   }
   done(st);
-  if (ret != 0) cur_free(c);
+  if (ret != 0) { /* the counts stay: a repair gives them back to the device */
+    free(c->plus.v);
+    free(c->minus.v);
+    c->plus = c->minus = (ids_t){0};
+  }
   return ret;
 }
 
@@ -811,7 +923,7 @@ static int base_release(broker_store_t *s, bases_t *bs, int64_t id) {
     b->users = b->users > 0 ? b->users - 1 : 0;
     if (b->users > 0) return pair_op(s, ST_INVF_BASE_USERS, id, b->users, "inv_base_users");
     for (size_t k = 0; k < b->rows.n; k++) {
-      int rc = pair_op(s, ST_INVF_BROW_DEL, b->rows.v[k], id, "inv_base_row_del");
+      int rc = posting_del(s, ST_INVF_BROW_DEL, b->rows.v[k], id, "inv_base_row_del");
       if (rc != 0) return rc;
     }
     sqlite3_stmt *st = s->st[ST_INVF_BASE_DEL];
@@ -836,7 +948,7 @@ static int base_create(broker_store_t *s, const char *tbl, const ids_t *rows, ba
     ret = step_done(s, st, rc, "inv_base_add");
   }
   int64_t id = ret == 0 ? (int64_t)sqlite3_last_insert_rowid(s->db) : 0;
-  for (size_t k = 0; k < rows->n && ret == 0; k++) ret = pair_op(s, ST_INVF_BROW_ADD, rows->v[k], id, "inv_base_row_add");
+  for (size_t k = 0; k < rows->n && ret == 0; k++) ret = posting_add(s, ST_INVF_BROW_ADD, rows->v[k], id, "inv_base_row_add");
   free(blob.p);
   if (ret != 0) {
     free(copy.v);
@@ -876,7 +988,7 @@ static int base_pick(broker_store_t *s, const char *tbl, const ids_t *rows, cons
 }
 
 static int cur_write(broker_store_t *s, int64_t dev, const char *tbl, int64_t base, const ids_t *plus,
-                     const ids_t *minus) {
+                     const ids_t *minus, int64_t rows, int64_t bytes) {
   sb_t p = {0}, m = {0};
   int ret = ids_encode(plus, &p);
   if (ret == 0) ret = ids_encode(minus, &m);
@@ -889,6 +1001,8 @@ static int cur_write(broker_store_t *s, int64_t dev, const char *tbl, int64_t ba
     /* An empty list is a zero-length blob, not NULL (the columns are NOT NULL). */
     if (rc == SQLITE_OK) rc = sqlite3_bind_blob(st, 4, p.p ? p.p : "", (int)p.len, SQLITE_STATIC);
     if (rc == SQLITE_OK) rc = sqlite3_bind_blob(st, 5, m.p ? m.p : "", (int)m.len, SQLITE_STATIC);
+    bind_i64(st, 6, rows, &rc);
+    bind_i64(st, 7, bytes, &rc);
     ret = step_done(s, st, rc, "inv_cur_put");
   }
   free(p.p);
@@ -909,22 +1023,25 @@ static int plus_sync(broker_store_t *s, int64_t dev, const ids_t *old, const ids
   ids_t gone = {0}, added = {0};
   int ret = ids_minus(old, new, &gone);
   if (ret == 0) ret = ids_minus(new, old, &added);
-  for (size_t i = 0; i < gone.n && ret == 0; i++) ret = pair_op(s, ST_INVF_PLUS_DEL, gone.v[i], dev, "inv_plus_del");
-  for (size_t i = 0; i < added.n && ret == 0; i++) ret = pair_op(s, ST_INVF_PLUS_ADD, added.v[i], dev, "inv_plus_add");
+  for (size_t i = 0; i < gone.n && ret == 0; i++) ret = posting_del(s, ST_INVF_PLUS_DEL, gone.v[i], dev, "inv_plus_del");
+  for (size_t i = 0; i < added.n && ret == 0; i++) ret = posting_add(s, ST_INVF_PLUS_ADD, added.v[i], dev, "inv_plus_add");
   free(gone.v);
   free(added.v);
   return ret;
 }
 
-/* The table's rows as ids, ascending, each interned once. */
+/* The table's rows as ids, ascending, each interned once, while the device's budget lasts
+ * (room[0] rows, room[1] bytes of canonical text; each row as often as the table has it);
+ * use gets what they take. */
 static int index_rows(broker_store_t *s, const char *device, const char *tbl, const uint8_t *body, size_t len,
-                      ids_t *rows) {
+                      const int64_t room[2], ids_t *rows, int64_t use[2]) {
   rows->v = NULL;
   rows->n = 0;
+  use[0] = use[1] = 0;
   if (body == NULL) return 0;
   rowset_t rs = {0};
   sb_t canon = {0}, val = {0};
-  size_t skipped = 0;
+  size_t skipped = 0, over = 0;
   int rc = table_rows((const char *)body, len, &rs);
   if (rc == 0 && rs.n > 0 && (rows->v = malloc(rs.n * sizeof rows->v[0])) == NULL) rc = TT_ENOMEM;
   if (rc == 0 && s->inv_cache == NULL) s->inv_cache = calloc(1, sizeof *s->inv_cache);
@@ -935,15 +1052,35 @@ static int index_rows(broker_store_t *s, const char *device, const char *tbl, co
     uint64_t h = hash_bytes(h0, rs.row[i], rs.len[i]);
     inv_slot_t *e = s->inv_cache != NULL ? cache_find(s->inv_cache, h, &k) : NULL;
     int64_t id = 0;
-    if (e != NULL && e->key != NULL) {
+    size_t clen = 0;
+    bool known = e != NULL && e->key != NULL && (e->id == 0 || !gone_has(s->inv_cache, e->id));
+    if (known) {
       id = e->id;
+      clen = e->clen;
     } else {
       rc = canonical_row(&rs, i, &canon, &val);
-      if (rc == 0 && canon.len <= STORE_INV_ROW_MAX) rc = intern_sql(s, tbl, canon.p, canon.len, &id);
-      if (rc == 0) cache_put(s, h, &k, id);
+      clen = canon.len;
+      if (rc != 0) break;
     }
-    if (id > 0) rows->v[rows->n++] = id;
-    else skipped++;
+    if (clen > STORE_INV_ROW_MAX) {
+      skipped++;
+      if (!known) cache_put(s, h, &k, 0, clen);
+      continue;
+    }
+    /* Checked before the row is interned: the index never holds a row nobody holds. */
+    if (use[0] + 1 > room[0] || use[1] + (int64_t)clen > room[1]) {
+      over = rs.n - i;
+      break;
+    }
+    if (!known) {
+      rc = intern_sql(s, tbl, canon.p, canon.len, &id);
+      if (rc == 0) cache_put(s, h, &k, id, clen);
+    }
+    if (rc == 0) {
+      rows->v[rows->n++] = id;
+      use[0]++;
+      use[1] += (int64_t)clen;
+    }
   }
   rowset_free(&rs);
   free(canon.p);
@@ -955,12 +1092,19 @@ static int index_rows(broker_store_t *s, const char *device, const char *tbl, co
     TT_WARN(MOD, "inventory table not indexed for find", "device=\"%s\" table=\"%s\" why=\"not a table's JSON\"", qd,
             qt);
     rows->n = 0; /* indexed as no rows */
+    use[0] = use[1] = 0;
     rc = 0;
-  } else if (rc == 0 && skipped > 0) {
-    char qt[160];
+  } else if (rc == 0 && (skipped > 0 || over > 0)) {
+    char qd[160], qt[160];
+    tt_log_quote(qd, sizeof qd, device, strlen(device));
     tt_log_quote(qt, sizeof qt, tbl, strlen(tbl));
-    TT_DEBUG(MOD, "inventory rows too long to index", "table=\"%s\" rows=%zu max=%u", qt, skipped,
-             (unsigned)STORE_INV_ROW_MAX);
+    if (over > 0)
+      TT_WARN(MOD, "inventory rows past the device's find index budget", "device=\"%s\" table=\"%s\" left_out=%zu"
+              " max_rows=%u max_bytes=%u", qd, qt, over, (unsigned)STORE_INV_DEVICE_INDEX_ROWS_MAX,
+              (unsigned)STORE_INV_DEVICE_INDEX_BYTES_MAX);
+    if (skipped > 0)
+      TT_DEBUG(MOD, "inventory rows too long to index", "table=\"%s\" rows=%zu max=%u", qt, skipped,
+               (unsigned)STORE_INV_ROW_MAX);
   }
   if (rc != 0) {
     free(rows->v);
@@ -972,27 +1116,61 @@ static int index_rows(broker_store_t *s, const char *device, const char *tbl, co
   return 0;
 }
 
+/* Repair: the device's plus postings of the table, found by a seek per row of the table (a
+ * damaged inv_cur row no longer says which they are), each removed with its count. */
+static int plus_drop_all(broker_store_t *s, int64_t dev, const char *tbl) {
+  ids_t rows = {0};
+  size_t cap = 0;
+  sqlite3_stmt *st = s->st[ST_INVF_PLUS_OF_DEV];
+  int rc = SQLITE_OK, ret = 0;
+  bind_i64(st, 1, dev, &rc);
+  bind_text(st, 2, tbl, &rc);
+  while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) break;
+    if (rows.n == cap) {
+      size_t ncap = cap ? cap * 2 : 256;
+      int64_t *v = realloc(rows.v, ncap * sizeof *v);
+      if (v == NULL) {
+        ret = TT_ENOMEM;
+        break;
+      }
+      rows.v = v;
+      cap = ncap;
+    }
+    rows.v[rows.n++] = sqlite3_column_int64(st, 0);
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "inv_plus_of_dev", rc);
+  for (size_t i = 0; i < rows.n && ret == 0; i++) ret = posting_del(s, ST_INVF_PLUS_DEL, rows.v[i], dev, "inv_plus_del");
+  free(rows.v);
+  return ret;
+}
+
 int store_inv_find_index(broker_store_t *s, const char *device, const char *name, const uint8_t *body, size_t len) {
   ids_t rows = {0}, plus = {0}, minus = {0}, none = {0};
   cur_t old = {0};
   bases_t bs = {0};
-  int64_t dev = 0;
-  int ret = index_rows(s, device, name, body, len, &rows);
-  if (ret == 0) ret = dev_number(s, device, rows.n > 0, &dev);
-  if (ret == TT_ENOTFOUND) { /* no rows, and never indexed: nothing to undo */
-    ret = 0;
-    goto out;
-  }
-  if (ret == 0) ret = cur_load(s, dev, name, &old);
+  int64_t dev = 0, total[2] = {0, 0}, use[2] = {0, 0};
+  int ret = dev_number(s, device, false, &dev, total);
+  if (ret == 0 && dev != 0) ret = cur_load(s, dev, name, &old);
   if (ret == TT_EIO) { /* logged: start the device's table afresh rather than refuse its inventory */
-    sqlite3_stmt *st = s->st[ST_INVF_PLUS_DEL_DEV];
-    int rc = SQLITE_OK;
-    bind_i64(st, 1, dev, &rc);
-    bind_text(st, 2, name, &rc);
-    ret = step_done(s, st, rc, "inv_plus_del_dev");
+    ret = plus_drop_all(s, dev, name);
     if (ret == 0) ret = cur_delete(s, dev, name);
+    if (ret == 0) ret = dev_use(s, dev, -old.rows, -old.bytes);
+    total[0] -= old.rows;
+    total[1] -= old.bytes;
+    cur_free(&old);
   }
-  if (ret == 0 && (old.have || rows.n > 0)) ret = bases_load(s, name, &bs);
+  if (ret != 0) goto out;
+  /* What the device's other tables leave of its budget. */
+  int64_t room[2] = {(int64_t)STORE_INV_DEVICE_INDEX_ROWS_MAX - (total[0] - old.rows),
+                     (int64_t)STORE_INV_DEVICE_INDEX_BYTES_MAX - (total[1] - old.bytes)};
+  ret = index_rows(s, device, name, body, len, room, &rows, use);
+  if (ret == 0 && dev == 0 && rows.n > 0) ret = dev_number(s, device, true, &dev, total);
+  if (ret != 0 || dev == 0) goto out; /* no rows, and never indexed: nothing to undo */
+  if (old.have || rows.n > 0) ret = bases_load(s, name, &bs);
+  if (ret == 0) ret = dev_use(s, dev, use[0] - old.rows, use[1] - old.bytes);
   if (ret != 0) goto out;
   if (rows.n == 0) {
     if (!old.have) goto out;
@@ -1016,7 +1194,7 @@ int store_inv_find_index(broker_store_t *s, const char *device, const char *name
     }
     if (ret == 0 && old.have && old.base != 0) ret = base_release(s, &bs, old.base);
   }
-  if (ret == 0) ret = cur_write(s, dev, name, base_id, &plus, &minus);
+  if (ret == 0) ret = cur_write(s, dev, name, base_id, &plus, &minus, use[0], use[1]);
 out:
   free(rows.v);
   free(plus.v);
@@ -1085,13 +1263,18 @@ int store_inv_find_backfill(broker_store_t *s) {
   return 0;
 }
 
-/* ---- the query ----------------------------------------------------------------------------- */
+/* ---- the query -----------------------------------------------------------------------------
+ * What one page costs, bounded: the matching rows' ids (at most STORE_INV_FIND_MATCH_MAX,
+ * 32 bytes each with their state, and the bases holding them), a round of candidate devices
+ * (at most INV_FIND_LISTS_MAX lists of INV_FIND_BATCH each), and the text of the rows the
+ * page gives (read by id when first given: max_bytes and one row more). Its time: a scan of
+ * the table's distinct rows, then rounds until the page is full or has done
+ * STORE_INV_FIND_WORK_MAX units of work. */
 
 typedef struct {
   int64_t id;
-  char *row;
-  size_t len;
-  bool sent; /* its text is already in this page */
+  size_t off, len; /* its text in the page's, once given */
+  bool sent;
 } match_t;
 
 typedef struct {
@@ -1100,7 +1283,6 @@ typedef struct {
 } matches_t;
 
 static void matches_free(matches_t *m) {
-  for (size_t i = 0; i < m->n; i++) free(m->v[i].row);
   free(m->v);
   memset(m, 0, sizeof *m);
 }
@@ -1146,10 +1328,12 @@ static bool row_matches(const char *row, size_t len, const store_inv_cond_t *con
   return hits == ncond;
 }
 
-/* The table's distinct rows matching every condition, ascending by id. The needle narrows the
- * scan to rows whose text holds the longest condition as it must appear there: an exact
- * condition as "col":"value", a contains condition as the value escaped (escaping is byte by
- * byte, so a cell holding v holds escape(v)). */
+/* The table's distinct rows matching every condition, ascending by id: their ids only (the
+ * text is read again for the rows a page gives). The needle narrows the scan to rows whose
+ * text holds the longest condition as it must appear there: an exact condition as
+ * "col":"value", a contains condition as the value escaped (escaping is byte by byte, so a
+ * cell holding v holds escape(v)). Every row in the index is held by some device (a row is
+ * deleted with its last posting), so none counts toward the cap for nothing. */
 static int find_rows(broker_store_t *s, const char *table, const store_inv_cond_t *cond, size_t ncond,
                      matches_t *m) {
   sb_t needle = {0}, best = {0}, key = {0}, val = {0};
@@ -1194,17 +1378,7 @@ static int find_rows(broker_store_t *s, const char *table, const store_inv_cond_
       m->v = v;
       m->cap = cap;
     }
-    match_t *e = &m->v[m->n];
-    e->id = sqlite3_column_int64(st, 0);
-    e->len = len;
-    e->sent = false;
-    e->row = malloc(len ? len : 1);
-    if (e->row == NULL) {
-      ret = TT_ENOMEM;
-      break;
-    }
-    memcpy(e->row, row, len);
-    m->n++;
+    m->v[m->n++] = (match_t){.id = sqlite3_column_int64(st, 0)};
   }
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "inv_find_rows", rc);
@@ -1272,20 +1446,20 @@ static int mbase_add(mbases_t *b, int64_t id, size_t mi) {
   return 0;
 }
 
-static int find_bases(broker_store_t *s, const matches_t *m, mbases_t *out) {
-  sqlite3_stmt *st = s->st[ST_INVF_ROW_BASES];
-  for (size_t i = 0; i < m->n; i++) {
-    int rc = SQLITE_OK, ret = 0;
-    bind_i64(st, 1, m->v[i].id, &rc);
-    while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
-      rc = sqlite3_step(st);
-      if (rc == SQLITE_ROW) ret = mbase_add(out, sqlite3_column_int64(st, 0), i);
+/* The bases holding matching rows: each base's rows (a blob, at most INV_BASES_MAX of them)
+ * against the matches, in memory, rather than a statement per matching row. */
+static int find_bases(broker_store_t *s, const char *table, matches_t *m, mbases_t *out, uint64_t *work) {
+  bases_t bs = {0};
+  int ret = bases_load(s, table, &bs);
+  for (size_t i = 0; i < bs.n && ret == 0; i++) {
+    *work += INV_WORK_STEP + bs.v[i].rows.n / 8;
+    for (size_t k = 0; k < bs.v[i].rows.n && ret == 0; k++) {
+      match_t *e = match_get(m, bs.v[i].rows.v[k]);
+      if (e != NULL) ret = mbase_add(out, bs.v[i].id, (size_t)(e - m->v));
     }
-    done(st);
-    if (ret != 0) return ret;
-    if (rc != SQLITE_DONE) return sql_fail(s, "inv_find_bases", rc);
   }
-  return 0;
+  bases_free(&bs);
+  return ret;
 }
 
 static int cand_push(ids_t *cand, size_t *cap, int64_t dev) {
@@ -1300,55 +1474,29 @@ static int cand_push(ids_t *cand, size_t *cap, int64_t dev) {
   return 0;
 }
 
-/* Up to `want` devices at or after from, of one base (key) or of one row's plus postings in
- * block blk, onto cand; *got counts them and *last is the last one read. */
-static int stream(broker_store_t *s, store_stmt_t which, int64_t key, int64_t from, int64_t blk, int64_t want,
-                  ids_t *cand, size_t *cap, int64_t *got, int64_t *last) {
+/* Up to INV_FIND_BATCH devices at or after from, of one base (key) or of one row's plus
+ * postings (one range each), onto cand; *bound drops to the last one read when there may be
+ * more; *work counts the statement and the postings. */
+static int stream(broker_store_t *s, store_stmt_t which, int64_t key, int64_t from, ids_t *cand, size_t *cap,
+                  int64_t *bound, uint64_t *work) {
   sqlite3_stmt *st = s->st[which];
   int rc = SQLITE_OK, ret = 0;
+  int64_t got = 0, last = 0;
   bind_i64(st, 1, key, &rc);
   bind_i64(st, 2, from, &rc);
-  bind_i64(st, 3, want, &rc);
-  if (which == ST_INVF_PLUS_DEVS) bind_i64(st, 4, blk, &rc);
+  bind_i64(st, 3, INV_FIND_BATCH, &rc);
   while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) break;
-    *last = sqlite3_column_int64(st, 0);
-    ret = cand_push(cand, cap, *last);
-    (*got)++;
+    last = sqlite3_column_int64(st, 0);
+    ret = cand_push(cand, cap, last);
+    got++;
   }
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "inv_find_devices", rc);
-  return ret;
-}
-
-/* A base's devices: up to INV_FIND_BATCH; *bound drops to the last when there may be more. */
-static int stream_base(broker_store_t *s, int64_t base, int64_t from, ids_t *cand, size_t *cap, int64_t *bound) {
-  int64_t got = 0, last = 0;
-  int ret = stream(s, ST_INVF_BASE_DEVS, base, from, 0, INV_FIND_BATCH, cand, cap, &got, &last);
-  if (ret == 0 && got >= INV_FIND_BATCH && last < *bound) *bound = last;
-  return ret;
-}
-
-/* A row's plus postings, block by block from from's: the same, over blocks up to max_dev's. */
-static int stream_plus(broker_store_t *s, int64_t row, int64_t from, int64_t max_dev, ids_t *cand, size_t *cap,
-                       int64_t *bound) {
-  int64_t got = 0, last = 0;
-  for (int64_t blk = from >> INV_PLUS_BLOCK_SHIFT; blk <= max_dev >> INV_PLUS_BLOCK_SHIFT && got < INV_FIND_BATCH;
-       blk++) {
-    int ret = stream(s, ST_INVF_PLUS_DEVS, row, from, blk, INV_FIND_BATCH - got, cand, cap, &got, &last);
-    if (ret != 0) return ret;
-  }
   if (got >= INV_FIND_BATCH && last < *bound) *bound = last;
-  return 0;
-}
-
-static int max_dev(broker_store_t *s, int64_t *out) {
-  sqlite3_stmt *st = s->st[ST_INVF_MAX_DEV];
-  int rc = sqlite3_step(st);
-  *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-  done(st);
-  return rc == SQLITE_ROW ? 0 : sql_fail(s, "inv_find_max_dev", rc);
+  *work += INV_WORK_STEP + (uint64_t)got;
+  return ret;
 }
 
 static int dev_name(broker_store_t *s, int64_t dev, char device[TT_NAME_MAX + 1], char host[TT_TEXT_MAX + 1]) {
@@ -1368,6 +1516,25 @@ static int dev_name(broker_store_t *s, int64_t dev, char device[TT_NAME_MAX + 1]
   return ret;
 }
 
+/* A row's text onto out; *found false if the row is gone since the match (a write between). */
+static int row_text(broker_store_t *s, int64_t id, sb_t *out, bool *found) {
+  sqlite3_stmt *st = s->st[ST_INVF_ROW_TEXT];
+  int rc = SQLITE_OK, ret = 0;
+  *found = false;
+  bind_i64(st, 1, id, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const char *t = (const char *)sqlite3_column_text(st, 0);
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    *found = t != NULL;
+    if (t != NULL) ret = sb_put(out, t, n);
+  } else if (rc != SQLITE_DONE) {
+    ret = sql_fail(s, "inv_find_row_text", rc);
+  }
+  done(st);
+  return ret;
+}
+
 typedef struct {
   const char *table;
   matches_t *m;
@@ -1378,8 +1545,11 @@ typedef struct {
   uint32_t rows;  /* given this page */
   size_t bytes;
   bool full;
+  uint64_t work;  /* units: a posting or an id read, INV_WORK_STEP a statement or a device */
+  uint64_t work_max;
   store_inv_find_cb cb;
   void *ctx;
+  sb_t text;      /* the text of every row given this page, each once */
   /* scratch for one device */
   int64_t *ids;
   const char **texts;
@@ -1387,12 +1557,11 @@ typedef struct {
   size_t cap;
 } page_t;
 
-/* One candidate: its matching rows after the cursor, given while the page has room. */
-static int find_device(broker_store_t *s, page_t *pg, int64_t dev) {
-  cur_t c = {0};
-  int ret = cur_load(s, dev, pg->table, &c);
-  if (ret != 0 || !c.have) return ret;
+/* One candidate (c: its current table): its matching rows after the cursor, given while the
+ * page has room. */
+static int find_device(broker_store_t *s, page_t *pg, int64_t dev, const cur_t *c) {
   size_t n = 0;
+  pg->work += INV_WORK_STEP + (c->plus.n + c->minus.n) / 8;
   /* Base and plus rows never overlap, unless the file is damaged: room for both. */
   if (pg->cap < 2 * pg->m->n) {
     free(pg->ids);
@@ -1404,22 +1573,21 @@ static int find_device(broker_store_t *s, page_t *pg, int64_t dev) {
     pg->lens = malloc(pg->cap * sizeof *pg->lens);
     if (pg->ids == NULL || pg->texts == NULL || pg->lens == NULL) {
       pg->cap = 0;
-      cur_free(&c);
       return TT_ENOMEM;
     }
   }
-  if (c.base != 0) {
+  if (c->base != 0) {
     for (size_t i = 0; i < pg->mb->n; i++) {
-      if (pg->mb->v[i].id != c.base) continue;
+      if (pg->mb->v[i].id != c->base) continue;
       for (size_t k = 0; k < pg->mb->v[i].n; k++) {
         int64_t id = pg->m->v[pg->mb->v[i].mi[k]].id;
-        if (!ids_has(&c.minus, id) && n < pg->cap) pg->ids[n++] = id;
+        if (!ids_has(&c->minus, id) && n < pg->cap) pg->ids[n++] = id;
       }
+      pg->work += pg->mb->v[i].n;
     }
   }
-  for (size_t i = 0; i < c.plus.n && n < pg->cap; i++)
-    if (match_get(pg->m, c.plus.v[i]) != NULL) pg->ids[n++] = c.plus.v[i];
-  cur_free(&c);
+  for (size_t i = 0; i < c->plus.n && n < pg->cap; i++)
+    if (match_get(pg->m, c->plus.v[i]) != NULL) pg->ids[n++] = c->plus.v[i];
   ids_t got = {pg->ids, n};
   ids_sort_unique(&got);
   n = got.n;
@@ -1430,26 +1598,43 @@ static int find_device(broker_store_t *s, page_t *pg, int64_t dev) {
   if (first == n) return 0;
 
   char device[TT_NAME_MAX + 1], host[TT_TEXT_MAX + 1];
-  ret = dev_name(s, dev, device, host);
+  int ret = dev_name(s, dev, device, host);
   if (ret != 0) return ret;
   size_t bytes = strlen(device) + strlen(host) + INV_PAGE_DEV_OVERHEAD;
   size_t k = 0;
   for (size_t i = first; i < n; i++) {
     match_t *e = match_get(pg->m, pg->ids[i]);
-    size_t add = INV_PAGE_REF_OVERHEAD + (e->sent ? 0 : e->len + INV_PAGE_REF_OVERHEAD);
+    size_t at = pg->text.len;
+    if (!e->sent) { /* its text, read now: a page holds only what it gives */
+      bool found = false;
+      ret = row_text(s, e->id, &pg->text, &found);
+      if (ret != 0) return ret;
+      pg->work += INV_WORK_STEP;
+      if (!found) continue;
+    }
+    size_t len = e->sent ? e->len : pg->text.len - at;
+    size_t add = INV_PAGE_REF_OVERHEAD + (e->sent ? 0 : len + INV_PAGE_REF_OVERHEAD);
     bool empty = pg->rows == 0 && k == 0; /* a page always carries a row */
     if (!empty && (pg->rows + k >= pg->max_rows || pg->bytes + bytes + add > pg->max_bytes)) {
+      pg->text.len = at; /* not this page's */
       pg->full = true;
       break;
     }
-    e->sent = true;
+    if (!e->sent) {
+      e->sent = true;
+      e->off = at;
+      e->len = len;
+    }
     bytes += add;
-    pg->texts[k] = e->row;
-    pg->lens[k] = e->len;
     pg->ids[k] = pg->ids[i];
     k++;
   }
   if (k == 0) return 0;
+  for (size_t i = 0; i < k; i++) { /* the text may have moved while it grew */
+    const match_t *e = match_get(pg->m, pg->ids[i]);
+    pg->texts[i] = pg->text.p + e->off;
+    pg->lens[i] = e->len;
+  }
   ret = pg->cb(pg->ctx, device, host, k, pg->ids, pg->texts, pg->lens);
   if (ret != 0) return ret;
   pg->rows += (uint32_t)k;
@@ -1457,6 +1642,73 @@ static int find_device(broker_store_t *s, page_t *pg, int64_t dev) {
   pg->cur->dev = dev;
   pg->cur->row = pg->ids[k - 1];
   return 0;
+}
+
+/* Few lists: rounds of a batch of candidates from every list that holds a matching row
+ * (each base's devices, each row's plus postings), merged in device order; those up to the
+ * lowest last-read of a list that may go on are complete. *upto: every device up to it is
+ * done (0: none yet); *end: no device after them. */
+static int find_merge(broker_store_t *s, page_t *pg, int64_t from, int64_t *upto, bool *end) {
+  ids_t cand = {0};
+  size_t cap = 0;
+  int ret = 0;
+  for (;;) {
+    int64_t bound = INT64_MAX;
+    cand.n = 0;
+    for (size_t i = 0; i < pg->mb->n && ret == 0; i++)
+      ret = stream(s, ST_INVF_BASE_DEVS, pg->mb->v[i].id, from, &cand, &cap, &bound, &pg->work);
+    for (size_t i = 0; i < pg->m->n && ret == 0; i++)
+      ret = stream(s, ST_INVF_PLUS_DEVS, pg->m->v[i].id, from, &cand, &cap, &bound, &pg->work);
+    if (ret != 0) break;
+    ids_sort_unique(&cand);
+    for (size_t i = 0; i < cand.n && ret == 0 && !pg->full; i++) {
+      if (cand.v[i] > bound) break;
+      cur_t c = {0};
+      ret = cur_load(s, cand.v[i], pg->table, &c);
+      if (ret == 0 && c.have) ret = find_device(s, pg, cand.v[i], &c);
+      cur_free(&c);
+    }
+    if (ret != 0 || pg->full) break;
+    if (bound == INT64_MAX) {
+      *end = true;
+      break;
+    }
+    *upto = bound;
+    if (pg->work >= pg->work_max) break;
+    from = bound + 1;
+  }
+  free(cand.v);
+  return ret;
+}
+
+/* Many lists (a find as wide as "every library"): each device's table in device order, its
+ * plus and minus checked against the matches, which costs the same per device whatever
+ * matches. */
+static int find_scan(broker_store_t *s, page_t *pg, int64_t from, int64_t *upto, bool *end) {
+  sqlite3_stmt *st = s->st[ST_INVF_CUR_SCAN];
+  int rc = SQLITE_OK, ret = 0;
+  bool any = false;
+  bind_text(st, 1, pg->table, &rc);
+  bind_i64(st, 2, from, &rc);
+  while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
+    if (any && pg->work >= pg->work_max) break;
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) break;
+    int64_t dev = sqlite3_column_int64(st, 0);
+    cur_t c = {.have = true, .base = sqlite3_column_int64(st, 1)};
+    ret = ids_decode(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), &c.plus);
+    if (ret == 0) ret = ids_decode(sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3), &c.minus);
+    if (ret == TT_EIO) ret = index_damaged("plus or minus", dev, pg->table);
+    if (ret == 0) ret = find_device(s, pg, dev, &c);
+    cur_free(&c);
+    if (ret != 0 || pg->full) break;
+    *upto = dev;
+    any = true;
+  }
+  if (ret == 0 && rc == SQLITE_DONE) *end = true;
+  else if (ret == 0 && rc != SQLITE_ROW && rc != SQLITE_OK) ret = sql_fail(s, "inv_find_scan", rc);
+  done(st);
+  return ret;
 }
 
 static bool cond_ok(const store_inv_cond_t *c) {
@@ -1471,6 +1723,8 @@ static bool cond_ok(const store_inv_cond_t *c) {
   return true;
 }
 
+void store_inv_find_set_work(broker_store_t *s, uint64_t units) { s->inv_find_work = units; }
+
 int store_inv_find(broker_store_t *s, const char *table, const store_inv_cond_t *cond, size_t ncond,
                    store_inv_cursor_t *cur, uint32_t max_rows, size_t max_bytes, store_inv_find_cb cb, void *ctx,
                    bool *more) {
@@ -1483,35 +1737,30 @@ int store_inv_find(broker_store_t *s, const char *table, const store_inv_cond_t 
 
   matches_t m = {0};
   mbases_t mb = {0};
-  ids_t cand = {0};
-  size_t cand_cap = 0;
   page_t pg = {.table = table, .m = &m, .mb = &mb, .cur = cur, .max_rows = max_rows, .max_bytes = max_bytes,
-               .cb = cb, .ctx = ctx};
-  int64_t last_dev = 0;
+               .cb = cb, .ctx = ctx, .work_max = s->inv_find_work ? s->inv_find_work : STORE_INV_FIND_WORK_MAX};
   int ret = find_rows(s, table, cond, ncond, &m);
-  if (ret == 0 && m.n > 0) ret = find_bases(s, &m, &mb);
-  if (ret == 0 && m.n > 0) ret = max_dev(s, &last_dev);
-  int64_t from = cur->dev;
-  /* Rounds: a batch of candidates from every list that holds a matching row, merged in
-   * device order; those up to the lowest last-read of a list that may go on are complete. */
-  while (ret == 0 && m.n > 0 && !pg.full) {
-    int64_t bound = INT64_MAX;
-    cand.n = 0;
-    for (size_t i = 0; i < mb.n && ret == 0; i++) ret = stream_base(s, mb.v[i].id, from, &cand, &cand_cap, &bound);
-    for (size_t i = 0; i < m.n && ret == 0; i++) ret = stream_plus(s, m.v[i].id, from, last_dev, &cand, &cand_cap, &bound);
-    if (ret != 0) break;
-    ids_sort_unique(&cand);
-    for (size_t i = 0; i < cand.n && ret == 0 && !pg.full; i++) {
-      if (cand.v[i] > bound) break;
-      ret = find_device(s, &pg, cand.v[i]);
-    }
-    if (ret != 0 || pg.full || bound == INT64_MAX) break;
-    from = bound + 1;
+  if (ret == 0 && m.n > 0) ret = find_bases(s, table, &m, &mb, &pg.work);
+  /* A cursor whose row is INT64_MAX ended after every row of its device (a page that ran out
+   * of work): the next page starts after it. */
+  int64_t from = cur->row == INT64_MAX ? cur->dev + 1 : cur->dev;
+  int64_t upto = 0;
+  bool end = m.n == 0;
+  if (ret == 0 && !end) {
+    if (mb.n + m.n <= INV_FIND_LISTS_MAX) ret = find_merge(s, &pg, from, &upto, &end);
+    else ret = find_scan(s, &pg, from, &upto, &end);
   }
-  *more = ret == 0 && pg.full;
+  if (ret == 0 && !pg.full && !end) {
+    /* Out of work: every device up to upto is done; the next page goes on after it. */
+    if (upto > cur->dev || (upto == cur->dev && cur->row < INT64_MAX)) {
+      cur->dev = upto;
+      cur->row = INT64_MAX;
+    }
+  }
+  *more = ret == 0 && (pg.full || !end);
   matches_free(&m);
   mbases_free(&mb);
-  free(cand.v);
+  free(pg.text.p);
   free(pg.ids);
   free(pg.texts);
   free(pg.lens);

@@ -534,9 +534,22 @@ int store_device_page_where(broker_store_t *s, const char *after, uint32_t limit
 #define STORE_INV_ROW_MAX 16384          /* one row as the index keeps it; longer ones are not indexed */
 #define STORE_INV_FIND_CONDS_MAX TT_INV_FIND_CONDS_MAX
 #define STORE_INV_FIND_VALUE_MAX TT_INV_FIND_VALUE_MAX
-/* Distinct rows one find may match: past it the conditions are too wide to page (every
- * package of the fleet), and the find is refused (TT_ETOOBIG) rather than ground through. */
+/* Distinct rows (that some device holds) one find may match: past it the conditions are too
+ * wide to page (every package of the fleet), and the find is refused (TT_ETOOBIG) rather than
+ * ground through. A page keeps their ids only (16 bytes each, 1 MiB at most). */
 #define STORE_INV_FIND_MATCH_MAX 65536u
+/* What one device's current tables may hold in the index, all tables together: rows (a row
+ * counted once per table that has it, shared or not) and their bytes as the index keeps them.
+ * A desktop's whole inventory is ~20k rows and ~4 MiB so; the agent sends at most 20k rows a
+ * table. Past either, a table's further rows are not indexed (logged), so a device that
+ * pushes fresh rows at every version replaces its rows in the index, never adds to them, and
+ * no one device can hold half of STORE_INV_FIND_MATCH_MAX matching rows. */
+#define STORE_INV_DEVICE_INDEX_ROWS_MAX 32768u
+#define STORE_INV_DEVICE_INDEX_BYTES_MAX (16u * 1024u * 1024u)
+_Static_assert(STORE_INV_DEVICE_INDEX_ROWS_MAX <= STORE_INV_FIND_MATCH_MAX / 2, "one device cannot fill a find");
+/* A page's work past the scan of the table's distinct rows that every page starts with:
+ * postings, devices and rows read (~50 ms of the reader on a 2-core machine). */
+#define STORE_INV_FIND_WORK_MAX 1000000u
 typedef struct {
   char col[STORE_INV_NAME_MAX]; /* [a-z0-9_]{1,63} */
   const char *value;            /* bytes, no NUL, valid UTF-8 */
@@ -556,12 +569,18 @@ typedef int (*store_inv_find_cb)(void *ctx, const char *device, const char *host
  * max_rows rows in all, and stopping before the page's size passes max_bytes (each distinct
  * row's bytes once, each device's id and hostname, a few bytes per reference: what the wire
  * page holds); a device whose rows do not all fit is continued on the next page. *cur moves
- * to the last row given; *more says whether there may be more. TT_EINVAL for a bad table
+ * to the last row given; *more says whether there may be more. A page also ends, with *more
+ * and the cursor past the devices it has looked at, when it has done STORE_INV_FIND_WORK_MAX
+ * units of work (postings and devices read), so that no request holds the store's reader for
+ * long; such a page may carry no device. TT_EINVAL for a bad table
  * name, column, value or count of conditions (1..STORE_INV_FIND_CONDS_MAX); TT_ETOOBIG past
  * STORE_INV_FIND_MATCH_MAX distinct matching rows; TT_EIO for a damaged index. */
 int store_inv_find(broker_store_t *s, const char *table, const store_inv_cond_t *cond, size_t ncond,
                    store_inv_cursor_t *cur, uint32_t max_rows, size_t max_bytes, store_inv_find_cb cb, void *ctx,
                    bool *more) TT_WUR;
+/* Another work budget for this connection's finds (tests and benchmarks: small budgets make
+ * many pages); 0 restores STORE_INV_FIND_WORK_MAX. */
+void store_inv_find_set_work(broker_store_t *s, uint64_t units);
 
 /* ---- the store as a service ------------------------------------------------------------
  * The event loop never waits on SQLite. One store thread owns the write connection and

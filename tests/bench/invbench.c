@@ -8,7 +8,9 @@
  *       Prints the load time and the store's bytes by table (dbstat) per device.
  *   tether-invbench find DATA_DIR TABLE COND...
  *       Every page of a find through the store's reader connection, as the broker pages it:
- *       prints the time of the first page, of all, and the devices and rows found.
+ *       prints the time of the first page, of the slowest (how long one request holds the
+ *       store's reader), of all, and the devices and rows found; INVBENCH_PAGES=N stops after
+ *       N pages.
  *   tether-invbench scan DATA_DIR TABLE COL VALUE SAMPLE
  *       What a find without the index would cost: SAMPLE devices' latest TABLE decompressed
  *       and parsed, timed, and the time scaled to every device. */
@@ -286,22 +288,31 @@ static int cmd_find(const char *dir, const char *table, int nc, char **cv) {
   store_inv_cursor_t cur = {0, 0};
   count_t c = {0, 0};
   int pages = 0;
-  double t0 = now_s(), first = 0;
+  /* INVBENCH_PAGES=N stops after N pages (a find that would take hours otherwise). */
+  const char *cap_env = getenv("INVBENCH_PAGES");
+  int cap = cap_env != NULL ? atoi(cap_env) : 0;
+  bool more = false;
+  double t0 = now_s(), first = 0, slowest = 0, prev = t0;
   for (;;) {
-    bool more = false;
+    more = false;
     int rc = store_inv_find(s, table, cond, (size_t)nc, &cur, PAGE_ROWS, PAGE_BYTES, count_cb, &c, &more);
     if (rc != 0) {
       fprintf(stderr, "invbench: find failed: %s\n", tt_strerror(rc));
       return 1;
     }
-    if (++pages == 1) first = now_s() - t0;
-    if (!more) break;
+    double t = now_s();
+    if (t - prev > slowest) slowest = t - prev; /* how long one request holds the reader */
+    prev = t;
+    if (++pages == 1) first = t - t0;
+    if (!more || (cap > 0 && pages >= cap)) break;
   }
   double all = now_s() - t0;
   printf("find %s", table);
   for (int i = 0; i < nc; i++) printf(" %s", cv[i]);
-  printf(": %" PRId64 " devices, %" PRId64 " rows, %d pages; first page %.1f ms, all %.1f ms (%.1f ms a page)\n",
-         c.devices, c.rows, pages, first * 1000, all * 1000, all * 1000 / pages);
+  printf(": %" PRId64 " devices, %" PRId64 " rows, %d pages%s; first page %.1f ms, slowest %.1f ms, all %.1f ms"
+         " (%.1f ms a page)\n",
+         c.devices, c.rows, pages, more ? " (stopped: INVBENCH_PAGES)" : "", first * 1000, slowest * 1000,
+         all * 1000, all * 1000 / pages);
   store_close(s);
   return 0;
 }

@@ -1,7 +1,9 @@
 """`tether inventory find`: every device whose latest inventory has a matching row. A real
 agent's packages are found; a device on the wire pushes a distinctive row, is found by it
 exactly, and after it pushes a changed table the old row is found no more; a find of many
-pages is one audit entry; agents may not ask; bad arguments are refused before connecting.
+pages is one audit entry; a device pushing more rows than its index budget, again and again,
+neither grows the index nor makes finds refused; agents may not ask; bad arguments are refused
+before connecting.
 The real programs on 127.0.0.1.
 
 Run by ctest as `integration.inventory_find` (TT_BIN_DIR names the build directory)."""
@@ -153,6 +155,24 @@ class InventoryFindTest(TetherTestCase):
                     break
             self.assertIn(30, pb_parse(body), pb_parse(body))  # a page, not an error
         self.wait_until(lambda: len(self.finds_in_audit()) - before == 3, "three finds in the audit")
+
+    def test_hostile_rows_do_not_shut_find_down(self):
+        # An agent pushes more distinct rows named openssl than a device may hold in the index
+        # (STORE_INV_DEVICE_INDEX_ROWS_MAX, 32,768), twice with other rows: before, every row
+        # stayed in the index and every find of openssl was refused as too wide from then on.
+        self.b = self.h.start_broker()
+        c = self.fake_agent()
+        n, cap = 34000, 32768
+        for tag in ("a", "b"):
+            self.push(c, "deb_packages", table(["name", "pad"], [["openssl", "%s%05d" % (tag, i)] for i in range(n)]))
+        self.b.wait_for(r"inventory rows past the device's find index budget.* left_out=%d" % (n - cap))
+        found = self.find_json("deb_packages", "name=openssl")
+        self.assertEqual(len(found), 1, [f["device"] for f in found])
+        pads = [r["pad"] for r in found[0]["rows"]]
+        # Only the latest table's rows, and only as many as the budget.
+        self.assertEqual(len(pads), cap)
+        self.assertEqual(sorted(pads), ["b%05d" % i for i in range(cap)])
+        self.assertEqual(self.find_json("deb_packages", "pad=a00001"), [])
 
     def test_refused(self):
         self.b = self.h.start_broker()

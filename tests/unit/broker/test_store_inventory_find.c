@@ -228,6 +228,8 @@ static void test_changed_table_updates_index(void **state) {
   seen_t c;
   put(fx->s, "dev-1", "deb_packages", PKG1);
   put(fx->s, "dev-1", "deb_packages", PKG2);
+  /* bash 5.2 and zstd: nobody holds them, so the index holds them no more. */
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 2);
   assert_int_equal(find_all(fx->s, "deb_packages", "name=bash", 100, &c, NULL), 0);
   assert_string_equal(c.out, "dev-1[{\"name\":\"bash\",\"version\":\"5.3\"}]");
   assert_int_equal(find_all(fx->s, "deb_packages", "version=5.2", 100, &c, NULL), 0);
@@ -236,11 +238,13 @@ static void test_changed_table_updates_index(void **state) {
   assert_string_equal(c.out, "");
   assert_int_equal(find_all(fx->s, "deb_packages", "name=openssl", 100, &c, NULL), 0);
   assert_string_equal(c.out, "dev-1[{\"name\":\"openssl\",\"version\":\"3.0.11\"}]");
-  /* And back: the old rows are found again (rows are interned once, reused). */
+  /* And back: the old rows are found again (interned anew: the cache forgot their ids). */
   put(fx->s, "dev-1", "deb_packages", PKG1);
   assert_int_equal(find_all(fx->s, "deb_packages", "name=bash", 100, &c, NULL), 0);
   assert_string_equal(c.out, "dev-1[{\"name\":\"bash\",\"version\":\"5.2\"}]");
-  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 4);
+  assert_int_equal(find_all(fx->s, "deb_packages", "name=zstd", 100, &c, NULL), 0);
+  assert_string_equal(c.out, "dev-1[{\"name\":\"zstd\",\"version\":\"1.5\"}]");
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 3);
 }
 
 static void test_removed_table_removes_postings(void **state) {
@@ -557,6 +561,210 @@ static void test_migration_indexes_stored_tables(void **state) {
   store_close(ro);
 }
 
+/* Every row's count is the postings that hold it, and none is held by nobody. */
+static void assert_refs_consistent(const fx_t *fx) {
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows r WHERE refs <>"
+                               " (SELECT count(*) FROM inv_base_rows b WHERE b.row = r.id) +"
+                               " (SELECT count(*) FROM inv_plus p WHERE p.row = r.id)"), 0);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows WHERE refs = 0"), 0);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_devs d WHERE rows <>"
+                               " (SELECT coalesce(sum(rows), 0) FROM inv_cur c WHERE c.dev = d.id)"), 0);
+}
+
+/* n rows {"name":name,"pad":"<tag><i>"}: distinct rows that all match name=<name>. */
+static char *padded_table(const char *name, const char *tag, int n) {
+  size_t cap = (size_t)n * 48 + 128;
+  char *s = malloc(cap);
+  assert_non_null(s);
+  size_t len = (size_t)snprintf(s, cap, "{\"columns\":[\"name\",\"pad\"],\"rows\":[");
+  for (int i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "%s[\"%s\",\"%s%d\"]", i ? "," : "", name, tag, i);
+  snprintf(s + len, cap - len, "]}");
+  return s;
+}
+
+/* Rows nobody holds any more leave the index: a table pushed again with other rows, a
+ * device's table removed, a base released, all leave no row behind. */
+static void test_rows_nobody_holds_are_deleted(void **state) {
+  fx_t *fx = *state;
+  seen_t c;
+  char *a = padded_table("openssl", "a", 300), *b = padded_table("openssl", "b", 300);
+  put(fx->s, "evil", "deb_packages", a);
+  put(fx->s, "evil", "deb_packages", b);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 300);
+  assert_refs_consistent(fx);
+  /* The first rows again: the cache's ids for them are of deleted rows, and must not be used. */
+  put(fx->s, "evil", "deb_packages", a);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 300);
+  assert_int_equal(find_all(fx->s, "deb_packages", "pad=a7", 100, &c, NULL), 0);
+  assert_string_equal(c.out, "evil[{\"name\":\"openssl\",\"pad\":\"a7\"}]");
+  assert_refs_consistent(fx);
+  /* Shared rows stay while one device holds them. */
+  put(fx->s, "good", "deb_packages", PKG1);
+  put(fx->s, "other", "deb_packages", PKG1B);
+  put(fx->s, "evil", "deb_packages", NULL);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 4);
+  assert_refs_consistent(fx);
+  put(fx->s, "good", "deb_packages", NULL);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 2);
+  assert_int_equal(find_all(fx->s, "deb_packages", "name=bash", 100, &c, NULL), 0);
+  assert_string_equal(c.out, "other[{\"name\":\"bash\",\"version\":\"5.2\"}]");
+  put(fx->s, "other", "deb_packages", NULL);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 0);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_bases"), 0);
+  assert_int_equal(raw_int(fx, "SELECT coalesce(sum(rows) + sum(bytes), 0) FROM inv_devs"), 0);
+  /* A put that deletes rows and is then undone: the rows are back, the cache agrees. */
+  put(fx->s, "evil", "deb_packages", a);
+  sqlite3 *db = raw_open(fx);
+  raw_exec(db, "CREATE TRIGGER no_cur BEFORE INSERT ON inv_cur BEGIN SELECT RAISE(ABORT, 'no'); END;");
+  sqlite3_close(db);
+  store_inv_table_t t;
+  memset(&t, 0, sizeof t);
+  snprintf(t.name, sizeof t.name, "deb_packages");
+  t.body = (const uint8_t *)b;
+  t.len = strlen(b);
+  unsigned int n = 0;
+  assert_int_equal(EVP_Digest(t.body, t.len, t.sha256, &n, EVP_sha256(), NULL), 1);
+  int64_t v = 0;
+  assert_int_not_equal(store_inv_put(fx->s, "evil", 1, 1, &t, 1, &v), 0);
+  db = raw_open(fx);
+  raw_exec(db, "DROP TRIGGER no_cur");
+  sqlite3_close(db);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows WHERE row LIKE '%\"a%'"), 300);
+  put(fx->s, "evil2", "deb_packages", a);
+  put(fx->s, "evil", "deb_packages", b);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 600);
+  assert_refs_consistent(fx);
+  free(a);
+  free(b);
+}
+
+/* The damaged-index repair removes the device's plus postings with their counts. */
+static void test_repair_drops_counts(void **state) {
+  fx_t *fx = *state;
+  put(fx->s, "dev-1", "deb_packages", PKG1);
+  put(fx->s, "dev-2", "deb_packages", PKG1B);
+  sqlite3 *db = raw_open(fx);
+  raw_exec(db, "UPDATE inv_cur SET plus = x'80' WHERE dev = (SELECT id FROM inv_devs WHERE device = 'dev-1')");
+  sqlite3_close(db);
+  put(fx->s, "dev-1", "deb_packages", NULL);
+  assert_refs_consistent(fx);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows"), 2);
+}
+
+/* A device holds at most STORE_INV_DEVICE_INDEX_ROWS_MAX rows of the index, whatever it pushes
+ * and however often: the adversary of the review pushed 65,536+ distinct rows all named
+ * openssl, twice, and every find of openssl was refused (TT_ETOOBIG) from then on. */
+static void test_device_index_budget(void **state) {
+  fx_t *fx = *state;
+  seen_t c;
+  const int n = (int)STORE_INV_DEVICE_INDEX_ROWS_MAX + 1000;
+  put(fx->s, "good", "deb_packages", PKG1);
+  char *a = padded_table("openssl", "a", n), *b = padded_table("openssl", "b", n);
+  put(fx->s, "evil", "deb_packages", a);
+  put(fx->s, "evil", "deb_packages", b);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows WHERE row LIKE '%\"pad\"%'"),
+                   STORE_INV_DEVICE_INDEX_ROWS_MAX);
+  assert_int_equal(raw_int(fx, "SELECT rows FROM inv_devs WHERE device = 'evil'"), STORE_INV_DEVICE_INDEX_ROWS_MAX);
+  /* Another table of the same device: its budget is spent. */
+  put(fx->s, "evil", "rpm_packages", PKG1);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows WHERE tbl = 'rpm_packages'"), 0);
+  /* The find still answers, the honest device first. */
+  store_inv_cond_t cond = {.col = "name", .value = "openssl", .len = 7};
+  store_inv_cursor_t cur = {0, 0};
+  bool more = false;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(store_inv_find(fx->s, "deb_packages", &cond, 1, &cur, 1, 1 << 20, seen_cb, &c, &more), 0);
+  assert_string_equal(c.out, "good[{\"name\":\"openssl\",\"version\":\"3.0.11\"}]");
+  assert_true(more);
+  /* Freed budget comes back: the table removed, the other table is indexed. */
+  put(fx->s, "evil", "deb_packages", NULL);
+  put(fx->s, "evil", "rpm_packages", PKG1B);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows WHERE tbl = 'rpm_packages'"), 2);
+  assert_int_equal(raw_int(fx, "SELECT rows FROM inv_devs WHERE device = 'evil'"), 2);
+  free(a);
+  free(b);
+  /* Bytes: wide rows (long column names) stop at STORE_INV_DEVICE_INDEX_BYTES_MAX. */
+  size_t cap = 4u * 1024 * 1024;
+  char *w = malloc(cap);
+  assert_non_null(w);
+  size_t len = (size_t)snprintf(w, cap, "{\"columns\":[");
+  for (int k = 0; k < 16; k++) len += (size_t)snprintf(w + len, cap - len, "%s\"c%02d_%s\"", k ? "," : "", k,
+                                                       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+  len += (size_t)snprintf(w + len, cap - len, "],\"rows\":[");
+  for (int i = 0; i < 30000; i++) {
+    len += (size_t)snprintf(w + len, cap - len, "%s[\"%d\"", i ? "," : "", i);
+    for (int k = 1; k < 16; k++) len += (size_t)snprintf(w + len, cap - len, ",\"\"");
+    len += (size_t)snprintf(w + len, cap - len, "]");
+  }
+  snprintf(w + len, cap - len, "]}");
+  put(fx->s, "wide", "wide_table", w);
+  free(w);
+  int64_t bytes = raw_int(fx, "SELECT bytes FROM inv_devs WHERE device = 'wide'");
+  assert_true(bytes <= (int64_t)STORE_INV_DEVICE_INDEX_BYTES_MAX);
+  assert_true(bytes > (int64_t)STORE_INV_DEVICE_INDEX_BYTES_MAX - (int64_t)STORE_INV_ROW_MAX);
+  assert_int_equal(raw_int(fx, "SELECT sum(length(CAST(row AS BLOB))) FROM inv_rows WHERE tbl = 'wide_table'"), bytes);
+  assert_true(raw_int(fx, "SELECT count(*) FROM inv_rows WHERE tbl = 'wide_table'") < 30000);
+  assert_refs_consistent(fx);
+}
+
+/* A page that runs out of work ends with the devices it has looked at, maybe none; the pages
+ * joined are the find in one page, merged from few lists or scanned device by device. */
+static void test_work_budget_pages(void **state) {
+  fx_t *fx = *state;
+  char dev[16], *t;
+  for (int d = 0; d < 60; d++) {
+    snprintf(dev, sizeof dev, "dev-%02d", d);
+    if (d % 3 == 0) {
+      t = padded_table("zlib", dev, 30); /* none matches "lib0" */
+    } else {
+      size_t cap = 4096, len;
+      t = malloc(cap);
+      assert_non_null(t);
+      len = (size_t)snprintf(t, cap, "{\"columns\":[\"name\",\"version\"],\"rows\":[");
+      for (int i = 0; i < 30; i++)
+        len += (size_t)snprintf(t + len, cap - len, "%s[\"lib%02d\",\"%d\"]", i ? "," : "", i, i % 5 == 0 ? d : 1);
+      snprintf(t + len, cap - len, "]}");
+    }
+    put(fx->s, dev, "deb_packages", t);
+    free(t);
+  }
+  /* Few lists (a round of them is the least a page does) and many (device by device). */
+  static const char *const finds[] = {"name~lib0", "name=lib05", "version~1", "name~lib", "name~zlib"};
+  for (size_t f = 0; f < sizeof finds / sizeof finds[0]; f++) {
+    seen_t one, paged;
+    int pages = 0;
+    store_inv_find_set_work(fx->s, 0);
+    assert_int_equal(find_all(fx->s, "deb_packages", finds[f], 100000, &one, &pages), 0);
+    assert_int_equal(pages, 1);
+    assert_true(one.devices > 0);
+    store_inv_find_set_work(fx->s, 40);
+    assert_int_equal(find_all(fx->s, "deb_packages", finds[f], 100000, &paged, &pages), 0);
+    if (f >= 3) assert_true(pages > 10);
+    assert_string_equal(paged.out, one.out);
+    assert_int_equal(find_all(fx->s, "deb_packages", finds[f], 7, &paged, &pages), 0);
+    assert_string_equal(paged.out, one.out);
+  }
+  /* A page out of work with no device: more, and a cursor past what it looked at. */
+  store_inv_find_set_work(fx->s, 1);
+  store_inv_cond_t cond = {.col = "name", .value = "lib07", .len = 5};
+  store_inv_cursor_t cur = {0, 0};
+  seen_t c;
+  memset(&c, 0, sizeof c);
+  bool more = false;
+  int empty = 0;
+  for (int i = 0; i < 200; i++) {
+    store_inv_cursor_t was = cur;
+    assert_int_equal(store_inv_find(fx->s, "deb_packages", &cond, 1, &cur, 100, 1 << 20, seen_cb, &c, &more), 0);
+    if (!more) break;
+    assert_true(cur.dev > was.dev || (cur.dev == was.dev && cur.row > was.row));
+    if (c.calls == 0) empty++;
+  }
+  assert_false(more);
+  assert_int_equal(c.devices, 40);
+  store_inv_find_set_work(fx->s, 0);
+  (void)empty;
+}
+
 static int host_cb(void *ctx, const char *device, const char *hostname, size_t n, const int64_t *ids,
                    const char *const *rows, const size_t *lens) {
   (void)n;
@@ -601,6 +809,10 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_rollback_forgets_rows, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migration_indexes_stored_tables, setup, teardown),
     cmocka_unit_test_setup_teardown(test_hostname_from_devices, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rows_nobody_holds_are_deleted, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_repair_drops_counts, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_device_index_budget, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_work_budget_pages, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
