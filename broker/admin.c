@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker.h"
+#include "tt/utf8.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -89,6 +90,21 @@ static int devices_run(broker_store_t *s, store_req_t *r) {
   return rc < 0 ? rc : 0;
 }
 
+/* The key of a --where listing (its conditions) at cursor `after` (broker_conn_t.where_next). */
+static void where_key(const dev_req_t *x, const char *after, uint8_t out[32]) {
+  broker_key_part_t k[1 + 3 * TT_ASSET_WHERE_MAX];
+  size_t n = 0;
+  for (size_t i = 0; i < x->nwhere; i++) {
+    const store_asset_cond_t *w = &x->cond[i];
+    const char *custom = w->custom ? w->custom : "";
+    k[n++] = (broker_key_part_t){&w->field, sizeof w->field};
+    k[n++] = (broker_key_part_t){custom, strlen(custom)};
+    k[n++] = (broker_key_part_t){w->value, strlen(w->value)};
+  }
+  k[n++] = (broker_key_part_t){after, strlen(after)};
+  broker_page_key(out, k, n);
+}
+
 static void devices_done(store_req_t *r) {
   dev_req_t *x = (dev_req_t *)r;
   broker_conn_t *c = broker_creq_conn(x);
@@ -112,6 +128,8 @@ static void devices_done(store_req_t *r) {
   list.n_devices = x->n;
   list.total = x->total;
   list.more = x->more;
+  if (x->nwhere && x->more && x->n) where_key(x, x->rows[x->n - 1].id, c->where_next);
+  else if (x->nwhere) memset(c->where_next, 0, sizeof c->where_next);
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = x->h.id;
   resp.body_case = TETHER__RESPONSE__BODY_DEVICES;
@@ -150,6 +168,24 @@ static int on_devices(broker_conn_t *c, uint32_t id, const Tether__DeviceListReq
     }
   }
   x->nwhere = q->n_where;
+  /* A listing by asset fields reads the admins' records: audited, once per listing (its
+   * first page, or a page whose cursor this connection was not given), with the conditions. */
+  if (x->nwhere) {
+    uint8_t key[32];
+    where_key(x, after, key);
+    if (!after[0] || memcmp(key, c->where_next, sizeof key)) {
+      char conds[TT_ASSET_WHERE_MAX * 64] = "";
+      size_t o = 0;
+      for (size_t i = 0; i < q->n_where && o < sizeof conds; i++) {
+        int w = snprintf(conds + o, sizeof conds - o, "%s%.*s", i ? " " : "", (int)(q->where[i].len < 60 ? q->where[i].len : 60),
+                         (const char *)q->where[i].data);
+        if (w > 0) o += (size_t)w;
+      }
+      char clean[sizeof conds + 8];
+      tt_utf8_sanitize(clean, sizeof clean, conds, strnlen(conds, sizeof conds));
+      broker_audit(c->b, c->id.name, "devices-where", "", "where", clean, AUDIT_END);
+    }
+  }
   x->offset = q->offset;
   x->limit = limit;
   /* Keyset paging unless an older console pages by offset. */

@@ -104,6 +104,7 @@ typedef struct broker_conn_s {
    * cursor is a new read and is audited as one: a made-up cursor cannot read unaudited. */
   uint8_t find_next[32];
   uint8_t export_next[32];
+  uint8_t where_next[32];
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u

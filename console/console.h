@@ -161,6 +161,9 @@ bool console_json_object(FILE *f, ProtobufCBinaryData t);
 /* Untrusted bytes for a terminal: valid text as is, anything else (controls, invalid
  * UTF-8, format characters) as \xNN. Truncated to fit cap, always NUL-terminated. */
 void console_text(char *dst, size_t cap, ProtobufCBinaryData t);
+/* Cut s (valid UTF-8, as console_text makes it) to at most max characters, the last three
+ * of them "..." when it was longer; the cut is between characters. */
+void console_cut(char *s, size_t max);
 /* A JSON string of t in lower-case hex. */
 void console_json_hex(FILE *f, ProtobufCBinaryData t);
 /* unix ms as "2026-11-23T18:00:00Z" (with_ms: "...:00.123Z"). */

@@ -417,3 +417,18 @@ int console_parse_since(const char *s, uint64_t *since_ms) {
   *since_ms = (uint64_t)back < now ? now - (uint64_t)back : 1;
   return 0;
 }
+
+void console_cut(char *s, size_t max) {
+  size_t chars = 0, i = 0, keep = 0;
+  for (; s[i]; i++) {
+    if (((unsigned char)s[i] & 0xC0) == 0x80) continue; /* inside a character */
+    if (chars == (max >= 3 ? max - 3 : 0)) keep = i;
+    chars++;
+  }
+  if (chars <= max) return;
+  if (max < 3) {
+    s[0] = 0;
+    return;
+  }
+  memcpy(s + keep, "...", 4);
+}

@@ -3,6 +3,7 @@
 #include "collect.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,13 +38,40 @@ int inv_path(const inv_env_t *env, char *out, size_t cap, const char *fmt, ...) 
   return 0;
 }
 
-int inv_read(const inv_env_t *env, const char *path, tt_buf_t *out) {
-  char p[4096];
-  tt_buf_init(out, INV_FILE_MAX + 2);
-  int rc = inv_path(env, p, sizeof(p), "%s", path);
-  if (rc) return rc;
-  int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+/* Open path for reading as the machine under env->root sees it: under a root (a container's
+ * tree, a fixture) every symlink resolves inside it (openat2's RESOLVE_IN_ROOT), so a link
+ * such as run/reboot-required.pkgs -> /etc/shadow reads the root's own file, not the host's.
+ * Only regular files: a FIFO or a device is not an inventory file. -errno on failure. */
+static int open_in_root(const inv_env_t *env, const char *path) {
+  const int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  int fd;
+  if (!env->root || !env->root[0]) {
+    fd = open(path, flags);
+  } else {
+    int dfd = open(env->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -errno;
+    while (*path == '/') path++;
+    struct open_how how = {.flags = (uint64_t)flags, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    fd = (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+    int e = errno;
+    close(dfd);
+    if (fd < 0 && e == ENOSYS) return -ENOSYS; /* Linux < 5.6: refuse rather than follow links out */
+    errno = e;
+  }
   if (fd < 0) return -errno;
+  struct stat sb;
+  if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return TT_EINVAL;
+  }
+  return fd;
+}
+
+int inv_read(const inv_env_t *env, const char *path, tt_buf_t *out) {
+  tt_buf_init(out, INV_FILE_MAX + 2);
+  int rc = 0;
+  int fd = open_in_root(env, path);
+  if (fd < 0) return fd;
   /* /proc and /sys files say size 0: read until the end, whatever stat says; one byte past
    * the limit tells a file that is too big from one that fits exactly. */
   for (;;) {

@@ -189,8 +189,11 @@ static char *report_fit(char *report) {
 static void import_done(store_req_t *r) {
   import_req_t *x = (import_req_t *)r;
   struct broker_assets_s *v = x->v;
+  broker_t *b = x->h.c->b; /* read before the hold is released: the connection may go with it */
   broker_conn_t *c = broker_creq_conn(x);
   bool dry = v->dry_run;
+  char file[sizeof v->file];
+  snprintf(file, sizeof file, "%s", v->file);
   v->busy = false;
   if (!v->c) imp_free(v);
   else if (c) imp_release(c);
@@ -198,8 +201,11 @@ static void import_done(store_req_t *r) {
     v->c->assets = NULL; /* closing: nothing more comes for it */
     imp_free(v);
   }
-  if (r->rc) TT_WARN(MOD, "import refused", "by=%s err=%s why=\"%s\"", x->h.audit.actor, tt_errname(r->rc), x->why);
-  else
+  if (r->rc) {
+    TT_WARN(MOD, "import refused", "by=%s err=%s why=\"%s\"", x->h.audit.actor, tt_errname(r->rc), x->why);
+    broker_audit(b, x->h.audit.actor, "asset-import-refused", "", "file", file, "why",
+                 x->why[0] ? x->why : tt_errname(r->rc), AUDIT_END);
+  } else
     TT_INFO(MOD, "import", "by=%s rows=%zu new=%zu changed=%zu dry_run=%d", x->h.audit.actor, x->counts.rows,
             x->counts.created, x->counts.changed, (int)dry);
   if (!c) goto out;
@@ -229,26 +235,38 @@ out:
 
 static int refuse(broker_conn_t *c, uint32_t id, int code, const char *why) {
   TT_WARN(MOD, "import refused", "by=%s why=\"%s\"", c->id.name, why);
+  broker_audit(c->b, c->id.name, "asset-import-refused", "", "file", c->assets ? c->assets->file : "", "why", why,
+               AUDIT_END);
   imp_release(c);
   return broker_reply_error(c, id, code, why);
 }
 
 /* The first part: what the import is and how big, checked before anything is allocated. */
+/* A first part refused: answered, and in the audit with the file's name. */
+static int open_refused(broker_conn_t *c, uint32_t id, const Tether__AssetImportRequest *q, int code,
+                        const char *why) {
+  char file[TT_TEXT_MAX + 1] = "";
+  if (tt_text_copy(file, sizeof file, q->file)) file[0] = 0;
+  TT_WARN(MOD, "import refused", "by=%s why=\"%s\"", c->id.name, why);
+  broker_audit(c->b, c->id.name, "asset-import-refused", "", "file", file, "why", why, AUDIT_END);
+  return broker_reply_error(c, id, code, why);
+}
+
 static int import_open(broker_conn_t *c, uint32_t id, const Tether__AssetImportRequest *q) {
   char m[16];
   store_match_t match;
   if (tt_text_copy(m, sizeof m, q->match) || store_match_parse(m, &match))
-    return broker_reply_error(c, id, TT_EINVAL, "match: serial, hostname, mac or asset_tag");
+    return open_refused(c, id, q, TT_EINVAL, "match: serial, hostname, mac or asset_tag");
   if (q->n_columns == 0 || q->n_columns > TT_ASSET_COLUMNS_MAX)
-    return broker_reply_error(c, id, TT_ETOOBIG, "a file has 1 to 96 columns");
+    return open_refused(c, id, q, TT_ETOOBIG, "a file has 1 to 96 columns");
   if (q->rows_total > TT_ASSET_ROWS_MAX)
-    return broker_reply_error(c, id, TT_ETOOBIG, "an import is at most 200000 rows: split the file");
+    return open_refused(c, id, q, TT_ETOOBIG, "an import is at most 200000 rows: split the file");
   if (q->bytes_total > TT_ASSET_IMPORT_BYTES_MAX)
-    return broker_reply_error(c, id, TT_ETOOBIG, "an import is at most 64 MiB of cells: split the file");
+    return open_refused(c, id, q, TT_ETOOBIG, "an import is at most 64 MiB of cells: split the file");
   uint64_t need = q->bytes_total + (uint64_t)q->rows_total * q->n_columns +
                   (uint64_t)q->rows_total * q->n_columns * sizeof(size_t) + (uint64_t)q->rows_total * sizeof(uint32_t);
   if (g_held + need > TT_ASSET_BROKER_BYTES_MAX)
-    return broker_reply_error(c, id, TT_EBUSY, "the broker is busy with other imports, try again shortly");
+    return open_refused(c, id, q, TT_EBUSY, "the broker is busy with other imports, try again shortly");
   struct broker_assets_s *v = calloc(1, sizeof *v);
   if (!v) return TT_ENOMEM;
   v->c = c;
@@ -275,7 +293,7 @@ static int import_open(broker_conn_t *c, uint32_t id, const Tether__AssetImportR
   if (!bad && !has_tag) bad = "the file has no 'Asset Tag' column";
   if (bad) {
     free(v);
-    return broker_reply_error(c, id, TT_EINVAL, bad);
+    return open_refused(c, id, q, TT_EINVAL, bad);
   }
   v->rows_total = q->rows_total;
   v->bytes_total = q->bytes_total;
@@ -293,7 +311,7 @@ static int import_open(broker_conn_t *c, uint32_t id, const Tether__AssetImportR
   c->assets = v;
   if (!v->arena || !v->lines || !v->offs) {
     imp_release(c);
-    return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
+    return open_refused(c, id, q, TT_ENOMEM, "out of memory");
   }
   return 0;
 }

@@ -93,7 +93,7 @@ static void flush_pending(void) {
 static void cell(char *out, size_t cap, const char *s) {
   ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
   console_text(out, cap, b);
-  if (strlen(out) > CELL_SHOWN) strcpy(out + CELL_SHOWN - 3, "...");
+  console_cut(out, CELL_SHOWN);
 }
 
 static void print_lines(void) {

@@ -104,14 +104,14 @@ static void print_table(const char *name, json_t *t) {
     const char *s = json_string_value(v);
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
     console_text(cell, sizeof(cell), b);
-    if (strlen(cell) > CELL_SHOWN) strcpy(cell + CELL_SHOWN - 3, "...");
+    console_cut(cell, CELL_SHOWN);
     printf("%-*s%s", (int)w[k], cell, k + 1 < nc ? "  " : "\n");
   }
   json_array_foreach(rows, i, r) json_array_foreach(r, k, v) {
     const char *s = json_string_value(v);
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
     console_text(cell, sizeof(cell), b);
-    if (strlen(cell) > CELL_SHOWN) strcpy(cell + CELL_SHOWN - 3, "...");
+    console_cut(cell, CELL_SHOWN);
     printf("%-*s%s", (int)w[k], cell, k + 1 < nc ? "  " : "\n");
   }
   const char *e = json_string_value(json_object_get(t, "error"));
@@ -358,7 +358,7 @@ static void diff_cell(json_t *row, size_t k, char *out, size_t cap) {
   if (!s || !s[0]) return;
   ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
   console_text(out, cap, b);
-  if (strlen(out) > CELL_SHOWN) strcpy(out + CELL_SHOWN - 3, "...");
+  console_cut(out, CELL_SHOWN);
 }
 
 static void col_name(json_t *cols, size_t k, char *out, size_t cap) {

@@ -38,6 +38,14 @@ static bool read_only(const char *opts) {
   return false;
 }
 
+/* part * 100 / whole (part <= whole), without the product overflowing for the sizes a
+ * hostile /proc could claim; 0 for a whole of 0. */
+static uint64_t pct_of(uint64_t part, uint64_t whole) {
+  if (!whole) return 0;
+  if (part > UINT64_MAX / 100) return part / (whole / 100 ? whole / 100 : 1);
+  return part * 100 / whole;
+}
+
 /* used * 100 / total rounded up, as df shows it; false if total is 0 or it would overflow. */
 static bool pct_up(uint64_t used, uint64_t total, uint64_t *pct) {
   if (total == 0 || used > UINT64_MAX / 100) return false;
@@ -143,13 +151,13 @@ void inv_linux_memory_pressure(const inv_env_t *env, inv_table_t *tab) {
    * swapping; older kernels show nothing here rather than a guess. */
   if (have_avail && avail <= total) {
     inv_u64_str(s_avail, sizeof(s_avail), avail);
-    inv_u64_str(s_apct, sizeof(s_apct), avail * 100 / total);
+    inv_u64_str(s_apct, sizeof(s_apct), pct_of(avail, total));
   }
   if (have_swap) {
     uint64_t used = sfree <= stotal ? stotal - sfree : 0;
     inv_u64_str(s_stotal, sizeof(s_stotal), stotal);
     inv_u64_str(s_sused, sizeof(s_sused), used);
-    inv_u64_str(s_spct, sizeof(s_spct), stotal ? used * 100 / stotal : 0);
+    inv_u64_str(s_spct, sizeof(s_spct), pct_of(used, stotal));
   }
   /* The OOM killer's count since boot (Linux 4.13+): a machine that "freezes" often shows
    * it here. */

@@ -191,6 +191,14 @@ class AssetsTest(TetherTestCase):
         self.assertEqual(where("department=sales"), [])  # LT-003 is a conflict: no device
         r = self.cli(["devices", "--where", "owner"], who="tech")
         self.assertEqual(r.rc, 2, r)
+        # Each listing by asset fields is in the audit, with who asked and the conditions.
+        def wheres():
+            r = self.cli(["audit", "--json"])
+            return [(e["actor"], e["detail"]["where"]) for e in map(json.loads, r.out.splitlines())
+                    if e["action"] == "devices-where"]
+        self.wait_until(lambda: len(wheres()) == 4, "four devices --where listings in the audit")
+        self.assertEqual(wheres()[-4:], [("tech", "owner=sam department=finance"), ("tech", "Cost Center=4410"),
+                                         ("tech", "owner=kim"), ("tech", "department=sales")])
 
         # The row with no device joins the device that reports its key once it connects.
         self.agent("dev4", "ws-99.corp")
@@ -321,6 +329,16 @@ class AssetsTest(TetherTestCase):
         self.assertIn(28, r, error(r) if 2 in r else r)
         rep = json.loads(pb_parse(r[28][0])[3][0])
         self.assertEqual(rep["new"], 1)
+        # Every refusal is in the audit with its reason, not only the imports that ran.
+        def refused():
+            r = self.cli(["audit", "--json"])
+            return [json.loads(ln)["detail"].get("why", "") for ln in r.out.splitlines()
+                    if json.loads(ln)["action"] == "asset-import-refused"]
+        self.wait_until(lambda: len(refused()) >= 8, "eight refused imports in the audit")
+        whys = refused()
+        self.assertIn("a column is named twice", whys)
+        self.assertIn("more bytes than the import declared", whys)
+        self.assertTrue(any(w.startswith("an import is at most 200000 rows") for w in whys), whys)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -126,11 +127,43 @@ static void test_odd_files(void **state) {
   fx_rmroot(root);
 }
 
+/* Under a root (a container's tree), a symlink that points out of it is resolved inside it:
+ * the host's file it names is never read into the table. */
+static void test_links_stay_in_the_root(void **state) {
+  (void)state;
+  char root[512], outside[512], target[600], link[600];
+  inv_table_t t;
+  fx_mkroot(root, sizeof(root));
+  fx_mkroot(outside, sizeof(outside));
+  fx_puts(outside, "secret", "root:$y$j9T$hash:19000:0:99999:7:::\n");
+  fx_puts(root, "run/reboot-required", "");
+  snprintf(target, sizeof(target), "%s/secret", outside);
+  snprintf(link, sizeof(link), "%s/run/reboot-required.pkgs", root);
+  assert_int_equal(symlink(target, link), 0);
+  inv_env_t env = {.root = root};
+  FX_COLLECT(pending_reboot, &env, &t);
+  assert_int_equal(t.nrows, 1);
+  assert_null(strstr(fx_val(&t, 0, "detail"), "hash"));
+  assert_null(strstr(fx_val(&t, 0, "detail"), "root:"));
+  inv_table_free(&t);
+  /* A link inside the root, relative or absolute, still reads the root's own file. */
+  fx_puts(root, "etc/pkgs", "openssl\n");
+  assert_int_equal(unlink(link), 0);
+  assert_int_equal(symlink("/etc/pkgs", link), 0);
+  FX_COLLECT(pending_reboot, &env, &t);
+  assert_int_equal(t.nrows, 1);
+  assert_non_null(strstr(fx_val(&t, 0, "detail"), "openssl"));
+  inv_table_free(&t);
+  fx_rmroot(root);
+  fx_rmroot(outside);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_debian_reboot_required),
       cmocka_unit_test(test_kernel_hints),
       cmocka_unit_test(test_odd_files),
+      cmocka_unit_test(test_links_stay_in_the_root),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,7 +40,9 @@ static void check(const case_t *c, size_t n) {
     if (strcmp(got, c[i].want)) fail_msg("redact(%s)\n  got  %s\n  want %s", c[i].in, got, c[i].want);
     /* Redacting again changes nothing: a mark is not a secret. */
     char once[4096];
-    snprintf(once, sizeof(once), "%s", got);
+    size_t len = strlen(got);
+    if (len >= sizeof(once)) fail_msg("redact(%s): result too long for the test", c[i].in);
+    memcpy(once, got, len + 1);
     if (strcmp(R(once), once)) fail_msg("not idempotent: %s -> %s", once, g_out);
   }
 }

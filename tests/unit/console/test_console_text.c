@@ -113,9 +113,28 @@ static void test_times(void **state) {
   assert_string_equal(b, "3d");
 }
 
+/* A cell cut for a table is cut between characters: "é" is two bytes, and a byte count
+ * cut one in half (invalid UTF-8 on the terminal). */
+static void test_cut_between_characters(void **state) {
+  (void)state;
+  char s[64];
+  strcpy(s, "short");
+  console_cut(s, 10);
+  assert_string_equal(s, "short");
+  strcpy(s, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"); /* six é: 12 bytes */
+  console_cut(s, 6);
+  assert_string_equal(s, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+  console_cut(s, 5);
+  assert_string_equal(s, "\xc3\xa9\xc3\xa9...");
+  strcpy(s, "abcdef");
+  console_cut(s, 5);
+  assert_string_equal(s, "ab...");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_text_for_terminal),
+      cmocka_unit_test(test_cut_between_characters),
       cmocka_unit_test(test_json_bytes),
       cmocka_unit_test(test_parse_id),
       cmocka_unit_test(test_times),
