@@ -10,7 +10,7 @@
 # usage: tests/bench/bench_inventory.sh [BUILD_DIR]   (default: build/release of this tree,
 #        configured and built if needed)
 # environment:
-#   BENCH_INV_DEVICES=30000   devices (100000 for the fleet: ~10 minutes on 2 cores)
+#   BENCH_INV_DEVICES=30000   devices (100000 for the fleet: ~17 minutes to load, ~30 in all, on 2 cores)
 #   BENCH_INV_PACKAGES=2000   packages a device
 #   BENCH_INV_KEEP=1          keep the temp dir (store, logs)
 set -euo pipefail
