@@ -5,7 +5,11 @@
  * tt_tls_connect takes one context per connection and has no per-connection certificate
  * hook: here one SSL_CTX holds the CA, ALPN and TLS 1.3 settings and each SSL gets its own
  * certificate. It speaks just enough of the protocol to look like an idle agent: Hello,
- * Welcome, Pong for every Ping, and Error (honouring retry_after_ms). */
+ * Welcome, Pong for every Ping, and Error (honouring retry_after_ms). With --inventory P
+ * each agent also pushes a deb_packages table of P packages after its first Welcome, as
+ * tether-agent pushes a first inventory (offer, the broker's want, parts of at most
+ * TT_INV_PART_MAX), a window of agents at a time, so that a fleet arrives in the broker's
+ * store through the broker. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,9 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+#include <zstd.h>
 #include <openssl/asn1.h>
 #include <openssl/buffer.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -33,6 +39,7 @@
 #include "tt/msg.h"
 #include "tt/pki.h"
 #include "tt/tls.h"
+#include "invtable.h"
 
 #define LG_COUNT_MAX 999999u       /* names are load-NNNNNN */
 #define LG_INFLIGHT_DEFAULT 2000u  /* connects + handshakes + Hellos at once */
@@ -47,6 +54,11 @@
 #define LG_CACHE_DIR "load"
 #define LG_CACHE_KEY "agent.key"
 #define LG_CACHE_CERTS "agents.der"
+#define LG_INV_WINDOW_DEFAULT 32u  /* agents pushing an inventory at once */
+#define LG_INV_VARY_PCT 5          /* as tether-invbench's default */
+#define LG_INV_ZLEVEL 3            /* as tether-agent's INV_ZSTD_LEVEL */
+#define LG_INV_BUSY_MS 500u        /* after the broker says busy, try that agent again */
+#define LG_LEAVE_HELD 4u           /* --inventory-leave: connections at once, in windows */
 
 typedef enum {
   LG_WAIT = 0,   /* backoff timer running, or not started yet */
@@ -57,6 +69,16 @@ typedef enum {
   LG_READY,      /* welcomed: a connected agent */
   LG_CLOSING,    /* uv_close issued on the socket */
 } lg_state_t;
+
+/* One agent's first inventory while it is being pushed. */
+typedef struct {
+  uint8_t *z; /* the table's JSON, zstd-compressed */
+  size_t zlen, size, off;
+  uint8_t sha[32]; /* of the JSON */
+  uint64_t offer;
+  uint32_t req; /* the request id we wait on */
+  bool put;     /* past the offer */
+} lg_inv_t;
 
 typedef struct lg_conn_s {
   uv_tcp_t tcp;
@@ -69,6 +91,12 @@ typedef struct lg_conn_s {
   tt_frame_reader_t rd;
   tt_backoff_t bo;
   struct lg_conn_s *qnext;
+  struct lg_conn_s *inext; /* the inventory queue */
+  lg_inv_t *inv;           /* while pushing */
+  uint64_t inv_after_ns;   /* not before this (the broker was busy) */
+  uint32_t next_req;
+  bool inv_done, inv_queued;
+  bool left; /* --inventory-leave: pushed and gone for good */
   uint32_t idx;
   uint32_t retry_after_ms; /* from the broker's last Error, honoured once */
   lg_state_t state;
@@ -113,6 +141,14 @@ typedef struct {
       welcomes_at_epoch, resumed, tickets;
   int last_err;
   bool all_connected, stopping;
+  /* inventory */
+  uint32_t inv_packages, inv_window, inv_active, inv_done, inv_failed;
+  lg_conn_t *ihead, *itail;
+  uint64_t inv_start_ns, inv_busy, inv_wire, inv_json, inv_zbytes;
+  invtable_buf_t inv_buf;
+  unsigned char *inv_variant;
+  bool inv_reported, inv_leave;
+  uint32_t inv_left;
 } lg_t;
 
 static lg_t g; /* the one fleet of this process */
@@ -367,6 +403,7 @@ static int ctx_make(void) {
 /* ---- connections ------------------------------------------------------------------- */
 
 static void conn_fail(lg_conn_t *c, int reason);
+static void lg_stop(void);
 static void conn_pump(lg_conn_t *c);
 
 static void queue_push(lg_conn_t *c) {
@@ -419,7 +456,7 @@ static int conn_flush(lg_conn_t *c) {
 static int conn_send(lg_conn_t *c, uint8_t kind, const ProtobufCMessage *m) {
   tt_buf_t b;
   size_t w = 0;
-  tt_buf_init(&b, TT_FRAME_MAX_BODY_PREAUTH);
+  tt_buf_init(&b, TT_FRAME_HDR + (c->state == LG_READY ? TT_FRAME_MAX_BODY : TT_FRAME_MAX_BODY_PREAUTH));
   int rc = tt_msg_encode(&b, kind, 0, m);
   if (!rc) {
     ERR_clear_error();
@@ -459,6 +496,187 @@ static void epoch_check(void) {
          (unsigned long long)g.resumed);
 }
 
+/* ---- the first inventory (--inventory) ---------------------------------------------- */
+
+static void inv_free(lg_conn_t *c) {
+  if (!c->inv) return;
+  free(c->inv->z);
+  free(c->inv);
+  c->inv = NULL;
+  g.inv_active--;
+}
+
+static void inv_queue(lg_conn_t *c) {
+  if (!g.inv_packages || c->inv_done || c->inv_queued || c->inv) return;
+  c->inv_queued = true;
+  c->inext = NULL;
+  if (g.itail) g.itail->inext = c;
+  else g.ihead = c;
+  g.itail = c;
+}
+
+static void inv_report(void) {
+  if (g.inv_reported || g.inv_done + g.inv_failed < g.count) return;
+  g.inv_reported = true;
+  double took = secs_since(g.inv_start_ns);
+  printf("event=inventory-all t=%.3f n=%u stored=%u failed=%u took=%.1f ms_per_device=%.2f "
+         "json_kib_per_device=%.0f zstd_kib_per_device=%.1f wire_bytes=%llu busy_retries=%llu\n",
+         secs_since(g.start_ns), g.count, g.inv_done, g.inv_failed, took,
+         g.inv_done ? took * 1000.0 / g.inv_done : 0.0, g.inv_done ? (double)g.inv_json / 1024.0 / g.inv_done : 0.0,
+         g.inv_done ? (double)g.inv_zbytes / 1024.0 / g.inv_done : 0.0, (unsigned long long)g.inv_wire,
+         (unsigned long long)g.inv_busy);
+}
+
+static int inv_request(lg_conn_t *c, Tether__Request *q) {
+  q->id = c->inv->req = ++c->next_req;
+  g.inv_wire += tether__request__get_packed_size(q) + TT_FRAME_HDR;
+  return conn_send(c, TT_K_REQUEST, &q->base);
+}
+
+/* The whole table offered by its hash, as a device the broker has never seen is asked to. */
+static int inv_offer(lg_conn_t *c) {
+  lg_inv_t *v = c->inv;
+  Tether__InventoryHash h = TETHER__INVENTORY_HASH__INIT, *hp = &h;
+  h.name = tt_text("deb_packages");
+  h.sha256.data = v->sha;
+  h.sha256.len = 32;
+  Tether__InventoryOfferRequest o = TETHER__INVENTORY_OFFER_REQUEST__INIT;
+  o.collected_ms = (uint64_t)(wall_now() * 1000.0);
+  o.n_tables = 1;
+  o.tables = &hp;
+  Tether__Request q = TETHER__REQUEST__INIT;
+  q.body_case = TETHER__REQUEST__BODY_INVENTORY_OFFER;
+  q.inventory_offer = &o;
+  return inv_request(c, &q);
+}
+
+static int inv_part(lg_conn_t *c) {
+  lg_inv_t *v = c->inv;
+  size_t n = v->zlen - v->off < TT_INV_PART_MAX ? v->zlen - v->off : TT_INV_PART_MAX;
+  Tether__InventoryPutRequest p = TETHER__INVENTORY_PUT_REQUEST__INIT;
+  p.offer = v->offer;
+  p.name = tt_text("deb_packages");
+  p.size = v->size;
+  p.offset = v->off;
+  p.total = v->zlen;
+  p.zdata.data = v->z + v->off;
+  p.zdata.len = n;
+  Tether__Request q = TETHER__REQUEST__INIT;
+  q.body_case = TETHER__REQUEST__BODY_INVENTORY_PUT;
+  q.inventory_put = &p;
+  v->off += n;
+  v->put = true;
+  return inv_request(c, &q);
+}
+
+/* This agent's table (invtable.h, the same as tether-invbench's device c->idx), compressed. */
+static int inv_start(lg_conn_t *c) {
+  lg_inv_t *v = calloc(1, sizeof(*v));
+  if (!v) return TT_ENOMEM;
+  invtable_json((int)c->idx, (int)g.inv_packages, LG_INV_VARY_PCT, &g.inv_buf, g.inv_variant);
+  size_t cap = ZSTD_compressBound(g.inv_buf.len);
+  unsigned int hl = 0;
+  v->z = malloc(cap);
+  if (!v->z || EVP_Digest(g.inv_buf.p, g.inv_buf.len, v->sha, &hl, EVP_sha256(), NULL) != 1) {
+    free(v->z);
+    free(v);
+    return TT_ENOMEM;
+  }
+  size_t z = ZSTD_compress(v->z, cap, g.inv_buf.p, g.inv_buf.len, LG_INV_ZLEVEL);
+  if (ZSTD_isError(z)) {
+    free(v->z);
+    free(v);
+    return TT_EIO;
+  }
+  v->zlen = z;
+  v->size = g.inv_buf.len;
+  c->inv = v;
+  g.inv_active++;
+  return inv_offer(c);
+}
+
+/* Starts queued pushes up to the window; from the ticker. */
+static void inv_pump(void) {
+  uint64_t now = uv_hrtime();
+  uint32_t skipped = 0, queued = 0;
+  for (lg_conn_t *c = g.ihead; c; c = c->inext) queued++;
+  while (g.ihead && g.inv_active < g.inv_window && skipped < queued) {
+    lg_conn_t *c = g.ihead;
+    g.ihead = c->inext;
+    if (!g.ihead) g.itail = NULL;
+    c->inv_queued = false;
+    if (c->state != LG_READY) continue; /* queued again at its next Welcome */
+    if (c->inv_after_ns > now) {        /* the broker was busy: to the back */
+      inv_queue(c);
+      skipped++;
+      continue;
+    }
+    if (!g.inv_start_ns) g.inv_start_ns = now;
+    int rc = inv_start(c);
+    if (rc) conn_fail(c, rc);
+  }
+}
+
+/* --inventory-leave: this agent's inventory is stored; it closes (close_notify, then the
+ * socket) and does not come back, so that a fleet larger than this host's open-file limit
+ * arrives through the broker a window at a time. */
+static void inv_leave(lg_conn_t *c) {
+  c->left = true;
+  g.inv_left++;
+  ERR_clear_error();
+  (void)SSL_shutdown(c->ssl);
+  (void)conn_flush(c);
+  conn_fail(c, TT_ECLOSED);
+  if (g.inv_left == g.count) lg_stop();
+}
+
+/* A Response to this agent's inventory request. Nonzero fails the connection. */
+static int inv_response(lg_conn_t *c, const Tether__Response *r) {
+  lg_inv_t *v = c->inv;
+  if (!v || r->id != v->req) return 0; /* not ours, or from before a reconnect */
+  if (r->error) {
+    if (r->error->code == TETHER__ERROR_CODE__ERR_BUSY) { /* the broker's window or queue: again later */
+      g.inv_busy++;
+      uint32_t ms = r->error->retry_after_ms ? r->error->retry_after_ms : LG_INV_BUSY_MS;
+      c->inv_after_ns = uv_hrtime() + (uint64_t)ms * 1000000u;
+      inv_free(c);
+      inv_queue(c);
+      return 0;
+    }
+    if (g.inv_failed++ == 0)
+      fprintf(stderr, "tether-loadgen: load-%06u: inventory refused: %.*s\n", c->idx + 1,
+              (int)r->error->message.len, (const char *)r->error->message.data);
+    c->inv_done = true;
+    inv_free(c);
+    inv_report();
+    return 0;
+  }
+  if (!v->put) {
+    if (r->body_case != TETHER__RESPONSE__BODY_INVENTORY_WANT) return TT_EPROTO;
+    const Tether__InventoryWant *w = r->inventory_want;
+    if (w->n_names == 0) { /* the broker has this table already (a run on a loaded store) */
+      g.inv_done++;
+      c->inv_done = true;
+      inv_free(c);
+      inv_report();
+      return 0;
+    }
+    v->offer = w->offer;
+    return inv_part(c);
+  }
+  if (r->body_case != TETHER__RESPONSE__BODY_INVENTORY_PUT) return TT_EPROTO;
+  if (!r->inventory_put->complete) return v->off < v->zlen ? inv_part(c) : TT_EPROTO;
+  g.inv_done++;
+  g.inv_json += v->size;
+  g.inv_zbytes += v->zlen;
+  c->inv_done = true;
+  inv_free(c);
+  conn_trim(c); /* the BIOs grew with the parts; a fleet keeps them */
+  inv_report();
+  if (g.inv_leave) inv_leave(c);
+  return 0;
+}
+
 static void on_welcome(lg_conn_t *c) {
   c->state = LG_READY;
   uv_timer_stop(&c->timer);
@@ -472,6 +690,7 @@ static void on_welcome(lg_conn_t *c) {
   c->welcomed_before = true;
   conn_trim(c);
   epoch_check();
+  inv_queue(c);
 }
 
 /* One frame from the broker. Nonzero stops the read loop and fails the connection. */
@@ -498,8 +717,11 @@ static int frame_cb(void *ctx, const tt_frame_t *f) {
     c->retry_after_ms = ((Tether__Error *)m.m)->retry_after_ms;
     rc = TT_EPEER;
     break;
+  case TT_K_RESPONSE:
+    rc = c->state == LG_READY ? inv_response(c, (Tether__Response *)m.m) : TT_EPROTO;
+    break;
   default:
-    break; /* Responses and the like: not for an idle agent */
+    break; /* not for an idle agent */
   }
   tt_msg_free(&m);
   return rc;
@@ -596,7 +818,7 @@ static void conn_close_cb(uv_handle_t *h) {
   c->rbio = c->wbio = NULL;
   tt_frame_reader_free(&c->rd);
   c->state = LG_WAIT;
-  if (g.stopping) return;
+  if (g.stopping || c->left) return;
   uint32_t d = c->retry_after_ms ? tt_backoff_next_after(&c->bo, c->retry_after_ms)
                                  : tt_backoff_next(&c->bo);
   c->retry_after_ms = 0;
@@ -608,8 +830,8 @@ static void conn_fail(lg_conn_t *c, int reason) {
   if (c->state < LG_CONNECTING || c->state == LG_CLOSING) return;
   if (c->state == LG_READY) {
     g.connected--;
-    if (!g.stopping) g.dropped++;
-    if (g.all_connected && !g.stopping) {
+    if (!g.stopping && !c->left) g.dropped++;
+    if (g.all_connected && !g.stopping && !c->left) {
       g.all_connected = false;
       g.epoch_ns = uv_hrtime();
       g.welcomes_at_epoch = g.welcomes;
@@ -626,6 +848,7 @@ static void conn_fail(lg_conn_t *c, int reason) {
    * sends close_notify on EOF). Not after a TLS failure. */
   if ((c->state == LG_HELLO || c->state == LG_READY) && reason != TT_ETLS && reason != TT_ECERT)
     SSL_set_shutdown(c->ssl, SSL_get_shutdown(c->ssl) | SSL_SENT_SHUTDOWN);
+  inv_free(c); /* pushed again after the next Welcome */
   uv_timer_stop(&c->timer);
   c->state = LG_CLOSING;
   uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
@@ -725,10 +948,12 @@ static void tick_cb(uv_timer_t *t) {
     if (g.tokens > burst) g.tokens = burst;
   }
   g.last_tick_ns = now;
-  while (g.qhead && g.inflight < g.inflight_max && (g.rate <= 0 || g.tokens >= 1.0)) {
+  while (g.qhead && g.inflight < g.inflight_max && (g.rate <= 0 || g.tokens >= 1.0) &&
+         (!g.inv_leave || g.inflight + g.connected < LG_LEAVE_HELD * g.inv_window)) {
     if (g.rate > 0) g.tokens -= 1.0;
     conn_start(queue_pop());
   }
+  if (g.inv_packages) inv_pump();
 }
 
 static void stats_line(void) {
@@ -741,6 +966,9 @@ static void stats_line(void) {
          (unsigned long long)g.dropped, (unsigned long long)g.reconnects,
          (unsigned long long)g.resumed, (unsigned long long)g.errors, dt > 0 ? (double)(g.welcomes - g.welcomes_at_stats) / dt : 0.0,
          g.last_err ? tt_errname(g.last_err) : "-");
+  if (g.inv_packages)
+    printf("t=%.1f inventory stored=%u pushing=%u failed=%u busy_retries=%llu\n", secs_since(g.start_ns), g.inv_done,
+           g.inv_active, g.inv_failed, (unsigned long long)g.inv_busy);
   g.last_stats_ns = now;
   g.welcomes_at_stats = g.welcomes;
 }
@@ -856,12 +1084,19 @@ static void usage(FILE *f) {
           "  --stats-interval S    one status line every S seconds (default 5)\n"
           "  --handshake-timeout S connect + TLS + Welcome deadline (default %u)\n"
           "  --no-resume           never offer a session ticket (default: offer the newest\n"
-          "                        ticket the broker sent, as tether-agent does)\n\n"
+          "                        ticket the broker sent, as tether-agent does)\n"
+          "  --inventory P         after its first Welcome each agent pushes a deb_packages\n"
+          "                        table of P packages (tests/bench/tools/invtable.h), as a\n"
+          "                        first inventory; 'event=inventory-all ..' when all are stored\n"
+          "  --inventory-window W  agents pushing at once (default %u)\n"
+          "  --inventory-leave     each agent closes for good once its inventory is stored, and\n"
+          "                        at most 4 x W are connected at once: a fleet larger than the\n"
+          "                        open-file limit; loadgen ends when all have left\n\n"
           "Output: status lines 't=.. connected=.. handshaking=.. waiting=.. failed=..\n"
           "dropped=.. reconnects=.. errors=.. hs_per_s=..', and 'event=all-connected ..\n"
           "took=..' each time all N are connected (first: since start; later: since the\n"
           "first drop, 'event=first-drop').\n",
-          LG_INFLIGHT_DEFAULT, LG_HANDSHAKE_MS / 1000u);
+          LG_INFLIGHT_DEFAULT, LG_HANDSHAKE_MS / 1000u, LG_INV_WINDOW_DEFAULT);
 }
 
 static double parse_num(const char *opt, const char *s, double lo, double hi) {
@@ -882,6 +1117,8 @@ int main(int argc, char **argv) {
       {"rate", required_argument, NULL, 'r'},     {"inflight", required_argument, NULL, 'i'},
       {"duration", required_argument, NULL, 'd'}, {"stats-interval", required_argument, NULL, 'S'},
       {"handshake-timeout", required_argument, NULL, 'H'}, {"no-resume", no_argument, NULL, 'R'},
+      {"inventory", required_argument, NULL, 'I'}, {"inventory-window", required_argument, NULL, 'W'},
+      {"inventory-leave", no_argument, NULL, 'L'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -892,6 +1129,7 @@ int main(int argc, char **argv) {
   g.resume = true;
   g.stats_s = 5;
   g.handshake_ms = LG_HANDSHAKE_MS;
+  g.inv_window = LG_INV_WINDOW_DEFAULT;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (o) {
     case 'b': broker = optarg; break;
@@ -904,11 +1142,14 @@ int main(int argc, char **argv) {
     case 'S': g.stats_s = parse_num("stats-interval", optarg, 0.1, 3600); break;
     case 'H': g.handshake_ms = (uint32_t)(parse_num("handshake-timeout", optarg, 0.1, 600) * 1000); break;
     case 'R': g.resume = false; break;
+    case 'I': g.inv_packages = (uint32_t)parse_num("inventory", optarg, 1, 20000); break;
+    case 'L': g.inv_leave = true; break;
+    case 'W': g.inv_window = (uint32_t)parse_num("inventory-window", optarg, 1, 4096); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
   }
-  if (!broker || !g.ca_dir || !g.count || optind < argc) {
+  if (!broker || !g.ca_dir || !g.count || optind < argc || (g.inv_leave && !g.inv_packages)) {
     usage(stderr);
     return 2;
   }
@@ -925,9 +1166,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-loadgen: --sources '%s': want A.B.C.D[-A.B.C.D] (IPv4 broker) or none\n", sources);
     return 2;
   }
-  if (raise_nofile(g.count + LG_FD_SPARE) != 0) return 1;
+  if (raise_nofile((g.inv_leave && g.count > LG_LEAVE_HELD * g.inv_window ? LG_LEAVE_HELD * g.inv_window : g.count) +
+                   LG_FD_SPARE) != 0)
+    return 1;
   if (identities_load() != 0 || ctx_make() != 0) return 1;
 
+  if (g.inv_packages && !(g.inv_variant = malloc(g.inv_packages))) return 1;
   g.loop = uv_default_loop();
   g.conns = calloc(g.count, sizeof(*g.conns));
   if (!g.conns) {
@@ -969,6 +1213,12 @@ int main(int argc, char **argv) {
     X509_free(g.conns[i].cert);
     SSL_SESSION_free(g.conns[i].session);
   }
+  for (uint32_t i = 0; i < g.count; i++) {
+    free(g.conns[i].inv ? g.conns[i].inv->z : NULL);
+    free(g.conns[i].inv);
+  }
+  free(g.inv_buf.p);
+  free(g.inv_variant);
   free(g.conns);
   free(g.sources);
   free(g.der);

@@ -3,9 +3,12 @@
  *
  *   tether-invbench load DATA_DIR DEVICES [PACKAGES [VARY_PCT]]
  *       DEVICES devices, each with PACKAGES packages (default 2000) of which VARY_PCT percent
- *       (default 5) are at one of VARIANTS versions of their own (so the fleet holds about
- *       PACKAGES * (1 + VARIANTS) distinct rows, as a fleet of one image patched unevenly).
+ *       (default 5) are at one of INVTABLE_VARIANTS versions of their own (so the fleet holds about
+ *       PACKAGES * (1 + INVTABLE_VARIANTS) distinct rows, as a fleet of one image patched unevenly).
  *       Prints the load time and the store's bytes by table (dbstat) per device.
+ *   tether-invbench bytes DATA_DIR
+ *       The store's bytes by table (dbstat) per device with an inventory, however it was
+ *       loaded (bench_inventory.sh loads it with tether-loadgen's fleet).
  *   tether-invbench find DATA_DIR TABLE COND...
  *       Every page of a find through the store's reader connection, as the broker pages it:
  *       prints the time of the first page, of the slowest (how long one request holds the
@@ -24,10 +27,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "invtable.h"
 #include "store.h"
 #include "tt/log.h"
 
-#define VARIANTS 24
 #define PAGE_ROWS TT_INV_FIND_PAGE_ROWS
 #define PAGE_BYTES TT_INV_FIND_PAGE_BYTES
 
@@ -37,68 +40,11 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  *s = x;
-  return x;
-}
-
-/* Names: a few that people look for, then plausible library names. */
-static void pkg_name(int i, char *out, size_t cap) {
-  static const char *const known[] = {"openssl", "libssl3", "bash", "curl", "libcurl4", "openssh-client",
-                                      "openssh-server", "sudo", "zstd", "systemd", "libc6", "tzdata"};
-  if (i < (int)(sizeof known / sizeof known[0])) snprintf(out, cap, "%s", known[i]);
-  else snprintf(out, cap, "lib%c%c%c-%d", 'a' + i % 26, 'a' + (i / 26) % 26, 'a' + (i / 676) % 26, i);
-}
-
 static void device_id(int d, char *out, size_t cap) {
   uint64_t s = 0x9E3779B97F4A7C15ull * (uint64_t)(d + 1);
-  uint64_t a = rng_next(&s), b = rng_next(&s);
+  uint64_t a = invtable_rng(&s), b = invtable_rng(&s);
   snprintf(out, cap, "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%012" PRIx64, a >> 32, (a >> 16) & 0xffff,
            a & 0xffff, b >> 48, (uint64_t)(b & 0xffffffffffffull));
-}
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-} buf_t;
-
-static void put(buf_t *b, const char *s) {
-  size_t n = strlen(s);
-  if (b->len + n + 1 > b->cap) {
-    b->cap = (b->len + n + 1) * 2;
-    b->p = realloc(b->p, b->cap);
-    if (b->p == NULL) abort();
-  }
-  memcpy(b->p + b->len, s, n + 1);
-  b->len += n;
-}
-
-/* The agent's canonical JSON of deb_packages for device d. */
-static void table_for(int d, int packages, int vary_pct, buf_t *b, unsigned char *variant) {
-  uint64_t s = 0x2545F4914F6CDD1Dull ^ ((uint64_t)(d + 1) * 0x9E3779B97F4A7C15ull);
-  memset(variant, 0, (size_t)packages);
-  int nvary = packages * vary_pct / 100;
-  for (int k = 0; k < nvary; k++) variant[rng_next(&s) % (uint64_t)packages] = (unsigned char)(1 + rng_next(&s) % VARIANTS);
-  b->len = 0;
-  put(b, "{\"columns\":[\"name\",\"version\",\"source\",\"size\",\"arch\",\"revision\",\"status\",\"maintainer\","
-         "\"section\",\"priority\",\"admindir\"],\"rows\":[");
-  for (int i = 0; i < packages; i++) {
-    char name[64], ver[48], row[640];
-    pkg_name(i, name, sizeof name);
-    int v = variant[i];
-    if (v) snprintf(ver, sizeof ver, "%d.%d.%d-%d+deb12u%d", 1 + i % 7, i % 13, i % 5, 1 + i % 3, v);
-    else snprintf(ver, sizeof ver, "%d.%d.%d-%d", 1 + i % 7, i % 13, i % 5, 1 + i % 3);
-    snprintf(row, sizeof row,
-             "%s[\"%s\",\"%s\",\"%s\",\"%d\",\"amd64\",\"%d\",\"install ok installed\","
-             "\"Debian %s Maintainers <%s@packages.debian.org>\",\"%s\",\"optional\",\"/var/lib/dpkg\"]",
-             i ? "," : "", name, ver, name, 100 + (i * 37) % 9000, 1 + i % 3, name, name, i % 3 ? "libs" : "utils");
-    put(b, row);
-  }
-  put(b, "]}");
 }
 
 static int sha256(const void *p, size_t n, uint8_t out[32]) {
@@ -139,6 +85,8 @@ static void keep_cb(uv_timer_t *t) { (void)t; }
  * bodies (~350 KiB each) stay small next to the store. */
 #define LOAD_WINDOW 256
 
+static int cmd_bytes(const char *dir);
+
 static int cmd_load(const char *dir, int devices, int packages, int vary_pct) {
   broker_store_t *s = NULL;
   store_svc_t *svc = NULL;
@@ -154,7 +102,7 @@ static int cmd_load(const char *dir, int devices, int packages, int vary_pct) {
   uv_timer_t keep;
   uv_timer_init(&loop, &keep);
   uv_timer_start(&keep, keep_cb, 1000, 1000);
-  buf_t b = {0};
+  invtable_buf_t b = {0};
   unsigned char *variant = malloc((size_t)packages);
   double t0 = now_s(), last = t0;
   size_t body_bytes = 0;
@@ -165,7 +113,7 @@ static int cmd_load(const char *dir, int devices, int packages, int vary_pct) {
     device_id(d, x->dev.id, sizeof x->dev.id);
     snprintf(x->dev.hostname, sizeof x->dev.hostname, "host-%06d", d);
     x->dev.enrolled_ms = 1;
-    table_for(d, packages, vary_pct, &b, variant);
+    invtable_json(d, packages, vary_pct, &b, variant);
     x->body = malloc(b.len);
     if (x->body == NULL) return 1;
     memcpy(x->body, b.p, b.len);
@@ -199,17 +147,32 @@ static int cmd_load(const char *dir, int devices, int packages, int vary_pct) {
   printf("load: %d devices x %d packages (%d%% varied, %d versions each): %.1f s, %.2f ms a device through the"
          " store's writer (device row + store_inv_put, index included; %" PRIu64 " transactions);"
          " JSON %.0f KiB a device\n",
-         devices, packages, vary_pct, VARIANTS, t1 - t0, (t1 - t0) * 1000.0 / devices, batches,
+         devices, packages, vary_pct, INVTABLE_VARIANTS, t1 - t0, (t1 - t0) * 1000.0 / devices, batches,
          body_bytes / 1024.0 / devices);
   free(b.p);
   free(variant);
+  return cmd_bytes(dir);
+}
 
-  /* Bytes by table, from SQLite's own page accounting. */
+/* Bytes by table, from SQLite's own page accounting, per device with an inventory. */
+static int cmd_bytes(const char *dir) {
   char path[4096];
   snprintf(path, sizeof path, "%s/broker.db", dir);
   sqlite3 *db = NULL;
   if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) return 1;
   sqlite3_stmt *st = NULL;
+  int64_t devices = 0;
+  if (sqlite3_prepare_v2(db, "SELECT count(DISTINCT device) FROM inv_versions", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    devices = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  st = NULL;
+  if (devices == 0) {
+    fprintf(stderr, "invbench: no device has an inventory in %s\n", path);
+    sqlite3_close(db);
+    return 1;
+  }
+  printf("store: %" PRId64 " devices with an inventory\n", devices);
   static const char *const sql =
       "SELECT CASE WHEN name IN ('inv_tables', 'inv_versions', 'inv_versions_device', 'inv_versions_received')"
       "   OR name LIKE 'sqlite_autoindex_inv_tables%' THEN 'inventory (versions, bodies)'"
@@ -379,6 +342,7 @@ int main(int argc, char **argv) {
   tt_log_set_level(TT_LOG_WARN);
   if (argc >= 4 && strcmp(argv[1], "load") == 0)
     return cmd_load(argv[2], atoi(argv[3]), argc > 4 ? atoi(argv[4]) : 2000, argc > 5 ? atoi(argv[5]) : 5);
+  if (argc == 3 && strcmp(argv[1], "bytes") == 0) return cmd_bytes(argv[2]);
   if (argc >= 5 && strcmp(argv[1], "find") == 0) return cmd_find(argv[2], argv[3], argc - 4, argv + 4);
   if (argc == 7 && strcmp(argv[1], "scan") == 0) return cmd_scan(argv[2], argv[3], argv[4], argv[5], atoi(argv[6]));
   fprintf(stderr, "usage: tether-invbench load DATA_DIR DEVICES [PACKAGES [VARY_PCT]]\n"
