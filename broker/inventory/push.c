@@ -4,7 +4,6 @@
  * writer thread decompresses, checks each against its offered sha256 and its shape, and
  * stores them as one version. A malformed or oversized table refuses the whole offer and the
  * device's last good inventory stays. */
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,28 +383,6 @@ int broker_inv_put(broker_conn_t *c, uint32_t id, const Tether__InventoryPutRequ
 
 /* ---- busy (writer thread) ---------------------------------------------------------------- */
 
-/* The shape every table has (agent/inv/table.h): columns named like osquery's
- * ([a-z0-9_]{1,63}: they are shown as headers), rows of strings of that width. */
-static bool table_ok(const char *json, size_t n) {
-  json_t *j = json_loadb(json, n, JSON_REJECT_DUPLICATES, NULL);
-  json_t *cols = json_object_get(j, "columns"), *rows = json_object_get(j, "rows"), *e = json_object_get(j, "error");
-  bool ok = json_is_object(j) && json_is_array(cols) && json_array_size(cols) > 0 &&
-            json_array_size(cols) <= 64 && json_is_array(rows) && (!e || json_is_string(e));
-  size_t i, k;
-  json_t *r, *c;
-  if (ok) json_array_foreach(cols, i, c) ok &= json_is_string(c) && name_ok(json_string_value(c));
-  if (ok)
-    json_array_foreach(rows, i, r) {
-      if (!json_is_array(r) || json_array_size(r) != json_array_size(cols)) {
-        ok = false;
-        break;
-      }
-      json_array_foreach(r, k, c) ok &= json_is_string(c);
-    }
-  json_decref(j);
-  return ok;
-}
-
 static int store_version(broker_store_t *s, const char *device, struct broker_inv_s *v, int64_t now_ms,
                          int64_t *version, char *why, size_t whylen) {
   store_inv_table_t st[TT_INV_TABLES_MAX];
@@ -439,7 +416,7 @@ static int store_version(broker_store_t *s, const char *device, struct broker_in
     } else if (EVP_Digest(body, got, h, &hl, EVP_sha256(), NULL) != 1 || memcmp(h, t->sha, 32)) {
       snprintf(why, whylen, "%s: its sha256 is not the one offered", t->name);
       rc = TT_EINVAL;
-    } else if (!table_ok((const char *)body, got)) {
+    } else if (store_inv_table_check((const char *)body, got) != 0) {
       snprintf(why, whylen, "%s: not a table (columns and rows of strings)", t->name);
       rc = TT_EINVAL;
     }

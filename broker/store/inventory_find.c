@@ -330,6 +330,136 @@ static bool col_name_ok(const char *name, size_t len) {
   return true;
 }
 
+/* ---- the shape of a pushed table, checked without building it ---------------------------- */
+
+/* A value that is a string, or an array of such values at most depth deep, strictly: every
+ * string decoded and checked, commas only between elements. */
+static int js_check(const char **pp, const char *end, int depth) {
+  const char *p = js_ws(*pp, end);
+  if (p < end && *p == '"') {
+    int rc = js_decode(&p, end, NULL);
+    *pp = p;
+    return rc;
+  }
+  if (p >= end || *p != '[' || depth <= 0) return TT_EINVAL;
+  p = js_ws(p + 1, end);
+  if (p < end && *p == ']') {
+    *pp = p + 1;
+    return 0;
+  }
+  for (;;) {
+    int rc = js_check(&p, end, depth - 1);
+    if (rc != 0) return rc;
+    p = js_ws(p, end);
+    if (p < end && *p == ',') {
+      p++;
+      continue;
+    }
+    if (p < end && *p == ']') {
+      *pp = p + 1;
+      return 0;
+    }
+    return TT_EINVAL;
+  }
+}
+
+/* The array at p: its elements counted (and each checked by one); *pp past its ']'. */
+typedef int (*js_elem_fn)(const char **pp, const char *end, void *ctx);
+static int js_array(const char **pp, const char *end, js_elem_fn one, void *ctx, size_t *n) {
+  const char *p = js_ws(*pp, end);
+  *n = 0;
+  if (p >= end || *p != '[') return TT_EINVAL;
+  p = js_ws(p + 1, end);
+  if (p < end && *p == ']') {
+    *pp = p + 1;
+    return 0;
+  }
+  for (;;) {
+    int rc = one(&p, end, ctx);
+    if (rc != 0) return rc;
+    (*n)++;
+    p = js_ws(p, end);
+    if (p < end && *p == ',') {
+      p = js_ws(p + 1, end);
+      continue;
+    }
+    if (p < end && *p == ']') {
+      *pp = p + 1;
+      return 0;
+    }
+    return TT_EINVAL;
+  }
+}
+
+static int col_one(const char **pp, const char *end, void *ctx) {
+  sb_t *name = ctx;
+  name->len = 0;
+  int rc = js_decode(pp, end, name);
+  return rc != 0 ? rc : col_name_ok(name->p, name->len) ? 0 : TT_EINVAL;
+}
+
+static int cell_one(const char **pp, const char *end, void *ctx) {
+  (void)ctx;
+  return *pp < end && **pp == '"' ? js_decode(pp, end, NULL) : TT_EINVAL;
+}
+
+typedef struct {
+  size_t width; /* every row's; SIZE_MAX until the first */
+} rows_ctx_t;
+
+static int row_one(const char **pp, const char *end, void *ctx) {
+  rows_ctx_t *r = ctx;
+  size_t k = 0;
+  int rc = js_array(pp, end, cell_one, NULL, &k);
+  if (rc != 0) return rc;
+  if (r->width == SIZE_MAX) r->width = k;
+  return k == r->width ? 0 : TT_EINVAL;
+}
+
+int store_inv_table_check(const char *body, size_t blen) {
+  const char *p = body, *end = body + blen;
+  sb_t key = {0};
+  size_t ncols = 0, nrows = 0;
+  rows_ctx_t rows = {SIZE_MAX};
+  bool cols_seen = false, rows_seen = false, error_seen = false;
+  int rc = TT_EINVAL;
+  p = js_ws(p, end);
+  if (p >= end || *p != '{') goto out;
+  p = js_ws(p + 1, end);
+  for (;;) {
+    key.len = 0;
+    if (js_decode(&p, end, &key) != 0) goto out;
+    p = js_ws(p, end);
+    if (p >= end || *p != ':') goto out;
+    p = js_ws(p + 1, end);
+    if (key.len == 7 && memcmp(key.p, "columns", 7) == 0) {
+      if (cols_seen || js_array(&p, end, col_one, &key, &ncols) != 0) goto out;
+      cols_seen = true;
+    } else if (key.len == 4 && memcmp(key.p, "rows", 4) == 0) {
+      if (rows_seen || js_array(&p, end, row_one, &rows, &nrows) != 0) goto out;
+      rows_seen = true;
+    } else if (key.len == 5 && memcmp(key.p, "error", 5) == 0) {
+      if (error_seen || p >= end || *p != '"' || js_decode(&p, end, NULL) != 0) goto out;
+      error_seen = true;
+    } else if (js_check(&p, end, 2) != 0) {
+      goto out;
+    }
+    p = js_ws(p, end);
+    if (p < end && *p == ',') {
+      p = js_ws(p + 1, end);
+      continue;
+    }
+    if (p < end && *p == '}') break;
+    goto out;
+  }
+  if (js_ws(p + 1, end) != end || !cols_seen || !rows_seen || ncols == 0 || ncols > INV_COLS_MAX) goto out;
+  if (nrows > 0 && rows.width != ncols) goto out;
+  rc = 0;
+out:
+  free(key.p);
+  return rc;
+}
+
 /* ---- a table's rows as the agent sent them ------------------------------------------------ */
 
 typedef struct {

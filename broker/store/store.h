@@ -556,6 +556,12 @@ typedef struct {
   size_t len;
   bool contains;                /* the cell contains value (bytewise); else equals it */
 } store_inv_cond_t;
+/* Whether body is a table as agents push it: a JSON object with "columns" (1..64
+ * names, [a-z0-9_]{1,63}), "rows" (arrays of exactly as many strings) and an optional
+ * "error" string; other members only strings or arrays of them; every string valid (UTF-8, no
+ * NUL, escapes well formed), no member twice among those three, nothing after the object.
+ * One pass, nothing built: the writer checks every pushed table with it. 0 or TT_EINVAL. */
+int store_inv_table_check(const char *body, size_t len) TT_WUR;
 /* Where a page ended: the last device (the index's number for it) and row given. {0, 0}
  * starts from the first. */
 typedef struct {

@@ -452,6 +452,64 @@ static void test_hostile_bodies_index_nothing(void **state) {
   assert_string_equal(c.out, "dev-2[{\"name\":\"small\"}]");
 }
 
+/* The writer's check of a pushed table (store_inv_table_check): what the agent sends passes,
+ * every way a body can be malformed is refused, in one pass over the bytes. */
+static void test_table_check(void **state) {
+  (void)state;
+  static const char *const good[] = {
+      "{\"columns\":[\"name\",\"version\"],\"rows\":[[\"bash\",\"5.2\"],[\"zstd\",\"1.5\"]]}",
+      " { \"columns\" : [ \"name\" ] , \"rows\" : [ ] } \n",               /* no rows, spaces */
+      "{\"rows\":[[\"a\"]],\"columns\":[\"name\"]}",                        /* rows first */
+      "{\"columns\":[\"name\"],\"rows\":[],\"error\":\"dpkg: timed out\"}", /* a failed collector */
+      "{\"columns\":[\"name\"],\"rows\":[[\"caf\\u00e9 \\\"q\\\" \\ud83d\\ude00 \xc3\xa9\"]]}",
+      "{\"columns\":[\"name\"],\"rows\":[[\"\"]],\"note\":[\"x\",[\"y\"]]}", /* another member of strings */
+  };
+  static const char *const bad[] = {
+      "", "not json", "[]", "{}", "{\"columns\":[\"name\"]}", "{\"rows\":[]}",
+      "{\"columns\":[],\"rows\":[]}",                                   /* no column */
+      "{\"columns\":[\"name\"],\"rows\":[[\"a\",\"b\"]]}",             /* a row too wide */
+      "{\"columns\":[\"a\",\"b\"],\"rows\":[[\"x\"]]}",                /* too narrow */
+      "{\"rows\":[[\"x\"],[\"x\",\"y\"]],\"columns\":[\"a\"]}",        /* rows of two widths */
+      "{\"columns\":[\"name\"],\"rows\":[[1]]}",                       /* not a string */
+      "{\"columns\":[\"name\"],\"rows\":[[null]]}",
+      "{\"columns\":[\"name\"],\"rows\":[\"a\"]}",                     /* a row not an array */
+      "{\"columns\":[\"Name\"],\"rows\":[]}",                          /* not a column name */
+      "{\"columns\":[\"\"],\"rows\":[]}",
+      "{\"columns\":[\"name\"],\"rows\":[[\"a\\u0000\"]]}",            /* NUL */
+      "{\"columns\":[\"name\"],\"rows\":[[\"\\ud800\"]]}",             /* a lone surrogate */
+      "{\"columns\":[\"name\"],\"rows\":[[\"\xff\"]]}",                /* not UTF-8 */
+      "{\"columns\":[\"name\"],\"rows\":[[\"a\\q\"]]}",                /* a bad escape */
+      "{\"columns\":[\"name\"],\"rows\":[[\"a\nb\"]]}",                /* a raw control */
+      "{\"columns\":[\"name\"],\"rows\":[[\"a\"]]",                    /* cut short */
+      "{\"columns\":[\"name\"],\"rows\":[[\"a\"]]} x",                 /* trailing bytes */
+      "{\"columns\":[\"name\"],\"rows\":[[\"a\",]]}",                  /* trailing commas */
+      "{\"columns\":[\"name\",],\"rows\":[]}",
+      "{\"columns\":[\"name\"],\"rows\":[[\"a\"],]}",
+      "{\"columns\":[\"name\"],\"rows\":[],}",
+      "{\"columns\":[\"name\"],\"rows\":[],\"rows\":[]}",              /* a member twice */
+      "{\"columns\":[\"name\"],\"columns\":[\"name\"],\"rows\":[]}",
+      "{\"columns\":[\"name\"],\"rows\":[],\"error\":1}",              /* error not a string */
+      "{\"columns\":[\"name\"],\"rows\":[],\"x\":{}}",                 /* another member not strings */
+      "{\"columns\":[\"name\"],\"rows\":[],\"x\":[[[\"deep\"]]]}",
+      "{\"columns\":[\"name\"] \"rows\":[]}",                          /* no comma */
+      "{\"columns\" [\"name\"],\"rows\":[]}",                          /* no colon */
+  };
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+    if (store_inv_table_check(good[i], strlen(good[i])) != 0) fail_msg("refused: %s", good[i]);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (store_inv_table_check(bad[i], strlen(bad[i])) != TT_EINVAL) fail_msg("accepted: %s", bad[i]);
+  /* 64 columns pass, 65 do not; a body cut anywhere is refused. */
+  char wide[2048];
+  for (int ncols = 64; ncols <= 65; ncols++) {
+    size_t n = (size_t)snprintf(wide, sizeof wide, "{\"columns\":[");
+    for (int k = 0; k < ncols; k++) n += (size_t)snprintf(wide + n, sizeof wide - n, "%s\"c%d\"", k ? "," : "", k);
+    snprintf(wide + n, sizeof wide - n, "],\"rows\":[]}");
+    assert_int_equal(store_inv_table_check(wide, strlen(wide)), ncols == 64 ? 0 : TT_EINVAL);
+  }
+  const char *t = good[0];
+  for (size_t cut = 0; cut < strlen(t); cut++) assert_int_equal(store_inv_table_check(t, cut), TT_EINVAL);
+}
+
 static void test_bad_queries_refused(void **state) {
   fx_t *fx = *state;
   store_inv_cursor_t cur = {0, 0};
@@ -809,6 +867,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_rollback_forgets_rows, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migration_indexes_stored_tables, setup, teardown),
     cmocka_unit_test_setup_teardown(test_hostname_from_devices, setup, teardown),
+    cmocka_unit_test(test_table_check),
     cmocka_unit_test_setup_teardown(test_rows_nobody_holds_are_deleted, setup, teardown),
     cmocka_unit_test_setup_teardown(test_repair_drops_counts, setup, teardown),
     cmocka_unit_test_setup_teardown(test_device_index_budget, setup, teardown),
