@@ -332,37 +332,6 @@ static bool col_name_ok(const char *name, size_t len) {
 
 /* ---- the shape of a pushed table, checked without building it ---------------------------- */
 
-/* A value that is a string, or an array of such values at most depth deep, strictly: every
- * string decoded and checked, commas only between elements. */
-static int js_check(const char **pp, const char *end, int depth) {
-  const char *p = js_ws(*pp, end);
-  if (p < end && *p == '"') {
-    int rc = js_decode(&p, end, NULL);
-    *pp = p;
-    return rc;
-  }
-  if (p >= end || *p != '[' || depth <= 0) return TT_EINVAL;
-  p = js_ws(p + 1, end);
-  if (p < end && *p == ']') {
-    *pp = p + 1;
-    return 0;
-  }
-  for (;;) {
-    int rc = js_check(&p, end, depth - 1);
-    if (rc != 0) return rc;
-    p = js_ws(p, end);
-    if (p < end && *p == ',') {
-      p++;
-      continue;
-    }
-    if (p < end && *p == ']') {
-      *pp = p + 1;
-      return 0;
-    }
-    return TT_EINVAL;
-  }
-}
-
 /* The array at p: its elements counted (and each checked by one); *pp past its ']'. */
 typedef int (*js_elem_fn)(const char **pp, const char *end, void *ctx);
 static int js_array(const char **pp, const char *end, js_elem_fn one, void *ctx, size_t *n) {
@@ -389,6 +358,25 @@ static int js_array(const char **pp, const char *end, js_elem_fn one, void *ctx,
     }
     return TT_EINVAL;
   }
+}
+
+static int js_check(const char **pp, const char *end, int depth);
+static int check_one(const char **pp, const char *end, void *ctx) { return js_check(pp, end, *(const int *)ctx); }
+
+/* A value that is a string, or an array of such values at most depth deep, strictly: every
+ * string decoded and checked, commas only between elements. */
+static int js_check(const char **pp, const char *end, int depth) {
+  const char *p = js_ws(*pp, end);
+  if (p < end && *p == '"') {
+    int rc = js_decode(&p, end, NULL);
+    *pp = p;
+    return rc;
+  }
+  if (p >= end || *p != '[' || depth <= 0) return TT_EINVAL;
+  int inner = depth - 1;
+  size_t n = 0;
+  *pp = p;
+  return js_array(pp, end, check_one, &inner, &n);
 }
 
 static int col_one(const char **pp, const char *end, void *ctx) {
