@@ -303,7 +303,11 @@ static const char *const g_migrations[] = {
   "CREATE INDEX devices_hostname_key ON devices(lower(hostname));"
   "INSERT INTO inv_facts(device, version) SELECT DISTINCT device, 0 FROM inv_versions;"
   "PRAGMA user_version = 8;",
-  /* 9: the index of current rows that `inventory find` reads (inventory_find.c). Each
+  /* 9: the find index's first layout, which ran briefly on main before it counted its rows'
+   * references and bounded each device's share; step 10 replaces it whole, so this step is
+   * left a marker and a store at 9, of either layout, is rebuilt by 10. */
+  "PRAGMA user_version = 9;",
+  /* 10: the index of current rows that `inventory find` reads (inventory_find.c). Each
    * table's distinct rows once (inv_rows, a JSON object per row, with the count of base and
    * plus postings that hold it: a row nobody holds is deleted); devices by a small number
    * (inv_devs, with the rows and bytes the device's tables take in the index, which
@@ -313,9 +317,16 @@ static const char *const g_migrations[] = {
    * devices are one range) and minus those it lacks (a blob in inv_cur, read per candidate,
    * and in device order per table when a find matches too many rows to merge their lists): a
    * fleet of one image costs a few hundred postings per device instead of a posting per row.
-   * Tables current before this step are listed in
+   * Whatever index step 9 left is dropped first. Tables current before this step are listed in
    * inv_find_todo and indexed at the next open (their bodies are compressed: SQL cannot
    * read them). Literals: 64-byte device ids, [a-z0-9_]{1,63} names, 16384-byte rows. */
+  "DROP TABLE IF EXISTS inv_rows;"
+  "DROP TABLE IF EXISTS inv_devs;"
+  "DROP TABLE IF EXISTS inv_bases;"
+  "DROP TABLE IF EXISTS inv_base_rows;"
+  "DROP TABLE IF EXISTS inv_cur;"
+  "DROP TABLE IF EXISTS inv_plus;"
+  "DROP TABLE IF EXISTS inv_find_todo;"
   "CREATE TABLE inv_rows("
   "  id INTEGER PRIMARY KEY,"
   "  tbl TEXT NOT NULL CHECK(length(tbl) BETWEEN 1 AND 63 AND NOT tbl GLOB '*[^a-z0-9_]*'),"
@@ -365,7 +376,7 @@ static const char *const g_migrations[] = {
   "INSERT INTO inv_find_todo(device, name)"
   "  SELECT device, name FROM inv_tables t WHERE body IS NOT NULL AND version ="
   "    (SELECT max(version) FROM inv_tables u WHERE u.device = t.device AND u.name = t.name);"
-  "PRAGMA user_version = 9;",
+  "PRAGMA user_version = 10;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");

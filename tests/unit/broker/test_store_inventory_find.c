@@ -642,6 +642,35 @@ static char *padded_table(const char *name, const char *tag, int n) {
 
 /* Rows nobody holds any more leave the index: a table pushed again with other rows, a
  * device's table removed, a base released, all leave no row behind. */
+/* A store at schema 9 in the find index's first layout (inv_rows without refs, inv_devs
+ * without its budget columns), as main briefly made it: the broker would not open it ("no such
+ * column: refs"); step 10 rebuilds the index and every current table is findable again. */
+static void test_first_index_layout_is_rebuilt(void **state) {
+  fx_t *fx = *state;
+  seen_t c;
+  put(fx->s, "dev-1", "deb_packages", PKG1);
+  put(fx->s, "dev-2", "deb_packages", PKG1B);
+  store_close(fx->s);
+  fx->s = NULL;
+  sqlite3 *db = raw_open(fx);
+  raw_exec(db, "DROP TABLE inv_rows; DROP TABLE inv_devs;"
+               " CREATE TABLE inv_rows(id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, row TEXT NOT NULL, UNIQUE(tbl, row)) STRICT;"
+               " CREATE TABLE inv_devs(id INTEGER PRIMARY KEY, device TEXT NOT NULL UNIQUE) STRICT;"
+               " INSERT INTO inv_rows(tbl, row) VALUES ('deb_packages', '{\"name\":\"stale\"}');"
+               " PRAGMA user_version = 9;");
+  sqlite3_close(db);
+  char err[512];
+  assert_int_equal(store_open(&fx->s, fx->dir, err, sizeof err), 0);
+  assert_int_equal(store_schema_version(fx->s), store_schema_latest());
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_find_todo"), 0);
+  assert_int_equal(raw_int(fx, "SELECT count(*) FROM inv_rows WHERE row = '{\"name\":\"stale\"}'"), 0);
+  assert_int_equal(find_all(fx->s, "deb_packages", "name=bash", 100, &c, NULL), 0);
+  assert_string_equal(c.out, "dev-1[{\"name\":\"bash\",\"version\":\"5.2\"}] dev-2[{\"name\":\"bash\",\"version\":\"5.2\"}]");
+  put(fx->s, "dev-3", "deb_packages", PKG1);
+  assert_int_equal(find_all(fx->s, "deb_packages", "name=openssl", 100, &c, NULL), 0);
+  assert_true(strstr(c.out, "dev-3[") != NULL);
+}
+
 static void test_rows_nobody_holds_are_deleted(void **state) {
   fx_t *fx = *state;
   seen_t c;
@@ -866,6 +895,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_damaged_index_is_an_error, setup, teardown),
     cmocka_unit_test_setup_teardown(test_rollback_forgets_rows, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migration_indexes_stored_tables, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_first_index_layout_is_rebuilt, setup, teardown),
     cmocka_unit_test_setup_teardown(test_hostname_from_devices, setup, teardown),
     cmocka_unit_test(test_table_check),
     cmocka_unit_test_setup_teardown(test_rows_nobody_holds_are_deleted, setup, teardown),
