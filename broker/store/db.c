@@ -503,7 +503,9 @@ static int secure_file(const char *path, char *err, size_t errlen) {
     set_err(err, errlen, "cannot chmod 600 %s: %s", path, strerror(e));
     return -e;
   }
-  if ((st.st_mode & 077) != 0)
+  /* SQLite makes a new file with the umask's mode: tightened before its first byte, nothing
+   * to warn about. A store that has held data with a looser mode is worth a warning. */
+  if ((st.st_mode & 077) != 0 && st.st_size > 0)
     TT_WARN(MOD, "store file mode tightened", "path=%s was=%03o", path, (unsigned)(st.st_mode & 0777));
   return 0;
 }

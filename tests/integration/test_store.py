@@ -48,6 +48,20 @@ class StoreTest(TetherTestCase):
         self.assertEqual(r.rc, 0, r)
         return [json.loads(l) for l in r.out.splitlines()]
 
+    # -- a new store is made 0600 without alarming anyone; a loosened one is tightened aloud --
+
+    def test_00_a_new_store_starts_without_a_warning(self):
+        b = self.h.start_broker()
+        db = os.path.join(b.data_dir, "broker.db")
+        self.assertEqual(os.stat(db).st_mode & 0o777, 0o600)
+        self.assertIn("store schema migrated", b.log())
+        self.assertNotIn("level=warn", b.log())
+        self.sigkill(b)
+        os.chmod(db, 0o644)
+        b2 = self.h.start_broker(port=b.port)
+        b2.wait_for(r'msg="store file mode tightened" .*was=644')
+        self.assertEqual(os.stat(db).st_mode & 0o777, 0o600)
+
     # -- defect: writes acknowledged after `audit verify` were lost at the next crash ------
 
     def test_01_writes_after_verify_and_an_outside_read_survive_sigkill(self):
