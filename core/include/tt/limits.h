@@ -278,7 +278,7 @@
 #define TT_FILE_LIST_BYTES_MAX (32u * 1024u * 1024u)
 #define TT_FILE_LISTINGS_MAX 2u
 
-/* The broker's records of a files relay (broker/files.c): one audit entry and ticket event
+/* The broker's records of a files relay (broker/session/files.c): one audit entry and ticket event
  * per file, each a store request of ~1.3 KB. At most TT_FILE_RECORDS_INFLIGHT_MAX of one
  * relay wait in the store's queue: a tree of small files streams at the store's pace (~50k
  * writes a second, group-committed: 256 is a few ms of commits ahead) while one relay can
@@ -323,6 +323,50 @@
 #define TT_ASSET_WHERE_MAX 8u
 #define TT_ASSET_REPORT_ITEMS 200u
 #define TT_ASSET_IMPORT_IDLE_MS (60u * 1000u)
+
+/* Help that comes to the help desk (broker/helpdesk/, agent/help/).
+ * - TT_HELP_NONCE_LEN: the random id a help request carries from the moment it is asked, so a
+ *   resend after a lost answer opens no second ticket.
+ * - TT_HELP_SNAPSHOT_MAX: the diagnostics snapshot rides in the request itself, zstd: a
+ *   report is ~150 KB of JSON and ~25 KB compressed; this leaves eight times that and stays
+ *   under TT_FRAME_MAX_BODY. A larger one is left out and the ticket says so.
+ * - TT_HELP_ASKS_PER_HOUR: help requests one device may open in an hour (counted in the
+ *   store, so a reconnect does not reset it); past it the person is told when to try again.
+ * - TT_HELP_QUEUE_MAX: requests an offline agent keeps (on disk) until it connects.
+ * - TT_HELP_TICKETS_MAX: one person's tickets in `tether-agent tickets`, newest first. */
+#define TT_HELP_NONCE_LEN 16u
+#define TT_HELP_SNAPSHOT_MAX (192u * 1024u)
+#define TT_HELP_ASKS_PER_HOUR 5u
+#define TT_HELP_QUEUE_MAX 8u
+#define TT_HELP_TICKETS_MAX 20u
+
+/* Health checks and alerts (proto/checks.c, agent/checks/, broker/helpdesk/).
+ * - TT_CHECK_RESULTS_MAX: results in one report (a machine with 200 mounts and units
+ *   still fits; each is ~200 bytes, so a report stays far under TT_FRAME_MAX_BODY).
+ * - TT_CHECK_FULL_REPORT_MS: every result is sent again this often (the broker's view of
+ *   "last run" stays fresh without a message per run).
+ * - TT_CHECK_REPORTS_PER_MIN: reports one connection may send a minute before the broker
+ *   drops the rest (a flapping agent cannot write the store flat out).
+ * - TT_POLICY_SETTINGS_MAX: settings in one policy request or push; TT_POLICY_VALUE_MAX
+ *   the longest value (a list of services or certificate paths).
+ * - TT_ALERT_PAGE_MAX: alerts in one listing page (~500 bytes each).
+ * - TT_ALERT_SNOOZE_MAX_MS: the longest snooze: a week; longer is a policy change.
+ * - TT_TICKET_CHILDREN_MAX: a storm ticket's children listed with it (all are counted). */
+#define TT_CHECK_RESULTS_MAX 256u
+#define TT_CHECK_FULL_REPORT_MS (15u * 60u * 1000u)
+#define TT_CHECK_REPORTS_PER_MIN 30u
+#define TT_POLICY_SETTINGS_MAX 128u
+#define TT_POLICY_VALUE_MAX 1024u
+#define TT_ALERT_PAGE_MAX 200u
+#define TT_ALERT_SNOOZE_MAX_MS (7ull * 24u * 3600u * 1000u)
+#define TT_TICKET_CHILDREN_MAX 200u
+
+/* Knowledge base (broker/helpdesk/kb.c): an article's Markdown body, the checks one article
+ * may name, hits per search, and the longest query (a few words). */
+#define TT_KB_BODY_MAX (64u * 1024u)
+#define TT_KB_CHECKS_MAX 8u
+#define TT_KB_HITS_MAX 20u
+#define TT_KB_QUERY_MAX 256u
 
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000

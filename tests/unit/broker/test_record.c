@@ -1,4 +1,4 @@
-/* Unit tests for broker/record.c: JSON text from terminal bytes (escapes, UTF-8 carried
+/* Unit tests for broker/session/record.c: JSON text from terminal bytes (escapes, UTF-8 carried
  * across chunks, invalid bytes as U+FFFD) and the writer end to end (asciicast v2 lines in
  * one zstd stream, size and sha256 as reported, O_EXCL). */
 #include <stdarg.h>

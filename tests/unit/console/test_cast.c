@@ -1,4 +1,4 @@
-/* Unit tests for console/cast.c: the asciicast v2 header and event parser, the replay's
+/* Unit tests for console/session/cast.c: the asciicast v2 header and event parser, the replay's
  * pacing, the player fed in pieces of every size, and the zstd stream around the file
  * (whole, multi-frame, truncated, corrupt). */
 #include <stdarg.h>
