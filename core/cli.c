@@ -20,7 +20,7 @@ static int switch_index(const tt_cli_t *cli, const char *name) {
 
 int tt_cli_parse(const tt_cli_t *cli, const tt_conf_opt_t *t, size_t n, void *cfg, int argc,
                  char **argv, tt_cli_args_t *out) {
-  char err[512];
+  char err[1024];
   memset(out, 0, sizeof(*out));
   int rc = tt_conf_defaults(t, n, cfg, err, sizeof(err));
   if (rc) goto bad;
@@ -43,7 +43,7 @@ int tt_cli_parse(const tt_cli_t *cli, const tt_conf_opt_t *t, size_t n, void *cf
   }
   if (!conf && cli->config_path && (cli->config_required || access(cli->config_path, F_OK) == 0))
     conf = cli->config_path;
-  if (conf && (rc = tt_conf_load(t, n, cfg, conf, err, sizeof(err)))) goto bad;
+  if (conf && (rc = tt_conf_load_extra(t, n, cfg, conf, cli->extra, err, sizeof(err)))) goto bad;
 
   bool rest = false;
   for (int i = 1; i < argc; i++) {

@@ -405,6 +405,19 @@ static char *strip_comment(char *v) {
 
 int tt_conf_load(const tt_conf_opt_t *t, size_t n, void *cfg, const char *path, char *err,
                  size_t errlen) {
+  return tt_conf_load_extra(t, n, cfg, path, NULL, err, errlen);
+}
+
+/* "section.key" (or "key" at top level) under extra's prefix, whole into full. */
+static bool extra_name(const tt_conf_extra_t *extra, const char *section, const char *key, char *full,
+                       size_t cap) {
+  if (extra == NULL || extra->prefix == NULL || extra->fn == NULL) return false;
+  int w = section[0] != '\0' ? snprintf(full, cap, "%s.%s", section, key) : snprintf(full, cap, "%s", key);
+  return w > 0 && (size_t)w < cap && strncmp(full, extra->prefix, strlen(extra->prefix)) == 0;
+}
+
+int tt_conf_load_extra(const tt_conf_opt_t *t, size_t n, void *cfg, const char *path,
+                       const tt_conf_extra_t *extra, char *err, size_t errlen) {
   char line[CONF_LINE_MAX + 1];
   char section[CONF_LINE_MAX + 1] = "";
   char where[CONF_LINE_MAX + 64];
@@ -487,6 +500,17 @@ int tt_conf_load(const tt_conf_opt_t *t, size_t n, void *cfg, const char *path, 
     }
 
     const tt_conf_opt_t *o = find_name(t, n, section, key);
+    char full[2 * CONF_LINE_MAX + 2];
+    if (o == NULL && extra_name(extra, section, key, full, sizeof full)) {
+      char why[512];
+      why[0] = '\0';
+      if (extra->fn(extra->ctx, full, val, why, sizeof why) != 0) {
+        seterr(err, errlen, "%s:%lu: %s", path, lineno, why[0] ? why : full);
+        rc = TT_ECONFIG;
+        goto out;
+      }
+      continue;
+    }
     if (o == NULL) {
       if (section[0] != '\0')
         seterr(err, errlen, "%s:%lu: unknown key \"%s\" in [%s]", path, lineno,

@@ -168,8 +168,10 @@ int inv_run(const inv_env_t *env, char *const argv[], tt_buf_t *out, int *status
     uint64_t now = now_ms();
     if (now >= deadline) {
       rc = TT_ETIMEOUT;
-      snprintf(err, errlen, "%s took longer than %u ms: stopped", argv[0],
-               (unsigned)(env->timeout_ms ? env->timeout_ms : INV_RUN_TIMEOUT_MS));
+      /* Said the same way wherever it shows (a report's table, a check's unknown result). */
+      unsigned t = env->timeout_ms ? env->timeout_ms : INV_RUN_TIMEOUT_MS;
+      if (t % 1000 == 0) snprintf(err, errlen, "%s timed out after %us (stopped)", argv[0], t / 1000);
+      else snprintf(err, errlen, "%s timed out after %ums (stopped)", argv[0], t);
       break;
     }
     struct pollfd p = {.fd = pfd[0], .events = POLLIN};

@@ -33,6 +33,11 @@ INV_TABLES(INV_DECLARE)
 INV_DIAG_TABLES(INV_DECLARE)
 #undef INV_DECLARE
 
+/* storage.c: the mounts table with each filesystem's usage from statvfs_fn (statvfs; a
+ * stand-in in unit tests, where a fixture's mount points are not filesystems). */
+struct statvfs;
+void inv_linux_mounts_with(const inv_env_t *env, inv_table_t *tab, int (*statvfs_fn)(const char *, struct statvfs *));
+
 /* pressure.c: the rows of disk_pressure from a mounts table (what inv_linux_disk_pressure
  * does with the machine's): filesystems written to that are 90% full or more, of space or
  * of inodes. */

@@ -68,7 +68,9 @@ static void device_alias(const inv_env_t *env, const char *dev, char *out, size_
   if (strncmp(real, rootreal, n) == 0 && real[n] == '/') snprintf(out, cap, "%s", real + n);
 }
 
-void inv_linux_mounts(const inv_env_t *env, inv_table_t *tab) {
+void inv_linux_mounts(const inv_env_t *env, inv_table_t *tab) { inv_linux_mounts_with(env, tab, statvfs); }
+
+void inv_linux_mounts_with(const inv_env_t *env, inv_table_t *tab, int (*statvfs_fn)(const char *, struct statvfs *)) {
   tt_buf_t b;
   int rc = inv_read(env, "/proc/mounts", &b);
   if (rc && inv_read(env, "/proc/self/mounts", &b)) {
@@ -89,7 +91,7 @@ void inv_linux_mounts(const inv_env_t *env, inv_table_t *tab) {
     device_alias(env, f[0], alias, sizeof(alias));
     struct statvfs sv;
     /* Under a fixture root the mount point is a directory of the fixture, if it has one. */
-    if (!usage_may_hang(f[2]) && inv_path(env, full, sizeof(full), "%s", f[1]) == 0 && statvfs(full, &sv) == 0) {
+    if (!usage_may_hang(f[2]) && inv_path(env, full, sizeof(full), "%s", f[1]) == 0 && statvfs_fn(full, &sv) == 0) {
       /* f_frsize is the unit f_blocks counts in (f_bsize is only the preferred I/O size). */
       uint64_t unit = sv.f_frsize ? sv.f_frsize : sv.f_bsize;
       inv_u64_str(bsize, sizeof(bsize), unit);

@@ -16,6 +16,8 @@ typedef struct {
                               variable): it must exist */
   /* Extra boolean switches the program handles itself (e.g. "json"); NULL-terminated. */
   const char *const *switches;
+  /* Config-file keys the program checks itself (tt_conf_load_extra); NULL: none. */
+  const tt_conf_extra_t *extra;
 } tt_cli_t;
 
 typedef struct {

@@ -48,6 +48,19 @@ int tt_conf_defaults(const tt_conf_opt_t *t, size_t n, void *cfg, char *err, siz
  * before an error keep their new values: treat any error as fatal. */
 int tt_conf_load(const tt_conf_opt_t *t, size_t n, void *cfg, const char *path,
                  char *err, size_t errlen) TT_WUR;
+/* Keys a program checks with a catalogue of its own (the agent's checks.*): a file key under
+ * `prefix` ("checks.") that the table does not name goes, whole ("checks.disk_used.period"), to
+ * fn, which says why it is wrong in err (nonzero return); the error then reads
+ * "path:line: <err>". */
+typedef struct {
+  const char *prefix;
+  int (*fn)(void *ctx, const char *name, const char *value, char *err, size_t errlen);
+  void *ctx;
+} tt_conf_extra_t;
+
+/* tt_conf_load, with extra (NULL: none) taking the keys under its prefix. */
+int tt_conf_load_extra(const tt_conf_opt_t *t, size_t n, void *cfg, const char *path, const tt_conf_extra_t *extra,
+                       char *err, size_t errlen) TT_WUR;
 /* Set one option by name ("section.key") from text; `where` prefixes errors ("--listen"),
  * or the option's name when `where` is NULL. TT_ECONFIG on error, field left unchanged. */
 int tt_conf_set(const tt_conf_opt_t *t, size_t n, void *cfg, const char *name, const char *value,

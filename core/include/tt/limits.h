@@ -351,8 +351,17 @@
  *   the longest value (a list of services or certificate paths).
  * - TT_ALERT_PAGE_MAX: alerts in one listing page (~500 bytes each).
  * - TT_ALERT_SNOOZE_MAX_MS: the longest snooze: a week; longer is a policy change.
- * - TT_TICKET_CHILDREN_MAX: a storm ticket's children listed with it (all are counted). */
+ * - TT_TICKET_CHILDREN_MAX: a storm ticket's children listed with it (all are counted).
+ * - TT_CHECK_DIM_MAX: a result's dimension (a mount point, a unit, a certificate's path);
+ *   TT_CHECK_TEXT_MAX its value, threshold and message. With TT_CHECK_RESULTS_MAX results a
+ *   full report is at most ~150 KiB, under TT_FRAME_MAX_BODY and TT_CTRL_QUEUE_MAX; a longer
+ *   text is cut at a whole character, a longer dimension is not tracked (it would not be one).
+ * - TT_CHECK_LIST_MAX: items of one list setting (required services, certificate paths,
+ *   mount types to ignore): a policy names a few; each still fits in TT_POLICY_VALUE_MAX. */
 #define TT_CHECK_RESULTS_MAX 256u
+#define TT_CHECK_DIM_MAX 200u
+#define TT_CHECK_TEXT_MAX 160u
+#define TT_CHECK_LIST_MAX 32u
 #define TT_CHECK_FULL_REPORT_MS (15u * 60u * 1000u)
 #define TT_CHECK_REPORTS_PER_MIN 30u
 #define TT_POLICY_SETTINGS_MAX 128u

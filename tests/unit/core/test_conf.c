@@ -371,6 +371,62 @@ static void test_print_help(void **state) {
   free(buf);
 }
 
+/* The keys a program checks itself: every key under the prefix, from a section or dotted at
+ * top level, reaches the hook whole; its refusal becomes "path:line: why"; other unknown keys
+ * are still refused by the table. */
+typedef struct {
+  int calls;
+  char last[64], value[64];
+} extra_seen_t;
+
+static int extra_fn(void *ctx, const char *name, const char *value, char *err, size_t errlen) {
+  extra_seen_t *s = ctx;
+  s->calls++;
+  snprintf(s->last, sizeof s->last, "%s", name);
+  snprintf(s->value, sizeof s->value, "%s", value);
+  if (strcmp(value, "bad") == 0) {
+    snprintf(err, errlen, "%s: bad is not allowed", name);
+    return -1;
+  }
+  return 0;
+}
+
+static int load_extra(cfg_t *c, extra_seen_t *seen, const char *text, char *err, size_t errlen) {
+  char e[256];
+  assert_int_equal(tt_conf_defaults(opts, NOPTS, c, e, sizeof e), 0);
+  const char *path = write_tmp(text);
+  tt_conf_extra_t x = {.prefix = "checks.", .fn = extra_fn, .ctx = seen};
+  err[0] = '\0';
+  int rc = tt_conf_load_extra(opts, NOPTS, c, path, &x, err, errlen);
+  unlink(path);
+  return rc;
+}
+
+static void test_extra_keys(void **state) {
+  (void)state;
+  cfg_t c;
+  extra_seen_t seen = {0};
+  char err[256];
+  assert_int_equal(load_extra(&c, &seen, "port = 9\n[checks]\ndisk_used.threshold = 85%\n", err, sizeof err), 0);
+  assert_int_equal(c.port, 9);
+  assert_int_equal(seen.calls, 1);
+  assert_string_equal(seen.last, "checks.disk_used.threshold");
+  assert_string_equal(seen.value, "85%");
+  assert_int_equal(load_extra(&c, &seen, "checks.units_failed.ignore = \"a, b\" # why\n", err, sizeof err), 0);
+  assert_string_equal(seen.last, "checks.units_failed.ignore");
+  assert_string_equal(seen.value, "a, b");
+  assert_int_equal(load_extra(&c, &seen, "\n[checks]\nx.y = bad\n", err, sizeof err), TT_ECONFIG);
+  assert_non_null(strstr(err, ":3: checks.x.y: bad is not allowed"));
+  /* Not under the prefix: the table's own error, the hook never asked. */
+  int calls = seen.calls;
+  assert_int_equal(load_extra(&c, &seen, "[check]\nx = 1\n", err, sizeof err), TT_ECONFIG);
+  assert_non_null(strstr(err, ":2: unknown key \"x\" in [check]"));
+  assert_int_equal(seen.calls, calls);
+  /* Without a hook, the same key is unknown. */
+  assert_int_equal(load_text(&c, "[checks]\ndisk_used.threshold = 85%\n", err, sizeof err), TT_ECONFIG);
+  assert_non_null(strstr(err, ":2: unknown key \"disk_used.threshold\" in [checks]"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -387,6 +443,7 @@ int main(void) {
       cmocka_unit_test(test_parse_duration),
       cmocka_unit_test(test_parse_size),
       cmocka_unit_test(test_print_help),
+      cmocka_unit_test(test_extra_keys),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
