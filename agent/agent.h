@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include "tt/backoff.h"
 #include "tt/cert.h"
+#include "tt/checks.h"
 #include "tt/link.h"
 #include "tt/limits.h"
 #include "tt/pki.h"
@@ -189,6 +190,7 @@ typedef struct {
   int64_t next_ms;   /* unix ms of the next attempt */
   bool in_flight;    /* a RenewRequest is out */
   EVP_PKEY *key;     /* the new key of the request in flight */
+  char last_error[TT_TEXT_MAX + 1]; /* why the last attempt failed; "" after a success */
 } agent_renew_t;
 
 typedef struct {
@@ -214,6 +216,8 @@ typedef struct {
   struct agent_contain_s *contain;
   struct agent_files_s *files;
   struct agent_inv_s *inv;
+  struct agent_checks_s *checks;
+  tt_checks_conf_t checks_local; /* the checks' defaults with the config file's checks.* (main.c) */
   /* What the link showed, for a diagnostics report's broker_connection and time_skew
    * (conn.c): when Hello went and Welcome came (uv_hrtime; unix ms), the broker's clock
    * at that Welcome (estimated as its server_time_ms plus half the round trip, good to
@@ -313,6 +317,22 @@ void agent_diag_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uin
 void agent_diag_credit(tt_mux_t *m, tt_chan_t *ch);
 void agent_diag_chan_closed(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg);
 
+/* ---- checks/: health checks with hysteresis (checks/checks.h: the engine, the samplers) -- */
+
+/* At start: the settings (checks_local, and over them the broker's policy kept in the state
+ * directory), each check on its own timer. */
+void agent_checks_init(agent_t *a);
+/* Welcomed: a full report now, then one per change and a full one every
+ * TT_CHECK_FULL_REPORT_MS. */
+void agent_checks_welcomed(agent_t *a);
+/* Broker -> agent PolicyPushRequest: every setting checked before any is applied, kept in
+ * the state directory, answered with the version now in force or an Error saying why not. */
+void agent_checks_policy_request(agent_t *a, const Tether__Request *q);
+/* The local socket's CHECKS: one line per result, and one per check with none, to say. */
+void agent_checks_lines(agent_t *a, void (*say)(void *ctx, const char *line), void *ctx);
+void agent_checks_close(agent_t *a);
+void agent_checks_free(agent_t *a);
+
 /* ---- contain.c: where a session's processes live, and how all of them end -------------- */
 
 /* One shell's or command's processes, all of them however they detach. */
@@ -374,6 +394,8 @@ bool agent_procfs_under(const char *path, const char *root, uint64_t *session);
 int agent_local_prompt(const agent_cfg_t *cfg);
 int agent_local_sessions(const agent_cfg_t *cfg);
 int agent_local_end(const agent_cfg_t *cfg, const char *session);
+/* `tether-agent checks`: the checks' table (checks/report.c says CHECKS). */
+int agent_local_checks(const agent_cfg_t *cfg);
 
 /* conn.c: connect, Hello, serve, reconnect. Returns the exit status. */
 int agent_run(agent_t *a);

@@ -81,6 +81,12 @@ static const tt_conf_opt_t agent_opts[] = {
 };
 #define NOPTS (sizeof(agent_opts) / sizeof(agent_opts[0]))
 
+/* checks.* in the config file (a [checks] section, or dotted keys): the catalogue checks
+ * each over the defaults; a broker's policy later goes over these (checks/policy.c). */
+static int checks_key(void *ctx, const char *name, const char *value, char *err, size_t errlen) {
+  return tt_checks_set(ctx, name, value, err, errlen) ? TT_ECONFIG : 0;
+}
+
 /* Switches the commands handle themselves (bits of tt_cli_args_t.switches). */
 static const char *const agent_switches[] = {"force", NULL};
 #define SW_FORCE 1u
@@ -101,12 +107,14 @@ static int read_token(char *out, size_t cap) {
 int main(int argc, char **argv) {
   static agent_t a;
   tt_cli_args_t args;
+  tt_checks_defaults(&a.checks_local);
+  const tt_conf_extra_t checks_extra = {.prefix = "checks.", .fn = checks_key, .ctx = &a.checks_local};
   const tt_cli_t cli = {
       .prog = "tether-agent",
       .usage = "usage: tether-agent [run] [--config FILE] [options]\n"
                "       tether-agent enroll --broker HOST:PORT --token TOKEN --ca-pin sha256:HEX\n"
                "                           [--state-dir DIR] [--hostname NAME] [--force]\n"
-               "       tether-agent prompt|sessions|end S-n [--consent-socket PATH]\n\n"
+               "       tether-agent prompt|sessions|checks|end S-n [--consent-socket PATH]\n\n"
                "Tether's agent: keeps this device reachable for help-desk support through the\n"
                "broker, over one outbound mutual-TLS connection.\n\n"
                "commands:\n"
@@ -118,9 +126,13 @@ int main(int argc, char **argv) {
                "  prompt    (the employee) show support requests as they come and answer them:\n"
                "            y or n on standard input, one line per answer\n"
                "  sessions  (the employee) list the support sessions live on this device\n"
-               "  end S-n   (the employee) end a session at once",
+               "  end S-n   (the employee) end a session at once\n"
+               "  checks    the health checks this agent runs: each result, its state and value\n\n"
+               "The config file may set checks too, over their defaults (a policy from the broker\n"
+               "goes over both): a [checks] section with lines such as disk_used.threshold = 85%",
       .config_path = "/etc/tether/agent.conf",
       .switches = agent_switches,
+      .extra = &checks_extra,
   };
   signal(SIGPIPE, SIG_IGN);
   if (tt_cli_parse(&cli, agent_opts, NOPTS, &a.cfg, argc, argv, &args)) return 2;
@@ -140,7 +152,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-agent: end needs the session to end (end S-4)\n");
     return 2;
   }
-  bool local = end || strcmp(cmd, "prompt") == 0 || strcmp(cmd, "sessions") == 0;
+  bool local = end || strcmp(cmd, "prompt") == 0 || strcmp(cmd, "sessions") == 0 || strcmp(cmd, "checks") == 0;
   if ((args.npos > 1 && !end) || (!enroll && !local && strcmp(cmd, "run") != 0)) {
     fprintf(stderr, "tether-agent: unknown command '%s' (see --help)\n", args.npos > 1 ? args.pos[1] : cmd);
     return 2;
@@ -148,6 +160,7 @@ int main(int argc, char **argv) {
   if (local) {
     tt_log_set_level(TT_LOG_OFF);
     if (end) return agent_local_end(&a.cfg, args.pos[1]);
+    if (strcmp(cmd, "checks") == 0) return agent_local_checks(&a.cfg);
     return cmd[0] == 'p' ? agent_local_prompt(&a.cfg) : agent_local_sessions(&a.cfg);
   }
   if (!enroll && (args.switches & SW_FORCE)) {

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/statvfs.h>
-#include "collect.h"
+#include "inv/collect.h"
 #include "tt/checks.h"
 
 /* ---- a run: what one check saw --------------------------------------------------------- */

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 #include "checks.h"
-#include "linux.h"
-#include "scan.h"
+#include "inv/linux/linux.h"
+#include "inv/linux/scan.h"
 
 static long col_of(const inv_table_t *t, const char *name) {
   for (size_t c = 0; c < t->ncols; c++)

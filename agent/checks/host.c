@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 #include "checks.h"
-#include "linux.h"
-#include "scan.h"
+#include "inv/linux/linux.h"
+#include "inv/linux/scan.h"
 
 void agent_check_reboot_pending(const agent_check_ctx_t *ctx, const tt_check_conf_t *conf, agent_check_run_t *run) {
   tt_checks_format_num(TT_CHECK_V_DURATION, conf->threshold, run->threshold, sizeof(run->threshold));

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "checks.h"
-#include "linux.h"
-#include "scan.h"
+#include "inv/linux/linux.h"
+#include "inv/linux/scan.h"
 
 /* sd_booted()'s test, under inventory.root: no systemd, nothing for these checks to judge. */
 static bool booted_with_systemd(const agent_check_ctx_t *ctx) {

@@ -564,6 +564,9 @@ static void cmd_answer(local_t *cl, const char *arg) {
   answer(cl->a, p, cl, strcmp(word, "yes") == 0, cl->user);
 }
 
+/* CHECKS: the health checks' lines (checks/report.c), then OK. */
+static void checks_say(void *ctx, const char *line) { client_say(ctx, "%s", line); }
+
 static void client_line(local_t *cl, char *line) {
   char *arg = strchr(line, ' ');
   if (arg) *arg++ = '\0';
@@ -579,8 +582,11 @@ static void client_line(local_t *cl, char *line) {
     cmd_end(cl, arg);
   } else if (strcmp(line, "ANSWER") == 0) {
     cmd_answer(cl, arg);
+  } else if (strcmp(line, "CHECKS") == 0 && !arg[0]) {
+    agent_checks_lines(cl->a, checks_say, cl);
+    client_say(cl, "OK");
   } else {
-    client_say(cl, "ERR unknown command (WATCH, SESSIONS, END S-n, ANSWER id yes|no)");
+    client_say(cl, "ERR unknown command (WATCH, SESSIONS, END S-n, ANSWER id yes|no, CHECKS)");
   }
 }
 

@@ -144,6 +144,104 @@ int agent_local_end(const agent_cfg_t *cfg, const char *session) {
   return rc;
 }
 
+/* ---- checks ------------------------------------------------------------------------------ */
+
+#define CHECK_COLS 6
+/* Rows: every result the agent keeps, and a row per check without one. */
+#define CHECK_ROWS (TT_CHECK_RESULTS_MAX + 2 * TT_CHECK_COUNT)
+
+typedef struct {
+  char col[CHECK_COLS][TT_CHECK_TEXT_MAX * 2 + 32];
+} check_row_t;
+
+/* One line of CHECKS as a row: CHECK DIMENSION STATE VALUE THRESHOLD SINCE. 0 if it is not one. */
+static int check_row(char *line, check_row_t *r) {
+  char *f[10];
+  memset(r, 0, sizeof(*r));
+  if (strncmp(line, "CHECK ", 6) == 0 && fields(line + 6, f, 10) == 10) {
+    snprintf(r->col[0], sizeof(r->col[0]), "%s", f[0]);
+    snprintf(r->col[1], sizeof(r->col[1]), "%s", f[1][0] ? f[1] : "-");
+    /* A change under way shows with its count: "ok (failing 1/3)". */
+    if (strcmp(f[2], f[3]) && strcmp(f[3], "pending"))
+      snprintf(r->col[2], sizeof(r->col[2]), "%s (%s %s/%s)", f[2], f[3], f[4], f[5]);
+    else
+      snprintf(r->col[2], sizeof(r->col[2]), "%s", f[2]);
+    /* An unknown result has no value: why it is unknown instead. */
+    snprintf(r->col[3], sizeof(r->col[3]), "%s", f[6][0] ? f[6] : f[9]);
+    snprintf(r->col[4], sizeof(r->col[4]), "%s", f[7]);
+    long long since = strtoll(f[8], NULL, 10);
+    if (since > 0) agent_fmt_time(r->col[5], sizeof(r->col[5]), since);
+    return 1;
+  }
+  const char *word = strncmp(line, "OFF ", 4) == 0 ? "off" : strncmp(line, "NA ", 3) == 0 ? "n/a"
+                     : strncmp(line, "WAIT ", 5) == 0                                     ? "pending"
+                                                                                          : NULL;
+  if (!word) return 0;
+  size_t n = fields(strchr(line, ' ') + 1, f, 2);
+  snprintf(r->col[0], sizeof(r->col[0]), "%s", f[0]);
+  snprintf(r->col[1], sizeof(r->col[1]), "-");
+  snprintf(r->col[2], sizeof(r->col[2]), "%s", word);
+  snprintf(r->col[3], sizeof(r->col[3]), "%s", n == 2 ? f[1] : word[0] == 'p' ? "not run yet" : "");
+  return 1;
+}
+
+int agent_local_checks(const agent_cfg_t *cfg) {
+  conn_t c;
+  char line[TT_LOCAL_LINE_MAX * 2 + 1];
+  static check_row_t rows[CHECK_ROWS + 1];
+  static const char *const head[CHECK_COLS] = {"CHECK", "DIMENSION", "STATE", "VALUE", "THRESHOLD", "SINCE"};
+  size_t n = 0, width[CHECK_COLS];
+  unsigned long long version = 0;
+  char over[256] = "";
+  if (local_connect(cfg, &c)) return 1;
+  int rc = 1;
+  if (say(&c, "CHECKS")) goto lost;
+  for (;;) {
+    int r = next_line(&c, line, sizeof(line));
+    if (r <= 0) goto lost;
+    if (strcmp(line, "OK") == 0) break;
+    if (strncmp(line, "ERR ", 4) == 0) {
+      fprintf(stderr, "tether-agent: %s\n", line + 4);
+      goto out;
+    }
+    if (strncmp(line, "POLICY ", 7) == 0) version = strtoull(line + 7, NULL, 10);
+    else if (strncmp(line, "OVER ", 5) == 0) {
+      size_t o = strlen(over);
+      snprintf(over + o, sizeof(over) - o, "%s%s", o ? ", " : "", line + 5);
+    } else if (n < CHECK_ROWS && check_row(line, &rows[n])) n++;
+  }
+  if (version) printf("policy: version %llu from the broker\n", version);
+  else printf("policy: none from the broker yet (the defaults and this machine's config)\n");
+  for (size_t k = 0; k < CHECK_COLS; k++) width[k] = strlen(head[k]);
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < CHECK_COLS; k++)
+      if (strlen(rows[i].col[k]) > width[k]) width[k] = strlen(rows[i].col[k]);
+  for (size_t i = 0; i <= n; i++) {
+    const char *const *cols = NULL;
+    const char *tmp[CHECK_COLS];
+    if (i == 0) cols = head;
+    else {
+      for (size_t k = 0; k < CHECK_COLS; k++) tmp[k] = rows[i - 1].col[k];
+      cols = tmp;
+    }
+    printf("%-*s  %-*s  %-*s  %-*s  %-*s  %s\n", (int)width[0], cols[0], (int)width[1], cols[1], (int)width[2],
+           cols[2], (int)width[3], cols[3], (int)width[4], cols[4], cols[5]);
+  }
+  if (over[0]) {
+    /* "disk_used\t3": the TAB to " " */
+    for (char *t = over; *t; t++)
+      if (*t == '\t') *t = ' ';
+    printf("not tracked (more results than the agent keeps): %s\n", over);
+  }
+  rc = 0;
+  goto out;
+lost:
+  fprintf(stderr, "tether-agent: the agent closed the connection\n");
+out:
+  close(c.fd);
+  return rc;
+}
+
 /* ---- prompt ----------------------------------------------------------------------------- */
 
 #define PENDING_MAX AGENT_PROMPTS_MAX

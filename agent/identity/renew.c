@@ -32,6 +32,7 @@ static void renew_plan(agent_t *a) {
 
 static void renew_failed(agent_t *a, const char *why) {
   int64_t now = agent_unix_ms();
+  snprintf(a->renew.last_error, sizeof(a->renew.last_error), "%s", why); /* for the agent_renewal check */
   a->renew.next_ms = agent_renew_retry_ms(now, a->ident.not_after_ms);
   char na[32];
   agent_fmt_time(na, sizeof(na), a->ident.not_after_ms);
@@ -90,6 +91,7 @@ static void renew_reply(void *data, const Tether__Response *r, int err) {
     char na[32];
     agent_fmt_time(na, sizeof(na), a->ident.not_after_ms);
     TT_INFO("agent", "certificate renewed", "device=%s not_after=%s", a->ident.device_id, na);
+    a->renew.last_error[0] = '\0';
     renew_plan(a);
     /* However short-lived the new certificate, never ask again at once. */
     int64_t soonest = agent_unix_ms() + AGENT_RENEW_RETRY_MIN_MS;
