@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "checks.h"
 #include "inv/linux/linux.h"
@@ -32,6 +33,37 @@ static bool pct_up(uint64_t used, uint64_t total, uint64_t *pct) {
   return true;
 }
 
+typedef struct {
+  const inv_table_t *m;
+  size_t col;
+} by_path_t;
+
+static int by_path_then_later(const void *x, const void *y, void *arg) {
+  const by_path_t *k = arg;
+  size_t a = *(const size_t *)x, b = *(const size_t *)y;
+  int c = strcmp(inv_cell(k->m, a, k->col), inv_cell(k->m, b, k->col));
+  return c ? c : (a < b) - (a > b);
+}
+
+/* Rows whose mount point a later row mounts over: /proc/self/mounts lists both, and only the
+ * later is what the path shows (what statvfs measured, the type it has). calloc'd, or NULL. */
+static bool *visible_only(const inv_table_t *m, size_t c_path) {
+  bool *hidden = calloc(m->nrows ? m->nrows : 1, sizeof(*hidden));
+  size_t *idx = malloc((m->nrows ? m->nrows : 1) * sizeof(*idx));
+  if (!hidden || !idx) {
+    free(hidden);
+    free(idx);
+    return NULL;
+  }
+  for (size_t i = 0; i < m->nrows; i++) idx[i] = i;
+  by_path_t k = {m, c_path};
+  qsort_r(idx, m->nrows, sizeof(*idx), by_path_then_later, &k);
+  for (size_t i = 1; i < m->nrows; i++)
+    if (!strcmp(inv_cell(m, idx[i], c_path), inv_cell(m, idx[i - 1], c_path))) hidden[idx[i]] = true;
+  free(idx);
+  return hidden;
+}
+
 static void disk_check(const agent_check_ctx_t *ctx, const tt_check_conf_t *conf, agent_check_run_t *run,
                        bool inodes) {
   tt_checks_format_num(TT_CHECK_V_PERCENT, conf->threshold, run->threshold, sizeof(run->threshold));
@@ -51,12 +83,16 @@ static void disk_check(const agent_check_ctx_t *ctx, const tt_check_conf_t *conf
   long c_path = col_of(&m, "path"), c_type = col_of(&m, "type"), c_bs = col_of(&m, "blocks_size"),
        c_blocks = col_of(&m, "blocks"), c_free = col_of(&m, "blocks_free"), c_avail = col_of(&m, "blocks_available"),
        c_files = col_of(&m, "inodes"), c_ffree = col_of(&m, "inodes_free"), c_flags = col_of(&m, "flags");
-  /* Last row first: a mount point listed twice (one mounted over the other) is the later,
-   * visible one, and the engine keeps the first sample of a dimension. */
-  for (size_t i = m.nrows; i-- > 0;) {
+  bool *hidden = visible_only(&m, (size_t)c_path);
+  if (!hidden) {
+    agent_check_fail(run, "out of memory");
+    inv_table_free(&m);
+    return;
+  }
+  for (size_t i = 0; i < m.nrows; i++) {
     const char *path = inv_cell(&m, i, (size_t)c_path), *type = inv_cell(&m, i, (size_t)c_type);
     uint64_t bs, blocks, bfree, bavail, files, ffree, pct;
-    if (agent_check_listed(conf->list, type) || agent_check_listed(conf->list, path) ||
+    if (hidden[i] || agent_check_listed(conf->list, type) || agent_check_listed(conf->list, path) ||
         read_only(inv_cell(&m, i, (size_t)c_flags)))
       continue;
     /* No usage (a network filesystem is not asked: statvfs could hang; /proc has no blocks):
@@ -83,6 +119,7 @@ static void disk_check(const agent_check_ctx_t *ctx, const tt_check_conf_t *conf
     }
     agent_check_sample(run, path, (int64_t)pct >= conf->threshold ? TT_CHECK_FAILING : TT_CHECK_OK, NULL, "%s", v);
   }
+  free(hidden);
   inv_table_free(&m);
 }
 
