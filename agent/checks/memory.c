@@ -82,7 +82,7 @@ void agent_check_memory_pressure(const agent_check_ctx_t *ctx, const tt_check_co
     inv_table_free(&t);
     return;
   }
-  char why[TT_CHECK_TEXT_MAX];
+  char why[INV_ERROR_MAX];
   snprintf(why, sizeof(why), "%s", t.error[0] ? t.error : "no memory line in /proc/pressure/memory");
   inv_table_free(&t);
   by_available(ctx, conf, run, why);

@@ -509,7 +509,7 @@ static void write_cert(const char *path, long days, int pem) {
 
 static void test_cert_expiry(void **state) {
   (void)state;
-  char dir[512], soon[600], later[600], old[600], junk[600], none[600], list[TT_POLICY_VALUE_MAX + 1], err[512];
+  char dir[128], soon[160], later[160], old[160], junk[160], none[160], list[TT_POLICY_VALUE_MAX + 1], err[512];
   fx_mkroot(dir, sizeof(dir));
   snprintf(soon, sizeof(soon), "%s/soon.pem", dir);
   snprintf(later, sizeof(later), "%s/later.der", dir);
