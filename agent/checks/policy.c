@@ -23,7 +23,7 @@ static void policy_keep(agent_checks_t *cs, uint64_t version, Tether__PolicySett
   if (policy_path(cs, path, sizeof(path))) return;
   json_t *list = json_array(), *doc = json_pack("{s:I,s:o}", "version", (json_int_t)version, "settings", list);
   for (size_t i = 0; doc && i < n; i++)
-    json_array_append_new(list, json_pack("[s#,s#]", (const char *)s[i]->key.data, s[i]->key.len,
+    json_array_append_new(list, json_pack("[s%,s%]", (const char *)s[i]->key.data, s[i]->key.len,
                                           s[i]->value.len ? (const char *)s[i]->value.data : "", s[i]->value.len));
   char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
   json_decref(doc);
