@@ -1,6 +1,6 @@
 /* The store's private half: the connection, its prepared statements and the helpers every
- * domain file (devices, tokens, audit, tickets, sessions, people, inventory, diag) shares. Nothing outside
- * broker/store/ includes this. */
+ * domain file (devices, tokens, audit, tickets, sessions, people, inventory, diag, kb)
+ * shares. Nothing outside broker/store/ includes this. */
 #ifndef BROKER_STORE_INTERNAL_H
 #define BROKER_STORE_INTERNAL_H
 
@@ -134,6 +134,21 @@ typedef enum {
   ST_INVF_DEV_NAME,
   ST_INVF_TODO,
   ST_INVF_TODO_DEL,
+  ST_KB_INSERT,
+  ST_KB_UPDATE,
+  ST_KB_GET,
+  ST_KB_TITLE,
+  ST_KB_FTS_ADD,
+  ST_KB_FTS_DEL,
+  ST_KB_CHECKS_DEL,
+  ST_KB_CHECK_ADD,
+  ST_KB_CHECKS,
+  ST_KB_SEARCH,
+  ST_KB_LINK,
+  ST_KB_UNLINK,
+  ST_KB_LINKS_OF_TICKET,
+  ST_KB_OF_TICKET,
+  ST_KB_OF_CHECK,
   ST__COUNT
 } store_stmt_t;
 
@@ -154,6 +169,9 @@ struct broker_store_s {
    * are rows other devices sent before, found here without a seek. Emptied on rollback. */
   struct store_inv_cache_s *inv_cache;
   uint64_t inv_find_work; /* a find page's work budget; 0: STORE_INV_FIND_WORK_MAX */
+  /* The knowledge base's hold on FTS5 (kb.c): the tokenizer that splits a search into the
+   * words the index holds, made at open and freed at close. */
+  struct store_kb_s *kb;
 };
 
 
@@ -174,6 +192,10 @@ int store_prepare_inventory(broker_store_t *s);
 int store_prepare_diag(broker_store_t *s);
 int store_prepare_assets(broker_store_t *s);
 int store_prepare_facts(broker_store_t *s);
+/* kb.c: statements, the FTS5 ranking function and the query tokenizer (at open); freed at
+ * close, before the connection. */
+int store_prepare_kb(broker_store_t *s);
+void store_kb_close(broker_store_t *s);
 /* facts.c: whether a table is one the facts come from; keys as matched (trimmed, ASCII lower
  * case; a serial firmware fills in for everyone is none; a MAC as aa:bb:cc:dd:ee:ff, false
  * for anything else or all zeros). */
