@@ -345,6 +345,12 @@ int broker_ticket_event(broker_t *b, int64_t ticket, const char *actor, const ch
 /* A person worked the ticket (a session was granted): sets first_response_ms if not set. */
 void broker_ticket_responded(broker_t *b, int64_t ticket);
 
+/* helpdesk/kb.c: the knowledge base: kb_add (admins and level 3 technicians, the level read
+ * in the write's own store request), kb_search and kb_show (technicians and admins). */
+int broker_kb_request(broker_conn_t *c, const Tether__Request *q);
+/* A stored hit on the wire; strings point into h, checks holds TT_KB_CHECKS_MAX views. */
+void broker_kb_hit_to_wire(const store_kb_hit_t *h, Tether__KbHit *o, ProtobufCBinaryData *checks, bool linked);
+
 /* people.c: the technicians and admins the broker knows. A person connected (connect) or
  * their connection ended: recorded by a write nobody waits for (no-op for other roles). */
 void broker_person_seen(broker_t *b, const broker_conn_t *c, bool connect);

@@ -1,6 +1,7 @@
 /* Help-desk tickets, the reason for every session: technicians and admins create, list and
  * show them and move them through open -> resolved -> closed (and back). Each change is one
  * store write (the row and its timeline event together) and one audit entry. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -286,9 +287,17 @@ typedef struct {
   broker_creq_t h;
   uint64_t wire_id;
   store_ticket_t t;
-  uint32_t n, total;
+  uint32_t n, total, narticles;
   store_ticket_event_t rows[TT_TICKET_EVENTS_PAGE_MAX];
+  store_kb_hit_t articles[TT_KB_LINKS_MAX]; /* the knowledge base's articles that solved it */
 } show_req_t;
+
+static int kb_linked_cb(void *ctx, const store_kb_hit_t *h) {
+  show_req_t *x = ctx;
+  if (x->narticles >= TT_KB_LINKS_MAX) return 1;
+  x->articles[x->narticles++] = *h;
+  return 0;
+}
 
 static int tev_page_cb(void *ctx, const store_ticket_event_t *e) {
   show_req_t *x = ctx;
@@ -302,6 +311,7 @@ static int show_run(broker_store_t *s, store_req_t *r) {
   int rc = store_ticket_get(s, (int64_t)x->wire_id, &x->t);
   if (rc) return rc;
   rc = store_ticket_events_tail(s, x->t.id, TT_TICKET_EVENTS_PAGE_MAX, tev_page_cb, x, &x->total);
+  if (rc >= 0) rc = store_kb_for_ticket(s, x->t.id, kb_linked_cb, x);
   return rc < 0 ? rc : 0;
 }
 
@@ -310,6 +320,8 @@ static void show_done(store_req_t *r) {
   broker_conn_t *c = broker_creq_conn(x);
   Tether__TicketEvent *evs = NULL;
   Tether__TicketEvent **ptrs = NULL;
+  Tether__KbHit arts[TT_KB_LINKS_MAX], *art_ptrs[TT_KB_LINKS_MAX];
+  ProtobufCBinaryData art_checks[TT_KB_LINKS_MAX][TT_KB_CHECKS_MAX];
   if (!c) goto out;
   if (r->rc == TT_ENOTFOUND) {
     answered(c, no_such_ticket(c, x->h.id, x->wire_id));
@@ -342,6 +354,12 @@ static void show_done(store_req_t *r) {
   det.events = ptrs;
   det.n_events = x->n;
   det.events_total = x->total;
+  for (uint32_t i = 0; i < x->narticles; i++) {
+    broker_kb_hit_to_wire(&x->articles[i], &arts[i], art_checks[i], true);
+    art_ptrs[i] = &arts[i];
+  }
+  det.articles = art_ptrs;
+  det.n_articles = x->narticles;
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = x->h.id;
   resp.body_case = TETHER__RESPONSE__BODY_TICKET_DETAIL;
@@ -512,12 +530,38 @@ static void op_state(const tt_identity_t *c, tix_change_t *x, const char *name, 
   snprintf(x->text, sizeof(x->text), "%s", x->note);
 }
 
+/* A knowledge-base article solved the ticket (link), or did not after all (unlink): whoever
+ * may comment may link, in any state (a resolved ticket is when the fix is known). The link
+ * is written in the update's own request, with the ticket's event and audit entry. */
+static int op_link(broker_store_t *s, const tt_identity_t *c, tix_change_t *x, const char *name, uint64_t article,
+                   bool link, int64_t now) {
+  if (!may_work(c, x, name, true)) return 0;
+  char kb[32], title[STORE_KB_TITLE_MAX + 1] = "";
+  snprintf(kb, sizeof(kb), "KB-%" PRIu64, article);
+  int rc = TT_ENOTFOUND;
+  if (article && article <= (uint64_t)INT64_MAX) rc = store_kb_title(s, (int64_t)article, title, sizeof(title));
+  if (rc == TT_ENOTFOUND) refuse(x, TT_ENOTFOUND, "no such article: %s", kb);
+  if (rc) return x->err ? 0 : rc;
+  rc = link ? store_kb_link(s, x->t.id, (int64_t)article, c->name, now) : store_kb_unlink(s, x->t.id, (int64_t)article);
+  if (rc == -EEXIST) refuse(x, TT_EINVAL, "%s is already linked to %s", kb, name);
+  else if (rc == TT_ENOTFOUND) refuse(x, TT_EINVAL, "%s is not linked to %s", kb, name);
+  else if (rc == TT_ETOOBIG) refuse(x, TT_ETOOBIG, "%s links %u articles already: unlink one first", name, TT_KB_LINKS_MAX);
+  else if (rc) return rc;
+  if (x->err) return 0;
+  char text[STORE_TEXT_MAX + 40];
+  snprintf(text, sizeof(text), "%s %s", kb, title);
+  text_fit(x->text, sizeof(x->text), text);
+  x->kind = link ? "kb-linked" : "kb-unlinked";
+  return 0;
+}
+
 /* The ticket is read, the change worked out and written with its audit entry in one store
  * request: two updates of one ticket can never both start from the same old row. */
 typedef struct {
   broker_creq_t h;
   tt_identity_t who;
   uint64_t wire_id;
+  uint64_t article;
   Tether__TicketOp op;
   uint32_t level;
   int64_t now_ms;
@@ -540,6 +584,11 @@ static int update_run(broker_store_t *s, store_req_t *r) {
     break;
   case TETHER__TICKET_OP__TICKET_ESCALATE: op_escalate(&u->who, x, name, u->level); break;
   case TETHER__TICKET_OP__TICKET_COMMENT: op_comment(&u->who, x, name, u->now_ms); break;
+  case TETHER__TICKET_OP__TICKET_LINK:
+  case TETHER__TICKET_OP__TICKET_UNLINK:
+    rc = op_link(s, &u->who, x, name, u->article, u->op == TETHER__TICKET_OP__TICKET_LINK, u->now_ms);
+    if (rc) return rc;
+    break;
   default: op_state(&u->who, x, name, u->op, u->now_ms); break;
   }
   if (x->err) return TT_ESTATE; /* refused: x says why; nothing is written */
@@ -587,6 +636,8 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
       [TETHER__TICKET_OP__TICKET_RESOLVE] = "ticket-resolve",
       [TETHER__TICKET_OP__TICKET_CLOSE] = "ticket-close",
       [TETHER__TICKET_OP__TICKET_REOPEN] = "ticket-reopen",
+      [TETHER__TICKET_OP__TICKET_LINK] = "ticket-link",
+      [TETHER__TICKET_OP__TICKET_UNLINK] = "ticket-unlink",
   };
   if ((unsigned)q->op >= sizeof(actions) / sizeof(actions[0]) || !actions[q->op])
     return broker_reply_error(c, id, TT_EINVAL, "unknown ticket operation");
@@ -598,6 +649,7 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
   }
   u->who = c->id;
   u->wire_id = q->id;
+  u->article = q->article;
   u->op = q->op;
   u->level = q->level;
   u->now_ms = (int64_t)broker_unix_ms();

@@ -17,6 +17,7 @@ static const store_sql_t k_sql[] = {
       " WHERE name = ?1 AND first_seen_ms > 0"},
   {ST_PPL_GET, "SELECT " PPL_COLS " FROM people p WHERE p.name = ?1"},
   {ST_PPL_LIST, "SELECT " PPL_COLS " FROM people p WHERE p.name > ?1 ORDER BY p.name LIMIT ?2"},
+  {ST_PPL_SET_LEVEL, "UPDATE people SET level = ?2 WHERE name = ?1"},
 };
 
 int store_prepare_people(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
@@ -78,6 +79,17 @@ int store_person_last_seen(broker_store_t *s, const char *name, int64_t now_ms) 
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   done(st);
   return rc == SQLITE_DONE ? 0 : sql_fail(s, "person_last_seen", rc);
+}
+
+int store_person_set_level(broker_store_t *s, const char *name, int level) {
+  sqlite3_stmt *st = s->st[ST_PPL_SET_LEVEL];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, name, &rc);
+  bind_i64(st, 2, level, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return constraint_fail(s, "person_set_level", rc);
+  return sqlite3_changes(s->db) == 0 ? TT_ENOTFOUND : 0;
 }
 
 int store_person_get(broker_store_t *s, const char *name, store_person_t *out) {

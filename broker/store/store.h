@@ -320,6 +320,8 @@ int store_person_seen(broker_store_t *s, const char *name, store_person_role_t r
 /* Their connection ended: last seen moves on (never back); nothing for someone never seen. */
 int store_person_last_seen(broker_store_t *s, const char *name, int64_t now_ms) TT_WUR;
 int store_person_get(broker_store_t *s, const char *name, store_person_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* An admin's mark: the person's support level (1..3, else TT_EINVAL). TT_ENOTFOUND. */
+int store_person_set_level(broker_store_t *s, const char *name, int level) TT_WUR;
 /* People ordered by name, those after `after` ("" = from the start), at most limit (0 = no
  * limit). The callback must not list people again; a non-zero return stops the walk and is
  * returned. */

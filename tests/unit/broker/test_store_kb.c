@@ -594,6 +594,18 @@ static void test_person_level(void **state) {
   assert_int_equal(store_person_seen(fx->s, "new", STORE_PERSON_TECHNICIAN, 50), 0);
   assert_int_equal(store_person_get(fx->s, "new", &got), 0);
   assert_int_equal(got.level, 1);
+  /* An admin marks someone already known (an add of them refused first, as the broker does). */
+  snprintf(p.name, sizeof p.name, "new");
+  p.level = 2;
+  assert_int_equal(store_person_add(fx->s, &p), -EEXIST);
+  assert_int_equal(store_person_set_level(fx->s, "new", 3), 0);
+  assert_int_equal(store_person_get(fx->s, "new", &got), 0);
+  assert_int_equal(got.level, 3);
+  assert_int_equal(store_person_set_level(fx->s, "new", 0), TT_EINVAL);
+  assert_int_equal(store_person_set_level(fx->s, "new", 4), TT_EINVAL);
+  assert_int_equal(store_person_set_level(fx->s, "nobody", 2), TT_ENOTFOUND);
+  assert_int_equal(store_person_get(fx->s, "new", &got), 0);
+  assert_int_equal(got.level, 3);
 }
 
 /* The reader's connection (read-only) searches too: the tokenizer and ranking are made per
