@@ -272,8 +272,8 @@ static void usage(const tt_cli_t *cli) {
     if (strlen(syn) <= 40) printf("  %-40s %s\n", syn, commands[i]->help);
     else printf("  %s\n  %-40s %s\n", syn, "", commands[i]->help);
   }
-  printf("\nTickets are T-<n>, sessions S-<n>, recordings R-<n> (T-3 or 3 both work where the\n"
-         "kind is clear). shell, exec and the file commands (pull, push, cp, ls) open a session\n"
+  printf("\nTickets are T-<n>, sessions S-<n>, recordings R-<n>, articles KB-<n> (T-3 or 3 both work\n"
+         "where the kind is clear). shell, exec and the file commands (pull, push, cp, ls) open a session\n"
          "first (or reuse a live one): the person at the device is asked and must agree; so do\n"
          "diag, ping and speedtest (diag access), which only admins may run without --ticket. You hold\n"
          "at most %u channels on one device. admin commands (token, revoke, person, people,\n"
