@@ -1,0 +1,11 @@
+/* What a test must undo to take a store back to what an older broker left: the later
+ * migrations' tables, indexes and columns, newest first. Prepend to a rewind's SQL. */
+#ifndef TT_TEST_STORE_UNDO_H
+#define TT_TEST_STORE_UNDO_H
+
+/* 11: help requests; tickets' source and parent (diag_reports keeps its laxer CHECK). */
+#define STORE_UNDO_11                                                                           \
+  "DROP TABLE help_requests; DROP INDEX tickets_parent; DROP INDEX tickets_requester;"         \
+  " ALTER TABLE tickets DROP COLUMN parent; ALTER TABLE tickets DROP COLUMN source; "
+
+#endif
