@@ -67,6 +67,8 @@ enum {
   CONSOLE_SW_RECURSIVE = 1u << 6, /* pull, push, cp, ls: -r */
   CONSOLE_SW_ATTACH = 1u << 7,    /* diag: keep the report on the ticket */
   CONSOLE_SW_DRY_RUN = 1u << 8,   /* inventory import: report, change nothing */
+  CONSOLE_SW_PUBLIC = 1u << 9,    /* ticket comment: the requester sees it */
+  CONSOLE_SW_OPEN = 1u << 10,     /* alerts: only those not resolved */
 };
 
 typedef struct console_s console_t;

@@ -112,7 +112,7 @@ static const console_cmd_t *const commands[] = {
 
 /* Bit i is CONSOLE_SW_*: keep in that order. */
 static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", "attach",
-                                       "dry-run", NULL};
+                                       "dry-run", "public", "open", NULL};
 /* One-letter spellings of switches, as cp and scp users type them. */
 static const struct {
   const char *letter, *name;
@@ -257,6 +257,7 @@ static void usage(const tt_cli_t *cli) {
          "  --all             sessions: everyone's (admins)\n"
          "  -r, --recursive   pull, push, cp: whole directories; ls: the whole tree\n"
          "  --attach          diag: keep the report on the ticket (D-n, shown by ticket show)\n"
+         "  --public          ticket comment: the requester sees it (tether-agent tickets, their prompt)\n"
          "  --dry-run         inventory import: the match report only, nothing changed\n"
          "  --where F=V       devices: only those whose asset record has F = V (owner, department,\n"
          "                    location, model, manufacturer, category, asset_tag, serial, or a\n"

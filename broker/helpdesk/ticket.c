@@ -62,7 +62,7 @@ static void text_fit(char *dst, size_t cap, const char *src) {
 }
 
 /* Strings point into t. */
-static void ticket_to_wire(const store_ticket_t *t, Tether__Ticket *o) {
+void broker_ticket_to_wire(const store_ticket_t *t, Tether__Ticket *o) {
   tether__ticket__init(o);
   o->id = (uint64_t)t->id;
   o->device = tt_text(t->device);
@@ -80,11 +80,19 @@ static void ticket_to_wire(const store_ticket_t *t, Tether__Ticket *o) {
   o->first_response_ms = (uint64_t)t->first_response_ms;
   o->resolved_ms = (uint64_t)t->resolved_ms;
   o->created_by = tt_text(t->created_by);
+  o->source = tt_text(t->source);
+  o->parent = (uint64_t)t->parent;
+}
+
+void broker_ticket_sla(broker_t *b, store_ticket_t *t, int64_t now_ms) {
+  int64_t first = b->cfg.sla_first_response_ms[t->priority], fix = b->cfg.sla_resolution_ms[t->priority];
+  t->first_response_due_ms = first > 0 ? now_ms + first : 0;
+  t->resolution_due_ms = fix > 0 ? now_ms + fix : 0;
 }
 
 static int send_ticket(broker_conn_t *c, uint32_t id, const store_ticket_t *t) {
   Tether__Ticket o;
-  ticket_to_wire(t, &o);
+  broker_ticket_to_wire(t, &o);
   Tether__Response r = TETHER__RESPONSE__INIT;
   r.id = id;
   r.body_case = TETHER__RESPONSE__BODY_TICKET;
@@ -188,9 +196,7 @@ valid:
   /* A technician's new ticket is theirs to work; an admin's waits in the queue. */
   if (c->id.role == TT_ROLE_TECHNICIAN) snprintf(t->assignee, sizeof(t->assignee), "%s", c->id.name);
   x->now_ms = (int64_t)broker_unix_ms();
-  int64_t first = b->cfg.sla_first_response_ms[t->priority], fix = b->cfg.sla_resolution_ms[t->priority];
-  t->first_response_due_ms = first > 0 ? x->now_ms + first : 0;
-  t->resolution_due_ms = fix > 0 ? x->now_ms + fix : 0;
+  broker_ticket_sla(b, t, x->now_ms);
   t->state = STORE_TICKET_OPEN;
   t->level = STORE_TICKET_LEVEL_MIN;
   x->h.req.audit = &x->h.audit;
@@ -243,7 +249,7 @@ static void list_done(store_req_t *r) {
     goto out;
   }
   for (uint32_t i = 0; i < n; i++) {
-    ticket_to_wire(&x->rows[i], &tix[i]);
+    broker_ticket_to_wire(&x->rows[i], &tix[i]);
     ptrs[i] = &tix[i];
   }
   Tether__TicketList list = TETHER__TICKET_LIST__INIT;
@@ -348,7 +354,7 @@ static void show_done(store_req_t *r) {
     ptrs[i] = &evs[i];
   }
   Tether__Ticket o;
-  ticket_to_wire(&x->t, &o);
+  broker_ticket_to_wire(&x->t, &o);
   Tether__TicketDetail det = TETHER__TICKET_DETAIL__INIT;
   det.ticket = &o;
   det.events = ptrs;
@@ -494,7 +500,7 @@ static void op_escalate(const tt_identity_t *c, tix_change_t *x, const char *nam
   x->kind = "escalated";
 }
 
-static void op_comment(const tt_identity_t *c, tix_change_t *x, const char *name, int64_t now) {
+static void op_comment(const tt_identity_t *c, tix_change_t *x, const char *name, int64_t now, bool public) {
   if (!x->note[0]) {
     refuse(x, TT_EINVAL, "a comment needs text");
     return;
@@ -502,7 +508,8 @@ static void op_comment(const tt_identity_t *c, tix_change_t *x, const char *name
   if (!may_work(c, x, name, true)) return;
   snprintf(x->text, sizeof(x->text), "%s", x->note);
   if (x->t.first_response_ms == 0) x->t.first_response_ms = now;
-  x->kind = "comment";
+  /* A public comment is for the requester too: their agent shows it (tether-agent tickets). */
+  x->kind = public ? STORE_EVENT_PUBLIC_COMMENT : "comment";
 }
 
 static void op_state(const tt_identity_t *c, tix_change_t *x, const char *name, Tether__TicketOp op,
@@ -564,6 +571,7 @@ typedef struct {
   uint64_t article;
   Tether__TicketOp op;
   uint32_t level;
+  bool public;
   int64_t now_ms;
   tix_change_t x;
 } update_req_t;
@@ -583,7 +591,7 @@ static int update_run(broker_store_t *s, store_req_t *r) {
     if (rc) return rc;
     break;
   case TETHER__TICKET_OP__TICKET_ESCALATE: op_escalate(&u->who, x, name, u->level); break;
-  case TETHER__TICKET_OP__TICKET_COMMENT: op_comment(&u->who, x, name, u->now_ms); break;
+  case TETHER__TICKET_OP__TICKET_COMMENT: op_comment(&u->who, x, name, u->now_ms, u->public); break;
   case TETHER__TICKET_OP__TICKET_LINK:
   case TETHER__TICKET_OP__TICKET_UNLINK:
     rc = op_link(s, &u->who, x, name, u->article, u->op == TETHER__TICKET_OP__TICKET_LINK, u->now_ms);
@@ -599,7 +607,7 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   snprintf(level, sizeof(level), "%d", x->t.level);
   broker_audit_rec(&u->h.audit, u->who.name, x->action, name, "device", x->t.device, "state",
                    state_name(x->t.state), "assignee", x->t.assignee, "previous_assignee", prev_assignee,
-                   "level", level, "text", x->text, AUDIT_END);
+                   "level", level, "public", u->public ? "yes" : "no", "text", x->text, AUDIT_END);
   return 0;
 }
 
@@ -615,6 +623,10 @@ static void update_done(store_req_t *r) {
             state_name(x->t.state), x->t.assignee);
     /* Resolving, closing or reassigning voids the ticket's grants and ends its channels now. */
     if (x->end_reason) broker_sessions_end_ticket(b, x->t.id, u->who.name, x->end_reason);
+    /* What the requester may see reaches their prompt (public comments with their text). */
+    bool public = strcmp(x->kind, STORE_EVENT_PUBLIC_COMMENT) == 0;
+    if (public || !strcmp(x->kind, "resolved") || !strcmp(x->kind, "reopened") || !strcmp(x->kind, "closed"))
+      broker_help_notice(b, &x->t, x->kind, u->who.name, public ? x->text : "");
   } else if (x->err == TT_EDENIED) {
     broker_audit(b, u->who.name, "refuse", name, "request", x->action, "why", x->msg, AUDIT_END);
   }
@@ -652,6 +664,7 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
   u->article = q->article;
   u->op = q->op;
   u->level = q->level;
+  u->public = q->public_;
   u->now_ms = (int64_t)broker_unix_ms();
   u->x.action = actions[q->op];
   u->h.req.audit = &u->h.audit;

@@ -377,7 +377,46 @@ static const char *const g_migrations[] = {
   "  SELECT device, name FROM inv_tables t WHERE body IS NOT NULL AND version ="
   "    (SELECT max(version) FROM inv_tables u WHERE u.device = t.device AND u.name = t.name);"
   "PRAGMA user_version = 10;",
-  /* 11: the knowledge base (kb.c) and people's support levels. An article's id is KB-<id>,
+  /* 11: help that comes to the help desk (help.c). A ticket says where it came from and, for
+   * a member of a storm, its parent; an employee's help request keeps its nonce, so a resend
+   * after a lost answer finds the ticket it opened, and its time, so a device's requests in
+   * the last hour are counted from the store (a reconnect resets nothing). A diagnostics
+   * report may now be taken at the employee's request, with no session (0): diag_reports is
+   * made again with that CHECK (SQLite cannot change a constraint in place). */
+  "ALTER TABLE tickets ADD COLUMN source TEXT NOT NULL DEFAULT 'technician'"
+  "  CHECK(source IN ('technician', 'employee', 'check', 'storm'));"
+  "ALTER TABLE tickets ADD COLUMN parent INTEGER NOT NULL DEFAULT 0 CHECK(parent >= 0);"
+  "CREATE INDEX tickets_parent ON tickets(parent) WHERE parent > 0;"
+  "CREATE INDEX tickets_requester ON tickets(device, requester, id);"
+  "CREATE TABLE help_requests("
+  "  id INTEGER PRIMARY KEY,"
+  "  device TEXT NOT NULL CHECK(length(device) BETWEEN 1 AND 64),"
+  "  nonce BLOB NOT NULL CHECK(length(nonce) = 16),"
+  "  user TEXT NOT NULL CHECK(length(user) BETWEEN 1 AND 64),"
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  asked_ms INTEGER NOT NULL CHECK(asked_ms >= 0),"
+  "  received_ms INTEGER NOT NULL CHECK(received_ms > 0),"
+  "  UNIQUE(device, nonce)"
+  ") STRICT;"
+  "CREATE INDEX help_requests_recent ON help_requests(device, received_ms);"
+  "CREATE TABLE diag_reports_11("
+  "  id INTEGER PRIMARY KEY,"
+  "  ticket INTEGER NOT NULL CHECK(ticket > 0),"
+  "  session INTEGER NOT NULL CHECK(session >= 0),"
+  "  device TEXT NOT NULL CHECK(length(device) BETWEEN 1 AND 64),"
+  "  person TEXT NOT NULL CHECK(length(person) BETWEEN 1 AND 64),"
+  "  taken_ms INTEGER NOT NULL CHECK(taken_ms > 0),"
+  "  size INTEGER NOT NULL CHECK(size BETWEEN 1 AND 16777216),"
+  "  sha256 TEXT NOT NULL CHECK(length(sha256) = 64 AND NOT sha256 GLOB '*[^0-9a-f]*'),"
+  "  body BLOB NOT NULL"
+  ") STRICT;"
+  "INSERT INTO diag_reports_11 SELECT id, ticket, session, device, person, taken_ms, size, sha256, body"
+  "  FROM diag_reports;"
+  "DROP TABLE diag_reports;"
+  "ALTER TABLE diag_reports_11 RENAME TO diag_reports;"
+  "CREATE INDEX diag_reports_ticket ON diag_reports(ticket, id);"
+  "PRAGMA user_version = 11;",
+  /* 12: the knowledge base (kb.c) and people's support levels. An article's id is KB-<id>,
    * never reused (AUTOINCREMENT: a ticket's link or an old note keeps naming the same
    * article). kb_checks: the health checks an article is the fix for; kb_links: which
    * tickets it solved, who linked it and when. kb_fts indexes title and body with the
@@ -412,7 +451,7 @@ static const char *const g_migrations[] = {
   "CREATE INDEX kb_links_article ON kb_links(article, ticket);"
   "CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, content='kb_articles', content_rowid='id',"
   "  tokenize='porter unicode61 remove_diacritics 2');"
-  "PRAGMA user_version = 11;",
+  "PRAGMA user_version = 12;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
@@ -690,6 +729,7 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
+  if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_assets(s);
   if (rc == 0) rc = store_prepare_kb(s);
   if (rc != 0) {
@@ -763,6 +803,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
+  if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_assets(s);
   if (rc == 0) rc = store_prepare_kb(s);
   if (rc != 0) {

@@ -89,6 +89,11 @@ typedef enum {
   ST_INV_BYTES,
   ST_DIAG_INSERT,
   ST_DIAG_GET,
+  ST_HELP_FIND,
+  ST_HELP_RECENT,
+  ST_HELP_INSERT,
+  ST_HELP_TICKETS,
+  ST_HELP_LAST_PUBLIC,
   ST_ASSET_GET,
   ST_ASSET_UPSERT,
   ST_ASSET_CUSTOM_GET,
@@ -191,6 +196,14 @@ int store_prepare_sessions(broker_store_t *s);
 int store_prepare_people(broker_store_t *s);
 int store_prepare_inventory(broker_store_t *s);
 int store_prepare_diag(broker_store_t *s);
+int store_prepare_help(broker_store_t *s);
+/* A ticket's and an event's columns, in the order the *_from_row readers take them. */
+#define STORE_TIX_COLS "id, device, requester, assignee, summary, external_id, priority, level, " \
+                       "state, created_ms, updated_ms, first_response_due_ms, resolution_due_ms, " \
+                       "first_response_ms, resolved_ms, created_by, source, parent"
+#define STORE_TEV_COLS "id, ticket, ts_ms, actor, kind, text"
+void store_ticket_from_row(sqlite3_stmt *st, store_ticket_t *t);
+void store_event_from_row(sqlite3_stmt *st, store_ticket_event_t *e);
 int store_prepare_assets(broker_store_t *s);
 int store_prepare_facts(broker_store_t *s);
 /* kb.c: statements, the FTS5 ranking function and the query tokenizer (at open); freed at

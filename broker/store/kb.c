@@ -13,10 +13,10 @@
  * four times the query, and the quotes and ORs of every word. */
 #define KB_EXPR_MAX (4u * STORE_KB_QUERY_MAX * 2u + 6u * KB_WORDS_MAX + 1u)
 
-_Static_assert(STORE_KB_TITLE_MAX == 256u, "migration 11's title CHECK says 256 bytes");
-_Static_assert(STORE_KB_BODY_MAX == 65536u, "migration 11's body CHECK says 65536 bytes");
-_Static_assert(STORE_NAME_MAX == 65u, "migration 11's name CHECKs say 64 bytes");
-_Static_assert(STORE_KB_CHECK_MAX == 63u, "migration 11's check name CHECK says 63 bytes");
+_Static_assert(STORE_KB_TITLE_MAX == 256u, "migration 12's title CHECK says 256 bytes");
+_Static_assert(STORE_KB_BODY_MAX == 65536u, "migration 12's body CHECK says 65536 bytes");
+_Static_assert(STORE_NAME_MAX == 65u, "migration 12's name CHECKs say 64 bytes");
+_Static_assert(STORE_KB_CHECK_MAX == 63u, "migration 12's check name CHECK says 63 bytes");
 
 struct store_kb_s {
   fts5_api *api;

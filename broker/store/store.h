@@ -29,7 +29,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -144,6 +144,7 @@ typedef enum {
   STORE_TICKET_CLOSED = 3,
 } store_ticket_state_t;
 
+#define STORE_TICKET_SOURCE_MAX 16
 #define STORE_TICKET_LEVEL_MIN 1
 #define STORE_TICKET_LEVEL_MAX 3
 /* A bit of store_ticket_filter_t.state_mask. */
@@ -166,6 +167,8 @@ typedef struct {
   int64_t first_response_ms;           /* 0 = no response yet */
   int64_t resolved_ms;                 /* 0 = not resolved */
   char created_by[STORE_NAME_MAX];     /* the actor of store_ticket_add (schema 3); read only */
+  char source[STORE_TICKET_SOURCE_MAX]; /* technician (""), employee, check, storm (schema 11) */
+  int64_t parent;                      /* the storm ticket this one belongs to, 0 = none */
 } store_ticket_t;
 
 typedef struct {
@@ -304,7 +307,7 @@ typedef struct {
   int64_t added_ms;                    /* 0 when first seen at connect */
   char note[STORE_TEXT_MAX];
   bool revoked;                        /* a person revocation names them; read only */
-  int level;                           /* support level 1..3 (schema 11; 0 on add = 1) */
+  int level;                           /* support level 1..3 (schema 12; 0 on add = 1) */
 } store_person_t;
 
 /* An admin adds someone who has not connected yet (name, role, added_by, added_ms, note,
@@ -329,7 +332,7 @@ typedef int (*store_person_cb)(void *ctx, const store_person_t *p);
 int store_person_list(broker_store_t *s, const char *after, uint32_t limit, store_person_cb cb,
                       void *ctx) TT_WUR;
 
-/* ---- knowledge base (schema 11, kb.c) ----------------------------------------------------
+/* ---- knowledge base (schema 12, kb.c) ----------------------------------------------------
  * Articles (KB-<id>): a title, a Markdown body, the health checks it is the fix for, and the
  * tickets it solved. Title and body are indexed by SQLite FTS5 (porter over unicode61,
  * diacritics folded), kept in the same transaction as each write. */
@@ -749,5 +752,26 @@ int store_diag_add(broker_store_t *s, store_diag_t *d, const uint8_t *zbody, siz
 /* The report D-id: cb gets its row and compressed body (valid during the call). TT_ENOTFOUND. */
 typedef int (*store_diag_cb)(void *ctx, const store_diag_t *d, const uint8_t *zbody, size_t zlen);
 int store_diag_get(broker_store_t *s, int64_t id, store_diag_cb cb, void *ctx) TT_WUR;
+
+/* ---- the employee's help requests (help.c, schema 11) ------------------------------------ */
+#define STORE_HELP_NONCE_LEN 16
+/* Timeline kinds the ticket's requester sees (tether-agent tickets): a technician's public
+ * comment and the requester's own. Every other event stays with the help desk. */
+#define STORE_EVENT_PUBLIC_COMMENT "public-comment"
+#define STORE_EVENT_REQUESTER_COMMENT "requester-comment"
+/* The ticket an earlier request from device with this nonce opened; TT_ENOTFOUND if none. */
+int store_help_find(broker_store_t *s, const char *device, const uint8_t nonce[STORE_HELP_NONCE_LEN],
+                    int64_t *ticket) TT_WUR;
+/* Requests from device received at or after since_ms: how many, and when the oldest came. */
+int store_help_recent(broker_store_t *s, const char *device, int64_t since_ms, uint32_t *count,
+                      int64_t *oldest_ms) TT_WUR;
+/* -EEXIST if the device sent this nonce before (store_help_find first: it names the ticket). */
+int store_help_add(broker_store_t *s, const char *device, const uint8_t nonce[STORE_HELP_NONCE_LEN],
+                   const char *user, int64_t ticket, int64_t asked_ms, int64_t received_ms) TT_WUR;
+/* A person's tickets on a device (requester = user), newest first, at most limit; with each
+ * the newest event the person may see, or NULL. A non-zero return stops the walk. */
+typedef int (*store_help_ticket_cb)(void *ctx, const store_ticket_t *t, const store_ticket_event_t *last);
+int store_help_tickets(broker_store_t *s, const char *device, const char *user, uint32_t limit,
+                       store_help_ticket_cb cb, void *ctx) TT_WUR;
 
 #endif

@@ -66,6 +66,10 @@ static void ticket_json(FILE *o, const Tether__Ticket *t) {
   fprintf(o, ",\"priority\":\"%s\",\"level\":%u,\"state\":\"%s\",\"created_by\":", prio_name(t->priority),
           (unsigned)t->level, state_name(t->state));
   console_json_bytes(o, t->created_by);
+  fputs(",\"source\":", o);
+  console_json_bytes(o, t->source.len ? t->source : tt_text("technician"));
+  fprintf(o, ",\"parent\":%s", t->parent ? "" : "null");
+  if (t->parent) fprintf(o, "\"T-%" PRIu64 "\"", t->parent);
   uint64_t due = next_due(t);
   fprintf(o,
           ",\"created_ms\":%" PRIu64 ",\"updated_ms\":%" PRIu64 ",\"first_response_due_ms\":%" PRIu64
@@ -385,6 +389,9 @@ static void show_text(const Tether__TicketDetail *d) {
   printf("assignee: %s\n", t->assignee.len ? text : "(unassigned)");
   shown(text, sizeof(text), t->requester);
   printf("requester: %s\n", text);
+  shown(text, sizeof(text), t->source);
+  printf("source: %s\n", t->source.len ? text : "technician");
+  if (t->parent) printf("part of: T-%" PRIu64 "\n", t->parent);
   if (t->external_id.len) {
     shown(text, sizeof(text), t->external_id);
     printf("external id: %s\n", text);
@@ -459,6 +466,7 @@ static struct {
   const char *text;
   uint32_t level;
   uint64_t article;
+  bool public;
 } g_upd;
 
 static int update_start(console_t *c) {
@@ -468,6 +476,7 @@ static int update_start(console_t *c) {
   q.text = tt_text(g_upd.text ? g_upd.text : "");
   q.level = g_upd.level;
   q.article = g_upd.article;
+  q.public_ = g_upd.public;
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_TICKET_UPDATE;
   r.ticket_update = &q;
@@ -491,7 +500,9 @@ static int update_response(console_t *c, const Tether__Response *r) {
   case TETHER__TICKET_OP__TICKET_ESCALATE:
     printf("T-%" PRIu64 " escalated to level %u\n", t->id, (unsigned)t->level);
     break;
-  case TETHER__TICKET_OP__TICKET_COMMENT: printf("T-%" PRIu64 ": comment added\n", t->id); break;
+  case TETHER__TICKET_OP__TICKET_COMMENT:
+    printf("T-%" PRIu64 ": %s added\n", t->id, g_upd.public ? "public comment (the requester sees it)" : "comment");
+    break;
   case TETHER__TICKET_OP__TICKET_LINK: printf("T-%" PRIu64 ": KB-%" PRIu64 " linked\n", t->id, g_upd.article); break;
   case TETHER__TICKET_OP__TICKET_UNLINK:
     printf("T-%" PRIu64 ": KB-%" PRIu64 " unlinked\n", t->id, g_upd.article);
@@ -527,6 +538,7 @@ static int comment_check(console_t *c) {
     return console_usage_error("the comment must be one line of printable text, at most %u bytes", TT_TEXT_MAX);
   g_upd.op = TETHER__TICKET_OP__TICKET_COMMENT;
   g_upd.text = c->arg[1];
+  g_upd.public = (c->args.switches & CONSOLE_SW_PUBLIC) != 0;
   return 0;
 }
 
@@ -578,8 +590,19 @@ UPDATE_CMD(console_cmd_ticket_assign, "assign", "T PERSON",
            "take a ticket (technicians: PERSON is you); admins: give it to a known person", 2, assign_check);
 UPDATE_CMD(console_cmd_ticket_escalate, "escalate", "T --level 2|3", "raise a ticket's support level", 1,
            escalate_check);
-UPDATE_CMD(console_cmd_ticket_comment, "comment", "T TEXT", "add a comment to a ticket's timeline", 2,
-           comment_check);
+const console_cmd_t console_cmd_ticket_comment = {
+    .name = "ticket",
+    .sub = "comment",
+    .args = "T TEXT [--public]",
+    .help = "add a comment to a ticket's timeline (--public: the requester sees it too)",
+    .min_pos = 2,
+    .max_pos = 2,
+    .switches = CONSOLE_SW_JSON | CONSOLE_SW_PUBLIC,
+    .check = comment_check,
+    .start = update_start,
+    .on_response = update_response,
+    .on_not_found = ticket_not_found,
+};
 UPDATE_CMD(console_cmd_ticket_resolve, "resolve", "T [--note TEXT]",
            "mark a ticket resolved (ends its sessions)", 1, resolve_check);
 UPDATE_CMD(console_cmd_ticket_close, "close", "T", "close a ticket (ends its sessions)", 1, close_check);
