@@ -35,14 +35,15 @@ size_t tt_hex(char *out, size_t cap, const uint8_t *p, size_t n);
  * NUL; refuses like tt_hex when cap < 3n (cap < 1 for n == 0). */
 size_t tt_hex_sep(char *out, size_t cap, const uint8_t *p, size_t n, char sep);
 
-/* Exactly len hex digits at s (either case; s need not be NUL-terminated) as len / 2 bytes
- * into out. Returns the number of bytes; TT_EINVAL if len is odd or a character is not a
- * digit, TT_ETOOBIG if len / 2 > cap. Nothing is written to out unless the whole text is
- * good, so a caller never keeps half of a bad value. */
+/* Exactly len hex digits at s (either case) as len / 2 bytes into out. Returns the number
+ * of bytes; TT_EINVAL if len is odd or a character is not a digit, TT_ETOOBIG if len / 2 >
+ * cap. Reading stops at the first non-digit, so a NUL-terminated s shorter than len is safe.
+ * Nothing is written to out unless the whole text is good: no half of a bad value is kept. */
 int tt_unhex(uint8_t *out, size_t cap, const char *s, size_t len) TT_WUR;
 
 /* Exactly n (1 to 8) hex digits at s, either case, as a number: a \uXXXX escape (n = 4), a
- * kernel table's %X or %08X field. TT_EINVAL for n outside 1..8 or a non-digit. */
+ * kernel table's %X or %08X field. TT_EINVAL for n outside 1..8 or a non-digit (reading
+ * stops there, as in tt_unhex); out is written only on success. */
 int tt_hex_u32(const char *s, size_t n, uint32_t *out) TT_WUR;
 
 #endif
