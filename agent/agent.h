@@ -191,7 +191,7 @@ typedef struct {
   EVP_PKEY *key;     /* the new key of the request in flight */
 } agent_renew_t;
 
-typedef struct {
+typedef struct agent_s {
   uv_loop_t *loop;
   agent_cfg_t cfg;
   tt_tls_ctx_t *tls;
@@ -214,6 +214,7 @@ typedef struct {
   struct agent_contain_s *contain;
   struct agent_files_s *files;
   struct agent_inv_s *inv;
+  struct agent_help_s *help;
   /* What the link showed, for a diagnostics report's broker_connection and time_skew
    * (conn.c): when Hello went and Welcome came (uv_hrtime; unix ms), the broker's clock
    * at that Welcome (estimated as its server_time_ms plus half the round trip, good to
@@ -247,6 +248,24 @@ bool agent_consent_owns_pid(agent_t *a, pid_t pid);
 const agent_session_t *agent_session_find(agent_t *a, uint64_t id);
 /* "S-4" or "4" -> 4; 0 if not a session id (zero, a leading zero, anything else, too big). */
 uint64_t agent_parse_id(const char *s, char prefix);
+
+/* Local clients (consent.c) by serial, for answers that come later: one protocol line to the
+ * client (dropped if it went away), and one line to every WATCH client of a local user. */
+void agent_local_reply(agent_t *a, uint64_t client, const char *fmt, ...) TT_PRINTF(3, 4);
+void agent_local_tell_user(agent_t *a, const char *user, const char *fmt, ...) TT_PRINTF(3, 4);
+
+/* ---- employee/help.c: the employee's help requests (ask, tickets, comment) ---------------- */
+
+/* At start: the requests kept while offline are loaded (state_dir/help-queue). */
+void agent_help_init(agent_t *a);
+/* Welcomed: what is queued goes, oldest first. */
+void agent_help_welcomed(agent_t *a);
+void agent_help_close(agent_t *a);
+void agent_help_free(agent_t *a);
+/* A local client's ASK, TICKETS or COMMENT (user: its account); false if cmd is not one. */
+bool agent_help_local(agent_t *a, uint64_t client, const char *user, const char *cmd, char *arg);
+/* Broker -> agent: a notice for the person (answered at once). */
+void agent_help_notice_request(agent_t *a, const Tether__Request *q);
 
 /* ---- shell.c: shell and exec channels inside sessions ---------------------------------- */
 
@@ -374,6 +393,10 @@ bool agent_procfs_under(const char *path, const char *root, uint64_t *session);
 int agent_local_prompt(const agent_cfg_t *cfg);
 int agent_local_sessions(const agent_cfg_t *cfg);
 int agent_local_end(const agent_cfg_t *cfg, const char *session);
+/* `tether-agent ask WORDS...`, `comment T-n WORDS...`, `tickets`: the employee's help. */
+int agent_local_ask(const agent_cfg_t *cfg, const char *const *words, int n);
+int agent_local_comment(const agent_cfg_t *cfg, const char *ticket, const char *const *words, int n);
+int agent_local_tickets(const agent_cfg_t *cfg);
 
 /* conn.c: connect, Hello, serve, reconnect. Returns the exit status. */
 int agent_run(agent_t *a);

@@ -59,6 +59,10 @@ static void broker_request(agent_t *a, const Tether__Request *q) {
     agent_session_end_request(a, q);
     return;
   }
+  if (q->body_case == TETHER__REQUEST__BODY_HELP_NOTICE) {
+    agent_help_notice_request(a, q);
+    return;
+  }
   TT_WARN("agent", "unknown request from the broker", "id=%u body=%d", q->id, (int)q->body_case);
   Tether__Response r = TETHER__RESPONSE__INIT;
   Tether__Error e = TETHER__ERROR__INIT;
@@ -107,6 +111,7 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
             a->broker_name, w->heartbeat_ms, (int)tt_tls_resumed(l->tls));
     agent_renew_welcomed(a);
     agent_inv_welcomed(a);
+    agent_help_welcomed(a);
     return 0;
   }
   if (kind == TT_K_RESPONSE && a->welcomed) {
@@ -193,6 +198,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   agent_renew_close(a);
   agent_inv_close(a);
   agent_reqs_close(&a->reqs);
+  agent_help_close(a);
   agent_consent_close(a);
   agent_shell_close(a);
   agent_files_close(a);
@@ -293,10 +299,12 @@ int agent_run(agent_t *a) {
   agent_inv_init(a);
   agent_shell_init(a);
   agent_consent_init(a);
+  agent_help_init(a);
   agent_connect(a);
   uv_run(a->loop, UV_RUN_DEFAULT);
   agent_files_free(a); /* stops the transfer pool */
   agent_inv_free(a);
+  agent_help_free(a);
   rc = uv_loop_close(a->loop) ? 1 : 0;
   tt_tls_ctx_free(a->tls);
   tt_tls_ctx_free(a->tls_next);

@@ -106,7 +106,8 @@ int main(int argc, char **argv) {
       .usage = "usage: tether-agent [run] [--config FILE] [options]\n"
                "       tether-agent enroll --broker HOST:PORT --token TOKEN --ca-pin sha256:HEX\n"
                "                           [--state-dir DIR] [--hostname NAME] [--force]\n"
-               "       tether-agent prompt|sessions|end S-n [--consent-socket PATH]\n\n"
+               "       tether-agent prompt|sessions|end S-n [--consent-socket PATH]\n"
+               "       tether-agent ask TEXT | tickets | comment T-n TEXT\n\n"
                "Tether's agent: keeps this device reachable for help-desk support through the\n"
                "broker, over one outbound mutual-TLS connection.\n\n"
                "commands:\n"
@@ -118,7 +119,12 @@ int main(int argc, char **argv) {
                "  prompt    (the employee) show support requests as they come and answer them:\n"
                "            y or n on standard input, one line per answer\n"
                "  sessions  (the employee) list the support sessions live on this device\n"
-               "  end S-n   (the employee) end a session at once",
+               "  end S-n   (the employee) end a session at once\n"
+               "  ask TEXT  (the employee) ask the help desk for help: opens a ticket with a\n"
+               "            diagnostics snapshot of this machine (kept and sent later when\n"
+               "            offline)\n"
+               "  tickets   (the employee) your help requests: state, technician, last reply\n"
+               "  comment T-n TEXT  (the employee) add to one of your tickets",
       .config_path = "/etc/tether/agent.conf",
       .switches = agent_switches,
   };
@@ -140,14 +146,23 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-agent: end needs the session to end (end S-4)\n");
     return 2;
   }
-  bool local = end || strcmp(cmd, "prompt") == 0 || strcmp(cmd, "sessions") == 0;
-  if ((args.npos > 1 && !end) || (!enroll && !local && strcmp(cmd, "run") != 0)) {
+  bool ask = strcmp(cmd, "ask") == 0, comment = strcmp(cmd, "comment") == 0, tickets = strcmp(cmd, "tickets") == 0;
+  if (comment && args.npos < 3) {
+    fprintf(stderr, "tether-agent: comment needs your ticket and the text (comment T-42 \"happens on Wi-Fi only\")\n");
+    return 2;
+  }
+  bool help_cmd = ask || comment || tickets;
+  bool local = end || help_cmd || strcmp(cmd, "prompt") == 0 || strcmp(cmd, "sessions") == 0;
+  if ((args.npos > 1 && !end && !ask && !comment) || (!enroll && !local && strcmp(cmd, "run") != 0)) {
     fprintf(stderr, "tether-agent: unknown command '%s' (see --help)\n", args.npos > 1 ? args.pos[1] : cmd);
     return 2;
   }
   if (local) {
     tt_log_set_level(TT_LOG_OFF);
     if (end) return agent_local_end(&a.cfg, args.pos[1]);
+    if (ask) return agent_local_ask(&a.cfg, args.pos + 1, args.npos - 1);
+    if (comment) return agent_local_comment(&a.cfg, args.pos[1], args.pos + 2, args.npos - 2);
+    if (tickets) return agent_local_tickets(&a.cfg);
     return cmd[0] == 'p' ? agent_local_prompt(&a.cfg) : agent_local_sessions(&a.cfg);
   }
   if (!enroll && (args.switches & SW_FORCE)) {

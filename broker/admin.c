@@ -609,6 +609,16 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
   case TETHER__REQUEST__BODY_INVENTORY_FIND:
     return is_person(c) ? broker_inv_find(c, q->id, q->inventory_find)
                         : deny(c, q->id, "finding inventory", "technician or admin");
+  case TETHER__REQUEST__BODY_HELP_ASK:
+  case TETHER__REQUEST__BODY_HELP_TICKETS:
+  case TETHER__REQUEST__BODY_HELP_COMMENT:
+    return c->id.role == TT_ROLE_AGENT ? broker_help_request(c, q)
+                                       : deny(c, q->id, "help requests (they come from the employee's device)", "agent");
+  case TETHER__REQUEST__BODY_KB_ADD: /* and a level 3 technician's: kb.c reads the level */
+    return is_person(c) ? broker_kb_request(c, q) : deny(c, q->id, "writing the knowledge base", "admin");
+  case TETHER__REQUEST__BODY_KB_SEARCH:
+  case TETHER__REQUEST__BODY_KB_SHOW:
+    return is_person(c) ? broker_kb_request(c, q) : deny(c, q->id, "reading the knowledge base", "technician or admin");
   case TETHER__REQUEST__BODY_ENROLL:
     return broker_reply_error(c, q->id, TT_EPROTO, "enrollment needs an enrollment connection");
   default:

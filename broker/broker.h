@@ -342,8 +342,27 @@ int broker_ticket_request(broker_conn_t *c, const Tether__Request *q);
  * text is formatted and cut to fit. Logs a failure and returns it (the caller carries on). */
 int broker_ticket_event(broker_t *b, int64_t ticket, const char *actor, const char *kind,
                         const char *fmt, ...) TT_PRINTF(5, 6);
+/* A ticket as the wire carries it (strings point into t). */
+void broker_ticket_to_wire(const store_ticket_t *t, Tether__Ticket *o);
+/* t's SLA due times from its priority and the broker's [sla] settings, counted from now_ms. */
+void broker_ticket_sla(broker_t *b, store_ticket_t *t, int64_t now_ms);
+
+/* help.c: the employee's help requests, spoken for by their agent (agents only). */
+int broker_help_request(broker_conn_t *c, const Tether__Request *q);
+/* Tell the ticket's requester, through their device's agent if it is connected, that
+ * something they may see happened (kind: public-comment, resolved, reopened, closed). */
+void broker_help_notice(broker_t *b, const store_ticket_t *t, const char *kind, const char *by, const char *text);
+/* An id for a request the broker sends an agent (session.c keeps the counter). */
+uint32_t broker_agent_req_id(broker_t *b);
+
 /* A person worked the ticket (a session was granted): sets first_response_ms if not set. */
 void broker_ticket_responded(broker_t *b, int64_t ticket);
+
+/* helpdesk/kb.c: the knowledge base: kb_add (admins and level 3 technicians, the level read
+ * in the write's own store request), kb_search and kb_show (technicians and admins). */
+int broker_kb_request(broker_conn_t *c, const Tether__Request *q);
+/* A stored hit on the wire; strings point into h, checks holds TT_KB_CHECKS_MAX views. */
+void broker_kb_hit_to_wire(const store_kb_hit_t *h, Tether__KbHit *o, ProtobufCBinaryData *checks, bool linked);
 
 /* people.c: the technicians and admins the broker knows. A person connected (connect) or
  * their connection ended: recorded by a write nobody waits for (no-op for other roles). */

@@ -1,7 +1,8 @@
 /* People: the technicians and admins the broker knows. Each is recorded when they connect
  * (the name and role their certificate carries), or added by an admin ahead of that; a
  * ticket can only be given to someone known and not revoked (ticket.c checks it in the
- * update's own store request). Admins add and list them here. */
+ * update's own store request). Admins add and list them here, with a support level (1..3;
+ * level 3 technicians write the knowledge base). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ static void person_to_wire(const store_person_t *p, Tether__Person *o) {
   o->added_ms = (uint64_t)p->added_ms;
   o->note = tt_text(p->note);
   o->revoked = p->revoked;
+  o->level = (uint32_t)p->level;
 }
 
 static void answered(broker_conn_t *c, int rc) {
@@ -70,25 +72,47 @@ static void answered(broker_conn_t *c, int rc) {
 typedef struct {
   broker_creq_t h;
   store_person_t p;
+  bool level_given;  /* the request named a level: a known person gets it */
+  bool level_set;    /* they were known: only their level changed */
 } add_req_t;
 
 /* Revoked is checked in the same request as the insert, so a revocation cannot slip in
- * between; a revoked name is refused rather than listed as a new person. */
+ * between; a revoked name is refused rather than listed as a new person. Someone known
+ * already (most technicians: seen at their first connect) gets the level the request gives,
+ * when it gives one for the role they have; the answer is them as stored. */
 static int add_run(broker_store_t *s, store_req_t *r) {
   add_req_t *x = (add_req_t *)r;
   bool revoked = false;
   int rc = store_is_revoked(s, STORE_REVOKE_PERSON, x->p.name, &revoked);
   if (rc) return rc;
   if (revoked) return TT_EDENIED;
-  return store_person_add(s, &x->p);
+  rc = store_person_add(s, &x->p);
+  if (rc != -EEXIST || !x->level_given) return rc;
+  store_person_t was;
+  rc = store_person_get(s, x->p.name, &was);
+  if (rc) return rc;
+  if (was.role != x->p.role) return -EEXIST;
+  rc = store_person_set_level(s, x->p.name, x->p.level);
+  if (rc == 0) rc = store_person_get(s, was.name, &x->p); /* not x->p.name: x->p is cleared first */
+  if (rc) return rc;
+  x->level_set = true;
+  char level[16], before[16];
+  snprintf(level, sizeof(level), "%d", x->p.level);
+  snprintf(before, sizeof(before), "%d", was.level);
+  char actor[STORE_NAME_MAX];
+  snprintf(actor, sizeof(actor), "%s", x->h.audit.actor); /* the entry is rewritten below */
+  broker_audit_rec(&x->h.audit, actor, "person-level", x->p.name, "level", level, "was", before, AUDIT_END);
+  return 0;
 }
 
 static void add_done(store_req_t *r) {
   add_req_t *x = (add_req_t *)r;
   broker_conn_t *c = broker_creq_conn(x);
-  if (r->rc == 0)
-    TT_INFO(MOD, "person added", "name=%s role=%s by=%s", x->p.name,
-            x->p.role == STORE_PERSON_ADMIN ? "admin" : "technician", x->p.added_by);
+  if (r->rc == 0 && x->level_set)
+    TT_INFO(MOD, "person's level set", "name=%s level=%d by=%s", x->p.name, x->p.level, x->h.audit.actor);
+  else if (r->rc == 0)
+    TT_INFO(MOD, "person added", "name=%s role=%s level=%d by=%s", x->p.name,
+            x->p.role == STORE_PERSON_ADMIN ? "admin" : "technician", x->p.level, x->p.added_by);
   if (!c) goto out;
   char msg[TT_NAME_MAX + 64];
   if (r->rc == -EEXIST) {
@@ -123,6 +147,7 @@ static int on_add(broker_conn_t *c, uint32_t id, const Tether__PersonAddRequest 
     return broker_reply_error(c, id, TT_EINVAL, "a person is a technician or an admin");
   if (q->note.len && tt_text_copy(note, sizeof(note), q->note))
     return broker_reply_error(c, id, TT_ETEXT, "the note must be at most 256 bytes of text without control characters");
+  if (q->level > STORE_TICKET_LEVEL_MAX) return broker_reply_error(c, id, TT_EINVAL, "support levels are 1, 2 and 3");
   add_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, add_run, add_done, "person_add");
   if (!x) return TT_ENOMEM;
   store_person_t *p = &x->p;
@@ -131,9 +156,13 @@ static int on_add(broker_conn_t *c, uint32_t id, const Tether__PersonAddRequest 
   snprintf(p->added_by, sizeof(p->added_by), "%s", c->id.name);
   p->added_ms = (int64_t)broker_unix_ms();
   snprintf(p->note, sizeof(p->note), "%s", note);
+  p->level = q->level ? (int)q->level : STORE_TICKET_LEVEL_MIN;
+  x->level_given = q->level != 0;
+  char level[4];
+  snprintf(level, sizeof(level), "%d", p->level);
   x->h.req.audit = &x->h.audit;
   broker_audit_rec(&x->h.audit, c->id.name, "person-add", name, "role",
-                   p->role == STORE_PERSON_ADMIN ? "admin" : "technician", "note", note, AUDIT_END);
+                   p->role == STORE_PERSON_ADMIN ? "admin" : "technician", "level", level, "note", note, AUDIT_END);
   return broker_creq_submit(x);
 }
 

@@ -1,5 +1,6 @@
-/* tether person add NAME --role technician|admin [--note TEXT] [--json] (admin): a person the
- * broker should know before they first connect, so tickets can be assigned to them.
+/* tether person add NAME --role technician|admin [--level 1|2|3] [--note TEXT] [--json] (admin):
+ * a person the broker should know before they first connect, so tickets can be assigned to
+ * them; with --level, someone known already gets that support level.
  * tether people [--json] (admin): everyone the broker knows, seen at connect or added. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,7 @@ static void person_json(FILE *o, const Tether__Person *p) {
   console_json_time(o, p->added_ms);
   fputs(",\"note\":", o);
   console_json_bytes(o, p->note);
-  fprintf(o, ",\"revoked\":%s}", p->revoked ? "true" : "false");
+  fprintf(o, ",\"revoked\":%s,\"level\":%u}", p->revoked ? "true" : "false", (unsigned)p->level);
 }
 
 /* -- person add ----------------------------------------------------------------------------- */
@@ -59,6 +60,8 @@ static int add_check(console_t *c) {
   if (!tt_text_valid(tt_text(c->cfg.token_note), TT_TEXT_MAX))
     return console_usage_error("--note: only printable text (no control characters), at most %u bytes",
                                TT_TEXT_MAX);
+  /* The option's bounds are 0..3, 0 meaning not given (the broker's default: level 1). */
+  if (c->cfg.level < 0 || c->cfg.level > 3) return console_usage_error("--level: 1, 2 or 3");
   return 0;
 }
 
@@ -67,6 +70,7 @@ static int add_start(console_t *c) {
   q.name = tt_text(c->arg[0]);
   q.role = g_role;
   q.note = tt_text(c->cfg.token_note);
+  q.level = (uint32_t)c->cfg.level;
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_PERSON_ADD;
   r.person_add = &q;
@@ -82,7 +86,9 @@ static int add_response(console_t *c, const Tether__Response *r) {
   } else {
     char name[NAME_SHOWN];
     shown(name, sizeof(name), p->name);
-    printf("added %s %s\n", role_name(p->role), name);
+    /* With a level, someone known already may only have had it set. */
+    if (c->cfg.level) printf("%s %s, level %u\n", role_name(p->role), name, (unsigned)p->level);
+    else printf("added %s %s\n", role_name(p->role), name);
   }
   fflush(stdout);
   console_finish(c, 0);
@@ -92,8 +98,9 @@ static int add_response(console_t *c, const Tether__Response *r) {
 const console_cmd_t console_cmd_person_add = {
     .name = "person",
     .sub = "add",
-    .args = "NAME --role technician|admin [--note TEXT] [--json]",
-    .help = "admin: make a person known before they first connect (tickets can then be assigned to them)",
+    .args = "NAME --role technician|admin [--level 1|2|3] [--note TEXT] [--json]",
+    .help = "admin: make a person known before they first connect (tickets can then be assigned to them); "
+            "--level sets anyone's support level (3: writes the knowledge base)",
     .min_pos = 1,
     .max_pos = 1,
     .switches = CONSOLE_SW_JSON,
@@ -140,8 +147,8 @@ static int people_start(console_t *c) {
   if (!g_pl.out) return TT_ENOMEM;
   if (c->json) fputc('[', g_pl.out);
   else
-    fprintf(g_pl.out, "%-20s %-10s %-20s %-20s %-16s %-7s %s\n", "NAME", "ROLE", "FIRST SEEN", "LAST SEEN",
-            "ADDED BY", "REVOKED", "NOTE");
+    fprintf(g_pl.out, "%-20s %-10s %-20s %-20s %-16s %-7s %-5s %s\n", "NAME", "ROLE", "FIRST SEEN", "LAST SEEN",
+            "ADDED BY", "REVOKED", "LEVEL", "NOTE");
   return people_page(c);
 }
 
@@ -157,8 +164,8 @@ static void person_row(FILE *o, const Tether__Person *p) {
   console_text(note, sizeof(note), p->note);
   when_text(first, sizeof(first), p->first_seen_ms, "never");
   when_text(last, sizeof(last), p->last_seen_ms, "never");
-  fprintf(o, "%-20s %-10s %-20s %-20s %-16s %-7s %s\n", name, role_name(p->role), first, last, by,
-          p->revoked ? "yes" : "no", note);
+  fprintf(o, "%-20s %-10s %-20s %-20s %-16s %-7s %-5u %s\n", name, role_name(p->role), first, last, by,
+          p->revoked ? "yes" : "no", (unsigned)p->level, note);
 }
 
 static int people_response(console_t *c, const Tether__Response *r) {

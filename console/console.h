@@ -39,7 +39,8 @@ typedef struct {
   char priority[16];
   char external_id[TT_NAME_MAX + 1];
   char state[64];
-  int64_t level;
+  int64_t level;                   /* ticket escalate, person add */
+  char kb_title[TT_TEXT_MAX + 1];  /* kb add, kb edit */
   /* sessions, shell, exec */
   char inv_table[64];              /* inventory: one table */
   int64_t inv_version;             /* inventory: as of this version (0 = latest) */
@@ -66,6 +67,8 @@ enum {
   CONSOLE_SW_RECURSIVE = 1u << 6, /* pull, push, cp, ls: -r */
   CONSOLE_SW_ATTACH = 1u << 7,    /* diag: keep the report on the ticket */
   CONSOLE_SW_DRY_RUN = 1u << 8,   /* inventory import: report, change nothing */
+  CONSOLE_SW_PUBLIC = 1u << 9,    /* ticket comment: the requester sees it */
+  CONSOLE_SW_OPEN = 1u << 10,     /* alerts: only those not resolved */
 };
 
 typedef struct console_s console_t;
@@ -109,6 +112,8 @@ struct console_s {
   char **rest;      /* exec: the words after `--` */
   const char *where[TT_ASSET_WHERE_MAX]; /* devices: --where field=value, each one */
   int nwhere;
+  const char *checks[TT_KB_CHECKS_MAX];  /* kb add, kb edit: --check NAME, each one */
+  int nchecks;
   int nrest;
   bool json;
   bool online;      /* --online */
@@ -182,6 +187,8 @@ int console_parse_since(const char *s, uint64_t *since_ms) TT_WUR;
 /* "T-3", "t-3" or "3" (letter 'T') -> 3. Ids are 1..2^53. TT_EINVAL otherwise. With
  * need_prefix the letter is required. */
 int console_parse_id(const char *s, char letter, bool need_prefix, uint64_t *id) TT_WUR;
+/* "KB-3", "kb-3" or "3" -> 3, as console_parse_id. */
+int console_parse_kb(const char *s, uint64_t *id) TT_WUR;
 /* A duration for people: "45s", "30m", "2h", "3d" (largest unit that fits, rounded down),
  * "2h30m" when it has minutes too. */
 void console_duration(char *dst, size_t cap, uint64_t ms);
@@ -214,6 +221,12 @@ extern const console_cmd_t console_cmd_ticket_comment;
 extern const console_cmd_t console_cmd_ticket_resolve;
 extern const console_cmd_t console_cmd_ticket_close;
 extern const console_cmd_t console_cmd_ticket_reopen;
+extern const console_cmd_t console_cmd_ticket_link;
+extern const console_cmd_t console_cmd_ticket_unlink;
+extern const console_cmd_t console_cmd_kb_add; /* helpdesk/cmd_kb.c */
+extern const console_cmd_t console_cmd_kb_edit;
+extern const console_cmd_t console_cmd_kb_search;
+extern const console_cmd_t console_cmd_kb_show;
 extern const console_cmd_t console_cmd_session_open;
 extern const console_cmd_t console_cmd_sessions;
 extern const console_cmd_t console_cmd_session_end;

@@ -54,7 +54,10 @@ static const tt_conf_opt_t console_opts[] = {
         "ticket new: the ticket's id in another system"),
     OPT("tickets.state", "state", TT_CONF_STR, state, 0, 63, "open",
         "tickets: open|resolved|closed|all, or several: open,resolved"),
-    OPT("ticket.level", "level", TT_CONF_INT, level, 0, 3, "0", "ticket escalate: the support level, 2 or 3"),
+    OPT("ticket.level", "level", TT_CONF_INT, level, 0, 3, "0",
+        "ticket escalate: the support level, 2 or 3; person add: theirs, 1 to 3 (level 3 technicians "
+        "write the knowledge base)"),
+    OPT("kb.title", "title", TT_CONF_STR, kb_title, 0, TT_TEXT_MAX, NULL, "kb add, kb edit: the article's title"),
     OPT("inventory.table", "table", TT_CONF_STR, inv_table, 0, 63, NULL,
         "inventory: one table (deb_packages, mounts, ...), all its rows"),
     OPT("inventory.at", "at", TT_CONF_INT, inv_version, 0, INT64_MAX, "0",
@@ -90,7 +93,9 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_devices,         &console_cmd_device_show,      &console_cmd_ticket_new,
     &console_cmd_tickets,         &console_cmd_ticket_show,      &console_cmd_ticket_assign,
     &console_cmd_ticket_escalate, &console_cmd_ticket_comment,   &console_cmd_ticket_resolve,
-    &console_cmd_ticket_close,    &console_cmd_ticket_reopen,    &console_cmd_session_open,
+    &console_cmd_ticket_close,    &console_cmd_ticket_reopen,    &console_cmd_ticket_link,
+    &console_cmd_ticket_unlink,   &console_cmd_kb_search,        &console_cmd_kb_show,
+    &console_cmd_kb_add,          &console_cmd_kb_edit,          &console_cmd_session_open,
     &console_cmd_sessions,        &console_cmd_session_end,      &console_cmd_shell,
     &console_cmd_exec,            &console_cmd_replay,           &console_cmd_recording_export,
     &console_cmd_pull,            &console_cmd_push,             &console_cmd_cp,
@@ -107,7 +112,7 @@ static const console_cmd_t *const commands[] = {
 
 /* Bit i is CONSOLE_SW_*: keep in that order. */
 static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", "attach",
-                                       "dry-run", NULL};
+                                       "dry-run", "public", "open", NULL};
 /* One-letter spellings of switches, as cp and scp users type them. */
 static const struct {
   const char *letter, *name;
@@ -252,10 +257,13 @@ static void usage(const tt_cli_t *cli) {
          "  --all             sessions: everyone's (admins)\n"
          "  -r, --recursive   pull, push, cp: whole directories; ls: the whole tree\n"
          "  --attach          diag: keep the report on the ticket (D-n, shown by ticket show)\n"
+         "  --public          ticket comment: the requester sees it (tether-agent tickets, their prompt)\n"
          "  --dry-run         inventory import: the match report only, nothing changed\n"
          "  --where F=V       devices: only those whose asset record has F = V (owner, department,\n"
          "                    location, model, manufacturer, category, asset_tag, serial, or a\n"
          "                    custom column's name); repeat it: every one must hold\n"
+         "  --check C         kb add, kb edit: a health check the article is the fix for\n"
+         "                    (disk_used); repeat it for several; kb edit --check '': none\n"
          "  --force           pull, push, cp: replace files that exist at the target\n"
          "  --resume          pull, push, cp: resume a cut transfer (running the same command\n"
          "                    again always does)\n"
@@ -265,8 +273,8 @@ static void usage(const tt_cli_t *cli) {
     if (strlen(syn) <= 40) printf("  %-40s %s\n", syn, commands[i]->help);
     else printf("  %s\n  %-40s %s\n", syn, "", commands[i]->help);
   }
-  printf("\nTickets are T-<n>, sessions S-<n>, recordings R-<n> (T-3 or 3 both work where the\n"
-         "kind is clear). shell, exec and the file commands (pull, push, cp, ls) open a session\n"
+  printf("\nTickets are T-<n>, sessions S-<n>, recordings R-<n>, articles KB-<n> (T-3 or 3 both work\n"
+         "where the kind is clear). shell, exec and the file commands (pull, push, cp, ls) open a session\n"
          "first (or reuse a live one): the person at the device is asked and must agree; so do\n"
          "diag, ping and speedtest (diag access), which only admins may run without --ticket. You hold\n"
          "at most %u channels on one device. admin commands (token, revoke, person, people,\n"
@@ -330,31 +338,45 @@ int main(int argc, char **argv) {
       dash = i;
       break;
     }
-  /* --where may be given many times (the option table keeps one value per name): taken out
-   * of argv here, in order. */
+  /* --where and --check may be given many times (the option table keeps one value per name):
+   * taken out of argv here, in order. */
+  const struct {
+    const char *flag, *needs;
+    const char **to;
+    int *n;
+    int max;
+  } repeated[] = {
+      {"--where", "field=value", c.where, &c.nwhere, (int)TT_ASSET_WHERE_MAX},
+      {"--check", "a check's name", c.checks, &c.nchecks, (int)TT_KB_CHECKS_MAX},
+  };
   for (int i = 1; i < dash;) {
     const char *v = NULL;
     int take = 0;
-    if (strcmp(argv[i], "--where") == 0) {
-      if (i + 1 >= dash) {
-        fprintf(stderr, "tether: --where needs field=value\n");
-        return 2;
+    size_t k = 0;
+    for (; k < sizeof(repeated) / sizeof(repeated[0]) && !take; k++) {
+      size_t fl = strlen(repeated[k].flag);
+      if (strcmp(argv[i], repeated[k].flag) == 0) {
+        if (i + 1 >= dash) {
+          fprintf(stderr, "tether: %s needs %s\n", repeated[k].flag, repeated[k].needs);
+          return 2;
+        }
+        v = argv[i + 1];
+        take = 2;
+      } else if (strncmp(argv[i], repeated[k].flag, fl) == 0 && argv[i][fl] == '=') {
+        v = argv[i] + fl + 1;
+        take = 1;
       }
-      v = argv[i + 1];
-      take = 2;
-    } else if (strncmp(argv[i], "--where=", 8) == 0) {
-      v = argv[i] + 8;
-      take = 1;
     }
     if (!take) {
       i++;
       continue;
     }
-    if (c.nwhere >= (int)TT_ASSET_WHERE_MAX) {
-      fprintf(stderr, "tether: at most %u --where conditions\n", TT_ASSET_WHERE_MAX);
+    k--;
+    if (*repeated[k].n >= repeated[k].max) {
+      fprintf(stderr, "tether: %s at most %d times\n", repeated[k].flag, repeated[k].max);
       return 2;
     }
-    c.where[c.nwhere++] = v;
+    repeated[k].to[(*repeated[k].n)++] = v;
     memmove(argv + i, argv + i + take, (size_t)(argc - i - take) * sizeof(*argv));
     argc -= take;
     dash -= take;
@@ -403,6 +425,8 @@ int main(int argc, char **argv) {
   }
   if (c.nwhere && c.cmd != &console_cmd_devices)
     return console_usage_error("--where does not apply to '%s'", c.cmd->name);
+  if (c.nchecks && c.cmd != &console_cmd_kb_add && c.cmd != &console_cmd_kb_edit)
+    return console_usage_error("--check does not apply to '%s'", c.cmd->name);
   unsigned stray = c.args.switches & ~c.cmd->switches;
   for (int i = 0; switches[i]; i++)
     if (stray & (1u << i))

@@ -387,6 +387,13 @@ int console_parse_id(const char *s, char letter, bool need_prefix, uint64_t *id)
   return 0;
 }
 
+int console_parse_kb(const char *s, uint64_t *id) {
+  *id = 0;
+  if ((s[0] == 'K' || s[0] == 'k') && (s[1] == 'B' || s[1] == 'b') && s[2] == '-') s += 3;
+  /* The digits alone, as console_parse_id reads them ('T' never starts a digit). */
+  return s[0] == 'T' || s[0] == 't' ? TT_EINVAL : console_parse_id(s, 'T', false, id);
+}
+
 void console_duration(char *dst, size_t cap, uint64_t ms) {
   uint64_t s = ms / 1000u;
   if (s < 60) snprintf(dst, cap, "%llus", (unsigned long long)s);

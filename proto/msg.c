@@ -143,14 +143,14 @@ static bool is_format_char(uint32_t cp) {
 
 /* Strict UTF-8 (no overlongs, no surrogates, max U+10FFFF), no C0/C1 controls or DEL, no
  * format characters. */
-bool tt_text_valid(ProtobufCBinaryData t, size_t max) {
+static bool text_valid(ProtobufCBinaryData t, size_t max, bool block) {
   if (t.len > max) return false;
   const uint8_t *s = t.data;
   size_t i = 0;
   while (i < t.len) {
     uint8_t c = s[i];
     if (c < 0x80) {
-      if (c < 0x20 || c == 0x7f) return false;
+      if ((c < 0x20 && !(block && (c == '\t' || c == '\n' || c == '\r'))) || c == 0x7f) return false;
       i++;
       continue;
     }
@@ -173,6 +173,10 @@ bool tt_text_valid(ProtobufCBinaryData t, size_t max) {
   }
   return true;
 }
+
+bool tt_text_valid(ProtobufCBinaryData t, size_t max) { return text_valid(t, max, false); }
+
+bool tt_text_block_valid(ProtobufCBinaryData t, size_t max) { return text_valid(t, max, true); }
 
 int tt_text_copy(char *dst, size_t cap, ProtobufCBinaryData t) {
   if (cap == 0) return TT_EINVAL;

@@ -30,6 +30,7 @@ typedef struct local_s {
   uv_pipe_t pipe;
   agent_t *a;
   uid_t uid;
+  uint64_t serial; /* names the client to answers that come later (help.c) */
   bool watch;
   bool closing;
   size_t len;
@@ -65,6 +66,7 @@ struct agent_consent_s {
   local_t *clients[TT_LOCAL_CLIENTS_MAX];
   prompt_t prompts[AGENT_PROMPTS_MAX];
   uint32_t next_prompt;
+  uint64_t next_serial;
   dialog_t *dialogs;
   agent_session_t sessions[AGENT_SESSIONS_MAX];
   uid_t users[USERS_MAX];
@@ -153,6 +155,39 @@ TT_PRINTF(2, 3) static void client_say(local_t *cl, const char *fmt, ...) {
   if (uv_write(&o->req, (uv_stream_t *)&cl->pipe, &b, 1, write_cb)) {
     free(o);
     client_drop(cl);
+  }
+}
+
+static local_t *client_by_serial(agent_t *a, uint64_t serial) {
+  if (!a->consent || !serial) return NULL;
+  for (size_t i = 0; i < TT_LOCAL_CLIENTS_MAX; i++) {
+    local_t *cl = a->consent->clients[i];
+    if (cl && cl->serial == serial && !cl->closing) return cl;
+  }
+  return NULL;
+}
+
+void agent_local_reply(agent_t *a, uint64_t client, const char *fmt, ...) {
+  local_t *cl = client_by_serial(a, client);
+  if (!cl) return; /* it went away: nobody to tell */
+  char line[TT_LOCAL_LINE_MAX * 2];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  client_say(cl, "%s", line);
+}
+
+void agent_local_tell_user(agent_t *a, const char *user, const char *fmt, ...) {
+  if (!a->consent) return;
+  char line[TT_LOCAL_LINE_MAX * 2];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  for (size_t i = 0; i < TT_LOCAL_CLIENTS_MAX; i++) {
+    local_t *cl = a->consent->clients[i];
+    if (cl && cl->watch && strcmp(cl->user, user) == 0) client_say(cl, "%s", line);
   }
 }
 
@@ -579,8 +614,9 @@ static void client_line(local_t *cl, char *line) {
     cmd_end(cl, arg);
   } else if (strcmp(line, "ANSWER") == 0) {
     cmd_answer(cl, arg);
-  } else {
-    client_say(cl, "ERR unknown command (WATCH, SESSIONS, END S-n, ANSWER id yes|no)");
+  } else if (!agent_help_local(cl->a, cl->serial, cl->user, line, arg)) {
+    client_say(cl, "ERR unknown command (WATCH, SESSIONS, END S-n, ANSWER id yes|no, ASK text, TICKETS, "
+                   "COMMENT T-n text)");
   }
 }
 
@@ -672,6 +708,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->clients[slot] = cl;
+  cl->serial = ++c->next_serial;
   cl->uid = cred.uid;
   user_name(cred.uid, cl->user, sizeof(cl->user));
   uv_read_start((uv_stream_t *)&cl->pipe, client_alloc_cb, client_read_cb);

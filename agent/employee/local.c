@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "agent.h"
+#include "tt/msg.h"
 
 typedef struct {
   int fd;
@@ -144,6 +145,143 @@ int agent_local_end(const agent_cfg_t *cfg, const char *session) {
   return rc;
 }
 
+/* ---- ask, tickets, comment: the employee's help requests (help.c) ------------------------- */
+
+/* The agent answers an ask once the snapshot is taken and the broker has answered (or 30 s
+ * passed: then it keeps the request); this is ample for both. */
+#define ASK_WAIT_MS 120000
+
+/* The next line, waiting at most ASK_WAIT_MS for it. */
+static int next_line_wait(conn_t *c, char *out, size_t cap) {
+  if (!(c->len && memchr(c->buf, '\n', c->len))) {
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, ASK_WAIT_MS)) < 0 && errno == EINTR) {
+    }
+    if (r == 0) return -1;
+  }
+  return next_line(c, out, cap);
+}
+
+/* Words joined by spaces into one line of text the agent takes; 2 (usage) if it is not one. */
+static int join_text(char *out, size_t cap, const char *const *words, int n, const char *what) {
+  size_t len = 0;
+  out[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    int k = snprintf(out + len, cap - len, "%s%s", i ? " " : "", words[i]);
+    if (k < 0 || (size_t)k >= cap - len) {
+      fprintf(stderr, "tether-agent: the %s is too long (at most %u bytes)\n", what, (unsigned)TT_TEXT_MAX);
+      return 2;
+    }
+    len += (size_t)k;
+  }
+  if (!len) {
+    fprintf(stderr, "tether-agent: say what is wrong: tether-agent ask \"the printer on floor 2 jams\"\n");
+    return 2;
+  }
+  if (!tt_text_valid(tt_text(out), TT_TEXT_MAX)) {
+    fprintf(stderr, "tether-agent: the %s must be one line of at most %u bytes, without control characters\n", what,
+            (unsigned)TT_TEXT_MAX);
+    return 2;
+  }
+  return 0;
+}
+
+/* One request line, one answer line: OK/QUEUED print out(ok), ERR goes to stderr. */
+static int one_exchange(const agent_cfg_t *cfg, const char *req, char *answer, size_t cap) {
+  conn_t c;
+  if (local_connect(cfg, &c)) return 1;
+  int rc = 1;
+  /* A client the agent refuses (one started in a support session) is told why and closed:
+   * the line may be there even when the request could not be written. */
+  (void)say(&c, req);
+  if (next_line_wait(&c, answer, cap) <= 0) {
+    fprintf(stderr, "tether-agent: the agent did not answer\n");
+  } else if (strncmp(answer, "ERR ", 4) == 0) {
+    fprintf(stderr, "tether-agent: %s\n", answer + 4);
+  } else {
+    rc = 0;
+  }
+  close(c.fd);
+  return rc;
+}
+
+int agent_local_ask(const agent_cfg_t *cfg, const char *const *words, int n) {
+  char text[TT_TEXT_MAX + 1], req[TT_LOCAL_LINE_MAX], answer[TT_LOCAL_LINE_MAX * 2 + 1];
+  int rc = join_text(text, sizeof(text), words, n, "request");
+  if (rc) return rc;
+  snprintf(req, sizeof(req), "ASK %s", text);
+  printf("taking a diagnostics snapshot and sending your request...\n");
+  fflush(stdout);
+  if ((rc = one_exchange(cfg, req, answer, sizeof(answer)))) return rc;
+  if (strncmp(answer, "QUEUED ", 7) == 0) {
+    printf("%s\n", answer + 7);
+    return 0;
+  }
+  char *f[3];
+  if (strncmp(answer, "OK ", 3) != 0 || fields(answer + 3, f, 3) != 3) {
+    fprintf(stderr, "tether-agent: unexpected answer from the agent\n");
+    return 1;
+  }
+  printf("%s opened; a technician will contact you\n", f[0]);
+  if (strcmp(f[1], "0") == 0) printf("(no diagnostics snapshot attached%s%s)\n", f[2][0] ? ": " : "", f[2]);
+  return 0;
+}
+
+int agent_local_comment(const agent_cfg_t *cfg, const char *ticket, const char *const *words, int n) {
+  char text[TT_TEXT_MAX + 1], req[TT_LOCAL_LINE_MAX], answer[TT_LOCAL_LINE_MAX * 2 + 1];
+  uint64_t id = agent_parse_id(ticket, 'T');
+  if (!id) {
+    fprintf(stderr, "tether-agent: not a ticket: %s (T-42 or 42)\n", ticket);
+    return 2;
+  }
+  int rc = join_text(text, sizeof(text), words, n, "comment");
+  if (rc) return rc;
+  snprintf(req, sizeof(req), "COMMENT T-%llu %s", (unsigned long long)id, text);
+  if ((rc = one_exchange(cfg, req, answer, sizeof(answer)))) return rc;
+  printf("comment added to T-%llu\n", (unsigned long long)id);
+  return 0;
+}
+
+int agent_local_tickets(const agent_cfg_t *cfg) {
+  conn_t c;
+  char line[TT_LOCAL_LINE_MAX * 2 + 1];
+  if (local_connect(cfg, &c)) return 1;
+  int rc = 1, n = 0;
+  (void)say(&c, "TICKETS"); /* a refused client still reads why (one_exchange) */
+  for (;;) {
+    int r = next_line_wait(&c, line, sizeof(line));
+    if (r <= 0) goto lost;
+    if (strncmp(line, "OK", 2) == 0) {
+      if (strcmp(line, "OK more") == 0) printf("(older tickets are not shown)\n");
+      break;
+    }
+    if (strncmp(line, "ERR ", 4) == 0) {
+      fprintf(stderr, "tether-agent: %s\n", line + 4);
+      goto out;
+    }
+    char *f[8];
+    if (strncmp(line, "TICKET ", 7) != 0 || fields(line + 7, f, 8) != 8) continue;
+    char updated[32];
+    agent_fmt_time(updated, sizeof(updated), strtoll(f[3], NULL, 10));
+    if (n++ == 0) printf("%-8s %-9s %-16s %-20s %s\n", "TICKET", "STATE", "TECHNICIAN", "UPDATED", "SUMMARY");
+    printf("%-8s %-9s %-16s %-20s %s\n", f[0], f[1], f[2][0] ? f[2] : "(not yet)", updated, f[6]);
+    if (f[4][0]) {
+      char when[32];
+      agent_fmt_time(when, sizeof(when), strtoll(f[5], NULL, 10));
+      printf("         last reply: %s, %s: %s\n", f[4], when, f[7]);
+    }
+  }
+  if (n == 0) printf("you have no help requests from this machine\n");
+  rc = 0;
+  goto out;
+lost:
+  fprintf(stderr, "tether-agent: the agent did not answer\n");
+out:
+  close(c.fd);
+  return rc;
+}
+
 /* ---- prompt ----------------------------------------------------------------------------- */
 
 #define PENDING_MAX AGENT_PROMPTS_MAX
@@ -257,6 +395,18 @@ static void prompt_line(char *line, queue_t *q) {
     if (fields(line + 6, f, 3) != 3) return;
     printf("\nsupport session %s ended (%s): %s\n", f[0], f[1], f[2]);
     fflush(stdout);
+  } else if (strncmp(line, "NOTICE ", 7) == 0) {
+    char *f[4];
+    if (fields(line + 7, f, 4) != 4) return;
+    if (strcmp(f[1], "public-comment") == 0) printf("\n%s: %s replied: %s\n", f[0], f[2], f[3]);
+    else printf("\n%s was %s by %s\n", f[0], f[1], f[2]);
+    fflush(stdout);
+  } else if (strncmp(line, "HELP ", 5) == 0) {
+    char *f[4];
+    if (fields(line + 5, f, 4) != 4) return;
+    if (strcmp(f[1], "opened") == 0) printf("\nyour request \"%s\" reached the help desk as %s\n", f[2], f[0]);
+    else printf("\nyour request \"%s\" was not taken: %s\n", f[2], f[3]);
+    fflush(stdout);
   } else if (strncmp(line, "ERR ", 4) == 0) {
     fprintf(stderr, "tether-agent: %s\n", line + 4);
   }
@@ -296,7 +446,13 @@ int agent_local_prompt(const agent_cfg_t *cfg) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   if (local_connect(cfg, &c)) return 1;
-  if (say(&c, "WATCH")) goto lost;
+  /* Ready once the agent has taken the WATCH (its OK comes before anything it tells). */
+  if (say(&c, "WATCH") || next_line(&c, line, sizeof(line)) <= 0) goto lost;
+  if (strcmp(line, "OK") != 0) {
+    fprintf(stderr, "tether-agent: %s\n", strncmp(line, "ERR ", 4) == 0 ? line + 4 : line);
+    close(c.fd);
+    return 1;
+  }
   printf("waiting for support requests (Ctrl-C to stop)\n");
   fflush(stdout);
   while (!g_stop) {

@@ -14,4 +14,8 @@
 int inv_report(const inv_env_t *env, const char *device, const char *hostname, tt_buf_t *out, char *err,
                size_t errlen);
 
+/* serve.c: the agent's own facts for a report (the link, the clock against the broker's, the
+ * names to resolve), taken on the loop thread; rtt_us -1 when the round trip is not known. */
+struct agent_s;
+void agent_diag_facts(struct agent_s *a, inv_live_t *l, int64_t rtt_us, uint32_t rtt_wait_ms);
 #endif

@@ -134,9 +134,7 @@ static void dns_names(const agent_t *a, inv_live_t *l) {
   }
 }
 
-static void take_facts(dchan_t *d, int64_t rtt_us) {
-  agent_t *a = d->a;
-  inv_live_t *l = &d->live;
+void agent_diag_facts(agent_t *a, inv_live_t *l, int64_t rtt_us, uint32_t rtt_wait_ms) {
   memset(l, 0, sizeof(*l));
   snprintf(l->broker, sizeof(l->broker), "%s", a->cfg.broker);
   snprintf(l->broker_name, sizeof(l->broker_name), "%s", a->broker_name);
@@ -144,7 +142,7 @@ static void take_facts(dchan_t *d, int64_t rtt_us) {
   l->connected_at_ms = l->connected ? a->welcome_unix_ms : 0;
   l->connects = a->connects;
   l->rtt_us = rtt_us;
-  l->rtt_wait_ms = (uint32_t)(uv_now(a->loop) - d->wait_start);
+  l->rtt_wait_ms = rtt_wait_ms;
   l->heard_ms_ago = -1;
   if (l->connected) {
     uint64_t now = uv_now(a->loop), last = tt_tls_last_read(a->link->tls);
@@ -167,7 +165,7 @@ static void take_facts(dchan_t *d, int64_t rtt_us) {
 /* The wait is over (answered, timed out, or not possible): take the facts, start the work. */
 static void go(dchan_t *d, int64_t rtt_us) {
   unwait(d);
-  take_facts(d, rtt_us);
+  agent_diag_facts(d->a, &d->live, rtt_us, (uint32_t)(uv_now(d->a->loop) - d->wait_start));
   tt_link_t *l = tt_link_from_mux(d->m);
   d->work.data = d;
   if (uv_queue_work(d->a->loop, &d->work, work_cb, after_cb)) {

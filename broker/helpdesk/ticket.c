@@ -1,6 +1,7 @@
 /* Help-desk tickets, the reason for every session: technicians and admins create, list and
  * show them and move them through open -> resolved -> closed (and back). Each change is one
  * store write (the row and its timeline event together) and one audit entry. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,7 +62,7 @@ static void text_fit(char *dst, size_t cap, const char *src) {
 }
 
 /* Strings point into t. */
-static void ticket_to_wire(const store_ticket_t *t, Tether__Ticket *o) {
+void broker_ticket_to_wire(const store_ticket_t *t, Tether__Ticket *o) {
   tether__ticket__init(o);
   o->id = (uint64_t)t->id;
   o->device = tt_text(t->device);
@@ -79,11 +80,19 @@ static void ticket_to_wire(const store_ticket_t *t, Tether__Ticket *o) {
   o->first_response_ms = (uint64_t)t->first_response_ms;
   o->resolved_ms = (uint64_t)t->resolved_ms;
   o->created_by = tt_text(t->created_by);
+  o->source = tt_text(t->source);
+  o->parent = (uint64_t)t->parent;
+}
+
+void broker_ticket_sla(broker_t *b, store_ticket_t *t, int64_t now_ms) {
+  int64_t first = b->cfg.sla_first_response_ms[t->priority], fix = b->cfg.sla_resolution_ms[t->priority];
+  t->first_response_due_ms = first > 0 ? now_ms + first : 0;
+  t->resolution_due_ms = fix > 0 ? now_ms + fix : 0;
 }
 
 static int send_ticket(broker_conn_t *c, uint32_t id, const store_ticket_t *t) {
   Tether__Ticket o;
-  ticket_to_wire(t, &o);
+  broker_ticket_to_wire(t, &o);
   Tether__Response r = TETHER__RESPONSE__INIT;
   r.id = id;
   r.body_case = TETHER__RESPONSE__BODY_TICKET;
@@ -187,9 +196,7 @@ valid:
   /* A technician's new ticket is theirs to work; an admin's waits in the queue. */
   if (c->id.role == TT_ROLE_TECHNICIAN) snprintf(t->assignee, sizeof(t->assignee), "%s", c->id.name);
   x->now_ms = (int64_t)broker_unix_ms();
-  int64_t first = b->cfg.sla_first_response_ms[t->priority], fix = b->cfg.sla_resolution_ms[t->priority];
-  t->first_response_due_ms = first > 0 ? x->now_ms + first : 0;
-  t->resolution_due_ms = fix > 0 ? x->now_ms + fix : 0;
+  broker_ticket_sla(b, t, x->now_ms);
   t->state = STORE_TICKET_OPEN;
   t->level = STORE_TICKET_LEVEL_MIN;
   x->h.req.audit = &x->h.audit;
@@ -242,7 +249,7 @@ static void list_done(store_req_t *r) {
     goto out;
   }
   for (uint32_t i = 0; i < n; i++) {
-    ticket_to_wire(&x->rows[i], &tix[i]);
+    broker_ticket_to_wire(&x->rows[i], &tix[i]);
     ptrs[i] = &tix[i];
   }
   Tether__TicketList list = TETHER__TICKET_LIST__INIT;
@@ -286,9 +293,17 @@ typedef struct {
   broker_creq_t h;
   uint64_t wire_id;
   store_ticket_t t;
-  uint32_t n, total;
+  uint32_t n, total, narticles;
   store_ticket_event_t rows[TT_TICKET_EVENTS_PAGE_MAX];
+  store_kb_hit_t articles[TT_KB_LINKS_MAX]; /* the knowledge base's articles that solved it */
 } show_req_t;
+
+static int kb_linked_cb(void *ctx, const store_kb_hit_t *h) {
+  show_req_t *x = ctx;
+  if (x->narticles >= TT_KB_LINKS_MAX) return 1;
+  x->articles[x->narticles++] = *h;
+  return 0;
+}
 
 static int tev_page_cb(void *ctx, const store_ticket_event_t *e) {
   show_req_t *x = ctx;
@@ -302,6 +317,7 @@ static int show_run(broker_store_t *s, store_req_t *r) {
   int rc = store_ticket_get(s, (int64_t)x->wire_id, &x->t);
   if (rc) return rc;
   rc = store_ticket_events_tail(s, x->t.id, TT_TICKET_EVENTS_PAGE_MAX, tev_page_cb, x, &x->total);
+  if (rc >= 0) rc = store_kb_for_ticket(s, x->t.id, kb_linked_cb, x);
   return rc < 0 ? rc : 0;
 }
 
@@ -310,6 +326,8 @@ static void show_done(store_req_t *r) {
   broker_conn_t *c = broker_creq_conn(x);
   Tether__TicketEvent *evs = NULL;
   Tether__TicketEvent **ptrs = NULL;
+  Tether__KbHit arts[TT_KB_LINKS_MAX], *art_ptrs[TT_KB_LINKS_MAX];
+  ProtobufCBinaryData art_checks[TT_KB_LINKS_MAX][TT_KB_CHECKS_MAX];
   if (!c) goto out;
   if (r->rc == TT_ENOTFOUND) {
     answered(c, no_such_ticket(c, x->h.id, x->wire_id));
@@ -336,12 +354,18 @@ static void show_done(store_req_t *r) {
     ptrs[i] = &evs[i];
   }
   Tether__Ticket o;
-  ticket_to_wire(&x->t, &o);
+  broker_ticket_to_wire(&x->t, &o);
   Tether__TicketDetail det = TETHER__TICKET_DETAIL__INIT;
   det.ticket = &o;
   det.events = ptrs;
   det.n_events = x->n;
   det.events_total = x->total;
+  for (uint32_t i = 0; i < x->narticles; i++) {
+    broker_kb_hit_to_wire(&x->articles[i], &arts[i], art_checks[i], true);
+    art_ptrs[i] = &arts[i];
+  }
+  det.articles = art_ptrs;
+  det.n_articles = x->narticles;
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = x->h.id;
   resp.body_case = TETHER__RESPONSE__BODY_TICKET_DETAIL;
@@ -476,7 +500,7 @@ static void op_escalate(const tt_identity_t *c, tix_change_t *x, const char *nam
   x->kind = "escalated";
 }
 
-static void op_comment(const tt_identity_t *c, tix_change_t *x, const char *name, int64_t now) {
+static void op_comment(const tt_identity_t *c, tix_change_t *x, const char *name, int64_t now, bool public) {
   if (!x->note[0]) {
     refuse(x, TT_EINVAL, "a comment needs text");
     return;
@@ -484,7 +508,8 @@ static void op_comment(const tt_identity_t *c, tix_change_t *x, const char *name
   if (!may_work(c, x, name, true)) return;
   snprintf(x->text, sizeof(x->text), "%s", x->note);
   if (x->t.first_response_ms == 0) x->t.first_response_ms = now;
-  x->kind = "comment";
+  /* A public comment is for the requester too: their agent shows it (tether-agent tickets). */
+  x->kind = public ? STORE_EVENT_PUBLIC_COMMENT : "comment";
 }
 
 static void op_state(const tt_identity_t *c, tix_change_t *x, const char *name, Tether__TicketOp op,
@@ -512,14 +537,41 @@ static void op_state(const tt_identity_t *c, tix_change_t *x, const char *name, 
   snprintf(x->text, sizeof(x->text), "%s", x->note);
 }
 
+/* A knowledge-base article solved the ticket (link), or did not after all (unlink): whoever
+ * may comment may link, in any state (a resolved ticket is when the fix is known). The link
+ * is written in the update's own request, with the ticket's event and audit entry. */
+static int op_link(broker_store_t *s, const tt_identity_t *c, tix_change_t *x, const char *name, uint64_t article,
+                   bool link, int64_t now) {
+  if (!may_work(c, x, name, true)) return 0;
+  char kb[32], title[STORE_KB_TITLE_MAX + 1] = "";
+  snprintf(kb, sizeof(kb), "KB-%" PRIu64, article);
+  int rc = TT_ENOTFOUND;
+  if (article && article <= (uint64_t)INT64_MAX) rc = store_kb_title(s, (int64_t)article, title, sizeof(title));
+  if (rc == TT_ENOTFOUND) refuse(x, TT_ENOTFOUND, "no such article: %s", kb);
+  if (rc) return x->err ? 0 : rc;
+  rc = link ? store_kb_link(s, x->t.id, (int64_t)article, c->name, now) : store_kb_unlink(s, x->t.id, (int64_t)article);
+  if (rc == -EEXIST) refuse(x, TT_EINVAL, "%s is already linked to %s", kb, name);
+  else if (rc == TT_ENOTFOUND) refuse(x, TT_EINVAL, "%s is not linked to %s", kb, name);
+  else if (rc == TT_ETOOBIG) refuse(x, TT_ETOOBIG, "%s links %u articles already: unlink one first", name, TT_KB_LINKS_MAX);
+  else if (rc) return rc;
+  if (x->err) return 0;
+  char text[STORE_TEXT_MAX + 40];
+  snprintf(text, sizeof(text), "%s %s", kb, title);
+  text_fit(x->text, sizeof(x->text), text);
+  x->kind = link ? "kb-linked" : "kb-unlinked";
+  return 0;
+}
+
 /* The ticket is read, the change worked out and written with its audit entry in one store
  * request: two updates of one ticket can never both start from the same old row. */
 typedef struct {
   broker_creq_t h;
   tt_identity_t who;
   uint64_t wire_id;
+  uint64_t article;
   Tether__TicketOp op;
   uint32_t level;
+  bool public;
   int64_t now_ms;
   tix_change_t x;
 } update_req_t;
@@ -539,7 +591,12 @@ static int update_run(broker_store_t *s, store_req_t *r) {
     if (rc) return rc;
     break;
   case TETHER__TICKET_OP__TICKET_ESCALATE: op_escalate(&u->who, x, name, u->level); break;
-  case TETHER__TICKET_OP__TICKET_COMMENT: op_comment(&u->who, x, name, u->now_ms); break;
+  case TETHER__TICKET_OP__TICKET_COMMENT: op_comment(&u->who, x, name, u->now_ms, u->public); break;
+  case TETHER__TICKET_OP__TICKET_LINK:
+  case TETHER__TICKET_OP__TICKET_UNLINK:
+    rc = op_link(s, &u->who, x, name, u->article, u->op == TETHER__TICKET_OP__TICKET_LINK, u->now_ms);
+    if (rc) return rc;
+    break;
   default: op_state(&u->who, x, name, u->op, u->now_ms); break;
   }
   if (x->err) return TT_ESTATE; /* refused: x says why; nothing is written */
@@ -550,7 +607,7 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   snprintf(level, sizeof(level), "%d", x->t.level);
   broker_audit_rec(&u->h.audit, u->who.name, x->action, name, "device", x->t.device, "state",
                    state_name(x->t.state), "assignee", x->t.assignee, "previous_assignee", prev_assignee,
-                   "level", level, "text", x->text, AUDIT_END);
+                   "level", level, "public", u->public ? "yes" : "no", "text", x->text, AUDIT_END);
   return 0;
 }
 
@@ -566,6 +623,10 @@ static void update_done(store_req_t *r) {
             state_name(x->t.state), x->t.assignee);
     /* Resolving, closing or reassigning voids the ticket's grants and ends its channels now. */
     if (x->end_reason) broker_sessions_end_ticket(b, x->t.id, u->who.name, x->end_reason);
+    /* What the requester may see reaches their prompt (public comments with their text). */
+    bool public = strcmp(x->kind, STORE_EVENT_PUBLIC_COMMENT) == 0;
+    if (public || !strcmp(x->kind, "resolved") || !strcmp(x->kind, "reopened") || !strcmp(x->kind, "closed"))
+      broker_help_notice(b, &x->t, x->kind, u->who.name, public ? x->text : "");
   } else if (x->err == TT_EDENIED) {
     broker_audit(b, u->who.name, "refuse", name, "request", x->action, "why", x->msg, AUDIT_END);
   }
@@ -587,6 +648,8 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
       [TETHER__TICKET_OP__TICKET_RESOLVE] = "ticket-resolve",
       [TETHER__TICKET_OP__TICKET_CLOSE] = "ticket-close",
       [TETHER__TICKET_OP__TICKET_REOPEN] = "ticket-reopen",
+      [TETHER__TICKET_OP__TICKET_LINK] = "ticket-link",
+      [TETHER__TICKET_OP__TICKET_UNLINK] = "ticket-unlink",
   };
   if ((unsigned)q->op >= sizeof(actions) / sizeof(actions[0]) || !actions[q->op])
     return broker_reply_error(c, id, TT_EINVAL, "unknown ticket operation");
@@ -598,8 +661,10 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
   }
   u->who = c->id;
   u->wire_id = q->id;
+  u->article = q->article;
   u->op = q->op;
   u->level = q->level;
+  u->public = q->public_;
   u->now_ms = (int64_t)broker_unix_ms();
   u->x.action = actions[q->op];
   u->h.req.audit = &u->h.audit;

@@ -48,6 +48,8 @@ static uint32_t next_req(broker_t *b) {
   return b->sessions->next_req;
 }
 
+uint32_t broker_agent_req_id(broker_t *b) { return b->sessions ? next_req(b) : 1; }
+
 static bool is_admin(const broker_conn_t *c) { return c->id.role == TT_ROLE_ADMIN; }
 
 static void fmt_duration(uint64_t ms, char *out, size_t cap) {

@@ -377,6 +377,81 @@ static const char *const g_migrations[] = {
   "  SELECT device, name FROM inv_tables t WHERE body IS NOT NULL AND version ="
   "    (SELECT max(version) FROM inv_tables u WHERE u.device = t.device AND u.name = t.name);"
   "PRAGMA user_version = 10;",
+  /* 11: help that comes to the help desk (help.c). A ticket says where it came from and, for
+   * a member of a storm, its parent; an employee's help request keeps its nonce, so a resend
+   * after a lost answer finds the ticket it opened, and its time, so a device's requests in
+   * the last hour are counted from the store (a reconnect resets nothing). A diagnostics
+   * report may now be taken at the employee's request, with no session (0): diag_reports is
+   * made again with that CHECK (SQLite cannot change a constraint in place). */
+  "ALTER TABLE tickets ADD COLUMN source TEXT NOT NULL DEFAULT 'technician'"
+  "  CHECK(source IN ('technician', 'employee', 'check', 'storm'));"
+  "ALTER TABLE tickets ADD COLUMN parent INTEGER NOT NULL DEFAULT 0 CHECK(parent >= 0);"
+  "CREATE INDEX tickets_parent ON tickets(parent) WHERE parent > 0;"
+  "CREATE INDEX tickets_requester ON tickets(device, requester, id);"
+  "CREATE TABLE help_requests("
+  "  id INTEGER PRIMARY KEY,"
+  "  device TEXT NOT NULL CHECK(length(device) BETWEEN 1 AND 64),"
+  "  nonce BLOB NOT NULL CHECK(length(nonce) = 16),"
+  "  user TEXT NOT NULL CHECK(length(user) BETWEEN 1 AND 64),"
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  asked_ms INTEGER NOT NULL CHECK(asked_ms >= 0),"
+  "  received_ms INTEGER NOT NULL CHECK(received_ms > 0),"
+  "  UNIQUE(device, nonce)"
+  ") STRICT;"
+  "CREATE INDEX help_requests_recent ON help_requests(device, received_ms);"
+  "CREATE TABLE diag_reports_11("
+  "  id INTEGER PRIMARY KEY,"
+  "  ticket INTEGER NOT NULL CHECK(ticket > 0),"
+  "  session INTEGER NOT NULL CHECK(session >= 0),"
+  "  device TEXT NOT NULL CHECK(length(device) BETWEEN 1 AND 64),"
+  "  person TEXT NOT NULL CHECK(length(person) BETWEEN 1 AND 64),"
+  "  taken_ms INTEGER NOT NULL CHECK(taken_ms > 0),"
+  "  size INTEGER NOT NULL CHECK(size BETWEEN 1 AND 16777216),"
+  "  sha256 TEXT NOT NULL CHECK(length(sha256) = 64 AND NOT sha256 GLOB '*[^0-9a-f]*'),"
+  "  body BLOB NOT NULL"
+  ") STRICT;"
+  "INSERT INTO diag_reports_11 SELECT id, ticket, session, device, person, taken_ms, size, sha256, body"
+  "  FROM diag_reports;"
+  "DROP TABLE diag_reports;"
+  "ALTER TABLE diag_reports_11 RENAME TO diag_reports;"
+  "CREATE INDEX diag_reports_ticket ON diag_reports(ticket, id);"
+  "PRAGMA user_version = 11;",
+  /* 12: the knowledge base (kb.c) and people's support levels. An article's id is KB-<id>,
+   * never reused (AUTOINCREMENT: a ticket's link or an old note keeps naming the same
+   * article). kb_checks: the health checks an article is the fix for; kb_links: which
+   * tickets it solved, who linked it and when. kb_fts indexes title and body with the
+   * articles as its external content: kb.c writes both in the same transaction. Porter
+   * over unicode61 (diacritics folded): "dropping" finds "drops", "cafe" finds "café".
+   * people.level: 1..3, an admin's mark; level 3 technicians may write articles.
+   * Literals: 256-byte titles (TT_TEXT_MAX), 64 KiB bodies (TT_KB_BODY_MAX), check names
+   * [a-z0-9_]{1,63}, 64-byte names (kb.c checks they agree). */
+  "ALTER TABLE people ADD COLUMN level INTEGER NOT NULL DEFAULT 1 CHECK(level BETWEEN 1 AND 3);"
+  "CREATE TABLE kb_articles("
+  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  title TEXT NOT NULL CHECK(length(CAST(title AS BLOB)) BETWEEN 1 AND 256),"
+  "  body TEXT NOT NULL CHECK(length(CAST(body AS BLOB)) BETWEEN 1 AND 65536),"
+  "  author TEXT NOT NULL CHECK(length(CAST(author AS BLOB)) BETWEEN 1 AND 64),"
+  "  created_ms INTEGER NOT NULL CHECK(created_ms >= 0),"
+  "  updated_ms INTEGER NOT NULL CHECK(updated_ms >= 0),"
+  "  updated_by TEXT NOT NULL CHECK(length(CAST(updated_by AS BLOB)) BETWEEN 1 AND 64)"
+  ") STRICT;"
+  "CREATE TABLE kb_checks("
+  "  article INTEGER NOT NULL REFERENCES kb_articles(id) ON DELETE CASCADE,"
+  "  name TEXT NOT NULL CHECK(length(name) BETWEEN 1 AND 63 AND NOT name GLOB '*[^a-z0-9_]*'),"
+  "  PRIMARY KEY(article, name)"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE INDEX kb_checks_name ON kb_checks(name, article);"
+  "CREATE TABLE kb_links("
+  "  ticket INTEGER NOT NULL REFERENCES tickets(id),"
+  "  article INTEGER NOT NULL REFERENCES kb_articles(id),"
+  "  linked_by TEXT NOT NULL CHECK(length(CAST(linked_by AS BLOB)) BETWEEN 1 AND 64),"
+  "  linked_ms INTEGER NOT NULL CHECK(linked_ms >= 0),"
+  "  PRIMARY KEY(ticket, article)"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE INDEX kb_links_article ON kb_links(article, ticket);"
+  "CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, content='kb_articles', content_rowid='id',"
+  "  tokenize='porter unicode61 remove_diacritics 2');"
+  "PRAGMA user_version = 12;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
@@ -654,7 +729,9 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
+  if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_assets(s);
+  if (rc == 0) rc = store_prepare_kb(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;
@@ -726,7 +803,9 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
+  if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_assets(s);
+  if (rc == 0) rc = store_prepare_kb(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;
@@ -749,6 +828,7 @@ void store_close(broker_store_t *s) {
   if (s == NULL) return;
   for (int i = 0; i < ST__COUNT; i++) sqlite3_finalize(s->st[i]);
   store_inventory_close(s);
+  store_kb_close(s);
   if (s->db != NULL) {
     int rc = sqlite3_close(s->db);
     if (rc != SQLITE_OK)

@@ -12,7 +12,7 @@ static const store_sql_t k_sql[] = {
 int store_prepare_diag(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
 
 int store_diag_add(broker_store_t *s, store_diag_t *d, const uint8_t *zbody, size_t zlen) {
-  if (d->ticket <= 0 || d->session <= 0 || d->taken_ms <= 0 || d->size <= 0 || d->size > STORE_DIAG_MAX ||
+  if (d->ticket <= 0 || d->session < 0 || d->taken_ms <= 0 || d->size <= 0 || d->size > STORE_DIAG_MAX ||
       !zlen || zlen > ZSTD_compressBound(STORE_DIAG_MAX) || strnlen(d->device, sizeof d->device) == sizeof d->device ||
       strnlen(d->person, sizeof d->person) == sizeof d->person || strnlen(d->sha256, sizeof d->sha256) != 64)
     return TT_EINVAL;

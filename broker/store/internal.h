@@ -1,6 +1,6 @@
 /* The store's private half: the connection, its prepared statements and the helpers every
- * domain file (devices, tokens, audit, tickets, sessions, people, inventory, diag) shares. Nothing outside
- * broker/store/ includes this. */
+ * domain file (devices, tokens, audit, tickets, sessions, people, inventory, diag, kb)
+ * shares. Nothing outside broker/store/ includes this. */
 #ifndef BROKER_STORE_INTERNAL_H
 #define BROKER_STORE_INTERNAL_H
 
@@ -77,6 +77,7 @@ typedef enum {
   ST_PPL_LAST_SEEN,
   ST_PPL_GET,
   ST_PPL_LIST,
+  ST_PPL_SET_LEVEL,
   ST_INV_CURRENT,
   ST_INV_NEXT_HASH,
   ST_INV_VERSION_INSERT,
@@ -88,6 +89,11 @@ typedef enum {
   ST_INV_BYTES,
   ST_DIAG_INSERT,
   ST_DIAG_GET,
+  ST_HELP_FIND,
+  ST_HELP_RECENT,
+  ST_HELP_INSERT,
+  ST_HELP_TICKETS,
+  ST_HELP_LAST_PUBLIC,
   ST_ASSET_GET,
   ST_ASSET_UPSERT,
   ST_ASSET_CUSTOM_GET,
@@ -134,6 +140,21 @@ typedef enum {
   ST_INVF_DEV_NAME,
   ST_INVF_TODO,
   ST_INVF_TODO_DEL,
+  ST_KB_INSERT,
+  ST_KB_UPDATE,
+  ST_KB_GET,
+  ST_KB_TITLE,
+  ST_KB_FTS_ADD,
+  ST_KB_FTS_DEL,
+  ST_KB_CHECKS_DEL,
+  ST_KB_CHECK_ADD,
+  ST_KB_CHECKS,
+  ST_KB_SEARCH,
+  ST_KB_LINK,
+  ST_KB_UNLINK,
+  ST_KB_LINKS_OF_TICKET,
+  ST_KB_OF_TICKET,
+  ST_KB_OF_CHECK,
   ST__COUNT
 } store_stmt_t;
 
@@ -154,6 +175,9 @@ struct broker_store_s {
    * are rows other devices sent before, found here without a seek. Emptied on rollback. */
   struct store_inv_cache_s *inv_cache;
   uint64_t inv_find_work; /* a find page's work budget; 0: STORE_INV_FIND_WORK_MAX */
+  /* The knowledge base's hold on FTS5 (kb.c): the tokenizer that splits a search into the
+   * words the index holds, made at open and freed at close. */
+  struct store_kb_s *kb;
 };
 
 
@@ -172,8 +196,20 @@ int store_prepare_sessions(broker_store_t *s);
 int store_prepare_people(broker_store_t *s);
 int store_prepare_inventory(broker_store_t *s);
 int store_prepare_diag(broker_store_t *s);
+int store_prepare_help(broker_store_t *s);
+/* A ticket's and an event's columns, in the order the *_from_row readers take them. */
+#define STORE_TIX_COLS "id, device, requester, assignee, summary, external_id, priority, level, " \
+                       "state, created_ms, updated_ms, first_response_due_ms, resolution_due_ms, " \
+                       "first_response_ms, resolved_ms, created_by, source, parent"
+#define STORE_TEV_COLS "id, ticket, ts_ms, actor, kind, text"
+void store_ticket_from_row(sqlite3_stmt *st, store_ticket_t *t);
+void store_event_from_row(sqlite3_stmt *st, store_ticket_event_t *e);
 int store_prepare_assets(broker_store_t *s);
 int store_prepare_facts(broker_store_t *s);
+/* kb.c: statements, the FTS5 ranking function and the query tokenizer (at open); freed at
+ * close, before the connection. */
+int store_prepare_kb(broker_store_t *s);
+void store_kb_close(broker_store_t *s);
 /* facts.c: whether a table is one the facts come from; keys as matched (trimmed, ASCII lower
  * case; a serial firmware fills in for everyone is none; a MAC as aa:bb:cc:dd:ee:ff, false
  * for anything else or all zeros). */

@@ -3,10 +3,10 @@
 #include "internal.h"
 
 #define PPL_COLS "p.name, p.role, p.first_seen_ms, p.last_seen_ms, p.added_by, p.added_ms, p.note," \
-                 " EXISTS(SELECT 1 FROM revocations r WHERE r.kind = 2 AND r.name = p.name)"
+                 " EXISTS(SELECT 1 FROM revocations r WHERE r.kind = 2 AND r.name = p.name), p.level"
 
 static const store_sql_t k_sql[] = {
-  {ST_PPL_ADD, "INSERT INTO people(name, role, added_by, added_ms, note) VALUES(?1, ?2, ?3, ?4, ?5)"},
+  {ST_PPL_ADD, "INSERT INTO people(name, role, added_by, added_ms, note, level) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
   /* max(): a clock that stepped back never moves last seen back (nor, so, below first seen;
    * the right-hand sides all read the row as it was). */
   {ST_PPL_SEEN, "INSERT INTO people(name, role, first_seen_ms, last_seen_ms) VALUES(?1, ?2, ?3, ?3)"
@@ -17,6 +17,7 @@ static const store_sql_t k_sql[] = {
       " WHERE name = ?1 AND first_seen_ms > 0"},
   {ST_PPL_GET, "SELECT " PPL_COLS " FROM people p WHERE p.name = ?1"},
   {ST_PPL_LIST, "SELECT " PPL_COLS " FROM people p WHERE p.name > ?1 ORDER BY p.name LIMIT ?2"},
+  {ST_PPL_SET_LEVEL, "UPDATE people SET level = ?2 WHERE name = ?1"},
 };
 
 int store_prepare_people(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
@@ -31,6 +32,7 @@ static void person_from_row(sqlite3_stmt *st, store_person_t *p) {
   p->added_ms = sqlite3_column_int64(st, 5);
   col_text(st, 6, p->note, sizeof p->note);
   p->revoked = sqlite3_column_int64(st, 7) != 0;
+  p->level = sqlite3_column_int(st, 8); /* the schema keeps it in 1..3 */
 }
 
 /* A name the schema refuses is the caller's bad value; a second row for one name is -EEXIST. */
@@ -52,6 +54,7 @@ int store_person_add(broker_store_t *s, const store_person_t *p) {
   bind_text(st, 3, p->added_by, &rc);
   bind_i64(st, 4, p->added_ms, &rc);
   bind_text(st, 5, p->note, &rc);
+  bind_i64(st, 6, p->level == 0 ? 1 : p->level, &rc);
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   done(st);
   return rc == SQLITE_DONE ? 0 : person_fail(s, "person_add", rc);
@@ -76,6 +79,17 @@ int store_person_last_seen(broker_store_t *s, const char *name, int64_t now_ms) 
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   done(st);
   return rc == SQLITE_DONE ? 0 : sql_fail(s, "person_last_seen", rc);
+}
+
+int store_person_set_level(broker_store_t *s, const char *name, int level) {
+  sqlite3_stmt *st = s->st[ST_PPL_SET_LEVEL];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, name, &rc);
+  bind_i64(st, 2, level, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return constraint_fail(s, "person_set_level", rc);
+  return sqlite3_changes(s->db) == 0 ? TT_ENOTFOUND : 0;
 }
 
 int store_person_get(broker_store_t *s, const char *name, store_person_t *out) {

@@ -29,7 +29,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 12
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -144,6 +144,7 @@ typedef enum {
   STORE_TICKET_CLOSED = 3,
 } store_ticket_state_t;
 
+#define STORE_TICKET_SOURCE_MAX 16
 #define STORE_TICKET_LEVEL_MIN 1
 #define STORE_TICKET_LEVEL_MAX 3
 /* A bit of store_ticket_filter_t.state_mask. */
@@ -166,6 +167,8 @@ typedef struct {
   int64_t first_response_ms;           /* 0 = no response yet */
   int64_t resolved_ms;                 /* 0 = not resolved */
   char created_by[STORE_NAME_MAX];     /* the actor of store_ticket_add (schema 3); read only */
+  char source[STORE_TICKET_SOURCE_MAX]; /* technician (""), employee, check, storm (schema 11) */
+  int64_t parent;                      /* the storm ticket this one belongs to, 0 = none */
 } store_ticket_t;
 
 typedef struct {
@@ -304,11 +307,13 @@ typedef struct {
   int64_t added_ms;                    /* 0 when first seen at connect */
   char note[STORE_TEXT_MAX];
   bool revoked;                        /* a person revocation names them; read only */
+  int level;                           /* support level 1..3 (schema 12; 0 on add = 1) */
 } store_person_t;
 
-/* An admin adds someone who has not connected yet (name, role, added_by, added_ms, note).
- * -EEXIST if the name is known; TT_EINVAL for a name that is not 1..TT_NAME_MAX of
- * [A-Za-z0-9._@-] or a role that is not a person's (the schema checks both); TT_ETOOBIG
+/* An admin adds someone who has not connected yet (name, role, added_by, added_ms, note,
+ * level). -EEXIST if the name is known; TT_EINVAL for a name that is not 1..TT_NAME_MAX of
+ * [A-Za-z0-9._@-], a role that is not a person's or a level outside 1..3 (the schema checks
+ * them); TT_ETOOBIG
  * for a field without its NUL. Nothing is written on error. */
 int store_person_add(broker_store_t *s, const store_person_t *p) TT_WUR;
 /* A person connected with a certificate of this role: inserted if new (first and last seen
@@ -318,12 +323,90 @@ int store_person_seen(broker_store_t *s, const char *name, store_person_role_t r
 /* Their connection ended: last seen moves on (never back); nothing for someone never seen. */
 int store_person_last_seen(broker_store_t *s, const char *name, int64_t now_ms) TT_WUR;
 int store_person_get(broker_store_t *s, const char *name, store_person_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* An admin's mark: the person's support level (1..3, else TT_EINVAL). TT_ENOTFOUND. */
+int store_person_set_level(broker_store_t *s, const char *name, int level) TT_WUR;
 /* People ordered by name, those after `after` ("" = from the start), at most limit (0 = no
  * limit). The callback must not list people again; a non-zero return stops the walk and is
  * returned. */
 typedef int (*store_person_cb)(void *ctx, const store_person_t *p);
 int store_person_list(broker_store_t *s, const char *after, uint32_t limit, store_person_cb cb,
                       void *ctx) TT_WUR;
+
+/* ---- knowledge base (schema 12, kb.c) ----------------------------------------------------
+ * Articles (KB-<id>): a title, a Markdown body, the health checks it is the fix for, and the
+ * tickets it solved. Title and body are indexed by SQLite FTS5 (porter over unicode61,
+ * diacritics folded), kept in the same transaction as each write. */
+#define STORE_KB_TITLE_MAX TT_TEXT_MAX       /* bytes */
+#define STORE_KB_BODY_MAX TT_KB_BODY_MAX     /* bytes */
+#define STORE_KB_CHECKS_MAX TT_KB_CHECKS_MAX /* checks one article names */
+#define STORE_KB_CHECK_MAX 63u               /* bytes of a check's name: [a-z0-9_]{1,63} */
+#define STORE_KB_QUERY_MAX TT_KB_QUERY_MAX   /* bytes of a search */
+#define STORE_KB_HITS_MAX TT_KB_HITS_MAX     /* hits one search returns */
+#define STORE_KB_LINKS_MAX TT_KB_LINKS_MAX   /* articles linked to one ticket */
+/* A hit's context as snippet() gives it (16 tokens, matches in [brackets]), whitespace made
+ * single spaces and cut to this many bytes at a character's boundary. */
+#define STORE_KB_SNIPPET_MAX 320u
+
+typedef struct {
+  int64_t id;                                   /* KB-<id>; 0 in a put: a new article */
+  char title[STORE_KB_TITLE_MAX + 1];
+  const char *body;                             /* Markdown, body_len bytes, no NUL */
+  size_t body_len;
+  char checks[STORE_KB_CHECKS_MAX][STORE_KB_CHECK_MAX + 1];
+  size_t nchecks;
+  char author[STORE_NAME_MAX];                  /* who wrote it first */
+  char updated_by[STORE_NAME_MAX];              /* who wrote it last */
+  int64_t created_ms, updated_ms;
+  uint32_t solved;                              /* tickets linked to it */
+} store_kb_article_t;
+
+typedef struct {
+  int64_t id;
+  char title[STORE_KB_TITLE_MAX + 1];
+  char snippet[STORE_KB_SNIPPET_MAX + 1];       /* search hits only */
+  double score;                                 /* bm25 (lower is better); search hits only */
+  uint32_t matched;                             /* distinct words of the search it holds */
+  uint32_t solved;
+  char checks[STORE_KB_CHECKS_MAX][STORE_KB_CHECK_MAX + 1];
+  size_t nchecks;
+} store_kb_hit_t;
+
+/* A check's name as articles and the catalogue spell it: [a-z0-9_]{1,63}. */
+bool store_kb_check_name_ok(const char *name);
+/* A body: 1..STORE_KB_BODY_MAX bytes of UTF-8 with no NUL, DEL or control character but
+ * tab, CR and LF. */
+bool store_kb_body_ok(const char *body, size_t len);
+/* Write an article: a->id 0 makes a new one (a->id, author, created_ms set; author and
+ * updated_by = by), else KB-id is replaced (title, body and checks; updated_ms, updated_by;
+ * its author, created_ms and links stay). a->solved, author and dates are filled in as stored.
+ * TT_ENOTFOUND for no article KB-id; TT_EINVAL for an empty or invalid title or body, a bad
+ * or repeated check name, more than STORE_KB_CHECKS_MAX checks or no `by`; TT_ETOOBIG for a
+ * title or body past its limit. The article, its checks and the index change in one
+ * transaction, or nothing does. */
+int store_kb_put(broker_store_t *s, store_kb_article_t *a, const char *by, int64_t now_ms) TT_WUR;
+/* KB-id: cb gets the article, its body valid during the call. TT_ENOTFOUND. */
+typedef int (*store_kb_article_cb)(void *ctx, const store_kb_article_t *a);
+int store_kb_get(broker_store_t *s, int64_t id, store_kb_article_cb cb, void *ctx) TT_WUR;
+/* KB-id's title (cut to cap at a character's boundary). TT_ENOTFOUND. */
+int store_kb_title(broker_store_t *s, int64_t id, char *title, size_t cap) TT_WUR;
+/* Search: the query is split into words as the index splits text (never read as FTS5
+ * syntax), each word quoted; articles holding any of them match, those holding more of the
+ * words first, then by bm25 with the title weighing ten times the body. At most limit hits
+ * (0 or past STORE_KB_HITS_MAX: STORE_KB_HITS_MAX), best first. TT_EINVAL for a query with
+ * no word (empty, or symbols only); TT_ETOOBIG past STORE_KB_QUERY_MAX bytes. */
+typedef int (*store_kb_hit_cb)(void *ctx, const store_kb_hit_t *h);
+int store_kb_search(broker_store_t *s, const char *query, uint32_t limit, store_kb_hit_cb cb, void *ctx) TT_WUR;
+/* Ticket T-ticket was solved by KB-article: linked by `by` at now_ms. TT_ENOTFOUND for no
+ * such article (or ticket); -EEXIST if linked already; TT_ETOOBIG when the ticket links
+ * STORE_KB_LINKS_MAX articles already; TT_EINVAL for no `by`. */
+int store_kb_link(broker_store_t *s, int64_t ticket, int64_t article, const char *by, int64_t now_ms) TT_WUR;
+/* The link undone; TT_ENOTFOUND if there was none. */
+int store_kb_unlink(broker_store_t *s, int64_t ticket, int64_t article) TT_WUR;
+/* The articles linked to a ticket, in the order they were linked (no snippet or score). */
+int store_kb_for_ticket(broker_store_t *s, int64_t ticket, store_kb_hit_cb cb, void *ctx) TT_WUR;
+/* The articles that name a check, most solved first (no snippet or score); a ticket a health
+ * check raised shows them. TT_EINVAL for a name that is not a check's. */
+int store_kb_for_check(broker_store_t *s, const char *check, store_kb_hit_cb cb, void *ctx) TT_WUR;
 
 /* ---- inventory (schema 6) ---------------------------------------------------------------
  * A device's inventory is a set of tables named as osquery names them, each the canonical
@@ -669,5 +752,26 @@ int store_diag_add(broker_store_t *s, store_diag_t *d, const uint8_t *zbody, siz
 /* The report D-id: cb gets its row and compressed body (valid during the call). TT_ENOTFOUND. */
 typedef int (*store_diag_cb)(void *ctx, const store_diag_t *d, const uint8_t *zbody, size_t zlen);
 int store_diag_get(broker_store_t *s, int64_t id, store_diag_cb cb, void *ctx) TT_WUR;
+
+/* ---- the employee's help requests (help.c, schema 11) ------------------------------------ */
+#define STORE_HELP_NONCE_LEN 16
+/* Timeline kinds the ticket's requester sees (tether-agent tickets): a technician's public
+ * comment and the requester's own. Every other event stays with the help desk. */
+#define STORE_EVENT_PUBLIC_COMMENT "public-comment"
+#define STORE_EVENT_REQUESTER_COMMENT "requester-comment"
+/* The ticket an earlier request from device with this nonce opened; TT_ENOTFOUND if none. */
+int store_help_find(broker_store_t *s, const char *device, const uint8_t nonce[STORE_HELP_NONCE_LEN],
+                    int64_t *ticket) TT_WUR;
+/* Requests from device received at or after since_ms: how many, and when the oldest came. */
+int store_help_recent(broker_store_t *s, const char *device, int64_t since_ms, uint32_t *count,
+                      int64_t *oldest_ms) TT_WUR;
+/* -EEXIST if the device sent this nonce before (store_help_find first: it names the ticket). */
+int store_help_add(broker_store_t *s, const char *device, const uint8_t nonce[STORE_HELP_NONCE_LEN],
+                   const char *user, int64_t ticket, int64_t asked_ms, int64_t received_ms) TT_WUR;
+/* A person's tickets on a device (requester = user), newest first, at most limit; with each
+ * the newest event the person may see, or NULL. A non-zero return stops the walk. */
+typedef int (*store_help_ticket_cb)(void *ctx, const store_ticket_t *t, const store_ticket_event_t *last);
+int store_help_tickets(broker_store_t *s, const char *device, const char *user, uint32_t limit,
+                       store_help_ticket_cb cb, void *ctx) TT_WUR;
 
 #endif

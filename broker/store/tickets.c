@@ -1,18 +1,16 @@
 /* Help-desk tickets and their append-only timelines. */
 #include "internal.h"
 
-#define TIX_COLS "id, device, requester, assignee, summary, external_id, priority, level, " \
-                 "state, created_ms, updated_ms, first_response_due_ms, resolution_due_ms, " \
-                 "first_response_ms, resolved_ms, created_by"
+#define TIX_COLS STORE_TIX_COLS
 #define TIX_WHERE "id > ?1 AND state IN (?5, ?6, ?7) AND (?3 IS NULL OR assignee = ?3)" \
                   " AND (?4 IS NULL OR device = ?4) ORDER BY id LIMIT ?2"
-#define TEV_COLS "id, ticket, ts_ms, actor, kind, text"
+#define TEV_COLS STORE_TEV_COLS
 
 static const store_sql_t k_sql[] = {
   {ST_TIX_INSERT, "INSERT INTO tickets(device, requester, assignee, summary, external_id,"
       " priority, level, state, created_ms, updated_ms, first_response_due_ms,"
-      " resolution_due_ms, first_response_ms, resolved_ms, created_by)"
-      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14)"},
+      " resolution_due_ms, first_response_ms, resolved_ms, created_by, source, parent)"
+      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"},
   {ST_TIX_UPDATE, "UPDATE tickets SET assignee = ?2, priority = ?3, level = ?4, state = ?5,"
       " summary = ?6, updated_ms = ?7, first_response_due_ms = ?8,"
       " resolution_due_ms = ?9, first_response_ms = ?10, resolved_ms = ?11"
@@ -42,7 +40,8 @@ static int ticket_fields(const store_ticket_t *t) {
       strnlen(t->requester, sizeof t->requester) == sizeof t->requester ||
       strnlen(t->assignee, sizeof t->assignee) == sizeof t->assignee ||
       strnlen(t->summary, sizeof t->summary) == sizeof t->summary ||
-      strnlen(t->external_id, sizeof t->external_id) == sizeof t->external_id)
+      strnlen(t->external_id, sizeof t->external_id) == sizeof t->external_id ||
+      strnlen(t->source, sizeof t->source) == sizeof t->source)
     return TT_ETOOBIG;
   return 0;
 }
@@ -97,6 +96,8 @@ int store_ticket_add(broker_store_t *s, store_ticket_t *t, const char *actor, in
   bind_i64(st, 12, t->first_response_ms, &rc);
   bind_i64(st, 13, t->resolved_ms, &rc);
   bind_text(st, 14, actor, &rc);
+  bind_text(st, 15, t->source[0] ? t->source : "technician", &rc);
+  bind_i64(st, 16, t->parent, &rc);
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   done(st);
   if (rc != SQLITE_DONE) ret = constraint_fail(s, "ticket_add", rc);
@@ -113,10 +114,11 @@ int store_ticket_add(broker_store_t *s, store_ticket_t *t, const char *actor, in
   t->created_ms = now_ms;
   t->updated_ms = now_ms;
   snprintf(t->created_by, sizeof t->created_by, "%s", actor != NULL ? actor : "");
+  if (!t->source[0]) snprintf(t->source, sizeof t->source, "technician");
   return 0;
 }
 
-static void ticket_from_row(sqlite3_stmt *st, store_ticket_t *t) {
+void store_ticket_from_row(sqlite3_stmt *st, store_ticket_t *t) {
   memset(t, 0, sizeof *t);
   t->id = sqlite3_column_int64(st, 0);
   col_text(st, 1, t->device, sizeof t->device);
@@ -135,6 +137,8 @@ static void ticket_from_row(sqlite3_stmt *st, store_ticket_t *t) {
   t->first_response_ms = sqlite3_column_int64(st, 13);
   t->resolved_ms = sqlite3_column_int64(st, 14);
   col_text(st, 15, t->created_by, sizeof t->created_by);
+  col_text(st, 16, t->source, sizeof t->source);
+  t->parent = sqlite3_column_int64(st, 17);
 }
 
 int store_ticket_get(broker_store_t *s, int64_t id, store_ticket_t *out) {
@@ -144,7 +148,7 @@ int store_ticket_get(broker_store_t *s, int64_t id, store_ticket_t *out) {
   bind_i64(st, 1, id, &rc);
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   int ret = 0;
-  if (rc == SQLITE_ROW) ticket_from_row(st, out);
+  if (rc == SQLITE_ROW) store_ticket_from_row(st, out);
   else if (rc == SQLITE_DONE) ret = TT_ENOTFOUND;
   else ret = sql_fail(s, "ticket_get", rc);
   done(st);
@@ -228,13 +232,23 @@ int store_ticket_list(broker_store_t *s, const store_ticket_filter_t *f, store_t
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) break;
     store_ticket_t t;
-    ticket_from_row(st, &t);
+    store_ticket_from_row(st, &t);
     ret = cb(ctx, &t);
     if (ret != 0) break;
   }
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "ticket_list", rc);
   return ret;
+}
+
+void store_event_from_row(sqlite3_stmt *st, store_ticket_event_t *e) {
+  memset(e, 0, sizeof *e);
+  e->id = sqlite3_column_int64(st, 0);
+  e->ticket = sqlite3_column_int64(st, 1);
+  e->ts_ms = sqlite3_column_int64(st, 2);
+  col_text(st, 3, e->actor, sizeof e->actor);
+  col_text(st, 4, e->kind, sizeof e->kind);
+  col_text(st, 5, e->text, sizeof e->text);
 }
 
 /* Walk an events statement whose parameters are bound (rc says whether binding worked). */
@@ -245,13 +259,7 @@ static int events_walk(broker_store_t *s, sqlite3_stmt *st, int rc, store_ticket
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) break;
     store_ticket_event_t e;
-    memset(&e, 0, sizeof e);
-    e.id = sqlite3_column_int64(st, 0);
-    e.ticket = sqlite3_column_int64(st, 1);
-    e.ts_ms = sqlite3_column_int64(st, 2);
-    col_text(st, 3, e.actor, sizeof e.actor);
-    col_text(st, 4, e.kind, sizeof e.kind);
-    col_text(st, 5, e.text, sizeof e.text);
+    store_event_from_row(st, &e);
     ret = cb(ctx, &e);
     if (ret != 0) break;
   }

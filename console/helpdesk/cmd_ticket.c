@@ -1,6 +1,6 @@
 /* Tickets: tether ticket new, tickets, ticket show, and the changes to one ticket (assign,
- * escalate, comment, resolve, close, reopen). The broker decides who may do what; the
- * console checks the arguments and prints the answers. */
+ * escalate, comment, resolve, close, reopen; link and unlink a knowledge-base article). The
+ * broker decides who may do what; the console checks the arguments and prints the answers. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +66,10 @@ static void ticket_json(FILE *o, const Tether__Ticket *t) {
   fprintf(o, ",\"priority\":\"%s\",\"level\":%u,\"state\":\"%s\",\"created_by\":", prio_name(t->priority),
           (unsigned)t->level, state_name(t->state));
   console_json_bytes(o, t->created_by);
+  fputs(",\"source\":", o);
+  console_json_bytes(o, t->source.len ? t->source : tt_text("technician"));
+  fprintf(o, ",\"parent\":%s", t->parent ? "" : "null");
+  if (t->parent) fprintf(o, "\"T-%" PRIu64 "\"", t->parent);
   uint64_t due = next_due(t);
   fprintf(o,
           ",\"created_ms\":%" PRIu64 ",\"updated_ms\":%" PRIu64 ",\"first_response_due_ms\":%" PRIu64
@@ -338,6 +342,38 @@ static void show_time(const char *label, uint64_t ms, uint64_t due, uint64_t now
   } else printf("%s: %s\n", label, when);
 }
 
+/* The knowledge base's articles with the ticket: those that solved it (linked), and those
+ * written for the health check that raised it. */
+static bool articles_ok(const Tether__TicketDetail *d) {
+  if (d->n_articles > TT_KB_LINKS_MAX + TT_KB_HITS_MAX) return false;
+  for (size_t i = 0; i < d->n_articles; i++)
+    if (!d->articles[i]->id || d->articles[i]->n_checks > TT_KB_CHECKS_MAX) return false;
+  return true;
+}
+
+static void articles_json(FILE *o, const Tether__TicketDetail *d) {
+  fputs(",\"articles\":[", o);
+  for (size_t i = 0; i < d->n_articles; i++) {
+    const Tether__KbHit *h = d->articles[i];
+    fprintf(o, "%s{\"id\":\"KB-%" PRIu64 "\",\"title\":", i ? "," : "", h->id);
+    console_json_bytes(o, h->title);
+    fprintf(o, ",\"linked\":%s,\"solved\":%u}", h->linked ? "true" : "false", (unsigned)h->solved);
+  }
+  fputc(']', o);
+}
+
+static void articles_text(const Tether__TicketDetail *d) {
+  if (!d->n_articles) return;
+  printf("\narticles:\n");
+  for (size_t i = 0; i < d->n_articles; i++) {
+    const Tether__KbHit *h = d->articles[i];
+    char id[32], title[TEXT_SHOWN];
+    snprintf(id, sizeof(id), "KB-%" PRIu64, h->id);
+    console_text(title, sizeof(title), h->title);
+    printf("  %-8s %-10s %s (solved %u)\n", id, h->linked ? "linked" : "for check", title, (unsigned)h->solved);
+  }
+}
+
 static void show_text(const Tether__TicketDetail *d) {
   const Tether__Ticket *t = d->ticket;
   char text[TEXT_SHOWN], when[40];
@@ -353,6 +389,9 @@ static void show_text(const Tether__TicketDetail *d) {
   printf("assignee: %s\n", t->assignee.len ? text : "(unassigned)");
   shown(text, sizeof(text), t->requester);
   printf("requester: %s\n", text);
+  shown(text, sizeof(text), t->source);
+  printf("source: %s\n", t->source.len ? text : "technician");
+  if (t->parent) printf("part of: T-%" PRIu64 "\n", t->parent);
   if (t->external_id.len) {
     shown(text, sizeof(text), t->external_id);
     printf("external id: %s\n", text);
@@ -380,11 +419,12 @@ static void show_text(const Tether__TicketDetail *d) {
     printf("  %s  %-18s %-16s %s\n", when, kind, who, text);
   }
   if (d->n_events == 0) printf("  (none)\n");
+  articles_text(d);
 }
 
 static int show_response(console_t *c, const Tether__Response *r) {
   const Tether__TicketDetail *d = r->ticket_detail;
-  if (!d || !d->ticket || d->n_events > TT_TICKET_EVENTS_PAGE_MAX) return TT_EPROTO;
+  if (!d || !d->ticket || d->n_events > TT_TICKET_EVENTS_PAGE_MAX || !articles_ok(d)) return TT_EPROTO;
   if (c->json) {
     fputs("{\"ticket\":", stdout);
     ticket_json(stdout, d->ticket);
@@ -393,7 +433,9 @@ static int show_response(console_t *c, const Tether__Response *r) {
       if (i) fputc(',', stdout);
       event_json(stdout, d->events[i]);
     }
-    printf("],\"events_total\":%u}\n", (unsigned)d->events_total);
+    printf("],\"events_total\":%u", (unsigned)d->events_total);
+    articles_json(stdout, d);
+    fputs("}\n", stdout);
   } else {
     show_text(d);
   }
@@ -423,6 +465,8 @@ static struct {
   Tether__TicketOp op;
   const char *text;
   uint32_t level;
+  uint64_t article;
+  bool public;
 } g_upd;
 
 static int update_start(console_t *c) {
@@ -431,6 +475,8 @@ static int update_start(console_t *c) {
   q.op = g_upd.op;
   q.text = tt_text(g_upd.text ? g_upd.text : "");
   q.level = g_upd.level;
+  q.article = g_upd.article;
+  q.public_ = g_upd.public;
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_TICKET_UPDATE;
   r.ticket_update = &q;
@@ -454,7 +500,13 @@ static int update_response(console_t *c, const Tether__Response *r) {
   case TETHER__TICKET_OP__TICKET_ESCALATE:
     printf("T-%" PRIu64 " escalated to level %u\n", t->id, (unsigned)t->level);
     break;
-  case TETHER__TICKET_OP__TICKET_COMMENT: printf("T-%" PRIu64 ": comment added\n", t->id); break;
+  case TETHER__TICKET_OP__TICKET_COMMENT:
+    printf("T-%" PRIu64 ": %s added\n", t->id, g_upd.public ? "public comment (the requester sees it)" : "comment");
+    break;
+  case TETHER__TICKET_OP__TICKET_LINK: printf("T-%" PRIu64 ": KB-%" PRIu64 " linked\n", t->id, g_upd.article); break;
+  case TETHER__TICKET_OP__TICKET_UNLINK:
+    printf("T-%" PRIu64 ": KB-%" PRIu64 " unlinked\n", t->id, g_upd.article);
+    break;
   default: printf("T-%" PRIu64 " is %s\n", t->id, state_name(t->state)); break;
   }
   fflush(stdout);
@@ -486,6 +538,7 @@ static int comment_check(console_t *c) {
     return console_usage_error("the comment must be one line of printable text, at most %u bytes", TT_TEXT_MAX);
   g_upd.op = TETHER__TICKET_OP__TICKET_COMMENT;
   g_upd.text = c->arg[1];
+  g_upd.public = (c->args.switches & CONSOLE_SW_PUBLIC) != 0;
   return 0;
 }
 
@@ -495,6 +548,14 @@ static int resolve_check(console_t *c) {
     return console_usage_error("--note must be one line of printable text, at most %u bytes", TT_TEXT_MAX);
   g_upd.op = TETHER__TICKET_OP__TICKET_RESOLVE;
   g_upd.text = c->cfg.token_note;
+  return 0;
+}
+
+static int link_check(console_t *c) {
+  if (parse_ticket_arg(c, &g_ticket_id)) return 2;
+  if (console_parse_kb(c->arg[1], &g_upd.article))
+    return console_usage_error("'%s' is not an article (want KB-3 or 3)", c->arg[1]);
+  g_upd.op = strcmp(c->cmd->sub, "link") == 0 ? TETHER__TICKET_OP__TICKET_LINK : TETHER__TICKET_OP__TICKET_UNLINK;
   return 0;
 }
 
@@ -529,9 +590,47 @@ UPDATE_CMD(console_cmd_ticket_assign, "assign", "T PERSON",
            "take a ticket (technicians: PERSON is you); admins: give it to a known person", 2, assign_check);
 UPDATE_CMD(console_cmd_ticket_escalate, "escalate", "T --level 2|3", "raise a ticket's support level", 1,
            escalate_check);
-UPDATE_CMD(console_cmd_ticket_comment, "comment", "T TEXT", "add a comment to a ticket's timeline", 2,
-           comment_check);
+const console_cmd_t console_cmd_ticket_comment = {
+    .name = "ticket",
+    .sub = "comment",
+    .args = "T TEXT [--public]",
+    .help = "add a comment to a ticket's timeline (--public: the requester sees it too)",
+    .min_pos = 2,
+    .max_pos = 2,
+    .switches = CONSOLE_SW_JSON | CONSOLE_SW_PUBLIC,
+    .check = comment_check,
+    .start = update_start,
+    .on_response = update_response,
+    .on_not_found = ticket_not_found,
+};
 UPDATE_CMD(console_cmd_ticket_resolve, "resolve", "T [--note TEXT]",
            "mark a ticket resolved (ends its sessions)", 1, resolve_check);
 UPDATE_CMD(console_cmd_ticket_close, "close", "T", "close a ticket (ends its sessions)", 1, close_check);
 UPDATE_CMD(console_cmd_ticket_reopen, "reopen", "T", "reopen a resolved or closed ticket", 1, reopen_check);
+
+/* The broker names what it did not find (the ticket or the article): its words are shown. */
+const console_cmd_t console_cmd_ticket_link = {
+    .name = "ticket",
+    .sub = "link",
+    .args = "T KB [--json]",
+    .help = "the knowledge-base article that solved a ticket (ticket show lists it; the article counts it)",
+    .min_pos = 2,
+    .max_pos = 2,
+    .switches = CONSOLE_SW_JSON,
+    .check = link_check,
+    .start = update_start,
+    .on_response = update_response,
+};
+
+const console_cmd_t console_cmd_ticket_unlink = {
+    .name = "ticket",
+    .sub = "unlink",
+    .args = "T KB [--json]",
+    .help = "take back a ticket's link to an article",
+    .min_pos = 2,
+    .max_pos = 2,
+    .switches = CONSOLE_SW_JSON,
+    .check = link_check,
+    .start = update_start,
+    .on_response = update_response,
+};

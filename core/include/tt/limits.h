@@ -362,11 +362,13 @@
 #define TT_TICKET_CHILDREN_MAX 200u
 
 /* Knowledge base (broker/helpdesk/kb.c): an article's Markdown body, the checks one article
- * may name, hits per search, and the longest query (a few words). */
+ * may name, hits per search, and the longest query (a few words). TT_KB_LINKS_MAX: articles
+ * one ticket may link, every one of them shown with the ticket (~1 KiB each in its detail). */
 #define TT_KB_BODY_MAX (64u * 1024u)
 #define TT_KB_CHECKS_MAX 8u
 #define TT_KB_HITS_MAX 20u
 #define TT_KB_QUERY_MAX 256u
+#define TT_KB_LINKS_MAX 20u
 
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000

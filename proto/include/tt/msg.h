@@ -38,6 +38,8 @@ int tt_msg_encode(tt_buf_t *out, uint8_t kind, uint32_t channel, const ProtobufC
 
 /* Untrusted text: at most max bytes of valid UTF-8 with no control characters (and no NUL). */
 bool tt_text_valid(ProtobufCBinaryData t, size_t max);
+/* The same for text of many lines (a knowledge-base article): tab, CR and LF allowed too. */
+bool tt_text_block_valid(ProtobufCBinaryData t, size_t max);
 /* Copy validated text into a NUL-terminated buffer; TT_ETEXT if not valid or too long. */
 int tt_text_copy(char *dst, size_t cap, ProtobufCBinaryData t) TT_WUR;
 /* A ProtobufCBinaryData view of a C string (no copy). */

@@ -25,6 +25,7 @@
 
 #include "store.h"
 #include "tt/log.h"
+#include "store_undo.h"
 
 typedef struct {
   char base[PATH_MAX];  /* mkdtemp'd, removed at teardown */
@@ -761,6 +762,82 @@ static int64_t tix_add(broker_store_t *s, const char *device, const char *assign
   return t.id;
 }
 
+typedef struct {
+  int n;
+  int64_t ids[8];
+  char last[8][STORE_TEXT_MAX];
+} mine_t;
+
+static int mine_cb(void *ctx, const store_ticket_t *t, const store_ticket_event_t *e) {
+  mine_t *m = ctx;
+  assert_true(m->n < 8);
+  m->ids[m->n] = t->id;
+  snprintf(m->last[m->n], sizeof m->last[0], "%s", e ? e->text : "-");
+  m->n++;
+  return 0;
+}
+
+/* An employee's requests: a nonce finds the ticket it opened (a resend is the same request),
+ * the last hour's count comes from the store, and the person sees their own tickets with the
+ * newest comment meant for them (public or their own), never an internal one. */
+static void test_help_requests(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  uint8_t n1[STORE_HELP_NONCE_LEN], n2[STORE_HELP_NONCE_LEN];
+  memset(n1, 1, sizeof n1);
+  memset(n2, 2, sizeof n2);
+  int64_t found = -1;
+  assert_int_equal(store_help_find(s, "dev-1", n1, &found), TT_ENOTFOUND);
+  store_ticket_t t = {.device = "dev-1", .requester = "sam", .summary = "vpn drops", .source = "employee"};
+  assert_int_equal(store_ticket_add(s, &t, "sam", 1000), 0);
+  assert_string_equal(t.source, "employee");
+  assert_int_equal(store_help_add(s, "dev-1", n1, "sam", t.id, 900, 1000), 0);
+  assert_int_equal(store_help_add(s, "dev-1", n1, "sam", t.id, 900, 1001), -EEXIST); /* one nonce, one request */
+  assert_int_equal(store_help_find(s, "dev-1", n1, &found), 0);
+  assert_int_equal(found, t.id);
+  assert_int_equal(store_help_find(s, "dev-2", n1, &found), TT_ENOTFOUND); /* nonces are per device */
+  store_ticket_t u = {.device = "dev-1", .requester = "sam", .summary = "printer", .source = "employee"};
+  assert_int_equal(store_ticket_add(s, &u, "sam", 5000), 0);
+  assert_int_equal(store_help_add(s, "dev-1", n2, "sam", u.id, 5000, 5000), 0);
+  uint32_t count = 0;
+  int64_t oldest = 0;
+  assert_int_equal(store_help_recent(s, "dev-1", 1000, &count, &oldest), 0);
+  assert_int_equal(count, 2);
+  assert_int_equal(oldest, 1000);
+  assert_int_equal(store_help_recent(s, "dev-1", 1001, &count, &oldest), 0);
+  assert_int_equal(count, 1);
+  assert_int_equal(store_help_recent(s, "dev-9", 0, &count, &oldest), 0);
+  assert_int_equal(count, 0);
+  /* Another person's ticket on the same machine, and a technician's ticket. */
+  store_ticket_t v = {.device = "dev-1", .requester = "kim", .summary = "kim's", .source = "employee"};
+  assert_int_equal(store_ticket_add(s, &v, "kim", 6000), 0);
+  tix_add(s, "dev-1", "", STORE_TICKET_OPEN, 7000);
+  assert_int_equal(store_ticket_event_add(s, t.id, 1100, "bob", "comment", "internal note"), 0);
+  assert_int_equal(store_ticket_event_add(s, t.id, 1200, "bob", STORE_EVENT_PUBLIC_COMMENT, "restart it"), 0);
+  assert_int_equal(store_ticket_event_add(s, t.id, 1300, "bob", "comment", "internal again"), 0);
+  mine_t m = {0};
+  assert_int_equal(store_help_tickets(s, "dev-1", "sam", 0, mine_cb, &m), 0);
+  assert_int_equal(m.n, 2);
+  assert_int_equal(m.ids[0], u.id); /* newest first */
+  assert_string_equal(m.last[0], "-");
+  assert_int_equal(m.ids[1], t.id);
+  assert_string_equal(m.last[1], "restart it");
+  assert_int_equal(store_ticket_event_add(s, t.id, 1400, "sam", STORE_EVENT_REQUESTER_COMMENT, "still"), 0);
+  m = (mine_t){0};
+  assert_int_equal(store_help_tickets(s, "dev-1", "sam", 1, mine_cb, &m), 0);
+  assert_int_equal(m.n, 1); /* the limit */
+  m = (mine_t){0};
+  assert_int_equal(store_help_tickets(s, "dev-1", "sam", 0, mine_cb, &m), 0);
+  assert_string_equal(m.last[1], "still");
+  m = (mine_t){0};
+  assert_int_equal(store_help_tickets(s, "dev-2", "sam", 0, mine_cb, &m), 0);
+  assert_int_equal(m.n, 0);
+  /* A source the schema does not know is refused whole. */
+  store_ticket_t w = {.device = "dev-1", .summary = "x", .source = "robot"};
+  assert_int_equal(store_ticket_add(s, &w, "x", 8000), TT_EINVAL);
+  store_close(s);
+}
+
 static void test_ticket_migrates_v1_store(void **state) {
   fx_t *fx = *state;
   broker_store_t *s = open_ok(fx);
@@ -771,7 +848,7 @@ static void test_ticket_migrates_v1_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 1 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
+  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
                " DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'ticket%'"), 0);
@@ -1087,7 +1164,7 @@ static void test_v3_migrates_v2_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 2 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
+  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
                " DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " ALTER TABLE tickets DROP COLUMN created_by; PRAGMA user_version = 2;");
   sqlite3_close(db);
@@ -1551,7 +1628,7 @@ static void test_v5_migrates_v4_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 4 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions; DROP TABLE people; PRAGMA user_version = 4;");
+  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions; DROP TABLE people; PRAGMA user_version = 4;");
   sqlite3_close(db);
 
   s = open_ok(fx);
@@ -1608,6 +1685,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_audit_triggers_refuse_rewrite, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_consistency, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_migrates_v1_store, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_help_requests, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_add_get_update, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_list_filters, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_checks_refuse_whole_write, setup, teardown),

@@ -420,6 +420,23 @@ static void test_text_refuses_format_chars(void **state) {
   assert_true(tt_text_valid(tt_text("r\xc3\xa9" "ception-\xe6\x9d\xb1\xe4\xba\xac"), TT_TEXT_MAX));
 }
 
+/* A block of text (an article's Markdown): lines and tabs, but nothing else a line may not hold. */
+static void test_text_block(void **state) {
+  (void)state;
+  const char *md = "# Title\r\n\n\tindented \xc3\xa9\n";
+  assert_true(tt_text_block_valid(tt_text(md), TT_TEXT_MAX));
+  assert_false(tt_text_valid(tt_text(md), TT_TEXT_MAX));
+  assert_false(tt_text_block_valid(tt_text(md), strlen(md) - 1));
+  static const char *const bad[] = {
+      "bell\a", "esc\x1b[2J", "del\x7f", "form\x0c", "\xc3",
+      "a\xe2\x80\xae\x62", /* U+202E right-to-left override */
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_false(tt_text_block_valid(tt_text(bad[i]), TT_TEXT_MAX));
+  ProtobufCBinaryData nul = {3, (uint8_t *)"a\0b"};
+  assert_false(tt_text_block_valid(nul, TT_TEXT_MAX));
+}
+
 static void test_text_copy(void **state) {
   (void)state;
   char dst[8];
@@ -591,6 +608,7 @@ int main(void) {
       cmocka_unit_test(test_budget_sweep),
       cmocka_unit_test(test_text_valid),
       cmocka_unit_test(test_text_refuses_format_chars),
+      cmocka_unit_test(test_text_block),
       cmocka_unit_test(test_text_copy),
       cmocka_unit_test(test_tag_zero_refused),
       cmocka_unit_test(test_err_wire_round_trip),

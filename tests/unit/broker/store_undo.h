@@ -1,0 +1,16 @@
+/* What a test must undo to take a store back to what an older broker left: the later
+ * migrations' tables, indexes and columns, newest first. Prepend to a rewind's SQL. */
+#ifndef TT_TEST_STORE_UNDO_H
+#define TT_TEST_STORE_UNDO_H
+
+/* 12: the knowledge base; people's support level. */
+#define STORE_UNDO_12                                                                           \
+  "DROP TABLE kb_fts; DROP TABLE kb_links; DROP TABLE kb_checks; DROP TABLE kb_articles;"      \
+  " ALTER TABLE people DROP COLUMN level; "
+
+/* 11: help requests; tickets' source and parent (diag_reports keeps its laxer CHECK). */
+#define STORE_UNDO_11                                                                           \
+  "DROP TABLE help_requests; DROP INDEX tickets_parent; DROP INDEX tickets_requester;"         \
+  " ALTER TABLE tickets DROP COLUMN parent; ALTER TABLE tickets DROP COLUMN source; "
+
+#endif
