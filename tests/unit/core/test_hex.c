@@ -103,6 +103,8 @@ static void test_unhex_refuses(void **state) {
   assert_int_equal(tt_unhex(out, sizeof(out), "0x12", 4), TT_EINVAL);      /* a prefix */
   assert_int_equal(tt_unhex(out, sizeof(out), "ab\0c", 4), TT_EINVAL);     /* a NUL */
   assert_int_equal(tt_unhex(out, sizeof(out), "0011223344", 10), TT_ETOOBIG);
+  /* A string shorter than len ends at its NUL: refused, and nothing past it read (ASan). */
+  assert_int_equal(tt_unhex(out, sizeof(out), "ab", 8), TT_EINVAL);
   /* The good first half of a bad text is not kept. */
   assert_int_equal(tt_unhex(out, sizeof(out), "0011zz", 6), TT_EINVAL);
   for (size_t i = 0; i < sizeof(out); i++) assert_int_equal(out[i], 0x55);
@@ -122,6 +124,7 @@ static void test_hex_u32(void **state) {
   assert_int_equal(tt_hex_u32("", 0, &v), TT_EINVAL);
   assert_int_equal(tt_hex_u32("12g4", 4, &v), TT_EINVAL);
   assert_int_equal(tt_hex_u32("+123", 4, &v), TT_EINVAL);
+  assert_int_equal(tt_hex_u32("1", 4, &v), TT_EINVAL); /* stops at the NUL */
   assert_int_equal(v, 7); /* untouched when refused */
 }
 
