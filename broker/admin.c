@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker.h"
+#include "tt/hex.h"
 #include "tt/utf8.h"
 #include "tt/log.h"
 #include "tt/msg.h"
@@ -293,7 +294,7 @@ static int on_token_new(broker_conn_t *c, uint32_t id, const Tether__TokenNewReq
     return broker_reply_error(c, id, TT_EIO, "no randomness");
   }
   memcpy(x->token, "tt1_", 4);
-  for (size_t i = 0; i < sizeof(raw); i++) snprintf(x->token + 4 + 2 * i, 3, "%02x", raw[i]);
+  tt_hex(x->token + 4, sizeof(x->token) - 4, raw, sizeof(raw));
   OPENSSL_cleanse(raw, sizeof(raw));
   SHA256((const uint8_t *)x->token, strlen(x->token), x->hash);
   x->now_ms = (int64_t)broker_unix_ms();

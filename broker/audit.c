@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include <string.h>
 #include "broker.h"
+#include "tt/hex.h"
+#include "tt/json.h"
 #include "tt/log.h"
 
 #define DETAIL_MAX 511 /* store_audit_t.detail holds 512 with its NUL */
@@ -30,21 +32,14 @@ static void put(detail_t *d, const char *p, size_t n) {
   d->len += n;
 }
 
+/* Controls and DEL as \u00XX, with no \n short forms: the detail's spelling since the first
+ * entry, so that one event never reads two ways in one chain. */
 static void put_json_str(detail_t *d, const char *v) {
   put(d, "\"", 1);
   for (; *v; v++) {
-    unsigned char c = (unsigned char)*v;
-    char esc[8];
-    if (c == '"' || c == '\\') {
-      esc[0] = '\\';
-      esc[1] = (char)c;
-      put(d, esc, 2);
-    } else if (c < 0x20 || c == 0x7f) {
-      snprintf(esc, sizeof(esc), "\\u%04x", c);
-      put(d, esc, 6);
-    } else {
-      put(d, (const char *)&c, 1);
-    }
+    char esc[TT_JSON_ESC_MAX];
+    size_t n = tt_json_escape_byte(esc, (uint8_t)*v, TT_JSON_ESC_DEL);
+    put(d, n ? esc : v, n ? n : 1);
   }
   put(d, "\"", 1);
 }
@@ -127,9 +122,9 @@ void broker_audit(broker_t *b, const char *actor, const char *action, const char
 void broker_audit_log_head(broker_t *b, const char *when) {
   int64_t id;
   uint8_t h[32];
-  char hex[65];
+  char hex[TT_HEX_CAP(32)];
   store_svc_audit_head(b->svc, &id, h);
-  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
+  tt_hex(hex, sizeof(hex), h, sizeof(h));
   TT_INFO("audit", "audit head", "when=%s id=%lld sha256=%s", when, (long long)id, hex);
 }
 
@@ -209,8 +204,8 @@ static void checkpoint_done(store_req_t *r) {
   if (r->rc) {
     TT_ERROR("audit", "audit checkpoint failed", "when=%s err=%s", x->when, tt_errname(r->rc));
   } else if (!x->skipped) {
-    char hex[65];
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", x->cp.head[i]);
+    char hex[TT_HEX_CAP(32)];
+    tt_hex(hex, sizeof(hex), x->cp.head, sizeof(x->cp.head));
     TT_INFO("audit", "audit checkpoint", "when=%s entries=%" PRId64 " sha256=%s file=%s", x->when, x->cp.entries, hex,
             x->file_ok ? "written" : "FAILED");
   }

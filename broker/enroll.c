@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 #include "tt/pki.h"
@@ -209,8 +210,10 @@ static int start_signing(broker_conn_t *c, uint32_t id, bool renew, const char *
 
 static void new_device_id(char *out, size_t cap) {
   uint8_t r[6];
+  char hex[TT_HEX_CAP(sizeof(r))];
   if (RAND_bytes(r, sizeof(r)) != 1) memset(r, 0, sizeof(r));
-  snprintf(out, cap, "dev-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
+  tt_hex(hex, sizeof(hex), r, sizeof(r));
+  snprintf(out, cap, "dev-%s", hex);
 }
 
 static int enroll_refuse(broker_conn_t *c, uint32_t id, int code, const char *why) {

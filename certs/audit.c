@@ -12,6 +12,7 @@
 
 #include "tt/audit.h"
 #include "tt/err.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 
 static void put_be64(uint8_t *p, uint64_t v) {
@@ -52,8 +53,8 @@ int tt_audit_hash(const uint8_t prev[32], int64_t id, int64_t ts_ms,
 /* What is signed: the line's fields before the certificate, so that nothing else can be
  * taken for a checkpoint. */
 static int cp_message(const tt_audit_checkpoint_t *cp, char *out, size_t cap) {
-  char hex[65];
-  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", cp->head[i]);
+  char hex[TT_HEX_CAP(32)];
+  tt_hex(hex, sizeof(hex), cp->head, sizeof(cp->head));
   int n = snprintf(out, cap, "tether-audit-checkpoint 1 %lld %s %lld", (long long)cp->entries, hex,
                    (long long)cp->ts_ms);
   return n < 0 || (size_t)n >= cap ? TT_ETOOBIG : n;
@@ -92,20 +93,11 @@ int tt_audit_checkpoint_format(const tt_audit_checkpoint_t *cp, char *out, size_
   char b64[4 * ((TT_AUDIT_CP_CERT_MAX + 2) / 3) + 1];
   int blen = EVP_EncodeBlock((unsigned char *)b64, cp->cert, (int)cp->cert_len);
   if (blen < 0) return TT_EIO;
-  char sig[2 * TT_AUDIT_CP_SIG_MAX + 1];
-  for (size_t i = 0; i < cp->sig_len; i++) snprintf(sig + 2 * i, 3, "%02x", cp->sig[i]);
-  sig[2 * cp->sig_len] = '\0';
+  char sig[TT_HEX_CAP(TT_AUDIT_CP_SIG_MAX)];
+  if (cp->sig_len > sizeof(cp->sig)) return TT_EINVAL;
+  tt_hex(sig, sizeof(sig), cp->sig, cp->sig_len);
   int m = snprintf(out, cap, "%s %s %s\n", msg, b64, sig);
   return m < 0 || (size_t)m >= cap ? TT_ETOOBIG : 0;
-}
-
-static int unhex(const char *s, size_t n, uint8_t *out) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned v;
-    if (sscanf(s + 2 * i, "%2x", &v) != 1) return TT_EINVAL;
-    out[i] = (uint8_t)v;
-  }
-  return 0;
 }
 
 int tt_audit_checkpoint_parse(const char *line, tt_audit_checkpoint_t *cp) {
@@ -128,7 +120,7 @@ int tt_audit_checkpoint_parse(const char *line, tt_audit_checkpoint_t *cp) {
   if (*end || ts < 0) return TT_EINVAL;
   cp->entries = entries;
   cp->ts_ms = ts;
-  if (unhex(tok[3], 32, cp->head)) return TT_EINVAL;
+  if (tt_unhex(cp->head, sizeof(cp->head), tok[3], 64) != 32) return TT_EINVAL;
   size_t b64len = strlen(tok[5]);
   if (b64len == 0 || b64len % 4 || b64len / 4 * 3 > sizeof(cp->cert) + 2) return TT_EINVAL;
   unsigned char der[TT_AUDIT_CP_CERT_MAX + 3];
@@ -142,7 +134,7 @@ int tt_audit_checkpoint_parse(const char *line, tt_audit_checkpoint_t *cp) {
   cp->cert_len = (size_t)dlen;
   size_t slen = strlen(tok[6]);
   if (slen == 0 || slen % 2 || slen / 2 > sizeof(cp->sig)) return TT_EINVAL;
-  if (unhex(tok[6], slen / 2, cp->sig)) return TT_EINVAL;
+  if (tt_unhex(cp->sig, sizeof(cp->sig), tok[6], slen) != (int)(slen / 2)) return TT_EINVAL;
   cp->sig_len = slen / 2;
   return 0;
 }

@@ -9,6 +9,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "tt/hex.h"
+
 static const struct {
   tt_role_t role;
   const char *name;
@@ -114,7 +116,6 @@ out:
 }
 
 int tt_cert_fingerprint(X509 *x, char *out, size_t cap) {
-  static const char hex[] = "0123456789abcdef";
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
 
@@ -128,11 +129,7 @@ int tt_cert_fingerprint(X509 *x, char *out, size_t cap) {
     return TT_ECERT;
   }
   memcpy(out, "sha256:", 7);
-  for (unsigned int i = 0; i < n; i++) {
-    out[7 + 2 * i] = hex[md[i] >> 4];
-    out[7 + 2 * i + 1] = hex[md[i] & 0xf];
-  }
-  out[TT_FINGERPRINT_LEN] = '\0';
+  tt_hex(out + 7, cap - 7, md, n);
   return 0;
 }
 

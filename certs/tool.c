@@ -17,6 +17,7 @@
 
 #include "tt/audit.h"
 #include "tt/cert.h"
+#include "tt/hex.h"
 #include "tt/limits.h"
 #include "tt/pki.h"
 
@@ -502,12 +503,7 @@ static int load_anchors(const char *path, X509 *ca, tt_audit_walk_t *w, tt_audit
 
 static int hex32(const char *s, uint8_t out[32]) {
   if (!s || strlen(s) != 64) return -1;
-  for (int i = 0; i < 32; i++) {
-    unsigned v;
-    if (sscanf(s + 2 * i, "%2x", &v) != 1) return -1;
-    out[i] = (uint8_t)v;
-  }
-  return 0;
+  return tt_unhex(out, 32, s, 64) == 32 ? 0 : -1;
 }
 
 /* One line of `tether audit --json`: the fields the hash covers, exactly as stored. */

@@ -7,18 +7,16 @@
 #include "console.h"
 #include "tt/utf8.h"
 #include "tt/conf.h"
+#include "tt/hex.h"
+#include "tt/json.h"
 #include "tt/msg.h"
 
 /* Nesting allowed in an audit detail object; deeper is shown as a string. */
 #define JSON_DEPTH_MAX 16
 
 static void json_escape_cp(FILE *f, uint32_t cp) {
-  if (cp >= 0x10000) {
-    cp -= 0x10000;
-    fprintf(f, "\\u%04x\\u%04x", 0xd800u + (cp >> 10), 0xdc00u + (cp & 0x3ffu));
-  } else {
-    fprintf(f, "\\u%04x", cp);
-  }
+  char esc[TT_JSON_ESC_MAX];
+  fwrite(esc, 1, tt_json_escape_cp(esc, cp), f);
 }
 
 /* The inside of a JSON string (no quotes) for n untrusted bytes. */
@@ -66,17 +64,8 @@ static void jp_ws(jparse_t *j) {
 }
 
 static int jp_hex4(jparse_t *j, uint32_t *v) {
-  if (j->end - j->p < 4) return -1;
-  *v = 0;
-  for (int k = 0; k < 4; k++) {
-    uint8_t c = *j->p++;
-    uint32_t d;
-    if (c >= '0' && c <= '9') d = (uint32_t)(c - '0');
-    else if (c >= 'a' && c <= 'f') d = (uint32_t)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') d = (uint32_t)(c - 'A' + 10);
-    else return -1;
-    *v = (*v << 4) | d;
-  }
+  if (j->end - j->p < 4 || tt_hex_u32((const char *)j->p, 4, v) != 0) return -1;
+  j->p += 4;
   return 0;
 }
 
@@ -268,7 +257,9 @@ void console_text(char *dst, size_t cap, ProtobufCBinaryData t) {
       o += len;
     } else {
       for (size_t k = 0; k < unit; k++) {
-        snprintf(dst + o, cap - o, "\\x%02x", t.data[i + k]);
+        dst[o] = '\\';
+        dst[o + 1] = 'x';
+        tt_hex_byte(dst + o + 2, t.data[i + k]);
         o += 4;
       }
     }
@@ -279,11 +270,11 @@ void console_text(char *dst, size_t cap, ProtobufCBinaryData t) {
 }
 
 void console_json_hex(FILE *f, ProtobufCBinaryData t) {
-  static const char hex[] = "0123456789abcdef";
+  char hex[TT_HEX_CAP(64)];
   fputc('"', f);
-  for (size_t i = 0; i < t.len; i++) {
-    fputc(hex[t.data[i] >> 4], f);
-    fputc(hex[t.data[i] & 15], f);
+  for (size_t i = 0; i < t.len; i += 64) { /* a digest in one piece, anything longer in pieces */
+    size_t n = t.len - i < 64 ? t.len - i : 64;
+    fwrite(hex, 1, tt_hex(hex, sizeof(hex), t.data + i, n), f);
   }
   fputc('"', f);
 }

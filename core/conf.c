@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "tt/hex.h"
+
 /* A line longer than this is refused rather than silently split or truncated. */
 #define CONF_LINE_MAX 4096
 /* How much of an offending value an error message quotes back. */
@@ -31,7 +33,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...) {
 /* Values come from users and files; quote them back printable so an error line cannot
  * carry control characters into a terminal or a log. */
 static const char *quote(char *dst, size_t cap, const char *s) {
-  static const char hex[] = "0123456789abcdef";
   size_t o = 0;
   for (; *s != '\0'; s++) {
     unsigned char c = (unsigned char)*s;
@@ -45,8 +46,8 @@ static const char *quote(char *dst, size_t cap, const char *s) {
     } else {
       dst[o++] = '\\';
       dst[o++] = 'x';
-      dst[o++] = hex[c >> 4];
-      dst[o++] = hex[c & 15];
+      tt_hex_byte(dst + o, c);
+      o += 2;
     }
   }
   dst[o] = '\0';

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include "tt/hex.h"
 #include "tt/log.h"
 
 static tt_log_level_t g_level = TT_LOG_INFO;
@@ -23,7 +24,6 @@ int tt_log_parse_level(const char *s, tt_log_level_t *out) {
 }
 
 char *tt_log_quote(char *dst, size_t cap, const void *src, size_t len) {
-  static const char hex[] = "0123456789abcdef";
   const unsigned char *s = src;
   size_t o = 0;
   if (cap == 0) return dst;
@@ -36,8 +36,8 @@ char *tt_log_quote(char *dst, size_t cap, const void *src, size_t len) {
       if (o + 4 >= cap) break;
       dst[o++] = '\\';
       dst[o++] = 'x';
-      dst[o++] = hex[c >> 4];
-      dst[o++] = hex[c & 15];
+      tt_hex_byte(dst + o, c);
+      o += 2;
     }
   }
   dst[o] = '\0';

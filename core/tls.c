@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "tt/defer.h"
+#include "tt/hex.h"
 #include "tt/limits.h"
 #include "tt/log.h"
 
@@ -203,32 +204,15 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg) {
 }
 
 static void fp_format(const unsigned char md[TLS_SHA256_LEN], char out[TLS_FP_LEN + 1]) {
-  static const char hex[] = "0123456789abcdef";
-  memcpy(out, TLS_FP_PREFIX, sizeof(TLS_FP_PREFIX) - 1);
-  char *p = out + sizeof(TLS_FP_PREFIX) - 1;
-  for (unsigned i = 0; i < TLS_SHA256_LEN; i++) {
-    *p++ = hex[md[i] >> 4];
-    *p++ = hex[md[i] & 0xf];
-  }
-  *p = '\0';
-}
-
-static int hexval(char ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
+  const size_t pre = sizeof(TLS_FP_PREFIX) - 1;
+  memcpy(out, TLS_FP_PREFIX, pre);
+  tt_hex(out + pre, TLS_FP_LEN + 1 - pre, md, TLS_SHA256_LEN);
 }
 
 static int pin_parse(const char *pin, unsigned char out[TLS_SHA256_LEN]) {
   const size_t pre = sizeof(TLS_FP_PREFIX) - 1;
   if (strlen(pin) != TLS_FP_LEN || strncmp(pin, TLS_FP_PREFIX, pre) != 0) return -1;
-  for (unsigned i = 0; i < TLS_SHA256_LEN; i++) {
-    int hi = hexval(pin[pre + 2 * i]), lo = hexval(pin[pre + 2 * i + 1]);
-    if (hi < 0 || lo < 0) return -1;
-    out[i] = (unsigned char)(hi << 4 | lo);
-  }
-  return 0;
+  return tt_unhex(out, TLS_SHA256_LEN, pin + pre, TLS_FP_LEN - pre) == TLS_SHA256_LEN ? 0 : -1;
 }
 
 /* Client with ca_pin, in place of OpenSSL's chain check: the trust anchor is whichever

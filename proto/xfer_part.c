@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "xfer_int.h"
 
@@ -137,9 +138,9 @@ static void temp_names(xfer_part_t *p) {
     return;
   }
   uint8_t h[32];
-  char hex[33];
+  char hex[TT_HEX_CAP(16)];
   xfer_sha256(p->name, n, h);
-  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
+  tt_hex(hex, sizeof(hex), h, 16); /* half the digest names the file well enough */
   snprintf(p->part, sizeof(p->part), ".%s" XFER_PART_SUFFIX, hex);
   snprintf(p->state, sizeof(p->state), ".%s" XFER_STATE_SUFFIX, hex);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "agent.h"
 #include "files.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -374,7 +375,7 @@ static void x_on_begin(tt_xfer_t *x, uint32_t id, const char *path, bool sending
 
 static void x_on_done(tt_xfer_t *x, const tt_xfer_result_t *r) {
   fchan_t *fc = tt_xfer_data(x);
-  char q[256], hex[65] = "";
+  char q[256], hex[TT_HEX_CAP(32)] = "";
   const char *dir = r->sent ? "pull" : "push", *path = r->path ? r->path : "?";
   tt_log_quote(q, sizeof(q), path, strlen(path));
   if (r->code) {
@@ -389,7 +390,7 @@ static void x_on_done(tt_xfer_t *x, const tt_xfer_result_t *r) {
     notice(fc, r->sent ? "could not pull" : "could not push", path, why);
     return;
   }
-  for (size_t i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", r->sha256[i]);
+  tt_hex(hex, sizeof(hex), r->sha256, sizeof(r->sha256));
   TT_INFO("files", "file moved",
           "session=S-%llu ticket=T-%llu technician=%s dir=%s path=\"%s\" size=%" PRIu64 " sha256=%s resumed=%" PRIu64
           " wire=%" PRIu64 " seconds=%.3f",

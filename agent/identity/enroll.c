@@ -1,7 +1,6 @@
 /* `tether-agent enroll`: make a key here, reach the broker trusting only the CA pinned by
  * fingerprint, trade a one-time token and a CSR for a device certificate, check what came
  * back, and store CA, certificate and key in the state directory, whole or not at all. */
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <openssl/x509v3.h>
 #include "agent.h"
 #include "tt/addr.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 #include "tt/pki.h"
@@ -43,8 +43,9 @@ static int pin_normalize(const char *in, char out[TT_FINGERPRINT_LEN + 1]) {
   memcpy(out, "sha256:", 7);
   for (const char *p = in + 7; *p; p++) {
     if (*p == ':') continue;
-    if (!isxdigit((unsigned char)*p) || n >= TT_FINGERPRINT_LEN) return TT_EINVAL;
-    out[n++] = (char)tolower((unsigned char)*p);
+    int v = tt_hex_value((unsigned char)*p);
+    if (v < 0 || n >= TT_FINGERPRINT_LEN) return TT_EINVAL;
+    out[n++] = tt_hex_digit((unsigned)v);
   }
   out[n] = '\0';
   return n == TT_FINGERPRINT_LEN ? 0 : TT_EINVAL;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zstd.h>
 #include "broker.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 
 #define KEEP_ZSTD_LEVEL 3
@@ -83,7 +84,7 @@ int broker_diag_keep_finish(broker_diag_keep_t *k) {
   uint8_t h[32];
   unsigned hl = 32;
   if (EVP_Digest(tt_buf_head(&k->report), k->report.len, h, &hl, EVP_sha256(), NULL) != 1) return TT_ENOMEM;
-  for (int i = 0; i < 32; i++) snprintf(k->row.sha256 + 2 * i, 3, "%02x", h[i]);
+  tt_hex(k->row.sha256, sizeof(k->row.sha256), h, sizeof(h));
   k->req.run = keep_run;
   k->req.done = keep_done;
   k->req.what = "diag_attach";

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -56,7 +57,6 @@ struct broker_files_s {
  * control character, a byte that is not UTF-8, and the backslash itself, so that an escape
  * is never ambiguous) as \xNN. Cut at a character with "..." when it does not fit cap. */
 static void show(char *dst, size_t cap, ProtobufCBinaryData t) {
-  static const char hex[] = "0123456789abcdef";
   size_t o = 0, i = 0;
   while (i < t.len) {
     uint8_t c = t.data[i];
@@ -75,8 +75,7 @@ static void show(char *dst, size_t cap, ProtobufCBinaryData t) {
     } else {
       dst[o] = '\\';
       dst[o + 1] = 'x';
-      dst[o + 2] = hex[c >> 4];
-      dst[o + 3] = hex[c & 15];
+      tt_hex_byte(dst + o + 2, c);
     }
     o += need;
     i += step;
@@ -84,17 +83,12 @@ static void show(char *dst, size_t cap, ProtobufCBinaryData t) {
   dst[o] = '\0';
 }
 
-static void sha_hex(char out[65], ProtobufCBinaryData s) {
-  static const char hex[] = "0123456789abcdef";
+static void sha_hex(char out[TT_HEX_CAP(32)], ProtobufCBinaryData s) {
   if (s.len != 32) { /* the receiving end refuses the file; the record says so */
-    snprintf(out, 65, "invalid (%zu bytes)", s.len);
+    snprintf(out, TT_HEX_CAP(32), "invalid (%zu bytes)", s.len);
     return;
   }
-  for (size_t i = 0; i < 32; i++) {
-    out[2 * i] = hex[s.data[i] >> 4];
-    out[2 * i + 1] = hex[s.data[i] & 15];
-  }
-  out[64] = '\0';
+  tt_hex(out, TT_HEX_CAP(32), s.data, 32);
 }
 
 /* The ticket's text: cut at a character boundary so that it is what the store takes. */

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <zstd.h>
 #include "record.h"
+#include "tt/hex.h"
+#include "tt/json.h"
 #include "tt/limits.h"
 #include "tt/log.h"
 
@@ -85,25 +87,11 @@ static u8_result_t u8_decode(const uint8_t *s, size_t len, size_t *used) {
   return U8_OK;
 }
 
+/* Short escapes where JSON has them; other controls, and DEL, as \u00XX: none reaches a player raw. */
 static int put_char(tt_buf_t *out, const uint8_t *s, size_t n) {
-  char esc[8];
-  if (n > 1) return tt_buf_append(out, s, n);
-  uint8_t c = s[0];
-  switch (c) {
-  case '"': return tt_buf_append(out, "\\\"", 2);
-  case '\\': return tt_buf_append(out, "\\\\", 2);
-  case '\n': return tt_buf_append(out, "\\n", 2);
-  case '\r': return tt_buf_append(out, "\\r", 2);
-  case '\t': return tt_buf_append(out, "\\t", 2);
-  case '\b': return tt_buf_append(out, "\\b", 2);
-  case '\f': return tt_buf_append(out, "\\f", 2);
-  default:
-    if (c < 0x20 || c == 0x7f) {
-      snprintf(esc, sizeof(esc), "\\u%04x", c);
-      return tt_buf_append(out, esc, 6);
-    }
-    return tt_buf_append(out, &c, 1);
-  }
+  char esc[TT_JSON_ESC_MAX];
+  size_t en = n == 1 ? tt_json_escape_byte(esc, s[0], TT_JSON_ESC_SHORT | TT_JSON_ESC_DEL) : 0;
+  return en ? tt_buf_append(out, esc, en) : tt_buf_append(out, s, n);
 }
 
 static int put_replacement(tt_buf_t *out) { return tt_buf_append(out, "\xef\xbf\xbd", 3); }
@@ -265,7 +253,7 @@ static void done(broker_rec_t *r) {
   uint8_t md[EVP_MAX_MD_SIZE];
   unsigned mdlen = 0;
   EVP_DigestFinal_ex(r->sha, md, &mdlen);
-  for (unsigned i = 0; i < mdlen && i < 32; i++) snprintf(res.sha256 + 2 * i, 3, "%02x", md[i]);
+  tt_hex(res.sha256, sizeof(res.sha256), md, mdlen < 32 ? mdlen : 32);
   if (r->cbs.on_done) r->cbs.on_done(r->ctx, &res);
   ZSTD_freeCCtx(r->z);
   EVP_MD_CTX_free(r->sha);

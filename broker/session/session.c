@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "broker.h"
 #include "record.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -779,13 +780,8 @@ static int on_end(broker_conn_t *c, uint32_t id, const Tether__SessionEndRequest
 
 /* The store keeps the sha256 as hex (as the audit shows it); the wire carries its 32 bytes. */
 static int hex_to_bytes(const char *hex, uint8_t *out, size_t n) {
-  if (strlen(hex) != 2 * n) return TT_EINVAL;
-  for (size_t i = 0; i < n; i++) {
-    unsigned v;
-    if (sscanf(hex + 2 * i, "%2x", &v) != 1) return TT_EINVAL;
-    out[i] = (uint8_t)v;
-  }
-  return 0;
+  size_t len = strlen(hex);
+  return len == 2 * n && tt_unhex(out, n, hex, len) == (int)n ? 0 : TT_EINVAL;
 }
 
 /* A recording is looked up, checked and read on the store's reader thread: neither the

@@ -3,6 +3,7 @@
 #include <jansson.h>
 
 #include "internal.h"
+#include "tt/hex.h"
 
 /* The tables the facts come from: a put that changes none of them leaves the facts as they are. */
 static const char *const k_fact_tables[] = {"system_info", "os_version", "memory_info", "mounts",
@@ -61,21 +62,16 @@ void store_serial_key(const char *serial, char *out, size_t cap) {
     if (strcmp(out, k_no_serial[i]) == 0) out[0] = '\0';
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool store_mac_norm(const char *in, char out[18]) {
-  int d[12], k = 0;
+  uint8_t m[6] = {0};
+  int k = 0;
   char sep = 0;
   for (const char *p = in; *p; p++) {
-    int v = hexval(*p);
+    int v = tt_hex_value((unsigned char)*p);
     if (v >= 0) {
       if (k == 12) return false;
-      d[k++] = v;
+      m[k / 2] = (uint8_t)(m[k / 2] << 4 | v);
+      k++;
     } else if ((*p == ':' || *p == '-' || *p == '.') && k > 0 && (sep == 0 || sep == *p)) {
       sep = *p;
     } else if (*p != ' ' || k != 0) {
@@ -84,14 +80,9 @@ bool store_mac_norm(const char *in, char out[18]) {
   }
   if (k != 12) return false;
   bool zero = true;
-  for (int i = 0; i < 12; i++) zero &= d[i] == 0;
+  for (int i = 0; i < 6; i++) zero &= m[i] == 0;
   if (zero) return false; /* loopback and tunnels: every device has it */
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 6; i++) {
-    out[i * 3] = hex[d[2 * i]];
-    out[i * 3 + 1] = hex[d[2 * i + 1]];
-    out[i * 3 + 2] = i < 5 ? ':' : '\0';
-  }
+  tt_hex_sep(out, 18, m, 6, ':');
   return true;
 }
 

@@ -14,6 +14,8 @@
  * tables take at most STORE_INV_DEVICE_INDEX_ROWS_MAX rows and _BYTES_MAX bytes: what one
  * device adds to the index is bounded however often it pushes fresh rows. */
 #include "internal.h"
+#include "tt/hex.h"
+#include "tt/json.h"
 #include "tt/utf8.h"
 
 /* Bases per table. A new one is made when a device fits none (it then becomes the base);
@@ -128,18 +130,7 @@ static int sb_putc(sb_t *b, char c) { return sb_put(b, &c, 1); }
  * encoded it, and a value's canonical text appears in a row's text exactly where it does. */
 
 static int hex4(const char *p, const char *end, uint32_t *out) {
-  if (end - p < 4) return TT_EINVAL;
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) {
-    char c = p[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
-    else return TT_EINVAL;
-  }
-  *out = v;
-  return 0;
+  return end - p < 4 ? TT_EINVAL : tt_hex_u32(p, 4, out);
 }
 
 static int put_utf8(sb_t *b, uint32_t cp) {
@@ -235,7 +226,6 @@ static int js_decode(const char **pp, const char *end, sb_t *out) {
  * it is (already valid UTF-8). Byte by byte, so escaping a value and escaping a cell agree on
  * every substring. */
 static int js_encode(sb_t *b, const char *s, size_t n, bool quotes) {
-  static const char hex[] = "0123456789abcdef";
   int rc = sb_reserve(b, n + 2);
   if (rc == 0 && quotes) rc = sb_putc(b, '"');
   for (size_t i = 0; i < n && rc == 0; i++) {
@@ -247,29 +237,10 @@ static int js_encode(sb_t *b, const char *s, size_t n, bool quotes) {
       i = k - 1;
       continue;
     }
-    char esc[6] = {'\\', 0, 0, 0, 0, 0};
-    size_t en = 2;
-    switch (c) {
-      case '"': esc[1] = '"'; break;
-      case '\\': esc[1] = '\\'; break;
-      case '\n': esc[1] = 'n'; break;
-      case '\r': esc[1] = 'r'; break;
-      case '\t': esc[1] = 't'; break;
-      case '\b': esc[1] = 'b'; break;
-      case '\f': esc[1] = 'f'; break;
-      default:
-        if (c >= 0x20) {
-          rc = sb_putc(b, (char)c);
-          continue;
-        }
-        esc[1] = 'u';
-        esc[2] = '0';
-        esc[3] = '0';
-        esc[4] = hex[c >> 4];
-        esc[5] = hex[c & 15];
-        en = 6;
-    }
-    rc = sb_put(b, esc, en);
+    /* Short forms, and DEL raw: the spelling every stored row already has. */
+    char esc[TT_JSON_ESC_MAX];
+    size_t en = tt_json_escape_byte(esc, c, TT_JSON_ESC_SHORT);
+    rc = en ? sb_put(b, esc, en) : sb_putc(b, (char)c);
   }
   if (rc == 0 && quotes) rc = sb_putc(b, '"');
   return rc;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+#include "tt/hex.h"
 #include "tt/limits.h"
 
 /* Nesting the header's values may have (its "env" object is one level). */
@@ -29,17 +30,8 @@ static bool eat(scan_t *s, char ch) {
 }
 
 static int hex4(scan_t *s, uint32_t *v) {
-  if (s->end - s->p < 4) return TT_EPROTO;
-  *v = 0;
-  for (int k = 0; k < 4; k++) {
-    char c = *s->p++;
-    uint32_t d;
-    if (c >= '0' && c <= '9') d = (uint32_t)(c - '0');
-    else if (c >= 'a' && c <= 'f') d = (uint32_t)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') d = (uint32_t)(c - 'A' + 10);
-    else return TT_EPROTO;
-    *v = (*v << 4) | d;
-  }
+  if (s->end - s->p < 4 || tt_hex_u32(s->p, 4, v) != 0) return TT_EPROTO;
+  s->p += 4;
   return 0;
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "cast.h"
 #include "console.h"
+#include "tt/hex.h"
 #include "tt/msg.h"
 
 /* What the console holds in memory: one recording's compressed file, and all of a
@@ -145,10 +146,6 @@ static int first_chunk(console_t *c, const Tether__RecordingChunk *k) {
   return g_rp.data ? 0 : TT_ENOMEM;
 }
 
-static void hex(char *dst, const uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n; i++) snprintf(dst + 2 * i, 3, "%02x", p[i]);
-}
-
 /* The whole file is here: it must be the one the broker recorded. */
 static int file_done(console_t *c) {
   uint8_t md[EVP_MAX_MD_SIZE];
@@ -156,9 +153,9 @@ static int file_done(console_t *c) {
   if (!EVP_Digest(g_rp.data, (size_t)g_rp.size, md, &mdlen, EVP_sha256(), NULL) || mdlen != SHA256_LEN)
     return TT_ENOMEM;
   if (memcmp(md, g_rp.sha, SHA256_LEN) != 0) {
-    char want[2 * SHA256_LEN + 1], got[2 * SHA256_LEN + 1];
-    hex(want, g_rp.sha, SHA256_LEN);
-    hex(got, md, SHA256_LEN);
+    char want[TT_HEX_CAP(SHA256_LEN)], got[TT_HEX_CAP(SHA256_LEN)];
+    tt_hex(want, sizeof(want), g_rp.sha, SHA256_LEN);
+    tt_hex(got, sizeof(got), md, SHA256_LEN);
     console_fail(c, "R-%" PRIu64 ": sha256 mismatch: the file received is not the one recorded "
                     "(recorded %s, received %s)", g_rp.cur, want, got);
     return 0;

@@ -21,6 +21,7 @@
 #include "linux.h"
 #include "scan.h"
 #include "tt/err.h"
+#include "tt/hex.h"
 
 /* An interface name is at most IFNAMSIZ-1 bytes; a longer entry is not an interface. */
 #define NET_NAME_MAX 64
@@ -75,25 +76,8 @@ static size_t split(char *s, char **f, size_t max, char **rest) {
   return n;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* All of s as hex, 1 to 8 digits. */
-static bool hex_u32(const char *s, uint32_t *out) {
-  uint32_t v = 0;
-  size_t n = 0;
-  for (; *s; s++, n++) {
-    int d = hexval(*s);
-    if (d < 0 || n == 8) return false;
-    v = v << 4 | (uint32_t)d;
-  }
-  *out = v;
-  return n > 0;
-}
+/* All of s as hex, 1 to 8 digits (a ninth is refused without looking further). */
+static bool hex_u32(const char *s, uint32_t *out) { return tt_hex_u32(s, strnlen(s, 9), out) == 0; }
 
 /* An optionally negative decimal, as sysfs prints an int. */
 static bool is_int(const char *s) {
@@ -139,13 +123,7 @@ static bool proc_in6_words(const char *hex, struct in6_addr *a) {
 
 /* An IPv6 address as if_inet6 and ipv6_route print it: 32 hex digits in network order. */
 static bool proc_in6_bytes(const char *hex, struct in6_addr *a) {
-  if (strlen(hex) != 32) return false;
-  for (int i = 0; i < 16; i++) {
-    int h = hexval(hex[2 * i]), l = hexval(hex[2 * i + 1]);
-    if (h < 0 || l < 0) return false;
-    a->s6_addr[i] = (uint8_t)(h << 4 | l);
-  }
-  return true;
+  return strlen(hex) == 32 && tt_unhex(a->s6_addr, sizeof(a->s6_addr), hex, 32) == 16;
 }
 
 static void ntop4_host(uint32_t host, char *out, size_t cap) {
@@ -195,14 +173,16 @@ static bool iface_flags(const inv_env_t *env, const char *ifn, uint32_t *flags) 
   return true;
 }
 
+static bool is_hex(char c) { return tt_hex_value((unsigned char)c) >= 0; }
+
 /* "0000:00:03.0": a PCI address (the domain may have more than four digits). */
 static bool is_pci_addr(const char *s) {
   size_t n = 0;
-  while (hexval(s[n]) >= 0) n++;
+  while (is_hex(s[n])) n++;
   if (n < 4 || s[n] != ':') return false;
   s += n + 1;
-  return hexval(s[0]) >= 0 && hexval(s[1]) >= 0 && s[2] == ':' && hexval(s[3]) >= 0 && hexval(s[4]) >= 0 &&
-         s[5] == '.' && hexval(s[6]) >= 0 && s[7] == 0;
+  return is_hex(s[0]) && is_hex(s[1]) && s[2] == ':' && is_hex(s[3]) && is_hex(s[4]) && s[5] == '.' && is_hex(s[6]) &&
+         s[7] == 0;
 }
 
 /* The PCI slot behind the interface, as ethtool's bus_info gives it: the device itself, or
@@ -225,13 +205,12 @@ static void pci_slot(const inv_env_t *env, const char *ifn, char *out, size_t ca
 /* The MAC as osquery prints it: six bytes, lower case, zeros where the device has none. */
 static void mac_text(const char *sysfs, char *out, size_t cap) {
   uint8_t m[6] = {0};
-  for (int i = 0; i < 6 && hexval(sysfs[0]) >= 0 && hexval(sysfs[1]) >= 0; i++) {
-    m[i] = (uint8_t)(hexval(sysfs[0]) << 4 | hexval(sysfs[1]));
+  for (int i = 0; i < 6 && tt_unhex(m + i, 1, sysfs, 2) == 1; i++) {
     sysfs += 2;
     if (*sysfs != ':') break;
     sysfs++;
   }
-  snprintf(out, cap, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  tt_hex_sep(out, cap, m, 6, ':');
 }
 
 /* A sysfs integer of the interface, or "" if it is missing or not a number. */

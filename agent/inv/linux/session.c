@@ -14,6 +14,7 @@
 #include "linux.h"
 #include "scan.h"
 #include "tt/err.h"
+#include "tt/hex.h"
 
 /* What systemctl says about a unit, and a job's type ("verify-active" is the longest). */
 #define SESS_ERR_MAX 256
@@ -86,7 +87,6 @@ typedef struct {
 /* The object path systemd gives a unit: its name with every byte but a letter (or a digit
  * after the first) as _xx (sd_bus_path_encode). */
 static void unit_object_path(const char *id, char *out, size_t cap) {
-  static const char hex[] = "0123456789abcdef";
   size_t n = (size_t)snprintf(out, cap, "/org/freedesktop/systemd1/unit/");
   if (!*id && n + 2 <= cap) memcpy(out + n++, "_", 2);
   for (const char *p = id; *p && n + 4 <= cap; p++) {
@@ -96,8 +96,8 @@ static void unit_object_path(const char *id, char *out, size_t cap) {
       out[n++] = (char)c;
     } else {
       out[n++] = '_';
-      out[n++] = hex[c >> 4];
-      out[n++] = hex[c & 15];
+      tt_hex_byte(out + n, c);
+      n += 2;
     }
   }
   out[n < cap ? n : cap - 1] = 0;

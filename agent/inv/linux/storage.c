@@ -14,6 +14,7 @@
 #include "linux.h"
 #include "scan.h"
 #include "tt/err.h"
+#include "tt/hex.h"
 
 /* Entries of one directory read for a table (/sys/block, a disk's directory, /dev/disk/by-uuid):
  * thousands of disks is already a storage array; a directory with more is not read further. */
@@ -155,13 +156,11 @@ static void dev_name(char *out, size_t cap, const char *sysname) {
 
 /* udev escapes unsafe bytes of names and labels as \xNN. */
 static void unescape_hex(char *s) {
-  static const char hex[] = "0123456789abcdef";
   char *w = s;
   for (char *r = s; *r;) {
-    const char *h1, *h2;
-    if (r[0] == '\\' && r[1] == 'x' && r[2] && r[3] && (h1 = strchr(hex, r[2] | 0x20)) &&
-        (h2 = strchr(hex, r[3] | 0x20))) {
-      *w++ = (char)((h1 - hex) * 16 + (h2 - hex));
+    uint8_t b;
+    if (r[0] == '\\' && r[1] == 'x' && tt_unhex(&b, 1, r + 2, 2) == 1) {
+      *w++ = (char)b;
       r += 4;
     } else {
       *w++ = *r++;
