@@ -142,7 +142,8 @@ int main(int argc, char **argv) {
   };
   signal(SIGPIPE, SIG_IGN);
   if (tt_cli_parse(&cli, agent_opts, NOPTS, &a.cfg, argc, argv, &args)) return 2;
-  if (args.help) {
+  /* `tether-agent help` is the usual help (asking the help desk is `ask`). */
+  if (args.help || (args.npos == 1 && strcmp(args.pos[0], "help") == 0)) {
     tt_cli_help(&cli, agent_opts, NOPTS);
     printf("  --force           enroll: replace an identity already in the state directory\n");
     return 0;

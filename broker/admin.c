@@ -619,6 +619,21 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
   case TETHER__REQUEST__BODY_KB_SEARCH:
   case TETHER__REQUEST__BODY_KB_SHOW:
     return is_person(c) ? broker_kb_request(c, q) : deny(c, q->id, "reading the knowledge base", "technician or admin");
+  case TETHER__REQUEST__BODY_CHECK_REPORT:
+    return broker_check_report(c, q->id, q->check_report);
+  case TETHER__REQUEST__BODY_ALERT_LIST:
+  case TETHER__REQUEST__BODY_ALERT_UPDATE:
+  case TETHER__REQUEST__BODY_CHECKS:
+    return is_person(c) ? broker_alert_request(c, q) : deny(c, q->id, "alerts and checks", "technician or admin");
+  case TETHER__REQUEST__BODY_POLICY_SHOW:
+    return is_person(c) ? broker_policy_request(c, q) : deny(c, q->id, "reading policy", "technician or admin");
+  case TETHER__REQUEST__BODY_POLICY_SET:
+    return admin ? broker_policy_request(c, q) : deny(c, q->id, "setting policy", "admin");
+  case TETHER__REQUEST__BODY_MAINTENANCE:
+    return admin ? broker_policy_request(c, q) : deny(c, q->id, "maintenance windows", "admin");
+  case TETHER__REQUEST__BODY_POLICY_PUSH:
+  case TETHER__REQUEST__BODY_HELP_NOTICE:
+    return broker_reply_error(c, q->id, TT_EPROTO, "the broker sends that request, it does not take it");
   case TETHER__REQUEST__BODY_ENROLL:
     return broker_reply_error(c, q->id, TT_EPROTO, "enrollment needs an enrollment connection");
   default:

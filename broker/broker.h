@@ -43,6 +43,11 @@ typedef struct {
    * (at most session_max). */
   int64_t session_duration_ms;
   int64_t session_max_ms;
+  /* Alerts (helpdesk/alerts.c): the storm rule and the reopen window. */
+  int64_t alert_storm_devices;
+  int64_t alert_storm_window_ms;
+  int64_t alert_reopen_window_ms;
+  int64_t alert_sweep_ms;
   int64_t store_busy_timeout_ms;
   int64_t checkpoint_interval_ms;
   char checkpoint_file[512];  /* "" = DATA_DIR/audit.checkpoints */
@@ -98,6 +103,9 @@ typedef struct broker_conn_s {
   struct broker_inv_s *inv; /* inventory/push.c: an agent's offer being received */
   uint32_t inv_tokens;    /* inventory versions it may still store now (push.c's bucket) */
   uint64_t inv_refill_ms; /* uv_now the bucket last refilled (0: never used) */
+  uint32_t policy_req;    /* helpdesk/policy.c: the id of the policy push it has not answered */
+  uint32_t check_reports; /* check reports in the minute that began at check_window_ms */
+  uint64_t check_window_ms;
   struct broker_assets_s *assets; /* inventory/assets.c: an admin's import being received */
   /* The page cursors this connection was last given (broker_page_key of what the request
    * reads and where its page ended; zero: none). A find or export that comes with any other
@@ -122,6 +130,8 @@ struct broker_s {
   uv_timer_t sweep;       /* one timer for every deadline: Hello, idle peers, channel opens */
   tt_wheel_t wheel;       /* idle deadlines of welcomed peers */
   uint32_t sweeps;
+  bool alert_sweeping;    /* helpdesk/alerts.c: a sweep is in the store's queue */
+  uint64_t alert_sweep_ms;
   uv_signal_t sigint, sigterm;
   broker_conn_t *conns;
   broker_conn_t *unready; /* accepted, not yet welcomed */
@@ -342,10 +352,26 @@ int broker_ticket_request(broker_conn_t *c, const Tether__Request *q);
  * text is formatted and cut to fit. Logs a failure and returns it (the caller carries on). */
 int broker_ticket_event(broker_t *b, int64_t ticket, const char *actor, const char *kind,
                         const char *fmt, ...) TT_PRINTF(5, 6);
+/* Copy text into dst, cut at a UTF-8 character boundary if it does not fit. */
+void broker_text_fit(char *dst, size_t cap, const char *src);
 /* A ticket as the wire carries it (strings point into t). */
 void broker_ticket_to_wire(const store_ticket_t *t, Tether__Ticket *o);
 /* t's SLA due times from its priority and the broker's [sla] settings, counted from now_ms. */
 void broker_ticket_sla(broker_t *b, store_ticket_t *t, int64_t now_ms);
+
+/* helpdesk/alerts.c: agents' check reports become alerts and tickets; once a minute the
+ * sweep ends snoozes and maintenance windows. */
+int broker_check_report(broker_conn_t *c, uint32_t id, const Tether__CheckReportRequest *q);
+void broker_alerts_sweep(broker_t *b, uint64_t now);
+/* helpdesk/alert_cmds.c: alerts, alert ack|snooze|unsnooze, checks (people). */
+int broker_alert_request(broker_conn_t *c, const Tether__Request *q);
+/* helpdesk/policy.c: policy set|show and maintenance (admins; show for technicians too), and
+ * the push of the policy in force to an agent (after a report names another version, and to
+ * every connected agent after a change). */
+int broker_policy_request(broker_conn_t *c, const Tether__Request *q);
+void broker_policy_push(broker_conn_t *agent);
+/* An agent answered a push. */
+void broker_policy_pushed(broker_conn_t *agent, const Tether__Response *r);
 
 /* help.c: the employee's help requests, spoken for by their agent (agents only). */
 int broker_help_request(broker_conn_t *c, const Tether__Request *q);

@@ -296,6 +296,10 @@ static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m
     return broker_on_request(c, (const Tether__Request *)m);
   case TT_K_RESPONSE: /* answers to our requests: consent, session-end notices */
     if (c->id.role != TT_ROLE_AGENT) return TT_EKIND;
+    if (c->policy_req && ((const Tether__Response *)m)->id == c->policy_req) {
+      broker_policy_pushed(c, (const Tether__Response *)m);
+      return 0;
+    }
     return broker_agent_response(c, (const Tether__Response *)m);
   case TT_K_ERROR: {
     const Tether__Error *e = (const Tether__Error *)m;
@@ -398,6 +402,7 @@ void broker_sweep_cb(uv_timer_t *t) {
   }
   relay_sweep(b, now);
   broker_inv_sweep(b, now);
+  broker_alerts_sweep(b, now);
   broker_assets_sweep(b, now);
   broker_sessions_sweep(b, now);
   broker_frontdoor_sweep(b, now);

@@ -41,6 +41,7 @@ typedef struct {
   char state[64];
   int64_t level;                   /* ticket escalate, person add */
   char kb_title[TT_TEXT_MAX + 1];  /* kb add, kb edit */
+  char group[TT_ASSET_CELL_MAX + 1]; /* policy, maintenance: "*" or a department, location, group */
   /* sessions, shell, exec */
   char inv_table[64];              /* inventory: one table */
   int64_t inv_version;             /* inventory: as of this version (0 = latest) */
@@ -194,6 +195,9 @@ int console_parse_kb(const char *s, uint64_t *id) TT_WUR;
 void console_duration(char *dst, size_t cap, uint64_t ms);
 
 extern const console_cmd_t console_cmd_devices;
+extern const console_cmd_t console_cmd_alerts, console_cmd_alert_ack, console_cmd_alert_snooze,
+    console_cmd_alert_unsnooze, console_cmd_checks, console_cmd_policy_set, console_cmd_policy_unset,
+    console_cmd_policy_show, console_cmd_maintenance_add, console_cmd_maintenance;
 extern const console_cmd_t console_cmd_device_show;
 extern const console_cmd_t console_cmd_token_new;
 extern const console_cmd_t console_cmd_revoke_device;

@@ -57,6 +57,9 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("ticket.level", "level", TT_CONF_INT, level, 0, 3, "0",
         "ticket escalate: the support level, 2 or 3; person add: theirs, 1 to 3 (level 3 technicians "
         "write the knowledge base)"),
+    OPT("policy.group", "group", TT_CONF_STR, group, 0, TT_ASSET_CELL_MAX, NULL,
+        "policy set, unset, show; maintenance add: \"*\" (every device) or a department, location or group "
+        "value of the asset records"),
     OPT("kb.title", "title", TT_CONF_STR, kb_title, 0, TT_TEXT_MAX, NULL, "kb add, kb edit: the article's title"),
     OPT("inventory.table", "table", TT_CONF_STR, inv_table, 0, 63, NULL,
         "inventory: one table (deb_packages, mounts, ...), all its rows"),
@@ -73,9 +76,10 @@ static const tt_conf_opt_t console_opts[] = {
         "(T-3; cp and the other file commands also take TETHER_TICKET)"),
     OPT("session.want", "want", TT_CONF_STR, want, 0, 31, NULL,
         "session open: access to ask for: shell, files, diag (comma-separated)"),
-    OPT("session.for", "for", TT_CONF_DURATION, for_ms, 0, (int64_t)TT_SESSION_DURATION_MAX_MS, NULL,
+    OPT("session.for", "for", TT_CONF_DURATION, for_ms, 0, 30ll * 86400000, NULL,
         "session open, shell, exec, diag, ping, speedtest, pull, push, cp, ls: how long the session may last (default: "
-        "the broker's, 30m)"),
+        "the broker's, 30m; at most 12h); alert snooze: how long (up to 7d); maintenance add: how long the window "
+        "lasts (up to 30d)"),
     OPT("replay.speed", "speed", TT_CONF_STR, speed, 1, 31, "1",
         "replay: play this many times faster (0 = no waiting)"),
     OPT("replay.idle_max", "idle-max", TT_CONF_DURATION, idle_max_ms, 0, 86400000, "0",
@@ -107,6 +111,10 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_ping,             &console_cmd_speedtest,        &console_cmd_token_new,
     &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_person_add,
     &console_cmd_people,          &console_cmd_audit,            &console_cmd_audit_verify,
+    &console_cmd_alerts,          &console_cmd_alert_ack,        &console_cmd_alert_snooze,
+    &console_cmd_alert_unsnooze,  &console_cmd_checks,           &console_cmd_policy_set,
+    &console_cmd_policy_unset,    &console_cmd_policy_show,      &console_cmd_maintenance_add,
+    &console_cmd_maintenance,
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -413,6 +421,12 @@ int main(int argc, char **argv) {
       c.args.pos[c.args.npos++] = c.rest[i];
     }
     c.nrest = 0;
+  }
+  /* --for is a session's length everywhere but where a snooze or a window is meant. */
+  if (c.cfg.for_ms > (int64_t)TT_SESSION_DURATION_MAX_MS && strcmp(c.cmd->name, "alert") != 0 &&
+      strcmp(c.cmd->name, "maintenance") != 0) {
+    fprintf(stderr, "tether: --for: a session lasts at most 12h\n");
+    return 2;
   }
   int words = c.cmd->sub ? 2 : 1;
   c.arg = c.args.pos + words;

@@ -70,6 +70,12 @@ timeout = 60s
 [shell]
 # technicians' shells run as this user
 user = $(id -un)
+[checks]
+# the demo looks at the disk every 2 s so that an alert shows in seconds (default: every
+# 5 min, raised after 3 failing runs and cleared after 2 passing ones)
+disk_used.period = 2s
+disk_used.raise_after = 2
+disk_used.clear_after = 2
 CONF
 for who in alice admin; do
   cat > "$demo/$who.conf" <<CONF
@@ -177,6 +183,36 @@ echo
 echo "\$ tether ticket show $tid"
 $tether ticket show "$tid"
 echo
+echo
+echo "== the employee asks for help from their own machine (a diagnostics snapshot goes with it)"
+echo "\$ tether-agent ask 'Printer on floor 2 jams since Monday'"
+"$bin/agent/tether-agent" ask --config "$demo/agent.conf" "Printer on floor 2 jams since Monday" | tail -1
+hid=$($tether tickets --json | grep -o '"T-[0-9]*"' | tail -1 | tr -d '"')
+echo "\$ tether ticket comment $hid --public 'Power-cycle it once; I am looking at the queue'"
+$tether ticket comment "$hid" --public "Power-cycle it once; I am looking at the queue"
+echo "\$ tether-agent tickets      (the employee's view)"
+"$bin/agent/tether-agent" tickets --config "$demo/agent.conf"
+echo
+echo "== a health check raises an alert, the alert a ticket; the fix is in the knowledge base"
+printf '# Disk full\n\nFind the biggest directories with `du -xh / | sort -h | tail`, clear\n`journalctl --vacuum-size=200M`, then empty the trash of the user.\n' >"$demo/kb-disk-full.md"
+echo "\$ tether kb add --title 'Disk full' --check disk_used kb-disk-full.md      (admin)"
+$admin kb add --title "Disk full" --check disk_used "$demo/kb-disk-full.md"
+echo "\$ tether policy set --group '*' checks.disk_used.threshold=1%      (admin: a line any disk crosses)"
+$admin policy set --group '*' checks.disk_used.threshold=1%
+for _ in $(seq 300); do grep -q 'msg="alert" what=\(opened\|reopened\)' "$demo/broker.log" && break; sleep 0.1; done
+echo "\$ tether alerts --open"
+$tether alerts --open
+aid=$($tether alerts --open --json | grep -o '"T-[0-9]*"' | head -1 | tr -d '"')
+if [ -n "$aid" ]; then
+  echo "\$ tether ticket show $aid"
+  $tether ticket show "$aid" | grep -v '^  ' | grep -v '^$' | head -20
+fi
+echo "\$ tether policy set --group '*' checks.disk_used.threshold=90%      (back to the default: it recovers)"
+$admin policy set --group '*' checks.disk_used.threshold=90%
+for _ in $(seq 300); do grep -q 'msg="alert" what=resolved' "$demo/broker.log" && break; sleep 0.1; done
+echo "\$ tether alerts"
+$tether alerts
+echo
 echo "\$ tether audit --since 10m | grep -v connect      (as admin; connects and disconnects left out)"
 $admin audit --since 10m | grep -v -E ' (connect|disconnect) ' | tail -14
 echo "\$ tether audit verify"
@@ -195,5 +231,7 @@ The employee's side, on this machine:
   $bin/agent/tether-agent prompt --config $demo/agent.conf     # answer access requests
   $bin/agent/tether-agent sessions --config $demo/agent.conf   # live sessions
   $bin/agent/tether-agent end $sid --config $demo/agent.conf   # end one at once
+  $bin/agent/tether-agent ask --config $demo/agent.conf "what is wrong"   # ask for help
+  $bin/agent/tether-agent checks --config $demo/agent.conf     # the health checks here
 Logs: $demo/broker.log, $demo/agent.log.  Stop with: scripts/demo.sh stop
 MSG

@@ -37,10 +37,20 @@ static bool any_dirty(const agent_checks_t *cs) {
   return false;
 }
 
+/* A full report says what runs here: the broker resolves whatever it does not name ("no longer
+ * checked"). So it waits until every enabled check has run once since it (re)started: at a
+ * restart the dimensions (mounts, units) are not known before the first runs. */
+static bool all_ran(const agent_checks_t *cs) {
+  for (size_t i = 0; i < TT_CHECK_COUNT; i++)
+    if (cs->conf.c[i].enabled && !cs->job[i].ran) return false;
+  return true;
+}
+
 void checks_report_soon(agent_checks_t *cs) {
   agent_t *a = cs->a;
   if (cs->closing || !a->link || !a->welcomed || cs->unsupported || cs->in_flight) return; /* (see reply_cb) */
   if (!cs->need_full && !any_dirty(cs)) return;
+  if (cs->need_full && !all_ran(cs)) return; /* the last first run calls again */
   /* A zero timer runs after the callbacks of this loop turn: the runs that ended together
    * go in one report. */
   uint64_t now = uv_now(a->loop), at = cs->sent_any ? cs->last_report + CHECKS_REPORT_GAP_MS : now;
@@ -89,6 +99,7 @@ static void send_report(agent_checks_t *cs) {
   agent_t *a = cs->a;
   if (cs->closing || !a->link || !a->welcomed || cs->unsupported || cs->in_flight) return;
   bool full = cs->need_full;
+  if (full && !all_ran(cs)) return;
   size_t n = 0;
   for (size_t i = 0; i < cs->eng.n; i++) n += full || cs->eng.r[i].dirty;
   if (!full && n == 0) return;

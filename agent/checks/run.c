@@ -88,7 +88,7 @@ static void after_cb(uv_work_t *w, int status) {
   agent_check_run_free(&j->run);
   if (what & AGENT_CHECKS_CHANGED) log_changes(cs, j->id, j->ctx.now_ms);
   if (what & AGENT_CHECKS_DROPPED) cs->need_full = true;
-  if (what) checks_report_soon(cs);
+  if (what || cs->need_full) checks_report_soon(cs); /* a full report may have waited for this run */
 }
 
 static void tick_cb(uv_timer_t *t) {

@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 #include "agent.h"
 #include "inv.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -70,14 +71,7 @@ static void ask_free(ask_t *k) {
   free(k);
 }
 
-static void hex(char *out, const uint8_t *p, size_t n) {
-  static const char d[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = d[p[i] >> 4];
-    out[2 * i + 1] = d[p[i] & 15];
-  }
-  out[2 * n] = '\0';
-}
+static void hex(char *out, const uint8_t *p, size_t n) { tt_hex(out, TT_HEX_CAP(n), p, n); }
 
 /* ---- keeping requests on disk ------------------------------------------------------------ */
 

@@ -544,14 +544,15 @@ int agent_local_prompt(const agent_cfg_t *cfg) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   if (local_connect(cfg, &c)) return 1;
-  /* Ready once the agent has taken the WATCH (its OK comes before anything it tells). */
+  /* Ready once the agent has taken the WATCH: its OK comes before anything it tells. */
   if (say(&c, "WATCH") || next_line(&c, line, sizeof(line)) <= 0) goto lost;
-  if (strcmp(line, "OK") != 0) {
-    fprintf(stderr, "tether-agent: %s\n", strncmp(line, "ERR ", 4) == 0 ? line + 4 : line);
+  if (strncmp(line, "ERR ", 4) == 0) {
+    fprintf(stderr, "tether-agent: %s\n", line + 4);
     close(c.fd);
     return 1;
   }
   printf("waiting for support requests (Ctrl-C to stop)\n");
+  if (strcmp(line, "OK") != 0) prompt_line(line, &q);
   fflush(stdout);
   while (!g_stop) {
     if (answer_lines(&c, in, &inlen, &q)) goto lost;

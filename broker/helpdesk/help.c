@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include "broker.h"
 #include "tt/cert.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -78,7 +79,7 @@ static int snapshot_check(const ask_req_t *x, char sha[65], char *why, size_t wh
     uint8_t h[32];
     unsigned hl = 32;
     if (EVP_Digest(raw, n, h, &hl, EVP_sha256(), NULL) != 1) rc = TT_ENOMEM;
-    for (int i = 0; rc == 0 && i < 32; i++) snprintf(sha + 2 * i, 3, "%02x", h[i]);
+    if (rc == 0) tt_hex(sha, TT_HEX_CAP(32), h, 32);
   }
   free(raw);
   return rc;
@@ -127,14 +128,16 @@ static int ask_run(broker_store_t *s, store_req_t *r) {
     rc = store_diag_add(s, &dg, x->z, x->zlen);
     if (rc) return rc;
     x->diag = dg.id;
-    char text[STORE_TEXT_MAX];
+    char text[STORE_TEXT_MAX * 2], fit[STORE_TEXT_MAX];
     snprintf(text, sizeof(text), "diagnostics of %s taken when %s asked, kept as D-%lld (%llu bytes, sha256 %.16s...)",
              x->device, x->user, (long long)dg.id, (unsigned long long)x->size, sha);
-    rc = store_ticket_event_add(s, x->t.id, x->now_ms, x->user, "diag-attached", text);
+    broker_text_fit(fit, sizeof(fit), text);
+    rc = store_ticket_event_add(s, x->t.id, x->now_ms, x->user, "diag-attached", fit);
   } else {
-    char text[STORE_TEXT_MAX];
+    char text[STORE_TEXT_MAX * 2], fit[STORE_TEXT_MAX];
     snprintf(text, sizeof(text), "no diagnostics snapshot: %s", x->snap_err[0] ? x->snap_err : "the agent sent none");
-    rc = store_ticket_event_add(s, x->t.id, x->now_ms, x->user, "diag-missing", text);
+    broker_text_fit(fit, sizeof(fit), text);
+    rc = store_ticket_event_add(s, x->t.id, x->now_ms, x->user, "diag-missing", fit);
   }
   if (rc) return rc;
   rc = store_help_add(s, x->device, x->nonce, x->user, x->t.id, x->asked_ms, x->now_ms);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker.h"
+#include "tt/checks.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -178,6 +179,11 @@ static int on_add(broker_conn_t *c, uint32_t id, const Tether__KbAddRequest *q) 
   for (size_t i = 0; i < q->n_checks; i++) {
     if (tt_text_copy(checks[i], sizeof(checks[i]), q->checks[i]) || !store_kb_check_name_ok(checks[i]))
       return broker_reply_error(c, id, TT_EINVAL, "a check's name is 1 to 63 of a-z, 0-9 and _ (disk_used)");
+    if (tt_check_find(checks[i]) < 0) {
+      char msg[160];
+      snprintf(msg, sizeof(msg), "no such health check: %s (tether checks lists them)", checks[i]);
+      return broker_reply_error(c, id, TT_EINVAL, msg);
+    }
     for (size_t j = 0; j < i; j++)
       if (strcmp(checks[i], checks[j]) == 0) {
         char msg[STORE_KB_CHECK_MAX + 32];

@@ -51,7 +51,7 @@ static Tether__TicketPriority prio_to_wire(store_ticket_priority_t p) {
 }
 
 /* Copy text that may fill a buffer, cut at a UTF-8 character boundary if it does not fit. */
-static void text_fit(char *dst, size_t cap, const char *src) {
+void broker_text_fit(char *dst, size_t cap, const char *src) {
   size_t n = strlen(src);
   if (n >= cap) {
     n = cap - 1;
@@ -289,18 +289,37 @@ static int on_list(broker_conn_t *c, uint32_t id, const Tether__TicketListReques
 
 /* ---- show ----------------------------------------------------------------------------- */
 
+/* Alerts one ticket lists (a storm's are counted by its children and timeline). */
+#define SHOW_ALERTS_MAX 64u
+
 typedef struct {
   broker_creq_t h;
   uint64_t wire_id;
   store_ticket_t t;
   uint32_t n, total, narticles;
   store_ticket_event_t rows[TT_TICKET_EVENTS_PAGE_MAX];
-  store_kb_hit_t articles[TT_KB_LINKS_MAX]; /* the knowledge base's articles that solved it */
+  store_kb_hit_t articles[TT_KB_LINKS_MAX + TT_KB_HITS_MAX]; /* that solved it; then for its alerts' check */
+  uint32_t nlinked;
+  int64_t children[TT_TICKET_CHILDREN_MAX]; /* a storm's member tickets */
+  size_t nchildren;
+  uint32_t children_total;
+  int64_t alerts[SHOW_ALERTS_MAX];          /* alerts whose ticket (or storm) this is */
+  size_t nalerts;
 } show_req_t;
 
 static int kb_linked_cb(void *ctx, const store_kb_hit_t *h) {
   show_req_t *x = ctx;
   if (x->narticles >= TT_KB_LINKS_MAX) return 1;
+  x->articles[x->narticles++] = *h;
+  return 0;
+}
+
+/* An article for the check an alert of this ticket is about (not one linked already). */
+static int kb_check_cb(void *ctx, const store_kb_hit_t *h) {
+  show_req_t *x = ctx;
+  if (x->narticles >= x->nlinked + TT_KB_HITS_MAX) return 1;
+  for (uint32_t i = 0; i < x->narticles; i++)
+    if (x->articles[i].id == h->id) return 0;
   x->articles[x->narticles++] = *h;
   return 0;
 }
@@ -318,6 +337,16 @@ static int show_run(broker_store_t *s, store_req_t *r) {
   if (rc) return rc;
   rc = store_ticket_events_tail(s, x->t.id, TT_TICKET_EVENTS_PAGE_MAX, tev_page_cb, x, &x->total);
   if (rc >= 0) rc = store_kb_for_ticket(s, x->t.id, kb_linked_cb, x);
+  x->nlinked = x->narticles;
+  if (rc >= 0) rc = store_ticket_children(s, x->t.id, x->children, TT_TICKET_CHILDREN_MAX, &x->nchildren,
+                                          &x->children_total);
+  if (rc >= 0) rc = store_alerts_of_ticket(s, x->t.id, x->alerts, SHOW_ALERTS_MAX, &x->nalerts);
+  /* A ticket a health check raised shows the articles written for that check. */
+  if (rc >= 0 && x->nalerts) {
+    store_alert_t a;
+    rc = store_alert_get(s, x->alerts[0], &a);
+    if (rc == 0) rc = store_kb_for_check(s, a.check, kb_check_cb, x);
+  }
   return rc < 0 ? rc : 0;
 }
 
@@ -326,8 +355,8 @@ static void show_done(store_req_t *r) {
   broker_conn_t *c = broker_creq_conn(x);
   Tether__TicketEvent *evs = NULL;
   Tether__TicketEvent **ptrs = NULL;
-  Tether__KbHit arts[TT_KB_LINKS_MAX], *art_ptrs[TT_KB_LINKS_MAX];
-  ProtobufCBinaryData art_checks[TT_KB_LINKS_MAX][TT_KB_CHECKS_MAX];
+  Tether__KbHit arts[TT_KB_LINKS_MAX + TT_KB_HITS_MAX], *art_ptrs[TT_KB_LINKS_MAX + TT_KB_HITS_MAX];
+  ProtobufCBinaryData art_checks[TT_KB_LINKS_MAX + TT_KB_HITS_MAX][TT_KB_CHECKS_MAX];
   if (!c) goto out;
   if (r->rc == TT_ENOTFOUND) {
     answered(c, no_such_ticket(c, x->h.id, x->wire_id));
@@ -361,11 +390,16 @@ static void show_done(store_req_t *r) {
   det.n_events = x->n;
   det.events_total = x->total;
   for (uint32_t i = 0; i < x->narticles; i++) {
-    broker_kb_hit_to_wire(&x->articles[i], &arts[i], art_checks[i], true);
+    broker_kb_hit_to_wire(&x->articles[i], &arts[i], art_checks[i], i < x->nlinked);
     art_ptrs[i] = &arts[i];
   }
   det.articles = art_ptrs;
   det.n_articles = x->narticles;
+  det.children = (uint64_t *)x->children;
+  det.n_children = x->nchildren;
+  det.children_total = x->children_total;
+  det.alerts = (uint64_t *)x->alerts;
+  det.n_alerts = x->nalerts;
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = x->h.id;
   resp.body_case = TETHER__RESPONSE__BODY_TICKET_DETAIL;
@@ -455,7 +489,7 @@ static int op_assign(broker_store_t *s, const tt_identity_t *c, tix_change_t *x,
     return 0;
   }
   char to[STORE_NAME_MAX];
-  text_fit(to, sizeof(to), x->note); /* tt_name_valid: it fits */
+  broker_text_fit(to, sizeof(to), x->note); /* tt_name_valid: it fits */
   if (!want_state(x, name, BIT_OPEN)) return 0;
   /* A technician takes a ticket for themselves (unassigned, or theirs already) or escalates
    * it; handing it to a named colleague is an admin's call, so that no ticket lands on
@@ -475,7 +509,7 @@ static int op_assign(broker_store_t *s, const tt_identity_t *c, tix_change_t *x,
   char text[STORE_NAME_MAX * 2 + 8];
   snprintf(text, sizeof(text), "%s%s%s%s", to, x->t.assignee[0] ? " (was " : "", x->t.assignee,
            x->t.assignee[0] ? ")" : "");
-  text_fit(x->text, sizeof(x->text), text);
+  broker_text_fit(x->text, sizeof(x->text), text);
   /* Sessions were granted to work this ticket as its assignee: handed on, they end. */
   if (x->t.assignee[0]) x->end_reason = "ticket reassigned";
   memcpy(x->t.assignee, to, sizeof(to));
@@ -495,7 +529,7 @@ static void op_escalate(const tt_identity_t *c, tix_change_t *x, const char *nam
   }
   char text[STORE_TEXT_MAX + 32];
   snprintf(text, sizeof(text), "level %d -> %u%s%s", x->t.level, level, x->note[0] ? ": " : "", x->note);
-  text_fit(x->text, sizeof(x->text), text);
+  broker_text_fit(x->text, sizeof(x->text), text);
   x->t.level = (int)level;
   x->kind = "escalated";
 }
@@ -557,7 +591,7 @@ static int op_link(broker_store_t *s, const tt_identity_t *c, tix_change_t *x, c
   if (x->err) return 0;
   char text[STORE_TEXT_MAX + 40];
   snprintf(text, sizeof(text), "%s %s", kb, title);
-  text_fit(x->text, sizeof(x->text), text);
+  broker_text_fit(x->text, sizeof(x->text), text);
   x->kind = link ? "kb-linked" : "kb-unlinked";
   return 0;
 }
@@ -705,8 +739,8 @@ static event_req_t *event_new(int64_t ticket, const char *actor, const char *kin
   x->req.what = x->responded ? "ticket_responded" : "ticket_event";
   x->ticket = ticket;
   x->ts_ms = (int64_t)broker_unix_ms();
-  text_fit(x->actor, sizeof(x->actor), actor ? actor : "");
-  text_fit(x->kind, sizeof(x->kind), kind ? kind : "");
+  broker_text_fit(x->actor, sizeof(x->actor), actor ? actor : "");
+  broker_text_fit(x->kind, sizeof(x->kind), kind ? kind : "");
   return x;
 }
 
@@ -725,7 +759,7 @@ int broker_ticket_event(broker_t *b, int64_t ticket, const char *actor, const ch
   int n = vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
   if (n < 0) buf[0] = '\0';
-  text_fit(x->text, sizeof(x->text), buf);
+  broker_text_fit(x->text, sizeof(x->text), buf);
   broker_store_later(b, &x->req);
   return 0;
 }

@@ -268,6 +268,30 @@ static int joined_records(broker_store_t *s, const char *device, rec_t *tmp, cha
   return ret;
 }
 
+/* Policy groups (store.h): the one record joined to the device, its Department, Location
+ * and a custom field named "group". */
+int store_device_groups(broker_store_t *s, const char *device, store_device_groups_t *out) {
+  memset(out, 0, sizeof *out);
+  rec_t *tmp = malloc(sizeof *tmp);
+  if (tmp == NULL) return TT_ENOMEM;
+  char tags[2][STORE_ASSET_TAG_MAX + 1];
+  size_t n = 0;
+  int ret = joined_records(s, device, tmp, tags, 2, &n);
+  if (ret == 0 && n == 1) {
+    int got = rec_get(s, tags[0], tmp);
+    if (got < 0) ret = got;
+    else if (got == 1) {
+      snprintf(out->department, sizeof out->department, "%s", tmp->f[STORE_AF_DEPARTMENT]);
+      snprintf(out->location, sizeof out->location, "%s", tmp->f[STORE_AF_LOCATION]);
+      for (size_t i = 0; i < tmp->ncustom; i++)
+        if (strcasecmp(tmp->custom[i].name, "group") == 0)
+          snprintf(out->group, sizeof out->group, "%s", tmp->custom[i].value);
+    }
+  }
+  free(tmp);
+  return ret;
+}
+
 /* ---- import ------------------------------------------------------------------------------- */
 
 typedef struct {

@@ -452,6 +452,86 @@ static const char *const g_migrations[] = {
   "CREATE VIRTUAL TABLE kb_fts USING fts5(title, body, content='kb_articles', content_rowid='id',"
   "  tokenize='porter unicode61 remove_diacritics 2');"
   "PRAGMA user_version = 12;",
+  /* 13: health checks, alerts and policy (alerts.c, policy.c). The latest result of each
+   * (device, check, dimension) for `tether checks` (seen_ms: the report that last named it,
+   * so a full report can drop what the agent no longer runs); the policy version each agent
+   * runs; one alert row per (device, check, dimension) for good (its state cycles, raised
+   * counts the failures); the open storm of a check; admins' policy settings per group with
+   * one version over all; maintenance windows (a group or one device). */
+  "CREATE TABLE check_results("
+  "  device TEXT NOT NULL CHECK(length(device) BETWEEN 1 AND 64),"
+  "  name TEXT NOT NULL CHECK(length(name) BETWEEN 1 AND 64),"
+  "  dimension TEXT NOT NULL CHECK(length(dimension) <= 256),"
+  "  state INTEGER NOT NULL CHECK(state BETWEEN 0 AND 3),"
+  "  last INTEGER NOT NULL CHECK(last BETWEEN 0 AND 3),"
+  "  value TEXT NOT NULL CHECK(length(value) <= 256),"
+  "  threshold TEXT NOT NULL CHECK(length(threshold) <= 256),"
+  "  message TEXT NOT NULL CHECK(length(message) <= 256),"
+  "  since_ms INTEGER NOT NULL,"
+  "  run_ms INTEGER NOT NULL,"
+  "  streak INTEGER NOT NULL CHECK(streak >= 0),"
+  "  seen_ms INTEGER NOT NULL,"
+  "  PRIMARY KEY(device, name, dimension)"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE TABLE check_agents("
+  "  device TEXT PRIMARY KEY CHECK(length(device) BETWEEN 1 AND 64),"
+  "  policy_version INTEGER NOT NULL CHECK(policy_version >= 0),"
+  "  reported_ms INTEGER NOT NULL"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE TABLE alerts("
+  "  id INTEGER PRIMARY KEY,"
+  "  device TEXT NOT NULL CHECK(length(device) BETWEEN 1 AND 64),"
+  "  name TEXT NOT NULL CHECK(length(name) BETWEEN 1 AND 64),"
+  "  dimension TEXT NOT NULL CHECK(length(dimension) <= 256),"
+  "  state INTEGER NOT NULL CHECK(state BETWEEN 1 AND 5),"
+  "  opened_ms INTEGER NOT NULL,"
+  "  last_ms INTEGER NOT NULL,"
+  "  resolved_ms INTEGER NOT NULL CHECK(resolved_ms >= 0),"
+  "  value TEXT NOT NULL CHECK(length(value) <= 256),"
+  "  threshold TEXT NOT NULL CHECK(length(threshold) <= 256),"
+  "  ticket INTEGER NOT NULL CHECK(ticket >= 0),"
+  "  storm INTEGER NOT NULL CHECK(storm >= 0),"
+  "  acked_by TEXT NOT NULL CHECK(length(acked_by) <= 64),"
+  "  snoozed_until_ms INTEGER NOT NULL CHECK(snoozed_until_ms >= 0),"
+  "  raised INTEGER NOT NULL CHECK(raised >= 0),"
+  "  suppressed INTEGER NOT NULL CHECK(suppressed >= 0),"
+  "  UNIQUE(device, name, dimension)"
+  ") STRICT;"
+  "CREATE INDEX alerts_check ON alerts(name, state, opened_ms);"
+  "CREATE INDEX alerts_ticket ON alerts(ticket) WHERE ticket > 0;"
+  "CREATE INDEX alerts_storm ON alerts(storm) WHERE storm > 0;"
+  "CREATE INDEX alerts_state ON alerts(state, id);"
+  "CREATE TABLE storms("
+  "  name TEXT PRIMARY KEY CHECK(length(name) BETWEEN 1 AND 64),"
+  "  ticket INTEGER NOT NULL CHECK(ticket > 0),"
+  "  opened_ms INTEGER NOT NULL"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE TABLE policy("
+  "  grp TEXT NOT NULL CHECK(length(grp) BETWEEN 1 AND 2048),"
+  "  key TEXT NOT NULL CHECK(length(key) BETWEEN 1 AND 128),"
+  "  value TEXT NOT NULL CHECK(length(value) <= 1024),"
+  "  set_by TEXT NOT NULL CHECK(length(set_by) <= 64),"
+  "  set_ms INTEGER NOT NULL,"
+  "  PRIMARY KEY(grp, key)"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE TABLE policy_version("
+  "  one INTEGER PRIMARY KEY CHECK(one = 1),"
+  "  version INTEGER NOT NULL CHECK(version >= 1)"
+  ") STRICT;"
+  "INSERT INTO policy_version(one, version) VALUES(1, 1);"
+  "CREATE TABLE maintenance("
+  "  id INTEGER PRIMARY KEY,"
+  "  grp TEXT NOT NULL CHECK(length(grp) <= 2048),"
+  "  device TEXT NOT NULL CHECK(length(device) <= 64),"
+  "  start_ms INTEGER NOT NULL,"
+  "  end_ms INTEGER NOT NULL,"
+  "  reason TEXT NOT NULL CHECK(length(reason) <= 256),"
+  "  set_by TEXT NOT NULL CHECK(length(set_by) <= 64),"
+  "  CHECK(end_ms > start_ms),"
+  "  CHECK((grp = '') <> (device = ''))"
+  ") STRICT;"
+  "CREATE INDEX maintenance_end ON maintenance(end_ms);"
+  "PRAGMA user_version = 13;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
@@ -730,6 +810,8 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
   if (rc == 0) rc = store_prepare_help(s);
+  if (rc == 0) rc = store_prepare_alerts(s);
+  if (rc == 0) rc = store_prepare_policy(s);
   if (rc == 0) rc = store_prepare_assets(s);
   if (rc == 0) rc = store_prepare_kb(s);
   if (rc != 0) {
@@ -804,6 +886,8 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
   if (rc == 0) rc = store_prepare_help(s);
+  if (rc == 0) rc = store_prepare_alerts(s);
+  if (rc == 0) rc = store_prepare_policy(s);
   if (rc == 0) rc = store_prepare_assets(s);
   if (rc == 0) rc = store_prepare_kb(s);
   if (rc != 0) {

@@ -94,6 +94,42 @@ typedef enum {
   ST_HELP_INSERT,
   ST_HELP_TICKETS,
   ST_HELP_LAST_PUBLIC,
+  ST_CHK_PUT,
+  ST_CHK_LIST,
+  ST_CHK_STALE,
+  ST_CHK_PRUNE,
+  ST_CHK_COUNT,
+  ST_CHK_KNOWN,
+  ST_CHK_AGENT_PUT,
+  ST_CHK_AGENT_GET,
+  ST_CHK_AGENT_PAGE,
+  ST_ALERT_FIND,
+  ST_ALERT_GET,
+  ST_ALERT_INSERT,
+  ST_ALERT_UPDATE,
+  ST_ALERT_LIST,
+  ST_ALERT_FAILING,
+  ST_ALERT_WINDOW,
+  ST_ALERT_STORM_LIVE,
+  ST_ALERT_DEVICE_TICKETS,
+  ST_ALERT_OF_TICKET,
+  ST_ALERT_DUE,
+  ST_STORM_GET,
+  ST_STORM_SET,
+  ST_STORM_DEL,
+  ST_TIX_CHILDREN,
+  ST_TIX_CHILDREN_COUNT,
+  ST_TIX_SET_PARENT,
+  ST_POL_SET,
+  ST_POL_UNSET,
+  ST_POL_LIST,
+  ST_POL_LIST_GROUP,
+  ST_POL_VERSION,
+  ST_POL_BUMP,
+  ST_MAINT_ADD,
+  ST_MAINT_LIST,
+  ST_MAINT_ACTIVE_DEVICE,
+  ST_MAINT_ACTIVE_GROUP,
   ST_ASSET_GET,
   ST_ASSET_UPSERT,
   ST_ASSET_CUSTOM_GET,
@@ -197,6 +233,8 @@ int store_prepare_people(broker_store_t *s);
 int store_prepare_inventory(broker_store_t *s);
 int store_prepare_diag(broker_store_t *s);
 int store_prepare_help(broker_store_t *s);
+int store_prepare_alerts(broker_store_t *s);
+int store_prepare_policy(broker_store_t *s);
 /* A ticket's and an event's columns, in the order the *_from_row readers take them. */
 #define STORE_TIX_COLS "id, device, requester, assignee, summary, external_id, priority, level, " \
                        "state, created_ms, updated_ms, first_response_due_ms, resolution_due_ms, " \

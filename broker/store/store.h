@@ -29,7 +29,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 12
+#define STORE_SCHEMA_VERSION 13
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -773,5 +773,128 @@ int store_help_add(broker_store_t *s, const char *device, const uint8_t nonce[ST
 typedef int (*store_help_ticket_cb)(void *ctx, const store_ticket_t *t, const store_ticket_event_t *last);
 int store_help_tickets(broker_store_t *s, const char *device, const char *user, uint32_t limit,
                        store_help_ticket_cb cb, void *ctx) TT_WUR;
+
+/* ---- health checks, alerts, policy (alerts.c, policy.c; schema 12) ------------------------- */
+#define STORE_DIM_MAX STORE_TEXT_MAX /* a dimension: a mount point, a unit, a file */
+#define STORE_GROUP_MAX (STORE_ASSET_CELL_MAX + 1)
+#define STORE_POLICY_KEY_MAX 128u
+#define STORE_POLICY_VALUE_MAX (TT_POLICY_VALUE_MAX + 1)
+
+/* The latest result of one (device, check, dimension), as its agent reported it. */
+typedef struct {
+  char check[STORE_NAME_MAX];
+  char dimension[STORE_DIM_MAX];
+  int state, last;                 /* CheckState */
+  char value[STORE_TEXT_MAX], threshold[STORE_TEXT_MAX], message[STORE_TEXT_MAX];
+  int64_t since_ms, run_ms;        /* the agent's clock */
+  uint32_t streak;
+  int64_t seen_ms;                 /* the broker's clock: the report that last named it */
+} store_check_result_t;
+int store_check_result_put(broker_store_t *s, const char *device, const store_check_result_t *r) TT_WUR;
+typedef int (*store_check_result_cb)(void *ctx, const store_check_result_t *r);
+/* One device's results by check and dimension. */
+int store_check_results(broker_store_t *s, const char *device, store_check_result_cb cb, void *ctx) TT_WUR;
+/* Its results no report named since before_ms (a full report at before_ms names all it runs),
+ * then (prune) their removal. */
+int store_check_results_stale(broker_store_t *s, const char *device, int64_t before_ms, store_check_result_cb cb,
+                              void *ctx) TT_WUR;
+int store_check_results_prune(broker_store_t *s, const char *device, int64_t before_ms) TT_WUR;
+/* How many results a device has; whether it has this one. */
+int store_check_results_count(broker_store_t *s, const char *device, uint32_t *n) TT_WUR;
+bool store_check_result_known(broker_store_t *s, const char *device, const char *check, const char *dimension);
+/* The policy version an agent last said it runs, and when it reported. */
+int store_check_agent_put(broker_store_t *s, const char *device, int64_t policy_version, int64_t now_ms) TT_WUR;
+int store_check_agent_get(broker_store_t *s, const char *device, int64_t *policy_version,
+                          int64_t *reported_ms) TT_WUR; /* TT_ENOTFOUND */
+typedef int (*store_check_agent_cb)(void *ctx, const char *device, int64_t policy_version, int64_t reported_ms);
+/* Devices that reported checks, by id after `after`, at most limit. */
+int store_check_agents(broker_store_t *s, const char *after, uint32_t limit, store_check_agent_cb cb,
+                       void *ctx) TT_WUR;
+
+/* One alert: per (device, check, dimension), for good; its state cycles. */
+typedef struct {
+  int64_t id;                      /* A-<id>; 0 before store_alert_put inserts it */
+  char device[STORE_NAME_MAX];
+  char check[STORE_NAME_MAX];
+  char dimension[STORE_DIM_MAX];
+  int state;                       /* alert_state_t (AlertState) */
+  int64_t opened_ms, last_ms, resolved_ms;
+  char value[STORE_TEXT_MAX], threshold[STORE_TEXT_MAX];
+  int64_t ticket, storm;           /* its own ticket; the storm ticket it joined */
+  char acked_by[STORE_NAME_MAX];
+  int64_t snoozed_until_ms;
+  uint32_t raised, suppressed;
+} store_alert_t;
+int store_alert_find(broker_store_t *s, const char *device, const char *check, const char *dimension,
+                     store_alert_t *out) TT_WUR; /* TT_ENOTFOUND */
+int store_alert_get(broker_store_t *s, int64_t id, store_alert_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* Insert (id 0: sets a->id) or write every field of alert a->id. */
+int store_alert_put(broker_store_t *s, store_alert_t *a) TT_WUR;
+typedef struct {
+  bool open_only;                  /* not resolved */
+  const char *device, *check;      /* NULL: any */
+  int64_t after_id;
+  uint32_t limit;                  /* 0: no limit */
+} store_alert_filter_t;
+typedef int (*store_alert_cb)(void *ctx, const store_alert_t *a);
+int store_alert_list(broker_store_t *s, const store_alert_filter_t *f, store_alert_cb cb, void *ctx) TT_WUR;
+/* Devices other than `except` whose alert for check opened at or after since_ms and is open
+ * or acked: the storm rule's count. */
+int store_alert_failing_devices(broker_store_t *s, const char *check, int64_t since_ms, const char *except,
+                                uint32_t *n) TT_WUR;
+/* Alerts for check opened at or after since_ms, open or acked, with a ticket of their own and
+ * in no storm: the tickets a new storm takes in as its children. */
+int store_alert_window(broker_store_t *s, const char *check, int64_t since_ms, store_alert_cb cb, void *ctx) TT_WUR;
+/* Alerts of a device that opened at or after since_ms with a ticket of their own. */
+int store_alert_device_tickets(broker_store_t *s, const char *device, int64_t since_ms, uint32_t *n) TT_WUR;
+/* Members of a storm not resolved. */
+int store_alert_storm_live(broker_store_t *s, int64_t storm, uint32_t *n) TT_WUR;
+/* Alerts whose ticket or storm is this ticket, at most cap ids. */
+int store_alerts_of_ticket(broker_store_t *s, int64_t ticket, int64_t *ids, size_t cap, size_t *n) TT_WUR;
+/* Alerts that may need the sweep: snoozed until at most now, or suppressed. */
+int store_alerts_due(broker_store_t *s, int64_t now_ms, store_alert_cb cb, void *ctx) TT_WUR;
+/* A check's open storm: its ticket (TT_ENOTFOUND: none). */
+int store_storm_get(broker_store_t *s, const char *check, int64_t *ticket) TT_WUR;
+int store_storm_set(broker_store_t *s, const char *check, int64_t ticket, int64_t now_ms) TT_WUR;
+int store_storm_del(broker_store_t *s, const char *check) TT_WUR;
+/* A storm ticket's children (tickets whose parent it is), at most cap, and how many in all. */
+int store_ticket_children(broker_store_t *s, int64_t parent, int64_t *ids, size_t cap, size_t *n,
+                          uint32_t *total) TT_WUR;
+int store_ticket_set_parent(broker_store_t *s, int64_t ticket, int64_t parent) TT_WUR;
+
+/* Policy: settings per group ("*" every device), one version over all of them. */
+int store_policy_set(broker_store_t *s, const char *group, const char *key, const char *value, const char *by,
+                     int64_t now_ms) TT_WUR;
+int store_policy_unset(broker_store_t *s, const char *group, const char *key) TT_WUR; /* TT_ENOTFOUND */
+int store_policy_version(broker_store_t *s, int64_t *version) TT_WUR;
+/* version + 1, stored; *version the new one. */
+int store_policy_bump(broker_store_t *s, int64_t *version) TT_WUR;
+typedef int (*store_policy_cb)(void *ctx, const char *group, const char *key, const char *value, const char *by,
+                               int64_t set_ms);
+/* By group then key; group NULL: every group. */
+int store_policy_list(broker_store_t *s, const char *group, store_policy_cb cb, void *ctx) TT_WUR;
+/* The groups a device is in: its asset record's Department and Location and a custom field
+ * named "group" (any case); empty when it has no record (or two: a conflict). */
+typedef struct {
+  char department[STORE_GROUP_MAX], location[STORE_GROUP_MAX], group[STORE_GROUP_MAX];
+} store_device_groups_t;
+int store_device_groups(broker_store_t *s, const char *device, store_device_groups_t *out) TT_WUR;
+
+/* Maintenance windows: alerts raised in one are recorded, not ticketed. */
+typedef struct {
+  int64_t id;
+  char group[STORE_GROUP_MAX];     /* a group, or */
+  char device[STORE_NAME_MAX];     /* one device */
+  int64_t start_ms, end_ms;
+  char reason[STORE_TEXT_MAX];
+  char set_by[STORE_NAME_MAX];
+} store_maint_t;
+int store_maint_add(broker_store_t *s, store_maint_t *m) TT_WUR;
+typedef int (*store_maint_cb)(void *ctx, const store_maint_t *m);
+/* Windows that have not ended by now_ms, by start. */
+int store_maint_list(broker_store_t *s, int64_t now_ms, store_maint_cb cb, void *ctx) TT_WUR;
+/* Does a window cover the device (by id or one of its groups, "*" for all) at now_ms? */
+int store_maint_active(broker_store_t *s, const char *device, const store_device_groups_t *g, int64_t now_ms,
+                       bool *active) TT_WUR;
 
 #endif

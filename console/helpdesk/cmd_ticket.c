@@ -419,12 +419,31 @@ static void show_text(const Tether__TicketDetail *d) {
     printf("  %s  %-18s %-16s %s\n", when, kind, who, text);
   }
   if (d->n_events == 0) printf("  (none)\n");
+  if (d->n_alerts) {
+    printf("\nalerts:");
+    for (size_t i = 0; i < d->n_alerts; i++) printf(" A-%" PRIu64, d->alerts[i]);
+    printf("\n");
+  }
+  if (d->children_total) {
+    printf("\nstorm members (%u tickets):", (unsigned)d->children_total);
+    for (size_t i = 0; i < d->n_children; i++) printf(" T-%" PRIu64, d->children[i]);
+    if (d->children_total > d->n_children) printf(" ...");
+    printf("\n");
+  }
   articles_text(d);
+}
+
+static void ids_json(FILE *o, const char *name, char letter, const uint64_t *ids, size_t n) {
+  fprintf(o, ",\"%s\":[", name);
+  for (size_t i = 0; i < n; i++) fprintf(o, "%s\"%c-%" PRIu64 "\"", i ? "," : "", letter, ids[i]);
+  fputc(']', o);
 }
 
 static int show_response(console_t *c, const Tether__Response *r) {
   const Tether__TicketDetail *d = r->ticket_detail;
-  if (!d || !d->ticket || d->n_events > TT_TICKET_EVENTS_PAGE_MAX || !articles_ok(d)) return TT_EPROTO;
+  if (!d || !d->ticket || d->n_events > TT_TICKET_EVENTS_PAGE_MAX || !articles_ok(d) ||
+      d->n_children > TT_TICKET_CHILDREN_MAX || d->n_alerts > 64)
+    return TT_EPROTO;
   if (c->json) {
     fputs("{\"ticket\":", stdout);
     ticket_json(stdout, d->ticket);
@@ -435,6 +454,9 @@ static int show_response(console_t *c, const Tether__Response *r) {
     }
     printf("],\"events_total\":%u", (unsigned)d->events_total);
     articles_json(stdout, d);
+    ids_json(stdout, "alerts", 'A', d->alerts, d->n_alerts);
+    ids_json(stdout, "children", 'T', d->children, d->n_children);
+    printf(",\"children_total\":%u", (unsigned)d->children_total);
     fputs("}\n", stdout);
   } else {
     show_text(d);

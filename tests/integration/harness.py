@@ -39,6 +39,7 @@ PROGRAMS = {
     "tether-agent": "agent/tether-agent",
     "tether": "console/tether",
     "tether-certs": "certs/tether-certs",
+    "tether-loadgen": "tests/bench/tether-loadgen",  # the fleet tool: many agents in one process
 }
 
 _live = []  # every Proc not yet reaped, for the atexit safety net

@@ -369,6 +369,11 @@
 #define TT_ALERT_PAGE_MAX 200u
 #define TT_ALERT_SNOOZE_MAX_MS (7ull * 24u * 3600u * 1000u)
 #define TT_TICKET_CHILDREN_MAX 200u
+/* Tickets of its own one device's alerts may open in an hour. A device names its dimensions
+ * (mount points, units, files): a broken or hostile one could name new ones at every report
+ * and fill the queue; past this its new failures are recorded as suppressed (logged, audited
+ * as an alert "flood") until the hour has room. A real machine rarely has a tenth of it. */
+#define TT_ALERT_TICKETS_PER_DEVICE_HOUR 20u
 
 /* Knowledge base (broker/helpdesk/kb.c): an article's Markdown body, the checks one article
  * may name, hits per search, and the longest query (a few words). TT_KB_LINKS_MAX: articles

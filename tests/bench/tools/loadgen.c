@@ -9,7 +9,9 @@
  * each agent also pushes a deb_packages table of P packages after its first Welcome, as
  * tether-agent pushes a first inventory (offer, the broker's want, parts of at most
  * TT_INV_PART_MAX), a window of agents at a time, so that a fleet arrives in the broker's
- * store through the broker. */
+ * store through the broker. With --check-fail CHECK[:DIMENSION] each agent reports that
+ * check failing after every Welcome (one full CheckReport, as tether-agent's checks do): a
+ * fleet-wide failure, for the broker's storm rule. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -149,6 +151,9 @@ typedef struct {
   unsigned char *inv_variant;
   bool inv_reported, inv_leave;
   uint32_t inv_left;
+  /* --check-fail */
+  char check_fail[64], check_dim[128];
+  uint64_t check_reports;
 } lg_t;
 
 static lg_t g; /* the one fleet of this process */
@@ -677,6 +682,32 @@ static int inv_response(lg_conn_t *c, const Tether__Response *r) {
   return 0;
 }
 
+/* --check-fail: the one failing result, in a full report (its answer is not waited for). */
+static int check_report(lg_conn_t *c) {
+  uint64_t now = (uint64_t)(wall_now() * 1000.0);
+  Tether__CheckResult r = TETHER__CHECK_RESULT__INIT, *rp = &r;
+  r.check = tt_text(g.check_fail);
+  r.dimension = tt_text(g.check_dim);
+  r.state = TETHER__CHECK_STATE__CHECK_FAILING;
+  r.last = TETHER__CHECK_STATE__CHECK_FAILING;
+  r.value = tt_text("97% used");
+  r.threshold = tt_text("90%");
+  r.since_ms = now;
+  r.run_ms = now;
+  r.streak = 3;
+  Tether__CheckReportRequest rep = TETHER__CHECK_REPORT_REQUEST__INIT;
+  rep.full = true;
+  rep.results = &rp;
+  rep.n_results = 1;
+  rep.sent_ms = now;
+  Tether__Request q = TETHER__REQUEST__INIT;
+  q.id = ++c->next_req;
+  q.body_case = TETHER__REQUEST__BODY_CHECK_REPORT;
+  q.check_report = &rep;
+  g.check_reports++;
+  return conn_send(c, TT_K_REQUEST, &q.base);
+}
+
 static void on_welcome(lg_conn_t *c) {
   c->state = LG_READY;
   uv_timer_stop(&c->timer);
@@ -691,6 +722,8 @@ static void on_welcome(lg_conn_t *c) {
   conn_trim(c);
   epoch_check();
   inv_queue(c);
+  if (g.check_fail[0] && check_report(c))
+    fprintf(stderr, "tether-loadgen: load-%06u: check report not sent\n", c->idx + 1);
 }
 
 /* One frame from the broker. Nonzero stops the read loop and fails the connection. */
@@ -1091,7 +1124,9 @@ static void usage(FILE *f) {
           "  --inventory-window W  agents pushing at once (default %u)\n"
           "  --inventory-leave     each agent closes for good once its inventory is stored, and\n"
           "                        at most 4 x W are connected at once: a fleet larger than the\n"
-          "                        open-file limit; loadgen ends when all have left\n\n"
+          "                        open-file limit; loadgen ends when all have left\n"
+          "  --check-fail C[:DIM]  after each Welcome each agent reports health check C failing\n"
+          "                        (on dimension DIM, e.g. disk_used:/var): a fleet-wide alert\n\n"
           "Output: status lines 't=.. connected=.. handshaking=.. waiting=.. failed=..\n"
           "dropped=.. reconnects=.. errors=.. hs_per_s=..', and 'event=all-connected ..\n"
           "took=..' each time all N are connected (first: since start; later: since the\n"
@@ -1118,7 +1153,7 @@ int main(int argc, char **argv) {
       {"duration", required_argument, NULL, 'd'}, {"stats-interval", required_argument, NULL, 'S'},
       {"handshake-timeout", required_argument, NULL, 'H'}, {"no-resume", no_argument, NULL, 'R'},
       {"inventory", required_argument, NULL, 'I'}, {"inventory-window", required_argument, NULL, 'W'},
-      {"inventory-leave", no_argument, NULL, 'L'},
+      {"inventory-leave", no_argument, NULL, 'L'}, {"check-fail", required_argument, NULL, 'C'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -1144,6 +1179,18 @@ int main(int argc, char **argv) {
     case 'R': g.resume = false; break;
     case 'I': g.inv_packages = (uint32_t)parse_num("inventory", optarg, 1, 20000); break;
     case 'L': g.inv_leave = true; break;
+    case 'C': {
+      const char *colon = strchr(optarg, ':');
+      size_t n = colon ? (size_t)(colon - optarg) : strlen(optarg);
+      if (n == 0 || n >= sizeof(g.check_fail) || (colon && strlen(colon + 1) >= sizeof(g.check_dim))) {
+        fprintf(stderr, "tether-loadgen: --check-fail: CHECK[:DIMENSION]\n");
+        return 2;
+      }
+      memcpy(g.check_fail, optarg, n);
+      g.check_fail[n] = '\0';
+      snprintf(g.check_dim, sizeof(g.check_dim), "%s", colon ? colon + 1 : "");
+      break;
+    }
     case 'W': g.inv_window = (uint32_t)parse_num("inventory-window", optarg, 1, 4096); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;

@@ -296,11 +296,12 @@ class ChecksAgentTest(TetherTestCase):
         r = results(self.sock)
         self.assertEqual(r[("services_down", "ssh.service")]["state"], "unknown")
         self.assertEqual(r[("services_down", "ssh.service")]["message"], "systemctl timed out after 5s (stopped)")
-        self.assertEqual(r["policy"], 0)
+        # The broker's policy (version 1 before any admin sets one) reaches the agent.
+        self.wait_until(lambda: results(self.sock).get("policy") == 1, "the agent runs the broker's policy v1")
         self.assertEqual(r[("cert_expiry", None)]["state"], "na")
         # What the employee sees.
         out = self.table()
-        self.assertIn("policy: none from the broker yet", out)
+        self.assertIn("policy: version 1 from the broker", out)
         lines = out.splitlines()
         self.assertEqual(lines[1].split(), ["CHECK", "DIMENSION", "STATE", "VALUE", "THRESHOLD", "SINCE"])
         disk = [ln for ln in lines if ln.startswith("disk_used ")]
@@ -309,9 +310,10 @@ class ChecksAgentTest(TetherTestCase):
         units = [ln for ln in lines if ln.startswith("units_failed ")][0]
         self.assertRegex(units, r"^units_failed +- +unknown +systemctl timed out after 5s \(stopped\) +1 +\d{4}-")
         self.assertRegex(out, r"\ncert_expiry +- +n/a +no certificate file to watch")
-        # The broker does not take reports yet: one debug line, the link stays up, no warning.
-        a.wait_for(r'msg="the broker takes no check reports')
-        self.assertEqual(a.count(r'msg="the broker takes no check reports'), 1, a.log())
+        # The broker takes the reports: the failing disk is an alert with a ticket there; the
+        # unknown ones are not (unknown is neither a failure nor a pass).
+        b.wait_for(r'msg="alert" what=opened alert=A-\d+ device=dev1 check=disk_used dimension="/"')
+        self.assertEqual(b.count(r'msg="alert" what=opened'), 1, b.log())
         self.assertEqual(a.count(r'level=warn mod=checks'), 0, a.log())
         self.assertEqual(a.count(r'msg="disconnected"'), 0, a.log())
         a.wait_for(r'msg="state changed" check=disk_used dimension="/" state=failing')

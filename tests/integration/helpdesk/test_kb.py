@@ -240,9 +240,13 @@ class KbTest(TetherTestCase):
         self.assertEqual((a["title"], a["body"], a["checks"], a["created_ms"]),
                          ("Printer offline", before["body"], [], before["created_ms"]))
         new = self.path("label.md", b"# Label printer\n\nThe label printer jams on glossy rolls.\n")
-        self.ok("boss", ["kb", "edit", kb, "--check", "printer_queue", new])
+        # A check the catalogue does not know is refused by the broker.
+        r = self.as_("boss", ["kb", "edit", kb, "--check", "printer_queue", new])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("no such health check: printer_queue", r.err)
+        self.ok("boss", ["kb", "edit", kb, "--check", "services_down", new])
         a = self.show("tech", kb)
-        self.assertEqual((a["title"], a["checks"]), ("Printer offline", ["printer_queue"]))
+        self.assertEqual((a["title"], a["checks"]), ("Printer offline", ["services_down"]))
         self.assertEqual(self.search("tech", ["glossy"])[0]["id"], kb)
         self.assertNotIn(kb, [h["id"] for h in self.search("tech", ["lpadmin"])])
         self.ok("boss", ["kb", "edit", kb, "--check", ""])

@@ -4,6 +4,7 @@
  * hangs or a file that cannot be read gives unknown, never ok. */
 #include <errno.h>
 #include <setjmp.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -382,7 +383,10 @@ static void test_services_down(void **state) {
 static void test_reboot_pending(void **state) {
   (void)state;
   agent_check_ctx_t ctx = ctx_at(FIXTURE_A, NULL);
-  ctx.now_ms = (int64_t)time(NULL) * 1000 + 3600 * 1000; /* an hour after the fixture's files were made */
+  /* An hour after the fixture's flag file was made (its mtime: a checkout's time, or older). */
+  struct stat flag;
+  assert_int_equal(stat(FIXTURE_A "/run/reboot-required", &flag), 0);
+  ctx.now_ms = (int64_t)flag.st_mtime * 1000 + 3600 * 1000 + 500;
   tt_check_conf_t c = conf_of(TT_CHECK_REBOOT_PENDING);
   agent_check_run_t r;
   agent_check_run_init(&r);

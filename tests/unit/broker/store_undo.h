@@ -3,6 +3,11 @@
 #ifndef TT_TEST_STORE_UNDO_H
 #define TT_TEST_STORE_UNDO_H
 
+/* 13: checks, alerts, policy, maintenance. */
+#define STORE_UNDO_13                                                                           \
+  "DROP TABLE check_results; DROP TABLE check_agents; DROP TABLE alerts; DROP TABLE storms;"   \
+  " DROP TABLE policy; DROP TABLE policy_version; DROP TABLE maintenance; "
+
 /* 12: the knowledge base; people's support level. */
 #define STORE_UNDO_12                                                                           \
   "DROP TABLE kb_fts; DROP TABLE kb_links; DROP TABLE kb_checks; DROP TABLE kb_articles;"      \
@@ -12,5 +17,8 @@
 #define STORE_UNDO_11                                                                           \
   "DROP TABLE help_requests; DROP INDEX tickets_parent; DROP INDEX tickets_requester;"         \
   " ALTER TABLE tickets DROP COLUMN parent; ALTER TABLE tickets DROP COLUMN source; "
+
+/* Everything after schema 10, newest first: what a rewind to 10 or earlier starts with. */
+#define STORE_UNDO_TO_10 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
 
 #endif

@@ -848,7 +848,7 @@ static void test_ticket_migrates_v1_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 1 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
+  raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
                " DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'ticket%'"), 0);
@@ -1164,7 +1164,7 @@ static void test_v3_migrates_v2_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 2 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
+  raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
                " DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " ALTER TABLE tickets DROP COLUMN created_by; PRAGMA user_version = 2;");
   sqlite3_close(db);
@@ -1628,7 +1628,7 @@ static void test_v5_migrates_v4_store(void **state) {
   store_close(s);
   /* Take the file back to what schema 4 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions; DROP TABLE people; PRAGMA user_version = 4;");
+  raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions; DROP TABLE people; PRAGMA user_version = 4;");
   sqlite3_close(db);
 
   s = open_ok(fx);

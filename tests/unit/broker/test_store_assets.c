@@ -282,7 +282,7 @@ static void test_v8_migrates_v7_store(void **state) {
   push(fx, "dev-a", "PF-1234", "52:54:00:aa:bb:01");
   store_close(fx->s);
   fx->s = NULL;
-  raw_exec(fx, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows;"
+  raw_exec(fx, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows;"
                " DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo;"
                " DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts;"
                " DROP INDEX devices_hostname_key; PRAGMA user_version = 7;");

@@ -733,7 +733,7 @@ static void test_v6_migrates_v5_store(void **state) {
   fx->s = NULL;
   /* Take the file back to what schema 5 left behind. */
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions; PRAGMA user_version = 5;");
+  raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions; PRAGMA user_version = 5;");
   sqlite3_close(db);
 
   char err[512];

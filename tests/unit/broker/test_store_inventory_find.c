@@ -603,7 +603,7 @@ static void test_migration_indexes_stored_tables(void **state) {
   store_close(fx->s);
   fx->s = NULL;
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows;"
+  raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows;"
                " DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; PRAGMA user_version = 8;");
   sqlite3_close(db);
   char err[512];
@@ -654,7 +654,7 @@ static void test_first_index_layout_is_rebuilt(void **state) {
   store_close(fx->s);
   fx->s = NULL;
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, STORE_UNDO_12 STORE_UNDO_11 "DROP TABLE inv_rows; DROP TABLE inv_devs;"
+  raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs;"
                " CREATE TABLE inv_rows(id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, row TEXT NOT NULL, UNIQUE(tbl, row)) STRICT;"
                " CREATE TABLE inv_devs(id INTEGER PRIMARY KEY, device TEXT NOT NULL UNIQUE) STRICT;"
                " INSERT INTO inv_rows(tbl, row) VALUES ('deb_packages', '{\"name\":\"stale\"}');"
