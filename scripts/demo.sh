@@ -205,7 +205,7 @@ $tether alerts --open
 aid=$($tether alerts --open --json | grep -o '"T-[0-9]*"' | head -1 | tr -d '"')
 if [ -n "$aid" ]; then
   echo "\$ tether ticket show $aid"
-  $tether ticket show "$aid" | grep -v '^  ' | grep -v '^$' | head -20
+  $tether ticket show "$aid"
 fi
 echo "\$ tether policy set --group '*' checks.disk_used.threshold=90%      (back to the default: it recovers)"
 $admin policy set --group '*' checks.disk_used.threshold=90%

@@ -103,7 +103,7 @@ static void alert_line(const Tether__Alert *a, uint64_t now) {
   } else {
     snprintf(state, sizeof(state), "%s", alert_state(a->state));
   }
-  printf("A-%-6" PRIu64 " %-16s %-16s %-20s %-12s %-14s %-22s %s", a->id, check, host, dim, value, since, state, ticket);
+  printf("A-%-6" PRIu64 " %-16s %-16s %-16s %-24s %-10s %-12s %s", a->id, check, host, dim, value, since, state, ticket);
   if (a->suppressed) printf("  (%u suppressed)", (unsigned)a->suppressed);
   putchar('\n');
 }
@@ -114,7 +114,7 @@ static int alerts_response(console_t *c, const Tether__Response *r) {
   uint64_t now = console_now_ms();
   if (g_al.first && c->json) fputc('[', stdout);
   if (g_al.first && !c->json)
-    printf("%-8s %-16s %-16s %-20s %-12s %-14s %-22s %s\n", "ALERT", "CHECK", "DEVICE", "ON", "VALUE", "SINCE",
+    printf("%-8s %-16s %-16s %-16s %-24s %-10s %-12s %s\n", "ALERT", "CHECK", "DEVICE", "ON", "VALUE", "SINCE",
            "STATE", "TICKET");
   for (size_t i = 0; i < l->n_alerts; i++) {
     const Tether__Alert *a = l->alerts[i];
