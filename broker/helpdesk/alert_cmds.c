@@ -168,7 +168,7 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   store_alert_t *a = &u->a;
   int rc = store_alert_get(s, (int64_t)u->wire_id, a);
   if (rc) return rc;
-  char name[24], text[STORE_TEXT_MAX], until[24] = "";
+  char name[24], text[STORE_TEXT_MAX], wide[STORE_TEXT_MAX * 2], until[24] = "";
   snprintf(name, sizeof(name), "A-%" PRId64, a->id);
   const char *action;
   if (!live(a)) {
@@ -188,7 +188,8 @@ static int update_run(broker_store_t *s, store_req_t *r) {
     a->state = ALERT_ACKED;
     a->snoozed_until_ms = 0;
     snprintf(a->acked_by, sizeof(a->acked_by), "%s", u->who.name);
-    snprintf(text, sizeof(text), "%s acknowledged %s%s%s", u->who.name, name, u->reason[0] ? ": " : "", u->reason);
+    snprintf(wide, sizeof(wide), "%s acknowledged %s%s%s", u->who.name, name, u->reason[0] ? ": " : "", u->reason);
+    broker_text_fit(text, sizeof(text), wide);
     /* A technician who takes the alert takes its own ticket, when no one has. */
     if (a->ticket) {
       store_ticket_t t;
@@ -206,8 +207,9 @@ static int update_run(broker_store_t *s, store_req_t *r) {
     a->state = ALERT_SNOOZED;
     a->snoozed_until_ms = u->now_ms + u->duration_ms;
     snprintf(until, sizeof(until), "%" PRId64, a->snoozed_until_ms);
-    snprintf(text, sizeof(text), "%s snoozed %s for %" PRId64 " min%s%s", u->who.name, name, u->duration_ms / 60000,
+    snprintf(wide, sizeof(wide), "%s snoozed %s for %" PRId64 " min%s%s", u->who.name, name, u->duration_ms / 60000,
              u->reason[0] ? ": " : "", u->reason);
+    broker_text_fit(text, sizeof(text), wide);
     break;
   default: /* unsnooze: the snooze ends now, and the latest result goes through the rules */
     action = "alert-unsnooze";

@@ -860,6 +860,26 @@ static void gen_redact(void) {
   }
 }
 
+/* fuzz_checks: settings as admins write them, good and bad, one list a seed. */
+static void gen_checks(void) {
+  static const char *const seeds[] = {
+      "checks.disk_used.threshold=85%",
+      "checks.disk_used.period=90s\nchecks.disk_used.raise_after=3\nchecks.disk_used.clear_after=2",
+      "checks.services_down.services=cups,sshd.service\nchecks.services_down.priority=urgent",
+      "checks.cert_expiry.paths=/etc/ssl/a.pem,/etc/ssl/b.pem\nchecks.cert_expiry.threshold=14d",
+      "checks.disk_used.ignore=tmpfs,/boot/*\nchecks.inodes_used.enabled=off",
+      "checks.disk_used.threshold=120%",
+      "checks.disk_usd.period=1s",
+      "checks.clock_skew.threshold=500ms\nchecks.clock_skew.threshold=1m",
+      "checks.memory_pressure.available=5\nchecks.units_failed.ignore=foo*.service",
+  };
+  for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "seed-%zu", i);
+    put("checks", name, seeds[i], strlen(seeds[i]));
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: gen_corpus DIR\n");
@@ -868,7 +888,7 @@ int main(int argc, char **argv) {
   g_dir = argv[1];
   char path[4096];
   mkdir_p(g_dir);
-  static const char *const subs[] = {"frame", "msg", "zstd", "files", "redact"};
+  static const char *const subs[] = {"frame", "msg", "zstd", "files", "redact", "checks"};
   for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
     snprintf(path, sizeof(path), "%s/%s", g_dir, subs[i]);
     mkdir_p(path);
@@ -880,5 +900,6 @@ int main(int argc, char **argv) {
   gen_msgs();
   gen_files();
   gen_redact();
+  gen_checks();
   return g_failed;
 }
