@@ -104,6 +104,8 @@ typedef struct broker_conn_s {
   uint32_t inv_tokens;    /* inventory versions it may still store now (push.c's bucket) */
   uint64_t inv_refill_ms; /* uv_now the bucket last refilled (0: never used) */
   uint32_t policy_req;    /* helpdesk/policy.c: the id of the policy push it has not answered */
+  int64_t policy_pushing; /* ... and the version it carries */
+  int64_t policy_refused; /* the version this agent refused (not pushed again on this link) */
   uint32_t check_reports; /* check reports in the minute that began at check_window_ms */
   uint64_t check_window_ms;
   struct broker_assets_s *assets; /* inventory/assets.c: an admin's import being received */
@@ -132,6 +134,7 @@ struct broker_s {
   uint32_t sweeps;
   bool alert_sweeping;    /* helpdesk/alerts.c: a sweep is in the store's queue */
   uint64_t alert_sweep_ms;
+  int64_t alert_sweep_after; /* the due alerts' cursor (alerts.c) */
   uv_signal_t sigint, sigterm;
   broker_conn_t *conns;
   broker_conn_t *unready; /* accepted, not yet welcomed */

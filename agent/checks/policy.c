@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "run.h"
 #include "tt/log.h"
@@ -42,7 +43,14 @@ static void policy_keep(agent_checks_t *cs, uint64_t version, Tether__PolicySett
 void checks_policy_load(agent_checks_t *cs) {
   char path[AGENT_PATH_MAX], err[512];
   if (policy_path(cs, path, sizeof(path))) return;
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  /* Non-blocking and a regular file only: a FIFO there must not hold the agent's start. */
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode))) {
+    TT_WARN("checks", "the kept policy is not a regular file: running the local settings", "file=%s", path);
+    close(fd);
+    return;
+  }
   if (fd < 0) {
     if (errno != ENOENT)
       TT_WARN("checks", "cannot read the kept policy: running the local settings", "file=%s err=%s", path, strerror(errno));

@@ -151,7 +151,8 @@ static void forget(agent_t *a, ask_t *k) {
 static ask_t *load(agent_t *a, const char *dir, const char *name) {
   char path[AGENT_PATH_MAX];
   if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) return NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  /* Non-blocking: a FIFO put there must not hold the agent's start (refused below). */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return NULL;
   struct stat st;
   uint8_t *buf = NULL;

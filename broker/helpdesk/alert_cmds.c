@@ -159,6 +159,11 @@ typedef struct {
   alert_ctx_t x; /* unsnooze: the rules run again */
 } update_req_t;
 
+static bool ticket_open(broker_store_t *s, int64_t id) {
+  store_ticket_t t;
+  return id && store_ticket_get(s, id, &t) == 0 && t.state == STORE_TICKET_OPEN;
+}
+
 static bool live(const store_alert_t *a) {
   return a->state == ALERT_OPEN || a->state == ALERT_ACKED || a->state == ALERT_SNOOZED || a->state == ALERT_SUPPRESSED;
 }
@@ -168,7 +173,7 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   store_alert_t *a = &u->a;
   int rc = store_alert_get(s, (int64_t)u->wire_id, a);
   if (rc) return rc;
-  char name[24], text[STORE_TEXT_MAX], wide[STORE_TEXT_MAX * 2], until[24] = "";
+  char name[24], text[STORE_TEXT_MAX], wide[STORE_TEXT_MAX * 2], until[24] = "", assigned[24] = "", tix[24] = "";
   snprintf(name, sizeof(name), "A-%" PRId64, a->id);
   const char *action;
   if (!live(a)) {
@@ -180,6 +185,15 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   switch (u->op) {
   case TETHER__ALERT_OP__ALERT_ACK:
     action = "alert-ack";
+    /* Acked means "failing, with a ticket someone took": one held back (a window, a flood,
+     * a snooze after its ticket was resolved) has none to take, and an ack would keep it from
+     * ever getting one. */
+    if (a->state == ALERT_SUPPRESSED || (a->state == ALERT_SNOOZED && !a->storm && !ticket_open(s, a->ticket))) {
+      u->err = TT_EINVAL;
+      snprintf(u->msg, sizeof(u->msg), "%s has no open ticket to take (%s): it gets one when it is no longer held",
+               name, alert_state_name((alert_state_t)a->state));
+      return TT_ESTATE;
+    }
     if (a->state == ALERT_ACKED && !strcmp(a->acked_by, u->who.name)) {
       u->err = TT_EINVAL;
       snprintf(u->msg, sizeof(u->msg), "%s is already acknowledged by you", name);
@@ -198,6 +212,7 @@ static int update_run(broker_store_t *s, store_req_t *r) {
         snprintf(t.assignee, sizeof(t.assignee), "%s", u->who.name);
         rc = store_ticket_update(s, &t, u->who.name, "assigned", text, u->now_ms);
         ticket = 0; /* the event is written */
+        snprintf(assigned, sizeof(assigned), "T-%" PRId64, t.id);
       }
       if (rc) return rc;
     }
@@ -232,8 +247,10 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   if (rc) return rc;
   store_device_t d;
   if (store_device_get(s, a->device, &d) == 0) snprintf(u->host, sizeof(u->host), "%s", d.hostname);
+  if (a->ticket || a->storm) snprintf(tix, sizeof(tix), "T-%" PRId64, a->ticket ? a->ticket : a->storm);
   broker_audit_rec(&u->h.audit, u->who.name, action, name, "device", a->device, "check", a->check, "dimension",
-                   a->dimension, "until_ms", until, "reason", u->reason, AUDIT_END);
+                   a->dimension, "ticket", tix, "assigned", assigned, "until_ms", until, "reason", u->reason,
+                   AUDIT_END);
   return 0;
 }
 
@@ -287,6 +304,7 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__AlertUpdateReq
   u->duration_ms = (int64_t)q->duration_ms;
   u->now_ms = (int64_t)broker_unix_ms();
   alerts_ctx_init(c->b, &u->x);
+  u->x.sweeping = true; /* an unsnooze looks at the last report again */
   u->h.req.audit = &u->h.audit;
   return broker_creq_submit(u);
 }

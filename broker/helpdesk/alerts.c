@@ -6,6 +6,7 @@
  * windows, one alert at a time through the same rules (so a window that ends over many failing
  * devices makes one storm ticket, not a flood). */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +44,20 @@ static void note(alert_ctx_t *x, const char *what, const store_alert_t *a, int64
   snprintf(n->dimension, sizeof(n->dimension), "%s", a->dimension);
 }
 
+/* Text for a ticket's summary or timeline, cut at a character boundary to what it holds. */
+TT_PRINTF(3, 4) static void fit(char *dst, size_t cap, const char *fmt, ...) {
+  char wide[STORE_TEXT_MAX * 4];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(wide, sizeof(wide), fmt, ap);
+  va_end(ap);
+  if (n < 0) wide[0] = '\0';
+  broker_text_fit(dst, cap, wide);
+}
+
 /* "/var 93% (threshold 90%)" or "93%" */
 static void describe(char *out, size_t cap, const store_alert_t *a) {
-  snprintf(out, cap, "%s%s%s%s%s%s", a->dimension, a->dimension[0] ? " " : "", a->value[0] ? a->value : "failing",
+  fit(out, cap, "%s%s%s%s%s%s", a->dimension, a->dimension[0] ? " " : "", a->value[0] ? a->value : "failing",
            a->threshold[0] ? " (threshold " : "", a->threshold, a->threshold[0] ? ")" : "");
 }
 
@@ -111,10 +123,10 @@ static int adopt_cb(void *ctx, const store_alert_t *a) {
   adopt_t *d = ctx;
   store_alert_t m = *a;
   char text[STORE_TEXT_MAX];
-  snprintf(text, sizeof(text), "part of storm T-%" PRId64, d->storm);
+  fit(text, sizeof(text), "part of storm T-%" PRId64, d->storm);
   int rc = store_ticket_set_parent(d->s, m.ticket, d->storm);
   if (rc == 0) rc = store_ticket_event_add(d->s, m.ticket, d->x->now_ms, "broker", "storm", text);
-  snprintf(text, sizeof(text), "%s (%s) joined: T-%" PRId64, m.device, m.dimension[0] ? m.dimension : m.check,
+  fit(text, sizeof(text), "%s (%s) joined: T-%" PRId64, m.device, m.dimension[0] ? m.dimension : m.check,
            m.ticket);
   if (rc == 0) rc = store_ticket_event_add(d->s, d->storm, d->x->now_ms, "broker", "storm-member", text);
   m.storm = d->storm;
@@ -132,7 +144,7 @@ static int join_storm(broker_store_t *s, alert_ctx_t *x, store_alert_t *a, int64
     uint32_t others = 0;
     rc = store_alert_failing_devices(s, a->check, x->now_ms - x->rules.storm_window_ms, a->device, &others);
     if (rc) return rc;
-    snprintf(text, sizeof(text), "storm: %s failing on %u devices within %" PRId64 " min", a->check, others + 1,
+    fit(text, sizeof(text), "storm: %s failing on %u devices within %" PRId64 " min", a->check, others + 1,
              x->rules.storm_window_ms / 60000);
     /* The storm's ticket is on the device that tipped it over: every ticket names a device. */
     rc = new_ticket(s, x, "storm", prio < TT_CHECK_PRIO_URGENT ? prio + 1 : prio, text, a->device, &storm);
@@ -143,7 +155,7 @@ static int join_storm(broker_store_t *s, alert_ctx_t *x, store_alert_t *a, int64
     if (rc) return rc;
     x->storms++;
   }
-  snprintf(text, sizeof(text), "%s (%s): %s", a->device, host, what);
+  fit(text, sizeof(text), "%s (%s): %s", a->device, host, what);
   rc = store_ticket_event_add(s, storm, x->now_ms, "broker", "storm-member", text);
   a->storm = storm;
   a->ticket = 0;
@@ -187,7 +199,7 @@ int alerts_apply(broker_store_t *s, alert_ctx_t *x, const char *device, const ch
   bool flood = false;
   if (d == ALERT_DO_OPEN_TICKET) { /* one device cannot fill the queue by naming new dimensions */
     uint32_t opened = 0;
-    rc = store_alert_device_tickets(s, device, x->now_ms - 3600 * 1000, &opened);
+    rc = store_tickets_since(s, device, "check", x->now_ms - 3600 * 1000, &opened);
     if (rc) return rc;
     if (opened >= TT_ALERT_TICKETS_PER_DEVICE_HOUR) {
       d = ALERT_DO_SUPPRESS;
@@ -197,7 +209,8 @@ int alerts_apply(broker_store_t *s, alert_ctx_t *x, const char *device, const ch
   int tc = tt_check_find(r->check);
   int prio = tc >= 0 ? conf->c[tc].priority : TT_CHECK_PRIO_NORMAL;
   bool fresh = !p.exists || p.state == ALERT_RESOLVED; /* a new failure, not one held by a snooze or window */
-  if (in.state == TT_CHECK_FAILING) {
+  /* The sweep (and an unsnooze) look again at the last report: they are not a report. */
+  if (in.state == TT_CHECK_FAILING && !x->sweeping) {
     a.last_ms = x->now_ms;
     snprintf(a.value, sizeof(a.value), "%s", r->value);
     snprintf(a.threshold, sizeof(a.threshold), "%s", r->threshold);
@@ -208,7 +221,7 @@ int alerts_apply(broker_store_t *s, alert_ctx_t *x, const char *device, const ch
   switch (d) {
   case ALERT_DO_TOUCH:
     if (a.state == ALERT_SNOOZED) { /* the snooze is over and it still fails: back to its open ticket */
-      snprintf(text, sizeof(text), "snooze of A-%" PRId64 " ended, still failing: %s (%u reports while snoozed)", a.id,
+      fit(text, sizeof(text), "snooze of A-%" PRId64 " ended, still failing: %s (%u reports while snoozed)", a.id,
                what, a.suppressed);
       rc = store_ticket_event_add(s, a.ticket, x->now_ms, "broker", "alert", text);
       a.state = ALERT_OPEN;
@@ -218,7 +231,7 @@ int alerts_apply(broker_store_t *s, alert_ctx_t *x, const char *device, const ch
     }
     break;
   case ALERT_DO_SUPPRESS:
-    a.suppressed++;
+    if (!x->sweeping) a.suppressed++; /* reports held back, not sweeps */
     if (a.snoozed_until_ms > x->now_ms) { /* held by a snooze (failing again after a recovery in it) */
       if (a.state != ALERT_SNOOZED) { /* resolved_ms stays: the reopen window counts from it */
         a.state = ALERT_SNOOZED;
@@ -248,13 +261,13 @@ int alerts_apply(broker_store_t *s, alert_ctx_t *x, const char *device, const ch
     if (d == ALERT_DO_REOPEN_TICKET) {
       t.state = STORE_TICKET_OPEN;
       t.resolved_ms = 0;
-      snprintf(text, sizeof(text), "%s failing again on %s: %s", r->check, host, what);
+      fit(text, sizeof(text), "%s failing again on %s: %s", r->check, host, what);
       rc = store_ticket_update(s, &t, "broker", "reopened", text, x->now_ms);
       a.storm = 0;
     } else if (d == ALERT_DO_JOIN_STORM) {
       rc = join_storm(s, x, &a, storm, host, prio);
     } else {
-      snprintf(text, sizeof(text), "%s on %s: %s", r->check, host, what);
+      fit(text, sizeof(text), "%s on %s: %s", r->check, host, what);
       a.storm = 0;
       rc = new_ticket(s, x, "check", prio, text, device, &a.ticket);
     }
@@ -268,10 +281,10 @@ int alerts_apply(broker_store_t *s, alert_ctx_t *x, const char *device, const ch
     a.resolved_ms = x->now_ms;
     if (a.snoozed_until_ms <= x->now_ms) a.snoozed_until_ms = 0; /* a snooze still running holds on */
     if (r->message[0] && !r->value[0])
-      snprintf(text, sizeof(text), "%s%s%s on %s: %s", r->check, r->dimension[0] ? " " : "", r->dimension, host,
+      fit(text, sizeof(text), "%s%s%s on %s: %s", r->check, r->dimension[0] ? " " : "", r->dimension, host,
                r->message);
     else
-      snprintf(text, sizeof(text), "%s recovered on %s: %s%s%s", r->check, host, r->dimension,
+      fit(text, sizeof(text), "%s recovered on %s: %s%s%s", r->check, host, r->dimension,
                r->dimension[0] ? " " : "", r->value[0] ? r->value : "ok");
     if (was_live && a.ticket) rc = ticket_resolve(s, x, a.ticket, text);
     if (rc == 0 && was_live && a.storm) rc = store_ticket_event_add(s, a.storm, x->now_ms, "broker", "storm-member", text);
@@ -279,6 +292,14 @@ int alerts_apply(broker_store_t *s, alert_ctx_t *x, const char *device, const ch
     break;
   }
   default: break;
+  }
+  /* A sweep that finds it still held changes nothing: no write. */
+  if (x->sweeping && d == ALERT_DO_SUPPRESS && !later) return 0;
+  if (!a.id) {
+    int64_t dropped = 0;
+    rc = store_alert_make_room(s, device, &dropped);
+    if (rc) return rc;
+    if (dropped) x->dropped++;
   }
   rc = store_alert_put(s, &a);
   if (rc) return rc;
@@ -293,7 +314,7 @@ int alerts_apply(broker_store_t *s, alert_ctx_t *x, const char *device, const ch
       uint32_t live = 0;
       rc = store_alert_storm_live(s, a.storm, &live);
       if (rc == 0 && live == 0) {
-        snprintf(text, sizeof(text), "every device recovered from %s", a.check);
+        fit(text, sizeof(text), "every device recovered from %s", a.check);
         rc = ticket_resolve(s, x, a.storm, text);
         if (rc == 0) rc = store_storm_del(s, a.check);
       }
@@ -313,6 +334,7 @@ typedef struct {
   bool full;
   int64_t policy_version;
   int64_t current_version;  /* the broker's, read in the same request */
+  bool refused;             /* over the device's reports a minute */
   size_t n;
   store_check_result_t *res;
 } report_req_t;
@@ -341,7 +363,14 @@ static int stale_cb(void *ctx, const store_check_result_t *r) {
 static int report_run(broker_store_t *s, store_req_t *r) {
   report_req_t *q = (report_req_t *)r;
   alert_ctx_t *x = &q->x;
-  int rc = store_check_agent_put(s, q->device, q->policy_version, x->now_ms);
+  bool over = false;
+  int rc = store_check_agent_rate(s, q->device, x->now_ms, TT_CHECK_REPORTS_PER_MIN, &over);
+  if (rc) return rc;
+  if (over) {
+    q->refused = true; /* the count stays: this request's other writes are not made */
+    return 0;
+  }
+  rc = store_check_agent_put(s, q->device, q->policy_version, x->now_ms);
   store_device_t dev;
   if (rc == 0) rc = store_device_get(s, q->device, &dev);
   if (rc) return rc;
@@ -392,15 +421,23 @@ void alerts_notes_done(broker_t *b, const alert_ctx_t *x) {
     broker_audit(b, "broker", "alert", alert, "what", n->what, "device", n->device, "check", n->check, "dimension",
                  n->dimension, "ticket", ticket, AUDIT_END);
   }
-  if (x->notes_dropped)
+  if (x->notes_dropped) {
+    char n[24];
+    snprintf(n, sizeof(n), "%u", x->notes_dropped);
     TT_WARN(MOD, "alert changes not listed one by one", "count=%u", x->notes_dropped);
+    broker_audit(b, "broker", "alert-summary", "", "more_changes", n, AUDIT_END);
+  }
+  if (x->dropped) TT_INFO(MOD, "old resolved alerts dropped for room", "count=%u", x->dropped);
 }
 
 static void report_done(store_req_t *r) {
   report_req_t *q = (report_req_t *)r;
   broker_t *b = q->x.b;
   broker_conn_t *c = broker_creq_conn(q);
-  if (r->rc) {
+  if (r->rc == 0 && q->refused) {
+    TT_WARN(MOD, "check report refused: too many this minute", "device=%s per_min=%u", q->device,
+            (unsigned)TT_CHECK_REPORTS_PER_MIN);
+  } else if (r->rc) {
     TT_WARN(MOD, "check report not kept", "device=%s err=%s", q->device, tt_errname(r->rc));
   } else {
     alerts_notes_done(b, &q->x);
@@ -409,7 +446,9 @@ static void report_done(store_req_t *r) {
     Tether__Response resp = TETHER__RESPONSE__INIT;
     Tether__CheckReportResponse ok = TETHER__CHECK_REPORT_RESPONSE__INIT;
     int rc;
-    if (r->rc == TT_ETOOBIG) {
+    if (r->rc == 0 && q->refused) {
+      rc = broker_reply_error(c, q->h.id, TT_EBUSY, "too many check reports this minute: the next full report counts");
+    } else if (r->rc == TT_ETOOBIG) {
       char msg[96];
       snprintf(msg, sizeof(msg), "a device keeps at most %u check results: send a full report", (unsigned)TT_CHECK_RESULTS_MAX);
       rc = broker_reply_error(c, q->h.id, TT_ETOOBIG, msg);
@@ -422,8 +461,11 @@ static void report_done(store_req_t *r) {
       rc = tt_link_send(c->link, TT_K_RESPONSE, &resp.base);
     }
     if (rc) tt_link_close(c->link, rc, "peer not reading");
-    /* An agent that runs another policy than the broker's gets the one in force here. */
-    else if (r->rc == 0 && q->policy_version != q->current_version) broker_policy_push(c);
+    /* An agent that runs another policy than the broker's gets the one in force here (once
+     * a connection, if it refused it: its refusal is logged and audited then). */
+    else if (r->rc == 0 && !q->refused && q->policy_version != q->current_version &&
+             c->policy_refused != q->current_version)
+      broker_policy_push(c);
   }
   free(q->res);
   free(q);
@@ -465,11 +507,13 @@ int broker_check_report(broker_conn_t *c, uint32_t id, const Tether__CheckReport
     c->check_window_ms = now;
     c->check_reports = 0;
   }
-  if (++c->check_reports > TT_CHECK_REPORTS_PER_MIN) {
-    if (c->check_reports == TT_CHECK_REPORTS_PER_MIN + 1)
-      TT_WARN(MOD, "check reports dropped: too many", "device=%s per_min=%u", c->id.name,
-              (unsigned)TT_CHECK_REPORTS_PER_MIN);
-    return broker_reply_error(c, id, TT_EBUSY, "too many check reports this minute: the next full report counts");
+  /* The device's count is kept in the store (report_run); a connection that goes on past
+   * twice that after being told so is not listening: it is cut off. */
+  if (++c->check_reports > 2 * TT_CHECK_REPORTS_PER_MIN) {
+    TT_WARN(MOD, "check reports flood: disconnected", "device=%s per_min=%u", c->id.name,
+            (unsigned)TT_CHECK_REPORTS_PER_MIN);
+    tt_link_close(c->link, TT_EBUSY, "too many check reports");
+    return 0;
   }
   report_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, report_run, report_done, "check_report");
   if (!x) return TT_ENOMEM;
@@ -517,11 +561,11 @@ void alerts_ctx_init(broker_t *b, alert_ctx_t *x) {
 typedef struct {
   store_req_t req;
   alert_ctx_t x;
-  int rc;
-  broker_store_t *s;
+  int64_t after, next; /* the due alerts' cursor: where this sweep starts, where the next does */
 } sweep_req_t;
 
 typedef struct {
+  int64_t id;
   char device[STORE_NAME_MAX], check[STORE_NAME_MAX], dim[STORE_DIM_MAX];
 } due_t;
 
@@ -536,6 +580,7 @@ static int due_cb(void *ctx, const store_alert_t *a) {
   due_list_t *l = ctx;
   if (l->n >= DUE_MAX) return 1;
   due_t *d = &l->d[l->n++];
+  d->id = a->id;
   snprintf(d->device, sizeof(d->device), "%s", a->device);
   snprintf(d->check, sizeof(d->check), "%s", a->check);
   snprintf(d->dim, sizeof(d->dim), "%s", a->dimension);
@@ -592,9 +637,11 @@ static int sweep_run(broker_store_t *s, store_req_t *r) {
   sweep_req_t *q = (sweep_req_t *)r;
   due_list_t *l = calloc(1, sizeof(*l));
   int rc = l ? 0 : TT_ENOMEM;
-  if (rc == 0) rc = store_alerts_due(s, q->x.now_ms, due_cb, l);
+  if (rc == 0) rc = store_alerts_due(s, q->x.now_ms, q->after, DUE_MAX, due_cb, l);
   if (rc > 0) rc = 0;
   for (size_t i = 0; rc == 0 && i < l->n; i++) rc = alerts_reapply(s, &q->x, l->d[i].device, l->d[i].check, l->d[i].dim);
+  /* A full page: the next sweep goes on after it; else it starts again from the first. */
+  q->next = rc == 0 && l && l->n == DUE_MAX ? l->d[l->n - 1].id : 0;
   free(l);
   return rc;
 }
@@ -604,6 +651,7 @@ static void sweep_done(store_req_t *r) {
   if (r->rc) TT_ERROR(MOD, "alert sweep failed", "err=%s", tt_errname(r->rc));
   else alerts_notes_done(q->x.b, &q->x);
   q->x.b->alert_sweeping = false;
+  q->x.b->alert_sweep_after = r->rc ? 0 : q->next;
   free(q);
 }
 
@@ -617,6 +665,8 @@ void broker_alerts_sweep(broker_t *b, uint64_t now) {
   q->req.lane = STORE_LANE_WRITE;
   q->req.what = "alert_sweep";
   alerts_ctx_init(b, &q->x);
+  q->x.sweeping = true;
+  q->after = b->alert_sweep_after;
   if (store_svc_backlog(b->svc) > TT_STORE_QUEUE_MAX / 2 || store_svc_submit(b->svc, &q->req)) {
     free(q);
     return;

@@ -20,6 +20,8 @@ typedef struct {
   alert_rules_t rules;
   int64_t sla_first[4], sla_fix[4];
   uint32_t storms;          /* storms this request opened */
+  bool sweeping;            /* the sweep or an unsnooze: the last report looked at again */
+  uint32_t dropped;         /* old resolved alerts removed for room */
   size_t nnotes;
   uint32_t notes_dropped;
   alert_note_t notes[64];

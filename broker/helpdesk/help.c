@@ -340,6 +340,16 @@ static int comment_run(broker_store_t *s, store_req_t *r) {
     return TT_ESTATE;
   }
   if (rc) return rc;
+  uint32_t recent = 0;
+  rc = store_help_comments_recent(s, x->device, x->now_ms - HOUR_MS, &recent);
+  if (rc) return rc;
+  if (recent >= TT_HELP_COMMENTS_PER_HOUR) {
+    x->f.err = TT_EBUSY;
+    snprintf(x->f.msg, sizeof(x->f.msg),
+             "too many comments from this machine (%u in the last hour): try again later, or call the help desk",
+             recent);
+    return TT_ESTATE;
+  }
   if (x->t.state == STORE_TICKET_CLOSED) {
     x->f.err = TT_EINVAL;
     snprintf(x->f.msg, sizeof(x->f.msg), "T-%" PRId64 " is closed: ask again with tether-agent ask", x->t.id);
@@ -374,7 +384,9 @@ static void comment_done(store_req_t *r) {
             x->user, x->reopened);
   if (!c) goto out;
   if (r->rc) {
-    answered(c, reply_refusal(c, x->h.id, r->rc, &x->f, "help_comment"));
+    if (x->f.err == TT_EBUSY && ++c->refusals >= TT_REFUSALS_MAX)
+      tt_link_close(c->link, TT_EDENIED, "too many refused requests");
+    else answered(c, reply_refusal(c, x->h.id, r->rc, &x->f, "help_comment"));
     goto out;
   }
   Tether__Ticket t;

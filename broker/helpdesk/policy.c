@@ -163,6 +163,7 @@ static void push_send(broker_t *b, push_dev_t *d, int64_t version) {
     return;
   }
   c->policy_req = q.id;
+  c->policy_pushing = version;
   TT_INFO(MOD, "policy pushed", "device=%s version=%" PRId64 " settings=%zu", d->device, version, d->m->n);
 }
 
@@ -230,6 +231,7 @@ static void push_all(broker_t *b) {
 void broker_policy_pushed(broker_conn_t *agent, const Tether__Response *r) {
   agent->policy_req = 0;
   if (r->error) {
+    agent->policy_refused = agent->policy_pushing;
     char msg[TT_TEXT_MAX + 1] = "";
     if (tt_text_copy(msg, sizeof(msg), r->error->message)) snprintf(msg, sizeof(msg), "?");
     TT_WARN(MOD, "an agent refused the policy: it keeps the one it ran", "device=%s why=\"%s\"", agent->id.name, msg);
@@ -280,17 +282,18 @@ static int set_run(broker_store_t *s, store_req_t *r) {
   }
   if (rc == 0) rc = store_policy_bump(s, &x->version);
   if (rc) return rc;
-  char detail[400] = "", version[24];
-  size_t o = 0;
-  for (size_t i = 0; i < x->n && o < sizeof(detail) - 1; i++) {
-    int k = snprintf(detail + o, sizeof(detail) - o, "%s%s%s%s", i ? " " : "", x->set[i].key, x->unset ? "" : "=",
-                     x->unset ? "" : x->set[i].value);
-    if (k < 0) break;
-    o += (size_t)k;
-  }
+  /* One entry a setting, written with the change: each key and value stands in the audit
+   * whole (one entry for all would cut the later ones). */
+  char version[24], n[24];
   snprintf(version, sizeof(version), "%" PRId64, x->version);
-  broker_audit_rec(&x->h.audit, x->who.name, x->unset ? "policy-unset" : "policy-set", x->group, "settings", detail,
-                   "version", version, AUDIT_END);
+  for (size_t i = 0; i < x->n; i++) {
+    store_audit_rec_t a;
+    snprintf(n, sizeof(n), "%zu/%zu", i + 1, x->n);
+    broker_audit_rec(&a, x->who.name, x->unset ? "policy-unset" : "policy-set", x->group, "key", x->set[i].key,
+                     "value", x->unset ? "" : x->set[i].value, "version", version, "setting", n, AUDIT_END);
+    rc = store_audit_append(s, a.ts_ms, a.actor, a.action, a.target, a.detail, NULL);
+    if (rc) return rc;
+  }
   x->view = calloc(1, sizeof(*x->view));
   if (!x->view) return TT_ENOMEM;
   return store_policy_list(s, x->group, view_cb, x->view);
@@ -437,12 +440,16 @@ static int on_set(broker_conn_t *c, uint32_t id, const Tether__PolicySetRequest 
     }
     tt_check_id_t cid;
     const tt_check_setting_t *set = NULL;
+    /* The canonical form is written apart from the value it is parsed from (a list's
+     * parser starts its output empty), then kept. */
+    char canon[TT_POLICY_VALUE_MAX + 1];
     int rc = q->unset ? key_check(s->key, err, sizeof(err))
-                      : tt_checks_parse(s->key, s->value, &cid, &set, s->value, sizeof(s->value), err, sizeof(err));
+                      : tt_checks_parse(s->key, s->value, &cid, &set, canon, sizeof(canon), err, sizeof(err));
     if (rc) {
       code = TT_EINVAL;
       break;
     }
+    if (!q->unset) snprintf(s->value, sizeof(s->value), "%s", canon);
     for (size_t j = 0; j < i; j++)
       if (!strcmp(x->set[j].key, s->key)) {
         snprintf(err, sizeof(err), "%s is given twice", s->key);
@@ -459,8 +466,7 @@ static int on_set(broker_conn_t *c, uint32_t id, const Tether__PolicySetRequest 
   x->unset = q->unset;
   x->n = q->n_settings;
   x->now_ms = (int64_t)broker_unix_ms();
-  x->h.req.audit = &x->h.audit;
-  return broker_creq_submit(x);
+  return broker_creq_submit(x); /* its audit entries are written by set_run, one a setting */
 }
 
 /* ---- show ------------------------------------------------------------------------------------ */

@@ -36,10 +36,16 @@ static const store_sql_t k_sql[] = {
   {ST_ALERT_WINDOW, "SELECT " ALERT_COLS " FROM alerts WHERE name = ?1 AND " ALERT_LIVE " AND opened_ms >= ?2"
                     " AND ticket > 0 AND storm = 0 ORDER BY id"},
   {ST_ALERT_STORM_LIVE, "SELECT count(*) FROM alerts WHERE storm = ?1 AND state <> 4"},
-  {ST_ALERT_DEVICE_TICKETS, "SELECT count(*) FROM alerts WHERE device = ?1 AND opened_ms >= ?2 AND ticket > 0"},
+  {ST_TIX_SINCE, "SELECT count(*) FROM tickets WHERE device = ?1 AND source = ?2 AND created_ms >= ?3"},
+  {ST_ALERT_DEVICE_COUNT, "SELECT count(*) FROM alerts WHERE device = ?1"},
+  {ST_ALERT_OLDEST_RESOLVED, "SELECT id FROM alerts WHERE device = ?1 AND state = 4 ORDER BY resolved_ms, id LIMIT 1"},
+  {ST_ALERT_DELETE, "DELETE FROM alerts WHERE id = ?1"},
+  {ST_CHK_RATE_GET, "SELECT window_ms, reports FROM check_agents WHERE device = ?1"},
+  {ST_CHK_RATE_SET, "INSERT INTO check_agents(device, policy_version, reported_ms, window_ms, reports)"
+                    " VALUES(?1, 0, ?2, ?3, ?4) ON CONFLICT(device) DO UPDATE SET window_ms = ?3, reports = ?4"},
   {ST_ALERT_OF_TICKET, "SELECT id FROM alerts WHERE ticket = ?1 OR storm = ?1 ORDER BY id LIMIT ?2"},
-  {ST_ALERT_DUE, "SELECT " ALERT_COLS " FROM alerts WHERE (state = 3 AND snoozed_until_ms <= ?1) OR state = 5"
-                 " ORDER BY id"},
+  {ST_ALERT_DUE, "SELECT " ALERT_COLS " FROM alerts WHERE id > ?2 AND ((state = 3 AND snoozed_until_ms <= ?1)"
+                 " OR state = 5) ORDER BY id LIMIT ?3"},
   {ST_STORM_GET, "SELECT ticket FROM storms WHERE name = ?1"},
   {ST_STORM_SET, "INSERT INTO storms(name, ticket, opened_ms) VALUES(?1, ?2, ?3)"
                  " ON CONFLICT(name) DO UPDATE SET ticket = ?2, opened_ms = ?3"},
@@ -335,12 +341,69 @@ int store_alert_window(broker_store_t *s, const char *check, int64_t since_ms, s
   return alerts_walk(s, st, rc, cb, ctx, "alert_window");
 }
 
-int store_alert_device_tickets(broker_store_t *s, const char *device, int64_t since_ms, uint32_t *n) {
-  sqlite3_stmt *st = s->st[ST_ALERT_DEVICE_TICKETS];
+int store_tickets_since(broker_store_t *s, const char *device, const char *source, int64_t since_ms, uint32_t *n) {
+  sqlite3_stmt *st = s->st[ST_TIX_SINCE];
   int rc = SQLITE_OK;
   bind_text(st, 1, device, &rc);
-  bind_i64(st, 2, since_ms, &rc);
-  return count_one(s, st, rc, n, "alert_device_tickets");
+  bind_text(st, 2, source, &rc);
+  bind_i64(st, 3, since_ms, &rc);
+  return count_one(s, st, rc, n, "tickets_since");
+}
+
+int store_alert_make_room(broker_store_t *s, const char *device, int64_t *dropped) {
+  *dropped = 0;
+  uint32_t n = 0;
+  sqlite3_stmt *st = s->st[ST_ALERT_DEVICE_COUNT];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, device, &rc);
+  int ret = count_one(s, st, rc, &n, "alert_device_count");
+  if (ret != 0 || n < TT_ALERTS_PER_DEVICE_MAX) return ret;
+  st = s->st[ST_ALERT_OLDEST_RESOLVED];
+  rc = SQLITE_OK;
+  bind_text(st, 1, device, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  done(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sql_fail(s, "alert_oldest_resolved", rc);
+  if (!id) return 0;
+  st = s->st[ST_ALERT_DELETE];
+  rc = SQLITE_OK;
+  bind_i64(st, 1, id, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return sql_fail(s, "alert_delete", rc);
+  *dropped = id;
+  return 0;
+}
+
+int store_check_agent_rate(broker_store_t *s, const char *device, int64_t now_ms, uint32_t limit, bool *over) {
+  *over = false;
+  sqlite3_stmt *st = s->st[ST_CHK_RATE_GET];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, device, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int64_t window = 0, reports = 0;
+  if (rc == SQLITE_ROW) {
+    window = sqlite3_column_int64(st, 0);
+    reports = sqlite3_column_int64(st, 1);
+  }
+  done(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sql_fail(s, "check_rate_get", rc);
+  if (now_ms - window >= 60000 || now_ms < window) {
+    window = now_ms;
+    reports = 0;
+  }
+  reports++;
+  *over = reports > (int64_t)limit;
+  st = s->st[ST_CHK_RATE_SET];
+  rc = SQLITE_OK;
+  bind_text(st, 1, device, &rc);
+  bind_i64(st, 2, now_ms, &rc);
+  bind_i64(st, 3, window, &rc);
+  bind_i64(st, 4, reports, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  return rc == SQLITE_DONE ? 0 : constraint_fail(s, "check_rate_set", rc);
 }
 
 int store_alert_storm_live(broker_store_t *s, int64_t storm, uint32_t *n) {
@@ -369,10 +432,13 @@ int store_alerts_of_ticket(broker_store_t *s, int64_t ticket, int64_t *ids, size
   return ids_walk(s, st, rc, ids, cap, n, "alerts_of_ticket");
 }
 
-int store_alerts_due(broker_store_t *s, int64_t now_ms, store_alert_cb cb, void *ctx) {
+int store_alerts_due(broker_store_t *s, int64_t now_ms, int64_t after_id, uint32_t limit, store_alert_cb cb,
+                     void *ctx) {
   sqlite3_stmt *st = s->st[ST_ALERT_DUE];
   int rc = SQLITE_OK;
   bind_i64(st, 1, now_ms, &rc);
+  bind_i64(st, 2, after_id, &rc);
+  bind_i64(st, 3, limit ? (int64_t)limit : -1, &rc);
   return alerts_walk(s, st, rc, cb, ctx, "alerts_due");
 }
 

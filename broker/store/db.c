@@ -532,6 +532,11 @@ static const char *const g_migrations[] = {
   ") STRICT;"
   "CREATE INDEX maintenance_end ON maintenance(end_ms);"
   "PRAGMA user_version = 13;",
+  /* 14: each device's check reports counted per minute in the store (a reconnect must not
+   * reset the limit). */
+  "ALTER TABLE check_agents ADD COLUMN window_ms INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE check_agents ADD COLUMN reports INTEGER NOT NULL DEFAULT 0 CHECK(reports >= 0);"
+  "PRAGMA user_version = 14;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");

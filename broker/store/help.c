@@ -10,12 +10,28 @@ static const store_sql_t k_sql[] = {
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
   {ST_HELP_TICKETS, "SELECT " STORE_TIX_COLS " FROM tickets WHERE device = ?1 AND requester = ?2"
                     " ORDER BY id DESC LIMIT ?3"},
+  {ST_HELP_COMMENTS, "SELECT count(*) FROM ticket_events e JOIN tickets t ON t.id = e.ticket"
+                     " WHERE t.device = ?1 AND e.kind = '" STORE_EVENT_REQUESTER_COMMENT "' AND e.ts_ms >= ?2"},
   {ST_HELP_LAST_PUBLIC, "SELECT " STORE_TEV_COLS " FROM ticket_events WHERE ticket = ?1"
                         " AND kind IN ('" STORE_EVENT_PUBLIC_COMMENT "', '" STORE_EVENT_REQUESTER_COMMENT "')"
                         " ORDER BY id DESC LIMIT 1"},
 };
 
 int store_prepare_help(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
+
+int store_help_comments_recent(broker_store_t *s, const char *device, int64_t since_ms, uint32_t *count) {
+  *count = 0;
+  sqlite3_stmt *st = s->st[ST_HELP_COMMENTS];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, device, &rc);
+  bind_i64(st, 2, since_ms, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc == SQLITE_ROW) *count = (uint32_t)sqlite3_column_int64(st, 0);
+  else ret = sql_fail(s, "help_comments", rc);
+  done(st);
+  return ret;
+}
 
 static void bind_nonce(sqlite3_stmt *st, int i, const uint8_t *nonce, int *rc) {
   if (*rc == SQLITE_OK) *rc = sqlite3_bind_blob(st, i, nonce, STORE_HELP_NONCE_LEN, SQLITE_STATIC);

@@ -29,7 +29,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 13
+#define STORE_SCHEMA_VERSION 14
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -766,6 +766,8 @@ int store_help_find(broker_store_t *s, const char *device, const uint8_t nonce[S
 int store_help_recent(broker_store_t *s, const char *device, int64_t since_ms, uint32_t *count,
                       int64_t *oldest_ms) TT_WUR;
 /* -EEXIST if the device sent this nonce before (store_help_find first: it names the ticket). */
+/* The requesters' comments on a device's tickets since since_ms. */
+int store_help_comments_recent(broker_store_t *s, const char *device, int64_t since_ms, uint32_t *count) TT_WUR;
 int store_help_add(broker_store_t *s, const char *device, const uint8_t nonce[STORE_HELP_NONCE_LEN],
                    const char *user, int64_t ticket, int64_t asked_ms, int64_t received_ms) TT_WUR;
 /* A person's tickets on a device (requester = user), newest first, at most limit; with each
@@ -802,6 +804,9 @@ int store_check_results_prune(broker_store_t *s, const char *device, int64_t bef
 /* How many results a device has; whether it has this one. */
 int store_check_results_count(broker_store_t *s, const char *device, uint32_t *n) TT_WUR;
 bool store_check_result_known(broker_store_t *s, const char *device, const char *check, const char *dimension);
+/* One more report from the device this minute: *over when it passes limit (the count is
+ * kept: refusals count too, until the minute is over). */
+int store_check_agent_rate(broker_store_t *s, const char *device, int64_t now_ms, uint32_t limit, bool *over) TT_WUR;
 /* The policy version an agent last said it runs, and when it reported. */
 int store_check_agent_put(broker_store_t *s, const char *device, int64_t policy_version, int64_t now_ms) TT_WUR;
 int store_check_agent_get(broker_store_t *s, const char *device, int64_t *policy_version,
@@ -845,14 +850,21 @@ int store_alert_failing_devices(broker_store_t *s, const char *check, int64_t si
 /* Alerts for check opened at or after since_ms, open or acked, with a ticket of their own and
  * in no storm: the tickets a new storm takes in as its children. */
 int store_alert_window(broker_store_t *s, const char *check, int64_t since_ms, store_alert_cb cb, void *ctx) TT_WUR;
-/* Alerts of a device that opened at or after since_ms with a ticket of their own. */
-int store_alert_device_tickets(broker_store_t *s, const char *device, int64_t since_ms, uint32_t *n) TT_WUR;
+/* Tickets of this source (check, employee, storm) opened on a device at or after since_ms. */
+int store_tickets_since(broker_store_t *s, const char *device, const char *source, int64_t since_ms,
+                        uint32_t *n) TT_WUR;
+/* A new alert row for the device is about to be made: if it keeps TT_ALERTS_PER_DEVICE_MAX
+ * already, its oldest resolved one goes (*dropped its id, 0 if none could). */
+int store_alert_make_room(broker_store_t *s, const char *device, int64_t *dropped) TT_WUR;
 /* Members of a storm not resolved. */
 int store_alert_storm_live(broker_store_t *s, int64_t storm, uint32_t *n) TT_WUR;
 /* Alerts whose ticket or storm is this ticket, at most cap ids. */
 int store_alerts_of_ticket(broker_store_t *s, int64_t ticket, int64_t *ids, size_t cap, size_t *n) TT_WUR;
-/* Alerts that may need the sweep: snoozed until at most now, or suppressed. */
-int store_alerts_due(broker_store_t *s, int64_t now_ms, store_alert_cb cb, void *ctx) TT_WUR;
+/* Alerts that may need the sweep, by id after after_id, at most limit: snoozed until at most
+ * now, or suppressed. A sweep goes on from where the last one stopped, so alerts that stay
+ * held (a long window) never hide the ones behind them. */
+int store_alerts_due(broker_store_t *s, int64_t now_ms, int64_t after_id, uint32_t limit, store_alert_cb cb,
+                     void *ctx) TT_WUR;
 /* A check's open storm: its ticket (TT_ENOTFOUND: none). */
 int store_storm_get(broker_store_t *s, const char *check, int64_t *ticket) TT_WUR;
 int store_storm_set(broker_store_t *s, const char *check, int64_t ticket, int64_t now_ms) TT_WUR;

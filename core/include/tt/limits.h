@@ -337,6 +337,9 @@
 #define TT_HELP_NONCE_LEN 16u
 #define TT_HELP_SNAPSHOT_MAX (192u * 1024u)
 #define TT_HELP_ASKS_PER_HOUR 5u
+/* Comments the people on one device may add to their tickets in an hour (each is a timeline
+ * event and an audit entry): a conversation fits, a loop does not. */
+#define TT_HELP_COMMENTS_PER_HOUR 30u
 #define TT_HELP_QUEUE_MAX 8u
 #define TT_HELP_TICKETS_MAX 20u
 
@@ -345,8 +348,9 @@
  *   still fits; each is ~200 bytes, so a report stays far under TT_FRAME_MAX_BODY).
  * - TT_CHECK_FULL_REPORT_MS: every result is sent again this often (the broker's view of
  *   "last run" stays fresh without a message per run).
- * - TT_CHECK_REPORTS_PER_MIN: reports one connection may send a minute before the broker
- *   drops the rest (a flapping agent cannot write the store flat out).
+ * - TT_CHECK_REPORTS_PER_MIN: reports one device may send a minute (counted in the store, so
+ *   a reconnect does not reset it) before the broker refuses the rest (a flapping or hostile
+ *   agent cannot write the store flat out).
  * - TT_POLICY_SETTINGS_MAX: settings in one policy request or push; TT_POLICY_VALUE_MAX
  *   the longest value (a list of services or certificate paths).
  * - TT_ALERT_PAGE_MAX: alerts in one listing page (~500 bytes each).
@@ -374,6 +378,9 @@
  * and fill the queue; past this its new failures are recorded as suppressed (logged, audited
  * as an alert "flood") until the hour has room. A real machine rarely has a tenth of it. */
 #define TT_ALERT_TICKETS_PER_DEVICE_HOUR 20u
+/* Alert rows one device keeps (an alert is kept after it resolves, for its ticket's story):
+ * twice what it may have live; past it, its oldest resolved ones go. */
+#define TT_ALERTS_PER_DEVICE_MAX (2u * TT_CHECK_RESULTS_MAX)
 
 /* Knowledge base (broker/helpdesk/kb.c): an article's Markdown body, the checks one article
  * may name, hits per search, and the longest query (a few words). TT_KB_LINKS_MAX: articles

@@ -127,7 +127,8 @@ void tt_checks_defaults(tt_checks_conf_t *cfg);
 /* Check one "checks.<check>.<setting>" = value without applying it: *id and *s say which,
  * canon (cap bytes, at least TT_POLICY_VALUE_MAX + 1) gets the value as it is shown and
  * stored ("85" -> "85%", "cups" -> "cups.service", "60s" -> "1m"). TT_EINVAL with err =
- * "checks.disk_used.threshold: 120% is out of range (1%..100%)" and the like. */
+ * "checks.disk_used.threshold: 120% is out of range (1%..100%)" and the like. canon must not
+ * be value's own buffer (it is written while value is read). */
 int tt_checks_parse(const char *key, const char *value, tt_check_id_t *id, const tt_check_setting_t **s,
                     char *canon, size_t cap, char *err, size_t errlen) TT_WUR;
 /* Parse one setting and set it in cfg; cfg is unchanged on error. */

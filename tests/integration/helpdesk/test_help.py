@@ -23,6 +23,7 @@ from test_session import SessionWorld
 EMPLOYEE = "nobody"
 ERR_BUSY, ERR_DENIED, ERR_INVALID = 8, 11, 14
 ASKS_PER_HOUR = 5  # TT_HELP_ASKS_PER_HOUR
+COMMENTS_PER_HOUR = 30  # TT_HELP_COMMENTS_PER_HOUR
 
 
 def demote(user):
@@ -294,6 +295,43 @@ class HelpTest(SessionWorld, TetherTestCase):
         # People cannot ask in a device's name.
         r = self.tech(["tickets", "--state", "all", "--json"])
         self.assertEqual(len(json.loads(r.out)), ASKS_PER_HOUR)
+
+
+    # -- what is found in the state directory ----------------------------------------------------
+
+    def test_a_fifo_in_the_help_queue_does_not_stop_the_agent(self):
+        """The queue's files are opened without blocking and must be regular files: a FIFO
+        there would otherwise hold the agent's start for good (no connection, no consent
+        socket, so no one on the device could be asked)."""
+        state = os.path.join(self.h.dir, "dev1-state")
+        os.makedirs(os.path.join(state, "help-queue"), mode=0o700)
+        os.mkfifo(os.path.join(state, "help-queue", "0" * 32 + ".ask"), 0o600)
+        self.employee_world()  # waits for the agent's "connected"
+        self.assertTrue(os.path.exists(self.sock))
+
+    def test_a_fifo_as_the_kept_policy_does_not_stop_the_agent(self):
+        """The kept check policy (checks-policy.json) is read the same way."""
+        state = os.path.join(self.h.dir, "dev1-state")
+        os.makedirs(state, mode=0o700)
+        os.mkfifo(os.path.join(state, "checks-policy.json"), 0o600)
+        self.employee_world()
+        self.assertTrue(os.path.exists(self.sock))
+
+
+    def test_comments_from_one_device_are_bounded(self):
+        """Each comment is a timeline event and an audit entry: one device (or the employee,
+        one `tether-agent comment` after another) gets 30 an hour, counted in the store."""
+        self.b = self.h.start_broker()
+        c = self.wire_agent()
+        r = self.help_ask(c, os.urandom(16))
+        self.assertIsNone(self.error(r), r)
+        tid = pb_parse(r[31][0])[1][0]
+        for i in range(COMMENTS_PER_HOUR):
+            body = pb_bytes(1, b"alice") + pb_varint(2, tid) + pb_bytes(3, b"still broken %d" % i)
+            self.assertIsNone(self.error(self.call(c, 32, body)), i)
+        e = self.error(self.call(c, 32, pb_bytes(1, b"alice") + pb_varint(2, tid) + pb_bytes(3, b"one more")))
+        self.assertEqual(e[0], ERR_BUSY, e)
+        self.assertIn("too many comments from this machine (%d in the last hour)" % COMMENTS_PER_HOUR, e[1])
 
 
 if __name__ == "__main__":
