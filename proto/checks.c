@@ -268,8 +268,11 @@ static int list_item(tt_check_vtype_t type, const char *s, size_t n, char *out, 
     snprintf(out, cap, "%.*s", (int)n, s);
     /* systemctl takes "cups" for cups.service; results name the unit as systemd does. */
     if (!unit_suffix(out)) snprintf(out + n, cap - n, ".service");
-    if (strlen(out) > CHECK_UNIT_MAX) {
-      snprintf(why, whylen, "a unit name is longer than %u bytes", (unsigned)CHECK_UNIT_MAX);
+    /* The canonical name is what results name as their dimension, and what parses again:
+     * it must fit as the input did (found by fuzz.checks: "x...x" of 200 bytes took
+     * ".service" and no longer parsed). */
+    if (strlen(out) > TT_CHECK_DIM_MAX) {
+      snprintf(why, whylen, "a unit name is longer than %u bytes", (unsigned)TT_CHECK_DIM_MAX);
       return TT_EINVAL;
     }
     return 0;

@@ -164,6 +164,21 @@ static void test_refusals(void **state) {
   char item[TT_CHECK_DIM_MAX + 3] = "/";
   memset(item + 1, 'p', TT_CHECK_DIM_MAX);
   bad("checks.cert_expiry.paths", item, "checks.cert_expiry.paths: an item is longer than 200 bytes");
+  /* A unit's canonical name ("x" -> "x.service") must fit as its input did, or it would not
+   * parse again (fuzz.checks found one). */
+  char unit[TT_CHECK_DIM_MAX + 1];
+  memset(unit, 'u', TT_CHECK_DIM_MAX - 4);
+  unit[TT_CHECK_DIM_MAX - 4] = 0;
+  bad("checks.services_down.services", unit, "checks.services_down.services: a unit name is longer than 200 bytes");
+  memset(unit, 'u', TT_CHECK_DIM_MAX - 8);
+  unit[TT_CHECK_DIM_MAX - 8] = 0;
+  char canon[TT_POLICY_VALUE_MAX + 1], again[TT_POLICY_VALUE_MAX + 1], err[512];
+  tt_check_id_t id;
+  const tt_check_setting_t *s;
+  assert_int_equal(tt_checks_parse("checks.services_down.services", unit, &id, &s, canon, sizeof(canon), err, sizeof(err)), 0);
+  assert_int_equal(strlen(canon), TT_CHECK_DIM_MAX);
+  assert_int_equal(tt_checks_parse("checks.services_down.services", canon, &id, &s, again, sizeof(again), err, sizeof(err)), 0);
+  assert_string_equal(again, canon);
 }
 
 static void test_set_leaves_cfg_alone_on_error(void **state) {
