@@ -423,6 +423,7 @@ class ChecksAgentTest(TetherTestCase):
         dead.close()
         a2 = self.agent("127.0.0.1:%d" % port, "", name="agent2", wait=False)
         a2.wait_for(r'msg="running the kept policy" version=7 settings=10')
+        a2.wait_for(r'mod=consent msg="listening"')  # the checks start before the local socket is up
         self.wait_until(lambda: results(self.sock).get("policy") == 7, "the kept policy in CHECKS")
         self.assertEqual(results(self.sock)[("disk_used", None)]["state"], "off")
         self.wait_result("cert_expiry", dev1, lambda x: x["state"] == "failing", "cert_expiry from the kept policy")
