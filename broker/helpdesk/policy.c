@@ -273,7 +273,9 @@ static int set_run(broker_store_t *s, store_req_t *r) {
       rc = store_policy_unset(s, x->group, x->set[i].key);
       if (rc == TT_ENOTFOUND) {
         x->err = TT_ENOTFOUND;
-        snprintf(x->msg, sizeof(x->msg), "%s is not set for group %s: nothing changed", x->set[i].key, x->group);
+        char wide[STORE_POLICY_KEY_MAX + STORE_GROUP_MAX + 64];
+        snprintf(wide, sizeof(wide), "%s is not set for group %s: nothing changed", x->set[i].key, x->group);
+        broker_text_fit(x->msg, sizeof(x->msg), wide);
         return TT_ESTATE;
       }
     } else {
@@ -284,7 +286,7 @@ static int set_run(broker_store_t *s, store_req_t *r) {
   if (rc) return rc;
   /* One entry a setting, written with the change: each key and value stands in the audit
    * whole (one entry for all would cut the later ones). */
-  char version[24], n[24];
+  char version[24], n[48];
   snprintf(version, sizeof(version), "%" PRId64, x->version);
   for (size_t i = 0; i < x->n; i++) {
     store_audit_rec_t a;
