@@ -195,8 +195,12 @@ echo "\$ tether-agent tickets      (the employee's view)"
 echo
 echo "== a health check raises an alert, the alert a ticket; the fix is in the knowledge base"
 printf '# Disk full\n\nFind the biggest directories with `du -xh / | sort -h | tail`, clear\n`journalctl --vacuum-size=200M`, then empty the trash of the user.\n' >"$demo/kb-disk-full.md"
-echo "\$ tether kb add --title 'Disk full' --check disk_used kb-disk-full.md      (admin)"
-$admin kb add --title "Disk full" --check disk_used "$demo/kb-disk-full.md"
+echo "\$ tether kb add --title 'Disk full' --check disk_used kb-disk-full.md      (admin; once)"
+if $tether kb search disk full --json | grep -q '"title":"Disk full"'; then
+  $tether kb search disk full
+else
+  $admin kb add --title "Disk full" --check disk_used "$demo/kb-disk-full.md"
+fi
 echo "\$ tether policy set --group '*' checks.disk_used.threshold=1%      (admin: a line any disk crosses)"
 $admin policy set --group '*' checks.disk_used.threshold=1%
 for _ in $(seq 300); do grep -q 'msg="alert" what=\(opened\|reopened\)' "$demo/broker.log" && break; sleep 0.1; done
