@@ -75,6 +75,11 @@ static void test_private_keys(void **state) {
       {"-----BEGIN PUBLIC KEY-----\nMFkwEwYH\n-----END PUBLIC KEY-----",
        "-----BEGIN PUBLIC KEY-----\nMFkwEwYH\n-----END PUBLIC KEY-----"},
       {"-----BEGIN lower case-----", "-----BEGIN lower case-----"},
+      /* A key block right after curl's -u: what it leaves is not read as user:password the
+       * second time (fuzz.redact found "-u x[REDACTED]...:b:b" redacted again). */
+      {"-u x-----BEGIN RSA " PK "-----\nMIIE\n-----END RSA\x13:b:b", "-u x[REDACTED]\x13:b:b"},
+      /* The same after a secret's flag: the mark is its value, what follows it stays. */
+      {"--apikey -----BEGIN RSA " PK "-----\nMIIE\n-----END RSA PRK\x13" "AT", "--apikey [REDACTED]\x13" "AT"},
   };
   CHECK(c);
   assert_int_equal(hits(c[0].in), 1);
