@@ -435,8 +435,10 @@ class ChecksAgentTest(TetherTestCase):
                                 "disk_used.raise_after = 1\ndisk_used.ignore = \"\"\n", wait=False)
         fb.accept()
         a.wait_for(r'msg="connected"')
-        self.wait_result("disk_used", "/", lambda r: r["state"] == "failing", "disk_used failing")
-        time.sleep(1.5)
+        seen = self.wait_result("disk_used", "/", lambda r: r["state"] == "failing", "disk_used failing")
+        # Two more runs of the check (its streak grows), time for a report to follow if one would.
+        streak = seen[-1]["streak"]
+        self.wait_result("disk_used", "/", lambda r: r["streak"] >= streak + 2, "two more runs of disk_used")
         # Refused as unknown: the one report at Welcome, nothing after it on this link.
         self.assertEqual(len(fb.report_list()), 1, fb.report_list())
         # The next link hears everything: a full report with the failing disk.
