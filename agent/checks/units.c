@@ -138,7 +138,7 @@ void agent_check_services_down(const agent_check_ctx_t *ctx, const tt_check_conf
        * activating in a restart loop) is not, and raise_after lets a restart pass. */
       bool up = !strcmp(u[i].active, "active") || !strcmp(u[i].active, "reloading");
       char alias[300] = "";
-      if (u[i].id[0] && strcmp(u[i].id, name)) snprintf(alias, sizeof(alias), " as %s", u[i].id);
+      if (u[i].id[0] && strcmp(u[i].id, name)) snprintf(alias, sizeof(alias), " as %.255s", u[i].id);
       agent_check_sample(run, name, up ? TT_CHECK_OK : TT_CHECK_FAILING, NULL, "%s (%s)%s", u[i].active,
                          u[i].sub[0] ? u[i].sub : "?", alias);
     }

@@ -307,9 +307,13 @@ static bool is_pat(char c) { return is_alnum(c) || c == '_'; }
 static bool is_slack(char c) { return is_alnum(c) || c == '-'; }
 
 /* Tokens whose own prefix says what they are; the prefix stays. *no_jwt: a JWT that failed
- * to parse ending there cannot start anywhere before it either (the same segments follow). */
-static size_t token_shape(emit_t *e, const char *in, size_t n, size_t i, size_t *no_jwt) {
-  if (i > 0 && (is_alnum(in[i - 1]) || in[i - 1] == '_')) return 0;
+ * to parse ending there cannot start anywhere before it either (the same segments follow).
+ * A token starts a word; right after a redaction (i == floor) it does whatever the replaced
+ * text ended with, because the output there ends with the mark's ']' and the second pass
+ * must find nothing the first did not (fuzz.redact: "...KEYBearer <token>" after a key
+ * block). */
+static size_t token_shape(emit_t *e, const char *in, size_t n, size_t i, size_t floor, size_t *no_jwt) {
+  if (i > floor && (is_alnum(in[i - 1]) || in[i - 1] == '_')) return 0;
   char c = in[i];
   size_t r;
   if (c == 'A' && (starts(in, n, i, "AKIA") || starts(in, n, i, "ASIA"))) {
@@ -420,7 +424,7 @@ size_t inv_redact(char *out, size_t cap, const char *in, size_t n, unsigned *hit
     }
     if (i > pw_from) pw_from = SIZE_MAX; /* another recogniser took the text it was in */
     if ((adv = pem_block(&e, in, n, i)) || (adv = key_value(&e, in, n, i, floor)) ||
-        (adv = token_shape(&e, in, n, i, &no_jwt))) {
+        (adv = token_shape(&e, in, n, i, floor, &no_jwt))) {
       i += adv;
       floor = i;
       continue;
