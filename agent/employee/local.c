@@ -297,7 +297,7 @@ static int check_row(char *line, check_row_t *r) {
   char *f[10];
   memset(r, 0, sizeof(*r));
   if (strncmp(line, "CHECK ", 6) == 0 && fields(line + 6, f, 10) == 10) {
-    snprintf(r->col[0], sizeof(r->col[0]), "%s", f[0]);
+    snprintf(r->col[0], sizeof(r->col[0]), "%.*s", (int)sizeof(r->col[0]) - 1, f[0]);
     snprintf(r->col[1], sizeof(r->col[1]), "%s", f[1][0] ? f[1] : "-");
     /* A change under way shows with its count: "ok (failing 1/3)". */
     if (strcmp(f[2], f[3]) && strcmp(f[3], "pending"))
@@ -344,8 +344,12 @@ int agent_local_checks(const agent_cfg_t *cfg) {
     }
     if (strncmp(line, "POLICY ", 7) == 0) version = strtoull(line + 7, NULL, 10);
     else if (strncmp(line, "OVER ", 5) == 0) {
+      /* Appended as far as it fits: "a, b, c". */
       size_t o = strlen(over);
-      snprintf(over + o, sizeof(over) - o, "%s%s", o ? ", " : "", line + 5);
+      if (o && o + 2 < sizeof(over)) memcpy(over + o, ", ", 2), o += 2;
+      size_t k = strnlen(line + 5, sizeof(over) - 1 - o);
+      memcpy(over + o, line + 5, k);
+      over[o + k] = '\0';
     } else if (n < CHECK_ROWS && check_row(line, &rows[n])) n++;
   }
   if (version) printf("policy: version %llu from the broker\n", version);

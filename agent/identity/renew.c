@@ -32,7 +32,7 @@ static void renew_plan(agent_t *a) {
 
 static void renew_failed(agent_t *a, const char *why) {
   int64_t now = agent_unix_ms();
-  snprintf(a->renew.last_error, sizeof(a->renew.last_error), "%s", why); /* for the agent_renewal check */
+  snprintf(a->renew.last_error, sizeof(a->renew.last_error), "%.*s", (int)sizeof(a->renew.last_error) - 1, why); /* for the agent_renewal check */
   a->renew.next_ms = agent_renew_retry_ms(now, a->ident.not_after_ms);
   char na[32];
   agent_fmt_time(na, sizeof(na), a->ident.not_after_ms);

@@ -91,7 +91,7 @@ static void alert_line(const Tether__Alert *a, uint64_t now) {
   if (a->storm) snprintf(ticket, sizeof(ticket), "T-%" PRIu64 " (storm)", a->storm);
   else if (a->ticket) snprintf(ticket, sizeof(ticket), "T-%" PRIu64, a->ticket);
   else snprintf(ticket, sizeof(ticket), "-");
-  char state[64];
+  char state[NAME_SHOWN + 16];
   if (a->state == TETHER__ALERT_STATE__ALERT_SNOOZED) {
     char until[40];
     console_iso(until, sizeof(until), a->snoozed_until_ms, false);

@@ -143,7 +143,7 @@ static void view_json(FILE *o, const Tether__PolicyView *v) {
 static void windows_text(const Tether__PolicyView *v) {
   for (size_t i = 0; i < v->n_windows; i++) {
     const Tether__Maintenance *m = v->windows[i];
-    char who[GROUP_SHOWN], reason[TT_TEXT_MAX * 4 + 1], from[40], to[40], by[NAME_SHOWN];
+    char who[GROUP_SHOWN + 8], reason[TT_TEXT_MAX * 4 + 1], from[40], to[40], by[NAME_SHOWN];
     if (m->device.len) console_text(who, sizeof(who), m->device);
     else {
       char g[GROUP_SHOWN];
