@@ -43,8 +43,10 @@ struct proc_s {
   int code, sig;
   int handles;              /* initialised handles not yet closed */
   uv_pipe_t out, err;       /* shell: out is the pty master; exec: stdout, stderr */
+  uv_pipe_t in;             /* exec with input: the command's stdin */
+  uv_shutdown_t in_shut;    /* the opener's EOF: closed once what was written is out */
   uv_timer_t timer;         /* kill after hangup; drain after exit */
-  bool out_open, err_open, timer_open;
+  bool out_open, err_open, timer_open, in_open, in_closing;
   bool out_reading, err_reading;
   uint8_t rbuf[TT_DATA_CHUNK_MAX];
 };
@@ -168,6 +170,7 @@ static void maybe_release(proc_t *p) {
   p->released = true;
   close_handle(p, (uv_handle_t *)&p->out, &p->out_open);
   close_handle(p, (uv_handle_t *)&p->err, &p->err_open);
+  close_handle(p, (uv_handle_t *)&p->in, &p->in_open);
   close_handle(p, (uv_handle_t *)&p->timer, &p->timer_open);
   if (p->handles == 0) proc_free(p);
 }
@@ -196,7 +199,10 @@ static void detach(proc_t *p, int code, const char *why) {
   }
   /* Closing the pty master hangs up the terminal's session as a closed ssh would. */
   if (p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL) close_handle(p, (uv_handle_t *)&p->out, &p->out_open);
-  else start_reading(p); /* drain pipes so a writer is not stuck on a full one */
+  else {
+    close_handle(p, (uv_handle_t *)&p->in, &p->in_open); /* nothing more comes: EOF */
+    start_reading(p); /* drain pipes so a writer is not stuck on a full one */
+  }
   maybe_release(p);
 }
 
@@ -367,8 +373,10 @@ typedef struct {
 static void write_cb(uv_write_t *w, int status) {
   in_t *in = w->data;
   proc_t *p = in->p;
-  /* Credit goes back only for bytes the pty took. */
-  if (status == 0 && p->ch && p->ch == in->ch) {
+  /* Credit goes back for bytes the pty or the pipe took; a command that stopped reading
+   * (EPIPE) drops the rest, as a closed pipe does, rather than stall the channel. */
+  bool took = status == 0 || (status == UV_EPIPE && p->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC);
+  if (took && p->ch && p->ch == in->ch) {
     tt_mux_consumed(p->m, p->ch, in->n);
     tt_link_flush(tt_link_from_mux(p->m));
   }
@@ -396,12 +404,32 @@ static void control(proc_t *p, const uint8_t *b, size_t n) {
   tt_msg_free(&msg);
 }
 
+static void in_shut_cb(uv_shutdown_t *req, int status) {
+  (void)status;
+  proc_t *p = req->data;
+  close_handle(p, (uv_handle_t *)&p->in, &p->in_open);
+  if (--p->handles == 0 && p->released) proc_free(p);
+}
+
+/* The opener's EOF on an exec's input: the command reads to the end of what was written,
+ * then sees its end. */
+static void input_eof(proc_t *p) {
+  if (!p->in_open || p->in_closing) return;
+  p->in_closing = true;
+  p->in_shut.data = p;
+  if (uv_shutdown(&p->in_shut, (uv_stream_t *)&p->in, in_shut_cb) == 0) p->handles++; /* held until its callback */
+  else close_handle(p, (uv_handle_t *)&p->in, &p->in_open);
+}
+
 void agent_shell_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *b, size_t n, uint8_t flags) {
   proc_t *p = ch->data;
+  uv_pipe_t *to = p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL ? (p->out_open ? &p->out : NULL)
+                  : p->in_open && !p->in_closing                  ? &p->in
+                                                                  : NULL;
   if (flags & TT_FF_CTRL) {
     control(p, b, n);
     tt_mux_consumed(m, ch, n);
-  } else if (n && p->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && p->out_open) {
+  } else if (n && to) {
     in_t *in = malloc(sizeof(*in) + n);
     if (!in) {
       detach(p, TT_ENOMEM, "the agent is out of memory");
@@ -413,13 +441,14 @@ void agent_shell_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *b, size_t n, ui
     in->n = n;
     in->req.data = in;
     uv_buf_t buf = uv_buf_init((char *)in->data, (unsigned)n);
-    if (uv_write(&in->req, (uv_stream_t *)&p->out, &buf, 1, write_cb)) {
+    if (uv_write(&in->req, (uv_stream_t *)to, &buf, 1, write_cb)) {
       free(in);
       tt_mux_consumed(m, ch, n);
     }
   } else {
-    tt_mux_consumed(m, ch, n); /* exec: standard input is /dev/null */
+    tt_mux_consumed(m, ch, n); /* exec without input: standard input is /dev/null */
   }
+  if ((flags & TT_FF_EOF) && p->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) input_eof(p);
   tt_link_flush(tt_link_from_mux(m));
 }
 
@@ -552,17 +581,37 @@ static __attribute__((noreturn)) void shell_child(const agent_box_t *box, const 
   shell_fail("exec failed");
 }
 
-static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, uint32_t cols, uint32_t rows, char *err,
+/* A command line for the user's shell, NUL-terminated (checked: no NUL inside). */
+static char *command_of(const Tether__ChannelOpen *msg) {
+  char *c = malloc(msg->command.len + 1);
+  if (c) {
+    memcpy(c, msg->command.data, msg->command.len);
+    c[msg->command.len] = '\0';
+  }
+  return c;
+}
+
+/* A login shell on the pty ("-bash"), or with a command, `$SHELL -c LINE` on it as ssh -t
+ * runs one. */
+static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, const Tether__ChannelOpen *msg, char *err,
                        size_t errlen) {
+  uint32_t cols = msg->cols, rows = msg->rows;
   struct winsize ws = {.ws_row = (unsigned short)(rows ? rows : 24), .ws_col = (unsigned short)(cols ? cols : 80)};
   const char *base = strrchr(r->shell, '/');
   char argv0[AGENT_PATH_MAX + 1];
-  snprintf(argv0, sizeof(argv0), "-%s", base ? base + 1 : r->shell);
-  char *argv[] = {argv0, NULL};
+  snprintf(argv0, sizeof(argv0), "%s%s", msg->command.len ? "" : "-", base ? base + 1 : r->shell);
+  char *line = msg->command.len ? command_of(msg) : NULL;
+  char dash_c[] = "-c";
+  char *argv[] = {argv0, line ? dash_c : NULL, line, NULL};
+  if (msg->command.len && !line) {
+    snprintf(err, errlen, "the agent is out of memory");
+    return TT_ENOMEM;
+  }
   int master = -1, slave = -1, limit = fd_limit();
   if (openpty(&master, &slave, NULL, NULL, &ws)) {
     int rc = -errno;
     snprintf(err, errlen, "cannot open a pty: %s", strerror(-rc));
+    free(line);
     return rc;
   }
   (void)!fcntl(master, F_SETFD, FD_CLOEXEC);
@@ -573,9 +622,11 @@ static int start_shell(proc_t *p, const run_as_t *r, const env_t *e, uint32_t co
     snprintf(err, errlen, "cannot start a shell: %s", strerror(errno));
     close(master);
     close(slave);
+    free(line);
     return rc;
   }
   if (pid == 0) shell_child(p->box, r, limit, argv, e->v, slave);
+  free(line);
   close(slave);
   agent_box_started(p->box, pid);
   p->pid = pid;
@@ -649,8 +700,8 @@ static void close_fd(int fd) {
   if (fd >= 0) close(fd);
 }
 
-/* Parent: a read end, non-blocking, into its handle. */
-static int pipe_read_end(uv_pipe_t *h, int *fd) {
+/* Parent: our end of a pipe, non-blocking, into its handle. */
+static int pipe_end(uv_pipe_t *h, int *fd) {
   int flags = fcntl(*fd, F_GETFL);
   if (flags < 0 || fcntl(*fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
   int rc = uv_pipe_open(h, *fd);
@@ -664,10 +715,18 @@ static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether
                       size_t errlen, int *not_run) {
   err[0] = '\0';
   *not_run = 0;
-  char **argv = calloc(msg->n_argv + 1, sizeof(char *));
+  /* argv as given, or the user's shell with the command line: sh -c LINE. */
+  size_t argc = msg->command.len ? 3 : msg->n_argv;
+  char **argv = calloc(argc + 1, sizeof(char *));
   if (!argv) return TT_ENOMEM;
   int rc = 0;
-  for (size_t i = 0; i < msg->n_argv && !rc; i++) {
+  if (msg->command.len) {
+    argv[0] = strdup(r->shell);
+    argv[1] = strdup("-c");
+    argv[2] = command_of(msg);
+    if (!argv[0] || !argv[1] || !argv[2]) rc = TT_ENOMEM;
+  }
+  for (size_t i = 0; i < msg->n_argv && !msg->command.len && !rc; i++) {
     argv[i] = malloc(msg->argv[i].len + 1);
     if (!argv[i]) rc = TT_ENOMEM;
     else {
@@ -680,14 +739,26 @@ static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether
   p->out.data = p->err.data = p;
   p->handles += 2;
   p->out_open = p->err_open = true;
-  /* Ours: the read ends of stdout and stderr, and of the status pipe. The child's: /dev/null,
-   * the write ends, the status write end. All close-on-exec until the child places its own. */
-  int out[2] = {-1, -1}, errp[2] = {-1, -1}, status[2] = {-1, -1}, null = -1, limit = fd_limit();
+  if (msg->input) {
+    uv_pipe_init(p->a->loop, &p->in, 0);
+    p->in.data = p;
+    p->handles++;
+    p->in_open = true;
+  }
+  /* Ours: the read ends of stdout and stderr, and of the status pipe (and the write end of
+   * stdin when the opener sends input). The child's: /dev/null or stdin's read end, the
+   * write ends, the status write end. All close-on-exec until the child places its own. */
+  int out[2] = {-1, -1}, errp[2] = {-1, -1}, status[2] = {-1, -1}, inp[2] = {-1, -1}, null = -1,
+      limit = fd_limit();
   exec_stage_t stage = EXEC_STAGE_SETUP;
   pid_t pid;
   if (rc) goto out;
-  if ((null = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) ||
-      pipe2(status, O_CLOEXEC)) {
+  if (msg->input ? pipe2(inp, O_CLOEXEC) != 0 : (null = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+    rc = -errno;
+    goto out;
+  }
+  if (msg->input) null = inp[0], inp[0] = -1; /* the child's stdin, closed here like /dev/null */
+  if (pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(status, O_CLOEXEC)) {
     rc = -errno;
     goto out;
   }
@@ -713,8 +784,9 @@ static int start_exec(proc_t *p, const run_as_t *r, const env_t *e, const Tether
   }
   agent_box_started(p->box, pid);
   p->pid = pid; /* from here SIGCHLD reaps it, and detach kills it if the rest fails */
-  if ((rc = pipe_read_end(&p->out, &out[0])) || (rc = pipe_read_end(&p->err, &errp[0])))
-    snprintf(err, errlen, "cannot read the command's output: %s", uv_strerror(rc));
+  if ((rc = pipe_end(&p->out, &out[0])) || (rc = pipe_end(&p->err, &errp[0])) ||
+      (msg->input && (rc = pipe_end(&p->in, &inp[1]))))
+    snprintf(err, errlen, "cannot reach the command's input or output: %s", uv_strerror(rc));
 out:
   if (rc && !err[0]) {
     if (rc == TT_ENOMEM) snprintf(err, errlen, "the agent is out of memory");
@@ -724,9 +796,9 @@ out:
     else snprintf(err, errlen, "cannot run %s: %s", argv[0], uv_strerror(rc));
     if (stage == EXEC_STAGE_EXEC) *not_run = rc == UV_ENOENT ? 127 : 126;
   }
-  int left[] = {null, out[0], out[1], errp[0], errp[1], status[0], status[1]};
+  int left[] = {null, out[0], out[1], errp[0], errp[1], status[0], status[1], inp[0], inp[1]};
   for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) close_fd(left[i]);
-  for (size_t i = 0; i < msg->n_argv; i++) free(argv[i]);
+  for (size_t i = 0; i < argc; i++) free(argv[i]);
   free(argv);
   return rc;
 }
@@ -748,7 +820,14 @@ static int check_open(agent_t *a, const Tether__ChannelOpen *msg, char *term, si
     snprintf(err, errlen, "TERM is not a valid terminal name");
     return TT_EINVAL;
   }
-  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) {
+  if (msg->command.len > TT_EXEC_COMMAND_MAX || (msg->command.len && memchr(msg->command.data, '\0', msg->command.len)) ||
+      (msg->command.len && msg->n_argv) ||
+      (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && msg->n_argv)) {
+    snprintf(err, errlen, "a command line is argv or one line of at most %u bytes for the shell, without NUL",
+             (unsigned)TT_EXEC_COMMAND_MAX);
+    return TT_EINVAL;
+  }
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC && !msg->command.len) {
     if (msg->n_argv == 0 || msg->n_argv > TT_EXEC_ARGV_MAX || msg->argv[0].len == 0) {
       snprintf(err, errlen, "exec needs a command and at most %u arguments", (unsigned)TT_EXEC_ARGV_MAX);
       return TT_EINVAL;
@@ -842,7 +921,7 @@ void agent_shell_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   p->handles++;
   p->timer_open = true;
   int not_run = 0;
-  rc = shell ? start_shell(p, &r, &e, msg->cols, msg->rows, err, sizeof(err))
+  rc = shell ? start_shell(p, &r, &e, msg, err, sizeof(err))
              : start_exec(p, &r, &e, msg, err, sizeof(err), &not_run);
   if (!rc) rc = tt_mux_accept(m, ch, TT_WINDOW_DEFAULT, true, 0);
   if (rc) {

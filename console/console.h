@@ -70,6 +70,7 @@ enum {
   CONSOLE_SW_DRY_RUN = 1u << 8,   /* inventory import: report, change nothing */
   CONSOLE_SW_PUBLIC = 1u << 9,    /* ticket comment: the requester sees it */
   CONSOLE_SW_OPEN = 1u << 10,     /* alerts: only those not resolved */
+  CONSOLE_SW_TTY = 1u << 11,      /* exec -t: the command on a pty, as ssh -t runs it */
 };
 
 typedef struct console_s console_t;

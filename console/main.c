@@ -120,11 +120,11 @@ static const console_cmd_t *const commands[] = {
 
 /* Bit i is CONSOLE_SW_*: keep in that order. */
 static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", "attach",
-                                       "dry-run", "public", "open", NULL};
+                                       "dry-run", "public", "open", "tty", NULL};
 /* One-letter spellings of switches, as cp and scp users type them. */
 static const struct {
   const char *letter, *name;
-} short_switches[] = {{"-r", "--recursive"}};
+} short_switches[] = {{"-r", "--recursive"}, {"-t", "--tty"}};
 
 static void on_timeout(uv_timer_t *t);
 

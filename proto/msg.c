@@ -303,3 +303,23 @@ void tt_argv_line(const ProtobufCBinaryData *argv, size_t argc, char *out, size_
   }
   out[n] = '\0';
 }
+
+void tt_open_command_line(const Tether__ChannelOpen *o, char *out, size_t cap) {
+  if (!o->command.len) {
+    if (o->n_argv) tt_argv_line(o->argv, o->n_argv, out, cap);
+    else if (cap) out[0] = '\0';
+    return;
+  }
+  if (cap == 0) return;
+  size_t n = 0;
+  for (size_t j = 0; j < o->command.len; j++) {
+    if (n + 1 >= cap) { /* cut, and say so */
+      n = cap >= 4 ? cap - 4 : 0;
+      if (cap >= 4) memcpy(out + n, "...", 3), n += 3;
+      break;
+    }
+    uint8_t ch = o->command.data[j];
+    out[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+  }
+  out[n] = '\0';
+}

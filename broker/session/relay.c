@@ -256,7 +256,18 @@ static broker_grant_t *session_check(broker_conn_t *c, const char *dev, const Te
     snprintf(why, cap, "TERM is not valid text of at most %u bytes", TT_TERM_NAME_MAX);
     return NULL;
   }
-  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) {
+  if (msg->command.len > TT_EXEC_COMMAND_MAX || (msg->command.len && memchr(msg->command.data, 0, msg->command.len)) ||
+      (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL && msg->n_argv)) {
+    snprintf(why, cap, "a shell's command is one line for the shell of at most %u bytes, without NUL",
+             TT_EXEC_COMMAND_MAX);
+    return NULL;
+  }
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC && msg->command.len) {
+    if (msg->n_argv) {
+      snprintf(why, cap, "a command is argv or a line for the shell, not both");
+      return NULL;
+    }
+  } else if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) {
     bool ok = msg->n_argv > 0 && msg->n_argv <= TT_EXEC_ARGV_MAX;
     for (size_t i = 0; ok && i < msg->n_argv; i++)
       ok = msg->argv[i].len <= TT_EXEC_ARG_MAX && !memchr(msg->argv[i].data, 0, msg->argv[i].len);
@@ -525,7 +536,8 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   r->kind = msg->kind;
   if (is_files_kind(msg->kind)) ch->prio = TT_PRIO_BULK; /* toward the console too */
   snprintf(r->dev, sizeof(r->dev), "%s", dev);
-  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC) tt_argv_line(msg->argv, msg->n_argv, r->command, sizeof(r->command));
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_EXEC || msg->kind == TETHER__CHANNEL_KIND__CHANNEL_SHELL)
+    tt_open_command_line(msg, r->command, sizeof(r->command));
   ch->data = r;
   if (g) grant_link(r, g);
   /* Waiting from now on (first for the store, then for the device): counted against the

@@ -162,7 +162,9 @@ typedef struct {
 struct shell_s {
   console_t *c;
   tt_chan_t *ch;
-  bool exec;
+  bool exec;          /* exec on pipes (exec -t runs as a shell does, on a pty) */
+  bool input;         /* exec: stdin is not a terminal, so it goes to the command, then EOF */
+  char *line;         /* exec -t: the command, quoted for the remote shell */
   uint64_t ticket;
   uint32_t cols, rows;
   bool accepted, have_exit, eof_rcvd;
@@ -619,6 +621,12 @@ static void on_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *m
     uv_signal_start(&s->sigint, interrupt_cb, SIGINT);
     uv_signal_start(&s->sigterm, interrupt_cb, SIGTERM);
     s->signals_on = true;
+    if (!s->input) return;
+    if ((rc = source_open(s, &s->in))) {
+      shell_end(s, 1, "cannot read stdin: %s", uv_strerror(rc));
+      return;
+    }
+    source_start(&s->in);
     return;
   }
   uv_signal_init(c->loop, &s->winch);
@@ -687,7 +695,7 @@ static void on_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
   shell_t *s = ch->data;
   if (!s || s->ending) return;
   send_pending(s);
-  if (!s->exec) source_start(&s->in); /* exec sends no input: there is no source */
+  if (!s->exec || s->input) source_start(&s->in); /* exec from a terminal sends no input */
 }
 
 static void on_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
@@ -718,6 +726,34 @@ static const tt_mux_cbs_t shell_mux_cbs = {
 
 /* -- the commands ----------------------------------------------------------------------- */
 
+/* argv as one line for the remote shell: words of safe characters as they are, anything
+ * else in single quotes ('\'' for a quote inside). NULL when it would not fit. */
+static char *sh_quote_line(char *const *argv, int n) {
+  tt_buf_t b;
+  tt_buf_init(&b, TT_EXEC_COMMAND_MAX + 1);
+  int rc = 0;
+  for (int i = 0; i < n && !rc; i++) {
+    const char *a = argv[i];
+    bool plain = *a != '\0';
+    for (const char *q = a; *q && plain; q++)
+      plain = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || strchr("_./=:,+@%-", *q);
+    if (i) rc = tt_buf_append(&b, " ", 1);
+    if (plain) {
+      if (!rc) rc = tt_buf_append(&b, a, strlen(a));
+      continue;
+    }
+    if (!rc) rc = tt_buf_append(&b, "'", 1);
+    for (const char *q = a; *q && !rc; q++) rc = *q == '\'' ? tt_buf_append(&b, "'\\''", 4) : tt_buf_append(&b, q, 1);
+    if (!rc) rc = tt_buf_append(&b, "'", 1);
+  }
+  if (!rc) rc = tt_buf_append(&b, "", 1); /* the NUL */
+  if (rc) {
+    tt_buf_free(&b);
+    return NULL;
+  }
+  return (char *)b.data;
+}
+
 static int shell_check(console_t *c) {
   g_sh.exec = c->cmd == &console_cmd_exec;
   if (!c->arg[0][0] || !tt_text_valid(tt_text(c->arg[0]), TT_NAME_MAX))
@@ -739,6 +775,14 @@ static int shell_check(console_t *c) {
   }
   if (!c->rest[0][0]) return console_usage_error("exec: the command is empty");
   if (total > EXEC_LINE_MAX) return console_usage_error("the command line is too long");
+  if (c->args.switches & CONSOLE_SW_TTY) { /* on a pty: a shell that runs the command */
+    if (!(g_sh.line = sh_quote_line(c->rest, c->nrest)))
+      return console_usage_error("the command line is over %u bytes once quoted", TT_EXEC_COMMAND_MAX);
+    g_sh.exec = false;
+    return 0;
+  }
+  /* Like ssh: what is piped in reaches the command; a terminal's typing does not (-t). */
+  g_sh.input = !isatty(STDIN_FILENO);
   return 0;
 }
 
@@ -790,7 +834,9 @@ static int open_channel(console_t *c, uint64_t session) {
     for (int i = 0; i < c->nrest; i++) argv[i] = tt_text(c->rest[i]);
     o.argv = argv;
     o.n_argv = (size_t)c->nrest;
+    o.input = s->input;
   } else {
+    if (s->line) o.command = tt_text(s->line);
     term_size(&s->cols, &s->rows);
     o.cols = s->cols;
     o.rows = s->rows;
@@ -833,10 +879,12 @@ const console_cmd_t console_cmd_shell = {
 
 const console_cmd_t console_cmd_exec = {
     .name = "exec",
-    .args = "DEVICE --ticket T [--for 30m] -- CMD [ARG...]",
-    .help = "run one command on the device; its output and exit status are yours",
+    .args = "DEVICE --ticket T [--for 30m] [-t] -- CMD [ARG...]",
+    .help = "run one command on the device; stdin (when not a terminal) goes to it, its output and exit status "
+            "are yours; -t runs it on a pty",
     .min_pos = 1,
     .max_pos = 1,
+    .switches = CONSOLE_SW_TTY,
     .check = shell_check,
     .start = shell_start,
     .on_response = shell_response,

@@ -223,12 +223,13 @@ class Harness:
 
     # -- one-shot commands -------------------------------------------------------------
 
-    def run(self, prog, args, timeout=CMD_TIMEOUT, check_sanitizers=True):
+    def run(self, prog, args, timeout=CMD_TIMEOUT, check_sanitizers=True, input=None):
+        """input: bytes for its standard input (a pipe); /dev/null without."""
         argv = [binary(prog)] + list(args)
         t0 = time.monotonic()
+        io = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         try:
-            cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                env=self.env, cwd=self.dir, timeout=timeout)
+            cp = subprocess.run(argv, capture_output=True, env=self.env, cwd=self.dir, timeout=timeout, **io)
         except subprocess.TimeoutExpired as e:
             raise AssertionError("%s did not finish within %.0fs: %s\nstderr:\n%s" % (
                 prog, timeout, " ".join(argv),
@@ -244,13 +245,13 @@ class Harness:
             raise AssertionError("%s: sanitizer report:\n%s" % (prog, rep))
         return r
 
-    def console(self, addr, args, cert=None, key=None, ca=None, timeout=CMD_TIMEOUT, extra=()):
+    def console(self, addr, args, cert=None, key=None, ca=None, timeout=CMD_TIMEOUT, extra=(), input=None):
         pki = self.pki
         base = ["--broker", addr,
                 "--ca", ca or pki.ca,
                 "--cert", cert or pki.cert("tech"),
                 "--key", key or pki.key("tech")] + list(extra)
-        return self.run("tether", base + list(args), timeout=timeout)
+        return self.run("tether", base + list(args), timeout=timeout, input=input)
 
     def devices(self, addr, **kw):
         """`tether devices --json` parsed; fails the test on a non-zero exit."""

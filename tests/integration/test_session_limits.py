@@ -21,6 +21,7 @@ from harness import (K_CH_OPEN, K_CH_REJECT, K_REQUEST, K_RESPONSE, ROLE_TECHNIC
 from test_session import ME, PtyConsole, SessionWorld, Watcher
 
 CH_SHELL, CH_EXEC = 3, 4
+COMMAND_MAX = 32 * 1024  # TT_EXEC_COMMAND_MAX
 ROLE_ADMIN = 3
 
 # The broker's file-size limit in the disk-full test: far more than its store needs (a few
@@ -503,20 +504,30 @@ class SessionLimitsTest(SessionWorld, TetherTestCase):
         sid = int(self.session_open(tid).split("-")[1])
         with WireClient(self.b.port, self.pki.ca, self.pki.cert("tech"), self.pki.key("tech")) as c:
             c.handshake_hello(role=ROLE_TECHNICIAN)
-            cases = (
-                [b"a"] * 257,
-                [b"echo", b"x" * 5000],
-                [b"echo", b"nul\0inside"],
-                [],
+            def argv(*words):
+                return b"".join(pb_bytes(12, a) for a in words)
+            line = b"x" * COMMAND_MAX
+            cases = (  # (kind, fields, what the refusal says)
+                (CH_EXEC, argv(*[b"a"] * 257), b"arguments"),
+                (CH_EXEC, argv(b"echo", b"x" * 5000), b"arguments"),
+                (CH_EXEC, argv(b"echo", b"nul\0inside"), b"arguments"),
+                (CH_EXEC, b"", b"arguments"),
+                # A command line for the shell (ssh's exec, exec -t): bounded, no NUL, not
+                # with argv, and a shell takes no argv.
+                (CH_EXEC, pb_bytes(15, line + b"x"), b"at most %d bytes" % COMMAND_MAX),
+                (CH_EXEC, pb_bytes(15, b"echo a\0b"), b"without NUL"),
+                (CH_EXEC, pb_bytes(15, b"true") + argv(b"true"), b"not both"),
+                (CH_SHELL, pb_bytes(15, line + b"x"), b"at most %d bytes" % COMMAND_MAX),
+                (CH_SHELL, argv(b"sh"), b"one line for the shell"),
             )
-            for i, argv in enumerate(cases):
-                body = (pb_varint(1, CH_EXEC) + pb_bytes(2, "dev1") + pb_varint(3, 65536)
-                        + pb_varint(8, sid) + b"".join(pb_bytes(12, a) for a in argv))
+            for i, (kind_, fields, why) in enumerate(cases):
+                body = (pb_varint(1, kind_) + pb_bytes(2, "dev1") + pb_varint(3, 65536)
+                        + pb_varint(8, sid) + fields)
                 ch = 2 * i + 1
                 c.send_frame(K_CH_OPEN, body, channel=ch)
                 kind, _, got_ch, rb = c.read_control(timeout=10, answer_pings=True)
                 self.assertEqual((kind, got_ch), (K_CH_REJECT, ch), pb_parse(rb))
-                self.assertIn(b"arguments", pb_parse(rb).get(2, [b""])[0])
+                self.assertIn(why, pb_parse(rb).get(2, [b""])[0])
         self.assertIn("channel-refused", self.actions())
         self.assert_serving()
 

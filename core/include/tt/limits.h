@@ -219,6 +219,9 @@
 #define TT_TERM_DIM_MAX 4096u     /* columns or rows */
 #define TT_EXEC_ARGV_MAX 256u     /* arguments of one exec */
 #define TT_EXEC_ARG_MAX 4096u     /* bytes of one argument */
+/* A command line for the user's shell (ssh's exec request, exec -t): a long one-liner fits,
+ * and with the rest of a ChannelOpen it stays far under TT_FRAME_MAX_BODY. */
+#define TT_EXEC_COMMAND_MAX (32u * 1024u)
 
 /* Recordings: compressed bytes per answer when a console fetches one, and what one
  * recording may have waiting for the disk before the broker stops passing the shell's

@@ -55,6 +55,9 @@ int tt_access_parse(const char *s, uint32_t *access) TT_WUR;
  * arguments joined by spaces, quoted when they hold a space or a quote, anything that is not
  * printable ASCII shown as '?' (so never a TAB or newline), cut with "..." to fit cap. */
 void tt_argv_line(const ProtobufCBinaryData *argv, size_t argc, char *out, size_t cap);
+/* The same for what a SHELL or EXEC open runs: its argv, or its command line as it is (only
+ * the same '?' for what is not printable, and the same cut); "" for a login shell. */
+void tt_open_command_line(const Tether__ChannelOpen *o, char *out, size_t cap);
 
 /* ErrorCode <-> our error codes. */
 Tether__ErrorCode tt_err_to_wire(int err);

@@ -596,6 +596,29 @@ static void test_argv_line(void **state) {
   assert_string_equal(out, "");
 }
 
+/* What a SHELL or EXEC open runs, for the audit: its argv, its command line as given (ssh's
+ * exec, exec -t), or nothing for a login shell. */
+static void test_open_command_line(void **state) {
+  (void)state;
+  char out[64], small[12];
+  Tether__ChannelOpen o = TETHER__CHANNEL_OPEN__INIT;
+  tt_open_command_line(&o, out, sizeof(out));
+  assert_string_equal(out, "");
+  ProtobufCBinaryData a[] = {tt_text("echo"), tt_text("a b")};
+  o.argv = a;
+  o.n_argv = 2;
+  tt_open_command_line(&o, out, sizeof(out));
+  assert_string_equal(out, "echo 'a b'");
+  o.argv = NULL;
+  o.n_argv = 0;
+  o.command = tt_text("journalctl -u cups\t| tail\n\x1b]0;x\a");
+  tt_open_command_line(&o, out, sizeof(out));
+  assert_string_equal(out, "journalctl -u cups?| tail??]0;x?");
+  o.command = tt_text("systemctl restart cups");
+  tt_open_command_line(&o, small, sizeof(small));
+  assert_string_equal(small, "systemct...");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_descriptors),
@@ -613,6 +636,7 @@ int main(void) {
       cmocka_unit_test(test_tag_zero_refused),
       cmocka_unit_test(test_err_wire_round_trip),
       cmocka_unit_test(test_ctrl_unpack),
+      cmocka_unit_test(test_open_command_line),
       cmocka_unit_test(test_access_words),
       cmocka_unit_test(test_argv_line),
   };
