@@ -197,7 +197,20 @@ static int on_devices(broker_conn_t *c, uint32_t id, const Tether__DeviceListReq
 
 static int device_get_run(broker_store_t *s, store_req_t *r) {
   dev_req_t *x = (dev_req_t *)r;
-  return store_device_get(s, x->device, &x->rows[0]);
+  if (x->limit == 1) return store_device_get(s, x->device, &x->rows[0]);
+  size_t n = 0;
+  int rc = store_device_find(s, x->device, x->rows, x->limit, &n);
+  x->n = (uint32_t)n;
+  return rc;
+}
+
+/* "sams-laptop names 2 devices: dev-1 (sams-laptop.a), dev-2 (sams-laptop.b)". */
+static void ambiguous(const dev_req_t *x, char *msg, size_t cap) {
+  size_t shown = x->n < TT_DEVICE_MATCHES_SHOWN ? x->n : TT_DEVICE_MATCHES_SHOWN;
+  int k = snprintf(msg, cap, "%s names %s%u devices:", x->device, x->n > shown ? "more than " : "", (unsigned)shown);
+  for (size_t i = 0; i < shown && k > 0 && (size_t)k < cap; i++)
+    k += snprintf(msg + k, cap - (size_t)k, "%s %s (%s)", i ? "," : "", x->rows[i].id, x->rows[i].hostname);
+  if (k > 0 && (size_t)k < cap) snprintf(msg + k, cap - (size_t)k, "; name one by its id");
 }
 
 static void device_show_done(store_req_t *r) {
@@ -206,9 +219,14 @@ static void device_show_done(store_req_t *r) {
   if (!c) goto out;
   int rc;
   if (r->rc == TT_ENOTFOUND) {
-    char msg[TT_NAME_MAX + 32];
-    snprintf(msg, sizeof(msg), "no such device: %s", x->device);
+    char msg[TT_NAME_MAX + 64];
+    snprintf(msg, sizeof(msg), x->limit > 1 ? "no device has the id or hostname %s" : "no such device: %s",
+             x->device);
     rc = broker_reply_error(c, x->h.id, TT_ENOTFOUND, msg);
+  } else if (!r->rc && x->n > 1) {
+    char msg[(TT_DEVICE_MATCHES_SHOWN + 1) * (TT_NAME_MAX + TT_TEXT_MAX + 8)];
+    ambiguous(x, msg, sizeof(msg));
+    rc = broker_reply_error(c, x->h.id, TT_EINVAL, msg);
   } else if (r->rc) {
     rc = broker_reply_error(c, x->h.id, TT_EIO, "the broker could not read its store");
   } else {
@@ -229,9 +247,12 @@ static int on_device_show(broker_conn_t *c, uint32_t id, const Tether__DeviceSho
   char dev[TT_NAME_MAX + 1];
   if (tt_text_copy(dev, sizeof(dev), q->device_id) || !dev[0])
     return broker_reply_error(c, id, TT_EINVAL, "no valid device id");
-  dev_req_t *x = broker_creq_new(c, id, sizeof(*x) + sizeof(store_device_t), STORE_LANE_READ, device_get_run,
+  /* resolve: one more match than is shown, to say "more than". */
+  uint32_t rows = q->resolve ? TT_DEVICE_MATCHES_SHOWN + 1 : 1;
+  dev_req_t *x = broker_creq_new(c, id, sizeof(*x) + rows * sizeof(store_device_t), STORE_LANE_READ, device_get_run,
                                  device_show_done, "device_get");
   if (!x) return TT_ENOMEM;
+  x->limit = rows;
   snprintf(x->device, sizeof(x->device), "%s", dev);
   return broker_creq_submit(x);
 }

@@ -235,6 +235,7 @@ static int show_check(console_t *c) {
 static int show_start(console_t *c) {
   Tether__DeviceShowRequest q = TETHER__DEVICE_SHOW_REQUEST__INIT;
   q.device_id = tt_text(c->arg[0]);
+  q.resolve = true; /* an id, or a hostname naming one device */
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_DEVICE_SHOW;
   r.device_show = &q;
@@ -292,7 +293,7 @@ static int show_response(console_t *c, const Tether__Response *r) {
 }
 
 static void show_not_found(console_t *c) {
-  console_fail(c, "no such device: %s", c->arg[0]); /* checked printable in show_check */
+  console_fail(c, "no device has the id or hostname %s", c->arg[0]); /* checked printable in show_check */
 }
 
 const console_cmd_t console_cmd_device_show = {

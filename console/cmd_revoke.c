@@ -47,6 +47,7 @@ const console_cmd_t console_cmd_revoke_device = {
     .args = "ID [--reason TEXT]",
     .help = "admin: refuse a device's certificate, end its connection",
     .min_pos = 1,
+    .device_arg = true,
     .max_pos = 1,
     .switches = CONSOLE_SW_JSON,
     .check = revoke_check,

@@ -100,6 +100,8 @@ typedef struct {
   /* ERR_DENIED is printed as the broker's message alone ("the employee refused access"),
    * not as "permission denied: ...". */
   bool denied_plain;
+  /* The first positional argument is DEVICE: a device id, or a hostname naming one. */
+  bool device_arg;
 } console_cmd_t;
 
 struct console_s {
@@ -130,6 +132,13 @@ struct console_s {
   uint32_t pending;  /* id of the request awaiting an answer, 0 = none */
   Tether__Response__BodyCase expect;
   void *state;      /* the command's */
+  /* DEVICE as typed, rewritten to the device's id once the broker resolved it (request.c)
+   * before the command starts: arg[0] (device_arg commands), --device, or a buffer of
+   * TT_NAME_MAX + 1 that a command's check names (files: DEVICE:PATH). */
+  char device[TT_NAME_MAX + 1];
+  char *device_to;
+  char device_host[TT_TEXT_MAX + 1]; /* its hostname, for people ("" until resolved) */
+  bool resolving;
 };
 
 /* main.c */
@@ -154,6 +163,13 @@ int console_request(console_t *c, Tether__Request *r, Tether__Response__BodyCase
 /* Route a Response: match the id, turn Response.error into its one line (and exit 1),
  * check the body case, then hand it to the command. */
 void console_on_response(console_t *c, const Tether__Response *r);
+/* Welcomed: resolve c->device_to (when set) to a device id, then start the command. A name
+ * that matches no device is left as typed (the command's own request says what is wrong,
+ * and a filter still matches records of a device since removed); one that names several is
+ * the broker's one-line refusal listing them. */
+int console_begin(console_t *c) TT_WUR;
+/* What to call the device in messages: its hostname once resolved, else DEVICE as typed. */
+const char *console_device_shown(const console_t *c, const char *device);
 
 /* text.c: printing what the broker sent, safely. */
 /* A JSON string literal for any C string (escapes quotes, backslashes, controls). */

@@ -208,7 +208,7 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     tt_link_set_authed(l);
     /* The broker pings every heartbeat: silence this long means it is gone. */
     if (w->idle_timeout_ms) tt_tls_set_idle(l->tls, w->idle_timeout_ms);
-    int rc = c->cmd->start(c);
+    int rc = console_begin(c);
     if (rc) console_fail(c, "%s", tt_strerror(rc));
     return 0;
   }
@@ -449,7 +449,14 @@ int main(int argc, char **argv) {
   c.online = c.args.switches & CONSOLE_SW_ONLINE;
   c.mine = c.args.switches & CONSOLE_SW_MINE;
   c.all = c.args.switches & CONSOLE_SW_ALL;
+  /* DEVICE as typed: arg[0] reads the id in its place once the broker resolved it. */
+  if (c.cmd->device_arg && c.narg > 0 && strlen(c.arg[0]) < sizeof(c.device)) {
+    memcpy(c.device, c.arg[0], strlen(c.arg[0]) + 1);
+    c.args.pos[words] = c.device;
+    c.device_to = c.device;
+  }
   if (c.cmd->check && c.cmd->check(&c)) return 2;
+  if (!c.device_to && c.cfg.audit_device[0]) c.device_to = c.cfg.audit_device;
   tt_log_set_level((tt_log_level_t)c.cfg.log_level);
   const char *missing = !c.cfg.ca[0] ? "tls.ca (--ca)" : !c.cfg.cert[0] ? "tls.cert (--cert)"
                         : !c.cfg.key[0] ? "tls.key (--key)" : NULL;

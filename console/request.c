@@ -2,6 +2,7 @@
  * same id. Turns a refused request into the console's one-line error, so commands only
  * ever see the answer they asked for. */
 #include <stdio.h>
+#include <string.h>
 #include "console.h"
 #include "tt/msg.h"
 
@@ -46,6 +47,40 @@ static void fail_error(console_t *c, const Tether__Error *e) {
   }
 }
 
+int console_begin(console_t *c) {
+  if (!c->device_to || !c->device_to[0]) return c->cmd->start(c);
+  Tether__DeviceShowRequest q = TETHER__DEVICE_SHOW_REQUEST__INIT;
+  q.device_id = tt_text(c->device_to);
+  q.resolve = true;
+  Tether__Request r = TETHER__REQUEST__INIT;
+  r.body_case = TETHER__REQUEST__BODY_DEVICE_SHOW;
+  r.device_show = &q;
+  c->resolving = true;
+  return console_request(c, &r, TETHER__RESPONSE__BODY_DEVICE);
+}
+
+const char *console_device_shown(const console_t *c, const char *device) {
+  return c->device_host[0] && c->device_to && strcmp(c->device_to, device) == 0 ? c->device_host : device;
+}
+
+static void resolved(console_t *c, const Tether__Response *r) {
+  c->resolving = false;
+  if (r->error && r->error->code != TETHER__ERROR_CODE__ERR_NOT_FOUND) {
+    fail_error(c, r->error);
+    return;
+  }
+  if (!r->error) {
+    if (r->body_case != TETHER__RESPONSE__BODY_DEVICE || !r->device ||
+        tt_text_copy(c->device_to, TT_NAME_MAX + 1, r->device->device_id) || !c->device_to[0]) {
+      console_fail(c, "the broker's answer does not name a device");
+      return;
+    }
+    if (tt_text_copy(c->device_host, sizeof(c->device_host), r->device->hostname)) c->device_host[0] = '\0';
+  }
+  int rc = c->cmd->start(c);
+  if (rc) console_fail(c, "%s", tt_strerror(rc));
+}
+
 void console_on_response(console_t *c, const Tether__Response *r) {
   if (c->done) return;
   if (!c->pending || r->id != c->pending) {
@@ -54,6 +89,10 @@ void console_on_response(console_t *c, const Tether__Response *r) {
   }
   c->pending = 0;
   uv_timer_stop(&c->timeout);
+  if (c->resolving) {
+    resolved(c, r);
+    return;
+  }
   if (r->error) {
     fail_error(c, r->error);
     return;

@@ -292,7 +292,7 @@ static void snap_work(uv_work_t *w) {
   char err[INV_ERROR_MAX] = "";
   int rc = inv_report(&env, a->ident.device_id, a->cfg.hostname, &report, err, sizeof(err));
   if (rc) {
-    snprintf(k->snap_err, sizeof(k->snap_err), "the report could not be made: %s", err[0] ? err : tt_errname(rc));
+    snprintf(k->snap_err, sizeof(k->snap_err), "the report could not be made: %.200s", err[0] ? err : tt_errname(rc));
   } else {
     size_t cap = ZSTD_compressBound(report.len);
     k->z = malloc(cap);

@@ -15,6 +15,12 @@ static const store_sql_t k_sql[] = {
   {ST_DEV_GET, "SELECT " DEV_COLS " FROM devices WHERE id = ?1"},
   {ST_DEV_LIST, "SELECT " DEV_COLS " FROM devices ORDER BY id LIMIT ?1 OFFSET ?2"},
   {ST_DEV_COUNT, "SELECT count(*) FROM devices"},
+  /* By hostname: the whole name, or its first label ("sams-laptop" for sams-laptop.corp),
+   * either case; whole-name matches first. Revoked devices name nothing. */
+  {ST_DEV_BY_HOST, "SELECT " DEV_COLS ", lower(hostname) = lower(?1) AS whole FROM devices"
+      " WHERE revoked = 0 AND ?1 <> '' AND (lower(hostname) = lower(?1)"
+      "  OR lower(substr(hostname, 1, length(?1) + 1)) = lower(?1) || '.')"
+      " ORDER BY whole DESC, id LIMIT ?2"},
   {ST_DEV_PAGE, "SELECT " DEV_COLS " FROM devices WHERE id > ?1 ORDER BY id LIMIT ?2"},
   {ST_DEV_SET_REVOKED, "UPDATE devices SET revoked = 1 WHERE id = ?1"},
   {ST_REV_INSERT, "INSERT INTO revocations(kind, name, \"by\", reason, ts_ms)"
@@ -96,6 +102,34 @@ int store_device_get(broker_store_t *s, const char *id, store_device_t *out) {
   else if (rc == SQLITE_DONE) ret = TT_ENOTFOUND;
   else ret = sql_fail(s, "device_get", rc);
   done(st);
+  return ret;
+}
+
+int store_device_find(broker_store_t *s, const char *name, store_device_t *out, size_t max, size_t *n) {
+  *n = 0;
+  if (max == 0) return TT_EINVAL;
+  int ret = store_device_get(s, name, &out[0]);
+  if (ret != TT_ENOTFOUND) {
+    if (ret == 0) *n = 1;
+    return ret;
+  }
+  sqlite3_stmt *st = s->st[ST_DEV_BY_HOST];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, name, &rc);
+  bind_i64(st, 2, (int64_t)max, &rc);
+  bool whole = false;
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    bool w = sqlite3_column_int(st, 9) != 0;
+    if (*n == 0) whole = w;
+    else if (whole && !w) break; /* the whole name matched: its short-name matches do not count */
+    memset(&out[*n], 0, sizeof(out[*n]));
+    store_dev_from_row(st, &out[*n]);
+    (*n)++;
+    rc = SQLITE_OK;
+  }
+  ret = rc == SQLITE_DONE || rc == SQLITE_OK ? 0 : sql_fail(s, "device_find", rc);
+  done(st);
+  if (!ret && *n == 0) ret = TT_ENOTFOUND;
   return ret;
 }
 

@@ -60,6 +60,11 @@ int store_device_last_seen(broker_store_t *s, const char *id, int64_t now_ms) TT
 int store_device_set_cert(broker_store_t *s, const char *id, const char *cert_fp,
                           int64_t not_after_ms) TT_WUR;
 int store_device_get(broker_store_t *s, const char *id, store_device_t *out) TT_WUR; /* TT_ENOTFOUND */
+/* A device by what a person calls it: its id, else its hostname or the hostname's first
+ * label, either case (whole-name matches win over first-label ones), among devices not
+ * revoked. Up to max matches into out, *n of them (several: the name is ambiguous);
+ * TT_ENOTFOUND when nothing matches. */
+int store_device_find(broker_store_t *s, const char *name, store_device_t *out, size_t max, size_t *n) TT_WUR;
 /* Devices ordered by id, from offset, at most limit; calls cb for each; *total = all. */
 typedef int (*store_device_cb)(void *ctx, const store_device_t *d);
 int store_device_list(broker_store_t *s, uint32_t offset, uint32_t limit, store_device_cb cb,

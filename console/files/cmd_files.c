@@ -735,8 +735,8 @@ static void draw_cb(uv_timer_t *t) {
 static void note_cb(uv_timer_t *t) {
   files_t *s = t->data;
   if (s->c->done || s->ch || !s->c->pending) return;
-  fprintf(stderr, "tether: waiting for the person at %s to allow file access under T-%" PRIu64 "...\n", s->a.device,
-          s->a.ticket);
+  fprintf(stderr, "tether: waiting for the person at %s to allow file access under T-%" PRIu64 "...\n",
+          console_device_shown(s->c, s->a.device), s->a.ticket);
 }
 
 static unsigned pool_threads(void) {
@@ -852,6 +852,7 @@ static int files_check(console_t *c) {
   int rc = files_args_parse(&s->a, c->cmd->name, c->arg, c->narg, c->cfg.ticket, getenv("TETHER_TICKET"), err,
                             sizeof(err));
   if (rc) return console_usage_error("%s", err);
+  if (s->a.device[0]) c->device_to = s->a.device; /* resolved before files_start reads it */
   if (s->a.verb == FILES_VERB_PUSH) {
     if (check_dev_path(s->a.target)) return 2;
   } else {

@@ -102,8 +102,8 @@ static void note_stop(void) {
 static void note_cb(uv_timer_t *t) {
   console_t *c = t->data;
   if (c->done || !c->pending) return;
-  fprintf(stderr, "tether: waiting for the person at %s to allow diag access under T-%" PRIu64 "...\n", c->arg[0],
-          g_cs.ticket);
+  fprintf(stderr, "tether: waiting for the person at %s to allow diag access under T-%" PRIu64 "...\n",
+          console_device_shown(c, c->arg[0]), g_cs.ticket);
 }
 
 /* Under a ticket: ask for a session with diag access first (a live one is reused). */
@@ -279,6 +279,7 @@ const console_cmd_t console_cmd_speedtest = {
     .args = "DEVICE --ticket T [--bytes N] [--for 30m]",
     .help = "pull N bytes from the device through the broker, report MB/s (asks for diag access)",
     .min_pos = 1,
+    .device_arg = true,
     .max_pos = 1,
     .switches = CONSOLE_SW_JSON,
     .check = diag_check,
@@ -292,6 +293,7 @@ const console_cmd_t console_cmd_ping = {
     .args = "DEVICE --ticket T [--count N] [--for 30m]",
     .help = "time echo round trips to the device's agent (asks for diag access)",
     .min_pos = 1,
+    .device_arg = true,
     .max_pos = 1,
     .switches = CONSOLE_SW_JSON,
     .check = diag_check,
@@ -306,6 +308,7 @@ const console_cmd_t console_cmd_diag = {
     .help = "the device's diagnostics: machine, OS, memory, disks, network, packages, services, users "
             "(asks for diag access); --attach keeps it on the ticket",
     .min_pos = 1,
+    .device_arg = true,
     .max_pos = 1,
     .switches = CONSOLE_SW_JSON | CONSOLE_SW_ATTACH,
     .check = diag_check,

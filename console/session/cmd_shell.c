@@ -789,8 +789,8 @@ static int shell_check(console_t *c) {
 static void wait_note_cb(uv_timer_t *t) {
   shell_t *s = t->data;
   if (s->ending || s->ch || s->c->done) return;
-  fprintf(stderr, "tether: waiting for the person at %s to allow access under T-%" PRIu64 "...%s", s->c->arg[0],
-          s->ticket, g_raw ? "\r\n" : "\n");
+  fprintf(stderr, "tether: waiting for the person at %s to allow shell access under T-%" PRIu64 "...%s",
+          console_device_shown(s->c, s->c->arg[0]), s->ticket, g_raw ? "\r\n" : "\n");
 }
 
 static int shell_start(console_t *c) {
@@ -869,6 +869,7 @@ const console_cmd_t console_cmd_shell = {
     .args = "DEVICE --ticket T [--for 30m]",
     .help = "an interactive shell on the device (asks the person there first)",
     .min_pos = 1,
+    .device_arg = true,
     .max_pos = 1,
     .check = shell_check,
     .start = shell_start,
@@ -883,6 +884,7 @@ const console_cmd_t console_cmd_exec = {
     .help = "run one command on the device; stdin (when not a terminal) goes to it, its output and exit status "
             "are yours; -t runs it on a pty",
     .min_pos = 1,
+    .device_arg = true,
     .max_pos = 1,
     .switches = CONSOLE_SW_TTY,
     .check = shell_check,

@@ -439,8 +439,9 @@ class SessionTest(SessionWorld, TetherTestCase):
         self.assertEqual(p["ticket"], tid)
         self.assertEqual(p["summary"], "printer on floor 3 jams")
         self.assertIn("shell", p["access"])
-        # While the employee decides, the technician's terminal says what it waits for.
-        con.wait_output(rb"tether: waiting for the person at dev1 to allow access under " + tid.encode() +
+        # While the employee decides, the technician's terminal says what it waits for, and
+        # names the machine as its owner knows it (the hostname, not the device id).
+        con.wait_output(rb"tether: waiting for the person at dev1\.example to allow shell access under " + tid.encode() +
                         rb"\.\.\.\r\n$")
         w.answer(p["id"], True)
         # The employee's side is told who is connected now, and what they do.

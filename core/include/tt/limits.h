@@ -222,6 +222,8 @@
 /* A command line for the user's shell (ssh's exec request, exec -t): a long one-liner fits,
  * and with the rest of a ChannelOpen it stays far under TT_FRAME_MAX_BODY. */
 #define TT_EXEC_COMMAND_MAX (32u * 1024u)
+/* A hostname that names several devices: the refusal lists this many of them. */
+#define TT_DEVICE_MATCHES_SHOWN 8u
 
 /* Recordings: compressed bytes per answer when a console fetches one, and what one
  * recording may have waiting for the disk before the broker stops passing the shell's
