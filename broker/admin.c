@@ -365,6 +365,7 @@ static void revoke_done(store_req_t *r) {
       closed++;
     }
     broker_sessions_end_identity(b, x->kind == STORE_REVOKE_DEVICE, x->name, x->h.audit.actor, "revoked");
+    if (x->kind == STORE_REVOKE_PERSON) broker_gateway_keys_changed(b); /* their keys let no one in now */
     TT_INFO("broker", "revoked", "by=%s kind=%s name=%s closed=%u", x->h.audit.actor, kind_s, x->name, closed);
   }
   if (!c) goto out;
@@ -578,7 +579,19 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     if (q->body_case != TETHER__REQUEST__BODY_ENROLL) return TT_EPROTO;
     return broker_enroll(c, q->id, q->enroll);
   }
+  /* A gateway's own link says hello and acts for a person; until it does, nothing else. */
+  if (c->id.role == TT_ROLE_GATEWAY) {
+    if (q->body_case == TETHER__REQUEST__BODY_GATEWAY_HELLO || q->body_case == TETHER__REQUEST__BODY_ACT_AS)
+      return broker_gateway_request(c, q);
+    return deny(c, q->id, "a person's request on a gateway's own link", "technician or admin (act as one first)");
+  }
   switch (q->body_case) {
+  case TETHER__REQUEST__BODY_GATEWAY_HELLO:
+  case TETHER__REQUEST__BODY_ACT_AS:
+    return deny(c, q->id, "the ssh gateway's requests", "gateway");
+  case TETHER__REQUEST__BODY_SSH_KEY:
+  case TETHER__REQUEST__BODY_SSH_CONFIG:
+    return is_person(c) ? broker_gateway_request(c, q) : deny(c, q->id, "ssh keys", "technician or admin");
   case TETHER__REQUEST__BODY_DEVICES:
     return is_person(c) ? on_devices(c, q->id, q->devices) : deny(c, q->id, "listing devices", "technician or admin");
   case TETHER__REQUEST__BODY_DEVICE_SHOW:

@@ -67,6 +67,13 @@ static void audit_fill(store_audit_rec_t *a, const char *actor, const char *acti
     const char *k = va_arg(ap, const char *);
     if (!k) break;
     const char *v = va_arg(ap, const char *);
+    if (k[0] == '?') { /* optional: only when it has a value */
+      if (!v || !v[0]) {
+        n--;
+        continue;
+      }
+      k++;
+    }
     char vbuf[VALUE_MAX + 4];
     v = cut_value(v ? v : "", vbuf, sizeof(vbuf), &cut);
     size_t before = d.len;

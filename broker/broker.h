@@ -115,6 +115,13 @@ typedef struct broker_conn_s {
   uint8_t find_next[32];
   uint8_t export_next[32];
   uint8_t where_next[32];
+  /* gateway.c: a gateway's own link (gw: where it listens, its host key), or a link a gateway
+   * made to act for one person (via "ssh", and the key they logged in with: removing the key
+   * or revoking the person closes it). */
+  struct broker_gw_s *gw;
+  char via[8];
+  char via_key[TT_SSH_FP_LEN + 1];
+  bool acting;
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
@@ -140,6 +147,7 @@ struct broker_s {
   broker_conn_t *unready; /* accepted, not yet welcomed */
   relay_t *pending;       /* relays waiting for the device's answer */
   size_t nconns, nagents;
+  uint64_t ssh_keys_version; /* gateway.c: what gateways hold of people's ssh keys */
   uint64_t ping_nonce;
   bool stopping;
   broker_store_t *store;  /* only before the loop runs (startup reads), then NULL */
@@ -220,6 +228,8 @@ void broker_frontdoor_flush(broker_t *b);
 void broker_audit(broker_t *b, const char *actor, const char *action, const char *target, ...);
 void broker_audit_rec(store_audit_rec_t *a, const char *actor, const char *action, const char *target, ...);
 #define AUDIT_END ((const char *)NULL)
+/* A key spelled "?key" is written (as "key") only when its value is not empty: "?via",
+ * c->via marks what a person did through the ssh gateway, and nothing otherwise. */
 /* Log the audit chain's head (id and hash): an anchor outside the database. */
 void broker_audit_log_head(broker_t *b, const char *when);
 /* Sign the chain's head as it stands after everything queued so far, into the store, the
@@ -398,6 +408,14 @@ void broker_kb_hit_to_wire(const store_kb_hit_t *h, Tether__KbHit *o, ProtobufCB
 void broker_person_seen(broker_t *b, const broker_conn_t *c, bool connect);
 /* person_add, people_list (admins; admin.c checks the role). */
 int broker_people_request(broker_conn_t *c, const Tether__Request *q);
+
+/* gateway.c: people's ssh keys (ssh_key, ssh_config: people) and the ssh gateway's own
+ * requests (gateway_hello, act_as: role gateway); admin.c checks the roles. */
+int broker_gateway_request(broker_conn_t *c, const Tether__Request *q);
+/* The set of keys a gateway may let in changed (a key added or removed, a person revoked). */
+void broker_gateway_keys_changed(broker_t *b);
+/* The connection is going away. */
+void broker_gateway_conn_gone(broker_conn_t *c);
 
 /* session.c: sessions (consented grants), consent orchestration, recordings access. */
 int broker_sessions_init(broker_t *b);

@@ -27,6 +27,7 @@ static void conn_unlink(broker_conn_t *c) {
   if (c->next) c->next->prev = c->prev;
   b->nconns--;
   if (c->state == BROKER_CONN_READY && c->id.role == TT_ROLE_AGENT) b->nagents--;
+  broker_gateway_conn_gone(c);
 }
 
 static void refused_close_cb(uv_handle_t *h) { free(h); }

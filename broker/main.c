@@ -235,6 +235,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   b.loop = uv_default_loop();
+  b.ssh_keys_version = 1; /* a gateway's first hello (0) is given the keys */
   if (store_svc_start(&b.svc, b.loop, b.store, b.cfg.data_dir, err, sizeof(err))) {
     fprintf(stderr, "tether-broker: store: %s\n", err);
     return 1;

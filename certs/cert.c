@@ -19,6 +19,7 @@ static const struct {
   {TT_ROLE_TECHNICIAN, "technician"},
   {TT_ROLE_ADMIN, "admin"},
   {TT_ROLE_BROKER, "broker"},
+  {TT_ROLE_GATEWAY, "gateway"},
 };
 
 const char *tt_role_name(tt_role_t r) {

@@ -49,6 +49,7 @@ int64_t tt_pki_default_seconds(tt_role_t role) {
   case TT_ROLE_ADMIN:
     return TT_PKI_PERSON_SECONDS;
   case TT_ROLE_BROKER:
+  case TT_ROLE_GATEWAY: /* a service, renewed with the broker's */
     return TT_PKI_BROKER_SECONDS;
   case TT_ROLE_NONE:
     break;
@@ -195,8 +196,8 @@ out:
 static int check_leaf(const tt_pki_leaf_t *leaf, char *err, size_t errlen) {
   if (leaf == NULL)
     return fail(TT_EINVAL, err, errlen, "no leaf description");
-  if (leaf->role < TT_ROLE_AGENT || leaf->role > TT_ROLE_BROKER)
-    return fail(TT_EINVAL, err, errlen, "role %d is not agent, technician, admin or broker",
+  if (leaf->role < TT_ROLE_AGENT || leaf->role > TT_ROLE_GATEWAY)
+    return fail(TT_EINVAL, err, errlen, "role %d is not agent, technician, admin, broker or gateway",
                 (int)leaf->role);
   if (!tt_name_valid(leaf->name))
     return fail(TT_EINVAL, err, errlen,

@@ -35,9 +35,10 @@ static const char usage_text[] =
   "      adds an IP address or DNS name (default 127.0.0.1, ::1, localhost). --days is\n"
   "      the broker certificate's validity (default 730). Refuses if DIR/ca.key exists.\n"
   "  issue ROLE NAME --dir DIR [--out PREFIX] [--days N | --seconds N]\n"
-  "      Issue a key and certificate for ROLE (agent, technician or admin) and NAME,\n"
-  "      signed by DIR's CA, as PREFIX.pem and PREFIX.key (default DIR/NAME). Default\n"
-  "      validity: 30 days for agents, 365 days for technicians and admins.\n"
+  "      Issue a key and certificate for ROLE (agent, technician, admin, or gateway for\n"
+  "      tether-sshd) and NAME, signed by DIR's CA, as PREFIX.pem and PREFIX.key (default\n"
+  "      DIR/NAME). Default validity: 30 days for agents, 365 days for technicians and\n"
+  "      admins, 730 for a gateway.\n"
   "  fingerprint --dir DIR | --cert FILE\n"
   "      Print the sha256 fingerprint of DIR's CA (the pin agents enroll with) or FILE.\n"
   "  show FILE\n"
@@ -348,7 +349,7 @@ static int cmd_issue(int argc, char **argv) {
   if (o.npos != 2)
     return usage_error("issue needs ROLE and NAME (try --help)");
   if (tt_role_parse(o.pos[0], &role) < 0 || role == TT_ROLE_BROKER)
-    return usage_error("role '%s' must be agent, technician or admin", o.pos[0]);
+    return usage_error("role '%s' must be agent, technician, admin or gateway", o.pos[0]);
   if ((rc = check_name(o.pos[1])) != 0)
     return rc;
   if (o.dir == NULL)

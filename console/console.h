@@ -30,6 +30,7 @@ typedef struct {
   char token_note[TT_TEXT_MAX + 1];
   char revoke_reason[TT_TEXT_MAX + 1]; /* revoke */
   char person_role[16];            /* person add */
+  char ssh_person[TT_NAME_MAX + 1]; /* ssh-key add, list: whose */
   char audit_since[64];            /* audit: ISO-8601 UTC or a duration back from now */
   char audit_device[TT_NAME_MAX + 1];
   int64_t audit_limit;
@@ -221,6 +222,8 @@ extern const console_cmd_t console_cmd_revoke_device;
 extern const console_cmd_t console_cmd_revoke_person;
 extern const console_cmd_t console_cmd_person_add;
 extern const console_cmd_t console_cmd_people;
+extern const console_cmd_t console_cmd_ssh_key_add, console_cmd_ssh_key_list, console_cmd_ssh_key_remove,
+    console_cmd_ssh_config; /* cmd_sshkey.c */
 extern const console_cmd_t console_cmd_audit;
 extern const console_cmd_t console_cmd_audit_verify;
 extern const console_cmd_t console_cmd_speedtest;

@@ -35,6 +35,8 @@ static const tt_conf_opt_t console_opts[] = {
         "token new: a note kept with the token (who it is for); ticket resolve, person add: a note"),
     OPT("revoke.reason", "reason", TT_CONF_STR, revoke_reason, 0, TT_TEXT_MAX, NULL,
         "revoke: why, for the audit log"),
+    OPT("sshkey.person", "person", TT_CONF_STR, ssh_person, 0, TT_NAME_MAX, NULL,
+        "ssh-key add, list: another person's keys (admins)"),
     OPT("person.role", "role", TT_CONF_STR, person_role, 0, 15, NULL, "person add: technician or admin"),
     OPT("audit.since", "since", TT_CONF_STR, audit_since, 0, 63, NULL,
         "audit: entries from this time on; inventory diff: from the version current then: "
@@ -114,7 +116,8 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_alerts,          &console_cmd_alert_ack,        &console_cmd_alert_snooze,
     &console_cmd_alert_unsnooze,  &console_cmd_checks,           &console_cmd_policy_set,
     &console_cmd_policy_unset,    &console_cmd_policy_show,      &console_cmd_maintenance_add,
-    &console_cmd_maintenance,
+    &console_cmd_maintenance,     &console_cmd_ssh_key_add,      &console_cmd_ssh_key_list,
+    &console_cmd_ssh_key_remove,  &console_cmd_ssh_config,
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 

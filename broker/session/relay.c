@@ -561,13 +561,13 @@ void relay_on_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
   if (x->shell) broker_session_record_row(g, &x->row);
   if (r->command[0])
     broker_audit_rec(&x->audit, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session,
-                     "command", r->command, AUDIT_END);
+                     "command", r->command, "?via", c->via, AUDIT_END);
   else if (!g) /* an admin's diagnostic without a ticket */
     broker_audit_rec(&x->audit, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session,
-                     "as", "admin, without a ticket", AUDIT_END);
+                     "as", "admin, without a ticket", "?via", c->via, AUDIT_END);
   else
     broker_audit_rec(&x->audit, c->id.name, "channel-open", dev, "kind", kind_name(msg->kind), "session", session,
-                     AUDIT_END);
+                     "?via", c->via, AUDIT_END);
   int rc = store_svc_submit(b->svc, &x->req);
   if (rc) {
     free(x);

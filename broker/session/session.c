@@ -338,6 +338,7 @@ typedef struct session_req_s {
   broker_grant_t *g;
   bool unattended;
   char by[STORE_NAME_MAX];
+  char via[8];            /* "ssh": asked for through the gateway */
   /* session_open */
   int64_t ticket_id;
   uint64_t duration_ms;
@@ -571,7 +572,7 @@ static int open_run(broker_store_t *s, store_req_t *r) {
   tt_access_words(x->s.access, words, sizeof(words));
   fmt_duration(x->duration_ms, d, sizeof(d));
   broker_audit_rec(&x->h.audit, x->s.person, "session-request", sid, "device", x->s.device, "ticket", ticket,
-                   "access", words, "duration", d, AUDIT_END);
+                   "access", words, "duration", d, "?via", x->via, AUDIT_END);
   return 0;
 }
 
@@ -649,7 +650,7 @@ static int on_open(broker_conn_t *c, uint32_t id, const Tether__SessionOpenReque
     char sid[32], ticket[32];
     snprintf(sid, sizeof(sid), "S-%" PRId64, k.reuse->s.id);
     snprintf(ticket, sizeof(ticket), "T-%" PRId64, k.reuse->s.ticket);
-    broker_audit(b, c->id.name, "session-reuse", sid, "device", dev, "ticket", ticket, AUDIT_END);
+    broker_audit(b, c->id.name, "session-reuse", sid, "device", dev, "ticket", ticket, "?via", c->via, AUDIT_END);
     return reply_session(c, id, k.reuse, true);
   }
   if (k.person >= TT_SESSIONS_PER_PERSON_MAX)
@@ -685,6 +686,7 @@ static int on_open(broker_conn_t *c, uint32_t id, const Tether__SessionOpenReque
   g->asked_at = uv_now(b->loop);
   g->deadline = g->asked_at + TT_CONSENT_DEADLINE_MS;
   x->s = g->s;
+  snprintf(x->via, sizeof(x->via), "%s", c->via);
   x->ticket_id = (int64_t)q->ticket;
   x->duration_ms = dur;
   x->unattended = is_admin(c); /* open_run: admins may use any ticket */

@@ -537,6 +537,22 @@ static const char *const g_migrations[] = {
   "ALTER TABLE check_agents ADD COLUMN window_ms INTEGER NOT NULL DEFAULT 0;"
   "ALTER TABLE check_agents ADD COLUMN reports INTEGER NOT NULL DEFAULT 0 CHECK(reports >= 0);"
   "PRAGMA user_version = 14;",
+  /* 15: ssh public keys people log in to the ssh gateway with (people.c). The fingerprint is
+   * ssh-keygen's "SHA256:" and 43 base64 characters; a key belongs to one known person and
+   * goes with them; removing a key deletes its row (the audit keeps what it was). */
+  "CREATE TABLE ssh_keys("
+  "  fingerprint TEXT PRIMARY KEY NOT NULL CHECK(length(fingerprint) = 50 AND fingerprint GLOB 'SHA256:*'),"
+  "  person TEXT NOT NULL REFERENCES people(name) ON DELETE CASCADE,"
+  "  type TEXT NOT NULL CHECK(type IN ('ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384',"
+  "    'ecdsa-sha2-nistp521', 'ssh-rsa')),"
+  "  bits INTEGER NOT NULL CHECK(bits > 0),"
+  "  line TEXT NOT NULL CHECK(length(line) BETWEEN 1 AND 4096),"
+  "  comment TEXT NOT NULL DEFAULT '',"
+  "  added_ms INTEGER NOT NULL CHECK(added_ms >= 0),"
+  "  added_by TEXT NOT NULL"
+  ") STRICT;"
+  "CREATE INDEX ssh_keys_person ON ssh_keys(person, added_ms);"
+  "PRAGMA user_version = 15;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");

@@ -5,6 +5,8 @@
 #define PPL_COLS "p.name, p.role, p.first_seen_ms, p.last_seen_ms, p.added_by, p.added_ms, p.note," \
                  " EXISTS(SELECT 1 FROM revocations r WHERE r.kind = 2 AND r.name = p.name), p.level"
 
+#define SSH_COLS "fingerprint, person, type, bits, line, comment, added_ms, added_by"
+
 static const store_sql_t k_sql[] = {
   {ST_PPL_ADD, "INSERT INTO people(name, role, added_by, added_ms, note, level) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
   /* max(): a clock that stepped back never moves last seen back (nor, so, below first seen;
@@ -18,6 +20,15 @@ static const store_sql_t k_sql[] = {
   {ST_PPL_GET, "SELECT " PPL_COLS " FROM people p WHERE p.name = ?1"},
   {ST_PPL_LIST, "SELECT " PPL_COLS " FROM people p WHERE p.name > ?1 ORDER BY p.name LIMIT ?2"},
   {ST_PPL_SET_LEVEL, "UPDATE people SET level = ?2 WHERE name = ?1"},
+  {ST_SSH_ADD, "INSERT INTO ssh_keys(" SSH_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+  {ST_SSH_COUNT, "SELECT count(*) FROM ssh_keys WHERE person = ?1"},
+  {ST_SSH_GET, "SELECT " SSH_COLS " FROM ssh_keys WHERE fingerprint = ?1"},
+  {ST_SSH_DEL, "DELETE FROM ssh_keys WHERE fingerprint = ?1"},
+  {ST_SSH_OF, "SELECT " SSH_COLS " FROM ssh_keys WHERE person = ?1 ORDER BY added_ms, fingerprint"},
+  {ST_SSH_ALL, "SELECT " SSH_COLS " FROM ssh_keys ORDER BY person, added_ms, fingerprint"},
+  /* What the gateway may let in: keys of people not revoked. */
+  {ST_SSH_LIVE, "SELECT " SSH_COLS " FROM ssh_keys k WHERE NOT EXISTS"
+      " (SELECT 1 FROM revocations r WHERE r.kind = 2 AND r.name = k.person) ORDER BY person, added_ms"},
 };
 
 int store_prepare_people(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
@@ -122,5 +133,86 @@ int store_person_list(broker_store_t *s, const char *after, uint32_t limit, stor
   }
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "person_list", rc);
+  return ret;
+}
+
+/* ---- ssh keys (schema 15) ------------------------------------------------------------------ */
+
+static void key_from_row(sqlite3_stmt *st, store_ssh_key_t *k) {
+  memset(k, 0, sizeof *k);
+  col_text(st, 0, k->fingerprint, sizeof k->fingerprint);
+  col_text(st, 1, k->person, sizeof k->person);
+  col_text(st, 2, k->type, sizeof k->type);
+  k->bits = (unsigned)sqlite3_column_int(st, 3);
+  col_text(st, 4, k->line, sizeof k->line);
+  col_text(st, 5, k->comment, sizeof k->comment);
+  k->added_ms = sqlite3_column_int64(st, 6);
+  col_text(st, 7, k->added_by, sizeof k->added_by);
+}
+
+int store_ssh_key_get(broker_store_t *s, const char *fingerprint, store_ssh_key_t *out) {
+  sqlite3_stmt *st = s->st[ST_SSH_GET];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, fingerprint, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc == SQLITE_ROW) key_from_row(st, out);
+  else if (rc == SQLITE_DONE) ret = TT_ENOTFOUND;
+  else ret = sql_fail(s, "ssh_key_get", rc);
+  done(st);
+  return ret;
+}
+
+int store_ssh_key_add(broker_store_t *s, const store_ssh_key_t *k, uint32_t max_per_person) {
+  sqlite3_stmt *st = s->st[ST_SSH_COUNT];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, k->person, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  done(st);
+  if (rc != SQLITE_ROW) return sql_fail(s, "ssh_key_count", rc);
+  if (n >= (int64_t)max_per_person) return TT_EFULL;
+  st = s->st[ST_SSH_ADD];
+  rc = SQLITE_OK;
+  bind_text(st, 1, k->fingerprint, &rc);
+  bind_text(st, 2, k->person, &rc);
+  bind_text(st, 3, k->type, &rc);
+  bind_i64(st, 4, (int64_t)k->bits, &rc);
+  bind_text(st, 5, k->line, &rc);
+  bind_text(st, 6, k->comment, &rc);
+  bind_i64(st, 7, k->added_ms, &rc);
+  bind_text(st, 8, k->added_by, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) return TT_ENOTFOUND; /* no such person */
+  if (rc != SQLITE_DONE) return person_fail(s, "ssh_key_add", rc);
+  return 0;
+}
+
+int store_ssh_key_remove(broker_store_t *s, const char *fingerprint) {
+  sqlite3_stmt *st = s->st[ST_SSH_DEL];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, fingerprint, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return sql_fail(s, "ssh_key_remove", rc);
+  return sqlite3_changes(s->db) == 0 ? TT_ENOTFOUND : 0;
+}
+
+int store_ssh_key_list(broker_store_t *s, store_ssh_keys_t which, const char *person, store_ssh_key_cb cb,
+                       void *ctx) {
+  sqlite3_stmt *st = s->st[which == STORE_SSH_KEYS_OF ? ST_SSH_OF : which == STORE_SSH_KEYS_ALL ? ST_SSH_ALL : ST_SSH_LIVE];
+  int rc = SQLITE_OK, ret = 0;
+  if (which == STORE_SSH_KEYS_OF) bind_text(st, 1, person, &rc);
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) break;
+    store_ssh_key_t k;
+    key_from_row(st, &k);
+    ret = cb(ctx, &k);
+    if (ret != 0) break;
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "ssh_key_list", rc);
   return ret;
 }

@@ -10,6 +10,7 @@
 #include "tt/err.h"
 #include "tt/limits.h"
 #include "tt/audit.h"
+#include "tt/sshkey.h"
 #include <uv.h>
 
 typedef struct broker_store_s broker_store_t;
@@ -29,7 +30,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 14
+#define STORE_SCHEMA_VERSION 15
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -328,6 +329,35 @@ int store_person_seen(broker_store_t *s, const char *name, store_person_role_t r
 /* Their connection ended: last seen moves on (never back); nothing for someone never seen. */
 int store_person_last_seen(broker_store_t *s, const char *name, int64_t now_ms) TT_WUR;
 int store_person_get(broker_store_t *s, const char *name, store_person_t *out) TT_WUR; /* TT_ENOTFOUND */
+
+/* ---- ssh keys (schema 15): what people log in to the ssh gateway with -------------------- */
+typedef struct {
+  char fingerprint[TT_SSH_FP_LEN + 1];
+  char person[STORE_NAME_MAX];
+  char type[24];
+  unsigned bits;
+  char line[TT_SSH_KEY_LINE_MAX + 1];
+  char comment[STORE_TEXT_MAX];
+  int64_t added_ms;
+  char added_by[STORE_NAME_MAX];
+} store_ssh_key_t;
+
+typedef enum {
+  STORE_SSH_KEYS_OF,   /* one person's, oldest first */
+  STORE_SSH_KEYS_ALL,  /* everyone's, by person */
+  STORE_SSH_KEYS_LIVE, /* everyone's but revoked people's: what the gateway lets in */
+} store_ssh_keys_t;
+
+/* Register a key (parsed by tt_sshkey_parse) for a known person. -EEXIST: that key is
+ * registered already (to anyone); TT_ENOTFOUND: no such person; TT_EFULL: they hold
+ * max_per_person keys. */
+int store_ssh_key_add(broker_store_t *s, const store_ssh_key_t *k, uint32_t max_per_person) TT_WUR;
+int store_ssh_key_get(broker_store_t *s, const char *fingerprint, store_ssh_key_t *out) TT_WUR; /* TT_ENOTFOUND */
+int store_ssh_key_remove(broker_store_t *s, const char *fingerprint) TT_WUR;                      /* TT_ENOTFOUND */
+typedef int (*store_ssh_key_cb)(void *ctx, const store_ssh_key_t *k);
+/* person: for STORE_SSH_KEYS_OF. A non-zero return from cb stops the walk and is returned. */
+int store_ssh_key_list(broker_store_t *s, store_ssh_keys_t which, const char *person, store_ssh_key_cb cb,
+                       void *ctx) TT_WUR;
 /* An admin's mark: the person's support level (1..3, else TT_EINVAL). TT_ENOTFOUND. */
 int store_person_set_level(broker_store_t *s, const char *name, int level) TT_WUR;
 /* People ordered by name, those after `after` ("" = from the start), at most limit (0 = no

@@ -15,6 +15,7 @@ typedef enum {
   TT_ROLE_TECHNICIAN = 2,
   TT_ROLE_ADMIN = 3,
   TT_ROLE_BROKER = 4,
+  TT_ROLE_GATEWAY = 5, /* tether-sshd */
 } tt_role_t;
 
 #define TT_FINGERPRINT_LEN (7 + 64) /* "sha256:" + hex, without NUL */

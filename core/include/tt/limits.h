@@ -225,6 +225,16 @@
 /* A hostname that names several devices: the refusal lists this many of them. */
 #define TT_DEVICE_MATCHES_SHOWN 8u
 
+/* SSH keys people register for the gateway (certs/sshkey.c, broker/gateway.c): one
+ * public-key line (a 16384-bit RSA key's is about 2.8 KB), the RSA sizes taken, and how many
+ * keys one person may hold. */
+#define TT_SSH_KEY_LINE_MAX 4096u
+#define TT_SSH_RSA_BITS_MIN 3072u
+#define TT_SSH_RSA_BITS_MAX 16384u
+#define TT_SSH_KEYS_PER_PERSON 16u
+/* Keys in one listing (and what one gateway is given): ~250 bytes each on the wire. */
+#define TT_SSH_KEYS_LIST_MAX 4000u
+
 /* Recordings: compressed bytes per answer when a console fetches one, and what one
  * recording may have waiting for the disk before the broker stops passing the shell's
  * credit on (the shell waits; nothing goes unrecorded). */

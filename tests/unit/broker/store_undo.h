@@ -3,6 +3,9 @@
 #ifndef TT_TEST_STORE_UNDO_H
 #define TT_TEST_STORE_UNDO_H
 
+/* 15: ssh keys. */
+#define STORE_UNDO_15 "DROP TABLE ssh_keys; "
+
 /* 14: check reports counted per device and minute. */
 #define STORE_UNDO_14                                                                           \
   "ALTER TABLE check_agents DROP COLUMN window_ms; ALTER TABLE check_agents DROP COLUMN reports; "
@@ -23,6 +26,6 @@
   " ALTER TABLE tickets DROP COLUMN parent; ALTER TABLE tickets DROP COLUMN source; "
 
 /* Everything after schema 10, newest first: what a rewind to 10 or earlier starts with. */
-#define STORE_UNDO_TO_10 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
+#define STORE_UNDO_TO_10 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
 
 #endif
