@@ -13,7 +13,7 @@ demo=$top/.tether-demo
 bin=$top/build/release
 
 stop() {
-  for p in mail prompt agent broker; do
+  for p in mail prompt sshd agent broker; do
     if [ -f "$demo/$p.pid" ]; then
       kill "$(cat "$demo/$p.pid")" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$(cat "$demo/$p.pid")" 2>/dev/null || break; sleep 0.1; done
@@ -43,6 +43,9 @@ if [ ! -f "$demo/pki/ca.key" ]; then
   "$certs" issue admin admin --dir "$demo/pki" >/dev/null
   "$certs" issue technician alice --dir "$demo/pki" >/dev/null
 fi
+# The SSH gateway's certificate (older demo directories lack it).
+[ -f "$demo/pki/gw1.pem" ] || "$certs" issue gateway gw1 --dir "$demo/pki" >/dev/null
+sshport=${TETHER_DEMO_SSH_PORT:-2222}
 
 cat > "$demo/broker.conf" <<CONF
 # tether-broker configuration for the local demo
@@ -88,6 +91,18 @@ key = $demo/pki/$who.key
 CONF
 done
 cp "$demo/alice.conf" "$demo/console.conf"
+mkdir -p "$demo/sshd" "$demo/ssh"
+chmod 700 "$demo/sshd" "$demo/ssh"
+cat > "$demo/sshd.conf" <<CONF
+# tether-sshd configuration for the local demo (started as root it runs as 'nobody')
+listen = 127.0.0.1:$sshport
+broker = 127.0.0.1:$port
+host_key = $demo/sshd/ssh_host_ed25519_key
+[tls]
+ca = $demo/pki/ca.pem
+cert = $demo/pki/gw1.pem
+key = $demo/pki/gw1.key
+CONF
 
 nohup "$bin/broker/tether-broker" --config "$demo/broker.conf" >"$demo/broker.log" 2>&1 &
 echo $! >"$demo/broker.pid"
@@ -149,6 +164,27 @@ printf 'hostname\nid -un\ndf -h / | tail -1\nexit 3\n' | $tether shell "$device"
 status=$?
 set -e
 echo "[tether shell exited with the remote status: $status]"
+echo
+echo "== the same through plain ssh: tether-sshd in front of the broker, alice's key registered once"
+nohup "$bin/console/sshd/tether-sshd" --config "$demo/sshd.conf" >"$demo/sshd.log" 2>&1 &
+echo $! >"$demo/sshd.pid"
+[ -f "$demo/ssh/alice" ] || ssh-keygen -q -t ed25519 -N "" -C alice@demo -f "$demo/ssh/alice"
+echo "\$ tether ssh-key add ~/.ssh/id_ed25519.pub"
+$tether ssh-key add "$demo/ssh/alice.pub" 2>/dev/null || $tether ssh-key list
+for _ in $(seq 100); do grep -q 'msg="ready"' "$demo/sshd.log" && break; sleep 0.1; done
+grep -q 'msg="ready"' "$demo/sshd.log" || { echo "demo: tether-sshd did not start:"; cat "$demo/sshd.log"; exit 1; }
+# ssh-config prints a Host block and known_hosts lines: keep them for this demo's ssh.
+$tether ssh-config > "$demo/ssh/ssh-config.txt"
+{ awk '/^Host /,/^$/' "$demo/ssh/ssh-config.txt"; printf '  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n' \
+  "$demo/ssh/alice" "$demo/ssh/known_hosts"; } > "$demo/ssh/config"
+awk 'f && /^[^#]/; /^# .*known_hosts/ {f=1}' "$demo/ssh/ssh-config.txt" > "$demo/ssh/known_hosts"
+for _ in $(seq 100); do grep -q 'msg="keys changed"' "$demo/sshd.log" && break; sleep 0.1; done
+echo "\$ ssh -p $sshport $device+$tid@127.0.0.1 'uname -sr; id -un; exit 5'      (the grant is reused)"
+set +e
+ssh -F "$demo/ssh/config" -o BatchMode=yes "$device+$tid@tether-gw1" 'uname -sr; id -un; exit 5'
+status=$?
+set -e
+echo "[ssh exited with the remote status: $status]"
 # Meanwhile the employee starts the mail client again; here a stand-in that listens on
 # loopback, as a mail client's local service would. After a shell ends the agent collects
 # again, and the new listening port is in the inventory's diff.
@@ -229,6 +265,7 @@ The console is ready for technician 'alice' (and admin 'admin': $demo/admin.conf
   $bin/console/tether shell $device --ticket $tid      # reuses $sid: no second prompt
   $bin/console/tether ping $device --ticket $tid       # diagnostics need a ticket too
   $bin/console/tether exec $device --ticket $tid -- uname -a
+  ssh -F $demo/ssh/config $device+$tid@tether-gw1        # plain ssh through tether-sshd
   $bin/console/tether inventory $device --table deb_packages   # no ticket: the machine's facts
   $bin/console/tether recording export $sid > $sid.cast   # asciinema play $sid.cast
 The employee's side, on this machine:
@@ -237,5 +274,5 @@ The employee's side, on this machine:
   $bin/agent/tether-agent end $sid --config $demo/agent.conf   # end one at once
   $bin/agent/tether-agent ask --config $demo/agent.conf "what is wrong"   # ask for help
   $bin/agent/tether-agent checks --config $demo/agent.conf     # the health checks here
-Logs: $demo/broker.log, $demo/agent.log.  Stop with: scripts/demo.sh stop
+Logs: $demo/broker.log, $demo/agent.log, $demo/sshd.log.  Stop with: scripts/demo.sh stop
 MSG

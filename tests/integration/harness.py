@@ -39,6 +39,7 @@ PROGRAMS = {
     "tether-agent": "agent/tether-agent",
     "tether": "console/tether",
     "tether-certs": "certs/tether-certs",
+    "tether-sshd": "console/sshd/tether-sshd",
     "tether-loadgen": "tests/bench/tether-loadgen",  # the fleet tool: many agents in one process
 }
 

@@ -1,0 +1,401 @@
+"""tether-sshd with the real OpenSSH client from Debian: a technician logs in with the key
+they registered (`tether ssh-key add`) as DEVICE+T-n and gets a command or a shell on the
+device under that ticket, with the same consent, recording and audit as `tether shell`.
+
+Covered here: exec with exit status 0, 3 and a signal; stdin to `sh -s`; stdout and stderr
+apart; an interactive shell on a pty with a resize; consent asked and refused; a key not
+registered, a key offered without a valid signature; a ticket not assigned to the person;
+a revoked person refused and their live session ended; forwarding refused; bad user names;
+hostile input on the SSH port (a garbage banner, an oversized packet, many unauthenticated
+connections from one address while another still logs in). The real broker, agent and
+gateway on 127.0.0.1.
+
+Run by ctest as `integration.sshd` (TT_BIN_DIR names the build directory)."""
+
+import base64
+import json
+import threading
+import os
+import pty
+import re
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness import Pki, TetherTestCase, binary  # noqa: E402
+from test_session import PtyConsole, SessionWorld, set_winsize  # noqa: E402
+
+SSH_TIMEOUT = 60
+
+
+class FakeAgent:
+    """An ssh-agent (the protocol of draft-miller-ssh-agent) that holds one public key and
+    answers every signing request with 64 random bytes: a signature that cannot verify."""
+
+    def __init__(self, path, blob):
+        self.blob, self.signed = blob, 0
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(4)
+        self.stop = False
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    @staticmethod
+    def _s(b):
+        return struct.pack(">I", len(b)) + b
+
+    def _serve(self):
+        self.srv.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                continue
+            c.settimeout(30)
+            with c:
+                try:
+                    while True:
+                        head = c.recv(4, socket.MSG_WAITALL)
+                        if len(head) < 4:
+                            break
+                        body = c.recv(struct.unpack(">I", head)[0], socket.MSG_WAITALL)
+                        if body[:1] == b"\x0b":  # REQUEST_IDENTITIES
+                            out = b"\x0c" + struct.pack(">I", 1) + self._s(self.blob) + self._s(b"fake")
+                        elif body[:1] == b"\x0d":  # SIGN_REQUEST
+                            self.signed += 1
+                            out = b"\x0e" + self._s(self._s(b"ssh-ed25519") + self._s(os.urandom(64)))
+                        else:
+                            out = b"\x05"  # FAILURE
+                        c.sendall(self._s(out))
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop = True
+        self.t.join(timeout=2)
+        self.srv.close()
+
+
+class SshdWorld(SessionWorld):
+    """A broker, device dev1, and tether-sshd on a free port; people tech, tech2 and boss with
+    ssh keys registered."""
+
+    @classmethod
+    def make_pki(cls):
+        cls.pki = Pki()
+        for role, name in (("technician", "tech"), ("technician", "tech2"), ("admin", "boss"), ("agent", "dev1"),
+                           ("gateway", "gw1")):
+            cls.pki.issue(role, name)
+
+    def start_sshd(self, extra=()):
+        self.host_key = os.path.join(self.h.dir, "ssh_host_ed25519_key")
+        g = self.h.spawn("sshd", "tether-sshd",
+                         ["--listen", "127.0.0.1:0", "--broker", self.b.addr, "--ca", self.pki.ca,
+                          "--cert", self.pki.cert("gw1"), "--key", self.pki.key("gw1"),
+                          "--host-key", self.host_key, "--refresh", "200ms", "--login-grace", "3s"] + list(extra))
+        m = g.wait_for(r'msg="listening" listen=(\S+)')
+        g.addr = m.group(1)
+        g.port = int(g.addr.rsplit(":", 1)[1])
+        g.wait_for(r'msg="ready"')
+        self.g = g
+        self.known_hosts = os.path.join(self.h.dir, "known_hosts")
+        r = self.tech(["ssh-config", "--json"])
+        self.assertEqual(r.rc, 0, r)
+        gws = [json.loads(ln) for ln in r.out.splitlines()]
+        self.assertEqual([(x["gateway"], x["port"]) for x in gws], [("gw1", g.port)], gws)
+        with open(self.known_hosts, "w") as f:
+            f.write("[127.0.0.1]:%d %s\n" % (g.port, gws[0]["host_key"]))
+        return g
+
+    def keygen(self, name, kind="ed25519", bits=None):
+        d = os.path.join(self.h.dir, "keys")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, name)
+        argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", name + "@laptop", "-f", path]
+        if bits:
+            argv[4:4] = ["-b", str(bits)]
+        subprocess.run(argv, check=True, timeout=60)
+        return path
+
+    def register(self, who="tech", name=None):
+        path = self.keygen(name or who + "-key")
+        mark = self.g.mark()
+        r = self.tech(["ssh-key", "add", path + ".pub"], who=who)
+        self.assertEqual(r.rc, 0, r)
+        fp = r.out.split()[-1]
+        # The gateway lets the key in once it has fetched the list that holds it.
+        self.g.wait_for(r'msg="keys changed"', after=mark)
+        return path, fp
+
+    def ssh_argv(self, key, user, command=(), opts=()):
+        return (["ssh", "-F", "/dev/null", "-p", str(self.g.port), "-i", key, "-o", "IdentitiesOnly=yes",
+                 "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o",
+                 "UserKnownHostsFile=" + self.known_hosts, "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR"]
+                + list(opts) + ["%s@127.0.0.1" % user] + list(command))
+
+    def ssh(self, key, user, command=(), opts=(), input=b"", timeout=SSH_TIMEOUT):
+        p = subprocess.run(self.ssh_argv(key, user, command, opts), input=input, capture_output=True,
+                           timeout=timeout, env=self.h.env)
+        return p
+
+    def setup_world(self, policy="unattended"):
+        self.world(policy=policy)
+        self.start_sshd()
+        self.key, self.fp = self.register()
+        self.tid = self.new_ticket()
+        self.user = "dev1+" + self.tid
+
+
+class SshdTest(SshdWorld, TetherTestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.make_pki()
+
+    def setUp(self):
+        super().setUp()
+        self.setup_world()
+
+    # -- exec ------------------------------------------------------------------------------
+
+    def test_exec_status_streams_and_audit(self):
+        p = self.ssh(self.key, self.user, ["echo out; echo err >&2; exit 3"])
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (3, b"out\n", b"err\n"), p)
+        p = self.ssh(self.key, self.user, ["true"])
+        self.assertEqual(p.returncode, 0, p)
+        # A signal: ssh exits 255 and says which ("killed by signal" as OpenSSH prints it).
+        p = self.ssh(self.key, self.user, ["kill -TERM $$"])
+        self.assertEqual(p.returncode, 255, p)
+        # The hostname names the device as well as its id.
+        p = self.ssh(self.key, "dev1.example+" + self.tid, ["hostname >/dev/null; echo ok"])
+        self.assertEqual((p.returncode, p.stdout), (0, b"ok\n"), p)
+        acts = [(e["action"], e.get("actor"), e["detail"].get("via")) for e in self.audit()]
+        self.assertIn(("act-as", "tech", "ssh"), acts)
+        self.assertIn(("channel-open", "tech", "ssh"), acts)
+
+    def test_stdin_reaches_the_command(self):
+        script = b"a=$((6*7))\necho \"got $a\" \"$(uname -s)\"\nexit 7\n"
+        p = self.ssh(self.key, self.user, ["sh -s"], input=script)
+        self.assertEqual((p.returncode, p.stdout), (7, b"got 42 Linux\n"), p)
+        data = os.urandom(3 * 1024 * 1024)
+        p = self.ssh(self.key, self.user, ["sha256sum"], input=data)
+        import hashlib
+        self.assertEqual((p.returncode, p.stdout.split()[0].decode()), (0, hashlib.sha256(data).hexdigest()), p)
+
+    # -- refusals ----------------------------------------------------------------------------
+
+    def test_unknown_key_is_refused(self):
+        other = self.keygen("stranger")
+        p = self.ssh(other, self.user, ["true"])
+        self.assertEqual(p.returncode, 255, p)
+        self.assertIn(b"Permission denied (publickey)", p.stderr)
+        self.g.wait_for(r'msg="key refused" .*why=not', after=0)
+
+    def test_key_without_a_valid_signature_is_refused(self):
+        """A client that offers a registered key but cannot sign with it (here an ssh-agent that
+        answers with garbage) never logs in: the probe is answered, the bad signature is not."""
+        with open(self.key + ".pub") as f:
+            blob = base64.b64decode(f.read().split()[1])
+        sock_path = os.path.join(self.h.dir, "agent.sock")
+        agent = FakeAgent(sock_path, blob)
+        self.addCleanup(agent.close)
+        env = dict(self.h.env, SSH_AUTH_SOCK=sock_path)
+        argv = self.ssh_argv(self.key + ".pub", self.user, ["echo", "in"])
+        p = subprocess.run(argv, capture_output=True, timeout=SSH_TIMEOUT, env=env)
+        self.assertEqual((p.returncode, p.stdout), (255, b""), p)
+        self.assertGreaterEqual(agent.signed, 1, "the client never asked the agent to sign")
+        self.g.wait_for(r'msg="connection ended" address=127\.0\.0\.1:\d+ person=- why="login grace time over"')
+        self.assertNotIn("key verified", self.g.log().split('msg="keys changed"')[-1])
+
+    def test_ticket_not_assigned_to_the_person(self):
+        k2, _ = self.register("tech2", "t2")
+        p = self.ssh(k2, self.user, ["true"])
+        self.assertEqual(p.returncode, 255, p)
+        self.assertIn(b"tether: ", p.stderr)
+        self.assertIn(b"assigned", p.stderr)
+
+    def test_bad_user_names(self):
+        for user in ("dev1", "dev1+T-x", "nosuch+" + self.tid):
+            p = self.ssh(self.key, user, ["true"])
+            self.assertEqual(p.returncode, 255, (user, p))
+            self.assertIn(b"tether: ", p.stderr, (user, self.g.log()))
+        p = self.ssh(self.key, "nosuch+" + self.tid, ["true"])
+        self.assertIn(b"no device has the id or hostname nosuch", p.stderr)
+
+    def test_forwarding_is_refused(self):
+        p = self.ssh(self.key, self.user, ["echo hi"], opts=["-o", "ExitOnForwardFailure=yes", "-L", "0:127.0.0.1:9"])
+        # -L is asked for per connection through the channel; what counts is that nothing is
+        # forwarded and the command still runs.
+        self.assertIn(p.returncode, (0, 255), p)
+        p = self.ssh(self.key, self.user, ["echo hi"], opts=["-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9"])
+        self.assertEqual(p.returncode, 255, p)
+        self.assertIn(b"forwarding failed", p.stderr)
+        p = self.ssh(self.key, self.user, ["echo hi"], opts=["-R", "0:127.0.0.1:9"])
+        self.assertEqual((p.returncode, p.stdout), (0, b"hi\n"), p)
+        self.assertIn(b"tether: port forwarding is not allowed through Tether", p.stderr)
+        p = self.ssh(self.key, self.user, ["echo hi"], opts=["-A"])
+        self.assertEqual((p.returncode, p.stdout), (0, b"hi\n"), p)
+
+    def pty_ssh(self, key=None, user=None, command=(), rows=24, cols=80):
+        c = PtyConsole(self.ssh_argv(key or self.key, user or self.user, command, opts=["-tt"]), self.h.env,
+                       self.h.dir, rows, cols)
+        self.addCleanup(c.close)
+        return c
+
+    def test_interactive_shell_on_a_pty_with_resize(self):
+        con = self.pty_ssh(rows=24, cols=80)
+        con.write(b"stty size; tty; echo $((6*7))\r")
+        con.wait_output(rb"24 80\r\n/dev/pts/\d+\r\n42\r\n")
+        mark = len(con.output())
+        set_winsize(con.master, 40, 120)  # the kernel sends ssh SIGWINCH; ssh sends window-change
+        deadline = time.monotonic() + 15
+        while True:
+            con.write(b"stty size\r")
+            try:
+                con.wait_output(rb"40 120", after=mark, timeout=1)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+        # ^C reaches the remote foreground job, not the session.
+        con.write(b"sleep 30; echo after-sleep\r")
+        con.wait_output(rb"sleep 30; echo after-sleep", after=mark)
+        con.write(b"\x03")
+        con.write(b"echo alive-$((2+3))\r")
+        con.wait_output(rb"alive-5", after=mark)
+        con.write(b"exit 4\r")
+        self.assertEqual(con.wait_exit(), 4)
+        acts = [(e["action"], e["detail"].get("via")) for e in self.audit()]
+        self.assertIn(("channel-open", "ssh"), acts)
+
+    def test_revoked_person_is_ended(self):
+        con = self.pty_ssh()
+        con.write(b"echo READY-$((6*7))\r")
+        con.wait_output(rb"READY-42")
+        r = self.admin(["revoke", "person", "tech", "--reason", "left the company"])
+        self.assertEqual(r.rc, 0, r)
+        t0 = time.monotonic()
+        rc = con.wait_exit(timeout=10)
+        ended_in = time.monotonic() - t0
+        self.assertEqual(rc, 255, con.output()[-500:])
+        self.assertIn(b"tether: ", con.output())
+        self.assertIn(b"revoked", con.output())
+        self.assertLess(ended_in, 5.0)  # a generous bound; the log records the real figure
+        # A new login is refused.
+        p = self.ssh(self.key, self.user, ["true"])
+        self.assertEqual(p.returncode, 255, p)
+
+
+    # -- hostile input on the SSH port -------------------------------------------------------
+
+    def test_garbage_and_floods_close_only_that_connection(self):
+        s = socket.create_connection(("127.0.0.1", self.g.port), timeout=10)
+        s.recv(256)  # our banner
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n" + os.urandom(4096))
+        s.settimeout(10)
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        s.close()
+        # An oversized packet after a real banner.
+        s = socket.create_connection(("127.0.0.1", self.g.port), timeout=10)
+        s.recv(256)
+        s.sendall(b"SSH-2.0-evil\r\n" + struct.pack(">I", 0x7fffffff) + b"\x05" + os.urandom(1024))
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        s.close()
+        # 1,000 unauthenticated connections from 127.0.0.1 (50 held open, the rest opened and
+        # dropped), while another address (127.0.0.2) logs in and runs a command.
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        held, done = [], threading.Event()
+        self.addCleanup(lambda: [c.close() for c in held])
+
+        def flood():
+            for i in range(1000):
+                try:
+                    c = socket.create_connection(("127.0.0.1", self.g.port), timeout=10)
+                except OSError:
+                    continue
+                if len(held) < 50:
+                    held.append(c)
+                else:
+                    c.close()
+            done.set()
+        t = threading.Thread(target=flood, daemon=True)
+        t.start()
+        self.g.wait_for(r'msg="connection refused" address=127\.0\.0\.1 why="max_startups"')
+        p = subprocess.run(self.ssh_argv(self.key, self.user, ["echo", "still"], opts=["-b", "127.0.0.2"]),
+                           capture_output=True, timeout=SSH_TIMEOUT, env=self.h.env)
+        self.assertEqual((p.returncode, p.stdout), (0, b"still\n"), p)
+        self.assertTrue(done.wait(SSH_TIMEOUT))
+        self.assertLess(len(held), 1000, (soft, hard))
+        self.assertTrue(self.g.alive())
+
+
+
+class SshdConsentTest(SshdWorld, TetherTestCase):
+    """Consent asked of the person at the device, as for tether shell."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.make_pki()
+
+    def setUp(self):
+        super().setUp()
+        self.setup_world(policy="ask")
+
+    def test_waiting_then_granted_then_reused(self):
+        w = self.watcher()
+        p = subprocess.Popen(self.ssh_argv(self.key, self.user, ["echo granted"]), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=self.h.env)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        pr = w.prompt()
+        self.assertEqual((pr["technician"], pr["ticket"], pr["access"]), ("tech", self.tid, "shell"))
+        # The technician is told who is being asked, on stderr, while it waits.
+        self.g.wait_for(r'msg="logged in"')
+        deadline = time.monotonic() + 10
+        err = b""
+        os.set_blocking(p.stderr.fileno(), False)
+        while b"waiting for the person at dev1.example" not in err and time.monotonic() < deadline:
+            select.select([p.stderr], [], [], 0.5)
+            try:
+                err += p.stderr.read() or b""
+            except (BlockingIOError, TypeError):
+                pass
+        self.assertIn(b"tether: waiting for the person at dev1.example to allow shell access under %s..."
+                      % self.tid.encode(), err)
+        w.answer(pr["id"], True)
+        out, err2 = p.communicate(timeout=SSH_TIMEOUT)
+        self.assertEqual((p.returncode, out), (0, b"granted\n"), err + err2)
+        # The grant is reused: no second prompt.
+        q = self.ssh(self.key, self.user, ["echo again"])
+        self.assertEqual((q.returncode, q.stdout), (0, b"again\n"), q)
+        self.assertTrue(w.quiet(0.5))
+
+    def test_employee_refuses(self):
+        w = self.watcher()
+        p = subprocess.Popen(self.ssh_argv(self.key, self.user, ["echo no"]), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=self.h.env)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        pr = w.prompt()
+        w.answer(pr["id"], False)
+        out, err = p.communicate(timeout=SSH_TIMEOUT)
+        self.assertEqual((p.returncode, out), (255, b""), err)
+        self.assertIn(b"tether: the employee refused access", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
