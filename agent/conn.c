@@ -32,6 +32,7 @@ static void send_hello(agent_t *a) {
   h.capabilities = TETHER__CAPABILITY__CAP_ZSTD | TETHER__CAPABILITY__CAP_THROUGHPUT |
                    TETHER__CAPABILITY__CAP_ECHO | TETHER__CAPABILITY__CAP_SHELL | TETHER__CAPABILITY__CAP_FILES;
   h.hostname = tt_text(a->cfg.hostname);
+  h.consent_timeout_ms = (uint32_t)a->cfg.consent_timeout_ms;
   a->hello_hr = uv_hrtime(); /* Hello to Welcome is one round trip: the clock's error bar */
   if (tt_link_send(a->link, TT_K_HELLO, &h.base)) tt_link_close(a->link, TT_EIO, "cannot send hello");
 }

@@ -45,6 +45,7 @@ static void device_info(broker_t *b, const store_device_t *d, Tether__DeviceInfo
   o->agent_version = tt_text(live ? live->version : d->version);
   o->online = live != NULL;
   o->connected_since_ms = live ? live->connected_unix_ms : 0;
+  o->consent_timeout_ms = live ? live->consent_timeout_ms : 0;
   o->last_seen_ms = live ? broker_unix_ms() : (uint64_t)d->last_seen_ms;
   o->enrolled_ms = (uint64_t)d->enrolled_ms;
   o->cert_not_after_ms = (uint64_t)d->cert_not_after_ms;
@@ -358,14 +359,22 @@ static void revoke_done(store_req_t *r) {
   if (r->rc == 0) {
     for (broker_conn_t *y = b->conns; y; y = y->next) {
       if (y->link->closing || y->state == BROKER_CONN_ENROLL || strcmp(y->id.name, x->name) != 0) continue;
-      bool match = x->kind == STORE_REVOKE_DEVICE ? y->id.role == TT_ROLE_AGENT
-                                                  : (y->id.role == TT_ROLE_TECHNICIAN || y->id.role == TT_ROLE_ADMIN);
+      bool match = x->kind == STORE_REVOKE_DEVICE
+                       ? y->id.role == TT_ROLE_AGENT
+                       : (y->id.role == TT_ROLE_TECHNICIAN || y->id.role == TT_ROLE_ADMIN || y->id.role == TT_ROLE_GATEWAY);
       if (!match || y == c) continue;
       tt_link_close(y->link, TT_EDENIED, "this identity has been revoked");
       closed++;
     }
+    /* A revoked gateway: the people acting through it lose those links too. */
+    if (x->kind == STORE_REVOKE_PERSON)
+      for (broker_conn_t *y = b->conns; y; y = y->next)
+        if (!y->link->closing && y->via[0] && strcmp(y->via_gw, x->name) == 0 && y != c) {
+          tt_link_close(y->link, TT_EDENIED, "the ssh gateway it came through has been revoked");
+          closed++;
+        }
     broker_sessions_end_identity(b, x->kind == STORE_REVOKE_DEVICE, x->name, x->h.audit.actor, "revoked");
-    if (x->kind == STORE_REVOKE_PERSON) broker_gateway_keys_changed(b); /* their keys let no one in now */
+    if (x->kind == STORE_REVOKE_PERSON) broker_gateway_keys_changed(b, true); /* their keys let no one in now */
     TT_INFO("broker", "revoked", "by=%s kind=%s name=%s closed=%u", x->h.audit.actor, kind_s, x->name, closed);
   }
   if (!c) goto out;
@@ -585,6 +594,12 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
       return broker_gateway_request(c, q);
     return deny(c, q->id, "a person's request on a gateway's own link", "technician or admin (act as one first)");
   }
+  /* A link that acts for a person through the ssh gateway asks only what an ssh login needs:
+   * which device, and a session on it. Whoever holds the gateway's key can act for anyone
+   * who registered an ssh key; this keeps that from being an admin's every power. */
+  if (c->via[0] && q->body_case != TETHER__REQUEST__BODY_DEVICE_SHOW &&
+      q->body_case != TETHER__REQUEST__BODY_SESSION_OPEN)
+    return deny(c, q->id, "this request through the ssh gateway", "a console of your own");
   switch (q->body_case) {
   case TETHER__REQUEST__BODY_GATEWAY_HELLO:
   case TETHER__REQUEST__BODY_ACT_AS:

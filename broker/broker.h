@@ -78,6 +78,7 @@ typedef struct broker_conn_s {
   char addr[64];
   char hostname[TT_TEXT_MAX + 1];
   char version[TT_NAME_MAX + 1];
+  uint32_t consent_timeout_ms; /* agent: its consent.timeout, from Hello (0: not said) */
   uint64_t caps;
   uint64_t connected_unix_ms;
   uint64_t accepted_ms;   /* uv_now at accept: Hello must come within handshake_timeout */
@@ -121,6 +122,7 @@ typedef struct broker_conn_s {
   struct broker_gw_s *gw;
   char via[8];
   char via_key[TT_SSH_FP_LEN + 1];
+  char via_gw[TT_NAME_MAX + 1]; /* acting: the gateway's certificate name */
   bool acting;
 } broker_conn_t;
 
@@ -148,6 +150,7 @@ struct broker_s {
   relay_t *pending;       /* relays waiting for the device's answer */
   size_t nconns, nagents;
   uint64_t ssh_keys_version; /* gateway.c: what gateways hold of people's ssh keys */
+  uint64_t ssh_keys_removed; /* gateway.c: keys removed or people revoked, so far */
   uint64_t ping_nonce;
   bool stopping;
   broker_store_t *store;  /* only before the loop runs (startup reads), then NULL */
@@ -413,7 +416,7 @@ int broker_people_request(broker_conn_t *c, const Tether__Request *q);
  * requests (gateway_hello, act_as: role gateway); admin.c checks the roles. */
 int broker_gateway_request(broker_conn_t *c, const Tether__Request *q);
 /* The set of keys a gateway may let in changed (a key added or removed, a person revoked). */
-void broker_gateway_keys_changed(broker_t *b);
+void broker_gateway_keys_changed(broker_t *b, bool removed);
 /* The connection is going away. */
 void broker_gateway_conn_gone(broker_conn_t *c);
 

@@ -228,6 +228,8 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
       tt_text_copy(c->version, sizeof(c->version), h->software_version))
     return refuse(c, TT_ETEXT, "hostname or version is not valid text");
   c->caps = h->capabilities;
+  /* Told to people who wait for the answer; an agent's own bound is the protocol's. */
+  c->consent_timeout_ms = h->consent_timeout_ms <= TT_CONSENT_TIMEOUT_MAX_MS ? h->consent_timeout_ms : 0;
 
   /* Overloaded moment (a Hello rate over max_hello_rate, or the store thread far behind):
    * tell the device when to come back, spread over a window that grows with how many were

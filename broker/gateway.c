@@ -70,7 +70,10 @@ static int send_keys(broker_conn_t *c, uint32_t id, const store_ssh_key_t *keys,
 
 /* Keys changed (added, removed, a person revoked): gateways asking with the old version
  * are given the new set. */
-void broker_gateway_keys_changed(broker_t *b) { b->ssh_keys_version++; }
+void broker_gateway_keys_changed(broker_t *b, bool removed) {
+  b->ssh_keys_version++;
+  if (removed) b->ssh_keys_removed++; /* an ActAs in flight is refused: log in again */
+}
 
 static void close_via_key(broker_t *b, const char *fingerprint) {
   for (broker_conn_t *y = b->conns; y; y = y->next)
@@ -145,7 +148,7 @@ static void key_done(store_req_t *r) {
     TT_INFO(MOD, "ssh key removed", "person=%s fingerprint=%s by=%s", x->key.person, x->key.fingerprint, x->asker);
   }
   if (r->rc == 0 && x->op != TETHER__SSH_KEY_OP__SSH_KEY_LIST && !x->live) {
-    broker_gateway_keys_changed(x->b);
+    broker_gateway_keys_changed(x->b, x->op == TETHER__SSH_KEY_OP__SSH_KEY_REMOVE);
     if (x->op == TETHER__SSH_KEY_OP__SSH_KEY_REMOVE) close_via_key(x->b, x->key.fingerprint);
   }
   if (!c) goto out;
@@ -290,6 +293,7 @@ typedef struct {
   char fp[TT_SSH_FP_LEN + 1];
   char address[TT_NAME_MAX + 1];
   char gateway[STORE_NAME_MAX];
+  uint64_t removed; /* b->ssh_keys_removed when asked */
   store_person_t p;
   char why[128];
 } act_req_t;
@@ -334,11 +338,25 @@ static void act_done(store_req_t *r) {
     tt_link_close(c->link, TT_EIO, "store failed");
     goto out;
   }
+  /* Revoked, or a key removed, while the store was read: the close that came with it did
+   * not see this link yet. Refused; the client logs in again. */
+  if (revoked_has(b, STORE_REVOKE_PERSON, x->person) || revoked_has(b, STORE_REVOKE_PERSON, x->gateway) ||
+      b->ssh_keys_removed != x->removed) {
+    const char *why = revoked_has(b, STORE_REVOKE_PERSON, x->gateway) ? "the gateway has been revoked"
+                      : b->ssh_keys_removed != x->removed ? "ssh keys changed while logging in; log in again"
+                                                          : "the person has been revoked";
+    broker_audit(b, x->person, "act-as-refused", x->gateway, "via", "ssh", "key", x->fp, "address", x->address,
+                 "reason", why, AUDIT_END);
+    answered(c, broker_reply_error(c, x->h.id, TT_EDENIED, why));
+    tt_link_close(c->link, TT_EDENIED, why);
+    goto out;
+  }
   /* The link is the person's now: everything from here is checked as for them. */
   c->id.role = x->p.role == STORE_PERSON_ADMIN ? TT_ROLE_ADMIN : TT_ROLE_TECHNICIAN;
   snprintf(c->id.name, sizeof(c->id.name), "%s", x->person);
   snprintf(c->via, sizeof(c->via), "ssh");
   snprintf(c->via_key, sizeof(c->via_key), "%s", x->fp);
+  snprintf(c->via_gw, sizeof(c->via_gw), "%s", x->gateway);
   free(c->gw);
   c->gw = NULL;
   TT_INFO(MOD, "acting for a person", "gateway=%s person=%s role=%s fingerprint=%s address=%s", x->gateway, x->person,
@@ -374,6 +392,7 @@ static int on_act_as(broker_conn_t *c, uint32_t id, const Tether__ActAsRequest *
   snprintf(x->fp, sizeof(x->fp), "%s", fp);
   snprintf(x->address, sizeof(x->address), "%s", address);
   snprintf(x->gateway, sizeof(x->gateway), "%s", c->id.name);
+  x->removed = c->b->ssh_keys_removed;
   return broker_creq_submit(x);
 }
 

@@ -139,6 +139,7 @@ struct console_s {
   char device[TT_NAME_MAX + 1];
   char *device_to;
   char device_host[TT_TEXT_MAX + 1]; /* its hostname, for people ("" until resolved) */
+  uint32_t device_consent_ms;        /* how long its employee has to answer (0: not known) */
   bool resolving;
 };
 
@@ -171,6 +172,10 @@ void console_on_response(console_t *c, const Tether__Response *r);
 int console_begin(console_t *c) TT_WUR;
 /* What to call the device in messages: its hostname once resolved, else DEVICE as typed. */
 const char *console_device_shown(const console_t *c, const char *device);
+/* On stderr: "tether: waiting for the person at HOST to allow ACCESS access under T-n (60 s)..."
+ * and eol; the time is the device's consent timeout, when the broker said it. */
+void console_waiting_line(const console_t *c, const char *device, const char *access, uint64_t ticket,
+                          const char *eol);
 
 /* text.c: printing what the broker sent, safely. */
 /* A JSON string literal for any C string (escapes quotes, backslashes, controls). */

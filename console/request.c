@@ -59,6 +59,14 @@ int console_begin(console_t *c) {
   return console_request(c, &r, TETHER__RESPONSE__BODY_DEVICE);
 }
 
+void console_waiting_line(const console_t *c, const char *device, const char *access, uint64_t ticket, const char *eol) {
+  char limit[32] = "";
+  if (c->device_consent_ms && c->device_to && strcmp(c->device_to, device) == 0)
+    snprintf(limit, sizeof(limit), " (%u s)", (unsigned)((c->device_consent_ms + 999) / 1000));
+  fprintf(stderr, "tether: waiting for the person at %s to allow %s access under T-%llu%s...%s",
+          console_device_shown(c, device), access, (unsigned long long)ticket, limit, eol);
+}
+
 const char *console_device_shown(const console_t *c, const char *device) {
   return c->device_host[0] && c->device_to && strcmp(c->device_to, device) == 0 ? c->device_host : device;
 }
@@ -76,6 +84,7 @@ static void resolved(console_t *c, const Tether__Response *r) {
       return;
     }
     if (tt_text_copy(c->device_host, sizeof(c->device_host), r->device->hostname)) c->device_host[0] = '\0';
+    c->device_consent_ms = r->device->consent_timeout_ms;
   }
   int rc = c->cmd->start(c);
   if (rc) console_fail(c, "%s", tt_strerror(rc));

@@ -12,6 +12,8 @@ bash tests/bench/bench_link.sh build/release "${1:-1G}"
 echo
 bash tests/bench/bench_shell.sh build/release
 echo
+bash tests/bench/bench_gateway.sh build/release
+echo
 BENCH_LOCK_ROUNDS=${BENCH_LOCK_ROUNDS:-1} bash tests/bench/bench_store_lock.sh build/release
 echo
 bash tests/bench/bench_files.sh build/release

@@ -8,7 +8,7 @@ pkgs=(
   libssl-dev openssl libuv1-dev libprotobuf-c-dev protobuf-c-compiler
   libzstd-dev zstd libsqlite3-dev sqlite3 libssh-dev libcmocka-dev libjansson-dev
   clang libclang-rt-14-dev llvm   # llvm: llvm-symbolizer, so sanitizer reports name their lines
-  python3 procps iproute2
+  python3 python3-cryptography procps iproute2
   openssh-server openssh-client asciinema
 )
 

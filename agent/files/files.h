@@ -91,11 +91,12 @@ int agent_files_ident_apply(void *id);
 
 typedef struct agent_files_list_s agent_files_list_t;
 
-/* The entries of the directory at path, or the one entry of a file; recursive: the whole
+/* The entries of the directory at path, or the one entry of a file (self: of the path
+ * itself, a directory too, as a stat; its name is the path's last component); recursive: the whole
  * tree, paths relative to the directory, symbolic links not followed. A tree of more than
  * TT_FILE_LIST_MAX entries, deeper than TT_FILE_DEPTH_MAX or holding more than
  * TT_FILE_LIST_BYTES_MAX of names is refused (TT_ETOOBIG), never cut short. */
-int agent_files_list(const agent_files_fs_t *fs, const char *path, bool recursive, agent_files_list_t **out,
+int agent_files_list(const agent_files_fs_t *fs, const char *path, bool recursive, bool self, agent_files_list_t **out,
                      char *err, size_t errlen) TT_WUR;
 size_t agent_files_list_count(const agent_files_list_t *l);
 void agent_files_list_free(agent_files_list_t *l);

@@ -226,7 +226,7 @@ out:
   return rc;
 }
 
-int agent_files_list(const agent_files_fs_t *fs, const char *path, bool recursive, agent_files_list_t **out,
+int agent_files_list(const agent_files_fs_t *fs, const char *path, bool recursive, bool self, agent_files_list_t **out,
                      char *err, size_t errlen) {
   *out = NULL;
   char name[TT_FILE_NAME_MAX + 1], shown[128];
@@ -251,7 +251,7 @@ int agent_files_list(const agent_files_fs_t *fs, const char *path, bool recursiv
     close(fd);
     goto out;
   }
-  if (!S_ISDIR(st.st_mode)) {
+  if (!S_ISDIR(st.st_mode) || self) {
     rc = add(l, name, &st, fd, ""); /* followed already: never a link here */
     close(fd);
     goto out;

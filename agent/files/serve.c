@@ -30,6 +30,7 @@ struct req_s {
   Tether__FileMsgType type;
   uint32_t id;
   bool recursive;
+  bool self;      /* LIST: the path itself (a stat) */
   uint32_t mode;
   bool running;   /* on the pool */
   bool done;      /* ran (or never needed to): rc, err and list say how */
@@ -124,7 +125,7 @@ static void req_free(req_t *r) {
 static void job_work(void *arg) {
   req_t *r = arg;
   if (r->type == TETHER__FILE_MSG_TYPE__FILE_LIST)
-    r->rc = agent_files_list(&r->files->fs, r->path, r->recursive, &r->list, r->err, sizeof(r->err));
+    r->rc = agent_files_list(&r->files->fs, r->path, r->recursive, r->self, &r->list, r->err, sizeof(r->err));
   else r->rc = agent_files_mkdir(&r->files->fs, r->path, r->mode, r->err, sizeof(r->err));
   fit_text(r->err);
 }
@@ -232,7 +233,7 @@ static bool answer(fchan_t *fc, req_t *r) {
             fc->technician, tt_log_quote(q, sizeof(q), r->path, strlen(r->path)), tt_errname(r->rc),
             tt_log_quote(wq, sizeof(wq), r->err, strlen(r->err)));
   } else if (r->type == TETHER__FILE_MSG_TYPE__FILE_LIST) {
-    notice(fc, "listed", r->path, r->recursive ? " and everything in it" : "");
+    if (!r->self) notice(fc, "listed", r->path, r->recursive ? " and everything in it" : "");
   } else {
     notice(fc, "made the directory", r->path, "");
   }
@@ -324,6 +325,7 @@ static void enqueue(fchan_t *fc, const Tether__FileCtl *m) {
   r->type = m->type;
   r->id = m->id;
   r->recursive = m->recursive;
+  r->self = m->self;
   r->mode = m->stat ? m->stat->mode : 0;
   char why[96];
   if (!agent_files_path_ok(m->path.data, m->path.len, why, sizeof(why))) {

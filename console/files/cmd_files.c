@@ -735,8 +735,7 @@ static void draw_cb(uv_timer_t *t) {
 static void note_cb(uv_timer_t *t) {
   files_t *s = t->data;
   if (s->c->done || s->ch || !s->c->pending) return;
-  fprintf(stderr, "tether: waiting for the person at %s to allow file access under T-%" PRIu64 "...\n",
-          console_device_shown(s->c, s->a.device), s->a.ticket);
+  console_waiting_line(s->c, s->a.device, "file", s->a.ticket, "\n");
 }
 
 static unsigned pool_threads(void) {

@@ -102,8 +102,7 @@ static void note_stop(void) {
 static void note_cb(uv_timer_t *t) {
   console_t *c = t->data;
   if (c->done || !c->pending) return;
-  fprintf(stderr, "tether: waiting for the person at %s to allow diag access under T-%" PRIu64 "...\n",
-          console_device_shown(c, c->arg[0]), g_cs.ticket);
+  console_waiting_line(c, c->arg[0], "diag", g_cs.ticket, "\n");
 }
 
 /* Under a ticket: ask for a session with diag access first (a live one is reused). */

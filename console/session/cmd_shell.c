@@ -789,8 +789,7 @@ static int shell_check(console_t *c) {
 static void wait_note_cb(uv_timer_t *t) {
   shell_t *s = t->data;
   if (s->ending || s->ch || s->c->done) return;
-  fprintf(stderr, "tether: waiting for the person at %s to allow shell access under T-%" PRIu64 "...%s",
-          console_device_shown(s->c, s->c->arg[0]), s->ticket, g_raw ? "\r\n" : "\n");
+  console_waiting_line(s->c, s->c->arg[0], "shell", s->ticket, g_raw ? "\r\n" : "\n");
 }
 
 static int shell_start(console_t *c) {

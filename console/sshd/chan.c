@@ -91,12 +91,21 @@ static void note_cb(uv_timer_t *t) {
   if (h->st != CH_WAIT && h->st != CH_OPENING) return;
   if (h->tc) return; /* granted: the device is starting it */
   gw_conn_t *c = h->c;
-  char msg[TT_TEXT_MAX * 4 + 160];
-  snprintf(msg, sizeof(msg), "waiting for the person at %s to allow shell access under T-%llu...",
-           c->device_host[0] ? c->device_host : c->device, (unsigned long long)c->ticket);
+  char msg[TT_TEXT_MAX * 4 + 160], limit[32] = "";
+  if (c->device_consent_ms) snprintf(limit, sizeof(limit), " (%u s)", (unsigned)((c->device_consent_ms + 999) / 1000));
+  snprintf(msg, sizeof(msg), "waiting for the person at %s to allow shell access under T-%llu%s...",
+           c->device_host[0] ? c->device_host : c->device, (unsigned long long)c->ticket, limit);
   say(h, msg);
   gw_chan_pump(h);
   gw_conn_kick(c);
+}
+
+void gw_chan_end(gw_chan_t *h, const char *why) {
+  if (h->st == CH_DONE || h->st == CH_ENDING) return;
+  detach_tether(h, why);
+  if (h->st != CH_NEW) say(h, why);
+  finish(h);
+  gw_chan_pump(h);
 }
 
 void gw_chan_go(gw_chan_t *h) {
@@ -222,10 +231,12 @@ static void send_pending(gw_chan_t *h) {
 static void read_held(gw_chan_t *h) {
   static uint8_t buf[SSHD_READ_CHUNK];
   tt_mux_t *m = mux_of(h);
+  /* ssh_channel_poll reads packets (runs libssh, and our callbacks inside it) when the
+   * buffer is empty: it is asked only while bytes are known to be held. */
   while (h->in_held && h->tc && m) {
     uint32_t room = tt_mux_sendable(h->tc);
     if (!room) return;
-    int avail = ssh_channel_poll(h->sc, 0); /* the buffer is not empty: no packets are read */
+    int avail = ssh_channel_poll(h->sc, 0);
     if (avail <= 0) {
       h->in_held = false;
       return;
@@ -237,7 +248,12 @@ static void read_held(gw_chan_t *h) {
       h->in_held = false;
       return;
     }
-    if (tt_mux_send(m, h->tc, buf, (size_t)n, 0)) return;
+    if (n >= avail) h->in_held = false;
+    if (tt_mux_send(m, h->tc, buf, (size_t)n, 0)) { /* sized to the credit: cannot happen */
+      say(h, "the input could not be passed on");
+      finish(h);
+      return;
+    }
     flush(h);
   }
 }
@@ -413,6 +429,13 @@ static int s_data(ssh_session s, ssh_channel sc, void *data, uint32_t len, int i
   (void)s;
   (void)sc;
   if (is_stderr) return (int)len; /* a client has no stderr to give: dropped */
+  /* libssh keeps what a client sends past the window it was given: a client that ignores
+   * its window is ended before it fills our memory. */
+  if (len > SSHD_HELD_MAX) {
+    TT_WARN(SSHD_MOD, "client ignored its window", "address=%s person=%s held=%u", h->c->addr, h->c->person, len);
+    gw_conn_end(h->c, "the client sent past its window");
+    return (int)len;
+  }
   tt_mux_t *m = mux_of(h);
   if (h->st == CH_DONE || h->st == CH_ENDING) return (int)len; /* no one to give it to */
   if (h->st != CH_RUN || !h->tc || !m || h->in_eof_sent) {

@@ -75,6 +75,7 @@ void gw_conn_end(gw_conn_t *c, const char *why) {
   if (c->state == GW_CLOSING) return;
   TT_INFO(SSHD_MOD, "connection ended", "address=%s person=%s why=\"%s\"", c->addr, c->person[0] ? c->person : "-", why);
   if (!c->authed) c->d->nunauth--;
+  for (gw_chan_t *h = c->chans; h; h = h->next) gw_chan_end(h, why);
   c->state = GW_CLOSING;
   blink_close(&c->bl, why);
   uv_timer_stop(&c->timer);
@@ -158,8 +159,14 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     gw_conn_end(c, uv_strerror(status));
     return;
   }
+  uint64_t t0 = c->authed ? 0 : uv_hrtime();
   if (c->state == GW_KEX) kex_step(c);
   else if (c->ev) ssh_event_dopoll(c->ev, 0);
+  if (t0 && !c->authed && c->state != GW_CLOSING && (c->preauth_ns += uv_hrtime() - t0) > SSHD_PREAUTH_CPU_NS) {
+    TT_WARN(SSHD_MOD, "pre-login work over budget", "address=%s tries=%u ms=%llu", c->addr, c->tries,
+            (unsigned long long)(c->preauth_ns / 1000000u));
+    gw_conn_end(c, "too much work before logging in");
+  }
   conn_after(c);
 }
 
@@ -172,6 +179,11 @@ static void grace_cb(uv_timer_t *t) {
   if (!c->authed) {
     TT_INFO(SSHD_MOD, "login grace time over", "address=%s tries=%u", c->addr, c->tries);
     gw_conn_end(c, "login grace time over");
+    return;
+  }
+  if (c->state == GW_LINKING) {
+    fail(c, "the broker did not answer within %lld ms", (long long)c->d->cfg.timeout_ms);
+    conn_after(c);
   }
 }
 
@@ -197,7 +209,9 @@ static void device_answer_do(blink_t *b, void *arg, const Tether__Response *r, c
     return;
   }
   if (tt_text_copy(c->device_host, sizeof(c->device_host), r->device->hostname)) c->device_host[0] = '\0';
+  c->device_consent_ms = r->device->consent_timeout_ms;
   c->state = GW_READY;
+  uv_timer_stop(&c->timer);
   TT_INFO(SSHD_MOD, "logged in", "address=%s person=%s key=%s device=%s ticket=T-%" PRIu64, c->addr, c->person, c->fp,
           c->device, c->ticket);
   gw_conn_settled(c);
@@ -311,7 +325,13 @@ static int key_fingerprint(ssh_key key, char *fp, size_t cap) {
 static int auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *pubkey, char state, void *ud) {
   gw_conn_t *c = ud;
   (void)s;
-  if (c->authed || c->state != GW_AUTH) return SSH_AUTH_DENIED;
+  if (c->authed || (c->state != GW_AUTH && c->state != GW_KEX)) return SSH_AUTH_DENIED;
+  /* Every key asked about counts: a registered key's probe is answered, so without a bound
+   * anyone could test many public keys for being registered. */
+  if (++c->probes > 2u * (unsigned)c->d->cfg.auth_tries) {
+    gw_conn_end(c, "too many keys offered");
+    return SSH_AUTH_DENIED;
+  }
   char fp[TT_SSH_FP_LEN + 1] = "";
   const char *person = NULL;
   if (!key_fingerprint(pubkey, fp, sizeof(fp))) person = sshd_key_person(c->d, fp);
@@ -333,6 +353,7 @@ static int auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *p
   c->authed = true;
   c->d->nunauth--;
   uv_timer_stop(&c->timer);
+  uv_timer_start(&c->timer, grace_cb, (uint64_t)c->d->cfg.timeout_ms, 0); /* the broker's answers */
   TT_INFO(SSHD_MOD, "key verified", "address=%s person=%s key=%s user=%s", c->addr, c->person, c->fp, c->user);
   start_linking(c);
   return SSH_AUTH_SUCCESS;
@@ -383,15 +404,49 @@ static bool refuse(sshd_t *d, const char *ip, const char *why) {
   return true;
 }
 
+/* The oldest connection not logged in, of the source that holds most of them (not ip's own
+ * unless it holds the most): ended to make room. false when there is none to end. */
+static bool make_room(sshd_t *d, const char *ip) {
+  gw_conn_t *victim = NULL;
+  uint32_t most = 0;
+  for (gw_conn_t *c = d->conns; c; c = c->next) {
+    if (c->authed || c->state == GW_CLOSING) continue;
+    uint32_t n = sshd_unauth_from(d, c->ip);
+    /* The list is newest first: a later one of the same count is older. */
+    if (n > most || (n == most && victim && strcmp(victim->ip, c->ip) == 0)) {
+      most = n;
+      victim = c;
+    }
+  }
+  if (!victim || (most <= 1 && strcmp(victim->ip, ip) == 0)) return false;
+  TT_INFO(SSHD_MOD, "connection dropped for room", "address=%s holds=%u newcomer=%s", victim->addr, most, ip);
+  gw_conn_end(victim, "dropped to make room (max_unauth)");
+  return true;
+}
+
 int gw_conn_accept(sshd_t *d, int fd, const struct sockaddr *peer) {
   char addr[64], ip[64];
   tt_addr_format(peer, addr, sizeof(addr));
-  if (peer->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, ip, sizeof(ip));
-  else if (peer->sa_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, ip, sizeof(ip));
-  else snprintf(ip, sizeof(ip), "?");
+  /* The source as the limits count it: an IPv4 address, or an IPv6 /64 (one host holds a
+   * whole /64). */
+  if (peer->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, ip, sizeof(ip));
+  } else if (peer->sa_family == AF_INET6) {
+    struct in6_addr a = ((const struct sockaddr_in6 *)peer)->sin6_addr;
+    memset(a.s6_addr + 8, 0, 8);
+    inet_ntop(AF_INET6, &a, ip, sizeof(ip) - 4);
+    strcat(ip, "/64");
+  } else {
+    snprintf(ip, sizeof(ip), "?");
+  }
   if (d->nconns >= (uint32_t)d->cfg.max_conns && refuse(d, ip, "max_conns")) return TT_EFULL;
-  if (d->nunauth >= (uint32_t)d->cfg.max_unauth && refuse(d, ip, "max_unauth")) return TT_EFULL;
   if (sshd_unauth_from(d, ip) >= (uint32_t)d->cfg.max_startups && refuse(d, ip, "max_startups")) return TT_EFULL;
+  /* Full of connections not logged in: the oldest of the source holding most makes room, so
+   * that a few addresses that hold their share cannot keep everyone else out. */
+  if (d->nunauth >= (uint32_t)d->cfg.max_unauth && !make_room(d, ip)) {
+    refuse(d, ip, "max_unauth");
+    return TT_EFULL;
+  }
   gw_conn_t *c = calloc(1, sizeof(*c));
   if (!c) return TT_ENOMEM;
   c->d = d;

@@ -50,6 +50,8 @@ static const tt_conf_opt_t opts[] = {
      "debug|info|warn|error", "log verbosity"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+/* Out of descriptors: accepting waits this long. */
+#define ACCEPT_PAUSE_MS 250u
 
 static const char usage[] =
     "usage: tether-sshd [--config FILE] [options]\n"
@@ -98,6 +100,19 @@ static int keys_take(sshd_t *d, const Tether__SshKeyList *l) {
 
 static void ctl_connect(sshd_t *d);
 static void keys_answer(blink_t *b, void *arg, const Tether__Response *r, const char *why);
+static void ctl_down(blink_t *b, const char *why);
+
+/* The control link is given up on (closed without callbacks) and made again after backoff. */
+static void ctl_lost(sshd_t *d, const char *why) {
+  blink_close(&d->ctl, why);
+  ctl_down(&d->ctl, why);
+}
+
+static void ctl_watch_cb(uv_timer_t *t) {
+  sshd_t *d = t->data;
+  TT_WARN(SSHD_MOD, "broker did not answer", "what=keys timeout_ms=%lld", (long long)d->cfg.timeout_ms);
+  ctl_lost(d, "the broker did not answer in time");
+}
 
 static void ctl_timer_cb(uv_timer_t *t) {
   sshd_t *d = t->data;
@@ -114,12 +129,17 @@ static void ctl_timer_cb(uv_timer_t *t) {
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_GATEWAY_HELLO;
   r.gateway_hello = &q;
-  if (blink_request(&d->ctl, &r, keys_answer, d)) blink_close(&d->ctl, "cannot ask for keys");
+  if (blink_request(&d->ctl, &r, keys_answer, d)) {
+    ctl_lost(d, "cannot ask for keys");
+    return;
+  }
+  uv_timer_start(&d->ctl_watch, ctl_watch_cb, (uint64_t)d->cfg.timeout_ms, 0);
 }
 
 static void keys_answer(blink_t *b, void *arg, const Tether__Response *r, const char *why) {
   sshd_t *d = arg;
   (void)b;
+  uv_timer_stop(&d->ctl_watch);
   if (!r) {
     TT_WARN(SSHD_MOD, "key list not answered", "why=\"%s\"", why);
     return;
@@ -265,6 +285,13 @@ static int bind_setup(sshd_t *d, ssh_key host) {
   return 0;
 }
 
+static void on_listen(uv_poll_t *p, int status, int events);
+
+static void accept_resume(uv_timer_t *t) {
+  sshd_t *d = t->data;
+  if (!d->stopping) uv_poll_start(&d->listen_poll, UV_READABLE, on_listen);
+}
+
 static void on_listen(uv_poll_t *p, int status, int events) {
   sshd_t *d = p->data;
   (void)events;
@@ -274,8 +301,15 @@ static void on_listen(uv_poll_t *p, int status, int events) {
     socklen_t sl = sizeof(sa);
     int fd = accept4(d->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        /* Out of descriptors: the socket stays readable, so stop polling it a while rather
+         * than spin; connections wait in the backlog meanwhile. */
+        TT_WARN(SSHD_MOD, "accept paused", "err=%s pause_ms=%u", strerror(errno), ACCEPT_PAUSE_MS);
+        uv_poll_stop(&d->listen_poll);
+        uv_timer_start(&d->accept_timer, accept_resume, ACCEPT_PAUSE_MS, 0);
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
         TT_WARN(SSHD_MOD, "accept failed", "err=%s", strerror(errno));
+      }
       return;
     }
     if (gw_conn_accept(d, fd, (struct sockaddr *)&sa)) close(fd);
@@ -332,13 +366,12 @@ static void on_stop(uv_signal_t *s, int sig) {
   uv_poll_stop(&d->listen_poll);
   uv_close((uv_handle_t *)&d->listen_poll, NULL);
   close(d->listen_fd);
-  while (d->conns) {
-    gw_conn_t *c = d->conns;
-    gw_conn_end(c, "the gateway is stopping");
-    if (d->conns == c) break; /* still inside libssh: cannot happen from a signal */
-  }
+  /* Each is freed on its own zero timer, which runs before the loop ends. */
+  for (gw_conn_t *c = d->conns; c; c = c->next) gw_conn_end(c, "the gateway is stopping");
   blink_close(&d->ctl, "stopping");
   uv_close((uv_handle_t *)&d->ctl_timer, NULL);
+  uv_close((uv_handle_t *)&d->ctl_watch, NULL);
+  uv_close((uv_handle_t *)&d->accept_timer, NULL);
   uv_close((uv_handle_t *)&d->sigint, NULL);
   uv_close((uv_handle_t *)&d->sigterm, NULL);
 }
@@ -402,7 +435,9 @@ int main(int argc, char **argv) {
   TT_INFO(SSHD_MOD, "listening", "listen=%s fingerprint=%s gateway=%s", d.cfg.listen, d.host_fp, me.name);
   tt_backoff_init(&d.backoff, 200, 10000, 0);
   uv_timer_init(d.loop, &d.ctl_timer);
-  d.ctl_timer.data = &d;
+  uv_timer_init(d.loop, &d.ctl_watch);
+  uv_timer_init(d.loop, &d.accept_timer);
+  d.ctl_timer.data = d.ctl_watch.data = d.accept_timer.data = &d;
   uv_signal_init(d.loop, &d.sigint);
   uv_signal_init(d.loop, &d.sigterm);
   d.sigint.data = d.sigterm.data = &d;

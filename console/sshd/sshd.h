@@ -38,6 +38,12 @@
 /* Output bytes for the SSH client held per channel beyond what libssh took (the Tether
  * channel's window bounds it anyway; this is the check). */
 #define SSHD_OUTQ_MAX (TT_WINDOW_DEFAULT + 64u * 1024u)
+/* Client input held in libssh's channel buffer beyond which the client is ignoring the
+ * window libssh gave it (libssh grants about 1.25 MiB, and keeps what comes past it). */
+#define SSHD_HELD_MAX (4u * 1024u * 1024u)
+/* Time libssh may spend on one connection before it logs in (key exchange, signatures
+ * checked): a client that makes it check expensive bad signatures is ended. */
+#define SSHD_PREAUTH_CPU_NS (300u * 1000u * 1000u)
 /* What one read of buffered client input may take. */
 #define SSHD_READ_CHUNK TT_DATA_CHUNK_MAX
 
@@ -124,6 +130,8 @@ struct sshd_s {
   blink_t ctl;
   bool ctl_up;
   uv_timer_t ctl_timer;  /* refresh, or reconnect after backoff */
+  uv_timer_t ctl_watch;  /* a key list asked for and not answered within timeout: reconnect */
+  uv_timer_t accept_timer; /* out of descriptors: accepting resumes */
   tt_backoff_t backoff;
   uint64_t keys_version; /* 0: no list yet */
   sshd_key_t *keys;      /* sorted by fingerprint */
@@ -165,12 +173,16 @@ struct gw_conn_s {
   bool authed;
   char addr[64];         /* the client's, "ip:port" */
   char ip[64];
-  unsigned tries;
+  unsigned tries;         /* keys refused */
+  unsigned probes;        /* keys asked about */
+  uint64_t preauth_ns;    /* time libssh spent on it before it logged in */
+  uint64_t accepted_ms;
   char user[TT_NAME_MAX * 2 + 8]; /* as the client gave it: DEVICE+T-n */
   char person[TT_NAME_MAX + 1];
   char fp[TT_SSH_FP_LEN + 1];
   char device[TT_NAME_MAX + 1];   /* as typed, then the id the broker resolved */
   char device_host[TT_TEXT_MAX + 1];
+  uint32_t device_consent_ms;     /* its employee's time to answer (0: not said) */
   uint64_t ticket;
   char fail[TT_TEXT_MAX * 4 + 64]; /* GW_FAILED: what to tell the client */
   blink_t bl;
@@ -239,6 +251,8 @@ struct gw_chan_s {
 
 /* A new session channel (ssh_channel_new done here), or NULL past the limit. */
 ssh_channel gw_chan_new(gw_conn_t *c);
+/* End the channel now, telling the client why (on stderr) once its output is out. */
+void gw_chan_end(gw_chan_t *h, const char *why);
 /* The connection settled: channels waiting for it go on (or print c->fail and end). */
 void gw_chan_go(gw_chan_t *h);
 /* After each poll round: queued output and held input move if they can. */

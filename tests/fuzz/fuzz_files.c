@@ -354,7 +354,7 @@ static void req_work(void *arg) {
   req_t *r = arg;
   if (r->rc) return; /* refused already: answered from the loop, like the rest */
   if (r->type == TETHER__FILE_MSG_TYPE__FILE_LIST)
-    r->rc = agent_files_list(&g_fs, r->path, r->recursive, &r->list, r->err, sizeof(r->err));
+    r->rc = agent_files_list(&g_fs, r->path, r->recursive, false, &r->list, r->err, sizeof(r->err));
   else r->rc = agent_files_mkdir(&g_fs, r->path, r->mode, r->err, sizeof(r->err));
 }
 

@@ -440,9 +440,10 @@ class SessionTest(SessionWorld, TetherTestCase):
         self.assertEqual(p["summary"], "printer on floor 3 jams")
         self.assertIn("shell", p["access"])
         # While the employee decides, the technician's terminal says what it waits for, and
-        # names the machine as its owner knows it (the hostname, not the device id).
+        # names the machine as its owner knows it (the hostname, not the device id), and how
+        # long the person there has to answer (the agent's consent.timeout, 60s here).
         con.wait_output(rb"tether: waiting for the person at dev1\.example to allow shell access under " + tid.encode() +
-                        rb"\.\.\.\r\n$")
+                        rb" \(60 s\)\.\.\.\r\n$")
         w.answer(p["id"], True)
         # The employee's side is told who is connected now, and what they do.
         started = w.expect("STARTED").split(" ", 1)[1].split("\t")

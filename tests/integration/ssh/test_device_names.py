@@ -7,6 +7,7 @@ for consent names the machine by its hostname. The real programs on 127.0.0.1.
 Run by ctest as `integration.device_names` (TT_BIN_DIR names the build directory)."""
 
 import json
+import os
 import unittest
 
 from harness import Pki, TetherTestCase
@@ -54,6 +55,17 @@ class DeviceNamesTest(SessionWorld, TetherTestCase):
         self.assertEqual((r.rc, r.out), (0, "on-dev2\n"), r)
         r = self.tech(["exec", "dev1.example", "--ticket", tid, "--", "echo", "on-dev1"])
         self.assertEqual((r.rc, r.out), (0, "on-dev1\n"), r)
+        # The file commands take the hostname too (cp DEVICE:PATH as scp reads it, ls DEVICE PATH).
+        local = os.path.join(self.h.dir, "note.txt")
+        with open(local, "w") as f:
+            f.write("for sam\n")
+        remote = "/tmp/tt-devnames-%d.txt" % os.getpid()
+        self.addCleanup(lambda: os.path.exists(remote) and os.unlink(remote))
+        r = self.tech(["cp", local, "sams-laptop:" + remote, "--ticket", t2, "--force"])
+        self.assertEqual(r.rc, 0, r)
+        r = self.tech(["ls", "Sams-Laptop", remote, "--ticket", t2, "--json"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([e["size"] for e in json.loads(r.out)], [8], r.out)
         r = self.admin(["audit", "--device", "sams-laptop", "--json"])
         self.assertEqual(r.rc, 0, r)
         acts = [json.loads(ln)["action"] for ln in r.out.splitlines()]

@@ -21,8 +21,8 @@ from test_session import SessionWorld
 
 ROLE_GATEWAY, ROLE_TECHNICIAN = 5, 2
 KEYS_PER_PERSON = 16  # TT_SSH_KEYS_PER_PERSON
-REQ_SSH_KEY, REQ_GATEWAY_HELLO, REQ_ACT_AS, REQ_DEVICES = 45, 46, 47, 2
-RESP_SSH_KEYS, RESP_ACTING, RESP_DEVICES = 44, 45, 3
+REQ_SSH_KEY, REQ_GATEWAY_HELLO, REQ_ACT_AS, REQ_DEVICES, REQ_DEVICE_SHOW, REQ_PEOPLE_LIST = 45, 46, 47, 2, 5, 20
+RESP_SSH_KEYS, RESP_ACTING, RESP_DEVICES, RESP_DEVICE = 44, 45, 3, 6
 
 
 class SshKeysTest(SessionWorld, TetherTestCase):
@@ -178,8 +178,12 @@ class SshKeysTest(SessionWorld, TetherTestCase):
         f = self.act_as(a, "tech", fp)
         self.assertEqual(pb_parse(f[RESP_ACTING][0])[1][0], b"tech")
         self.assertEqual(pb_parse(f[RESP_ACTING][0]).get(2, [0])[0], ROLE_TECHNICIAN)
+        # It asks only what an ssh login needs (a device, a session): not a listing, not an
+        # admin's requests, whoever it acts for.
         f = self.ask(a, REQ_DEVICES, b"")
-        self.assertIn(RESP_DEVICES, f)
+        self.assertIn(b"through the ssh gateway", pb_parse(f[2][0])[2][0])
+        f = self.ask(a, REQ_DEVICE_SHOW, pb_bytes(1, "dev1"))
+        self.assertIn(RESP_DEVICE, f)
         entry = [e for e in self.audit() if e["action"] == "act-as"][0]
         self.assertEqual((entry["actor"], entry["target"], entry["detail"]["via"], entry["detail"]["key"]),
                          ("tech", "gw1", "ssh", fp))
@@ -211,6 +215,24 @@ class SshKeysTest(SessionWorld, TetherTestCase):
         d = self.gateway()
         f = self.act_as(d, "tech", fp2)
         self.assertIn(b"revoked", pb_parse(f[2][0])[2][0])
+
+    def test_a_revoked_gateway_loses_every_link(self):
+        """Revoking the gateway's certificate closes its own links and the links people act
+        through it on; an admin acting through it could never do an admin's work anyway."""
+        path, fp = self.keygen("bosskey")
+        self.assertEqual(self.add(path, who="boss").rc, 0)
+        gw = self.gateway()
+        self.hello(gw)
+        a = self.gateway()
+        f = self.act_as(a, "boss", fp)
+        self.assertIn(RESP_ACTING, f)
+        f = self.ask(a, REQ_PEOPLE_LIST, b"")
+        self.assertIn(b"through the ssh gateway", pb_parse(f[2][0])[2][0])
+        r = self.admin(["revoke", "person", "gw1", "--reason", "stolen laptop"])
+        self.assertEqual(r.rc, 0, r)
+        for link in (gw, a):
+            frames, how, secs = link.read_until_closed(timeout=5)
+            self.assertLess(secs, 1.0)
 
 
 if __name__ == "__main__":

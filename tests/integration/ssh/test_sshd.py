@@ -27,6 +27,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # minissh
 from harness import Pki, TetherTestCase, binary  # noqa: E402
 from test_session import PtyConsole, SessionWorld, set_winsize  # noqa: E402
 
@@ -369,13 +370,13 @@ class SshdConsentTest(SshdWorld, TetherTestCase):
         deadline = time.monotonic() + 10
         err = b""
         os.set_blocking(p.stderr.fileno(), False)
-        while b"waiting for the person at dev1.example" not in err and time.monotonic() < deadline:
+        while b" (60 s)...\n" not in err and time.monotonic() < deadline:
             select.select([p.stderr], [], [], 0.5)
             try:
                 err += p.stderr.read() or b""
             except (BlockingIOError, TypeError):
                 pass
-        self.assertIn(b"tether: waiting for the person at dev1.example to allow shell access under %s..."
+        self.assertIn(b"tether: waiting for the person at dev1.example to allow shell access under %s (60 s)..."
                       % self.tid.encode(), err)
         w.answer(pr["id"], True)
         out, err2 = p.communicate(timeout=SSH_TIMEOUT)
@@ -395,6 +396,110 @@ class SshdConsentTest(SshdWorld, TetherTestCase):
         out, err = p.communicate(timeout=SSH_TIMEOUT)
         self.assertEqual((p.returncode, out), (255, b""), err)
         self.assertIn(b"tether: the employee refused access", err)
+
+
+class SshdAbuseTest(SshdWorld, TetherTestCase):
+    """What a hostile client can push on: the window, signature checks, the pre-login slots,
+    and the gateway's own stop."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.make_pki()
+
+    def setUp(self):
+        super().setUp()
+        self.setup_world()
+
+    def mini_key(self):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        sk = ed25519.Ed25519PrivateKey.generate()
+        pub = sk.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        path = os.path.join(self.h.dir, "mini.pub")
+        with open(path, "wb") as f:
+            f.write(pub + b" mini@test\n")
+        mark = self.g.mark()
+        r = self.tech(["ssh-key", "add", path])
+        self.assertEqual(r.rc, 0, r)
+        self.g.wait_for(r'msg="keys changed"', after=mark)
+        return sk
+
+    def test_a_client_ignoring_its_window_is_ended(self):
+        import minissh
+        sk = self.mini_key()
+        c = minissh.Client("127.0.0.1", self.g.port)
+        self.addCleanup(c.sock.close)
+        c.connect()
+        self.assertTrue(c.auth(self.user, sk))
+        self.assertTrue(c.open_session())
+        chunk, sent, cut = os.urandom(32000), 0, False
+        while sent < 64 * 1024 * 1024:  # far past any window; the gateway ends it long before
+            try:
+                c.data(chunk)
+            except OSError:
+                cut = True
+                break
+            sent += len(chunk)
+        self.g.wait_for(r'msg="client ignored its window"')
+        self.g.wait_for(r'msg="connection ended" .*why="the client sent past its window"')
+        self.assertTrue(cut or sent <= 64 * 1024 * 1024)
+        p = self.ssh(self.key, self.user, ["echo", "fine"])
+        self.assertEqual((p.returncode, p.stdout), (0, b"fine\n"), p)
+
+    def test_a_flood_of_bad_signatures_is_cut_off(self):
+        """Each signed attempt costs a signature check before any callback sees it (and a bad
+        one is dropped unanswered): the connection's pre-login work is bounded instead."""
+        import minissh
+        from minissh import mpint, s
+        c = minissh.Client("127.0.0.1", self.g.port)
+        self.addCleanup(c.sock.close)
+        c.connect()
+        c.send_pkt(bytes([5]) + s("ssh-userauth"))
+        self.assertEqual(c.recv_skip()[0], 6)
+        nbytes = 2048  # an RSA-16384 key with a huge public exponent: slow to check
+        n = int.from_bytes(os.urandom(nbytes), "big") | (1 << (nbytes * 8 - 1)) | 1
+        blob = s("ssh-rsa") + mpint(((1 << 64) - 1).to_bytes(8, "big")) + mpint(n.to_bytes(nbytes, "big"))
+        try:
+            for _ in range(2000):
+                sig = (int.from_bytes(os.urandom(nbytes), "big") % n).to_bytes(nbytes, "big")
+                body = s("x") + s("ssh-connection") + s("publickey") + b"\x01" + s("rsa-sha2-512") + s(blob)
+                c.send_pkt(bytes([50]) + body + s(s("rsa-sha2-512") + s(sig)))
+        except OSError:
+            pass
+        self.g.wait_for(r'msg="pre-login work over budget"')
+        p = self.ssh(self.key, self.user, ["echo", "fine"])
+        self.assertEqual((p.returncode, p.stdout), (0, b"fine\n"), p)
+
+    def test_a_few_addresses_cannot_lock_everyone_out(self):
+        """Ten addresses each holding their max_startups of silent connections fill max_unauth
+        (100): a newcomer from elsewhere still logs in (the oldest of the busiest makes room)."""
+        held = []
+        self.addCleanup(lambda: [x.close() for x in held])
+        for a in range(2, 12):
+            for _ in range(10):
+                x = socket.socket()
+                x.bind(("127.0.0.%d" % a, 0))
+                x.connect(("127.0.0.1", self.g.port))
+                held.append(x)
+        self.wait_until(lambda: self.g.log().count('msg="key exchange failed"') >= 0 and len(held) == 100, "held")
+        p = subprocess.run(self.ssh_argv(self.key, self.user, ["echo", "in"], opts=["-b", "127.0.0.99"]),
+                           capture_output=True, timeout=SSH_TIMEOUT, env=self.h.env)
+        self.assertEqual((p.returncode, p.stdout), (0, b"in\n"), p)
+        self.assertIn('msg="connection dropped for room"', self.g.log())
+
+    def test_sigterm_ends_every_session(self):
+        ps = []
+        for i in range(3):
+            p = subprocess.Popen(self.ssh_argv(self.key, self.user, ["echo up%d; sleep 60" % i]),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.h.env)
+            self.addCleanup(lambda p=p: (p.poll() is None and (p.kill(), p.wait()), p.stdout.close(), p.stderr.close()))
+            ps.append(p)
+        for i, p in enumerate(ps):
+            self.assertEqual(p.stdout.readline(), b"up%d\n" % i)
+        self.assertEqual(self.g.stop(), 0, self.g.log()[-2000:])
+        for p in ps:
+            p.wait(timeout=SSH_TIMEOUT)
+            self.assertIn(b"the gateway is stopping", p.stderr.read())
 
 
 if __name__ == "__main__":

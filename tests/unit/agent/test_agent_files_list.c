@@ -131,7 +131,7 @@ static void test_list_directory(void **state) {
   tree_t *t = *state;
   agent_files_list_t *l;
   char err[256], paths[512];
-  assert_int_equal(agent_files_list(t->fs, t->root, false, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, t->root, false, false, &l, err, sizeof(err)), 0);
   Tether__FileStat first;
   assert_int_equal(all_batches(t, l, paths, sizeof(paths), &first), 1);
   assert_string_equal(paths, "a b d fifo link");
@@ -155,22 +155,28 @@ static void test_list_directory(void **state) {
   }
   agent_files_list_free(l);
   /* Relative to home, through a link, and a file alone. */
-  assert_int_equal(agent_files_list(t->fs, "b", false, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, "b", false, false, &l, err, sizeof(err)), 0);
   all_batches(t, l, paths, sizeof(paths), NULL);
   assert_string_equal(paths, "c.txt");
   agent_files_list_free(l);
-  assert_int_equal(agent_files_list(t->fs, "link", false, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, "link", false, false, &l, err, sizeof(err)), 0);
   all_batches(t, l, paths, sizeof(paths), &first);
   assert_string_equal(paths, "link");
   assert_int_equal(first.kind, TETHER__FILE_KIND__FILE_KIND_REGULAR); /* what it points to */
   agent_files_list_free(l);
+  /* self: the directory itself, one entry named as its last component (a stat). */
+  assert_int_equal(agent_files_list(t->fs, "b", false, true, &l, err, sizeof(err)), 0);
+  all_batches(t, l, paths, sizeof(paths), &first);
+  assert_string_equal(paths, "b");
+  assert_int_equal(first.kind, TETHER__FILE_KIND__FILE_KIND_DIR);
+  agent_files_list_free(l);
   /* An empty directory: one batch, no entries, last. */
-  assert_int_equal(agent_files_list(t->fs, "d", false, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, "d", false, false, &l, err, sizeof(err)), 0);
   assert_int_equal(all_batches(t, l, paths, sizeof(paths), NULL), 1);
   assert_string_equal(paths, "");
   agent_files_list_free(l);
   /* A read-only root can be listed. */
-  assert_int_equal(agent_files_list(t->fs, t->ro, false, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, t->ro, false, false, &l, err, sizeof(err)), 0);
   agent_files_list_free(l);
 }
 
@@ -178,7 +184,7 @@ static void test_list_recursive(void **state) {
   tree_t *t = *state;
   agent_files_list_t *l;
   char err[256], paths[512];
-  assert_int_equal(agent_files_list(t->fs, t->root, true, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, t->root, true, false, &l, err, sizeof(err)), 0);
   all_batches(t, l, paths, sizeof(paths), NULL);
   assert_string_equal(paths, "a b b/c.txt d fifo link"); /* the link is not entered */
   agent_files_list_free(l);
@@ -188,15 +194,15 @@ static void test_list_refused(void **state) {
   tree_t *t = *state;
   agent_files_list_t *l = (agent_files_list_t *)&l;
   char err[256];
-  assert_int_equal(agent_files_list(t->fs, t->base, false, &l, err, sizeof(err)), TT_EDENIED);
+  assert_int_equal(agent_files_list(t->fs, t->base, false, false, &l, err, sizeof(err)), TT_EDENIED);
   assert_null(l);
   assert_non_null(strstr(err, "is outside"));
-  assert_int_equal(agent_files_list(t->fs, "nothing", false, &l, err, sizeof(err)), TT_ENOTFOUND);
-  assert_int_equal(agent_files_list(t->fs, "b/../a", false, &l, err, sizeof(err)), TT_EINVAL);
+  assert_int_equal(agent_files_list(t->fs, "nothing", false, false, &l, err, sizeof(err)), TT_ENOTFOUND);
+  assert_int_equal(agent_files_list(t->fs, "b/../a", false, false, &l, err, sizeof(err)), TT_EINVAL);
   char p[256];
   FMT(p, "%s/out", t->root);
   assert_int_equal(symlink("/etc", p), 0);
-  assert_int_equal(agent_files_list(t->fs, "out", false, &l, err, sizeof(err)), TT_EDENIED);
+  assert_int_equal(agent_files_list(t->fs, "out", false, false, &l, err, sizeof(err)), TT_EDENIED);
   assert_non_null(strstr(err, "leads outside"));
 }
 
@@ -216,7 +222,7 @@ static void test_list_batches(void **state) {
   char err[256];
   char *paths = malloc(1 << 20);
   assert_non_null(paths);
-  assert_int_equal(agent_files_list(t->fs, "many", false, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, "many", false, false, &l, err, sizeof(err)), 0);
   assert_int_equal(agent_files_list_count(l), 3000);
   size_t batches = all_batches(t, l, paths, 1 << 20, NULL);
   assert_true(batches > 20);
@@ -238,15 +244,15 @@ static void test_list_depth(void **state) {
   agent_files_list_t *l;
   char err[256];
   /* deep/d/.../d: TT_FILE_DEPTH_MAX levels below "deep", the last one empty. */
-  assert_int_equal(agent_files_list(t->fs, "deep", true, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, "deep", true, false, &l, err, sizeof(err)), 0);
   assert_int_equal(agent_files_list_count(l), TT_FILE_DEPTH_MAX);
   agent_files_list_free(l);
   touch(p, "one-too-deep", NULL);
-  assert_int_equal(agent_files_list(t->fs, "deep", true, &l, err, sizeof(err)), TT_ETOOBIG);
+  assert_int_equal(agent_files_list(t->fs, "deep", true, false, &l, err, sizeof(err)), TT_ETOOBIG);
   assert_null(l);
   assert_non_null(strstr(err, "deeper than 64 levels"));
   /* Not recursive: only the first level is read. */
-  assert_int_equal(agent_files_list(t->fs, "deep", false, &l, err, sizeof(err)), 0);
+  assert_int_equal(agent_files_list(t->fs, "deep", false, false, &l, err, sizeof(err)), 0);
   agent_files_list_free(l);
 }
 
@@ -266,18 +272,18 @@ static void test_list_too_many(void **state) {
   }
   agent_files_list_t *l;
   char err[256];
-  assert_int_equal(agent_files_list(t->fs, "big", false, &l, err, sizeof(err)), 0); /* exactly the limit */
+  assert_int_equal(agent_files_list(t->fs, "big", false, false, &l, err, sizeof(err)), 0); /* exactly the limit */
   assert_int_equal(agent_files_list_count(l), TT_FILE_LIST_MAX);
   agent_files_list_free(l);
   int fd = openat(dfd, "one-more", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   assert_true(fd >= 0);
   close(fd);
   close(dfd);
-  assert_int_equal(agent_files_list(t->fs, "big", false, &l, err, sizeof(err)), TT_ETOOBIG);
+  assert_int_equal(agent_files_list(t->fs, "big", false, false, &l, err, sizeof(err)), TT_ETOOBIG);
   assert_null(l);
   assert_non_null(strstr(err, "more than 100000 entries"));
   /* ... and in a tree: "big" holds the limit, the rest of root more. */
-  assert_int_equal(agent_files_list(t->fs, t->root, true, &l, err, sizeof(err)), TT_ETOOBIG);
+  assert_int_equal(agent_files_list(t->fs, t->root, true, false, &l, err, sizeof(err)), TT_ETOOBIG);
   assert_null(l);
 }
 
@@ -313,7 +319,7 @@ static void test_list_too_many_bytes(void **state) {
   assert_true(dirs * per_dir < TT_FILE_LIST_MAX);
   agent_files_list_t *l;
   char err[256];
-  assert_int_equal(agent_files_list(t->fs, "wide", true, &l, err, sizeof(err)), TT_ETOOBIG);
+  assert_int_equal(agent_files_list(t->fs, "wide", true, false, &l, err, sizeof(err)), TT_ETOOBIG);
   assert_null(l);
   assert_non_null(strstr(err, "MiB"));
 }
