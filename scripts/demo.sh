@@ -93,11 +93,17 @@ done
 cp "$demo/alice.conf" "$demo/console.conf"
 mkdir -p "$demo/sshd" "$demo/ssh"
 chmod 700 "$demo/sshd" "$demo/ssh"
+sshspool=${TMPDIR:-/tmp}/tether-demo-sshd-$(id -u)
+mkdir -p "$sshspool"
+chmod 755 "$sshspool"
 cat > "$demo/sshd.conf" <<CONF
 # tether-sshd configuration for the local demo (started as root it runs as 'nobody')
 listen = 127.0.0.1:$sshport
 broker = 127.0.0.1:$port
 host_key = $demo/sshd/ssh_host_ed25519_key
+# scp and sftp: files wait here on their way; started as root the gateway runs as 'nobody',
+# so this is outside the private demo directory
+spool_dir = $sshspool/spool
 [tls]
 ca = $demo/pki/ca.pem
 cert = $demo/pki/gw1.pem
@@ -145,8 +151,8 @@ rm -f "$demo/prompt.done"
   "$bin/agent/tether-agent" prompt --config "$demo/agent.conf" >"$demo/prompt.out" 2>&1 &
 echo $! >"$demo/prompt.pid"
 sleep 0.3
-echo "\$ tether session open --device $device --ticket $tid --want shell,diag      (asks the employee once)"
-$tether session open --device "$device" --ticket "$tid" --want shell,diag
+echo "\$ tether session open --device $device --ticket $tid --want shell,diag,files      (asks the employee once)"
+$tether session open --device "$device" --ticket "$tid" --want shell,diag,files
 echo "\$ tether ping $device --ticket $tid --count 200"
 $tether ping "$device" --ticket "$tid" --count 200
 echo "\$ tether speedtest $device --ticket $tid --bytes 256M"
@@ -266,6 +272,7 @@ The console is ready for technician 'alice' (and admin 'admin': $demo/admin.conf
   $bin/console/tether ping $device --ticket $tid       # diagnostics need a ticket too
   $bin/console/tether exec $device --ticket $tid -- uname -a
   ssh -F $demo/ssh/config $device+$tid@tether-gw1        # plain ssh through tether-sshd
+  scp -F $demo/ssh/config README.md $device+$tid@tether-gw1:/tmp/   # scp and sftp too
   $bin/console/tether inventory $device --table deb_packages   # no ticket: the machine's facts
   $bin/console/tether recording export $sid > $sid.cast   # asciinema play $sid.cast
 The employee's side, on this machine:

@@ -20,6 +20,7 @@
 #include "sshd.h"
 #include "tt/log.h"
 #include "tt/msg.h"
+#include "tt/xfer.h"
 
 #define COLS_DEFAULT 80u
 #define ROWS_DEFAULT 24u
@@ -67,7 +68,9 @@ static void say(gw_chan_t *h, const char *msg) {
 }
 
 static void detach_tether(gw_chan_t *h, const char *why) {
-  if (!h->tc) return;
+  /* A files channel belongs to the transfer engine until the channel is freed (gw_chan_free,
+   * never inside a callback of the engine's). */
+  if (!h->tc || h->sftp) return;
   tt_mux_t *m = mux_of(h);
   h->tc->data = NULL;
   if (m) (void)tt_mux_close(m, h->tc, 0, why);
@@ -93,11 +96,23 @@ static void note_cb(uv_timer_t *t) {
   gw_conn_t *c = h->c;
   char msg[TT_TEXT_MAX * 4 + 160], limit[32] = "";
   if (c->device_consent_ms) snprintf(limit, sizeof(limit), " (%u s)", (unsigned)((c->device_consent_ms + 999) / 1000));
-  snprintf(msg, sizeof(msg), "waiting for the person at %s to allow shell access under T-%llu%s...",
-           c->device_host[0] ? c->device_host : c->device, (unsigned long long)c->ticket, limit);
+  snprintf(msg, sizeof(msg), "waiting for the person at %s to allow %s access under T-%llu%s...",
+           c->device_host[0] ? c->device_host : c->device, h->want_sftp ? "file" : "shell",
+           (unsigned long long)c->ticket, limit);
   say(h, msg);
   gw_chan_pump(h);
   gw_conn_kick(c);
+}
+
+void gw_chan_reply(gw_chan_t *h, const void *p, size_t n) {
+  if (h->st != CH_RUN) return; /* ending: what is left goes unsaid */
+  if (queue(h, false, p, n, 0)) gw_chan_fail(h, "the sftp client is not reading its answers");
+}
+
+void gw_chan_fail(gw_chan_t *h, const char *why) {
+  if (h->st == CH_DONE || h->st == CH_ENDING) return;
+  say(h, why);
+  finish(h);
 }
 
 void gw_chan_end(gw_chan_t *h, const char *why) {
@@ -122,7 +137,7 @@ void gw_chan_go(gw_chan_t *h) {
   Tether__SessionOpenRequest q = TETHER__SESSION_OPEN_REQUEST__INIT;
   q.device = tt_text(c->device);
   q.ticket = c->ticket;
-  q.access = TETHER__ACCESS__ACCESS_SHELL;
+  q.access = h->want_sftp ? TETHER__ACCESS__ACCESS_FILES : TETHER__ACCESS__ACCESS_SHELL;
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_SESSION_OPEN;
   r.session_open = &q;
@@ -143,7 +158,12 @@ static int open_tether(gw_chan_t *h) {
   o.device = tt_text(c->device);
   o.priority = TETHER__PRIORITY__PRIORITY_INTERACTIVE;
   o.session = h->session;
-  if (!h->pty) {
+  uint32_t window = TT_WINDOW_DEFAULT;
+  if (h->want_sftp) {
+    o.kind = TETHER__CHANNEL_KIND__CHANNEL_FILES;
+    o.priority = TETHER__PRIORITY__PRIORITY_BULK;
+    window = TT_WINDOW_BULK;
+  } else if (!h->pty) {
     o.kind = TETHER__CHANNEL_KIND__CHANNEL_EXEC;
     o.command = tt_text(h->exec ? h->command : SHELL_NO_PTY);
     o.input = true;
@@ -155,7 +175,7 @@ static int open_tether(gw_chan_t *h) {
     o.term = tt_text(h->term);
   }
   tt_chan_t *tc;
-  int rc = tt_mux_open(m, &o, TT_WINDOW_DEFAULT, true, &tc);
+  int rc = tt_mux_open(m, &o, window, true, &tc);
   if (rc) return rc;
   tc->data = h;
   h->tc = tc;
@@ -177,8 +197,9 @@ static void session_answer(blink_t *b, void *arg, const Tether__Response *r, con
     say(h, msg);
     finish(h);
   } else if (r->body_case != TETHER__RESPONSE__BODY_SESSION || !r->session || !r->session->id ||
-             !(r->session->access & TETHER__ACCESS__ACCESS_SHELL)) {
-    say(h, "the broker's answer is not a session with shell access");
+             !(r->session->access & (h->want_sftp ? TETHER__ACCESS__ACCESS_FILES : TETHER__ACCESS__ACCESS_SHELL))) {
+    say(h, h->want_sftp ? "the broker's answer is not a session with file access"
+                        : "the broker's answer is not a session with shell access");
     finish(h);
   } else {
     h->session = r->session->id;
@@ -234,21 +255,25 @@ static void read_held(gw_chan_t *h) {
   /* ssh_channel_poll reads packets (runs libssh, and our callbacks inside it) when the
    * buffer is empty: it is asked only while bytes are known to be held. */
   while (h->in_held && h->tc && m) {
-    uint32_t room = tt_mux_sendable(h->tc);
+    size_t room = h->sftp ? sftp_room(h->sftp) : tt_mux_sendable(h->tc);
     if (!room) return;
     int avail = ssh_channel_poll(h->sc, 0);
     if (avail <= 0) {
       h->in_held = false;
       return;
     }
-    uint32_t want = (uint32_t)avail < room ? (uint32_t)avail : room;
+    size_t want = (size_t)avail < room ? (size_t)avail : room;
     if (want > sizeof(buf)) want = sizeof(buf);
-    int n = ssh_channel_read_nonblocking(h->sc, buf, want, 0);
+    int n = ssh_channel_read_nonblocking(h->sc, buf, (uint32_t)want, 0);
     if (n <= 0) {
       h->in_held = false;
       return;
     }
     if (n >= avail) h->in_held = false;
+    if (h->sftp) { /* sized to what it takes now: all of it */
+      (void)sftp_input(h->sftp, buf, (size_t)n);
+      continue;
+    }
     if (tt_mux_send(m, h->tc, buf, (size_t)n, 0)) { /* sized to the credit: cannot happen */
       say(h, "the input could not be passed on");
       finish(h);
@@ -272,6 +297,17 @@ void gw_chan_pump(gw_chan_t *h) {
   if (h->st == CH_DONE || !h->sc) return;
   tt_mux_t *m = mux_of(h);
   bool acked = false;
+  /* Input first: what it makes (sftp's answers) goes out in the same round. */
+  if (h->st == CH_RUN) {
+    read_held(h);
+    if (h->in_eof && !h->in_held && h->tc && !h->in_eof_sent && m) {
+      static const uint8_t none = 0;
+      if (tt_mux_send(m, h->tc, &none, 0, TT_FF_EOF) == 0) {
+        h->in_eof_sent = true;
+        flush(h);
+      }
+    }
+  }
   while (h->head) {
     gw_out_t *o = h->head;
     if (o->off < o->len) {
@@ -300,16 +336,6 @@ void gw_chan_pump(gw_chan_t *h) {
     free(o);
   }
   if (acked) flush(h);
-  if (h->st == CH_RUN) {
-    read_held(h);
-    if (h->in_eof && !h->in_held && h->tc && !h->in_eof_sent && m) {
-      static const uint8_t none = 0;
-      if (tt_mux_send(m, h->tc, &none, 0, TT_FF_EOF) == 0) {
-        h->in_eof_sent = true;
-        flush(h);
-      }
-    }
-  }
   if (h->st == CH_ENDING && !h->head) {
     detach_tether(h, "done");
     send_exit(h);
@@ -326,6 +352,16 @@ static void t_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *ms
   (void)msg;
   gw_chan_t *h = ch->data;
   if (!h) return;
+  if (h->want_sftp) {
+    int rc = sftp_new(h, h->c->bl.link, ch, &h->sftp);
+    if (rc) {
+      say(h, tt_strerror(rc));
+      finish(h);
+      gw_chan_pump(h);
+      gw_conn_kick(h->c);
+      return;
+    }
+  }
   h->st = CH_RUN;
   send_pending(h);
   gw_chan_pump(h);
@@ -368,7 +404,14 @@ static void t_ctrl(gw_chan_t *h, const uint8_t *p, size_t n) {
 static void t_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
   (void)m;
   gw_chan_t *h = ch->data;
-  if (!h || h->st != CH_RUN) return;
+  if (!h) return;
+  if (h->sftp) { /* the transfer engine's: it credits what it used */
+    tt_xfer_on_data(sftp_xfer(h->sftp), p, n, flags);
+    gw_chan_pump(h);
+    gw_conn_kick(h->c);
+    return;
+  }
+  if (h->st != CH_RUN) return;
   if (flags & TT_FF_ZSTD) {
     say(h, "the device sent compressed data that was not asked for");
     finish(h);
@@ -391,6 +434,7 @@ static void t_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
   (void)n;
   gw_chan_t *h = ch->data;
   if (!h) return;
+  if (h->sftp) tt_xfer_on_credit(sftp_xfer(h->sftp));
   send_pending(h);
   gw_chan_pump(h);
   gw_conn_kick(h->c);
@@ -402,6 +446,7 @@ static void t_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
   if (!h) return;
   ch->data = NULL;
   h->tc = NULL;
+  if (h->sftp) tt_xfer_on_close(sftp_xfer(h->sftp), code, msg); /* its on_fail says why */
   if (h->st == CH_OPENING || h->st == CH_RUN) {
     bool link_lost = code == TT_ECLOSED && (!msg || !*msg || strcmp(msg, "connection closed") == 0);
     if (!link_lost || !h->have_exit) {
@@ -438,6 +483,11 @@ static int s_data(ssh_session s, ssh_channel sc, void *data, uint32_t len, int i
   }
   tt_mux_t *m = mux_of(h);
   if (h->st == CH_DONE || h->st == CH_ENDING) return (int)len; /* no one to give it to */
+  if (h->sftp && h->st == CH_RUN) {
+    size_t took = sftp_input(h->sftp, data, len);
+    h->in_held = took < len;
+    return (int)took;
+  }
   if (h->st != CH_RUN || !h->tc || !m || h->in_eof_sent) {
     h->in_held = len > 0;
     return 0;
@@ -455,6 +505,11 @@ static void s_eof(ssh_session s, ssh_channel sc, void *ud) {
   (void)sc;
   gw_chan_t *h = ud;
   h->in_eof = true;
+  if (h->want_sftp && h->st != CH_DONE) { /* the client is done (it waits for its answers first) */
+    h->have_exit = true;
+    h->exit_code = 0;
+    finish(h);
+  }
 }
 
 static void s_close(ssh_session s, ssh_channel sc, void *ud) {
@@ -554,6 +609,11 @@ static int s_subsystem(ssh_session s, ssh_channel sc, const char *sub, void *ud)
   (void)s;
   (void)sc;
   gw_chan_t *h = ud;
+  if (h->st == CH_NEW && sub && strcmp(sub, "sftp") == 0) {
+    h->want_sftp = true;
+    start(h);
+    return 0;
+  }
   TT_INFO(SSHD_MOD, "subsystem refused", "person=%s subsystem=%.32s", h->c->person, sub ? sub : "");
   return -1;
 }
@@ -607,6 +667,12 @@ ssh_channel gw_chan_new(gw_conn_t *c) {
 static void chan_closed(uv_handle_t *t) { free(t->data); }
 
 void gw_chan_free(gw_chan_t *h, bool free_ssh) {
+  if (h->sftp) {
+    if (h->tc) h->tc->data = NULL;
+    sftp_free(h->sftp); /* closes the files channel */
+    h->sftp = NULL;
+    h->tc = NULL;
+  }
   detach_tether(h, "the ssh connection ended");
   /* libssh may still hear of the channel (the client's close): never through us again. */
   ssh_remove_channel_callbacks(h->sc, &h->cb);

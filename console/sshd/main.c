@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <dirent.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include "tt/cli.h"
 #include "tt/log.h"
 #include "tt/msg.h"
+#include "tt/xfer.h"
 
 #define OPT(n, f, t, field, lo, hi, d, h) \
   {n, f, t, offsetof(sshd_cfg_t, field), sizeof(((sshd_cfg_t *)0)->field), lo, hi, d, NULL, h}
@@ -36,6 +38,10 @@ static const tt_conf_opt_t opts[] = {
     OPT("host_key", "host-key", TT_CONF_STR, host_key, 1, 511, "/var/lib/tether-sshd/ssh_host_ed25519_key",
         "the SSH host key (ed25519, made at first start, mode 0600)"),
     OPT("user", "user", TT_CONF_STR, user, 0, 63, "nobody", "started as root: run as this user once keys are read"),
+    OPT("spool_dir", "spool-dir", TT_CONF_STR, spool_dir, 1, 400, "/var/lib/tether-sshd/spool",
+        "sftp: where files wait, whole, on their way to or from a device (emptied at start)"),
+    OPT("spool_max", "spool-max", TT_CONF_SIZE, spool_max, 1024 * 1024, 1099511627776LL, "4G",
+        "sftp: bytes of files being written that the spool holds at once"),
     OPT("login_grace", "login-grace", TT_CONF_DURATION, login_grace_ms, 1000, 600000, "30s",
         "time from connecting to logging in"),
     OPT("max_startups", "max-startups", TT_CONF_INT, max_startups, 1, 1000, "10",
@@ -343,6 +349,64 @@ static int listen_open(sshd_t *d) {
   return 0;
 }
 
+/* The sftp spool: made if missing (0700), emptied of what a previous run left, and given to
+ * cfg.user when we are root and about to become it. */
+static int spool_setup(const sshd_t *d) {
+  const char *dir = d->cfg.spool_dir;
+  char parent[512];
+  snprintf(parent, sizeof(parent), "%s", dir);
+  char *slash = strrchr(parent, '/');
+  if (slash && slash != parent) {
+    *slash = '\0';
+    if (mkdir(parent, 0755) != 0 && errno != EEXIST) {
+      fprintf(stderr, "tether-sshd: cannot make %s: %s\n", parent, strerror(errno));
+      return 1;
+    }
+  }
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    fprintf(stderr, "tether-sshd: cannot make the spool %s: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  DIR *dd = opendir(dir);
+  if (!dd) {
+    fprintf(stderr, "tether-sshd: cannot open the spool %s: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  int dfd = dirfd(dd);
+  for (struct dirent *e; (e = readdir(dd));)
+    if (e->d_name[0] != '.' || (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")))
+      (void)unlinkat(dfd, e->d_name, 0);
+  if (fchmod(dfd, 0700) != 0) {
+    closedir(dd);
+    return 1;
+  }
+  if (geteuid() == 0) {
+    struct passwd *pw = getpwnam(d->cfg.user);
+    if (pw && fchown(dfd, pw->pw_uid, pw->pw_gid) != 0) {
+      fprintf(stderr, "tether-sshd: cannot give the spool to %s: %s\n", d->cfg.user, strerror(errno));
+      closedir(dd);
+      return 1;
+    }
+  }
+  closedir(dd);
+  return 0;
+}
+
+/* The spool as the user we run as sees it: a file can be made there. */
+static int spool_check(const sshd_t *d) {
+  char probe[600];
+  snprintf(probe, sizeof(probe), "%s/.probe", d->cfg.spool_dir);
+  int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    fprintf(stderr, "tether-sshd: the spool %s is not writable by the user it runs as (uid %u): %s\n",
+            d->cfg.spool_dir, (unsigned)geteuid(), strerror(errno));
+    return 1;
+  }
+  close(fd);
+  (void)unlink(probe);
+  return 0;
+}
+
 /* Started as root: become cfg.user once every file is read (keys live in memory). */
 static int drop_privileges(const sshd_t *d) {
   if (geteuid() != 0) return 0;
@@ -431,7 +495,12 @@ int main(int argc, char **argv) {
   if (bind_setup(&d, host)) return 1; /* the bind owns the key from here */
   d.loop = uv_default_loop();
   if (listen_open(&d)) return 1;
-  if (drop_privileges(&d)) return 1;
+  if (spool_setup(&d) || drop_privileges(&d)) return 1;
+  if (spool_check(&d)) return 1;
+  if ((rc = tt_xfer_pool_start(d.loop, 2, NULL, NULL))) {
+    fprintf(stderr, "tether-sshd: cannot start the transfer threads: %s\n", tt_strerror(rc));
+    return 1;
+  }
   TT_INFO(SSHD_MOD, "listening", "listen=%s fingerprint=%s gateway=%s", d.cfg.listen, d.host_fp, me.name);
   tt_backoff_init(&d.backoff, 200, 10000, 0);
   uv_timer_init(d.loop, &d.ctl_timer);
@@ -446,6 +515,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   ctl_connect(&d);
   uv_run(d.loop, UV_RUN_DEFAULT);
+  tt_xfer_pool_stop();
   (void)uv_loop_close(d.loop);
   ssh_bind_free(d.bind);
   free(d.keys);

@@ -57,6 +57,8 @@ typedef struct {
   char key[512];
   char host_key[512];      /* ed25519, made at first start, 0600 */
   char user[64];           /* started as root: run as this user once the files are read */
+  char spool_dir[512];     /* sftp: files on their way, whole, to or from a device */
+  int64_t spool_max;       /* bytes of files being written that the spool holds at once */
   int64_t login_grace_ms;  /* from accept to authenticated */
   int64_t max_startups;    /* unauthenticated connections per source address */
   int64_t max_unauth;      /* unauthenticated connections in all */
@@ -71,6 +73,7 @@ typedef struct sshd_s sshd_t;
 typedef struct blink_s blink_t;
 typedef struct gw_conn_s gw_conn_t;
 typedef struct gw_chan_s gw_chan_t;
+typedef struct sftp_s sftp_t;
 
 /* -- blink.c: a link to the broker ------------------------------------------------------------ */
 
@@ -139,6 +142,7 @@ struct sshd_s {
   /* connections */
   gw_conn_t *conns;
   uint32_t nconns, nunauth;
+  uint64_t spool_used;     /* sftp.c: bytes written into the spool and not yet gone */
   bool stopping;
   uv_signal_t sigint, sigterm;
 };
@@ -229,6 +233,8 @@ struct gw_chan_s {
   struct ssh_channel_callbacks_struct cb;
   gw_chan_state_t st;
   bool pty, exec;
+  bool want_sftp;        /* the sftp subsystem: a files channel */
+  sftp_t *sftp;          /* once the files channel is open */
   char term[TT_TERM_NAME_MAX + 1];
   uint32_t cols, rows;
   char *command;         /* exec: the line for the remote shell */
@@ -260,7 +266,22 @@ void gw_chan_pump(gw_chan_t *h);
 /* Let go of the Tether channel and libssh's (free_ssh: now; else with the session). Out of
  * libssh's callbacks only. */
 void gw_chan_free(gw_chan_t *h, bool free_ssh);
+/* sftp.c hands the client its replies, in order. */
+void gw_chan_reply(gw_chan_t *h, const void *p, size_t n);
+/* sftp.c: the channel cannot go on: say why and end it. */
+void gw_chan_fail(gw_chan_t *h, const char *why);
 /* Tether channel callbacks for a connection's broker link. */
 extern const tt_mux_cbs_t gw_chan_mux_cbs;
+
+/* -- sftp.c: the sftp subsystem on a files channel ------------------------------------------- */
+
+int sftp_new(gw_chan_t *h, tt_link_t *link, tt_chan_t *tc, sftp_t **out) TT_WUR;
+/* Closes the files channel (if open) and forgets every handle and spool file. */
+void sftp_free(sftp_t *s);
+struct tt_xfer_s *sftp_xfer(sftp_t *s);
+/* Client bytes: how many were taken (fewer when replies or device requests are backed up). */
+size_t sftp_input(sftp_t *s, const uint8_t *p, size_t n);
+/* Bytes sftp_input would take whole now (0: its answers or the device are backed up). */
+size_t sftp_room(const sftp_t *s);
 
 #endif

@@ -14,6 +14,8 @@ Run by ctest as `integration.sshd` (TT_BIN_DIR names the build directory)."""
 
 import base64
 import json
+import shutil
+import tempfile
 import threading
 import os
 import pty
@@ -99,7 +101,8 @@ class SshdWorld(SessionWorld):
         g = self.h.spawn("sshd", "tether-sshd",
                          ["--listen", "127.0.0.1:0", "--broker", self.b.addr, "--ca", self.pki.ca,
                           "--cert", self.pki.cert("gw1"), "--key", self.pki.key("gw1"),
-                          "--host-key", self.host_key, "--refresh", "200ms", "--login-grace", "3s"] + list(extra))
+                          "--host-key", self.host_key, "--refresh", "200ms", "--login-grace", "3s",
+                          "--spool-dir", self.spool_dir()] + list(extra))
         m = g.wait_for(r'msg="listening" listen=(\S+)')
         g.addr = m.group(1)
         g.port = int(g.addr.rsplit(":", 1)[1])
@@ -113,6 +116,14 @@ class SshdWorld(SessionWorld):
         with open(self.known_hosts, "w") as f:
             f.write("[127.0.0.1]:%d %s\n" % (g.port, gws[0]["host_key"]))
         return g
+
+    def spool_dir(self):
+        """Run as root, the gateway becomes nobody: its spool must be reachable by nobody (the
+        harness's own directory is not)."""
+        top = tempfile.mkdtemp(prefix="tt-spool-", dir="/tmp")
+        os.chmod(top, 0o755)
+        self.addCleanup(shutil.rmtree, top, True)
+        return os.path.join(top, "spool")
 
     def keygen(self, name, kind="ed25519", bits=None):
         d = os.path.join(self.h.dir, "keys")
@@ -500,6 +511,83 @@ class SshdAbuseTest(SshdWorld, TetherTestCase):
         for p in ps:
             p.wait(timeout=SSH_TIMEOUT)
             self.assertIn(b"the gateway is stopping", p.stderr.read())
+
+
+class SshdFilesTest(SshdWorld, TetherTestCase):
+    """scp and sftp through the gateway, on the device's file channel."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.make_pki()
+
+    def setUp(self):
+        super().setUp()
+        self.setup_world()
+        self.remote = tempfile.mkdtemp(prefix="tt-sftp-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.remote, True)
+
+    def ssh_opts(self):
+        return ["-F", "/dev/null", "-i", self.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + self.known_hosts,
+                "-o", "LogLevel=ERROR"]
+
+    def sftp(self, batch):
+        path = os.path.join(self.h.dir, "batch-%d" % time.monotonic_ns())
+        with open(path, "w") as f:
+            f.write(batch)
+        return subprocess.run(["sftp", "-P", str(self.g.port), "-b", path] + self.ssh_opts()
+                              + ["%s@127.0.0.1" % self.user], capture_output=True, timeout=SSH_TIMEOUT, env=self.h.env)
+
+    def scp(self, *args):
+        return subprocess.run(["scp", "-P", str(self.g.port)] + self.ssh_opts() + list(args), capture_output=True,
+                              timeout=SSH_TIMEOUT, env=self.h.env)
+
+    def test_scp_up_and_down(self):
+        import hashlib
+        data = os.urandom(5 * 1024 * 1024 + 123)
+        local = os.path.join(self.h.dir, "up.bin")
+        with open(local, "wb") as f:
+            f.write(data)
+        r = self.scp(local, "%s@127.0.0.1:%s/up.bin" % (self.user, self.remote))
+        self.assertEqual(r.returncode, 0, r)
+        with open(os.path.join(self.remote, "up.bin"), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), hashlib.sha256(data).hexdigest())
+        back = os.path.join(self.h.dir, "down.bin")
+        r = self.scp("%s@127.0.0.1:%s/up.bin" % (self.user, self.remote), back)
+        self.assertEqual(r.returncode, 0, r)
+        with open(back, "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), hashlib.sha256(data).hexdigest())
+        # Each file is in the audit with its sha256, as for tether push and pull.
+        sums = [(e["action"], e["detail"].get("sha256")) for e in self.audit() if e["action"].startswith("file-")]
+        self.assertIn(("file-push", hashlib.sha256(data).hexdigest()), sums)
+        self.assertIn(("file-pull", hashlib.sha256(data).hexdigest()), sums)
+
+    def test_sftp_ls_get_put_mkdir(self):
+        with open(os.path.join(self.remote, "hello.txt"), "w") as f:
+            f.write("hello from the device\n")
+        local = os.path.join(self.h.dir, "note.txt")
+        with open(local, "w") as f:
+            f.write("a note\n")
+        got = os.path.join(self.h.dir, "got.txt")
+        r = self.sftp("cd %s\nls -l\nget hello.txt %s\nmkdir sub\nput %s sub/note.txt\nls sub\n"
+                      % (self.remote, got, local))
+        self.assertEqual(r.returncode, 0, r)
+        self.assertIn(b"hello.txt", r.stdout)
+        with open(got) as f:
+            self.assertEqual(f.read(), "hello from the device\n")
+        with open(os.path.join(self.remote, "sub", "note.txt")) as f:
+            self.assertEqual(f.read(), "a note\n")
+        self.assertIn(b"note.txt", r.stdout.split(b"ls sub")[-1])
+
+    def test_sftp_outside_the_roots_and_unsupported(self):
+        r = self.sftp("get /etc/shadow %s\n" % os.path.join(self.h.dir, "x"))
+        self.assertNotEqual(r.returncode, 0, r)
+        self.assertFalse(os.path.exists(os.path.join(self.h.dir, "x")))
+        with open(os.path.join(self.remote, "keep.txt"), "w") as f:
+            f.write("x")
+        r = self.sftp("rm %s/keep.txt\n" % self.remote)
+        self.assertNotEqual(r.returncode, 0, r)
+        self.assertIn(b"unsupported", r.stderr)  # OpenSSH prints its own words for the code
 
 
 if __name__ == "__main__":
