@@ -120,4 +120,11 @@ void agent_files_list_batch(const agent_files_list_t *l, size_t *pos, Tether__Fi
  * exists already is fine, anything else there is an error. */
 int agent_files_mkdir(const agent_files_fs_t *fs, const char *path, uint32_t mode, char *err, size_t errlen) TT_WUR;
 
+/* ---- change.c: REMOVE, RMDIR, RENAME, on a pool thread -------------------------------- */
+
+/* Remove the file or link path (directory: the empty directory path) under a read-write root. */
+int agent_files_remove(const agent_files_fs_t *fs, const char *path, bool directory, char *err, size_t errlen) TT_WUR;
+/* Rename from to to, both under read-write roots; an existing to is refused. */
+int agent_files_rename(const agent_files_fs_t *fs, const char *from, const char *to, char *err, size_t errlen) TT_WUR;
+
 #endif

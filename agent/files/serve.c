@@ -40,6 +40,7 @@ struct req_s {
   agent_files_list_t *list;
   size_t sent;    /* entries already sent */
   char path[TT_FILE_PATH_MAX + 1];
+  char to[TT_FILE_PATH_MAX + 1]; /* RENAME */
   char err[TT_TEXT_MAX];
 };
 
@@ -124,9 +125,18 @@ static void req_free(req_t *r) {
 
 static void job_work(void *arg) {
   req_t *r = arg;
-  if (r->type == TETHER__FILE_MSG_TYPE__FILE_LIST)
-    r->rc = agent_files_list(&r->files->fs, r->path, r->recursive, r->self, &r->list, r->err, sizeof(r->err));
-  else r->rc = agent_files_mkdir(&r->files->fs, r->path, r->mode, r->err, sizeof(r->err));
+  const agent_files_fs_t *fs = &r->files->fs;
+  switch (r->type) {
+  case TETHER__FILE_MSG_TYPE__FILE_LIST:
+    r->rc = agent_files_list(fs, r->path, r->recursive, r->self, &r->list, r->err, sizeof(r->err));
+    break;
+  case TETHER__FILE_MSG_TYPE__FILE_REMOVE:
+  case TETHER__FILE_MSG_TYPE__FILE_RMDIR:
+    r->rc = agent_files_remove(fs, r->path, r->type == TETHER__FILE_MSG_TYPE__FILE_RMDIR, r->err, sizeof(r->err));
+    break;
+  case TETHER__FILE_MSG_TYPE__FILE_RENAME: r->rc = agent_files_rename(fs, r->path, r->to, r->err, sizeof(r->err)); break;
+  default: r->rc = agent_files_mkdir(fs, r->path, r->mode, r->err, sizeof(r->err)); break;
+  }
   fit_text(r->err);
 }
 
@@ -202,7 +212,7 @@ static bool answer(fchan_t *fc, req_t *r) {
     m.path = tt_text(r->path);
     m.message = tt_text(r->err);
     rc = tt_xfer_ctl(fc->x, &m);
-  } else if (r->type == TETHER__FILE_MSG_TYPE__FILE_MKDIR) {
+  } else if (r->type != TETHER__FILE_MSG_TYPE__FILE_LIST) {
     m.type = TETHER__FILE_MSG_TYPE__FILE_OK;
     m.path = tt_text(r->path);
     rc = tt_xfer_ctl(fc->x, &m);
@@ -228,12 +238,20 @@ static bool answer(fchan_t *fc, req_t *r) {
   if (r->rc) {
     char q[256];
     char wq[TT_TEXT_MAX * 4 + 1];
-    TT_INFO("files", r->type == TETHER__FILE_MSG_TYPE__FILE_LIST ? "list refused" : "mkdir refused",
+    TT_INFO("files", r->type == TETHER__FILE_MSG_TYPE__FILE_LIST ? "list refused" : "change refused",
             "session=S-%llu technician=%s path=\"%s\" err=%s why=\"%s\"", (unsigned long long)fc->session,
             fc->technician, tt_log_quote(q, sizeof(q), r->path, strlen(r->path)), tt_errname(r->rc),
             tt_log_quote(wq, sizeof(wq), r->err, strlen(r->err)));
   } else if (r->type == TETHER__FILE_MSG_TYPE__FILE_LIST) {
     if (!r->self) notice(fc, "listed", r->path, r->recursive ? " and everything in it" : "");
+  } else if (r->type == TETHER__FILE_MSG_TYPE__FILE_REMOVE) {
+    notice(fc, "removed", r->path, "");
+  } else if (r->type == TETHER__FILE_MSG_TYPE__FILE_RMDIR) {
+    notice(fc, "removed the directory", r->path, "");
+  } else if (r->type == TETHER__FILE_MSG_TYPE__FILE_RENAME) {
+    char to[TT_FILE_PATH_MAX + 8];
+    snprintf(to, sizeof(to), " to %s", r->to);
+    notice(fc, "renamed", r->path, to);
   } else {
     notice(fc, "made the directory", r->path, "");
   }
@@ -328,13 +346,19 @@ static void enqueue(fchan_t *fc, const Tether__FileCtl *m) {
   r->self = m->self;
   r->mode = m->stat ? m->stat->mode : 0;
   char why[96];
-  if (!agent_files_path_ok(m->path.data, m->path.len, why, sizeof(why))) {
+  bool rename = m->type == TETHER__FILE_MSG_TYPE__FILE_RENAME;
+  if (!agent_files_path_ok(m->path.data, m->path.len, why, sizeof(why)) ||
+      (rename && !agent_files_path_ok(m->to.data, m->to.len, why, sizeof(why)))) {
     r->rc = TT_EINVAL;
     r->done = true;
     snprintf(r->err, sizeof(r->err), "refused: %s", why);
   } else {
     memcpy(r->path, m->path.data, m->path.len);
     r->path[m->path.len] = '\0';
+    if (rename) {
+      memcpy(r->to, m->to.data, m->to.len);
+      r->to[m->to.len] = '\0';
+    }
   }
   if (fc->reqs_tail) fc->reqs_tail->next = r;
   else fc->reqs = r;
@@ -347,7 +371,9 @@ static void enqueue(fchan_t *fc, const Tether__FileCtl *m) {
 static void x_on_ctl(tt_xfer_t *x, const Tether__FileCtl *m) {
   fchan_t *fc = tt_xfer_data(x);
   if (fc->ended) return;
-  if (m->type == TETHER__FILE_MSG_TYPE__FILE_LIST || m->type == TETHER__FILE_MSG_TYPE__FILE_MKDIR) {
+  if (m->type == TETHER__FILE_MSG_TYPE__FILE_LIST || m->type == TETHER__FILE_MSG_TYPE__FILE_MKDIR ||
+      m->type == TETHER__FILE_MSG_TYPE__FILE_REMOVE || m->type == TETHER__FILE_MSG_TYPE__FILE_RMDIR ||
+      m->type == TETHER__FILE_MSG_TYPE__FILE_RENAME) {
     enqueue(fc, m); /* started by fc_pump once the engine returns */
     return;
   }

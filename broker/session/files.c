@@ -25,8 +25,10 @@ typedef struct {
   Tether__FileMsgType type;   /* FILE_MSG_NONE: a free slot */
   bool recorded;              /* LIST: its entry is written (one per request) */
   bool recursive;             /* LIST: of the whole tree */
+  bool self;                  /* LIST: of the path itself (a stat) */
   bool cancelled;             /* the console gave it up: its slot is the first to reuse */
   char path[STORE_TEXT_MAX];  /* as show() makes it */
+  char to[STORE_TEXT_MAX];    /* RENAME: the new path */
 } files_op_t;
 
 typedef struct files_rec_s files_rec_t;
@@ -108,6 +110,9 @@ static const char *op_word(Tether__FileMsgType t) {
   case TETHER__FILE_MSG_TYPE__FILE_PUT: return "put";
   case TETHER__FILE_MSG_TYPE__FILE_LIST: return "list";
   case TETHER__FILE_MSG_TYPE__FILE_MKDIR: return "mkdir";
+  case TETHER__FILE_MSG_TYPE__FILE_REMOVE: return "remove";
+  case TETHER__FILE_MSG_TYPE__FILE_RMDIR: return "rmdir";
+  case TETHER__FILE_MSG_TYPE__FILE_RENAME: return "rename";
   default: return "unknown";
   }
 }
@@ -134,7 +139,10 @@ static void op_track(broker_files_t *f, const Tether__FileCtl *m) {
   o->type = m->type;
   o->recorded = o->cancelled = false;
   o->recursive = m->type == TETHER__FILE_MSG_TYPE__FILE_LIST && m->recursive;
+  o->self = m->type == TETHER__FILE_MSG_TYPE__FILE_LIST && m->self;
   show(o->path, sizeof(o->path), m->path);
+  if (m->type == TETHER__FILE_MSG_TYPE__FILE_RENAME) show(o->to, sizeof(o->to), m->to);
+  else o->to[0] = '\0';
 }
 
 static void op_forget(files_op_t *o) {
@@ -251,8 +259,10 @@ static int record_failed(broker_files_t *f, const Tether__FileCtl *m, const file
   if (o && (!path[0] || !push_failed)) snprintf(path, sizeof(path), "%s", o->path); /* the request's, if seen */
   show(why, sizeof(why), m->message);
   const char *code = tt_strerror(tt_err_from_wire((Tether__ErrorCode)m->code));
-  const char *op = push_failed ? "put" : op_word(o ? o->type : TETHER__FILE_MSG_TYPE__FILE_MSG_NONE);
-  files_rec_t *x = rec_new(f, push_failed ? "file-push-failed" : "file-refused");
+  const char *op = push_failed ? "put" : o && o->self ? "stat" : op_word(o ? o->type : TETHER__FILE_MSG_TYPE__FILE_MSG_NONE);
+  /* A stat that finds nothing is how sftp and scp ask whether a name exists: audited, kept
+   * off the ticket's timeline. */
+  files_rec_t *x = rec_new(f, o && o->self ? NULL : push_failed ? "file-push-failed" : "file-refused");
   if (!x) return TT_ENOMEM;
   broker_audit_rec(&x->audit, f->person, push_failed ? "file-push-failed" : "file-refused", f->dev, "session",
                    f->session, "ticket", f->ticket_s, "op", op, "path", path, "code", code, "message", why, AUDIT_END);
@@ -266,7 +276,10 @@ static int record_failed(broker_files_t *f, const Tether__FileCtl *m, const file
 static int record_op(broker_files_t *f, files_op_t *o, const char *action, bool recursive) {
   files_rec_t *x = rec_new(f, NULL);
   if (!x) return TT_ENOMEM;
-  if (recursive)
+  if (o->to[0])
+    broker_audit_rec(&x->audit, f->person, action, f->dev, "session", f->session, "ticket", f->ticket_s, "path",
+                     o->path, "to", o->to, AUDIT_END);
+  else if (recursive)
     broker_audit_rec(&x->audit, f->person, action, f->dev, "session", f->session, "ticket", f->ticket_s, "path",
                      o->path, "recursive", "yes", AUDIT_END);
   else
@@ -294,12 +307,16 @@ static int device_said(broker_files_t *f, const Tether__FileCtl *m) {
   case TETHER__FILE_MSG_TYPE__FILE_ENTRIES:
     if (o && o->type == TETHER__FILE_MSG_TYPE__FILE_LIST && !o->recorded) {
       o->recorded = true;
-      rc = record_op(f, o, "file-list", o->recursive);
+      rc = record_op(f, o, o->self ? "file-stat" : "file-list", o->recursive);
     }
     if (o && m->last) op_forget(o);
     break;
   case TETHER__FILE_MSG_TYPE__FILE_OK:
+    /* Changes are the device's to report: recorded once it says they are done. */
     if (o && o->type == TETHER__FILE_MSG_TYPE__FILE_MKDIR) rc = record_op(f, o, "file-mkdir", false);
+    else if (o && o->type == TETHER__FILE_MSG_TYPE__FILE_REMOVE) rc = record_op(f, o, "file-remove", false);
+    else if (o && o->type == TETHER__FILE_MSG_TYPE__FILE_RMDIR) rc = record_op(f, o, "file-rmdir", false);
+    else if (o && o->type == TETHER__FILE_MSG_TYPE__FILE_RENAME) rc = record_op(f, o, "file-rename", false);
     op_forget(o);
     break;
   default: /* READY, BEGIN, CHUNK: steps of a file, recorded when it is done */
@@ -314,6 +331,9 @@ static void console_asked(broker_files_t *f, const Tether__FileCtl *m) {
   case TETHER__FILE_MSG_TYPE__FILE_PUT:
   case TETHER__FILE_MSG_TYPE__FILE_LIST:
   case TETHER__FILE_MSG_TYPE__FILE_MKDIR:
+  case TETHER__FILE_MSG_TYPE__FILE_REMOVE:
+  case TETHER__FILE_MSG_TYPE__FILE_RMDIR:
+  case TETHER__FILE_MSG_TYPE__FILE_RENAME:
     op_track(f, m);
     break;
   case TETHER__FILE_MSG_TYPE__FILE_ERROR: { /* the console gives an op up */

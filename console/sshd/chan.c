@@ -300,7 +300,13 @@ void gw_chan_pump(gw_chan_t *h) {
   /* Input first: what it makes (sftp's answers) goes out in the same round. */
   if (h->st == CH_RUN) {
     read_held(h);
-    if (h->in_eof && !h->in_held && h->tc && !h->in_eof_sent && m) {
+    /* sftp: the client sent all it will; once every request is answered, the end. */
+    if (h->sftp && h->in_eof && !h->in_held && sftp_idle(h->sftp)) {
+      h->have_exit = true;
+      h->exit_code = 0;
+      finish(h);
+    }
+    if (h->in_eof && !h->in_held && h->tc && !h->in_eof_sent && m && !h->want_sftp) {
       static const uint8_t none = 0;
       if (tt_mux_send(m, h->tc, &none, 0, TT_FF_EOF) == 0) {
         h->in_eof_sent = true;
@@ -504,12 +510,7 @@ static void s_eof(ssh_session s, ssh_channel sc, void *ud) {
   (void)s;
   (void)sc;
   gw_chan_t *h = ud;
-  h->in_eof = true;
-  if (h->want_sftp && h->st != CH_DONE) { /* the client is done (it waits for its answers first) */
-    h->have_exit = true;
-    h->exit_code = 0;
-    finish(h);
-  }
+  h->in_eof = true; /* sftp: the channel ends once what it asked is answered (gw_chan_pump) */
 }
 
 static void s_close(ssh_session s, ssh_channel sc, void *ud) {

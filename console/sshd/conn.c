@@ -343,6 +343,14 @@ static int auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *p
     if (c->tries >= (unsigned)c->d->cfg.auth_tries) gw_conn_end(c, "too many keys offered");
     return SSH_AUTH_DENIED;
   }
+  uint32_t mine = 0;
+  for (const gw_conn_t *o = c->d->conns; o; o = o->next) mine += o->authed && o->state != GW_CLOSING && strcmp(o->person, person) == 0;
+  if (mine >= (uint32_t)c->d->cfg.max_per_person) {
+    TT_WARN(SSHD_MOD, "key refused", "address=%s key=%s why=\"%s holds %u connections (max_per_person)\"", c->addr, fp,
+            person, mine);
+    gw_conn_end(c, "too many connections for this person");
+    return SSH_AUTH_DENIED;
+  }
   if (!user || strlen(user) >= sizeof(c->user)) {
     snprintf(c->user, sizeof(c->user), "?");
   } else {

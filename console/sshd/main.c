@@ -49,6 +49,8 @@ static const tt_conf_opt_t opts[] = {
     OPT("max_unauth", "max-unauth", TT_CONF_INT, max_unauth, 1, 10000, "100", "connections not yet logged in, in all"),
     OPT("max_conns", "max-conns", TT_CONF_INT, max_conns, 1, 100000, "1000", "connections in all"),
     OPT("auth_tries", "auth-tries", TT_CONF_INT, auth_tries, 1, 100, "6", "keys one connection may offer"),
+    OPT("max_per_person", "max-per-person", TT_CONF_INT, max_per_person, 1, 10000, "16",
+        "connections one person may hold at once"),
     OPT("refresh", "refresh", TT_CONF_DURATION, refresh_ms, 100, 600000, "1s",
         "how often the registered keys are fetched from the broker"),
     OPT("timeout", "timeout", TT_CONF_DURATION, timeout_ms, 100, 600000, "15s", "how long an answer from the broker may take"),
@@ -373,9 +375,21 @@ static int spool_setup(const sshd_t *d) {
     return 1;
   }
   int dfd = dirfd(dd);
-  for (struct dirent *e; (e = readdir(dd));)
-    if (e->d_name[0] != '.' || (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")))
-      (void)unlinkat(dfd, e->d_name, 0);
+  for (struct dirent *e; (e = readdir(dd));) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (unlinkat(dfd, e->d_name, 0) == 0 || errno != EISDIR) continue;
+    /* A session's own directory (sftp-XXXXXX): its files, then it. */
+    int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *sd = sub >= 0 ? fdopendir(sub) : NULL;
+    if (sd) {
+      for (struct dirent *f; (f = readdir(sd));)
+        if (strcmp(f->d_name, ".") && strcmp(f->d_name, "..")) (void)unlinkat(sub, f->d_name, 0);
+      closedir(sd);
+    } else if (sub >= 0) {
+      close(sub);
+    }
+    (void)unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+  }
   if (fchmod(dfd, 0700) != 0) {
     closedir(dd);
     return 1;

@@ -8,8 +8,8 @@
  * once it is here) and READs are served from it, as many in flight as the client likes; a
  * file opened for writing is written into the spool and pushed whole on CLOSE (answered
  * once it is in place on the device). Directories are listed with LIST, STAT is a LIST of
- * the path itself, MKDIR is MKDIR. What the file channel cannot do yet (remove, rename,
- * links, setting a path's attributes) is answered OP_UNSUPPORTED with a reason.
+ * the path itself; MKDIR, REMOVE, RMDIR and RENAME are the file channel's own. What it
+ * cannot do (links, setting a path's attributes) is answered OP_UNSUPPORTED.
  *
  * Bounds: a message is at most SFTP_PACKET_MAX; at most SFTP_HANDLES_MAX handles and
  * SFTP_ASYNC_MAX requests waiting on the device; input is taken only while the replies
@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,8 @@
 #define SFTP_DIR_BATCH 64u
 #define SFTP_LIST_MAX TT_FILE_LIST_MAX
 #define CTL_ID_BASE 100000u
+/* Directory entries all of one session's open listings may hold. */
+#define SFTP_LIST_BUDGET 100000u
 
 enum {
   FXP_INIT = 1, FXP_VERSION = 2, FXP_OPEN = 3, FXP_CLOSE = 4, FXP_READ = 5, FXP_WRITE = 6,
@@ -70,13 +73,16 @@ typedef struct {
   char owner[33], group[33];
 } sentry_t;
 
-typedef enum { H_FREE, H_PULLING, H_READ, H_WRITE, H_PUSHING, H_LISTING, H_DIR } hstate_t;
+typedef enum { H_FREE, H_STATING, H_PULLING, H_READ, H_WRITE, H_PUSHING, H_LISTING, H_DIR } hstate_t;
 
 typedef struct {
   hstate_t st;
   uint32_t gen;
   uint32_t req;       /* the sftp request waiting on the device (open, close, opendir) */
   bool excl;
+  bool update;        /* opened to write without truncating: starts from the device's file */
+  bool creat;         /* update: made empty when the device has none */
+  mode_t mode;        /* writing: the mode it goes to the device with (| 0600) */
   int fd;
   uint64_t size;      /* H_WRITE: bytes the spool file holds (its budget share) */
   char path[TT_FILE_PATH_MAX + 1];
@@ -85,14 +91,16 @@ typedef struct {
   size_t n, cap, next;
 } handle_t;
 
-typedef enum { C_FREE, C_STAT, C_OPENDIR_STAT, C_LIST, C_MKDIR } ctl_kind_t;
+typedef enum { C_FREE, C_STAT, C_OPEN_STAT, C_OPENDIR_STAT, C_LIST, C_CHANGE } ctl_kind_t;
 
 typedef struct {
   ctl_kind_t kind;
   uint32_t req;
   int handle;         /* C_OPENDIR_STAT, C_LIST */
   char path[TT_FILE_PATH_MAX + 1];
+  char to[TT_FILE_PATH_MAX + 1]; /* RENAME */
   bool got;
+  bool discard;       /* C_LIST given up (over the budget): its batches are dropped until the last */
   sentry_t one;
 } ctl_t;
 
@@ -105,10 +113,11 @@ struct sftp_s {
   handle_t hd[SFTP_HANDLES_MAX];
   ctl_t ctl[SFTP_ASYNC_MAX];
   unsigned async;     /* requests waiting on the device */
-  uint32_t serial;
+  uint32_t serial;    /* handle generations, from a random start */
+  char dir[600];      /* this session's own directory in the spool (mkdtemp, 0700) */
+  size_t list_entries; /* entries all its listings hold */
 };
 
-static uint32_t g_serial;
 
 /* -- encoding -------------------------------------------------------------------------------- */
 
@@ -217,9 +226,11 @@ static const uint8_t *get_str(rd_t *r, uint32_t *len) {
   return p;
 }
 /* ATTRS: what the gateway uses of them (perm, times); the rest is skipped. */
+static uint64_t g_attr_size; /* the last ATTRS' size, when it had one */
+
 static void get_attrs(rd_t *r, uint32_t *flags, uint32_t *perm, uint32_t *mtime) {
   *flags = get_u32(r);
-  if (*flags & ATTR_SIZE) (void)get_u64(r);
+  g_attr_size = (*flags & ATTR_SIZE) ? get_u64(r) : 0;
   if (*flags & ATTR_UIDGID) {
     (void)get_u32(r);
     (void)get_u32(r);
@@ -322,8 +333,9 @@ static void spool_unlink(const char *local) {
 static void handle_free(sftp_t *s, handle_t *hd) {
   if (hd->fd >= 0) close(hd->fd);
   hd->fd = -1;
-  if (hd->st == H_WRITE || hd->st == H_PUSHING) s->h->c->d->spool_used -= hd->size;
+  s->h->c->d->spool_used -= hd->size; /* written, or reserved for a pull */
   spool_unlink(hd->local);
+  s->list_entries -= hd->n;
   entries_free(hd);
   hd->st = H_FREE;
   hd->local[0] = '\0';
@@ -338,7 +350,8 @@ static handle_t *handle_new(sftp_t *s, const char *path) {
     hd->gen = ++s->serial;
     hd->fd = -1;
     snprintf(hd->path, sizeof(hd->path), "%s", path);
-    snprintf(hd->local, sizeof(hd->local), "%s/s%u-h%zu", s->h->c->d->cfg.spool_dir, s->serial, i);
+    /* In this session's own directory: no other session can name, open or remove it. */
+    snprintf(hd->local, sizeof(hd->local), "%.560s/h%zu-%u", s->dir, i, hd->gen);
     return hd;
   }
   return NULL;
@@ -350,6 +363,8 @@ static void done_async(sftp_t *s) {
   gw_conn_kick(s->h->c);
 }
 
+static int open_for_write(sftp_t *s, handle_t *hd, bool made);
+
 static void x_done(tt_xfer_t *x, const tt_xfer_result_t *r) {
   sftp_t *s = tt_xfer_data(x);
   if (r->id == 0 || r->id > SFTP_HANDLES_MAX) return;
@@ -358,7 +373,18 @@ static void x_done(tt_xfer_t *x, const tt_xfer_result_t *r) {
     if (r->code) {
       status(s, hd->req, fx_of(r->code), r->msg && *r->msg ? r->msg : tt_strerror(r->code));
       handle_free(s, hd);
-    } else if ((hd->fd = open(hd->local, O_RDONLY | O_CLOEXEC)) < 0) {
+    } else if (chmod(hd->local, 0600) != 0) {
+      /* (placed with the device's mode: one we could not read is ours to change) */
+      status(s, hd->req, FX_FAILURE, "the gateway cannot use its spool");
+      handle_free(s, hd);
+    } else if (hd->update) {
+      if (open_for_write(s, hd, true)) {
+        status(s, hd->req, FX_FAILURE, "the gateway cannot write its spool");
+        handle_free(s, hd);
+      } else {
+        send_handle(s, hd->req, hd);
+      }
+    } else if ((hd->fd = open(hd->local, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
       status(s, hd->req, FX_FAILURE, "the gateway cannot read its spool");
       handle_free(s, hd);
     } else {
@@ -398,27 +424,81 @@ static void ctl_finish(sftp_t *s, ctl_t *k) {
   done_async(s);
 }
 
+/* A write handle's spool file: empty (made now), or the device's file just pulled. */
+static int open_for_write(sftp_t *s, handle_t *hd, bool made) {
+  (void)s;
+  int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (made ? 0 : O_CREAT | O_EXCL);
+  hd->fd = open(hd->local, flags, 0600);
+  if (hd->fd < 0 || fchmod(hd->fd, hd->mode) != 0) return TT_EIO;
+  hd->st = H_WRITE;
+  return 0;
+}
+
+/* OPEN for reading: the file's size is known (its stat), so its room in the spool is taken
+ * before it is pulled. */
+static void open_pull(sftp_t *s, ctl_t *k) {
+  handle_t *hd = &s->hd[k->handle];
+  sshd_t *d = s->h->c->d;
+  uint32_t req = k->req;
+  k->kind = C_FREE; /* the async slot goes on to the pull */
+  if (k->one.kind != TETHER__FILE_KIND__FILE_KIND_REGULAR) {
+    status(s, req, FX_FAILURE, k->one.kind == TETHER__FILE_KIND__FILE_KIND_DIR ? "a directory" : "not a regular file");
+    handle_free(s, hd);
+    done_async(s);
+    return;
+  }
+  if (k->one.size > (uint64_t)d->cfg.spool_max || d->spool_used + k->one.size > (uint64_t)d->cfg.spool_max) {
+    status(s, req, FX_FAILURE, "the gateway's spool is full; try again later");
+    handle_free(s, hd);
+    done_async(s);
+    return;
+  }
+  hd->size = k->one.size;
+  d->spool_used += hd->size;
+  hd->st = H_PULLING;
+  hd->req = req;
+  int rc = tt_xfer_pull(s->x, (uint32_t)(hd - s->hd) + 1, hd->path, hd->local, true);
+  if (rc && hd->st == H_PULLING) { /* (a pull refused at once has been answered by x_done) */
+    status(s, req, FX_FAILURE, tt_strerror(rc));
+    handle_free(s, hd);
+    done_async(s);
+  }
+}
+
 static void x_ctl(tt_xfer_t *x, const Tether__FileCtl *m) {
   sftp_t *s = tt_xfer_data(x);
   ctl_t *k = ctl_of(s, m->id);
   if (!k) return;
   char msg[TT_TEXT_MAX * 4 + 1];
+  if (m->type == TETHER__FILE_MSG_TYPE__FILE_ERROR && k->kind == C_OPEN_STAT && s->hd[k->handle].update &&
+      s->hd[k->handle].creat && fx_of(tt_err_from_wire((Tether__ErrorCode)m->code)) == FX_NO_SUCH_FILE) {
+    handle_t *hd = &s->hd[k->handle]; /* a new file: it starts empty */
+    if (open_for_write(s, hd, false)) {
+      status(s, k->req, FX_FAILURE, "the gateway cannot write its spool");
+      handle_free(s, hd);
+    } else {
+      send_handle(s, k->req, hd);
+    }
+    ctl_finish(s, k);
+    return;
+  }
   if (m->type == TETHER__FILE_MSG_TYPE__FILE_ERROR) {
     if (tt_text_copy(msg, sizeof(msg), m->message) || !msg[0])
       snprintf(msg, sizeof(msg), "%s", tt_strerror(tt_err_from_wire((Tether__ErrorCode)m->code)));
     status(s, k->req, fx_of(tt_err_from_wire((Tether__ErrorCode)m->code)), msg);
-    if (k->kind == C_OPENDIR_STAT || k->kind == C_LIST) handle_free(s, &s->hd[k->handle]);
+    if (!k->discard && (k->kind == C_OPENDIR_STAT || k->kind == C_LIST || k->kind == C_OPEN_STAT))
+      handle_free(s, &s->hd[k->handle]);
     ctl_finish(s, k);
     return;
   }
-  if (k->kind == C_MKDIR) {
+  if (k->kind == C_CHANGE) {
     status(s, k->req, m->type == TETHER__FILE_MSG_TYPE__FILE_OK ? FX_OK : FX_FAILURE,
            m->type == TETHER__FILE_MSG_TYPE__FILE_OK ? "" : "the device answered out of turn");
     ctl_finish(s, k);
     return;
   }
   if (m->type != TETHER__FILE_MSG_TYPE__FILE_ENTRIES) return;
-  if (k->kind == C_STAT || k->kind == C_OPENDIR_STAT) {
+  if (k->kind == C_STAT || k->kind == C_OPENDIR_STAT || k->kind == C_OPEN_STAT) {
     if (m->n_entries >= 1 && !k->got) {
       entry_from(&k->one, m->entries[0]);
       k->got = true;
@@ -426,8 +506,12 @@ static void x_ctl(tt_xfer_t *x, const Tether__FileCtl *m) {
     if (!m->last) return;
     if (!k->got) {
       status(s, k->req, FX_NO_SUCH_FILE, "the device listed nothing");
-      if (k->kind == C_OPENDIR_STAT) handle_free(s, &s->hd[k->handle]);
+      if (k->kind != C_STAT) handle_free(s, &s->hd[k->handle]);
       ctl_finish(s, k);
+      return;
+    }
+    if (k->kind == C_OPEN_STAT) {
+      open_pull(s, k);
       return;
     }
     if (k->kind == C_STAT) {
@@ -451,10 +535,24 @@ static void x_ctl(tt_xfer_t *x, const Tether__FileCtl *m) {
     }
     return;
   }
-  /* C_LIST: gather the entries into the handle. */
+  /* C_LIST: gather the entries into the handle, within the session's budget. The slot (and
+   * so the id) stays taken until the device's last batch, which no later request may get. */
+  if (k->discard) {
+    if (m->last) ctl_finish(s, k);
+    return;
+  }
   handle_t *hd = &s->hd[k->handle];
   for (size_t i = 0; i < m->n_entries; i++) {
-    if (hd->n >= SFTP_LIST_MAX) break;
+    if (s->list_entries >= SFTP_LIST_BUDGET) {
+      status(s, k->req, FX_FAILURE, "this session holds too many directory entries open: close a listing first");
+      handle_free(s, hd);
+      k->discard = true;
+      if (m->last) ctl_finish(s, k);
+      return;
+    }
+    const ProtobufCBinaryData nm = m->entries[i]->path;
+    /* A name, not a path, printable: anything else from the device is left out. */
+    if (!nm.len || memchr(nm.data, '/', nm.len) || !tt_text_valid(nm, TT_FILE_NAME_MAX)) continue;
     if (hd->n == hd->cap) {
       size_t cap = hd->cap ? hd->cap * 2 : 64;
       sentry_t *v = realloc(hd->ents, cap * sizeof(*v));
@@ -468,6 +566,7 @@ static void x_ctl(tt_xfer_t *x, const Tether__FileCtl *m) {
     memcpy(e->name, m->entries[i]->path.data, m->entries[i]->path.len);
     e->name[m->entries[i]->path.len] = '\0';
     hd->n++;
+    s->list_entries++;
   }
   if (!m->last) return;
   hd->st = H_DIR;
@@ -531,6 +630,7 @@ static int ctl_send(sftp_t *s, ctl_t *k, Tether__FileMsgType type, bool self, ui
   m.id = CTL_ID_BASE + (uint32_t)(k - s->ctl);
   m.path = tt_text(k->path);
   m.self = self;
+  if (type == TETHER__FILE_MSG_TYPE__FILE_RENAME) m.to = tt_text(k->to);
   if (type == TETHER__FILE_MSG_TYPE__FILE_MKDIR) {
     st.kind = TETHER__FILE_KIND__FILE_KIND_DIR;
     st.mode = mode;
@@ -580,9 +680,8 @@ static void on_open(sftp_t *s, rd_t *r, uint32_t id) {
   get_attrs(r, &aflags, &perm, &mtime);
   if (r->bad) return;
   bool reading = pflags & PF_READ, writing = pflags & PF_WRITE;
-  if (reading == writing || (pflags & PF_APPEND) || (writing && !(pflags & (PF_CREAT | PF_TRUNC)))) {
-    status(s, id, FX_OP_UNSUPPORTED,
-           "the Tether gateway moves whole files: open to read, or to write with create or truncate");
+  if (reading == writing || (pflags & PF_APPEND)) {
+    status(s, id, FX_OP_UNSUPPORTED, "the Tether gateway opens a file to read or to write, not both, and never to append");
     return;
   }
   handle_t *hd = handle_new(s, path);
@@ -590,28 +689,38 @@ static void on_open(sftp_t *s, rd_t *r, uint32_t id) {
     status(s, id, FX_FAILURE, "too many open handles");
     return;
   }
-  uint32_t tid = (uint32_t)(hd - s->hd) + 1;
-  if (reading) {
-    hd->st = H_PULLING;
+  hd->mode = ((aflags & ATTR_PERM) ? (perm & 0777) : 0644) | 0600;
+  /* Written without truncating (scp writes in place, then sets the size): the device's file
+   * is the starting point, fetched first, so that what is not written stays as it was. */
+  hd->update = writing && !(pflags & (PF_TRUNC | PF_EXCL));
+  hd->creat = pflags & PF_CREAT;
+  if (reading || hd->update) {
+    ctl_t *k = ctl_new(s, C_OPEN_STAT, id, path);
+    if (!k) {
+      status(s, id, FX_FAILURE, "too many requests waiting");
+      handle_free(s, hd);
+      return;
+    }
+    hd->st = H_STATING;
     hd->req = id;
-    int rc = tt_xfer_pull(s->x, tid, path, hd->local, true);
+    k->handle = (int)(hd - s->hd);
+    int rc = ctl_send(s, k, TETHER__FILE_MSG_TYPE__FILE_LIST, true, 0);
     if (rc) {
       status(s, id, FX_FAILURE, tt_strerror(rc));
       handle_free(s, hd);
+      k->kind = C_FREE;
       return;
     }
     s->async++;
     return;
   }
   hd->excl = pflags & PF_EXCL;
-  mode_t mode = (aflags & ATTR_PERM) ? (perm & 0777) : 0644;
-  hd->fd = open(hd->local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (hd->fd < 0 || fchmod(hd->fd, mode) != 0) {
+  /* Its mode goes to the device with it; the gateway keeps read and write for itself. */
+  if (open_for_write(s, hd, false)) {
     status(s, id, FX_FAILURE, "the gateway cannot write its spool");
     handle_free(s, hd);
     return;
   }
-  hd->st = H_WRITE;
   send_handle(s, id, hd);
 }
 
@@ -619,18 +728,18 @@ static void on_close(sftp_t *s, handle_t *hd, uint32_t id) {
   if (hd->st == H_WRITE) {
     close(hd->fd);
     hd->fd = -1;
-    int rc = tt_xfer_push(s->x, (uint32_t)(hd - s->hd) + 1, hd->local, hd->path, !hd->excl);
-    if (rc) {
-      status(s, id, FX_FAILURE, tt_strerror(rc));
-      handle_free(s, hd);
-      return;
-    }
-    hd->st = H_PUSHING;
+    hd->st = H_PUSHING; /* before: a push refused at once is answered by x_done inside it */
     hd->req = id;
     s->async++;
+    int rc = tt_xfer_push(s->x, (uint32_t)(hd - s->hd) + 1, hd->local, hd->path, !hd->excl);
+    if (rc && hd->st == H_PUSHING) {
+      status(s, id, FX_FAILURE, tt_strerror(rc));
+      handle_free(s, hd);
+      done_async(s);
+    }
     return;
   }
-  if (hd->st == H_PULLING || hd->st == H_PUSHING || hd->st == H_LISTING) {
+  if (hd->st == H_STATING || hd->st == H_PULLING || hd->st == H_PUSHING || hd->st == H_LISTING) {
     status(s, id, FX_FAILURE, "the handle is busy");
     return;
   }
@@ -653,7 +762,7 @@ static void on_read(sftp_t *s, handle_t *hd, rd_t *r, uint32_t id) {
     status(s, id, FX_FAILURE, strerror(errno));
     return;
   }
-  if (n == 0) {
+  if (n == 0 && len > 0) {
     status(s, id, FX_EOF, "");
     return;
   }
@@ -714,9 +823,26 @@ static void on_fsetstat(sftp_t *s, handle_t *hd, rd_t *r, uint32_t id) {
     unsupported(s, id, "setting attributes of a file not being written");
     return;
   }
-  if ((flags & ATTR_PERM) && fchmod(hd->fd, perm & 0777) != 0) {
-    status(s, id, FX_FAILURE, strerror(errno));
-    return;
+  if (flags & ATTR_PERM) {
+    hd->mode = (perm & 0777) | 0600;
+    if (fchmod(hd->fd, hd->mode) != 0) {
+      status(s, id, FX_FAILURE, strerror(errno));
+      return;
+    }
+  }
+  if (flags & ATTR_SIZE) { /* scp's in-place write ends by setting the size */
+    sshd_t *d = s->h->c->d;
+    uint64_t size = g_attr_size;
+    if (size > hd->size && (size > (uint64_t)d->cfg.spool_max || d->spool_used + (size - hd->size) > (uint64_t)d->cfg.spool_max)) {
+      status(s, id, FX_FAILURE, "the gateway's spool is full; try again later");
+      return;
+    }
+    if (ftruncate(hd->fd, (off_t)size) != 0) {
+      status(s, id, FX_FAILURE, strerror(errno));
+      return;
+    }
+    d->spool_used = d->spool_used - hd->size + size;
+    hd->size = size;
   }
   if (flags & ATTR_ACMODTIME) {
     struct timespec ts[2] = {{.tv_sec = mtime}, {.tv_sec = mtime}};
@@ -778,7 +904,7 @@ static void on_path_ctl(sftp_t *s, rd_t *r, uint32_t id, uint8_t type) {
     status(s, id, FX_FAILURE, "too many open handles");
     return;
   }
-  ctl_kind_t kind = type == FXP_MKDIR ? C_MKDIR : type == FXP_OPENDIR ? C_OPENDIR_STAT : C_STAT;
+  ctl_kind_t kind = type == FXP_MKDIR ? C_CHANGE : type == FXP_OPENDIR ? C_OPENDIR_STAT : C_STAT;
   ctl_t *k = ctl_new(s, kind, id, path);
   if (!k) { /* cannot happen: input stops at SFTP_ASYNC_MAX */
     status(s, id, FX_FAILURE, "too many requests waiting");
@@ -796,6 +922,30 @@ static void on_path_ctl(sftp_t *s, rd_t *r, uint32_t id, uint8_t type) {
   if (rc) {
     status(s, id, FX_FAILURE, tt_strerror(rc));
     if (hd) handle_free(s, hd);
+    k->kind = C_FREE;
+    return;
+  }
+  s->async++;
+}
+
+/* REMOVE, RMDIR, RENAME: the device makes the change, confined as a PUT is. */
+static void on_change(sftp_t *s, rd_t *r, uint32_t id, uint8_t type) {
+  char path[TT_FILE_PATH_MAX + 1], to[TT_FILE_PATH_MAX + 1] = "";
+  if (!path_arg(s, r, id, path, sizeof(path))) return;
+  if (type == FXP_RENAME && !path_arg(s, r, id, to, sizeof(to))) return;
+  if (r->bad) return;
+  ctl_t *k = ctl_new(s, C_CHANGE, id, path);
+  if (!k) {
+    status(s, id, FX_FAILURE, "too many requests waiting");
+    return;
+  }
+  snprintf(k->to, sizeof(k->to), "%s", to);
+  Tether__FileMsgType t = type == FXP_REMOVE ? TETHER__FILE_MSG_TYPE__FILE_REMOVE
+                          : type == FXP_RMDIR ? TETHER__FILE_MSG_TYPE__FILE_RMDIR
+                                              : TETHER__FILE_MSG_TYPE__FILE_RENAME;
+  int rc = ctl_send(s, k, t, false, 0);
+  if (rc) {
+    status(s, id, FX_FAILURE, tt_strerror(rc));
     k->kind = C_FREE;
     return;
   }
@@ -849,9 +999,9 @@ static bool packet(sftp_t *s, const uint8_t *p, size_t n) {
   case FXP_MKDIR: on_path_ctl(s, &r, id, type); break;
   case FXP_REALPATH: on_realpath(s, &r, id); break;
   case FXP_SETSTAT: unsupported(s, id, "setting a path's attributes"); break;
-  case FXP_REMOVE: unsupported(s, id, "removing a file"); break;
-  case FXP_RMDIR: unsupported(s, id, "removing a directory"); break;
-  case FXP_RENAME: unsupported(s, id, "renaming"); break;
+  case FXP_REMOVE:
+  case FXP_RMDIR:
+  case FXP_RENAME: on_change(s, &r, id, type); break;
   case FXP_READLINK:
   case FXP_SYMLINK: unsupported(s, id, "symbolic links"); break;
   default: status(s, id, FX_OP_UNSUPPORTED, "unknown request"); break;
@@ -865,7 +1015,12 @@ int sftp_new(gw_chan_t *h, tt_link_t *link, tt_chan_t *tc, sftp_t **out) {
   sftp_t *s = calloc(1, sizeof(*s));
   if (!s) return TT_ENOMEM;
   s->h = h;
-  s->serial = ++g_serial * 1000u;
+  if (getrandom(&s->serial, sizeof(s->serial), 0) != (ssize_t)sizeof(s->serial)) s->serial = (uint32_t)uv_hrtime();
+  snprintf(s->dir, sizeof(s->dir), "%.500s/sftp-XXXXXX", h->c->d->cfg.spool_dir);
+  if (!mkdtemp(s->dir)) {
+    free(s);
+    return TT_EIO;
+  }
   tt_buf_init(&s->in, SFTP_PACKET_MAX + 4);
   tt_buf_init(&s->out, SFTP_PACKET_MAX + 64);
   for (size_t i = 0; i < SFTP_HANDLES_MAX; i++) s->hd[i].fd = -1;
@@ -885,12 +1040,15 @@ void sftp_free(sftp_t *s) {
   for (size_t i = 0; i < SFTP_HANDLES_MAX; i++)
     if (s->hd[i].st != H_FREE) handle_free(s, &s->hd[i]);
   if (s->x) tt_xfer_free(s->x);
+  (void)rmdir(s->dir); /* empty unless a pool job still writes: the next start empties it */
   tt_buf_free(&s->in);
   tt_buf_free(&s->out);
   free(s);
 }
 
 tt_xfer_t *sftp_xfer(sftp_t *s) { return s->x; }
+
+bool sftp_idle(const sftp_t *s) { return s->async == 0; }
 
 size_t sftp_room(const sftp_t *s) {
   if (s->failed || s->h->queued >= SFTP_OUT_HIGH || s->async >= SFTP_ASYNC_MAX) return 0;

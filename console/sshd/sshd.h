@@ -64,6 +64,7 @@ typedef struct {
   int64_t max_unauth;      /* unauthenticated connections in all */
   int64_t max_conns;       /* connections in all */
   int64_t auth_tries;      /* keys a connection may offer */
+  int64_t max_per_person;  /* logged-in connections of one person */
   int64_t refresh_ms;      /* how often the key list is asked for */
   int64_t timeout_ms;      /* an answer from the broker */
   int log_level;
@@ -283,5 +284,7 @@ struct tt_xfer_s *sftp_xfer(sftp_t *s);
 size_t sftp_input(sftp_t *s, const uint8_t *p, size_t n);
 /* Bytes sftp_input would take whole now (0: its answers or the device are backed up). */
 size_t sftp_room(const sftp_t *s);
+/* Nothing waits on the device (an EOF from the client can end the channel). */
+bool sftp_idle(const sftp_t *s);
 
 #endif

@@ -579,15 +579,246 @@ class SshdFilesTest(SshdWorld, TetherTestCase):
             self.assertEqual(f.read(), "a note\n")
         self.assertIn(b"note.txt", r.stdout.split(b"ls sub")[-1])
 
-    def test_sftp_outside_the_roots_and_unsupported(self):
+    def test_sftp_rm_rename_rmdir(self):
+        for name in ("a.txt", "b.txt"):
+            with open(os.path.join(self.remote, name), "w") as f:
+                f.write(name)
+        os.mkdir(os.path.join(self.remote, "empty"))
+        r = self.sftp("cd %s\nrename a.txt renamed.txt\nrm b.txt\nrmdir empty\nls\n" % self.remote)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(sorted(os.listdir(self.remote)), ["renamed.txt"])
+        # Never over an existing name; a directory is not removed as a file.
+        with open(os.path.join(self.remote, "c.txt"), "w") as f:
+            f.write("c")
+        r = self.sftp("rename %s/renamed.txt %s/c.txt\n" % (self.remote, self.remote))
+        self.assertNotEqual(r.returncode, 0, r)
+        with open(os.path.join(self.remote, "c.txt")) as f:
+            self.assertEqual(f.read(), "c")
+        os.mkdir(os.path.join(self.remote, "d"))
+        r = self.sftp("rm %s/d\n" % self.remote)
+        self.assertNotEqual(r.returncode, 0, r)
+        self.assertTrue(os.path.isdir(os.path.join(self.remote, "d")))
+        acts = [(e["action"], e["detail"].get("path"), e["detail"].get("to")) for e in self.audit()]
+        self.assertIn(("file-rename", self.remote + "/a.txt", self.remote + "/renamed.txt"), acts)
+        self.assertIn(("file-remove", self.remote + "/b.txt", None), acts)
+        self.assertIn(("file-rmdir", self.remote + "/empty", None), acts)
+
+    def test_sftp_outside_the_roots(self):
+        """The device's roots hold for sftp as for tether pull and push: nothing outside them
+        is read, removed or renamed into, through any path."""
         r = self.sftp("get /etc/shadow %s\n" % os.path.join(self.h.dir, "x"))
         self.assertNotEqual(r.returncode, 0, r)
         self.assertFalse(os.path.exists(os.path.join(self.h.dir, "x")))
-        with open(os.path.join(self.remote, "keep.txt"), "w") as f:
+        outside = tempfile.mkdtemp(prefix="tt-outside-", dir="/var/tmp")  # not under a root (home, /tmp)
+        self.addCleanup(shutil.rmtree, outside, True)
+        victim = os.path.join(outside, "keep.txt")
+        with open(victim, "w") as f:
             f.write("x")
-        r = self.sftp("rm %s/keep.txt\n" % self.remote)
+        with open(os.path.join(self.remote, "mine.txt"), "w") as f:
+            f.write("m")
+        os.symlink(outside, os.path.join(self.remote, "link"))
+        for cmd in ("rm %s\n" % victim, "rm %s/link/keep.txt\n" % self.remote,
+                    "rename %s/mine.txt %s/moved.txt\n" % (self.remote, outside),
+                    "rename %s/mine.txt %s/link/moved.txt\n" % (self.remote, self.remote)):
+            r = self.sftp(cmd)
+            self.assertNotEqual(r.returncode, 0, (cmd, r))
+        self.assertTrue(os.path.exists(victim))
+        self.assertEqual(os.listdir(outside), ["keep.txt"])
+        r = self.sftp("ln -s %s/mine.txt %s/l2\n" % (self.remote, self.remote))
         self.assertNotEqual(r.returncode, 0, r)
         self.assertIn(b"unsupported", r.stderr)  # OpenSSH prints its own words for the code
+
+
+OPEN, CLOSE, READ, WRITE, OPENDIR = 3, 4, 5, 6, 11
+STATUS, HANDLE, DATA = 101, 102, 103
+PF_READ, PF_WRITE, PF_CREAT, PF_TRUNC = 1, 2, 8, 0x10
+
+
+def sstr(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return struct.pack(">I", len(b)) + b
+
+
+class RawSftp:
+    """sftp spoken by hand over `ssh -s ... sftp`, for what OpenSSH's sftp will not do."""
+
+    def __init__(self, world, key, user):
+        self.p = subprocess.Popen(world.ssh_argv(key, user, ["sftp"], opts=["-s"]), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=world.h.env)
+        world.addCleanup(self.kill)
+        self.id = 0
+        self.send(1, struct.pack(">I", 3))  # INIT
+        assert self.recv()[0] == 2  # VERSION
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+        for f in (self.p.stdin, self.p.stdout, self.p.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def send(self, t, body):
+        pkt = bytes([t]) + body
+        self.p.stdin.write(struct.pack(">I", len(pkt)) + pkt)
+        self.p.stdin.flush()
+
+    def _read(self, n):
+        b = b""
+        while len(b) < n:
+            d = self.p.stdout.read(n - len(b))
+            if not d:
+                raise EOFError("sftp channel closed")
+            b += d
+        return b
+
+    def recv(self):
+        n = struct.unpack(">I", self._read(4))[0]
+        body = self._read(n)
+        return body[0], body[1:]
+
+    def req(self, t, body):
+        self.id += 1
+        self.send(t, struct.pack(">I", self.id) + body)
+        return self.id
+
+    def call(self, t, body):
+        i = self.req(t, body)
+        rt, rb = self.recv()
+        assert struct.unpack(">I", rb[:4])[0] == i
+        return rt, rb[4:]
+
+    @staticmethod
+    def status(rt, rb):
+        assert rt == STATUS, rt
+        n = struct.unpack(">I", rb[4:8])[0]
+        return struct.unpack(">I", rb[:4])[0], rb[8:8 + n].decode(errors="replace")
+
+    def open(self, path, flags, attrs=b"\0\0\0\0"):
+        rt, rb = self.call(OPEN, sstr(path) + struct.pack(">I", flags) + attrs)
+        if rt != HANDLE:
+            return None, self.status(rt, rb)
+        return rb[4:4 + struct.unpack(">I", rb[:4])[0]], None
+
+    def close(self, h):
+        return self.status(*self.call(CLOSE, sstr(h)))
+
+    def write(self, h, off, data):
+        return self.status(*self.call(WRITE, sstr(h) + struct.pack(">Q", off) + sstr(data)))
+
+    def read_all(self, h):
+        out = b""
+        while True:
+            rt, rb = self.call(READ, sstr(h) + struct.pack(">QI", len(out), 32768))
+            if rt == STATUS:
+                return out
+            out += rb[4:4 + struct.unpack(">I", rb[:4])[0]]
+
+    def burn(self, count, path="/tmp/no-such-dir-tether-test"):
+        """Use up count handles (OPENDIR of a missing directory), 16 in flight."""
+        done = 0
+        while done < count:
+            k = min(16, count - done)
+            for _ in [self.req(OPENDIR, sstr(path)) for _ in range(k)]:
+                assert self.recv()[0] == STATUS
+            done += k
+
+
+class SshdSftpAbuseTest(SshdWorld, TetherTestCase):
+    """A hostile sftp client (an adversarial review's findings, each a regression test)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.make_pki()
+
+    def setUp(self):
+        super().setUp()
+        self.setup_world()
+        self.remote = tempfile.mkdtemp(prefix="tt-sftp-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.remote, True)
+
+    def start_sshd(self, extra=()):
+        if self._testMethodName == "test_a_pull_counts_against_the_spool":
+            extra = list(extra) + ["--spool-max", "1M"]
+        return super().start_sshd(extra)
+
+    def test_sessions_cannot_reach_each_others_spool(self):
+        """Spool names came from a per-session counter of 1000 handles: a session that used up
+        1000 took the next session's names, read its download and wrote into its upload."""
+        secret = os.urandom(3000) + b"VICTIM-SECRET"
+        with open(os.path.join(self.remote, "secret.bin"), "wb") as f:
+            f.write(secret)
+        key2, _ = self.register("tech2", "t2")
+        user2 = "dev1+" + self.new_ticket(who="tech2")
+        a = RawSftp(self, self.key, self.user)
+        a.burn(1000)
+        hx, err = a.open(self.remote + "/exfil.bin", PF_WRITE | PF_CREAT | PF_TRUNC)
+        self.assertIsNone(err)
+        b = RawSftp(self, key2, user2)
+        hb, err = b.open(self.remote + "/secret.bin", PF_READ)
+        self.assertIsNone(err, err)
+        self.assertEqual(b.read_all(hb), secret)
+        hw, err = b.open(self.remote + "/upload.txt", PF_WRITE | PF_CREAT | PF_TRUNC)
+        self.assertEqual(b.write(hw, 0, b"victim's data\n")[0], 0)
+        a.write(hx, 0, b"EVIL\n")
+        self.assertEqual(a.close(hx)[0], 0)
+        self.assertEqual(b.close(hw)[0], 0)
+        with open(os.path.join(self.remote, "exfil.bin"), "rb") as f:
+            self.assertEqual(f.read(), b"EVIL\n")
+        with open(os.path.join(self.remote, "upload.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"victim's data\n")
+
+    def test_writing_in_place_keeps_what_is_not_written(self):
+        """An open to write without truncating (scp writes that way) starts from the device's
+        file: writing "AB" at 5 changes those two bytes, not the file's start (it was zeros)."""
+        p = os.path.join(self.remote, "keep.txt")
+        with open(p, "wb") as f:
+            f.write(b"0123456789")
+        a = RawSftp(self, self.key, self.user)
+        h, err = a.open(p, PF_WRITE | PF_CREAT)
+        self.assertIsNone(err, err)
+        self.assertEqual(a.write(h, 5, b"AB")[0], 0)
+        self.assertEqual(a.close(h)[0], 0)
+        with open(p, "rb") as f:
+            self.assertEqual(f.read(), b"01234AB789")
+
+    def test_eof_after_close_keeps_the_upload(self):
+        a = RawSftp(self, self.key, self.user)
+        h, err = a.open(self.remote + "/eof.txt", PF_WRITE | PF_CREAT | PF_TRUNC)
+        self.assertIsNone(err)
+        self.assertEqual(a.write(h, 0, b"x" * 100000)[0], 0)
+        a.req(CLOSE, sstr(h))
+        a.p.stdin.close()  # ssh sends EOF and still reads
+        rt, rb = a.recv()
+        self.assertEqual(RawSftp.status(rt, rb[4:]), (0, ""))
+        with open(self.remote + "/eof.txt", "rb") as f:
+            self.assertEqual(len(f.read()), 100000)
+
+    def test_a_pull_counts_against_the_spool(self):
+        big = os.path.join(self.remote, "big.sparse")
+        with open(big, "wb") as f:
+            f.truncate(48 * 1024 * 1024)  # sparse: nothing on the wire, 48 MiB in a spool
+        a = RawSftp(self, self.key, self.user)
+        h, err = a.open(big, PF_READ)
+        self.assertIsNone(h)
+        self.assertIn("spool is full", err[1])
+
+    def test_files_the_gateway_could_not_read_as_placed(self):
+        p = os.path.join(self.remote, "wo.txt")
+        with open(p, "wb") as f:
+            f.write(b"write-only on the device")
+        os.chmod(p, 0o200)
+        a = RawSftp(self, self.key, self.user)
+        h, err = a.open(p, PF_READ)
+        self.assertIsNone(err, err)
+        self.assertEqual(a.read_all(h), b"write-only on the device")
+        h, err = a.open(self.remote + "/z.txt", PF_WRITE | PF_CREAT | PF_TRUNC, struct.pack(">II", 4, 0))
+        self.assertIsNone(err, err)
+        self.assertEqual(a.write(h, 0, b"data")[0], 0)
+        self.assertEqual(a.close(h)[0], 0)
 
 
 if __name__ == "__main__":
