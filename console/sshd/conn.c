@@ -161,7 +161,14 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   }
   uint64_t t0 = c->authed ? 0 : uv_hrtime();
   if (c->state == GW_KEX) kex_step(c);
-  else if (c->ev) ssh_event_dopoll(c->ev, 0);
+  else if (c->ev) {
+    /* libssh reads at most 4 KiB a round: a few rounds per wakeup while more is there, so a
+     * bulk transfer is not one uv_poll wakeup per 4 KiB (bounded, for the others' turn). */
+    for (int i = 0; i < SSHD_ROUNDS_PER_WAKEUP && c->state != GW_CLOSING; i++) {
+      if (ssh_event_dopoll(c->ev, 0) != SSH_OK) break;
+      if (!c->authed) break; /* before login: one round, under the pre-login budget */
+    }
+  }
   if (t0 && !c->authed && c->state != GW_CLOSING && (c->preauth_ns += uv_hrtime() - t0) > SSHD_PREAUTH_CPU_NS) {
     TT_WARN(SSHD_MOD, "pre-login work over budget", "address=%s tries=%u ms=%llu", c->addr, c->tries,
             (unsigned long long)(c->preauth_ns / 1000000u));

@@ -44,6 +44,8 @@
 /* Time libssh may spend on one connection before it logs in (key exchange, signatures
  * checked): a client that makes it check expensive bad signatures is ended. */
 #define SSHD_PREAUTH_CPU_NS (300u * 1000u * 1000u)
+/* libssh rounds (each reads at most 4 KiB) run for one readiness of a connection's socket. */
+#define SSHD_ROUNDS_PER_WAKEUP 32
 /* What one read of buffered client input may take. */
 #define SSHD_READ_CHUNK TT_DATA_CHUNK_MAX
 
