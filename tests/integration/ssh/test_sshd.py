@@ -279,6 +279,12 @@ class SshdTest(SshdWorld, TetherTestCase):
         self.assertIn(b"tether: port forwarding is not allowed through Tether", p.stderr)
         p = self.ssh(self.key, self.user, ["echo hi"], opts=["-A"])
         self.assertEqual((p.returncode, p.stdout), (0, b"hi\n"), p)
+        # X11: the client asks on the session channel (it needs a DISPLAY to ask at all).
+        env = dict(self.h.env, DISPLAY="127.0.0.1:99")
+        p = subprocess.run(self.ssh_argv(self.key, self.user, ["echo hi"], opts=["-X"]), capture_output=True,
+                           timeout=SSH_TIMEOUT, env=env)
+        self.assertEqual((p.returncode, p.stdout), (0, b"hi\n"), p)
+        self.assertIn(b"tether: X11 forwarding is not allowed through Tether", p.stderr)
 
     def pty_ssh(self, key=None, user=None, command=(), rows=24, cols=80):
         c = PtyConsole(self.ssh_argv(key or self.key, user or self.user, command, opts=["-tt"]), self.h.env,
