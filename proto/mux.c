@@ -416,3 +416,38 @@ size_t tt_mux_pull(tt_mux_t *m, tt_buf_t *out, size_t max) {
   }
   return out->len - start;
 }
+
+/* One ChannelControl on ch: 0, TT_EWINDOW (no credit yet) or an error. */
+static int send_ctl(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelControl *cc) {
+  uint8_t buf[64];
+  size_t n = tether__channel_control__get_packed_size(cc);
+  if (n > sizeof(buf)) return TT_ETOOBIG;
+  tether__channel_control__pack(cc, buf);
+  if (tt_mux_sendable(ch) < n) return TT_EWINDOW;
+  return tt_mux_send(m, ch, buf, n, TT_FF_CTRL);
+}
+
+bool tt_mux_term_ctl(tt_mux_t *m, tt_chan_t *ch, bool *resize, uint32_t cols, uint32_t rows, uint32_t *signal) {
+  bool sent = false;
+  if (ch->state != TT_CH_OPEN || ch->eof_sent) return false;
+  if (*resize) {
+    Tether__TermSize ts = TETHER__TERM_SIZE__INIT;
+    ts.cols = cols;
+    ts.rows = rows;
+    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_RESIZE;
+    cc.resize = &ts;
+    int rc = send_ctl(m, ch, &cc);
+    if (rc != TT_EWINDOW) *resize = false;
+    sent |= rc == 0;
+  }
+  if (*signal) {
+    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
+    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_SIGNAL;
+    cc.signal = *signal;
+    int rc = send_ctl(m, ch, &cc);
+    if (rc != TT_EWINDOW) *signal = 0;
+    sent |= rc == 0;
+  }
+  return sent;
+}

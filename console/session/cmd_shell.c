@@ -446,36 +446,10 @@ static int source_open(shell_t *s, source_t *in) {
 
 /* -- control messages ------------------------------------------------------------------- */
 
-/* TT_EWINDOW when there is no credit for it yet: the caller keeps it pending. */
-static int send_ctrl(shell_t *s, const Tether__ChannelControl *cc) {
-  uint8_t buf[64];
-  tt_mux_t *m = mux_of(s);
-  if (!s->ch || !m || s->ch->eof_sent) return 0; /* nothing more goes that way */
-  size_t n = tether__channel_control__get_packed_size(cc);
-  if (n > sizeof(buf)) return TT_ETOOBIG;
-  tether__channel_control__pack(cc, buf);
-  if (tt_mux_sendable(s->ch) < n) return TT_EWINDOW;
-  int rc = tt_mux_send(m, s->ch, buf, n, TT_FF_CTRL);
-  if (!rc) tt_link_flush(s->c->link);
-  return rc;
-}
-
 static void send_pending(shell_t *s) {
-  if (s->pending_resize) {
-    Tether__TermSize ts = TETHER__TERM_SIZE__INIT;
-    ts.cols = s->cols;
-    ts.rows = s->rows;
-    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
-    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_RESIZE;
-    cc.resize = &ts;
-    if (send_ctrl(s, &cc) != TT_EWINDOW) s->pending_resize = false;
-  }
-  if (s->pending_signal) {
-    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
-    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_SIGNAL;
-    cc.signal = s->pending_signal;
-    if (send_ctrl(s, &cc) != TT_EWINDOW) s->pending_signal = 0;
-  }
+  tt_mux_t *m = mux_of(s);
+  if (s->ch && m && tt_mux_term_ctl(m, s->ch, &s->pending_resize, s->cols, s->rows, &s->pending_signal))
+    tt_link_flush(s->c->link);
 }
 
 /* The terminal's size now, to the remote side if it changed. */

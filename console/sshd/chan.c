@@ -213,37 +213,10 @@ static void session_answer(blink_t *b, void *arg, const Tether__Response *r, con
   gw_conn_kick(h->c);
 }
 
-/* TT_EWINDOW when there is no credit for it yet: it stays pending. */
-static int send_ctrl(gw_chan_t *h, const Tether__ChannelControl *cc) {
-  uint8_t buf[64];
-  tt_mux_t *m = mux_of(h);
-  if (!h->tc || !m || h->st != CH_RUN || h->tc->eof_sent) return 0;
-  size_t n = tether__channel_control__get_packed_size(cc);
-  if (n > sizeof(buf)) return TT_ETOOBIG;
-  tether__channel_control__pack(cc, buf);
-  if (tt_mux_sendable(h->tc) < n) return TT_EWINDOW;
-  int rc = tt_mux_send(m, h->tc, buf, n, TT_FF_CTRL);
-  if (!rc) flush(h);
-  return rc;
-}
-
 static void send_pending(gw_chan_t *h) {
-  if (h->st != CH_RUN) return;
-  if (h->pending_resize) {
-    Tether__TermSize ts = TETHER__TERM_SIZE__INIT;
-    ts.cols = h->cols;
-    ts.rows = h->rows;
-    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
-    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_RESIZE;
-    cc.resize = &ts;
-    if (send_ctrl(h, &cc) != TT_EWINDOW) h->pending_resize = false;
-  }
-  if (h->pending_signal) {
-    Tether__ChannelControl cc = TETHER__CHANNEL_CONTROL__INIT;
-    cc.body_case = TETHER__CHANNEL_CONTROL__BODY_SIGNAL;
-    cc.signal = h->pending_signal;
-    if (send_ctrl(h, &cc) != TT_EWINDOW) h->pending_signal = 0;
-  }
+  tt_mux_t *m = mux_of(h);
+  if (h->st == CH_RUN && h->tc && m && tt_mux_term_ctl(m, h->tc, &h->pending_resize, h->cols, h->rows, &h->pending_signal))
+    flush(h);
 }
 
 /* -- pumping --------------------------------------------------------------------------------- */

@@ -421,20 +421,33 @@ static bool refuse(sshd_t *d, const char *ip, const char *why) {
 
 /* The oldest connection not logged in, of the source that holds most of them (not ip's own
  * unless it holds the most): ended to make room. false when there is none to end. */
+static int by_ip_then_age(const void *a, const void *b) {
+  const gw_conn_t *x = *(const gw_conn_t *const *)a, *y = *(const gw_conn_t *const *)b;
+  int c = strcmp(x->ip, y->ip);
+  return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
 static bool make_room(sshd_t *d, const char *ip) {
+  /* Sorted by source, oldest first within one: the longest run is the busiest source, and
+   * its head the one to end (n log n: this runs at accept while the gateway is full). */
+  gw_conn_t **v = malloc(d->nunauth * sizeof(*v));
+  size_t n = 0;
+  if (!v) return false;
+  for (gw_conn_t *c = d->conns; c && n < d->nunauth; c = c->next)
+    if (!c->authed && c->state != GW_CLOSING) v[n++] = c;
+  qsort(v, n, sizeof(*v), by_ip_then_age);
   gw_conn_t *victim = NULL;
-  uint32_t most = 0;
-  for (gw_conn_t *c = d->conns; c; c = c->next) {
-    if (c->authed || c->state == GW_CLOSING) continue;
-    uint32_t n = sshd_unauth_from(d, c->ip);
-    /* The list is newest first: a later one of the same count is older. */
-    if (n > most || (n == most && victim && strcmp(victim->ip, c->ip) == 0)) {
-      most = n;
-      victim = c;
+  size_t most = 0;
+  for (size_t i = 0, j; i < n; i = j) {
+    for (j = i + 1; j < n && strcmp(v[j]->ip, v[i]->ip) == 0; j++) {}
+    if (j - i > most) {
+      most = j - i;
+      victim = v[i];
     }
   }
+  free(v);
   if (!victim || (most <= 1 && strcmp(victim->ip, ip) == 0)) return false;
-  TT_INFO(SSHD_MOD, "connection dropped for room", "address=%s holds=%u newcomer=%s", victim->addr, most, ip);
+  TT_INFO(SSHD_MOD, "connection dropped for room", "address=%s holds=%zu newcomer=%s", victim->addr, most, ip);
   gw_conn_end(victim, "dropped to make room (max_unauth)");
   return true;
 }
@@ -498,6 +511,7 @@ int gw_conn_accept(sshd_t *d, int fd, const struct sockaddr *peer) {
   d->conns = c;
   d->nconns++;
   d->nunauth++;
+  c->seq = ++d->accepted;
   c->state = GW_KEX;
   uv_timer_start(&c->timer, grace_cb, (uint64_t)d->cfg.login_grace_ms, 0);
   TT_DEBUG(SSHD_MOD, "connection", "address=%s", addr);

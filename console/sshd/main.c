@@ -86,6 +86,7 @@ const char *sshd_key_person(const sshd_t *d, const char *fp) {
 }
 
 static int keys_take(sshd_t *d, const Tether__SshKeyList *l) {
+  if (l->n_keys > TT_SSH_KEYS_LIST_MAX) return TT_ETOOBIG; /* more than a broker sends */
   sshd_key_t *v = calloc(l->n_keys ? l->n_keys : 1, sizeof(*v));
   if (!v) return TT_ENOMEM;
   size_t n = 0;
@@ -160,7 +161,8 @@ static void keys_answer(blink_t *b, void *arg, const Tether__Response *r, const 
     TT_ERROR(SSHD_MOD, "broker answered the key list with something else", "case=%d", (int)r->body_case);
   } else if (r->ssh_keys->version != d->keys_version || r->ssh_keys->n_keys) {
     uint64_t before = d->keys_version;
-    if (keys_take(d, r->ssh_keys)) TT_ERROR(SSHD_MOD, "out of memory for the key list", "keys=%zu", r->ssh_keys->n_keys);
+    int rc = keys_take(d, r->ssh_keys);
+    if (rc) TT_ERROR(SSHD_MOD, "key list not taken", "keys=%zu err=%s", r->ssh_keys->n_keys, tt_errname(rc));
     else if (before == 0) TT_INFO(SSHD_MOD, "ready", "keys=%zu version=%llu listen=%s", d->nkeys,
                                   (unsigned long long)d->keys_version, d->cfg.listen);
     else TT_INFO(SSHD_MOD, "keys changed", "keys=%zu version=%llu", d->nkeys, (unsigned long long)d->keys_version);

@@ -37,7 +37,6 @@
 #define SFTP_READ_MAX (64u * 1024u)
 #define SFTP_OUT_HIGH (192u * 1024u)
 #define SFTP_DIR_BATCH 64u
-#define SFTP_LIST_MAX TT_FILE_LIST_MAX
 #define CTL_ID_BASE 100000u
 /* Directory entries all of one session's open listings may hold. */
 #define SFTP_LIST_BUDGET 100000u
@@ -226,11 +225,9 @@ static const uint8_t *get_str(rd_t *r, uint32_t *len) {
   return p;
 }
 /* ATTRS: what the gateway uses of them (perm, times); the rest is skipped. */
-static uint64_t g_attr_size; /* the last ATTRS' size, when it had one */
-
-static void get_attrs(rd_t *r, uint32_t *flags, uint32_t *perm, uint32_t *mtime) {
+static void get_attrs(rd_t *r, uint32_t *flags, uint64_t *size, uint32_t *perm, uint32_t *mtime) {
   *flags = get_u32(r);
-  g_attr_size = (*flags & ATTR_SIZE) ? get_u64(r) : 0;
+  *size = (*flags & ATTR_SIZE) ? get_u64(r) : 0;
   if (*flags & ATTR_UIDGID) {
     (void)get_u32(r);
     (void)get_u32(r);
@@ -677,7 +674,8 @@ static void on_open(sftp_t *s, rd_t *r, uint32_t id) {
   char path[TT_FILE_PATH_MAX + 1];
   if (!path_arg(s, r, id, path, sizeof(path))) return;
   uint32_t pflags = get_u32(r), aflags, perm = 0, mtime = 0;
-  get_attrs(r, &aflags, &perm, &mtime);
+  uint64_t asize;
+  get_attrs(r, &aflags, &asize, &perm, &mtime);
   if (r->bad) return;
   bool reading = pflags & PF_READ, writing = pflags & PF_WRITE;
   if (reading == writing || (pflags & PF_APPEND)) {
@@ -817,7 +815,8 @@ static void on_fstat(sftp_t *s, handle_t *hd, uint32_t id) {
 /* A file being written: its mode and time go with it to the device (put -p, scp -p). */
 static void on_fsetstat(sftp_t *s, handle_t *hd, rd_t *r, uint32_t id) {
   uint32_t flags, perm = 0, mtime = 0;
-  get_attrs(r, &flags, &perm, &mtime);
+  uint64_t size = 0;
+  get_attrs(r, &flags, &size, &perm, &mtime);
   if (r->bad) return;
   if (hd->st != H_WRITE) {
     unsupported(s, id, "setting attributes of a file not being written");
@@ -832,7 +831,6 @@ static void on_fsetstat(sftp_t *s, handle_t *hd, rd_t *r, uint32_t id) {
   }
   if (flags & ATTR_SIZE) { /* scp's in-place write ends by setting the size */
     sshd_t *d = s->h->c->d;
-    uint64_t size = g_attr_size;
     if (size > hd->size && (size > (uint64_t)d->cfg.spool_max || d->spool_used + (size - hd->size) > (uint64_t)d->cfg.spool_max)) {
       status(s, id, FX_FAILURE, "the gateway's spool is full; try again later");
       return;
@@ -897,7 +895,8 @@ static void on_path_ctl(sftp_t *s, rd_t *r, uint32_t id, uint8_t type) {
   char path[TT_FILE_PATH_MAX + 1];
   if (!path_arg(s, r, id, path, sizeof(path))) return;
   uint32_t aflags = 0, perm = 0, mtime = 0;
-  if (type == FXP_MKDIR) get_attrs(r, &aflags, &perm, &mtime);
+  uint64_t asize = 0;
+  if (type == FXP_MKDIR) get_attrs(r, &aflags, &asize, &perm, &mtime);
   if (r->bad) return;
   handle_t *hd = NULL;
   if (type == FXP_OPENDIR && !(hd = handle_new(s, path))) {

@@ -145,6 +145,7 @@ struct sshd_s {
   /* connections */
   gw_conn_t *conns;
   uint32_t nconns, nunauth;
+  uint64_t accepted;       /* connections accepted so far (their seq) */
   uint64_t spool_used;     /* sftp.c: bytes written into the spool and not yet gone */
   bool stopping;
   uv_signal_t sigint, sigterm;
@@ -183,7 +184,7 @@ struct gw_conn_s {
   unsigned tries;         /* keys refused */
   unsigned probes;        /* keys asked about */
   uint64_t preauth_ns;    /* time libssh spent on it before it logged in */
-  uint64_t accepted_ms;
+  uint64_t seq;           /* accept order (make_room ends the oldest) */
   char user[TT_NAME_MAX * 2 + 8]; /* as the client gave it: DEVICE+T-n */
   char person[TT_NAME_MAX + 1];
   char fp[TT_SSH_FP_LEN + 1];
@@ -253,8 +254,6 @@ struct gw_chan_s {
   uint32_t exit_signal;
   uint32_t pending_signal;
   bool pending_resize;
-  bool said_wait;
-  uint64_t asked_ms;
   uv_timer_t note;       /* "waiting for the person at ..." after a second */
 };
 

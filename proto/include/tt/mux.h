@@ -98,6 +98,11 @@ uint32_t tt_mux_sendable(const tt_chan_t *ch);
  * if not OPEN or EOF already sent. A chunk with TT_FF_ZSTD or TT_FF_CTRL must fit one frame
  * and is never joined to another. */
 int tt_mux_send(tt_mux_t *m, tt_chan_t *ch, const void *p, size_t n, uint8_t flags) TT_WUR;
+/* A terminal channel's pending controls (SHELL, EXEC): a window size when *resize, then
+ * *signal when not 0, each sent as one ChannelControl frame once ch has the credit for it
+ * and then cleared; what does not fit yet stays pending for the next credit. Nothing is
+ * sent after EOF. true when a frame was queued (the caller flushes its link). */
+bool tt_mux_term_ctl(tt_mux_t *m, tt_chan_t *ch, bool *resize, uint32_t cols, uint32_t rows, uint32_t *signal);
 /* auto_credit: report consumed bytes; a WINDOW frame goes out once half the window is used. */
 void tt_mux_consumed(tt_mux_t *m, tt_chan_t *ch, size_t n);
 /* Explicit credit (broker relay). TT_EWINDOW if it would pass TT_WINDOW_MAX outstanding. */
