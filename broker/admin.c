@@ -680,6 +680,8 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? broker_policy_request(c, q) : deny(c, q->id, "setting policy", "admin");
   case TETHER__REQUEST__BODY_MAINTENANCE:
     return admin ? broker_policy_request(c, q) : deny(c, q->id, "maintenance windows", "admin");
+  case TETHER__REQUEST__BODY_REPORT:
+    return admin ? broker_report_request(c, q->id, q->report) : deny(c, q->id, "reports", "admin");
   case TETHER__REQUEST__BODY_POLICY_PUSH:
   case TETHER__REQUEST__BODY_HELP_NOTICE:
     return broker_reply_error(c, q->id, TT_EPROTO, "the broker sends that request, it does not take it");

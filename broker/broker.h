@@ -39,6 +39,8 @@ typedef struct {
   /* Tickets: SLA due times after creation, by priority (low, normal, high, urgent). */
   int64_t sla_first_response_ms[4];
   int64_t sla_resolution_ms[4];
+  /* Reports: time waiting on the employee (consent, a reply) is off the SLA clock. */
+  bool sla_exclude_waiting;
   /* Sessions: a grant lasts this long unless the technician asks for another duration
    * (at most session_max). */
   int64_t session_duration_ms;
@@ -292,6 +294,9 @@ typedef struct {
   size_t n;
 } broker_key_part_t;
 void broker_page_key(uint8_t out[32], const broker_key_part_t *parts, size_t n);
+
+/* records/report.c: tether report sla | activity (admins). */
+int broker_report_request(broker_conn_t *c, uint32_t id, const Tether__ReportRequest *q);
 
 /* storereq.c: store requests on behalf of a connection that waits for the answer. The
  * connection is held (c->work) until the completion; broker_creq_conn then says whether

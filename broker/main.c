@@ -74,6 +74,8 @@ static const tt_conf_opt_t broker_opts[] = {
         365ll * 86400000, "1d", "... priority high"),
     OPT("sla.resolution.urgent", "sla-resolution-urgent", TT_CONF_DURATION, sla_resolution_ms[3], 60000,
         365ll * 86400000, "4h", "... priority urgent"),
+    OPT("sla.exclude_waiting", "sla-exclude-waiting", TT_CONF_BOOL, sla_exclude_waiting, 0, 0, "false",
+        "reports: time waiting on the employee (for consent, for a reply) does not count against the SLA"),
     OPT("session.duration", "session-duration", TT_CONF_DURATION, session_duration_ms, 10000,
         (int64_t)TT_SESSION_DURATION_MAX_MS, "30m", "how long a consented session lasts unless asked otherwise"),
     OPT("session.max", "session-max", TT_CONF_DURATION, session_max_ms, 10000,

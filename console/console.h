@@ -47,7 +47,8 @@ typedef struct {
   char inv_table[64];              /* inventory: one table */
   int64_t inv_version;             /* inventory: as of this version (0 = latest) */
   char asset_match[16];            /* inventory import: serial|hostname|mac|asset_tag */
-  char asset_format[8];            /* inventory import, export: csv|json */
+  char asset_format[8];            /* inventory import, export: csv|json; report: table|csv|json|html */
+  char report_by[16];              /* report sla: technician|priority|level|device|department */
   char ticket[32];
   char want[32];
   int64_t for_ms;
@@ -72,6 +73,7 @@ enum {
   CONSOLE_SW_PUBLIC = 1u << 9,    /* ticket comment: the requester sees it */
   CONSOLE_SW_OPEN = 1u << 10,     /* alerts: only those not resolved */
   CONSOLE_SW_TTY = 1u << 11,      /* exec -t: the command on a pty, as ssh -t runs it */
+  CONSOLE_SW_WAIT = 1u << 12,     /* ticket comment --public: a question; the ticket waits on the requester */
 };
 
 typedef struct console_s console_t;
@@ -218,6 +220,7 @@ int console_parse_kb(const char *s, uint64_t *id) TT_WUR;
 void console_duration(char *dst, size_t cap, uint64_t ms);
 
 extern const console_cmd_t console_cmd_devices;
+extern const console_cmd_t console_cmd_report_sla, console_cmd_report_activity;
 extern const console_cmd_t console_cmd_alerts, console_cmd_alert_ack, console_cmd_alert_snooze,
     console_cmd_alert_unsnooze, console_cmd_checks, console_cmd_policy_set, console_cmd_policy_unset,
     console_cmd_policy_show, console_cmd_maintenance_add, console_cmd_maintenance;

@@ -72,7 +72,10 @@ static const tt_conf_opt_t console_opts[] = {
         "SMBIOS serial), hostname (Name = its hostname), mac (MAC Address = one of its MACs) or "
         "asset_tag (an existing record's Asset Tag)"),
     OPT("inventory.format", "format", TT_CONF_STR, asset_format, 0, 7, NULL,
-        "inventory import: csv or json (default: by the file's name); export: csv (default) or json"),
+        "inventory import: csv or json (default: by the file's name); export: csv (default) or json; report: "
+        "table (default), csv, json or html"),
+    OPT("report.by", "by", TT_CONF_STR, report_by, 0, 15, NULL,
+        "report sla: one row per technician, priority, level, device or department"),
     OPT("session.ticket", "ticket", TT_CONF_STR, ticket, 0, 31, NULL,
         "session open, shell, exec, diag, ping, speedtest, pull, push, cp, ls: the ticket the work is for "
         "(T-3; cp and the other file commands also take TETHER_TICKET)"),
@@ -117,13 +120,14 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_alert_unsnooze,  &console_cmd_checks,           &console_cmd_policy_set,
     &console_cmd_policy_unset,    &console_cmd_policy_show,      &console_cmd_maintenance_add,
     &console_cmd_maintenance,     &console_cmd_ssh_key_add,      &console_cmd_ssh_key_list,
-    &console_cmd_ssh_key_remove,  &console_cmd_ssh_config,
+    &console_cmd_ssh_key_remove,  &console_cmd_ssh_config,       &console_cmd_report_sla,
+    &console_cmd_report_activity,
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
 /* Bit i is CONSOLE_SW_*: keep in that order. */
 static const char *const switches[] = {"json", "online", "mine", "all", "force", "resume", "recursive", "attach",
-                                       "dry-run", "public", "open", "tty", NULL};
+                                       "dry-run", "public", "open", "tty", "wait", NULL};
 /* One-letter spellings of switches, as cp and scp users type them. */
 static const struct {
   const char *letter, *name;
@@ -269,6 +273,8 @@ static void usage(const tt_cli_t *cli) {
          "  -r, --recursive   pull, push, cp: whole directories; ls: the whole tree\n"
          "  --attach          diag: keep the report on the ticket (D-n, shown by ticket show)\n"
          "  --public          ticket comment: the requester sees it (tether-agent tickets, their prompt)\n"
+         "  --wait            ticket comment --public: a question; the ticket waits on the requester until\n"
+         "                    they answer (report sla shows that time apart)\n"
          "  --dry-run         inventory import: the match report only, nothing changed\n"
          "  --where F=V       devices: only those whose asset record has F = V (owner, department,\n"
          "                    location, model, manufacturer, category, asset_tag, serial, or a\n"

@@ -10,6 +10,7 @@ pkgs=(
   clang libclang-rt-14-dev llvm   # llvm: llvm-symbolizer, so sanitizer reports name their lines
   python3 python3-cryptography procps iproute2
   openssh-server openssh-client asciinema
+  chromium   # the HTML report is rendered headless in the tests
 )
 
 missing=()

@@ -606,6 +606,7 @@ typedef struct {
   Tether__TicketOp op;
   uint32_t level;
   bool public;
+  bool wait;            /* a public comment that waits on the requester's answer */
   int64_t now_ms;
   tix_change_t x;
 } update_req_t;
@@ -636,12 +637,17 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   if (x->err) return TT_ESTATE; /* refused: x says why; nothing is written */
   rc = store_ticket_update(s, &x->t, u->who.name, x->kind, x->text, u->now_ms);
   if (rc) return rc;
+  /* A question for the requester: from here the ticket waits on them until they answer (or
+   * it is resolved); reports count that time apart. */
+  if (u->wait) rc = store_ticket_event_add(s, x->t.id, u->now_ms, u->who.name, STORE_EVENT_WAITING, "");
+  if (rc) return rc;
   x->t.updated_ms = u->now_ms;
   char level[16];
   snprintf(level, sizeof(level), "%d", x->t.level);
   broker_audit_rec(&u->h.audit, u->who.name, x->action, name, "device", x->t.device, "state",
                    state_name(x->t.state), "assignee", x->t.assignee, "previous_assignee", prev_assignee,
-                   "level", level, "public", u->public ? "yes" : "no", "text", x->text, AUDIT_END);
+                   "level", level, "public", u->public ? "yes" : "no", "wait", u->wait ? "yes" : "no", "text", x->text,
+                   AUDIT_END);
   return 0;
 }
 
@@ -687,6 +693,8 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
   };
   if ((unsigned)q->op >= sizeof(actions) / sizeof(actions[0]) || !actions[q->op])
     return broker_reply_error(c, id, TT_EINVAL, "unknown ticket operation");
+  if (q->wait && (q->op != TETHER__TICKET_OP__TICKET_COMMENT || !q->public_))
+    return broker_reply_error(c, id, TT_EINVAL, "only a public comment waits on the requester");
   update_req_t *u = broker_creq_new(c, id, sizeof(*u), STORE_LANE_WRITE, update_run, update_done, "ticket_update");
   if (!u) return TT_ENOMEM;
   if (opt_text(u->x.note, sizeof(u->x.note), q->text)) {
@@ -699,6 +707,7 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
   u->op = q->op;
   u->level = q->level;
   u->public = q->public_;
+  u->wait = q->wait;
   u->now_ms = (int64_t)broker_unix_ms();
   u->x.action = actions[q->op];
   u->h.req.audit = &u->h.audit;

@@ -794,6 +794,9 @@ int store_diag_get(broker_store_t *s, int64_t id, store_diag_cb cb, void *ctx) T
  * comment and the requester's own. Every other event stays with the help desk. */
 #define STORE_EVENT_PUBLIC_COMMENT "public-comment"
 #define STORE_EVENT_REQUESTER_COMMENT "requester-comment"
+/* A public comment that asks the requester something: the ticket waits on them until their
+ * next comment (or its resolution). */
+#define STORE_EVENT_WAITING "waiting-on-requester"
 /* The ticket an earlier request from device with this nonce opened; TT_ENOTFOUND if none. */
 int store_help_find(broker_store_t *s, const char *device, const uint8_t nonce[STORE_HELP_NONCE_LEN],
                     int64_t *ticket) TT_WUR;

@@ -489,6 +489,7 @@ static struct {
   uint32_t level;
   uint64_t article;
   bool public;
+  bool wait;
 } g_upd;
 
 static int update_start(console_t *c) {
@@ -499,6 +500,7 @@ static int update_start(console_t *c) {
   q.level = g_upd.level;
   q.article = g_upd.article;
   q.public_ = g_upd.public;
+  q.wait = g_upd.wait;
   Tether__Request r = TETHER__REQUEST__INIT;
   r.body_case = TETHER__REQUEST__BODY_TICKET_UPDATE;
   r.ticket_update = &q;
@@ -561,6 +563,9 @@ static int comment_check(console_t *c) {
   g_upd.op = TETHER__TICKET_OP__TICKET_COMMENT;
   g_upd.text = c->arg[1];
   g_upd.public = (c->args.switches & CONSOLE_SW_PUBLIC) != 0;
+  g_upd.wait = (c->args.switches & CONSOLE_SW_WAIT) != 0;
+  if (g_upd.wait && !g_upd.public)
+    return console_usage_error("--wait is for a question the requester sees: add --public");
   return 0;
 }
 
@@ -615,11 +620,12 @@ UPDATE_CMD(console_cmd_ticket_escalate, "escalate", "T --level 2|3", "raise a ti
 const console_cmd_t console_cmd_ticket_comment = {
     .name = "ticket",
     .sub = "comment",
-    .args = "T TEXT [--public]",
-    .help = "add a comment to a ticket's timeline (--public: the requester sees it too)",
+    .args = "T TEXT [--public [--wait]]",
+    .help = "add a comment to a ticket's timeline (--public: the requester sees it too; --wait: it asks them "
+            "something, and the ticket waits on them until they answer)",
     .min_pos = 2,
     .max_pos = 2,
-    .switches = CONSOLE_SW_JSON | CONSOLE_SW_PUBLIC,
+    .switches = CONSOLE_SW_JSON | CONSOLE_SW_PUBLIC | CONSOLE_SW_WAIT,
     .check = comment_check,
     .start = update_start,
     .on_response = update_response,

@@ -406,6 +406,23 @@
 #define TT_KB_QUERY_MAX 256u
 #define TT_KB_LINKS_MAX 20u
 
+/* Reports (broker/records/report.c). A report keeps a few numbers per ticket it covers (~48
+ * bytes): past TT_REPORT_TICKETS_MAX tickets in the range it is refused (narrow the range), so
+ * one report holds at most ~24 MiB. The store's reader is lent TT_REPORT_CHUNK tickets (or
+ * TT_REPORT_AUDIT_CHUNK audit entries) at a time, so listings and verifications go on between
+ * chunks. Rows: groups past TT_REPORT_ROWS_MAX are summed into one last row (a row is ~200
+ * bytes on the wire, all well under TT_FRAME_MAX_BODY); TT_REPORT_TOP_MAX names per top list;
+ * TT_REPORT_KEYS_MAX distinct devices, people, checks and actions counted, the rest as one;
+ * TT_REPORT_BUCKETS_MAX points on the time axis; TT_REPORT_RANGE_MAX_MS the longest range. */
+#define TT_REPORT_TICKETS_MAX 500000u
+#define TT_REPORT_CHUNK 500u
+#define TT_REPORT_AUDIT_CHUNK 2000u
+#define TT_REPORT_ROWS_MAX 500u
+#define TT_REPORT_TOP_MAX 20u
+#define TT_REPORT_KEYS_MAX 100000u
+#define TT_REPORT_BUCKETS_MAX 120u
+#define TT_REPORT_RANGE_MAX_MS (10ll * 366 * 86400000)
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 
