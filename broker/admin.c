@@ -453,6 +453,7 @@ static void audit_list_done(store_req_t *r) {
   broker_conn_t *c = broker_creq_conn(x);
   Tether__AuditEntry *ents = NULL;
   Tether__AuditEntry **ptrs = NULL;
+  Tether__AuditValue *vals = NULL, **vptrs = NULL;
   if (!c) goto out;
   int rc = TT_ENOMEM;
   if (r->rc) {
@@ -463,7 +464,9 @@ static void audit_list_done(store_req_t *r) {
   uint32_t n = x->n > limit ? limit : x->n;
   ents = calloc(n ? n : 1, sizeof(*ents));
   ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-  if (!ents || !ptrs) goto reply;
+  vals = calloc((n ? n : 1) * TT_AUDIT_VALUES_MAX, sizeof(*vals));
+  vptrs = calloc((n ? n : 1) * TT_AUDIT_VALUES_MAX, sizeof(*vptrs));
+  if (!ents || !ptrs || !vals || !vptrs) goto reply;
   for (uint32_t i = 0; i < n; i++) {
     store_audit_t *e = &x->rows[i];
     Tether__AuditEntry *o = &ents[i];
@@ -478,6 +481,19 @@ static void audit_list_done(store_req_t *r) {
     o->hash.len = 32;
     o->prev_hash.data = e->prev_hash;
     o->prev_hash.len = 32;
+    o->format = (uint32_t)e->format;
+    o->values = vptrs + (size_t)i * TT_AUDIT_VALUES_MAX;
+    o->n_values = e->nvalues;
+    for (size_t j = 0; j < e->nvalues; j++) {
+      Tether__AuditValue *v = &vals[(size_t)i * TT_AUDIT_VALUES_MAX + j];
+      tether__audit_value__init(v);
+      v->salt.data = e->values[j].salt;
+      v->salt.len = e->values[j].has_salt ? TT_AUDIT_SALT_LEN : 0;
+      v->digest.data = e->values[j].digest;
+      v->digest.len = 32;
+      v->erased = (uint64_t)e->values[j].erased;
+      o->values[j] = v;
+    }
     ptrs[i] = o;
   }
   Tether__AuditList list = TETHER__AUDIT_LIST__INIT;
@@ -494,6 +510,8 @@ reply:
 out:
   free(ents);
   free(ptrs);
+  free(vals);
+  free(vptrs);
   free(x);
 }
 
@@ -532,7 +550,7 @@ static void verify_done(store_req_t *r) {
     char cs[24], bs[24], ks[24];
     snprintf(cs, sizeof(cs), "%" PRId64, w->count);
     snprintf(bs, sizeof(bs), "%" PRId64, w->first_bad);
-    snprintf(ks, sizeof(ks), "%zu", x->check.nanchors);
+    snprintf(ks, sizeof(ks), "%zu", x->check.anchors.n);
     broker_audit(c->b, c->id.name, "audit-verify", "", "count", cs, "first_bad", bs, "checkpoints", ks,
                  "problems", w->nproblems ? w->problems[0] : "", AUDIT_END);
     ProtobufCBinaryData problems[TT_AUDIT_PROBLEMS_MAX];
@@ -540,10 +558,11 @@ static void verify_done(store_req_t *r) {
     Tether__AuditVerifyResponse v = TETHER__AUDIT_VERIFY_RESPONSE__INIT;
     v.count = (uint64_t)w->count;
     v.first_bad = (uint64_t)w->first_bad;
-    v.checkpoints = (uint32_t)x->check.nanchors;
+    v.checkpoints = (uint32_t)x->check.anchors.n;
     v.problems = problems;
     v.n_problems = w->nproblems;
     v.more_problems = w->more_problems;
+    v.pruned = w->based ? (uint64_t)w->base : 0;
     Tether__Response resp = TETHER__RESPONSE__INIT;
     resp.id = x->h.id;
     resp.body_case = TETHER__RESPONSE__BODY_AUDIT_VERIFY;
@@ -552,7 +571,7 @@ static void verify_done(store_req_t *r) {
   }
   if (rc) tt_link_close(c->link, TT_EFULL, "peer not reading");
 out:
-  free(x->check.anchors);
+  tt_audit_anchors_free(&x->check.anchors);
   free(x);
 }
 
@@ -680,6 +699,11 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? broker_policy_request(c, q) : deny(c, q->id, "setting policy", "admin");
   case TETHER__REQUEST__BODY_MAINTENANCE:
     return admin ? broker_policy_request(c, q) : deny(c, q->id, "maintenance windows", "admin");
+  case TETHER__REQUEST__BODY_RETENTION:
+    return is_person(c) ? broker_retention_request(c, q->id, q->retention)
+                        : deny(c, q->id, "retention", "technician or admin");
+  case TETHER__REQUEST__BODY_STATUS:
+    return admin ? broker_status_request(c, q->id) : deny(c, q->id, "the broker's status", "admin");
   case TETHER__REQUEST__BODY_REPORT:
     return admin ? broker_report_request(c, q->id, q->report) : deny(c, q->id, "reports", "admin");
   case TETHER__REQUEST__BODY_POLICY_PUSH:

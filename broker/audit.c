@@ -175,6 +175,8 @@ static int append_line(const char *path, const char *line) {
   return rc;
 }
 
+int broker_audit_append_line(broker_t *b, const char *line) { return append_line(b->checkpoint_file, line); }
+
 /* In the batch: nothing. The checkpoint is of what is on disk, so it is made once the
  * batch (with every entry queued before it) has committed. */
 static int checkpoint_run(broker_store_t *s, store_req_t *r) { return 0; }
@@ -242,61 +244,133 @@ void broker_audit_checkpoint(broker_t *b, const char *when, bool only_if_grown) 
 
 /* ---- verifying against the checkpoints --------------------------------------------------- */
 
-static int anchor_cmp(const void *a, const void *b) {
-  const tt_audit_anchor_t *x = a, *y = b;
-  if (x->entries != y->entries) return x->entries < y->entries ? -1 : 1;
-  return memcmp(x->head, y->head, 32);
+static int store_line_cb(void *ctx, const char *line) {
+  broker_audit_check_t *k = ctx;
+  return tt_audit_anchors_add(&k->anchors, &k->walk, k->ca, "the store", ++k->lines, line);
 }
-
-static int add_line(broker_audit_check_t *k, const char *where, const char *line) {
-  tt_audit_checkpoint_t cp;
-  char why[160];
-  k->lines++;
-  if (tt_audit_checkpoint_parse(line, &cp)) {
-    tt_audit_walk_problem(&k->walk, 0, "%s: line %u is not a checkpoint", where, k->lines);
-    return 0;
-  }
-  if (tt_audit_checkpoint_verify(&cp, k->ca, why, sizeof(why))) {
-    tt_audit_walk_problem(&k->walk, 0, "%s: the checkpoint for %lld entries is forged: %s", where,
-                          (long long)cp.entries, why);
-    return 0;
-  }
-  if (k->nanchors >= TT_AUDIT_CHECKPOINTS_MAX) return TT_ETOOBIG;
-  if (k->nanchors == k->cap) {
-    size_t cap = k->cap ? 2 * k->cap : 64;
-    tt_audit_anchor_t *n = realloc(k->anchors, cap * sizeof(*n));
-    if (!n) return TT_ENOMEM;
-    k->anchors = n;
-    k->cap = cap;
-  }
-  tt_audit_anchor_t *a = &k->anchors[k->nanchors++];
-  a->entries = cp.entries;
-  memcpy(a->head, cp.head, 32);
-  a->ts_ms = cp.ts_ms;
-  return 0;
-}
-
-static int store_line_cb(void *ctx, const char *line) { return add_line(ctx, "the store", line); }
 
 int broker_audit_check(broker_store_t *s, broker_audit_check_t *k) {
   int rc = store_checkpoints(s, store_line_cb, k);
   if (rc) return rc;
+  unsigned in_store = k->lines;
   FILE *f = fopen(k->file, "re");
-  if (!f && errno != ENOENT) {
-    tt_audit_walk_problem(&k->walk, 0, "the checkpoint file %s cannot be read: %s", k->file, strerror(errno));
+  if (!f && (errno != ENOENT || in_store)) {
+    /* Checkpoints in the store and no file: the copy outside the store, which a rewrite of the
+     * store cannot reach, is gone. */
+    tt_audit_walk_problem(&k->walk, 0, "the checkpoint file %s cannot be read (%s), though the store holds %u "
+                                       "checkpoints",
+                          k->file, strerror(errno), in_store);
   } else if (f) {
     char line[TT_AUDIT_CP_LINE_MAX + 2];
     k->lines = 0;
-    while (rc == 0 && fgets(line, sizeof(line), f)) rc = add_line(k, "the checkpoint file", line);
+    while (rc == 0 && fgets(line, sizeof(line), f))
+      rc = tt_audit_anchors_add(&k->anchors, &k->walk, k->ca, "the checkpoint file", ++k->lines, line);
     fclose(f);
     if (rc) return rc;
   }
-  /* The file and the store hold the same checkpoints: each counts once. */
-  if (k->nanchors) qsort(k->anchors, k->nanchors, sizeof(*k->anchors), anchor_cmp);
-  size_t n = 0;
-  for (size_t i = 0; i < k->nanchors; i++)
-    if (n == 0 || anchor_cmp(&k->anchors[n - 1], &k->anchors[i]) != 0) k->anchors[n++] = k->anchors[i];
-  k->nanchors = n;
-  tt_audit_walk_anchors(&k->walk, k->anchors, n);
+  tt_audit_anchors_finish(&k->anchors, &k->walk);
   return store_audit_walk(s, &k->walk);
+}
+
+/* ---- the one-time rechain to format 2 ------------------------------------------------------ */
+
+static int rechain_sign(void *ctx, tt_audit_checkpoint_t *cp, char *line, size_t cap) {
+  broker_t *b = ctx;
+  cp->ts_ms = (int64_t)broker_unix_ms();
+  int rc = tt_audit_checkpoint_sign(cp, b->cp_key, b->cp_cert);
+  return rc ? rc : tt_audit_checkpoint_format(cp, line, cap);
+}
+
+/* The rechain and cut lines in the store that the checkpoint file lacks (a crash between
+ * the commit and the append, a full disk) go to the file now: an offline check reads only it. */
+typedef struct {
+  char **lines;
+  size_t n, cap;
+} lines_t;
+
+static bool special(const char *line) {
+  return strncmp(line, "tether-audit-rechain ", 21) == 0 || strncmp(line, "tether-audit-cut ", 17) == 0;
+}
+
+static int collect_special(void *ctx, const char *line) {
+  lines_t *l = ctx;
+  if (!special(line)) return 0;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 8;
+    char **n = realloc(l->lines, cap * sizeof(*n));
+    if (!n) return TT_ENOMEM;
+    l->lines = n;
+    l->cap = cap;
+  }
+  if (!(l->lines[l->n] = strdup(line))) return TT_ENOMEM;
+  l->n++;
+  return 0;
+}
+
+static void sync_special_lines(broker_t *b, broker_store_t *s) {
+  lines_t st = {0}, in_file = {0};
+  if (store_checkpoints(s, collect_special, &st) != 0 || st.n == 0) goto out;
+  FILE *f = fopen(b->checkpoint_file, "re");
+  if (f) {
+    char line[TT_AUDIT_CP_LINE_MAX + 2];
+    while (fgets(line, sizeof(line), f))
+      if (collect_special(&in_file, line)) break;
+    fclose(f);
+  }
+  for (size_t i = 0; i < st.n; i++) {
+    bool found = false;
+    for (size_t j = 0; j < in_file.n && !found; j++) found = strcmp(st.lines[i], in_file.lines[j]) == 0;
+    if (found) continue;
+    int rc = append_line(b->checkpoint_file, st.lines[i]);
+    if (rc) TT_ERROR("audit", "line not written to the checkpoint file", "file=%s err=%s", b->checkpoint_file,
+                     tt_strerror(rc));
+    else TT_WARN("audit", "a line the checkpoint file lacked was added from the store", "file=%s", b->checkpoint_file);
+  }
+out:
+  for (size_t i = 0; i < st.n; i++) free(st.lines[i]);
+  for (size_t i = 0; i < in_file.n; i++) free(in_file.lines[i]);
+  free(st.lines);
+  free(in_file.lines);
+}
+
+int broker_audit_rechain(broker_t *b, broker_store_t *s) {
+  sync_special_lines(b, s);
+  int64_t old = 0;
+  int rc = store_audit_format1(s, &old);
+  if (rc || old == 0) return rc;
+  broker_audit_check_t *k = calloc(1, sizeof(*k));
+  tt_audit_checkpoint_t *cp = calloc(1, sizeof(*cp));
+  char *line = malloc(TT_AUDIT_CP_LINE_MAX);
+  rc = TT_ENOMEM;
+  if (!k || !cp || !line) goto out;
+  k->ca = b->ca_cert;
+  k->file = b->checkpoint_file;
+  tt_audit_walk_init(&k->walk, NULL, 0);
+  rc = broker_audit_check(s, k);
+  if (rc) goto out;
+  if (k->walk.first_bad || k->walk.nproblems) {
+    /* Re-hashing a damaged chain would launder the damage under a fresh signature. */
+    TT_ERROR("audit", "audit chain damaged: left in format 1", "entries=%" PRId64 " first_bad=%" PRId64 " problem=\"%s\"",
+             k->walk.count, k->walk.first_bad, k->walk.nproblems ? k->walk.problems[0] : "");
+    rc = 0;
+    goto out;
+  }
+  rc = store_audit_rechain(s, rechain_sign, b, cp, line, TT_AUDIT_CP_LINE_MAX);
+  if (rc) {
+    TT_ERROR("audit", "audit chain not re-hashed", "err=%s", tt_errname(rc));
+    goto out;
+  }
+  int frc = append_line(b->checkpoint_file, line);
+  if (frc) TT_ERROR("audit", "rechain line not written to its file", "file=%s err=%s", b->checkpoint_file, tt_strerror(frc));
+  char from[TT_HEX_CAP(32)], to[TT_HEX_CAP(32)];
+  tt_hex(from, sizeof(from), cp->from, 32);
+  tt_hex(to, sizeof(to), cp->head, 32);
+  TT_INFO("audit", "audit chain re-hashed in format 2", "entries=%" PRId64 " format1=%" PRId64 " from=%s to=%s",
+          cp->entries, old, from, to);
+out:
+  if (k) tt_audit_anchors_free(&k->anchors);
+  free(k);
+  free(cp);
+  free(line);
+  return rc;
 }

@@ -41,6 +41,12 @@ typedef struct {
   int64_t sla_resolution_ms[4];
   /* Reports: time waiting on the employee (consent, a reply) is off the SLA clock. */
   bool sla_exclude_waiting;
+  /* The SIEM feed (records/siem.c): "" = off. */
+  char siem_target[300];
+  char siem_format[16];
+  char siem_ca[512];
+  char siem_server_name[256];
+  int64_t retention_sweep_ms; /* how often the retention sweep runs */
   /* Sessions: a grant lasts this long unless the technician asks for another duration
    * (at most session_max). */
   int64_t session_duration_ms;
@@ -61,6 +67,7 @@ typedef struct relay_s relay_t;
 typedef struct broker_frontdoor_s broker_frontdoor_t;
 typedef struct broker_fd_addr_s broker_fd_addr_t;
 typedef struct broker_signer_s broker_signer_t;
+typedef struct broker_siem_s broker_siem_t;
 
 typedef enum {
   BROKER_CONN_HANDSHAKE = 0, /* TLS in progress */
@@ -136,6 +143,11 @@ typedef struct broker_conn_s {
 struct broker_s {
   uv_loop_t *loop;
   broker_cfg_t cfg;
+  char hostname[256];     /* this machine's, for the SIEM feed's messages */
+  uint64_t started_ms;    /* unix ms */
+  broker_siem_t *siem;    /* records/siem.c, NULL when off */
+  uv_timer_t retention_timer; /* records/retention.c: a sweep every retention.sweep_interval */
+  bool retention_sweeping;
   tt_tls_ctx_t *tls;
   tt_tls_limits_t limits;
   uv_tcp_t listener;
@@ -235,6 +247,12 @@ void broker_audit_rec(store_audit_rec_t *a, const char *actor, const char *actio
 #define AUDIT_END ((const char *)NULL)
 /* A key spelled "?key" is written (as "key") only when its value is not empty: "?via",
  * c->via marks what a person did through the ssh gateway, and nothing otherwise. */
+/* At start, before the store thread takes s: a chain with entries of format 1 (hashed in the
+ * clear) is checked against its checkpoints and, intact, hashed again in format 2 with one
+ * signed rechain line into the store and the checkpoint file. A damaged chain is left as it
+ * is (logged): new entries are format 2 on top of it, and `audit verify` names the damage.
+ * Non-zero only when the store failed. */
+int broker_audit_rechain(broker_t *b, broker_store_t *s);
 /* Log the audit chain's head (id and hash): an anchor outside the database. */
 void broker_audit_log_head(broker_t *b, const char *when);
 /* Sign the chain's head as it stands after everything queued so far, into the store, the
@@ -245,8 +263,7 @@ void broker_audit_checkpoint(broker_t *b, const char *when, bool only_if_grown);
 typedef struct {
   X509 *ca;
   const char *file;
-  tt_audit_anchor_t *anchors;
-  size_t nanchors, cap;
+  tt_audit_anchors_t anchors;
   unsigned lines;
   tt_audit_walk_t walk;
 } broker_audit_check_t;
@@ -295,6 +312,29 @@ typedef struct {
 } broker_key_part_t;
 void broker_page_key(uint8_t out[32], const broker_key_part_t *parts, size_t n);
 
+/* records/siem.c: the SIEM feed. Start (after the store service): "" target = off; err says
+ * what is wrong with the configuration. Stop closes the connection (before the loop ends);
+ * free after the loop. */
+int broker_siem_start(broker_t *b, char *err, size_t errlen);
+void broker_siem_stop(broker_t *b);
+void broker_siem_free(broker_t *b);
+typedef struct {
+  char target[320];
+  const char *format;   /* NULL: no feed */
+  bool up;
+  int64_t acked, head;  /* the last entry the collector acknowledged; the chain's last */
+  uint64_t down_since_ms, connects, sent;
+  char error[160];
+} broker_siem_status_t;
+void broker_siem_status(broker_t *b, broker_siem_status_t *out);
+/* records/retention.c: tether retention show | set | sweep; the timer's sweep. */
+int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__RetentionRequest *q);
+void broker_retention_tick(broker_t *b);
+/* audit.c: one whole line appended (and fsynced) to the checkpoint file. */
+int broker_audit_append_line(broker_t *b, const char *line);
+/* records/status.c: tether status (admins). */
+int broker_status_request(broker_conn_t *c, uint32_t id);
+
 /* records/report.c: tether report sla | activity (admins). */
 int broker_report_request(broker_conn_t *c, uint32_t id, const Tether__ReportRequest *q);
 
@@ -314,6 +354,8 @@ void *broker_creq_new(broker_conn_t *c, uint32_t id, size_t size, store_lane_t l
  * store's queue is half full), answer the request busy and free it. Returns what a request
  * handler returns (non-zero closes the connection). */
 int broker_creq_submit(void *x);
+/* The same for a request that owns more than its own block: free_fn frees it on refusal. */
+int broker_creq_submit_free(void *x, void (*free_fn)(void *x));
 /* In the completion: release the hold; the connection if it is still there to answer. */
 broker_conn_t *broker_creq_conn(void *x);
 /* Queue a write nobody waits for (its failure is logged), e.g. a device last seen. */

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -76,6 +77,16 @@ static const tt_conf_opt_t broker_opts[] = {
         365ll * 86400000, "4h", "... priority urgent"),
     OPT("sla.exclude_waiting", "sla-exclude-waiting", TT_CONF_BOOL, sla_exclude_waiting, 0, 0, "false",
         "reports: time waiting on the employee (for consent, for a reply) does not count against the SLA"),
+    OPT("siem.target", "siem-target", TT_CONF_STR, siem_target, 0, 299, NULL,
+        "SIEM feed: tls://HOST:PORT of a syslog collector (RFC 5425); every audit entry goes there once, in order"),
+    OPT("siem.format", "siem-format", TT_CONF_STR, siem_format, 1, 15, "rfc5424",
+        "SIEM feed: rfc5424, cef or jsonl (each message framed as RFC 5425 says)"),
+    OPT("siem.ca", "siem-ca", TT_CONF_STR, siem_ca, 0, 511, NULL,
+        "SIEM feed: the CA certificate (PEM) the collector's certificate must chain to"),
+    OPT("siem.server_name", "siem-server-name", TT_CONF_STR, siem_server_name, 0, 255, NULL,
+        "SIEM feed: the name or IP the collector's certificate must carry (default: the target's host)"),
+    OPT("retention.sweep_interval", "retention-sweep-interval", TT_CONF_DURATION, retention_sweep_ms, 1000,
+        7ll * 86400000, "1h", "how often what retention expired is removed (also: tether retention sweep)"),
     OPT("session.duration", "session-duration", TT_CONF_DURATION, session_duration_ms, 10000,
         (int64_t)TT_SESSION_DURATION_MAX_MS, "30m", "how long a consented session lasts unless asked otherwise"),
     OPT("session.max", "session-max", TT_CONF_DURATION, session_max_ms, 10000,
@@ -126,13 +137,16 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_close((uv_handle_t *)&b->heartbeat, NULL);
   uv_close((uv_handle_t *)&b->sweep, NULL);
   uv_close((uv_handle_t *)&b->checkpoint_timer, NULL);
+  uv_close((uv_handle_t *)&b->retention_timer, NULL);
   uv_close((uv_handle_t *)&b->sigint, NULL);
   uv_close((uv_handle_t *)&b->sigterm, NULL);
+  broker_siem_stop(b);
   broker_close_all(b);
   broker_signer_stop(b);
 }
 
 static void checkpoint_cb(uv_timer_t *t) { broker_audit_checkpoint(t->data, "periodic", true); }
+static void retention_cb(uv_timer_t *t) { broker_retention_tick(t->data); }
 
 static int check_cfg(const broker_cfg_t *c) {
   const char *missing = !c->ca[0] ? "tls.ca (--ca)" : !c->cert[0] ? "tls.cert (--cert)"
@@ -227,6 +241,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: cannot prepare sessions (the recordings directory under %s)\n", b.cfg.data_dir);
     return 1;
   }
+  /* A store from before audit format 2 has its chain hashed again, once (audit.c). */
+  if (broker_audit_rechain(&b, b.store)) {
+    fprintf(stderr, "tether-broker: could not re-hash the audit chain (see the log)\n");
+    return 1;
+  }
   size_t ndevices = store_device_count(b.store);
   char tickets[600];
   snprintf(tickets, sizeof(tickets), "%s/tickets.key", b.cfg.data_dir);
@@ -243,6 +262,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   b.store = NULL; /* the store thread's from here */
+  if (gethostname(b.hostname, sizeof(b.hostname) - 1) != 0) snprintf(b.hostname, sizeof(b.hostname), "-");
+  b.started_ms = broker_unix_ms();
+  if (broker_siem_start(&b, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: %s\n", err);
+    return 2;
+  }
   b.limits = (tt_tls_limits_t){
       .handshake_ms = (uint64_t)b.cfg.handshake_timeout_ms,
       .idle_ms = 0, /* idle peers are found on the broker's one wheel, not by a timer each */
@@ -292,6 +317,10 @@ int main(int argc, char **argv) {
   b.checkpoint_timer.data = &b;
   uv_timer_start(&b.checkpoint_timer, checkpoint_cb, (uint64_t)b.cfg.checkpoint_interval_ms,
                  (uint64_t)b.cfg.checkpoint_interval_ms);
+  uv_timer_init(b.loop, &b.retention_timer);
+  b.retention_timer.data = &b;
+  uv_timer_start(&b.retention_timer, retention_cb, (uint64_t)b.cfg.retention_sweep_ms,
+                 (uint64_t)b.cfg.retention_sweep_ms);
   uv_run(b.loop, UV_RUN_DEFAULT);
   broker_sessions_free(&b); /* may still write session-end entries: before "stop" */
   broker_frontdoor_flush(&b); /* refusals held back for a summary */
@@ -301,6 +330,7 @@ int main(int argc, char **argv) {
   broker_audit_log_head(&b, "stop");
   uv_run(b.loop, UV_RUN_DEFAULT); /* the store's loop handle closes */
   rc = uv_loop_close(b.loop);
+  broker_siem_free(&b);
   tt_tls_ctx_free(b.tls);
   revoked_free(&b);
   X509_free(b.cp_cert);

@@ -17,7 +17,11 @@ void *broker_creq_new(broker_conn_t *c, uint32_t id, size_t size, store_lane_t l
   return x;
 }
 
-int broker_creq_submit(void *p) {
+static void plain_free(void *p) { free(p); }
+
+int broker_creq_submit(void *p) { return broker_creq_submit_free(p, plain_free); }
+
+int broker_creq_submit_free(void *p, void (*free_fn)(void *)) {
   broker_creq_t *x = p;
   broker_conn_t *c = x->c;
   int rc = TT_EBUSY;
@@ -30,7 +34,7 @@ int broker_creq_submit(void *p) {
   }
   TT_WARN("broker", "store request refused", "what=%s err=%s", x->req.what, tt_errname(rc));
   uint32_t id = x->id;
-  free(x);
+  free_fn(x);
   return broker_reply_error(c, id, TT_EBUSY, "the broker is busy, try again shortly");
 }
 

@@ -7,7 +7,10 @@
 #include <string.h>
 #include <time.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/x509_vfy.h>
+#include "tt/limits.h"
 #include "tt/cert.h"
 
 #include "tt/audit.h"
@@ -47,16 +50,128 @@ int tt_audit_hash(const uint8_t prev[32], int64_t id, int64_t ts_ms,
   return 0;
 }
 
+/* ---- format 2 ----------------------------------------------------------------------------- */
+
+/* A JSON string as the broker writes it, from the opening quote: its text (escapes kept) and
+ * what follows it; NULL if it is not one. */
+static const char *jstr(const char *p, const char **text, size_t *len) {
+  if (*p != '"') return NULL;
+  const char *s = ++p;
+  for (; *p && *p != '"'; p++) {
+    if ((unsigned char)*p < 0x20) return NULL; /* never raw in the broker's JSON */
+    if (*p == '\\' && !*++p) return NULL;
+  }
+  if (*p != '"') return NULL;
+  *text = s;
+  *len = (size_t)(p - s);
+  return p + 1;
+}
+
+size_t tt_audit_split(const char *actor, const char *target, const char *detail,
+                      tt_audit_pair_t out[TT_AUDIT_VALUES_MAX]) {
+  out[0] = (tt_audit_pair_t){"actor", actor, 5, strlen(actor)};
+  out[1] = (tt_audit_pair_t){"target", target, 6, strlen(target)};
+  size_t n = 2;
+  const char *p = detail;
+  bool ok = *p == '{';
+  if (ok) p++;
+  if (ok && *p == '}') {
+    p++;
+  } else {
+    while (ok) {
+      tt_audit_pair_t *q = &out[n];
+      if (n >= TT_AUDIT_VALUES_MAX || !(p = jstr(p, &q->key, &q->klen)) || *p++ != ':' ||
+          !(p = jstr(p, &q->val, &q->vlen))) {
+        ok = false;
+        break;
+      }
+      n++;
+      if (*p == '}') {
+        p++;
+        break;
+      }
+      if (*p++ != ',') ok = false;
+    }
+  }
+  if (!ok || *p) { /* not the broker's flat object: the whole of it is one value */
+    out[2] = (tt_audit_pair_t){TT_AUDIT_WHOLE_DETAIL, detail, 1, strlen(detail)};
+    n = 3;
+  }
+  return n;
+}
+
+int tt_audit_value_digest(const uint8_t salt[TT_AUDIT_SALT_LEN], uint32_t n, const char *v, size_t vlen,
+                          uint8_t out[32]) {
+  /* A value is at most an entry's detail (512 bytes): one buffer on the stack, one HMAC. A
+   * longer one (a store edited by hand) is digested all the same, so the walk can say so. */
+  uint8_t small[4 + 1024], *msg = vlen <= sizeof(small) - 4 ? small : malloc(4 + vlen);
+  if (!msg) return TT_ENOMEM;
+  msg[0] = (uint8_t)(n >> 24), msg[1] = (uint8_t)(n >> 16), msg[2] = (uint8_t)(n >> 8), msg[3] = (uint8_t)n;
+  if (vlen) memcpy(msg + 4, v, vlen);
+  unsigned int outlen = 0;
+  unsigned char *ok = HMAC(EVP_sha256(), salt, TT_AUDIT_SALT_LEN, msg, 4 + vlen, out, &outlen);
+  if (msg != small) free(msg);
+  if (!ok || outlen != 32) {
+    TT_ERROR("audit", "hmac failed", "op=%s", "audit_value_digest");
+    return TT_EIO;
+  }
+  return 0;
+}
+
+int tt_audit_value_new(uint32_t n, const char *v, size_t vlen, tt_audit_value_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (RAND_bytes(out->salt, TT_AUDIT_SALT_LEN) != 1) {
+    TT_ERROR("audit", "no random bytes for a salt", "op=%s", "audit_value_new");
+    return TT_EIO;
+  }
+  out->has_salt = true;
+  return tt_audit_value_digest(out->salt, n, v, vlen, out->digest);
+}
+
+static int put_len(EVP_MD_CTX *md, size_t n) {
+  uint8_t len[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+  return EVP_DigestUpdate(md, len, sizeof len);
+}
+
+int tt_audit_hash2(const uint8_t prev[32], int64_t id, int64_t ts_ms, const char *action, size_t alen,
+                   const tt_audit_pair_t *p, const tt_audit_value_t *v, size_t n, uint8_t out[32]) {
+  static const char tag[] = "tether-audit-2"; /* and its NUL */
+  uint8_t hdr[16];
+  put_be64(hdr, (uint64_t)id);
+  put_be64(hdr + 8, (uint64_t)ts_ms);
+  unsigned int outlen = 0;
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(md, tag, sizeof tag) == 1 &&
+           EVP_DigestUpdate(md, prev, 32) == 1 && EVP_DigestUpdate(md, hdr, sizeof hdr) == 1 &&
+           put_len(md, alen) == 1 && (alen == 0 || EVP_DigestUpdate(md, action, alen) == 1) && put_len(md, n) == 1;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = put_len(md, p[i].klen) == 1 && (p[i].klen == 0 || EVP_DigestUpdate(md, p[i].key, p[i].klen) == 1) &&
+         EVP_DigestUpdate(md, v[i].digest, 32) == 1;
+  ok = ok && EVP_DigestFinal_ex(md, out, &outlen) == 1 && outlen == 32;
+  EVP_MD_CTX_free(md);
+  if (!ok) {
+    TT_ERROR("audit", "sha256 failed", "op=%s", "audit_hash2");
+    return TT_EIO;
+  }
+  return 0;
+}
+
 /* ---- signed checkpoints ------------------------------------------------------------------ */
 
 
 /* What is signed: the line's fields before the certificate, so that nothing else can be
  * taken for a checkpoint. */
 static int cp_message(const tt_audit_checkpoint_t *cp, char *out, size_t cap) {
-  char hex[TT_HEX_CAP(32)];
+  char hex[TT_HEX_CAP(32)], from[TT_HEX_CAP(32)];
   tt_hex(hex, sizeof(hex), cp->head, sizeof(cp->head));
-  int n = snprintf(out, cap, "tether-audit-checkpoint 1 %lld %s %lld", (long long)cp->entries, hex,
-                   (long long)cp->ts_ms);
+  tt_hex(from, sizeof(from), cp->from, sizeof(cp->from));
+  int n = cp->kind == TT_AUDIT_CP_CUT
+              ? snprintf(out, cap, "tether-audit-cut 1 %lld %s %lld", (long long)cp->entries, hex, (long long)cp->ts_ms)
+          : cp->kind == TT_AUDIT_CP_RECHAIN
+              ? snprintf(out, cap, "tether-audit-rechain 1 %lld %s %s %lld", (long long)cp->entries, from, hex,
+                         (long long)cp->ts_ms)
+              : snprintf(out, cap, "tether-audit-checkpoint 1 %lld %s %lld", (long long)cp->entries, hex,
+                         (long long)cp->ts_ms);
   return n < 0 || (size_t)n >= cap ? TT_ETOOBIG : n;
 }
 
@@ -70,7 +185,7 @@ int tt_audit_checkpoint_sign(tt_audit_checkpoint_t *cp, EVP_PKEY *key, X509 *cer
   memcpy(cp->cert, der, (size_t)dlen);
   cp->cert_len = (size_t)dlen;
   OPENSSL_free(der);
-  char msg[160];
+  char msg[256];
   int n = cp_message(cp, msg, sizeof(msg));
   if (n < 0) return n;
   EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -87,7 +202,7 @@ int tt_audit_checkpoint_sign(tt_audit_checkpoint_t *cp, EVP_PKEY *key, X509 *cer
 }
 
 int tt_audit_checkpoint_format(const tt_audit_checkpoint_t *cp, char *out, size_t cap) {
-  char msg[160];
+  char msg[256];
   int n = cp_message(cp, msg, sizeof(msg));
   if (n < 0) return n;
   char b64[4 * ((TT_AUDIT_CP_CERT_MAX + 2) / 3) + 1];
@@ -107,9 +222,24 @@ int tt_audit_checkpoint_parse(const char *line, tt_audit_checkpoint_t *cp) {
   char buf[TT_AUDIT_CP_LINE_MAX + 1];
   memcpy(buf, line, len + 1);
   while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
-  char *save = NULL, *tok[8];
+  char *save = NULL, *all[9];
+  const char *tok[7];
   int n = 0;
-  for (char *t = strtok_r(buf, " ", &save); t && n < 8; t = strtok_r(NULL, " ", &save)) tok[n++] = t;
+  for (char *t = strtok_r(buf, " ", &save); t && n < 9; t = strtok_r(NULL, " ", &save)) all[n++] = t;
+  if (n == 8 && strcmp(all[0], "tether-audit-rechain") == 0 && strlen(all[3]) == 64) {
+    /* A checkpoint's fields with FROM after ENTRIES. */
+    cp->kind = TT_AUDIT_CP_RECHAIN;
+    if (tt_unhex(cp->from, sizeof(cp->from), all[3], 64) != 32) return TT_EINVAL;
+    const char *as_cp[7] = {"tether-audit-checkpoint", all[1], all[2], all[4], all[5], all[6], all[7]};
+    memcpy(tok, as_cp, sizeof(tok));
+    n = 7;
+  } else if (n == 7 && strcmp(all[0], "tether-audit-cut") == 0) {
+    cp->kind = TT_AUDIT_CP_CUT;
+    const char *as_cp[7] = {"tether-audit-checkpoint", all[1], all[2], all[3], all[4], all[5], all[6]};
+    memcpy(tok, as_cp, sizeof(tok));
+  } else {
+    for (int i = 0; i < 7 && i < n; i++) tok[i] = all[i];
+  }
   if (n != 7 || strcmp(tok[0], "tether-audit-checkpoint") != 0 ||
       strcmp(tok[1], "1") != 0 || strlen(tok[3]) != 64)
     return TT_EINVAL;
@@ -147,7 +277,7 @@ int tt_audit_checkpoint_verify(const tt_audit_checkpoint_t *cp, X509 *ca, char *
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   int rc = TT_EIO;
   tt_identity_t id;
-  char msg[160];
+  char msg[256];
   int n = cp_message(cp, msg, sizeof(msg));
   if (!cert || (size_t)(p - cp->cert) != cp->cert_len) {
     snprintf(why, cap, "its certificate cannot be read");
@@ -235,9 +365,9 @@ void tt_audit_walk_problem(tt_audit_walk_t *w, int64_t bad_id, const char *fmt, 
 }
 
 
-int tt_audit_walk_entry(tt_audit_walk_t *w, int64_t id, int64_t ts_ms,
-                        const char *const field[TT_AUDIT_NFIELDS], const size_t flen[TT_AUDIT_NFIELDS],
-                        const uint8_t *prev_hash, const uint8_t *hash) {
+/* An entry whose hash, recomputed from what it says, is h: its place in the chain. */
+static void walk_link(tt_audit_walk_t *w, int64_t id, const uint8_t h[32], const uint8_t *prev_hash,
+                      const uint8_t *hash) {
   int64_t expect = w->last_id + 1;
   bool gap = id > expect;
   if (gap) {
@@ -247,12 +377,9 @@ int tt_audit_walk_entry(tt_audit_walk_t *w, int64_t id, int64_t ts_ms,
     tt_audit_walk_problem(w, id, "entry %lld is out of order (after entry %lld)", (long long)id,
                           (long long)w->last_id);
   }
-  uint8_t h[32];
-  int rc = tt_audit_hash(prev_hash ? prev_hash : w->prev, id, ts_ms, field, flen, h);
-  if (rc) return rc;
   if (!hash || !prev_hash || memcmp(h, hash, 32) != 0)
     tt_audit_walk_problem(w, id, "entry %lld was edited: its hash does not match what it says", (long long)id);
-  else if (!gap && id == expect && memcmp(prev_hash, w->prev, 32) != 0 && w->count > 0)
+  else if (!gap && id == expect && memcmp(prev_hash, w->prev, 32) != 0 && (w->count > 0 || w->based))
     tt_audit_walk_problem(w, id - 1, "entry %lld was edited or replaced: entry %lld does not link to it",
                           (long long)(id - 1), (long long)id);
   else if (!gap && id == 1 && memcmp(prev_hash, (uint8_t[32]){0}, 32) != 0)
@@ -276,6 +403,45 @@ int tt_audit_walk_entry(tt_audit_walk_t *w, int64_t id, int64_t ts_ms,
   else memset(w->prev, 0xff, sizeof(w->prev));
   w->last_id = id > w->last_id ? id : w->last_id;
   w->count++;
+}
+
+int tt_audit_walk_entry(tt_audit_walk_t *w, int64_t id, int64_t ts_ms,
+                        const char *const field[TT_AUDIT_NFIELDS], const size_t flen[TT_AUDIT_NFIELDS],
+                        const uint8_t *prev_hash, const uint8_t *hash) {
+  if (w->based && id <= w->base) return 0; /* pruned, and not yet deleted */
+  uint8_t h[32];
+  int rc = tt_audit_hash(prev_hash ? prev_hash : w->prev, id, ts_ms, field, flen, h);
+  if (rc) return rc;
+  walk_link(w, id, h, prev_hash, hash);
+  return 0;
+}
+
+int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const char *action, size_t alen,
+                         const tt_audit_pair_t *p, const tt_audit_value_t *v, size_t n, const uint8_t *prev_hash,
+                         const uint8_t *hash) {
+  if (w->based && id <= w->base) return 0; /* pruned, and not yet deleted */
+  /* A value must be what its digest says under its salt: an edit shows here. A value without
+   * its salt is an edit too: nothing erases values yet, and when erasure comes, each erasure
+   * entry will commit to the digests it released, for the walk to check. */
+  for (size_t i = 0; i < n; i++) {
+    if (!v[i].has_salt) {
+      tt_audit_walk_problem(w, id, "entry %lld was edited: its %.*s lost its salt", (long long)id,
+                            (int)(p[i].klen > 40 ? 40 : p[i].klen), p[i].key);
+      break;
+    }
+    uint8_t d[32];
+    int rc = tt_audit_value_digest(v[i].salt, (uint32_t)i, p[i].val, p[i].vlen, d);
+    if (rc) return rc;
+    if (memcmp(d, v[i].digest, 32) != 0) {
+      tt_audit_walk_problem(w, id, "entry %lld was edited: its %.*s is not the value it was written with",
+                            (long long)id, (int)(p[i].klen > 40 ? 40 : p[i].klen), p[i].key);
+      break;
+    }
+  }
+  uint8_t h[32];
+  int rc = tt_audit_hash2(prev_hash ? prev_hash : w->prev, id, ts_ms, action, alen, p, v, n, h);
+  if (rc) return rc;
+  walk_link(w, id, h, prev_hash, hash);
   return 0;
 }
 
@@ -289,4 +455,113 @@ void tt_audit_walk_finish(tt_audit_walk_t *w) {
                         "the tail was cut off: the log ends at entry %lld, but the checkpoint of %s covers %lld entries",
                         (long long)w->last_id, t, (long long)a->entries);
   w->next_anchor = w->nanchors;
+}
+
+/* ---- anchors ------------------------------------------------------------------------------ */
+
+static int anchor_cmp(const void *a, const void *b) {
+  const tt_audit_anchor_t *x = a, *y = b;
+  if (x->entries != y->entries) return x->entries < y->entries ? -1 : 1;
+  return memcmp(x->head, y->head, 32);
+}
+
+int tt_audit_anchors_add(tt_audit_anchors_t *k, tt_audit_walk_t *w, X509 *ca, const char *where, unsigned lineno,
+                         const char *line) {
+  tt_audit_checkpoint_t cp;
+  char why[160];
+  if (tt_audit_checkpoint_parse(line, &cp)) {
+    tt_audit_walk_problem(w, 0, "%s: line %u is not a checkpoint", where, lineno);
+    return 0;
+  }
+  if (tt_audit_checkpoint_verify(&cp, ca, why, sizeof(why))) {
+    tt_audit_walk_problem(w, 0, "%s: the checkpoint for %lld entries is forged: %s", where, (long long)cp.entries,
+                          why);
+    return 0;
+  }
+  tt_audit_anchor_t a = {.entries = cp.entries, .ts_ms = cp.ts_ms};
+  memcpy(a.head, cp.head, 32);
+  if (cp.kind == TT_AUDIT_CP_RECHAIN) {
+    if (!k->rechained || cp.ts_ms > k->rechain.ts_ms) {
+      k->rechain = a;
+      memcpy(k->rechain_from, cp.from, 32);
+    }
+    k->rechained = true;
+    return 0;
+  }
+  if (cp.kind == TT_AUDIT_CP_CUT) {
+    if (!k->cut || cp.entries > k->cut_at.entries) k->cut_at = a;
+    k->cut = true;
+    return 0;
+  }
+  if (k->n >= TT_AUDIT_CHECKPOINTS_MAX) return TT_ETOOBIG;
+  if (k->n == k->cap) {
+    size_t cap = k->cap ? 2 * k->cap : 64;
+    tt_audit_anchor_t *n = realloc(k->a, cap * sizeof(*n));
+    if (!n) return TT_ENOMEM;
+    k->a = n;
+    k->cap = cap;
+  }
+  k->a[k->n++] = a;
+  return 0;
+}
+
+void tt_audit_anchors_finish(tt_audit_anchors_t *k, tt_audit_walk_t *w) {
+  size_t n = 0;
+  /* Checkpoints signed before the rechain anchored format 1 hashes: the rechain, signed once
+   * the chain they anchored was found intact, stands for them. */
+  for (size_t i = 0; i < k->n; i++) {
+    const tt_audit_anchor_t *a = &k->a[i];
+    if (!k->rechained || a->ts_ms >= k->rechain.ts_ms) {
+      k->a[n++] = *a;
+      continue;
+    }
+    /* Signed before the rechain: it cannot anchor a format 2 hash, but it still says how long
+     * the chain was then, and at the rechain's length what its head was. */
+    char t[32];
+    when(a->ts_ms, t, sizeof(t));
+    if (a->entries > k->rechain.entries)
+      tt_audit_walk_problem(w, k->rechain.entries + 1,
+                            "the log was cut before it was re-hashed: the checkpoint of %s covered %lld entries, the "
+                            "re-hash only %lld",
+                            t, (long long)a->entries, (long long)k->rechain.entries);
+    else if (a->entries == k->rechain.entries && memcmp(a->head, k->rechain_from, 32) != 0)
+      tt_audit_walk_problem(w, a->entries,
+                            "the chain was rewritten before it was re-hashed: entry %lld is not the one the checkpoint "
+                            "of %s signed",
+                            (long long)a->entries, t);
+  }
+  k->n = n;
+  /* A cut: what it pruned is not walked, and what anchored it cannot be checked; the walk
+   * starts after it, linked to the head it signed. */
+  if (k->cut) {
+    if (k->rechained && k->rechain.entries <= k->cut_at.entries) k->rechained = false;
+    n = 0;
+    for (size_t i = 0; i < k->n; i++)
+      if (k->a[i].entries > k->cut_at.entries) k->a[n++] = k->a[i];
+    k->n = n;
+    w->base = w->last_id = k->cut_at.entries;
+    memcpy(w->prev, k->cut_at.head, 32);
+    w->based = true;
+  }
+  if (k->rechained) {
+    if (k->n == k->cap) {
+      tt_audit_anchor_t *a = realloc(k->a, (k->cap + 1) * sizeof(*a));
+      if (a) {
+        k->a = a;
+        k->cap++;
+      }
+    }
+    if (k->n < k->cap) k->a[k->n++] = k->rechain;
+  }
+  if (k->n) qsort(k->a, k->n, sizeof(*k->a), anchor_cmp);
+  n = 0;
+  for (size_t i = 0; i < k->n; i++)
+    if (n == 0 || anchor_cmp(&k->a[n - 1], &k->a[i]) != 0) k->a[n++] = k->a[i];
+  k->n = n;
+  tt_audit_walk_anchors(w, k->a, k->n);
+}
+
+void tt_audit_anchors_free(tt_audit_anchors_t *k) {
+  free(k->a);
+  memset(k, 0, sizeof(*k));
 }

@@ -452,59 +452,59 @@ static int cmd_show(int argc, char **argv) {
 
 /* ---- audit-verify --------------------------------------------------------------------------- */
 
-static int anchor_cmp(const void *a, const void *b) {
-  const tt_audit_anchor_t *x = a, *y = b;
-  if (x->entries != y->entries) return x->entries < y->entries ? -1 : 1;
-  return memcmp(x->head, y->head, 32);
-}
-
 /* The checkpoint file: each line's signature checked against the CA; bad ones are problems. */
-static int load_anchors(const char *path, X509 *ca, tt_audit_walk_t *w, tt_audit_anchor_t **out, size_t *n) {
+static int load_anchors(const char *path, X509 *ca, tt_audit_walk_t *w, tt_audit_anchors_t *k) {
   FILE *f = fopen(path, "re");
   if (!f) return failure("%s: %s", path, strerror(errno));
-  char line[TT_AUDIT_CP_LINE_MAX + 2], why[160];
-  size_t cap = 0;
+  char line[TT_AUDIT_CP_LINE_MAX + 2];
   unsigned lineno = 0;
-  *out = NULL;
-  *n = 0;
-  while (fgets(line, sizeof line, f)) {
-    tt_audit_checkpoint_t cp;
-    lineno++;
-    if (tt_audit_checkpoint_parse(line, &cp)) {
-      tt_audit_walk_problem(w, 0, "%s: line %u is not a checkpoint", path, lineno);
-      continue;
-    }
-    if (tt_audit_checkpoint_verify(&cp, ca, why, sizeof why)) {
-      tt_audit_walk_problem(w, 0, "%s: the checkpoint for %lld entries is forged: %s", path,
-                            (long long)cp.entries, why);
-      continue;
-    }
-    if (*n >= TT_AUDIT_CHECKPOINTS_MAX) {
-      fclose(f);
-      return failure("%s: more than %u checkpoints", path, TT_AUDIT_CHECKPOINTS_MAX);
-    }
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 64;
-      tt_audit_anchor_t *a = realloc(*out, cap * sizeof **out);
-      if (!a) {
-        fclose(f);
-        return failure("out of memory");
-      }
-      *out = a;
-    }
-    (*out)[*n].entries = cp.entries;
-    memcpy((*out)[*n].head, cp.head, 32);
-    (*out)[*n].ts_ms = cp.ts_ms;
-    (*n)++;
-  }
+  int rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, f)) rc = tt_audit_anchors_add(k, w, ca, path, ++lineno, line);
   fclose(f);
-  if (*n) qsort(*out, *n, sizeof **out, anchor_cmp);
+  if (rc == TT_ETOOBIG) return failure("%s: more than %u checkpoints", path, TT_AUDIT_CHECKPOINTS_MAX);
+  if (rc) return failure("out of memory");
+  tt_audit_anchors_finish(k, w);
   return 0;
 }
 
 static int hex32(const char *s, uint8_t out[32]) {
   if (!s || strlen(s) != 64) return -1;
   return tt_unhex(out, 32, s, 64) == 32 ? 0 : -1;
+}
+
+/* Format 2: the values' salts and digests ride along. The fields' texts are NUL-free (the
+ * console escapes what is not text), so the split reads them as strings. */
+static int walk_line2(tt_audit_walk_t *w, json_t *o, int64_t id, int64_t ts, const char *const field[],
+                      const uint8_t prev[32], const uint8_t hash[32], unsigned lineno) {
+  json_t *vals = json_object_get(o, "values");
+  tt_audit_pair_t p[TT_AUDIT_VALUES_MAX];
+  tt_audit_value_t v[TT_AUDIT_VALUES_MAX];
+  size_t np = tt_audit_split(field[TT_AUDIT_ACTOR], field[TT_AUDIT_TARGET], field[TT_AUDIT_DETAIL], p);
+  if (!json_is_array(vals)) return failure("export line %u lacks its values (salts and digests)", lineno);
+  size_t nv = json_array_size(vals);
+  if (nv != np) /* an entry edited in the export: the hash will not hold either */
+    tt_audit_walk_problem(w, id, "entry %lld was edited: it has %zu values and %zu salts and digests", (long long)id,
+                          np, nv);
+  for (size_t i = 0; i < np; i++) {
+    if (i >= nv) {
+      memset(&v[i], 0, sizeof(v[i]));
+      continue;
+    }
+    json_t *x = json_array_get(vals, i);
+    const char *salt = json_string_value(json_object_get(x, "salt"));
+    memset(&v[i], 0, sizeof(v[i]));
+    if (!salt || hex32(json_string_value(json_object_get(x, "digest")), v[i].digest))
+      return failure("export line %u: value %zu lacks its salt or digest", lineno, i);
+    v[i].has_salt = salt[0] != '\0';
+    if (v[i].has_salt &&
+        (strlen(salt) != 2 * TT_AUDIT_SALT_LEN || tt_unhex(v[i].salt, TT_AUDIT_SALT_LEN, salt, strlen(salt)) !=
+                                                      (int)TT_AUDIT_SALT_LEN))
+      return failure("export line %u: value %zu has a malformed salt", lineno, i);
+    v[i].erased = (int64_t)json_integer_value(json_object_get(x, "erased"));
+  }
+  int rc = tt_audit_walk_entry2(w, id, ts, field[TT_AUDIT_ACTION], strlen(field[TT_AUDIT_ACTION]), p, v, np, prev,
+                                hash);
+  return rc ? failure("cannot hash export line %u", lineno) : 0;
 }
 
 /* One line of `tether audit --json`: the fields the hash covers, exactly as stored. */
@@ -534,6 +534,13 @@ static int walk_line(tt_audit_walk_t *w, const char *line, unsigned lineno) {
     return failure("export line %u lacks id, ts_ms, actor, action, target, detail_text, hash or prev_hash "
                    "(export it with this version's `tether audit --json`)", lineno);
   }
+  json_t *fmt = json_object_get(o, "format");
+  if (fmt && json_integer_value(fmt) == 2) {
+    rc = walk_line2(w, o, (int64_t)json_integer_value(id), (int64_t)json_integer_value(ts), field, prev, hash,
+                    lineno);
+    json_decref(o);
+    return rc;
+  }
   rc = tt_audit_walk_entry(w, (int64_t)json_integer_value(id), (int64_t)json_integer_value(ts), field, flen,
                            prev, hash);
   json_decref(o);
@@ -560,16 +567,18 @@ static int cmd_audit_verify(int argc, char **argv) {
   if (tt_pki_load_cert(o.dir != NULL ? path : o.cert, &ca, err, sizeof err) < 0)
     return failure("%s", err);
   tt_audit_walk_t w;
-  tt_audit_anchor_t *anchors = NULL;
-  size_t n = 0;
+  tt_audit_anchors_t anchors = {0};
   tt_audit_walk_init(&w, NULL, 0);
-  rc = load_anchors(o.checkpoints, ca, &w, &anchors, &n);
+  rc = load_anchors(o.checkpoints, ca, &w, &anchors);
   X509_free(ca);
-  if (rc) return rc;
-  tt_audit_walk_anchors(&w, anchors, n);
+  if (rc) {
+    tt_audit_anchors_free(&anchors);
+    return rc;
+  }
+  size_t n = anchors.n;
   FILE *f = strcmp(o.pos[0], "-") == 0 ? stdin : fopen(o.pos[0], "re");
   if (!f) {
-    free(anchors);
+    tt_audit_anchors_free(&anchors);
     return failure("%s: %s", o.pos[0], strerror(errno));
   }
   /* An entry's line is at most a few KiB; a longer one is not an export of ours. */
@@ -584,12 +593,13 @@ static int cmd_audit_verify(int argc, char **argv) {
   if (f != stdin) fclose(f);
   free(line);
   if (rc) {
-    free(anchors);
+    tt_audit_anchors_free(&anchors);
     return rc;
   }
   tt_audit_walk_finish(&w);
-  free(anchors);
+  tt_audit_anchors_free(&anchors);
   bool intact = w.first_bad == 0 && w.nproblems == 0;
+  if (w.based) printf("entries 1 to %lld were pruned by retention (a signed cut line says so)\n", (long long)w.base);
   if (intact)
     printf("audit log intact: %lld entries, %zu signed checkpoints\n", (long long)w.count, n);
   else if (w.first_bad)

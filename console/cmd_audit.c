@@ -69,6 +69,19 @@ static void entry_json(const Tether__AuditEntry *e) {
   console_json_hex(stdout, e->hash);
   fputs(",\"prev_hash\":", stdout);
   console_json_hex(stdout, e->prev_hash);
+  /* Format 2: each value's salt (empty once erased) and digest, which the hash covers. */
+  printf(",\"format\":%u", e->format ? e->format : 1);
+  if (e->format == 2) {
+    fputs(",\"values\":[", stdout);
+    for (size_t i = 0; i < e->n_values; i++) {
+      fputs(i ? ",{\"salt\":" : "{\"salt\":", stdout);
+      console_json_hex(stdout, e->values[i]->salt);
+      fputs(",\"digest\":", stdout);
+      console_json_hex(stdout, e->values[i]->digest);
+      printf(",\"erased\":%" PRIu64 "}", e->values[i]->erased);
+    }
+    fputs("]", stdout);
+  }
   fputs("}\n", stdout);
 }
 
@@ -159,7 +172,7 @@ static int verify_response(console_t *c, const Tether__Response *r) {
       if (i) fputc(',', stdout);
       console_json_bytes(stdout, v->problems[i]);
     }
-    printf("],\"more_problems\":%u}\n", v->more_problems);
+    printf("],\"more_problems\":%u,\"pruned\":%" PRIu64 "}\n", v->more_problems, v->pruned);
   } else {
     if (intact)
       printf("audit chain intact: %" PRIu64 " entr%s, %u signed checkpoint%s\n", v->count, v->count == 1 ? "y" : "ies",
@@ -176,6 +189,7 @@ static int verify_response(console_t *c, const Tether__Response *r) {
       printf("  - %s\n", line);
     }
     if (v->more_problems) printf("  ... and %u more\n", v->more_problems);
+    if (v->pruned) printf("entries 1 to %" PRIu64 " were pruned by retention (a signed cut line says so)\n", v->pruned);
   }
   fflush(stdout);
   console_finish(c, intact ? 0 : 1);

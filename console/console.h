@@ -34,6 +34,7 @@ typedef struct {
   char audit_since[64];            /* audit: ISO-8601 UTC or a duration back from now */
   char audit_device[TT_NAME_MAX + 1];
   int64_t audit_limit;
+  int64_t audit_from;              /* audit follow: the first sequence number */
   /* tickets */
   char summary[TT_TEXT_MAX + 1];
   char requester[TT_TEXT_MAX + 1];
@@ -220,7 +221,9 @@ int console_parse_kb(const char *s, uint64_t *id) TT_WUR;
 void console_duration(char *dst, size_t cap, uint64_t ms);
 
 extern const console_cmd_t console_cmd_devices;
-extern const console_cmd_t console_cmd_report_sla, console_cmd_report_activity;
+extern const console_cmd_t console_cmd_report_sla, console_cmd_report_activity, console_cmd_audit_follow,
+    console_cmd_status, console_cmd_ticket_hold, console_cmd_ticket_release, console_cmd_retention_show,
+    console_cmd_retention_set, console_cmd_retention_sweep;
 extern const console_cmd_t console_cmd_alerts, console_cmd_alert_ack, console_cmd_alert_snooze,
     console_cmd_alert_unsnooze, console_cmd_checks, console_cmd_policy_set, console_cmd_policy_unset,
     console_cmd_policy_show, console_cmd_maintenance_add, console_cmd_maintenance;

@@ -34,7 +34,7 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("token.note", "note", TT_CONF_STR, token_note, 0, TT_TEXT_MAX, NULL,
         "token new: a note kept with the token (who it is for); ticket resolve, person add: a note"),
     OPT("revoke.reason", "reason", TT_CONF_STR, revoke_reason, 0, TT_TEXT_MAX, NULL,
-        "revoke: why, for the audit log"),
+        "revoke: why, for the audit log; ticket hold: why its records are held"),
     OPT("sshkey.person", "person", TT_CONF_STR, ssh_person, 0, TT_NAME_MAX, NULL,
         "ssh-key add, list: another person's keys (admins)"),
     OPT("person.role", "role", TT_CONF_STR, person_role, 0, 15, NULL, "person add: technician or admin"),
@@ -44,6 +44,8 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("audit.device", "device", TT_CONF_STR, audit_device, 0, TT_NAME_MAX, NULL,
         "audit: only entries with this device (or person) as actor or target; tickets: only "
         "this device's; ticket new, session open: the device"),
+    OPT("audit.from", "from", TT_CONF_INT, audit_from, 0, INT64_MAX, "0",
+        "audit follow: start at this sequence number (the last one printed, plus one)"),
     OPT("audit.limit", "limit", TT_CONF_INT, audit_limit, 0, CONSOLE_AUDIT_LIMIT_MAX, "0",
         "audit: print at most this many entries (0 = all)"),
     OPT("ticket.summary", "summary", TT_CONF_STR, summary, 0, TT_TEXT_MAX, NULL,
@@ -115,13 +117,15 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_inventory,
     &console_cmd_ping,             &console_cmd_speedtest,        &console_cmd_token_new,
     &console_cmd_revoke_device,   &console_cmd_revoke_person,    &console_cmd_person_add,
-    &console_cmd_people,          &console_cmd_audit,            &console_cmd_audit_verify,
+    &console_cmd_people,          &console_cmd_audit_follow,     &console_cmd_audit,            &console_cmd_audit_verify,
     &console_cmd_alerts,          &console_cmd_alert_ack,        &console_cmd_alert_snooze,
     &console_cmd_alert_unsnooze,  &console_cmd_checks,           &console_cmd_policy_set,
     &console_cmd_policy_unset,    &console_cmd_policy_show,      &console_cmd_maintenance_add,
     &console_cmd_maintenance,     &console_cmd_ssh_key_add,      &console_cmd_ssh_key_list,
     &console_cmd_ssh_key_remove,  &console_cmd_ssh_config,       &console_cmd_report_sla,
-    &console_cmd_report_activity,
+    &console_cmd_report_activity, &console_cmd_status,         &console_cmd_retention_show,
+    &console_cmd_retention_set,   &console_cmd_retention_sweep,  &console_cmd_ticket_hold,
+    &console_cmd_ticket_release,
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 

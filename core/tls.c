@@ -13,6 +13,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/buffer.h>
@@ -75,6 +76,7 @@ struct tt_tls_ctx_s {
   bool allow_enroll;   /* server: tether-enroll/1 without a client certificate */
   bool pinned;         /* client: ca_pin instead of ca_file; offers tether-enroll/1 only */
   bool resume;         /* client: offer the newest ticket */
+  bool foreign;        /* client: a server that is not ours (TLS 1.2 too, no ALPN) */
   unsigned char pin[TLS_SHA256_LEN];
   unsigned char tk[TLS_TICKET_FILE_LEN]; /* server: name | AES key | HMAC key */
   uv_mutex_t lock;     /* guards session: new tickets and connects may be on other loops */
@@ -95,6 +97,9 @@ struct tt_tls_s {
   tt_tls_limits_t lim;
   void *data;
   size_t queued;  /* ciphertext handed to uv_write and not yet completed */
+  uint64_t wire_out; /* ciphertext handed to uv_write, in all */
+  uint64_t wire_acked_final; /* what the peer had acknowledged when the stream began to close */
+  bool acked_final;
   uint64_t trim_at;      /* no BIO trim before this (uv_now ms) */
   uint64_t mark;  /* before STREAM_OPEN: when we started; after: last byte received */
   int reason;     /* for on_close */
@@ -477,6 +482,7 @@ int tt_tls_ctx_new(tt_tls_ctx_t **out, const tt_tls_ctx_opts_t *o, char *err, si
   c->allow_enroll = o->server && o->allow_enroll;
   c->pinned = !o->server && o->ca_pin;
   c->resume = !o->server && o->resume && !c->pinned; /* enrollment never resumes */
+  c->foreign = !o->server && !c->pinned && o->foreign;
   if (c->pinned && pin_parse(o->ca_pin, c->pin) != 0) {
     rc = ctx_fail(TT_EINVAL, err, errlen, "tls: ca_pin \"%.80s\" is not sha256: and 64 hex digits",
                   o->ca_pin);
@@ -491,8 +497,12 @@ int tt_tls_ctx_new(tt_tls_ctx_t **out, const tt_tls_ctx_opts_t *o, char *err, si
   }
   c->ssl = ssl;
   SSL_CTX_set_app_data(ssl, c);
-  if (SSL_CTX_set_min_proto_version(ssl, TLS1_3_VERSION) != 1 ||
-      SSL_CTX_set_max_proto_version(ssl, TLS1_3_VERSION) != 1) {
+  /* A foreign server (a syslog collector) may speak TLS 1.2: then only ECDHE with AEAD, and
+   * no renegotiation (a collector could start one in the middle of our writes). */
+  if (c->foreign) SSL_CTX_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_set_min_proto_version(ssl, c->foreign ? TLS1_2_VERSION : TLS1_3_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(ssl, TLS1_3_VERSION) != 1 ||
+      (c->foreign && SSL_CTX_set_cipher_list(ssl, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1)) {
     ctx_err(err, errlen, "TLS 1.3");
     goto out;
   }
@@ -557,7 +567,7 @@ int tt_tls_ctx_new(tt_tls_ctx_t **out, const tt_tls_ctx_opts_t *o, char *err, si
       SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
     }
     const unsigned char *alpn = c->pinned ? tls_alpn_enroll_wire : tls_alpn_wire;
-    if (SSL_CTX_set_alpn_protos(ssl, alpn, (unsigned int)alpn[0] + 1) != 0) {
+    if (!c->foreign && SSL_CTX_set_alpn_protos(ssl, alpn, (unsigned int)alpn[0] + 1) != 0) {
       ctx_err(err, errlen, "ALPN");
       goto out;
     }
@@ -679,9 +689,15 @@ static void tls_linger_cb(uv_timer_t *t) { close_handles(t->data); }
 
 /* ---- writing --------------------------------------------------------------------- */
 
+static int wire_acked(const tt_tls_t *s, uint64_t *acked);
+
 static void tls_write_cb(uv_write_t *req, int status) {
   tls_wreq_t *w = (tls_wreq_t *)req;
   tt_tls_t *s = req->data;
+  /* A write that failed never reached the peer: what it acknowledged is taken before these
+   * bytes leave the count of those still pending. */
+  if (status < 0 && !s->closing && s->state != STREAM_CONNECTING)
+    s->acked_final = wire_acked(s, &s->wire_acked_final) == 0;
   s->queued -= w->len;
   free(w);
   if (status < 0) {
@@ -724,6 +740,7 @@ static int flush_out(tt_tls_t *s) {
       return r;
     }
     s->queued += w->len;
+    s->wire_out += w->len;
     if (s->queued >= s->lim.high_water) s->above_high = true;
   }
   /* Bytes we queue on the peer's behalf (alerts, key updates) count too: a peer that
@@ -767,7 +784,7 @@ static int handshake_done(tt_tls_t *s) {
   bool enroll = s->ctx->server ? s->enroll_offer : s->ctx->pinned;
   const unsigned char *want = enroll ? tls_alpn_enroll_wire : tls_alpn_wire;
   SSL_get0_alpn_selected(s->ssl, &p, &n);
-  if (n != want[0] || memcmp(p, want + 1, n) != 0) {
+  if (!s->ctx->foreign && (n != want[0] || memcmp(p, want + 1, n) != 0)) {
     TT_WARN("tls", "ALPN not agreed", "peer=%s want=%.*s", s->peer, (int)want[0], want + 1);
     s->failed = true;
     tt_tls_close(s, TT_ETLS);
@@ -1125,6 +1142,28 @@ int tt_tls_write(tt_tls_t *s, const void *data, size_t len) {
 
 size_t tt_tls_queued(const tt_tls_t *s) { return s->queued; }
 
+uint64_t tt_tls_wire_out(const tt_tls_t *s) { return s->wire_out; }
+
+static int wire_acked(const tt_tls_t *s, uint64_t *acked) {
+  uv_os_fd_t fd;
+  int outq = 0;
+  if (uv_fileno((const uv_handle_t *)&s->tcp, &fd) != 0) return TT_ESTATE;
+  if (ioctl(fd, SIOCOUTQ, &outq) != 0 || outq < 0) return -errno;
+  /* Bytes libuv still holds were not even sent; the kernel's queue is sent but unacknowledged
+   * or not sent yet. */
+  uint64_t pending = (uint64_t)s->queued + (uint64_t)outq;
+  *acked = s->wire_out > pending ? s->wire_out - pending : 0;
+  return 0;
+}
+
+int tt_tls_wire_acked(const tt_tls_t *s, uint64_t *acked) {
+  if (s->acked_final) {
+    *acked = s->wire_acked_final;
+    return 0;
+  }
+  return wire_acked(s, acked);
+}
+
 bool tt_tls_writable(const tt_tls_t *s) {
   return !s->closing && s->state == STREAM_OPEN && !s->above_high;
 }
@@ -1162,6 +1201,9 @@ void tt_tls_read_start(tt_tls_t *s) {
  * writes), then uv_close of both handles; on_close comes from the last close callback. */
 void tt_tls_close(tt_tls_t *s, int reason) {
   if (!s || s->closing) return;
+  /* The socket still knows what the peer acknowledged (after a reset too): keep it for a
+   * sender that counts delivery by it (tt_tls_wire_acked), before the handle goes. */
+  if (s->state != STREAM_CONNECTING && !s->acked_final) s->acked_final = wire_acked(s, &s->wire_acked_final) == 0;
   s->closing = true;
   s->reason = reason;
   s->drain_due = false;

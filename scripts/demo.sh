@@ -263,6 +263,10 @@ echo "\$ tether audit --since 10m | grep -v connect      (as admin; connects and
 $admin audit --since 10m | grep -v -E ' (connect|disconnect) ' | tail -14
 echo "\$ tether audit verify"
 $admin audit verify
+echo "\$ tether report sla --since 1d --by technician      (as admin: from the tickets' timelines)"
+$admin report sla --since 1d --by technician
+echo "\$ tether status"
+$admin status
 cat <<MSG
 
 The console is ready for technician 'alice' (and admin 'admin': $demo/admin.conf):
@@ -275,6 +279,10 @@ The console is ready for technician 'alice' (and admin 'admin': $demo/admin.conf
   scp -F $demo/ssh/config README.md $device+$tid@tether-gw1:/tmp/   # scp and sftp too
   $bin/console/tether inventory $device --table deb_packages   # no ticket: the machine's facts
   $bin/console/tether recording export $sid > $sid.cast   # asciinema play $sid.cast
+As admin (TETHER_CONFIG=$demo/admin.conf):
+  $bin/console/tether report sla --since 30d --format html > sla.html   # charts for managers
+  $bin/console/tether report activity --since 7d
+  $bin/console/tether audit follow --format cef        # the audit log as a live stream (^C to stop)
 The employee's side, on this machine:
   $bin/agent/tether-agent prompt --config $demo/agent.conf     # answer access requests
   $bin/agent/tether-agent sessions --config $demo/agent.conf   # live sessions

@@ -596,6 +596,28 @@ static int op_link(broker_store_t *s, const tt_identity_t *c, tix_change_t *x, c
   return 0;
 }
 
+/* A hold keeps the ticket's records past retention (records/retention.c): an admin's, with a
+ * reason; the timeline says who held it and why, and when it was released. */
+static int op_hold(broker_store_t *s, const tt_identity_t *c, tix_change_t *x, const char *name, bool hold,
+                   int64_t now) {
+  if (!is_admin(c)) {
+    refuse(x, TT_EDENIED, "holding a ticket's records needs the admin role");
+    return 0;
+  }
+  if (hold && !x->note[0]) {
+    refuse(x, TT_EINVAL, "say why %s is held (--reason): a legal hold, an investigation", name);
+    return 0;
+  }
+  int rc = hold ? store_hold_set(s, x->t.id, x->note, c->name, now) : store_hold_clear(s, x->t.id);
+  if (rc == -EEXIST) refuse(x, TT_EINVAL, "%s is on hold already", name);
+  else if (rc == TT_ENOTFOUND) refuse(x, TT_EINVAL, "%s is not on hold", name);
+  else if (rc) return rc;
+  if (x->err) return 0;
+  broker_text_fit(x->text, sizeof(x->text), hold ? x->note : "");
+  x->kind = hold ? "held" : "released";
+  return 0;
+}
+
 /* The ticket is read, the change worked out and written with its audit entry in one store
  * request: two updates of one ticket can never both start from the same old row. */
 typedef struct {
@@ -630,6 +652,11 @@ static int update_run(broker_store_t *s, store_req_t *r) {
   case TETHER__TICKET_OP__TICKET_LINK:
   case TETHER__TICKET_OP__TICKET_UNLINK:
     rc = op_link(s, &u->who, x, name, u->article, u->op == TETHER__TICKET_OP__TICKET_LINK, u->now_ms);
+    if (rc) return rc;
+    break;
+  case TETHER__TICKET_OP__TICKET_HOLD:
+  case TETHER__TICKET_OP__TICKET_RELEASE:
+    rc = op_hold(s, &u->who, x, name, u->op == TETHER__TICKET_OP__TICKET_HOLD, u->now_ms);
     if (rc) return rc;
     break;
   default: op_state(&u->who, x, name, u->op, u->now_ms); break;
@@ -690,6 +717,8 @@ static int on_update(broker_conn_t *c, uint32_t id, const Tether__TicketUpdateRe
       [TETHER__TICKET_OP__TICKET_REOPEN] = "ticket-reopen",
       [TETHER__TICKET_OP__TICKET_LINK] = "ticket-link",
       [TETHER__TICKET_OP__TICKET_UNLINK] = "ticket-unlink",
+      [TETHER__TICKET_OP__TICKET_HOLD] = "ticket-hold",
+      [TETHER__TICKET_OP__TICKET_RELEASE] = "ticket-release",
   };
   if ((unsigned)q->op >= sizeof(actions) / sizeof(actions[0]) || !actions[q->op])
     return broker_reply_error(c, id, TT_EINVAL, "unknown ticket operation");

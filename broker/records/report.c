@@ -66,6 +66,9 @@ typedef struct {
   uint32_t folded;
 } report_req_t;
 
+static void req_free(report_req_t *x);
+static void req_free_any(void *x) { req_free(x); }
+
 static void req_free(report_req_t *x) {
   free(x->entries);
   report_keys_free(&x->groups);
@@ -497,7 +500,7 @@ static void report_done(store_req_t *r) {
   } else if (!x->finished) {
     /* The next chunk: the connection is held again while the store has it. */
     x->h.c = c;
-    rc = broker_creq_submit(x);
+    rc = broker_creq_submit_free(x, req_free_any);
     if (rc == 0) return;
     x = NULL; /* refused and freed, the answer sent */
     goto out_conn;
@@ -553,5 +556,5 @@ int broker_report_request(broker_conn_t *c, uint32_t id, const Tether__ReportReq
   snprintf(until_s, sizeof(until_s), "%" PRId64, until);
   broker_audit(c->b, c->id.name, "report", x->kind == TETHER__REPORT_KIND__REPORT_SLA ? "sla" : "activity",
                "since_ms", since_s, "until_ms", until_s, AUDIT_END);
-  return broker_creq_submit(x);
+  return broker_creq_submit_free(x, req_free_any);
 }

@@ -862,6 +862,8 @@ static int rec_run(broker_store_t *s, store_req_t *r) {
     rec_refuse(x, TT_EDENIED, "R-%" PRId64 " was made in %s's session", rec->id, rec->person);
   else if (!rec->ended_ms)
     rec_refuse(x, TT_EBUSY, "R-%" PRId64 " is still being recorded", rec->id);
+  else if (rec->expired_ms)
+    rec_refuse(x, TT_ENOTFOUND, "R-%" PRId64 " was deleted by retention (tether retention show)", rec->id);
   /* A failed recording has no sha256 to check it by, and its file may be cut anywhere. */
   else if (rec->failed)
     rec_refuse(x, TT_EIO, "R-%" PRId64 " is incomplete: its recording failed (see the audit)", rec->id);

@@ -553,6 +553,68 @@ static const char *const g_migrations[] = {
   ") STRICT;"
   "CREATE INDEX ssh_keys_person ON ssh_keys(person, added_ms);"
   "PRAGMA user_version = 15;",
+  /* 16: audit format 2 (tt/audit.h): an entry's values are referenced, not hashed in. Each
+   * value's salt and digest live in audit_values; the chain hashes digests, so erasing a
+   * person rewrites their values and destroys those salts without breaking it. Entries written
+   * before are format 1 until the broker re-hashes the chain once (audit.c, at start). The
+   * audit is still append-only, except inside the store's own erase and rechain transactions,
+   * which open audit_gate for their writes and close it before they commit. */
+  "ALTER TABLE audit ADD COLUMN format INTEGER NOT NULL DEFAULT 1 CHECK(format IN (1, 2));"
+  "CREATE TABLE audit_values("
+  "  entry INTEGER NOT NULL,"
+  "  n INTEGER NOT NULL CHECK(n BETWEEN 0 AND 15),"
+  "  salt BLOB CHECK(salt IS NULL OR length(salt) = 16),"
+  "  digest BLOB NOT NULL CHECK(length(digest) = 32),"
+  "  erased INTEGER NOT NULL DEFAULT 0,"
+  "  PRIMARY KEY(entry, n)"
+  ") STRICT, WITHOUT ROWID;"
+  "CREATE TABLE audit_gate(one INTEGER PRIMARY KEY CHECK(one = 1), open INTEGER NOT NULL) STRICT;"
+  "INSERT INTO audit_gate VALUES(1, 0);"
+  "DROP TRIGGER audit_no_update;"
+  "DROP TRIGGER audit_no_delete;"
+  "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit WHEN (SELECT open FROM audit_gate) = 0"
+  "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+  "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit WHEN (SELECT open FROM audit_gate) = 0"
+  "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+  "CREATE TRIGGER audit_values_no_update BEFORE UPDATE ON audit_values WHEN (SELECT open FROM audit_gate) = 0"
+  "  BEGIN SELECT RAISE(ABORT, 'audit_values is append-only'); END;"
+  "CREATE TRIGGER audit_values_no_delete BEFORE DELETE ON audit_values WHEN (SELECT open FROM audit_gate) = 0"
+  "  BEGIN SELECT RAISE(ABORT, 'audit_values is append-only'); END;"
+  "PRAGMA user_version = 16;",
+  /* 17: the SIEM forwarder's cursor per collector (records/siem.c): the last audit entry the
+   * collector's TCP acknowledged. A new target starts from the first entry. */
+  "CREATE TABLE siem_cursor("
+  "  target TEXT PRIMARY KEY NOT NULL CHECK(length(target) BETWEEN 1 AND 300),"
+  "  seq INTEGER NOT NULL CHECK(seq >= 0),"
+  "  updated_ms INTEGER NOT NULL"
+  ") STRICT;"
+  "PRAGMA user_version = 17;",
+  /* 18: retention (records/retention.c): how long each class of record is kept (a row per
+   * class an admin set; the rest take their defaults), tickets on hold (their records outlive
+   * retention), recordings whose file retention deleted, and where the pruned audit now
+   * starts (a signed tether-audit-cut line says what went; this row is where pruning goes on). */
+  "CREATE TABLE retention("
+  "  class TEXT PRIMARY KEY NOT NULL,"
+  "  keep_ms INTEGER NOT NULL CHECK(keep_ms > 0),"
+  "  set_by TEXT NOT NULL,"
+  "  set_ms INTEGER NOT NULL"
+  ") STRICT;"
+  "CREATE TABLE ticket_holds("
+  "  ticket INTEGER PRIMARY KEY REFERENCES tickets(id),"
+  "  reason TEXT NOT NULL CHECK(length(reason) BETWEEN 1 AND 256),"
+  "  held_by TEXT NOT NULL,"
+  "  held_ms INTEGER NOT NULL"
+  ") STRICT;"
+  "ALTER TABLE recordings ADD COLUMN expired_ms INTEGER NOT NULL DEFAULT 0 CHECK(expired_ms >= 0);"
+  "CREATE INDEX recordings_started ON recordings(started_ms);"
+  "CREATE INDEX diag_reports_taken ON diag_reports(taken_ms);"
+  "CREATE TABLE audit_base("
+  "  one INTEGER PRIMARY KEY CHECK(one = 1),"
+  "  entries INTEGER NOT NULL CHECK(entries >= 0),"
+  "  head BLOB NOT NULL CHECK(length(head) = 32),"
+  "  ts_ms INTEGER NOT NULL"
+  ") STRICT;"
+  "PRAGMA user_version = 18;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
@@ -830,6 +892,7 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
+  if (rc == 0) rc = store_prepare_retention(s);
   if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_alerts(s);
   if (rc == 0) rc = store_prepare_policy(s);
@@ -906,6 +969,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_people(s);
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
+  if (rc == 0) rc = store_prepare_retention(s);
   if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_alerts(s);
   if (rc == 0) rc = store_prepare_policy(s);

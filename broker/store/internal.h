@@ -49,6 +49,27 @@ typedef enum {
   ST_AUDIT_LIST,
   ST_AUDIT_LIST_DEVICE,
   ST_AUDIT_WALK,
+  ST_AUDIT_VALUE_INSERT,
+  ST_AUDIT_VALUES,
+  ST_AUDIT_FORMAT1,
+  ST_AUDIT_REHASH,
+  ST_AUDIT_GATE,
+  ST_SIEM_GET,
+  ST_SIEM_PUT,
+  ST_RET_GET,
+  ST_RET_SET,
+  ST_HOLD_SET,
+  ST_HOLD_CLEAR,
+  ST_HOLD_COUNT,
+  ST_HOLD_EARLIEST,
+  ST_RET_RECORDINGS,
+  ST_RET_RECORDING_EXPIRE,
+  ST_RET_DIAG,
+  ST_AUDIT_BASE_GET,
+  ST_AUDIT_BASE_SET,
+  ST_AUDIT_CUT_POINT,
+  ST_AUDIT_PRUNE,
+  ST_AUDIT_PRUNE_VALUES,
   ST_CP_INSERT,
   ST_CP_LIST,
   ST_TIX_INSERT,
@@ -246,6 +267,9 @@ int store_prepare_sessions(broker_store_t *s);
 int store_prepare_people(broker_store_t *s);
 int store_prepare_inventory(broker_store_t *s);
 int store_prepare_diag(broker_store_t *s);
+int store_prepare_retention(broker_store_t *s);
+/* Open (or close) the audit tables to the store's own rechain, prune and erase writes. */
+int store_audit_gate(broker_store_t *s, bool open);
 int store_prepare_help(broker_store_t *s);
 int store_prepare_alerts(broker_store_t *s);
 int store_prepare_policy(broker_store_t *s);

@@ -30,7 +30,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 15
+#define STORE_SCHEMA_VERSION 18
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -98,6 +98,9 @@ int store_is_revoked(broker_store_t *s, store_revoke_kind_t kind, const char *na
 typedef struct {
   int64_t id;                   /* 1, 2, 3 ... */
   int64_t ts_ms;
+  int format;                   /* 1: hashed in the clear (before schema 16); 2: tt/audit.h */
+  tt_audit_value_t values[TT_AUDIT_VALUES_MAX]; /* format 2: each value's salt and digest */
+  size_t nvalues;
   char actor[STORE_NAME_MAX];   /* who: a person, a device id, or "broker" */
   char action[STORE_NAME_MAX];  /* "enroll", "connect", "refuse", "revoke", ... */
   char target[STORE_NAME_MAX];  /* what it acted on (device id, person), may be empty */
@@ -106,8 +109,8 @@ typedef struct {
   uint8_t hash[32];             /* sha256 over prev_hash and the canonical fields */
 } store_audit_t;
 
-/* Append; *id_out may be NULL. The hash covers prev_hash, id, ts, actor, action, target
- * and detail, each length-prefixed so that no two entries encode alike. */
+/* Append in format 2 (tt/audit.h): each value gets a salt and a digest, the hash covers
+ * prev_hash, id, ts, the action, the detail's keys and the digests. *id_out may be NULL. */
 int store_audit_append(broker_store_t *s, int64_t ts_ms, const char *actor, const char *action,
                        const char *target, const char *detail_json, int64_t *id_out) TT_WUR;
 typedef struct {
@@ -127,6 +130,44 @@ void store_audit_head(broker_store_t *s, int64_t *id, uint8_t hash[32]);
 int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) TT_WUR;
 /* The same walk through w, with its checkpoints as anchors: w says what damage it found. */
 int store_audit_walk(broker_store_t *s, tt_audit_walk_t *w) TT_WUR;
+/* Entries still in format 1 (written before schema 16): how many, 0 when none. */
+int store_audit_format1(broker_store_t *s, int64_t *count) TT_WUR;
+/* Hash every format 1 entry again in format 2, from entry 1 on, in one transaction with the
+ * signed line that bridges the two (cp: kind RECHAIN, signed by the caller's sign callback once
+ * the new head is known). The caller has checked the format 1 chain first. */
+typedef int (*store_rechain_sign_fn)(void *ctx, tt_audit_checkpoint_t *cp, char *line, size_t cap);
+int store_audit_rechain(broker_store_t *s, store_rechain_sign_fn sign, void *ctx, tt_audit_checkpoint_t *cp,
+                        char *line, size_t cap) TT_WUR;
+/* The SIEM forwarder's cursor for a collector (schema 17): the last entry it has; 0 = none. */
+int store_siem_cursor_get(broker_store_t *s, const char *target, int64_t *seq) TT_WUR;
+int store_siem_cursor_put(broker_store_t *s, const char *target, int64_t seq, int64_t now_ms) TT_WUR;
+/* ---- retention (schema 18, records/retention.c) ------------------------------------------ */
+/* What an admin set for a class (TT_ENOTFOUND: nothing, the default applies). */
+int store_retention_get(broker_store_t *s, const char *cls, int64_t *keep_ms, char *set_by, size_t cap,
+                        int64_t *set_ms) TT_WUR;
+int store_retention_set(broker_store_t *s, const char *cls, int64_t keep_ms, const char *by, int64_t now_ms) TT_WUR;
+/* A ticket on hold keeps its records past retention. -EEXIST: held already (the reason stays);
+ * TT_ENOTFOUND: no such ticket (set) or not held (clear). */
+int store_hold_set(broker_store_t *s, int64_t ticket, const char *reason, const char *by, int64_t now_ms) TT_WUR;
+int store_hold_clear(broker_store_t *s, int64_t ticket) TT_WUR;
+int store_holds_count(broker_store_t *s, uint32_t *n) TT_WUR;
+/* Recordings finished before cutoff of tickets not held, at most budget: each file deleted
+ * (DATA_DIR/path; one already gone is fine) and the row marked expired. *n: how many. */
+int store_retention_recordings(broker_store_t *s, const char *data_dir, int64_t cutoff_ms, uint32_t budget,
+                               int64_t now_ms, uint32_t *n) TT_WUR;
+/* Diagnostics reports taken before cutoff, of tickets not held, at most budget: deleted. */
+int store_retention_diagnostics(broker_store_t *s, int64_t cutoff_ms, uint32_t budget, uint32_t *n) TT_WUR;
+/* The pruned audit's start: entries up to *entries are gone, the last of them hashed *head
+ * (0 and zeros: nothing pruned). */
+int store_audit_base(broker_store_t *s, int64_t *entries, uint8_t head[32]) TT_WUR;
+/* Where a cut at cutoff would fall: the last entry before cutoff, and before the creation of
+ * any held ticket; *entries 0 when there is none past the current base. */
+int store_audit_cut_point(broker_store_t *s, int64_t cutoff_ms, int64_t *entries, uint8_t head[32]) TT_WUR;
+/* Move the base to entries (with its head, and the signed line that says so), then delete at
+ * most budget entries (with their values) up to the base. *removed: how many; call again
+ * with entries 0 to go on deleting up to the base already set. */
+int store_audit_prune(broker_store_t *s, int64_t entries, const uint8_t head[32], const tt_audit_checkpoint_t *cut,
+                      const char *line, uint32_t budget, uint32_t *removed) TT_WUR;
 /* Signed checkpoints of the chain's head (schema 4): one row per line, append-only. */
 int store_checkpoint_add(broker_store_t *s, const tt_audit_checkpoint_t *cp, const char *line) TT_WUR;
 /* The same in a transaction of its own (outside a batch). */
@@ -279,6 +320,7 @@ typedef struct {
   int64_t size;                        /* compressed bytes, when ended */
   char sha256[65];                     /* hex, when ended */
   bool failed;                         /* writing failed (disk full...): the file is partial */
+  int64_t expired_ms;                  /* retention deleted the file then (schema 18), 0 = kept */
 } store_recording_t;
 
 /* Insert (session, ticket, device, person, started_ms are used; ended_ms 0); sets r->id and

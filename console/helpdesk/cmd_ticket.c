@@ -592,6 +592,18 @@ static int close_check(console_t *c) {
   return 0;
 }
 
+static int hold_check(console_t *c) {
+  if (parse_ticket_arg(c, &g_ticket_id)) return 2;
+  bool hold = strcmp(c->cmd->sub, "hold") == 0;
+  if (hold && !c->cfg.revoke_reason[0])
+    return console_usage_error("--reason is required: why the records are held (a legal hold, an investigation)");
+  if (!tt_text_valid(tt_text(c->cfg.revoke_reason), TT_TEXT_MAX))
+    return console_usage_error("--reason must be one line of printable text, at most %u bytes", TT_TEXT_MAX);
+  g_upd.op = hold ? TETHER__TICKET_OP__TICKET_HOLD : TETHER__TICKET_OP__TICKET_RELEASE;
+  g_upd.text = hold ? c->cfg.revoke_reason : "";
+  return 0;
+}
+
 static int reopen_check(console_t *c) {
   if (parse_ticket_arg(c, &g_ticket_id)) return 2;
   g_upd.op = TETHER__TICKET_OP__TICKET_REOPEN;
@@ -635,6 +647,9 @@ UPDATE_CMD(console_cmd_ticket_resolve, "resolve", "T [--note TEXT]",
            "mark a ticket resolved (ends its sessions)", 1, resolve_check);
 UPDATE_CMD(console_cmd_ticket_close, "close", "T", "close a ticket (ends its sessions)", 1, close_check);
 UPDATE_CMD(console_cmd_ticket_reopen, "reopen", "T", "reopen a resolved or closed ticket", 1, reopen_check);
+UPDATE_CMD(console_cmd_ticket_hold, "hold", "T --reason TEXT",
+           "admin: keep the ticket's records (recordings, diagnostics, audit) past retention", 1, hold_check);
+UPDATE_CMD(console_cmd_ticket_release, "release", "T", "admin: end a hold; retention applies again", 1, hold_check);
 
 /* The broker names what it did not find (the ticket or the article): its words are shown. */
 const console_cmd_t console_cmd_ticket_link = {

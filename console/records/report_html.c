@@ -98,7 +98,7 @@ static void hbars(FILE *f, const char *id, const char *title, const char *const 
 /* Vertical bars over time: one slot per bucket, k series side by side. */
 static void vbars(FILE *f, const char *id, const char *title, const Tether__Report *r, const uint64_t *const *v,
                   const char *const *names, size_t k) {
-  size_t n = r->n_buckets;
+  size_t n = r->n_buckets < TT_REPORT_BUCKETS_MAX ? r->n_buckets : TT_REPORT_BUCKETS_MAX; /* the arrays hold that many */
   uint64_t max = 1;
   for (size_t s = 0; s < k; s++)
     for (size_t i = 0; i < n; i++)

@@ -315,6 +315,91 @@ class StoreTest(TetherTestCase):
         finally:
             other.remove()
 
+    # -- audit format 2: a store an older broker wrote is re-hashed once -----------------------
+
+    def as_format1(self, b, edit=None):
+        """Turn b's stopped store into what a broker before schema 16 left: format 1 rows
+        (hashed in the clear) and checkpoints it signed over them. edit(rows) may change a row
+        after its hash (damage the older broker never saw)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        db = sqlite3.connect(os.path.join(b.data_dir, "broker.db"))
+        db.executescript(
+            "DROP TRIGGER audit_values_no_update; DROP TRIGGER audit_values_no_delete; DROP TABLE audit_values;"
+            " DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; DROP TABLE audit_gate;"
+            " DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints;"
+            " ALTER TABLE audit DROP COLUMN format; DROP TABLE siem_cursor; PRAGMA user_version = 15;"
+            " DROP TABLE retention; DROP TABLE ticket_holds; DROP TABLE audit_base; DROP INDEX recordings_started;"
+            " DROP INDEX diag_reports_taken; ALTER TABLE recordings DROP COLUMN expired_ms;"
+            " CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
+            "  BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;")
+        rows = db.execute("SELECT id, ts_ms, actor, action, target, detail FROM audit ORDER BY id").fetchall()
+        prev, heads = bytes(32), {}
+        for (i, ts, actor, action, target, detail) in rows:
+            h = self.entry_hash(prev, i, ts, actor, action, target, detail)
+            db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", (prev, h, i))
+            heads[i] = h
+            prev = h
+        if edit:
+            edit(db)
+        db.executescript(
+            "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+            "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+            "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+            "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;")
+        db.commit()
+        db.close()
+        with open(self.pki.broker_key, "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), None)
+        with open(self.pki.broker_cert, "rb") as f:
+            der = x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
+        lines = []
+        for n, ts in ((len(rows) // 2, 1000), (len(rows), 2000)):
+            msg = "tether-audit-checkpoint 1 %d %s %d" % (n, heads[n].hex(), ts)
+            sig = key.sign(msg.encode(), ec.ECDSA(hashes.SHA256()))
+            lines.append("%s %s %s\n" % (msg, __import__("base64").b64encode(der).decode(), sig.hex()))
+        with open(os.path.join(b.data_dir, "audit.checkpoints"), "w") as f:
+            f.writelines(lines)
+        return len(rows)
+
+    def test_08_an_older_store_is_rehashed_once(self):
+        b = self.checkpointed_store()
+        n = self.as_format1(b)
+        b2 = self.h.start_broker(port=b.port, data_dir=b.data_dir, name="broker-format2")
+        b2.wait_for(r'msg="audit chain re-hashed in format 2" entries=%d format1=%d' % (n, n))
+        r = self.admin(b2, ["audit", "verify"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.out, r"audit chain intact: \d+ entries")
+        cps = os.path.join(b.data_dir, "audit.checkpoints")
+        with open(cps) as f:
+            self.assertEqual(sum(1 for ln in f if ln.startswith("tether-audit-rechain 1 %d " % n)), 1)
+        entries = self.audit_actions(b2)
+        self.assertTrue(all(e["format"] == 2 and len(e["values"]) >= 2 for e in entries), entries[0])
+        # Offline, with the CA certificate alone.
+        export = os.path.join(self.h.dir, "audit.jsonl")
+        with open(export, "w") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in entries))
+        r = self.h.run("tether-certs", ["audit-verify", "--cert", self.pki.ca, "--checkpoints", cps, export])
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("audit log intact", r.out)
+        # Once: a restart finds nothing left in format 1.
+        b2.stop()
+        b3 = self.h.start_broker(port=b.port, data_dir=b.data_dir, name="broker-again")
+        r = self.admin(b3, ["audit", "verify"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("re-hashed", b3.log())
+
+    def test_09_a_damaged_older_store_is_not_laundered(self):
+        b = self.checkpointed_store()
+        self.as_format1(b, edit=lambda db: db.execute("UPDATE audit SET detail = '{\"x\":\"y\"}' WHERE id = 3"))
+        b2 = self.h.start_broker(port=b.port, data_dir=b.data_dir, name="broker-format2")
+        b2.wait_for(r'msg="audit chain damaged: left in format 1" entries=\d+ first_bad=3')
+        r = self.admin(b2, ["audit", "verify"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("BROKEN at entry 3", r.out)
+        self.assertNotIn("re-hashed", b2.log())
+
     def test_07_the_device_list_pages_by_key_through_a_large_fleet(self):
         b = self.h.start_broker()
         b.stop()

@@ -19,6 +19,47 @@ int tt_audit_hash(const uint8_t prev[32], int64_t id, int64_t ts_ms,
                   const char *const field[TT_AUDIT_NFIELDS], const size_t flen[TT_AUDIT_NFIELDS],
                   uint8_t out[32]);
 
+/* ---- format 2: personal values are referenced, not hashed in ------------------------------
+ * An entry's values are its actor, its target and each value of its detail (a flat JSON object
+ * of strings, as the broker writes it: each value taken as written, escapes and all). Each
+ * value gets a random salt and a digest = HMAC-SHA256(salt, u32be(n) || value); the chain
+ * hashes the action, the detail's keys and the digests, never a value. The store keeps salts
+ * and digests beside the entry (audit_values). Erasing a person rewrites their values to a
+ * pseudonym and destroys those values' salts: the digest, kept, still links the chain, and
+ * without the salt it cannot be tied back to a name (a plain hash of a name could be, by
+ * hashing a list of names).
+ *   hash = sha256("tether-audit-2" 0x00 || prev(32) || u64be(id) || u64be(ts_ms) ||
+ *                 u32be(len) || action || u32be(n) || for each value: u32be(len) || key || digest)
+ * The keys of actor and target are "actor" and "target". A detail of another shape (or with
+ * more values than fit) is one value whose key is TT_AUDIT_WHOLE_DETAIL, a control character
+ * that no key of a flat detail holds raw: {"detail":"x"} and x never hash alike. */
+#define TT_AUDIT_WHOLE_DETAIL "\x01"
+#define TT_AUDIT_VALUES_MAX 16u
+#define TT_AUDIT_SALT_LEN 16u
+#define TT_AUDIT_FORMAT 2
+
+typedef struct {
+  const char *key, *val;
+  size_t klen, vlen;
+} tt_audit_pair_t;
+
+typedef struct {
+  uint8_t salt[TT_AUDIT_SALT_LEN];
+  bool has_salt;      /* false once erased: the salt is destroyed */
+  uint8_t digest[32];
+  int64_t erased;     /* the entry of the erasure that rewrote it, 0 = never */
+} tt_audit_value_t;
+
+/* The entry's values, in hash order, into out; how many (1..TT_AUDIT_VALUES_MAX). The pairs
+ * point into the strings given. */
+size_t tt_audit_split(const char *actor, const char *target, const char *detail, tt_audit_pair_t out[TT_AUDIT_VALUES_MAX]);
+int tt_audit_value_digest(const uint8_t salt[TT_AUDIT_SALT_LEN], uint32_t n, const char *v, size_t vlen,
+                          uint8_t out[32]);
+/* A new value: a random salt and its digest. */
+int tt_audit_value_new(uint32_t n, const char *v, size_t vlen, tt_audit_value_t *out);
+int tt_audit_hash2(const uint8_t prev[32], int64_t id, int64_t ts_ms, const char *action, size_t alen,
+                   const tt_audit_pair_t *p, const tt_audit_value_t *v, size_t n, uint8_t out[32]);
+
 /* ---- signed checkpoints ----------------------------------------------------------------
  * The broker signs the chain's head (how many entries, the last one's hash, when) with its
  * own key, at start, at stop and periodically, and keeps each checkpoint in its store and,
@@ -32,8 +73,19 @@ int tt_audit_hash(const uint8_t prev[32], int64_t id, int64_t ts_ms,
 #define TT_AUDIT_CP_SIG_MAX 80u      /* an ECDSA P-256 signature, DER */
 #define TT_AUDIT_CP_CERT_MAX 2048u
 
+/* A rechain line: the whole chain, intact in format 1 up to ENTRIES with head FROM, was hashed
+ * again in format 2 (head HEAD) once, when the broker first ran a version with format 2;
+ * checkpoints signed before it anchored format 1 hashes and give way to it:
+ *   tether-audit-rechain 1 ENTRIES FROM_HEX HEAD_HEX TS_MS CERT_BASE64 SIG_HEX */
+/* A cut line: entries 1 to ENTRIES were pruned by retention, the last of them hashed HEAD;
+ * the chain goes on from entry ENTRIES + 1, which must link to HEAD:
+ *   tether-audit-cut 1 ENTRIES HEAD_HEX TS_MS CERT_BASE64 SIG_HEX */
+typedef enum { TT_AUDIT_CP_CHECKPOINT = 0, TT_AUDIT_CP_RECHAIN = 1, TT_AUDIT_CP_CUT = 2 } tt_audit_cp_kind_t;
+
 typedef struct {
+  tt_audit_cp_kind_t kind;
   int64_t entries;      /* the chain's length: its head is entry `entries` (0 = empty) */
+  uint8_t from[32];     /* RECHAIN: the format 1 head it replaced */
   uint8_t head[32];     /* that entry's hash (zeros when empty) */
   int64_t ts_ms;        /* when it was signed */
   uint8_t cert[TT_AUDIT_CP_CERT_MAX];
@@ -72,6 +124,8 @@ typedef struct {
   int64_t count;                    /* entries seen */
   int64_t last_id;                  /* the last entry's id */
   int64_t first_bad;                /* the first entry found wrong (0 = none) */
+  int64_t base;                     /* entries up to this were pruned (a signed cut): not walked */
+  bool based;
   uint8_t prev[32];                 /* the last entry's hash, as stored */
   unsigned nproblems, more_problems;
   char problems[TT_AUDIT_PROBLEMS_MAX][TT_AUDIT_PROBLEM_LEN];
@@ -85,9 +139,36 @@ void tt_audit_walk_anchors(tt_audit_walk_t *w, const tt_audit_anchor_t *anchors,
 int tt_audit_walk_entry(tt_audit_walk_t *w, int64_t id, int64_t ts_ms,
                         const char *const field[TT_AUDIT_NFIELDS], const size_t flen[TT_AUDIT_NFIELDS],
                         const uint8_t *prev_hash, const uint8_t *hash);
+/* The same for a format 2 entry: its action, its values (tt_audit_split of what is stored)
+ * and their salts and digests. Each value must match its digest under its salt (one without a
+ * salt is an edit: nothing erases values yet). */
+int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const char *action, size_t alen,
+                         const tt_audit_pair_t *p, const tt_audit_value_t *v, size_t n, const uint8_t *prev_hash,
+                         const uint8_t *hash);
 /* After the last entry: anchors past the end are a cut tail. */
 void tt_audit_walk_finish(tt_audit_walk_t *w);
 void tt_audit_walk_problem(tt_audit_walk_t *w, int64_t bad_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- anchors: checkpoint lines, from a store and a file, checked and put in order --------- */
+typedef struct {
+  tt_audit_anchor_t *a;
+  size_t n, cap;
+  bool rechained;               /* a rechain line was found: it and what was signed after it */
+  tt_audit_anchor_t rechain;
+  uint8_t rechain_from[32];     /* the format 1 head it replaced */
+  bool cut;                     /* a cut line was found: the latest (the most entries) */
+  tt_audit_anchor_t cut_at;
+} tt_audit_anchors_t;
+/* One line, from `where` (for the problems it names): a line that is not a checkpoint, or whose
+ * signature does not hold under ca, is a problem in w and adds nothing. TT_ETOOBIG past
+ * TT_AUDIT_CHECKPOINTS_MAX, TT_ENOMEM. */
+int tt_audit_anchors_add(tt_audit_anchors_t *k, tt_audit_walk_t *w, X509 *ca, const char *where, unsigned lineno,
+                         const char *line);
+/* Sorted, each once (the store and the file hold the same lines), checkpoints older than a
+ * rechain dropped for it, those within a cut dropped and the walk starting after the cut; then
+ * set as w's anchors (k must outlive the walk). */
+void tt_audit_anchors_finish(tt_audit_anchors_t *k, tt_audit_walk_t *w);
+void tt_audit_anchors_free(tt_audit_anchors_t *k);
 
 #endif

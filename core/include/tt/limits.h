@@ -121,9 +121,10 @@
 #define TT_INV_JITTER_PCT 10u
 
 /* Listings: pages sized so that a page of the longest entries stays under
- * TT_FRAME_MAX_BODY and TT_CTRL_QUEUE_MAX (a device ~480 bytes, an audit entry ~800). */
+ * TT_FRAME_MAX_BODY and TT_CTRL_QUEUE_MAX (a device ~480 bytes, an audit entry ~800 and, in
+ * format 2, up to 16 salts and digests: ~1,900). */
 #define TT_DEVICE_PAGE_MAX 250u
-#define TT_AUDIT_PAGE_MAX 200u
+#define TT_AUDIT_PAGE_MAX 100u
 
 /* Requests a connection may have refused (each one is audited) before it is closed: a
  * peer cannot grow the audit log without bound. */
@@ -422,6 +423,21 @@
 #define TT_REPORT_KEYS_MAX 100000u
 #define TT_REPORT_BUCKETS_MAX 120u
 #define TT_REPORT_RANGE_MAX_MS (10ll * 366 * 86400000)
+
+/* The SIEM feed (broker/records/siem.c): one message (an entry in its format, tt/auditfmt.h);
+ * the bytes of messages written and not yet acknowledged by the collector's TCP (the store
+ * holds the rest: the queue never grows with an outage); and how long a collector may leave
+ * what it was sent unacknowledged before it is dropped and reconnected. */
+#define TT_SIEM_MSG_MAX 8192u
+#define TT_SIEM_QUEUE_MAX (256u * 1024u)
+#define TT_SIEM_STALL_MS 60000u
+
+/* Retention (broker/records/retention.c): a class is kept at least a day and at most ten
+ * years; a sweep step removes at most TT_RETENTION_BUDGET rows (recordings at most 256 files)
+ * before the writer takes other requests. */
+#define TT_RETENTION_MIN_MS 86400000ull
+#define TT_RETENTION_MAX_MS (3653ull * 86400000ull)
+#define TT_RETENTION_BUDGET 2000u
 
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000

@@ -37,6 +37,10 @@ typedef struct {
   const char *ca_pin;
   /* client: keep the newest session ticket and offer it on the next connect. */
   bool resume;
+  /* client: the server is not a Tether broker (an RFC 5425 syslog collector): TLS 1.2 (ECDHE
+   * with AEAD ciphers) is accepted besides 1.3, and no ALPN is offered or required. ca_file
+   * and the name check still apply; cert_file may be NULL (no client certificate). */
+  bool foreign;
 } tt_tls_ctx_opts_t;
 
 /* err gets a one-line reason (file name and OpenSSL's word) on failure. */
@@ -83,6 +87,11 @@ int tt_tls_connect(tt_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *ad
  * TT_ECLOSED once closing, TT_ESTATE before the handshake is done. */
 int tt_tls_write(tt_tls_t *s, const void *data, size_t len) TT_WUR;
 size_t tt_tls_queued(const tt_tls_t *s);
+/* Ciphertext bytes handed to the socket since the stream began, and how many of them the
+ * peer's TCP has acknowledged (Linux SIOCOUTQ): a sender that must not lose what it sent
+ * counts a message as delivered once the byte that ends it is acknowledged. */
+uint64_t tt_tls_wire_out(const tt_tls_t *s);
+int tt_tls_wire_acked(const tt_tls_t *s, uint64_t *acked) TT_WUR;
 bool tt_tls_writable(const tt_tls_t *s);
 /* Stop / restart delivering on_read (backpressure from whoever consumes our bytes). */
 void tt_tls_read_stop(tt_tls_t *s);

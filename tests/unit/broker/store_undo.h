@@ -3,6 +3,26 @@
 #ifndef TT_TEST_STORE_UNDO_H
 #define TT_TEST_STORE_UNDO_H
 
+/* 18: retention, holds, expired recordings, the pruned audit's base. */
+#define STORE_UNDO_18                                                                           \
+  "DROP TABLE retention; DROP TABLE ticket_holds; DROP TABLE audit_base; DROP INDEX recordings_started;" \
+  " DROP INDEX diag_reports_taken; ALTER TABLE recordings DROP COLUMN expired_ms; "
+
+/* 17: the SIEM forwarder's cursors. */
+#define STORE_UNDO_17 "DROP TABLE siem_cursor; "
+
+/* 16: audit format 2. Entries written since keep their format 2 hashes and would read as
+ * format 1: a test that rewinds and then verifies writes its audit rows after the rewind, in
+ * format 1 (test_store.c's raw_audit_v1). */
+#define STORE_UNDO_16                                                                           \
+  "DROP TRIGGER audit_values_no_update; DROP TRIGGER audit_values_no_delete; DROP TABLE audit_values;" \
+  " DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; DROP TABLE audit_gate;"        \
+  " ALTER TABLE audit DROP COLUMN format;"                                                       \
+  " CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"                                      \
+  "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"                                  \
+  " CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"                                      \
+  "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END; "
+
 /* 15: ssh keys. */
 #define STORE_UNDO_15 "DROP TABLE ssh_keys; "
 
@@ -26,6 +46,6 @@
   " ALTER TABLE tickets DROP COLUMN parent; ALTER TABLE tickets DROP COLUMN source; "
 
 /* Everything after schema 10, newest first: what a rewind to 10 or earlier starts with. */
-#define STORE_UNDO_TO_10 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
+#define STORE_UNDO_TO_10 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
 
 #endif

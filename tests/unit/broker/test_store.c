@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sqlite3.h>
 
 #include "store.h"
@@ -128,7 +129,7 @@ static void test_open_creates_private_wal_store(void **state) {
   raw_text(db, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
   assert_int_equal(raw_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 8);
   sqlite3_close(db);
   char wal[PATH_MAX + 8];
   snprintf(wal, sizeof wal, "%s-wal", fx->db);
@@ -443,6 +444,76 @@ static void ref_hash(const uint8_t prev[32], int64_t id, int64_t ts, const char 
   assert_int_equal(len, 32);
 }
 
+static size_t be32(uint8_t *p, size_t n) {
+  for (int i = 3; i >= 0; i--) *p++ = (uint8_t)(n >> (8 * i));
+  return 4;
+}
+
+/* Format 2, written out again from tt/audit.h's words, for an entry whose detail is not a flat
+ * object of strings (the fixtures' {"i":37}): its values are actor, target and the detail
+ * whole (key 0x01). digests: each value's HMAC under its stored salt. */
+static void ref_hash2(const store_audit_t *e, uint8_t digests[3][32], uint8_t out[32]) {
+  const char *key[3] = {"actor", "target", "\x01"}, *val[3] = {e->actor, e->target, e->detail};
+  assert_int_equal(e->format, 2);
+  assert_int_equal(e->nvalues, 3);
+  uint8_t buf[4096];
+  size_t o = 0;
+  memcpy(buf, "tether-audit-2", 15); /* with its NUL */
+  o = 15;
+  memcpy(buf + o, e->prev_hash, 32);
+  o += 32;
+  for (int i = 7; i >= 0; i--) buf[o++] = (uint8_t)((uint64_t)e->id >> (8 * i));
+  for (int i = 7; i >= 0; i--) buf[o++] = (uint8_t)((uint64_t)e->ts_ms >> (8 * i));
+  o += be32(buf + o, strlen(e->action));
+  memcpy(buf + o, e->action, strlen(e->action));
+  o += strlen(e->action);
+  o += be32(buf + o, 3);
+  for (int k = 0; k < 3; k++) {
+    uint8_t msg[1024];
+    size_t m = be32(msg, (size_t)k);
+    memcpy(msg + m, val[k], strlen(val[k]));
+    m += strlen(val[k]);
+    unsigned int dlen = 0;
+    assert_true(e->values[k].has_salt);
+    assert_non_null(HMAC(EVP_sha256(), e->values[k].salt, 16, msg, m, digests[k], &dlen));
+    o += be32(buf + o, strlen(key[k]));
+    memcpy(buf + o, key[k], strlen(key[k]));
+    o += strlen(key[k]);
+    memcpy(buf + o, digests[k], 32);
+    o += 32;
+  }
+  unsigned int len = 0;
+  assert_int_equal(EVP_Digest(buf, o, out, &len, EVP_sha256(), NULL), 1);
+}
+
+/* An entry as a broker before schema 16 wrote it (format 1), straight into the file. */
+static void raw_audit_v1(sqlite3 *db, int64_t ts, const char *actor, const char *action, const char *target,
+                         const char *detail) {
+  uint8_t prev[32] = {0}, h[32];
+  int64_t id = 1;
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", -1, &st, NULL),
+                   SQLITE_OK);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    id = sqlite3_column_int64(st, 0) + 1;
+    memcpy(prev, sqlite3_column_blob(st, 1), 32);
+  }
+  sqlite3_finalize(st);
+  ref_hash(prev, id, ts, actor, action, target, detail, h);
+  assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO audit(id, ts_ms, actor, action, target, detail, prev_hash, hash)"
+                                          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", -1, &st, NULL), SQLITE_OK);
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, ts);
+  sqlite3_bind_text(st, 3, actor, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, action, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, target, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, detail, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 7, prev, 32, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 8, h, 32, SQLITE_STATIC);
+  assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+  sqlite3_finalize(st);
+}
+
 typedef struct {
   store_audit_t e[128];
   int n;
@@ -493,8 +564,10 @@ static void test_audit_chain_and_filters(void **state) {
     assert_int_equal(e->id, i + 1);
     assert_int_equal(e->ts_ms, 1000 + 10 * (i + 1));
     assert_memory_equal(e->prev_hash, i == 0 ? zero : c.e[i - 1].hash, 32);
-    ref_hash(e->prev_hash, e->id, e->ts_ms, e->actor, e->action, e->target, e->detail, h);
+    uint8_t d[3][32];
+    ref_hash2(e, d, h);
     assert_memory_equal(e->hash, h, 32);
+    for (int k = 0; k < 3; k++) assert_memory_equal(e->values[k].digest, d[k], 32);
   }
   assert_string_equal(c.e[36].detail, "{\"i\":37}");
   assert_string_equal(c.e[36].actor, "alice");
@@ -550,21 +623,27 @@ static void test_audit_detects_edit(void **state) {
   broker_store_t *s = open_ok(fx);
   audit_fill(s, 100);
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, "DROP TRIGGER audit_no_update");
+  raw_exec(db, "UPDATE audit_gate SET open = 1"); /* what an admin with sqlite3 can do */
   raw_exec(db, "UPDATE audit SET detail = '{\"i\":1037}' WHERE id = 37");
-  audit_expect(s, 100, 37);
-  /* A tamperer who also recomputes row 37's hash breaks row 38's link instead. */
+  audit_expect(s, 100, 37); /* the value is not what its digest says */
+  /* A tamperer who also recomputes the value's digest (its salt is there) and row 37's hash
+   * breaks row 38's link instead. */
   static audit_seen_t c;
   memset(&c, 0, sizeof c);
   store_audit_filter_t f = {.limit = 37};
   assert_int_equal(store_audit_list(s, &f, collect_audit, &c), 0);
   const store_audit_t *e = &c.e[36];
-  uint8_t h[32];
-  ref_hash(e->prev_hash, e->id, e->ts_ms, e->actor, e->action, e->target, e->detail, h);
+  uint8_t h[32], d[3][32];
+  ref_hash2(e, d, h);
   sqlite3_stmt *st = NULL;
   assert_int_equal(sqlite3_prepare_v2(db, "UPDATE audit SET hash = ?1 WHERE id = 37", -1, &st, NULL),
                    SQLITE_OK);
   assert_int_equal(sqlite3_bind_blob(st, 1, h, 32, SQLITE_TRANSIENT), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+  sqlite3_finalize(st);
+  assert_int_equal(sqlite3_prepare_v2(db, "UPDATE audit_values SET digest = ?1 WHERE entry = 37 AND n = 2", -1, &st,
+                                      NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_bind_blob(st, 1, d[2], 32, SQLITE_TRANSIENT), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_DONE);
   sqlite3_finalize(st);
   audit_expect(s, 100, 37); /* entry 38 no longer links to it: 37 is the edited one */
@@ -843,14 +922,13 @@ static void test_ticket_migrates_v1_store(void **state) {
   broker_store_t *s = open_ok(fx);
   store_device_t d = {.id = "dev-1", .hostname = "h1", .enrolled_ms = 5};
   assert_int_equal(store_device_add(s, &d), 0);
-  for (int i = 0; i < 3; i++)
-    assert_int_equal(store_audit_append(s, 100 + i, "broker", "enroll", "dev-1", "{}", NULL), 0);
   store_close(s);
-  /* Take the file back to what schema 1 left behind. */
+  /* Take the file back to what schema 1 left behind, with its audit entries. */
   sqlite3 *db = raw_open(fx);
   raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
                " DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " DROP TABLE ticket_events; DROP TABLE tickets; PRAGMA user_version = 1;");
+  for (int i = 0; i < 3; i++) raw_audit_v1(db, 100 + i, "broker", "enroll", "dev-1", "{}");
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'ticket%'"), 0);
   sqlite3_close(db);
 
@@ -867,11 +945,78 @@ static void test_ticket_migrates_v1_store(void **state) {
   store_close(s);
   db = raw_open(fx);
   assert_int_equal(raw_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 6);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 8);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
                                " AND name IN ('tickets_state_assignee', 'tickets_device',"
                                " 'ticket_events_ticket')"), 3);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM ticket_events"), 1);
+  sqlite3_close(db);
+}
+
+static int fake_sign(void *ctx, tt_audit_checkpoint_t *cp, char *line, size_t cap) {
+  int *calls = ctx;
+  (*calls)++;
+  cp->ts_ms = 5000;
+  snprintf(line, cap, "rechain %lld\n", (long long)cp->entries);
+  return 0;
+}
+
+static int fail_sign(void *ctx, tt_audit_checkpoint_t *cp, char *line, size_t cap) {
+  (void)ctx, (void)cp, (void)line, (void)cap;
+  return TT_EIO;
+}
+
+/* A store written before format 2: its chain is hashed again once, from entry 1, with the line
+ * that bridges the two in the same transaction; a failure leaves it as it was. */
+static void test_audit_rechain(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = open_ok(fx);
+  store_close(s);
+  sqlite3 *db = raw_open(fx);
+  raw_exec(db, STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 "PRAGMA user_version = 15;");
+  raw_audit_v1(db, 100, "sam", "help-ask", "dev1", "{\"user\":\"sam\",\"text\":\"printer \\\"jams\\\"\"}");
+  raw_audit_v1(db, 200, "broker", "start", "", "{}");
+  raw_audit_v1(db, 300, "alice", "connect", "alice", "not json");
+  sqlite3_close(db);
+  s = open_ok(fx);
+  int64_t old = 0, n = 0, bad = -1;
+  assert_int_equal(store_audit_format1(s, &old), 0);
+  assert_int_equal(old, 3);
+  audit_expect(s, 3, 0); /* format 1 still verifies */
+  tt_audit_checkpoint_t cp = {0};
+  char line[256];
+  assert_int_equal(store_audit_rechain(s, fail_sign, NULL, &cp, line, sizeof line), TT_EIO);
+  assert_int_equal(store_audit_format1(s, &old), 0);
+  assert_int_equal(old, 3); /* nothing moved */
+  int calls = 0;
+  assert_int_equal(store_audit_rechain(s, fake_sign, &calls, &cp, line, sizeof line), 0);
+  assert_int_equal(calls, 1);
+  assert_int_equal(cp.kind, TT_AUDIT_CP_RECHAIN);
+  assert_int_equal(cp.entries, 3);
+  assert_int_equal(store_audit_format1(s, &old), 0);
+  assert_int_equal(old, 0);
+  audit_expect(s, 3, 0);
+  /* the chain goes on from the new head */
+  assert_int_equal(store_audit_append(s, 400, "bob", "connect", "bob", "{\"role\":\"technician\"}", NULL), 0);
+  assert_int_equal(store_audit_verify(s, &n, &bad), 0);
+  assert_int_equal(n, 4);
+  assert_int_equal(bad, 0);
+  static audit_seen_t c;
+  memset(&c, 0, sizeof c);
+  store_audit_filter_t f = {0};
+  assert_int_equal(store_audit_list(s, &f, collect_audit, &c), 0);
+  assert_int_equal(c.n, 4);
+  assert_memory_equal(c.e[2].hash, cp.head, 32);
+  assert_int_equal(c.e[0].format, 2);
+  assert_int_equal(c.e[0].nvalues, 4); /* actor, target, user, text */
+  assert_int_equal(c.e[2].nvalues, 3); /* "not json": the detail whole */
+  store_close(s);
+  db = raw_open(fx);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM audit_checkpoints WHERE line = 'rechain 3\n'"), 1);
+  assert_int_equal(raw_int(db, "SELECT open FROM audit_gate"), 0);
+  /* and the audit is append-only again */
+  assert_int_not_equal(sqlite3_exec(db, "UPDATE audit SET actor = 'x' WHERE id = 1", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit_values", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
 }
 
@@ -1156,7 +1301,6 @@ static void test_v3_migrates_v2_store(void **state) {
   broker_store_t *s = open_ok(fx);
   store_device_t d = {.id = "dev-1", .hostname = "h1", .enrolled_ms = 5};
   assert_int_equal(store_device_add(s, &d), 0);
-  assert_int_equal(store_audit_append(s, 100, "broker", "enroll", "dev-1", "{}", NULL), 0);
   store_ticket_t t = {.device = "dev-1", .summary = "disk full", .priority = STORE_TICKET_HIGH};
   assert_int_equal(store_ticket_add(s, &t, "carol", 1000), 0);
   assert_string_equal(t.created_by, "carol");
@@ -1167,6 +1311,7 @@ static void test_v3_migrates_v2_store(void **state) {
   raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions;"
                " DROP TABLE people; DROP TABLE audit_checkpoints; DROP TABLE recordings; DROP TABLE sessions;"
                " ALTER TABLE tickets DROP COLUMN created_by; PRAGMA user_version = 2;");
+  raw_audit_v1(db, 100, "broker", "enroll", "dev-1", "{}");
   sqlite3_close(db);
 
   s = open_ok(fx);
@@ -1617,18 +1762,16 @@ static void test_v5_migrates_v4_store(void **state) {
     {700, "garbled", "not json"},
     {800, "bad name", "{\"role\":\"technician\"}"},
   };
-  for (size_t i = 0; i < sizeof log / sizeof log[0]; i++)
-    assert_int_equal(store_audit_append(s, log[i].ts, log[i].actor, "connect", log[i].actor,
-                                        log[i].detail, NULL), 0);
-  assert_int_equal(store_audit_append(s, 900, "ghost", "refuse", "ghost",
-                                      "{\"role\":\"technician\"}", NULL), 0);
   store_ticket_t t = {.device = "dev-1", .assignee = "tech", .summary = "disk full",
                       .priority = STORE_TICKET_HIGH};
   assert_int_equal(store_ticket_add(s, &t, "tech", 1000), 0);
   store_close(s);
-  /* Take the file back to what schema 4 left behind. */
+  /* Take the file back to what schema 4 left behind, with its audit entries. */
   sqlite3 *db = raw_open(fx);
   raw_exec(db, STORE_UNDO_TO_10 "DROP TABLE inv_rows; DROP TABLE inv_devs; DROP TABLE inv_bases; DROP TABLE inv_base_rows; DROP TABLE inv_cur; DROP TABLE inv_plus; DROP TABLE inv_find_todo; DROP TABLE asset_custom; DROP TABLE asset_records; DROP TABLE inv_macs; DROP TABLE inv_facts; DROP INDEX devices_hostname_key; DROP TABLE diag_reports; DROP TABLE inv_tables; DROP TABLE inv_versions; DROP TABLE people; PRAGMA user_version = 4;");
+  for (size_t i = 0; i < sizeof log / sizeof log[0]; i++)
+    raw_audit_v1(db, log[i].ts, log[i].actor, "connect", log[i].actor, log[i].detail);
+  raw_audit_v1(db, 900, "ghost", "refuse", "ghost", "{\"role\":\"technician\"}");
   sqlite3_close(db);
 
   s = open_ok(fx);
@@ -1685,6 +1828,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_audit_triggers_refuse_rewrite, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_consistency, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_migrates_v1_store, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_audit_rechain, setup, teardown),
     cmocka_unit_test_setup_teardown(test_help_requests, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_add_get_update, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ticket_list_filters, setup, teardown),

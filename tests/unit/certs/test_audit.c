@@ -226,6 +226,232 @@ static void test_walk_names_the_damage(void **state) {
   assert_true(said(&w, "cut back"));
 }
 
+/* Format 2: the split of an entry into values, digests under salts, and an erased value that
+ * keeps the chain while its salt is gone. */
+static void test_format2_values(void **state) {
+  (void)state;
+  tt_audit_pair_t p[TT_AUDIT_VALUES_MAX];
+  size_t n = tt_audit_split("sam", "dev1", "{\"by\":\"sam\",\"path\":\"/home/sam/a \\\"b\\\"\",\"e\":\"\"}", p);
+  assert_int_equal(n, 5);
+  assert_memory_equal(p[0].key, "actor", 5);
+  assert_memory_equal(p[1].val, "dev1", 4);
+  assert_int_equal(p[2].klen, 2);
+  assert_memory_equal(p[2].val, "sam", 3);
+  assert_int_equal(p[3].vlen, strlen("/home/sam/a \\\"b\\\"")); /* as written, escapes kept */
+  assert_int_equal(p[4].vlen, 0);
+  /* Not the broker's flat object of strings: the detail whole is one value. */
+  const char *odd[] = {"{\"i\":37}", "not json", "{\"a\":\"b\"} ", "{\"a\":\"b\",}", "{\"a\":\"unterminated}", "", "{}x"};
+  for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+    n = tt_audit_split("a", "t", odd[i], p);
+    assert_int_equal(n, 3);
+    assert_memory_equal(p[2].key, TT_AUDIT_WHOLE_DETAIL, 1);
+    assert_int_equal(p[2].vlen, strlen(odd[i]));
+  }
+  assert_int_equal(tt_audit_split("a", "t", "{}", p), 2);
+  /* More values than an entry references: the detail whole. */
+  char many[600] = "{";
+  for (int i = 0; i < 20; i++) snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"k%d\":\"v\"", i ? "," : "", i);
+  strcat(many, "}");
+  assert_int_equal(tt_audit_split("a", "t", many, p), 3);
+
+  /* Digests: salted, positional. */
+  tt_audit_value_t v[2], w2;
+  assert_int_equal(tt_audit_value_new(0, "sam", 3, &v[0]), 0);
+  assert_int_equal(tt_audit_value_new(0, "sam", 3, &w2), 0);
+  assert_memory_not_equal(v[0].digest, w2.digest, 32); /* another salt, another digest */
+  uint8_t d[32];
+  assert_int_equal(tt_audit_value_digest(v[0].salt, 0, "sam", 3, d), 0);
+  assert_memory_equal(d, v[0].digest, 32);
+  assert_int_equal(tt_audit_value_digest(v[0].salt, 1, "sam", 3, d), 0);
+  assert_memory_not_equal(d, v[0].digest, 32);
+
+  /* A walk of two entries; then the first's actor erased (rewritten, its salt gone): intact. */
+  uint8_t zero[32] = {0}, h1[32], h2[32];
+  tt_audit_pair_t a[TT_AUDIT_VALUES_MAX], b[TT_AUDIT_VALUES_MAX];
+  tt_audit_value_t va[TT_AUDIT_VALUES_MAX], vb[TT_AUDIT_VALUES_MAX];
+  size_t na = tt_audit_split("sam", "dev1", "{\"by\":\"sam\"}", a), nb = tt_audit_split("broker", "", "{}", b);
+  for (size_t i = 0; i < na; i++) assert_int_equal(tt_audit_value_new((uint32_t)i, a[i].val, a[i].vlen, &va[i]), 0);
+  for (size_t i = 0; i < nb; i++) assert_int_equal(tt_audit_value_new((uint32_t)i, b[i].val, b[i].vlen, &vb[i]), 0);
+  assert_int_equal(tt_audit_hash2(zero, 1, 10, "ask", 3, a, va, na, h1), 0);
+  assert_int_equal(tt_audit_hash2(h1, 2, 20, "person-erase", 12, b, vb, nb, h2), 0);
+  tt_audit_walk_t w;
+  tt_audit_walk_init(&w, NULL, 0);
+  assert_int_equal(tt_audit_walk_entry2(&w, 1, 10, "ask", 3, a, va, na, zero, h1), 0);
+  assert_int_equal(tt_audit_walk_entry2(&w, 2, 20, "person-erase", 12, b, vb, nb, h1, h2), 0);
+  assert_int_equal(w.first_bad, 0);
+  /* rewritten without erasing: the value no longer matches its digest */
+  size_t ne = tt_audit_split("erased-1a2b", "dev1", "{\"by\":\"erased-1a2b\"}", a);
+  assert_int_equal(ne, na);
+  tt_audit_walk_init(&w, NULL, 0);
+  assert_int_equal(tt_audit_walk_entry2(&w, 1, 10, "ask", 3, a, va, na, zero, h1), 0);
+  assert_int_equal(w.first_bad, 1);
+  assert_non_null(strstr(w.problems[0], "its actor is not the value it was written with"));
+  /* A salt dropped by hand, even one that names an erasure entry (the review's forged tail
+   * erasure): an edit, whatever the chain says. */
+  for (int erased = 0; erased <= 2; erased += 2) {
+    va[0].has_salt = false;
+    va[0].erased = erased;
+    tt_audit_walk_init(&w, NULL, 0);
+    assert_int_equal(tt_audit_walk_entry2(&w, 1, 10, "ask", 3, a, va, na, zero, h1), 0);
+    assert_int_equal(tt_audit_walk_entry2(&w, 2, 20, "person-erase", 12, b, vb, nb, h1, h2), 0);
+    tt_audit_walk_finish(&w);
+    assert_int_equal(w.first_bad, 1);
+    assert_non_null(strstr(w.problems[0], "lost its salt"));
+  }
+  va[0].has_salt = true;
+  /* A value too long for any entry (a store edited by hand) is named, and the walk goes on. */
+  char big[3000];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  tt_audit_pair_t longp[TT_AUDIT_VALUES_MAX];
+  size_t nl = tt_audit_split(big, "dev1", "{\"by\":\"sam\"}", longp);
+  tt_audit_walk_init(&w, NULL, 0);
+  assert_int_equal(tt_audit_walk_entry2(&w, 1, 10, "ask", 3, longp, va, nl, zero, h1), 0);
+  assert_int_equal(tt_audit_walk_entry2(&w, 2, 20, "person-erase", 12, b, vb, nb, h1, h2), 0);
+  assert_int_equal(w.first_bad, 1);
+  assert_int_equal(w.count, 2);
+  /* {"detail":"x"} and x are not the same entry */
+  tt_audit_pair_t q1[TT_AUDIT_VALUES_MAX], q2[TT_AUDIT_VALUES_MAX];
+  size_t n1 = tt_audit_split("a", "t", "{\"detail\":\"abc\"}", q1), n2 = tt_audit_split("a", "t", "abc", q2);
+  assert_int_equal(n1, n2);
+  assert_false(q1[2].klen == q2[2].klen && memcmp(q1[2].key, q2[2].key, q1[2].klen) == 0);
+  /* a digest changed: the hash no longer holds */
+  va[0].digest[0] ^= 1;
+  tt_audit_walk_init(&w, NULL, 0);
+  assert_int_equal(tt_audit_walk_entry2(&w, 1, 10, "ask", 3, a, va, na, zero, h1), 0);
+  assert_int_equal(w.first_bad, 1);
+}
+
+/* A rechain line round-trips, is signed like a checkpoint, and replaces the checkpoints signed
+ * before it as the walk's anchor. */
+static void test_rechain_line_and_anchors(void **state) {
+  fx_t *fx = *state;
+  tt_audit_checkpoint_t cp, back;
+  char line[TT_AUDIT_CP_LINE_MAX], old[TT_AUDIT_CP_LINE_MAX], later[TT_AUDIT_CP_LINE_MAX], why[160];
+  make_cp(&cp, 10);
+  cp.ts_ms = 1000;
+  assert_int_equal(tt_audit_checkpoint_sign(&cp, fx->broker_key, fx->broker), 0);
+  assert_int_equal(tt_audit_checkpoint_format(&cp, old, sizeof old), 0);
+  make_cp(&cp, 12);
+  cp.kind = TT_AUDIT_CP_RECHAIN;
+  memset(cp.from, 0x11, 32);
+  memset(cp.head, 0x22, 32);
+  cp.ts_ms = 2000;
+  assert_int_equal(tt_audit_checkpoint_sign(&cp, fx->broker_key, fx->broker), 0);
+  assert_int_equal(tt_audit_checkpoint_format(&cp, line, sizeof line), 0);
+  assert_non_null(strstr(line, "tether-audit-rechain 1 12 1111"));
+  assert_int_equal(tt_audit_checkpoint_parse(line, &back), 0);
+  assert_int_equal(back.kind, TT_AUDIT_CP_RECHAIN);
+  assert_int_equal(back.entries, 12);
+  assert_memory_equal(back.from, cp.from, 32);
+  assert_memory_equal(back.head, cp.head, 32);
+  assert_int_equal(tt_audit_checkpoint_verify(&back, fx->ca, why, sizeof why), 0);
+  back.from[0] ^= 1; /* the old head is signed too */
+  assert_int_equal(tt_audit_checkpoint_verify(&back, fx->ca, why, sizeof why), TT_ECERT);
+  make_cp(&cp, 15);
+  cp.ts_ms = 3000;
+  memset(cp.head, 0x33, 32);
+  assert_int_equal(tt_audit_checkpoint_sign(&cp, fx->broker_key, fx->broker), 0);
+  assert_int_equal(tt_audit_checkpoint_format(&cp, later, sizeof later), 0);
+
+  tt_audit_walk_t w;
+  tt_audit_anchors_t k = {0};
+  tt_audit_walk_init(&w, NULL, 0);
+  assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "file", 1, old), 0);
+  assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "file", 2, line), 0);
+  assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "file", 3, later), 0);
+  assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "store", 1, later), 0); /* the same, twice */
+  tt_audit_anchors_finish(&k, &w);
+  assert_int_equal(w.nproblems, 0);
+  assert_int_equal(k.n, 2); /* the rechain (12) and the later checkpoint (15); the old one gave way */
+  assert_int_equal(k.a[0].entries, 12);
+  assert_int_equal(k.a[0].head[0], 0x22);
+  assert_int_equal(k.a[1].entries, 15);
+  tt_audit_anchors_free(&k);
+
+  /* An archived checkpoint from before the rechain that covers more entries than the rechain
+   * did (the tail was cut, then re-hashed), or the same number with another head: damage. */
+  char longer[TT_AUDIT_CP_LINE_MAX], other[TT_AUDIT_CP_LINE_MAX];
+  make_cp(&cp, 20);
+  cp.ts_ms = 1500;
+  assert_int_equal(tt_audit_checkpoint_sign(&cp, fx->broker_key, fx->broker), 0);
+  assert_int_equal(tt_audit_checkpoint_format(&cp, longer, sizeof longer), 0);
+  make_cp(&cp, 12);
+  cp.ts_ms = 1500;
+  memset(cp.head, 0x12, 32); /* the rechain says its format 1 head was 0x11... */
+  assert_int_equal(tt_audit_checkpoint_sign(&cp, fx->broker_key, fx->broker), 0);
+  assert_int_equal(tt_audit_checkpoint_format(&cp, other, sizeof other), 0);
+  for (int i = 0; i < 2; i++) {
+    tt_audit_walk_init(&w, NULL, 0);
+    memset(&k, 0, sizeof k);
+    assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "archive", 1, i ? other : longer), 0);
+    assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "file", 2, line), 0);
+    tt_audit_anchors_finish(&k, &w);
+    assert_int_equal(w.nproblems, 1);
+    assert_non_null(strstr(w.problems[0], i ? "rewritten before it was re-hashed" : "cut before it was re-hashed"));
+    tt_audit_anchors_free(&k);
+  }
+}
+
+/* A cut line: the walk starts after it, linked to the head it signed; anchors within it give
+ * way; an entry after it that does not link to it, or a missing first entry, is damage. */
+static void test_cut_line_and_walk(void **state) {
+  fx_t *fx = *state;
+  tt_audit_checkpoint_t cp, back;
+  char line[TT_AUDIT_CP_LINE_MAX], old[TT_AUDIT_CP_LINE_MAX], why[160];
+  make_cp(&cp, 2);
+  cp.ts_ms = 1000;
+  assert_int_equal(tt_audit_checkpoint_sign(&cp, fx->broker_key, fx->broker), 0);
+  assert_int_equal(tt_audit_checkpoint_format(&cp, old, sizeof old), 0);
+  /* a chain of 5 (format 2, empty values) */
+  uint8_t h[6][32] = {{0}};
+  tt_audit_pair_t p[TT_AUDIT_VALUES_MAX];
+  tt_audit_value_t v[TT_AUDIT_VALUES_MAX];
+  size_t n = tt_audit_split("a", "", "{}", p);
+  for (size_t i = 0; i < n; i++) assert_int_equal(tt_audit_value_new((uint32_t)i, p[i].val, p[i].vlen, &v[i]), 0);
+  for (int id = 1; id <= 5; id++) assert_int_equal(tt_audit_hash2(h[id - 1], id, id * 10, "x", 1, p, v, n, h[id]), 0);
+  make_cp(&cp, 2);
+  cp.kind = TT_AUDIT_CP_CUT;
+  memcpy(cp.head, h[2], 32);
+  cp.ts_ms = 2000;
+  assert_int_equal(tt_audit_checkpoint_sign(&cp, fx->broker_key, fx->broker), 0);
+  assert_int_equal(tt_audit_checkpoint_format(&cp, line, sizeof line), 0);
+  assert_non_null(strstr(line, "tether-audit-cut 1 2 "));
+  assert_int_equal(tt_audit_checkpoint_parse(line, &back), 0);
+  assert_int_equal(back.kind, TT_AUDIT_CP_CUT);
+  assert_int_equal(tt_audit_checkpoint_verify(&back, fx->ca, why, sizeof why), 0);
+  back.entries = 1; /* what it covers is signed */
+  assert_int_equal(tt_audit_checkpoint_verify(&back, fx->ca, why, sizeof why), TT_ECERT);
+
+  for (int variant = 0; variant < 3; variant++) {
+    tt_audit_walk_t w;
+    tt_audit_anchors_t k = {0};
+    tt_audit_walk_init(&w, NULL, 0);
+    assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "file", 1, old), 0);  /* within the cut: gives way */
+    assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "file", 2, line), 0);
+    tt_audit_anchors_finish(&k, &w);
+    assert_int_equal(k.n, 0);
+    assert_true(w.based);
+    assert_int_equal(w.base, 2);
+    int first = variant == 2 ? 4 : 3; /* variant 2: entry 3 is missing too */
+    for (int id = first; id <= 5; id++) {
+      uint8_t prev[32];
+      memcpy(prev, h[id - 1], 32);
+      if (variant == 1 && id == 3) prev[0] ^= 1; /* entry 3 claims another predecessor */
+      assert_int_equal(tt_audit_walk_entry2(&w, id, id * 10, "x", 1, p, v, n, prev, id == 3 && variant == 1 ? NULL : h[id]),
+                       0);
+    }
+    tt_audit_walk_finish(&w);
+    if (variant == 0) {
+      assert_int_equal(w.first_bad, 0);
+      assert_int_equal(w.count, 3);
+    } else {
+      assert_int_equal(w.first_bad, 3);
+    }
+    tt_audit_anchors_free(&k);
+  }
+}
+
 static void test_walk_problems_are_bounded(void **state) {
   (void)state;
   static ent_t e[100];
@@ -245,6 +471,9 @@ int main(void) {
       cmocka_unit_test(test_hostile_lines_are_refused),
       cmocka_unit_test(test_walk_names_the_damage),
       cmocka_unit_test(test_walk_problems_are_bounded),
+      cmocka_unit_test(test_format2_values),
+      cmocka_unit_test(test_rechain_line_and_anchors),
+      cmocka_unit_test(test_cut_line_and_walk),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

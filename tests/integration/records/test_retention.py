@@ -1,0 +1,139 @@
+"""Retention: an admin sets how long recordings, diagnostics reports and the audit are kept
+(values out of range, unknown classes and technicians refused; audited); a sweep removes what
+expired, except what a ticket on hold keeps; the audit is pruned up to a signed cut line and
+`tether audit verify` (and the offline check) still says intact. The store is aged in place
+(records/auditchain.py: the entries moved back in time, the chain and a checkpoint made
+again as the broker's key would), then the real programs sweep on 127.0.0.1.
+
+Run by ctest as `integration.retention` (TT_BIN_DIR names the build directory)."""
+
+import glob
+import json
+import os
+import sqlite3
+import subprocess
+import unittest
+
+from harness import Pki, TetherTestCase
+from records import auditchain
+from test_session import ME, SessionWorld
+
+DAY = 86400 * 1000
+
+
+class RetentionTest(SessionWorld, TetherTestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+        for role, name in (("technician", "tech"), ("admin", "boss"), ("agent", "dev1")):
+            cls.pki.issue(role, name)
+
+    def ok(self, r):
+        self.assertEqual(r.rc, 0, r)
+        return r
+
+    def work_on(self, tid):
+        """A recorded shell and an attached diagnostics report under ticket tid."""
+        p = subprocess.run(self.console_argv(["shell", "dev1", "--ticket", tid]), env=self.h.env, cwd=self.h.dir,
+                           input=b"echo kept-or-not\nexit 0\n", capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p)
+        self.ok(self.tech(["diag", "dev1", "--ticket", tid, "--attach", "--json"]))
+
+    def audit(self):
+        return [json.loads(ln) for ln in self.ok(self.admin(["audit", "--json"])).out.splitlines()]
+
+    def test_sweep_keeps_what_is_held_and_the_chain_verifies(self):
+        self.world(policy="unattended")
+        held, gone = self.new_ticket(summary="legal case"), self.new_ticket(summary="printer")
+        self.work_on(held)
+        self.work_on(gone)
+        self.ok(self.admin(["ticket", "hold", held, "--reason", "legal hold #12"]))
+        r = self.tech(["ticket", "hold", gone, "--reason", "mine"])
+        self.assertEqual((r.rc, r.err), (1, "tether: permission denied: holding a ticket's records needs the admin "
+                                            "role\n"), r)
+        r = self.admin(["ticket", "hold", gone])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("held", [e["kind"] for e in json.loads(self.ok(self.tech(["ticket", "show", held, "--json"])).out)["events"]])
+        old = self.audit()[-1]["id"]
+
+        # Everything so far happened 400 days ago.
+        self.a.stop()
+        self.b.stop()
+        data = self.b.data_dir
+        db_path = os.path.join(data, "broker.db")
+        db = sqlite3.connect(db_path)
+        for sql in ("UPDATE tickets SET created_ms = created_ms - ?", "UPDATE recordings SET started_ms = started_ms - ?",
+                    "UPDATE diag_reports SET taken_ms = taken_ms - ?"):
+            db.execute(sql, (400 * DAY,))
+        held_id, gone_id = int(held[2:]), int(gone[2:])
+        recs = dict(db.execute("SELECT ticket, path FROM recordings").fetchall())
+        db.commit()
+        db.close()
+        heads = auditchain.age(db_path, old, 400 * DAY)
+        cps = os.path.join(data, "audit.checkpoints")
+        auditchain.resign(db_path, cps, self.pki.broker_cert, self.pki.broker_key, heads)
+        self.b = self.h.start_broker(port=self.b.port, data_dir=data, name="broker-later")
+        self.ok(self.admin(["audit", "verify"]))
+
+        # Settings: shown with their defaults and why; bad ones refused whole.
+        r = json.loads(self.ok(self.admin(["retention", "show", "--json"])).out)
+        self.assertEqual({c["name"]: c["keep_ms"] for c in r["classes"]},
+                         {"audit": 730 * DAY, "recordings": 90 * DAY, "diagnostics": 30 * DAY})
+        self.assertTrue(all(c["why"] for c in r["classes"]))
+        self.assertEqual(r["holds"], 1)
+        for bad, err in ((["audit=11y"], "audit is out of range: at least 1 day, at most 10 years"),
+                         (["recordings=90d", "mood=3d"], "mood is not a class of record: audit, recordings or "
+                                                         "diagnostics")):
+            r = self.admin(["retention", "set"] + bad)
+            self.assertEqual((r.rc, r.err), (1, "tether: %s\n" % err), r)
+        r = self.admin(["retention", "set", "audit=0d"])
+        self.assertEqual(r.rc, 2, r)
+        r = self.tech(["retention", "set", "audit=1y"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("admin", r.err)
+        self.assertEqual(json.loads(self.ok(self.admin(["retention", "show", "--json"])).out)["classes"][1]["keep_ms"],
+                         90 * DAY)  # nothing of the refused requests was applied
+        self.ok(self.admin(["retention", "set", "audit=1y", "recordings=30d", "diagnostics=30d"]))
+        self.assertIn("retention-set", [e["action"] for e in self.audit()])
+
+        # The sweep: the unheld ticket's recording and report go, the held one's stay; the audit
+        # is pruned up to the held ticket's creation.
+        swept = json.loads(self.ok(self.admin(["retention", "sweep", "--json"])).out)
+        self.assertEqual((swept["recordings"], swept["diagnostics"]), (1, 1), swept)
+        self.assertGreater(swept["audit"], 0)
+        base = swept["audit_base"]
+        self.assertFalse(os.path.exists(os.path.join(data, recs[gone_id])))
+        self.assertTrue(os.path.exists(os.path.join(data, recs[held_id])))
+        r = self.admin(["replay", recs[gone_id].split("/")[-1].split(".")[0], "--speed", "0"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("was deleted by retention", r.err)
+        entries = self.audit()
+        self.assertEqual(entries[0]["id"], base + 1)
+        created = [e for e in entries if e["action"] == "ticket-new" and e["target"] == held]
+        self.assertTrue(created, "the held ticket's creation is kept")
+        r = self.ok(self.admin(["audit", "verify"]))
+        self.assertRegex(r.out, r"audit chain intact: \d+ entries")
+        self.assertIn("entries 1 to %d were pruned by retention" % base, r.out)
+        with open(cps) as f:
+            self.assertTrue(any(ln.startswith("tether-audit-cut 1 %d " % base) for ln in f))
+        export = os.path.join(self.h.dir, "audit.jsonl")
+        with open(export, "w") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in self.audit()))
+        r = self.h.run("tether-certs", ["audit-verify", "--cert", self.pki.ca, "--checkpoints", cps, export])
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("audit log intact", r.out)
+
+        # The hold ends: the next sweep takes the rest.
+        self.ok(self.admin(["ticket", "release", held]))
+        swept = json.loads(self.ok(self.admin(["retention", "sweep", "--json"])).out)
+        self.assertEqual((swept["recordings"], swept["diagnostics"]), (1, 1), swept)
+        self.assertGreaterEqual(swept["audit_base"], old)
+        self.assertEqual(glob.glob(os.path.join(data, "recordings", "*.cast.zst")), [])
+        self.ok(self.admin(["audit", "verify"]))
+        self.assertIn("retention-sweep", [e["action"] for e in self.audit()])
+
+
+if __name__ == "__main__":
+    unittest.main()
