@@ -699,6 +699,8 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? broker_policy_request(c, q) : deny(c, q->id, "setting policy", "admin");
   case TETHER__REQUEST__BODY_MAINTENANCE:
     return admin ? broker_policy_request(c, q) : deny(c, q->id, "maintenance windows", "admin");
+  case TETHER__REQUEST__BODY_PERSON_EXPORT:
+    return admin ? broker_person_export(c, q->id, q->person_export) : deny(c, q->id, "a person's data", "admin");
   case TETHER__REQUEST__BODY_RETENTION:
     return is_person(c) ? broker_retention_request(c, q->id, q->retention)
                         : deny(c, q->id, "retention", "technician or admin");

@@ -332,6 +332,8 @@ int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__Retent
 void broker_retention_tick(broker_t *b);
 /* audit.c: one whole line appended (and fsynced) to the checkpoint file. */
 int broker_audit_append_line(broker_t *b, const char *line);
+/* records/person.c: tether person export (admins), a section a page at a time. */
+int broker_person_export(broker_conn_t *c, uint32_t id, const Tether__PersonExportRequest *q);
 /* records/status.c: tether status (admins). */
 int broker_status_request(broker_conn_t *c, uint32_t id);
 

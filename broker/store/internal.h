@@ -70,6 +70,13 @@ typedef enum {
   ST_AUDIT_CUT_POINT,
   ST_AUDIT_PRUNE,
   ST_AUDIT_PRUNE_VALUES,
+  ST_PX_TICKETS,
+  ST_PX_EVENTS,
+  ST_PX_EVENT_GET,
+  ST_PX_SESSIONS,
+  ST_PX_RECORDINGS,
+  ST_PX_DIAG,
+  ST_PX_AUDIT,
   ST_CP_INSERT,
   ST_CP_LIST,
   ST_TIX_INSERT,
@@ -268,6 +275,7 @@ int store_prepare_people(broker_store_t *s);
 int store_prepare_inventory(broker_store_t *s);
 int store_prepare_diag(broker_store_t *s);
 int store_prepare_retention(broker_store_t *s);
+int store_prepare_person_records(broker_store_t *s);
 /* Open (or close) the audit tables to the store's own rechain, prune and erase writes. */
 int store_audit_gate(broker_store_t *s, bool open);
 int store_prepare_help(broker_store_t *s);

@@ -168,6 +168,19 @@ int store_audit_cut_point(broker_store_t *s, int64_t cutoff_ms, int64_t *entries
  * with entries 0 to go on deleting up to the base already set. */
 int store_audit_prune(broker_store_t *s, int64_t entries, const uint8_t head[32], const tt_audit_checkpoint_t *cut,
                       const char *line, uint32_t budget, uint32_t *removed) TT_WUR;
+/* ---- a person's records (records/person.c): what `person export` collects -------------- */
+typedef enum {
+  STORE_PX_TICKETS = 1,    /* tickets they asked for, were given or opened */
+  STORE_PX_EVENTS = 2,     /* those tickets' timelines, and every event they wrote */
+  STORE_PX_SESSIONS = 3,   /* sessions they took, or consented to on their machine */
+  STORE_PX_RECORDINGS = 4, /* recordings of those sessions */
+  STORE_PX_DIAG = 5,       /* diagnostics reports they took, or of sessions on their machine */
+  STORE_PX_AUDIT = 6,      /* audit entries naming them (actor, target or a value of the detail) */
+} store_px_t;
+/* Ids after `after`, in order, at most cap into ids (*n of them). The audit looks at most
+ * `window` entries past after (0 = no limit) and *scanned_to says how far it looked. */
+int store_person_ids(broker_store_t *s, store_px_t which, const char *name, int64_t after, int64_t window,
+                     int64_t *ids, uint32_t cap, uint32_t *n, int64_t *scanned_to) TT_WUR;
 /* Signed checkpoints of the chain's head (schema 4): one row per line, append-only. */
 int store_checkpoint_add(broker_store_t *s, const tt_audit_checkpoint_t *cp, const char *line) TT_WUR;
 /* The same in a transaction of its own (outside a batch). */
@@ -266,6 +279,8 @@ int store_ticket_events(broker_store_t *s, int64_t ticket, store_ticket_event_cb
 /* The newest `limit` events of a ticket (0 = all), oldest first; *total = all its events. */
 int store_ticket_events_tail(broker_store_t *s, int64_t ticket, uint32_t limit,
                              store_ticket_event_cb cb, void *ctx, uint32_t *total) TT_WUR;
+/* One event by its id (records/person.c). TT_ENOTFOUND. */
+int store_ticket_event_get(broker_store_t *s, int64_t id, store_ticket_event_t *out) TT_WUR;
 
 /* ---- sessions and recordings (schema 3) ---------------------------------------------- */
 /* A session is a consented grant: one person, one device, one ticket, some access, until

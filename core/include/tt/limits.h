@@ -439,6 +439,12 @@
 #define TT_RETENTION_MAX_MS (3653ull * 86400000ull)
 #define TT_RETENTION_BUDGET 2000u
 
+/* person export (broker/records/person.c): records a page carries (each a row as JSON, at most
+ * ~1.5 KiB: a page stays well under TT_FRAME_MAX_BODY), and audit entries one page looks
+ * through (the reader is never held long by a search of the whole log). */
+#define TT_PERSON_PAGE_MAX 100u
+#define TT_PERSON_AUDIT_WINDOW 20000u
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 
