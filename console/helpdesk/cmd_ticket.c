@@ -531,6 +531,10 @@ static int update_response(console_t *c, const Tether__Response *r) {
   case TETHER__TICKET_OP__TICKET_UNLINK:
     printf("T-%" PRIu64 ": KB-%" PRIu64 " unlinked\n", t->id, g_upd.article);
     break;
+  case TETHER__TICKET_OP__TICKET_HOLD:
+    printf("T-%" PRIu64 " is on hold: its records outlive retention until it is released\n", t->id);
+    break;
+  case TETHER__TICKET_OP__TICKET_RELEASE: printf("T-%" PRIu64 " is no longer on hold\n", t->id); break;
   default: printf("T-%" PRIu64 " is %s\n", t->id, state_name(t->state)); break;
   }
   fflush(stdout);

@@ -5,6 +5,8 @@
  * resumes with --from the last sequence number it printed, plus one. */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 #include "console.h"
@@ -48,10 +50,21 @@ static int follow_page(console_t *c) {
   return console_request(c, &r, TETHER__RESPONSE__BODY_AUDIT_LIST);
 }
 
+/* The reader of our output went away (`| head`): nothing to follow for. A pipe's write end
+ * says so (POLLERR) before we write into it again, which may be long in a quiet log. */
+static bool reader_gone(void) {
+  struct pollfd p = {.fd = STDOUT_FILENO, .events = 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
+}
+
 static void poll_cb(uv_timer_t *t) {
   console_t *c = g_f.c;
   (void)t;
   if (c->done || !c->link || c->link->closing) return;
+  if (reader_gone()) {
+    console_finish(c, 0);
+    return;
+  }
   int rc = follow_page(c);
   if (rc) console_fail(c, "cannot ask the broker: %s", tt_strerror(rc));
 }

@@ -40,7 +40,7 @@ col_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0))
 python3 - "$tmp/col" <<'PY'
 import sys; sys.path.insert(0, "tests/integration")
 from records.collector import make_server_cert
-print(make_server_cert(sys.argv[1]))
+make_server_cert(sys.argv[1])
 PY
 start_broker() {
   "$bin/broker/tether-broker" --listen 127.0.0.1:0 --data-dir "$tmp/data" --ca "$tmp/pki/ca.pem" \

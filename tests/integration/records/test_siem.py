@@ -228,6 +228,17 @@ class FollowTest(TetherTestCase):
         sys = self.read_until(p3, head + 1)[:2]
         self.assertEqual([parse_seq(ln) for ln in sys], [head, head + 1])
         self.assertRegex(sys[0], r'^<1\d\d>1 .* \[tether@32473 seq="%d" ' % head)
+        # Its reader goes away in a quiet log (`| head -2`): it ends, without waiting for an entry.
+        # From the last entry: it prints that one and its own connect, then nothing comes.
+        last = json.loads(self.boss(["audit", "--json"]).out.splitlines()[-1])["id"]
+        argv = [binary("tether"), "--broker", self.b.addr, "--ca", self.pki.ca, "--cert", self.pki.cert("boss"),
+                "--key", self.pki.key("boss"), "audit", "follow", "--from", str(last + 1)]
+        p4 = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.h.env, cwd=self.h.dir)
+        for _ in range(2):
+            self.assertTrue(p4.stdout.readline())
+        p4.stdout.close()
+        self.assertEqual(p4.wait(timeout=30), 0)
+        p4.stderr.close()
         # Bad input is said before anything is sent.
         r = self.h.console(self.b.addr, ["audit", "follow", "--format", "xml"], cert=self.pki.cert("boss"),
                            key=self.pki.key("boss"))
