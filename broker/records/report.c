@@ -397,19 +397,19 @@ static void row_to_wire(const report_row_t *r, const char *key, wire_row_t *w) {
   w->row.n_backlog = REPORT_BACKLOG_BUCKETS;
 }
 
-/* A top list: the names with the largest counts. */
+/* A top list: the names with the largest counts (at most TOP_CAP). */
+#define TOP_CAP 256u
+
 static size_t top_to_wire(const report_keys_t *k, size_t cap, Tether__ReportCount *cnt, Tether__ReportCount **ptrs) {
-  uint32_t idx[TT_REPORT_KEYS_MAX < 256 ? TT_REPORT_KEYS_MAX : 256];
-  size_t got = report_keys_top(k, idx, cap < 256 ? cap : 256), n = 0;
-  for (size_t j = 0; j < got; j++) {
-    if (k->count[idx[j]] == 0) break; /* "(other)", there from the start, unused */
-    size_t i = n++;
-    idx[i] = idx[j];
-    tether__report_count__init(&cnt[i]);
-    cnt[i].name = tt_text(k->names[idx[i]]);
-    cnt[i].count = k->count[idx[i]];
-    cnt[i].bytes = k->bytes[idx[i]];
-    ptrs[i] = &cnt[i];
+  uint32_t idx[TOP_CAP];
+  size_t got = report_keys_top(k, idx, cap < TOP_CAP ? cap : TOP_CAP), n = 0;
+  for (size_t j = 0; j < got && k->count[idx[j]] > 0; j++) { /* "(other)", there from the start, may be unused */
+    tether__report_count__init(&cnt[n]);
+    cnt[n].name = tt_text(k->names[idx[j]]);
+    cnt[n].count = k->count[idx[j]];
+    cnt[n].bytes = k->bytes[idx[j]];
+    ptrs[n] = &cnt[n];
+    n++;
   }
   return n;
 }
@@ -438,8 +438,8 @@ static int send_report(broker_conn_t *c, report_req_t *x) {
   Tether__ReportRow **rp = NULL;
   /* Activity's lists: every action, and the top devices, people and checks. */
   enum { LISTS = 4 };
-  Tether__ReportCount *cnt = calloc(LISTS * 256, sizeof(*cnt));
-  Tether__ReportCount **cp = calloc(LISTS * 256, sizeof(*cp));
+  Tether__ReportCount *cnt = calloc(LISTS * TOP_CAP, sizeof(*cnt));
+  Tether__ReportCount **cp = calloc(LISTS * TOP_CAP, sizeof(*cp));
   Tether__ReportCount transfers = TETHER__REPORT_COUNT__INIT;
   int rc = TT_ENOMEM;
   if (!cnt || !cp) goto out;
@@ -458,14 +458,14 @@ static int send_report(broker_conn_t *c, report_req_t *x) {
     rep.backlog_edges_ms = edges;
     rep.n_backlog_edges_ms = REPORT_BACKLOG_BUCKETS;
   } else {
-    rep.n_actions = top_to_wire(&x->actions, 256, cnt, cp);
+    rep.n_actions = top_to_wire(&x->actions, TOP_CAP, cnt, cp);
     rep.actions = cp;
-    rep.n_devices = top_to_wire(&x->devices, TT_REPORT_TOP_MAX, cnt + 256, cp + 256);
-    rep.devices = cp + 256;
-    rep.n_people = top_to_wire(&x->people, TT_REPORT_TOP_MAX, cnt + 512, cp + 512);
-    rep.people = cp + 512;
-    rep.n_checks = top_to_wire(&x->checks, TT_REPORT_TOP_MAX, cnt + 768, cp + 768);
-    rep.checks = cp + 768;
+    rep.n_devices = top_to_wire(&x->devices, TT_REPORT_TOP_MAX, cnt + TOP_CAP, cp + TOP_CAP);
+    rep.devices = cp + TOP_CAP;
+    rep.n_people = top_to_wire(&x->people, TT_REPORT_TOP_MAX, cnt + 2 * TOP_CAP, cp + 2 * TOP_CAP);
+    rep.people = cp + 2 * TOP_CAP;
+    rep.n_checks = top_to_wire(&x->checks, TT_REPORT_TOP_MAX, cnt + 3 * TOP_CAP, cp + 3 * TOP_CAP);
+    rep.checks = cp + 3 * TOP_CAP;
     transfers.name = tt_text("transfers");
     transfers.count = x->transfers;
     transfers.bytes = x->transfer_bytes;
@@ -544,7 +544,7 @@ int broker_report_request(broker_conn_t *c, uint32_t id, const Tether__ReportReq
   if (x->nbuckets == 0) x->nbuckets = 1;
   for (size_t i = 0; i < x->nbuckets; i++) tether__report_bucket__init(&x->buckets[i]);
   report_keys_init(&x->groups, TT_REPORT_KEYS_MAX);
-  report_keys_init(&x->actions, 256);
+  report_keys_init(&x->actions, TOP_CAP);
   report_keys_init(&x->devices, TT_REPORT_KEYS_MAX);
   report_keys_init(&x->people, TT_REPORT_KEYS_MAX);
   report_keys_init(&x->checks, TT_REPORT_KEYS_MAX);

@@ -190,14 +190,11 @@ static bool send_entry(broker_siem_t *m, const store_audit_t *e) {
   tt_audit_view_t v = {.id = e->id, .ts_ms = e->ts_ms, .actor = e->actor, .action = e->action,
                        .target = e->target, .detail = e->detail, .hash = e->hash, .prev_hash = e->prev_hash,
                        .host = m->b->hostname, .version = TT_VERSION};
-  int p = snprintf(msg, 16, "%u ", 0u); /* room for the length prefix, written below */
-  (void)p;
   char body[TT_SIEM_MSG_MAX];
   int n = tt_auditfmt_write(m->fmt, &v, body, sizeof(body));
   if (n < 0) { /* cannot happen with the broker's own entries; never skip one silently */
     TT_ERROR(MOD, "entry does not fit a message: sent cut", "seq=%" PRId64, e->id);
-    n = (int)strnlen(body, sizeof(body) - 1);
-    body[n] = '\0';
+    n = (int)strlen(body); /* the writer ends a cut message too */
   }
   int h = snprintf(msg, 16, "%d ", n);
   memcpy(msg + h, body, (size_t)n);

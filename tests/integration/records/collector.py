@@ -454,9 +454,8 @@ class Collector:
                 except (socket.timeout, BlockingIOError, InterruptedError):
                     continue
                 except OSError:
-                    if self._stopping.is_set():
+                    if self._stopping.wait(POLL):  # an accept that failed: try again, unless stopping
                         break
-                    time.sleep(POLL)
                     continue
                 sock.settimeout(POLL)
                 with self._cond:
@@ -663,8 +662,7 @@ def _selftest():
         cuts = [0, 1, 3, 4, 17, 150, len(frame(msgs[0])) + 1, len(frame(msgs[0])) + 2, 300, 301, len(data)]
         with connect(col) as s:
             for a, b in zip(cuts, cuts[1:]):
-                s.sendall(data[a:b])
-                time.sleep(0.02)
+                s.sendall(data[a:b])  # each its own TLS record: the collector reads the pieces apart
             col.wait_for_seq(3, timeout=5)
             assert col.seqs() == [1, 2, 3], col.seqs()
             assert col.messages() == msgs, col.messages()

@@ -11,6 +11,7 @@ Run by ctest as `integration.siem` (TT_BIN_DIR names the build directory)."""
 import json
 import os
 import re
+import select
 import subprocess
 import time
 import unittest
@@ -183,20 +184,19 @@ class FollowTest(TetherTestCase):
     def read_until(self, p, seq, timeout=30):
         """Lines until one with this sequence number (bounded: the follower never ends by itself)."""
         lines, deadline = [], time.monotonic() + timeout
-        os.set_blocking(p.stdout.fileno(), False)
-        buf = b""
+        fd, buf = p.stdout.fileno(), b""
         while time.monotonic() < deadline:
-            chunk = p.stdout.read()
-            if chunk:
-                buf += chunk
-                *done, buf = buf.split(b"\n")
-                lines += [ln.decode() for ln in done]
-                if lines and parse_seq(lines[-1]) is not None and parse_seq(lines[-1]) >= seq:
-                    return lines
-            elif p.poll() is not None:
+            ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 self.fail("audit follow ended: %s" % p.stderr.read())
-            else:
-                time.sleep(0.05)
+            buf += chunk
+            *done, buf = buf.split(b"\n")
+            lines += [ln.decode() for ln in done]
+            if lines and parse_seq(lines[-1]) is not None and parse_seq(lines[-1]) >= seq:
+                return lines
         self.fail("no entry %d within %ds: %s" % (seq, timeout, lines[-3:]))
 
     def test_follow_resumes_and_goes_on_live(self):
