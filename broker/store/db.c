@@ -615,6 +615,19 @@ static const char *const g_migrations[] = {
   "  ts_ms INTEGER NOT NULL"
   ") STRICT;"
   "PRAGMA user_version = 18;",
+  /* 19: a person's erasure and the sweep of closed tickets (records/erase.c, retention.c).
+   * The ticket timeline is append-only like the audit, except inside the store's own erase and
+   * sweep transactions, which open the same gate; a recording whose file an erasure deleted
+   * names that erasure's audit entry; values an erasure released are found by it. */
+  "DROP TRIGGER ticket_events_no_update;"
+  "DROP TRIGGER ticket_events_no_delete;"
+  "CREATE TRIGGER ticket_events_no_update BEFORE UPDATE ON ticket_events WHEN (SELECT open FROM audit_gate) = 0"
+  "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
+  "CREATE TRIGGER ticket_events_no_delete BEFORE DELETE ON ticket_events WHEN (SELECT open FROM audit_gate) = 0"
+  "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
+  "ALTER TABLE recordings ADD COLUMN erased INTEGER NOT NULL DEFAULT 0 CHECK(erased >= 0);"
+  "CREATE INDEX audit_values_erased ON audit_values(erased) WHERE erased > 0;"
+  "PRAGMA user_version = 19;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");

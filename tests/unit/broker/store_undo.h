@@ -3,6 +3,15 @@
 #ifndef TT_TEST_STORE_UNDO_H
 #define TT_TEST_STORE_UNDO_H
 
+/* 19: the ticket timeline's gate, erased recordings, released values' index. */
+#define STORE_UNDO_19                                                                           \
+  "DROP INDEX audit_values_erased; ALTER TABLE recordings DROP COLUMN erased;"                  \
+  " DROP TRIGGER ticket_events_no_update; DROP TRIGGER ticket_events_no_delete;"               \
+  " CREATE TRIGGER ticket_events_no_update BEFORE UPDATE ON ticket_events"                      \
+  "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"                            \
+  " CREATE TRIGGER ticket_events_no_delete BEFORE DELETE ON ticket_events"                      \
+  "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END; "
+
 /* 18: retention, holds, expired recordings, the pruned audit's base. */
 #define STORE_UNDO_18                                                                           \
   "DROP TABLE retention; DROP TABLE ticket_holds; DROP TABLE audit_base; DROP INDEX recordings_started;" \
@@ -46,6 +55,6 @@
   " ALTER TABLE tickets DROP COLUMN parent; ALTER TABLE tickets DROP COLUMN source; "
 
 /* Everything after schema 10, newest first: what a rewind to 10 or earlier starts with. */
-#define STORE_UNDO_TO_10 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
+#define STORE_UNDO_TO_10 STORE_UNDO_19 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
 
 #endif
