@@ -444,7 +444,14 @@ static int audit_cb(void *ctx, const store_audit_t *e) {
 
 static int audit_list_run(broker_store_t *s, store_req_t *r) {
   audit_req_t *x = (audit_req_t *)r;
-  int rc = store_audit_list(s, &x->f, audit_cb, x);
+  /* The whole log from its start (an export): first the pruned entries an erasure still
+   * accounts for (store.h), then the entries. */
+  if (!x->f.device && x->f.since_ms == 0) {
+    int rc = store_audit_released_before(s, x->f.after_id, x->cap, audit_cb, x);
+    if (rc < 0) return rc;
+    if (x->n) x->f.after_id = x->rows[x->n - 1].id;
+  }
+  int rc = x->n < x->cap ? store_audit_list(s, &x->f, audit_cb, x) : 0;
   return rc < 0 ? rc : 0;
 }
 
@@ -482,6 +489,8 @@ static void audit_list_done(store_req_t *r) {
     o->prev_hash.data = e->prev_hash;
     o->prev_hash.len = 32;
     o->format = (uint32_t)e->format;
+    o->pruned = e->pruned;
+    if (e->pruned) o->hash.len = o->prev_hash.len = 0;
     o->values = vptrs + (size_t)i * TT_AUDIT_VALUES_MAX;
     o->n_values = e->nvalues;
     for (size_t j = 0; j < e->nvalues; j++) {
@@ -492,6 +501,7 @@ static void audit_list_done(store_req_t *r) {
       v->digest.data = e->values[j].digest;
       v->digest.len = 32;
       v->erased = (uint64_t)e->values[j].erased;
+      v->n = e->pruned ? e->value_n[j] : (uint32_t)j;
       o->values[j] = v;
     }
     ptrs[i] = o;
@@ -572,6 +582,7 @@ static void verify_done(store_req_t *r) {
   if (rc) tt_link_close(c->link, TT_EFULL, "peer not reading");
 out:
   tt_audit_anchors_free(&x->check.anchors);
+  tt_audit_walk_free(&x->check.walk);
   free(x);
 }
 
@@ -701,6 +712,8 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? broker_policy_request(c, q) : deny(c, q->id, "maintenance windows", "admin");
   case TETHER__REQUEST__BODY_PERSON_EXPORT:
     return admin ? broker_person_export(c, q->id, q->person_export) : deny(c, q->id, "a person's data", "admin");
+  case TETHER__REQUEST__BODY_PERSON_ERASE:
+    return admin ? broker_person_erase(c, q->id, q->person_erase) : deny(c, q->id, "erasing a person's data", "admin");
   case TETHER__REQUEST__BODY_RETENTION:
     return is_person(c) ? broker_retention_request(c, q->id, q->retention)
                         : deny(c, q->id, "retention", "technician or admin");

@@ -368,7 +368,7 @@ int broker_audit_rechain(broker_t *b, broker_store_t *s) {
   TT_INFO("audit", "audit chain re-hashed in format 2", "entries=%" PRId64 " format1=%" PRId64 " from=%s to=%s",
           cp->entries, old, from, to);
 out:
-  if (k) tt_audit_anchors_free(&k->anchors);
+  if (k) tt_audit_anchors_free(&k->anchors), tt_audit_walk_free(&k->walk);
   free(k);
   free(cp);
   free(line);

@@ -334,6 +334,7 @@ void broker_retention_tick(broker_t *b);
 int broker_audit_append_line(broker_t *b, const char *line);
 /* records/person.c: tether person export (admins), a section a page at a time. */
 int broker_person_export(broker_conn_t *c, uint32_t id, const Tether__PersonExportRequest *q);
+int broker_person_erase(broker_conn_t *c, uint32_t id, const Tether__PersonEraseRequest *q);
 /* records/status.c: tether status (admins). */
 int broker_status_request(broker_conn_t *c, uint32_t id);
 

@@ -58,15 +58,24 @@ static uint32_t revoked_hash(store_revoke_kind_t kind, const char *name) {
   return (hash_id(name) ^ (uint32_t)kind * 0x9e3779b9u) & (REVOKED_BUCKETS - 1);
 }
 
-bool revoked_has(broker_t *b, store_revoke_kind_t kind, const char *name) {
-  if (!b->revoked) return false;
+static bool revoked_find(broker_t *b, store_revoke_kind_t kind, const char *name) {
   for (struct broker_revoked_s *r = b->revoked[revoked_hash(kind, name)]; r; r = r->next)
     if (r->kind == kind && strcmp(r->name, name) == 0) return true;
   return false;
 }
 
+bool revoked_has(broker_t *b, store_revoke_kind_t kind, const char *name) {
+  if (!b->revoked) return false;
+  if (revoked_find(b, kind, name)) return true;
+  /* An erased person's revocation is kept under a hash of their name (records/erase.c). */
+  char key[STORE_ERASE_REVOKED_CAP];
+  if (kind != STORE_REVOKE_PERSON) return false;
+  store_erase_revocation_key(name, key);
+  return revoked_find(b, kind, key);
+}
+
 void revoked_add(broker_t *b, store_revoke_kind_t kind, const char *name) {
-  if (!b->revoked || revoked_has(b, kind, name)) return;
+  if (!b->revoked || revoked_find(b, kind, name)) return;
   struct broker_revoked_s *r = calloc(1, sizeof(*r));
   if (!r) {
     /* The store has it: the next start loads it. Until then, say so loudly. */
@@ -83,7 +92,7 @@ void revoked_add(broker_t *b, store_revoke_kind_t kind, const char *name) {
 static int revoked_load_cb(void *ctx, store_revoke_kind_t kind, const char *name) {
   broker_t *b = ctx;
   revoked_add(b, kind, name);
-  return revoked_has(b, kind, name) ? 0 : TT_ENOMEM;
+  return revoked_find(b, kind, name) ? 0 : TT_ENOMEM;
 }
 
 int revoked_load(broker_t *b, broker_store_t *s) {

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509_vfy.h>
 #include "tt/limits.h"
 #include "tt/cert.h"
@@ -416,18 +417,90 @@ int tt_audit_walk_entry(tt_audit_walk_t *w, int64_t id, int64_t ts_ms,
   return 0;
 }
 
+int tt_audit_release_step(uint8_t acc[32], int64_t entry, uint32_t n, const uint8_t digest[32]) {
+  uint8_t m[32 + 8 + 4 + 32];
+  memcpy(m, acc, 32);
+  put_be64(m + 32, (uint64_t)entry);
+  m[40] = (uint8_t)(n >> 24), m[41] = (uint8_t)(n >> 16), m[42] = (uint8_t)(n >> 8), m[43] = (uint8_t)n;
+  memcpy(m + 44, digest, 32);
+  if (!SHA256(m, sizeof m, acc)) {
+    TT_ERROR("audit", "sha256 failed", "op=%s", "audit_release_step");
+    return TT_EIO;
+  }
+  return 0;
+}
+
+static tt_audit_release_t *release_of(tt_audit_walk_t *w, int64_t by) {
+  for (size_t i = 0; i < w->nrel; i++)
+    if (w->rel[i].by == by) return &w->rel[i];
+  return NULL;
+}
+
+int tt_audit_walk_released(tt_audit_walk_t *w, int64_t entry, uint32_t n, const uint8_t digest[32], int64_t by) {
+  tt_audit_release_t *r = release_of(w, by);
+  if (!r) {
+    if (w->nrel >= TT_AUDIT_RELEASE_PENDING_MAX) {
+      tt_audit_walk_problem(w, entry, "entry %lld: more than %u erasures pending, the rest not checked",
+                            (long long)entry, TT_AUDIT_RELEASE_PENDING_MAX);
+      return 0;
+    }
+    if (w->nrel == w->caprel) {
+      size_t cap = w->caprel ? 2 * w->caprel : 8;
+      tt_audit_release_t *g = realloc(w->rel, cap * sizeof(*g));
+      if (!g) return TT_ENOMEM;
+      w->rel = g;
+      w->caprel = cap;
+    }
+    r = &w->rel[w->nrel++];
+    memset(r, 0, sizeof(*r));
+    r->by = by;
+  }
+  r->count++;
+  return tt_audit_release_step(r->acc, entry, n, digest);
+}
+
+/* An erasure's own entry: what it says it released against what the walk saw released. */
+static void walk_erasure(tt_audit_walk_t *w, int64_t id, bool erasure, const tt_audit_pair_t *p, size_t n) {
+  tt_audit_release_t *r = release_of(w, id), none = {.by = id};
+  if (!erasure) {
+    if (r) tt_audit_walk_problem(w, id, "entry %lld is named as the erasure of %lld values, but it is not one",
+                                 (long long)id, (long long)r->count);
+  } else {
+    if (!r) r = &none;
+    const char *count = NULL, *values = NULL;
+    size_t clen = 0, vlen = 0;
+    for (size_t i = 2; i < n; i++) {
+      if (p[i].klen == 8 && memcmp(p[i].key, "released", 8) == 0) count = p[i].val, clen = p[i].vlen;
+      if (p[i].klen == 6 && memcmp(p[i].key, "values", 6) == 0) values = p[i].val, vlen = p[i].vlen;
+    }
+    char want_count[24], want_values[TT_HEX_CAP(32)];
+    snprintf(want_count, sizeof want_count, "%lld", (long long)r->count);
+    tt_hex(want_values, sizeof want_values, r->acc, 32);
+    if (!count || !values || clen != strlen(want_count) || memcmp(count, want_count, clen) != 0 || vlen != 64 ||
+        memcmp(values, want_values, 64) != 0)
+      tt_audit_walk_problem(w, id,
+                            "entry %lld, an erasure, does not match the values released under it (%lld found)",
+                            (long long)id, (long long)r->count);
+  }
+  if (r && r != &none) *r = w->rel[--w->nrel];
+}
+
 int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const char *action, size_t alen,
                          const tt_audit_pair_t *p, const tt_audit_value_t *v, size_t n, const uint8_t *prev_hash,
                          const uint8_t *hash) {
   if (w->based && id <= w->base) return 0; /* pruned, and not yet deleted */
   /* A value must be what its digest says under its salt: an edit shows here. A value without
-   * its salt is an edit too: nothing erases values yet, and when erasure comes, each erasure
-   * entry will commit to the digests it released, for the walk to check. */
+   * its salt must name a later erasure, which will have to account for it. */
   for (size_t i = 0; i < n; i++) {
     if (!v[i].has_salt) {
-      tt_audit_walk_problem(w, id, "entry %lld was edited: its %.*s lost its salt", (long long)id,
-                            (int)(p[i].klen > 40 ? 40 : p[i].klen), p[i].key);
-      break;
+      if (v[i].erased <= id) {
+        tt_audit_walk_problem(w, id, "entry %lld was edited: its %.*s lost its salt", (long long)id,
+                              (int)(p[i].klen > 40 ? 40 : p[i].klen), p[i].key);
+        break;
+      }
+      int rc = tt_audit_walk_released(w, id, (uint32_t)i, v[i].digest, v[i].erased);
+      if (rc) return rc;
+      continue;
     }
     uint8_t d[32];
     int rc = tt_audit_value_digest(v[i].salt, (uint32_t)i, p[i].val, p[i].vlen, d);
@@ -442,10 +515,23 @@ int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const ch
   int rc = tt_audit_hash2(prev_hash ? prev_hash : w->prev, id, ts_ms, action, alen, p, v, n, h);
   if (rc) return rc;
   walk_link(w, id, h, prev_hash, hash);
+  bool erasure = alen == strlen(TT_AUDIT_ERASE_ACTION) && memcmp(action, TT_AUDIT_ERASE_ACTION, alen) == 0;
+  if (erasure || w->nrel) walk_erasure(w, id, erasure, p, n);
   return 0;
 }
 
+void tt_audit_walk_free(tt_audit_walk_t *w) {
+  free(w->rel);
+  w->rel = NULL;
+  w->nrel = w->caprel = 0;
+}
+
 void tt_audit_walk_finish(tt_audit_walk_t *w) {
+  for (size_t i = 0; i < w->nrel; i++) /* claimed by an entry the walk never reached */
+    tt_audit_walk_problem(w, w->rel[i].by,
+                          "%lld values claim to be released by entry %lld, which is not an erasure in the log",
+                          (long long)w->rel[i].count, (long long)w->rel[i].by);
+  w->nrel = 0;
   if (w->next_anchor >= w->nanchors) return;
   /* The furthest anchor past the end says how much was cut. */
   const tt_audit_anchor_t *a = &w->anchors[w->nanchors - 1];

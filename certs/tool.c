@@ -507,6 +507,28 @@ static int walk_line2(tt_audit_walk_t *w, json_t *o, int64_t id, int64_t ts, con
   return rc ? failure("cannot hash export line %u", lineno) : 0;
 }
 
+/* A pruned entry's released values (before the first entry): an erasure after the cut counts
+ * them in its commitment. */
+static int walk_pruned(tt_audit_walk_t *w, json_t *o, json_t *id, unsigned lineno) {
+  json_t *vals = json_object_get(o, "values");
+  int64_t e = json_is_integer(id) ? (int64_t)json_integer_value(id) : 0;
+  if (!w->based || e <= 0 || e > w->base || w->count > 0 || !json_is_array(vals) ||
+      json_array_size(vals) > TT_AUDIT_VALUES_MAX)
+    return failure("export line %u: a pruned entry where none can be (not before the entries, or after the cut)",
+                   lineno);
+  for (size_t i = 0; i < json_array_size(vals); i++) {
+    json_t *x = json_array_get(vals, i);
+    uint8_t d[32];
+    json_t *n = json_object_get(x, "n"), *by = json_object_get(x, "erased");
+    if (!json_is_integer(n) || !json_is_integer(by) || json_integer_value(n) < 0 ||
+        json_integer_value(n) >= (json_int_t)TT_AUDIT_VALUES_MAX || hex32(json_string_value(json_object_get(x, "digest")), d))
+      return failure("export line %u: a pruned entry's value lacks its n, digest or erasure", lineno);
+    int rc = tt_audit_walk_released(w, e, (uint32_t)json_integer_value(n), d, (int64_t)json_integer_value(by));
+    if (rc) return failure("out of memory");
+  }
+  return 0;
+}
+
 /* One line of `tether audit --json`: the fields the hash covers, exactly as stored. */
 static int walk_line(tt_audit_walk_t *w, const char *line, unsigned lineno) {
   json_error_t jerr;
@@ -516,6 +538,11 @@ static int walk_line(tt_audit_walk_t *w, const char *line, unsigned lineno) {
     return failure("export line %u is not a JSON object: %s", lineno, jerr.text);
   }
   json_t *id = json_object_get(o, "id"), *ts = json_object_get(o, "ts_ms");
+  if (json_is_true(json_object_get(o, "pruned"))) {
+    int rc = walk_pruned(w, o, id, lineno);
+    json_decref(o);
+    return rc;
+  }
   const char *keys[TT_AUDIT_NFIELDS] = {"actor", "action", "target", "detail_text"};
   const char *field[TT_AUDIT_NFIELDS];
   size_t flen[TT_AUDIT_NFIELDS];
@@ -593,10 +620,12 @@ static int cmd_audit_verify(int argc, char **argv) {
   if (f != stdin) fclose(f);
   free(line);
   if (rc) {
+    tt_audit_walk_free(&w);
     tt_audit_anchors_free(&anchors);
     return rc;
   }
   tt_audit_walk_finish(&w);
+  tt_audit_walk_free(&w);
   tt_audit_anchors_free(&anchors);
   bool intact = w.first_bad == 0 && w.nproblems == 0;
   if (w.based) printf("entries 1 to %lld were pruned by retention (a signed cut line says so)\n", (long long)w.base);

@@ -50,7 +50,22 @@ static int audit_start(console_t *c) {
   return audit_page(c);
 }
 
+/* A pruned entry an erasure still accounts for: the values it released, for the offline walk. */
+static void pruned_json(const Tether__AuditEntry *e) {
+  printf("{\"id\":%" PRIu64 ",\"pruned\":true,\"values\":[", e->id);
+  for (size_t i = 0; i < e->n_values; i++) {
+    printf("%s{\"n\":%u,\"digest\":", i ? "," : "", e->values[i]->n);
+    console_json_hex(stdout, e->values[i]->digest);
+    printf(",\"erased\":%" PRIu64 "}", e->values[i]->erased);
+  }
+  fputs("]}\n", stdout);
+}
+
 static void entry_json(const Tether__AuditEntry *e) {
+  if (e->pruned) {
+    pruned_json(e);
+    return;
+  }
   char when[40];
   console_iso(when, sizeof(when), e->ts_ms, true);
   printf("{\"id\":%" PRIu64 ",\"ts\":\"%s\",\"actor\":", e->id, when);
@@ -118,9 +133,10 @@ static int audit_response(console_t *c, const Tether__Response *r) {
                    g_audit.after_id);
       return 0;
     }
+    g_audit.after_id = e->id;
+    if (!c->json && e->pruned) continue; /* nothing to read: only the export carries it */
     if (c->json) entry_json(e);
     else entry_row(e);
-    g_audit.after_id = e->id;
     g_audit.printed++;
   }
   fflush(stdout);

@@ -223,7 +223,7 @@ void console_duration(char *dst, size_t cap, uint64_t ms);
 extern const console_cmd_t console_cmd_devices;
 extern const console_cmd_t console_cmd_report_sla, console_cmd_report_activity, console_cmd_audit_follow,
     console_cmd_status, console_cmd_ticket_hold, console_cmd_ticket_release, console_cmd_retention_show,
-    console_cmd_retention_set, console_cmd_retention_sweep, console_cmd_person_export;
+    console_cmd_retention_set, console_cmd_retention_sweep, console_cmd_person_export, console_cmd_person_erase;
 extern const console_cmd_t console_cmd_alerts, console_cmd_alert_ack, console_cmd_alert_snooze,
     console_cmd_alert_unsnooze, console_cmd_checks, console_cmd_policy_set, console_cmd_policy_unset,
     console_cmd_policy_show, console_cmd_maintenance_add, console_cmd_maintenance;

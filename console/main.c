@@ -125,7 +125,7 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_ssh_key_remove,  &console_cmd_ssh_config,       &console_cmd_report_sla,
     &console_cmd_report_activity, &console_cmd_status,         &console_cmd_retention_show,
     &console_cmd_retention_set,   &console_cmd_retention_sweep,  &console_cmd_ticket_hold,
-    &console_cmd_ticket_release,  &console_cmd_person_export,
+    &console_cmd_ticket_release,  &console_cmd_person_export, &console_cmd_person_erase,
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -864,6 +864,9 @@ static int rec_run(broker_store_t *s, store_req_t *r) {
     rec_refuse(x, TT_EBUSY, "R-%" PRId64 " is still being recorded", rec->id);
   else if (rec->expired_ms)
     rec_refuse(x, TT_ENOTFOUND, "R-%" PRId64 " was deleted by retention (tether retention show)", rec->id);
+  else if (rec->erased)
+    rec_refuse(x, TT_ENOTFOUND, "R-%" PRId64 " was deleted when a person's data was erased (audit entry %" PRId64 ")",
+               rec->id, rec->erased);
   /* A failed recording has no sha256 to check it by, and its file may be cut anywhere. */
   else if (rec->failed)
     rec_refuse(x, TT_EIO, "R-%" PRId64 " is incomplete: its recording failed (see the audit)", rec->id);

@@ -24,6 +24,11 @@ static const store_sql_t k_sql[] = {
   {ST_CP_INSERT, "INSERT INTO audit_checkpoints(entries, head, ts_ms, line) VALUES(?1, ?2, ?3, ?4)"},
   {ST_CP_LIST, "SELECT line FROM audit_checkpoints ORDER BY id"},
   {ST_AUDIT_WALK, "SELECT " AUDIT_COLS " FROM audit ORDER BY id"},
+  {ST_AUDIT_RELEASED_BEFORE, "SELECT entry, n, digest, erased FROM audit_values WHERE entry <= ?1 AND erased > ?1"
+                             " ORDER BY entry, n"},
+  {ST_AUDIT_RELEASED_LIST, "SELECT entry, n, digest, erased FROM audit_values WHERE entry > ?2"
+                           " AND entry <= (SELECT coalesce(max(entries), 0) FROM audit_base)"
+                           " AND erased > (SELECT coalesce(max(entries), 0) FROM audit_base) ORDER BY entry, n"},
 };
 
 int store_prepare_audit(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
@@ -196,9 +201,60 @@ void store_audit_head(broker_store_t *s, int64_t *id, uint8_t hash[32]) {
   memcpy(hash, s->audit_last_hash, 32);
 }
 
+/* Values of pruned entries that an erasure after the cut released: its commitment counts them. */
+static int walk_released_before(broker_store_t *s, tt_audit_walk_t *w) {
+  sqlite3_stmt *st = s->st[ST_AUDIT_RELEASED_BEFORE];
+  int rc = SQLITE_OK, ret = 0;
+  bind_i64(st, 1, w->base, &rc);
+  while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) break;
+    const void *dg = sqlite3_column_blob(st, 2);
+    uint8_t d[32] = {0};
+    if (dg && sqlite3_column_bytes(st, 2) == 32) memcpy(d, dg, 32);
+    ret = tt_audit_walk_released(w, sqlite3_column_int64(st, 0), (uint32_t)sqlite3_column_int64(st, 1), d,
+                                 sqlite3_column_int64(st, 3));
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "audit_released_before", rc);
+  return ret;
+}
+
+int store_audit_released_before(broker_store_t *s, int64_t after_id, uint32_t limit, store_audit_cb cb, void *ctx) {
+  sqlite3_stmt *st = s->st[ST_AUDIT_RELEASED_LIST];
+  int rc = SQLITE_OK, ret = 0;
+  uint32_t sent = 0;
+  store_audit_t e;
+  memset(&e, 0, sizeof e);
+  bind_i64(st, 2, after_id, &rc);
+  while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
+    rc = sqlite3_step(st);
+    int64_t entry = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (e.id && entry != e.id) { /* the entry before is whole */
+      ret = cb(ctx, &e);
+      if (ret == 0 && limit && ++sent >= limit) break;
+      memset(&e, 0, sizeof e);
+    }
+    if (rc != SQLITE_ROW || ret) break;
+    if (e.nvalues >= TT_AUDIT_VALUES_MAX) continue;
+    e.id = entry;
+    e.pruned = true;
+    e.format = 2;
+    tt_audit_value_t *v = &e.values[e.nvalues];
+    const void *dg = sqlite3_column_blob(st, 2);
+    if (dg && sqlite3_column_bytes(st, 2) == 32) memcpy(v->digest, dg, 32);
+    v->erased = sqlite3_column_int64(st, 3);
+    e.value_n[e.nvalues++] = (uint8_t)sqlite3_column_int64(st, 1);
+  }
+  done(st);
+  if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) ret = sql_fail(s, "audit_released_list", rc);
+  return ret;
+}
+
 int store_audit_walk(broker_store_t *s, tt_audit_walk_t *w) {
   sqlite3_stmt *st = s->st[ST_AUDIT_WALK];
   int rc, ret = 0;
+  if (w->based && (ret = walk_released_before(s, w)) != 0) return ret;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *fld[4];
     size_t flen[4];
@@ -241,6 +297,7 @@ int store_audit_verify(broker_store_t *s, int64_t *count, int64_t *first_bad) {
   int rc = store_audit_walk(s, &w);
   *count = w.count;
   *first_bad = w.first_bad;
+  tt_audit_walk_free(&w);
   return rc;
 }
 

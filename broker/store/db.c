@@ -907,6 +907,8 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_diag(s);
   if (rc == 0) rc = store_prepare_retention(s);
   if (rc == 0) rc = store_prepare_person_records(s);
+  if (rc == 0) rc = store_prepare_erase(s);
+  if (rc == 0) rc = store_prepare_erase_sql(s);
   if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_alerts(s);
   if (rc == 0) rc = store_prepare_policy(s);
@@ -985,6 +987,8 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_diag(s);
   if (rc == 0) rc = store_prepare_retention(s);
   if (rc == 0) rc = store_prepare_person_records(s);
+  if (rc == 0) rc = store_prepare_erase(s);
+  if (rc == 0) rc = store_prepare_erase_sql(s);
   if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_alerts(s);
   if (rc == 0) rc = store_prepare_policy(s);

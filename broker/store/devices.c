@@ -25,7 +25,7 @@ static const store_sql_t k_sql[] = {
   {ST_DEV_SET_REVOKED, "UPDATE devices SET revoked = 1 WHERE id = ?1"},
   {ST_REV_INSERT, "INSERT INTO revocations(kind, name, \"by\", reason, ts_ms)"
       " VALUES(?1, ?2, ?3, ?4, ?5)"},
-  {ST_REV_GET, "SELECT 1 FROM revocations WHERE kind = ?1 AND name = ?2"},
+  {ST_REV_GET, "SELECT 1 FROM revocations WHERE kind = ?1 AND name IN (?2, ?3)"},
   {ST_REV_ALL, "SELECT kind, name FROM revocations"},
   {ST_DEV_LAST_SEEN, "UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1"},
 };
@@ -228,8 +228,12 @@ int store_is_revoked(broker_store_t *s, store_revoke_kind_t kind, const char *na
   *revoked = false;
   sqlite3_stmt *st = s->st[ST_REV_GET];
   int rc = SQLITE_OK;
+  /* An erased person's revocation is kept under a hash of their name (records/erase.c). */
+  char key[STORE_ERASE_REVOKED_CAP];
+  store_erase_revocation_key(name, key);
   bind_i64(st, 1, (int64_t)kind, &rc);
   bind_text(st, 2, name, &rc);
+  bind_text(st, 3, kind == STORE_REVOKE_PERSON ? key : name, &rc);
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   int ret = 0;
   if (rc == SQLITE_ROW) *revoked = true;

@@ -49,6 +49,13 @@ typedef enum {
   ST_AUDIT_LIST,
   ST_AUDIT_LIST_DEVICE,
   ST_AUDIT_WALK,
+  ST_AUDIT_RELEASED_BEFORE,
+  ST_AUDIT_RELEASED_LIST,
+  ST_ERASE_AUDIT_IDS,
+  ST_ERASE_RELEASE,
+  ST_ERASE_AUDIT_TEXT,
+  ST_ERASE_FILES,
+  ST_ERASE_FILE_GONE,
   ST_AUDIT_VALUE_INSERT,
   ST_AUDIT_VALUES,
   ST_AUDIT_FORMAT1,
@@ -276,6 +283,8 @@ int store_prepare_inventory(broker_store_t *s);
 int store_prepare_diag(broker_store_t *s);
 int store_prepare_retention(broker_store_t *s);
 int store_prepare_person_records(broker_store_t *s);
+int store_prepare_erase(broker_store_t *s);
+int store_prepare_erase_sql(broker_store_t *s);
 /* Open (or close) the audit tables to the store's own rechain, prune and erase writes. */
 int store_audit_gate(broker_store_t *s, bool open);
 int store_prepare_help(broker_store_t *s);

@@ -4,7 +4,7 @@
 #define SES_COLS "id, ticket, device, person, access, started_ms, expires_ms, unattended, " \
                  "consent_by, ended_ms, ended_by, end_reason"
 #define REC_COLS "id, session, ticket, device, person, path, started_ms, ended_ms, size, " \
-                 "sha256, failed, expired_ms"
+                 "sha256, failed, expired_ms, erased"
 
 
 static const store_sql_t k_sql[] = {
@@ -178,6 +178,7 @@ static void recording_from_row(sqlite3_stmt *st, store_recording_t *r) {
   col_text(st, 9, r->sha256, sizeof r->sha256);
   r->failed = sqlite3_column_int(st, 10) != 0;
   r->expired_ms = sqlite3_column_int64(st, 11);
+  r->erased = sqlite3_column_int64(st, 12);
 }
 
 /* The path is made from the id SQLite chose, in the same transaction as the row. */

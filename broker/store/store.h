@@ -107,6 +107,10 @@ typedef struct {
   char detail[512];             /* a JSON object of further fields, "{}" if none */
   uint8_t prev_hash[32];
   uint8_t hash[32];             /* sha256 over prev_hash and the canonical fields */
+  /* A pruned entry's values that an erasure after the cut released: no text, no hashes, only
+   * each value's index (value_n), digest and erasure, for the erasure's commitment. */
+  bool pruned;
+  uint8_t value_n[TT_AUDIT_VALUES_MAX];
 } store_audit_t;
 
 /* Append in format 2 (tt/audit.h): each value gets a salt and a digest, the hash covers
@@ -120,6 +124,11 @@ typedef struct {
   int64_t after_id;             /* paging: only entries with a larger id; 0 = from the start */
 } store_audit_filter_t;
 typedef int (*store_audit_cb)(void *ctx, const store_audit_t *e);
+/* The pruned entries after after_id (at most limit; 0 = all) whose values an erasure after
+ * the cut released, as store_audit_t with pruned set: an export lists them before the entries,
+ * so that an offline walk can check the erasure (tt_audit_walk_released). */
+int store_audit_released_before(broker_store_t *s, int64_t after_id, uint32_t limit, store_audit_cb cb,
+                                void *ctx) TT_WUR;
 int store_audit_list(broker_store_t *s, const store_audit_filter_t *f, store_audit_cb cb, void *ctx) TT_WUR;
 /* The chain's head: the last entry's id and hash (0 and zeros when empty). Logged at start
  * and stop and every hour, it anchors the chain outside the database: rows cut off the end,
@@ -181,6 +190,51 @@ typedef enum {
  * `window` entries past after (0 = no limit) and *scanned_to says how far it looked. */
 int store_person_ids(broker_store_t *s, store_px_t which, const char *name, int64_t after, int64_t window,
                      int64_t *ids, uint32_t cap, uint32_t *n, int64_t *scanned_to) TT_WUR;
+/* ---- a person's erasure (records/erase.c): `person erase` ----------------------------------
+ * Every value that names the person (as a whole word, in any case) becomes the pseudonym, in
+ * one transaction: tickets, their timelines, sessions, recordings' rows, help requests, who
+ * set what, asset records, and the audit (released: tt/audit.h). Their diagnostics reports
+ * are deleted and their recordings marked erased (the files go after the commit,
+ * store_erase_files). A revoked technician's row and ssh keys are deleted and the revocation
+ * kept under store_erase_revocation_key. Records of a ticket on hold are counted in held and
+ * left as they are. Refused (x->refused says why): a device's id (TT_EINVAL), someone who can
+ * still sign in (TT_EDENIED), an open session (TT_EBUSY), a name no record holds
+ * (TT_ENOTFOUND). A dry run does it all and rolls it back: the counts say what would go. */
+typedef enum {
+  STORE_EC_TICKETS, STORE_EC_EVENTS, STORE_EC_SESSIONS, STORE_EC_RECORDINGS, STORE_EC_DIAG, STORE_EC_HELP,
+  STORE_EC_AUDIT, STORE_EC_OTHER, STORE_EC_N
+} store_erase_class_t;
+#define STORE_ERASE_HELD_MAX 32u          /* held tickets listed in the answer */
+#define STORE_ERASE_REVOKED_CAP (7 + 48 + 1) /* "erased:" and 48 hex digits: it fits a name */
+#define STORE_ERASE_PSEUDONYM_MAX 32u
+typedef struct {
+  char name[STORE_NAME_MAX];
+  char pseudonym[STORE_ERASE_PSEUDONYM_MAX];
+  bool dry_run;
+  int64_t changed[STORE_EC_N];      /* rows rewritten (diagnostics: deleted) per class */
+  int64_t held[STORE_EC_N];         /* rows that name them under a hold, left */
+  int64_t held_tickets[STORE_ERASE_HELD_MAX];
+  uint32_t nheld_tickets;
+  int64_t released;                 /* audit values released */
+  int64_t erasure;                  /* the erasure's audit entry (0 on a dry run) */
+  char refused[200];
+} store_erase_t;
+/* Writes the erasure's own audit entry (committing to `values`, tt/audit.h) in the transaction:
+ * its id into *id. */
+typedef int (*store_erase_audit_fn)(void *ctx, broker_store_t *s, const store_erase_t *x, const char *values,
+                                    int64_t *id);
+int store_person_erase(broker_store_t *s, store_erase_t *x, store_erase_audit_fn audit, void *ctx) TT_WUR;
+/* After the commit: the files of the recordings erasure `erasure` marked, deleted. */
+int store_erase_files(broker_store_t *s, const char *data_dir, int64_t erasure, uint32_t *deleted,
+                      uint32_t *failed) TT_WUR;
+/* After the commit: the WAL checkpointed and truncated; clean is false if a reader kept it. */
+int store_erase_scrub(broker_store_t *s, bool *clean) TT_WUR;
+int store_secure_delete(broker_store_t *s, bool on) TT_WUR;
+void store_erase_revocation_key(const char *name, char out[STORE_ERASE_REVOKED_CAP]);
+/* The word matching erase does (exposed for its unit test). */
+bool store_erase_names(const char *t, size_t len, const char *name);
+char *store_erase_rewrite(const char *t, size_t len, const char *name, const char *pseudo, size_t max, size_t *outlen);
+
 /* Signed checkpoints of the chain's head (schema 4): one row per line, append-only. */
 int store_checkpoint_add(broker_store_t *s, const tt_audit_checkpoint_t *cp, const char *line) TT_WUR;
 /* The same in a transaction of its own (outside a batch). */
@@ -336,6 +390,7 @@ typedef struct {
   char sha256[65];                     /* hex, when ended */
   bool failed;                         /* writing failed (disk full...): the file is partial */
   int64_t expired_ms;                  /* retention deleted the file then (schema 18), 0 = kept */
+  int64_t erased;                      /* the audit entry of the erasure that deleted it (schema 19) */
 } store_recording_t;
 
 /* Insert (session, ticket, device, person, started_ms are used; ended_ms 0); sets r->id and

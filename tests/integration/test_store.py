@@ -326,7 +326,13 @@ class StoreTest(TetherTestCase):
         from cryptography.hazmat.primitives.asymmetric import ec
         db = sqlite3.connect(os.path.join(b.data_dir, "broker.db"))
         db.executescript(
-            "DROP TRIGGER audit_values_no_update; DROP TRIGGER audit_values_no_delete; DROP TABLE audit_values;"
+            "DROP INDEX audit_values_erased; ALTER TABLE recordings DROP COLUMN erased;"
+            " DROP TRIGGER ticket_events_no_update; DROP TRIGGER ticket_events_no_delete;"
+            " CREATE TRIGGER ticket_events_no_update BEFORE UPDATE ON ticket_events"
+            "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
+            " CREATE TRIGGER ticket_events_no_delete BEFORE DELETE ON ticket_events"
+            "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
+            " DROP TRIGGER audit_values_no_update; DROP TRIGGER audit_values_no_delete; DROP TABLE audit_values;"
             " DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; DROP TABLE audit_gate;"
             " DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints;"
             " ALTER TABLE audit DROP COLUMN format; DROP TABLE siem_cursor; PRAGMA user_version = 15;"

@@ -1,10 +1,14 @@
 /* A person's records (store.h "a person's records"): the ids of every row that names them, a
- * page at a time, for `person export` (and, to come, `person erase`). A person is named as a
- * ticket's requester, assignee or opener, an event's actor, a session's technician or the
- * local user who consented on their machine, a diagnostics report's taker, or in the audit. */
+ * page at a time, for `person export`. A person is named as a ticket's requester, assignee or
+ * opener, an event's actor, a session's technician or the local user who consented on their
+ * machine, a diagnostics report's taker, or in the audit; the sessions, recordings and reports
+ * of their machine (a session they consented to, or under a ticket they asked for) are theirs
+ * too. `person erase` finds the same and more (records/erase.c). */
 #include "../internal.h"
 
-#define MINE "(SELECT id FROM sessions WHERE consent_by = ?1)"
+/* Sessions on their machine: ones they consented to, or under a ticket they asked for. */
+#define MINE "(SELECT id FROM sessions WHERE consent_by = ?1 OR ticket IN " ASKED ")"
+#define ASKED "(SELECT id FROM tickets WHERE requester = ?1)"
 
 static const store_sql_t k_sql[] = {
   {ST_PX_TICKETS, "SELECT id FROM tickets WHERE id > ?2 AND (requester = ?1 OR assignee = ?1 OR created_by = ?1)"
@@ -13,7 +17,8 @@ static const store_sql_t k_sql[] = {
                  " AND (e.actor = ?1 OR t.requester = ?1 OR t.assignee = ?1 OR t.created_by = ?1)"
                  " ORDER BY e.id LIMIT ?3"},
   {ST_PX_EVENT_GET, "SELECT " STORE_TEV_COLS " FROM ticket_events WHERE id = ?1"},
-  {ST_PX_SESSIONS, "SELECT id FROM sessions WHERE id > ?2 AND (person = ?1 OR consent_by = ?1) ORDER BY id LIMIT ?3"},
+  {ST_PX_SESSIONS, "SELECT id FROM sessions WHERE id > ?2 AND (person = ?1 OR consent_by = ?1 OR ticket IN " ASKED ")"
+                   " ORDER BY id LIMIT ?3"},
   {ST_PX_RECORDINGS, "SELECT id FROM recordings WHERE id > ?2 AND (person = ?1 OR session IN " MINE ")"
                      " ORDER BY id LIMIT ?3"},
   {ST_PX_DIAG, "SELECT id FROM diag_reports WHERE id > ?2 AND (person = ?1 OR session IN " MINE ")"

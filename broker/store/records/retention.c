@@ -25,9 +25,11 @@ static const store_sql_t k_sql[] = {
                       " ON CONFLICT(one) DO UPDATE SET entries = ?1, head = ?2, ts_ms = ?3"},
   {ST_AUDIT_CUT_POINT, "SELECT id, hash FROM audit WHERE ts_ms < ?1 AND id > ?2 ORDER BY id DESC LIMIT 1"},
   {ST_AUDIT_PRUNE, "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id <= ?1 ORDER BY id LIMIT ?2)"},
-  /* the values of entries already gone: below the first entry left (or the base) */
+  /* the values of entries already gone: below the first entry left (or the base); a value
+   * released by an erasure that is not pruned stays (its digest, no salt, no text) for the
+   * walk to check that erasure's commitment (tt/audit.h) */
   {ST_AUDIT_PRUNE_VALUES, "DELETE FROM audit_values WHERE entry <= (SELECT coalesce(min(id) - 1, ?1) FROM audit"
-                          " WHERE id <= ?1)"},
+                          " WHERE id <= ?1) AND (erased = 0 OR erased <= ?1)"},
 };
 
 int store_prepare_retention(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }

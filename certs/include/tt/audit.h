@@ -118,6 +118,25 @@ typedef struct {
   int64_t ts_ms;
 } tt_audit_anchor_t;
 
+/* An erasure (an entry whose action is TT_AUDIT_ERASE_ACTION) releases values: it rewrites
+ * them to a pseudonym and destroys their salts, and sets each one's `erased` to its own id.
+ * It commits to what it released in its own detail, "released" (how many) and "values"
+ * (hex): acc = 32 zero bytes, then for each released value in (entry, n) order
+ * acc = sha256(acc || u64be(entry) || u32be(n) || digest). A value without its salt is sound
+ * only if a later erasure's commitment covers it: the walk keeps the accumulators of the
+ * erasures it has not reached yet and checks each one when it gets there. */
+#define TT_AUDIT_ERASE_ACTION "person-erase"
+#define TT_AUDIT_RELEASE_PENDING_MAX 100000u /* erasures whose values the walk holds unchecked */
+
+typedef struct {
+  int64_t by;        /* the erasure's entry */
+  int64_t count;
+  uint8_t acc[32];
+} tt_audit_release_t;
+
+/* One step of an erasure's commitment (above). */
+int tt_audit_release_step(uint8_t acc[32], int64_t entry, uint32_t n, const uint8_t digest[32]);
+
 typedef struct {
   const tt_audit_anchor_t *anchors; /* sorted by entries */
   size_t nanchors, next_anchor;
@@ -126,6 +145,8 @@ typedef struct {
   int64_t first_bad;                /* the first entry found wrong (0 = none) */
   int64_t base;                     /* entries up to this were pruned (a signed cut): not walked */
   bool based;
+  tt_audit_release_t *rel;          /* erasures not reached yet (tt_audit_walk_free) */
+  size_t nrel, caprel;
   uint8_t prev[32];                 /* the last entry's hash, as stored */
   unsigned nproblems, more_problems;
   char problems[TT_AUDIT_PROBLEMS_MAX][TT_AUDIT_PROBLEM_LEN];
@@ -140,13 +161,18 @@ int tt_audit_walk_entry(tt_audit_walk_t *w, int64_t id, int64_t ts_ms,
                         const char *const field[TT_AUDIT_NFIELDS], const size_t flen[TT_AUDIT_NFIELDS],
                         const uint8_t *prev_hash, const uint8_t *hash);
 /* The same for a format 2 entry: its action, its values (tt_audit_split of what is stored)
- * and their salts and digests. Each value must match its digest under its salt (one without a
- * salt is an edit: nothing erases values yet). */
+ * and their salts and digests. Each value must match its digest under its salt, or have been
+ * released by a later erasure that commits to it. */
 int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const char *action, size_t alen,
                          const tt_audit_pair_t *p, const tt_audit_value_t *v, size_t n, const uint8_t *prev_hash,
                          const uint8_t *hash);
-/* After the last entry: anchors past the end are a cut tail. */
+/* A value released by erasure `by` in an entry the walk does not see (pruned before a cut):
+ * fed before the first entry, in (entry, n) order, so that the erasure's commitment still adds
+ * up. 0 or TT_ENOMEM. */
+int tt_audit_walk_released(tt_audit_walk_t *w, int64_t entry, uint32_t n, const uint8_t digest[32], int64_t by);
+/* After the last entry: anchors past the end are a cut tail, erasures never reached a problem. */
 void tt_audit_walk_finish(tt_audit_walk_t *w);
+void tt_audit_walk_free(tt_audit_walk_t *w);
 void tt_audit_walk_problem(tt_audit_walk_t *w, int64_t bad_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -7,7 +7,9 @@ name nobody holds gives empty sections; only admins export. The real programs on
 Run by ctest as `integration.person` (TT_BIN_DIR names the build directory)."""
 
 import json
+import re
 import os
+import sqlite3
 import subprocess
 import unittest
 
@@ -23,7 +25,7 @@ class PersonExportTest(SessionWorld, TetherTestCase):
     @classmethod
     def setUpClass(cls):
         cls.pki = Pki()
-        for role, name in (("technician", "tech"), ("admin", "boss"), ("agent", "dev1")):
+        for role, name in (("technician", "tech"), ("technician", "liv.t"), ("admin", "boss"), ("agent", "dev1")):
             cls.pki.issue(role, name)
 
     def export(self, name):
@@ -85,6 +87,135 @@ class PersonExportTest(SessionWorld, TetherTestCase):
         r = self.tech(["person", "export", "sam"])
         self.assertEqual((r.rc, r.err), (1, "tether: permission denied: a person's data needs the admin role\n"))
         r = self.admin(["person", "export", 'bad"name'])
+        self.assertEqual(r.rc, 2, r)
+
+
+    def audit(self):
+        return [json.loads(ln) for ln in self.ok(self.admin(["audit", "--json"])).out.splitlines()]
+
+    def ok(self, r):
+        self.assertEqual(r.rc, 0, r)
+        return r
+
+    def erase(self, name, *extra):
+        r = self.ok(self.admin(["person", "erase", name, "--reason", "GDPR request #88 from " + name, "--json"]
+                               + list(extra)))
+        return json.loads(r.out)
+
+    def verified(self):
+        """Online and offline, the chain still holds."""
+        r = self.ok(self.admin(["audit", "verify"]))
+        self.assertRegex(r.out, r"audit chain intact: \d+ entries")
+        export = os.path.join(self.h.dir, "audit.jsonl")
+        with open(export, "w") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in self.audit()))
+        cps = os.path.join(self.b.data_dir, "audit.checkpoints")
+        r = self.h.run("tether-certs", ["audit-verify", "--cert", self.pki.ca, "--checkpoints", cps, export])
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("audit log intact", r.out)
+
+    def files_naming(self, *names):
+        """Every file of the broker's data directory (the store, its write-ahead log, the
+        recordings) that still holds one of the names as a word, in any case, byte for byte:
+        live rows, free space and old pages alike ("nadia.kim" is not "nadia.k")."""
+        pats = [re.compile(rb"(?i)(?<![A-Za-z0-9._-])" + re.escape(n.encode()) + rb"(?![A-Za-z0-9_-]|\.[A-Za-z0-9])")
+                for n in names]
+        found = []
+        for root, _, files in os.walk(self.b.data_dir):
+            for f in files:
+                with open(os.path.join(root, f), "rb") as fh:
+                    body = fh.read()
+                found += ["%s: %s" % (f, n) for n, p in zip(names, pats) if p.search(body)]
+        if found:  # say where, for the failure message
+            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.b.data_dir, "broker.db"), uri=True)
+            for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+                for row in db.execute('SELECT * FROM "%s"' % t):
+                    text = repr(row).encode()
+                    found += ["row of %s: %.300s" % (t, text) for p in pats if p.search(text)]
+            db.close()
+        return found
+
+    def test_erase_an_employee_and_a_technician(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket(who="liv.t", extra=["--requester", "nadia.k"], summary="VPN drops for Nadia.K every morning")
+        held = self.new_ticket(extra=["--requester", "nadia.k"], summary="laptop returned by nadia.k")
+        other = self.new_ticket(summary="nadia.kim's printer")  # another person: not a word of the name
+        p = subprocess.run(self.console_argv(["shell", "dev1", "--ticket", tid], who="liv.t"), env=self.h.env,
+                           cwd=self.h.dir, input=b"echo hello\nexit 0\n", capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p)
+        self.ok(self.tech(["diag", "dev1", "--ticket", tid, "--attach", "--json"], who="liv.t"))
+        self.ok(self.tech(["ticket", "comment", tid, "called nadia.k, she says it started monday"], who="liv.t"))
+        self.ok(self.admin(["ticket", "hold", held, "--reason", "legal hold for nadia.k's case"]))
+        before = self.export("nadia.k")
+        self.assertEqual(len(before["recordings"]), 1)
+        self.assertEqual(len(before["diagnostics"]), 1)
+
+        # A dry run counts and changes nothing.
+        dry = self.erase("nadia.k", "--dry-run")
+        self.assertTrue(dry["dry_run"])
+        self.assertEqual(dry["erasure"], 0)
+        self.assertEqual((dry["counts"]["tickets"]["erased"], dry["counts"]["tickets"]["held"]), (1, 1), dry)
+        self.assertEqual(dry["counts"]["recordings"]["erased"], 1, dry)
+        self.assertEqual(dry["counts"]["diagnostics"]["erased"], 1, dry)
+        self.assertEqual(dry["held_tickets"], [held])
+        after_dry = self.export("nadia.k")
+        self.assertEqual([t["id"] for t in after_dry["tickets"]], [t["id"] for t in before["tickets"]])
+        self.assertEqual(len(after_dry["recordings"]), 1)
+
+        # The erasure: the held ticket stays as it is and is named in the answer.
+        e = self.erase("nadia.k")
+        self.assertFalse(e["dry_run"])
+        self.assertRegex(e["pseudonym"], r"^erased-[0-9a-f]{12}$")
+        self.assertGreater(e["erasure"], 0)
+        self.assertGreater(e["released"], 0)
+        self.assertEqual(e["held_tickets"], [held])
+        self.assertEqual(e["files_deleted"], 1, e)
+        self.assertTrue(e["scrubbed"], e)
+        t = json.loads(self.ok(self.tech(["ticket", "show", tid, "--json"])).out)["ticket"]
+        self.assertEqual(t["requester"], e["pseudonym"])
+        self.assertEqual(t["summary"], "VPN drops for %s every morning" % e["pseudonym"])
+        self.assertIn("nadia.kim's printer", self.ok(self.tech(["ticket", "show", other])).out)
+        self.assertIn("nadia.k", self.ok(self.tech(["ticket", "show", held])).out)
+        self.verified()
+        r = self.admin(["replay", "R-%d" % before["recordings"][0]["id"]])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("was deleted when a person's data was erased", r.err)
+        entry = [a for a in self.audit() if a["action"] == "person-erase"]
+        self.assertEqual(len(entry), 1)
+        self.assertEqual((entry[0]["actor"], entry[0]["target"]), ("boss", e["pseudonym"]))
+        self.assertEqual(entry[0]["detail"]["reason"], "GDPR request #88 from " + e["pseudonym"])
+        self.assertNotIn("nadia.k", json.dumps(entry[0]).lower())
+        # Only the held ticket's records still name her; released, the second erasure takes them.
+        self.assertTrue(self.files_naming("nadia.k"))
+        self.ok(self.admin(["ticket", "release", held]))
+        e2 = self.erase("nadia.k")
+        self.assertEqual(e2["held_tickets"], [])
+        self.assertEqual(e2["counts"]["tickets"]["erased"], 1, e2)
+        self.verified()
+
+        # A technician who can still sign in is not erased; revoked, they are, and stay out.
+        r = self.admin(["person", "erase", "liv.t", "--reason", "left the company"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("liv.t can still sign in: revoke them first", r.err)
+        self.ok(self.admin(["revoke", "person", "liv.t", "--reason", "left"]))
+        lt = self.erase("liv.t")
+        self.assertGreater(lt["counts"]["sessions"]["erased"], 0, lt)
+        self.assertGreater(lt["counts"]["other"]["erased"], 0, lt)  # the people row, the revocation
+        self.verified()
+        self.assertEqual(self.files_naming("nadia.k", "liv.t"), [])
+        r = self.tech(["devices"], who="liv.t")
+        self.assertNotEqual(r.rc, 0, r)
+        self.b.wait_for(r'msg="refusing peer" .*name=liv\.t reason=revoked', timeout=10)
+
+        # Unknown names, devices and the erasing admin are refused, and only admins erase.
+        r = self.admin(["person", "erase", "nobody.x", "--reason", "r"])
+        self.assertEqual((r.rc, r.err), (1, "tether: no record names nobody.x\n"), r)
+        r = self.admin(["person", "erase", "dev1", "--reason", "r"])
+        self.assertIn("dev1 is a device, not a person", r.err)
+        r = self.tech(["person", "erase", "tech", "--reason", "r"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("permission denied", r.err)
+        r = self.admin(["person", "erase", "nadia.k"])
         self.assertEqual(r.rc, 2, r)
 
 

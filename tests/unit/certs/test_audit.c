@@ -228,6 +228,8 @@ static void test_walk_names_the_damage(void **state) {
 
 /* Format 2: the split of an entry into values, digests under salts, and an erased value that
  * keeps the chain while its salt is gone. */
+#define ZERO64 "0000000000000000000000000000000000000000000000000000000000000000"
+
 static void test_format2_values(void **state) {
   (void)state;
   tt_audit_pair_t p[TT_AUDIT_VALUES_MAX];
@@ -269,7 +271,7 @@ static void test_format2_values(void **state) {
   uint8_t zero[32] = {0}, h1[32], h2[32];
   tt_audit_pair_t a[TT_AUDIT_VALUES_MAX], b[TT_AUDIT_VALUES_MAX];
   tt_audit_value_t va[TT_AUDIT_VALUES_MAX], vb[TT_AUDIT_VALUES_MAX];
-  size_t na = tt_audit_split("sam", "dev1", "{\"by\":\"sam\"}", a), nb = tt_audit_split("broker", "", "{}", b);
+  size_t na = tt_audit_split("sam", "dev1", "{\"by\":\"sam\"}", a), nb = tt_audit_split("broker", "", "{\"released\":\"0\",\"values\":\"" ZERO64 "\"}", b);
   for (size_t i = 0; i < na; i++) assert_int_equal(tt_audit_value_new((uint32_t)i, a[i].val, a[i].vlen, &va[i]), 0);
   for (size_t i = 0; i < nb; i++) assert_int_equal(tt_audit_value_new((uint32_t)i, b[i].val, b[i].vlen, &vb[i]), 0);
   assert_int_equal(tt_audit_hash2(zero, 1, 10, "ask", 3, a, va, na, h1), 0);
@@ -286,8 +288,8 @@ static void test_format2_values(void **state) {
   assert_int_equal(tt_audit_walk_entry2(&w, 1, 10, "ask", 3, a, va, na, zero, h1), 0);
   assert_int_equal(w.first_bad, 1);
   assert_non_null(strstr(w.problems[0], "its actor is not the value it was written with"));
-  /* A salt dropped by hand, even one that names an erasure entry (the review's forged tail
-   * erasure): an edit, whatever the chain says. */
+  /* A salt dropped by hand: an edit. One that names an erasure entry that does not commit to
+   * it (the review's forged tail erasure): that erasure does not add up. */
   for (int erased = 0; erased <= 2; erased += 2) {
     va[0].has_salt = false;
     va[0].erased = erased;
@@ -296,7 +298,8 @@ static void test_format2_values(void **state) {
     assert_int_equal(tt_audit_walk_entry2(&w, 2, 20, "person-erase", 12, b, vb, nb, h1, h2), 0);
     tt_audit_walk_finish(&w);
     assert_int_equal(w.first_bad, 1);
-    assert_non_null(strstr(w.problems[0], "lost its salt"));
+    assert_true(said(&w, erased ? "entry 2, an erasure, does not match the values released under it" : "lost its salt"));
+    tt_audit_walk_free(&w);
   }
   va[0].has_salt = true;
   /* A value too long for any entry (a store edited by hand) is named, and the walk goes on. */
@@ -320,6 +323,132 @@ static void test_format2_values(void **state) {
   tt_audit_walk_init(&w, NULL, 0);
   assert_int_equal(tt_audit_walk_entry2(&w, 1, 10, "ask", 3, a, va, na, zero, h1), 0);
   assert_int_equal(w.first_bad, 1);
+}
+
+/* An erasure: three entries, the first two naming sam; the third, person-erase, released
+ * sam's values and commits to them. Built as the store builds it. */
+typedef struct {
+  tt_audit_pair_t p[3][TT_AUDIT_VALUES_MAX];
+  tt_audit_value_t v[3][TT_AUDIT_VALUES_MAX];
+  size_t n[3];
+  uint8_t h[4][32]; /* h[0] zeros, h[i] entry i's hash */
+  char detail[256];
+} erasure_t;
+
+static const char *const k_acts[3] = {"ask", "revoke", TT_AUDIT_ERASE_ACTION};
+
+static void erasure_build(erasure_t *x, bool commit_extra) {
+  memset(x, 0, sizeof *x);
+  x->n[0] = tt_audit_split("erased-1", "dev1", "{\"by\":\"erased-1\"}", x->p[0]);
+  x->n[1] = tt_audit_split("boss", "erased-1", "{\"kind\":\"person\"}", x->p[1]);
+  for (int e = 0; e < 2; e++)
+    for (size_t i = 0; i < x->n[e]; i++)
+      assert_int_equal(tt_audit_value_new((uint32_t)i, x->p[e][i].val, x->p[e][i].vlen, &x->v[e][i]), 0);
+  /* released: entry 1 values 0 and 2, entry 2 value 1 (and, forged, entry 2 value 0) */
+  struct { int e; uint32_t n; } rel[] = {{0, 0}, {0, 2}, {1, 1}, {1, 0}};
+  uint8_t acc[32] = {0};
+  size_t count = commit_extra ? 4 : 3;
+  for (size_t i = 0; i < 3; i++) { /* in (entry, n) order */
+    tt_audit_value_t *v = &x->v[rel[i].e][rel[i].n];
+    v->has_salt = false;
+    v->erased = 3;
+  }
+  assert_int_equal(tt_audit_release_step(acc, 1, 0, x->v[0][0].digest), 0);
+  assert_int_equal(tt_audit_release_step(acc, 1, 2, x->v[0][2].digest), 0);
+  if (commit_extra) assert_int_equal(tt_audit_release_step(acc, 2, 0, x->v[1][0].digest), 0);
+  assert_int_equal(tt_audit_release_step(acc, 2, 1, x->v[1][1].digest), 0);
+  char hex[65];
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", acc[i]);
+  snprintf(x->detail, sizeof x->detail, "{\"reason\":\"r\",\"released\":\"%zu\",\"values\":\"%s\"}", count, hex);
+  x->n[2] = tt_audit_split("boss", "erased-1", x->detail, x->p[2]);
+  for (size_t i = 0; i < x->n[2]; i++)
+    assert_int_equal(tt_audit_value_new((uint32_t)i, x->p[2][i].val, x->p[2][i].vlen, &x->v[2][i]), 0);
+  for (int e = 0; e < 3; e++)
+    assert_int_equal(tt_audit_hash2(x->h[e], e + 1, 10 * (e + 1), k_acts[e], strlen(k_acts[e]), x->p[e], x->v[e],
+                                    x->n[e], x->h[e + 1]), 0);
+}
+
+static void erasure_walk(tt_audit_walk_t *w, erasure_t *x, int from) {
+  for (int e = from; e < 3; e++)
+    assert_int_equal(tt_audit_walk_entry2(w, e + 1, 10 * (e + 1), k_acts[e], strlen(k_acts[e]), x->p[e], x->v[e],
+                                          x->n[e], x->h[e], x->h[e + 1]), 0);
+  tt_audit_walk_finish(w);
+}
+
+static void test_erasure_commits_to_what_it_released(void **state) {
+  (void)state;
+  static erasure_t x;
+  tt_audit_walk_t w;
+  erasure_build(&x, false);
+  tt_audit_walk_init(&w, NULL, 0);
+  erasure_walk(&w, &x, 0);
+  assert_int_equal(w.first_bad, 0);
+  assert_int_equal(w.nproblems, 0);
+  tt_audit_walk_free(&w);
+
+  /* One more salt dropped by a writer, claiming the same erasure: it no longer adds up. */
+  x.v[1][0].has_salt = false;
+  x.v[1][0].erased = 3;
+  tt_audit_walk_init(&w, NULL, 0);
+  erasure_walk(&w, &x, 0);
+  assert_int_equal(w.first_bad, 3);
+  assert_non_null(strstr(w.problems[0], "entry 3, an erasure, does not match the values released under it (4 found)"));
+  tt_audit_walk_free(&w);
+  /* ... claiming an entry that is not an erasure, or one past the end */
+  x.v[1][0].erased = 2;
+  tt_audit_walk_init(&w, NULL, 0);
+  erasure_walk(&w, &x, 0);
+  assert_non_null(strstr(w.problems[0], "lost its salt"));
+  tt_audit_walk_free(&w);
+  x.v[0][1].has_salt = false;
+  x.v[0][1].erased = 2;
+  x.v[1][0].has_salt = true;
+  tt_audit_walk_init(&w, NULL, 0);
+  erasure_walk(&w, &x, 0);
+  assert_non_null(strstr(w.problems[0], "entry 2 is named as the erasure of 1 values, but it is not one"));
+  tt_audit_walk_free(&w);
+  x.v[0][1].erased = 9;
+  tt_audit_walk_init(&w, NULL, 0);
+  erasure_walk(&w, &x, 0);
+  assert_non_null(strstr(w.problems[0], "1 values claim to be released by entry 9, which is not an erasure in the log"));
+  tt_audit_walk_free(&w);
+
+  /* An erasure that committed to the forged one too: it holds only with it. */
+  erasure_build(&x, true);
+  tt_audit_walk_init(&w, NULL, 0);
+  erasure_walk(&w, &x, 0);
+  assert_int_equal(w.first_bad, 3);
+  tt_audit_walk_free(&w);
+  x.v[1][0].has_salt = false;
+  x.v[1][0].erased = 3;
+  /* (the forged digest is entry 2's own, so the chain's hash of entry 2 still holds) */
+  tt_audit_walk_init(&w, NULL, 0);
+  erasure_walk(&w, &x, 0);
+  assert_int_equal(w.first_bad, 0);
+  tt_audit_walk_free(&w);
+
+  /* Entry 1 pruned by a cut: its released values, fed before the walk, still count. */
+  erasure_build(&x, false);
+  tt_audit_walk_init(&w, NULL, 0);
+  w.based = true;
+  w.base = 1;
+  memcpy(w.prev, x.h[1], 32);
+  w.last_id = 1;
+  assert_int_equal(tt_audit_walk_released(&w, 1, 0, x.v[0][0].digest, 3), 0);
+  assert_int_equal(tt_audit_walk_released(&w, 1, 2, x.v[0][2].digest, 3), 0);
+  erasure_walk(&w, &x, 1);
+  assert_int_equal(w.first_bad, 0);
+  assert_int_equal(w.nproblems, 0);
+  tt_audit_walk_free(&w);
+  /* ... and without them the erasure does not add up */
+  tt_audit_walk_init(&w, NULL, 0);
+  w.based = true;
+  w.base = 1;
+  memcpy(w.prev, x.h[1], 32);
+  w.last_id = 1;
+  erasure_walk(&w, &x, 1);
+  assert_int_equal(w.first_bad, 3);
+  tt_audit_walk_free(&w);
 }
 
 /* A rechain line round-trips, is signed like a checkpoint, and replaces the checkpoints signed
@@ -472,6 +601,7 @@ int main(void) {
       cmocka_unit_test(test_walk_names_the_damage),
       cmocka_unit_test(test_walk_problems_are_bounded),
       cmocka_unit_test(test_format2_values),
+      cmocka_unit_test(test_erasure_commits_to_what_it_released),
       cmocka_unit_test(test_rechain_line_and_anchors),
       cmocka_unit_test(test_cut_line_and_walk),
   };
