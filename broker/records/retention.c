@@ -3,10 +3,11 @@
  * set`, audited), with defaults that say why. The sweep runs on the store's writer thread in
  * steps of TT_RETENTION_BUDGET rows, each step its own request (so other writes interleave),
  * every retention.sweep_interval and on `tether retention sweep`: recordings (files deleted,
- * rows marked expired), diagnostics reports, then the audit: the entries before the cutoff
- * (and before the creation of any ticket on hold) are pruned up to a base that a signed
- * tether-audit-cut line records, in the store and the checkpoint file, so that `audit verify`
- * still says intact. Tickets on hold keep their recordings and reports. */
+ * rows marked expired), diagnostics reports, closed tickets (with every row that names them),
+ * inventory history (each device's current inventory stays), then the audit: the entries
+ * before the cutoff (and before the creation of any ticket on hold) are pruned up to a base
+ * that a signed tether-audit-cut line records, in the store and the checkpoint file, so that
+ * `audit verify` still says intact. Tickets on hold keep their records. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,15 @@ static const class_t k_classes[] = {
     {"recordings", 90 * DAY_MS,
      "ninety days: a screen is the most personal record; it matters while its ticket can be questioned"},
     {"diagnostics", 30 * DAY_MS, "thirty days: a report describes the machine at one moment; its use ends with the ticket"},
+    {"closed_tickets", 1095 * DAY_MS,
+     "three years: reports compare years, and a problem that comes back is found in its old ticket"},
+    {"inventory_history", 365 * DAY_MS,
+     "one year: what changed on a machine is asked about for a year's audit; the current inventory always stays"},
 };
 #define NCLASSES (sizeof k_classes / sizeof k_classes[0])
+/* The longest class name and its NUL. */
+#define CLASS_NAME_MAX 24
+#define CLASS_LIST "audit, recordings, diagnostics, closed_tickets or inventory_history"
 
 static const class_t *class_named(const char *name) {
   for (size_t i = 0; i < NCLASSES; i++)
@@ -41,16 +49,18 @@ static const class_t *class_named(const char *name) {
 
 /* ---- the sweep ---------------------------------------------------------------------------- */
 
-typedef enum { STEP_RECORDINGS, STEP_DIAGNOSTICS, STEP_AUDIT, STEP_DONE } step_t;
+typedef enum { STEP_RECORDINGS, STEP_DIAGNOSTICS, STEP_TICKETS, STEP_INVENTORY, STEP_AUDIT, STEP_DONE } step_t;
 
 typedef struct sweep_s {
   store_req_t req;
   broker_t *b;
   step_t step;
   int64_t now_ms;
-  uint32_t recordings, diagnostics, audit_removed;
+  uint32_t recordings, diagnostics, tickets, inventory, audit_removed;
   int64_t audit_base;
   uint32_t last; /* what the last step removed */
+  bool more;     /* the last step's budget ran out: the same step again */
+  store_sweep_cursor_t cursor; /* closed tickets' and inventory's walk; zeroed between them */
   bool cut_new;  /* this step moved the base: its line goes to the file after the commit */
   tt_audit_checkpoint_t cut;
   char line[TT_AUDIT_CP_LINE_MAX];
@@ -70,6 +80,7 @@ static int64_t keep_of(broker_store_t *s, const char *cls) {
 static int sweep_run(broker_store_t *s, store_req_t *r) {
   sweep_t *x = (sweep_t *)r;
   x->last = 0;
+  x->more = false;
   x->cut_new = false;
   int rc = 0;
   switch (x->step) {
@@ -77,10 +88,22 @@ static int sweep_run(broker_store_t *s, store_req_t *r) {
     rc = store_retention_recordings(s, x->b->cfg.data_dir, x->now_ms - keep_of(s, "recordings"), TT_RETENTION_BUDGET,
                                     x->now_ms, &x->last);
     x->recordings += x->last;
+    x->more = x->last >= TT_RETENTION_BUDGET;
     break;
   case STEP_DIAGNOSTICS:
     rc = store_retention_diagnostics(s, x->now_ms - keep_of(s, "diagnostics"), TT_RETENTION_BUDGET, &x->last);
     x->diagnostics += x->last;
+    x->more = x->last >= TT_RETENTION_BUDGET;
+    break;
+  case STEP_TICKETS:
+    rc = store_retention_tickets(s, x->b->cfg.data_dir, x->now_ms - keep_of(s, "closed_tickets"), TT_RETENTION_BUDGET,
+                                 x->now_ms, &x->cursor, &x->last, &x->more);
+    x->tickets += x->last;
+    break;
+  case STEP_INVENTORY:
+    rc = store_retention_inventory(s, x->now_ms - keep_of(s, "inventory_history"), TT_RETENTION_BUDGET, &x->cursor,
+                                   &x->last, &x->more);
+    x->inventory += x->last;
     break;
   case STEP_AUDIT: {
     int64_t k = 0;
@@ -99,6 +122,7 @@ static int sweep_run(broker_store_t *s, store_req_t *r) {
     if (rc == 0) rc = store_audit_prune(s, x->cut_new ? k : 0, head, &x->cut, x->line, TT_RETENTION_BUDGET, &x->last);
     if (rc == 0) rc = store_audit_base(s, &x->audit_base, head);
     x->audit_removed += x->last;
+    x->more = x->last >= TT_RETENTION_BUDGET;
     break;
   }
   case STEP_DONE: break;
@@ -132,16 +156,19 @@ static void sweep_finish(sweep_t *x, int rc) {
   broker_t *b = x->b;
   b->retention_sweeping = false;
   if (rc) TT_ERROR(MOD, "sweep failed", "step=%d err=%s", (int)x->step, tt_errname(rc));
-  if (x->recordings || x->diagnostics || x->audit_removed) {
-    char rec[16], diag[16], aud[16], base[24];
+  if (x->recordings || x->diagnostics || x->tickets || x->inventory || x->audit_removed) {
+    char rec[16], diag[16], tix[16], inv[16], aud[16], base[24];
     snprintf(rec, sizeof rec, "%u", x->recordings);
     snprintf(diag, sizeof diag, "%u", x->diagnostics);
+    snprintf(tix, sizeof tix, "%u", x->tickets);
+    snprintf(inv, sizeof inv, "%u", x->inventory);
     snprintf(aud, sizeof aud, "%u", x->audit_removed);
     snprintf(base, sizeof base, "%" PRId64, x->audit_base);
-    TT_INFO(MOD, "swept", "recordings=%u diagnostics=%u audit=%u audit_base=%" PRId64, x->recordings, x->diagnostics,
-            x->audit_removed, x->audit_base);
+    TT_INFO(MOD, "swept",
+            "recordings=%u diagnostics=%u closed_tickets=%u inventory_history=%u audit=%u audit_base=%" PRId64,
+            x->recordings, x->diagnostics, x->tickets, x->inventory, x->audit_removed, x->audit_base);
     broker_audit(b, x->by[0] ? x->by : "broker", "retention-sweep", "", "recordings", rec, "diagnostics", diag,
-                 "audit", aud, "audit_base", base, AUDIT_END);
+                 "closed_tickets", tix, "inventory_history", inv, "audit", aud, "audit_base", base, AUDIT_END);
   }
   if (x->c) {
     broker_conn_t *c = x->c;
@@ -159,8 +186,11 @@ static void sweep_done(store_req_t *r) {
   sweep_t *x = (sweep_t *)r;
   int rc = r->rc;
   if (rc == 0) {
-    /* A step that found a full budget goes again; one that found less moves on. */
-    if (x->last < TT_RETENTION_BUDGET || x->step == STEP_DONE) x->step++;
+    /* A step whose budget ran out goes again; one that finished moves on. */
+    if (!x->more || x->step == STEP_DONE) {
+      x->step++;
+      memset(&x->cursor, 0, sizeof x->cursor);
+    }
     if (x->step < STEP_DONE && !x->b->stopping) {
       rc = sweep_submit(x);
       if (rc == 0) return;
@@ -202,7 +232,7 @@ typedef struct {
   broker_creq_t h;
   Tether__RetentionOp op;
   size_t nset;
-  char set_name[NCLASSES][16];
+  char set_name[NCLASSES][CLASS_NAME_MAX];
   int64_t set_ms[NCLASSES];
   char by[TT_NAME_MAX + 1];
   int64_t now_ms;
@@ -254,6 +284,8 @@ static int send_view(broker_conn_t *c, uint32_t id, const sweep_t *sw, store_req
     v.diagnostics = sw->diagnostics;
     v.audit_removed = sw->audit_removed;
     v.audit_base = (uint64_t)sw->audit_base;
+    v.closed_tickets = sw->tickets;
+    v.inventory_versions = sw->inventory;
   }
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = id;
@@ -286,7 +318,9 @@ int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__Retent
   if (q->op == TETHER__RETENTION_OP__RETENTION_SET && !admin)
     return broker_reply_error(c, id, TT_EDENIED, "setting retention needs the admin role");
   if (q->op == TETHER__RETENTION_OP__RETENTION_SET && (q->n_set == 0 || q->n_set > NCLASSES))
-    return broker_reply_error(c, id, TT_EINVAL, "say what to keep how long: audit=2y recordings=90d diagnostics=30d");
+    return broker_reply_error(c, id, TT_EINVAL,
+                              "say what to keep how long: audit=2y recordings=90d diagnostics=30d closed_tickets=3y"
+                              " inventory_history=1y");
   ret_req_t *x = broker_creq_new(c, id, sizeof(*x), q->op == TETHER__RETENTION_OP__RETENTION_SET ? STORE_LANE_WRITE
                                                                                                 : STORE_LANE_READ,
                                  ret_run, ret_done, "retention");
@@ -296,18 +330,18 @@ int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__Retent
   snprintf(x->by, sizeof x->by, "%s", c->id.name);
   /* Every setting is checked before any is written: a bad one refuses the whole request. */
   for (size_t i = 0; q->op == TETHER__RETENTION_OP__RETENTION_SET && i < q->n_set; i++) {
-    char name[16] = "";
+    char name[CLASS_NAME_MAX] = "";
     const Tether__RetentionSetting *st = q->set[i];
     if (st->name.len < sizeof name) memcpy(name, st->name.data, st->name.len);
     char msg[160];
     const char *bad = NULL;
-    if (!class_named(name)) bad = "is not a class of record: audit, recordings or diagnostics";
+    if (!class_named(name)) bad = "is not a class of record: " CLASS_LIST;
     else if (st->keep_ms < TT_RETENTION_MIN_MS || st->keep_ms > TT_RETENTION_MAX_MS)
       bad = "is out of range: at least 1 day, at most 10 years";
     for (size_t j = 0; !bad && j < i; j++)
       if (strcmp(x->set_name[j], name) == 0) bad = "is given twice";
     if (bad) {
-      snprintf(msg, sizeof msg, "%.15s %s", name[0] ? name : "(empty)", bad);
+      snprintf(msg, sizeof msg, "%.23s %s", name[0] ? name : "(empty)", bad);
       free(x);
       return broker_reply_error(c, id, TT_EINVAL, msg);
     }
@@ -316,6 +350,7 @@ int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__Retent
     x->nset++;
   }
   if (x->nset) { /* one entry, written with the settings or not at all */
+    _Static_assert(NCLASSES == 5, "the retention-set entry names every class, in k_classes' order");
     char keep[NCLASSES][24];
     for (size_t i = 0; i < NCLASSES; i++) {
       keep[i][0] = '\0';
@@ -323,7 +358,8 @@ int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__Retent
         if (strcmp(x->set_name[j], k_classes[i].name) == 0) snprintf(keep[i], sizeof keep[i], "%" PRId64, x->set_ms[j]);
     }
     broker_audit_rec(&x->h.audit, c->id.name, "retention-set", "", "?audit_ms", keep[0], "?recordings_ms", keep[1],
-                     "?diagnostics_ms", keep[2], AUDIT_END);
+                     "?diagnostics_ms", keep[2], "?closed_tickets_ms", keep[3], "?inventory_history_ms", keep[4],
+                     AUDIT_END);
     x->h.req.audit = &x->h.audit;
   }
   return broker_creq_submit(x);

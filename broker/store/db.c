@@ -628,6 +628,24 @@ static const char *const g_migrations[] = {
   "ALTER TABLE recordings ADD COLUMN erased INTEGER NOT NULL DEFAULT 0 CHECK(erased >= 0);"
   "CREATE INDEX audit_values_erased ON audit_values(erased) WHERE erased > 0;"
   "PRAGMA user_version = 19;",
+  /* 20: two more retention classes (records/retention.c). A ticket remembers when it was last
+   * closed (it expires that long after; one closed before this step takes the time of its last
+   * "closed" event, or its last change). A device's inventory history starts at a floor:
+   * versions below it are out of history, and their table rows that are still current at the
+   * floor stay, with their version rows (a table says when it was received). The indexes find
+   * a ticket's recordings and help requests, and a version's table rows, without a scan. */
+  "ALTER TABLE tickets ADD COLUMN closed_ms INTEGER NOT NULL DEFAULT 0 CHECK(closed_ms >= 0);"
+  "UPDATE tickets SET closed_ms = coalesce((SELECT max(e.ts_ms) FROM ticket_events e"
+  "  WHERE e.ticket = tickets.id AND e.kind = 'closed'), updated_ms) WHERE state = 3;"
+  "CREATE INDEX tickets_closed ON tickets(closed_ms) WHERE state = 3;"
+  "CREATE INDEX recordings_ticket ON recordings(ticket);"
+  "CREATE INDEX help_requests_ticket ON help_requests(ticket);"
+  "CREATE TABLE inv_floor("
+  "  device TEXT PRIMARY KEY NOT NULL CHECK(length(CAST(device AS BLOB)) BETWEEN 1 AND 64),"
+  "  version INTEGER NOT NULL CHECK(version > 0)"
+  ") STRICT;"
+  "CREATE INDEX inv_tables_version ON inv_tables(device, version);"
+  "PRAGMA user_version = 20;",
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
@@ -906,6 +924,7 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
   if (rc == 0) rc = store_prepare_retention(s);
+  if (rc == 0) rc = store_prepare_closed_tickets(s);
   if (rc == 0) rc = store_prepare_person_records(s);
   if (rc == 0) rc = store_prepare_erase(s);
   if (rc == 0) rc = store_prepare_erase_sql(s);
@@ -986,6 +1005,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_inventory(s);
   if (rc == 0) rc = store_prepare_diag(s);
   if (rc == 0) rc = store_prepare_retention(s);
+  if (rc == 0) rc = store_prepare_closed_tickets(s);
   if (rc == 0) rc = store_prepare_person_records(s);
   if (rc == 0) rc = store_prepare_erase(s);
   if (rc == 0) rc = store_prepare_erase_sql(s);

@@ -77,6 +77,19 @@ typedef enum {
   ST_AUDIT_CUT_POINT,
   ST_AUDIT_PRUNE,
   ST_AUDIT_PRUNE_VALUES,
+  ST_RTX_NEXT,
+  ST_RTX_FILES,
+  ST_RTX_CHILD,
+  ST_RTX_DEL_EVENTS,
+  ST_RTX_DEL_RECORDINGS,
+  ST_RTX_DEL_DIAG,
+  ST_RTX_DEL_SESSIONS,
+  ST_RTX_DEL_HELP,
+  ST_RTX_DEL_KB,
+  ST_RTX_ALERT_TICKET,
+  ST_RTX_ALERT_STORM,
+  ST_RTX_DEL_STORM,
+  ST_RTX_DEL_TICKET,
   ST_PX_TICKETS,
   ST_PX_EVENTS,
   ST_PX_EVENT_GET,
@@ -130,6 +143,14 @@ typedef enum {
   ST_INV_HISTORY,
   ST_INV_AT,
   ST_INV_BYTES,
+  ST_INV_PRUNE_DEVICE,
+  ST_INV_FLOOR_GET,
+  ST_INV_FLOOR_NEW,
+  ST_INV_FLOOR_COUNT,
+  ST_INV_FLOOR_SET,
+  ST_INV_PRUNE_SUPERSEDED,
+  ST_INV_PRUNE_MARKERS,
+  ST_INV_PRUNE_VERSIONS,
   ST_DIAG_INSERT,
   ST_DIAG_GET,
   ST_HELP_FIND,
@@ -285,6 +306,10 @@ int store_prepare_retention(broker_store_t *s);
 int store_prepare_person_records(broker_store_t *s);
 int store_prepare_erase(broker_store_t *s);
 int store_prepare_erase_sql(broker_store_t *s);
+int store_prepare_closed_tickets(broker_store_t *s);
+/* Delete a recording's file, DATA_DIR/path (a path of the store's own: relative, no ".."):
+ * 0 when it is gone (or was), else the errno, logged. */
+int store_recording_unlink(const char *data_dir, const char *path);
 /* Open (or close) the audit tables to the store's own rechain, prune and erase writes. */
 int store_audit_gate(broker_store_t *s, bool open);
 int store_prepare_help(broker_store_t *s);

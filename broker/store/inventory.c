@@ -20,6 +20,10 @@ _Static_assert(TT_NAME_MAX == 64, "inv device CHECKs say 1..64 bytes");
 #define INV_ROW "t.name, t.version, coalesce(v.received_ms, 0), t.sha256, t.size, t.body" \
                 " FROM inv_tables t LEFT JOIN inv_versions v ON v.id = t.version"
 
+/* Where the device's history starts (retention, schema 20): versions below it are out of
+ * history, and a read at one of them finds nothing. */
+#define INV_FLOOR "coalesce((SELECT f.version FROM inv_floor f WHERE f.device = ?1), 0)"
+
 static const store_sql_t k_sql[] = {
   {ST_INV_CURRENT, "SELECT sha256 FROM inv_tables WHERE device = ?1 AND name = ?2"
       " ORDER BY version DESC LIMIT 1"},
@@ -32,14 +36,14 @@ static const store_sql_t k_sql[] = {
   {ST_INV_TABLE_INSERT, "INSERT INTO inv_tables(device, name, version, sha256, size, body)"
       " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
   {ST_INV_GET, "SELECT " INV_ROW " WHERE t.device = ?1 AND t.name = ?2 AND t.version <= ?3"
-      " ORDER BY t.version DESC LIMIT 1"},
+      " AND ?3 >= " INV_FLOOR " ORDER BY t.version DESC LIMIT 1"},
   /* As NEXT_HASH, at a version: rows newer than ?3 are stepped over in the index. */
   {ST_INV_NEXT, "SELECT " INV_ROW " WHERE t.device = ?1 AND t.name > ?2 AND t.version <= ?3"
-      " ORDER BY t.name, t.version DESC LIMIT 1"},
+      " AND ?3 >= " INV_FLOOR " ORDER BY t.name, t.version DESC LIMIT 1"},
   {ST_INV_HISTORY, "SELECT id, collected_ms, received_ms, changed FROM inv_versions"
-      " WHERE device = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"},
+      " WHERE device = ?1 AND id < ?2 AND id >= " INV_FLOOR " ORDER BY id DESC LIMIT ?3"},
   {ST_INV_AT, "SELECT id FROM inv_versions WHERE device = ?1 AND received_ms <= ?2"
-      " ORDER BY received_ms DESC, id DESC LIMIT 1"},
+      " AND id >= " INV_FLOOR " ORDER BY received_ms DESC, id DESC LIMIT 1"},
   /* Compressed bodies, plus an estimate of each row's overhead: its text and hash, the
    * device and name again in the index entry, and 24 (a table row) or 40 (a version row,
    * two index entries) bytes of integers and record headers. length() of a blob reads its
@@ -49,6 +53,30 @@ static const store_sql_t k_sql[] = {
       "    FROM inv_tables WHERE device = ?1)"
       " + (SELECT coalesce(sum(length(changed) + 3 * length(CAST(device AS BLOB)) + 40), 0)"
       "    FROM inv_versions WHERE device = ?1)"},
+  /* Retention's walk of devices, one seek each into inv_versions_device. */
+  {ST_INV_PRUNE_DEVICE, "SELECT device FROM inv_versions WHERE device > ?1 ORDER BY device LIMIT 1"},
+  {ST_INV_FLOOR_GET, "SELECT version FROM inv_floor WHERE device = ?1"},
+  /* The first version received since the cutoff, or the newest: the current one always stays. */
+  {ST_INV_FLOOR_NEW, "SELECT coalesce((SELECT min(id) FROM inv_versions WHERE device = ?1 AND received_ms >= ?2),"
+      " (SELECT max(id) FROM inv_versions WHERE device = ?1), 0)"},
+  {ST_INV_FLOOR_COUNT, "SELECT count(*) FROM inv_versions WHERE device = ?1 AND id >= ?2 AND id < ?3"},
+  {ST_INV_FLOOR_SET, "INSERT INTO inv_floor(device, version) VALUES(?1, ?2)"
+      " ON CONFLICT(device) DO UPDATE SET version = max(version, ?2)"},
+  /* A row below the floor that a newer row of its name at or below the floor replaced: no
+   * read from the floor on can reach it. */
+  {ST_INV_PRUNE_SUPERSEDED, "DELETE FROM inv_tables WHERE id IN (SELECT t.id FROM inv_tables t"
+      " WHERE t.device = ?1 AND t.version < ?2 AND EXISTS (SELECT 1 FROM inv_tables u WHERE u.device = ?1"
+      " AND u.name = t.name AND u.version > t.version AND u.version <= ?2) LIMIT ?3)"},
+  /* A removal below the floor with nothing older of its name left: the table is as absent
+   * without it. */
+  {ST_INV_PRUNE_MARKERS, "DELETE FROM inv_tables WHERE id IN (SELECT t.id FROM inv_tables t"
+      " WHERE t.device = ?1 AND t.version < ?2 AND t.body IS NULL AND NOT EXISTS (SELECT 1 FROM inv_tables u"
+      " WHERE u.device = ?1 AND u.name = t.name AND u.version < t.version) LIMIT ?3)"},
+  /* A version below the floor with no row left. One that still holds a current row stays,
+   * out of history: that row says when it was received. */
+  {ST_INV_PRUNE_VERSIONS, "DELETE FROM inv_versions WHERE id IN (SELECT v.id FROM inv_versions v"
+      " WHERE v.device = ?1 AND v.id < ?2 AND NOT EXISTS (SELECT 1 FROM inv_tables t WHERE t.device = ?1"
+      " AND t.version = v.id) LIMIT ?3)"},
 };
 
 int store_prepare_inventory(broker_store_t *s) {
@@ -521,4 +549,94 @@ int store_inv_put(broker_store_t *s, const char *device, int64_t collected_ms, i
   }
   if (version != NULL) *version = id;
   return 0;
+}
+
+/* ---- retention of history ---------------------------------------------------------------- */
+
+/* One int64 from a statement over the device (and ?2, ?3 when given). */
+static int inv_one(broker_store_t *s, store_stmt_t which, const char *device, int64_t a, int64_t b, int nargs,
+                   int64_t *out, const char *op) {
+  sqlite3_stmt *st = s->st[which];
+  int rc = SQLITE_OK;
+  *out = 0;
+  bind_text(st, 1, device, &rc);
+  if (nargs > 1) bind_i64(st, 2, a, &rc);
+  if (nargs > 2) bind_i64(st, 3, b, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+  done(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(s, op, rc);
+}
+
+/* At most limit rows of the device below floor deleted by `which`; *n how many. */
+static int inv_prune(broker_store_t *s, store_stmt_t which, const char *device, int64_t floor, uint32_t limit,
+                     uint32_t *n) {
+  sqlite3_stmt *st = s->st[which];
+  int rc = SQLITE_OK;
+  *n = 0;
+  bind_text(st, 1, device, &rc);
+  bind_i64(st, 2, floor, &rc);
+  bind_i64(st, 3, limit, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  if (rc != SQLITE_DONE) return sql_fail(s, "inv_prune", rc);
+  *n = (uint32_t)sqlite3_changes(s->db);
+  return 0;
+}
+
+/* The floor moves first (from then on no read goes below it), then the rows no read from the
+ * floor on can reach go, older ones before the removals they make moot. The find index and
+ * the facts hold the current inventory only: nothing here touches what they hold. A device
+ * counts one unit of the budget, so a fleet with nothing to prune still takes steps. */
+int store_retention_inventory(broker_store_t *s, int64_t cutoff_ms, uint32_t budget, store_sweep_cursor_t *cur,
+                              uint32_t *versions, bool *more) {
+  *versions = 0;
+  *more = false;
+  int ret = tx_begin(s);
+  if (ret) return ret;
+  uint32_t work = 0;
+  while (ret == 0 && work < budget) {
+    char device[TT_NAME_MAX + 1] = "";
+    sqlite3_stmt *st = s->st[ST_INV_PRUNE_DEVICE];
+    int rc = SQLITE_OK;
+    bind_text(st, 1, cur->device, &rc);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) col_text(st, 0, device, sizeof device);
+    done(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) {
+      ret = sql_fail(s, "inv_prune_device", rc);
+      break;
+    }
+    if (!inv_device_ok(device) || strcmp(device, cur->device) <= 0) { /* never walk backwards */
+      ret = inv_damaged(device, "?", 0, "devices out of order");
+      break;
+    }
+    work++;
+    int64_t old = 0, floor = 0, gone = 0;
+    ret = inv_one(s, ST_INV_FLOOR_GET, device, 0, 0, 1, &old, "inv_floor_get");
+    if (ret == 0) ret = inv_one(s, ST_INV_FLOOR_NEW, device, cutoff_ms, 0, 2, &floor, "inv_floor_new");
+    if (ret == 0 && floor > old) {
+      ret = inv_one(s, ST_INV_FLOOR_COUNT, device, old, floor, 3, &gone, "inv_floor_count");
+      int64_t unused = 0;
+      if (ret == 0) ret = inv_one(s, ST_INV_FLOOR_SET, device, floor, 0, 2, &unused, "inv_floor_set");
+      *versions += (uint32_t)gone;
+    }
+    if (floor < old) floor = old;
+    bool whole = true;
+    static const store_stmt_t k_prune[] = {ST_INV_PRUNE_SUPERSEDED, ST_INV_PRUNE_MARKERS, ST_INV_PRUNE_VERSIONS};
+    for (size_t i = 0; ret == 0 && whole && i < sizeof k_prune / sizeof k_prune[0]; i++) {
+      uint32_t left = budget > work ? budget - work : 0, n = 0;
+      if (left == 0) whole = false;
+      else ret = inv_prune(s, k_prune[i], device, floor, left, &n);
+      work += n;
+      if (n == left) whole = false; /* perhaps more: this device again at the next step */
+    }
+    if (ret == 0 && whole) snprintf(cur->device, sizeof cur->device, "%s", device);
+  }
+  if (ret == 0) ret = tx_commit(s);
+  else tx_rollback(s);
+  if (ret) *versions = 0;
+  *more = ret == 0 && work >= budget;
+  return ret;
 }

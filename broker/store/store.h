@@ -30,7 +30,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 19
+#define STORE_SCHEMA_VERSION 20
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -166,6 +166,27 @@ int store_retention_recordings(broker_store_t *s, const char *data_dir, int64_t 
                                int64_t now_ms, uint32_t *n) TT_WUR;
 /* Diagnostics reports taken before cutoff, of tickets not held, at most budget: deleted. */
 int store_retention_diagnostics(broker_store_t *s, int64_t cutoff_ms, uint32_t budget, uint32_t *n) TT_WUR;
+/* Where a sweep of closed tickets or of inventory history has got to: zeroed when the sweep
+ * starts, kept between its steps. */
+typedef struct {
+  int64_t closed_ms, ticket;    /* closed tickets: the last one looked at */
+  char device[TT_NAME_MAX + 1]; /* inventory history: the last device done */
+} store_sweep_cursor_t;
+/* Tickets closed before cutoff (schema 20), after cur, with everything that references them,
+ * until budget rows are gone: the timeline, sessions, recordings (their files deleted first),
+ * diagnostics reports, help requests and knowledge-base links; alerts and storms forget the
+ * ticket. Not a ticket on hold, one an alert still fails on, one with a live session, nor one
+ * whose storm (its parent, or a child) must stay: a storm and its members go together. The
+ * audit keeps its entries. *tickets: how many went; *more: the budget ran out first. */
+int store_retention_tickets(broker_store_t *s, const char *data_dir, int64_t cutoff_ms, uint32_t budget,
+                            int64_t now_ms, store_sweep_cursor_t *cur, uint32_t *tickets, bool *more) TT_WUR;
+/* Inventory history received before cutoff (schema 20), a device at a time after cur, until
+ * budget rows are gone: each device's history starts at its first version received since
+ * (its newest if none), and the rows only the versions before it needed are deleted. What
+ * every version from there reads, the current inventory first, is unchanged. *versions: how
+ * many left the history; *more: the budget ran out first. */
+int store_retention_inventory(broker_store_t *s, int64_t cutoff_ms, uint32_t budget, store_sweep_cursor_t *cur,
+                              uint32_t *versions, bool *more) TT_WUR;
 /* The pruned audit's start: entries up to *entries are gone, the last of them hashed *head
  * (0 and zeros: nothing pruned). */
 int store_audit_base(broker_store_t *s, int64_t *entries, uint8_t head[32]) TT_WUR;

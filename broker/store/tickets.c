@@ -9,11 +9,15 @@
 static const store_sql_t k_sql[] = {
   {ST_TIX_INSERT, "INSERT INTO tickets(device, requester, assignee, summary, external_id,"
       " priority, level, state, created_ms, updated_ms, first_response_due_ms,"
-      " resolution_due_ms, first_response_ms, resolved_ms, created_by, source, parent)"
-      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"},
+      " resolution_due_ms, first_response_ms, resolved_ms, created_by, source, parent, closed_ms)"
+      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+      " CASE WHEN ?8 = 3 THEN ?9 ELSE 0 END)"},
+  /* closed_ms: when it was last closed (retention's closed_tickets counts from it); a comment
+   * on a closed ticket leaves it, a reopen clears it. */
   {ST_TIX_UPDATE, "UPDATE tickets SET assignee = ?2, priority = ?3, level = ?4, state = ?5,"
       " summary = ?6, updated_ms = ?7, first_response_due_ms = ?8,"
-      " resolution_due_ms = ?9, first_response_ms = ?10, resolved_ms = ?11"
+      " resolution_due_ms = ?9, first_response_ms = ?10, resolved_ms = ?11,"
+      " closed_ms = CASE WHEN ?5 <> 3 THEN 0 WHEN state = 3 THEN closed_ms ELSE ?7 END"
       " WHERE id = ?1"},
   {ST_TIX_RESPONDED, "UPDATE tickets SET first_response_ms = ?2 WHERE id = ?1"
       " AND first_response_ms = 0"},

@@ -1,5 +1,5 @@
 /* tether retention show [--json]                         how long each class of record is kept
- * tether retention set audit=2y recordings=90d ...       (admins) audited; refused whole if one is bad
+ * tether retention set audit=2y closed_tickets=3y ...    (admins) audited; refused whole if one is bad
  * tether retention sweep                                 (admins) remove what expired now */
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,10 +12,12 @@
 
 #define DAY_MS 86400000ll
 #define SETTINGS_MAX 8
+/* The longest class name (inventory_history) and its NUL, with room to spare. */
+#define CLASS_NAME_MAX 24
 
 static struct {
   Tether__RetentionOp op;
-  char names[SETTINGS_MAX][16];
+  char names[SETTINGS_MAX][CLASS_NAME_MAX];
   uint64_t keep[SETTINGS_MAX];
   size_t n;
 } g_ret;
@@ -90,13 +92,14 @@ static int ret_response(console_t *c, const Tether__Response *r) {
   const Tether__RetentionView *v = r->retention;
   if (g_ret.op == TETHER__RETENTION_OP__RETENTION_SWEEP) {
     if (c->json)
-      printf("{\"recordings\":%" PRIu64 ",\"diagnostics\":%" PRIu64 ",\"audit\":%" PRIu64 ",\"audit_base\":%" PRIu64
-             "}\n",
-             v->recordings, v->diagnostics, v->audit_removed, v->audit_base);
+      printf("{\"recordings\":%" PRIu64 ",\"diagnostics\":%" PRIu64 ",\"closed_tickets\":%" PRIu64
+             ",\"inventory_history\":%" PRIu64 ",\"audit\":%" PRIu64 ",\"audit_base\":%" PRIu64 "}\n",
+             v->recordings, v->diagnostics, v->closed_tickets, v->inventory_versions, v->audit_removed, v->audit_base);
     else
-      printf("removed: %" PRIu64 " recordings, %" PRIu64 " diagnostics reports, %" PRIu64
-             " audit entries (the audit now starts after entry %" PRIu64 ")\n",
-             v->recordings, v->diagnostics, v->audit_removed, v->audit_base);
+      printf("removed: %" PRIu64 " recordings, %" PRIu64 " diagnostics reports, %" PRIu64 " closed tickets, %" PRIu64
+             " inventory versions, %" PRIu64 " audit entries (the audit now starts after entry %" PRIu64 ")\n",
+             v->recordings, v->diagnostics, v->closed_tickets, v->inventory_versions, v->audit_removed,
+             v->audit_base);
   } else if (c->json) {
     printf("{\"classes\":[");
     for (size_t i = 0; i < v->n_classes; i++) {
@@ -113,7 +116,7 @@ static int ret_response(console_t *c, const Tether__Response *r) {
     }
     printf("],\"holds\":%u}\n", v->holds);
   } else {
-    printf("%-12s %-6s %-22s %s\n", "CLASS", "KEEP", "SET BY", "WHY THE DEFAULT");
+    printf("%-17s %-6s %-22s %s\n", "CLASS", "KEEP", "SET BY", "WHY THE DEFAULT");
     for (size_t i = 0; i < v->n_classes; i++) {
       const Tether__RetentionClass *k = v->classes[i];
       char name[40], keep[24], def[24], by[TT_NAME_MAX * 4 + 1], why[400], who[80];
@@ -124,7 +127,7 @@ static int ret_response(console_t *c, const Tether__Response *r) {
       console_text(why, sizeof why, k->why);
       if (by[0]) snprintf(who, sizeof who, "%.40s (default %s)", by, def);
       else snprintf(who, sizeof who, "(default)");
-      printf("%-12s %-6s %-22s %s\n", name, keep, who, why);
+      printf("%-17s %-6s %-22s %s\n", name, keep, who, why);
     }
     printf("%u ticket%s on hold keep their records past these.\n", v->holds, v->holds == 1 ? "" : "s");
   }
@@ -137,7 +140,8 @@ const console_cmd_t console_cmd_retention_show = {
     .name = "retention",
     .sub = "show",
     .args = "[--json]",
-    .help = "how long each class of record is kept (audit, recordings, diagnostics), and why",
+    .help = "how long each class of record is kept (audit, recordings, diagnostics, closed_tickets,"
+            " inventory_history), and why",
     .switches = CONSOLE_SW_JSON,
     .check = ret_check,
     .start = ret_start,
@@ -147,7 +151,7 @@ const console_cmd_t console_cmd_retention_show = {
 const console_cmd_t console_cmd_retention_set = {
     .name = "retention",
     .sub = "set",
-    .args = "CLASS=DURATION... (audit=2y recordings=90d diagnostics=30d)",
+    .args = "CLASS=DURATION... (audit=2y recordings=90d diagnostics=30d closed_tickets=3y inventory_history=1y)",
     .help = "admin: keep a class of record this long (1 day to 10 years); audited",
     .min_pos = 1,
     .max_pos = SETTINGS_MAX,

@@ -116,16 +116,7 @@ int store_retention_recordings(broker_store_t *s, const char *data_dir, int64_t 
   done(st);
   if (rc != SQLITE_DONE && rc != SQLITE_ROW) return sql_fail(s, "retention_recordings", rc);
   for (uint32_t i = 0; i < k; i++) {
-    /* The path is the store's own ("recordings/R-<id>.cast.zst"): never a way out of the dir. */
-    if (paths[i][0] && !strstr(paths[i], "..") && paths[i][0] != '/') {
-      char full[1100];
-      int fn = snprintf(full, sizeof full, "%.511s/%.511s", data_dir, paths[i]);
-      if (fn < 0 || (size_t)fn >= sizeof full) continue;
-      if (unlink(full) != 0 && errno != ENOENT) {
-        TT_WARN(MOD, "recording not deleted", "file=%s err=%s", full, strerror(errno));
-        continue; /* tried again at the next sweep */
-      }
-    }
+    if (store_recording_unlink(data_dir, paths[i]) != 0) continue; /* tried again at the next sweep */
     st = s->st[ST_RET_RECORDING_EXPIRE];
     rc = SQLITE_OK;
     bind_i64(st, 1, ids[i], &rc);
@@ -136,6 +127,18 @@ int store_retention_recordings(broker_store_t *s, const char *data_dir, int64_t 
     (*n)++;
   }
   return 0;
+}
+
+int store_recording_unlink(const char *data_dir, const char *path) {
+  /* The path is the store's own ("recordings/R-<id>.cast.zst"): never a way out of the dir. */
+  if (!path[0] || strstr(path, "..") || path[0] == '/') return 0;
+  char full[1100];
+  int fn = snprintf(full, sizeof full, "%.511s/%.511s", data_dir, path);
+  if (fn < 0 || (size_t)fn >= sizeof full) return ENAMETOOLONG;
+  if (unlink(full) == 0 || errno == ENOENT) return 0;
+  int e = errno;
+  TT_WARN(MOD, "recording not deleted", "file=%s err=%s", full, strerror(e));
+  return e;
 }
 
 int store_retention_diagnostics(broker_store_t *s, int64_t cutoff_ms, uint32_t budget, uint32_t *n) {

@@ -434,7 +434,8 @@
 
 /* Retention (broker/records/retention.c): a class is kept at least a day and at most ten
  * years; a sweep step removes at most TT_RETENTION_BUDGET rows (recordings at most 256 files)
- * before the writer takes other requests. */
+ * before the writer takes other requests. A closed ticket's rows go in one step, so that step
+ * may pass the budget by that ticket's (its timeline, sessions, reports, its storm's members). */
 #define TT_RETENTION_MIN_MS 86400000ull
 #define TT_RETENTION_MAX_MS (3653ull * 86400000ull)
 #define TT_RETENTION_BUDGET 2000u

@@ -1,9 +1,11 @@
-"""Retention: an admin sets how long recordings, diagnostics reports and the audit are kept
-(values out of range, unknown classes and technicians refused; audited); a sweep removes what
-expired, except what a ticket on hold keeps; the audit is pruned up to a signed cut line and
-`tether audit verify` (and the offline check) still says intact. The store is aged in place
-(records/auditchain.py: the entries moved back in time, the chain and a checkpoint made
-again as the broker's key would), then the real programs sweep on 127.0.0.1.
+"""Retention: an admin sets how long recordings, diagnostics reports, the audit, closed tickets
+and inventory history are kept (values out of range, unknown classes and technicians refused;
+audited); a sweep removes what expired, except what a ticket on hold keeps; the audit is pruned
+up to a signed cut line and `tether audit verify` (and the offline check) still says intact;
+a closed ticket goes with its records, and inventory history before the cut leaves `inventory
+history` while `inventory` shows what it did. The store is aged in place (records/auditchain.py:
+the entries moved back in time, the chain and a checkpoint made again as the broker's key
+would), then the real programs sweep on 127.0.0.1.
 
 Run by ctest as `integration.retention` (TT_BIN_DIR names the build directory)."""
 
@@ -15,6 +17,7 @@ import subprocess
 import unittest
 
 from harness import Pki, TetherTestCase
+from inventory import test_inventory as ti
 from records import auditchain
 from test_session import ME, SessionWorld
 
@@ -23,11 +26,17 @@ DAY = 86400 * 1000
 
 class RetentionTest(SessionWorld, TetherTestCase):
     maxDiff = None
+    # dev2 is a device of the test's own making: its inventory versions are what it pushes.
+    fake_agent = ti.InventoryTest.fake_agent
+    call = ti.InventoryTest.call
+    offer = ti.InventoryTest.offer
+    put = ti.InventoryTest.put
+    push = ti.InventoryTest.push
 
     @classmethod
     def setUpClass(cls):
         cls.pki = Pki()
-        for role, name in (("technician", "tech"), ("admin", "boss"), ("agent", "dev1")):
+        for role, name in (("technician", "tech"), ("admin", "boss"), ("agent", "dev1"), ("agent", "dev2")):
             cls.pki.issue(role, name)
 
     def ok(self, r):
@@ -80,12 +89,13 @@ class RetentionTest(SessionWorld, TetherTestCase):
         # Settings: shown with their defaults and why; bad ones refused whole.
         r = json.loads(self.ok(self.admin(["retention", "show", "--json"])).out)
         self.assertEqual({c["name"]: c["keep_ms"] for c in r["classes"]},
-                         {"audit": 730 * DAY, "recordings": 90 * DAY, "diagnostics": 30 * DAY})
+                         {"audit": 730 * DAY, "recordings": 90 * DAY, "diagnostics": 30 * DAY,
+                          "closed_tickets": 1095 * DAY, "inventory_history": 365 * DAY})
         self.assertTrue(all(c["why"] for c in r["classes"]))
         self.assertEqual(r["holds"], 1)
         for bad, err in ((["audit=11y"], "audit is out of range: at least 1 day, at most 10 years"),
-                         (["recordings=90d", "mood=3d"], "mood is not a class of record: audit, recordings or "
-                                                         "diagnostics")):
+                         (["recordings=90d", "mood=3d"], "mood is not a class of record: audit, recordings, "
+                                                         "diagnostics, closed_tickets or inventory_history")):
             r = self.admin(["retention", "set"] + bad)
             self.assertEqual((r.rc, r.err), (1, "tether: %s\n" % err), r)
         r = self.admin(["retention", "set", "audit=0d"])
@@ -133,6 +143,92 @@ class RetentionTest(SessionWorld, TetherTestCase):
         self.assertEqual(glob.glob(os.path.join(data, "recordings", "*.cast.zst")), [])
         self.ok(self.admin(["audit", "verify"]))
         self.assertIn("retention-sweep", [e["action"] for e in self.audit()])
+
+    def show(self, tid):
+        return json.loads(self.ok(self.tech(["ticket", "show", tid, "--json"])).out)
+
+    def test_closed_tickets_and_inventory_history_expire(self):
+        self.world(policy="unattended")
+        c = self.fake_agent()
+        os_v = json.dumps({"columns": ["name"], "rows": [["Debian"]]}, separators=(",", ":")).encode()
+
+        def pk(v):
+            return json.dumps({"columns": ["name", "version"], "rows": [["openssl", v]]},
+                              separators=(",", ":")).encode()
+        v1 = self.push(c, {"deb_packages": pk("3.0.1"), "os_version": os_v})
+        v2 = self.push(c, {"deb_packages": pk("3.0.2"), "os_version": os_v})
+        self.assertGreater(v2, v1)
+        gone, held, still_open, recent = (self.new_ticket(summary=s) for s in ("printer", "legal case", "vpn", "wifi"))
+        self.work_on(gone)
+        self.work_on(held)
+        for tid in (gone, held, recent):
+            self.ok(self.admin(["ticket", "close", tid]))
+        self.ok(self.admin(["ticket", "hold", held, "--reason", "legal hold #12"]))
+
+        # The tickets closed, and dev2's first two versions came, 400 days ago.
+        self.a.stop()
+        self.b.stop()
+        data = self.b.data_dir
+        db = sqlite3.connect(os.path.join(data, "broker.db"))
+        ids = [int(t[2:]) for t in (gone, held, still_open)]
+        db.execute("UPDATE tickets SET created_ms = created_ms - ?1, closed_ms = max(closed_ms - ?1, 0)"
+                   " WHERE id IN (?2, ?3, ?4)", [400 * DAY] + ids)
+        db.execute("UPDATE inv_versions SET received_ms = received_ms - ? WHERE device = 'dev2'", (400 * DAY,))
+        recs = dict(db.execute("SELECT ticket, path FROM recordings").fetchall())
+        db.commit()
+        db.close()
+        self.b = self.h.start_broker(port=self.b.port, data_dir=data, name="broker-later")
+        c = self.fake_agent()
+        v3 = self.push(c, {"deb_packages": pk("3.0.3"), "os_version": os_v})
+        inventory = self.ok(self.tech(["inventory", "dev2", "--json"])).out
+        self.assertIn("3.0.3", inventory)
+
+        # The defaults keep both (three years, one year); the admin keeps them shorter.
+        for bad in ("closed_tickets=0d", "inventory_history=0h"):
+            r = self.admin(["retention", "set", bad])
+            self.assertEqual(r.rc, 2, r)
+        r = self.admin(["retention", "set", "closed_tickets=1y", "inventory_history=11y"])
+        self.assertEqual((r.rc, r.err), (1, "tether: inventory_history is out of range: at least 1 day, at most 10 "
+                                            "years\n"), r)
+        self.ok(self.admin(["retention", "set", "closed_tickets=1y", "inventory_history=180d"]))
+        r = json.loads(self.ok(self.admin(["retention", "show", "--json"])).out)
+        self.assertEqual({c["name"]: (c["keep_ms"], c["set_by"]) for c in r["classes"]}["closed_tickets"],
+                         (365 * DAY, "boss"))
+        out = self.ok(self.admin(["retention", "show"])).out
+        self.assertRegex(out, r"inventory_history +180d +boss \(default 1y\) +one year: ")
+        sets = [e for e in self.audit() if e["action"] == "retention-set"]
+        self.assertEqual((sets[-1]["detail"]["closed_tickets_ms"], sets[-1]["detail"]["inventory_history_ms"]),
+                         (str(365 * DAY), str(180 * DAY)))
+
+        swept = json.loads(self.ok(self.admin(["retention", "sweep", "--json"])).out)
+        self.assertEqual((swept["closed_tickets"], swept["inventory_history"]), (1, 2), swept)
+        r = self.tech(["ticket", "show", gone])
+        self.assertEqual((r.rc, r.err), (1, "tether: no such ticket: %s\n" % gone), r)
+        self.assertFalse(os.path.exists(os.path.join(data, recs[ids[0]])))
+        self.assertTrue(os.path.exists(os.path.join(data, recs[ids[1]])))
+        self.assertIn("held", [e["kind"] for e in self.show(held)["events"]])
+        self.assertEqual(self.show(still_open)["ticket"]["state"], "open")
+        self.assertEqual(self.show(recent)["ticket"]["state"], "closed")
+        history = [json.loads(ln)["version"] for ln in self.ok(self.tech(["inventory", "history", "dev2", "--json"]))
+                   .out.splitlines()]
+        self.assertEqual(history, [v3])
+        self.assertEqual(self.ok(self.tech(["inventory", "dev2", "--json"])).out, inventory)
+        r = self.tech(["inventory", "dev2", "--at", str(v2)])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("at that version", r.err)
+        entry = [e for e in self.audit() if e["action"] == "retention-sweep"][-1]
+        self.assertEqual((entry["actor"], entry["detail"]["closed_tickets"], entry["detail"]["inventory_history"]),
+                         ("boss", "1", "2"))
+        # The audit keeps what it said about the ticket that went.
+        self.assertIn(gone, [e["target"] for e in self.audit() if e["action"] == "ticket-close"])
+
+        # The hold ends: the next sweep takes the held ticket too, and nothing else.
+        self.ok(self.admin(["ticket", "release", held]))
+        swept = json.loads(self.ok(self.admin(["retention", "sweep", "--json"])).out)
+        self.assertEqual((swept["closed_tickets"], swept["inventory_history"]), (1, 0), swept)
+        self.assertEqual(self.tech(["ticket", "show", held]).rc, 1)
+        self.assertFalse(os.path.exists(os.path.join(data, recs[ids[1]])))
+        self.assertEqual(self.show(recent)["ticket"]["state"], "closed")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 #ifndef TT_TEST_STORE_UNDO_H
 #define TT_TEST_STORE_UNDO_H
 
+/* 20: when tickets closed, inventory history's floors, the sweeps' indexes. */
+#define STORE_UNDO_20                                                                           \
+  "DROP INDEX inv_tables_version; DROP TABLE inv_floor; DROP INDEX help_requests_ticket;"       \
+  " DROP INDEX recordings_ticket; DROP INDEX tickets_closed; ALTER TABLE tickets DROP COLUMN closed_ms; "
+
 /* 19: the ticket timeline's gate, erased recordings, released values' index. */
 #define STORE_UNDO_19                                                                           \
   "DROP INDEX audit_values_erased; ALTER TABLE recordings DROP COLUMN erased;"                  \
@@ -55,6 +60,6 @@
   " ALTER TABLE tickets DROP COLUMN parent; ALTER TABLE tickets DROP COLUMN source; "
 
 /* Everything after schema 10, newest first: what a rewind to 10 or earlier starts with. */
-#define STORE_UNDO_TO_10 STORE_UNDO_19 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
+#define STORE_UNDO_TO_10 STORE_UNDO_20 STORE_UNDO_19 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
 
 #endif
