@@ -515,7 +515,8 @@ int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const ch
   int rc = tt_audit_hash2(prev_hash ? prev_hash : w->prev, id, ts_ms, action, alen, p, v, n, h);
   if (rc) return rc;
   walk_link(w, id, h, prev_hash, hash);
-  bool erasure = alen == strlen(TT_AUDIT_ERASE_ACTION) && memcmp(action, TT_AUDIT_ERASE_ACTION, alen) == 0;
+  bool erasure = (alen == strlen(TT_AUDIT_ERASE_ACTION) && memcmp(action, TT_AUDIT_ERASE_ACTION, alen) == 0) ||
+                 (alen == strlen(TT_AUDIT_RELEASE_ACTION) && memcmp(action, TT_AUDIT_RELEASE_ACTION, alen) == 0);
   if (erasure || w->nrel) walk_erasure(w, id, erasure, p, n);
   return 0;
 }

@@ -35,11 +35,13 @@ static const class_t k_classes[] = {
      "three years: reports compare years, and a problem that comes back is found in its old ticket"},
     {"inventory_history", 365 * DAY_MS,
      "one year: what changed on a machine is asked about for a year's audit; the current inventory always stays"},
+    {"transfers", 365 * DAY_MS,
+     "one year: a file's path says what was on a person's machine; who moved how many bytes when stays in the audit"},
 };
 #define NCLASSES (sizeof k_classes / sizeof k_classes[0])
 /* The longest class name and its NUL. */
 #define CLASS_NAME_MAX 24
-#define CLASS_LIST "audit, recordings, diagnostics, closed_tickets or inventory_history"
+#define CLASS_LIST "audit, recordings, diagnostics, closed_tickets, inventory_history or transfers"
 
 static const class_t *class_named(const char *name) {
   for (size_t i = 0; i < NCLASSES; i++)
@@ -49,14 +51,17 @@ static const class_t *class_named(const char *name) {
 
 /* ---- the sweep ---------------------------------------------------------------------------- */
 
-typedef enum { STEP_RECORDINGS, STEP_DIAGNOSTICS, STEP_TICKETS, STEP_INVENTORY, STEP_AUDIT, STEP_DONE } step_t;
+typedef enum {
+  STEP_RECORDINGS, STEP_DIAGNOSTICS, STEP_TICKETS, STEP_INVENTORY, STEP_TRANSFERS, STEP_AUDIT, STEP_DONE
+} step_t;
 
 typedef struct sweep_s {
   store_req_t req;
   broker_t *b;
   step_t step;
   int64_t now_ms;
-  uint32_t recordings, diagnostics, tickets, inventory, audit_removed;
+  uint32_t recordings, diagnostics, tickets, inventory, audit_removed, transfer_events;
+  int64_t transfer_values, transfers_after; /* audit values released; the last entry looked at */
   int64_t audit_base;
   uint32_t last; /* what the last step removed */
   bool more;     /* the last step's budget ran out: the same step again */
@@ -75,6 +80,18 @@ static int64_t keep_of(broker_store_t *s, const char *cls) {
   char by[STORE_NAME_MAX];
   if (store_retention_get(s, cls, &keep, by, sizeof by, &at) != 0) keep = class_named(cls)->default_ms;
   return keep;
+}
+
+/* The release of old transfers' paths: its own audit entry, committing to them (tt/audit.h). */
+static int release_entry(void *ctx, broker_store_t *s, int64_t released, const char *values, int64_t *id) {
+  sweep_t *x = ctx;
+  char n[24], before[24];
+  snprintf(n, sizeof n, "%" PRId64, released);
+  snprintf(before, sizeof before, "%" PRId64, x->now_ms - keep_of(s, "transfers"));
+  store_audit_rec_t a;
+  broker_audit_rec(&a, x->by[0] ? x->by : "broker", TT_AUDIT_RELEASE_ACTION, "", "class", "transfers", "before_ms",
+                   before, "released", n, "values", values, AUDIT_END);
+  return store_audit_append(s, a.ts_ms, a.actor, a.action, a.target, a.detail, id);
 }
 
 static int sweep_run(broker_store_t *s, store_req_t *r) {
@@ -105,6 +122,14 @@ static int sweep_run(broker_store_t *s, store_req_t *r) {
                                    &x->last, &x->more);
     x->inventory += x->last;
     break;
+  case STEP_TRANSFERS: {
+    int64_t released = 0;
+    rc = store_retention_transfers(s, x->now_ms - keep_of(s, "transfers"), TT_RETENTION_BUDGET, &x->transfers_after,
+                                   release_entry, x, &x->last, &released, &x->more);
+    x->transfer_events += x->last;
+    x->transfer_values += released;
+    break;
+  }
   case STEP_AUDIT: {
     int64_t k = 0;
     uint8_t head[32];
@@ -156,8 +181,11 @@ static void sweep_finish(sweep_t *x, int rc) {
   broker_t *b = x->b;
   b->retention_sweeping = false;
   if (rc) TT_ERROR(MOD, "sweep failed", "step=%d err=%s", (int)x->step, tt_errname(rc));
-  if (x->recordings || x->diagnostics || x->tickets || x->inventory || x->audit_removed) {
-    char rec[16], diag[16], tix[16], inv[16], aud[16], base[24];
+  if (x->recordings || x->diagnostics || x->tickets || x->inventory || x->audit_removed || x->transfer_events ||
+      x->transfer_values) {
+    char rec[16], diag[16], tix[16], inv[16], aud[16], base[24], tev[16], tva[24];
+    snprintf(tev, sizeof tev, "%u", x->transfer_events);
+    snprintf(tva, sizeof tva, "%" PRId64, x->transfer_values);
     snprintf(rec, sizeof rec, "%u", x->recordings);
     snprintf(diag, sizeof diag, "%u", x->diagnostics);
     snprintf(tix, sizeof tix, "%u", x->tickets);
@@ -165,10 +193,13 @@ static void sweep_finish(sweep_t *x, int rc) {
     snprintf(aud, sizeof aud, "%u", x->audit_removed);
     snprintf(base, sizeof base, "%" PRId64, x->audit_base);
     TT_INFO(MOD, "swept",
-            "recordings=%u diagnostics=%u closed_tickets=%u inventory_history=%u audit=%u audit_base=%" PRId64,
-            x->recordings, x->diagnostics, x->tickets, x->inventory, x->audit_removed, x->audit_base);
+            "recordings=%u diagnostics=%u closed_tickets=%u inventory_history=%u transfer_events=%u "
+            "transfer_values=%" PRId64 " audit=%u audit_base=%" PRId64,
+            x->recordings, x->diagnostics, x->tickets, x->inventory, x->transfer_events, x->transfer_values,
+            x->audit_removed, x->audit_base);
     broker_audit(b, x->by[0] ? x->by : "broker", "retention-sweep", "", "recordings", rec, "diagnostics", diag,
-                 "closed_tickets", tix, "inventory_history", inv, "audit", aud, "audit_base", base, AUDIT_END);
+                 "closed_tickets", tix, "inventory_history", inv, "transfer_events", tev, "transfer_values", tva,
+                 "audit", aud, "audit_base", base, AUDIT_END);
   }
   if (x->c) {
     broker_conn_t *c = x->c;
@@ -286,6 +317,8 @@ static int send_view(broker_conn_t *c, uint32_t id, const sweep_t *sw, store_req
     v.audit_base = (uint64_t)sw->audit_base;
     v.closed_tickets = sw->tickets;
     v.inventory_versions = sw->inventory;
+    v.transfer_events = sw->transfer_events;
+    v.transfer_values = (uint64_t)sw->transfer_values;
   }
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = id;
@@ -350,7 +383,7 @@ int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__Retent
     x->nset++;
   }
   if (x->nset) { /* one entry, written with the settings or not at all */
-    _Static_assert(NCLASSES == 5, "the retention-set entry names every class, in k_classes' order");
+    _Static_assert(NCLASSES == 6, "the retention-set entry names every class, in k_classes' order");
     char keep[NCLASSES][24];
     for (size_t i = 0; i < NCLASSES; i++) {
       keep[i][0] = '\0';
@@ -359,7 +392,7 @@ int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__Retent
     }
     broker_audit_rec(&x->h.audit, c->id.name, "retention-set", "", "?audit_ms", keep[0], "?recordings_ms", keep[1],
                      "?diagnostics_ms", keep[2], "?closed_tickets_ms", keep[3], "?inventory_history_ms", keep[4],
-                     AUDIT_END);
+                     "?transfers_ms", keep[5], AUDIT_END);
     x->h.req.audit = &x->h.audit;
   }
   return broker_creq_submit(x);

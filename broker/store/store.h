@@ -238,7 +238,7 @@ typedef struct {
   uint32_t nheld_tickets;
   int64_t released;                 /* audit values released */
   int64_t erasure;                  /* the erasure's audit entry (0 on a dry run) */
-  char refused[200];
+  char refused[256];
 } store_erase_t;
 /* Writes the erasure's own audit entry (committing to `values`, tt/audit.h) in the transaction:
  * its id into *id. */
@@ -252,6 +252,16 @@ int store_erase_files(broker_store_t *s, const char *data_dir, int64_t erasure, 
 int store_erase_scrub(broker_store_t *s, bool *clean) TT_WUR;
 int store_secure_delete(broker_store_t *s, bool on) TT_WUR;
 void store_erase_revocation_key(const char *name, char out[STORE_ERASE_REVOKED_CAP]);
+/* Transfers' records older than cutoff (retention class transfers): the file-transfer events
+ * of ticket timelines are deleted, and the path and message of file-transfer audit entries
+ * after *after released to "(expired)" (tt/audit.h); who, when, size and sha256 stay. At most
+ * budget of each, not under a hold. When values were released, audit writes the release's own
+ * entry, committing to them. *more: a budget ran out. */
+typedef int (*store_release_audit_fn)(void *ctx, broker_store_t *s, int64_t released, const char *values,
+                                      int64_t *id);
+int store_retention_transfers(broker_store_t *s, int64_t cutoff_ms, uint32_t budget, int64_t *after,
+                              store_release_audit_fn audit, void *ctx, uint32_t *events, int64_t *released,
+                              bool *more) TT_WUR;
 /* The word matching erase does (exposed for its unit test). */
 bool store_erase_names(const char *t, size_t len, const char *name);
 char *store_erase_rewrite(const char *t, size_t len, const char *name, const char *pseudo, size_t max, size_t *outlen);

@@ -93,13 +93,16 @@ static int ret_response(console_t *c, const Tether__Response *r) {
   if (g_ret.op == TETHER__RETENTION_OP__RETENTION_SWEEP) {
     if (c->json)
       printf("{\"recordings\":%" PRIu64 ",\"diagnostics\":%" PRIu64 ",\"closed_tickets\":%" PRIu64
-             ",\"inventory_history\":%" PRIu64 ",\"audit\":%" PRIu64 ",\"audit_base\":%" PRIu64 "}\n",
-             v->recordings, v->diagnostics, v->closed_tickets, v->inventory_versions, v->audit_removed, v->audit_base);
+             ",\"inventory_history\":%" PRIu64 ",\"transfer_events\":%" PRIu64 ",\"transfer_values\":%" PRIu64
+             ",\"audit\":%" PRIu64 ",\"audit_base\":%" PRIu64 "}\n",
+             v->recordings, v->diagnostics, v->closed_tickets, v->inventory_versions, v->transfer_events,
+             v->transfer_values, v->audit_removed, v->audit_base);
     else
       printf("removed: %" PRIu64 " recordings, %" PRIu64 " diagnostics reports, %" PRIu64 " closed tickets, %" PRIu64
-             " inventory versions, %" PRIu64 " audit entries (the audit now starts after entry %" PRIu64 ")\n",
-             v->recordings, v->diagnostics, v->closed_tickets, v->inventory_versions, v->audit_removed,
-             v->audit_base);
+             " inventory versions, %" PRIu64 " transfer events, %" PRIu64 " transfer paths (released), %" PRIu64
+             " audit entries (the audit now starts after entry %" PRIu64 ")\n",
+             v->recordings, v->diagnostics, v->closed_tickets, v->inventory_versions, v->transfer_events,
+             v->transfer_values, v->audit_removed, v->audit_base);
   } else if (c->json) {
     printf("{\"classes\":[");
     for (size_t i = 0; i < v->n_classes; i++) {
@@ -141,7 +144,7 @@ const console_cmd_t console_cmd_retention_show = {
     .sub = "show",
     .args = "[--json]",
     .help = "how long each class of record is kept (audit, recordings, diagnostics, closed_tickets,"
-            " inventory_history), and why",
+            " inventory_history, transfers), and why",
     .switches = CONSOLE_SW_JSON,
     .check = ret_check,
     .start = ret_start,
@@ -151,7 +154,8 @@ const console_cmd_t console_cmd_retention_show = {
 const console_cmd_t console_cmd_retention_set = {
     .name = "retention",
     .sub = "set",
-    .args = "CLASS=DURATION... (audit=2y recordings=90d diagnostics=30d closed_tickets=3y inventory_history=1y)",
+    .args = "CLASS=DURATION... (audit=2y recordings=90d diagnostics=30d closed_tickets=3y inventory_history=1y"
+            " transfers=1y)",
     .help = "admin: keep a class of record this long (1 day to 10 years); audited",
     .min_pos = 1,
     .max_pos = SETTINGS_MAX,

@@ -9,10 +9,8 @@
  * can never come back in. Inventory is the machine's record, not the person's: it is not
  * searched here (README says so). */
 #include <ctype.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <strings.h>
-#include <unistd.h>
 #include <openssl/sha.h>
 #include "../internal.h"
 #include "tt/audit.h"
@@ -245,61 +243,40 @@ static bool held_value(const idlist_t *held, const char *v, size_t len) {
   return false;
 }
 
-/* One audit entry: its values that name the person rewritten and released under erasure e
- * (or, under a hold, counted). */
-static int audit_one(broker_store_t *s, store_erase_t *x, const idlist_t *held, const store_audit_t *a, int64_t e,
-                     uint8_t acc[32]) {
-  tt_audit_pair_t p[TT_AUDIT_VALUES_MAX];
-  size_t np = tt_audit_split(a->actor, a->target, a->detail, p);
-  if (a->format != 2 || np != a->nvalues) return TT_EIO; /* the walk would say so: do not make it worse */
-  bool names[TT_AUDIT_VALUES_MAX] = {false}, any = false, on_hold = false;
-  for (size_t i = 0; i < np; i++) {
-    on_hold |= held_value(held, p[i].val, p[i].vlen);
-    names[i] = find_word(p[i].val, p[i].vlen, x->name, strlen(x->name)) != NULL;
-    any |= names[i];
+/* Entry a, split into p: each value i with nv[i] (nl[i] bytes) becomes that text, and those
+ * that still have their salt are released under erasure e (acc steps, *released counts). The
+ * row is rewritten as the broker wrote it, so it splits into the same keys again. */
+static int audit_rewrite(broker_store_t *s, const store_audit_t *a, const tt_audit_pair_t *p, size_t np,
+                         char *const nv[], const size_t nl[], int64_t e, uint8_t acc[32], int64_t *released) {
+  char actor[STORE_NAME_MAX], target[STORE_NAME_MAX], detail[sizeof a->detail];
+#define VAL(i) (int)(nv[i] ? nl[i] : p[i].vlen), (nv[i] ? nv[i] : p[i].val)
+  snprintf(actor, sizeof actor, "%.*s", VAL(0));
+  snprintf(target, sizeof target, "%.*s", VAL(1));
+  size_t o = 0;
+  bool whole = np == 3 && p[2].klen == 1 && p[2].key[0] == TT_AUDIT_WHOLE_DETAIL[0];
+  int w;
+  if (whole) {
+    w = snprintf(detail, sizeof detail, "%.*s", VAL(2));
+    o = w > 0 ? (size_t)w : 0;
+  } else {
+    detail[o++] = '{';
+    for (size_t i = 2; i < np && o < sizeof detail; i++) {
+      w = snprintf(detail + o, sizeof detail - o, "%s\"%.*s\":\"%.*s\"", i > 2 ? "," : "", (int)p[i].klen, p[i].key,
+                   VAL(i));
+      o += w > 0 ? (size_t)w : sizeof detail;
+    }
+    if (o + 1 < sizeof detail) detail[o++] = '}', detail[o] = '\0';
+    else o = sizeof detail;
   }
-  if (!any) return 0; /* the name only inside a key, or split across an escape */
-  if (on_hold) { /* an entry about a ticket on hold is its evidence */
-    x->held[STORE_EC_AUDIT]++;
-    return 0;
-  }
-  /* The new text: each value rewritten in place of the old. */
-  char *nv[TT_AUDIT_VALUES_MAX] = {NULL};
-  size_t nl[TT_AUDIT_VALUES_MAX];
+  /* A pseudonym longer than the name may not fit what a row holds: the entry would not split
+   * again into the values its hash covers. */
+  if (o >= sizeof detail || strlen(actor) != (size_t)(nv[0] ? nl[0] : p[0].vlen) ||
+      strlen(target) != (size_t)(nv[1] ? nl[1] : p[1].vlen))
+    return TT_ETOOBIG;
+#undef VAL
   int ret = 0;
   for (size_t i = 0; ret == 0 && i < np; i++) {
-    if (!names[i]) continue;
-    nv[i] = store_erase_rewrite(p[i].val, p[i].vlen, x->name, x->pseudonym, 0, &nl[i]);
-    if (!nv[i]) ret = TT_ENOMEM;
-  }
-  char actor[STORE_NAME_MAX], target[STORE_NAME_MAX], detail[sizeof a->detail];
-  if (ret == 0) {
-    snprintf(actor, sizeof actor, "%.*s", (int)(names[0] ? nl[0] : p[0].vlen), names[0] ? nv[0] : p[0].val);
-    snprintf(target, sizeof target, "%.*s", (int)(names[1] ? nl[1] : p[1].vlen), names[1] ? nv[1] : p[1].val);
-    size_t o = 0;
-    bool whole = np == 3 && p[2].klen == 1 && p[2].key[0] == TT_AUDIT_WHOLE_DETAIL[0];
-    int w;
-    if (whole) {
-      w = snprintf(detail, sizeof detail, "%.*s", (int)(names[2] ? nl[2] : p[2].vlen), names[2] ? nv[2] : p[2].val);
-      o = w > 0 ? (size_t)w : 0;
-    } else {
-      detail[o++] = '{';
-      for (size_t i = 2; i < np && o < sizeof detail; i++) {
-        w = snprintf(detail + o, sizeof detail - o, "%s\"%.*s\":\"%.*s\"", i > 2 ? "," : "", (int)p[i].klen, p[i].key,
-                     (int)(names[i] ? nl[i] : p[i].vlen), names[i] ? nv[i] : p[i].val);
-        o += w > 0 ? (size_t)w : sizeof detail;
-      }
-      if (o + 1 < sizeof detail) detail[o++] = '}', detail[o] = '\0';
-      else o = sizeof detail;
-    }
-    /* A pseudonym longer than the name may not fit what a row holds: the entry would not split
-     * again into the values its hash covers. */
-    if (o >= sizeof detail || strlen(actor) != (names[0] ? nl[0] : p[0].vlen) ||
-        strlen(target) != (names[1] ? nl[1] : p[1].vlen))
-      ret = TT_ETOOBIG;
-  }
-  for (size_t i = 0; ret == 0 && i < np; i++) {
-    if (!names[i] || !a->values[i].has_salt) continue; /* released before: its text is free */
+    if (!nv[i] || !a->values[i].has_salt) continue; /* released before: its text is free */
     ret = tt_audit_release_step(acc, a->id, (uint32_t)i, a->values[i].digest);
     if (ret == 0) {
       sqlite3_stmt *st = s->st[ST_ERASE_RELEASE];
@@ -310,7 +287,7 @@ static int audit_one(broker_store_t *s, store_erase_t *x, const idlist_t *held, 
       if (rc == SQLITE_OK) rc = sqlite3_step(st);
       done(st);
       if (rc != SQLITE_DONE) ret = sql_fail(s, "erase_release", rc);
-      x->released++;
+      (*released)++;
     }
   }
   if (ret == 0) {
@@ -323,8 +300,43 @@ static int audit_one(broker_store_t *s, store_erase_t *x, const idlist_t *held, 
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     done(st);
     if (rc != SQLITE_DONE) ret = sql_fail(s, "erase_audit_text", rc);
-    x->changed[STORE_EC_AUDIT]++;
   }
+  return ret;
+}
+
+static bool split_ok(const store_audit_t *a, tt_audit_pair_t *p, size_t *np) {
+  *np = tt_audit_split(a->actor, a->target, a->detail, p);
+  return a->format == 2 && *np == a->nvalues;
+}
+
+/* One audit entry: its values that name the person rewritten and released under erasure e
+ * (or, under a hold, counted). */
+static int audit_one(broker_store_t *s, store_erase_t *x, const idlist_t *held, const store_audit_t *a, int64_t e,
+                     uint8_t acc[32]) {
+  tt_audit_pair_t p[TT_AUDIT_VALUES_MAX];
+  size_t np = 0;
+  if (!split_ok(a, p, &np)) return TT_EIO; /* the walk would say so: do not make it worse */
+  bool names[TT_AUDIT_VALUES_MAX] = {false}, any = false, on_hold = false;
+  for (size_t i = 0; i < np; i++) {
+    on_hold |= held_value(held, p[i].val, p[i].vlen);
+    names[i] = find_word(p[i].val, p[i].vlen, x->name, strlen(x->name)) != NULL;
+    any |= names[i];
+  }
+  if (!any) return 0; /* the name only inside a key, or split across an escape */
+  if (on_hold) { /* an entry about a ticket on hold is its evidence */
+    x->held[STORE_EC_AUDIT]++;
+    return 0;
+  }
+  char *nv[TT_AUDIT_VALUES_MAX] = {NULL};
+  size_t nl[TT_AUDIT_VALUES_MAX] = {0};
+  int ret = 0;
+  for (size_t i = 0; ret == 0 && i < np; i++) {
+    if (!names[i]) continue;
+    nv[i] = store_erase_rewrite(p[i].val, p[i].vlen, x->name, x->pseudonym, 0, &nl[i]);
+    if (!nv[i]) ret = TT_ENOMEM;
+  }
+  if (ret == 0) ret = audit_rewrite(s, a, p, np, nv, nl, e, acc, &x->released);
+  if (ret == 0) x->changed[STORE_EC_AUDIT]++;
   for (size_t i = 0; i < np; i++) free(nv[i]);
   return ret;
 }
@@ -359,6 +371,103 @@ static int erase_audit(broker_store_t *s, store_erase_t *x, const idlist_t *held
   return ret;
 }
 
+/* ---- transfers' records, released by retention ---------------------------------------------- */
+
+#define FILE_EVENTS "('file-pulled', 'file-pushed', 'file-push-failed', 'file-refused')"
+#define FILE_ACTIONS "('file-pull', 'file-push', 'file-push-failed', 'file-refused')"
+#define EXPIRED "(expired)"
+
+static bool key_is(const tt_audit_pair_t *p, const char *k) { return p->klen == strlen(k) && memcmp(p->key, k, p->klen) == 0; }
+
+int store_retention_transfers(broker_store_t *s, int64_t cutoff_ms, uint32_t budget, int64_t *after,
+                              store_release_audit_fn audit, void *ctx, uint32_t *events, int64_t *released,
+                              bool *more) {
+  *events = 0;
+  *released = 0;
+  *more = false;
+  int ret = tx_begin(s);
+  if (ret) return ret;
+  idlist_t held = {0}, ids = {0};
+  int64_t e = s->audit_last_id + 1, n = 0;
+  uint8_t acc[32] = {0};
+  ret = store_audit_gate(s, true);
+  sqlite3_stmt *st = NULL;
+  int rc = ret ? SQLITE_OK : sqlite3_prepare_v2(s->db,
+      "DELETE FROM ticket_events WHERE id IN (SELECT id FROM ticket_events WHERE kind IN " FILE_EVENTS
+      " AND ts_ms < ?1 AND ticket NOT IN " HELD " ORDER BY id LIMIT ?2)", -1, &st, NULL);
+  if (ret == 0 && rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 1, cutoff_ms);
+  if (ret == 0 && rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 2, budget);
+  if (ret == 0 && rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (ret == 0 && rc == SQLITE_DONE) *events = (uint32_t)sqlite3_changes(s->db);
+  else if (ret == 0) ret = sql_fail(s, "retention_transfer_events", rc);
+  sqlite3_finalize(st);
+  st = NULL;
+  if (ret == 0) {
+    sqlite3_stmt *h = NULL;
+    rc = sqlite3_prepare_v2(s->db, "SELECT ticket FROM ticket_holds", -1, &h, NULL);
+    while (ret == 0 && rc == SQLITE_OK && sqlite3_step(h) == SQLITE_ROW) ret = ids_add(&held, sqlite3_column_int64(h, 0));
+    sqlite3_finalize(h);
+    if (rc != SQLITE_OK) ret = sql_fail(s, "retention_transfer_holds", rc);
+  }
+  if (ret == 0) {
+    rc = sqlite3_prepare_v2(s->db,
+        "SELECT id FROM audit WHERE id > max(?1, (SELECT coalesce(max(entries), 0) FROM audit_base))"
+        " AND ts_ms < ?2 AND action IN " FILE_ACTIONS " ORDER BY id LIMIT ?3", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 1, *after);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 2, cutoff_ms);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 3, budget);
+    while (ret == 0 && rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+      ret = ids_add(&ids, sqlite3_column_int64(st, 0));
+      rc = SQLITE_OK;
+    }
+    if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_OK) ret = sql_fail(s, "retention_transfer_audit", rc);
+    sqlite3_finalize(st);
+  }
+  store_audit_t *a = ret == 0 ? malloc(sizeof(*a)) : NULL;
+  if (ret == 0 && !a) ret = TT_ENOMEM;
+  for (size_t i = 0; ret == 0 && i < ids.n; i++) {
+    store_audit_filter_t f = {.after_id = ids.ids[i] - 1, .limit = 1};
+    int lr = store_audit_list(s, &f, audit_cb, a);
+    if (lr != 1) {
+      ret = lr ? lr : TT_EIO;
+      break;
+    }
+    *after = a->id;
+    tt_audit_pair_t p[TT_AUDIT_VALUES_MAX];
+    size_t np = 0;
+    if (!split_ok(a, p, &np)) continue; /* the walk says so; retention leaves it */
+    char *nv[TT_AUDIT_VALUES_MAX] = {NULL};
+    size_t nl[TT_AUDIT_VALUES_MAX] = {0};
+    bool on_hold = false, any = false;
+    for (size_t k = 0; k < np; k++) {
+      on_hold |= held_value(&held, p[k].val, p[k].vlen);
+      if (k >= 2 && (key_is(&p[k], "path") || key_is(&p[k], "message")) &&
+          !(p[k].vlen == strlen(EXPIRED) && memcmp(p[k].val, EXPIRED, p[k].vlen) == 0)) {
+        nv[k] = (char *)EXPIRED;
+        nl[k] = strlen(EXPIRED);
+        any = true;
+      }
+    }
+    if (any && !on_hold) ret = audit_rewrite(s, a, p, np, nv, nl, e, acc, &n);
+  }
+  free(a);
+  *more = *events >= budget || ids.n >= budget;
+  if (ret == 0) ret = store_audit_gate(s, false);
+  if (ret == 0 && n > 0) {
+    char values[TT_HEX_CAP(32)];
+    tt_hex(values, sizeof values, acc, 32);
+    int64_t got = 0;
+    ret = audit(ctx, s, n, values, &got);
+    if (ret == 0 && got != e) ret = TT_ESTATE;
+  }
+  *released = n;
+  free(held.ids);
+  free(ids.ids);
+  if (ret == 0) ret = tx_commit(s);
+  else tx_rollback(s);
+  return ret;
+}
+
 /* ---- the whole erasure ---------------------------------------------------------------------- */
 
 static const store_sql_t k_sql[] = {
@@ -387,20 +496,20 @@ static int refusals(broker_store_t *s, store_erase_t *x) {
   int64_t n = 0;
   int rc = scalar(s, "SELECT count(*) FROM devices WHERE id = ?1", x->name, &n);
   if (rc == 0 && n) {
-    snprintf(x->refused, sizeof x->refused, "%s is a device, not a person", x->name);
+    snprintf(x->refused, sizeof x->refused, "%.64s is a device, not a person", x->name);
     return TT_EINVAL;
   }
   if (rc == 0) rc = scalar(s, "SELECT count(*) FROM people p WHERE name = ?1 AND NOT EXISTS"
                               " (SELECT 1 FROM revocations r WHERE r.kind = 2 AND r.name = p.name)", x->name, &n);
   if (rc == 0 && n) {
     snprintf(x->refused, sizeof x->refused,
-             "%s can still sign in: revoke them first (tether revoke person %s --reason ...)", x->name, x->name);
+             "%.64s can still sign in: revoke them first (tether revoke person %.64s --reason ...)", x->name, x->name);
     return TT_EDENIED;
   }
   if (rc == 0) rc = scalar(s, "SELECT coalesce(min(id), 0) FROM sessions WHERE ended_ms = 0 AND"
                               " (tt_names(person, ?1) OR tt_names(consent_by, ?1))", x->name, &n);
   if (rc == 0 && n) {
-    snprintf(x->refused, sizeof x->refused, "%s is in a session that is still open (S-%lld): end it first", x->name,
+    snprintf(x->refused, sizeof x->refused, "%.64s is in a session that is still open (S-%lld): end it first", x->name,
              (long long)n);
     return TT_EBUSY;
   }
@@ -491,7 +600,7 @@ int store_person_erase(broker_store_t *s, store_erase_t *x, store_erase_audit_fn
   int64_t total = 0;
   for (int i = 0; i < STORE_EC_N; i++) total += x->changed[i] + x->held[i];
   if (ret == 0 && total == 0) {
-    snprintf(x->refused, sizeof x->refused, "no record names %s", x->name);
+    snprintf(x->refused, sizeof x->refused, "no record names %.64s", x->name);
     ret = TT_ENOTFOUND;
   }
   if (ret == 0 && !x->dry_run) { /* the erasure's entry commits to what it released */
@@ -535,13 +644,7 @@ int store_erase_files(broker_store_t *s, const char *data_dir, int64_t erasure, 
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "erase_files", rc);
   if (ret == 0) ret = tx_begin(s);
   for (size_t i = 0; ret == 0 && i < ids.n; i++) {
-    /* The path is the store's own ("recordings/R-<id>.cast.zst"): never a way out of the dir. */
-    const char *p = paths[i];
-    char full[1100];
-    int fn = snprintf(full, sizeof full, "%.511s/%.511s", data_dir, p);
-    if (strstr(p, "..") || p[0] == '/' || fn < 0 || (size_t)fn >= sizeof full ||
-        (unlink(full) != 0 && errno != ENOENT)) {
-      TT_WARN(MOD, "erased recording's file not deleted", "file=%s err=%s", full, strerror(errno));
+    if (store_recording_unlink(data_dir, paths[i]) != 0) { /* logged */
       (*failed)++;
       continue;
     }

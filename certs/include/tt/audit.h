@@ -118,7 +118,7 @@ typedef struct {
   int64_t ts_ms;
 } tt_audit_anchor_t;
 
-/* An erasure (an entry whose action is TT_AUDIT_ERASE_ACTION) releases values: it rewrites
+/* An erasure (an entry whose action is TT_AUDIT_ERASE_ACTION or TT_AUDIT_RELEASE_ACTION) releases values: it rewrites
  * them to a pseudonym and destroys their salts, and sets each one's `erased` to its own id.
  * It commits to what it released in its own detail, "released" (how many) and "values"
  * (hex): acc = 32 zero bytes, then for each released value in (entry, n) order
@@ -126,6 +126,8 @@ typedef struct {
  * only if a later erasure's commitment covers it: the walk keeps the accumulators of the
  * erasures it has not reached yet and checks each one when it gets there. */
 #define TT_AUDIT_ERASE_ACTION "person-erase"
+/* Retention releases the paths of old file transfers the same way (records/retention.c). */
+#define TT_AUDIT_RELEASE_ACTION "retention-release"
 #define TT_AUDIT_RELEASE_PENDING_MAX 100000u /* erasures whose values the walk holds unchecked */
 
 typedef struct {

@@ -53,6 +53,27 @@ class RetentionTest(SessionWorld, TetherTestCase):
     def audit(self):
         return [json.loads(ln) for ln in self.ok(self.admin(["audit", "--json"])).out.splitlines()]
 
+    def aged(self, old, edits, days=400):
+        """Stop the world, move what edits(db, delta_ms) changes and audit entries 1..old days
+        back (the chain hashed again and its checkpoint signed anew with the broker's key), and
+        start the broker on the same store. Returns what edits returned."""
+        self.a.stop()
+        self.b.stop()
+        data = self.b.data_dir
+        db_path = os.path.join(data, "broker.db")
+        db = sqlite3.connect(db_path)
+        db.execute("UPDATE audit_gate SET open = 1")
+        out = edits(db, days * DAY)
+        db.execute("UPDATE audit_gate SET open = 0")
+        db.commit()
+        db.close()
+        if old:
+            heads = auditchain.age(db_path, old, days * DAY)
+            auditchain.resign(db_path, os.path.join(data, "audit.checkpoints"), self.pki.broker_cert,
+                              self.pki.broker_key, heads)
+        self.b = self.h.start_broker(port=self.b.port, data_dir=data, name="broker-later")
+        return out
+
     def test_sweep_keeps_what_is_held_and_the_chain_verifies(self):
         self.world(policy="unattended")
         held, gone = self.new_ticket(summary="legal case"), self.new_ticket(summary="printer")
@@ -68,34 +89,28 @@ class RetentionTest(SessionWorld, TetherTestCase):
         old = self.audit()[-1]["id"]
 
         # Everything so far happened 400 days ago.
-        self.a.stop()
-        self.b.stop()
+        def edits(db, delta):
+            for sql in ("UPDATE tickets SET created_ms = created_ms - ?", "UPDATE recordings SET started_ms = started_ms - ?",
+                        "UPDATE diag_reports SET taken_ms = taken_ms - ?"):
+                db.execute(sql, (delta,))
+            return dict(db.execute("SELECT ticket, path FROM recordings").fetchall())
+        recs = self.aged(old, edits)
         data = self.b.data_dir
-        db_path = os.path.join(data, "broker.db")
-        db = sqlite3.connect(db_path)
-        for sql in ("UPDATE tickets SET created_ms = created_ms - ?", "UPDATE recordings SET started_ms = started_ms - ?",
-                    "UPDATE diag_reports SET taken_ms = taken_ms - ?"):
-            db.execute(sql, (400 * DAY,))
-        held_id, gone_id = int(held[2:]), int(gone[2:])
-        recs = dict(db.execute("SELECT ticket, path FROM recordings").fetchall())
-        db.commit()
-        db.close()
-        heads = auditchain.age(db_path, old, 400 * DAY)
         cps = os.path.join(data, "audit.checkpoints")
-        auditchain.resign(db_path, cps, self.pki.broker_cert, self.pki.broker_key, heads)
-        self.b = self.h.start_broker(port=self.b.port, data_dir=data, name="broker-later")
+        held_id, gone_id = int(held[2:]), int(gone[2:])
         self.ok(self.admin(["audit", "verify"]))
 
         # Settings: shown with their defaults and why; bad ones refused whole.
         r = json.loads(self.ok(self.admin(["retention", "show", "--json"])).out)
         self.assertEqual({c["name"]: c["keep_ms"] for c in r["classes"]},
                          {"audit": 730 * DAY, "recordings": 90 * DAY, "diagnostics": 30 * DAY,
-                          "closed_tickets": 1095 * DAY, "inventory_history": 365 * DAY})
+                          "closed_tickets": 1095 * DAY, "inventory_history": 365 * DAY, "transfers": 365 * DAY})
         self.assertTrue(all(c["why"] for c in r["classes"]))
         self.assertEqual(r["holds"], 1)
         for bad, err in ((["audit=11y"], "audit is out of range: at least 1 day, at most 10 years"),
                          (["recordings=90d", "mood=3d"], "mood is not a class of record: audit, recordings, "
-                                                         "diagnostics, closed_tickets or inventory_history")):
+                                                         "diagnostics, closed_tickets, inventory_history or "
+                                                         "transfers")):
             r = self.admin(["retention", "set"] + bad)
             self.assertEqual((r.rc, r.err), (1, "tether: %s\n" % err), r)
         r = self.admin(["retention", "set", "audit=0d"])
@@ -166,18 +181,15 @@ class RetentionTest(SessionWorld, TetherTestCase):
         self.ok(self.admin(["ticket", "hold", held, "--reason", "legal hold #12"]))
 
         # The tickets closed, and dev2's first two versions came, 400 days ago.
-        self.a.stop()
-        self.b.stop()
-        data = self.b.data_dir
-        db = sqlite3.connect(os.path.join(data, "broker.db"))
         ids = [int(t[2:]) for t in (gone, held, still_open)]
-        db.execute("UPDATE tickets SET created_ms = created_ms - ?1, closed_ms = max(closed_ms - ?1, 0)"
-                   " WHERE id IN (?2, ?3, ?4)", [400 * DAY] + ids)
-        db.execute("UPDATE inv_versions SET received_ms = received_ms - ? WHERE device = 'dev2'", (400 * DAY,))
-        recs = dict(db.execute("SELECT ticket, path FROM recordings").fetchall())
-        db.commit()
-        db.close()
-        self.b = self.h.start_broker(port=self.b.port, data_dir=data, name="broker-later")
+
+        def edits(db, delta):
+            db.execute("UPDATE tickets SET created_ms = created_ms - ?1, closed_ms = max(closed_ms - ?1, 0)"
+                       " WHERE id IN (?2, ?3, ?4)", [delta] + ids)
+            db.execute("UPDATE inv_versions SET received_ms = received_ms - ? WHERE device = 'dev2'", (delta,))
+            return dict(db.execute("SELECT ticket, path FROM recordings").fetchall())
+        recs = self.aged(0, edits)
+        data = self.b.data_dir
         c = self.fake_agent()
         v3 = self.push(c, {"deb_packages": pk("3.0.3"), "os_version": os_v})
         inventory = self.ok(self.tech(["inventory", "dev2", "--json"])).out
@@ -229,6 +241,60 @@ class RetentionTest(SessionWorld, TetherTestCase):
         self.assertEqual(self.tech(["ticket", "show", held]).rc, 1)
         self.assertFalse(os.path.exists(os.path.join(data, recs[ids[1]])))
         self.assertEqual(self.show(recent)["ticket"]["state"], "closed")
+
+
+    def verify_offline(self):
+        auditchain.verify_offline(self, self.audit())
+
+    def test_transfers_released_and_an_erasure_outlives_the_cut(self):
+        self.world(policy="unattended")
+        tid = self.new_ticket(summary="send mia.r the vpn profile", extra=["--requester", "mia.r"])
+        local = os.path.join(self.h.dir, "profile.ovpn")
+        with open(local, "w") as f:
+            f.write("client\n")
+        remote = "/tmp/tt-retention-%d-mia-profile.ovpn" % os.getpid()
+        self.addCleanup(lambda: os.path.exists(remote) and os.unlink(remote))
+        self.ok(self.tech(["cp", local, "dev1:" + remote, "--ticket", tid, "--force"]))
+        self.wait_until(lambda: '"file-push"' in self.admin(["audit", "--json"]).out, "the push audited")
+        kinds = [e["kind"] for e in json.loads(self.ok(self.tech(["ticket", "show", tid, "--json"])).out)["events"]]
+        self.assertIn("file-pushed", kinds)
+        old = self.audit()[-1]["id"]
+
+        # All of it 400 days ago; then the requester's data erased today.
+        self.aged(old, lambda db, delta: db.execute("UPDATE ticket_events SET ts_ms = ts_ms - ?", (delta,)))
+        erased = json.loads(self.ok(self.admin(["person", "erase", "mia.r", "--reason", "request 7", "--json"])).out)
+        self.assertGreater(erased["released"], 0)
+
+        # Transfers older than a year: the timeline's file events go, the audit keeps who moved
+        # how many bytes when, and the path is released under a retention-release entry.
+        swept = json.loads(self.ok(self.admin(["retention", "sweep", "--json"])).out)
+        self.assertEqual(swept["transfer_events"], 1, swept)
+        self.assertEqual(swept["transfer_values"], 1, swept)
+        self.assertEqual(swept["audit"], 0, swept)
+        kinds = [e["kind"] for e in json.loads(self.ok(self.tech(["ticket", "show", tid, "--json"])).out)["events"]]
+        self.assertNotIn("file-pushed", kinds)
+        entries = self.audit()
+        push = [e for e in entries if e["action"] == "file-push"][0]
+        self.assertEqual(push["detail"]["path"], "(expired)")
+        self.assertEqual(push["detail"]["size"], "7")
+        release = [e for e in entries if e["action"] == "retention-release"]
+        self.assertEqual([(e["detail"]["class"], e["detail"]["released"]) for e in release], [("transfers", "1")])
+        self.ok(self.admin(["audit", "verify"]))
+        self.verify_offline()
+        swept = json.loads(self.ok(self.admin(["retention", "sweep", "--json"])).out)
+        self.assertEqual((swept["transfer_events"], swept["transfer_values"]), (0, 0), swept)
+
+        # The audit kept a year: the cut takes the old entries, values the erasure released in
+        # them among them. The erasure still adds up, online and from an export.
+        self.ok(self.admin(["retention", "set", "audit=1y"]))
+        swept = json.loads(self.ok(self.admin(["retention", "sweep", "--json"])).out)
+        self.assertGreaterEqual(swept["audit_base"], old)
+        r = self.ok(self.admin(["audit", "verify"]))
+        self.assertRegex(r.out, r"audit chain intact: \d+ entries")
+        pruned = [e for e in self.audit() if e.get("pruned")]
+        self.assertTrue(pruned, "the export lists the pruned entries' released values")
+        self.assertTrue(all(v["erased"] > swept["audit_base"] for e in pruned for v in e["values"]))
+        self.verify_offline()
 
 
 if __name__ == "__main__":

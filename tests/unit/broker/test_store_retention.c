@@ -125,7 +125,7 @@ static void work(fx_t *fx, int64_t id, int64_t at_ms, char *file, size_t cap) {
   char dir[PATH_MAX + 16];
   snprintf(dir, sizeof dir, "%s/recordings", fx->dir);
   (void)mkdir(dir, 0700);
-  snprintf(file, cap, "%s/%s", fx->dir, r.path);
+  snprintf(file, cap, "%.3000s/%.512s", fx->dir, r.path);
   FILE *f = fopen(file, "w");
   assert_non_null(f);
   fputs("zst", f);
