@@ -501,6 +501,8 @@ static void audit_list_done(store_req_t *r) {
       v->digest.data = e->values[j].digest;
       v->digest.len = 32;
       v->erased = (uint64_t)e->values[j].erased;
+      v->digest2.data = e->values[j].digest2;
+      v->digest2.len = e->values[j].has_digest2 ? 32 : 0;
       v->n = e->pruned ? e->value_n[j] : (uint32_t)j;
       o->values[j] = v;
     }

@@ -177,6 +177,23 @@ static int append_line(const char *path, const char *line) {
 
 int broker_audit_append_line(broker_t *b, const char *line) { return append_line(b->checkpoint_file, line); }
 
+int broker_audit_erasure(broker_t *b, broker_store_t *s, const store_audit_rec_t *a, int64_t count,
+                         const uint8_t acc[32], int64_t *id, char *line, size_t cap) {
+  int rc = store_audit_append(s, a->ts_ms, a->actor, a->action, a->target, a->detail, id);
+  if (rc) return rc;
+  tt_audit_checkpoint_t cp;
+  memset(&cp, 0, sizeof cp);
+  cp.kind = TT_AUDIT_CP_ERASE;
+  cp.entries = *id;
+  cp.count = count;
+  memcpy(cp.head, acc, 32);
+  cp.ts_ms = a->ts_ms;
+  rc = tt_audit_checkpoint_sign(&cp, b->cp_key, b->cp_cert);
+  if (rc == 0) rc = tt_audit_checkpoint_format(&cp, line, cap);
+  if (rc == 0) rc = store_checkpoint_add(s, &cp, line);
+  return rc;
+}
+
 /* In the batch: nothing. The checkpoint is of what is on disk, so it is made once the
  * batch (with every entry queued before it) has committed. */
 static int checkpoint_run(broker_store_t *s, store_req_t *r) { return 0; }
@@ -289,7 +306,8 @@ typedef struct {
 } lines_t;
 
 static bool special(const char *line) {
-  return strncmp(line, "tether-audit-rechain ", 21) == 0 || strncmp(line, "tether-audit-cut ", 17) == 0;
+  return strncmp(line, "tether-audit-rechain ", 21) == 0 || strncmp(line, "tether-audit-cut ", 17) == 0 ||
+         strncmp(line, "tether-audit-erase ", 19) == 0;
 }
 
 static int collect_special(void *ctx, const char *line) {

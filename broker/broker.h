@@ -332,9 +332,17 @@ int broker_retention_request(broker_conn_t *c, uint32_t id, const Tether__Retent
 void broker_retention_tick(broker_t *b);
 /* audit.c: one whole line appended (and fsynced) to the checkpoint file. */
 int broker_audit_append_line(broker_t *b, const char *line);
+/* An erasure's own entry a, and the line the broker signs for it (count values released, acc
+ * their commitment, tt/audit.h) into the store, in the erasure's transaction; the entry's id
+ * into *id, the line (TT_AUDIT_CP_LINE_MAX) for the checkpoint file after the commit. */
+int broker_audit_erasure(broker_t *b, broker_store_t *s, const store_audit_rec_t *a, int64_t count,
+                         const uint8_t acc[32], int64_t *id, char *line, size_t cap);
 /* records/person.c: tether person export (admins), a section a page at a time. */
 int broker_person_export(broker_conn_t *c, uint32_t id, const Tether__PersonExportRequest *q);
 int broker_person_erase(broker_conn_t *c, uint32_t id, const Tether__PersonEraseRequest *q);
+/* records/erase.c: the key an erased person's revocation is kept under (DATA_DIR/erase.key,
+ * made at the first start), given to the store. */
+int broker_erase_key_init(const char *data_dir, char *err, size_t cap);
 /* records/status.c: tether status (admins). */
 int broker_status_request(broker_conn_t *c, uint32_t id);
 

@@ -241,6 +241,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: cannot prepare sessions (the recordings directory under %s)\n", b.cfg.data_dir);
     return 1;
   }
+  if (broker_erase_key_init(b.cfg.data_dir, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: %s\n", err);
+    return 1;
+  }
   /* A store from before audit format 2 has its chain hashed again, once (audit.c). */
   if (broker_audit_rechain(&b, b.store)) {
     fprintf(stderr, "tether-broker: could not re-hash the audit chain (see the log)\n");

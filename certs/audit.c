@@ -166,7 +166,10 @@ static int cp_message(const tt_audit_checkpoint_t *cp, char *out, size_t cap) {
   char hex[TT_HEX_CAP(32)], from[TT_HEX_CAP(32)];
   tt_hex(hex, sizeof(hex), cp->head, sizeof(cp->head));
   tt_hex(from, sizeof(from), cp->from, sizeof(cp->from));
-  int n = cp->kind == TT_AUDIT_CP_CUT
+  int n = cp->kind == TT_AUDIT_CP_ERASE
+              ? snprintf(out, cap, "tether-audit-erase 1 %lld %lld %s %lld", (long long)cp->entries,
+                         (long long)cp->count, hex, (long long)cp->ts_ms)
+          : cp->kind == TT_AUDIT_CP_CUT
               ? snprintf(out, cap, "tether-audit-cut 1 %lld %s %lld", (long long)cp->entries, hex, (long long)cp->ts_ms)
           : cp->kind == TT_AUDIT_CP_RECHAIN
               ? snprintf(out, cap, "tether-audit-rechain 1 %lld %s %s %lld", (long long)cp->entries, from, hex,
@@ -231,6 +234,15 @@ int tt_audit_checkpoint_parse(const char *line, tt_audit_checkpoint_t *cp) {
     /* A checkpoint's fields with FROM after ENTRIES. */
     cp->kind = TT_AUDIT_CP_RECHAIN;
     if (tt_unhex(cp->from, sizeof(cp->from), all[3], 64) != 32) return TT_EINVAL;
+    const char *as_cp[7] = {"tether-audit-checkpoint", all[1], all[2], all[4], all[5], all[6], all[7]};
+    memcpy(tok, as_cp, sizeof(tok));
+    n = 7;
+  } else if (n == 8 && strcmp(all[0], "tether-audit-erase") == 0) {
+    cp->kind = TT_AUDIT_CP_ERASE;
+    char *end;
+    long long count = strtoll(all[3], &end, 10);
+    if (*end || count < 0 || !all[3][0]) return TT_EINVAL;
+    cp->count = count;
     const char *as_cp[7] = {"tether-audit-checkpoint", all[1], all[2], all[4], all[5], all[6], all[7]};
     memcpy(tok, as_cp, sizeof(tok));
     n = 7;
@@ -417,12 +429,14 @@ int tt_audit_walk_entry(tt_audit_walk_t *w, int64_t id, int64_t ts_ms,
   return 0;
 }
 
-int tt_audit_release_step(uint8_t acc[32], int64_t entry, uint32_t n, const uint8_t digest[32]) {
-  uint8_t m[32 + 8 + 4 + 32];
+int tt_audit_release_step(uint8_t acc[32], int64_t entry, uint32_t n, const uint8_t digest[32],
+                          const uint8_t digest2[32]) {
+  uint8_t m[32 + 8 + 4 + 32 + 32];
   memcpy(m, acc, 32);
   put_be64(m + 32, (uint64_t)entry);
   m[40] = (uint8_t)(n >> 24), m[41] = (uint8_t)(n >> 16), m[42] = (uint8_t)(n >> 8), m[43] = (uint8_t)n;
   memcpy(m + 44, digest, 32);
+  memcpy(m + 76, digest2, 32);
   if (!SHA256(m, sizeof m, acc)) {
     TT_ERROR("audit", "sha256 failed", "op=%s", "audit_release_step");
     return TT_EIO;
@@ -430,15 +444,23 @@ int tt_audit_release_step(uint8_t acc[32], int64_t entry, uint32_t n, const uint
   return 0;
 }
 
-static tt_audit_release_t *release_of(tt_audit_walk_t *w, int64_t by) {
-  for (size_t i = 0; i < w->nrel; i++)
-    if (w->rel[i].by == by) return &w->rel[i];
-  return NULL;
+/* The release of erasure `by` in a list sorted by `by`, or where it would go. */
+static size_t release_at(const tt_audit_release_t *r, size_t n, int64_t by, bool *found) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (r[mid].by < by) lo = mid + 1;
+    else hi = mid;
+  }
+  *found = lo < n && r[lo].by == by;
+  return lo;
 }
 
-int tt_audit_walk_released(tt_audit_walk_t *w, int64_t entry, uint32_t n, const uint8_t digest[32], int64_t by) {
-  tt_audit_release_t *r = release_of(w, by);
-  if (!r) {
+int tt_audit_walk_released(tt_audit_walk_t *w, int64_t entry, uint32_t n, const uint8_t digest[32],
+                           const uint8_t digest2[32], int64_t by) {
+  bool found = false;
+  size_t at = release_at(w->rel, w->nrel, by, &found);
+  if (!found) {
     if (w->nrel >= TT_AUDIT_RELEASE_PENDING_MAX) {
       tt_audit_walk_problem(w, entry, "entry %lld: more than %u erasures pending, the rest not checked",
                             (long long)entry, TT_AUDIT_RELEASE_PENDING_MAX);
@@ -451,38 +473,55 @@ int tt_audit_walk_released(tt_audit_walk_t *w, int64_t entry, uint32_t n, const 
       w->rel = g;
       w->caprel = cap;
     }
-    r = &w->rel[w->nrel++];
-    memset(r, 0, sizeof(*r));
-    r->by = by;
+    memmove(&w->rel[at + 1], &w->rel[at], (w->nrel - at) * sizeof(*w->rel));
+    w->nrel++;
+    memset(&w->rel[at], 0, sizeof(w->rel[at]));
+    w->rel[at].by = by;
   }
-  r->count++;
-  return tt_audit_release_step(r->acc, entry, n, digest);
+  w->rel[at].count++;
+  return tt_audit_release_step(w->rel[at].acc, entry, n, digest, digest2);
 }
 
-/* An erasure's own entry: what it says it released against what the walk saw released. */
+/* An erasure's own entry: what it says it released against what the walk saw released, and
+ * against the line the broker signed for it. */
 static void walk_erasure(tt_audit_walk_t *w, int64_t id, bool erasure, const tt_audit_pair_t *p, size_t n) {
-  tt_audit_release_t *r = release_of(w, id), none = {.by = id};
-  if (!erasure) {
-    if (r) tt_audit_walk_problem(w, id, "entry %lld is named as the erasure of %lld values, but it is not one",
-                                 (long long)id, (long long)r->count);
-  } else {
-    if (!r) r = &none;
-    const char *count = NULL, *values = NULL;
-    size_t clen = 0, vlen = 0;
-    for (size_t i = 2; i < n; i++) {
-      if (p[i].klen == 8 && memcmp(p[i].key, "released", 8) == 0) count = p[i].val, clen = p[i].vlen;
-      if (p[i].klen == 6 && memcmp(p[i].key, "values", 6) == 0) values = p[i].val, vlen = p[i].vlen;
-    }
-    char want_count[24], want_values[TT_HEX_CAP(32)];
-    snprintf(want_count, sizeof want_count, "%lld", (long long)r->count);
-    tt_hex(want_values, sizeof want_values, r->acc, 32);
-    if (!count || !values || clen != strlen(want_count) || memcmp(count, want_count, clen) != 0 || vlen != 64 ||
-        memcmp(values, want_values, 64) != 0)
-      tt_audit_walk_problem(w, id,
-                            "entry %lld, an erasure, does not match the values released under it (%lld found)",
-                            (long long)id, (long long)r->count);
+  bool found = false;
+  size_t at = release_at(w->rel, w->nrel, id, &found);
+  tt_audit_release_t r = {.by = id};
+  if (found) {
+    r = w->rel[at];
+    memmove(&w->rel[at], &w->rel[at + 1], (w->nrel - at - 1) * sizeof(*w->rel));
+    w->nrel--;
   }
-  if (r && r != &none) *r = w->rel[--w->nrel];
+  if (!erasure) {
+    if (found)
+      tt_audit_walk_problem(w, id, "entry %lld is named as the erasure of %lld values, but it is not one",
+                            (long long)id, (long long)r.count);
+    return;
+  }
+  const char *count = NULL, *values = NULL;
+  size_t clen = 0, vlen = 0;
+  for (size_t i = 2; i < n; i++) {
+    if (p[i].klen == 8 && memcmp(p[i].key, "released", 8) == 0) count = p[i].val, clen = p[i].vlen;
+    if (p[i].klen == 6 && memcmp(p[i].key, "values", 6) == 0) values = p[i].val, vlen = p[i].vlen;
+  }
+  char want_count[24], want_values[TT_HEX_CAP(32)];
+  snprintf(want_count, sizeof want_count, "%lld", (long long)r.count);
+  tt_hex(want_values, sizeof want_values, r.acc, 32);
+  if (!count || !values || clen != strlen(want_count) || memcmp(count, want_count, clen) != 0 || vlen != 64 ||
+      memcmp(values, want_values, 64) != 0) {
+    tt_audit_walk_problem(w, id, "entry %lld, an erasure, does not match the values released under it (%lld found)",
+                          (long long)id, (long long)r.count);
+    return;
+  }
+  if (!w->erasures_signed || r.count == 0) return;
+  bool s = false;
+  size_t k = release_at(w->signed_erasures, w->nsigned, id, &s);
+  if (!s)
+    tt_audit_walk_problem(w, id, "entry %lld, an erasure of %lld values, has no erase line signed by the broker",
+                          (long long)id, (long long)r.count);
+  else if (w->signed_erasures[k].count != r.count || memcmp(w->signed_erasures[k].acc, r.acc, 32) != 0)
+    tt_audit_walk_problem(w, id, "entry %lld, an erasure, is not the one the broker signed", (long long)id);
 }
 
 int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const char *action, size_t alen,
@@ -492,22 +531,27 @@ int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const ch
   /* A value must be what its digest says under its salt: an edit shows here. A value without
    * its salt must name a later erasure, which will have to account for it. */
   for (size_t i = 0; i < n; i++) {
+    int klen = (int)(p[i].klen > 40 ? 40 : p[i].klen);
     if (!v[i].has_salt) {
-      if (v[i].erased <= id) {
-        tt_audit_walk_problem(w, id, "entry %lld was edited: its %.*s lost its salt", (long long)id,
-                              (int)(p[i].klen > 40 ? 40 : p[i].klen), p[i].key);
-        break;
-      }
-      int rc = tt_audit_walk_released(w, id, (uint32_t)i, v[i].digest, v[i].erased);
-      if (rc) return rc;
-      continue;
+      tt_audit_walk_problem(w, id, "entry %lld was edited: its %.*s lost its salt", (long long)id, klen, p[i].key);
+      break;
     }
     uint8_t d[32];
     int rc = tt_audit_value_digest(v[i].salt, (uint32_t)i, p[i].val, p[i].vlen, d);
     if (rc) return rc;
+    if (v[i].erased) { /* released: the new text under its new salt, and a later erasure's to account for */
+      if (v[i].erased <= id || !v[i].has_digest2 || memcmp(d, v[i].digest2, 32) != 0) {
+        tt_audit_walk_problem(w, id, "entry %lld was edited: its %.*s is not the text it was released as",
+                              (long long)id, klen, p[i].key);
+        break;
+      }
+      rc = tt_audit_walk_released(w, id, (uint32_t)i, v[i].digest, v[i].digest2, v[i].erased);
+      if (rc) return rc;
+      continue;
+    }
     if (memcmp(d, v[i].digest, 32) != 0) {
       tt_audit_walk_problem(w, id, "entry %lld was edited: its %.*s is not the value it was written with",
-                            (long long)id, (int)(p[i].klen > 40 ? 40 : p[i].klen), p[i].key);
+                            (long long)id, klen, p[i].key);
       break;
     }
   }
@@ -546,6 +590,11 @@ void tt_audit_walk_finish(tt_audit_walk_t *w) {
 
 /* ---- anchors ------------------------------------------------------------------------------ */
 
+static int release_cmp(const void *a, const void *b) {
+  int64_t x = ((const tt_audit_release_t *)a)->by, y = ((const tt_audit_release_t *)b)->by;
+  return x < y ? -1 : x > y;
+}
+
 static int anchor_cmp(const void *a, const void *b) {
   const tt_audit_anchor_t *x = a, *y = b;
   if (x->entries != y->entries) return x->entries < y->entries ? -1 : 1;
@@ -578,6 +627,21 @@ int tt_audit_anchors_add(tt_audit_anchors_t *k, tt_audit_walk_t *w, X509 *ca, co
   if (cp.kind == TT_AUDIT_CP_CUT) {
     if (!k->cut || cp.entries > k->cut_at.entries) k->cut_at = a;
     k->cut = true;
+    return 0;
+  }
+  if (cp.kind == TT_AUDIT_CP_ERASE) {
+    if (k->nerasures >= TT_AUDIT_RELEASE_PENDING_MAX) return TT_ETOOBIG;
+    if (k->nerasures == k->caperasures) {
+      size_t cap = k->caperasures ? 2 * k->caperasures : 16;
+      tt_audit_release_t *g = realloc(k->erasures, cap * sizeof(*g));
+      if (!g) return TT_ENOMEM;
+      k->erasures = g;
+      k->caperasures = cap;
+    }
+    tt_audit_release_t *r = &k->erasures[k->nerasures++];
+    r->by = cp.entries;
+    r->count = cp.count;
+    memcpy(r->acc, cp.head, 32);
     return 0;
   }
   if (k->n >= TT_AUDIT_CHECKPOINTS_MAX) return TT_ETOOBIG;
@@ -646,9 +710,27 @@ void tt_audit_anchors_finish(tt_audit_anchors_t *k, tt_audit_walk_t *w) {
     if (n == 0 || anchor_cmp(&k->a[n - 1], &k->a[i]) != 0) k->a[n++] = k->a[i];
   k->n = n;
   tt_audit_walk_anchors(w, k->a, k->n);
+  /* Erase lines, by erasure; the store and the file hold the same ones. Two that differ for
+   * one erasure cannot both be its: neither is taken. */
+  if (k->nerasures) qsort(k->erasures, k->nerasures, sizeof(*k->erasures), release_cmp);
+  n = 0;
+  for (size_t i = 0; i < k->nerasures; i++) {
+    tt_audit_release_t *r = &k->erasures[i];
+    if (n && k->erasures[n - 1].by == r->by) {
+      if (k->erasures[n - 1].count != r->count || memcmp(k->erasures[n - 1].acc, r->acc, 32) != 0)
+        tt_audit_walk_problem(w, r->by, "two different erase lines are signed for entry %lld", (long long)r->by);
+      continue;
+    }
+    k->erasures[n++] = *r;
+  }
+  k->nerasures = n;
+  w->signed_erasures = k->erasures;
+  w->nsigned = k->nerasures;
+  w->erasures_signed = true;
 }
 
 void tt_audit_anchors_free(tt_audit_anchors_t *k) {
+  free(k->erasures);
   free(k->a);
   memset(k, 0, sizeof(*k));
 }

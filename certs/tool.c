@@ -501,6 +501,8 @@ static int walk_line2(tt_audit_walk_t *w, json_t *o, int64_t id, int64_t ts, con
                                                       (int)TT_AUDIT_SALT_LEN))
       return failure("export line %u: value %zu has a malformed salt", lineno, i);
     v[i].erased = (int64_t)json_integer_value(json_object_get(x, "erased"));
+    const char *d2 = json_string_value(json_object_get(x, "digest2"));
+    v[i].has_digest2 = d2 && d2[0] && hex32(d2, v[i].digest2) == 0;
   }
   int rc = tt_audit_walk_entry2(w, id, ts, field[TT_AUDIT_ACTION], strlen(field[TT_AUDIT_ACTION]), p, v, np, prev,
                                 hash);
@@ -518,12 +520,13 @@ static int walk_pruned(tt_audit_walk_t *w, json_t *o, json_t *id, unsigned linen
                    lineno);
   for (size_t i = 0; i < json_array_size(vals); i++) {
     json_t *x = json_array_get(vals, i);
-    uint8_t d[32];
+    uint8_t d[32], d2[32];
     json_t *n = json_object_get(x, "n"), *by = json_object_get(x, "erased");
     if (!json_is_integer(n) || !json_is_integer(by) || json_integer_value(n) < 0 ||
-        json_integer_value(n) >= (json_int_t)TT_AUDIT_VALUES_MAX || hex32(json_string_value(json_object_get(x, "digest")), d))
-      return failure("export line %u: a pruned entry's value lacks its n, digest or erasure", lineno);
-    int rc = tt_audit_walk_released(w, e, (uint32_t)json_integer_value(n), d, (int64_t)json_integer_value(by));
+        json_integer_value(n) >= (json_int_t)TT_AUDIT_VALUES_MAX || hex32(json_string_value(json_object_get(x, "digest")), d) ||
+        hex32(json_string_value(json_object_get(x, "digest2")), d2))
+      return failure("export line %u: a pruned entry's value lacks its n, digest, digest2 or erasure", lineno);
+    int rc = tt_audit_walk_released(w, e, (uint32_t)json_integer_value(n), d, d2, (int64_t)json_integer_value(by));
     if (rc) return failure("out of memory");
   }
   return 0;

@@ -56,6 +56,8 @@ static void pruned_json(const Tether__AuditEntry *e) {
   for (size_t i = 0; i < e->n_values; i++) {
     printf("%s{\"n\":%u,\"digest\":", i ? "," : "", e->values[i]->n);
     console_json_hex(stdout, e->values[i]->digest);
+    fputs(",\"digest2\":", stdout);
+    console_json_hex(stdout, e->values[i]->digest2);
     printf(",\"erased\":%" PRIu64 "}", e->values[i]->erased);
   }
   fputs("]}\n", stdout);
@@ -93,7 +95,12 @@ static void entry_json(const Tether__AuditEntry *e) {
       console_json_hex(stdout, e->values[i]->salt);
       fputs(",\"digest\":", stdout);
       console_json_hex(stdout, e->values[i]->digest);
-      printf(",\"erased\":%" PRIu64 "}", e->values[i]->erased);
+      printf(",\"erased\":%" PRIu64, e->values[i]->erased);
+      if (e->values[i]->digest2.len) { /* released: the new text's digest */
+        fputs(",\"digest2\":", stdout);
+        console_json_hex(stdout, e->values[i]->digest2);
+      }
+      fputc('}', stdout);
     }
     fputs("]", stdout);
   }

@@ -6,10 +6,14 @@
  * intact. One transaction on the writer with SQLite's secure_delete on; after the commit the
  * recording files are deleted and the write-ahead log is truncated, so no old page keeps the
  * name. The store does the finding (store/records/erase.c); this file asks and answers. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include "broker.h"
 #include "tt/hex.h"
@@ -25,6 +29,8 @@ typedef struct {
   char by[TT_NAME_MAX + 1];
   char reason[TT_TEXT_MAX + 1];
   char data_dir[1024];
+  broker_t *b;
+  char line[TT_AUDIT_CP_LINE_MAX]; /* the signed erase line, for the checkpoint file */
   int64_t now_ms;
   uint32_t files_deleted, files_failed;
   bool scrubbed;
@@ -36,22 +42,24 @@ static const char *const k_kinds[STORE_EC_N] = {
     [STORE_EC_AUDIT] = "audit",           [STORE_EC_OTHER] = "other",
 };
 
-/* The erasure's own entry, in the erasure's transaction: the reason says why without the name. */
-static int erase_audit(void *ctx, broker_store_t *s, const store_erase_t *e, const char *values, int64_t *id) {
+/* The erasure's own entry and its signed line, in the erasure's transaction: the reason says
+ * why without the name. */
+static int erase_audit(void *ctx, broker_store_t *s, const store_erase_t *e, const uint8_t acc[32], int64_t *id) {
   erase_req_t *x = ctx;
   char *why = store_erase_rewrite(x->reason, strlen(x->reason), e->name, e->pseudonym, TT_TEXT_MAX, NULL);
   if (!why) return TT_ENOMEM;
   int64_t records = 0, held = 0;
   for (int i = 0; i < STORE_EC_N; i++) records += e->changed[i], held += e->held[i];
-  char released[24], rec[24], hl[24];
+  char released[24], rec[24], hl[24], values[TT_HEX_CAP(32)];
   snprintf(released, sizeof released, "%" PRId64, e->released);
   snprintf(rec, sizeof rec, "%" PRId64, records);
   snprintf(hl, sizeof hl, "%" PRId64, held);
+  tt_hex(values, sizeof values, acc, 32);
   store_audit_rec_t a;
   broker_audit_rec(&a, x->by, TT_AUDIT_ERASE_ACTION, e->pseudonym, "reason", why, "records", rec, "held", hl,
                    "released", released, "values", values, AUDIT_END);
   free(why);
-  return store_audit_append(s, a.ts_ms, a.actor, a.action, a.target, a.detail, id);
+  return broker_audit_erasure(x->b, s, &a, e->released, acc, id, x->line, sizeof x->line);
 }
 
 static int erase_run(broker_store_t *s, store_req_t *r) {
@@ -66,6 +74,8 @@ static int erase_run(broker_store_t *s, store_req_t *r) {
 static int erase_after_commit(broker_store_t *s, store_req_t *r) {
   erase_req_t *x = (erase_req_t *)r;
   if (x->e.dry_run || !x->e.erasure) return 0;
+  if (broker_audit_append_line(x->b, x->line) != 0) /* the store has it: copied at the next start */
+    TT_ERROR(MOD, "erase line not written to the checkpoint file", "erasure=%" PRId64, x->e.erasure);
   int rc = store_erase_files(s, x->data_dir, x->e.erasure, &x->files_deleted, &x->files_failed);
   if (rc) TT_ERROR(MOD, "erased recordings' files not all deleted", "erasure=%" PRId64 " err=%s", x->e.erasure,
                    tt_errname(rc));
@@ -121,6 +131,39 @@ static void erase_done(store_req_t *r) {
   free(x);
 }
 
+int broker_erase_key_init(const char *data_dir, char *err, size_t cap) {
+  char path[600];
+  snprintf(path, sizeof path, "%.580s/erase.key", data_dir);
+  uint8_t key[32];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) { /* the first start: a key of its own, never in the store */
+    if (RAND_bytes(key, sizeof key) != 1) {
+      snprintf(err, cap, "no random bytes for %s", path);
+      return TT_EIO;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, key, sizeof key) == (ssize_t)sizeof key && fsync(fd) == 0;
+    if (fd >= 0) close(fd);
+    if (!ok) {
+      snprintf(err, cap, "cannot write %s: %s", path, strerror(errno));
+      unlink(path);
+      return TT_EIO;
+    }
+  } else {
+    ssize_t n = fd >= 0 ? read(fd, key, sizeof key) : -1;
+    uint8_t more;
+    bool whole = n == (ssize_t)sizeof key && read(fd, &more, 1) == 0;
+    if (fd >= 0) close(fd);
+    if (!whole) {
+      snprintf(err, cap, "%s is not a 32-byte key: restore it from the store's backup", path);
+      return TT_ECONFIG;
+    }
+  }
+  store_erase_set_key(key);
+  OPENSSL_cleanse(key, sizeof key);
+  return 0;
+}
+
 int broker_person_erase(broker_conn_t *c, uint32_t id, const Tether__PersonEraseRequest *q) {
   char name[STORE_NAME_MAX], reason[TT_TEXT_MAX + 1];
   if (!q->name.len || tt_text_copy(name, sizeof name, q->name) || strchr(name, '"') || strchr(name, '\\'))
@@ -128,8 +171,6 @@ int broker_person_erase(broker_conn_t *c, uint32_t id, const Tether__PersonErase
   /* A name is found as a word in free text: a short one would take words that are not it. */
   if (strlen(name) < ERASE_NAME_MIN)
     return broker_reply_error(c, id, TT_EINVAL, "a name to erase has at least 3 characters");
-  if (strncmp(name, "erased-", 7) == 0) return broker_reply_error(c, id, TT_EINVAL, "that is already a pseudonym");
-  if (strcmp(name, c->id.name) == 0) return broker_reply_error(c, id, TT_EDENIED, "an admin cannot erase themselves");
   if (!q->reason.len || tt_text_copy(reason, sizeof reason, q->reason))
     return broker_reply_error(c, id, TT_EINVAL, "say why (--reason), in one line of at most 256 bytes");
   erase_req_t *x = broker_creq_new(c, id, sizeof(*x), STORE_LANE_WRITE, erase_run, erase_done, "person_erase");
@@ -145,6 +186,8 @@ int broker_person_erase(broker_conn_t *c, uint32_t id, const Tether__PersonErase
   snprintf(x->e.name, sizeof x->e.name, "%s", name);
   x->e.dry_run = q->dry_run;
   snprintf(x->by, sizeof x->by, "%s", c->id.name);
+  snprintf(x->e.by, sizeof x->e.by, "%s", c->id.name);
+  x->b = c->b;
   snprintf(x->reason, sizeof x->reason, "%s", reason);
   snprintf(x->data_dir, sizeof x->data_dir, "%s", c->b->cfg.data_dir);
   x->h.req.after_commit = erase_after_commit;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker.h"
+#include "tt/hex.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -66,7 +67,7 @@ typedef struct sweep_s {
   uint32_t last; /* what the last step removed */
   bool more;     /* the last step's budget ran out: the same step again */
   store_sweep_cursor_t cursor; /* closed tickets' and inventory's walk; zeroed between them */
-  bool cut_new;  /* this step moved the base: its line goes to the file after the commit */
+  bool cut_new;  /* this step signed a line (a cut, a release): it goes to the file after the commit */
   tt_audit_checkpoint_t cut;
   char line[TT_AUDIT_CP_LINE_MAX];
   /* who asked (a console waiting for the answer), or NULL for the timer's */
@@ -82,16 +83,27 @@ static int64_t keep_of(broker_store_t *s, const char *cls) {
   return keep;
 }
 
-/* The release of old transfers' paths: its own audit entry, committing to them (tt/audit.h). */
-static int release_entry(void *ctx, broker_store_t *s, int64_t released, const char *values, int64_t *id) {
+/* The release of old transfers' paths: its own audit entry and signed line, committing to
+ * them (tt/audit.h). */
+static int release_entry(void *ctx, broker_store_t *s, int64_t released, const uint8_t acc[32], int64_t *id) {
   sweep_t *x = ctx;
-  char n[24], before[24];
+  char n[24], before[24], values[TT_HEX_CAP(32)];
   snprintf(n, sizeof n, "%" PRId64, released);
   snprintf(before, sizeof before, "%" PRId64, x->now_ms - keep_of(s, "transfers"));
+  tt_hex(values, sizeof values, acc, 32);
   store_audit_rec_t a;
   broker_audit_rec(&a, x->by[0] ? x->by : "broker", TT_AUDIT_RELEASE_ACTION, "", "class", "transfers", "before_ms",
                    before, "released", n, "values", values, AUDIT_END);
-  return store_audit_append(s, a.ts_ms, a.actor, a.action, a.target, a.detail, id);
+  int rc = broker_audit_erasure(x->b, s, &a, released, acc, id, x->line, sizeof x->line);
+  x->cut_new = rc == 0; /* its line goes to the file after the commit, as a cut's does */
+  return rc;
+}
+
+/* Files an erasure could not delete then (logged) are tried again at each sweep. */
+static void retry_erased_files(broker_store_t *s, sweep_t *x) {
+  uint32_t gone = 0, failed = 0;
+  if (store_erase_files(s, x->b->cfg.data_dir, 0, &gone, &failed) != 0 || failed)
+    TT_WARN(MOD, "erased recordings' files still not deleted", "deleted=%u failed=%u", gone, failed);
 }
 
 static int sweep_run(broker_store_t *s, store_req_t *r) {
@@ -102,6 +114,7 @@ static int sweep_run(broker_store_t *s, store_req_t *r) {
   int rc = 0;
   switch (x->step) {
   case STEP_RECORDINGS:
+    if (x->recordings == 0) retry_erased_files(s, x);
     rc = store_retention_recordings(s, x->b->cfg.data_dir, x->now_ms - keep_of(s, "recordings"), TT_RETENTION_BUDGET,
                                     x->now_ms, &x->last);
     x->recordings += x->last;
@@ -160,7 +173,7 @@ static int sweep_after_commit(broker_store_t *s, store_req_t *r) {
   sweep_t *x = (sweep_t *)r;
   (void)s;
   if (x->cut_new && broker_audit_append_line(x->b, x->line) != 0)
-    TT_ERROR(MOD, "cut line not written to the checkpoint file", "entries=%" PRId64, x->cut.entries);
+    TT_ERROR(MOD, "signed line not written to the checkpoint file", "step=%d", (int)x->step);
   return 0;
 }
 

@@ -9,7 +9,7 @@ static const store_sql_t k_sql[] = {
   {ST_AUDIT_TAIL, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"},
   {ST_AUDIT_INSERT, "INSERT INTO audit(" AUDIT_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 2)"},
   {ST_AUDIT_VALUE_INSERT, "INSERT INTO audit_values(entry, n, salt, digest, erased) VALUES(?1, ?2, ?3, ?4, ?5)"},
-  {ST_AUDIT_VALUES, "SELECT n, salt, digest, erased FROM audit_values WHERE entry = ?1 ORDER BY n"},
+  {ST_AUDIT_VALUES, "SELECT n, salt, digest, erased, digest2 FROM audit_values WHERE entry = ?1 ORDER BY n"},
   {ST_AUDIT_FORMAT1, "SELECT count(*) FROM audit WHERE format = 1"},
   {ST_AUDIT_REHASH, "UPDATE audit SET format = 2, prev_hash = ?2, hash = ?3 WHERE id = ?1"},
   {ST_AUDIT_GATE, "UPDATE audit_gate SET open = ?1 WHERE one = 1"},
@@ -24,9 +24,9 @@ static const store_sql_t k_sql[] = {
   {ST_CP_INSERT, "INSERT INTO audit_checkpoints(entries, head, ts_ms, line) VALUES(?1, ?2, ?3, ?4)"},
   {ST_CP_LIST, "SELECT line FROM audit_checkpoints ORDER BY id"},
   {ST_AUDIT_WALK, "SELECT " AUDIT_COLS " FROM audit ORDER BY id"},
-  {ST_AUDIT_RELEASED_BEFORE, "SELECT entry, n, digest, erased FROM audit_values WHERE entry <= ?1 AND erased > ?1"
-                             " ORDER BY entry, n"},
-  {ST_AUDIT_RELEASED_LIST, "SELECT entry, n, digest, erased FROM audit_values WHERE entry > ?2"
+  {ST_AUDIT_RELEASED_BEFORE, "SELECT entry, n, digest, erased, digest2 FROM audit_values WHERE entry <= ?1"
+                             " AND erased > ?1 ORDER BY entry, n"},
+  {ST_AUDIT_RELEASED_LIST, "SELECT entry, n, digest, erased, digest2 FROM audit_values WHERE entry > ?2"
                            " AND entry <= (SELECT coalesce(max(entries), 0) FROM audit_base)"
                            " AND erased > (SELECT coalesce(max(entries), 0) FROM audit_base) ORDER BY entry, n"},
 };
@@ -147,6 +147,9 @@ static int values_get(broker_store_t *s, int64_t id, tt_audit_value_t *v, size_t
     if (x->has_salt) memcpy(x->salt, salt, TT_AUDIT_SALT_LEN);
     if (dg && sqlite3_column_bytes(st, 2) == 32) memcpy(x->digest, dg, 32);
     x->erased = sqlite3_column_int64(st, 3);
+    const void *d2 = sqlite3_column_blob(st, 4);
+    x->has_digest2 = d2 && sqlite3_column_bytes(st, 4) == 32;
+    if (x->has_digest2) memcpy(x->digest2, d2, 32);
     (*n)++;
   }
   done(st);
@@ -209,10 +212,11 @@ static int walk_released_before(broker_store_t *s, tt_audit_walk_t *w) {
   while (ret == 0 && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) break;
-    const void *dg = sqlite3_column_blob(st, 2);
-    uint8_t d[32] = {0};
+    const void *dg = sqlite3_column_blob(st, 2), *d2 = sqlite3_column_blob(st, 4);
+    uint8_t d[32] = {0}, e2[32] = {0};
     if (dg && sqlite3_column_bytes(st, 2) == 32) memcpy(d, dg, 32);
-    ret = tt_audit_walk_released(w, sqlite3_column_int64(st, 0), (uint32_t)sqlite3_column_int64(st, 1), d,
+    if (d2 && sqlite3_column_bytes(st, 4) == 32) memcpy(e2, d2, 32);
+    ret = tt_audit_walk_released(w, sqlite3_column_int64(st, 0), (uint32_t)sqlite3_column_int64(st, 1), d, e2,
                                  sqlite3_column_int64(st, 3));
   }
   done(st);
@@ -241,8 +245,10 @@ int store_audit_released_before(broker_store_t *s, int64_t after_id, uint32_t li
     e.pruned = true;
     e.format = 2;
     tt_audit_value_t *v = &e.values[e.nvalues];
-    const void *dg = sqlite3_column_blob(st, 2);
+    const void *dg = sqlite3_column_blob(st, 2), *d2 = sqlite3_column_blob(st, 4);
     if (dg && sqlite3_column_bytes(st, 2) == 32) memcpy(v->digest, dg, 32);
+    v->has_digest2 = d2 && sqlite3_column_bytes(st, 4) == 32;
+    if (v->has_digest2) memcpy(v->digest2, d2, 32);
     v->erased = sqlite3_column_int64(st, 3);
     e.value_n[e.nvalues++] = (uint8_t)sqlite3_column_int64(st, 1);
   }

@@ -646,6 +646,10 @@ static const char *const g_migrations[] = {
   ") STRICT;"
   "CREATE INDEX inv_tables_version ON inv_tables(device, version);"
   "PRAGMA user_version = 20;",
+  /* 21: a released audit value's new text is bound too (tt/audit.h): a new salt (in salt) and
+   * digest2 over the text it became, which the erasure commits to and the broker signs. */
+  ("ALTER TABLE audit_values ADD COLUMN digest2 BLOB CHECK(digest2 IS NULL OR length(digest2) = 32);"
+   "PRAGMA user_version = 21;"),
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
@@ -928,6 +932,7 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_person_records(s);
   if (rc == 0) rc = store_prepare_erase(s);
   if (rc == 0) rc = store_prepare_erase_sql(s);
+  if (rc == 0) rc = store_prepare_release(s);
   if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_alerts(s);
   if (rc == 0) rc = store_prepare_policy(s);
@@ -1009,6 +1014,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_person_records(s);
   if (rc == 0) rc = store_prepare_erase(s);
   if (rc == 0) rc = store_prepare_erase_sql(s);
+  if (rc == 0) rc = store_prepare_release(s);
   if (rc == 0) rc = store_prepare_help(s);
   if (rc == 0) rc = store_prepare_alerts(s);
   if (rc == 0) rc = store_prepare_policy(s);

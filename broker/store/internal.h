@@ -52,8 +52,8 @@ typedef enum {
   ST_AUDIT_RELEASED_BEFORE,
   ST_AUDIT_RELEASED_LIST,
   ST_ERASE_AUDIT_IDS,
-  ST_ERASE_RELEASE,
-  ST_ERASE_AUDIT_TEXT,
+  ST_RELEASE_VALUE,
+  ST_RELEASE_TEXT,
   ST_ERASE_FILES,
   ST_ERASE_FILE_GONE,
   ST_AUDIT_VALUE_INSERT,
@@ -306,6 +306,31 @@ int store_prepare_retention(broker_store_t *s);
 int store_prepare_person_records(broker_store_t *s);
 int store_prepare_erase(broker_store_t *s);
 int store_prepare_erase_sql(broker_store_t *s);
+int store_prepare_release(broker_store_t *s);
+
+/* ---- releasing audit values (records/release.c) ---- */
+typedef struct {
+  int64_t *ids;
+  size_t n, cap;
+} store_ids_t;
+int store_ids_add(store_ids_t *l, int64_t id);
+/* What holds keep, sorted: tickets on hold, and their sessions, recordings, reports. */
+typedef struct {
+  store_ids_t of[4]; /* T, S, R, D */
+} store_held_t;
+int store_held_load(broker_store_t *s, store_held_t *h);
+void store_held_free(store_held_t *h);
+/* v is "T-n", "S-n", "R-n" or "D-n" of something a hold keeps. */
+bool store_held_names(const store_held_t *h, const char *v, size_t len);
+bool store_audit_is_erasure(const store_audit_t *a);
+/* a's values, split (TT_AUDIT_VALUES_MAX of p); false unless a format 2 entry whole. */
+bool store_audit_split_ok(const store_audit_t *a, tt_audit_pair_t *p, size_t *np);
+/* Each value i of a with nv[i] becomes that text (empty when the row would not hold it),
+ * bound by a new salt and digest2 and released under erasure e: acc steps, *released counts.
+ * Values released before are left. The audit gate must be open. */
+int store_audit_release(broker_store_t *s, const store_audit_t *a, const tt_audit_pair_t *p, size_t np,
+                        const char *const nv[], int64_t e, uint8_t acc[32], int64_t *released);
+int store_audit_copy_cb(void *ctx, const store_audit_t *e);
 int store_prepare_closed_tickets(broker_store_t *s);
 /* Delete a recording's file, DATA_DIR/path (a path of the store's own: relative, no ".."):
  * 0 when it is gone (or was), else the errno, logged. */

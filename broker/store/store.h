@@ -30,7 +30,7 @@ void store_set_busy_timeout(broker_store_t *s, int ms);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 20
+#define STORE_SCHEMA_VERSION 21
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -124,6 +124,8 @@ typedef struct {
   int64_t after_id;             /* paging: only entries with a larger id; 0 = from the start */
 } store_audit_filter_t;
 typedef int (*store_audit_cb)(void *ctx, const store_audit_t *e);
+/* Entry id, with its values; TT_ENOTFOUND. */
+int store_audit_one(broker_store_t *s, int64_t id, store_audit_t *a) TT_WUR;
 /* The pruned entries after after_id (at most limit; 0 = all) whose values an erasure after
  * the cut released, as store_audit_t with pruned set: an export lists them before the entries,
  * so that an offline walk can check the erasure (tt_audit_walk_released). */
@@ -228,9 +230,11 @@ typedef enum {
 #define STORE_ERASE_HELD_MAX 32u          /* held tickets listed in the answer */
 #define STORE_ERASE_REVOKED_CAP (7 + 48 + 1) /* "erased:" and 48 hex digits: it fits a name */
 #define STORE_ERASE_PSEUDONYM_MAX 32u
+#define STORE_ERASED_TEXT "(erased)" /* an audit value that held the name among other words */
 typedef struct {
   char name[STORE_NAME_MAX];
   char pseudonym[STORE_ERASE_PSEUDONYM_MAX];
+  char by[STORE_NAME_MAX];          /* the admin erasing: never themselves */
   bool dry_run;
   int64_t changed[STORE_EC_N];      /* rows rewritten (diagnostics: deleted) per class */
   int64_t held[STORE_EC_N];         /* rows that name them under a hold, left */
@@ -240,9 +244,9 @@ typedef struct {
   int64_t erasure;                  /* the erasure's audit entry (0 on a dry run) */
   char refused[256];
 } store_erase_t;
-/* Writes the erasure's own audit entry (committing to `values`, tt/audit.h) in the transaction:
- * its id into *id. */
-typedef int (*store_erase_audit_fn)(void *ctx, broker_store_t *s, const store_erase_t *x, const char *values,
+/* Writes the erasure's own audit entry (committing to acc, tt/audit.h) and the broker's
+ * signed erase line for it, in the transaction: the entry's id into *id. */
+typedef int (*store_erase_audit_fn)(void *ctx, broker_store_t *s, const store_erase_t *x, const uint8_t acc[32],
                                     int64_t *id);
 int store_person_erase(broker_store_t *s, store_erase_t *x, store_erase_audit_fn audit, void *ctx) TT_WUR;
 /* After the commit: the files of the recordings erasure `erasure` marked, deleted. */
@@ -251,19 +255,23 @@ int store_erase_files(broker_store_t *s, const char *data_dir, int64_t erasure, 
 /* After the commit: the WAL checkpointed and truncated; clean is false if a reader kept it. */
 int store_erase_scrub(broker_store_t *s, bool *clean) TT_WUR;
 int store_secure_delete(broker_store_t *s, bool on) TT_WUR;
+/* The revocation of an erased person is kept under HMAC(key, name): the broker sets the key
+ * (erase.key in its data directory, never in the store) before it opens connections. */
+void store_erase_set_key(const uint8_t key[32]);
 void store_erase_revocation_key(const char *name, char out[STORE_ERASE_REVOKED_CAP]);
 /* Transfers' records older than cutoff (retention class transfers): the file-transfer events
  * of ticket timelines are deleted, and the path and message of file-transfer audit entries
  * after *after released to "(expired)" (tt/audit.h); who, when, size and sha256 stay. At most
  * budget of each, not under a hold. When values were released, audit writes the release's own
  * entry, committing to them. *more: a budget ran out. */
-typedef int (*store_release_audit_fn)(void *ctx, broker_store_t *s, int64_t released, const char *values,
+typedef int (*store_release_audit_fn)(void *ctx, broker_store_t *s, int64_t released, const uint8_t acc[32],
                                       int64_t *id);
 int store_retention_transfers(broker_store_t *s, int64_t cutoff_ms, uint32_t budget, int64_t *after,
                               store_release_audit_fn audit, void *ctx, uint32_t *events, int64_t *released,
                               bool *more) TT_WUR;
 /* The word matching erase does (exposed for its unit test). */
 bool store_erase_names(const char *t, size_t len, const char *name);
+bool store_erase_is(const char *t, size_t len, const char *name); /* the whole text, in any case */
 char *store_erase_rewrite(const char *t, size_t len, const char *name, const char *pseudo, size_t max, size_t *outlen);
 
 /* Signed checkpoints of the chain's head (schema 4): one row per line, append-only. */

@@ -44,10 +44,12 @@ typedef struct {
 } tt_audit_pair_t;
 
 typedef struct {
-  uint8_t salt[TT_AUDIT_SALT_LEN];
-  bool has_salt;      /* false once erased: the salt is destroyed */
-  uint8_t digest[32];
-  int64_t erased;     /* the entry of the erasure that rewrote it, 0 = never */
+  uint8_t salt[TT_AUDIT_SALT_LEN]; /* released: a new salt, for the new text */
+  bool has_salt;
+  uint8_t digest[32];  /* what the chain hashes: of the value as written */
+  int64_t erased;      /* the entry of the erasure that released it, 0 = never */
+  uint8_t digest2[32]; /* released: HMAC-SHA256(salt, u32be(n) || the text it became) */
+  bool has_digest2;
 } tt_audit_value_t;
 
 /* The entry's values, in hash order, into out; how many (1..TT_AUDIT_VALUES_MAX). The pairs
@@ -80,13 +82,16 @@ int tt_audit_hash2(const uint8_t prev[32], int64_t id, int64_t ts_ms, const char
 /* A cut line: entries 1 to ENTRIES were pruned by retention, the last of them hashed HEAD;
  * the chain goes on from entry ENTRIES + 1, which must link to HEAD:
  *   tether-audit-cut 1 ENTRIES HEAD_HEX TS_MS CERT_BASE64 SIG_HEX */
-typedef enum { TT_AUDIT_CP_CHECKPOINT = 0, TT_AUDIT_CP_RECHAIN = 1, TT_AUDIT_CP_CUT = 2 } tt_audit_cp_kind_t;
+/* An erase line: erasure ENTRY released COUNT values and its commitment is ACC (above):
+ *   tether-audit-erase 1 ENTRY COUNT ACC_HEX TS_MS CERT_BASE64 SIG_HEX */
+typedef enum { TT_AUDIT_CP_CHECKPOINT = 0, TT_AUDIT_CP_RECHAIN = 1, TT_AUDIT_CP_CUT = 2, TT_AUDIT_CP_ERASE = 3 } tt_audit_cp_kind_t;
 
 typedef struct {
   tt_audit_cp_kind_t kind;
-  int64_t entries;      /* the chain's length: its head is entry `entries` (0 = empty) */
+  int64_t entries;      /* the chain's length: its head is entry `entries` (0 = empty); ERASE: the erasure */
   uint8_t from[32];     /* RECHAIN: the format 1 head it replaced */
-  uint8_t head[32];     /* that entry's hash (zeros when empty) */
+  uint8_t head[32];     /* that entry's hash (zeros when empty); ERASE: the commitment */
+  int64_t count;        /* ERASE: how many values it released */
   int64_t ts_ms;        /* when it was signed */
   uint8_t cert[TT_AUDIT_CP_CERT_MAX];
   size_t cert_len;
@@ -118,13 +123,16 @@ typedef struct {
   int64_t ts_ms;
 } tt_audit_anchor_t;
 
-/* An erasure (an entry whose action is TT_AUDIT_ERASE_ACTION or TT_AUDIT_RELEASE_ACTION) releases values: it rewrites
- * them to a pseudonym and destroys their salts, and sets each one's `erased` to its own id.
- * It commits to what it released in its own detail, "released" (how many) and "values"
- * (hex): acc = 32 zero bytes, then for each released value in (entry, n) order
- * acc = sha256(acc || u64be(entry) || u32be(n) || digest). A value without its salt is sound
- * only if a later erasure's commitment covers it: the walk keeps the accumulators of the
- * erasures it has not reached yet and checks each one when it gets there. */
+/* An erasure (an entry whose action is TT_AUDIT_ERASE_ACTION or TT_AUDIT_RELEASE_ACTION)
+ * releases values: it rewrites each one (the pseudonym, or a placeholder), destroys the salt
+ * its digest was made with, gives the new text a new salt and digest2, and sets `erased` to
+ * its own id. It commits to what it released: acc = 32 zero bytes, then for each released
+ * value in (entry, n) order acc = sha256(acc || u64be(entry) || u32be(n) || digest ||
+ * digest2), as "released" (how many) and "values" (hex) in its own detail and in a line the
+ * broker signs with its key in the same transaction (tether-audit-erase, below): without the
+ * key nobody makes an erasure that adds up. The walk checks each released value's text
+ * against its digest2, keeps an accumulator per erasure it has not reached yet, and checks it
+ * there against the entry and the signed line. */
 #define TT_AUDIT_ERASE_ACTION "person-erase"
 /* Retention releases the paths of old file transfers the same way (records/retention.c). */
 #define TT_AUDIT_RELEASE_ACTION "retention-release"
@@ -137,7 +145,8 @@ typedef struct {
 } tt_audit_release_t;
 
 /* One step of an erasure's commitment (above). */
-int tt_audit_release_step(uint8_t acc[32], int64_t entry, uint32_t n, const uint8_t digest[32]);
+int tt_audit_release_step(uint8_t acc[32], int64_t entry, uint32_t n, const uint8_t digest[32],
+                          const uint8_t digest2[32]);
 
 typedef struct {
   const tt_audit_anchor_t *anchors; /* sorted by entries */
@@ -147,8 +156,11 @@ typedef struct {
   int64_t first_bad;                /* the first entry found wrong (0 = none) */
   int64_t base;                     /* entries up to this were pruned (a signed cut): not walked */
   bool based;
-  tt_audit_release_t *rel;          /* erasures not reached yet (tt_audit_walk_free) */
+  tt_audit_release_t *rel;          /* erasures not reached yet, by `by` (tt_audit_walk_free) */
   size_t nrel, caprel;
+  const tt_audit_release_t *signed_erasures; /* the signed erase lines, by `by` (anchors) */
+  size_t nsigned;
+  bool erasures_signed;             /* checked against them (a walk with its anchors) */
   uint8_t prev[32];                 /* the last entry's hash, as stored */
   unsigned nproblems, more_problems;
   char problems[TT_AUDIT_PROBLEMS_MAX][TT_AUDIT_PROBLEM_LEN];
@@ -171,7 +183,8 @@ int tt_audit_walk_entry2(tt_audit_walk_t *w, int64_t id, int64_t ts_ms, const ch
 /* A value released by erasure `by` in an entry the walk does not see (pruned before a cut):
  * fed before the first entry, in (entry, n) order, so that the erasure's commitment still adds
  * up. 0 or TT_ENOMEM. */
-int tt_audit_walk_released(tt_audit_walk_t *w, int64_t entry, uint32_t n, const uint8_t digest[32], int64_t by);
+int tt_audit_walk_released(tt_audit_walk_t *w, int64_t entry, uint32_t n, const uint8_t digest[32],
+                           const uint8_t digest2[32], int64_t by);
 /* After the last entry: anchors past the end are a cut tail, erasures never reached a problem. */
 void tt_audit_walk_finish(tt_audit_walk_t *w);
 void tt_audit_walk_free(tt_audit_walk_t *w);
@@ -187,6 +200,8 @@ typedef struct {
   uint8_t rechain_from[32];     /* the format 1 head it replaced */
   bool cut;                     /* a cut line was found: the latest (the most entries) */
   tt_audit_anchor_t cut_at;
+  tt_audit_release_t *erasures; /* erase lines, sorted by erasure at finish */
+  size_t nerasures, caperasures;
 } tt_audit_anchors_t;
 /* One line, from `where` (for the problems it names): a line that is not a checkpoint, or whose
  * signature does not hold under ca, is a problem in w and adds nothing. TT_ETOOBIG past

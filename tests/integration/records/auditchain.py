@@ -5,6 +5,7 @@ checkpoint lines signed with the broker's key (Python's cryptography)."""
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -127,3 +128,40 @@ def verify_offline(case, entries):
     r = case.h.run("tether-certs", ["audit-verify", "--cert", case.pki.ca, "--checkpoints", cps, export])
     case.assertEqual(r.rc, 0, r)
     case.assertIn("audit log intact", r.out)
+
+
+def value_digest(salt, n, value):
+    """HMAC-SHA256(salt, u32be(n) || value), as tt_audit_value_digest makes it."""
+    return hmac.new(salt, struct.pack(">I", n) + value.encode(), hashlib.sha256).digest()
+
+
+def forge_erasure(db_path, victim, n, text):
+    """What a writer to broker.db without the broker's key would do to rewrite value n of entry
+    victim to text and pass it off as erased: release it (a new salt and digest2) under a
+    person-erase entry appended to the chain whose commitment adds up. Returns that entry's id."""
+    db = sqlite3.connect(db_path)
+    db.execute("UPDATE audit_gate SET open = 1")
+    last, prev, ts = db.execute("SELECT id, hash, ts_ms FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    e = last + 1
+    (digest,) = db.execute("SELECT digest FROM audit_values WHERE entry = ? AND n = ?", (victim, n)).fetchone()
+    salt2 = os.urandom(16)
+    digest2 = value_digest(salt2, n, text)
+    col = {0: "actor", 1: "target"}[n]
+    db.execute("UPDATE audit SET %s = ? WHERE id = ?" % col, (text, victim))
+    db.execute("UPDATE audit_values SET salt = ?, digest2 = ?, erased = ? WHERE entry = ? AND n = ?",
+               (salt2, digest2, e, victim, n))
+    acc = hashlib.sha256(bytes(32) + struct.pack(">QI", victim, n) + bytes(digest) + digest2).digest()
+    detail = '{"reason":"r","records":"1","held":"0","released":"1","values":"%s"}' % acc.hex()
+    values = ["boss", "erased-ffffffffffff", "r", "1", "0", "1", acc.hex()]
+    salts = [os.urandom(16) for _ in values]
+    digests = [value_digest(sl, i, v) for i, (sl, v) in enumerate(zip(salts, values))]
+    h = hash2(bytes(prev), e, ts + 1, "person-erase", keys_of(detail), digests)
+    db.execute("INSERT INTO audit(id, ts_ms, actor, action, target, detail, prev_hash, hash, format)"
+               " VALUES(?, ?, ?, ?, ?, ?, ?, ?, 2)", (e, ts + 1, "boss", "person-erase", "erased-ffffffffffff", detail,
+                                                      bytes(prev), h))
+    for i, (sl, d) in enumerate(zip(salts, digests)):
+        db.execute("INSERT INTO audit_values(entry, n, salt, digest, erased) VALUES(?, ?, ?, ?, 0)", (e, i, sl, d))
+    db.execute("UPDATE audit_gate SET open = 0")
+    db.commit()
+    db.close()
+    return e

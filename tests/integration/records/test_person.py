@@ -145,6 +145,19 @@ class PersonExportTest(SessionWorld, TetherTestCase):
         self.assertEqual(len(before["recordings"]), 1)
         self.assertEqual(len(before["diagnostics"]), 1)
 
+        # Sessions on her machine are still open (their grants have not expired): ended first.
+        ended = []
+        for _ in range(5):
+            r = self.admin(["person", "erase", "nadia.k", "--reason", "r", "--dry-run"])
+            m = re.search(r"nadia\.k is in a session that is still open: end it first \(tether session end "
+                          r"(S-\d+)\)", r.err)
+            if not m:
+                break
+            self.assertEqual(r.rc, 1, r)
+            self.ok(self.tech(["session", "end", m.group(1)], who="liv.t"))
+            ended.append(m.group(1))
+        self.assertEqual(len(ended), 2, ended)  # the shell's and the diagnostics'
+
         # A dry run counts and changes nothing.
         dry = self.erase("nadia.k", "--dry-run")
         self.assertTrue(dry["dry_run"])
@@ -202,9 +215,21 @@ class PersonExportTest(SessionWorld, TetherTestCase):
         self.assertNotEqual(r.rc, 0, r)
         self.b.wait_for(r'msg="refusing peer" .*name=liv\.t reason=revoked', timeout=10)
 
+        # Someone who can write broker.db but has no broker key rewrites who opened a ticket and
+        # passes it off as an erasure whose commitment adds up: no line signed by the broker.
+        victim = [a for a in self.audit() if a["action"] == "ticket-new" and a["target"] == other][0]["id"]
+        self.a.stop()
+        self.b.stop()
+        forged = auditchain.forge_erasure(os.path.join(self.b.data_dir, "broker.db"), victim, 0, "boss")
+        self.b = self.h.start_broker(port=self.b.port, data_dir=self.b.data_dir, name="broker-later")
+        r = self.admin(["audit", "verify"])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("entry %d, an erasure of 1 values, has no erase line signed by the broker" % forged, r.out)
+
         # Unknown names, devices and the erasing admin are refused, and only admins erase.
         r = self.admin(["person", "erase", "nobody.x", "--reason", "r"])
-        self.assertEqual((r.rc, r.err), (1, "tether: no record names nobody.x\n"), r)
+        self.assertEqual((r.rc, r.err), (1, "tether: no person is known as nobody.x (a technician, an admin, or an employee's "
+                                          "user name on a ticket, a consent or a help request)\n"), r)
         r = self.admin(["person", "erase", "dev1", "--reason", "r"])
         self.assertIn("dev1 is a device, not a person", r.err)
         r = self.tech(["person", "erase", "tech", "--reason", "r"])

@@ -35,6 +35,9 @@ static int setup(void **state) {
   char err[512];
   snprintf(fx->base, sizeof fx->base, "/tmp/tt-erase-XXXXXX");
   if (!mkdtemp(fx->base) || store_open(&fx->s, fx->base, err, sizeof err) != 0) return -1;
+  uint8_t key[32];
+  memset(key, 0x5a, sizeof key);
+  store_erase_set_key(key);
   *state = fx;
   return 0;
 }
@@ -50,8 +53,10 @@ static int teardown(void **state) {
 static void test_a_name_is_a_word(void **state) {
   (void)state;
   const char *yes[] = {"nadia.k", "for Nadia.K every day", "asked by nadia.k.", "(nadia.k)", "mail nadia.k@corp",
-                       "/home/nadia.k/x", "\"nadia.k\""};
-  const char *no[] = {"nadia.kim", "xnadia.k", "nadia.k2", "nadia.k_old", "jo.nadia.k", "nadia.k.smith", "nadia"};
+                       "/home/nadia.k/x", "\"nadia.k\"", "«nadia.k»", "“nadia.k”", "\u00a0nadia.k", "to\u00a0nadia.k",
+                       "\\tnadia.k", "\\u0009nadia.k", "私はnadia.k。"};
+  const char *no[] = {"nadia.kim", "xnadia.k", "nadia.k2", "nadia.k_old", "jo.nadia.k", "nadia.k.smith", "nadia",
+                      "énadia.k", "nadia.kß"};
   for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) assert_true(store_erase_names(yes[i], strlen(yes[i]), "nadia.k"));
   for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) assert_false(store_erase_names(no[i], strlen(no[i]), "nadia.k"));
   size_t n = 0;
@@ -70,9 +75,11 @@ typedef struct {
   char values[65];
 } audit_ctx_t;
 
-static int erase_entry(void *ctx, broker_store_t *s, const store_erase_t *x, const char *values, int64_t *id) {
+static int erase_entry(void *ctx, broker_store_t *s, const store_erase_t *x, const uint8_t acc[32], int64_t *id) {
   audit_ctx_t *a = ctx;
   a->calls++;
+  char values[65];
+  for (int i = 0; i < 32; i++) snprintf(values + 2 * i, 3, "%02x", acc[i]);
   snprintf(a->values, sizeof a->values, "%s", values);
   char detail[256], rel[24];
   snprintf(rel, sizeof rel, "%lld", (long long)x->released);
@@ -133,7 +140,9 @@ static void test_erase_and_walk(void **state) {
   snprintf(x.name, sizeof x.name, "nobody.x");
   snprintf(x.pseudonym, sizeof x.pseudonym, "erased-000000000001");
   assert_int_equal(store_person_erase(s, &x, erase_entry, &a), TT_ENOTFOUND);
-  assert_string_equal(x.refused, "no record names nobody.x");
+  assert_non_null(strstr(x.refused, "no person is known as nobody.x"));
+  snprintf(x.name, sizeof x.name, "T-%lld", (long long)t1); /* an object's id is nobody */
+  assert_int_equal(store_person_erase(s, &x, erase_entry, &a), TT_ENOTFOUND);
   snprintf(x.name, sizeof x.name, "nadia.k");
   x.dry_run = true;
   int64_t head = 0;
@@ -153,6 +162,11 @@ static void test_erase_and_walk(void **state) {
   assert_int_equal(a.calls, 1);
   assert_int_equal(x.erasure, head + 1);
   assert_int_equal(x.released, 3); /* T-1's requester; help-ask's actor and user (target is dev1) */
+  /* The audit's values: the name alone became the pseudonym, a sentence with it "(erased)". */
+  store_audit_t e;
+  assert_int_equal(store_audit_one(s, 2, &e), 0);
+  assert_string_equal(e.actor, "erased-000000000001");
+  assert_string_equal(e.detail, "{\"user\":\"erased-000000000001\",\"x\":\"y\"}");
   assert_int_equal(x.nheld_tickets, 1);
   assert_int_equal(x.held_tickets[0], t2);
   assert_int_equal(store_ticket_get(s, t1, &t), 0);
@@ -176,7 +190,8 @@ static void test_erase_and_walk(void **state) {
   tt_audit_walk_t w;
   tt_audit_walk_init(&w, NULL, 0);
   assert_int_equal(store_audit_walk(s, &w), 0);
-  assert_int_equal(w.first_bad, x.erasure);
+  assert_int_equal(w.first_bad, 3);
+  assert_non_null(strstr(w.problems[0], "lost its salt"));
   tt_audit_walk_free(&w);
   sqlite3_close(raw);
   free(db);
@@ -186,6 +201,7 @@ static void test_erase_survives_a_cut(void **state) {
   fx_t *fx = *state;
   broker_store_t *s = fx->s;
   int64_t id = 0;
+  (void)ticket(s, "sam.q", "a ticket sam.q asked for");
   for (int i = 0; i < 3; i++)
     assert_int_equal(store_audit_append(s, 600 + i, "sam.q", "connect", "dev1", "{\"why\":\"sam.q asked\"}", &id), 0);
   audit_ctx_t a = {0};
@@ -240,6 +256,46 @@ static void test_erase_survives_a_cut(void **state) {
   tt_audit_walk_free(&w);
 }
 
+/* An entry about something a hold keeps (its ticket, or a session under it) is left; values too
+ * many to take the pseudonym and still fit the row are emptied instead. */
+static void test_holds_and_room(void **state) {
+  fx_t *fx = *state;
+  broker_store_t *s = fx->s;
+  int64_t t = ticket(s, "kim.o", "kim.o's laptop");
+  store_session_t v = {.ticket = t, .access = 1, .started_ms = 700};
+  snprintf(v.device, sizeof v.device, "dev1");
+  snprintf(v.person, sizeof v.person, "tech");
+  snprintf(v.consent_by, sizeof v.consent_by, "kim.o");
+  assert_int_equal(store_session_add(s, &v), 0);
+  assert_int_equal(store_session_end(s, v.id, 800, "tech", "done"), 0);
+  char sid[32], detail[512];
+  snprintf(sid, sizeof sid, "{\"session\":\"S-%lld\",\"by\":\"kim.o\"}", (long long)v.id);
+  int64_t id = 0, held_entry = 0, full = 0;
+  assert_int_equal(store_audit_append(s, 900, "tech", "consent-given", "dev1", sid, &held_entry), 0);
+  size_t o = (size_t)snprintf(detail, sizeof detail, "{");
+  for (int i = 0; i < 13; i++) o += (size_t)snprintf(detail + o, sizeof detail - o, "%s\"k%d\":\"kim.o\"", i ? "," : "", i);
+  o += (size_t)snprintf(detail + o, sizeof detail - o, ",\"pad\":\"");
+  while (o < 480) detail[o++] = 'x';
+  snprintf(detail + o, sizeof detail - o, "\"}");
+  assert_int_equal(store_audit_append(s, 901, "kim.o", "many", "", detail, &full), 0);
+  assert_int_equal(store_hold_set(s, t, "legal", "boss", 950), 0);
+  audit_ctx_t a = {0};
+  store_erase_t x = {.dry_run = false};
+  snprintf(x.name, sizeof x.name, "kim.o");
+  snprintf(x.pseudonym, sizeof x.pseudonym, "erased-000000000004");
+  assert_int_equal(store_person_erase(s, &x, erase_entry, &a), 0);
+  assert_int_equal(x.held[STORE_EC_AUDIT], 1); /* names S-n of the held ticket */
+  store_audit_t e;
+  assert_int_equal(store_audit_one(s, held_entry, &e), 0);
+  assert_non_null(strstr(e.detail, "kim.o"));
+  assert_int_equal(store_audit_one(s, full, &e), 0);
+  assert_string_equal(e.actor, "erased-000000000004");
+  assert_non_null(strstr(e.detail, "\"k0\":\"\",\"k1\":\"\""));
+  assert_null(strstr(e.detail, "kim.o"));
+  (void)id;
+  walk_intact(s, 0, NULL);
+}
+
 static void test_refusals(void **state) {
   fx_t *fx = *state;
   broker_store_t *s = fx->s;
@@ -267,6 +323,22 @@ static void test_refusals(void **state) {
   store_person_t back;
   assert_int_equal(store_person_get(s, "liv.t", &back), TT_ENOTFOUND);
   assert_int_equal(a.calls, 1);
+  /* Case does not get around a refusal: a device, the admin themselves, another identity. */
+  snprintf(x.name, sizeof x.name, "LAPTOP-7");
+  assert_int_equal(store_person_erase(s, &x, erase_entry, &a), TT_EINVAL);
+  snprintf(x.by, sizeof x.by, "boss.b");
+  snprintf(x.name, sizeof x.name, "Boss.B");
+  assert_int_equal(store_person_erase(s, &x, erase_entry, &a), TT_EDENIED);
+  assert_string_equal(x.refused, "an admin cannot erase themselves");
+  snprintf(p.name, sizeof p.name, "Jo.R");
+  assert_int_equal(store_person_add(s, &p), 0);
+  (void)ticket(s, "jo.r", "a ticket of the other jo.r");
+  snprintf(x.name, sizeof x.name, "jo.r");
+  assert_int_equal(store_person_erase(s, &x, erase_entry, &a), TT_EINVAL);
+  assert_string_equal(x.refused, "jo.r and Jo.R differ only in case: erasing one would rewrite the other's records");
+  snprintf(x.name, sizeof x.name, "broker");
+  assert_int_equal(store_person_erase(s, &x, erase_entry, &a), TT_EINVAL);
+  assert_int_equal(a.calls, 1);
 }
 
 int main(void) {
@@ -274,6 +346,7 @@ int main(void) {
       cmocka_unit_test(test_a_name_is_a_word),
       cmocka_unit_test_setup_teardown(test_erase_and_walk, setup, teardown),
       cmocka_unit_test_setup_teardown(test_erase_survives_a_cut, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_holds_and_room, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

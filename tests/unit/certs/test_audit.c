@@ -298,7 +298,7 @@ static void test_format2_values(void **state) {
     assert_int_equal(tt_audit_walk_entry2(&w, 2, 20, "person-erase", 12, b, vb, nb, h1, h2), 0);
     tt_audit_walk_finish(&w);
     assert_int_equal(w.first_bad, 1);
-    assert_true(said(&w, erased ? "entry 2, an erasure, does not match the values released under it" : "lost its salt"));
+    assert_true(said(&w, "lost its salt"));
     tt_audit_walk_free(&w);
   }
   va[0].has_salt = true;
@@ -326,40 +326,46 @@ static void test_format2_values(void **state) {
 }
 
 /* An erasure: three entries, the first two naming sam; the third, person-erase, released
- * sam's values and commits to them. Built as the store builds it. */
+ * sam's values (rewritten to erased-1, a new salt and digest2 each) and commits to them. Built
+ * as the store builds it. */
 typedef struct {
   tt_audit_pair_t p[3][TT_AUDIT_VALUES_MAX];
   tt_audit_value_t v[3][TT_AUDIT_VALUES_MAX];
   size_t n[3];
   uint8_t h[4][32]; /* h[0] zeros, h[i] entry i's hash */
+  uint8_t acc[32];
   char detail[256];
 } erasure_t;
 
 static const char *const k_acts[3] = {"ask", "revoke", TT_AUDIT_ERASE_ACTION};
 
-static void erasure_build(erasure_t *x, bool commit_extra) {
+static void release(erasure_t *x, int e, uint32_t n, uint8_t acc[32]) {
+  tt_audit_value_t v2;
+  assert_int_equal(tt_audit_value_new(n, x->p[e][n].val, x->p[e][n].vlen, &v2), 0);
+  tt_audit_value_t *v = &x->v[e][n];
+  memcpy(v->salt, v2.salt, sizeof v->salt);
+  memcpy(v->digest2, v2.digest, 32);
+  v->has_digest2 = true;
+  v->erased = 3;
+  assert_int_equal(tt_audit_release_step(acc, e + 1, n, v->digest, v->digest2), 0);
+}
+
+static void erasure_build(erasure_t *x) {
   memset(x, 0, sizeof *x);
+  tt_audit_pair_t orig[2][TT_AUDIT_VALUES_MAX];
+  tt_audit_split("sam", "dev1", "{\"by\":\"sam\"}", orig[0]);
+  tt_audit_split("boss", "sam", "{\"kind\":\"person\"}", orig[1]);
   x->n[0] = tt_audit_split("erased-1", "dev1", "{\"by\":\"erased-1\"}", x->p[0]);
   x->n[1] = tt_audit_split("boss", "erased-1", "{\"kind\":\"person\"}", x->p[1]);
-  for (int e = 0; e < 2; e++)
+  for (int e = 0; e < 2; e++) /* the digests of what was written */
     for (size_t i = 0; i < x->n[e]; i++)
-      assert_int_equal(tt_audit_value_new((uint32_t)i, x->p[e][i].val, x->p[e][i].vlen, &x->v[e][i]), 0);
-  /* released: entry 1 values 0 and 2, entry 2 value 1 (and, forged, entry 2 value 0) */
-  struct { int e; uint32_t n; } rel[] = {{0, 0}, {0, 2}, {1, 1}, {1, 0}};
-  uint8_t acc[32] = {0};
-  size_t count = commit_extra ? 4 : 3;
-  for (size_t i = 0; i < 3; i++) { /* in (entry, n) order */
-    tt_audit_value_t *v = &x->v[rel[i].e][rel[i].n];
-    v->has_salt = false;
-    v->erased = 3;
-  }
-  assert_int_equal(tt_audit_release_step(acc, 1, 0, x->v[0][0].digest), 0);
-  assert_int_equal(tt_audit_release_step(acc, 1, 2, x->v[0][2].digest), 0);
-  if (commit_extra) assert_int_equal(tt_audit_release_step(acc, 2, 0, x->v[1][0].digest), 0);
-  assert_int_equal(tt_audit_release_step(acc, 2, 1, x->v[1][1].digest), 0);
+      assert_int_equal(tt_audit_value_new((uint32_t)i, orig[e][i].val, orig[e][i].vlen, &x->v[e][i]), 0);
+  release(x, 0, 0, x->acc);
+  release(x, 0, 2, x->acc);
+  release(x, 1, 1, x->acc);
   char hex[65];
-  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", acc[i]);
-  snprintf(x->detail, sizeof x->detail, "{\"reason\":\"r\",\"released\":\"%zu\",\"values\":\"%s\"}", count, hex);
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", x->acc[i]);
+  snprintf(x->detail, sizeof x->detail, "{\"reason\":\"r\",\"released\":\"3\",\"values\":\"%s\"}", hex);
   x->n[2] = tt_audit_split("boss", "erased-1", x->detail, x->p[2]);
   for (size_t i = 0; i < x->n[2]; i++)
     assert_int_equal(tt_audit_value_new((uint32_t)i, x->p[2][i].val, x->p[2][i].vlen, &x->v[2][i]), 0);
@@ -379,63 +385,77 @@ static void test_erasure_commits_to_what_it_released(void **state) {
   (void)state;
   static erasure_t x;
   tt_audit_walk_t w;
-  erasure_build(&x, false);
+  erasure_build(&x);
   tt_audit_walk_init(&w, NULL, 0);
   erasure_walk(&w, &x, 0);
   assert_int_equal(w.first_bad, 0);
   assert_int_equal(w.nproblems, 0);
   tt_audit_walk_free(&w);
 
-  /* One more salt dropped by a writer, claiming the same erasure: it no longer adds up. */
-  x.v[1][0].has_salt = false;
-  x.v[1][0].erased = 3;
+  /* A released text rewritten (the review's "blame another person"): its digest2 says so. */
+  x.p[0][2].val = "liv.t\"}"; /* the detail's value as a writer left it */
+  x.p[0][2].vlen = 5;
+  tt_audit_walk_init(&w, NULL, 0);
+  erasure_walk(&w, &x, 0);
+  assert_true(said(&w, "entry 1 was edited: its by is not the text it was released as"));
+  tt_audit_walk_free(&w);
+  erasure_build(&x);
+
+  /* One more value released by a writer, claiming the same erasure: it no longer adds up. */
+  uint8_t junk[32] = {0};
+  release(&x, 1, 0, junk);
   tt_audit_walk_init(&w, NULL, 0);
   erasure_walk(&w, &x, 0);
   assert_int_equal(w.first_bad, 3);
-  assert_non_null(strstr(w.problems[0], "entry 3, an erasure, does not match the values released under it (4 found)"));
+  assert_true(said(&w, "entry 3, an erasure, does not match the values released under it (4 found)"));
   tt_audit_walk_free(&w);
   /* ... claiming an entry that is not an erasure, or one past the end */
   x.v[1][0].erased = 2;
   tt_audit_walk_init(&w, NULL, 0);
   erasure_walk(&w, &x, 0);
-  assert_non_null(strstr(w.problems[0], "lost its salt"));
+  assert_true(said(&w, "is not the text it was released as"));
   tt_audit_walk_free(&w);
-  x.v[0][1].has_salt = false;
-  x.v[0][1].erased = 2;
-  x.v[1][0].has_salt = true;
+  erasure_build(&x);
+  x.v[0][2].erased = 9;
   tt_audit_walk_init(&w, NULL, 0);
   erasure_walk(&w, &x, 0);
-  assert_non_null(strstr(w.problems[0], "entry 2 is named as the erasure of 1 values, but it is not one"));
-  tt_audit_walk_free(&w);
-  x.v[0][1].erased = 9;
-  tt_audit_walk_init(&w, NULL, 0);
-  erasure_walk(&w, &x, 0);
-  assert_non_null(strstr(w.problems[0], "1 values claim to be released by entry 9, which is not an erasure in the log"));
+  assert_true(said(&w, "1 values claim to be released by entry 9, which is not an erasure in the log"));
   tt_audit_walk_free(&w);
 
-  /* An erasure that committed to the forged one too: it holds only with it. */
-  erasure_build(&x, true);
+  /* With its anchors, a walk wants the broker's signed line for each erasure. */
+  erasure_build(&x);
+  tt_audit_release_t line = {.by = 3, .count = 3};
+  memcpy(line.acc, x.acc, 32);
   tt_audit_walk_init(&w, NULL, 0);
+  w.erasures_signed = true;
   erasure_walk(&w, &x, 0);
-  assert_int_equal(w.first_bad, 3);
+  assert_true(said(&w, "entry 3, an erasure of 3 values, has no erase line signed by the broker"));
   tt_audit_walk_free(&w);
-  x.v[1][0].has_salt = false;
-  x.v[1][0].erased = 3;
-  /* (the forged digest is entry 2's own, so the chain's hash of entry 2 still holds) */
   tt_audit_walk_init(&w, NULL, 0);
+  w.erasures_signed = true;
+  w.signed_erasures = &line;
+  w.nsigned = 1;
   erasure_walk(&w, &x, 0);
-  assert_int_equal(w.first_bad, 0);
+  assert_int_equal(w.nproblems, 0);
+  tt_audit_walk_free(&w);
+  line.acc[0] ^= 1;
+  tt_audit_walk_init(&w, NULL, 0);
+  w.erasures_signed = true;
+  w.signed_erasures = &line;
+  w.nsigned = 1;
+  erasure_walk(&w, &x, 0);
+  assert_true(said(&w, "entry 3, an erasure, is not the one the broker signed"));
   tt_audit_walk_free(&w);
 
   /* Entry 1 pruned by a cut: its released values, fed before the walk, still count. */
-  erasure_build(&x, false);
+  erasure_build(&x);
   tt_audit_walk_init(&w, NULL, 0);
   w.based = true;
   w.base = 1;
   memcpy(w.prev, x.h[1], 32);
   w.last_id = 1;
-  assert_int_equal(tt_audit_walk_released(&w, 1, 0, x.v[0][0].digest, 3), 0);
-  assert_int_equal(tt_audit_walk_released(&w, 1, 2, x.v[0][2].digest, 3), 0);
+  assert_int_equal(tt_audit_walk_released(&w, 1, 0, x.v[0][0].digest, x.v[0][0].digest2, 3), 0);
+  assert_int_equal(tt_audit_walk_released(&w, 1, 2, x.v[0][2].digest, x.v[0][2].digest2, 3), 0);
   erasure_walk(&w, &x, 1);
   assert_int_equal(w.first_bad, 0);
   assert_int_equal(w.nproblems, 0);
@@ -448,6 +468,39 @@ static void test_erasure_commits_to_what_it_released(void **state) {
   w.last_id = 1;
   erasure_walk(&w, &x, 1);
   assert_int_equal(w.first_bad, 3);
+  tt_audit_walk_free(&w);
+}
+
+/* An erase line round-trips and is signed like a checkpoint; anchors collect it for the walk. */
+static void test_erase_line(void **state) {
+  fx_t *fx = *state;
+  tt_audit_checkpoint_t cp, back;
+  char line[TT_AUDIT_CP_LINE_MAX], why[160];
+  memset(&cp, 0, sizeof cp);
+  cp.kind = TT_AUDIT_CP_ERASE;
+  cp.entries = 77;
+  cp.count = 5;
+  memset(cp.head, 0xcd, 32);
+  cp.ts_ms = 1764806400000;
+  assert_int_equal(tt_audit_checkpoint_sign(&cp, fx->broker_key, fx->broker), 0);
+  assert_int_equal(tt_audit_checkpoint_format(&cp, line, sizeof line), 0);
+  assert_non_null(strstr(line, "tether-audit-erase 1 77 5 cdcd"));
+  assert_int_equal(tt_audit_checkpoint_parse(line, &back), 0);
+  assert_int_equal(back.kind, TT_AUDIT_CP_ERASE);
+  assert_int_equal(back.count, 5);
+  assert_int_equal(tt_audit_checkpoint_verify(&back, fx->ca, why, sizeof why), 0);
+  back.count = 6; /* what it says is what is signed */
+  assert_int_not_equal(tt_audit_checkpoint_verify(&back, fx->ca, why, sizeof why), 0);
+  tt_audit_walk_t w;
+  tt_audit_anchors_t k = {0};
+  tt_audit_walk_init(&w, NULL, 0);
+  assert_int_equal(tt_audit_anchors_add(&k, &w, fx->ca, "file", 1, line), 0);
+  tt_audit_anchors_finish(&k, &w);
+  assert_true(w.erasures_signed);
+  assert_int_equal(w.nsigned, 1);
+  assert_int_equal(w.signed_erasures[0].by, 77);
+  assert_int_equal(w.nproblems, 0);
+  tt_audit_anchors_free(&k);
   tt_audit_walk_free(&w);
 }
 
@@ -602,6 +655,7 @@ int main(void) {
       cmocka_unit_test(test_walk_problems_are_bounded),
       cmocka_unit_test(test_format2_values),
       cmocka_unit_test(test_erasure_commits_to_what_it_released),
+      cmocka_unit_test(test_erase_line),
       cmocka_unit_test(test_rechain_line_and_anchors),
       cmocka_unit_test(test_cut_line_and_walk),
   };
