@@ -50,6 +50,7 @@ typedef struct {
   char asset_match[16];            /* inventory import: serial|hostname|mac|asset_tag */
   char asset_format[8];            /* inventory import, export: csv|json; report: table|csv|json|html */
   char report_by[16];              /* report sla: technician|priority|level|device|department */
+  char person_dir[512];            /* person export: NAME.json and the recordings' files here */
   char ticket[32];
   char want[32];
   int64_t for_ms;

@@ -76,6 +76,8 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("inventory.format", "format", TT_CONF_STR, asset_format, 0, 7, NULL,
         "inventory import: csv or json (default: by the file's name); export: csv (default) or json; report: "
         "table (default), csv, json or html"),
+    OPT("person.dir", "dir", TT_CONF_STR, person_dir, 0, 511, NULL,
+        "person export: write NAME.json and the recordings' files (R-n.cast.zst) into this directory"),
     OPT("report.by", "by", TT_CONF_STR, report_by, 0, 15, NULL,
         "report sla: one row per technician, priority, level, device or department"),
     OPT("session.ticket", "ticket", TT_CONF_STR, ticket, 0, 31, NULL,

@@ -111,11 +111,11 @@ static int one(broker_store_t *s, px_req_t *x, int64_t id) {
   case STORE_PX_RECORDINGS: {
     store_recording_t r;
     if ((rc = store_recording_get(s, id, &r)) == 0)
-      add(x, json_pack("{s:s,s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:s,s:b,s:I}", "record", "recording", "id",
+      add(x, json_pack("{s:s,s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:s,s:b,s:I,s:I}", "record", "recording", "id",
                        (json_int_t)r.id, "session", (json_int_t)r.session, "ticket", (json_int_t)r.ticket, "device",
                        r.device, "person", r.person, "started_ms", (json_int_t)r.started_ms, "ended_ms",
                        (json_int_t)r.ended_ms, "size", (json_int_t)r.size, "sha256", r.sha256, "failed", r.failed,
-                       "expired_ms", (json_int_t)r.expired_ms));
+                       "expired_ms", (json_int_t)r.expired_ms, "erased", (json_int_t)r.erased));
     break;
   }
   case STORE_PX_DIAG: rc = store_diag_get(s, id, diag_cb, x); break;

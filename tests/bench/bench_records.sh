@@ -4,7 +4,10 @@
 #     over 90 days, 40 technicians, four priorities): wall time of the report as a table by
 #     technician, as JSON and as the HTML page, and the page's size. The tickets go straight
 #     into the store (the broker stopped), then the real broker reads them.
-#  2. the SIEM feed's catch-up: a fleet of A agents (the fleet tool) connects while the
+#  2. `tether person erase` of one requester on that store: a dry run (every table searched for
+#     the name), then the erasure with the VACUUM that leaves no copy (writes wait for it), and
+#     the store's size;
+#  3. the SIEM feed's catch-up: a fleet of A agents (the fleet tool) connects while the
 #     collector is down, which writes the audit entries; then a TLS collector
 #     (tests/integration/records/collector.py) comes up and the broker sends the backlog: the
 #     time from the broker's connect to the last entry, in entries per second.
@@ -94,7 +97,15 @@ t_act=$(timed boss report activity --since 7d)
 printf 'report tickets=%d table_by_technician_s=%.2f json_s=%.2f html_by_priority_s=%.2f html_bytes=%d activity_s=%.2f\n' \
   "$n" "$t_table" "$t_json" "$t_html" "$html_bytes" "$t_act"
 
-# 2. The SIEM feed's catch-up after an outage.
+# 2. A person's erasure on that store: the search, and the rewrite with its VACUUM.
+db_mb=$(du -m "$tmp/data/broker.db" | cut -f1)
+t_dry=$(timed boss person erase "emp$((n / 2))" --reason "bench" --dry-run)
+t_erase=$(timed boss person erase "emp$((n / 2))" --reason "bench" --json)
+erased=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["counts"]["tickets"]["erased"], d["scrubbed"])' "$tmp/out")
+printf 'erase store_mb=%d dry_run_s=%.2f erase_with_vacuum_s=%.2f tickets_and_scrubbed=%s\n' \
+  "$db_mb" "$t_dry" "$t_erase" "${erased// /,}"
+
+# 3. The SIEM feed's catch-up after an outage.
 "$bin/tests/bench/tether-loadgen" --broker "$addr" --ca-dir "$tmp/pki" --count "$agents" --duration 0 \
   --stats-interval 60 >"$tmp/loadgen.log" 2>&1 &
 lpid=$!

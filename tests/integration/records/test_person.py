@@ -6,6 +6,7 @@ name nobody holds gives empty sections; only admins export. The real programs on
 
 Run by ctest as `integration.person` (TT_BIN_DIR names the build directory)."""
 
+import hashlib
 import json
 import re
 import os
@@ -144,6 +145,19 @@ class PersonExportTest(SessionWorld, TetherTestCase):
         before = self.export("nadia.k")
         self.assertEqual(len(before["recordings"]), 1)
         self.assertEqual(len(before["diagnostics"]), 1)
+        # With the files: the document and each recording beside it, as recorded.
+        out = os.path.join(self.h.dir, "export-nadia")
+        r = self.ok(self.admin(["person", "export", "nadia.k", "--dir", out]))
+        self.assertEqual(r.out, "")
+        with open(os.path.join(out, "nadia.k.json")) as f:
+            doc = json.load(f)
+        rec = doc["recordings"][0]
+        with open(os.path.join(out, "R-%d.cast.zst" % rec["id"]), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), rec["sha256"])
+        self.assertEqual(sorted(os.listdir(out)), sorted(["nadia.k.json", "R-%d.cast.zst" % rec["id"]]))
+        r = self.admin(["person", "export", "nadia.k", "--dir", out])  # never over an earlier export
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("nadia.k.json: File exists", r.err)
 
         # Sessions on her machine are still open (their grants have not expired): ended first.
         ended = []
