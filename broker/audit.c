@@ -154,10 +154,15 @@ typedef struct {
 /* One whole line or nothing: a write that fails part way (a full disk) is cut back, so the
  * next checkpoint never lands glued to half a line. */
 static int append_line(const char *path, const char *line) {
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return -errno;
   struct stat st;
   int rc = fstat(fd, &st) == 0 ? 0 : -errno;
+  /* A file that does not end a line (cut short, or edited) gets its line ended first: the
+   * line written now is never glued onto another. */
+  char last = '\n';
+  if (rc == 0 && st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1) rc = -errno;
+  if (rc == 0 && last != '\n' && write(fd, "\n", 1) != 1) rc = -errno;
   size_t len = strlen(line), off = 0;
   while (rc == 0 && off < len) {
     ssize_t n = write(fd, line + off, len - off);
@@ -266,7 +271,7 @@ static int store_line_cb(void *ctx, const char *line) {
   return tt_audit_anchors_add(&k->anchors, &k->walk, k->ca, "the store", ++k->lines, line);
 }
 
-int broker_audit_check(broker_store_t *s, broker_audit_check_t *k) {
+static int broker_audit_check_in(broker_store_t *s, broker_audit_check_t *k) {
   int rc = store_checkpoints(s, store_line_cb, k);
   if (rc) return rc;
   unsigned in_store = k->lines;
@@ -287,6 +292,16 @@ int broker_audit_check(broker_store_t *s, broker_audit_check_t *k) {
   }
   tt_audit_anchors_finish(&k->anchors, &k->walk);
   return store_audit_walk(s, &k->walk);
+}
+
+int broker_audit_check(broker_store_t *s, broker_audit_check_t *k) {
+  /* One snapshot of the store for the lines and the walk: an erasure or a cut that commits
+   * meanwhile is either wholly in it or not at all. The file is read after the store's lines,
+   * so it holds at least theirs. */
+  bool snap = store_read_begin(s) == 0;
+  int rc = broker_audit_check_in(s, k);
+  if (snap) store_read_end(s);
+  return rc;
 }
 
 /* ---- the one-time rechain to format 2 ------------------------------------------------------ */
@@ -339,6 +354,17 @@ static void sync_special_lines(broker_t *b, broker_store_t *s) {
     bool found = false;
     for (size_t j = 0; j < in_file.n && !found; j++) found = strcmp(st.lines[i], in_file.lines[j]) == 0;
     if (found) continue;
+    /* Only what the broker signed, one line: a row a writer to the store added is not copied
+     * into the file that is out of its reach (the walk names it as it finds it in the store). */
+    const char *nl = strchr(st.lines[i], '\n');
+    tt_audit_checkpoint_t cp;
+    char why[160];
+    if ((nl && nl[1]) || !nl || tt_audit_checkpoint_parse(st.lines[i], &cp) ||
+        tt_audit_checkpoint_verify(&cp, b->ca_cert, why, sizeof why)) {
+      TT_ERROR("audit", "a line in the store is not the broker's: not copied to the checkpoint file", "file=%s",
+               b->checkpoint_file);
+      continue;
+    }
     int rc = append_line(b->checkpoint_file, st.lines[i]);
     if (rc) TT_ERROR("audit", "line not written to the checkpoint file", "file=%s err=%s", b->checkpoint_file,
                      tt_strerror(rc));

@@ -341,8 +341,8 @@ int broker_audit_erasure(broker_t *b, broker_store_t *s, const store_audit_rec_t
 int broker_person_export(broker_conn_t *c, uint32_t id, const Tether__PersonExportRequest *q);
 int broker_person_erase(broker_conn_t *c, uint32_t id, const Tether__PersonEraseRequest *q);
 /* records/erase.c: the key an erased person's revocation is kept under (DATA_DIR/erase.key,
- * made at the first start), given to the store. */
-int broker_erase_key_init(const char *data_dir, char *err, size_t cap);
+ * made at the first start, refused missing once revocations depend on it), given to the store. */
+int broker_erase_key_init(const char *data_dir, broker_store_t *s, char *err, size_t cap);
 /* records/status.c: tether status (admins). */
 int broker_status_request(broker_conn_t *c, uint32_t id);
 

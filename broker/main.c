@@ -241,7 +241,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: cannot prepare sessions (the recordings directory under %s)\n", b.cfg.data_dir);
     return 1;
   }
-  if (broker_erase_key_init(b.cfg.data_dir, err, sizeof(err))) {
+  if (broker_erase_key_init(b.cfg.data_dir, b.store, err, sizeof(err))) {
     fprintf(stderr, "tether-broker: %s\n", err);
     return 1;
   }

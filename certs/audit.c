@@ -630,7 +630,7 @@ int tt_audit_anchors_add(tt_audit_anchors_t *k, tt_audit_walk_t *w, X509 *ca, co
     return 0;
   }
   if (cp.kind == TT_AUDIT_CP_ERASE) {
-    if (k->nerasures >= TT_AUDIT_RELEASE_PENDING_MAX) return TT_ETOOBIG;
+    if (k->nerasures >= 2 * TT_AUDIT_RELEASE_PENDING_MAX) return TT_ETOOBIG; /* the store's and the file's */
     if (k->nerasures == k->caperasures) {
       size_t cap = k->caperasures ? 2 * k->caperasures : 16;
       tt_audit_release_t *g = realloc(k->erasures, cap * sizeof(*g));
@@ -711,11 +711,12 @@ void tt_audit_anchors_finish(tt_audit_anchors_t *k, tt_audit_walk_t *w) {
   k->n = n;
   tt_audit_walk_anchors(w, k->a, k->n);
   /* Erase lines, by erasure; the store and the file hold the same ones. Two that differ for
-   * one erasure cannot both be its: neither is taken. */
+   * one erasure are a problem (the first is kept); lines of erasures a cut pruned are dropped. */
   if (k->nerasures) qsort(k->erasures, k->nerasures, sizeof(*k->erasures), release_cmp);
   n = 0;
   for (size_t i = 0; i < k->nerasures; i++) {
     tt_audit_release_t *r = &k->erasures[i];
+    if (w->based && r->by <= w->base) continue;
     if (n && k->erasures[n - 1].by == r->by) {
       if (k->erasures[n - 1].count != r->count || memcmp(k->erasures[n - 1].acc, r->acc, 32) != 0)
         tt_audit_walk_problem(w, r->by, "two different erase lines are signed for entry %lld", (long long)r->by);

@@ -284,8 +284,8 @@ As admin (TETHER_CONFIG=$demo/admin.conf):
   $bin/console/tether report activity --since 7d
   $bin/console/tether audit follow --format cef        # the audit log as a live stream (^C to stop)
   $bin/console/tether retention show                   # how long each class of record is kept, and why
-  $bin/console/tether person export \$USER > me.json   # everything held about one person
-  $bin/console/tether person erase \$USER --reason "request #1" --dry-run   # what erasing them would take
+  $bin/console/tether person export \$(id -un) --dir me   # everything held about you, recordings beside it
+  $bin/console/tether person erase \$(id -un) --reason "request #1" --dry-run   # what erasing you would take
 The employee's side, on this machine:
   $bin/agent/tether-agent prompt --config $demo/agent.conf     # answer access requests
   $bin/agent/tether-agent sessions --config $demo/agent.conf   # live sessions

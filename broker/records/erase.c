@@ -119,6 +119,8 @@ static int send_result(broker_conn_t *c, erase_req_t *x) {
 static void erase_done(store_req_t *r) {
   erase_req_t *x = (erase_req_t *)r;
   broker_conn_t *c = broker_creq_conn(x);
+  if (r->rc && x->e.refused[0]) /* an attempt refused is on the record too (nothing was erased) */
+    broker_audit(x->b, x->by, "person-erase-refused", x->e.name, "why", x->e.refused, AUDIT_END);
   if (c) {
     int rc;
     if (r->rc == 0) rc = send_result(c, x);
@@ -131,22 +133,39 @@ static void erase_done(store_req_t *r) {
   free(x);
 }
 
-int broker_erase_key_init(const char *data_dir, char *err, size_t cap) {
+int broker_erase_key_init(const char *data_dir, broker_store_t *s, char *err, size_t cap) {
   char path[600];
   snprintf(path, sizeof path, "%.580s/erase.key", data_dir);
   uint8_t key[32];
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) { /* the first start: a key of its own, never in the store */
+  if (fd < 0 && errno == ENOENT) {
+    /* The first start makes a key of its own, never in the store. Erased people's revocations
+     * already kept under a key that is gone would no longer hold: then the broker does not
+     * start without it. */
+    int64_t kept = 0;
+    if (store_erase_revocations(s, &kept) != 0 || kept) {
+      snprintf(err, cap, "%s is missing, and %lld erased people's revocations are kept under it: restore it from "
+                         "the backup of this data directory", path, (long long)kept);
+      return TT_ECONFIG;
+    }
     if (RAND_bytes(key, sizeof key) != 1) {
       snprintf(err, cap, "no random bytes for %s", path);
       return TT_EIO;
     }
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write(fd, key, sizeof key) == (ssize_t)sizeof key && fsync(fd) == 0;
-    if (fd >= 0) close(fd);
+    if (fd < 0) {
+      snprintf(err, cap, "cannot make %s: %s", path, strerror(errno));
+      return TT_EIO;
+    }
+    bool ok = write(fd, key, sizeof key) == (ssize_t)sizeof key && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    int dfd = ok ? open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (ok && (dfd < 0 || fsync(dfd) != 0)) ok = false, e = errno; /* the name, too, must survive a crash */
+    if (dfd >= 0) close(dfd);
     if (!ok) {
-      snprintf(err, cap, "cannot write %s: %s", path, strerror(errno));
-      unlink(path);
+      snprintf(err, cap, "cannot write %s: %s", path, strerror(e));
+      unlink(path); /* ours, half made */
       return TT_EIO;
     }
   } else {
@@ -155,7 +174,7 @@ int broker_erase_key_init(const char *data_dir, char *err, size_t cap) {
     bool whole = n == (ssize_t)sizeof key && read(fd, &more, 1) == 0;
     if (fd >= 0) close(fd);
     if (!whole) {
-      snprintf(err, cap, "%s is not a 32-byte key: restore it from the store's backup", path);
+      snprintf(err, cap, "%s is not a 32-byte key: restore it from the backup of this data directory", path);
       return TT_ECONFIG;
     }
   }

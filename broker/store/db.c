@@ -1033,6 +1033,13 @@ out:
 
 void store_set_busy_timeout(broker_store_t *s, int ms) { (void)sqlite3_busy_timeout(s->db, ms); }
 
+int store_read_begin(broker_store_t *s) {
+  if (!sqlite3_get_autocommit(s->db)) return TT_ESTATE; /* inside a transaction already: its snapshot */
+  return sqlite3_exec(s->db, "BEGIN DEFERRED", NULL, NULL, NULL) == SQLITE_OK ? 0 : TT_EIO;
+}
+
+void store_read_end(broker_store_t *s) { (void)sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL); }
+
 int store_set_durable(broker_store_t *s, bool on) {
   int rc = sqlite3_exec(s->db, on ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
   return rc == SQLITE_OK ? 0 : sql_fail(s, "synchronous", rc);

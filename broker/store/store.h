@@ -25,6 +25,10 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
 int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t errlen) TT_WUR;
 /* How long a statement waits for a lock another process holds before it fails. */
 void store_set_busy_timeout(broker_store_t *s, int ms);
+/* A read transaction: what is read until store_read_end is one snapshot. TT_ESTATE inside a
+ * transaction already (then that one is the snapshot). */
+int store_read_begin(broker_store_t *s) TT_WUR;
+void store_read_end(broker_store_t *s);
 /* Commits that must survive a power loss, not only a crash: on, every commit syncs the WAL
  * (and with it every commit before); off again, the usual (synchronous = NORMAL). */
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
@@ -258,6 +262,8 @@ int store_secure_delete(broker_store_t *s, bool on) TT_WUR;
 /* The revocation of an erased person is kept under HMAC(key, name): the broker sets the key
  * (erase.key in its data directory, never in the store) before it opens connections. */
 void store_erase_set_key(const uint8_t key[32]);
+/* How many revocations are kept under that key (an erased person's). */
+int store_erase_revocations(broker_store_t *s, int64_t *n) TT_WUR;
 void store_erase_revocation_key(const char *name, char out[STORE_ERASE_REVOKED_CAP]);
 /* Transfers' records older than cutoff (retention class transfers): the file-transfer events
  * of ticket timelines are deleted, and the path and message of file-transfer audit entries
@@ -272,6 +278,7 @@ int store_retention_transfers(broker_store_t *s, int64_t cutoff_ms, uint32_t bud
 /* The word matching erase does (exposed for its unit test). */
 bool store_erase_names(const char *t, size_t len, const char *name);
 bool store_erase_is(const char *t, size_t len, const char *name); /* the whole text, in any case */
+bool store_erase_names_json(const char *t, size_t len, const char *name); /* JSON text: escapes separate */
 char *store_erase_rewrite(const char *t, size_t len, const char *name, const char *pseudo, size_t max, size_t *outlen);
 
 /* Signed checkpoints of the chain's head (schema 4): one row per line, append-only. */

@@ -159,21 +159,27 @@ static int erase_kb(broker_store_t *s, store_erase_t *x) {
 
 /* ---- the audit ------------------------------------------------------------------------------ */
 
+static bool commitment_key(const tt_audit_pair_t *p) {
+  return (p->klen == 8 && memcmp(p->key, "released", 8) == 0) || (p->klen == 6 && memcmp(p->key, "values", 6) == 0);
+}
+
 /* One audit entry: its values that name the person released under erasure e, a value that is
  * the name becoming the pseudonym and one that holds it among other words "(erased)"; an entry
- * about something a hold keeps is counted and left, and an erasure's own entry is never
- * touched (its values are the commitment the broker signed). */
+ * about something a hold keeps is counted and left. Of an earlier erasure's own entry, what it
+ * committed to (released, values) is never touched: the walk reads it. */
 static int audit_one(broker_store_t *s, store_erase_t *x, const store_held_t *held, const store_audit_t *a, int64_t e,
                      uint8_t acc[32]) {
   tt_audit_pair_t p[TT_AUDIT_VALUES_MAX];
   size_t np = 0;
-  if (store_audit_is_erasure(a)) return 0;
   if (!store_audit_split_ok(a, p, &np)) return TT_EIO; /* the walk says so: do not make it worse */
+  bool erasure = store_audit_is_erasure(a);
   const char *nv[TT_AUDIT_VALUES_MAX] = {NULL};
   bool any = false, on_hold = false;
   for (size_t i = 0; i < np; i++) {
     on_hold |= store_held_names(held, p[i].val, p[i].vlen);
-    if (a->values[i].erased || !store_erase_names(p[i].val, p[i].vlen, x->name)) continue;
+    if (a->values[i].erased || (erasure && i >= 2 && commitment_key(&p[i])) ||
+        !store_erase_names_json(p[i].val, p[i].vlen, x->name))
+      continue;
     nv[i] = store_erase_is(p[i].val, p[i].vlen, x->name) ? x->pseudonym : STORE_ERASED_TEXT;
     any = true;
   }
@@ -214,12 +220,23 @@ static int erase_audit(broker_store_t *s, store_erase_t *x, const store_held_t *
 static const store_sql_t k_sql[] = {
     /* Every entry, the pruned ones not yet deleted too (a walk from the cut seeds their values). */
     {ST_ERASE_AUDIT_IDS, "SELECT id FROM audit WHERE tt_names(actor, ?1) OR tt_names(target, ?1)"
-                         " OR tt_names(detail, ?1) ORDER BY id"},
+                         " OR tt_names_json(detail, ?1) ORDER BY id"},
     {ST_ERASE_FILES, "SELECT id, path FROM recordings WHERE erased > 0 AND (erased = ?1 OR ?1 = 0) AND path <> ''"},
     {ST_ERASE_FILE_GONE, "UPDATE recordings SET path = '' WHERE id = ?1"},
 };
 
 int store_prepare_erase_sql(broker_store_t *s) { return store_prepare(s, k_sql, sizeof k_sql / sizeof k_sql[0]); }
+
+int store_erase_revocations(broker_store_t *s, int64_t *n) {
+  *n = 0;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM revocations WHERE kind = 2 AND name GLOB 'erased:*'", -1,
+                              &st, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? 0 : sql_fail(s, "erase_revocations", rc);
+}
 
 static uint8_t g_revocation_key[32];
 
@@ -236,23 +253,47 @@ void store_erase_revocation_key(const char *name, char out[STORE_ERASE_REVOKED_C
   tt_hex(out + 7, STORE_ERASE_REVOKED_CAP - 7, h, 24);
 }
 
+/* An object's id (T-3, S-12, KB-4): nobody's name. */
+static bool object_id(const char *n) {
+  size_t i = 0;
+  while (i < 3 && ((n[i] >= 'A' && n[i] <= 'Z') || (n[i] >= 'a' && n[i] <= 'z'))) i++;
+  if (i == 0 || n[i] != '-' || !n[i + 1]) return false;
+  for (i++; n[i]; i++)
+    if (n[i] < '0' || n[i] > '9') return false;
+  return true;
+}
+
+/* Identity columns: a value that holds the name as a word but is not the name is someone else
+ * whose records the rewrite would take too (boss in boss@hq, ann in Ann). */
+#define OTHERS(name)                                                                                         \
+  "SELECT name FROM people WHERE tt_names(name, " name ") AND name <> " name                                  \
+  " UNION ALL SELECT requester FROM tickets WHERE tt_names(requester, " name ") AND requester <> " name       \
+  " UNION ALL SELECT assignee FROM tickets WHERE tt_names(assignee, " name ") AND assignee <> " name          \
+  " UNION ALL SELECT created_by FROM tickets WHERE tt_names(created_by, " name ") AND created_by <> " name    \
+  " UNION ALL SELECT consent_by FROM sessions WHERE tt_names(consent_by, " name ") AND consent_by <> " name   \
+  " UNION ALL SELECT person FROM sessions WHERE tt_names(person, " name ") AND person <> " name               \
+  " UNION ALL SELECT user FROM help_requests WHERE tt_names(user, " name ") AND user <> " name                \
+  " UNION ALL SELECT id FROM devices WHERE tt_names(id, " name ") OR tt_names(hostname, " name ")"            \
+  " LIMIT 1"
+
 /* Why the person cannot be erased now, into x->refused; 0 when they can. */
 static int refusals(broker_store_t *s, store_erase_t *x) {
   int64_t n = 0;
-  static const char *const k_reserved[] = {"broker", STORE_ERASED_TEXT, "erased", "expired", "(expired)"};
+  static const char *const k_reserved[] = {"broker",   "admin",  "technician", "employee", "agent",  "gateway",
+                                           "device",   "person", "erased",     "expired",  "system", STORE_ERASED_TEXT};
   for (size_t i = 0; i < sizeof k_reserved / sizeof k_reserved[0]; i++)
-    if (store_erase_is(x->name, strlen(x->name), k_reserved[i]) || strncasecmp(x->name, "erased-", 7) == 0) {
-      snprintf(x->refused, sizeof x->refused, "%.64s is the broker's own word, not a person", x->name);
+    if (store_erase_is(x->name, strlen(x->name), k_reserved[i]) || strncasecmp(x->name, "erased-", 7) == 0 ||
+        object_id(x->name)) {
+      snprintf(x->refused, sizeof x->refused, "%.64s is one of the broker's own words or ids, not a person", x->name);
       return TT_EINVAL;
     }
-  if (store_erase_is(x->name, strlen(x->name), x->by)) {
+  if (store_erase_names(x->by, strlen(x->by), x->name)) {
     snprintf(x->refused, sizeof x->refused, "an admin cannot erase themselves");
     return TT_EDENIED;
   }
-  int rc = scalar(s, "SELECT count(*) FROM devices WHERE lower(id) = lower(?1) OR lower(hostname) = lower(?1)",
-                  x->name, &n);
+  int rc = scalar(s, "SELECT count(*) FROM devices WHERE tt_names(id, ?1) OR tt_names(hostname, ?1)", x->name, &n);
   if (rc == 0 && n) {
-    snprintf(x->refused, sizeof x->refused, "%.64s is a device, not a person", x->name);
+    snprintf(x->refused, sizeof x->refused, "%.64s is a device, or a word of a device's name, not a person", x->name);
     return TT_EINVAL;
   }
   /* Someone the broker knows by that name, exactly. */
@@ -266,28 +307,23 @@ static int refusals(broker_store_t *s, store_erase_t *x) {
              " or a help request)", x->name);
     return TT_ENOTFOUND;
   }
-  /* Matching ignores case: another identity that differs only in case would be erased too. */
+  /* The name is found as a word in any case: an identity that holds it and is not it would be
+   * rewritten too. */
   char other[STORE_NAME_MAX] = "";
   if (rc == 0) {
     sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(s->db,
-                            "SELECT name FROM people WHERE lower(name) = lower(?1) AND name <> ?1 UNION ALL"
-                            " SELECT requester FROM tickets WHERE lower(requester) = lower(?1) AND requester <> ?1"
-                            " UNION ALL SELECT consent_by FROM sessions WHERE lower(consent_by) = lower(?1)"
-                            " AND consent_by <> ?1 UNION ALL SELECT person FROM sessions WHERE lower(person) ="
-                            " lower(?1) AND person <> ?1 UNION ALL SELECT user FROM help_requests WHERE"
-                            " lower(user) = lower(?1) AND user <> ?1 LIMIT 1", -1, &st, NULL);
+    rc = sqlite3_prepare_v2(s->db, OTHERS("?1"), -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_bind_text(st, 1, x->name, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) col_text(st, 0, other, sizeof other);
     sqlite3_finalize(st);
-    rc = rc == SQLITE_OK ? 0 : sql_fail(s, "erase_case", rc);
+    rc = rc == SQLITE_OK ? 0 : sql_fail(s, "erase_others", rc);
   }
   if (rc == 0 && other[0]) {
     snprintf(x->refused, sizeof x->refused,
-             "%.64s and %.64s differ only in case: erasing one would rewrite the other's records", x->name, other);
+             "%.64s is found in another identity, %.64s: erasing it would rewrite their records too", x->name, other);
     return TT_EINVAL;
   }
-  if (rc == 0) rc = scalar(s, "SELECT count(*) FROM people p WHERE lower(name) = lower(?1) AND NOT EXISTS"
+  if (rc == 0) rc = scalar(s, "SELECT count(*) FROM people p WHERE name = ?1 AND NOT EXISTS"
                               " (SELECT 1 FROM revocations r WHERE r.kind = 2 AND r.name = p.name)", x->name, &n);
   if (rc == 0 && n) {
     snprintf(x->refused, sizeof x->refused,
@@ -299,7 +335,8 @@ static int refusals(broker_store_t *s, store_erase_t *x) {
                               " (tt_names(person, ?1) OR tt_names(consent_by, ?1) OR ticket IN"
                               " (SELECT id FROM tickets WHERE tt_names(requester, ?1)))", x->name, &n);
   if (rc == 0 && n) {
-    snprintf(x->refused, sizeof x->refused, "%.64s is in a session that is still open: end it first (tether session end S-%lld)", x->name,
+    snprintf(x->refused, sizeof x->refused,
+             "%.64s is in a session that is still open: end it first (tether session end S-%lld)", x->name,
              (long long)n);
     return TT_EBUSY;
   }
@@ -427,8 +464,8 @@ int store_erase_files(broker_store_t *s, const char *data_dir, int64_t erasure, 
   }
   done(st);
   if (ret == 0 && rc != SQLITE_DONE) ret = sql_fail(s, "erase_files", rc);
-  if (ret == 0) ret = tx_begin(s);
-  for (size_t i = 0; ret == 0 && i < ids.n; i++) {
+  bool mine = ret == 0 && ids.n && (ret = tx_begin(s)) == 0; /* only this savepoint is ours to undo */
+  for (size_t i = 0; mine && ret == 0 && i < ids.n; i++) {
     if (store_recording_unlink(data_dir, paths[i]) != 0) { /* logged */
       (*failed)++;
       continue;
@@ -441,8 +478,8 @@ int store_erase_files(broker_store_t *s, const char *data_dir, int64_t erasure, 
     if (rc != SQLITE_DONE) ret = sql_fail(s, "erase_file_gone", rc);
     else (*deleted)++;
   }
-  if (ret == 0) ret = tx_commit(s);
-  else if (s->tx_depth) tx_rollback(s);
+  if (mine && ret == 0) ret = tx_commit(s);
+  else if (mine) tx_rollback(s);
   free(ids.ids);
   free(paths);
   return ret;

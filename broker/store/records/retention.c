@@ -130,8 +130,14 @@ int store_retention_recordings(broker_store_t *s, const char *data_dir, int64_t 
 }
 
 int store_recording_unlink(const char *data_dir, const char *path) {
-  /* The path is the store's own ("recordings/R-<id>.cast.zst"): never a way out of the dir. */
-  if (!path[0] || strstr(path, "..") || path[0] == '/') return 0;
+  /* The path is the store's own, "recordings/R-<id>.cast.zst", and nothing else: a row a
+   * writer to the store edited never names another file of the data directory. */
+  const char *p = path;
+  if (strncmp(p, "recordings/R-", 13) != 0) return 0;
+  p += 13;
+  if (*p < '1' || *p > '9') return 0;
+  while (*p >= '0' && *p <= '9') p++;
+  if (strcmp(p, ".cast.zst") != 0 || p - path > 13 + 19) return 0;
   char full[1100];
   int fn = snprintf(full, sizeof full, "%.511s/%.511s", data_dir, path);
   if (fn < 0 || (size_t)fn >= sizeof full) return ENAMETOOLONG;

@@ -245,12 +245,24 @@ class PersonExportTest(SessionWorld, TetherTestCase):
         self.assertEqual((r.rc, r.err), (1, "tether: no person is known as nobody.x (a technician, an admin, or an employee's "
                                           "user name on a ticket, a consent or a help request)\n"), r)
         r = self.admin(["person", "erase", "dev1", "--reason", "r"])
-        self.assertIn("dev1 is a device, not a person", r.err)
+        self.assertIn("dev1 is a device, or a word of a device's name, not a person", r.err)
         r = self.tech(["person", "erase", "tech", "--reason", "r"])
         self.assertEqual(r.rc, 1, r)
         self.assertIn("permission denied", r.err)
         r = self.admin(["person", "erase", "nadia.k"])
         self.assertEqual(r.rc, 2, r)
+        refused = [a for a in self.audit() if a["action"] == "person-erase-refused"]
+        self.assertIn(("boss", "dev1"), [(a["actor"], a["target"]) for a in refused])
+
+        # The key the erased technician's revocation is kept under is gone: the broker does not
+        # start rather than let liv.t back in.
+        self.b.stop()
+        os.unlink(os.path.join(self.b.data_dir, "erase.key"))
+        pki = self.pki
+        r = self.h.run("tether-broker", ["--listen", "127.0.0.1:0", "--ca", pki.ca, "--ca-key", pki.ca_key, "--cert",
+                                         pki.broker_cert, "--key", pki.broker_key, "--data-dir", self.b.data_dir])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("erase.key is missing, and 1 erased people's revocations are kept under it", r.err)
 
 
 if __name__ == "__main__":
