@@ -132,7 +132,9 @@ static int ret_response(console_t *c, const Tether__Response *r) {
       else snprintf(who, sizeof who, "(default)");
       printf("%-17s %-6s %-22s %s\n", name, keep, who, why);
     }
-    printf("%u ticket%s on hold keep their records past these.\n", v->holds, v->holds == 1 ? "" : "s");
+    bool one = v->holds == 1;
+    printf("%u ticket%s on hold keep%s %s records past these.\n", v->holds, one ? "" : "s", one ? "s" : "",
+           one ? "its" : "their");
   }
   fflush(stdout);
   console_finish(c, 0);
