@@ -11,6 +11,7 @@ pkgs=(
   python3 python3-cryptography procps iproute2
   openssh-server openssh-client asciinema
   chromium   # the HTML report is rendered headless in the tests
+  dpkg-dev lintian   # scripts/package.sh: dpkg-shlibdeps and dpkg-buildflags; the packages' check
 )
 
 missing=()
