@@ -12,6 +12,7 @@ pkgs=(
   openssh-server openssh-client asciinema
   chromium   # the HTML report is rendered headless in the tests
   dpkg-dev lintian   # scripts/package.sh: dpkg-shlibdeps and dpkg-buildflags; the packages' check
+  mmdebstrap   # the packages installed, reinstalled and purged in a fresh Debian 12 root
 )
 
 missing=()

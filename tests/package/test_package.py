@@ -277,3 +277,72 @@ class Packages(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DebianRoot(unittest.TestCase):
+    """Installed into a fresh Debian 12 root (mmdebstrap; chroot, so root only): the users,
+    directories and enabled units the broker's package sets up; the broker started from it
+    makes and migrates its store; a reinstall keeps an edited config file and the store; purge
+    removes what the packages made and keeps the PKI (the CA key cannot be made again)."""
+
+    DEPS = "adduser,init-system-helpers,libuv1,libssl3,libsqlite3-0,libzstd1,libprotobuf-c1,libssh-4,libjansson4"
+
+    def setUp(self):
+        if os.geteuid() != 0 or shutil.which("mmdebstrap") is None or shutil.which("chroot") is None:
+            self.skipTest("needs root and mmdebstrap (scripts/deps.sh installs it)")
+        self.root = tempfile.mkdtemp(prefix="tt-deb12-")
+        self.proc = False
+        r = run(["mmdebstrap", "--variant=apt", "--include=" + self.DEPS, "bookworm", self.root], timeout=900)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:])
+
+    def tearDown(self):
+        if getattr(self, "proc", False):
+            run(["umount", os.path.join(self.root, "proc")])
+        if getattr(self, "root", None):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def sh(self, script, timeout=TOOL_TIMEOUT):
+        return run(["chroot", self.root, "sh", "-c", script], timeout=timeout)
+
+    def ok(self, script, timeout=TOOL_TIMEOUT):
+        r = self.sh(script, timeout)
+        self.assertEqual(r.returncode, 0, "%s\n%s" % (script, r.stdout[-3000:]))
+        return r.stdout
+
+    def test_install_start_reinstall_purge(self):
+        self.assertEqual(sorted(DEBS), sorted(PACKAGES))
+        for pkg, deb in DEBS.items():
+            shutil.copy(deb, os.path.join(self.root, "tmp", "%s.deb" % pkg))
+        self.ok("apt-get install -y -q " + " ".join("/tmp/%s.deb" % p for p in PACKAGES), timeout=600)
+        self.assertIn("/var/lib/tether:/usr/sbin/nologin", self.ok("getent passwd tether"))
+        self.ok("getent passwd tether-sshd")
+        self.assertEqual(self.ok("stat -c '%U %a' /var/lib/tether /etc/tether/pki").split("\n")[:2],
+                         ["tether 750", "tether 700"])
+        wants = self.ok("ls /etc/systemd/system/multi-user.target.wants").split()
+        self.assertIn("tether-broker.service", wants)
+        self.assertIn("tether-agent.service", wants)
+        self.assertNotIn("tether-sshd.service", wants)  # no SSH port until the admin wants one
+
+        # The broker from the package, as its unit runs it: the store made and migrated.
+        self.assertEqual(run(["mount", "-t", "proc", "proc", os.path.join(self.root, "proc")]).returncode, 0)
+        self.proc = True
+        self.ok("runuser -u tether -- tether-certs init --dir /etc/tether/pki")
+        out = self.sh("timeout -s TERM 10 runuser -u tether -- tether-broker --config /etc/tether/broker.conf"
+                      " --listen 127.0.0.1:0 2>&1", timeout=60).stdout
+        self.assertIn('msg="listening"', out)
+        self.assertRegex(out, r'msg="store schema migrated" version=\d+')
+        self.ok("test -s /var/lib/tether/broker.db && test -s /var/lib/tether/erase.key")
+
+        # A reinstall (what an upgrade runs) keeps the admin's edit and the store.
+        self.ok("echo '# edited by the admin' >> /etc/tether/broker.conf")
+        self.ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold"
+                " /tmp/tether-broker.deb", timeout=600)
+        self.assertIn("# edited by the admin", self.ok("cat /etc/tether/broker.conf"))
+        self.ok("test -s /var/lib/tether/broker.db")
+
+        # Purge: the state goes, the PKI and the users stay.
+        self.ok("apt-get purge -y -q " + " ".join(PACKAGES), timeout=600)
+        self.assertNotEqual(self.sh("test -e /var/lib/tether").returncode, 0)
+        self.assertNotEqual(self.sh("test -e /var/lib/tether-agent").returncode, 0)
+        self.assertNotEqual(self.sh("test -e /usr/bin/tether-broker").returncode, 0)
+        self.ok("test -s /etc/tether/pki/ca.key")
