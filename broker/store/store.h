@@ -231,7 +231,7 @@ typedef enum {
   STORE_EC_TICKETS, STORE_EC_EVENTS, STORE_EC_SESSIONS, STORE_EC_RECORDINGS, STORE_EC_DIAG, STORE_EC_HELP,
   STORE_EC_AUDIT, STORE_EC_OTHER, STORE_EC_N
 } store_erase_class_t;
-#define STORE_ERASE_HELD_MAX 32u          /* held tickets listed in the answer */
+#define STORE_ERASE_HELD_MAX TT_ERASE_HELD_MAX /* held tickets listed in the answer */
 #define STORE_ERASE_REVOKED_CAP (7 + 48 + 1) /* "erased:" and 48 hex digits: it fits a name */
 #define STORE_ERASE_PSEUDONYM_MAX 32u
 #define STORE_ERASED_TEXT "(erased)" /* an audit value that held the name among other words */

@@ -262,6 +262,7 @@ static int erase_start(console_t *c) {
 
 static int erase_response(console_t *c, const Tether__Response *r) {
   const Tether__PersonEraseResult *v = r->person_erase;
+  if (!v || v->n_counts > TT_ERASE_CLASSES_MAX || v->n_held_tickets > TT_ERASE_HELD_MAX) return TT_EPROTO;
   if (c->json) {
     printf("{\"person\":");
     console_json_str(stdout, c->arg[0]);

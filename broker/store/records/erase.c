@@ -16,6 +16,7 @@
 #include "tt/hex.h"
 
 #define MOD "store"
+_Static_assert(STORE_EC_N <= TT_ERASE_CLASSES_MAX, "the console takes at most TT_ERASE_CLASSES_MAX classes");
 
 /* ---- where a person is named ---------------------------------------------------------------- */
 

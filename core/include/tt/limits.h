@@ -445,6 +445,10 @@
  * through (the reader is never held long by a search of the whole log). */
 #define TT_PERSON_PAGE_MAX 100u
 #define TT_PERSON_AUDIT_WINDOW 20000u
+/* person erase's answer: held tickets it lists, and the classes it counts (the console
+ * refuses an answer with more). */
+#define TT_ERASE_HELD_MAX 32u
+#define TT_ERASE_CLASSES_MAX 16u
 
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
