@@ -1,6 +1,7 @@
 /* The broker's PKI: makes the CA, issues leaves for a role and name, signs enrollment CSRs,
  * and writes key and certificate files once, with the right modes, never overwriting. */
 #include "tt/pki.h"
+#include "pki_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -391,8 +392,6 @@ int tt_pki_csr_from_der(const uint8_t *der, size_t len, X509_REQ **out, char *er
   return 0;
 }
 
-typedef int (*pem_emit_fn)(BIO *b, void *obj);
-
 static int emit_key(BIO *b, void *obj) {
   return PEM_write_bio_PrivateKey(b, obj, NULL, NULL, 0, NULL, NULL);
 }
@@ -404,8 +403,8 @@ static int emit_cert(BIO *b, void *obj) {
 /* O_EXCL makes "refuse to overwrite" atomic and, with O_NOFOLLOW, refuses a planted
  * symlink too. The file starts life 0600 so a key is never readable by others, not even
  * for a moment; a certificate is opened up to its final mode once written. */
-static int write_pem(const char *path, mode_t mode, pem_emit_fn emit, void *obj,
-                     char *err, size_t errlen) {
+int tt_pki_write_file(const char *path, mode_t mode, tt_pki_emit_fn emit, void *obj,
+                      char *err, size_t errlen) {
   int rc;
   BIO *b = NULL;
 
@@ -444,11 +443,11 @@ out:
 }
 
 int tt_pki_write_key(const char *path, EVP_PKEY *key, char *err, size_t errlen) {
-  return write_pem(path, 0600, emit_key, key, err, errlen);
+  return tt_pki_write_file(path, 0600, emit_key, key, err, errlen);
 }
 
 int tt_pki_write_cert(const char *path, X509 *x, char *err, size_t errlen) {
-  return write_pem(path, 0644, emit_cert, x, err, errlen);
+  return tt_pki_write_file(path, 0644, emit_cert, x, err, errlen);
 }
 
 /* Never prompt on a terminal for a passphrase: our keys are not encrypted. */
