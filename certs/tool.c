@@ -1,14 +1,17 @@
 /* tether-certs: the admin's tool for the broker's PKI. Makes the CA and the broker's
- * certificate, issues identities, prints fingerprints (the CA pin) and shows certificates. */
+ * certificate, issues identities, prints fingerprints (the CA pin) and shows certificates;
+ * makes the offline release key, and signs and shows agent release manifests. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
@@ -20,6 +23,9 @@
 #include "tt/hex.h"
 #include "tt/limits.h"
 #include "tt/pki.h"
+#include "tt/release.h"
+
+#include "pki_int.h"
 
 #define PROG "tether-certs"
 #define EXIT_USAGE 2
@@ -49,12 +55,26 @@ static const char usage_text[] =
   "      with nothing but the CA certificate: every hash and link, every checkpoint's\n"
   "      signature, and what damage there is (an edited entry, a missing range, a cut\n"
   "      tail, a rewritten chain). Exit status 1 if anything is wrong.\n"
+  "  release-key --out PREFIX\n"
+  "      Make an Ed25519 release key, PREFIX.key and PREFIX.pub, and print its\n"
+  "      fingerprint. Keep PREFIX.key offline (never on the broker: a release signed\n"
+  "      with it is one every agent installs); give PREFIX.pub to the broker\n"
+  "      (release.keys) and to the agents (agent.conf upgrade.release_keys).\n"
+  "  release-sign --key KEY PACKAGE [--version V] [--arch A] [--package NAME]\n"
+  "               [--allow-downgrade] [--out FILE]\n"
+  "      Write FILE (default PACKAGE.manifest): PACKAGE's size and sha256 with its\n"
+  "      package name, version and architecture, signed by the release key KEY. What\n"
+  "      is not given is read from the .deb's control fields (with dpkg-deb).\n"
+  "      --allow-downgrade lets agents running a newer version install this one.\n"
+  "  release-show MANIFEST [--keys PUBFILE]\n"
+  "      Print a release manifest's fields; with --keys, check its signature against\n"
+  "      the release public keys in PUBFILE. Exit status 1 if it does not verify.\n"
   "\n"
   "  --help      this text\n"
   "  --version   print the version\n"
   "\n"
-  "NAME: 1-64 characters of A-Z a-z 0-9 . _ @ -. Keys are written 0600, certificates\n"
-  "0644, and no existing file is ever overwritten.\n"
+  "NAME: 1-64 characters of A-Z a-z 0-9 . _ @ -. Keys are written 0600; certificates,\n"
+  "public keys and manifests 0644; no existing file is ever overwritten.\n"
   "Exit status: 0 success, 1 failure, 2 bad usage.\n";
 
 static int usage_error(const char *fmt, ...) TT_PRINTF(1, 2);
@@ -155,6 +175,9 @@ static const struct option dir_opts[] = {
   {"seconds", required_argument, NULL, 'S'}, {"out", required_argument, NULL, 'o'},
   {"cert", required_argument, NULL, 'c'},  {"help", no_argument, NULL, 'h'},
   {"checkpoints", required_argument, NULL, 'k'},
+  {"key", required_argument, NULL, 'y'},   {"keys", required_argument, NULL, 'K'},
+  {"version", required_argument, NULL, 'V'}, {"arch", required_argument, NULL, 'a'},
+  {"package", required_argument, NULL, 'p'}, {"allow-downgrade", no_argument, NULL, 'g'},
   {NULL, 0, NULL, 0},
 };
 
@@ -165,6 +188,8 @@ static int option_allowed(int c, const char *allowed) {
 
 typedef struct {
   const char *dir, *name, *out, *cert, *checkpoints;
+  const char *key, *keys, *version, *arch, *package;
+  int allow_downgrade;
   const char *sans[TT_PKI_SANS_MAX];
   size_t nsans;
   long long seconds; /* 0: default */
@@ -205,6 +230,24 @@ static int parse_opts(int argc, char **argv, const char *allowed, opts_t *o) {
       break;
     case 'k':
       o->checkpoints = optarg;
+      break;
+    case 'y':
+      o->key = optarg;
+      break;
+    case 'K':
+      o->keys = optarg;
+      break;
+    case 'V':
+      o->version = optarg;
+      break;
+    case 'a':
+      o->arch = optarg;
+      break;
+    case 'p':
+      o->package = optarg;
+      break;
+    case 'g':
+      o->allow_downgrade = 1;
       break;
     case 's':
       if (o->nsans == TT_PKI_SANS_MAX)
@@ -644,6 +687,355 @@ static int cmd_audit_verify(int argc, char **argv) {
   return intact ? 0 : 1;
 }
 
+/* ---- releases ------------------------------------------------------------------------------- */
+
+static int cmd_release_key(int argc, char **argv) {
+  char key[PATH_CAP], pub[PATH_CAP], err[512], hex[TT_HEX_CAP(32)];
+  uint8_t fp[32];
+  opts_t o;
+  int rc;
+
+  if ((rc = parse_opts(argc, argv, "o", &o)) != 0)
+    return rc;
+  if (o.help)
+    return fputs(usage_text, stdout), 0;
+  if (o.npos > 0)
+    return usage_error("release-key takes no arguments, got '%s'", o.pos[0]);
+  if (o.out == NULL || o.out[0] == '\0')
+    return usage_error("release-key needs --out PREFIX (writes PREFIX.key and PREFIX.pub)");
+  if (join(key, o.out, ".key", "") < 0 || join(pub, o.out, ".pub", "") < 0)
+    return usage_error("--out is too long");
+  if (tt_release_key_new(key, pub, fp, err, sizeof err) < 0)
+    return failure("%s", err);
+  tt_hex(hex, sizeof hex, fp, sizeof fp);
+  printf("wrote %s, %s\nrelease key: sha256:%s\n", key, pub, hex);
+  printf("Keep %s offline; give %s to the broker (release.keys) and to the agents "
+         "(upgrade.release_keys).\n", key, pub);
+  return 0;
+}
+
+/* PACKAGE's size and sha256, read in pieces (a package is megabytes). */
+static int hash_package(const char *path, uint64_t *size, uint8_t sha256[32]) {
+  static unsigned char buf[64 * 1024];
+  struct stat st;
+  uint64_t total = 0;
+  unsigned int n = 0;
+  int rc = 1;
+
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    rc = failure("%s: %s", path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return rc;
+  }
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  if (!S_ISREG(st.st_mode)) {
+    failure("%s: not a regular file", path);
+    goto out;
+  }
+  if (st.st_size < 1 || (uint64_t)st.st_size > TT_RELEASE_SIZE_MAX) {
+    failure("%s: %lld bytes; a release is 1 to %llu bytes", path, (long long)st.st_size,
+            (unsigned long long)TT_RELEASE_SIZE_MAX);
+    goto out;
+  }
+  if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    failure("cannot start a sha256");
+    goto out;
+  }
+  for (;;) {
+    ssize_t got = read(fd, buf, sizeof buf);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0) {
+      failure("%s: %s", path, strerror(errno));
+      goto out;
+    }
+    if (got == 0)
+      break;
+    total += (uint64_t)got;
+    if (total > (uint64_t)st.st_size)
+      break;
+    if (EVP_DigestUpdate(md, buf, (size_t)got) != 1) {
+      failure("cannot hash %s", path);
+      goto out;
+    }
+  }
+  if (total != (uint64_t)st.st_size) {
+    failure("%s: changed while it was read (%llu bytes, then %llu)", path,
+            (unsigned long long)st.st_size, (unsigned long long)total);
+    goto out;
+  }
+  if (EVP_DigestFinal_ex(md, sha256, &n) != 1 || n != 32) {
+    failure("cannot finish the sha256");
+    goto out;
+  }
+  *size = total;
+  rc = 0;
+out:
+  EVP_MD_CTX_free(md);
+  ERR_clear_error();
+  close(fd);
+  return rc;
+}
+
+/* name in one of PATH's directories, executable; 0 when found. */
+static int find_program(const char *name, char out[PATH_CAP]) {
+  const char *path = getenv("PATH");
+  if (path == NULL || path[0] == '\0')
+    path = "/usr/bin:/bin";
+  for (const char *p = path;; ) {
+    const char *end = strchr(p, ':');
+    size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+    int w = snprintf(out, PATH_CAP, "%.*s/%s", n > 0 ? (int)n : 1, n > 0 ? p : ".", name);
+    if (w > 0 && w < PATH_CAP && access(out, X_OK) == 0)
+      return 0;
+    if (end == NULL)
+      return -1;
+    p = end + 1;
+  }
+}
+
+/* "--package, --version and --arch": the flags that would have spared reading the .deb. */
+static void missing_flags(const tt_release_t *r, char *out, size_t cap) {
+  const char *m[3];
+  size_t n = 0;
+  if (r->package[0] == '\0')
+    m[n++] = "--package NAME";
+  if (r->version[0] == '\0')
+    m[n++] = "--version V";
+  if (r->arch[0] == '\0')
+    m[n++] = "--arch A";
+  out[0] = '\0';
+  for (size_t i = 0; i < n; i++)
+    snprintf(out + strlen(out), cap - strlen(out), "%s%s", i == 0 ? "" : i + 1 == n ? " and " : ", ", m[i]);
+}
+
+/* The control fields a .deb says about itself, for those r lacks: `dpkg-deb -f PACKAGE
+ * Package Version Architecture`, run without a shell. Its errors go to /dev/null: ours say
+ * what to do instead. */
+static int deb_fields(const char *path, tt_release_t *r) {
+  static const struct {
+    const char *field;
+    size_t off, cap;
+  } want[] = {
+    {"Package", offsetof(tt_release_t, package), sizeof r->package},
+    {"Version", offsetof(tt_release_t, version), sizeof r->version},
+    {"Architecture", offsetof(tt_release_t, arch), sizeof r->arch},
+  };
+  char prog[PATH_CAP], flags[64], text[4096];
+  size_t len = 0;
+  int fds[2], status = 0;
+
+  missing_flags(r, flags, sizeof flags);
+  if (find_program("dpkg-deb", prog) < 0)
+    return failure("dpkg-deb is not installed to read %s's control fields: pass %s", path, flags);
+  int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null < 0 || pipe2(fds, O_CLOEXEC) < 0) {
+    int e = errno;
+    if (null >= 0)
+      close(null);
+    return failure("running dpkg-deb: %s", strerror(e));
+  }
+  char *const args[] = {prog, "-f", (char *)path, "Package", "Version", "Architecture", NULL};
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* Only async-signal-safe calls here. */
+    if (dup2(fds[1], STDOUT_FILENO) < 0 || dup2(null, STDERR_FILENO) < 0)
+      _exit(127);
+    execv(prog, args);
+    _exit(127);
+  }
+  close(fds[1]);
+  close(null);
+  if (pid < 0) {
+    close(fds[0]);
+    return failure("running dpkg-deb: %s", strerror(errno));
+  }
+  for (;;) {
+    ssize_t got = read(fds[0], text + len, sizeof text - 1 - len);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      break;
+    len += (size_t)got;
+    if (len == sizeof text - 1)
+      break; /* more than three fields' worth: refused below */
+  }
+  close(fds[0]);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  text[len] = '\0';
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || len == sizeof text - 1)
+    return failure("%s: dpkg-deb cannot read it as a Debian package: pass %s", path, flags);
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    char *dst = (char *)r + want[i].off;
+    if (dst[0] != '\0')
+      continue; /* given on the command line */
+    size_t fl = strlen(want[i].field);
+    const char *v = NULL;
+    for (const char *line = text; line != NULL && *line != '\0';) {
+      const char *nl = strchr(line, '\n');
+      if (strncmp(line, want[i].field, fl) == 0 && line[fl] == ':' && line[fl + 1] == ' ') {
+        v = line + fl + 2;
+        size_t vl = nl != NULL ? (size_t)(nl - v) : strlen(v);
+        if (vl == 0 || vl >= want[i].cap)
+          return failure("%s: its %s field is %s", path, want[i].field, vl == 0 ? "empty" : "too long");
+        memcpy(dst, v, vl);
+        dst[vl] = '\0';
+        break;
+      }
+      line = nl != NULL ? nl + 1 : NULL;
+    }
+    if (v == NULL)
+      return failure("%s: it has no %s control field: pass %s", path, want[i].field, flags);
+  }
+  return 0;
+}
+
+typedef struct {
+  const char *text;
+  size_t len;
+} text_t;
+
+static int emit_text(BIO *b, void *obj) {
+  const text_t *t = obj;
+  return BIO_write(b, t->text, (int)t->len) == (int)t->len;
+}
+
+/* A flag's value into a field of the manifest, or a usage error when it cannot fit. */
+static int take_flag(const char *flag, const char *v, char *dst, size_t cap) {
+  if (v == NULL)
+    return 0;
+  if (v[0] == '\0' || strlen(v) >= cap)
+    return usage_error("%s must be 1-%zu characters", flag, cap - 1);
+  memcpy(dst, v, strlen(v) + 1);
+  return 0;
+}
+
+static int cmd_release_sign(int argc, char **argv) {
+  char out[PATH_CAP], err[512], text[TT_RELEASE_MANIFEST_MAX + 1], hash[TT_HEX_CAP(32)],
+    fp[TT_HEX_CAP(32)];
+  tt_release_t r;
+  size_t len = 0;
+  opts_t o;
+  int rc;
+
+  if ((rc = parse_opts(argc, argv, "yVapgo", &o)) != 0)
+    return rc;
+  if (o.help)
+    return fputs(usage_text, stdout), 0;
+  if (o.npos != 1)
+    return usage_error("release-sign needs exactly one PACKAGE (try --help)");
+  if (o.key == NULL)
+    return usage_error("release-sign needs --key KEY (the release key, PREFIX.key of release-key)");
+  if (o.out != NULL && o.out[0] == '\0')
+    return usage_error("--out must not be empty");
+  if (o.out == NULL ? join(out, o.pos[0], ".manifest", "") < 0 : join(out, o.out, "", "") < 0)
+    return usage_error("output path is too long");
+  memset(&r, 0, sizeof r);
+  if ((rc = take_flag("--package", o.package, r.package, sizeof r.package)) != 0 ||
+      (rc = take_flag("--version", o.version, r.version, sizeof r.version)) != 0 ||
+      (rc = take_flag("--arch", o.arch, r.arch, sizeof r.arch)) != 0)
+    return rc;
+  r.downgrade = o.allow_downgrade != 0;
+  /* Before reading megabytes: a manifest is never overwritten. */
+  if (path_exists(out))
+    return failure("%s: already exists, refusing to overwrite", out);
+  if ((rc = hash_package(o.pos[0], &r.size, r.sha256)) != 0)
+    return rc;
+  if ((r.package[0] == '\0' || r.version[0] == '\0' || r.arch[0] == '\0') &&
+      (rc = deb_fields(o.pos[0], &r)) != 0)
+    return rc;
+  if (tt_release_sign(o.key, &r, text, sizeof text, &len, err, sizeof err) < 0)
+    return failure("%s", err);
+  text_t t = {text, len};
+  if ((rc = tt_pki_write_file(out, 0644, emit_text, &t, err, sizeof err)) < 0)
+    return failure("%s", err);
+  tt_hex(hash, sizeof hash, r.sha256, sizeof r.sha256);
+  tt_hex(fp, sizeof fp, r.key, sizeof r.key);
+  printf("signed %s %s (%s), %llu bytes, sha256 %s%s\nwith release key sha256:%s\nwrote %s\n", r.package,
+         r.version, r.arch, (unsigned long long)r.size, hash, r.downgrade ? ", downgrade allowed" : "", fp, out);
+  return 0;
+}
+
+/* A manifest file whole, refused past TT_RELEASE_MANIFEST_MAX before it is read. */
+static int read_manifest(const char *path, char *buf, size_t cap, size_t *len) {
+  struct stat st;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    int rc = failure("%s: %s", path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return rc;
+  }
+  int rc = 0;
+  if (!S_ISREG(st.st_mode))
+    rc = failure("%s: not a regular file", path);
+  else if (st.st_size > (off_t)TT_RELEASE_MANIFEST_MAX)
+    rc = failure("%s: %lld bytes, larger than a manifest may be (%u)", path, (long long)st.st_size,
+                 (unsigned)TT_RELEASE_MANIFEST_MAX);
+  while (rc == 0 && *len < cap) {
+    ssize_t got = read(fd, buf + *len, cap - *len);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0)
+      rc = failure("%s: %s", path, strerror(errno));
+    if (got <= 0)
+      break;
+    *len += (size_t)got;
+  }
+  close(fd);
+  return rc;
+}
+
+static int cmd_release_show(int argc, char **argv) {
+  char text[TT_RELEASE_MANIFEST_MAX + 1], err[512], hash[TT_HEX_CAP(32)], fp[TT_HEX_CAP(32)],
+    created[32];
+  tt_release_keys_t keys;
+  tt_release_t r;
+  size_t len = 0;
+  opts_t o;
+  int rc;
+
+  if ((rc = parse_opts(argc, argv, "K", &o)) != 0)
+    return rc;
+  if (o.help)
+    return fputs(usage_text, stdout), 0;
+  if (o.npos != 1)
+    return usage_error("release-show needs exactly one MANIFEST");
+  /* One byte more than a manifest may be, so a file grown since fstat is refused too. */
+  if ((rc = read_manifest(o.pos[0], text, sizeof text, &len)) != 0)
+    return rc;
+  if (tt_release_parse(text, len, &r, err, sizeof err) < 0)
+    return failure("%s: %s", o.pos[0], err);
+  int verdict = 1; /* 1: not checked */
+  if (o.keys != NULL) {
+    if (tt_release_keys_load(o.keys, &keys, err, sizeof err) < 0)
+      return failure("%s", err);
+    tt_release_t checked;
+    verdict = tt_release_verify(text, len, &keys, &checked, err, sizeof err);
+    tt_release_keys_free(&keys);
+  }
+  time_t secs = (time_t)(r.created_ms / 1000);
+  struct tm tm;
+  if (gmtime_r(&secs, &tm) == NULL || strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    snprintf(created, sizeof created, "?");
+  tt_hex(hash, sizeof hash, r.sha256, sizeof r.sha256);
+  tt_hex(fp, sizeof fp, r.key, sizeof r.key);
+  printf("package: %s\nversion: %s\narch: %s\nsize: %llu\nsha256: %s\ndowngrade: %s\ncreated: %s\n"
+         "key: sha256:%s\n",
+         r.package, r.version, r.arch, (unsigned long long)r.size, hash, r.downgrade ? "yes" : "no", created, fp);
+  if (verdict == 1)
+    printf("signature: not checked (give --keys PUBFILE)\n");
+  else if (verdict == 0)
+    printf("signature: good (sha256:%s)\n", fp);
+  else
+    printf("signature: BAD: %s\n", err);
+  return verdict < 0 ? EXIT_FAILURE : 0;
+}
+
 int main(int argc, char **argv) {
   static const struct {
     const char *name;
@@ -654,6 +1046,9 @@ int main(int argc, char **argv) {
     {"fingerprint", cmd_fingerprint},
     {"show", cmd_show},
     {"audit-verify", cmd_audit_verify},
+    {"release-key", cmd_release_key},
+    {"release-sign", cmd_release_sign},
+    {"release-show", cmd_release_show},
   };
 
   if (argc < 2)
