@@ -83,7 +83,14 @@ typedef struct {
   /* files (files/): comma-separated absolute paths */
   char files_roots[AGENT_FILES_LIST_TEXT_MAX + 1];
   char files_read_only[AGENT_FILES_LIST_TEXT_MAX + 1];
+  /* upgrades (upgrade/) */
+  char upgrade_release_keys[AGENT_PATH_MAX];
+  char upgrade_install[AGENT_PATH_MAX];
+  char upgrade_launcher[16];
 } agent_cfg_t;
+
+/* version.c: the version this agent reports (TT_VERSION; the test suite builds one more). */
+extern const char agent_version[];
 
 /* ---- ident.c: what our certificate says, and checks on one the broker issued ---------- */
 
@@ -219,6 +226,7 @@ typedef struct agent_s {
   struct agent_checks_s *checks;
   tt_checks_conf_t checks_local; /* the checks' defaults with the config file's checks.* (main.c) */
   struct agent_help_s *help;
+  struct agent_upgrade_s *upgrade;
   /* What the link showed, for a diagnostics report's broker_connection and time_skew
    * (conn.c): when Hello went and Welcome came (uv_hrtime; unix ms), the broker's clock
    * at that Welcome (estimated as its server_time_ms plus half the round trip, good to
@@ -351,6 +359,18 @@ void agent_checks_policy_request(agent_t *a, const Tether__Request *q);
 void agent_checks_lines(agent_t *a, void (*say)(void *ctx, const char *line), void *ctx);
 void agent_checks_close(agent_t *a);
 void agent_checks_free(agent_t *a);
+
+/* ---- upgrade/: signed upgrades the broker rolls out (upgrade/upgrade.h) ------------------- */
+
+void agent_upgrade_init(agent_t *a);
+/* Welcomed: a new version says it is healthy; how an earlier upgrade ended is reported. */
+void agent_upgrade_welcomed(agent_t *a);
+/* Broker -> agent UpgradeOffer: checked, answered (taken or refused, and why). */
+void agent_upgrade_offer_request(agent_t *a, const Tether__Request *q);
+void agent_upgrade_close(agent_t *a);
+void agent_upgrade_free(agent_t *a);
+/* `tether-agent upgrade-guard`: install, wait for the new agent, roll back (guard.c). */
+int agent_upgrade_guard(const agent_cfg_t *cfg);
 
 /* ---- contain.c: where a session's processes live, and how all of them end -------------- */
 

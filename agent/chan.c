@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "agent.h"
+#include "upgrade/upgrade.h"
 #include "tt/log.h"
 #include "tt/msg.h"
 
@@ -140,7 +141,17 @@ static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg
   tt_link_flush(l);
 }
 
+/* The one channel the agent opens: the download of a release (upgrade/fetch.c). */
+static void chan_accept(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelAccept *msg) {
+  (void)msg;
+  if (agent_fetch_owns(ch)) agent_fetch_accepted(m, ch);
+}
+
 static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
+  if (agent_fetch_owns(ch)) {
+    agent_fetch_data(m, ch, p, n, flags);
+    return;
+  }
   agent_chan_t *ac = ch->data;
   if (!ac) {
     tt_mux_consumed(m, ch, n); /* a channel we are closing: the bytes still count */
@@ -175,7 +186,7 @@ static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, ui
 
 static void chan_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
   agent_chan_t *ac = ch->data;
-  if (!ac) return;
+  if (!ac || agent_fetch_owns(ch)) return;
   if (agent_shell_owns(ch)) {
     agent_shell_credit(m, ch);
     return;
@@ -194,6 +205,10 @@ static void chan_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
 }
 
 static void chan_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
+  if (agent_fetch_owns(ch)) {
+    agent_fetch_closed(m, ch, code, msg);
+    return;
+  }
   agent_chan_t *ac = ch->data;
   if (!ac) return;
   if (agent_shell_owns(ch)) {
@@ -217,6 +232,7 @@ static void chan_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
 
 const tt_mux_cbs_t agent_mux_cbs = {
     .on_open = chan_open,
+    .on_accept = chan_accept,
     .on_data = chan_data,
     .on_credit = chan_credit,
     .on_close = chan_close,

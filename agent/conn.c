@@ -10,6 +10,7 @@
 #include "tt/log.h"
 #include "tt/msg.h"
 #include "tt/pki.h"
+#include "tt/release.h"
 
 static void agent_connect(agent_t *a);
 
@@ -28,9 +29,11 @@ static void send_hello(agent_t *a) {
   Tether__Hello h = TETHER__HELLO__INIT;
   h.proto_version = TT_PROTO_VERSION;
   h.role = TETHER__ROLE__ROLE_AGENT;
-  h.software_version = tt_text(TT_VERSION);
+  h.software_version = tt_text(agent_version);
   h.capabilities = TETHER__CAPABILITY__CAP_ZSTD | TETHER__CAPABILITY__CAP_THROUGHPUT |
-                   TETHER__CAPABILITY__CAP_ECHO | TETHER__CAPABILITY__CAP_SHELL | TETHER__CAPABILITY__CAP_FILES;
+                   TETHER__CAPABILITY__CAP_ECHO | TETHER__CAPABILITY__CAP_SHELL | TETHER__CAPABILITY__CAP_FILES |
+                   TETHER__CAPABILITY__CAP_UPGRADE;
+  h.arch = tt_text(tt_release_arch());
   h.hostname = tt_text(a->cfg.hostname);
   h.consent_timeout_ms = (uint32_t)a->cfg.consent_timeout_ms;
   a->hello_hr = uv_hrtime(); /* Hello to Welcome is one round trip: the clock's error bar */
@@ -62,6 +65,10 @@ static void broker_request(agent_t *a, const Tether__Request *q) {
   }
   if (q->body_case == TETHER__REQUEST__BODY_POLICY_PUSH) {
     agent_checks_policy_request(a, q);
+    return;
+  }
+  if (q->body_case == TETHER__REQUEST__BODY_UPGRADE_OFFER) {
+    agent_upgrade_offer_request(a, q);
     return;
   }
   if (q->body_case == TETHER__REQUEST__BODY_HELP_NOTICE) {
@@ -118,6 +125,7 @@ static int on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
     agent_inv_welcomed(a);
     agent_checks_welcomed(a);
     agent_help_welcomed(a);
+    agent_upgrade_welcomed(a);
     return 0;
   }
   if (kind == TT_K_RESPONSE && a->welcomed) {
@@ -206,6 +214,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   agent_checks_close(a);
   agent_reqs_close(&a->reqs);
   agent_help_close(a);
+  agent_upgrade_close(a);
   agent_consent_close(a);
   agent_shell_close(a);
   agent_files_close(a);
@@ -301,19 +310,21 @@ int agent_run(agent_t *a) {
   uv_signal_start(&a->sigint, on_signal, SIGINT);
   uv_signal_start(&a->sigterm, on_signal, SIGTERM);
   agent_reqs_init(&a->reqs, a->loop);
-  TT_INFO("agent", "starting", "broker=%s hostname=%s version=%s", a->cfg.broker, a->cfg.hostname, TT_VERSION);
+  TT_INFO("agent", "starting", "broker=%s hostname=%s version=%s", a->cfg.broker, a->cfg.hostname, agent_version);
   agent_renew_init(a);
   agent_inv_init(a);
   agent_checks_init(a);
   agent_shell_init(a);
   agent_consent_init(a);
   agent_help_init(a);
+  agent_upgrade_init(a);
   agent_connect(a);
   uv_run(a->loop, UV_RUN_DEFAULT);
   agent_files_free(a); /* stops the transfer pool */
   agent_inv_free(a);
   agent_checks_free(a);
   agent_help_free(a);
+  agent_upgrade_free(a);
   rc = uv_loop_close(a->loop) ? 1 : 0;
   tt_tls_ctx_free(a->tls);
   tt_tls_ctx_free(a->tls_next);

@@ -76,6 +76,17 @@ static const tt_conf_opt_t agent_opts[] = {
     OPT("diag.dns_names", "diag-dns-names", TT_CONF_STR, diag_dns_names, 0, AGENT_DNS_NAMES_TEXT_MAX, NULL,
         "host names a diagnostics report resolves, comma-separated, at most 8 (default: the broker's host name "
         "unless it is an address, and this machine's own name)"),
+    OPT("upgrade.release_keys", "upgrade-release-keys", TT_CONF_STR, upgrade_release_keys, 0, AGENT_PATH_MAX - 1,
+        "/etc/tether/release.pub",
+        "release public keys (PEM, from tether-certs release-key): an upgrade is taken only when its manifest "
+        "is signed by one of them; without the file every upgrade is refused"),
+    OPT("upgrade.install", "upgrade-install", TT_CONF_STR, upgrade_install, 1, AGENT_PATH_MAX - 1,
+        "/usr/bin/dpkg -i --force-confdef --force-confold",
+        "the command (sh -c) that installs a package, given as its last argument; it restarts the agent "
+        "(the package's maintainer scripts do)"),
+    OPT("upgrade.launcher", "upgrade-launcher", TT_CONF_STR, upgrade_launcher, 1, 15, "auto",
+        "how the upgrade guard starts outside the agent: systemd-run (a unit of its own, so the service's "
+        "restart does not stop it), fork, or auto (systemd-run when systemd runs this machine)"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(agent_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };
@@ -133,7 +144,9 @@ int main(int argc, char **argv) {
                "            offline)\n"
                "  tickets   (the employee) your help requests: state, technician, last reply\n"
                "  comment T-n TEXT  (the employee) add to one of your tickets\n"
-               "  checks    the health checks this agent runs: each result, its state and value\n\n"
+               "  checks    the health checks this agent runs: each result, its state and value\n"
+               "  upgrade-guard  (the agent starts it) install a checked upgrade, wait for the new\n"
+               "            agent to come back, roll back if it does not\n\n"
                "The config file may set checks too, over their defaults (a policy from the broker\n"
                "goes over both): a [checks] section with lines such as disk_used.threshold = 85%",
       .config_path = "/etc/tether/agent.conf",
@@ -141,6 +154,7 @@ int main(int argc, char **argv) {
       .extra = &checks_extra,
   };
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file limit reached is a write that fails (EFBIG), as a full disk is */
   if (tt_cli_parse(&cli, agent_opts, NOPTS, &a.cfg, argc, argv, &args)) return 2;
   /* `tether-agent help` is the usual help (asking the help desk is `ask`). */
   if (args.help || (args.npos == 1 && strcmp(args.pos[0], "help") == 0)) {
@@ -149,10 +163,14 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (args.version) {
-    printf("tether-agent %s\n", TT_VERSION);
+    printf("tether-agent %s\n", agent_version);
     return 0;
   }
   const char *cmd = args.npos ? args.pos[0] : "run";
+  if (strcmp(cmd, "upgrade-guard") == 0 && args.npos == 1) {
+    tt_log_set_level((tt_log_level_t)a.cfg.log_level);
+    return agent_upgrade_guard(&a.cfg);
+  }
   bool enroll = strcmp(cmd, "enroll") == 0;
   bool end = strcmp(cmd, "end") == 0;
   if (end && args.npos != 2) {

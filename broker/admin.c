@@ -723,8 +723,16 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? broker_status_request(c, q->id) : deny(c, q->id, "the broker's status", "admin");
   case TETHER__REQUEST__BODY_REPORT:
     return admin ? broker_report_request(c, q->id, q->report) : deny(c, q->id, "reports", "admin");
+  case TETHER__REQUEST__BODY_RELEASE_ADD:
+  case TETHER__REQUEST__BODY_RELEASE_LIST:
+    return admin ? broker_release_request(c, q) : deny(c, q->id, "agent releases", "admin");
+  case TETHER__REQUEST__BODY_ROLLOUT:
+    return admin ? broker_rollout_request(c, q->id, q->rollout) : deny(c, q->id, "rollouts", "admin");
+  case TETHER__REQUEST__BODY_UPGRADE_REPORT:
+    return broker_upgrade_report(c, q->id, q->upgrade_report);
   case TETHER__REQUEST__BODY_POLICY_PUSH:
   case TETHER__REQUEST__BODY_HELP_NOTICE:
+  case TETHER__REQUEST__BODY_UPGRADE_OFFER:
     return broker_reply_error(c, q->id, TT_EPROTO, "the broker sends that request, it does not take it");
   case TETHER__REQUEST__BODY_ENROLL:
     return broker_reply_error(c, q->id, TT_EPROTO, "enrollment needs an enrollment connection");

@@ -10,6 +10,7 @@
 #include "tt/limits.h"
 #include "tt/tls.h"
 #include "tt/wheel.h"
+#include "tt/release.h"
 #include <openssl/evp.h>
 #include "store.h"
 #include "addrkey.h"
@@ -59,6 +60,7 @@ typedef struct {
   int64_t store_busy_timeout_ms;
   int64_t checkpoint_interval_ms;
   char checkpoint_file[512];  /* "" = DATA_DIR/audit.checkpoints */
+  char release_keys[512]; /* release public keys `release add` checks ("" = not checked) */
   int log_level;
 } broker_cfg_t;
 
@@ -133,6 +135,11 @@ typedef struct broker_conn_s {
   char via_key[TT_SSH_FP_LEN + 1];
   char via_gw[TT_NAME_MAX + 1]; /* acting: the gateway's certificate name */
   bool acting;
+  /* rollout/: an agent's architecture (Hello); the release it is being sent (serve.c); an
+   * admin's release upload (release.c). */
+  char arch[TT_RELEASE_ARCH_MAX + 1];
+  struct broker_serve_s *serve;
+  struct broker_upload_s *upload;
 } broker_conn_t;
 
 #define BROKER_REGISTRY_BUCKETS 65536u
@@ -188,6 +195,7 @@ struct broker_s {
   char checkpoint_file[600];
   int64_t checkpointed;   /* entries at the last checkpoint (the store thread's) */
   uv_timer_t checkpoint_timer;
+  struct broker_rollout_s *ro; /* rollout/: releases and the rollout in progress */
 };
 
 /* registry.c: welcomed agents by device id */
@@ -348,6 +356,30 @@ int broker_status_request(broker_conn_t *c, uint32_t id);
 
 /* records/report.c: tether report sla | activity (admins). */
 int broker_report_request(broker_conn_t *c, uint32_t id, const Tether__ReportRequest *q);
+
+/* rollout/: signed agent releases and staged rollouts. init at start with the store still
+ * the loop's (loads the releases and the active rollout; err says why not); free after the
+ * loop. */
+int broker_rollout_init(broker_t *b, broker_store_t *s, char *err, size_t cap);
+void broker_rollout_free(broker_t *b);
+/* release add (in parts), release list (admins). */
+int broker_release_request(broker_conn_t *c, const Tether__Request *q);
+/* rollout start | status | pause | resume | cancel (admins). */
+int broker_rollout_request(broker_conn_t *c, uint32_t id, const Tether__RolloutRequest *q);
+/* An agent's report of its upgrade; its answer to an offer (true: it was one). */
+int broker_upgrade_report(broker_conn_t *c, uint32_t id, const Tether__UpgradeReport *r);
+bool broker_upgrade_answer(broker_conn_t *c, const Tether__Response *r);
+/* An agent was welcomed, or its link went down. */
+void broker_rollout_agent_up(broker_conn_t *c);
+void broker_rollout_conn_down(broker_conn_t *c);
+/* Once a second: offers, deadlines, waves; idle uploads dropped. */
+void broker_rollout_sweep(broker_t *b, uint64_t now);
+/* serve.c: an agent opens CHANNEL_RELEASE; the channel's callbacks (owns: is it one). */
+void broker_serve_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg);
+bool broker_serve_owns(broker_conn_t *c, tt_chan_t *ch);
+void broker_serve_credit(broker_conn_t *c, tt_chan_t *ch);
+void broker_serve_data(broker_conn_t *c, tt_chan_t *ch, size_t n);
+void broker_serve_close(broker_conn_t *c, tt_chan_t *ch);
 
 /* storereq.c: store requests on behalf of a connection that waits for the answer. The
  * connection is held (c->work) until the completion; broker_creq_conn then says whether

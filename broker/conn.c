@@ -225,8 +225,9 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
     return refuse(c, TT_EROLE, why);
   }
   if (tt_text_copy(c->hostname, sizeof(c->hostname), h->hostname) ||
-      tt_text_copy(c->version, sizeof(c->version), h->software_version))
-    return refuse(c, TT_ETEXT, "hostname or version is not valid text");
+      tt_text_copy(c->version, sizeof(c->version), h->software_version) ||
+      tt_text_copy(c->arch, sizeof(c->arch), h->arch))
+    return refuse(c, TT_ETEXT, "hostname, version or architecture is not valid text");
   c->caps = h->capabilities;
   /* Told to people who wait for the answer; an agent's own bound is the protocol's. */
   c->consent_timeout_ms = h->consent_timeout_ms <= TT_CONSENT_TIMEOUT_MAX_MS ? h->consent_timeout_ms : 0;
@@ -280,7 +281,9 @@ static int on_hello(broker_conn_t *c, const Tether__Hello *h) {
   TT_INFO("broker", "peer connected", "peer=%s role=%s name=%s hostname=\"%s\" version=\"%s\"", c->addr,
           tt_role_name(c->id.role), c->id.name, tt_log_quote(qh, sizeof(qh), c->hostname, strlen(c->hostname)),
           tt_log_quote(qv, sizeof(qv), c->version, strlen(c->version)));
-  return tt_link_send(c->link, TT_K_WELCOME, &w.base);
+  int rc = tt_link_send(c->link, TT_K_WELCOME, &w.base);
+  if (rc == 0 && c->id.role == TT_ROLE_AGENT) broker_rollout_agent_up(c);
+  return rc;
 }
 
 static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m) {
@@ -299,6 +302,7 @@ static int conn_on_control(tt_link_t *l, uint8_t kind, const ProtobufCMessage *m
     return broker_on_request(c, (const Tether__Request *)m);
   case TT_K_RESPONSE: /* answers to our requests: consent, session-end notices */
     if (c->id.role != TT_ROLE_AGENT) return TT_EKIND;
+    if (broker_upgrade_answer(c, (const Tether__Response *)m)) return 0;
     if (c->policy_req && ((const Tether__Response *)m)->id == c->policy_req) {
       broker_policy_pushed(c, (const Tether__Response *)m);
       return 0;
@@ -342,6 +346,7 @@ static void conn_on_down(tt_link_t *l, int reason) {
   broker_frontdoor_conn_gone(c);
   broker_inv_conn_gone(c);
   broker_assets_conn_gone(c);
+  broker_rollout_conn_down(c);
   if (c->state == BROKER_CONN_READY) tt_wheel_remove(&b->wheel, &c->idle);
   conn_unlink(c);
   c->link = NULL;
@@ -409,6 +414,7 @@ void broker_sweep_cb(uv_timer_t *t) {
   broker_assets_sweep(b, now);
   broker_sessions_sweep(b, now);
   broker_frontdoor_sweep(b, now);
+  broker_rollout_sweep(b, now);
   if (b->busy_this_sec)
     TT_INFO("broker", "agents told to retry later", "count=%u limit_per_s=%lld", b->busy_this_sec,
             (long long)b->cfg.max_hello_rate);
@@ -430,16 +436,41 @@ void broker_close_all(broker_t *b) {
   for (broker_conn_t *c = b->conns; c; c = c->next) tt_link_close(c->link, TT_ECLOSED, "broker shutting down");
 }
 
+/* Channels: an agent's download of a release is the broker's own (rollout/serve.c); every
+ * other channel is relayed. */
+static void chan_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *msg) {
+  if (msg->kind == TETHER__CHANNEL_KIND__CHANNEL_RELEASE) broker_serve_open(m, ch, msg);
+  else relay_on_open(m, ch, msg);
+}
+
+static void chan_data(tt_mux_t *m, tt_chan_t *ch, const uint8_t *p, size_t n, uint8_t flags) {
+  broker_conn_t *c = tt_link_from_mux(m)->data;
+  if (broker_serve_owns(c, ch)) broker_serve_data(c, ch, n);
+  else relay_on_data(m, ch, p, n, flags);
+}
+
+static void chan_credit(tt_mux_t *m, tt_chan_t *ch, uint32_t n) {
+  broker_conn_t *c = tt_link_from_mux(m)->data;
+  if (broker_serve_owns(c, ch)) broker_serve_credit(c, ch);
+  else relay_on_credit(m, ch, n);
+}
+
+static void chan_close(tt_mux_t *m, tt_chan_t *ch, int code, const char *msg) {
+  broker_conn_t *c = tt_link_from_mux(m)->data;
+  if (broker_serve_owns(c, ch)) broker_serve_close(c, ch);
+  else relay_on_close(m, ch, code, msg);
+}
+
 const tt_link_cbs_t broker_link_cbs = {
     .on_accept = conn_on_accept,
     .on_up = conn_on_up,
     .on_control = conn_on_control,
     .on_down = conn_on_down,
     .mux = {
-        .on_open = relay_on_open,
+        .on_open = chan_open,
         .on_accept = relay_on_accept,
-        .on_data = relay_on_data,
-        .on_credit = relay_on_credit,
-        .on_close = relay_on_close,
+        .on_data = chan_data,
+        .on_credit = chan_credit,
+        .on_close = chan_close,
     },
 };

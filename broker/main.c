@@ -106,6 +106,9 @@ static const tt_conf_opt_t broker_opts[] = {
     OPT("store.busy_timeout", "store-busy-timeout", TT_CONF_DURATION, store_busy_timeout_ms, 100, 600000, "30s",
         "how long the store thread waits for a lock another process holds on the database before the "
         "waiting requests fail (privileged actions are then refused, never done unrecorded)"),
+    OPT("release.keys", "release-keys", TT_CONF_STR, release_keys, 0, 511, NULL,
+        "release public keys (PEM, from tether-certs release-key): `tether release add` refuses a "
+        "manifest none of them signed (agents check it whatever the broker does)"),
     {"log_level", "log-level", TT_CONF_ENUM, offsetof(broker_cfg_t, log_level), sizeof(int), 0, 0,
      "info", "debug|info|warn|error", "log verbosity"},
 };
@@ -245,6 +248,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: %s\n", err);
     return 1;
   }
+  if (broker_rollout_init(&b, b.store, err, sizeof(err))) {
+    fprintf(stderr, "tether-broker: %s\n", err);
+    return 1;
+  }
   /* A store from before audit format 2 has its chain hashed again, once (audit.c). */
   if (broker_audit_rechain(&b, b.store)) {
     fprintf(stderr, "tether-broker: could not re-hash the audit chain (see the log)\n");
@@ -335,6 +342,7 @@ int main(int argc, char **argv) {
   uv_run(b.loop, UV_RUN_DEFAULT); /* the store's loop handle closes */
   rc = uv_loop_close(b.loop);
   broker_siem_free(&b);
+  broker_rollout_free(&b);
   tt_tls_ctx_free(b.tls);
   revoked_free(&b);
   X509_free(b.cp_cert);

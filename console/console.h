@@ -51,6 +51,13 @@ typedef struct {
   char asset_format[8];            /* inventory import, export: csv|json; report: table|csv|json|html */
   char report_by[16];              /* report sla: technician|priority|level|device|department */
   char person_dir[512];            /* person export: NAME.json and the recordings' files here */
+  /* release add, rollout start */
+  char manifest[512];              /* release add: the manifest (default: PACKAGE.manifest) */
+  char channel[TT_NAME_MAX + 1];   /* "" = the broker's "stable" */
+  char canary[8];                  /* rollout start: "5%" or "5" */
+  char wave[8];
+  int64_t pause_on_failure;
+  int64_t health_ms;
   char ticket[32];
   char want[32];
   int64_t for_ms;
@@ -274,6 +281,9 @@ extern const console_cmd_t console_cmd_pull; /* files/cmd_files.c */
 extern const console_cmd_t console_cmd_push;
 extern const console_cmd_t console_cmd_cp;
 extern const console_cmd_t console_cmd_ls;
+extern const console_cmd_t console_cmd_release_add, console_cmd_release_list; /* rollout/cmd_release.c */
+extern const console_cmd_t console_cmd_rollout_start, console_cmd_rollout_status, console_cmd_rollout_pause,
+    console_cmd_rollout_resume, console_cmd_rollout_cancel; /* rollout/cmd_rollout.c */
 extern const tt_mux_cbs_t console_mux_cbs;
 
 /* cmd_session.c: shared by session open, shell and exec. */

@@ -34,7 +34,7 @@ static const tt_conf_opt_t console_opts[] = {
     OPT("token.note", "note", TT_CONF_STR, token_note, 0, TT_TEXT_MAX, NULL,
         "token new: a note kept with the token (who it is for); ticket resolve, person add: a note"),
     OPT("revoke.reason", "reason", TT_CONF_STR, revoke_reason, 0, TT_TEXT_MAX, NULL,
-        "revoke: why, for the audit log; ticket hold: why its records are held"),
+        "revoke: why, for the audit log; ticket hold: why its records are held; rollout pause, cancel: why"),
     OPT("sshkey.person", "person", TT_CONF_STR, ssh_person, 0, TT_NAME_MAX, NULL,
         "ssh-key add, list: another person's keys (admins)"),
     OPT("person.role", "role", TT_CONF_STR, person_role, 0, 15, NULL, "person add: technician or admin"),
@@ -62,8 +62,8 @@ static const tt_conf_opt_t console_opts[] = {
         "ticket escalate: the support level, 2 or 3; person add: theirs, 1 to 3 (level 3 technicians "
         "write the knowledge base)"),
     OPT("policy.group", "group", TT_CONF_STR, group, 0, TT_ASSET_CELL_MAX, NULL,
-        "policy set, unset, show; maintenance add: \"*\" (every device) or a department, location or group "
-        "value of the asset records"),
+        "policy set, unset, show; maintenance add; rollout start (default there: \"*\"): \"*\" (every device) or "
+        "a department, location or group value of the asset records"),
     OPT("kb.title", "title", TT_CONF_STR, kb_title, 0, TT_TEXT_MAX, NULL, "kb add, kb edit: the article's title"),
     OPT("inventory.table", "table", TT_CONF_STR, inv_table, 0, 63, NULL,
         "inventory: one table (deb_packages, mounts, ...), all its rows"),
@@ -78,6 +78,18 @@ static const tt_conf_opt_t console_opts[] = {
         "table (default), csv, json or html"),
     OPT("person.dir", "dir", TT_CONF_STR, person_dir, 0, 511, NULL,
         "person export: write NAME.json and the recordings' files (R-n.cast.zst) into this directory"),
+    OPT("release.manifest", "manifest", TT_CONF_STR, manifest, 0, 511, NULL,
+        "release add: the release's signed manifest (default: PACKAGE.manifest)"),
+    OPT("release.channel", "channel", TT_CONF_STR, channel, 0, TT_NAME_MAX, NULL,
+        "release add, rollout start: the release channel (default: stable)"),
+    OPT("rollout.canary", "canary", TT_CONF_STR, canary, 1, 7, "5",
+        "rollout start: the first wave, percent of the devices (5% or 5; at least one device)"),
+    OPT("rollout.wave", "wave", TT_CONF_STR, wave, 1, 7, "25", "rollout start: each later wave, percent of the devices"),
+    OPT("rollout.pause_on_failure", "pause-on-failure", TT_CONF_INT, pause_on_failure, 1, TT_ROLLOUT_DEVICES_MAX, "1",
+        "rollout start: this many failed devices pause it"),
+    OPT("rollout.health", "health", TT_CONF_DURATION, health_ms, TT_ROLLOUT_HEALTH_MIN_S * 1000ll,
+        TT_ROLLOUT_HEALTH_MAX_S * 1000ll, "10m",
+        "rollout start: how long an upgraded agent has to come back healthy (90s, 10m, 1h)"),
     OPT("report.by", "by", TT_CONF_STR, report_by, 0, 15, NULL,
         "report sla: one row per technician, priority, level, device or department"),
     OPT("session.ticket", "ticket", TT_CONF_STR, ticket, 0, 31, NULL,
@@ -128,6 +140,9 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_report_activity, &console_cmd_status,         &console_cmd_retention_show,
     &console_cmd_retention_set,   &console_cmd_retention_sweep,  &console_cmd_ticket_hold,
     &console_cmd_ticket_release,  &console_cmd_person_export, &console_cmd_person_erase,
+    &console_cmd_release_add,     &console_cmd_release_list,     &console_cmd_rollout_start,
+    &console_cmd_rollout_status,  &console_cmd_rollout_pause,    &console_cmd_rollout_resume,
+    &console_cmd_rollout_cancel,
 };
 #define NCMDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -301,8 +316,8 @@ static void usage(const tt_cli_t *cli) {
          "first (or reuse a live one): the person at the device is asked and must agree; so do\n"
          "diag, ping and speedtest (diag access), which only admins may run without --ticket. You hold\n"
          "at most %u channels on one device. admin commands (token, revoke, person, people,\n"
-         "audit) need an admin certificate. Technicians assign tickets to themselves only; admins\n"
-         "assign them to any person the broker knows (see people). Exit status: 0 done, 1 failed\n"
+         "audit, release, rollout) need an admin certificate. Technicians assign tickets to themselves\n"
+         "only; admins assign them to any person the broker knows (see people). Exit status: 0 done, 1 failed\n"
          "(one line on stderr says why; pull, push, cp: a line for each file that failed, the\n"
          "others done), 2 bad usage; shell and exec: the remote command's status (128+N for\n"
          "signal N; exec: 127 not found, 126 not runnable), 255 when the channel closed without\n"

@@ -91,7 +91,7 @@ static void enroll_on_up(tt_link_t *l) {
   er.token = tt_text(e->cfg->token);
   er.csr_der = e->csr;
   er.hostname = tt_text(e->hostname);
-  er.agent_version = tt_text(TT_VERSION);
+  er.agent_version = tt_text(agent_version);
   Tether__Request q = TETHER__REQUEST__INIT;
   q.id = ENROLL_REQ_ID;
   q.body_case = TETHER__REQUEST__BODY_ENROLL;

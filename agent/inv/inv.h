@@ -6,6 +6,9 @@
 #include "collect.h"
 #include "tt/buf.h"
 
+/* The agent's version (agent/version.c), which the report carries. */
+extern const char agent_version[];
+
 /* Run every collector, the diagnostics-only ones (inv_diag_collectors, which read
  * env->live) and the inventory's, and write the report into out (its max is the limit):
  * {"device", "hostname", "agent_version", "collected_at" (unix ms), "ms",

@@ -50,7 +50,7 @@ int inv_report(const inv_env_t *env, const char *device, const char *hostname, t
   }
   if (json_object_set_new(doc, "device", json_string(device)) ||
       json_object_set_new(doc, "hostname", json_string(hostname)) ||
-      json_object_set_new(doc, "agent_version", json_string(TT_VERSION)) ||
+      json_object_set_new(doc, "agent_version", json_string(agent_version)) ||
       json_object_set_new(doc, "collected_at",
                           json_integer((json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000)) ||
       json_object_set_new(doc, "ms", json_integer((json_int_t)(mono_ms() - t0))))

@@ -650,6 +650,33 @@ static const char *const g_migrations[] = {
    * digest2 over the text it became, which the erasure commits to and the broker signs. */
   ("ALTER TABLE audit_values ADD COLUMN digest2 BLOB CHECK(digest2 IS NULL OR length(digest2) = 32);"
    "PRAGMA user_version = 21;"),
+  /* 22: signed agent releases the broker stores and serves (the package files live in
+   * DATA_DIR/releases/SHA256.pkg), and rollouts: each device's wave and how its upgrade went. */
+  ("CREATE TABLE agent_releases("
+   "  sha256 TEXT PRIMARY KEY NOT NULL CHECK(length(sha256) = 64),"
+   "  package TEXT NOT NULL, version TEXT NOT NULL, arch TEXT NOT NULL, channel TEXT NOT NULL,"
+   "  size INTEGER NOT NULL CHECK(size > 0), downgrade INTEGER NOT NULL CHECK(downgrade IN (0, 1)),"
+   "  key TEXT NOT NULL, manifest TEXT NOT NULL, added_by TEXT NOT NULL, added_ms INTEGER NOT NULL,"
+   "  UNIQUE(package, version, arch, channel)"
+   ") STRICT;"
+   "CREATE TABLE rollouts("
+   "  id INTEGER PRIMARY KEY,"
+   "  version TEXT NOT NULL, channel TEXT NOT NULL, grp TEXT NOT NULL,"
+   "  canary_pct INTEGER NOT NULL, wave_pct INTEGER NOT NULL, pause_on INTEGER NOT NULL,"
+   "  health_s INTEGER NOT NULL,"
+   "  state TEXT NOT NULL CHECK(state IN ('running', 'paused', 'done', 'cancelled')),"
+   "  why TEXT NOT NULL DEFAULT '', wave INTEGER NOT NULL DEFAULT 0, waves INTEGER NOT NULL,"
+   "  failures INTEGER NOT NULL DEFAULT 0,"
+   "  started_by TEXT NOT NULL, started_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL"
+   ") STRICT;"
+   "CREATE TABLE rollout_devices("
+   "  rollout INTEGER NOT NULL REFERENCES rollouts(id), device TEXT NOT NULL,"
+   "  wave INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',"
+   "  from_version TEXT NOT NULL DEFAULT '', done INTEGER NOT NULL DEFAULT 0,"
+   "  size INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL,"
+   "  PRIMARY KEY(rollout, device)"
+   ") STRICT, WITHOUT ROWID;"
+   "PRAGMA user_version = 22;"),
 };
 #define STORE_SCHEMA_LATEST ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 _Static_assert(STORE_SCHEMA_LATEST == STORE_SCHEMA_VERSION, "store.h's STORE_SCHEMA_VERSION is the last migration");
@@ -938,6 +965,7 @@ int store_open(broker_store_t **out, const char *data_dir, char *err, size_t err
   if (rc == 0) rc = store_prepare_policy(s);
   if (rc == 0) rc = store_prepare_assets(s);
   if (rc == 0) rc = store_prepare_kb(s);
+  if (rc == 0) rc = store_prepare_rollout(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;
@@ -1020,6 +1048,7 @@ int store_open_ro(broker_store_t **out, const char *data_dir, char *err, size_t 
   if (rc == 0) rc = store_prepare_policy(s);
   if (rc == 0) rc = store_prepare_assets(s);
   if (rc == 0) rc = store_prepare_kb(s);
+  if (rc == 0) rc = store_prepare_rollout(s);
   if (rc != 0) {
     set_err(err, errlen, "cannot prepare the store's statements: %s", sqlite3_errmsg(s->db));
     goto out;

@@ -261,6 +261,17 @@ typedef enum {
   ST_KB_LINKS_OF_TICKET,
   ST_KB_OF_TICKET,
   ST_KB_OF_CHECK,
+  ST_RLS_INSERT,
+  ST_RLS_COUNT,
+  ST_RLS_LIST,
+  ST_RO_INSERT,
+  ST_RO_UPDATE,
+  ST_RO_GET,
+  ST_RO_LATEST,
+  ST_RO_ACTIVE,
+  ST_ROD_INSERT,
+  ST_ROD_UPDATE,
+  ST_ROD_LIST,
   ST__COUNT
 } store_stmt_t;
 
@@ -352,6 +363,7 @@ int store_prepare_facts(broker_store_t *s);
 /* kb.c: statements, the FTS5 ranking function and the query tokenizer (at open); freed at
  * close, before the connection. */
 int store_prepare_kb(broker_store_t *s);
+int store_prepare_rollout(broker_store_t *s);
 void store_kb_close(broker_store_t *s);
 /* facts.c: whether a table is one the facts come from; keys as matched (trimmed, ASCII lower
  * case; a serial firmware fills in for everyone is none; a MAC as aa:bb:cc:dd:ee:ff, false

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "tt/err.h"
 #include "tt/limits.h"
+#include "tt/release.h"
 #include "tt/audit.h"
 #include "tt/sshkey.h"
 #include <uv.h>
@@ -34,7 +35,7 @@ void store_read_end(broker_store_t *s);
 int store_set_durable(broker_store_t *s, bool on) TT_WUR;
 void store_close(broker_store_t *s);
 /* The schema this build makes and migrates to (db.c checks it against its migrations). */
-#define STORE_SCHEMA_VERSION 21
+#define STORE_SCHEMA_VERSION 22
 int store_schema_version(broker_store_t *s);
 /* The schema this build migrates to (tests compare with it rather than spell a number). */
 int store_schema_latest(void);
@@ -1104,5 +1105,63 @@ int store_maint_list(broker_store_t *s, int64_t now_ms, store_maint_cb cb, void 
 /* Does a window cover the device (by id or one of its groups, "*" for all) at now_ms? */
 int store_maint_active(broker_store_t *s, const char *device, const store_device_groups_t *g, int64_t now_ms,
                        bool *active) TT_WUR;
+
+/* ---- agent releases and rollouts (schema 22, rollout/rollout.c) ----------------------------
+ * A release is a signed manifest (tt/release.h) and its package, DATA_DIR/releases/SHA.pkg;
+ * the broker keeps them and serves them, it cannot make one. A rollout moves a group's
+ * devices to one version in waves; the broker's loop drives it (broker/rollout/) and writes
+ * each step here. */
+#define STORE_RELEASE_KEY_MAX 72 /* "sha256:" + 64 hex */
+#define STORE_ROLLOUT_STATE_MAX 16
+typedef struct {
+  char sha256[65];
+  char package[TT_RELEASE_PACKAGE_MAX + 1];
+  char version[TT_RELEASE_VERSION_MAX + 1];
+  char arch[TT_RELEASE_ARCH_MAX + 1];
+  char channel[STORE_NAME_MAX];
+  int64_t size;
+  bool downgrade;
+  char key[STORE_RELEASE_KEY_MAX + 1];
+  char manifest[TT_RELEASE_MANIFEST_MAX + 1];
+  char added_by[STORE_NAME_MAX];
+  int64_t added_ms;
+} store_release_t;
+/* -EEXIST: that package, version, arch and channel (or that sha256) is there already;
+ * TT_EFULL: TT_RELEASES_MAX are kept. */
+int store_release_add(broker_store_t *s, const store_release_t *r) TT_WUR;
+typedef int (*store_release_cb)(void *ctx, const store_release_t *r);
+/* Newest first. */
+int store_release_list(broker_store_t *s, store_release_cb cb, void *ctx) TT_WUR;
+
+typedef struct {
+  int64_t id;
+  char version[TT_RELEASE_VERSION_MAX + 1];
+  char channel[STORE_NAME_MAX];
+  char group[STORE_GROUP_MAX];
+  int64_t canary_pct, wave_pct, pause_on, health_s;
+  char state[STORE_ROLLOUT_STATE_MAX]; /* running, paused, done, cancelled */
+  char why[STORE_TEXT_MAX];
+  int64_t wave, waves, failures;
+  char started_by[STORE_NAME_MAX];
+  int64_t started_ms, updated_ms;
+} store_rollout_t;
+typedef struct {
+  char device[STORE_NAME_MAX];
+  int64_t wave;
+  char state[STORE_ROLLOUT_STATE_MAX];
+  char reason[STORE_TEXT_MAX];
+  char from_version[STORE_NAME_MAX];
+  int64_t done, size, updated_ms;
+} store_rollout_dev_t;
+/* A new rollout and its devices in one transaction; r->id set. */
+int store_rollout_add(broker_store_t *s, store_rollout_t *r, const store_rollout_dev_t *d, size_t n) TT_WUR;
+/* Its state, why, wave, failures and updated_ms. */
+int store_rollout_update(broker_store_t *s, const store_rollout_t *r) TT_WUR;
+int store_rollout_dev_update(broker_store_t *s, int64_t rollout, const store_rollout_dev_t *d) TT_WUR;
+/* Rollout id (0: the latest; active: the one running or paused) into out: 1, or 0 if none. */
+int store_rollout_get(broker_store_t *s, int64_t id, bool active, store_rollout_t *out) TT_WUR;
+typedef int (*store_rollout_dev_cb)(void *ctx, const store_rollout_dev_t *d);
+/* In wave order, then by device. */
+int store_rollout_devices(broker_store_t *s, int64_t rollout, store_rollout_dev_cb cb, void *ctx) TT_WUR;
 
 #endif

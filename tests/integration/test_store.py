@@ -326,7 +326,8 @@ class StoreTest(TetherTestCase):
         from cryptography.hazmat.primitives.asymmetric import ec
         db = sqlite3.connect(os.path.join(b.data_dir, "broker.db"))
         db.executescript(
-            "ALTER TABLE audit_values DROP COLUMN digest2;"
+            "DROP TABLE rollout_devices; DROP TABLE rollouts; DROP TABLE agent_releases;"
+            " ALTER TABLE audit_values DROP COLUMN digest2;"
             " DROP INDEX inv_tables_version; DROP TABLE inv_floor; DROP INDEX help_requests_ticket;"
             " DROP INDEX recordings_ticket; DROP INDEX tickets_closed; ALTER TABLE tickets DROP COLUMN closed_ms;"
             " DROP INDEX audit_values_erased; ALTER TABLE recordings DROP COLUMN erased;"

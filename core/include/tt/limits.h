@@ -450,6 +450,23 @@
 #define TT_ERASE_HELD_MAX 32u
 #define TT_ERASE_CLASSES_MAX 16u
 
+/* Agent releases and rollouts (issue 14; tt/release.h has the manifest's own). An upload
+ * part fits a frame with room for the manifest beside it. The broker keeps at most
+ * TT_RELEASES_MAX releases (an admin removes old ones) and an upload left idle this long is
+ * dropped. A rollout covers at most TT_ROLLOUT_DEVICES_MAX devices; at most
+ * TT_ROLLOUT_ACTIVE_MAX of them download or install at once (the rest wait their turn), and
+ * rollout status lists TT_ROLLOUT_SHOWN_MAX of them (counts cover all). A new agent has
+ * between TT_ROLLOUT_HEALTH_MIN_S and _MAX_S to come back healthy. */
+#define TT_RELEASE_PART_MAX (192u * 1024u)
+#define TT_RELEASES_MAX 256u
+#define TT_RELEASE_UPLOAD_IDLE_MS (60u * 1000u)
+#define TT_ROLLOUT_DEVICES_MAX 100000u
+#define TT_ROLLOUT_ACTIVE_MAX 64u
+#define TT_ROLLOUT_SHOWN_MAX 500u
+#define TT_ROLLOUT_LISTED_MAX 256u /* devices a rollout may name instead of a group */
+#define TT_ROLLOUT_HEALTH_MIN_S 5u
+#define TT_ROLLOUT_HEALTH_MAX_S (24u * 3600u)
+
 /* Broker-wide. */
 #define TT_CONNECTIONS_MAX_DEFAULT 200000
 

@@ -3,6 +3,9 @@
 #ifndef TT_TEST_STORE_UNDO_H
 #define TT_TEST_STORE_UNDO_H
 
+/* 22: agent releases and rollouts. */
+#define STORE_UNDO_22 "DROP TABLE rollout_devices; DROP TABLE rollouts; DROP TABLE agent_releases; "
+
 /* 21: released audit values' digest2. */
 #define STORE_UNDO_21 "ALTER TABLE audit_values DROP COLUMN digest2; "
 
@@ -63,6 +66,6 @@
   " ALTER TABLE tickets DROP COLUMN parent; ALTER TABLE tickets DROP COLUMN source; "
 
 /* Everything after schema 10, newest first: what a rewind to 10 or earlier starts with. */
-#define STORE_UNDO_TO_10 STORE_UNDO_21 STORE_UNDO_20 STORE_UNDO_19 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
+#define STORE_UNDO_TO_10 STORE_UNDO_22 STORE_UNDO_21 STORE_UNDO_20 STORE_UNDO_19 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 STORE_UNDO_15 STORE_UNDO_14 STORE_UNDO_13 STORE_UNDO_12 STORE_UNDO_11
 
 #endif

@@ -973,7 +973,7 @@ static void test_audit_rechain(void **state) {
   broker_store_t *s = open_ok(fx);
   store_close(s);
   sqlite3 *db = raw_open(fx);
-  raw_exec(db, STORE_UNDO_21 STORE_UNDO_20 STORE_UNDO_19 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 "PRAGMA user_version = 15;");
+  raw_exec(db, STORE_UNDO_22 STORE_UNDO_21 STORE_UNDO_20 STORE_UNDO_19 STORE_UNDO_18 STORE_UNDO_17 STORE_UNDO_16 "PRAGMA user_version = 15;");
   raw_audit_v1(db, 100, "sam", "help-ask", "dev1", "{\"user\":\"sam\",\"text\":\"printer \\\"jams\\\"\"}");
   raw_audit_v1(db, 200, "broker", "start", "", "{}");
   raw_audit_v1(db, 300, "alice", "connect", "alice", "not json");

@@ -1,0 +1,184 @@
+/* `tether-agent upgrade-guard`: the part of an upgrade that must outlive the agent it
+ * replaces. The running agent starts it (under systemd as a unit of its own, with
+ * systemd-run, since the package restarts the agent's service and everything in it) once
+ * the package and the one to go back to are checked; it reads STATE/upgrade/pending, runs
+ * upgrade.install with the package, and waits until the new agent has written
+ * STATE/upgrade/healthy with its version (it does once the broker has welcomed it). If the
+ * installer fails or the deadline passes, it runs upgrade.install with the previous package
+ * and writes why in STATE/upgrade/outcome, which the agent reports at its next connect.
+ * A plain program: one child at a time, a file to watch, a deadline. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "upgrade.h"
+#include "tt/log.h"
+
+#define MOD "upgrade-guard"
+/* An installer that runs longer than this is killed (dpkg of one package takes seconds). */
+#define INSTALL_TIMEOUT_MS (10 * 60 * 1000)
+#define WATCH_MS 250
+
+static void nap(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+}
+
+/* The installer's last line of output, for the reason. */
+static void last_line(const char *log, char *out, size_t cap) {
+  char buf[4096];
+  out[0] = '\0';
+  int fd = open(log, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  off_t end = lseek(fd, 0, SEEK_END);
+  off_t from = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+  ssize_t n = pread(fd, buf, sizeof buf - 1, from);
+  close(fd);
+  if (n <= 0) return;
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
+  char *nl = strrchr(buf, '\n');
+  snprintf(out, cap, "%.199s", nl ? nl + 1 : buf);
+}
+
+/* Run `install PACKAGE` (sh -c, the package as $1): 0, or why not in why. */
+static int run_install(const char *install, const char *dir, const char *package, char *why, size_t cap) {
+  char log[UPGRADE_PATH_MAX], cmd[AGENT_PATH_MAX * 2];
+  snprintf(log, sizeof log, "%s/install.log", dir);
+  snprintf(cmd, sizeof cmd, "%s \"$1\"", install);
+  TT_INFO(MOD, "installing", "package=%s", package);
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(why, cap, "cannot start the installer: %s", strerror(errno));
+    return -1;
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    setenv("DEBIAN_FRONTEND", "noninteractive", 1);
+    execl("/bin/sh", "sh", "-c", cmd, "tether-upgrade", package, (char *)NULL);
+    _exit(127);
+  }
+  int st = 0;
+  for (int waited = 0;; waited += WATCH_MS) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) {
+      snprintf(why, cap, "lost the installer: %s", strerror(errno));
+      return -1;
+    }
+    if (waited >= INSTALL_TIMEOUT_MS) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      snprintf(why, cap, "the installer ran for 10 minutes and was stopped");
+      return -1;
+    }
+    nap(WATCH_MS);
+  }
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
+  char line[200];
+  last_line(log, line, sizeof line);
+  if (WIFEXITED(st)) snprintf(why, cap, "the installer exited %d%s%s", WEXITSTATUS(st), line[0] ? ": " : "", line);
+  else snprintf(why, cap, "the installer was killed by signal %d", WTERMSIG(st));
+  return -1;
+}
+
+static void outcome(const char *dir, const char *rollout, const char *step, const char *reason) {
+  char text[UPGRADE_FILE_MAX];
+  snprintf(text, sizeof text, "rollout %s\nstep %s\nreason %.*s\n", rollout, step, TT_TEXT_MAX, reason);
+  for (char *p = text; *p; p++)
+    if (*p == '\r') *p = ' ';
+  if (agent_upgrade_write(dir, UPGRADE_OUTCOME, text))
+    TT_ERROR(MOD, "cannot write the outcome", "dir=%s", dir);
+  TT_INFO(MOD, "done", "rollout=%s step=%s reason=\"%s\"", rollout, step, reason);
+}
+
+/* Keep path's package (and its manifest) as the way back for the next upgrade. */
+static void keep_current(const char *dir, const char *pkg, const char *manifest_name) {
+  char cur[UPGRADE_PATH_MAX], m[UPGRADE_PATH_MAX], cm[UPGRADE_PATH_MAX];
+  snprintf(cur, sizeof cur, "%s/%s", dir, UPGRADE_CURRENT_PKG);
+  snprintf(m, sizeof m, "%s/%s", dir, manifest_name);
+  snprintf(cm, sizeof cm, "%s/%s", dir, UPGRADE_CURRENT_MANIFEST);
+  if (strcmp(pkg, cur) && rename(pkg, cur) == 0) (void)rename(m, cm);
+}
+
+static bool healthy(const char *dir, const char *to) {
+  char path[UPGRADE_PATH_MAX], text[128];
+  snprintf(path, sizeof path, "%s/%s", dir, UPGRADE_HEALTHY);
+  if (agent_upgrade_read(path, text, sizeof text)) return false;
+  text[strcspn(text, "\n")] = '\0';
+  return !strcmp(text, to);
+}
+
+int agent_upgrade_guard(const agent_cfg_t *cfg) {
+  char dir[UPGRADE_DIR_MAX], path[UPGRADE_PATH_MAX], text[UPGRADE_FILE_MAX];
+  snprintf(dir, sizeof dir, "%s/%s", cfg->state_dir, UPGRADE_DIR);
+  snprintf(path, sizeof path, "%s/%s", dir, UPGRADE_PENDING);
+  if (agent_upgrade_read(path, text, sizeof text)) {
+    fprintf(stderr, "tether-agent upgrade-guard: no upgrade pending in %s\n", dir);
+    return 1;
+  }
+  char rollout[24] = "0", from[TT_NAME_MAX + 1] = "", to[TT_NAME_MAX + 1] = "", pkg[UPGRADE_PATH_MAX] = "",
+       rb[UPGRADE_PATH_MAX] = "", deadline[24] = "0", health[24] = "0";
+  agent_upgrade_value(text, "rollout", rollout, sizeof rollout);
+  agent_upgrade_value(text, "from", from, sizeof from);
+  agent_upgrade_value(text, "to", to, sizeof to);
+  agent_upgrade_value(text, "package", pkg, sizeof pkg);
+  agent_upgrade_value(text, "rollback", rb, sizeof rb);
+  agent_upgrade_value(text, "health_s", health, sizeof health);
+  agent_upgrade_value(text, "deadline_ms", deadline, sizeof deadline);
+  if (!to[0] || !pkg[0]) {
+    fprintf(stderr, "tether-agent upgrade-guard: %s is not a pending upgrade\n", path);
+    return 1;
+  }
+  TT_INFO(MOD, "upgrade", "rollout=%s from=%s to=%s health_s=%s", rollout, from, to, health);
+  char why[TT_TEXT_MAX + 1];
+  /* The deadline counts from now: the checks and the download took their own time. */
+  int64_t until = agent_unix_ms() + strtoll(health, NULL, 10) * 1000;
+  (void)deadline;
+  if (run_install(cfg->upgrade_install, dir, pkg, why, sizeof why) == 0) {
+    while (agent_unix_ms() < until) {
+      if (healthy(dir, to)) {
+        keep_current(dir, pkg, "new.manifest");
+        outcome(dir, rollout, "installed", "");
+        unlink(path);
+        return 0;
+      }
+      nap(WATCH_MS);
+    }
+    snprintf(why, sizeof why, "%s did not come back healthy (connected to the broker) within %s s", to, health);
+  }
+  char reason[TT_TEXT_MAX + 1];
+  snprintf(reason, sizeof reason, "%s", why);
+  TT_WARN(MOD, "rolling back", "to=%s why=\"%s\"", from, why);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/%s", dir, UPGRADE_HEALTHY);
+  unlink(path);
+  if (!rb[0] || access(rb, R_OK)) {
+    outcome(dir, rollout, "failed", reason);
+    return 0;
+  }
+  /* Written before the old agent starts again, so that it finds it at its first connect. */
+  char r[TT_TEXT_MAX + 1];
+  snprintf(r, sizeof r, "back on %s: %.*s", from, TT_TEXT_MAX - 40, reason);
+  outcome(dir, rollout, "rolled-back", r);
+  if (run_install(cfg->upgrade_install, dir, rb, why, sizeof why) == 0) {
+    keep_current(dir, rb, "rollback.manifest");
+  } else {
+    snprintf(r, sizeof r, "%.*s; the rollback failed too: %.*s", TT_TEXT_MAX / 2, reason, TT_TEXT_MAX / 2 - 30, why);
+    outcome(dir, rollout, "failed", r);
+  }
+  return 0;
+}

@@ -1,0 +1,373 @@
+"""Agent upgrades rolled out from the broker (issue 14), on 127.0.0.1 with the real programs:
+an admin makes a release key (tether-certs release-key), signs packages (release-sign),
+uploads them (tether release add) and starts rollouts (tether rollout start); two agents take
+them. The "package" here is the agent's program itself and the agents' upgrade.install is
+fake_install.sh, which does what dpkg and the package's scripts do to a running agent
+(replace the program, stop the old agent, start the new): one agent comes back on the next
+version (tether-agent-next, built for this test), the other is given a package that never
+comes back and rolls itself back. Then what must be refused is: a manifest signed by another
+key, a tampered package, a manifest for another architecture, a download that cannot be
+written, each with its reason on `rollout status` and the running agent untouched.
+
+Run by ctest as `integration.rollout` (TT_BIN_DIR names the build directory)."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+import unittest
+
+from harness import BIN_DIR, START_TIMEOUT, Pki, TetherTestCase, binary, sanitizer_report
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INSTALL = os.path.join(HERE, "fake_install.sh")
+VERSION = None  # the agent's, from `tether-agent --version` (setUpClass)
+UPGRADE_TIMEOUT = 90  # seconds: a download, an install and a restart under ASan
+
+
+def next_version(v):
+    major, minor, patch = v.split(".")
+    return "%s.%s.%d" % (major, minor, int(patch) + 1)
+
+
+class Device:
+    """An agent run the way a package runs it: its own copy of the program (which an upgrade
+    replaces), restarted by the installer with the same arguments; its pid in agent.pid."""
+
+    def __init__(self, h, name, args):
+        self.h, self.name = h, name
+        self.dir = os.path.join(h.dir, name)
+        os.makedirs(os.path.join(self.dir, "bin"))
+        os.makedirs(os.path.join(self.dir, "state"), mode=0o700)
+        shutil.copy(binary("tether-agent"), os.path.join(self.dir, "bin", "tether-agent"))
+        self.log = os.path.join(self.dir, "agent.log")
+        with open(os.path.join(self.dir, "args"), "w") as f:
+            f.write("\n".join(["run", "--state-dir", os.path.join(self.dir, "state"),
+                               "--consent-socket", os.path.join(self.dir, "consent.sock"),
+                               "--upgrade-launcher", "fork",
+                               "--upgrade-install", "%s %s" % (INSTALL, self.dir)] + list(args)) + "\n")
+        with open(os.path.join(self.dir, "args")) as f:
+            argv = [os.path.join(self.dir, "bin", "tether-agent")] + f.read().splitlines()
+        with open(self.log, "ab") as out:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=h.env,
+                                 start_new_session=True)
+        self.first = p
+        with open(os.path.join(self.dir, "agent.pid"), "w") as f:
+            f.write("%d\n" % p.pid)
+
+    def text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def pid(self):
+        with open(os.path.join(self.dir, "agent.pid")) as f:
+            return int(f.read().split()[0])
+
+    def wait_log(self, needle, count=1, timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while self.text().count(needle) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: %r not logged %d time(s) within %ds; log:\n%s" % (
+                    self.name, needle, count, timeout, self.text()[-3000:]))
+            time.sleep(0.05)
+
+    def stop(self):
+        """SIGTERM the agent running now (and reap the first, if it is that one); returns the
+        problems seen in its log."""
+        try:
+            pid = self.pid()
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if self.first.poll() is not None and pid == self.first.pid:
+                    break
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        if self.first.poll() is None and self.first.pid != self.pid():
+            self.first.kill()
+        self.first.wait(timeout=20)
+        rep = sanitizer_report(self.text())
+        return ["%s: sanitizer report:\n%s" % (self.name, rep)] if rep else []
+
+
+class RolloutTest(TetherTestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        global VERSION
+        out = subprocess.run([binary("tether-agent"), "--version"], capture_output=True, text=True, timeout=30)
+        VERSION = out.stdout.split()[-1]
+        cls.pki = Pki()
+        for role, name in (("admin", "boss"), ("technician", "tech"), ("agent", "pc-1"), ("agent", "pc-2")):
+            cls.pki.issue(role, name)
+
+    def setUp(self):
+        super().setUp()
+        self.devices = []
+        self.addCleanup(self._stop_devices)
+        self.keys = os.path.join(self.h.dir, "keys")
+        os.makedirs(self.keys)
+        self.ok(self.h.run("tether-certs", ["release-key", "--out", os.path.join(self.keys, "release")]))
+        self.ok(self.h.run("tether-certs", ["release-key", "--out", os.path.join(self.keys, "other")]))
+        self.pub = os.path.join(self.keys, "release.pub")
+
+    def _stop_devices(self):
+        problems = []
+        for d in self.devices:
+            problems += d.stop()
+        if problems:
+            self.fail("\n".join(problems))
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def ok(self, r):
+        self.assertEqual(r.rc, 0, r)
+        return r
+
+    def admin(self, args, **kw):
+        return self.h.console(self.b.addr, args, cert=self.pki.cert("boss"), key=self.pki.key("boss"), **kw)
+
+    def start_broker(self, keys=True, **kw):
+        extra = ["--release-keys", self.pub] if keys else []
+        self.b = self.h.start_broker(extra=extra, **kw)
+        return self.b
+
+    def device(self, name, keys=None):
+        d = Device(self.h, name, ["--broker", self.b.addr, "--ca", self.pki.ca, "--cert", self.pki.cert(name),
+                                  "--key", self.pki.key(name), "--hostname", name,
+                                  "--upgrade-release-keys", keys or self.pub])
+        self.devices.append(d)
+        d.wait_log('msg="connected"')
+        return d
+
+    def package(self, name, program=None, content=None):
+        """A package file: a copy of a program (its name after the end, so that no two
+        packages are the same file; a program runs as well with it), or the given bytes."""
+        path = os.path.join(self.h.dir, name)
+        if program:
+            shutil.copy(binary(program) if program in ("tether-agent",) else program, path)
+            with open(path, "ab") as f:
+                f.write(b"\n" + name.encode())
+        else:
+            with open(path, "wb") as f:
+                f.write(content)
+        return path
+
+    def sign(self, pkg, version, key="release", arch=None, out=None):
+        args = ["release-sign", "--key", os.path.join(self.keys, key + ".key"), pkg, "--package", "tether-agent",
+                "--version", version, "--arch", arch or self.host_arch()]
+        if out:
+            args += ["--out", out]
+        self.ok(self.h.run("tether-certs", args))
+        return out or pkg + ".manifest"
+
+    def host_arch(self):
+        return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+    def add(self, pkg, channel="stable", manifest=None):
+        args = ["release", "add", pkg, "--channel", channel]
+        if manifest:
+            args += ["--manifest", manifest]
+        return self.admin(args)
+
+    def status(self, rid=None):
+        r = self.ok(self.admin(["rollout", "status"] + ([str(rid)] if rid else []) + ["--json"]))
+        return json.loads(r.out)
+
+    def dev_state(self, st, name):
+        for d in st["devices"]:
+            if d["device"] == name:
+                return d
+        raise AssertionError("%s not in rollout %s: %s" % (name, st.get("id"), st))
+
+    def wait_state(self, name, states, timeout=UPGRADE_TIMEOUT):
+        last = [None]
+
+        def check():
+            last[0] = self.status()
+            return self.dev_state(last[0], name)["state"] in states
+        try:
+            self.wait_until(check, "%s reaches %s" % (name, states), timeout=timeout)
+        except AssertionError:
+            raise AssertionError("%s never reached %s: %s" % (name, states, json.dumps(last[0], indent=1)))
+        return self.dev_state(last[0], name)
+
+    def agent_version(self, name):
+        for d in self.h.devices(self.b.addr, cert=self.pki.cert("boss"), key=self.pki.key("boss")):
+            if d["device"] == name and d.get("online"):
+                return d.get("agent_version") or d.get("version")
+        return None
+
+    def audit(self):
+        return [json.loads(ln) for ln in self.ok(self.admin(["audit", "--json"])).out.splitlines()]
+
+    def start(self, version, devices, channel="stable", health="20s", pause="1"):
+        return self.admin(["rollout", "start", version] + list(devices) +
+                          ["--channel", channel, "--health", health, "--pause-on-failure", pause, "--canary", "100%"])
+
+    # -- the rollouts ---------------------------------------------------------------------------
+
+    def test_one_upgrades_one_rolls_back(self):
+        self.start_broker()
+        pc1, pc2 = self.device("pc-1"), self.device("pc-2")
+        nxt, bad = next_version(VERSION), next_version(next_version(VERSION))
+        old = self.package("agent-old", "tether-agent")
+        new = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
+        # A package that installs and never comes back: its "agent" exits at once.
+        broken = self.package("agent-broken", content=b"#!/bin/sh\necho 'broken build' >&2\nexit 3\n")
+        for pkg, v, ch in ((old, VERSION, "stable"), (new, nxt, "stable"), (broken, bad, "beta")):
+            self.sign(pkg, v)
+            r = self.ok(self.add(pkg, channel=ch))
+            self.assertIn(v, r.out)
+        listed = self.ok(self.admin(["release", "list", "--json"]))
+        self.assertEqual(len(json.loads(listed.out)), 3, listed.out)
+
+        # pc-1 takes the next version and comes back on it.
+        self.ok(self.start(nxt, ["pc-1"]))
+        d = self.wait_state("pc-1", ("installed",))
+        self.assertEqual(d["from_version"], VERSION)
+        pc1.wait_log("version=%s" % nxt)
+        self.wait_until(lambda: self.agent_version("pc-1") == nxt, "pc-1 reports %s" % nxt)
+        self.wait_until(lambda: self.status()["state"] == "done", "rollout 1 done")
+        self.assertEqual(self.agent_version("pc-2"), VERSION, "pc-2 was not in the rollout")
+
+        # pc-2 is given a package that does not come back: the guard puts the old one back.
+        first = pc2.pid()
+        self.ok(self.start(bad, ["pc-2"], channel="beta", health="5s"))
+        d = self.wait_state("pc-2", ("rolled-back", "failed"))
+        self.assertEqual(d["state"], "rolled-back", d)
+        self.assertIn("did not come back healthy", d["reason"])
+        self.assertIn("back on %s" % VERSION, d["reason"])
+        st = self.status()
+        self.assertEqual(st["state"], "paused", st)
+        self.assertIn("1 failure", st["why"])
+        self.wait_until(lambda: self.agent_version("pc-2") == VERSION, "pc-2 back on %s" % VERSION)
+        self.assertNotEqual(pc2.pid(), first, "the old agent was started again")
+        actions = [e["action"] for e in self.audit()]
+        for a in ("release-add", "rollout-start", "upgrade-offered", "upgrade-installing", "upgrade-installed",
+                  "upgrade-rolled-back", "rollout-pause", "rollout-done"):
+            self.assertIn(a, actions)
+        # Resumed, the rollout has nobody left to offer it to: pc-2 failed, it is not retried.
+        self.ok(self.admin(["rollout", "cancel", "--reason", "bad build"]))
+        self.assertEqual(self.status()["state"], "cancelled")
+
+    # -- what is refused ----------------------------------------------------------------------
+
+    def refused(self, name, version, channel, want, pid):
+        self.ok(self.start(version, [name], channel=channel))
+        d = self.wait_state(name, ("refused", "failed"))
+        self.assertIn(want, d["reason"])
+        self.ok(self.admin(["rollout", "cancel"]))
+        self.assertEqual(self.devices[0].pid(), pid, "the running agent was touched")
+        self.assertEqual(self.agent_version(name), VERSION)
+        return d
+
+    def test_bad_releases_refused_and_the_agent_untouched(self):
+        # A broker that does not check manifests: the agent must.
+        self.start_broker(keys=False)
+        pc1 = self.device("pc-1")
+        pid = pc1.pid()
+        old = self.package("agent-old", "tether-agent")
+        self.sign(old, VERSION)
+        self.ok(self.add(old))
+        new = os.path.join(BIN_DIR, "agent", "tether-agent-next")
+
+        # Signed by a key the agent was not given.
+        p = self.package("other-signed", new)
+        self.sign(p, "9.0.1", key="other")
+        self.ok(self.add(p))
+        d = self.refused("pc-1", "9.0.1", "stable", "not a release key this agent trusts", pid)
+        self.assertEqual(d["state"], "refused")
+
+        # Tampered with after it was signed and added (on the broker's disk).
+        p = self.package("tampered", new)
+        self.sign(p, "9.0.2")
+        r = self.ok(self.add(p))
+        sha = json.loads(self.ok(self.admin(["release", "list", "--json"])).out)[0]["sha256"]
+        stored = os.path.join(self.b.data_dir, "releases", sha + ".pkg")
+        with open(stored, "r+b") as f:
+            f.seek(4096)
+            f.write(b"\x90" * 16)
+        d = self.refused("pc-1", "9.0.2", "stable", "sha256 is not the one its manifest signs", pid)
+        self.assertEqual(d["state"], "failed")
+        self.assertFalse([n for n in os.listdir(os.path.join(pc1.dir, "state", "upgrade")) if n.endswith(".pkg")
+                          and n.startswith(sha)], "the tampered package was not kept")
+
+        # For another architecture (the broker's record edited to offer it here anyway).
+        p = self.package("foreign", new)
+        self.sign(p, "9.0.3", arch="s390x")
+        self.ok(self.add(p))
+        self.b.stop()
+        db = sqlite3.connect(os.path.join(self.b.data_dir, "broker.db"))
+        db.execute("UPDATE agent_releases SET arch = ? WHERE version = '9.0.3'", (self.host_arch(),))
+        db.commit()
+        db.close()
+        self.b = self.h.start_broker(port=self.b.port, data_dir=self.b.data_dir, name="broker-again")
+        pc1.wait_log('msg="connected"', count=2)
+        d = self.refused("pc-1", "9.0.3", "stable", "the release is for s390x", pid)
+
+        # Not newer than what runs, and the manifest allows no downgrade.
+        p = self.package("older", new)
+        self.sign(p, "0.0.1")
+        self.ok(self.add(p))
+        self.ok(self.start("0.0.1", ["pc-1"]))
+        d = self.wait_state("pc-1", ("current", "refused"))
+        self.assertEqual(d["state"], "current", d)
+        self.assertIn("runs %s already" % VERSION, d["reason"])
+        self.wait_until(lambda: self.status()["state"] == "done", "a rollout with nothing to do is done")
+
+    def test_broker_refuses_a_manifest_not_signed_by_its_keys(self):
+        self.start_broker(keys=True)
+        p = self.package("other-signed", "tether-agent")
+        self.sign(p, "9.1.0", key="other")
+        r = self.add(p)
+        self.assertNotEqual(r.rc, 0)
+        self.assertIn("not a release key", r.err)
+        # A package that is not what its manifest signs is refused at the upload.
+        p2 = self.package("swapped", "tether-agent")
+        m = self.sign(p2, "9.1.1")
+        with open(p2, "ab") as f:
+            f.write(b"extra")
+        r = self.add(p2, manifest=m)
+        self.assertNotEqual(r.rc, 0)
+        self.assertIn("size", r.err + r.out)
+        self.assertEqual(json.loads(self.ok(self.admin(["release", "list", "--json"])).out), [])
+        actions = [e["action"] for e in self.audit()]
+        self.assertIn("release-refused", actions)
+
+    def test_download_that_cannot_be_written_fails_cleanly(self):
+        """The agent's files may not grow past 1 MB (prlimit --fsize: EFBIG, as a full disk
+        gives ENOSPC): the download fails with the reason, the part is removed, the agent
+        runs on."""
+        if not shutil.which("prlimit"):
+            self.skipTest("needs prlimit")
+        self.start_broker()
+        pc1 = self.device("pc-1")
+        # prlimit on the running agent: its later writes are bounded.
+        subprocess.run(["prlimit", "--pid", str(pc1.pid()), "--fsize=1048576"], check=True, timeout=30)
+        pid = pc1.pid()
+        old = self.package("agent-old", "tether-agent")
+        self.sign(old, VERSION)
+        self.ok(self.add(old))
+        new = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
+        self.sign(new, next_version(VERSION))
+        self.ok(self.add(new))
+        d = self.refused("pc-1", next_version(VERSION), "stable", "cannot write the download", pid)
+        self.assertEqual(d["state"], "failed")
+        left = os.listdir(os.path.join(pc1.dir, "state", "upgrade"))
+        self.assertFalse([n for n in left if n.endswith(".part")], left)
+
+
+if __name__ == "__main__":
+    unittest.main()
