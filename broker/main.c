@@ -205,9 +205,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-broker: signer: %s\n", err);
     return 1;
   }
-  if (store_open(&b.store, b.cfg.data_dir, err, sizeof(err))) {
+  int orc = store_open(&b.store, b.cfg.data_dir, err, sizeof(err));
+  if (orc) {
     fprintf(stderr, "tether-broker: store: %s\n", err);
-    return 1;
+    /* 3: a store a newer broker left (a downgrade): no restart mends it (the unit's
+     * RestartPreventExitStatus), and nothing was written to it. */
+    return orc == TT_EVERSION ? 3 : 1;
   }
   store_set_busy_timeout(b.store, (int)b.cfg.store_busy_timeout_ms);
   if (tt_pki_load_cert(b.cfg.ca, &b.ca_cert, err, sizeof(err))) {

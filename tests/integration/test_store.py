@@ -3,16 +3,15 @@ locked or failing, and a tampered audit trail, with the real programs on 127.0.0
 
 Run by ctest as `integration.store` (TT_BIN_DIR names the build directory)."""
 
-import hashlib
 import json
 import os
 import re
 import signal
 import sqlite3
-import struct
 import time
 import unittest
 
+import store_rewind
 from harness import TetherTestCase, Pki
 
 
@@ -210,13 +209,7 @@ class StoreTest(TetherTestCase):
         r = self.admin(b2, ["audit", "verify"])
         return r
 
-    @staticmethod
-    def entry_hash(prev, i, ts, actor, action, target, detail):
-        h = hashlib.sha256(prev + struct.pack(">QQ", i, ts))
-        for f in (actor, action, target, detail):
-            f = f.encode()
-            h.update(struct.pack(">I", len(f)) + f)
-        return h.digest()
+    entry_hash = staticmethod(store_rewind.entry_hash)
 
     def test_05_verify_names_each_kind_of_damage(self):
         b = self.checkpointed_store()
@@ -319,59 +312,9 @@ class StoreTest(TetherTestCase):
 
     def as_format1(self, b, edit=None):
         """Turn b's stopped store into what a broker before schema 16 left: format 1 rows
-        (hashed in the clear) and checkpoints it signed over them. edit(rows) may change a row
+        (hashed in the clear) and checkpoints it signed over them. edit(db) may change a row
         after its hash (damage the older broker never saw)."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        db = sqlite3.connect(os.path.join(b.data_dir, "broker.db"))
-        db.executescript(
-            "DROP TABLE rollout_devices; DROP TABLE rollouts; DROP TABLE agent_releases;"
-            " ALTER TABLE audit_values DROP COLUMN digest2;"
-            " DROP INDEX inv_tables_version; DROP TABLE inv_floor; DROP INDEX help_requests_ticket;"
-            " DROP INDEX recordings_ticket; DROP INDEX tickets_closed; ALTER TABLE tickets DROP COLUMN closed_ms;"
-            " DROP INDEX audit_values_erased; ALTER TABLE recordings DROP COLUMN erased;"
-            " DROP TRIGGER ticket_events_no_update; DROP TRIGGER ticket_events_no_delete;"
-            " CREATE TRIGGER ticket_events_no_update BEFORE UPDATE ON ticket_events"
-            "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
-            " CREATE TRIGGER ticket_events_no_delete BEFORE DELETE ON ticket_events"
-            "  BEGIN SELECT RAISE(ABORT, 'ticket_events is append-only'); END;"
-            " DROP TRIGGER audit_values_no_update; DROP TRIGGER audit_values_no_delete; DROP TABLE audit_values;"
-            " DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; DROP TABLE audit_gate;"
-            " DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints;"
-            " ALTER TABLE audit DROP COLUMN format; DROP TABLE siem_cursor; PRAGMA user_version = 15;"
-            " DROP TABLE retention; DROP TABLE ticket_holds; DROP TABLE audit_base; DROP INDEX recordings_started;"
-            " DROP INDEX diag_reports_taken; ALTER TABLE recordings DROP COLUMN expired_ms;"
-            " CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
-            "  BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;")
-        rows = db.execute("SELECT id, ts_ms, actor, action, target, detail FROM audit ORDER BY id").fetchall()
-        prev, heads = bytes(32), {}
-        for (i, ts, actor, action, target, detail) in rows:
-            h = self.entry_hash(prev, i, ts, actor, action, target, detail)
-            db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", (prev, h, i))
-            heads[i] = h
-            prev = h
-        if edit:
-            edit(db)
-        db.executescript(
-            "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
-            "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
-            "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
-            "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;")
-        db.commit()
-        db.close()
-        with open(self.pki.broker_key, "rb") as f:
-            key = serialization.load_pem_private_key(f.read(), None)
-        with open(self.pki.broker_cert, "rb") as f:
-            der = x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
-        lines = []
-        for n, ts in ((len(rows) // 2, 1000), (len(rows), 2000)):
-            msg = "tether-audit-checkpoint 1 %d %s %d" % (n, heads[n].hex(), ts)
-            sig = key.sign(msg.encode(), ec.ECDSA(hashes.SHA256()))
-            lines.append("%s %s %s\n" % (msg, __import__("base64").b64encode(der).decode(), sig.hex()))
-        with open(os.path.join(b.data_dir, "audit.checkpoints"), "w") as f:
-            f.writelines(lines)
-        return len(rows)
+        return store_rewind.rewind(b.data_dir, self.pki.broker_key, self.pki.broker_cert, edit=edit)
 
     def test_08_an_older_store_is_rehashed_once(self):
         b = self.checkpointed_store()

@@ -1,26 +1,42 @@
 """The Debian packages: scripts/package.sh builds them, then dpkg-deb, the programs
-themselves, systemd-analyze and lintian check what came out. Needs no root: nothing is
-installed, each package is only unpacked into a temporary directory.
+themselves, systemd-analyze and lintian check what came out (Packages: no root, each package
+only unpacked into a temporary directory). Then, as root with mmdebstrap, they are installed
+into a fresh Debian 12 root: installed, started, upgraded from an older version over a store
+of an older schema, downgraded, purged (DebianRoot).
 
 TT_PKG_DEBS=DIR checks the packages already in DIR instead of building (scripts/package.sh
 has put them in dist/). Otherwise the build goes to $TT_PKG_WORK (ctest: a directory in its
-build tree), incremental from one run to the next. TT_VERSION is the project's version.
-Standard library only.
+build tree), incremental from one run to the next; the older version's tree for the upgrade
+is there too. TT_VERSION is the project's version. Standard library only, but for
+python3-cryptography in the upgrade (tests/integration/store_rewind.py signs checkpoints).
 """
 
 import glob
 import gzip
+import hashlib
 import os
 import re
+import select
 import shutil
+import signal
+import sqlite3
 import subprocess
+import sys
 import tempfile
+import time
 import unittest
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+import store_rewind  # noqa: E402  (the store tests' rewind to schema 15, shared)
+
 VERSION = os.environ.get("TT_VERSION", "")
+# The version the upgrade starts from: the same tree built as an older package. '~' sorts
+# before everything, so it is older than VERSION whatever VERSION is (dpkg --compare-versions).
+OLD_VERSION = VERSION + "~prev"
 BUILD_TIMEOUT = 1500  # seconds: a cold Release build of the five programs on 2 cores, and cpack
 TOOL_TIMEOUT = 120
+BROKER_TIMEOUT = 60  # a broker's start (a store migrated, the chain re-hashed) and stop
 
 # package -> (programs in /usr/bin, units, conffiles)
 PACKAGES = {
@@ -39,6 +55,7 @@ CONFIG_READERS = {"broker.conf": "tether-broker", "agent.conf": "tether-agent", 
 DEBS = {}       # package -> path of its .deb
 ROOTS = {}      # package -> the directory it was unpacked into
 LINTIAN = None  # (exit status, output), or None when lintian is not installed
+WORK = None     # where the builds go
 _tmp = None
 
 
@@ -47,27 +64,31 @@ def run(argv, timeout=TOOL_TIMEOUT, **kw):
                           timeout=timeout, **kw)
 
 
+def build_packages(name, **env):
+    """scripts/package.sh into WORK/build-NAME and WORK/dist-NAME, with env added (TT_PKG_...);
+    lintian is test_lintian's. Returns the directory of the packages."""
+    debs = os.path.join(WORK, "dist" + name)
+    env = dict(os.environ, TT_PKG_BUILD=os.path.join(WORK, "build" + name), TT_PKG_DIST=debs,
+               TT_PKG_NO_DEPS="1", TT_PKG_NO_LINTIAN="1", **env)
+    # Packages of an earlier run must not stand in for ones this run failed to make.
+    for old in glob.glob(os.path.join(debs, "tether-*.deb")):
+        os.unlink(old)
+    r = run(["bash", os.path.join(TOP, "scripts", "package.sh")], timeout=BUILD_TIMEOUT, env=env)
+    print(r.stdout)
+    if r.returncode != 0 or not glob.glob(os.path.join(debs, "tether-*.deb")):
+        raise RuntimeError("scripts/package.sh made no package (exit %d)" % r.returncode)
+    return debs
+
+
 def setUpModule():
-    global _tmp, LINTIAN
+    global _tmp, LINTIAN, WORK
     if not VERSION:
         raise RuntimeError("TT_VERSION is not set (run through ctest, or export it)")
     if shutil.which("dpkg-deb") is None:
         raise unittest.SkipTest("dpkg-deb is not installed: not a Debian machine")
     _tmp = tempfile.mkdtemp(prefix="tt-pkg-")
-    debs = os.environ.get("TT_PKG_DEBS")
-    if not debs:
-        work = os.environ.get("TT_PKG_WORK") or os.path.join(_tmp, "work")
-        debs = os.path.join(work, "dist")
-        env = dict(os.environ, TT_PKG_BUILD=os.path.join(work, "build"), TT_PKG_DIST=debs,
-                   TT_PKG_NO_DEPS="1")
-        # Packages of an earlier run must not stand in for ones this run failed to make.
-        for old in glob.glob(os.path.join(debs, "tether-*.deb")):
-            os.unlink(old)
-        r = run(["bash", os.path.join(TOP, "scripts", "package.sh")], timeout=BUILD_TIMEOUT, env=env)
-        print(r.stdout)
-        # lintian errors fail the script after it made the packages: test_lintian says which.
-        if not glob.glob(os.path.join(debs, "tether-*.deb")):
-            raise RuntimeError("scripts/package.sh made no package (exit %d)" % r.returncode)
+    WORK = os.environ.get("TT_PKG_WORK") or os.path.join(_tmp, "work")
+    debs = os.environ.get("TT_PKG_DEBS") or build_packages("")
     for pkg in PACKAGES:
         found = glob.glob(os.path.join(debs, "%s_*.deb" % pkg))
         if len(found) == 1:
@@ -275,24 +296,48 @@ class Packages(unittest.TestCase):
         self.assertEqual(errors, [], "lintian errors")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class DebianRoot(unittest.TestCase):
-    """Installed into a fresh Debian 12 root (mmdebstrap; chroot, so root only): the users,
-    directories and enabled units the broker's package sets up; the broker started from it
-    makes and migrates its store; a reinstall keeps an edited config file and the store; purge
-    removes what the packages made and keeps the PKI (the CA key cannot be made again)."""
+    """Installed into a fresh Debian 12 root (mmdebstrap, once, unpacked anew for each test;
+    chroot, so root only): the users, directories and enabled units the broker's package sets
+    up; the broker started from it as its unit starts it makes and migrates its store; a
+    reinstall keeps an edited config file and the store; an upgrade from an older version
+    migrates a store of an older schema and keeps what the admin made; a downgrade leaves the
+    store alone; purge removes what the packages made and keeps the PKI (the CA key cannot be
+    made again)."""
 
     DEPS = "adduser,init-system-helpers,libuv1,libssl3,libsqlite3-0,libzstd1,libprotobuf-c1,libssh-4,libjansson4"
+    # The environment systemd (Debian 12's) gives a unit with User=tether, less the ids of
+    # the invocation and the journal.
+    UNIT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/var/lib/tether",
+                "USER": "tether", "LOGNAME": "tether", "SHELL": "/usr/sbin/nologin"}
+    tarball = None
+    old_debs = None  # package -> path, of OLD_VERSION
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0 or shutil.which("mmdebstrap") is None or shutil.which("chroot") is None:
+            raise unittest.SkipTest("needs root and mmdebstrap (scripts/deps.sh installs it)")
+        # The root is fetched while the older broker package builds: one waits on the mirror,
+        # the other on the compiler.
+        cls.tarball = os.path.join(_tmp, "bookworm.tar")
+        strap = subprocess.Popen(["mmdebstrap", "--variant=apt", "--include=" + cls.DEPS, "bookworm", cls.tarball],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            # Only the broker's package: the upgrade is the broker's store's.
+            debs = build_packages("-prev", TT_PKG_VERSION=OLD_VERSION, TT_PKG_ONLY="tether-broker")
+            cls.old_debs = {"tether-broker": glob.glob(os.path.join(debs, "tether-broker_*.deb"))[0]}
+            out, _ = strap.communicate(timeout=900)
+        finally:
+            if strap.poll() is None:  # mmdebstrap and the apt it runs
+                os.killpg(strap.pid, signal.SIGKILL)
+                strap.wait()
+        if strap.returncode != 0:
+            raise RuntimeError("mmdebstrap failed:\n" + out[-3000:])
 
     def setUp(self):
-        if os.geteuid() != 0 or shutil.which("mmdebstrap") is None or shutil.which("chroot") is None:
-            self.skipTest("needs root and mmdebstrap (scripts/deps.sh installs it)")
         self.root = tempfile.mkdtemp(prefix="tt-deb12-")
         self.proc = False
-        r = run(["mmdebstrap", "--variant=apt", "--include=" + self.DEPS, "bookworm", self.root], timeout=900)
+        r = run(["tar", "--numeric-owner", "-xpf", self.tarball, "-C", self.root])
         self.assertEqual(r.returncode, 0, r.stdout[-3000:])
 
     def tearDown(self):
@@ -309,11 +354,86 @@ class DebianRoot(unittest.TestCase):
         self.assertEqual(r.returncode, 0, "%s\n%s" % (script, r.stdout[-3000:]))
         return r.stdout
 
+    def path(self, p):
+        return os.path.join(self.root, p.lstrip("/"))
+
+    def copy_in(self, deb, name):
+        """deb into the root's /tmp as NAME.deb; returns its path in the root."""
+        os.makedirs(self.path("/tmp/debs"), exist_ok=True)
+        shutil.copy(deb, self.path("/tmp/debs/%s.deb" % name))
+        return "/tmp/debs/%s.deb" % name
+
+    def mount_proc(self):
+        self.assertEqual(run(["mount", "-t", "proc", "proc", self.path("/proc")]).returncode, 0)
+        self.proc = True
+
+    def broker(self, until=r'msg="listening"'):
+        """The packaged broker, run as its unit runs it: user and group tether with their
+        groups (setpriv, as systemd's User= and Group=), UMask=0027, its config, its
+        environment; here on a loopback port of its choosing. Once it logs `until` it is
+        stopped as systemd stops it (SIGTERM); with until None it is waited for. Returns
+        (exit status, what it logged)."""
+        p = subprocess.Popen(["chroot", self.root, "setpriv", "--reuid=tether", "--regid=tether", "--init-groups",
+                              "--", "/usr/bin/tether-broker", "--config", "/etc/tether/broker.conf",
+                              "--listen", "127.0.0.1:0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.UNIT_ENV, umask=0o027)
+        out, deadline, stopped = b"", time.monotonic() + BROKER_TIMEOUT, False
+        try:
+            while True:  # until EOF: the broker and its signer gone
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.fail("the broker did not %s within %ds:\n%s" % (
+                        "exit" if stopped or until is None else "log %r" % until, BROKER_TIMEOUT,
+                        out.decode(errors="replace")[-3000:]))
+                if not select.select([p.stdout], [], [], left)[0]:
+                    continue
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                out += chunk
+                if until and not stopped and re.search(until, out.decode(errors="replace")):
+                    p.send_signal(signal.SIGTERM)
+                    stopped = True
+            rc = p.wait(timeout=max(1, deadline - time.monotonic()))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+        return rc, out.decode(errors="replace")
+
+    def store(self):
+        """The root's store, opened from outside as an admin's sqlite3 would (the broker stopped)."""
+        return sqlite3.connect(self.path("/var/lib/tether/broker.db"))
+
+    def store_query(self, sql):
+        db = self.store()
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+    def schema(self):
+        return self.store_query("PRAGMA user_version")[0][0]
+
+    def digest(self, path):
+        with open(self.path(path), "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    def pki(self):
+        """The PKI by content: no upgrade, downgrade or purge may change it."""
+        return {p[len(self.root):]: self.digest(p[len(self.root):])
+                for p in glob.glob(self.path("/etc/tether/pki/*"))}
+
+    def kept(self):
+        """What no upgrade or downgrade may change: the PKI and erase.key (the key of every
+        erasure's released values), by content."""
+        return dict(self.pki(), erase_key=self.digest("/var/lib/tether/erase.key"))
+
     def test_install_start_reinstall_purge(self):
         self.assertEqual(sorted(DEBS), sorted(PACKAGES))
-        for pkg, deb in DEBS.items():
-            shutil.copy(deb, os.path.join(self.root, "tmp", "%s.deb" % pkg))
-        self.ok("apt-get install -y -q " + " ".join("/tmp/%s.deb" % p for p in PACKAGES), timeout=600)
+        debs = [self.copy_in(deb, pkg) for pkg, deb in DEBS.items()]
+        self.ok("apt-get install -y -q " + " ".join(debs), timeout=600)
         self.assertIn("/var/lib/tether:/usr/sbin/nologin", self.ok("getent passwd tether"))
         self.ok("getent passwd tether-sshd")
         self.assertEqual(self.ok("stat -c '%U %a' /var/lib/tether /etc/tether/pki").split("\n")[:2],
@@ -324,19 +444,18 @@ class DebianRoot(unittest.TestCase):
         self.assertNotIn("tether-sshd.service", wants)  # no SSH port until the admin wants one
 
         # The broker from the package, as its unit runs it: the store made and migrated.
-        self.assertEqual(run(["mount", "-t", "proc", "proc", os.path.join(self.root, "proc")]).returncode, 0)
-        self.proc = True
+        self.mount_proc()
         self.ok("runuser -u tether -- tether-certs init --dir /etc/tether/pki")
-        out = self.sh("timeout -s TERM 10 runuser -u tether -- tether-broker --config /etc/tether/broker.conf"
-                      " --listen 127.0.0.1:0 2>&1", timeout=60).stdout
+        rc, out = self.broker()
+        self.assertEqual(rc, 0, out)
         self.assertIn('msg="listening"', out)
         self.assertRegex(out, r'msg="store schema migrated" version=\d+')
         self.ok("test -s /var/lib/tether/broker.db && test -s /var/lib/tether/erase.key")
 
-        # A reinstall (what an upgrade runs) keeps the admin's edit and the store.
+        # A reinstall keeps the admin's edit and the store.
         self.ok("echo '# edited by the admin' >> /etc/tether/broker.conf")
-        self.ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold"
-                " /tmp/tether-broker.deb", timeout=600)
+        self.ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold "
+                + self.copy_in(DEBS["tether-broker"], "tether-broker"), timeout=600)
         self.assertIn("# edited by the admin", self.ok("cat /etc/tether/broker.conf"))
         self.ok("test -s /var/lib/tether/broker.db")
 
@@ -346,3 +465,106 @@ class DebianRoot(unittest.TestCase):
         self.assertNotEqual(self.sh("test -e /var/lib/tether-agent").returncode, 0)
         self.assertNotEqual(self.sh("test -e /usr/bin/tether-broker").returncode, 0)
         self.ok("test -s /etc/tether/pki/ca.key")
+
+    def test_upgrade_migrates_the_store_and_a_downgrade_leaves_it(self):
+        self.assertEqual(run(["dpkg", "--compare-versions", OLD_VERSION, "lt", VERSION]).returncode, 0,
+                         "dpkg sees %s -> %s as an upgrade" % (OLD_VERSION, VERSION))
+        old = self.copy_in(self.old_debs["tether-broker"], "tether-broker-old")
+        new = self.copy_in(DEBS["tether-broker"], "tether-broker-new")
+        installed = "dpkg-query -W -f '${Version} ${Status}' tether-broker"
+        # dpkg's trace of the maintainer scripts it runs, with their arguments.
+        traced = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--debug=2 " \
+                 "-o Dpkg::Options::=--force-confold "
+
+        # The older package, its broker run once: a store of the current schema, PKI, erase.key.
+        self.ok("apt-get install -y -q " + old, timeout=600)
+        self.assertEqual(self.ok(installed), OLD_VERSION + " install ok installed")
+        self.mount_proc()
+        self.ok("runuser -u tether -- tether-certs init --dir /etc/tether/pki")
+        rc, out = self.broker()
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r'msg="listening" addr=\S+ version=%s ' % re.escape(OLD_VERSION))
+        latest = self.schema()
+        self.assertGreater(latest, store_rewind.SCHEMA, "a store the rewind can take back")
+
+        # Records to keep: an open ticket, and a closed one whose closing time migration 20
+        # takes from its "closed" event (4000), not from its last change (5000).
+        db = self.store()
+        db.executescript(
+            "INSERT INTO tickets(id, device, summary, priority, state, created_ms, updated_ms)"
+            "  VALUES(901, 'laptop-7', 'printer offline', 1, 1, 1000, 1000),"
+            "        (902, 'laptop-7', 'VPN drops', 2, 3, 2000, 5000);"
+            "INSERT INTO ticket_events(ticket, ts_ms, actor, kind, text) VALUES(902, 4000, 'tech', 'closed', 'fixed');")
+        db.close()
+        # The admin's doing: an edited config file; the SSH gateway enabled and the broker
+        # disabled, by the links systemctl would make and remove (the root runs no systemd).
+        self.ok("echo '# edited by the admin' >> /etc/tether/broker.conf")
+        self.ok("cd /etc/systemd/system/multi-user.target.wants && rm tether-broker.service"
+                " && ln -s /lib/systemd/system/tether-sshd.service .")
+        user, kept = self.ok("getent passwd tether"), self.kept()
+
+        # The store as a broker of schema 15 left it, its audit chain in format 1.
+        entries = store_rewind.rewind(self.path("/var/lib/tether"), self.path("/etc/tether/pki/broker.key"),
+                                      self.path("/etc/tether/pki/broker.pem"))
+        self.assertEqual(self.schema(), store_rewind.SCHEMA)
+        self.assertEqual(glob.glob(self.path("/var/lib/tether/broker.db-*")), [], "no WAL of root's left behind")
+
+        # The upgrade: dpkg runs the old prerm and the new postinst as an upgrade's.
+        out = self.ok(traced + new, timeout=600)
+        self.assertIn("Unpacking tether-broker (%s) over (%s)" % (VERSION, OLD_VERSION), out)
+        self.assertRegex(out, r"tether-broker\.prerm\b.* upgrade %s\b" % re.escape(VERSION))
+        self.assertRegex(out, r"tether-broker\.postinst\b.* configure %s\b" % re.escape(OLD_VERSION))
+        self.assertEqual(self.ok(installed), VERSION + " install ok installed")
+        self.assertIn("# edited by the admin", self.ok("cat /etc/tether/broker.conf"))
+        wants = self.ok("ls /etc/systemd/system/multi-user.target.wants").split()
+        self.assertNotIn("tether-broker.service", wants, "the admin's choice stands")
+        self.assertIn("tether-sshd.service", wants, "the admin's choice stands")
+        self.assertEqual(self.ok("getent passwd tether"), user)
+
+        # The new broker, started as the unit restarts it after an upgrade: every step from 15
+        # run, the chain re-hashed once, the records there.
+        rc, out = self.broker()
+        self.assertEqual(rc, 0, out)
+        steps = [int(v) for v in re.findall(r'msg="store schema migrated" version=(\d+)', out)]
+        self.assertEqual(steps, list(range(store_rewind.SCHEMA + 1, latest + 1)), out)
+        self.assertRegex(out, r'msg="audit chain re-hashed in format 2" entries=%d format1=%d ' % (entries, entries))
+        self.assertRegex(out, r'msg="listening" addr=\S+ version=%s ' % re.escape(VERSION))
+        self.assertEqual(self.schema(), latest)
+        self.assertEqual(self.store_query("SELECT id, summary, state, closed_ms FROM tickets WHERE id > 900 ORDER BY id"),
+                         [(901, "printer offline", 1, 0), (902, "VPN drops", 3, 4000)])
+        self.assertEqual(self.kept(), kept, "erase.key and the PKI as they were")
+
+        # A downgrade (dpkg -i of the older package): a store of the schema that broker knows
+        # is left as it is and served.
+        out = self.ok("dpkg -i --force-confold " + old, timeout=600)
+        self.assertIn("downgrading tether-broker from %s to %s" % (VERSION, OLD_VERSION), out)
+        self.assertEqual(self.ok(installed), OLD_VERSION + " install ok installed")
+        rc, out = self.broker()
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r'msg="listening" addr=\S+ version=%s ' % re.escape(OLD_VERSION))
+        self.assertNotIn("store schema migrated", out)
+        self.assertEqual(self.schema(), latest)
+        self.assertEqual(len(self.store_query("SELECT id FROM tickets WHERE id > 900")), 2)
+        # A store a newer broker left (one schema further): refused before anything is
+        # written, with the reason.
+        db = self.store()
+        db.execute("PRAGMA user_version = %d" % (latest + 1))
+        db.close()
+        before = self.digest("/var/lib/tether/broker.db")
+        rc, out = self.broker(until=None)
+        self.assertEqual(rc, 3, out)  # the unit's RestartPreventExitStatus: no restart loop
+        self.assertIn("store schema %d is newer than this broker (%d)" % (latest + 1, latest), out)
+        self.assertNotIn('msg="listening"', out)
+        self.assertEqual(self.digest("/var/lib/tether/broker.db"), before, "the newer store untouched")
+        self.assertEqual(glob.glob(self.path("/var/lib/tether/broker.db-*")), [])
+        self.assertEqual(self.kept(), kept)
+
+        # Purge, as after an install: the state goes, the PKI stays as it was.
+        self.ok("apt-get purge -y -q tether-broker", timeout=600)
+        self.assertNotEqual(self.sh("test -e /var/lib/tether").returncode, 0)
+        self.assertNotEqual(self.sh("test -e /usr/bin/tether-broker").returncode, 0)
+        self.assertEqual(self.pki(), {k: v for k, v in kept.items() if k != "erase_key"})
+
+
+if __name__ == "__main__":
+    unittest.main()
