@@ -7,6 +7,7 @@
  * installer fails or the deadline passes, it runs upgrade.install with the previous package
  * and writes why in STATE/upgrade/outcome, which the agent reports at its next connect.
  * A plain program: one child at a time, a file to watch, a deadline. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -114,6 +115,24 @@ static void keep_current(const char *dir, const char *pkg, const char *manifest_
   if (strcmp(pkg, cur) && rename(pkg, cur) == 0) (void)rename(m, cm);
 }
 
+/* After an upgrade, either way: only the running version's package and manifest stay
+ * (current.*); other packages, manifests and partial downloads would pile up, one agent
+ * package per rollout. */
+static void clean(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    size_t n = strlen(e->d_name);
+    bool pkg = n > 4 && !strcmp(e->d_name + n - 4, ".pkg"), part = n > 5 && !strcmp(e->d_name + n - 5, ".part"),
+         manifest = n > 9 && !strcmp(e->d_name + n - 9, ".manifest");
+    if ((pkg && strcmp(e->d_name, UPGRADE_CURRENT_PKG)) || part ||
+        (manifest && strcmp(e->d_name, UPGRADE_CURRENT_MANIFEST)))
+      (void)unlinkat(dirfd(d), e->d_name, 0);
+  }
+  closedir(d);
+}
+
 static bool healthy(const char *dir, const char *to) {
   char path[UPGRADE_PATH_MAX], text[128];
   snprintf(path, sizeof path, "%s/%s", dir, UPGRADE_HEALTHY);
@@ -152,6 +171,7 @@ int agent_upgrade_guard(const agent_cfg_t *cfg) {
     while (agent_unix_ms() < until) {
       if (healthy(dir, to)) {
         keep_current(dir, pkg, "new.manifest");
+        clean(dir);
         outcome(dir, rollout, "installed", "");
         unlink(path);
         return 0;
@@ -176,6 +196,7 @@ int agent_upgrade_guard(const agent_cfg_t *cfg) {
   outcome(dir, rollout, "rolled-back", r);
   if (run_install(cfg->upgrade_install, dir, rb, why, sizeof why) == 0) {
     keep_current(dir, rb, "rollback.manifest");
+    clean(dir);
   } else {
     snprintf(r, sizeof r, "%.*s; the rollback failed too: %.*s", TT_TEXT_MAX / 2, reason, TT_TEXT_MAX / 2 - 30, why);
     outcome(dir, rollout, "failed", r);

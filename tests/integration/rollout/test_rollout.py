@@ -209,6 +209,12 @@ class RolloutTest(TetherTestCase):
                 return d.get("agent_version") or d.get("version")
         return None
 
+    def upgrade_files(self, d):
+        """What the device's upgrade directory keeps once an upgrade is over: the packages
+        and their manifests (not the guard's log)."""
+        return sorted(n for n in os.listdir(os.path.join(d.dir, "state", "upgrade"))
+                      if n.endswith((".pkg", ".part", ".manifest")))
+
     def audit(self):
         return [json.loads(ln) for ln in self.ok(self.admin(["audit", "--json"])).out.splitlines()]
 
@@ -241,6 +247,8 @@ class RolloutTest(TetherTestCase):
         self.wait_until(lambda: self.agent_version("pc-1") == nxt, "pc-1 reports %s" % nxt)
         self.wait_until(lambda: self.status()["state"] == "done", "rollout 1 done")
         self.assertEqual(self.agent_version("pc-2"), VERSION, "pc-2 was not in the rollout")
+        self.wait_until(lambda: self.upgrade_files(pc1) == ["current.manifest", "current.pkg"],
+                        "only the running version's package kept")
 
         # pc-2 is given a package that does not come back: the guard puts the old one back.
         first = pc2.pid()
@@ -254,6 +262,8 @@ class RolloutTest(TetherTestCase):
         self.assertIn("1 failure", st["why"])
         self.wait_until(lambda: self.agent_version("pc-2") == VERSION, "pc-2 back on %s" % VERSION)
         self.assertNotEqual(pc2.pid(), first, "the old agent was started again")
+        self.wait_until(lambda: self.upgrade_files(pc2) == ["current.manifest", "current.pkg"],
+                        "the broken package removed, the running version's kept")
         actions = [e["action"] for e in self.audit()]
         for a in ("release-add", "rollout-start", "upgrade-offered", "upgrade-installing", "upgrade-installed",
                   "upgrade-rolled-back", "rollout-pause", "rollout-done"):
@@ -261,6 +271,35 @@ class RolloutTest(TetherTestCase):
         # Resumed, the rollout has nobody left to offer it to: pc-2 failed, it is not retried.
         self.ok(self.admin(["rollout", "cancel", "--reason", "bad build"]))
         self.assertEqual(self.status()["state"], "cancelled")
+
+    def test_canary_first_then_the_next_wave(self):
+        """Two devices, a canary of 50%: one is offered the release; the other only once the
+        canary came back on the new version and the rollout moved to its next wave."""
+        self.start_broker()
+        self.device("pc-1"), self.device("pc-2")
+        nxt = next_version(VERSION)
+        for name, prog, v in (("agent-old", "tether-agent", VERSION),
+                              ("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"), nxt)):
+            p = self.package(name, prog)
+            self.sign(p, v)
+            self.ok(self.add(p))
+        r = self.ok(self.admin(["rollout", "start", nxt, "--group", "*", "--canary", "50%", "--wave", "50%",
+                                "--health", "30s", "--json"]))
+        st = json.loads(r.out)
+        self.assertEqual((st["waves"], st["total"]), (2, 2), st)
+        self.wait_until(lambda: self.status()["state"] == "done", "the rollout done", timeout=2 * UPGRADE_TIMEOUT)
+        for name in ("pc-1", "pc-2"):
+            self.assertEqual(self.dev_state(self.status(), name)["state"], "installed")
+            self.wait_until(lambda n=name: self.agent_version(n) == nxt, "%s on %s" % (name, nxt))
+        log = [(e["action"], e.get("actor"), e.get("target")) for e in self.audit()]
+        offered = [i for i, (a, _, _) in enumerate(log) if a == "upgrade-offered"]
+        installed = [i for i, (a, _, _) in enumerate(log) if a == "upgrade-installed"]
+        wave = [i for i, (a, _, _) in enumerate(log) if a == "rollout-wave"]
+        self.assertEqual((len(offered), len(installed), len(wave)), (2, 2, 1), log)
+        self.assertLess(offered[0], installed[0])
+        self.assertLess(installed[0], wave[0], "the canary came back before the next wave")
+        self.assertLess(wave[0], offered[1], "the second device was offered it in the next wave")
+        self.assertEqual(log[offered[0]][1], log[installed[0]][1], "the canary is the first installed")
 
     # -- what is refused ----------------------------------------------------------------------
 
@@ -288,6 +327,17 @@ class RolloutTest(TetherTestCase):
         self.sign(p, "9.0.1", key="other")
         self.ok(self.add(p))
         d = self.refused("pc-1", "9.0.1", "stable", "not a release key this agent trusts", pid)
+        self.assertEqual(d["state"], "refused")
+
+        # A manifest edited after it was signed (its version raised): the signature fails.
+        p = self.package("edited", new)
+        m = self.sign(p, "9.0.0")
+        with open(m) as f:
+            text = f.read()
+        with open(m, "w") as f:
+            f.write(text.replace("version 9.0.0\n", "version 9.0.9\n"))
+        self.ok(self.add(p))
+        d = self.refused("pc-1", "9.0.9", "stable", "signature does not verify", pid)
         self.assertEqual(d["state"], "refused")
 
         # Tampered with after it was signed and added (on the broker's disk).
