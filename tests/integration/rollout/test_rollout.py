@@ -37,7 +37,7 @@ class Device:
     """An agent run the way a package runs it: its own copy of the program (which an upgrade
     replaces), restarted by the installer with the same arguments; its pid in agent.pid."""
 
-    def __init__(self, h, name, args):
+    def __init__(self, h, name, args, wrapper=()):
         self.h, self.name = h, name
         self.dir = os.path.join(h.dir, name)
         os.makedirs(os.path.join(self.dir, "bin"))
@@ -50,7 +50,7 @@ class Device:
                                "--upgrade-launcher", "fork",
                                "--upgrade-install", "%s %s" % (INSTALL, self.dir)] + list(args)) + "\n")
         with open(os.path.join(self.dir, "args")) as f:
-            argv = [os.path.join(self.dir, "bin", "tether-agent")] + f.read().splitlines()
+            argv = list(wrapper) + [os.path.join(self.dir, "bin", "tether-agent")] + f.read().splitlines()
         with open(self.log, "ab") as out:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=h.env,
                                  start_new_session=True)
@@ -143,10 +143,10 @@ class RolloutTest(TetherTestCase):
         self.b = self.h.start_broker(extra=extra, **kw)
         return self.b
 
-    def device(self, name, keys=None):
+    def device(self, name, keys=None, wrapper=()):
         d = Device(self.h, name, ["--broker", self.b.addr, "--ca", self.pki.ca, "--cert", self.pki.cert(name),
                                   "--key", self.pki.key(name), "--hostname", name,
-                                  "--upgrade-release-keys", keys or self.pub])
+                                  "--upgrade-release-keys", keys or self.pub], wrapper=wrapper)
         self.devices.append(d)
         d.wait_log('msg="connected"')
         return d
@@ -395,6 +395,30 @@ class RolloutTest(TetherTestCase):
         self.assertEqual(json.loads(self.ok(self.admin(["release", "list", "--json"])).out), [])
         actions = [e["action"] for e in self.audit()]
         self.assertIn("release-refused", actions)
+
+    def test_no_room_refused_before_download(self):
+        """The agent's state directory is a 24 MB file system of its own (a mount namespace):
+        the package and the one to roll back to, with the margin, do not fit, so the offer is
+        refused with what it needs and what there is, and nothing is downloaded."""
+        probe = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+                               capture_output=True, timeout=30) if shutil.which("unshare") else None
+        if probe is None or probe.returncode != 0:
+            self.skipTest("needs unshare --mount and tmpfs mounts (root)")
+        self.start_broker()
+        state = os.path.join(self.h.dir, "pc-1", "state")
+        pc1 = self.device("pc-1", wrapper=["unshare", "--mount", "sh", "-c",
+                                           'mount -t tmpfs -o size=24m,mode=0700 tmpfs "%s" && exec "$0" "$@"' % state])
+        pid = pc1.pid()
+        old = self.package("agent-old", "tether-agent")
+        self.sign(old, VERSION)
+        self.ok(self.add(old))
+        new = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
+        self.sign(new, next_version(VERSION))
+        self.ok(self.add(new))
+        d = self.refused("pc-1", next_version(VERSION), "stable", "not enough disk", pid)
+        self.assertEqual(d["state"], "refused")
+        self.assertRegex(d["reason"], r"needs \d+ MB free in \S+, \d+ MB are")
+        self.assertEqual(d["done"], 0)
 
     def test_download_that_cannot_be_written_fails_cleanly(self):
         """The agent's files may not grow past 1 MB (prlimit --fsize: EFBIG, as a full disk
