@@ -364,6 +364,8 @@ int main(int argc, char **argv) {
                "Tether's console, for technicians and admins. The config file defaults to\n"
                "$TETHER_CONFIG, else ~/.config/tether/console.conf.",
       .config_path = envconf && *envconf ? envconf : defconf,
+      /* The same for everyone, not this user's home: the man page is made from --help. */
+      .config_shown = envconf && *envconf ? NULL : "~/.config/tether/console.conf",
       .config_required = envconf && *envconf,
       .switches = switches,
   };

@@ -5,9 +5,10 @@
 #include "tt/cli.h"
 
 void tt_cli_help(const tt_cli_t *cli, const tt_conf_opt_t *t, size_t n) {
+  const char *shown = cli->config_shown ? cli->config_shown : cli->config_path;
   printf("%s\n\noptions:\n", cli->usage);
-  printf("  --config FILE     read options from FILE%s%s%s\n", cli->config_path ? " (default: " : "",
-         cli->config_path ? cli->config_path : "", cli->config_path ? ")" : "");
+  printf("  --config FILE     read options from FILE%s%s%s\n", shown ? " (default: " : "", shown ? shown : "",
+         shown ? ")" : "");
   tt_conf_print_help(stdout, t, n);
   printf("  --help            this text\n  --version         print the version\n");
 }

@@ -13,6 +13,7 @@ pkgs=(
   chromium   # the HTML report is rendered headless in the tests
   dpkg-dev lintian   # scripts/package.sh: dpkg-shlibdeps and dpkg-buildflags; the packages' check
   mmdebstrap   # the packages installed, reinstalled and purged in a fresh Debian 12 root
+  help2man   # scripts/package.sh: the man pages, made from each program's --help and --version
 )
 
 missing=()

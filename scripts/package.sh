@@ -2,8 +2,9 @@
 # Builds Tether's Debian packages and checks them with lintian:
 #   scripts/package.sh   -> dist/tether-broker_V_ARCH.deb, tether-agent_V_ARCH.deb, tether-console_V_ARCH.deb
 # A Release tree in build/pkg (gcc, Debian's hardening flags from dpkg-buildflags, prefix
-# /usr), only the five programs built, then CPack's DEB generator over the install rules
-# (packaging/CMakeLists.txt). lintian's report is printed; an error (E:) fails the script.
+# /usr), only the five programs and their man pages (help2man) built, then CPack's DEB
+# generator over the install rules (packaging/CMakeLists.txt). lintian's report is printed;
+# an error (E:) fails the script.
 # TT_PKG_BUILD and TT_PKG_DIST move the build tree and the output (the ctest suite uses its
 # own); TT_PKG_NO_DEPS=1 skips scripts/deps.sh.
 # TT_PKG_VERSION=V builds version V instead of the project's (CMake's TT_VERSION_OVERRIDE:
@@ -30,6 +31,7 @@ for pkg in $only; do
   [ -n "${component[$pkg]:-}" ] || { echo "package: TT_PKG_ONLY: no package $pkg" >&2; exit 2; }
   read -ra progs <<<"${programs[$pkg]}"
   targets+=("${progs[@]}")
+  for prog in "${progs[@]}"; do targets+=("tt_pkg_man_$prog"); done   # help2man, from the program
   components+=("${component[$pkg]}")
 done
 
@@ -37,6 +39,10 @@ done
 # -fstack-protector-strong, _FORTIFY_SOURCE, RELRO and BIND_NOW, PIE. -O2 comes from here,
 # so the Release type only adds NDEBUG.
 export DEB_BUILD_MAINT_OPTIONS=hardening=+all
+# The man pages' date is the changelog's, as dpkg-buildpackage would have it: the same tree
+# makes the same pages.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(dpkg-parsechangelog -l packaging/deb/changelog -STimestamp)}
+export SOURCE_DATE_EPOCH
 cflags="$(dpkg-buildflags --get CPPFLAGS) $(dpkg-buildflags --get CFLAGS)"
 ldflags=$(dpkg-buildflags --get LDFLAGS)
 

@@ -46,9 +46,12 @@ PACKAGES = {
     "tether-agent": (["tether-agent"], ["tether-agent.service"], ["/etc/tether/agent.conf"]),
     "tether-console": (["tether"], [], []),
 }
+# program -> the section of its man page (help2man, packaging/CMakeLists.txt)
+MAN_SECTIONS = {"tether-broker": "8", "tether-certs": "8", "tether-sshd": "8", "tether-agent": "8", "tether": "1"}
 UNIT_DIR = "/lib/systemd/system"
 # The trees a package may put files in; anything else (headers, test programs) is a mistake.
-ALLOWED = ("/usr/bin/", "/etc/tether/", UNIT_DIR + "/", "/usr/share/doc/", "/usr/share/lintian/overrides/")
+ALLOWED = ("/usr/bin/", "/etc/tether/", UNIT_DIR + "/", "/usr/share/doc/", "/usr/share/man/",
+           "/usr/share/lintian/overrides/")
 # Which program reads which config file, and the flag that stops it right after reading it.
 CONFIG_READERS = {"broker.conf": "tether-broker", "agent.conf": "tether-agent", "sshd.conf": "tether-sshd"}
 
@@ -209,6 +212,54 @@ class Packages(unittest.TestCase):
                     self.assertRegex(dyn, r"BIND_NOW|FLAGS.*NOW", "BIND_NOW")
                     self.assertIn("GNU_RELRO", run([readelf, "-l", "-W", path]).stdout)
 
+    def test_man_pages(self):
+        """A page per program in its package, compressed as policy wants (gzip -9n: no name,
+        no time), named for the program and its section and version, with its options (from
+        --help), its files and what to see also, and rendered by man without a warning (as
+        lintian renders it; when man or groff is installed)."""
+        for pkg, (progs, _, _) in PACKAGES.items():
+            files = contents(pkg)
+            for prog in progs:
+                sec = MAN_SECTIONS[prog]
+                path = "/usr/share/man/man%s/%s.%s.gz" % (sec, prog, sec)
+                with self.subTest(page=path):
+                    self.assertEqual(files.get(path, (None,))[0], "-rw-r--r--", "%s in %s" % (path, pkg))
+                    page = os.path.join(ROOTS[pkg], path.lstrip("/"))
+                    with open(page, "rb") as f:
+                        head = f.read(10)
+                    self.assertEqual(head[:3], b"\x1f\x8b\x08", "gzip")
+                    self.assertEqual(head[3] & 0x08, 0, "no file name in the gzip header (-n)")
+                    self.assertEqual(head[4:8], b"\0\0\0\0", "no time in the gzip header (-n)")
+                    self.assertEqual(head[8], 2, "gzip -9")
+                    with gzip.open(page, "rt", encoding="utf-8") as f:
+                        text = f.read()
+                    th = re.search(r'(?m)^\.TH\s+"?([^"\s]+)"?\s+"?(\w+)"?\s+"[^"]*"\s+"([^"]*)"', text)
+                    self.assertIsNotNone(th, "a .TH header:\n" + text[:400])
+                    self.assertEqual(th.group(1), prog.upper())
+                    self.assertEqual(th.group(2), sec)
+                    self.assertTrue(th.group(3).startswith("%s %s" % (prog, VERSION)), th.group(3))
+                    self.assertTrue(re.search(r"(?m)^\.SH NAME\n%s \\- \S" % re.escape(prog), text),
+                                    "NAME: %s \\- what it is (whatis):\n%s" % (prog, text[:400]))
+                    for part in (".SH DESCRIPTION", ".SH FILES", ".SH \"SEE ALSO\"", "\\-\\-version"):
+                        self.assertIn(part, text)
+                    home = os.path.expanduser("~")
+                    if len(home) > 1:
+                        self.assertNotIn(home + "/", text, "the builder's home")
+                    self.assert_renders(page)
+
+    def assert_renders(self, page):
+        env = dict(os.environ, LC_ALL="C.UTF-8", MANROFFSEQ="", MANWIDTH="80")
+        if shutil.which("man"):
+            # lintian's manpage-has-errors-from-man: man's warnings on stderr are the errors.
+            argv = ["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", page]
+        elif shutil.which("groff"):
+            argv = ["sh", "-c", 'zcat "$1" | groff -man -Tutf8 -ww -z', "sh", page]
+        else:
+            return
+        r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           timeout=TOOL_TIMEOUT, env=env)
+        self.assertEqual((r.returncode, r.stderr), (0, ""), " ".join(argv))
+
     def test_conffiles(self):
         for pkg, (_, _, conffiles) in PACKAGES.items():
             with self.subTest(pkg=pkg):
@@ -294,6 +345,7 @@ class Packages(unittest.TestCase):
         print("lintian:\n" + (out or "(nothing to say)\n"))
         errors = [line for line in out.splitlines() if line.startswith("E:")]
         self.assertEqual(errors, [], "lintian errors")
+        self.assertNotIn("no-manual-page", out, "every program has its man page")
 
 
 class DebianRoot(unittest.TestCase):

@@ -12,6 +12,8 @@ typedef struct {
   const char *prog;        /* "tether-broker" */
   const char *usage;       /* printed by --help above the option list */
   const char *config_path; /* default config file, NULL = none; used only if it exists */
+  const char *config_shown; /* what --help names as that default when config_path was made
+                               from the environment (~/...); NULL: config_path itself */
   bool config_required;    /* config_path was named by the user (e.g. an environment
                               variable): it must exist */
   /* Extra boolean switches the program handles itself (e.g. "json"); NULL-terminated. */
