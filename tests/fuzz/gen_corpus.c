@@ -1,7 +1,8 @@
 /* Writes the fuzzers' seed corpus: valid frame streams, control bodies, zstd chunks and file
- * channel exchanges, made with the real encoders so the seeds follow the code, and texts
- * with secrets for redaction. Usage: gen_corpus DIR; the seeds land in DIR/frame, DIR/msg,
- * DIR/zstd, DIR/files and DIR/redact. Nothing binary is kept in the repository. */
+ * channel exchanges, made with the real encoders so the seeds follow the code, texts
+ * with secrets for redaction, and release manifests signed by the fuzz key, checked with the
+ * real verifier. Usage: gen_corpus DIR; the seeds land in DIR/frame, DIR/msg, DIR/zstd,
+ * DIR/files, DIR/redact, DIR/checks and DIR/release. Nothing binary is kept in the repository. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,9 +12,11 @@
 #include <zstd.h>
 #include <openssl/evp.h>
 #include "fuzz_files.h"
+#include "fuzz_release.h"
 #include "tt/frame.h"
 #include "tt/limits.h"
 #include "tt/msg.h"
+#include "tt/release.h"
 #include "tt/xfer.h"
 #include "tt/zstd.h"
 
@@ -880,6 +883,107 @@ static void gen_checks(void) {
   }
 }
 
+/* A manifest of r signed by the fuzz key, as fuzz_release.h writes it; its length. */
+static size_t release_text(EVP_PKEY *priv, const tt_release_t *r, char *out, size_t cap) {
+  size_t n = fzr_format(r, out, cap);
+  if (n == 0 || n + FZR_SIG_LINE >= cap || fzr_sign_line(priv, out, n, out + n)) fail("release seed", TT_ETLS);
+  return n + FZR_SIG_LINE;
+}
+
+/* text with its first `from` replaced by `to`, into out; its length. */
+static size_t release_edit(const char *text, size_t n, const char *from, const char *to, char *out, size_t cap) {
+  const char *at = strstr(text, from);
+  size_t head = at ? (size_t)(at - text) : 0, fl = strlen(from), tl = strlen(to);
+  if (!at || n - fl + tl >= cap) fail("release seed edit", TT_EINVAL);
+  memcpy(out, text, head);
+  memcpy(out + head, to, tl);
+  memcpy(out + head + tl, at + fl, n - head - fl);
+  out[n - fl + tl] = '\0';
+  return n - fl + tl;
+}
+
+/* A seed that the real verifier answers as the seed means it to be. */
+static void release_put(const tt_release_keys_t *k, const char *name, const char *text, size_t n, int want) {
+  tt_release_t r;
+  char err[256] = "";
+  int rc = tt_release_verify(text, n, k, &r, err, sizeof(err));
+  if (rc != want) {
+    fprintf(stderr, "gen_corpus: release seed %s: %s (%s), wanted %s\n", name, tt_strerror(rc), err,
+            tt_strerror(want));
+    exit(1);
+  }
+  put("release", name, text, n);
+}
+
+/* fuzz_release: manifests signed by fuzz_release.h's key at a fixed time, so that they are the
+ * same every build and the fuzzer starts past the signature check; broken ones; and lists of
+ * versions, one a line, for the version order. */
+static void gen_release(void) {
+  EVP_PKEY *priv = fzr_private();
+  tt_release_keys_t k;
+  if (!priv || fzr_keys(priv, &k)) fail("the fuzz release key", TT_ETLS);
+  tt_release_t r;
+  memset(&r, 0, sizeof(r));
+  strcpy(r.package, "tether-agent");
+  strcpy(r.version, "0.3.0");
+  strcpy(r.arch, "amd64");
+  r.size = 1234567;
+  for (int i = 0; i < 32; i++) r.sha256[i] = (uint8_t)(i * 7 + 1);
+  r.created_ms = 1796616000000LL; /* 2026-12-07T04:00:00Z */
+  memcpy(r.key, k.fp[0], 32);
+  char text[TT_RELEASE_MANIFEST_MAX + 1], bad[TT_RELEASE_MANIFEST_MAX + 64];
+  size_t n = release_text(priv, &r, text, sizeof(text)), bn;
+  release_put(&k, "signed", text, n, 0);
+
+  tt_release_t d = r;
+  d.downgrade = true;
+  strcpy(d.version, "1:0.2.9~rc1-2");
+  strcpy(d.arch, "arm64");
+  d.size = TT_RELEASE_SIZE_MAX;
+  d.created_ms = 951868799000LL; /* 2000-02-29T23:59:59Z: a leap day */
+  bn = release_text(priv, &d, bad, sizeof(bad));
+  release_put(&k, "signed_downgrade", bad, bn, 0);
+  tt_release_t o = r; /* signed by the fuzz key, naming another */
+  memset(o.key, 0x5a, sizeof(o.key));
+  bn = release_text(priv, &o, bad, sizeof(bad));
+  release_put(&k, "other_key", bad, bn, TT_EDENIED);
+
+  /* The signed text altered: a signature that does not verify, then malformed. */
+  memcpy(bad, text, n + 1);
+  size_t at = n - 1 - 2 - 40; /* a base64 digit well before the padding */
+  bad[at] = bad[at] == 'A' ? 'B' : 'A';
+  release_put(&k, "bad_signature", bad, n, TT_EDENIED);
+  release_put(&k, "no_last_newline", text, n - 1, TT_EINVAL);
+  release_put(&k, "no_signature", text, n - FZR_SIG_LINE, TT_EINVAL);
+  static const struct {
+    const char *name, *from, *to;
+  } edits[] = {
+      {"out_of_order", "version 0.3.0\narch amd64\n", "arch amd64\nversion 0.3.0\n"},
+      {"crlf", "package tether-agent\n", "package tether-agent\r\n"},
+      {"february_30", "created 2026-12-07", "created 2026-02-30"},
+      {"size_leading_zero", "size 1234567\n", "size 01234567\n"},
+      {"empty_revision", "version 0.3.0\n", "version 0.3.0-\n"},
+      {"after_signature", "==\n", "==\nsignature x\n"},
+  };
+  for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+    bn = release_edit(text, n, edits[i].from, edits[i].to, bad, sizeof(bad));
+    release_put(&k, edits[i].name, bad, bn, TT_EINVAL);
+  }
+
+  static const char versions[][64] = {
+      "1.0~rc1\n1.0\n1:0.9",       "1.0-1\n1.0-1ubuntu1\n01.0-1", "2:1.0\n10:0.1\n00:1.0",
+      "1.0~~\n1.0~\n1.0+next-9",   "1.2.3-4-5\n1.2.3-4-6\n1:2:3", "0.10.0\n0.9.9\n1.0a",
+  };
+  for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "versions-%zu", i);
+    release_put(&k, name, versions[i], strlen(versions[i]), TT_EINVAL);
+  }
+  release_put(&k, "versions-nul", "1.0-1\0" "1.0", 9, TT_EINVAL);
+  tt_release_keys_free(&k);
+  EVP_PKEY_free(priv);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: gen_corpus DIR\n");
@@ -888,7 +992,7 @@ int main(int argc, char **argv) {
   g_dir = argv[1];
   char path[4096];
   mkdir_p(g_dir);
-  static const char *const subs[] = {"frame", "msg", "zstd", "files", "redact", "checks"};
+  static const char *const subs[] = {"frame", "msg", "zstd", "files", "redact", "checks", "release"};
   for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
     snprintf(path, sizeof(path), "%s/%s", g_dir, subs[i]);
     mkdir_p(path);
@@ -901,5 +1005,6 @@ int main(int argc, char **argv) {
   gen_files();
   gen_redact();
   gen_checks();
+  gen_release();
   return g_failed;
 }
