@@ -460,12 +460,20 @@ int ro_engine_load(broker_t *b, broker_store_t *s, char *err, size_t cap) {
     return TT_EIO;
   }
   /* A step under way when the broker stopped: offers again (the agents resume), installs
-   * wait for their report. */
-  for (size_t i = 0; i < v.n; i++)
+   * wait for their report. `since` is on the loop's clock (uv_now: the machine's uptime), so
+   * it is set from the time the row was written, or an install would be past its deadline
+   * (and failed) at the first sweep. */
+  uint64_t now = uv_now(b->loop);
+  int64_t wall = (int64_t)broker_unix_ms();
+  for (size_t i = 0; i < v.n; i++) {
+    int64_t ago = wall - v.dev[i].d.updated_ms;
+    if (ago < 0) ago = 0;
+    v.dev[i].since = (uint64_t)ago < now ? now - (uint64_t)ago : 0;
     if (v.dev[i].st == RO_OFFERED || v.dev[i].st == RO_DOWNLOADING || v.dev[i].st == RO_VERIFIED) {
       v.dev[i].st = RO_PENDING;
       snprintf(v.dev[i].d.state, sizeof v.dev[i].d.state, "pending");
     }
+  }
   qsort(v.dev, v.n, sizeof *v.dev, dev_cmp);
   ro->dev = v.dev;
   ro->ndev = v.n;

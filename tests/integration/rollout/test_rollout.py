@@ -37,7 +37,7 @@ class Device:
     """An agent run the way a package runs it: its own copy of the program (which an upgrade
     replaces), restarted by the installer with the same arguments; its pid in agent.pid."""
 
-    def __init__(self, h, name, args):
+    def __init__(self, h, name, args, install=None):
         self.h, self.name = h, name
         self.dir = os.path.join(h.dir, name)
         os.makedirs(os.path.join(self.dir, "bin"))
@@ -48,7 +48,8 @@ class Device:
             f.write("\n".join(["run", "--state-dir", os.path.join(self.dir, "state"),
                                "--consent-socket", os.path.join(self.dir, "consent.sock"),
                                "--upgrade-launcher", "fork",
-                               "--upgrade-install", "%s %s" % (INSTALL, self.dir)] + list(args)) + "\n")
+                               "--upgrade-install", (install or "%s") % ("%s %s" % (INSTALL, self.dir))]
+                              + list(args)) + "\n")
         with open(os.path.join(self.dir, "args")) as f:
             argv = [os.path.join(self.dir, "bin", "tether-agent")] + f.read().splitlines()
         with open(self.log, "ab") as out:
@@ -143,10 +144,10 @@ class RolloutTest(TetherTestCase):
         self.b = self.h.start_broker(extra=extra, **kw)
         return self.b
 
-    def device(self, name, keys=None):
+    def device(self, name, keys=None, install=None):
         d = Device(self.h, name, ["--broker", self.b.addr, "--ca", self.pki.ca, "--cert", self.pki.cert(name),
                                   "--key", self.pki.key(name), "--hostname", name,
-                                  "--upgrade-release-keys", keys or self.pub])
+                                  "--upgrade-release-keys", keys or self.pub], install=install)
         self.devices.append(d)
         d.wait_log('msg="connected"')
         return d
@@ -261,6 +262,32 @@ class RolloutTest(TetherTestCase):
         # Resumed, the rollout has nobody left to offer it to: pc-2 failed, it is not retried.
         self.ok(self.admin(["rollout", "cancel", "--reason", "bad build"]))
         self.assertEqual(self.status()["state"], "cancelled")
+
+    def test_broker_restart_while_a_device_installs(self):
+        """A broker restarted while an agent installs waits for its report: the device's time
+        in `installing` does not start at zero (uv_now is the machine's uptime), so it is not
+        failed at the first sweep, and the rollout does not pause."""
+        self.start_broker()
+        # The installer takes a while: the broker restarts meanwhile.
+        pc1 = self.device("pc-1", install="sleep 8; %s")
+        nxt = next_version(VERSION)
+        old = self.package("agent-old", "tether-agent")
+        new = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
+        for pkg, v in ((old, VERSION), (new, nxt)):
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+        self.ok(self.start(nxt, ["pc-1"], health="60s", pause="1"))
+        self.wait_state("pc-1", ("installing",))
+        self.b.stop()
+        self.b = self.h.start_broker(port=self.b.port, data_dir=self.b.data_dir, name="broker-again",
+                                     extra=["--release-keys", self.pub])
+        d = self.wait_state("pc-1", ("installed", "failed"))
+        st = self.status()
+        self.assertEqual(st["failures"], 0, st)
+        self.assertNotEqual(st["state"], "paused", st)
+        self.assertNotIn("upgrade-failed", [e["action"] for e in self.audit()])
+        self.assertEqual(d["state"], "installed", d)
+        pc1.wait_log("version=%s" % nxt)
 
     # -- what is refused ----------------------------------------------------------------------
 
