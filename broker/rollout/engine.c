@@ -218,8 +218,14 @@ static void step(broker_conn_t *c, const Tether__UpgradeReport *r) {
     if (!in_progress(d->st)) return;
     break;
   case RO_INSTALLED: {
+    /* The version the link runs (its Hello), not only the one the report names; and not for
+     * a device this rollout offered nothing (skipped, current) or that refused it. A device
+     * failed by a deadline, or pending again after a restart of the broker, may still come
+     * back on the version. */
     char v[TT_NAME_MAX + 1] = "";
-    if (tt_text_copy(v, sizeof v, r->version) || strcmp(v, b->ro->r.version)) return;
+    if (tt_text_copy(v, sizeof v, r->version) || strcmp(v, b->ro->r.version) || strcmp(c->version, b->ro->r.version))
+      return;
+    if (d->st == RO_SKIPPED || d->st == RO_CURRENT || d->st == RO_REFUSED) return;
     break;
   }
   case RO_REFUSED:

@@ -20,7 +20,8 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN_DIR, START_TIMEOUT, Pki, TetherTestCase, binary, sanitizer_report
+from harness import (BIN_DIR, K_REQUEST, K_RESPONSE, ROLE_AGENT, START_TIMEOUT, Pki, TetherTestCase, WireClient,
+                     binary, pb_bytes, pb_varint, sanitizer_report)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL = os.path.join(HERE, "fake_install.sh")
@@ -288,6 +289,32 @@ class RolloutTest(TetherTestCase):
         self.assertNotIn("upgrade-failed", [e["action"] for e in self.audit()])
         self.assertEqual(d["state"], "installed", d)
         pc1.wait_log("version=%s" % nxt)
+
+    def test_installed_is_not_taken_from_an_agent_not_running_the_version(self):
+        """An agent reports `installed` only for the version its link runs, and only in a
+        rollout that offered it something: an agent whose Hello said the old version (and
+        that takes no upgrades, so it was skipped) cannot have the audit say it upgraded."""
+        self.start_broker()
+        nxt = next_version(VERSION)
+        for name, prog, v in (("agent-old", binary("tether-agent"), VERSION),
+                              ("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"), nxt)):
+            pkg = self.package(name, prog)
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+        with WireClient(self.b.port, self.pki.ca, cert=self.pki.cert("pc-2"), key=self.pki.key("pc-2")) as w:
+            w.handshake_hello(role=ROLE_AGENT, software_version=VERSION, hostname="pc-2")
+            self.ok(self.start(nxt, ["pc-2"]))
+            self.wait_state("pc-2", ("skipped",))
+            rid = self.status()["id"]
+            report = pb_varint(1, rid) + pb_varint(2, 5) + pb_bytes(6, nxt)  # UPGRADE_INSTALLED
+            w.send_frame(K_REQUEST, pb_varint(1, 7) + pb_bytes(58, report))
+            while True:
+                kind, _, _, _ = w.read_control(answer_pings=True)
+                if kind == K_RESPONSE:
+                    break
+            st = self.status()
+            self.assertEqual(self.dev_state(st, "pc-2")["state"], "skipped", st)
+            self.assertNotIn("upgrade-installed", [e["action"] for e in self.audit()])
 
     # -- what is refused ----------------------------------------------------------------------
 
