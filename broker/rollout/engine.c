@@ -330,7 +330,16 @@ void broker_rollout_sweep(broker_t *b, uint64_t now) {
     if (d->st == RO_OFFERED) active++;
   }
   /* The wave reached is through: nobody at it, someone took the version (or nobody is left
-   * to). The last wave through with nobody pending ends the rollout. */
+   * to). The last wave through with nobody pending ends the rollout. A canary (or any wave)
+   * that failed and where nobody took it does not let the next wave go: it pauses (resume
+   * counts failures from zero: the admin's word to go on). The last wave ends as before. */
+  if (open == 0 && installed == 0 && pending == 0 && ro->r.failures > 0 && ro->r.wave + 1 < ro->r.waves) {
+    char why[TT_TEXT_MAX];
+    snprintf(why, sizeof why, "no device of wave %" PRId64 " took %.64s, %" PRId64 " failed: see rollout status",
+             ro->r.wave, ro->r.version, ro->r.failures);
+    rollout_set(b, k_paused, why, "rollout-pause");
+    return;
+  }
   if (open == 0 && (installed > 0 || pending == 0)) {
     if (ro->r.wave + 1 < ro->r.waves) {
       ro->r.wave++;

@@ -316,6 +316,33 @@ class RolloutTest(TetherTestCase):
             self.assertEqual(self.dev_state(st, "pc-2")["state"], "skipped", st)
             self.assertNotIn("upgrade-installed", [e["action"] for e in self.audit()])
 
+    def test_a_canary_that_took_nothing_does_not_start_the_next_wave(self):
+        """The next wave starts only once a device of the waves reached took the version: a
+        canary whose every device refused (fewer than --pause-on-failure) does not wave the
+        rest of the group through; the rollout pauses and says why."""
+        self.start_broker()
+        other = os.path.join(self.keys, "other.pub")
+        self.device("pc-1", keys=other)
+        self.device("pc-2", keys=other)
+        nxt = next_version(VERSION)
+        for name, prog, v in (("agent-old", binary("tether-agent"), VERSION),
+                              ("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"), nxt)):
+            pkg = self.package(name, prog)
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+        self.ok(self.admin(["rollout", "start", nxt, "pc-1", "pc-2", "--canary", "50%", "--wave", "50%",
+                            "--pause-on-failure", "3", "--health", "20s"]))
+        st = self.status()
+        canary = [d["device"] for d in st["devices"] if d["wave"] == 0]
+        rest = [d["device"] for d in st["devices"] if d["wave"] == 1]
+        self.assertEqual((len(canary), len(rest)), (1, 1), st)
+        self.wait_state(canary[0], ("refused",))
+        time.sleep(3)  # three sweeps
+        st = self.status()
+        self.assertEqual(self.dev_state(st, rest[0])["state"], "pending", st)
+        self.assertEqual(st["wave"], 0, st)
+        self.assertEqual(st["state"], "paused", st)
+
     # -- what is refused ----------------------------------------------------------------------
 
     def refused(self, name, version, channel, want, pid):
