@@ -114,6 +114,19 @@ static void keep_current(const char *dir, const char *pkg, const char *manifest_
   if (strcmp(pkg, cur) && rename(pkg, cur) == 0) (void)rename(m, cm);
 }
 
+/* A package that is no longer the way back (the one this agent came from, or one that did
+ * not come back): removed, so that packages do not pile up, one per upgrade. current.pkg
+ * (renamed from it by keep_current, or named itself) is kept. */
+static void drop_package(const char *dir, const char *pkg, const char *manifest_name) {
+  char cur[UPGRADE_PATH_MAX], m[UPGRADE_PATH_MAX];
+  snprintf(cur, sizeof cur, "%s/%s", dir, UPGRADE_CURRENT_PKG);
+  if (pkg[0] && strcmp(pkg, cur) && unlink(pkg) == 0) TT_INFO(MOD, "package removed", "package=%s", pkg);
+  if (manifest_name) {
+    snprintf(m, sizeof m, "%s/%s", dir, manifest_name);
+    (void)unlink(m);
+  }
+}
+
 static bool healthy(const char *dir, const char *to) {
   char path[UPGRADE_PATH_MAX], text[128];
   snprintf(path, sizeof path, "%s/%s", dir, UPGRADE_HEALTHY);
@@ -152,6 +165,7 @@ int agent_upgrade_guard(const agent_cfg_t *cfg) {
     while (agent_unix_ms() < until) {
       if (healthy(dir, to)) {
         keep_current(dir, pkg, "new.manifest");
+        drop_package(dir, rb, "rollback.manifest");
         outcome(dir, rollout, "installed", "");
         unlink(path);
         return 0;
@@ -176,6 +190,7 @@ int agent_upgrade_guard(const agent_cfg_t *cfg) {
   outcome(dir, rollout, "rolled-back", r);
   if (run_install(cfg->upgrade_install, dir, rb, why, sizeof why) == 0) {
     keep_current(dir, rb, "rollback.manifest");
+    drop_package(dir, pkg, "new.manifest");
   } else {
     snprintf(r, sizeof r, "%.*s; the rollback failed too: %.*s", TT_TEXT_MAX / 2, reason, TT_TEXT_MAX / 2 - 30, why);
     outcome(dir, rollout, "failed", r);

@@ -256,6 +256,15 @@ class RolloutTest(TetherTestCase):
         self.assertIn("1 failure", st["why"])
         self.wait_until(lambda: self.agent_version("pc-2") == VERSION, "pc-2 back on %s" % VERSION)
         self.assertNotEqual(pc2.pid(), first, "the old agent was started again")
+        # Neither keeps more than the way back: the package it runs (current.pkg), not the one
+        # it came from (pc-1) nor the one that failed (pc-2).
+        for dev in (pc1, pc2):
+            up = os.path.join(dev.dir, "state", "upgrade")
+            self.wait_until(lambda: not os.path.exists(os.path.join(up, "pending")), "%s's guard ended" % dev.name)
+            self.wait_until(lambda: "current.pkg" in os.listdir(up), "%s keeps current.pkg" % dev.name)
+            time.sleep(0.5)
+            left = sorted(n for n in os.listdir(up) if n.endswith((".pkg", ".part")))
+            self.assertEqual(left, ["current.pkg"], "%s: %s" % (dev.name, left))
         actions = [e["action"] for e in self.audit()]
         for a in ("release-add", "rollout-start", "upgrade-offered", "upgrade-installing", "upgrade-installed",
                   "upgrade-rolled-back", "rollout-pause", "rollout-done"):
