@@ -218,8 +218,14 @@ static void step(broker_conn_t *c, const Tether__UpgradeReport *r) {
     if (!in_progress(d->st)) return;
     break;
   case RO_INSTALLED: {
+    /* The version the link runs (its Hello), not only the one the report names; and not for
+     * a device this rollout offered nothing (skipped, current) or that refused it. A device
+     * failed by a deadline, or pending again after a restart of the broker, may still come
+     * back on the version. */
     char v[TT_NAME_MAX + 1] = "";
-    if (tt_text_copy(v, sizeof v, r->version) || strcmp(v, b->ro->r.version)) return;
+    if (tt_text_copy(v, sizeof v, r->version) || strcmp(v, b->ro->r.version) || strcmp(c->version, b->ro->r.version))
+      return;
+    if (d->st == RO_SKIPPED || d->st == RO_CURRENT || d->st == RO_REFUSED) return;
     break;
   }
   case RO_REFUSED:
@@ -324,7 +330,16 @@ void broker_rollout_sweep(broker_t *b, uint64_t now) {
     if (d->st == RO_OFFERED) active++;
   }
   /* The wave reached is through: nobody at it, someone took the version (or nobody is left
-   * to). The last wave through with nobody pending ends the rollout. */
+   * to). The last wave through with nobody pending ends the rollout. A canary (or any wave)
+   * that failed and where nobody took it does not let the next wave go: it pauses (resume
+   * counts failures from zero: the admin's word to go on). The last wave ends as before. */
+  if (open == 0 && installed == 0 && pending == 0 && ro->r.failures > 0 && ro->r.wave + 1 < ro->r.waves) {
+    char why[TT_TEXT_MAX];
+    snprintf(why, sizeof why, "no device of wave %" PRId64 " took %.64s, %" PRId64 " failed: see rollout status",
+             ro->r.wave, ro->r.version, ro->r.failures);
+    rollout_set(b, k_paused, why, "rollout-pause");
+    return;
+  }
   if (open == 0 && (installed > 0 || pending == 0)) {
     if (ro->r.wave + 1 < ro->r.waves) {
       ro->r.wave++;
@@ -460,12 +475,20 @@ int ro_engine_load(broker_t *b, broker_store_t *s, char *err, size_t cap) {
     return TT_EIO;
   }
   /* A step under way when the broker stopped: offers again (the agents resume), installs
-   * wait for their report. */
-  for (size_t i = 0; i < v.n; i++)
+   * wait for their report. `since` is on the loop's clock (uv_now: the machine's uptime), so
+   * it is set from the time the row was written, or an install would be past its deadline
+   * (and failed) at the first sweep. */
+  uint64_t now = uv_now(b->loop);
+  int64_t wall = (int64_t)broker_unix_ms();
+  for (size_t i = 0; i < v.n; i++) {
+    int64_t ago = wall - v.dev[i].d.updated_ms;
+    if (ago < 0) ago = 0;
+    v.dev[i].since = (uint64_t)ago < now ? now - (uint64_t)ago : 0;
     if (v.dev[i].st == RO_OFFERED || v.dev[i].st == RO_DOWNLOADING || v.dev[i].st == RO_VERIFIED) {
       v.dev[i].st = RO_PENDING;
       snprintf(v.dev[i].d.state, sizeof v.dev[i].d.state, "pending");
     }
+  }
   qsort(v.dev, v.n, sizeof *v.dev, dev_cmp);
   ro->dev = v.dev;
   ro->ndev = v.n;

@@ -20,7 +20,8 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN_DIR, START_TIMEOUT, Pki, TetherTestCase, binary, sanitizer_report
+from harness import (BIN_DIR, K_REQUEST, K_RESPONSE, ROLE_AGENT, START_TIMEOUT, Pki, TetherTestCase, WireClient,
+                     binary, pb_bytes, pb_varint, sanitizer_report)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL = os.path.join(HERE, "fake_install.sh")
@@ -37,7 +38,7 @@ class Device:
     """An agent run the way a package runs it: its own copy of the program (which an upgrade
     replaces), restarted by the installer with the same arguments; its pid in agent.pid."""
 
-    def __init__(self, h, name, args, wrapper=()):
+    def __init__(self, h, name, args, wrapper=(), install=None):
         self.h, self.name = h, name
         self.dir = os.path.join(h.dir, name)
         os.makedirs(os.path.join(self.dir, "bin"))
@@ -48,7 +49,8 @@ class Device:
             f.write("\n".join(["run", "--state-dir", os.path.join(self.dir, "state"),
                                "--consent-socket", os.path.join(self.dir, "consent.sock"),
                                "--upgrade-launcher", "fork",
-                               "--upgrade-install", "%s %s" % (INSTALL, self.dir)] + list(args)) + "\n")
+                               "--upgrade-install", (install or "%s") % ("%s %s" % (INSTALL, self.dir))]
+                              + list(args)) + "\n")
         with open(os.path.join(self.dir, "args")) as f:
             argv = list(wrapper) + [os.path.join(self.dir, "bin", "tether-agent")] + f.read().splitlines()
         with open(self.log, "ab") as out:
@@ -143,10 +145,10 @@ class RolloutTest(TetherTestCase):
         self.b = self.h.start_broker(extra=extra, **kw)
         return self.b
 
-    def device(self, name, keys=None, wrapper=()):
+    def device(self, name, keys=None, wrapper=(), install=None):
         d = Device(self.h, name, ["--broker", self.b.addr, "--ca", self.pki.ca, "--cert", self.pki.cert(name),
                                   "--key", self.pki.key(name), "--hostname", name,
-                                  "--upgrade-release-keys", keys or self.pub], wrapper=wrapper)
+                                  "--upgrade-release-keys", keys or self.pub], wrapper=wrapper, install=install)
         self.devices.append(d)
         d.wait_log('msg="connected"')
         return d
@@ -300,6 +302,85 @@ class RolloutTest(TetherTestCase):
         self.assertLess(installed[0], wave[0], "the canary came back before the next wave")
         self.assertLess(wave[0], offered[1], "the second device was offered it in the next wave")
         self.assertEqual(log[offered[0]][1], log[installed[0]][1], "the canary is the first installed")
+
+    def test_broker_restart_while_a_device_installs(self):
+        """A broker restarted while an agent installs waits for its report: the device's time
+        in `installing` does not start at zero (uv_now is the machine's uptime), so it is not
+        failed at the first sweep, and the rollout does not pause."""
+        self.start_broker()
+        # The installer takes a while: the broker restarts meanwhile.
+        pc1 = self.device("pc-1", install="sleep 8; %s")
+        nxt = next_version(VERSION)
+        old = self.package("agent-old", "tether-agent")
+        new = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
+        for pkg, v in ((old, VERSION), (new, nxt)):
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+        self.ok(self.start(nxt, ["pc-1"], health="60s", pause="1"))
+        self.wait_state("pc-1", ("installing",))
+        self.b.stop()
+        self.b = self.h.start_broker(port=self.b.port, data_dir=self.b.data_dir, name="broker-again",
+                                     extra=["--release-keys", self.pub])
+        d = self.wait_state("pc-1", ("installed", "failed"))
+        st = self.status()
+        self.assertEqual(st["failures"], 0, st)
+        self.assertNotEqual(st["state"], "paused", st)
+        self.assertNotIn("upgrade-failed", [e["action"] for e in self.audit()])
+        self.assertEqual(d["state"], "installed", d)
+        pc1.wait_log("version=%s" % nxt)
+
+    def test_installed_is_not_taken_from_an_agent_not_running_the_version(self):
+        """An agent reports `installed` only for the version its link runs, and only in a
+        rollout that offered it something: an agent whose Hello said the old version (and
+        that takes no upgrades, so it was skipped) cannot have the audit say it upgraded."""
+        self.start_broker()
+        nxt = next_version(VERSION)
+        for name, prog, v in (("agent-old", binary("tether-agent"), VERSION),
+                              ("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"), nxt)):
+            pkg = self.package(name, prog)
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+        with WireClient(self.b.port, self.pki.ca, cert=self.pki.cert("pc-2"), key=self.pki.key("pc-2")) as w:
+            w.handshake_hello(role=ROLE_AGENT, software_version=VERSION, hostname="pc-2")
+            self.ok(self.start(nxt, ["pc-2"]))
+            self.wait_state("pc-2", ("skipped",))
+            rid = self.status()["id"]
+            report = pb_varint(1, rid) + pb_varint(2, 5) + pb_bytes(6, nxt)  # UPGRADE_INSTALLED
+            w.send_frame(K_REQUEST, pb_varint(1, 7) + pb_bytes(58, report))
+            while True:
+                kind, _, _, _ = w.read_control(answer_pings=True)
+                if kind == K_RESPONSE:
+                    break
+            st = self.status()
+            self.assertEqual(self.dev_state(st, "pc-2")["state"], "skipped", st)
+            self.assertNotIn("upgrade-installed", [e["action"] for e in self.audit()])
+
+    def test_a_canary_that_took_nothing_does_not_start_the_next_wave(self):
+        """The next wave starts only once a device of the waves reached took the version: a
+        canary whose every device refused (fewer than --pause-on-failure) does not wave the
+        rest of the group through; the rollout pauses and says why."""
+        self.start_broker()
+        other = os.path.join(self.keys, "other.pub")
+        self.device("pc-1", keys=other)
+        self.device("pc-2", keys=other)
+        nxt = next_version(VERSION)
+        for name, prog, v in (("agent-old", binary("tether-agent"), VERSION),
+                              ("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"), nxt)):
+            pkg = self.package(name, prog)
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+        self.ok(self.admin(["rollout", "start", nxt, "pc-1", "pc-2", "--canary", "50%", "--wave", "50%",
+                            "--pause-on-failure", "3", "--health", "20s"]))
+        st = self.status()
+        canary = [d["device"] for d in st["devices"] if d["wave"] == 0]
+        rest = [d["device"] for d in st["devices"] if d["wave"] == 1]
+        self.assertEqual((len(canary), len(rest)), (1, 1), st)
+        self.wait_state(canary[0], ("refused",))
+        self.wait_until(lambda: self.status()["state"] == "paused", "the rollout paused")
+        st = self.status()
+        self.assertEqual(self.dev_state(st, rest[0])["state"], "pending", st)
+        self.assertEqual(st["wave"], 0, st)
+        self.assertEqual(st["state"], "paused", st)
 
     # -- what is refused ----------------------------------------------------------------------
 
