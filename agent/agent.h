@@ -367,6 +367,8 @@ void agent_upgrade_init(agent_t *a);
 void agent_upgrade_welcomed(agent_t *a);
 /* Broker -> agent UpgradeOffer: checked, answered (taken or refused, and why). */
 void agent_upgrade_offer_request(agent_t *a, const Tether__Request *q);
+/* The link went down: a new agent's wait to be called healthy starts again. */
+void agent_upgrade_link_down(agent_t *a);
 void agent_upgrade_close(agent_t *a);
 void agent_upgrade_free(agent_t *a);
 /* `tether-agent upgrade-guard`: install, wait for the new agent, roll back (guard.c). */

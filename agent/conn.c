@@ -158,6 +158,7 @@ static void on_down(tt_link_t *l, int reason) {
   a->welcomed = false;
   agent_reqs_fail_all(&a->reqs, TT_ECLOSED);
   agent_consent_link_down(a); /* no session outlives the broker's view of it */
+  agent_upgrade_link_down(a);
   schedule_retry(a);
 }
 

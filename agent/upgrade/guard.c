@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include "upgrade.h"
 #include "tt/log.h"
 
@@ -133,6 +134,36 @@ static void clean(const char *dir) {
   closedir(d);
 }
 
+/* The package is still what its manifest (checked by the agent) says: hashed again right
+ * before it is installed. 0, or why not. */
+static int check_pkg(const char *dir, const char *pkg, const char *manifest_name, char *why, size_t cap) {
+  char path[UPGRADE_PATH_MAX], text[TT_RELEASE_MANIFEST_MAX + 1], err[160];
+  tt_release_t m;
+  snprintf(path, sizeof path, "%s/%s", dir, manifest_name);
+  if (agent_upgrade_read(path, text, sizeof text) || tt_release_parse(text, strlen(text), &m, err, sizeof err)) {
+    snprintf(why, cap, "no manifest for %.120s", pkg);
+    return -1;
+  }
+  int fd = open(pkg, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  uint8_t buf[64 * 1024], digest[32];
+  uint64_t total = 0;
+  int rc = -1;
+  if (fd >= 0 && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+      total += (uint64_t)n;
+      EVP_DigestUpdate(md, buf, (size_t)n);
+    }
+    unsigned dl = 0;
+    if (n == 0 && EVP_DigestFinal_ex(md, digest, &dl) == 1 && total == m.size && !memcmp(digest, m.sha256, 32)) rc = 0;
+  }
+  if (rc) snprintf(why, cap, "%.120s is not the package its manifest signs (changed since it was checked)", pkg);
+  if (fd >= 0) close(fd);
+  EVP_MD_CTX_free(md);
+  return rc;
+}
+
 static bool healthy(const char *dir, const char *to) {
   char path[UPGRADE_PATH_MAX], text[128];
   snprintf(path, sizeof path, "%s/%s", dir, UPGRADE_HEALTHY);
@@ -167,6 +198,12 @@ int agent_upgrade_guard(const agent_cfg_t *cfg) {
   /* The deadline counts from now: the checks and the download took their own time. */
   int64_t until = agent_unix_ms() + strtoll(health, NULL, 10) * 1000;
   (void)deadline;
+  if (check_pkg(dir, pkg, "new.manifest", why, sizeof why)) {
+    /* Nothing installed: nothing to roll back. */
+    outcome(dir, rollout, "failed", why);
+    unlink(path);
+    return 0;
+  }
   if (run_install(cfg->upgrade_install, dir, pkg, why, sizeof why) == 0) {
     while (agent_unix_ms() < until) {
       if (healthy(dir, to)) {
@@ -186,13 +223,16 @@ int agent_upgrade_guard(const agent_cfg_t *cfg) {
   unlink(path);
   snprintf(path, sizeof path, "%s/%s", dir, UPGRADE_HEALTHY);
   unlink(path);
-  if (!rb[0] || access(rb, R_OK)) {
-    outcome(dir, rollout, "failed", reason);
+  char rbwhy[TT_TEXT_MAX], r[TT_TEXT_MAX + 1];
+  const char *rbm = strstr(rb, "/" UPGRADE_CURRENT_PKG) ? UPGRADE_CURRENT_MANIFEST : "rollback.manifest";
+  if (!rb[0] || check_pkg(dir, rb, rbm, rbwhy, sizeof rbwhy)) {
+    snprintf(r, sizeof r, "%.*s; nothing to roll back to: %.*s", TT_TEXT_MAX / 2, reason, TT_TEXT_MAX / 2 - 30,
+             rb[0] ? rbwhy : "no package");
+    outcome(dir, rollout, "failed", r);
     return 0;
   }
   /* Written before the old agent starts again, so that it finds it at its first connect. */
-  char r[TT_TEXT_MAX + 1];
-  snprintf(r, sizeof r, "back on %s: %.*s", from, TT_TEXT_MAX - 40, reason);
+  snprintf(r, sizeof r, "back on %.64s: %.*s", from, TT_TEXT_MAX - 80, reason);
   outcome(dir, rollout, "rolled-back", r);
   if (run_install(cfg->upgrade_install, dir, rb, why, sizeof why) == 0) {
     keep_current(dir, rb, "rollback.manifest");

@@ -23,6 +23,11 @@
 
 #define MOD "upgrade"
 #define REPORT_TIMEOUT_MS 15000u
+#define PROGRESS_MS 30000u
+/* The guard's longest run: the health deadline, the installer's timeout twice (the package
+ * and the one to go back to) and a minute. Past it, the agent that handed over and is
+ * still here stops waiting and takes offers again. */
+#define GUARD_SLACK_MS (21u * 60u * 1000u)
 
 typedef enum { UP_IDLE = 0, UP_FETCH, UP_FETCH_ROLLBACK, UP_INSTALLING } up_state_t;
 
@@ -39,6 +44,9 @@ struct agent_upgrade_s {
   char rb_manifest[TT_RELEASE_MANIFEST_MAX + 1];
   agent_fetch_t *fetch;
   unsigned reported_quarter;
+  uint64_t reported_ms;    /* uv_now of the last progress report */
+  uv_timer_t timer;        /* installing: the guard's time is up; welcomed: stayed up */
+  bool timer_open;
   bool outcome_sent;
 };
 
@@ -125,6 +133,15 @@ typedef struct {
 
 static void launch_guard(agent_t *a);
 
+/* An install that will not start after all: the pending file goes, the agent is idle. */
+static void abandon_install(agent_t *a) {
+  struct agent_upgrade_s *u = a->upgrade;
+  char path[UPGRADE_PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", u->dir, UPGRADE_PENDING);
+  unlink(path);
+  u->state = UP_IDLE;
+}
+
 static void report_done(void *data, const Tether__Response *r, int err) {
   report_ctx_t *x = data;
   agent_t *a = x->a;
@@ -133,7 +150,20 @@ static void report_done(void *data, const Tether__Response *r, int err) {
     snprintf(path, sizeof path, "%s/%s", a->upgrade->dir, UPGRADE_OUTCOME);
     unlink(path);
   }
-  if (x->launch) launch_guard(a);
+  if (x->launch) {
+    /* The guard starts only on the broker's yes: a rollout paused or cancelled meanwhile
+     * (or a broker gone) says no, and the agent runs on as it was; the checked packages
+     * stay for the next offer. */
+    if (!err && r && !r->error) {
+      launch_guard(a);
+    } else {
+      char why[TT_TEXT_MAX + 1] = "";
+      if (r && r->error && tt_text_copy(why, sizeof why, r->error->message)) why[0] = '\0';
+      TT_WARN(MOD, "install not started", "rollout=%" PRIu64 " why=\"%s\"", a->upgrade->rollout,
+              why[0] ? why : tt_errname(err ? err : TT_EPEER));
+      abandon_install(a);
+    }
+  }
   free(x);
 }
 
@@ -144,7 +174,7 @@ static void report(agent_t *a, Tether__UpgradeStep step, const char *reason, uin
   if (x) x->a = a, x->launch = launch, x->outcome = outcome;
   if (!a->link || !a->welcomed || !x) {
     free(x);
-    if (launch) launch_guard(a);
+    if (launch) abandon_install(a);
     return;
   }
   Tether__UpgradeReport rp = TETHER__UPGRADE_REPORT__INIT;
@@ -161,7 +191,7 @@ static void report(agent_t *a, Tether__UpgradeStep step, const char *reason, uin
   q.upgrade_report = &rp;
   if (agent_reqs_send(&a->reqs, a->link, &q, REPORT_TIMEOUT_MS, report_done, x)) {
     free(x);
-    if (launch) launch_guard(a);
+    if (launch) abandon_install(a);
   }
 }
 
@@ -317,8 +347,16 @@ void agent_upgrade_offer_request(agent_t *a, const Tether__Request *q) {
 void agent_upgrade_progress(agent_t *a, uint64_t done, uint64_t size) {
   struct agent_upgrade_s *u = a->upgrade;
   unsigned q = size ? (unsigned)(done * 4 / size) : 4;
-  if (u->state != UP_FETCH || q <= u->reported_quarter || q >= 4) return;
-  u->reported_quarter = q;
+  uint64_t now = uv_now(a->loop);
+  if (u->state != UP_FETCH && u->state != UP_FETCH_ROLLBACK) return;
+  /* Each quarter of the package, and every PROGRESS_MS whatever moved (the broker fails a
+   * download that says nothing for minutes: a slow link must not look stalled). The
+   * package to roll back to counts after the new one. */
+  bool quarter = u->state == UP_FETCH && q > u->reported_quarter && q < 4;
+  if (!quarter && now - u->reported_ms < PROGRESS_MS) return;
+  if (quarter) u->reported_quarter = q;
+  u->reported_ms = now;
+  if (u->state == UP_FETCH_ROLLBACK) done = u->rel.size, size = u->rel.size;
   report(a, TETHER__UPGRADE_STEP__UPGRADE_DOWNLOADING, NULL, done, size, false, false);
 }
 
@@ -347,7 +385,12 @@ static void fetched(agent_t *a, int rc, const char *reason) {
   agent_upgrade_file(pkg, sizeof pkg, u->dir, u->rel.sha256, "pkg");
   if (u->have_rb) {
     agent_upgrade_file(rb, sizeof rb, u->dir, u->rb.sha256, "pkg");
-    if (agent_upgrade_write(u->dir, "rollback.manifest", u->rb_manifest)) rb[0] = '\0';
+    int w = agent_upgrade_write(u->dir, "rollback.manifest", u->rb_manifest);
+    if (w) {
+      fail(a, TETHER__UPGRADE_STEP__UPGRADE_FAILED, "cannot keep the manifest to roll back to in %.120s: %s", u->dir,
+           strerror(-w));
+      return;
+    }
   } else {
     snprintf(rb, sizeof rb, "%s/%s", u->dir, UPGRADE_CURRENT_PKG);
   }
@@ -369,6 +412,17 @@ static void fetched(agent_t *a, int rc, const char *reason) {
   u->state = UP_INSTALLING;
   TT_INFO(MOD, "installing", "rollout=%" PRIu64 " to=%s health_s=%u", u->rollout, u->rel.version, u->health_s);
   report(a, TETHER__UPGRADE_STEP__UPGRADE_INSTALLING, NULL, u->rel.size, u->rel.size, true, false);
+}
+
+/* This agent handed over to the guard long ago and is still here: the guard did not start,
+ * or ended without replacing it. It takes offers again; the broker already counts the
+ * device as failed by then. */
+static void guard_overdue(uv_timer_t *t) {
+  agent_t *a = t->data;
+  struct agent_upgrade_s *u = a->upgrade;
+  if (u->state != UP_INSTALLING) return;
+  fail(a, TETHER__UPGRADE_STEP__UPGRADE_FAILED, "the upgrade guard did not replace this agent (%s) in time",
+       agent_version);
 }
 
 /* The guard runs outside this process (and, under systemd, outside this service, whose
@@ -422,23 +476,52 @@ static void launch_guard(agent_t *a) {
     return;
   }
   TT_INFO(MOD, "upgrade guard started", "rollout=%" PRIu64 " via=%s", u->rollout, systemd ? "systemd-run" : "fork");
+  if (u->timer_open) uv_timer_start(&u->timer, guard_overdue, (uint64_t)u->health_s * 1000u + GUARD_SLACK_MS, 0);
 }
 
 /* ---- the link ---------------------------------------------------------------------------- */
 
+/* This agent is the new version the guard waits for, and has stayed connected since its
+ * welcome for a third of the health deadline (2 s to 60 s): healthy. It says so (the file
+ * the guard watches, then the broker), unless the guard gave up on it meanwhile (no pending
+ * file for this version any more). */
+static bool pending_for_me(struct agent_upgrade_s *u, char *roll, size_t cap, uint32_t *health_s) {
+  char path[UPGRADE_PATH_MAX], text[UPGRADE_FILE_MAX], v[TT_NAME_MAX + 1], h[16] = "0";
+  snprintf(path, sizeof path, "%s/%s", u->dir, UPGRADE_PENDING);
+  if (agent_upgrade_read(path, text, sizeof text) || !agent_upgrade_value(text, "to", v, sizeof v) ||
+      strcmp(v, agent_version))
+    return false;
+  if (!agent_upgrade_value(text, "rollout", roll, cap)) snprintf(roll, cap, "0");
+  agent_upgrade_value(text, "health_s", h, sizeof h);
+  *health_s = (uint32_t)strtoul(h, NULL, 10);
+  return true;
+}
+
+static void settled(uv_timer_t *t) {
+  agent_t *a = t->data;
+  struct agent_upgrade_s *u = a->upgrade;
+  char roll[24], line[TT_NAME_MAX + 16];
+  uint32_t health_s;
+  if (!a->welcomed || !pending_for_me(u, roll, sizeof roll, &health_s)) return;
+  snprintf(line, sizeof line, "%s\n", agent_version);
+  if (agent_upgrade_write(u->dir, UPGRADE_HEALTHY, line)) {
+    TT_WARN(MOD, "cannot mark this agent healthy", "dir=%s", u->dir);
+    return;
+  }
+  TT_INFO(MOD, "upgraded: healthy", "version=%s", agent_version);
+  u->rollout = strtoull(roll, NULL, 10);
+  report(a, TETHER__UPGRADE_STEP__UPGRADE_INSTALLED, NULL, 0, 0, false, false);
+}
+
 void agent_upgrade_welcomed(agent_t *a) {
   struct agent_upgrade_s *u = a->upgrade;
-  char path[UPGRADE_PATH_MAX], text[UPGRADE_FILE_MAX], v[TT_NAME_MAX + 1], roll[24];
-  /* This agent is the new version the guard waits for: it is healthy once it is here. */
-  snprintf(path, sizeof path, "%s/%s", u->dir, UPGRADE_PENDING);
-  if (agent_upgrade_read(path, text, sizeof text) == 0 && agent_upgrade_value(text, "to", v, sizeof v) &&
-      !strcmp(v, agent_version)) {
-    char line[TT_NAME_MAX + 16];
-    snprintf(line, sizeof line, "%s\n", agent_version);
-    if (agent_upgrade_write(u->dir, UPGRADE_HEALTHY, line) == 0)
-      TT_INFO(MOD, "upgraded: healthy", "version=%s", agent_version);
-    if (agent_upgrade_value(text, "rollout", roll, sizeof roll)) u->rollout = strtoull(roll, NULL, 10);
-    report(a, TETHER__UPGRADE_STEP__UPGRADE_INSTALLED, NULL, 0, 0, false, false);
+  char path[UPGRADE_PATH_MAX], text[UPGRADE_FILE_MAX], roll[24];
+  uint32_t health_s;
+  if (pending_for_me(u, roll, sizeof roll, &health_s)) {
+    uint64_t settle = (uint64_t)health_s * 1000u / 3u;
+    settle = settle < 2000u ? 2000u : settle > 60000u ? 60000u : settle;
+    TT_INFO(MOD, "upgraded: staying up before saying healthy", "version=%s ms=%" PRIu64, agent_version, settle);
+    if (u->timer_open) uv_timer_start(&u->timer, settled, settle, 0);
     return;
   }
   /* How an earlier upgrade ended, until the broker has heard it. */
@@ -456,6 +539,13 @@ void agent_upgrade_welcomed(agent_t *a) {
   }
 }
 
+/* The link went: a new agent that had not stayed up long enough starts again at the next
+ * welcome. */
+void agent_upgrade_link_down(agent_t *a) {
+  struct agent_upgrade_s *u = a->upgrade;
+  if (u && u->timer_open && u->state != UP_INSTALLING) uv_timer_stop(&u->timer);
+}
+
 /* ---- start and stop ---------------------------------------------------------------------- */
 
 void agent_upgrade_init(agent_t *a) {
@@ -463,6 +553,9 @@ void agent_upgrade_init(agent_t *a) {
   if (!u) abort(); /* at start: nothing runs yet */
   a->upgrade = u;
   snprintf(u->dir, sizeof u->dir, "%.*s/%s", (int)(AGENT_PATH_MAX - 1), a->cfg.state_dir, UPGRADE_DIR);
+  uv_timer_init(a->loop, &u->timer);
+  u->timer.data = a;
+  u->timer_open = true;
   if (mkdir(u->dir, 0700) && errno != EEXIST)
     TT_WARN(MOD, "cannot make the upgrade directory", "dir=%s err=%s", u->dir, strerror(errno));
   if (!a->cfg.upgrade_release_keys[0]) {
@@ -476,9 +569,15 @@ void agent_upgrade_init(agent_t *a) {
 }
 
 void agent_upgrade_close(agent_t *a) {
-  if (a->upgrade && a->upgrade->fetch) {
-    agent_fetch_free(a->upgrade->fetch);
-    a->upgrade->fetch = NULL;
+  struct agent_upgrade_s *u = a->upgrade;
+  if (!u) return;
+  if (u->fetch) {
+    agent_fetch_free(u->fetch);
+    u->fetch = NULL;
+  }
+  if (u->timer_open) {
+    uv_close((uv_handle_t *)&u->timer, NULL);
+    u->timer_open = false;
   }
 }
 

@@ -37,9 +37,11 @@ static int dev_cmp(const void *a, const void *b) {
   return strcmp(((const ro_dev_t *)a)->d.device, ((const ro_dev_t *)b)->d.device);
 }
 
+/* A device of the rollout in memory: the active one, or the one that ended last, whose
+ * agents may still report how an install under way ended. */
 static ro_dev_t *dev_find(broker_t *b, const char *device) {
   struct broker_rollout_s *ro = b->ro;
-  if (!ro->active) return NULL;
+  if (!ro->dev) return NULL;
   ro_dev_t key;
   snprintf(key.d.device, sizeof key.d.device, "%s", device);
   return bsearch(&key, ro->dev, ro->ndev, sizeof *ro->dev, dev_cmp);
@@ -78,6 +80,7 @@ static void save_rollout(broker_t *b) {
 }
 
 static void rollout_set(broker_t *b, const char *state, const char *why, const char *action);
+static void stop_downloads(broker_t *b, const char *state);
 
 /* pause_on failures pause a running rollout at once: nothing more is offered. */
 static void pause_if_failed(broker_t *b) {
@@ -134,6 +137,7 @@ static void rollout_set(broker_t *b, const char *state, const char *why, const c
   TT_INFO(MOD, "rollout", "id=%" PRId64 " state=%s wave=%" PRId64 " why=\"%s\"", ro->r.id, state, ro->r.wave, ro->r.why);
   broker_audit(b, "broker", action, target, "version", ro->r.version, "wave", wave, "?why", ro->r.why, AUDIT_END);
   save_rollout(b);
+  if (!strcmp(state, k_paused)) stop_downloads(b, state);
   if (strcmp(state, k_running) && strcmp(state, k_paused)) ro->active = false;
 }
 
@@ -182,7 +186,8 @@ static void offer(broker_t *b, ro_dev_t *d, broker_conn_t *c) {
 
 bool ro_may_fetch(broker_t *b, const char *device, const char *sha) {
   ro_dev_t *d = dev_find(b, device);
-  if (!d || !b->ro->active || (d->st != RO_OFFERED && d->st != RO_DOWNLOADING)) return false;
+  if (!d || !b->ro->active || strcmp(b->ro->r.state, k_running) || (d->st != RO_OFFERED && d->st != RO_DOWNLOADING))
+    return false;
   return !strcmp(d->sha, sha) || (d->rb_sha[0] && !strcmp(d->rb_sha, sha));
 }
 
@@ -231,7 +236,9 @@ static void step(broker_conn_t *c, const Tether__UpgradeReport *r) {
   case RO_REFUSED:
   case RO_FAILED:
   case RO_ROLLED_BACK:
-    if (!in_progress(d->st)) return;
+    /* An install the guard rolled back after the new agent had said it was back (it did
+     * not stay up): the rollback is the last word. */
+    if (!in_progress(d->st) && !(st == RO_ROLLED_BACK && d->st == RO_INSTALLED)) return;
     if (!reason[0]) snprintf(reason, sizeof reason, "(no reason given)");
     break;
   default:
@@ -257,6 +264,19 @@ bool broker_upgrade_answer(broker_conn_t *c, const Tether__Response *r) {
 int broker_upgrade_report(broker_conn_t *c, uint32_t id, const Tether__UpgradeReport *r) {
   if (c->id.role != TT_ROLE_AGENT) return broker_reply_error(c, id, TT_EROLE, "upgrades are reported by agents");
   if (!r) return broker_reply_error(c, id, TT_EPROTO, "malformed report");
+  /* An install starts only under a running rollout that is still offering this device
+   * the release: after a pause or a cancel the agent is told, and does not start it. */
+  if (r->step == TETHER__UPGRADE_STEP__UPGRADE_INSTALLING) {
+    ro_dev_t *d = dev_find(c->b, c->id.name);
+    struct broker_rollout_s *ro = c->b->ro;
+    if (!d || !ro->active || r->rollout != (uint64_t)ro->r.id || strcmp(ro->r.state, k_running) ||
+        !in_progress(d->st)) {
+      char why[TT_TEXT_MAX];
+      snprintf(why, sizeof why, "rollout %" PRIu64 " is not offering this device an install now%s%.100s", r->rollout,
+               ro->r.why[0] ? ": " : "", ro->r.why);
+      return broker_reply_error(c, id, TT_ESTATE, why);
+    }
+  }
   step(c, r);
   Tether__UpgradeReportResponse o = TETHER__UPGRADE_REPORT_RESPONSE__INIT;
   Tether__Response resp = TETHER__RESPONSE__INIT;
@@ -268,12 +288,9 @@ int broker_upgrade_report(broker_conn_t *c, uint32_t id, const Tether__UpgradeRe
 
 void broker_rollout_agent_up(broker_conn_t *c) {
   ro_dev_t *d = dev_find(c->b, c->id.name);
-  if (!d) return;
-  if (in_progress(d->st) && !strcmp(c->version, c->b->ro->r.version)) {
-    dev_set(c->b, d, RO_INSTALLED, "");
-    return;
-  }
-  /* A download cut short is offered again (the agent resumes it); an install goes on: the
+  if (!d || !c->b->ro->active) return;
+  /* Installed is the new agent's own word, once it has stayed up (its report), not its
+   * Hello. A download cut short is offered again (the agent resumes it); an install goes on: the
    * agent reports how it ended. */
   if (d->st == RO_OFFERED || d->st == RO_DOWNLOADING || d->st == RO_VERIFIED) {
     d->req = 0;
@@ -551,12 +568,28 @@ typedef struct {
   char why[TT_TEXT_MAX];
   size_t nlisted;             /* devices named instead of a group */
   char listed[TT_ROLLOUT_LISTED_MAX][STORE_NAME_MAX];
+  bool found[TT_ROLLOUT_LISTED_MAX];
+  broker_store_t *s;          /* start_run's, for the callback */
 } start_req_t;
 
+/* Each enrolled device: kept if named, or in the group (as policy's groups are worked out). */
 static int start_dev_cb(void *ctx, const store_device_t *d) {
   start_req_t *x = ctx;
   if (d->revoked) return 0;
-  if (x->v.n >= TT_ROLLOUT_DEVICES_MAX) return 1;
+  bool in = !x->nlisted && !strcmp(x->r.group, "*");
+  for (size_t k = 0; k < x->nlisted && !in; k++)
+    if (!strcmp(d->id, x->listed[k])) in = x->found[k] = true;
+  if (!in && !x->nlisted) {
+    store_device_groups_t g;
+    int rc = store_device_groups(x->s, d->id, &g);
+    if (rc < 0) return rc;
+    in = !strcmp(g.department, x->r.group) || !strcmp(g.location, x->r.group) || !strcmp(g.group, x->r.group);
+  }
+  if (!in) return 0;
+  if (x->v.n >= TT_ROLLOUT_DEVICES_MAX) {
+    snprintf(x->why, sizeof x->why, "more than %u devices: roll out to smaller groups", TT_ROLLOUT_DEVICES_MAX);
+    return TT_ETOOBIG;
+  }
   store_rollout_dev_t rd = {0};
   snprintf(rd.device, sizeof rd.device, "%s", d->id);
   snprintf(rd.state, sizeof rd.state, "pending");
@@ -574,28 +607,15 @@ static int start_run(broker_store_t *s, store_req_t *rq) {
              active.state);
     return TT_ESTATE;
   }
+  x->s = s;
   int rc = store_device_list(s, 0, 0, start_dev_cb, x, NULL);
   if (rc < 0) return rc;
-  /* The devices named, or the group's, as policy's groups are worked out. */
-  size_t n = 0;
-  for (size_t k = 0; k < x->nlisted; k++) {
-    bool known = false;
-    for (size_t i = 0; i < x->v.n && !known; i++) known = !strcmp(x->v.dev[i].d.device, x->listed[k]);
-    if (!known) {
+  for (size_t k = 0; k < x->nlisted; k++)
+    if (!x->found[k]) {
       snprintf(x->why, sizeof x->why, "no enrolled device %s", x->listed[k]);
       return TT_ENOTFOUND;
     }
-  }
-  for (size_t i = 0; i < x->v.n; i++) {
-    bool in = !x->nlisted && !strcmp(x->r.group, "*");
-    for (size_t k = 0; k < x->nlisted && !in; k++) in = !strcmp(x->v.dev[i].d.device, x->listed[k]);
-    if (!in && !x->nlisted) {
-      store_device_groups_t g;
-      if ((rc = store_device_groups(s, x->v.dev[i].d.device, &g)) < 0) return rc;
-      in = !strcmp(g.department, x->r.group) || !strcmp(g.location, x->r.group) || !strcmp(g.group, x->r.group);
-    }
-    if (in) x->v.dev[n++] = x->v.dev[i];
-  }
+  size_t n = x->v.n;
   x->v.n = n;
   if (n == 0) {
     snprintf(x->why, sizeof x->why, "no device is in group %.200s", x->r.group);
@@ -651,7 +671,8 @@ static void start_done(store_req_t *rq) {
     int rc;
     if (rq->rc == 0) rc = send_status(c, x->h.id, &ro->r, ro->dev, ro->ndev);
     else
-      rc = broker_reply_error(c, x->h.id, rq->rc == TT_ESTATE || rq->rc == TT_ENOTFOUND ? rq->rc : TT_EIO,
+      rc = broker_reply_error(c, x->h.id,
+                              rq->rc == TT_ESTATE || rq->rc == TT_ENOTFOUND || rq->rc == TT_ETOOBIG ? rq->rc : TT_EIO,
                               x->why[0] ? x->why : "the broker could not start the rollout");
     if (rc) tt_link_close(c->link, rc, "peer not reading");
   }
@@ -727,8 +748,26 @@ typedef struct {
   broker_creq_t h;
   broker_t *b;
   store_rollout_t r;
+  int64_t before;   /* failures when the change was asked for */
   char action[24];
 } change_req_t;
+
+/* A pause or a cancel: downloads under way stop (the agents keep what they have, to resume
+ * if the release is offered again) and those devices wait again; installs under way go on,
+ * and their agents report how they ended. */
+static void stop_downloads(broker_t *b, const char *state) {
+  struct broker_rollout_s *ro = b->ro;
+  char why[64];
+  snprintf(why, sizeof why, "rollout %s", state);
+  for (size_t i = 0; i < ro->ndev; i++) {
+    ro_dev_t *d = &ro->dev[i];
+    if (d->st != RO_OFFERED && d->st != RO_DOWNLOADING && d->st != RO_VERIFIED) continue;
+    broker_conn_t *c = broker_find_agent(b, d->d.device);
+    if (c) ro_serve_stop(c, why);
+    d->req = 0;
+    dev_set(b, d, RO_PENDING, why);
+  }
+}
 
 static int change_run(broker_store_t *s, store_req_t *rq) {
   change_req_t *x = (change_req_t *)rq;
@@ -741,8 +780,15 @@ static void change_done(store_req_t *rq) {
   broker_conn_t *c = broker_creq_conn(x);
   ro->busy = false;
   if (rq->rc == 0 && ro->active && ro->r.id == x->r.id) {
+    /* Failures counted while the change was written stay counted (a resume starts from what
+     * came after it), and the merged row is written last, after any write of the old state
+     * queued meanwhile. */
+    int64_t since = ro->r.failures - x->before;
     ro->r = x->r;
+    if (since > 0) ro->r.failures += since;
+    if (strcmp(ro->r.state, k_running)) stop_downloads(x->b, ro->r.state);
     if (strcmp(ro->r.state, k_running) && strcmp(ro->r.state, k_paused)) ro->active = false;
+    save_rollout(x->b);
     TT_INFO(MOD, "rollout", "id=%" PRId64 " state=%s by=%s", ro->r.id, ro->r.state, x->h.audit.actor);
   }
   if (c) {
@@ -769,9 +815,10 @@ static int on_change(broker_conn_t *c, uint32_t id, const Tether__RolloutRequest
   if (!x) return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
   x->b = c->b;
   x->r = ro->r;
+  x->before = ro->r.failures;
   snprintf(x->r.state, sizeof x->r.state, "%s", state);
   char why[TT_TEXT_MAX + 1];
-  snprintf(why, sizeof why, "%s by %s%s%s", state, c->id.name, reason[0] ? ": " : "", reason);
+  snprintf(why, sizeof why, "%s by %.64s%s%.160s", state, c->id.name, reason[0] ? ": " : "", reason);
   broker_text_fit(x->r.why, sizeof x->r.why, q->op == TETHER__ROLLOUT_OP__ROLLOUT_RESUME ? "" : why);
   /* Resuming is the admin's word on the failures so far: the count starts again. */
   if (q->op == TETHER__ROLLOUT_OP__ROLLOUT_RESUME) x->r.failures = 0;

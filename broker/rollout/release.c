@@ -28,7 +28,9 @@
 #define FREE_MARGIN (64ull * 1024 * 1024)
 
 struct broker_upload_s {
-  broker_conn_t *c;       /* NULL once the connection went while a write was out */
+  broker_conn_t *c;       /* NULL once dropped (the connection went, or a new upload began)
+                             while a write was out */
+  broker_conn_t *owner;   /* whose c->work the write in flight holds */
   broker_t *b;
   tt_release_t m;
   char manifest[TT_RELEASE_MANIFEST_MAX + 1];
@@ -293,11 +295,9 @@ static void write_done(uv_work_t *w, int status) {
   struct broker_upload_s *u = w->data;
   broker_conn_t *c = u->c;
   u->busy = false;
-  if (!c) {
-    upload_free(u);
-    return;
-  }
-  if (!broker_conn_work_done(c)) {
+  /* The write held its connection's work count, dropped or not: give it back first. */
+  bool alive = broker_conn_work_done(u->owner);
+  if (!c || !alive) {
     upload_free(u);
     return;
   }
@@ -376,7 +376,7 @@ static int upload_begin(broker_conn_t *c, uint32_t id, const Tether__ReleaseAddR
   }
   struct broker_upload_s *u = calloc(1, sizeof *u);
   if (!u) return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
-  u->c = c;
+  u->c = u->owner = c;
   u->b = b;
   u->m = m;
   memcpy(u->manifest, q->manifest.data, q->manifest.len);

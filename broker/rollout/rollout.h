@@ -55,6 +55,8 @@ const store_release_t *ro_release_by_sha(broker_t *b, const char *sha);
 void ro_release_path(broker_t *b, const char *sha, char *out, size_t cap);
 /* Is device offered the release with this sha256 (hex), to download now? */
 bool ro_may_fetch(broker_t *b, const char *device, const char *sha);
+/* serve.c: stop the release download on c's link, if one runs (the agent keeps its part). */
+void ro_serve_stop(broker_conn_t *c, const char *why);
 /* release.c: an admin's upload ends with its connection; uploads idle too long go. */
 void ro_upload_conn_gone(broker_conn_t *c);
 void ro_upload_sweep(broker_t *b, uint64_t now);

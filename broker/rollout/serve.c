@@ -138,6 +138,17 @@ void broker_serve_open(tt_mux_t *m, tt_chan_t *ch, const Tether__ChannelOpen *ms
   tt_link_flush(c->link);
 }
 
+void ro_serve_stop(broker_conn_t *c, const char *why) {
+  struct broker_serve_s *s = c->serve;
+  if (!s || !c->link) return;
+  /* ECLOSED: to the agent, the download stopped as a lost link stops it (it resumes later). */
+  tt_mux_close(&c->link->mux, s->ch, TT_ECLOSED, why);
+  tt_link_flush(c->link);
+  c->serve = NULL;
+  if (s->reading) s->c = NULL; /* read_done frees it */
+  else serve_free(s);
+}
+
 bool broker_serve_owns(broker_conn_t *c, tt_chan_t *ch) { return c->serve && c->serve->ch == ch; }
 
 void broker_serve_credit(broker_conn_t *c, tt_chan_t *ch) {

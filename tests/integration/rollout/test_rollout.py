@@ -382,6 +382,46 @@ class RolloutTest(TetherTestCase):
         self.assertEqual(st["wave"], 0, st)
         self.assertEqual(st["state"], "paused", st)
 
+    def test_healthy_means_it_stayed_up(self):
+        """A new agent that connects and dies two seconds later is not called healthy (it has
+        to stay connected for a third of the health deadline first): the guard rolls it
+        back."""
+        self.start_broker()
+        pc1 = self.device("pc-1")
+        nxt = next_version(VERSION)
+        old = self.package("agent-old", "tether-agent")
+        flaky = self.package("agent-flaky", content=(
+            "#!/bin/sh\nexec timeout -s KILL 2 %s \"$@\"\n" % os.path.join(BIN_DIR, "agent", "tether-agent-next")).encode())
+        for pkg, v in ((old, VERSION), (flaky, nxt)):
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+        self.ok(self.start(nxt, ["pc-1"], health="15s"))
+        d = self.wait_state("pc-1", ("rolled-back", "installed", "failed"))
+        self.assertEqual(d["state"], "rolled-back", d)
+        self.assertIn("did not come back healthy", d["reason"])
+        self.assertIn("version=%s" % nxt, pc1.text(), "the new agent did start and connect")
+        self.assertNotIn("upgrade-installed", [e["action"] for e in self.audit()])
+        self.wait_until(lambda: self.agent_version("pc-1") == VERSION, "pc-1 back on %s" % VERSION)
+
+    def test_reports_after_a_cancel_are_recorded(self):
+        """An install under way when the rollout is cancelled goes on (the guard is out of the
+        broker's reach): how it ends is still recorded and audited."""
+        self.start_broker()
+        self.device("pc-1", install="sleep 4; %s")
+        nxt = next_version(VERSION)
+        old = self.package("agent-old", "tether-agent")
+        new = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
+        for pkg, v in ((old, VERSION), (new, nxt)):
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+        self.ok(self.start(nxt, ["pc-1"], health="30s"))
+        self.wait_state("pc-1", ("installing",))
+        self.ok(self.admin(["rollout", "cancel", "--reason", "changed my mind"]))
+        self.assertEqual(self.status()["state"], "cancelled")
+        self.wait_until(lambda: self.dev_state(self.status(), "pc-1")["state"] == "installed",
+                        "the install's end recorded after the cancel", timeout=UPGRADE_TIMEOUT)
+        self.assertIn("upgrade-installed", [e["action"] for e in self.audit()])
+
     # -- what is refused ----------------------------------------------------------------------
 
     def refused(self, name, version, channel, want, pid):
