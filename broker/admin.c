@@ -725,6 +725,7 @@ int broker_on_request(broker_conn_t *c, const Tether__Request *q) {
     return admin ? broker_report_request(c, q->id, q->report) : deny(c, q->id, "reports", "admin");
   case TETHER__REQUEST__BODY_RELEASE_ADD:
   case TETHER__REQUEST__BODY_RELEASE_LIST:
+  case TETHER__REQUEST__BODY_RELEASE_REMOVE:
     return admin ? broker_release_request(c, q) : deny(c, q->id, "agent releases", "admin");
   case TETHER__REQUEST__BODY_ROLLOUT:
     return admin ? broker_rollout_request(c, q->id, q->rollout) : deny(c, q->id, "rollouts", "admin");

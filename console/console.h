@@ -281,7 +281,8 @@ extern const console_cmd_t console_cmd_pull; /* files/cmd_files.c */
 extern const console_cmd_t console_cmd_push;
 extern const console_cmd_t console_cmd_cp;
 extern const console_cmd_t console_cmd_ls;
-extern const console_cmd_t console_cmd_release_add, console_cmd_release_list; /* rollout/cmd_release.c */
+extern const console_cmd_t console_cmd_release_add, console_cmd_release_list,
+    console_cmd_release_remove; /* rollout/cmd_release.c */
 extern const console_cmd_t console_cmd_rollout_start, console_cmd_rollout_status, console_cmd_rollout_pause,
     console_cmd_rollout_resume, console_cmd_rollout_cancel; /* rollout/cmd_rollout.c */
 extern const tt_mux_cbs_t console_mux_cbs;

@@ -140,7 +140,7 @@ static const console_cmd_t *const commands[] = {
     &console_cmd_report_activity, &console_cmd_status,         &console_cmd_retention_show,
     &console_cmd_retention_set,   &console_cmd_retention_sweep,  &console_cmd_ticket_hold,
     &console_cmd_ticket_release,  &console_cmd_person_export, &console_cmd_person_erase,
-    &console_cmd_release_add,     &console_cmd_release_list,     &console_cmd_rollout_start,
+    &console_cmd_release_add,     &console_cmd_release_list,     &console_cmd_release_remove,     &console_cmd_rollout_start,
     &console_cmd_rollout_status,  &console_cmd_rollout_pause,    &console_cmd_rollout_resume,
     &console_cmd_rollout_cancel,
 };

@@ -184,6 +184,18 @@ static void offer(broker_t *b, ro_dev_t *d, broker_conn_t *c) {
   dev_set(b, d, RO_OFFERED, NULL);
 }
 
+bool ro_release_in_use(broker_t *b, const store_release_t *r, char *why, size_t cap) {
+  struct broker_rollout_s *ro = b->ro;
+  if (!ro->active) return false;
+  bool used = !strcmp(ro->r.version, r->version) && !strcmp(ro->r.channel, r->channel);
+  for (size_t i = 0; i < ro->ndev && !used; i++)
+    used = in_progress(ro->dev[i].st) && (!strcmp(ro->dev[i].sha, r->sha256) || !strcmp(ro->dev[i].rb_sha, r->sha256));
+  if (used)
+    snprintf(why, cap, "rollout %" PRId64 " (%.64s, %s) may still offer %.64s: cancel it first", ro->r.id,
+             ro->r.version, ro->r.state, r->version);
+  return used;
+}
+
 bool ro_may_fetch(broker_t *b, const char *device, const char *sha) {
   ro_dev_t *d = dev_find(b, device);
   if (!d || !b->ro->active || strcmp(b->ro->r.state, k_running) || (d->st != RO_OFFERED && d->st != RO_DOWNLOADING))

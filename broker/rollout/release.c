@@ -450,17 +450,16 @@ void ro_upload_sweep(broker_t *b, uint64_t now) {
 
 /* ---- release list ---------------------------------------------------------------------- */
 
-static int on_list(broker_conn_t *c, uint32_t id) {
-  struct broker_rollout_s *ro = c->b->ro;
-  Tether__Release *o = calloc(ro->nrel ? ro->nrel : 1, sizeof *o);
-  Tether__Release **p = calloc(ro->nrel ? ro->nrel : 1, sizeof *p);
+static int send_list(broker_conn_t *c, uint32_t id, const store_release_t *rel, size_t n) {
+  Tether__Release *o = calloc(n ? n : 1, sizeof *o);
+  Tether__Release **p = calloc(n ? n : 1, sizeof *p);
   if (!o || !p) {
     free(o);
     free(p);
     return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
   }
-  for (size_t i = 0; i < ro->nrel; i++) {
-    const store_release_t *r = &ro->rel[i];
+  for (size_t i = 0; i < n; i++) {
+    const store_release_t *r = &rel[i];
     tether__release__init(&o[i]);
     o[i].package = tt_text(r->package);
     o[i].version = tt_text(r->version);
@@ -477,7 +476,7 @@ static int on_list(broker_conn_t *c, uint32_t id) {
   }
   Tether__ReleaseList l = TETHER__RELEASE_LIST__INIT;
   l.releases = p;
-  l.n_releases = ro->nrel;
+  l.n_releases = n;
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = id;
   resp.body_case = TETHER__RESPONSE__BODY_RELEASE_LIST;
@@ -488,8 +487,102 @@ static int on_list(broker_conn_t *c, uint32_t id) {
   return rc;
 }
 
+static int on_list(broker_conn_t *c, uint32_t id) { return send_list(c, id, c->b->ro->rel, c->b->ro->nrel); }
+
+/* ---- release remove ------------------------------------------------------------------------ */
+
+typedef struct {
+  broker_creq_t h;
+  broker_t *b;
+  size_t n;
+  store_release_t rel[]; /* n */
+} remove_req_t;
+
+static int remove_run(broker_store_t *s, store_req_t *rq) {
+  remove_req_t *x = (remove_req_t *)rq;
+  for (size_t i = 0; i < x->n; i++) {
+    int rc = store_release_remove(s, x->rel[i].sha256);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static void remove_done(store_req_t *rq) {
+  remove_req_t *x = (remove_req_t *)rq;
+  struct broker_rollout_s *ro = x->b->ro;
+  broker_conn_t *c = broker_creq_conn(x);
+  if (rq->rc == 0) {
+    for (size_t i = 0; i < x->n; i++) {
+      char path[700];
+      ro_release_path(x->b, x->rel[i].sha256, path, sizeof path);
+      /* On the loop, as at start: one unlink of a file the broker made. */
+      if (unlink(path) && errno != ENOENT)
+        TT_WARN(MOD, "release file not removed", "file=%s err=%s", path, strerror(errno));
+      for (size_t k = 0; k < ro->nrel; k++)
+        if (!strcmp(ro->rel[k].sha256, x->rel[i].sha256)) {
+          memmove(&ro->rel[k], &ro->rel[k + 1], (ro->nrel - k - 1) * sizeof ro->rel[0]);
+          ro->nrel--;
+          break;
+        }
+      TT_INFO(MOD, "release removed", "version=%s arch=%s channel=%s sha256=%s", x->rel[i].version, x->rel[i].arch,
+              x->rel[i].channel, x->rel[i].sha256);
+    }
+  }
+  if (c) {
+    int rc = rq->rc ? broker_reply_error(c, x->h.id, TT_EIO, "the broker could not remove the release")
+                    : send_list(c, x->h.id, x->rel, x->n);
+    if (rc) tt_link_close(c->link, rc, "peer not reading");
+  }
+  free(x);
+}
+
+static bool hex64(const char *s) {
+  if (strlen(s) != 64) return false;
+  for (size_t i = 0; i < 64; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+  return true;
+}
+
+static int on_remove(broker_conn_t *c, uint32_t id, const Tether__ReleaseRemoveRequest *q) {
+  struct broker_rollout_s *ro = c->b->ro;
+  char sha[65] = "", version[TT_RELEASE_VERSION_MAX + 1] = "", channel[STORE_NAME_MAX] = "stable";
+  if (!q || tt_text_copy(sha, sizeof sha, q->sha256) || tt_text_copy(version, sizeof version, q->version) ||
+      (q->channel.len && tt_text_copy(channel, sizeof channel, q->channel)) || (!sha[0] == !version[0]) ||
+      (sha[0] && !hex64(sha)))
+    return broker_reply_error(c, id, TT_EINVAL, "name a release by its sha256 (64 hex) or by its version");
+  size_t n = 0;
+  for (size_t i = 0; i < ro->nrel; i++)
+    if (sha[0] ? !strcmp(ro->rel[i].sha256, sha)
+               : !strcmp(ro->rel[i].version, version) && !strcmp(ro->rel[i].channel, channel))
+      n++;
+  if (n == 0) return broker_reply_error(c, id, TT_ENOTFOUND, "no such release");
+  remove_req_t *x = broker_creq_new(c, id, sizeof *x + n * sizeof x->rel[0], STORE_LANE_WRITE, remove_run, remove_done,
+                                    "release_remove");
+  if (!x) return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
+  x->b = c->b;
+  for (size_t i = 0; i < ro->nrel; i++) {
+    const store_release_t *r = &ro->rel[i];
+    if (sha[0] ? strcmp(r->sha256, sha) : strcmp(r->version, version) || strcmp(r->channel, channel)) continue;
+    char why[TT_TEXT_MAX];
+    if (ro_release_in_use(c->b, r, why, sizeof why)) {
+      free(x);
+      return broker_reply_error(c, id, TT_ESTATE, why);
+    }
+    x->rel[x->n++] = *r;
+  }
+  /* One entry names what went: the version, and each package's sha256. */
+  char list[TT_TEXT_MAX] = "";
+  for (size_t i = 0, off = 0; i < x->n && off + 18 < sizeof list; i++)
+    off += (size_t)snprintf(list + off, sizeof list - off, "%s%.12s", i ? "," : "", x->rel[i].sha256);
+  x->h.req.audit = &x->h.audit;
+  broker_audit_rec(&x->h.audit, c->id.name, "release-remove", x->rel[0].version, "channel", x->rel[0].channel,
+                   "sha256", list, AUDIT_END);
+  return broker_creq_submit(x);
+}
+
 int broker_release_request(broker_conn_t *c, const Tether__Request *q) {
   if (q->body_case == TETHER__REQUEST__BODY_RELEASE_ADD && q->release_add) return on_add(c, q->id, q->release_add);
   if (q->body_case == TETHER__REQUEST__BODY_RELEASE_LIST) return on_list(c, q->id);
+  if (q->body_case == TETHER__REQUEST__BODY_RELEASE_REMOVE) return on_remove(c, q->id, q->release_remove);
   return broker_reply_error(c, q->id, TT_EPROTO, "malformed release request");
 }

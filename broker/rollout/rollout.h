@@ -53,6 +53,9 @@ const store_release_t *ro_release_find(broker_t *b, const char *version, const c
 const store_release_t *ro_release_by_sha(broker_t *b, const char *sha);
 /* DATA_DIR/releases/SHA.pkg */
 void ro_release_path(broker_t *b, const char *sha, char *out, size_t cap);
+/* May the active rollout still offer r (its version, or a device's way back under way)?
+ * why says which rollout. */
+bool ro_release_in_use(broker_t *b, const store_release_t *r, char *why, size_t cap);
 /* Is device offered the release with this sha256 (hex), to download now? */
 bool ro_may_fetch(broker_t *b, const char *device, const char *sha);
 /* serve.c: stop the release download on c's link, if one runs (the agent keeps its part). */

@@ -264,6 +264,7 @@ typedef enum {
   ST_RLS_INSERT,
   ST_RLS_COUNT,
   ST_RLS_LIST,
+  ST_RLS_DELETE,
   ST_RO_INSERT,
   ST_RO_UPDATE,
   ST_RO_GET,

@@ -1130,6 +1130,7 @@ typedef struct {
  * TT_EFULL: TT_RELEASES_MAX are kept. */
 int store_release_add(broker_store_t *s, const store_release_t *r) TT_WUR;
 typedef int (*store_release_cb)(void *ctx, const store_release_t *r);
+int store_release_remove(broker_store_t *s, const char *sha256) TT_WUR;
 /* Newest first. */
 int store_release_list(broker_store_t *s, store_release_cb cb, void *ctx) TT_WUR;
 

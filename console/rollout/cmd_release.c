@@ -324,3 +324,43 @@ const console_cmd_t console_cmd_release_list = {
     .start = list_start,
     .on_response = list_response,
 };
+
+/* ---- release remove ------------------------------------------------------------------------ */
+
+static int remove_start(console_t *c) {
+  Tether__ReleaseRemoveRequest q = TETHER__RELEASE_REMOVE_REQUEST__INIT;
+  const char *a = c->arg[0];
+  size_t n = strlen(a), hex = strspn(a, "0123456789abcdef");
+  if (n == 64 && hex == 64) {
+    q.sha256 = tt_text(a);
+  } else {
+    q.version = tt_text(a);
+    q.channel = tt_text(c->cfg.channel);
+  }
+  Tether__Request r = TETHER__REQUEST__INIT;
+  r.body_case = TETHER__REQUEST__BODY_RELEASE_REMOVE;
+  r.release_remove = &q;
+  return console_request(c, &r, TETHER__RESPONSE__BODY_RELEASE_LIST);
+}
+
+static int remove_check(console_t *c) {
+  if (!tt_text_valid(tt_text(c->arg[0]), TT_RELEASE_VERSION_MAX))
+    return console_usage_error("'%s': name a release by its version or its sha256 (tether release list)", c->arg[0]);
+  if (!tt_text_valid(tt_text(c->cfg.channel), TT_NAME_MAX))
+    return console_usage_error("--channel: a name of at most %u printable bytes", TT_NAME_MAX);
+  return 0;
+}
+
+const console_cmd_t console_cmd_release_remove = {
+    .name = "release",
+    .sub = "remove",
+    .args = "VERSION|SHA256 [--channel NAME] [--json]",
+    .help = "admin: remove releases and their packages: one by its sha256, or a version of a channel (every "
+            "architecture); refused while the active rollout may still offer it",
+    .min_pos = 1,
+    .max_pos = 1,
+    .switches = CONSOLE_SW_JSON,
+    .check = remove_check,
+    .start = remove_start,
+    .on_response = list_response,
+};

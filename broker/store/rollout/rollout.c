@@ -12,6 +12,7 @@ static const store_sql_t k_sql[] = {
   {ST_RLS_INSERT, "INSERT INTO agent_releases(" RLS_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
   {ST_RLS_COUNT, "SELECT count(*) FROM agent_releases"},
   {ST_RLS_LIST, "SELECT " RLS_COLS " FROM agent_releases ORDER BY added_ms DESC, rowid DESC"},
+  {ST_RLS_DELETE, "DELETE FROM agent_releases WHERE sha256 = ?1"},
   {ST_RO_INSERT, "INSERT INTO rollouts(version, channel, grp, canary_pct, wave_pct, pause_on, health_s, state,"
                  " why, wave, waves, failures, started_by, started_ms, updated_ms)"
                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"},
@@ -79,6 +80,15 @@ int store_release_list(broker_store_t *s, store_release_cb cb, void *ctx) {
   done(st);
   free(r);
   return ret < 0 ? ret : 0;
+}
+
+int store_release_remove(broker_store_t *s, const char *sha256) {
+  sqlite3_stmt *st = s->st[ST_RLS_DELETE];
+  int rc = SQLITE_OK;
+  bind_text(st, 1, sha256, &rc);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  done(st);
+  return rc == SQLITE_DONE ? 0 : sql_fail(s, "release_remove", rc);
 }
 
 /* ---- rollouts ------------------------------------------------------------------------------ */

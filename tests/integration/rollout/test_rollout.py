@@ -541,6 +541,37 @@ class RolloutTest(TetherTestCase):
         self.assertRegex(d["reason"], r"needs \d+ MB free in \S+, \d+ MB are")
         self.assertEqual(d["done"], 0)
 
+    def test_release_remove(self):
+        """An admin removes a release (row and package file), audited; not while the active
+        rollout may still offer it."""
+        self.start_broker()
+        self.device("pc-1", keys=os.path.join(self.keys, "other.pub"))  # refuses everything
+        nxt = next_version(VERSION)
+        shas = {}
+        for name, prog, v in (("agent-old", binary("tether-agent"), VERSION),
+                              ("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"), nxt)):
+            pkg = self.package(name, prog)
+            self.sign(pkg, v)
+            shas[v] = json.loads(self.ok(self.admin(["release", "add", pkg, "--json"])).out)["sha256"]
+        self.ok(self.start(nxt, ["pc-1"]))
+        self.wait_until(lambda: self.status()["state"] == "paused", "the rollout paused (refused)")
+        r = self.admin(["release", "remove", nxt])
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("may still offer", r.err)
+        self.ok(self.admin(["rollout", "cancel"]))
+        gone = json.loads(self.ok(self.admin(["release", "remove", nxt, "--json"])).out)
+        self.assertEqual([g["sha256"] for g in gone], [shas[nxt]])
+        left = json.loads(self.ok(self.admin(["release", "list", "--json"])).out)
+        self.assertEqual([x["version"] for x in left], [VERSION])
+        self.assertFalse(os.path.exists(os.path.join(self.b.data_dir, "releases", shas[nxt] + ".pkg")))
+        self.assertTrue(os.path.exists(os.path.join(self.b.data_dir, "releases", shas[VERSION] + ".pkg")))
+        self.ok(self.admin(["release", "remove", shas[VERSION]]))
+        self.assertEqual(json.loads(self.ok(self.admin(["release", "list", "--json"])).out), [])
+        r = self.admin(["release", "remove", VERSION])
+        self.assertNotEqual(r.rc, 0)
+        self.assertIn("no such release", r.err)
+        self.assertEqual([e["action"] for e in self.audit()].count("release-remove"), 2)
+
     def test_download_that_cannot_be_written_fails_cleanly(self):
         """The agent's files may not grow past 1 MB (prlimit --fsize: EFBIG, as a full disk
         gives ENOSPC): the download fails with the reason, the part is removed, the agent
