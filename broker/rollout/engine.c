@@ -231,6 +231,9 @@ static void step(broker_conn_t *c, const Tether__UpgradeReport *r) {
     if (tt_text_copy(v, sizeof v, r->version) || strcmp(v, b->ro->r.version) || strcmp(c->version, b->ro->r.version))
       return;
     if (d->st == RO_SKIPPED || d->st == RO_CURRENT || d->st == RO_REFUSED) return;
+    /* A rollback is the last word (below): an agent cannot take it back, or flip between
+     * the two and have each rollback counted (and audited) as a failure again. */
+    if (d->st == RO_ROLLED_BACK) return;
     break;
   }
   case RO_REFUSED:
