@@ -580,7 +580,7 @@ static int start_dev_cb(void *ctx, const store_device_t *d) {
   start_req_t *x = ctx;
   if (d->revoked) return 0;
   bool in = !x->nlisted && !strcmp(x->r.group, "*");
-  for (size_t k = 0; k < x->nlisted && !in; k++)
+  for (size_t k = 0; k < x->nlisted; k++) /* every mention: a name given twice is found too */
     if (!strcmp(d->id, x->listed[k])) in = x->found[k] = true;
   if (!in && !x->nlisted) {
     store_device_groups_t g;

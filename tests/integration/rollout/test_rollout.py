@@ -407,6 +407,18 @@ class RolloutTest(TetherTestCase):
         self.assertNotIn("upgrade-installed", actions)
         self.assertEqual(actions.count("upgrade-rolled-back"), 1, actions)
 
+    def test_a_device_named_twice(self):
+        """A device named twice is the one device, not one "not enrolled"."""
+        self.start_broker()
+        nxt = next_version(VERSION)
+        pkg = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
+        self.sign(pkg, nxt)
+        self.ok(self.add(pkg))
+        with WireClient(self.b.port, self.pki.ca, cert=self.pki.cert("pc-2"), key=self.pki.key("pc-2")) as w:
+            w.handshake_hello(role=ROLE_AGENT, software_version=VERSION, hostname="pc-2")
+            self.ok(self.start(nxt, ["pc-2", "pc-2"]))
+            self.assertEqual(self.status()["total"], 1)
+
     def test_a_canary_that_took_nothing_does_not_start_the_next_wave(self):
         """The next wave starts only once a device of the waves reached took the version: a
         canary whose every device refused (fewer than --pause-on-failure) does not wave the
