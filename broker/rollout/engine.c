@@ -243,6 +243,9 @@ static void step(broker_conn_t *c, const Tether__UpgradeReport *r) {
     if (tt_text_copy(v, sizeof v, r->version) || strcmp(v, b->ro->r.version) || strcmp(c->version, b->ro->r.version))
       return;
     if (d->st == RO_SKIPPED || d->st == RO_CURRENT || d->st == RO_REFUSED) return;
+    /* A rollback is the last word (below): an agent cannot take it back, or flip between
+     * the two and have each rollback counted (and audited) as a failure again. */
+    if (d->st == RO_ROLLED_BACK) return;
     break;
   }
   case RO_REFUSED:
@@ -589,7 +592,7 @@ static int start_dev_cb(void *ctx, const store_device_t *d) {
   start_req_t *x = ctx;
   if (d->revoked) return 0;
   bool in = !x->nlisted && !strcmp(x->r.group, "*");
-  for (size_t k = 0; k < x->nlisted && !in; k++)
+  for (size_t k = 0; k < x->nlisted; k++) /* every mention: a name given twice is found too */
     if (!strcmp(d->id, x->listed[k])) in = x->found[k] = true;
   if (!in && !x->nlisted) {
     store_device_groups_t g;

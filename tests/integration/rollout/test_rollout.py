@@ -20,8 +20,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (BIN_DIR, K_REQUEST, K_RESPONSE, ROLE_AGENT, START_TIMEOUT, Pki, TetherTestCase, WireClient,
-                     binary, pb_bytes, pb_varint, sanitizer_report)
+from harness import (BIN_DIR, K_HELLO, K_REQUEST, K_RESPONSE, K_WELCOME, ROLE_AGENT, START_TIMEOUT, Pki, TetherTestCase, WireClient,
+                     binary, hello_body, pb_bytes, pb_parse, pb_varint, sanitizer_report)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL = os.path.join(HERE, "fake_install.sh")
@@ -354,6 +354,70 @@ class RolloutTest(TetherTestCase):
             st = self.status()
             self.assertEqual(self.dev_state(st, "pc-2")["state"], "skipped", st)
             self.assertNotIn("upgrade-installed", [e["action"] for e in self.audit()])
+
+    def test_a_rollback_is_the_last_word(self):
+        """A device rolled back stays rolled back: an agent (here a hand-made one) that then
+        says `installed` from a link on the new version, and rolled back again, neither
+        undoes the rollback nor has it counted (and audited) as a second failure; flipping
+        between the two would pause any rollout on one device's word."""
+        self.start_broker()
+        nxt = next_version(VERSION)
+        for name, prog, v in (("agent-old", binary("tether-agent"), VERSION),
+                              ("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"), nxt)):
+            pkg = self.package(name, prog)
+            self.sign(pkg, v)
+            self.ok(self.add(pkg))
+
+        def connect(version):
+            w = WireClient(self.b.port, self.pki.ca, cert=self.pki.cert("pc-2"), key=self.pki.key("pc-2"))
+            w.send_frame(K_HELLO, hello_body(ROLE_AGENT, software_version=version, hostname="pc-2")
+                         + pb_varint(4, 32) + pb_bytes(7, self.host_arch()))  # CAP_UPGRADE
+            kind, _, _, _ = w.read_control()
+            self.assertEqual(kind, K_WELCOME)
+            return w
+
+        def report(w, rid, step, version, reason=""):
+            body = pb_varint(1, rid) + pb_varint(2, step) + pb_bytes(3, reason) + pb_bytes(6, version)
+            w.send_frame(K_REQUEST, pb_varint(1, 7) + pb_bytes(58, body))
+            while w.read_control(answer_pings=True)[0] != K_RESPONSE:
+                pass
+
+        with connect(VERSION) as w:
+            self.ok(self.start(nxt, ["pc-2"], pause="3"))
+            rid = self.status()["id"]
+            while True:  # the offer: taken (downloading)
+                kind, _, _, body = w.read_control(answer_pings=True)
+                if kind == K_REQUEST and 57 in pb_parse(body):
+                    break
+            offer = pb_parse(body)[1][0]
+            w.send_frame(K_RESPONSE, pb_varint(1, offer) + pb_bytes(55, pb_varint(1, rid) + pb_varint(2, 2) +
+                                                                   pb_bytes(6, VERSION)))
+            self.wait_state("pc-2", ("downloading",))
+            report(w, rid, 6, VERSION, "did not come back")  # UPGRADE_ROLLED_BACK
+        self.wait_state("pc-2", ("rolled-back",))
+        self.assertEqual(self.status()["failures"], 1)
+        with connect(nxt) as w:
+            for _ in range(3):
+                report(w, rid, 5, nxt)                       # UPGRADE_INSTALLED
+                report(w, rid, 6, nxt, "rolled back again")  # UPGRADE_ROLLED_BACK
+        st = self.status()
+        self.assertEqual(self.dev_state(st, "pc-2")["state"], "rolled-back", st)
+        self.assertEqual(st["failures"], 1, st)
+        actions = [e["action"] for e in self.audit()]
+        self.assertNotIn("upgrade-installed", actions)
+        self.assertEqual(actions.count("upgrade-rolled-back"), 1, actions)
+
+    def test_a_device_named_twice(self):
+        """A device named twice is the one device, not one "not enrolled"."""
+        self.start_broker()
+        nxt = next_version(VERSION)
+        pkg = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
+        self.sign(pkg, nxt)
+        self.ok(self.add(pkg))
+        with WireClient(self.b.port, self.pki.ca, cert=self.pki.cert("pc-2"), key=self.pki.key("pc-2")) as w:
+            w.handshake_hello(role=ROLE_AGENT, software_version=VERSION, hostname="pc-2")
+            self.ok(self.start(nxt, ["pc-2", "pc-2"]))
+            self.assertEqual(self.status()["total"], 1)
 
     def test_a_canary_that_took_nothing_does_not_start_the_next_wave(self):
         """The next wave starts only once a device of the waves reached took the version: a
