@@ -548,10 +548,15 @@ static const char *field_parse(int line, const char *v, size_t vlen, tt_release_
   case L_SHA256:
     return hex32_lower(v, vlen, r->sha256) ? NULL : "not 64 lower-case hex digits";
   case L_DOWNGRADE:
-    if (vlen == 3 && memcmp(v, "yes", 3) == 0)
-      r->downgrade = true;
-    else if (!(vlen == 2 && memcmp(v, "no", 2) == 0))
-      return "must be yes or no";
+    if (vlen == 2 && memcmp(v, "no", 2) == 0) return NULL;
+    if (vlen <= 5 || memcmp(v, "from ", 5) != 0 || vlen - 5 > TT_RELEASE_VERSION_MAX)
+      return "must be no, or from VERSION";
+    memcpy(r->downgrade_from, v + 5, vlen - 5);
+    r->downgrade_from[vlen - 5] = '\0';
+    /* strlen: a NUL inside the value would hide what follows it from tt_version_ok. */
+    if (strlen(r->downgrade_from) != vlen - 5 || !tt_version_ok(r->downgrade_from)) return "from: not a version";
+    if (tt_version_cmp(r->downgrade_from, r->version) <= 0) return "from: not newer than the version";
+    r->downgrade = true;
     return NULL;
   case L_CREATED:
     return created_parse(v, vlen, &r->created_ms) ? NULL : "not a UTC time YYYY-MM-DDTHH:MM:SSZ";
@@ -718,10 +723,10 @@ int tt_release_sign(const char *key_path, tt_release_t *r, char *out, size_t cap
   tt_hex(hash, sizeof hash, r->sha256, 32);
   tt_hex(fp, sizeof fp, r->key, 32);
   int n = snprintf(out, cap,
-                   "tether-release 1\npackage %s\nversion %s\narch %s\nsize %llu\nsha256 %s\ndowngrade %s\n"
+                   "tether-release 1\npackage %s\nversion %s\narch %s\nsize %llu\nsha256 %s\ndowngrade %s%s\n"
                    "created %s\nkey sha256:%s\n",
-                   r->package, r->version, r->arch, (unsigned long long)r->size, hash, r->downgrade ? "yes" : "no",
-                   created, fp);
+                   r->package, r->version, r->arch, (unsigned long long)r->size, hash, r->downgrade ? "from " : "no",
+                   r->downgrade ? r->downgrade_from : "", created, fp);
   size_t total = n < 0 ? SIZE_MAX : (size_t)n + strlen("signature ") + SIG_B64_LEN + 1;
   if (total > TT_RELEASE_MANIFEST_MAX || total >= cap) {
     rc = fail(TT_ETOOBIG, err, errcap, "the manifest does not fit in %zu bytes", cap);

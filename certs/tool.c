@@ -61,11 +61,13 @@ static const char usage_text[] =
   "      with it is one every agent installs); give PREFIX.pub to the broker\n"
   "      (release.keys) and to the agents (agent.conf upgrade.release_keys).\n"
   "  release-sign --key KEY PACKAGE [--version V] [--arch A] [--package NAME]\n"
-  "               [--allow-downgrade] [--out FILE]\n"
+  "               [--downgrade-from VERSION] [--out FILE]\n"
   "      Write FILE (default PACKAGE.manifest): PACKAGE's size and sha256 with its\n"
   "      package name, version and architecture, signed by the release key KEY. What\n"
   "      is not given is read from the .deb's control fields (with dpkg-deb).\n"
-  "      --allow-downgrade lets agents running a newer version install this one.\n"
+  "      --downgrade-from VERSION lets agents running exactly VERSION (newer than\n"
+  "      this one) install it: a downgrade signed once cannot take agents back later\n"
+  "      from whatever they run then.\n"
   "  release-show MANIFEST [--keys PUBFILE]\n"
   "      Print a release manifest's fields; with --keys, check its signature against\n"
   "      the release public keys in PUBFILE. Exit status 1 if it does not verify.\n"
@@ -177,7 +179,7 @@ static const struct option dir_opts[] = {
   {"checkpoints", required_argument, NULL, 'k'},
   {"key", required_argument, NULL, 'y'},   {"keys", required_argument, NULL, 'K'},
   {"version", required_argument, NULL, 'V'}, {"arch", required_argument, NULL, 'a'},
-  {"package", required_argument, NULL, 'p'}, {"allow-downgrade", no_argument, NULL, 'g'},
+  {"package", required_argument, NULL, 'p'}, {"downgrade-from", required_argument, NULL, 'g'},
   {NULL, 0, NULL, 0},
 };
 
@@ -189,7 +191,7 @@ static int option_allowed(int c, const char *allowed) {
 typedef struct {
   const char *dir, *name, *out, *cert, *checkpoints;
   const char *key, *keys, *version, *arch, *package;
-  int allow_downgrade;
+  const char *downgrade_from;
   const char *sans[TT_PKI_SANS_MAX];
   size_t nsans;
   long long seconds; /* 0: default */
@@ -247,7 +249,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, opts_t *o) {
       o->package = optarg;
       break;
     case 'g':
-      o->allow_downgrade = 1;
+      o->downgrade_from = optarg;
       break;
     case 's':
       if (o->nsans == TT_PKI_SANS_MAX)
@@ -938,7 +940,11 @@ static int cmd_release_sign(int argc, char **argv) {
       (rc = take_flag("--version", o.version, r.version, sizeof r.version)) != 0 ||
       (rc = take_flag("--arch", o.arch, r.arch, sizeof r.arch)) != 0)
     return rc;
-  r.downgrade = o.allow_downgrade != 0;
+  if (o.downgrade_from) {
+    if ((rc = take_flag("--downgrade-from", o.downgrade_from, r.downgrade_from, sizeof r.downgrade_from)) != 0)
+      return rc;
+    r.downgrade = true;
+  }
   /* Before reading megabytes: a manifest is never overwritten. */
   if (path_exists(out))
     return failure("%s: already exists, refusing to overwrite", out);
@@ -954,8 +960,9 @@ static int cmd_release_sign(int argc, char **argv) {
     return failure("%s", err);
   tt_hex(hash, sizeof hash, r.sha256, sizeof r.sha256);
   tt_hex(fp, sizeof fp, r.key, sizeof r.key);
-  printf("signed %s %s (%s), %llu bytes, sha256 %s%s\nwith release key sha256:%s\nwrote %s\n", r.package,
-         r.version, r.arch, (unsigned long long)r.size, hash, r.downgrade ? ", downgrade allowed" : "", fp, out);
+  printf("signed %s %s (%s), %llu bytes, sha256 %s%s%s\nwith release key sha256:%s\nwrote %s\n", r.package,
+         r.version, r.arch, (unsigned long long)r.size, hash, r.downgrade ? ", a downgrade from " : "",
+         r.downgrade ? r.downgrade_from : "", fp, out);
   return 0;
 }
 
@@ -1024,9 +1031,10 @@ static int cmd_release_show(int argc, char **argv) {
     snprintf(created, sizeof created, "?");
   tt_hex(hash, sizeof hash, r.sha256, sizeof r.sha256);
   tt_hex(fp, sizeof fp, r.key, sizeof r.key);
-  printf("package: %s\nversion: %s\narch: %s\nsize: %llu\nsha256: %s\ndowngrade: %s\ncreated: %s\n"
+  printf("package: %s\nversion: %s\narch: %s\nsize: %llu\nsha256: %s\ndowngrade: %s%s\ncreated: %s\n"
          "key: sha256:%s\n",
-         r.package, r.version, r.arch, (unsigned long long)r.size, hash, r.downgrade ? "yes" : "no", created, fp);
+         r.package, r.version, r.arch, (unsigned long long)r.size, hash, r.downgrade ? "from " : "no",
+         r.downgrade ? r.downgrade_from : "", created, fp);
   if (verdict == 1)
     printf("signature: not checked (give --keys PUBFILE)\n");
   else if (verdict == 0)

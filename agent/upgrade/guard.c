@@ -144,19 +144,25 @@ static int check_pkg(const char *dir, const char *pkg, const char *manifest_name
     snprintf(why, cap, "no manifest for %.120s", pkg);
     return -1;
   }
-  int fd = open(pkg, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = open(pkg, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   uint8_t buf[64 * 1024], digest[32];
   uint64_t total = 0;
   int rc = -1;
-  if (fd >= 0 && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) {
+  struct stat st;
+  /* A regular file of the manifest's size, read no further than that. */
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == m.size && md &&
+      EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+    ssize_t n = 0;
+    while (total < m.size) {
+      size_t want = m.size - total < sizeof buf ? (size_t)(m.size - total) : sizeof buf;
+      n = read(fd, buf, want);
+      if (n <= 0) break;
       total += (uint64_t)n;
       EVP_DigestUpdate(md, buf, (size_t)n);
     }
     unsigned dl = 0;
-    if (n == 0 && EVP_DigestFinal_ex(md, digest, &dl) == 1 && total == m.size && !memcmp(digest, m.sha256, 32)) rc = 0;
+    if (n >= 0 && EVP_DigestFinal_ex(md, digest, &dl) == 1 && total == m.size && !memcmp(digest, m.sha256, 32)) rc = 0;
   }
   if (rc) snprintf(why, cap, "%.120s is not the package its manifest signs (changed since it was checked)", pkg);
   if (fd >= 0) close(fd);
@@ -195,8 +201,6 @@ int agent_upgrade_guard(const agent_cfg_t *cfg) {
   }
   TT_INFO(MOD, "upgrade", "rollout=%s from=%s to=%s health_s=%s", rollout, from, to, health);
   char why[TT_TEXT_MAX + 1];
-  /* The deadline counts from now: the checks and the download took their own time. */
-  int64_t until = agent_unix_ms() + strtoll(health, NULL, 10) * 1000;
   (void)deadline;
   if (check_pkg(dir, pkg, "new.manifest", why, sizeof why)) {
     /* Nothing installed: nothing to roll back. */
@@ -204,6 +208,8 @@ int agent_upgrade_guard(const agent_cfg_t *cfg) {
     unlink(path);
     return 0;
   }
+  /* The deadline counts from now: the checks and the download took their own time. */
+  int64_t until = agent_unix_ms() + strtoll(health, NULL, 10) * 1000;
   if (run_install(cfg->upgrade_install, dir, pkg, why, sizeof why) == 0) {
     while (agent_unix_ms() < until) {
       if (healthy(dir, to)) {

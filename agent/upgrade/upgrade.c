@@ -24,6 +24,8 @@
 #define MOD "upgrade"
 #define REPORT_TIMEOUT_MS 15000u
 #define PROGRESS_MS 30000u
+/* While the guard works, this agent looks every GUARD_WATCH_MS for its end. */
+#define GUARD_WATCH_MS 2000u
 /* The guard's longest run: the health deadline, the installer's timeout twice (the package
  * and the one to go back to) and a minute. Past it, the agent that handed over and is
  * still here stops waiting and takes offers again. */
@@ -47,6 +49,7 @@ struct agent_upgrade_s {
   uint64_t reported_ms;    /* uv_now of the last progress report */
   uv_timer_t timer;        /* installing: the guard's time is up; welcomed: stayed up */
   bool timer_open;
+  uint64_t guard_until;    /* uv_now past which the guard is taken for gone */
   bool outcome_sent;
 };
 
@@ -260,9 +263,10 @@ static void check_offer(agent_t *a, const Tether__UpgradeOffer *o, char *why, si
     snprintf(why, cap, "%s runs here already", agent_version);
     return;
   }
-  if (cmp < 0 && !u->rel.downgrade) {
-    snprintf(why, cap, "%s is older than %s, which runs here, and the manifest allows no downgrade", u->rel.version,
-             agent_version);
+  if (cmp < 0 && (!u->rel.downgrade || strcmp(u->rel.downgrade_from, agent_version))) {
+    snprintf(why, cap, "%.64s is older than %s, which runs here, and the manifest allows %s%.64s", u->rel.version,
+             agent_version, u->rel.downgrade ? "a downgrade only from " : "no downgrade",
+             u->rel.downgrade ? u->rel.downgrade_from : "");
     return;
   }
   /* The way back: the running version's package, from the broker or kept from before. */
@@ -313,6 +317,15 @@ void agent_upgrade_offer_request(agent_t *a, const Tether__Request *q) {
     u->rollout = o->rollout;
     snprintf(why, sizeof why, "an upgrade is under way here already (rollout %" PRIu64 ")", was);
     answer(a, q->id, TETHER__UPGRADE_STEP__UPGRADE_REFUSED, why);
+    u->rollout = was;
+    return;
+  }
+  char pend[UPGRADE_PATH_MAX];
+  snprintf(pend, sizeof pend, "%s/%s", u->dir, UPGRADE_PENDING);
+  if (access(pend, F_OK) == 0) { /* a guard still at work, or this agent new and settling */
+    uint64_t was = u->rollout;
+    u->rollout = o->rollout;
+    answer(a, q->id, TETHER__UPGRADE_STEP__UPGRADE_REFUSED, "an upgrade of this device is still being finished");
     u->rollout = was;
     return;
   }
@@ -417,10 +430,27 @@ static void fetched(agent_t *a, int rc, const char *reason) {
 /* This agent handed over to the guard long ago and is still here: the guard did not start,
  * or ended without replacing it. It takes offers again; the broker already counts the
  * device as failed by then. */
-static void guard_overdue(uv_timer_t *t) {
+static void guard_watch(uv_timer_t *t) {
   agent_t *a = t->data;
   struct agent_upgrade_s *u = a->upgrade;
-  if (u->state != UP_INSTALLING) return;
+  char path[UPGRADE_PATH_MAX], out[UPGRADE_PATH_MAX];
+  if (u->state != UP_INSTALLING) {
+    uv_timer_stop(t);
+    return;
+  }
+  snprintf(path, sizeof path, "%s/%s", u->dir, UPGRADE_PENDING);
+  snprintf(out, sizeof out, "%s/%s", u->dir, UPGRADE_OUTCOME);
+  /* The guard ended and this agent is still the one running (nothing was installed, or
+   * the install failed and put nothing back): its outcome goes to the broker now. */
+  if (access(path, F_OK) != 0 && access(out, F_OK) == 0) {
+    uv_timer_stop(t);
+    u->state = UP_IDLE;
+    agent_upgrade_welcomed(a); /* reports the outcome file */
+    return;
+  }
+  if (uv_now(a->loop) < u->guard_until) return;
+  uv_timer_stop(t);
+  unlink(path);
   fail(a, TETHER__UPGRADE_STEP__UPGRADE_FAILED, "the upgrade guard did not replace this agent (%s) in time",
        agent_version);
 }
@@ -476,7 +506,8 @@ static void launch_guard(agent_t *a) {
     return;
   }
   TT_INFO(MOD, "upgrade guard started", "rollout=%" PRIu64 " via=%s", u->rollout, systemd ? "systemd-run" : "fork");
-  if (u->timer_open) uv_timer_start(&u->timer, guard_overdue, (uint64_t)u->health_s * 1000u + GUARD_SLACK_MS, 0);
+  u->guard_until = uv_now(a->loop) + (uint64_t)u->health_s * 1000u + GUARD_SLACK_MS;
+  if (u->timer_open) uv_timer_start(&u->timer, guard_watch, GUARD_WATCH_MS, GUARD_WATCH_MS);
 }
 
 /* ---- the link ---------------------------------------------------------------------------- */

@@ -158,8 +158,16 @@ static void offer(broker_t *b, ro_dev_t *d, broker_conn_t *c) {
     return dev_set(b, d, RO_SKIPPED, why);
   }
   int cmp = tt_version_cmp(c->version, ro->r.version);
-  if (cmp == 0 || (cmp > 0 && !rel->downgrade)) {
-    snprintf(why, sizeof why, "runs %s already", c->version);
+  tt_release_t m = {0};
+  char err[160];
+  bool down_ok = rel->downgrade && tt_release_parse(rel->manifest, strlen(rel->manifest), &m, err, sizeof err) == 0 &&
+                 !strcmp(m.downgrade_from, c->version);
+  if (cmp == 0 || (cmp > 0 && !down_ok)) {
+    if (cmp > 0 && rel->downgrade)
+      snprintf(why, sizeof why, "runs %.64s: the release is a downgrade only from %.64s", c->version,
+               m.downgrade_from[0] ? m.downgrade_from : "another version");
+    else
+      snprintf(why, sizeof why, "runs %s already", c->version);
     return dev_set(b, d, RO_CURRENT, why);
   }
   /* The package to go back to, if the new one does not come back: the running version's. */

@@ -65,10 +65,10 @@ static inline size_t fzr_format(const tt_release_t *r, char *out, size_t cap) {
   tt_hex(hash, sizeof(hash), r->sha256, 32);
   tt_hex(fp, sizeof(fp), r->key, 32);
   int n = snprintf(out, cap,
-                   "tether-release 1\npackage %s\nversion %s\narch %s\nsize %llu\nsha256 %s\ndowngrade %s\n"
+                   "tether-release 1\npackage %s\nversion %s\narch %s\nsize %llu\nsha256 %s\ndowngrade %s%s\n"
                    "created %s\nkey sha256:%s\n",
-                   r->package, r->version, r->arch, (unsigned long long)r->size, hash, r->downgrade ? "yes" : "no",
-                   created, fp);
+                   r->package, r->version, r->arch, (unsigned long long)r->size, hash, r->downgrade ? "from " : "no",
+                   r->downgrade ? r->downgrade_from : "", created, fp);
   return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 

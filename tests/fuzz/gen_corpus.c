@@ -938,6 +938,7 @@ static void gen_release(void) {
   tt_release_t d = r;
   d.downgrade = true;
   strcpy(d.version, "1:0.2.9~rc1-2");
+  strcpy(d.downgrade_from, "1:0.3.0");
   strcpy(d.arch, "arm64");
   d.size = TT_RELEASE_SIZE_MAX;
   d.created_ms = 951868799000LL; /* 2000-02-29T23:59:59Z: a leap day */

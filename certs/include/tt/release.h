@@ -4,7 +4,8 @@
  * one. `tether-certs release-sign` writes a manifest beside a package; an agent accepts a
  * package only if its size and sha256 are those of a manifest that verifies under a release
  * key the agent was given (agent.conf upgrade.release_keys), for this agent's architecture,
- * and newer than what runs unless the manifest allows a downgrade.
+ * and newer than what runs unless the manifest allows a downgrade from exactly the version
+ * that runs.
  *
  * The manifest is text, one "key value" per line, in this order, the signature last:
  *
@@ -14,7 +15,7 @@
  *   arch amd64
  *   size 1234567
  *   sha256 <64 lowercase hex>
- *   downgrade no
+ *   downgrade no                  (or: downgrade from 0.3.1)
  *   created 2026-12-07T04:00:00Z
  *   key sha256:<64 hex: sha256 of the release public key's DER (SubjectPublicKeyInfo)>
  *   signature <base64 of the Ed25519 signature over every byte before this line>
@@ -48,7 +49,11 @@ typedef struct {
   char arch[TT_RELEASE_ARCH_MAX + 1];
   uint64_t size;
   uint8_t sha256[32];
-  bool downgrade;          /* may replace a newer version */
+  /* A downgrade is allowed only from one version, the one this release replaces ("downgrade
+   * from 0.3.1"): a signed downgrade cannot be replayed later to take agents back from
+   * whatever they run then. */
+  bool downgrade;
+  char downgrade_from[TT_RELEASE_VERSION_MAX + 1];
   int64_t created_ms;      /* unix ms, from "created" */
   uint8_t key[32];         /* sha256 of the signing key's public DER */
 } tt_release_t;

@@ -167,15 +167,17 @@ static void test_round_trip(void **state) {
   tt_release_keys_free(&b);
   want.downgrade = true;
   strcpy(want.version, "1:0.2.9~rc1-2");
+  strcpy(want.downgrade_from, "1:0.3.0");
   assert_int_equal(tt_release_sign(fx->b_key, &want, text, sizeof text, &len, err, sizeof err), 0);
   assert_memory_equal(want.key, fx->b_fp, 32);
-  assert_non_null(strstr(text, "\ndowngrade yes\n"));
+  assert_non_null(strstr(text, "\ndowngrade from 1:0.3.0\n"));
   assert_int_equal(tt_release_keys_load(both, &keys, err, sizeof err), 0);
   assert_int_equal(keys.n, 2);
   assert_memory_equal(keys.fp[0], fx->a_fp, 32);
   assert_memory_equal(keys.fp[1], fx->b_fp, 32);
   assert_int_equal(tt_release_verify(text, len, &keys, &got, err, sizeof err), 0);
   assert_true(got.downgrade);
+  assert_string_equal(got.downgrade_from, "1:0.3.0");
   assert_string_equal(got.version, "1:0.2.9~rc1-2");
   assert_memory_equal(got.key, fx->b_fp, 32);
   assert_int_equal(tt_release_verify(fx->good, fx->good_len, &keys, &got, err, sizeof err), 0);
@@ -210,7 +212,7 @@ static void test_fields_tampered(void **state) {
     {"version 0.3.0\n", "version 1:0.3.0\n"},
     {"arch amd64\n", "arch arm64\n"},
     {"size 1234567\n", "size 1234568\n"},
-    {"downgrade no\n", "downgrade yes\n"},
+    {"downgrade no\n", "downgrade from 0.3.1\n"},
   };
   for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
     size_t len = edit(fx, edits[i].from, edits[i].to, text);
@@ -281,8 +283,12 @@ static void test_malformed(void **state) {
     {"size 1234567\n", "size 99999999999999999999999999\n", "line 5: size: larger than"},
     {"sha256 01", "sha256 0A", "line 6: sha256: not 64 lower-case hex"},
     {"sha256 01", "sha256 1", "line 6: sha256: not 64 lower-case hex"},
-    {"downgrade no\n", "downgrade No\n", "line 7: downgrade: must be yes or no"},
-    {"downgrade no\n", "downgrade false\n", "line 7: downgrade: must be yes or no"},
+    {"downgrade no\n", "downgrade No\n", "line 7: downgrade: must be no, or from VERSION"},
+    {"downgrade no\n", "downgrade yes\n", "line 7: downgrade: must be no, or from VERSION"},
+    {"downgrade no\n", "downgrade from\n", "line 7: downgrade: must be no, or from VERSION"},
+    {"downgrade no\n", "downgrade from x1\n", "line 7: downgrade: from: not a version"},
+    {"downgrade no\n", "downgrade from 0.3.0\n", "line 7: downgrade: from: not newer than the version"},
+    {"downgrade no\n", "downgrade from 0.2.9\n", "line 7: downgrade: from: not newer than the version"},
     {"key sha256:", "key sha512:", "line 9: key: not sha256:"},
     {"key sha256:", "key SHA256:", "line 9: key: not sha256:"},
   };
@@ -339,6 +345,11 @@ static void test_malformed(void **state) {
   len = edit(fx, "arch amd64\n", "arch amd64\n", text);
   *strstr(text, "amd64") = '\0';
   refused(text, len, &fx->a, TT_EINVAL, "line 4: arch: must be");
+  /* ... in the version a downgrade is from: what follows the NUL must not go unseen (the
+   * fuzzer found "downgrade from 1:0.3.<NUL>" taken for "1:0.3."). */
+  len = edit(fx, "downgrade no\n", "downgrade from 0.3.1Zx\n", text);
+  *strstr(text, "Zx") = '\0';
+  refused(text, len, &fx->a, TT_EINVAL, "line 7: downgrade: from: not a version");
 
   /* Oversize: refused on its length, whatever it holds. */
   char big[TT_RELEASE_MANIFEST_MAX + 2];
