@@ -320,8 +320,15 @@ void agent_upgrade_offer_request(agent_t *a, const Tether__Request *q) {
     u->rollout = was;
     return;
   }
-  char pend[UPGRADE_PATH_MAX];
+  char pend[UPGRADE_PATH_MAX], text[UPGRADE_FILE_MAX], dl[24] = "0";
   snprintf(pend, sizeof pend, "%s/%s", u->dir, UPGRADE_PENDING);
+  /* A pending install whose guard's time is long over (the machine restarted under it) is
+   * stale: it goes, and does not block upgrades for good. */
+  if (agent_upgrade_read(pend, text, sizeof text) == 0 && agent_upgrade_value(text, "deadline_ms", dl, sizeof dl) &&
+      agent_unix_ms() > strtoll(dl, NULL, 10) + (int64_t)GUARD_SLACK_MS) {
+    TT_WARN(MOD, "stale pending upgrade removed", "file=%s", pend);
+    unlink(pend);
+  }
   if (access(pend, F_OK) == 0) { /* a guard still at work, or this agent new and settling */
     uint64_t was = u->rollout;
     u->rollout = o->rollout;
