@@ -211,6 +211,11 @@ class RolloutTest(TetherTestCase):
                 return d.get("agent_version") or d.get("version")
         return None
 
+    def gated(self, go):
+        """An upgrade.install that waits until the file go exists (the test made its move),
+        at most 60 s, then installs."""
+        return ('i=0; while [ ! -e %s ] && [ "$i" -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done; %%s' % go)
+
     def upgrade_files(self, d):
         """What the device's upgrade directory keeps once an upgrade is over: the packages
         and their manifests (not the guard's log)."""
@@ -309,7 +314,9 @@ class RolloutTest(TetherTestCase):
         failed at the first sweep, and the rollout does not pause."""
         self.start_broker()
         # The installer takes a while: the broker restarts meanwhile.
-        pc1 = self.device("pc-1", install="sleep 8; %s")
+        # The installer waits for the test's go (the broker restarted meanwhile).
+        go = os.path.join(self.h.dir, "go")
+        pc1 = self.device("pc-1", install=self.gated(go))
         nxt = next_version(VERSION)
         old = self.package("agent-old", "tether-agent")
         new = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
@@ -321,6 +328,7 @@ class RolloutTest(TetherTestCase):
         self.b.stop()
         self.b = self.h.start_broker(port=self.b.port, data_dir=self.b.data_dir, name="broker-again",
                                      extra=["--release-keys", self.pub])
+        open(go, "w").close()
         d = self.wait_state("pc-1", ("installed", "failed"))
         st = self.status()
         self.assertEqual(st["failures"], 0, st)
@@ -471,7 +479,8 @@ class RolloutTest(TetherTestCase):
         """An install under way when the rollout is cancelled goes on (the guard is out of the
         broker's reach): how it ends is still recorded and audited."""
         self.start_broker()
-        self.device("pc-1", install="sleep 4; %s")
+        go = os.path.join(self.h.dir, "go")
+        self.device("pc-1", install=self.gated(go))
         nxt = next_version(VERSION)
         old = self.package("agent-old", "tether-agent")
         new = self.package("agent-new", os.path.join(BIN_DIR, "agent", "tether-agent-next"))
@@ -482,6 +491,7 @@ class RolloutTest(TetherTestCase):
         self.wait_state("pc-1", ("installing",))
         self.ok(self.admin(["rollout", "cancel", "--reason", "changed my mind"]))
         self.assertEqual(self.status()["state"], "cancelled")
+        open(go, "w").close()
         self.wait_until(lambda: self.dev_state(self.status(), "pc-1")["state"] == "installed",
                         "the install's end recorded after the cancel", timeout=UPGRADE_TIMEOUT)
         self.assertIn("upgrade-installed", [e["action"] for e in self.audit()])
