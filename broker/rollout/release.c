@@ -158,21 +158,25 @@ static void upload_drop(broker_conn_t *c) {
 
 void ro_upload_conn_gone(broker_conn_t *c) { upload_drop(c); }
 
+/* A release as the wire carries it (strings point into r). */
+static void release_wire(const store_release_t *r, uint64_t received, Tether__Release *o) {
+  tether__release__init(o);
+  o->package = tt_text(r->package);
+  o->version = tt_text(r->version);
+  o->arch = tt_text(r->arch);
+  o->channel = tt_text(r->channel);
+  o->sha256 = tt_text(r->sha256);
+  o->size = (uint64_t)r->size;
+  o->downgrade = r->downgrade;
+  o->key = tt_text(r->key);
+  o->added_by = tt_text(r->added_by);
+  o->added_ms = (uint64_t)r->added_ms;
+  o->received = received;
+}
+
 static int reply_release(broker_conn_t *c, uint32_t id, const store_release_t *r, uint64_t received) {
-  Tether__Release o = TETHER__RELEASE__INIT;
-  char key[STORE_RELEASE_KEY_MAX + 1];
-  snprintf(key, sizeof key, "%s", r->key);
-  o.package = tt_text(r->package);
-  o.version = tt_text(r->version);
-  o.arch = tt_text(r->arch);
-  o.channel = tt_text(r->channel);
-  o.sha256 = tt_text(r->sha256);
-  o.size = (uint64_t)r->size;
-  o.downgrade = r->downgrade;
-  o.key = tt_text(key);
-  o.added_by = tt_text(r->added_by);
-  o.added_ms = (uint64_t)r->added_ms;
-  o.received = received;
+  Tether__Release o;
+  release_wire(r, received, &o);
   Tether__Response resp = TETHER__RESPONSE__INIT;
   resp.id = id;
   resp.body_case = TETHER__RESPONSE__BODY_RELEASE;
@@ -459,19 +463,7 @@ static int send_list(broker_conn_t *c, uint32_t id, const store_release_t *rel, 
     return broker_reply_error(c, id, TT_ENOMEM, "out of memory");
   }
   for (size_t i = 0; i < n; i++) {
-    const store_release_t *r = &rel[i];
-    tether__release__init(&o[i]);
-    o[i].package = tt_text(r->package);
-    o[i].version = tt_text(r->version);
-    o[i].arch = tt_text(r->arch);
-    o[i].channel = tt_text(r->channel);
-    o[i].sha256 = tt_text(r->sha256);
-    o[i].size = (uint64_t)r->size;
-    o[i].downgrade = r->downgrade;
-    o[i].key = tt_text(r->key);
-    o[i].added_by = tt_text(r->added_by);
-    o[i].added_ms = (uint64_t)r->added_ms;
-    o[i].received = (uint64_t)r->size;
+    release_wire(&rel[i], (uint64_t)rel[i].size, &o[i]);
     p[i] = &o[i];
   }
   Tether__ReleaseList l = TETHER__RELEASE_LIST__INIT;
